@@ -1,0 +1,33 @@
+// Randomness, constant-time comparison and keyed hashing (OpenSSL 3).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "common/result.hpp"
+#include "common/secure_buffer.hpp"
+
+namespace mfa {
+
+// Fills ret_buf from the kernel CSPRNG (getrandom, blocking until seeded).
+Status random_bytes(std::span<uint8_t> ret_buf);
+// A uniformly distributed value in [0, bound), bound > 0, without modulo bias. Aborts if the
+// kernel CSPRNG fails (it cannot, short of a broken kernel): callers need not handle it.
+uint32_t random_uniform(uint32_t bound);
+
+// Constant-time equality (CRYPTO_memcmp); unequal lengths compare unequal, in time independent of
+// the contents.
+bool ct_equal(std::span<const uint8_t> a, std::span<const uint8_t> b);
+bool ct_equal(std::string_view a, std::string_view b);
+
+// HKDF-SHA-256 (RFC 5869) of ikm with the given info string; no salt.
+Result<SecureBytes> hkdf_sha256(std::span<const uint8_t> ikm, std::string_view info, size_t length);
+// HMAC-SHA-256; 32 bytes.
+Result<SecureBytes> hmac_sha256(std::span<const uint8_t> key, std::span<const uint8_t> data);
+// SHA-256; 32 bytes (not secret: audit hash chain).
+std::array<uint8_t, 32> sha256(std::span<const uint8_t> data);
+// Lower-case hex.
+std::string to_hex(std::span<const uint8_t> data);
+
+}  // namespace mfa

@@ -1,0 +1,44 @@
+// The D-Bus names of CONTRACT.md, in one place for mfad, mfactl and pam_mfa.so.
+#pragma once
+
+namespace mfa::dbus {
+
+inline constexpr char kBusName[] = "org.mfad1";
+inline constexpr char kObjectPath[] = "/org/mfad1";
+inline constexpr char kInterface[] = "org.mfad1.Manager";
+inline constexpr char kErrorPrefix[] = "org.mfad1.Error.";
+
+// Error names (CONTRACT.md "Errors"), plus StorageFailure, LimitExceeded and Internal.
+inline constexpr char kErrorBadCode[] = "org.mfad1.Error.BadCode";
+inline constexpr char kErrorRateLimited[] = "org.mfad1.Error.RateLimited";
+inline constexpr char kErrorNotEnrolled[] = "org.mfad1.Error.NotEnrolled";
+inline constexpr char kErrorNoSuchUser[] = "org.mfad1.Error.NoSuchUser";
+inline constexpr char kErrorNoSuchChallenge[] = "org.mfad1.Error.NoSuchChallenge";
+inline constexpr char kErrorChallengeExpired[] = "org.mfad1.Error.ChallengeExpired";
+inline constexpr char kErrorAlreadyEnrolled[] = "org.mfad1.Error.AlreadyEnrolled";
+inline constexpr char kErrorNoPendingEnrollment[] = "org.mfad1.Error.NoPendingEnrollment";
+inline constexpr char kErrorNoSuchSession[] = "org.mfad1.Error.NoSuchSession";
+inline constexpr char kErrorSessionLimit[] = "org.mfad1.Error.SessionLimit";
+inline constexpr char kErrorSmsUnavailable[] = "org.mfad1.Error.SmsUnavailable";
+inline constexpr char kErrorSmsRateLimited[] = "org.mfad1.Error.SmsRateLimited";
+inline constexpr char kErrorNotAllowed[] = "org.mfad1.Error.NotAllowed";
+inline constexpr char kErrorStepUpRequired[] = "org.mfad1.Error.StepUpRequired";
+inline constexpr char kErrorInvalidArgument[] = "org.mfad1.Error.InvalidArgument";
+inline constexpr char kErrorStorageFailure[] = "org.mfad1.Error.StorageFailure";
+inline constexpr char kErrorLimitExceeded[] = "org.mfad1.Error.LimitExceeded";
+inline constexpr char kErrorInternal[] = "org.mfad1.Error.Internal";
+
+// Method names in codes and in BeginAuthentication's answer.
+inline constexpr char kMethodTotp[] = "totp";
+inline constexpr char kMethodSms[] = "sms";
+inline constexpr char kMethodBackup[] = "backup";
+
+// Bounds shared by both ends of the bus. The daemon enforces them; clients may check early.
+inline constexpr size_t kMaxUserNameLength = 256;
+inline constexpr size_t kMaxCodeLength = 64;          // longer answers are refused unread
+inline constexpr size_t kMaxContextEntries = 16;
+inline constexpr size_t kMaxContextValueLength = 1024;
+inline constexpr size_t kMaxIssuerLength = 128;
+inline constexpr size_t kMaxAuditQueryLimit = 10000;
+
+}  // namespace mfa::dbus

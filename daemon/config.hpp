@@ -1,0 +1,90 @@
+// mfad.conf (CONTRACT.md "mfad.conf"): INI parsed with inih; keys case-sensitive.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/otp.hpp"
+#include "common/result.hpp"
+
+namespace mfa {
+
+enum class SmsProvider { kNone, kTwilio, kWebhook };
+enum class SessionLimitAction { kDeny, kEvictOldest };
+
+struct Config {
+  std::string path;  // the file this came from ("" for built-in defaults)
+
+  // [Daemon]
+  std::string state_directory = MFA_DEFAULT_STATEDIR;
+  std::string key_file = MFA_DEFAULT_KEYFILE;
+  std::string admin_group = "mfa-admin";
+
+  // [TOTP]
+  std::string issuer;        // empty: the host name
+  TotpParams totp;           // Algorithm, Digits, Period
+  int window = 1;            // Window: steps accepted either side of now (0..10)
+
+  // [Policy]
+  int max_failures = 5;                // consecutive failures before a lockout
+  int lockout_seconds = 900;           // first lockout; doubles on each repeat
+  int max_lockout_seconds = 86400;     // MaxLockoutSeconds: cap of the doubling
+  int max_failures_per_day = 50;       // MaxFailuresPerDay: bounds slow guessing; 0 = off
+  int challenge_timeout_seconds = 300;  // ChallengeTimeoutSeconds
+  int max_challenges_per_user = 8;     // MaxChallengesPerUser
+  int max_challenges_per_caller = 256;  // MaxChallengesPerCaller
+
+  // [SMS]
+  SmsProvider sms_provider = SmsProvider::kNone;
+  int sms_code_lifetime_seconds = 600;
+  int sms_max_attempts_per_code = 3;
+  int sms_max_sends_per_window = 3;
+  int sms_send_window_seconds = 600;
+
+  // [Twilio]
+  std::string twilio_base_url = "https://api.twilio.com";
+  std::string twilio_account_sid;
+  std::string twilio_auth_token;       // prefer AuthTokenFile
+  std::string twilio_auth_token_file;
+  std::string twilio_from;
+  std::string twilio_messaging_service_sid;
+
+  // [Webhook]
+  std::string webhook_url;
+  std::string webhook_bearer_token_file;
+
+  // [Sessions]
+  int sessions_max_per_user = 5;
+  SessionLimitAction sessions_on_limit = SessionLimitAction::kDeny;
+  int sessions_max_lifetime_seconds = 86400;
+  int sessions_idle_timeout_seconds = 0;
+
+  // [Redis]
+  std::string redis_address;  // redis://host:port or unix:/path; empty = no fleet mode
+  std::string redis_user;
+  std::string redis_password_file;
+  std::string redis_key_prefix = "mfad:";
+
+  // [Audit]
+  int audit_retention_days = 365;
+};
+
+struct ConfigProblem {
+  std::string file;
+  int line = 0;          // 0 when not tied to a line
+  std::string section;
+  std::string key;
+  std::string message;   // "unknown key", "Digits must be 6, 7 or 8", ...
+  bool fatal = true;     // unknown keys are not fatal at start, fatal at --check-config
+  std::string to_string() const;  // "FILE:LINE: [Section] Key: message"
+};
+
+// Loads path. A missing file at the default path gives the defaults; a missing file given with
+// --config is an error. A file that is group- or world-writable, or not owned by root (or the
+// running user, for tests run unprivileged) is refused. Every problem found is appended to
+// ret_problems (all of them, not just the first); the result is an error when any is fatal.
+// strict: unknown keys are fatal (--check-config).
+Result<Config> load_config(const std::string& path, bool path_given, bool strict,
+                           std::vector<ConfigProblem>* ret_problems);
+
+}  // namespace mfa

@@ -1,0 +1,113 @@
+// Persistent state behind one interface: SQLite (sqlite_store.cpp) now, Redis with a SQLite cache
+// in fleet mode later. Secrets arrive here already sealed; codes only as keyed hashes.
+//
+// Transactions (group commit, DESIGN §6): the first write after a flush() opens a transaction
+// (BEGIN IMMEDIATE); every later read and write joins it; flush() commits. The bus layer calls
+// flush() once per batch of requests and sends success replies only after it returned ok. If
+// flush() fails, everything since the previous flush is rolled back and every reply of the batch
+// becomes an error.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace mfa {
+
+enum class Method { kTotp, kSms, kBackup };
+const char* method_name(Method m);  // "totp", "sms", "backup"
+std::optional<Method> parse_method(std::string_view name);
+
+using CodeHash = std::array<uint8_t, 32>;  // HMAC-SHA-256 under the code-hash key
+
+// An enrolled (or pending) TOTP secret or phone. Backup codes are kept apart (their hashes).
+struct FactorRecord {
+  Method method = Method::kTotp;
+  bool pending = false;
+  std::vector<uint8_t> sealed;  // Sealer output; AAD = user, "totp"/"totp-pending"/"sms"/...
+  std::string params;           // TOTP: "SHA1:6:30"; SMS: masked phone for display
+  int64_t created_usec = 0;
+};
+
+// Rate-limit state of one user (DESIGN §4 step 4).
+struct LimitState {
+  int consecutive_failures = 0;
+  int lockout_count = 0;           // lockouts so far; the next one lasts longer
+  int64_t locked_until_usec = 0;   // 0: not locked
+  int64_t day = 0;                 // days since the epoch of day_failures
+  int day_failures = 0;
+};
+
+struct AuditRecord {
+  int64_t id = 0;                // assigned by the store
+  int64_t time_usec = 0;
+  std::string kind;              // "auth.begin", "auth.attempt", "auth.lockout", ...
+  std::string user;
+  std::string outcome;           // "success", "failure", "denied", "error", "info"
+  std::string reason;            // short machine-readable reason ("bad-code", "replay", ...)
+  std::string caller;            // "uid=0 pid=123"
+  std::string details_json;      // service, rhost, tty, method, drift... never a secret
+  std::string hash_hex;          // sha256(prev_hash || canonical row), assigned by the store
+};
+
+struct AuditFilter {
+  std::string user;              // empty: all
+  int64_t since_usec = 0;
+  size_t limit = 100;            // newest `limit` rows, returned oldest first
+};
+
+struct AuditVerification {
+  bool intact = true;
+  uint64_t rows = 0;
+  std::string message;           // first broken row, when not intact
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Factors. put_factor replaces the record with the same (method, pending).
+  virtual Result<std::vector<FactorRecord>> get_factors(std::string_view user) = 0;
+  virtual Status put_factor(std::string_view user, const FactorRecord& record) = 0;
+  virtual Status delete_factor(std::string_view user, Method method, bool pending) = 0;
+  // Every user with at least one factor (active or pending) or backup codes, sorted.
+  virtual Result<std::vector<std::string>> list_users() = 0;
+  // Removes factors, backup codes, watermark and limits of user.
+  virtual Status delete_user(std::string_view user) = 0;
+
+  // TOTP replay watermark (the last accepted time step). advance: sets it to step only if step is
+  // greater than the current one (or none); returns false, changing nothing, otherwise.
+  virtual Result<std::optional<uint64_t>> get_totp_watermark(std::string_view user) = 0;
+  virtual Result<bool> advance_totp_watermark(std::string_view user, uint64_t step) = 0;
+  virtual Status set_totp_watermark(std::string_view user, std::optional<uint64_t> step) = 0;
+
+  // Backup codes. replace: the old set stops working. consume: true if the hash was unused and is
+  // now consumed (exactly once).
+  virtual Status replace_backup_codes(std::string_view user, const std::vector<CodeHash>& hashes) = 0;
+  virtual Result<bool> consume_backup_code(std::string_view user, const CodeHash& hash) = 0;
+  virtual Result<int> count_backup_codes(std::string_view user) = 0;  // unused ones
+  virtual Status delete_backup_codes(std::string_view user) = 0;
+
+  // Rate limits.
+  virtual Result<LimitState> get_limits(std::string_view user) = 0;
+  virtual Status put_limits(std::string_view user, const LimitState& state) = 0;
+
+  // Audit trail: append-only, hash-chained. append assigns id and hash_hex.
+  virtual Status append_audit(AuditRecord& record) = 0;
+  virtual Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) = 0;
+  virtual Result<AuditVerification> verify_audit_chain() = 0;
+  // Deletes rows older than cutoff (retention), keeping the chain verifiable from the first kept
+  // row (its predecessor's hash is kept as the anchor).
+  virtual Status prune_audit(int64_t cutoff_usec) = 0;
+
+  // Group commit (see above).
+  virtual Status flush() = 0;
+  virtual bool in_transaction() const = 0;
+};
+
+}  // namespace mfa
