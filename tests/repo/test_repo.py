@@ -1,0 +1,60 @@
+"""Checks on the repository itself: the README's commands and CI agree, the shipped files parse."""
+import os
+import re
+import subprocess
+import xml.etree.ElementTree as ET
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def read(path):
+    with open(os.path.join(REPO, path)) as f:
+        return f.read()
+
+
+def ci_command():
+    lines = [l.strip() for l in read(".ci/run").splitlines()]
+    cmds = [l for l in lines if l and not l.startswith("#") and not l.startswith("set ")
+            and not l.startswith("cd ")]
+    assert len(cmds) == 1, f".ci/run should run exactly one command, found {cmds}"
+    return cmds[0]
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = read("README.md")
+    m = re.search(r"<!-- test-command -->\s*```sh\n(.*?)```", readme, re.S)
+    assert m, "README.md has no test command block marked <!-- test-command -->"
+    readme_cmds = [l.strip() for l in m.group(1).splitlines() if l.strip()]
+    # The README's block is run from a fresh clone: its last line is the command .ci/run runs.
+    assert readme_cmds[-1] == ci_command()
+
+
+def test_readme_main_command_exists():
+    readme = read("README.md")
+    m = re.search(r"<!-- main-command -->\s*```sh\n(.*?)```", readme, re.S)
+    assert m, "README.md has no main command block marked <!-- main-command -->"
+    script = m.group(1).split()[-1]
+    assert os.path.exists(os.path.join(REPO, script)), script
+
+
+def test_introspection_xml_parses_and_names_the_contract_methods():
+    root = ET.parse(os.path.join(REPO, "daemon", "org.mfad1.Manager.xml")).getroot()
+    iface = root.find("interface[@name='org.mfad1.Manager']")
+    methods = {m.get("name") for m in iface.findall("method")}
+    contract = read("../shared/CONTRACT.md") if os.path.exists(
+        os.path.join(REPO, "..", "shared", "CONTRACT.md")) else ""
+    for name in ["BeginAuthentication", "SendSmsCode", "Verify", "EndAuthentication",
+                 "OpenSession", "CloseSession", "GetUser", "BeginTotpEnrollment",
+                 "ConfirmTotpEnrollment", "BeginSmsEnrollment", "ConfirmSmsEnrollment",
+                 "GenerateBackupCodes", "DisableMethod", "ListSessions", "TerminateSession",
+                 "ListUsers", "ResetUser", "Unlock", "ListAuditEvents"]:
+        assert name in methods, name
+        if contract:
+            assert f"`{name}`" in contract or name in contract
+
+
+def test_shell_scripts_parse():
+    for path in [".ci/run", "scripts/test-all.sh", "scripts/demo.sh", "scripts/deps.sh"]:
+        r = subprocess.run(["bash", "-n", os.path.join(REPO, path)], capture_output=True,
+                           text=True)
+        assert r.returncode == 0, f"{path}: {r.stderr}"
