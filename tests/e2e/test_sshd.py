@@ -1,0 +1,190 @@
+"""The real sshd and the real ssh client: password then code, wrong codes, backup codes, a key then
+a code, and what happens when mfad is not there. Recipes: docs/sshd.md."""
+
+import re
+
+from e2e_harness import ssh_login
+
+DENIED = re.compile(r"Permission denied \(([a-z,-]+)\)")
+
+
+def accepted(server, user, method="keyboard-interactive/pam"):
+    return f"Accepted {method} for {user} from 127.0.0.1" in server.log_text()
+
+
+def assert_logged_in(d, marker="e2e-ok"):
+    assert d.unanswered == "", f"unexpected prompt: {d.unanswered}; prompts {d.prompts}"
+    assert marker in d.lines(), f"the command's output is missing:\n{d.transcript}"
+    assert d.exitstatus == 0, f"ssh exited with {d.exitstatus}:\n{d.transcript}"
+
+
+def assert_refused(d, marker="e2e-ok"):
+    assert marker not in d.lines(), f"the command ran:\n{d.transcript}"
+    assert d.exitstatus == 255, f"ssh exited with {d.exitstatus}:\n{d.transcript}"
+    assert DENIED.search(d.transcript), f"no 'Permission denied':\n{d.transcript}"
+
+
+def assert_not_logged(texts, *secrets):
+    for name, text in texts.items():
+        for secret in secrets:
+            assert not re.search(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])", text), (
+                f"a secret appears in the {name} log")
+
+
+def test_password_then_totp_code_logs_in(request, test_users, mfad, sshd_factory):
+    alice = test_users["mfa-alice"]
+    secret = mfad.enroll_totp(alice)
+    server = sshd_factory()
+    code = mfad.next_code(alice, secret)
+
+    d = ssh_login(server, alice.name, [alice.password], [code], request=request)
+
+    assert_logged_in(d)
+    assert d.prompts == ["password", "code"]
+    assert accepted(server, alice.name)
+    assert_not_logged({"sshd": server.log_text(), "mfad": mfad.log_text()}, alice.password, code)
+
+
+def test_wrong_code_is_refused_after_max_tries(request, test_users, mfad, sshd_factory):
+    alice = test_users["mfa-alice"]
+    secret = mfad.enroll_totp(alice)
+    server = sshd_factory()
+    good = mfad.next_code(alice, secret)
+    wrong = [str((int(good) + k) % 1000000).zfill(6) for k in (111111, 222222, 333333)]
+
+    d = ssh_login(server, alice.name, [alice.password], wrong, request=request)
+
+    assert_refused(d)
+    # The default max_tries=3: the module asks three times, then the login fails.
+    assert d.prompts == ["password", "code", "code", "code"], d.prompts
+    assert not accepted(server, alice.name)
+
+
+def test_one_typo_then_the_right_code_logs_in(request, test_users, mfad, sshd_factory):
+    alice = test_users["mfa-alice"]
+    secret = mfad.enroll_totp(alice)
+    server = sshd_factory()
+    code = mfad.next_code(alice, secret)
+    typo = str((int(code) + 1) % 1000000).zfill(6)
+
+    d = ssh_login(server, alice.name, [alice.password], [typo, code], request=request)
+
+    assert_logged_in(d)
+    assert d.prompts == ["password", "code", "code"]
+
+
+def test_wrong_password_never_reaches_the_code_prompt(request, test_users, mfad, sshd_factory):
+    alice = test_users["mfa-alice"]
+    secret = mfad.enroll_totp(alice)
+    server = sshd_factory()
+    code = mfad.next_code(alice, secret)
+
+    d = ssh_login(server, alice.name, ["not-" + alice.password], [code], request=request)
+
+    assert_refused(d)
+    assert d.prompts == ["password"]  # pam_unix is requisite: the stack stops there
+
+
+def test_replayed_totp_code_is_refused(request, test_users, mfad, sshd_factory):
+    alice = test_users["mfa-alice"]
+    secret = mfad.enroll_totp(alice)
+    server = sshd_factory(module_args=("max_tries=1",))
+    code = mfad.next_code(alice, secret)
+
+    first = ssh_login(server, alice.name, [alice.password], [code], request=request)
+    again = ssh_login(server, alice.name, [alice.password], [code], request=request)
+
+    assert_logged_in(first)
+    assert_refused(again)
+    assert again.prompts == ["password", "code"]
+
+
+def test_backup_code_works_once(request, test_users, mfad, sshd_factory):
+    alice = test_users["mfa-alice"]
+    mfad.enroll_totp(alice)
+    codes = mfad.call("GenerateBackupCodes", "ss", alice.name, "").expect_ok()
+    assert len(codes) == 10
+    server = sshd_factory(module_args=("max_tries=1",))
+
+    first = ssh_login(server, alice.name, [alice.password], [codes[0]], request=request)
+    again = ssh_login(server, alice.name, [alice.password], [codes[0]], request=request)
+    other = ssh_login(server, alice.name, [alice.password], [codes[1]], request=request)
+
+    assert_logged_in(first)
+    assert_refused(again)
+    assert_logged_in(other)
+    left = mfad.call("GetUser", "s", alice.name).expect_ok()
+    assert left.get("backup_codes_left") == 8, left
+    assert_not_logged({"sshd": server.log_text(), "mfad": mfad.log_text()}, codes[0], codes[1])
+
+
+def test_publickey_then_code(request, test_users, mfad, sshd_factory, client_key,
+                             authorize_key):
+    alice = test_users["mfa-alice"]
+    secret = mfad.enroll_totp(alice)
+    authorize_key(alice, client_key + ".pub")
+    server = sshd_factory(pam_template="sshd-publickey",
+                          auth_methods="publickey,keyboard-interactive")
+    code = mfad.next_code(alice, secret)
+
+    d = ssh_login(server, alice.name, [], [code], identity=client_key, request=request)
+
+    assert_logged_in(d)
+    assert d.prompts == ["code"]  # the key replaces the password; the code is still asked
+    assert accepted(server, alice.name, "publickey")
+    assert accepted(server, alice.name)
+
+
+def test_publickey_with_wrong_code_is_refused(request, test_users, mfad, sshd_factory,
+                                              client_key, authorize_key):
+    alice = test_users["mfa-alice"]
+    secret = mfad.enroll_totp(alice)
+    authorize_key(alice, client_key + ".pub")
+    server = sshd_factory(pam_template="sshd-publickey",
+                          auth_methods="publickey,keyboard-interactive",
+                          module_args=("max_tries=1",))
+    wrong = str((int(mfad.next_code(alice, secret)) + 500000) % 1000000).zfill(6)
+
+    d = ssh_login(server, alice.name, [], [wrong], identity=client_key, request=request)
+
+    assert_refused(d)
+    assert d.prompts == ["code"]
+    assert accepted(server, alice.name, "publickey")  # the key alone is only a partial success
+    assert not accepted(server, alice.name)
+
+
+def test_code_alone_without_the_key_is_refused(request, test_users, mfad, sshd_factory):
+    alice = test_users["mfa-alice"]
+    secret = mfad.enroll_totp(alice)
+    server = sshd_factory(pam_template="sshd-publickey",
+                          auth_methods="publickey,keyboard-interactive")
+    code = mfad.next_code(alice, secret)
+
+    d = ssh_login(server, alice.name, [alice.password], [code], request=request)
+
+    assert_refused(d)
+    assert d.prompts == []  # sshd never offers keyboard-interactive before the key
+    assert "publickey" in DENIED.search(d.transcript).group(1)
+
+
+def test_user_without_a_factor_is_refused(request, test_users, mfad, sshd_factory):
+    bob = test_users["mfa-bob"]  # never enrolled
+    server = sshd_factory()
+
+    d = ssh_login(server, bob.name, [bob.password], ["123456"], request=request)
+
+    assert_refused(d)
+    assert "code" not in d.prompts  # nothing to ask for: denied without a prompt
+
+
+def test_mfad_not_running_fails_closed(request, test_users, mfad, sshd_factory):
+    alice = test_users["mfa-alice"]
+    secret = mfad.enroll_totp(alice)
+    code = mfad.next_code(alice, secret)
+    mfad.stop()
+    server = sshd_factory()
+
+    d = ssh_login(server, alice.name, [alice.password], [code], request=request)
+
+    assert_refused(d)
+    assert "code" not in d.prompts
