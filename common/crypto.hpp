@@ -1,8 +1,11 @@
 // Randomness, constant-time comparison and keyed hashing (OpenSSL 3).
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "common/result.hpp"

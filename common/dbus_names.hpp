@@ -1,6 +1,8 @@
 // The D-Bus names of CONTRACT.md, in one place for mfad, mfactl and pam_mfa.so.
 #pragma once
 
+#include <cstddef>
+
 namespace mfa::dbus {
 
 inline constexpr char kBusName[] = "org.mfad1";
@@ -35,7 +37,7 @@ inline constexpr char kMethodBackup[] = "backup";
 
 // Bounds shared by both ends of the bus. The daemon enforces them; clients may check early.
 inline constexpr size_t kMaxUserNameLength = 256;
-inline constexpr size_t kMaxCodeLength = 64;          // longer answers are refused unread
+inline constexpr size_t kMaxCodeLength = 64;  // longer answers are refused unread
 inline constexpr size_t kMaxContextEntries = 16;
 inline constexpr size_t kMaxContextValueLength = 1024;
 inline constexpr size_t kMaxIssuerLength = 128;
