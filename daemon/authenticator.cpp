@@ -1,0 +1,782 @@
+// Every decision mfad makes: who may call what, which code is good, when a user is locked out.
+// The order inside each method is validate, authorize, act, audit, answer. Storage and audit
+// failures are errors (fail closed); no path turns an error into a success.
+#include "daemon/authenticator.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <functional>
+#include <set>
+
+#include "common/backup_codes.hpp"
+#include "common/base32.hpp"
+#include "common/crypto.hpp"
+#include "common/dbus_names.hpp"
+#include "common/otp.hpp"
+#include "common/otpauth.hpp"
+#include "daemon/challenges.hpp"
+#include "daemon/rate_limiter.hpp"
+#include "daemon/validation.hpp"
+
+namespace mfa {
+
+namespace {
+
+// Associated data kinds of sealed records (DESIGN §3).
+constexpr char kSealTotp[] = "totp";
+constexpr char kSealTotpPending[] = "totp-pending";
+constexpr size_t kTotpSecretBytes = 20;  // 160 bits, RFC 4226 §4 R6 recommendation
+
+// Every failure of the store (or of the audit trail, which lives in it) is a storage failure to
+// the caller, whatever kind the store gave it.
+Error storage_error(Error e) {
+  if (e.code == Errc::kStorage)
+    return e;
+  return make_error(Errc::kStorage, "State storage failed: " + e.message);
+}
+
+Error not_allowed(std::string message) {
+  return make_error(Errc::kNotAllowed, std::move(message));
+}
+Error invalid(std::string message) {
+  return make_error(Errc::kInvalidArgument, std::move(message));
+}
+
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::string host_name() {
+  std::array<char, 256> buf{};
+  if (gethostname(buf.data(), buf.size() - 1) != 0)
+    return "mfad";
+  std::string name(buf.data());
+  if (name.empty() || !validate_issuer(name).ok())
+    return "mfad";
+  return name;
+}
+
+std::string methods_list(const std::vector<std::string>& methods) {
+  std::string s;
+  for (const auto& m : methods)
+    s += (s.empty() ? "" : ",") + m;
+  return s;
+}
+
+}  // namespace
+
+#define MFA_STORE_TRY(var, expr)                                               \
+  auto MFA_CONCAT(mfa_store_, __LINE__) = (expr);                              \
+  if (!MFA_CONCAT(mfa_store_, __LINE__).ok())                                  \
+    return storage_error(std::move(MFA_CONCAT(mfa_store_, __LINE__)).error()); \
+  auto var = std::move(MFA_CONCAT(mfa_store_, __LINE__)).value()
+#define MFA_STORE_CHECK(expr)                                    \
+  do {                                                           \
+    auto mfa_store_check_ = (expr);                              \
+    if (!mfa_store_check_.ok())                                  \
+      return storage_error(std::move(mfa_store_check_).error()); \
+  } while (0)
+
+std::string Caller::describe() const {
+  std::string s = "uid=" + std::to_string(uid) + " pid=" + std::to_string(pid);
+  if (!bus_name.empty())
+    s += " " + bus_name;
+  return s;
+}
+
+struct Authenticator::Impl {
+  explicit Impl(AuthenticatorDeps deps) : d(deps), policy(RatePolicy::from_config(deps.config)) {}
+
+  // What a user has enrolled, read once per request.
+  struct Factors {
+    std::optional<FactorRecord> totp, totp_pending, sms, sms_pending;
+    int backup_left = 0;
+    bool any_active() const { return totp || sms || backup_left > 0; }
+  };
+
+  struct Match {
+    Method method = Method::kTotp;
+    std::optional<int64_t> drift;  // TOTP: matched step - current step
+    uint64_t step = 0;             // TOTP: the matched step
+  };
+  struct CheckOutcome {
+    std::optional<Match> match;
+    std::string reason = "bad-code";  // why there is no match: "bad-code", "replay"
+  };
+  using Checker = std::function<Result<CheckOutcome>()>;
+
+  struct Access {
+    bool self = false;
+    bool admin = false;
+  };
+
+  AuthenticatorDeps d;
+  RatePolicy policy;
+  ChallengeTable challenges;
+
+  int window() const { return std::clamp(d.config.window, 0, 10); }
+
+  Status audit(std::string kind, std::string_view user, std::string outcome, std::string reason,
+               const Caller& caller, StringMap details = {}) {
+    AuditEvent ev;
+    ev.kind = std::move(kind);
+    ev.user = std::string(user);
+    ev.outcome = std::move(outcome);
+    ev.reason = std::move(reason);
+    ev.caller = caller.describe();
+    ev.details = std::move(details);
+    MFA_STORE_CHECK(d.audit.record(ev));
+    return {};
+  }
+
+  bool is_admin(const Caller& caller) const {
+    if (caller.uid == 0)
+      return true;
+    if (caller.uid == static_cast<uid_t>(-1) || d.config.admin_group.empty())
+      return false;
+    return d.users.in_group(caller.uid, d.config.admin_group);
+  }
+
+  Error deny(const Caller& caller, std::string_view user, std::string_view action,
+             std::string message) {
+    auto st = audit("access.denied", user, "denied", "not-allowed", caller,
+                    {{"action", std::string(action)}});
+    if (!st.ok())
+      return std::move(st).error();
+    return not_allowed(std::move(message));
+  }
+
+  Status require_root(const Caller& caller, std::string_view action) {
+    if (caller.uid == 0)
+      return {};
+    return deny(caller, "", action, "Only root may call " + std::string(action));
+  }
+
+  Status require_admin(const Caller& caller, std::string_view action) {
+    if (is_admin(caller))
+      return {};
+    return deny(caller, "", action, "Only an administrator may call " + std::string(action));
+  }
+
+  // Self-service (own account) or admin, on a user NSS knows.
+  Result<Access> authorize(const Caller& caller, std::string_view user, std::string_view action) {
+    MFA_CHECK(validate_user_name(user));
+    const auto uid = d.users.uid_of(user);
+    if (!uid)
+      return make_error(Errc::kNoSuchUser, "No such user '" + std::string(user) + "'");
+    Access a;
+    a.self = *uid == caller.uid;
+    a.admin = is_admin(caller);
+    if (!a.self && !a.admin)
+      return deny(caller, user, action, "You may only manage your own account");
+    return a;
+  }
+
+  // Admin-only methods that name a user.
+  Status admin_on_user(const Caller& caller, std::string_view user, std::string_view action) {
+    MFA_CHECK(require_admin(caller, action));
+    MFA_CHECK(validate_user_name(user));
+    if (!d.users.uid_of(user))
+      return make_error(Errc::kNoSuchUser, "No such user '" + std::string(user) + "'");
+    return {};
+  }
+
+  Result<Factors> load_factors(std::string_view user) {
+    Factors f;
+    MFA_STORE_TRY(records, d.store.get_factors(user));
+    for (auto& r : records) {
+      if (r.method == Method::kTotp) {
+        (r.pending ? f.totp_pending : f.totp) = std::move(r);
+      } else if (r.method == Method::kSms) {
+        (r.pending ? f.sms_pending : f.sms) = std::move(r);
+      }
+    }
+    MFA_STORE_TRY(left, d.store.count_backup_codes(user));
+    f.backup_left = std::max(0, left);
+    return f;
+  }
+
+  Result<TotpParams> record_params(const FactorRecord& r) {
+    const auto p = parse_totp_params(r.params);
+    if (!p)
+      return make_error(Errc::kStorage, "A stored TOTP record is damaged");
+    return *p;
+  }
+
+  Result<SecureBytes> open_seed(const FactorRecord& r, std::string_view user,
+                                std::string_view kind) {
+    auto seed = d.sealer.open(r.sealed, user, kind);
+    if (!seed.ok())
+      return make_error(Errc::kStorage,
+                        "A stored TOTP secret could not be opened (damaged record or wrong key)");
+    return std::move(seed).value();
+  }
+
+  Result<CodeHash> backup_hash(std::string_view user, std::string_view canonical) {
+    SecureBytes data(user.size() + 1 + canonical.size());
+    std::memcpy(data.data(), user.data(), user.size());
+    data.data()[user.size()] = 0;
+    std::memcpy(data.data() + user.size() + 1, canonical.data(), canonical.size());
+    auto mac = hmac_sha256(d.code_hash_key.span(), data.span());
+    if (!mac.ok() || mac->size() != CodeHash{}.size())
+      return make_error(Errc::kInternal, "Could not hash a backup code");
+    CodeHash h{};
+    std::memcpy(h.data(), mac->data(), h.size());
+    return h;
+  }
+
+  // Checks a login or step-up code against the user's active factors, without any accounting.
+  // A matched TOTP step advances the replay watermark; a matched backup code is consumed.
+  Result<CheckOutcome> check_code(std::string_view user, std::string_view code,
+                                  const std::set<Method>& allowed, const Factors& f,
+                                  int64_t now_seconds) {
+    CheckOutcome out;
+    if (allowed.count(Method::kTotp) && f.totp && all_digits(code)) {
+      MFA_TRY(params, record_params(*f.totp));
+      if (code.size() == static_cast<size_t>(params.digits)) {
+        MFA_TRY(seed, open_seed(*f.totp, user, kSealTotp));
+        MFA_STORE_TRY(watermark, d.store.get_totp_watermark(user));
+        const auto step = totp_verify(seed.span(), code, params, now_seconds, window(), watermark);
+        if (step) {
+          MFA_STORE_TRY(advanced, d.store.advance_totp_watermark(user, *step));
+          if (advanced) {
+            Match m;
+            m.method = Method::kTotp;
+            m.step = *step;
+            m.drift = static_cast<int64_t>(*step) -
+                      static_cast<int64_t>(totp_step(now_seconds, params.period));
+            out.match = m;
+            return out;
+          }
+          out.reason = "replay";  // another login took this step first
+        } else if (watermark &&
+                   totp_verify(seed.span(), code, params, now_seconds, window(), std::nullopt)) {
+          out.reason = "replay";
+        }
+      }
+    }
+    if (allowed.count(Method::kBackup) && f.backup_left > 0) {
+      if (auto canonical = normalize_backup_code(code)) {
+        MFA_TRY(hash, backup_hash(user, canonical->view()));
+        MFA_STORE_TRY(consumed, d.store.consume_backup_code(user, hash));
+        if (consumed) {
+          Match m;
+          m.method = Method::kBackup;
+          out.match = m;
+          return out;
+        }
+      }
+    }
+    return out;
+  }
+
+  // One counted attempt (DESIGN §4 step 4): refused while locked; counted and written before the
+  // code is checked; a failure may lock the user. Failures are audited here as `kind`; the caller
+  // audits the success, after acting on it.
+  Result<Match> attempt(const Caller& caller, std::string_view user, const std::string& kind,
+                        StringMap details, const Checker& check) {
+    const int64_t now = d.clock.realtime_usec();
+    MFA_STORE_TRY(limits, d.store.get_limits(user));
+    roll_day(limits, now);
+    if (const int64_t rem = lock_remaining_usec(limits, now); rem > 0) {
+      MFA_CHECK(audit(kind, user, "denied", "locked", caller, details));
+      return make_error(Errc::kRateLimited, lockout_message(rem));
+    }
+    count_attempt(limits, now);
+    MFA_STORE_CHECK(d.store.put_limits(user, limits));
+
+    MFA_TRY(outcome, check());
+    if (outcome.match) {
+      record_success(limits);
+      MFA_STORE_CHECK(d.store.put_limits(user, limits));
+      if (outcome.match->method == Method::kBackup) {
+        MFA_STORE_TRY(left, d.store.count_backup_codes(user));
+        MFA_CHECK(audit("backup.used", user, "success", "", caller,
+                        {{"left", std::to_string(std::max(0, left))}}));
+      }
+      return *outcome.match;
+    }
+
+    const LockReason lock = apply_failure(limits, policy, now);
+    MFA_STORE_CHECK(d.store.put_limits(user, limits));
+    MFA_CHECK(audit(kind, user, "failure", outcome.reason, caller, details));
+    if (lock == LockReason::kNone) {
+      const int left = tries_left(limits, policy);
+      return make_error(Errc::kBadCode, "Invalid code; " + std::to_string(left) +
+                                            (left == 1 ? " try" : " tries") +
+                                            " left before a temporary lockout");
+    }
+    const std::string reason =
+        lock == LockReason::kDailyCap ? "daily-limit" : "consecutive-failures";
+    StringMap lock_details = details;
+    lock_details["locked_until"] = std::to_string(limits.locked_until_usec / kUsecPerSecond);
+    lock_details["lockout_count"] = std::to_string(limits.lockout_count);
+    MFA_CHECK(audit("auth.lockout", user, "denied", reason, caller, lock_details));
+    if (d.events) {
+      d.events->security_event(std::string(user), "lockout",
+                               {{"reason", reason},
+                                {"locked_until", lock_details["locked_until"]},
+                                {"service", details.count("service") ? details["service"] : ""},
+                                {"rhost", details.count("rhost") ? details["rhost"] : ""}});
+    }
+    return make_error(Errc::kRateLimited, lockout_message(lock_remaining_usec(limits, now)));
+  }
+
+  // Step-up (CONTRACT): a user changing their own account, once any factor is active, proves it
+  // with a current code. Root and admins acting on others skip it; an admin on their own account
+  // does not.
+  Status step_up(const Caller& caller, std::string_view user, const Access& access,
+                 std::string_view current_code, const Factors& f, std::string_view action) {
+    if (!access.self || caller.uid == 0 || !f.any_active())
+      return {};
+    StringMap details{{"purpose", "step-up"}, {"action", std::string(action)}};
+    if (current_code.empty()) {
+      MFA_CHECK(audit("auth.failure", user, "denied", "step-up-required", caller, details));
+      return make_error(Errc::kStepUpRequired,
+                        "This change needs a current code of your second factor");
+    }
+    if (current_code.size() > dbus::kMaxCodeLength)
+      return invalid("The code is too long");
+    const std::set<Method> allowed{Method::kTotp, Method::kBackup};
+    const int64_t now_s = d.clock.now_seconds();
+    MFA_TRY(match, attempt(caller, user, "auth.failure", details,
+                           [&]() { return check_code(user, current_code, allowed, f, now_s); }));
+    details["method"] = method_name(match.method);
+    if (match.drift)
+      details["drift"] = std::to_string(*match.drift);
+    MFA_CHECK(audit("auth.success", user, "success", "", caller, details));
+    return {};
+  }
+
+  Result<UserInfo> user_info(std::string_view user) {
+    MFA_TRY(f, load_factors(user));
+    MFA_STORE_TRY(limits, d.store.get_limits(user));
+    UserInfo info;
+    info.user = std::string(user);
+    if (f.totp)
+      info.methods.push_back(method_name(Method::kTotp));
+    if (f.sms)
+      info.methods.push_back(method_name(Method::kSms));
+    if (f.backup_left > 0)
+      info.methods.push_back(method_name(Method::kBackup));
+    if (f.totp_pending)
+      info.pending.push_back(method_name(Method::kTotp));
+    if (f.sms_pending)
+      info.pending.push_back(method_name(Method::kSms));
+    info.backup_codes_left = static_cast<uint32_t>(f.backup_left);
+    const int64_t now = d.clock.realtime_usec();
+    if (lock_remaining_usec(limits, now) > 0)
+      info.locked_until =
+          static_cast<uint64_t>((limits.locked_until_usec + kUsecPerSecond - 1) / kUsecPerSecond);
+    info.failures = static_cast<uint32_t>(std::max(0, limits.consecutive_failures));
+    if (f.sms)
+      info.masked_phone = f.sms->params;
+    if (f.totp) {
+      MFA_TRY(params, record_params(*f.totp));
+      info.totp = params;
+    }
+    return info;
+  }
+};
+
+Authenticator::Authenticator(AuthenticatorDeps deps) : impl_(std::make_unique<Impl>(deps)) {}
+Authenticator::~Authenticator() = default;
+
+bool Authenticator::is_admin(const Caller& caller) const {
+  return impl_->is_admin(caller);
+}
+
+Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, std::string_view user,
+                                                        const StringMap& context) {
+  Impl& m = *impl_;
+  MFA_CHECK(m.require_root(caller, "BeginAuthentication"));
+  MFA_CHECK(validate_user_name(user));
+  MFA_CHECK(validate_context(context));
+  std::optional<std::set<Method>> filter;
+  StringMap details;
+  for (const auto& [k, v] : context) {
+    if (k == "methods") {
+      MFA_TRY(parsed, parse_methods_filter(v));
+      filter = std::move(parsed);
+    } else {
+      details[k] = v;
+    }
+  }
+  const StringMap challenge_context = details;
+
+  m.challenges.expire(m.d.clock.monotonic_usec());
+  const int64_t now = m.d.clock.realtime_usec();
+  MFA_STORE_TRY(limits, m.d.store.get_limits(user));
+  if (const int64_t rem = lock_remaining_usec(limits, now); rem > 0) {
+    MFA_CHECK(m.audit("auth.rate-limited", user, "denied", "locked", caller, details));
+    return make_error(Errc::kRateLimited, lockout_message(rem));
+  }
+
+  MFA_TRY(f, m.load_factors(user));
+  BeginResult result;
+  std::set<Method> allowed;
+  const auto offer = [&](Method method, bool enrolled) {
+    if (!enrolled || (filter && !filter->count(method)))
+      return;
+    allowed.insert(method);
+    result.methods.push_back(method_name(method));
+  };
+  offer(Method::kTotp, f.totp.has_value());
+  offer(Method::kSms, f.sms.has_value());
+  offer(Method::kBackup, f.backup_left > 0);
+  if (result.methods.empty()) {
+    MFA_CHECK(m.audit("auth.not-enrolled", user, "denied", "not-enrolled", caller, details));
+    return make_error(Errc::kNotEnrolled,
+                      f.any_active() ? "None of this user's second factors is accepted here"
+                                     : "No second factor is enrolled for this user");
+  }
+
+  const auto per_user = static_cast<size_t>(std::max(1, m.d.config.max_challenges_per_user));
+  const auto per_caller = static_cast<size_t>(std::max(1, m.d.config.max_challenges_per_caller));
+  if (m.challenges.open_for_user(user) >= per_user ||
+      m.challenges.open_for_caller(caller.bus_name) >= per_caller) {
+    MFA_CHECK(m.audit("auth.begin", user, "denied", "too-many-challenges", caller, details));
+    return make_error(Errc::kLimitExceeded, "Too many authentications are in progress");
+  }
+
+  const uint64_t timeout =
+      static_cast<uint64_t>(std::max(1, m.d.config.challenge_timeout_seconds)) * kUsecPerSecond;
+  MFA_TRY(c, m.challenges.create(std::string(user), caller.bus_name, std::move(allowed),
+                                 challenge_context, m.d.clock.monotonic_usec() + timeout));
+  result.challenge = c->id;
+  details["methods"] = methods_list(result.methods);
+  if (auto st = m.audit("auth.begin", user, "success", "", caller, details); !st.ok()) {
+    m.challenges.erase(result.challenge);
+    return std::move(st).error();
+  }
+  return result;
+}
+
+Result<std::string> Authenticator::verify(const Caller& caller, std::string_view challenge,
+                                          std::string_view code) {
+  Impl& m = *impl_;
+  MFA_CHECK(m.require_root(caller, "Verify"));
+  if (code.size() > dbus::kMaxCodeLength)
+    return invalid("The code is too long");
+  Challenge* c = m.challenges.find(challenge, caller.bus_name);
+  if (!c || c->done)
+    return make_error(Errc::kNoSuchChallenge, "No such authentication is in progress");
+  const std::string user = c->user;
+  const std::set<Method> allowed = c->methods;
+  StringMap details = c->context;
+  if (m.d.clock.monotonic_usec() >= c->expires_usec) {
+    m.challenges.erase(challenge);
+    MFA_CHECK(m.audit("auth.failure", user, "denied", "expired", caller, details));
+    return make_error(Errc::kChallengeExpired, "The authentication took too long; start again");
+  }
+
+  MFA_TRY(f, m.load_factors(user));
+  const int64_t now_s = m.d.clock.now_seconds();
+  MFA_TRY(match, m.attempt(caller, user, "auth.failure", details,
+                           [&]() { return m.check_code(user, code, allowed, f, now_s); }));
+  if (Challenge* again = m.challenges.find(challenge, caller.bus_name))
+    again->done = true;
+  const std::string method = method_name(match.method);
+  details["method"] = method;
+  if (match.drift)
+    details["drift"] = std::to_string(*match.drift);
+  MFA_CHECK(m.audit("auth.success", user, "success", "", caller, details));
+  return method;
+}
+
+Status Authenticator::end_authentication(const Caller& caller, std::string_view challenge) {
+  Impl& m = *impl_;
+  MFA_CHECK(m.require_root(caller, "EndAuthentication"));
+  Challenge* c = m.challenges.find(challenge, caller.bus_name);
+  if (!c)
+    return make_error(Errc::kNoSuchChallenge, "No such authentication is in progress");
+  const bool done = c->done;
+  const std::string user = c->user;
+  const StringMap details = c->context;
+  m.challenges.erase(challenge);
+  if (!done)
+    MFA_CHECK(m.audit("auth.end", user, "info", "abandoned", caller, details));
+  return {};
+}
+
+Result<std::string> Authenticator::send_sms_code(const Caller& caller, std::string_view challenge) {
+  Impl& m = *impl_;
+  MFA_CHECK(m.require_root(caller, "SendSmsCode"));
+  Challenge* c = m.challenges.find(challenge, caller.bus_name);
+  if (!c || c->done)
+    return make_error(Errc::kNoSuchChallenge, "No such authentication is in progress");
+  if (m.d.clock.monotonic_usec() >= c->expires_usec) {
+    m.challenges.erase(challenge);
+    return make_error(Errc::kChallengeExpired, "The authentication took too long; start again");
+  }
+  MFA_CHECK(m.audit("sms.failed", c->user, "denied", "sms-unavailable", caller, c->context));
+  return make_error(Errc::kSmsUnavailable, "SMS is not configured");
+}
+
+Result<UserInfo> Authenticator::get_user(const Caller& caller, std::string_view user) {
+  MFA_TRY(access, impl_->authorize(caller, user, "GetUser"));
+  (void)access;
+  return impl_->user_info(user);
+}
+
+Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller,
+                                                            std::string_view user,
+                                                            const TotpEnrollmentOptions& options) {
+  Impl& m = *impl_;
+  MFA_TRY(access, m.authorize(caller, user, "BeginTotpEnrollment"));
+
+  std::string issuer = options.issuer;
+  if (!issuer.empty()) {
+    MFA_CHECK(validate_issuer(issuer));
+  } else {
+    issuer = m.d.config.issuer.empty() ? host_name() : m.d.config.issuer;
+  }
+  TotpParams params = m.d.config.totp;
+  if (!options.algorithm.empty()) {
+    const auto alg = parse_otp_algorithm(options.algorithm);
+    if (!alg)
+      return invalid("The algorithm must be SHA1, SHA256 or SHA512");
+    params.algorithm = *alg;
+  }
+  if (options.digits != 0) {
+    if (options.digits < 6 || options.digits > 8)
+      return invalid("Digits must be 6, 7 or 8");
+    params.digits = options.digits;
+  }
+  if (options.current_code.size() > dbus::kMaxCodeLength)
+    return invalid("The code is too long");
+
+  MFA_TRY(f, m.load_factors(user));
+  if (f.totp)
+    return make_error(Errc::kAlreadyEnrolled,
+                      "TOTP is already enrolled for this user; disable it first");
+  MFA_CHECK(m.step_up(caller, user, access, options.current_code.view(), f, "enroll totp"));
+
+  SecureBytes secret(kTotpSecretBytes);
+  if (!random_bytes(secret.span()).ok())
+    return make_error(Errc::kInternal, "Could not create a secret (no randomness)");
+  auto sealed = m.d.sealer.seal(secret.span(), user, kSealTotpPending);
+  if (!sealed.ok())
+    return make_error(Errc::kInternal, "Could not seal the new secret");
+  FactorRecord record;
+  record.method = Method::kTotp;
+  record.pending = true;
+  record.sealed = std::move(sealed).value();
+  record.params = format_totp_params(params);
+  record.created_usec = m.d.clock.realtime_usec();
+  MFA_STORE_CHECK(m.d.store.put_factor(user, record));
+
+  TotpEnrollment out;
+  {
+    std::string b32 = base32_encode(secret.span());
+    out.secret_base32 = SecureString(b32);
+    secure_erase(b32.data(), b32.size());
+  }
+  OtpauthUri uri;
+  uri.issuer = issuer;
+  uri.account = std::string(user);
+  uri.secret = secret.clone();
+  uri.params = params;
+  out.otpauth_uri = build_otpauth_uri(uri);
+
+  MFA_CHECK(m.audit("enroll.begin", user, "success", "", caller,
+                    {{"method", "totp"},
+                     {"algorithm", otp_algorithm_name(params.algorithm)},
+                     {"digits", std::to_string(params.digits)},
+                     {"period", std::to_string(params.period)},
+                     {"issuer", issuer}}));
+  return out;
+}
+
+Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_view user,
+                                              std::string_view code) {
+  Impl& m = *impl_;
+  MFA_TRY(access, m.authorize(caller, user, "ConfirmTotpEnrollment"));
+  (void)access;
+  if (code.size() > dbus::kMaxCodeLength)
+    return invalid("The code is too long");
+  MFA_TRY(f, m.load_factors(user));
+  if (!f.totp_pending)
+    return make_error(Errc::kNoPendingEnrollment,
+                      "No TOTP enrollment is pending for this user; begin one first");
+  if (f.totp)
+    return make_error(Errc::kAlreadyEnrolled,
+                      "TOTP is already enrolled for this user; disable it first");
+  MFA_TRY(params, m.record_params(*f.totp_pending));
+  MFA_TRY(seed, m.open_seed(*f.totp_pending, user, kSealTotpPending));
+
+  const int64_t now_s = m.d.clock.now_seconds();
+  StringMap details{{"method", "totp"}};
+  MFA_TRY(match,
+          m.attempt(caller, user, "enroll.confirm", details, [&]() -> Result<Impl::CheckOutcome> {
+            Impl::CheckOutcome out;
+            if (!all_digits(code))
+              return out;
+            const auto step =
+                totp_verify(seed.span(), code, params, now_s, m.window(), std::nullopt);
+            if (step) {
+              Impl::Match mt;
+              mt.method = Method::kTotp;
+              mt.step = *step;
+              mt.drift = static_cast<int64_t>(*step) -
+                         static_cast<int64_t>(totp_step(now_s, params.period));
+              out.match = mt;
+            }
+            return out;
+          }));
+
+  auto sealed = m.d.sealer.seal(seed.span(), user, kSealTotp);
+  if (!sealed.ok())
+    return make_error(Errc::kInternal, "Could not seal the secret");
+  FactorRecord active;
+  active.method = Method::kTotp;
+  active.pending = false;
+  active.sealed = std::move(sealed).value();
+  active.params = f.totp_pending->params;
+  active.created_usec = m.d.clock.realtime_usec();
+  MFA_STORE_CHECK(m.d.store.put_factor(user, active));
+  MFA_STORE_CHECK(m.d.store.delete_factor(user, Method::kTotp, true));
+  // The confirming code must not open a login as well.
+  MFA_STORE_CHECK(m.d.store.set_totp_watermark(user, match.step));
+  if (match.drift)
+    details["drift"] = std::to_string(*match.drift);
+  MFA_CHECK(m.audit("enroll.confirm", user, "success", "", caller, details));
+  return {};
+}
+
+Result<std::vector<SecureString>> Authenticator::generate_backup_codes(
+    const Caller& caller, std::string_view user, std::string_view current_code) {
+  Impl& m = *impl_;
+  MFA_TRY(access, m.authorize(caller, user, "GenerateBackupCodes"));
+  MFA_TRY(f, m.load_factors(user));
+  MFA_CHECK(m.step_up(caller, user, access, current_code, f, "backup-codes"));
+
+  std::vector<SecureString> codes = mfa::generate_backup_codes(kBackupCodeCount);
+  if (codes.size() != static_cast<size_t>(kBackupCodeCount))
+    return make_error(Errc::kInternal, "Could not generate backup codes");
+  std::vector<CodeHash> hashes;
+  hashes.reserve(codes.size());
+  for (const auto& c : codes) {
+    MFA_TRY(h, m.backup_hash(user, c.view()));
+    hashes.push_back(h);
+  }
+  MFA_STORE_CHECK(m.d.store.replace_backup_codes(user, hashes));
+  MFA_CHECK(m.audit("backup.generate", user, "success", "", caller,
+                    {{"count", std::to_string(codes.size())}}));
+  return codes;
+}
+
+Status Authenticator::disable_method(const Caller& caller, std::string_view user,
+                                     std::string_view method, std::string_view current_code) {
+  Impl& m = *impl_;
+  MFA_TRY(access, m.authorize(caller, user, "DisableMethod"));
+  const auto which = parse_method(method);
+  if (!which)
+    return invalid("Unknown method (expected totp, sms or backup)");
+  MFA_TRY(f, m.load_factors(user));
+  bool enrolled = false;
+  switch (*which) {
+    case Method::kTotp:
+      enrolled = f.totp || f.totp_pending;
+      break;
+    case Method::kSms:
+      enrolled = f.sms || f.sms_pending;
+      break;
+    case Method::kBackup:
+      enrolled = f.backup_left > 0;
+      break;
+  }
+  if (!enrolled)
+    return make_error(Errc::kNotEnrolled,
+                      std::string(method_name(*which)) + " is not enrolled for this user");
+  MFA_CHECK(m.step_up(caller, user, access, current_code, f, "disable"));
+
+  switch (*which) {
+    case Method::kTotp:
+      if (f.totp)
+        MFA_STORE_CHECK(m.d.store.delete_factor(user, Method::kTotp, false));
+      if (f.totp_pending)
+        MFA_STORE_CHECK(m.d.store.delete_factor(user, Method::kTotp, true));
+      break;
+    case Method::kSms:
+      if (f.sms)
+        MFA_STORE_CHECK(m.d.store.delete_factor(user, Method::kSms, false));
+      if (f.sms_pending)
+        MFA_STORE_CHECK(m.d.store.delete_factor(user, Method::kSms, true));
+      break;
+    case Method::kBackup:
+      MFA_STORE_CHECK(m.d.store.delete_backup_codes(user));
+      break;
+  }
+  MFA_CHECK(
+      m.audit("enroll.disable", user, "success", "", caller, {{"method", method_name(*which)}}));
+  return {};
+}
+
+Result<std::vector<UserInfo>> Authenticator::list_users(const Caller& caller) {
+  Impl& m = *impl_;
+  MFA_CHECK(m.require_admin(caller, "ListUsers"));
+  MFA_STORE_TRY(names, m.d.store.list_users());
+  std::vector<UserInfo> out;
+  out.reserve(names.size());
+  for (const auto& name : names) {
+    MFA_TRY(info, m.user_info(name));
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+Status Authenticator::reset_user(const Caller& caller, std::string_view user) {
+  Impl& m = *impl_;
+  MFA_CHECK(m.admin_on_user(caller, user, "ResetUser"));
+  MFA_STORE_CHECK(m.d.store.delete_user(user));
+  m.challenges.drop_user(user);
+  MFA_CHECK(m.audit("admin.reset", user, "success", "", caller));
+  return {};
+}
+
+Status Authenticator::unlock(const Caller& caller, std::string_view user) {
+  Impl& m = *impl_;
+  MFA_CHECK(m.admin_on_user(caller, user, "Unlock"));
+  MFA_STORE_CHECK(m.d.store.put_limits(user, LimitState{}));
+  MFA_CHECK(m.audit("admin.unlock", user, "success", "", caller));
+  return {};
+}
+
+Result<std::vector<AuditRecord>> Authenticator::list_audit_events(const Caller& caller,
+                                                                  const AuditFilter& filter) {
+  Impl& m = *impl_;
+  MFA_CHECK(m.require_admin(caller, "ListAuditEvents"));
+  if (filter.limit > dbus::kMaxAuditQueryLimit)
+    return invalid("The limit must be at most " + std::to_string(dbus::kMaxAuditQueryLimit));
+  if (filter.since_usec < 0)
+    return invalid("The start time must not be negative");
+  if (!filter.user.empty())
+    MFA_CHECK(validate_user_name(filter.user));
+  MFA_STORE_TRY(rows, m.d.store.query_audit(filter));
+  return rows;
+}
+
+Result<AuditVerification> Authenticator::verify_audit_trail(const Caller& caller) {
+  Impl& m = *impl_;
+  MFA_CHECK(m.require_admin(caller, "VerifyAuditTrail"));
+  MFA_STORE_TRY(v, m.d.store.verify_audit_chain());
+  return v;
+}
+
+void Authenticator::drop_caller(std::string_view bus_name) {
+  impl_->challenges.drop_caller(bus_name);
+}
+
+uint64_t Authenticator::expire_challenges() {
+  return impl_->challenges.expire(impl_->d.clock.monotonic_usec());
+}
+
+size_t Authenticator::open_challenges() const {
+  return impl_->challenges.size();
+}
+
+}  // namespace mfa
