@@ -1,0 +1,711 @@
+// pam_mfa.so: a thin, synchronous sd-bus client of mfad (DESIGN.md §3, §4, §7). It holds no
+// secret beyond the answer being sent, and every decision is the daemon's. The shape follows
+// systemd's pam_systemd_home.c (one private connection per hook) and fprintd's pam_fprintd.c (a
+// multi-step dialogue that survives the daemon going away), with SSSD's rule of checking who the
+// daemon is before sending it anything secret.
+//
+// Return contract: PAM_SUCCESS only right after a successful Verify reply (see `ret =
+// PAM_SUCCESS` in run_dialogue, the only place it is produced); PAM_IGNORE only for nullok and
+// failmode=ignore.
+#include <errno.h>
+#include <pwd.h>
+#include <security/pam_appl.h>
+#include <security/pam_ext.h>
+#include <security/pam_modules.h>
+#include <string.h>
+#include <syslog.h>
+#include <systemd/sd-bus.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/dbus_names.hpp"
+#include "common/handles.hpp"
+#include "common/secure_buffer.hpp"
+#include "pam_module/pam_args.hpp"
+
+namespace mfa::pam {
+namespace {
+
+constexpr char kMfadUserName[] = "mfad";
+constexpr char kCombinedPrompt[] = "Password & verification code: ";
+constexpr char kSmsPrompt[] = "SMS code: ";
+constexpr char kNotEnrolledMessage[] =
+    "Multi-factor authentication is required but not set up for this account; ask your "
+    "administrator";
+constexpr char kSmsUnavailableMessage[] = "SMS is not available";
+constexpr char kTooSlowMessage[] = "The login took too long; please start again";
+// "sms" answers per authentication: each may send a text, so they are bounded on our side too.
+constexpr int kMaxSmsRequests = 3;
+// Daemon messages shown to the user are cut to this length.
+constexpr size_t kMaxShownMessage = 256;
+// The trailing code split off a combined "password + code" answer (forward_pass/first_pass).
+constexpr size_t kCombinedCodeDigits = 6;
+
+bool is_digits(std::string_view s) {
+  if (s.empty())
+    return false;
+  for (char c : s)
+    if (c < '0' || c > '9')
+      return false;
+  return true;
+}
+
+bool is_alnum(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+// What may be sent to the daemon from PAM_AUTHTOK: a 6-8 digit TOTP/SMS code or something shaped
+// like a backup code (8 letters/digits, optionally grouped with spaces or dashes). A password
+// that does not look like a code is never sent over the bus.
+bool looks_like_code(std::string_view s) {
+  if (s.size() >= 6 && s.size() <= 8 && is_digits(s))
+    return true;
+  if (s.size() > 10)
+    return false;
+  size_t alnum = 0;
+  for (char c : s) {
+    if (is_alnum(c)) {
+      ++alnum;
+    } else if (c != '-' && c != ' ') {
+      return false;
+    }
+  }
+  return alnum == 8;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
+
+bool equals_ignore_case(std::string_view a, std::string_view b) {
+  if (a.size() != b.size())
+    return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] - 'A' + 'a') : a[i];
+    if (x != b[i])
+      return false;
+  }
+  return true;
+}
+
+// A daemon message fit to show: bounded and without control characters.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, kMaxShownMessage)) {
+    unsigned char u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u == 0x7f) ? ' ' : c;
+  }
+  return out;
+}
+
+const char* get_string_item(pam_handle_t* pamh, int item) {
+  const void* value = nullptr;
+  if (pam_get_item(pamh, item, &value) != PAM_SUCCESS || value == nullptr)
+    return nullptr;
+  return static_cast<const char*>(value);
+}
+
+// The outcome of one bus call, classified once so that every caller maps it the same way.
+enum class CallStatus {
+  kOk,
+  kUnreachable,  // no bus, name gone, timeout, disconnected: failmode decides
+  kDenied,       // the bus or the daemon refused us (not root, policy): never ignorable
+  kDaemonError,  // an org.mfad1.Error.* reply: see error_name
+  kLocal,        // could not even build the message: internal error
+};
+
+struct CallResult {
+  CallStatus status = CallStatus::kLocal;
+  int r = 0;
+  std::string error_name;
+  std::string error_message;
+  BusMessagePtr reply;
+  bool is(const char* name) const { return error_name == name; }
+};
+
+CallStatus classify(int r, const sd_bus_error& error) {
+  if (r >= 0)
+    return CallStatus::kOk;
+  if (sd_bus_error_is_set(&error)) {
+    std::string_view name(error.name);
+    if (name.starts_with(dbus::kErrorPrefix)) {
+      return name == dbus::kErrorNotAllowed ? CallStatus::kDenied : CallStatus::kDaemonError;
+    }
+    if (name == SD_BUS_ERROR_ACCESS_DENIED || name == SD_BUS_ERROR_AUTH_FAILED)
+      return CallStatus::kDenied;
+    if (name == SD_BUS_ERROR_NO_MEMORY)
+      return CallStatus::kLocal;
+    // ServiceUnknown, NameHasNoOwner, NoReply, Timeout, Disconnected, UnknownMethod (a daemon of
+    // another version): the daemon is not there to decide.
+    return CallStatus::kUnreachable;
+  }
+  if (r == -ENOMEM || r == -EINVAL)
+    return CallStatus::kLocal;
+  if (r == -EACCES || r == -EPERM)
+    return CallStatus::kDenied;
+  // Anything else from the transport (ETIMEDOUT, ECONNRESET, ENOTCONN, EIO, ...): no answer.
+  return CallStatus::kUnreachable;
+}
+
+class Dialogue {
+ public:
+  Dialogue(pam_handle_t* pamh, int flags, const PamArgs& args)
+      : pamh_(pamh), flags_(flags), args_(args) {}
+  Dialogue(const Dialogue&) = delete;
+  Dialogue& operator=(const Dialogue&) = delete;
+  ~Dialogue() { end_authentication(); }
+
+  int run(const char* user);
+
+ private:
+  void debug(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+  int unavailable() const {
+    return args_.failmode == FailMode::kIgnore ? PAM_IGNORE : PAM_AUTHINFO_UNAVAIL;
+  }
+  // The PAM result for a call that failed in a way common to every method.
+  int common_failure(const CallResult& res, const char* method);
+
+  int connect();
+  int check_daemon_identity();
+  int begin_authentication(const char* user);
+  int run_dialogue();
+  void end_authentication();
+
+  CallResult call(const char* member, bool sensitive, const char* a, const char* b,
+                  const std::vector<std::pair<const char*, std::string>>* context);
+
+  // One echo-off prompt. *ret_too_long is set (and the answer left empty) for answers over
+  // dbus::kMaxCodeLength bytes, which are never sent.
+  int prompt(const char* text, SecureString* ret_answer, bool* ret_too_long);
+  void show(int style, const std::string& text);
+  void show_bad_code(int tries_left);
+  // The first answer from PAM_AUTHTOK (use_first_pass/try_first_pass); false when there is none
+  // that looks like a code.
+  bool first_pass_answer(SecureString* ret_code);
+  // Splits "password + 6 digits"; forwards the password as PAM_AUTHTOK when forward_pass is set.
+  void take_combined(std::string_view combined, SecureString* ret_code);
+
+  pam_handle_t* pamh_;
+  int flags_;
+  const PamArgs& args_;
+  BusPtr bus_;
+  std::string daemon_;     // the unique name that owned org.mfad1 when it was checked
+  std::string challenge_;  // not a secret: tied to our connection by the daemon
+};
+
+void Dialogue::debug(const char* fmt, ...) {
+  if (!args_.debug)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  pam_vsyslog(pamh_, LOG_DEBUG, fmt, ap);
+  va_end(ap);
+}
+
+CallResult Dialogue::call(const char* member, bool sensitive, const char* a, const char* b,
+                          const std::vector<std::pair<const char*, std::string>>* context) {
+  CallResult res;
+  sd_bus_message* raw = nullptr;
+  res.r = sd_bus_message_new_method_call(bus_.get(), &raw, daemon_.c_str(), dbus::kObjectPath,
+                                         dbus::kInterface, member);
+  if (res.r < 0) {
+    res.status = CallStatus::kLocal;
+    return res;
+  }
+  BusMessagePtr m(raw);
+  if (sensitive) {
+    res.r = sd_bus_message_sensitive(m.get());
+    if (res.r < 0)
+      return res;
+  }
+  if (a)
+    res.r = sd_bus_message_append(m.get(), "s", a);
+  if (res.r >= 0 && b)
+    res.r = sd_bus_message_append(m.get(), "s", b);
+  if (res.r >= 0 && context) {
+    res.r = sd_bus_message_open_container(m.get(), 'a', "{ss}");
+    for (const auto& [key, value] : *context) {
+      if (res.r < 0)
+        break;
+      res.r = sd_bus_message_append(m.get(), "{ss}", key, value.c_str());
+    }
+    if (res.r >= 0)
+      res.r = sd_bus_message_close_container(m.get());
+  }
+  if (res.r < 0)
+    return res;
+
+  sd_bus_error error = SD_BUS_ERROR_NULL;
+  sd_bus_message* reply = nullptr;
+  uint64_t timeout_usec = static_cast<uint64_t>(args_.timeout_seconds) * 1000000;
+  res.r = sd_bus_call(bus_.get(), m.get(), timeout_usec, &error, &reply);
+  res.reply.reset(reply);
+  res.status = classify(res.r, error);
+  if (sd_bus_error_is_set(&error)) {
+    res.error_name = error.name;
+    if (error.message)
+      res.error_message = printable(error.message);
+  }
+  sd_bus_error_free(&error);
+  return res;
+}
+
+int Dialogue::common_failure(const CallResult& res, const char* method) {
+  switch (res.status) {
+    case CallStatus::kUnreachable:
+      pam_syslog(pamh_, LOG_ERR, "mfad did not answer %s: %s%s", method,
+                 res.error_name.empty() ? strerror(-res.r) : res.error_name.c_str(),
+                 args_.failmode == FailMode::kIgnore ? " (failmode=ignore)" : "");
+      return unavailable();
+    case CallStatus::kDenied:
+      pam_syslog(pamh_, LOG_ERR, "mfad refused %s: %s", method,
+                 res.error_name.empty() ? strerror(-res.r) : res.error_name.c_str());
+      return PAM_AUTHINFO_UNAVAIL;
+    case CallStatus::kLocal:
+      pam_syslog(pamh_, LOG_ERR, "cannot call %s: %s", method, strerror(-res.r));
+      return PAM_SYSTEM_ERR;
+    case CallStatus::kDaemonError:
+    case CallStatus::kOk:
+      break;
+  }
+  if (res.is(dbus::kErrorRateLimited)) {
+    show(PAM_ERROR_MSG, res.error_message.empty() ? "Too many failed attempts; try again later"
+                                                  : res.error_message);
+    pam_syslog(pamh_, LOG_NOTICE, "%s: rate limited", method);
+    return PAM_MAXTRIES;
+  }
+  if (res.is(dbus::kErrorNoSuchChallenge) || res.is(dbus::kErrorChallengeExpired)) {
+    show(PAM_ERROR_MSG, kTooSlowMessage);
+    return PAM_AUTH_ERR;
+  }
+  // StorageFailure, Internal, LimitExceeded and anything newer: the daemon could not decide.
+  pam_syslog(pamh_, LOG_ERR, "mfad failed %s: %s: %s", method, res.error_name.c_str(),
+             res.error_message.c_str());
+  return PAM_AUTHINFO_UNAVAIL;
+}
+
+int Dialogue::connect() {
+  sd_bus* raw = nullptr;
+  int r;
+  if (args_.bus_address.empty()) {
+    // sd-bus reads DBUS_SYSTEM_BUS_ADDRESS with secure_getenv: setuid hosts ignore it.
+    r = sd_bus_open_system(&raw);
+    bus_.reset(raw);
+  } else {
+    r = sd_bus_new(&raw);
+    bus_.reset(raw);
+    if (r >= 0)
+      r = sd_bus_set_address(bus_.get(), args_.bus_address.c_str());
+    if (r >= 0)
+      r = sd_bus_set_bus_client(bus_.get(), 1);
+    if (r >= 0)
+      r = sd_bus_start(bus_.get());
+  }
+  // Also bounds the calls sd-bus makes on our behalf (Hello, GetNameOwner, credentials).
+  if (r >= 0)
+    r = sd_bus_set_method_call_timeout(bus_.get(),
+                                       static_cast<uint64_t>(args_.timeout_seconds) * 1000000);
+  if (r < 0) {
+    pam_syslog(pamh_, LOG_ERR, "cannot connect to the %s bus: %s",
+               args_.bus_address.empty() ? "system" : "configured", strerror(-r));
+    bus_.reset();
+    return unavailable();
+  }
+  return PAM_SUCCESS;
+}
+
+// Who owns org.mfad1 must be root or the mfad user before any code goes out (SSSD's
+// check_server_cred in pam_sss.c); later calls go to that unique name only, so that a new owner
+// mid-dialogue makes them fail instead of receiving the code.
+int Dialogue::check_daemon_identity() {
+  sd_bus_creds* raw = nullptr;
+  const uint64_t mask = SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID | SD_BUS_CREDS_UNIQUE_NAME;
+  int r = sd_bus_get_name_creds(bus_.get(), dbus::kBusName, mask, &raw);
+  if (r < 0) {
+    // Not running: ask the bus to activate it (a no-op error where there is no activation
+    // file), then look once more.
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    int s = sd_bus_call_method(bus_.get(), "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                               "org.freedesktop.DBus", "StartServiceByName", &error, nullptr, "su",
+                               dbus::kBusName, 0u);
+    sd_bus_error_free(&error);
+    if (s >= 0)
+      r = sd_bus_get_name_creds(bus_.get(), dbus::kBusName, mask, &raw);
+  }
+  if (r < 0) {
+    pam_syslog(pamh_, LOG_ERR, "mfad is not running (%s is not owned: %s)", dbus::kBusName,
+               strerror(-r));
+    return unavailable();
+  }
+  BusCredsPtr creds(raw);
+  uid_t uid = static_cast<uid_t>(-1);
+  if (sd_bus_creds_get_euid(creds.get(), &uid) < 0 && sd_bus_creds_get_uid(creds.get(), &uid) < 0) {
+    pam_syslog(pamh_, LOG_ERR, "cannot tell who owns %s", dbus::kBusName);
+    return unavailable();
+  }
+  const char* unique = nullptr;
+  if (sd_bus_creds_get_unique_name(creds.get(), &unique) < 0 || unique == nullptr ||
+      unique[0] != ':') {
+    pam_syslog(pamh_, LOG_ERR, "cannot tell which connection owns %s", dbus::kBusName);
+    return unavailable();
+  }
+  bool trusted = uid == 0;
+  if (!trusted) {
+    struct passwd pw;
+    struct passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    if (getpwnam_r(kMfadUserName, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr)
+      trusted = found->pw_uid == uid;
+  }
+  if (!trusted) {
+    pam_syslog(pamh_, LOG_ERR, "%s is owned by uid %u, not root or %s: not sending codes",
+               dbus::kBusName, static_cast<unsigned>(uid), kMfadUserName);
+    return unavailable();
+  }
+  daemon_ = unique;
+  debug("mfad is %s (uid %u)", unique, static_cast<unsigned>(uid));
+  return PAM_SUCCESS;
+}
+
+int Dialogue::begin_authentication(const char* user) {
+  std::vector<std::pair<const char*, std::string>> context;
+  const std::pair<const char*, int> items[] = {
+      {"service", PAM_SERVICE}, {"rhost", PAM_RHOST}, {"tty", PAM_TTY}, {"ruser", PAM_RUSER}};
+  for (const auto& [key, item] : items) {
+    const char* value = get_string_item(pamh_, item);
+    std::string_view v = value ? value : "";
+    if (v.size() > dbus::kMaxContextValueLength) {
+      debug("PAM item %s is too long; sent empty", key);
+      v = "";
+    }
+    context.emplace_back(key, std::string(v));
+  }
+  if (!args_.methods.empty())
+    context.emplace_back("methods", args_.methods);
+
+  CallResult res = call("BeginAuthentication", false, user, nullptr, &context);
+  if (res.status == CallStatus::kOk) {
+    const char* challenge = nullptr;
+    int r = sd_bus_message_read(res.reply.get(), "s", &challenge);
+    if (r < 0 || challenge == nullptr || challenge[0] == '\0' || strlen(challenge) > 256) {
+      pam_syslog(pamh_, LOG_ERR, "malformed BeginAuthentication reply");
+      return PAM_AUTHINFO_UNAVAIL;
+    }
+    challenge_ = challenge;
+    // The methods are for logging only: the daemon decides what an answer is.
+    debug("challenge opened for %s", user);
+    return PAM_SUCCESS;
+  }
+  if (res.is(dbus::kErrorNotEnrolled)) {
+    if (args_.nullok) {
+      debug("%s has no factor: nullok", user);
+      return PAM_IGNORE;
+    }
+    show(PAM_ERROR_MSG, kNotEnrolledMessage);
+    pam_syslog(pamh_, LOG_NOTICE, "%s has no second factor: denied", user);
+    return PAM_AUTH_ERR;
+  }
+  if (res.is(dbus::kErrorNoSuchUser))
+    return PAM_USER_UNKNOWN;
+  if (res.is(dbus::kErrorInvalidArgument)) {
+    pam_syslog(pamh_, LOG_ERR, "mfad refused the request: %s", res.error_message.c_str());
+    return PAM_AUTH_ERR;
+  }
+  if (res.is(dbus::kErrorLimitExceeded)) {
+    show(PAM_ERROR_MSG, "Too many logins in progress; try again later");
+    return PAM_AUTH_ERR;
+  }
+  return common_failure(res, "BeginAuthentication");
+}
+
+// EndAuthentication on every path, best effort and without waiting: no reply is expected, so a
+// frozen daemon cannot hold the login; the daemon also drops our challenges when we disconnect.
+void Dialogue::end_authentication() {
+  if (!bus_ || challenge_.empty())
+    return;
+  sd_bus_message* raw = nullptr;
+  if (sd_bus_message_new_method_call(bus_.get(), &raw, daemon_.c_str(), dbus::kObjectPath,
+                                     dbus::kInterface, "EndAuthentication") < 0)
+    return;
+  BusMessagePtr m(raw);
+  if (sd_bus_message_append(m.get(), "s", challenge_.c_str()) < 0)
+    return;
+  if (sd_bus_message_set_expect_reply(m.get(), 0) < 0)
+    return;
+  (void)sd_bus_send(bus_.get(), m.get(), nullptr);
+  challenge_.clear();
+}
+
+void Dialogue::show(int style, const std::string& text) {
+  if (style == PAM_TEXT_INFO && (flags_ & PAM_SILENT))
+    return;
+  (void)pam_prompt(pamh_, style, nullptr, "%s", text.c_str());
+}
+
+void Dialogue::show_bad_code(int tries_left) {
+  if (tries_left <= 0) {
+    show(PAM_ERROR_MSG, "Invalid code");
+  } else {
+    show(PAM_ERROR_MSG, "Invalid code, " + std::to_string(tries_left) +
+                            (tries_left == 1 ? " try left" : " tries left"));
+  }
+}
+
+int Dialogue::prompt(const char* text, SecureString* ret_answer, bool* ret_too_long) {
+  const void* item = nullptr;
+  if (pam_get_item(pamh_, PAM_CONV, &item) != PAM_SUCCESS || item == nullptr)
+    return PAM_CONV_ERR;
+  const auto* conv = static_cast<const struct pam_conv*>(item);
+  if (conv->conv == nullptr)
+    return PAM_CONV_ERR;
+
+  struct pam_message msg = {PAM_PROMPT_ECHO_OFF, text};
+  const struct pam_message* msgp = &msg;
+  struct pam_response* resp = nullptr;
+  int r = conv->conv(1, &msgp, &resp, conv->appdata_ptr);
+  if (r != PAM_SUCCESS || resp == nullptr || resp->resp == nullptr) {
+    if (resp) {
+      if (resp->resp) {
+        explicit_bzero(resp->resp, strlen(resp->resp));
+        free(resp->resp);
+      }
+      free(resp);
+    }
+    return PAM_CONV_ERR;
+  }
+  size_t len = strlen(resp->resp);
+  *ret_too_long = len > dbus::kMaxCodeLength;
+  if (!*ret_too_long)
+    *ret_answer = SecureString(std::string_view(resp->resp, len));
+  explicit_bzero(resp->resp, len);
+  free(resp->resp);
+  free(resp);
+  return PAM_SUCCESS;
+}
+
+void Dialogue::take_combined(std::string_view combined, SecureString* ret_code) {
+  combined = trim(combined);
+  if (looks_like_code(combined)) {
+    *ret_code = SecureString(combined);
+    return;
+  }
+  if (combined.size() > kCombinedCodeDigits &&
+      is_digits(combined.substr(combined.size() - kCombinedCodeDigits))) {
+    *ret_code = SecureString(combined.substr(combined.size() - kCombinedCodeDigits));
+    if (args_.forward_pass) {
+      SecureString password(combined.substr(0, combined.size() - kCombinedCodeDigits));
+      if (pam_set_item(pamh_, PAM_AUTHTOK, password.c_str()) != PAM_SUCCESS)
+        pam_syslog(pamh_, LOG_ERR, "cannot forward the password");
+    }
+    return;
+  }
+  // No code in it: with forward_pass the whole answer is the password for the next module.
+  if (args_.forward_pass && !combined.empty()) {
+    SecureString password(combined);
+    if (pam_set_item(pamh_, PAM_AUTHTOK, password.c_str()) != PAM_SUCCESS)
+      pam_syslog(pamh_, LOG_ERR, "cannot forward the password");
+  }
+  *ret_code = SecureString();
+}
+
+bool Dialogue::first_pass_answer(SecureString* ret_code) {
+  const char* authtok = get_string_item(pamh_, PAM_AUTHTOK);
+  if (authtok == nullptr)
+    return false;
+  size_t len = strnlen(authtok, dbus::kMaxCodeLength + 1);
+  if (len > dbus::kMaxCodeLength)
+    return false;
+  SecureString code;
+  take_combined(std::string_view(authtok, len), &code);
+  if (code.empty())
+    return false;
+  *ret_code = std::move(code);
+  return true;
+}
+
+int Dialogue::run_dialogue() {
+  int ret = PAM_MAXTRIES;
+  int tries = 0;
+  int sms_requests = 0;
+  bool first = true;
+  bool sms_sent = false;
+  while (tries < args_.max_tries) {
+    SecureString answer;
+    bool too_long = false;
+    bool have_answer = false;
+    if (first && args_.pass_mode != PassMode::kPrompt) {
+      have_answer = first_pass_answer(&answer);
+      if (!have_answer && args_.pass_mode == PassMode::kUseFirstPass) {
+        debug("use_first_pass: no code in PAM_AUTHTOK");
+        return PAM_AUTH_ERR;
+      }
+    }
+    if (!have_answer) {
+      const bool combined = first && args_.forward_pass;
+      const char* text = sms_sent                ? kSmsPrompt
+                         : !args_.prompt.empty() ? args_.prompt.c_str()
+                         : combined              ? kCombinedPrompt
+                                                 : kDefaultPrompt;
+      SecureString typed;
+      int r = prompt(text, &typed, &too_long);
+      if (r != PAM_SUCCESS) {
+        pam_syslog(pamh_, LOG_ERR, "conversation failed");
+        return PAM_CONV_ERR;
+      }
+      if (combined && !too_long) {
+        take_combined(typed.view(), &answer);
+      } else {
+        answer = SecureString(trim(typed.view()));
+      }
+    }
+    const bool from_first_pass = first && have_answer;
+    first = false;
+    sms_sent = false;
+
+    if (equals_ignore_case(answer.view(), dbus::kMethodSms)) {
+      if (sms_requests >= kMaxSmsRequests) {
+        show(PAM_ERROR_MSG, "No more SMS codes can be sent during this login");
+        ++tries;
+        continue;
+      }
+      ++sms_requests;
+      CallResult res = call("SendSmsCode", false, challenge_.c_str(), nullptr, nullptr);
+      if (res.status == CallStatus::kOk) {
+        const char* masked = nullptr;
+        if (sd_bus_message_read(res.reply.get(), "s", &masked) >= 0 && masked && masked[0])
+          show(PAM_TEXT_INFO, "A code was sent to " + printable(masked));
+        else
+          show(PAM_TEXT_INFO, "A code was sent by SMS");
+        sms_sent = true;
+        continue;
+      }
+      if (res.is(dbus::kErrorSmsUnavailable) || res.is(dbus::kErrorNotEnrolled) ||
+          res.is(dbus::kErrorInvalidArgument)) {
+        show(PAM_ERROR_MSG, kSmsUnavailableMessage);
+        continue;
+      }
+      if (res.is(dbus::kErrorSmsRateLimited)) {
+        show(PAM_ERROR_MSG,
+             res.error_message.empty() ? "Too many SMS codes; try again later" : res.error_message);
+        continue;
+      }
+      return common_failure(res, "SendSmsCode");
+    }
+
+    if (too_long || answer.empty()) {
+      ++tries;
+      show_bad_code(args_.max_tries - tries);
+      continue;
+    }
+
+    CallResult res = call("Verify", true, challenge_.c_str(), answer.c_str(), nullptr);
+    answer.clear();
+    if (res.status == CallStatus::kOk) {
+      const char* method = nullptr;
+      if (sd_bus_message_read(res.reply.get(), "s", &method) < 0 || method == nullptr) {
+        pam_syslog(pamh_, LOG_ERR, "malformed Verify reply");
+        return PAM_AUTHINFO_UNAVAIL;
+      }
+      if (!method_allowed(args_, method)) {
+        pam_syslog(pamh_, LOG_ERR, "mfad accepted a %s code, which this service does not allow",
+                   printable(method).c_str());
+        return PAM_AUTH_ERR;
+      }
+      debug("verified by %s", printable(method).c_str());
+      ret = PAM_SUCCESS;
+      break;
+    }
+    if (res.is(dbus::kErrorBadCode) || res.is(dbus::kErrorInvalidArgument)) {
+      ++tries;
+      pam_syslog(pamh_, LOG_NOTICE, "invalid code (attempt %d of %d)", tries, args_.max_tries);
+      if (from_first_pass && args_.pass_mode == PassMode::kUseFirstPass)
+        return PAM_AUTH_ERR;
+      show_bad_code(args_.max_tries - tries);
+      continue;
+    }
+    return common_failure(res, "Verify");
+  }
+  return ret;
+}
+
+int Dialogue::run(const char* user) {
+  int r = connect();
+  if (r != PAM_SUCCESS)
+    return r;
+  r = check_daemon_identity();
+  if (r != PAM_SUCCESS)
+    return r;
+  r = begin_authentication(user);
+  if (r != PAM_SUCCESS)
+    return r;
+  return run_dialogue();
+}
+
+int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
+  Result<PamArgs> parsed = parse_pam_args(argc, argv);
+  if (!parsed.ok()) {
+    pam_syslog(pamh, LOG_ERR, "%s", parsed.error().message.c_str());
+    return PAM_SERVICE_ERR;
+  }
+  const PamArgs& args = parsed.value();
+  for (const std::string& name : args.unknown)
+    pam_syslog(pamh, LOG_WARNING, "unknown module argument ignored: %s", name.c_str());
+
+  const char* user = nullptr;
+  int r = pam_get_user(pamh, &user, nullptr);
+  if (r == PAM_CONV_ERR || r == PAM_CONV_AGAIN)
+    return PAM_CONV_ERR;
+  if (r == PAM_BUF_ERR || r == PAM_SYSTEM_ERR)
+    return PAM_SYSTEM_ERR;
+  if (r != PAM_SUCCESS || user == nullptr || user[0] == '\0' ||
+      strnlen(user, dbus::kMaxUserNameLength + 1) > dbus::kMaxUserNameLength)
+    return PAM_USER_UNKNOWN;
+
+  Dialogue dialogue(pamh, flags, args);
+  return dialogue.run(user);
+}
+
+}  // namespace
+}  // namespace mfa::pam
+
+// The only symbols exported (pam_mfa.map). Each catches everything: no exception may cross
+// into the C host.
+extern "C" {
+
+PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_authenticate(pam_handle_t* pamh,
+                                                                          int flags, int argc,
+                                                                          const char** argv) try {
+  return mfa::pam::authenticate(pamh, flags, argc, argv);
+} catch (...) {
+  return PAM_SYSTEM_ERR;
+}
+
+PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_setcred(pam_handle_t*, int, int,
+                                                                     const char**) {
+  return PAM_SUCCESS;
+}
+
+// Session registration (DESIGN.md §8) is its own issue; until then the session hooks succeed
+// without doing anything, so that stacks written for the final module work today.
+PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_open_session(pam_handle_t*, int, int,
+                                                                          const char**) {
+  return PAM_SUCCESS;
+}
+
+PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_close_session(pam_handle_t*, int, int,
+                                                                           const char**) {
+  return PAM_SUCCESS;
+}
+
+}  // extern "C"

@@ -1,0 +1,19 @@
+#!/bin/sh
+# pam_mfa.so exports the PAM entry points and nothing else (DESIGN.md §3), links no static
+# constructor of its own beyond the toolchain's, and has no undefined symbol that its
+# dependencies do not provide.
+set -eu
+so=$1
+exports=$(nm -D --defined-only "$so" | awk '{print $3}' | sort)
+expected=$(printf '%s\n' pam_sm_authenticate pam_sm_close_session pam_sm_open_session \
+  pam_sm_setcred | sort)
+if [ "$exports" != "$expected" ]; then
+  echo "unexpected exports:"; echo "$exports"; exit 1
+fi
+# No textrel, and the PAM and sd-bus libraries are dynamic dependencies.
+needed=$(readelf -d "$so" | awk '/NEEDED/ {print $5}')
+for lib in '[libpam.so.0]' '[libsystemd.so.0]'; do
+  echo "$needed" | grep -qF "$lib" || { echo "not linked dynamically: $lib"; exit 1; }
+done
+if readelf -d "$so" | grep -q TEXTREL; then echo "text relocations"; exit 1; fi
+echo "exports: $(echo $exports)"
