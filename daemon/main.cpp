@@ -1,0 +1,394 @@
+// mfad: the daemon. Loads the configuration and the master key, opens the store, and serves
+// org.mfad1 on the system bus (or --bus-address) from one sd-event loop.
+#include <getopt.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/crypto.hpp"
+#include "common/dbus_names.hpp"
+#include "common/handles.hpp"
+#include "common/master_key.hpp"
+#include "common/seal.hpp"
+#include "daemon/audit.hpp"
+#include "daemon/authenticator.hpp"
+#include "daemon/clock.hpp"
+#include "daemon/config.hpp"
+#include "daemon/daemon_log.hpp"
+#include "daemon/manager_bus.hpp"
+#include "daemon/sqlite_store.hpp"
+#include "daemon/user_directory.hpp"
+
+namespace mfa {
+namespace {
+
+constexpr int kExitUsage = 2;
+
+struct Options {
+  std::string config_path = MFA_DEFAULT_CONFIG;
+  bool config_given = false;
+  std::optional<std::string> state_dir;
+  std::optional<std::string> bus_address;
+  bool check_config = false;
+};
+
+void print_help() {
+  printf(
+      "Usage: mfad [OPTIONS]\n"
+      "\n"
+      "Multi-factor authentication daemon: serves org.mfad1 on the system bus.\n"
+      "\n"
+      "  --config FILE          configuration file (default %s)\n"
+      "  --state-dir DIR        state directory (overrides [Daemon] StateDirectory)\n"
+      "  --bus-address ADDRESS  connect to this bus instead of the system bus\n"
+      "  --check-config         validate the configuration and the key file, then exit\n"
+      "  --version              print the version and exit\n"
+      "  --help                 print this help and exit\n",
+      MFA_DEFAULT_CONFIG);
+}
+
+// Returns -1 to go on, or an exit status.
+int parse_options(int argc, char** argv, Options* ret) {
+  enum { kConfig = 0x100, kStateDir, kBusAddress, kCheckConfig, kVersion, kHelp };
+  static const struct option kLongOptions[] = {
+      {"config", required_argument, nullptr, kConfig},
+      {"state-dir", required_argument, nullptr, kStateDir},
+      {"bus-address", required_argument, nullptr, kBusAddress},
+      {"check-config", no_argument, nullptr, kCheckConfig},
+      {"version", no_argument, nullptr, kVersion},
+      {"help", no_argument, nullptr, kHelp},
+      {nullptr, 0, nullptr, 0},
+  };
+  int c;
+  while ((c = getopt_long(argc, argv, "", kLongOptions, nullptr)) != -1) {
+    switch (c) {
+      case kConfig:
+        ret->config_path = optarg;
+        ret->config_given = true;
+        break;
+      case kStateDir:
+        ret->state_dir = optarg;
+        break;
+      case kBusAddress:
+        ret->bus_address = optarg;
+        break;
+      case kCheckConfig:
+        ret->check_config = true;
+        break;
+      case kVersion:
+        printf("mfad %s\n", MFA_VERSION);
+        return 0;
+      case kHelp:
+        print_help();
+        return 0;
+      default:
+        fprintf(stderr, "Try 'mfad --help' for more information.\n");
+        return kExitUsage;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "mfad: unexpected argument '%s'\nTry 'mfad --help' for more information.\n",
+            argv[optind]);
+    return kExitUsage;
+  }
+  if (ret->state_dir && (*ret->state_dir).empty()) {
+    fprintf(stderr, "mfad: --state-dir needs a directory\n");
+    return kExitUsage;
+  }
+  return -1;
+}
+
+MasterKeyOptions key_options(const Config& config, bool create) {
+  MasterKeyOptions options;
+  options.path = config.key_file;
+  options.create_if_missing = create;
+  options.allowed_owner = 0;
+  if (geteuid() != 0) {
+    options.extra_owner = geteuid();
+  } else {
+    // The key may belong to the mfad system user, if there is one.
+    struct passwd pw;
+    struct passwd* found = nullptr;
+    char buf[4096];
+    if (getpwnam_r("mfad", &pw, buf, sizeof buf, &found) == 0 && found != nullptr) {
+      options.extra_owner = found->pw_uid;
+    }
+  }
+  return options;
+}
+
+int check_config(const Options& options) {
+  std::vector<ConfigProblem> problems;
+  auto config = load_config(options.config_path, options.config_given, /*strict=*/true, &problems);
+  for (const auto& p : problems)
+    fprintf(stderr, "%s\n", p.to_string().c_str());
+  if (!config.ok()) {
+    if (problems.empty())
+      fprintf(stderr, "%s\n", config.error().message.c_str());
+    return EXIT_FAILURE;
+  }
+  // A missing key is created on first start; with a systemd credential there is no file at all.
+  struct stat st;
+  const char* credentials = getenv("CREDENTIALS_DIRECTORY");
+  bool have_credential = false;
+  if (credentials != nullptr) {
+    std::string credential = std::string(credentials) + "/mfad.key";
+    have_credential = access(credential.c_str(), F_OK) == 0;
+  }
+  if (!have_credential && lstat(config->key_file.c_str(), &st) < 0 && errno == ENOENT) {
+    printf("%s: key file does not exist yet; mfad creates it on first start\n",
+           config->key_file.c_str());
+  } else {
+    auto key = load_master_key(key_options(*config, /*create=*/false));
+    if (!key.ok()) {
+      fprintf(stderr, "%s\n", key.error().message.c_str());
+      return EXIT_FAILURE;
+    }
+  }
+  printf("configuration OK\n");
+  return EXIT_SUCCESS;
+}
+
+// Creates dir (mode 0700) and any missing parents (0755).
+Status make_state_directory(const std::string& dir) {
+  if (dir.empty() || dir[0] != '/') {
+    return make_error(Errc::kIo, "state directory '" + dir + "' is not an absolute path");
+  }
+  for (size_t pos = dir.find('/', 1); pos != std::string::npos; pos = dir.find('/', pos + 1)) {
+    std::string parent = dir.substr(0, pos);
+    if (mkdir(parent.c_str(), 0755) < 0 && errno != EEXIST) {
+      return make_error(Errc::kIo, "cannot create " + parent + ": " + strerror(errno));
+    }
+  }
+  if (mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) {
+    return make_error(Errc::kIo, "cannot create " + dir + ": " + strerror(errno));
+  }
+  struct stat st;
+  if (stat(dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode)) {
+    return make_error(Errc::kIo, "state directory " + dir + " is not a directory");
+  }
+  if (st.st_mode & 0077) {
+    MFA_LOG_WARNING("state directory %s is accessible to other users (mode %04o)", dir.c_str(),
+                    st.st_mode & 07777);
+  }
+  return {};
+}
+
+Result<BusPtr> connect_bus(const Options& options) {
+  sd_bus* raw = nullptr;
+  int r;
+  if (options.bus_address) {
+    r = sd_bus_new(&raw);
+    BusPtr bus(raw);
+    if (r >= 0)
+      r = sd_bus_set_address(raw, options.bus_address->c_str());
+    if (r >= 0)
+      r = sd_bus_set_bus_client(raw, 1);
+    if (r >= 0)
+      r = sd_bus_start(raw);
+    if (r < 0) {
+      return make_error(
+          Errc::kIo, "cannot connect to the bus at " + *options.bus_address + ": " + strerror(-r));
+    }
+    return bus;
+  }
+  r = sd_bus_open_system(&raw);
+  BusPtr bus(raw);
+  if (r < 0)
+    return make_error(Errc::kIo, std::string("cannot connect to the system bus: ") + strerror(-r));
+  return bus;
+}
+
+struct Daemon {
+  EventPtr event;
+  BusPtr bus;
+  Store* store = nullptr;
+  AuditLog* audit = nullptr;
+  ManagerBus* manager = nullptr;
+  int exit_status = EXIT_SUCCESS;
+};
+
+void record(AuditLog& audit, const char* kind, const char* reason) {
+  AuditEvent event;
+  event.kind = kind;
+  event.outcome = "info";
+  event.reason = reason;
+  event.caller = "mfad";
+  event.details["version"] = MFA_VERSION;
+  Status st = audit.record(event);
+  if (!st.ok())
+    MFA_LOG_ERROR("cannot record %s: %s", kind, st.error().message.c_str());
+}
+
+int on_signal(sd_event_source* /*s*/, const struct signalfd_siginfo* si, void* userdata) {
+  auto* d = static_cast<Daemon*>(userdata);
+  (void)sd_notify(0, "STOPPING=1\nSTATUS=Shutting down");
+  MFA_LOG_INFO("received %s, shutting down", strsignal(static_cast<int>(si->ssi_signo)));
+  try {
+    // Stop taking requests; let daemon.stop share the last commit with pending replies.
+    (void)sd_bus_release_name(d->bus.get(), dbus::kBusName);
+    record(*d->audit, "daemon.stop", "signal");
+    d->manager->stop();
+    (void)sd_bus_flush(d->bus.get());
+  } catch (...) {
+    MFA_LOG_ERROR("error during shutdown");
+    d->exit_status = EXIT_FAILURE;
+  }
+  return sd_event_exit(d->event.get(), d->exit_status);
+}
+
+int run(const Options& options) {
+  // Signals are handled by the loop (signalfd): block them before anything else.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  if (sigprocmask(SIG_BLOCK, &mask, nullptr) < 0) {
+    MFA_LOG_ERROR("cannot block signals: %s", strerror(errno));
+    return EXIT_FAILURE;
+  }
+
+  std::vector<ConfigProblem> problems;
+  auto loaded = load_config(options.config_path, options.config_given, /*strict=*/false, &problems);
+  for (const auto& p : problems) {
+    MFA_LOG_WARNING("%s%s", p.to_string().c_str(), p.fatal ? "" : " (ignored)");
+  }
+  if (!loaded.ok()) {
+    MFA_LOG_ERROR("cannot load the configuration: %s", loaded.error().message.c_str());
+    return EXIT_FAILURE;
+  }
+  Config config = std::move(loaded).value();
+  if (options.state_dir)
+    config.state_directory = *options.state_dir;
+
+  if (Status st = make_state_directory(config.state_directory); !st.ok()) {
+    MFA_LOG_ERROR("%s", st.error().message.c_str());
+    return EXIT_FAILURE;
+  }
+  auto master_key = load_master_key(key_options(config, /*create=*/true));
+  if (!master_key.ok()) {
+    MFA_LOG_ERROR("cannot load the master key: %s", master_key.error().message.c_str());
+    return EXIT_FAILURE;
+  }
+  auto sealer = Sealer::create(master_key->span());
+  auto code_hash_key = hkdf_sha256(master_key->span(), "mfad code hash v1", 32);
+  if (!sealer.ok() || !code_hash_key.ok()) {
+    MFA_LOG_ERROR("cannot derive keys from the master key");
+    return EXIT_FAILURE;
+  }
+  master_key->clear();
+
+  SystemClock clock;
+  auto opened = SqliteStore::open(config.state_directory + "/mfad.db", clock);
+  if (!opened.ok()) {
+    MFA_LOG_ERROR("cannot open the database: %s", opened.error().message.c_str());
+    return EXIT_FAILURE;
+  }
+  std::unique_ptr<SqliteStore> store = std::move(opened).value();
+  AuditLog audit(*store, clock);
+  SystemUserDirectory users;
+
+  Daemon d;
+  sd_event* event = nullptr;
+  int r = sd_event_default(&event);
+  d.event.reset(event);
+  if (r < 0) {
+    MFA_LOG_ERROR("cannot create the event loop: %s", strerror(-r));
+    return EXIT_FAILURE;
+  }
+  auto bus = connect_bus(options);
+  if (!bus.ok()) {
+    MFA_LOG_ERROR("%s", bus.error().message.c_str());
+    return EXIT_FAILURE;
+  }
+  d.bus = std::move(bus).value();
+  // The bus going away ends the loop: there is nothing left to serve.
+  (void)sd_bus_set_exit_on_disconnect(d.bus.get(), 1);
+  r = sd_bus_attach_event(d.bus.get(), event, SD_EVENT_PRIORITY_NORMAL);
+  if (r < 0) {
+    MFA_LOG_ERROR("cannot attach the bus to the event loop: %s", strerror(-r));
+    return EXIT_FAILURE;
+  }
+
+  SecurityEventEmitter emitter(d.bus.get());
+  Authenticator authenticator(
+      AuthenticatorDeps{config, *store, audit, *sealer, *code_hash_key, clock, users, &emitter});
+  auto manager = ManagerBus::create(event, d.bus.get(), authenticator, *store, config);
+  if (!manager.ok()) {
+    MFA_LOG_ERROR("%s", manager.error().message.c_str());
+    return EXIT_FAILURE;
+  }
+  d.store = store.get();
+  d.audit = &audit;
+  d.manager = manager->get();
+
+  for (int sig : {SIGTERM, SIGINT}) {
+    r = sd_event_add_signal(event, nullptr, sig, on_signal, &d);
+    if (r < 0) {
+      MFA_LOG_ERROR("cannot watch signal %d: %s", sig, strerror(-r));
+      return EXIT_FAILURE;
+    }
+  }
+
+  r = sd_bus_request_name(d.bus.get(), dbus::kBusName, 0);
+  if (r < 0) {
+    const char* why = r == -EEXIST ? "another process owns it"
+                      : r == -EACCES || r == -EPERM
+                          ? "the bus policy does not allow this user to own it"
+                          : strerror(-r);
+    MFA_LOG_ERROR("cannot own the bus name %s: %s", dbus::kBusName, why);
+    return EXIT_FAILURE;
+  }
+
+  record(audit, "daemon.start", "start");
+  if (Status st = store->flush(); !st.ok()) {
+    MFA_LOG_ERROR("cannot write to the database: %s", st.error().message.c_str());
+    return EXIT_FAILURE;
+  }
+  (void)sd_event_set_watchdog(event, 1);
+  (void)sd_notify(0, "READY=1\nSTATUS=Serving org.mfad1");
+  MFA_LOG_INFO("mfad %s serving %s", MFA_VERSION, dbus::kBusName);
+
+  r = sd_event_loop(event);
+  if (r < 0) {
+    MFA_LOG_ERROR("event loop failed: %s", strerror(-r));
+    return EXIT_FAILURE;
+  }
+  // The loop also ends when the bus goes away: commit whatever is pending.
+  manager->get()->group_commit().run();
+  return r;
+}
+
+}  // namespace
+}  // namespace mfa
+
+int main(int argc, char** argv) {
+  try {
+    mfa::Options options;
+    int status = mfa::parse_options(argc, argv, &options);
+    if (status >= 0)
+      return status;
+    if (options.check_config)
+      return mfa::check_config(options);
+    return mfa::run(options);
+  } catch (const std::exception& e) {
+    fprintf(stderr, "mfad: fatal: %s\n", e.what());
+  } catch (...) {
+    fprintf(stderr, "mfad: fatal error\n");
+  }
+  return EXIT_FAILURE;
+}

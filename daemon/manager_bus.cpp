@@ -1,0 +1,1000 @@
+#include "daemon/manager_bus.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <string_view>
+#include <vector>
+
+#include "common/dbus_names.hpp"
+#include "daemon/daemon_log.hpp"
+
+namespace mfa {
+namespace {
+
+constexpr size_t kMaxChallengeLength = 128;
+constexpr size_t kMaxPhoneLength = 32;
+constexpr size_t kMaxMethodNameLength = 32;
+constexpr size_t kMaxSessionIdLength = 128;
+constexpr size_t kMaxMapKeyLength = 64;
+constexpr size_t kMaxOptionEntries = 16;
+
+// A bus-level refusal that is not one of the logic's errors (AccessDenied, NotSupported, ...).
+struct BusError {
+  const char* name;
+  std::string message;
+};
+
+Error invalid(std::string message) {
+  return make_error(Errc::kInvalidArgument, std::move(message));
+}
+
+// Reads one "s" argument, refusing (without keeping it) a string longer than max_length.
+int read_string(sd_bus_message* m, const char* what, size_t max_length, std::string* ret,
+                std::optional<Error>* ret_error) {
+  const char* s = nullptr;
+  int r = sd_bus_message_read(m, "s", &s);
+  if (r < 0)
+    return r;
+  size_t length = strnlen(s, max_length + 1);
+  if (length > max_length) {
+    if (!*ret_error) {
+      *ret_error = invalid(std::string(what) + " is too long (at most " +
+                           std::to_string(max_length) + " bytes)");
+    }
+    return 0;
+  }
+  ret->assign(s, length);
+  return 0;
+}
+
+// Same for secrets: the copy goes straight into a self-erasing buffer.
+int read_secret(sd_bus_message* m, const char* what, size_t max_length, SecureString* ret,
+                std::optional<Error>* ret_error) {
+  const char* s = nullptr;
+  int r = sd_bus_message_read(m, "s", &s);
+  if (r < 0)
+    return r;
+  size_t length = strnlen(s, max_length + 1);
+  if (length > max_length) {
+    if (!*ret_error) {
+      *ret_error = invalid(std::string(what) + " is too long (at most " +
+                           std::to_string(max_length) + " characters)");
+    }
+    return 0;
+  }
+  *ret = SecureString(std::string_view(s, length));
+  return 0;
+}
+
+// a{ss}, at most kMaxContextEntries entries with bounded keys and values, no duplicates.
+int read_string_map(sd_bus_message* m, StringMap* ret, std::optional<Error>* ret_error) {
+  int r = sd_bus_message_enter_container(m, 'a', "{ss}");
+  if (r < 0)
+    return r;
+  size_t entries = 0;
+  for (;;) {
+    const char* key = nullptr;
+    const char* value = nullptr;
+    r = sd_bus_message_read(m, "{ss}", &key, &value);
+    if (r < 0)
+      return r;
+    if (r == 0)
+      break;
+    if (*ret_error)
+      continue;
+    if (++entries > dbus::kMaxContextEntries) {
+      *ret_error = invalid("too many context entries (at most " +
+                           std::to_string(dbus::kMaxContextEntries) + ")");
+    } else if (strnlen(key, kMaxMapKeyLength + 1) > kMaxMapKeyLength) {
+      *ret_error = invalid("context key is too long");
+    } else if (strnlen(value, dbus::kMaxContextValueLength + 1) > dbus::kMaxContextValueLength) {
+      *ret_error = invalid(std::string("context value of '") + key + "' is too long (at most " +
+                           std::to_string(dbus::kMaxContextValueLength) + " bytes)");
+    } else if (!ret->emplace(key, value).second) {
+      *ret_error = invalid(std::string("context key '") + key + "' appears twice");
+    }
+  }
+  return sd_bus_message_exit_container(m);
+}
+
+// One entry of an a{sv} whose value the caller reads: the key and the variant's signature.
+using VariantReader = int (*)(sd_bus_message* m, const std::string& key, const char* contents,
+                              void* userdata, std::optional<Error>* ret_error);
+
+int read_variant_map(sd_bus_message* m, VariantReader reader, void* userdata,
+                     std::optional<Error>* ret_error) {
+  int r = sd_bus_message_enter_container(m, 'a', "{sv}");
+  if (r < 0)
+    return r;
+  size_t entries = 0;
+  std::vector<std::string> seen;
+  for (;;) {
+    r = sd_bus_message_enter_container(m, 'e', "sv");
+    if (r < 0)
+      return r;
+    if (r == 0)
+      break;
+    const char* key = nullptr;
+    r = sd_bus_message_read(m, "s", &key);
+    if (r < 0)
+      return r;
+    const char* contents = nullptr;
+    r = sd_bus_message_peek_type(m, nullptr, &contents);
+    if (r < 0)
+      return r;
+    bool skip = *ret_error || ++entries > kMaxOptionEntries ||
+                strnlen(key, kMaxMapKeyLength + 1) > kMaxMapKeyLength;
+    if (!*ret_error && entries > kMaxOptionEntries) {
+      *ret_error = invalid("too many entries (at most " + std::to_string(kMaxOptionEntries) + ")");
+    } else if (!*ret_error && strnlen(key, kMaxMapKeyLength + 1) > kMaxMapKeyLength) {
+      *ret_error = invalid("key is too long");
+    }
+    if (!skip) {
+      std::string k(key);
+      for (const auto& s : seen) {
+        if (s == k) {
+          *ret_error = invalid("key '" + k + "' appears twice");
+          skip = true;
+        }
+      }
+      seen.push_back(k);
+    }
+    if (skip) {
+      r = sd_bus_message_skip(m, "v");
+      if (r < 0)
+        return r;
+    } else {
+      r = sd_bus_message_enter_container(m, 'v', contents);
+      if (r < 0)
+        return r;
+      r = reader(m, key, contents, userdata, ret_error);
+      if (r < 0)
+        return r;
+      if (r == 0) {
+        // Not read by the reader (a refused entry): skip its value.
+        r = sd_bus_message_skip(m, contents);
+        if (r < 0)
+          return r;
+      }
+      r = sd_bus_message_exit_container(m);
+      if (r < 0)
+        return r;
+    }
+    r = sd_bus_message_exit_container(m);
+    if (r < 0)
+      return r;
+  }
+  return sd_bus_message_exit_container(m);
+}
+
+Error wrong_type(const std::string& key, const char* expected, const char* got) {
+  return invalid("option '" + key + "' must be of type '" + expected + "', not '" + got + "'");
+}
+
+// BeginTotpEnrollment options: issuer s, algorithm s, digits u, current_code s.
+int read_totp_option(sd_bus_message* m, const std::string& key, const char* contents,
+                     void* userdata, std::optional<Error>* ret_error) {
+  auto* options = static_cast<TotpEnrollmentOptions*>(userdata);
+  const char* expected = key == "digits" ? "u" : "s";
+  if (key != "issuer" && key != "algorithm" && key != "digits" && key != "current_code") {
+    *ret_error =
+        invalid("unknown option '" + key + "' (known: issuer, algorithm, digits, current_code)");
+    return 0;
+  }
+  if (strcmp(contents, expected) != 0) {
+    *ret_error = wrong_type(key, expected, contents);
+    return 0;
+  }
+  if (key == "digits") {
+    uint32_t digits = 0;
+    int r = sd_bus_message_read(m, "u", &digits);
+    if (r < 0)
+      return r;
+    if (digits < 6 || digits > 8) {
+      *ret_error = invalid("digits must be 6, 7 or 8");
+    } else {
+      options->digits = static_cast<int>(digits);
+    }
+    return 1;
+  }
+  if (key == "current_code") {
+    int r = read_secret(m, "current_code", dbus::kMaxCodeLength, &options->current_code, ret_error);
+    return r < 0 ? r : 1;
+  }
+  std::string* target = key == "issuer" ? &options->issuer : &options->algorithm;
+  int r =
+      read_string(m, key.c_str(), key == "issuer" ? dbus::kMaxIssuerLength : 16, target, ret_error);
+  return r < 0 ? r : 1;
+}
+
+// ListAuditEvents filter: user s, since t (unix seconds), limit u.
+int read_audit_filter(sd_bus_message* m, const std::string& key, const char* contents,
+                      void* userdata, std::optional<Error>* ret_error) {
+  auto* filter = static_cast<AuditFilter*>(userdata);
+  const char* expected = key == "user" ? "s" : key == "since" ? "t" : "u";
+  if (key != "user" && key != "since" && key != "limit") {
+    *ret_error = invalid("unknown filter '" + key + "' (known: user, since, limit)");
+    return 0;
+  }
+  if (strcmp(contents, expected) != 0) {
+    *ret_error = wrong_type(key, expected, contents);
+    return 0;
+  }
+  int r = 0;
+  if (key == "user") {
+    r = read_string(m, "user", dbus::kMaxUserNameLength, &filter->user, ret_error);
+  } else if (key == "since") {
+    uint64_t since = 0;
+    r = sd_bus_message_read(m, "t", &since);
+    if (r >= 0 && since > static_cast<uint64_t>(INT64_MAX / 1000000)) {
+      *ret_error = invalid("since is out of range");
+    } else if (r >= 0) {
+      filter->since_usec = static_cast<int64_t>(since) * 1000000;
+    }
+  } else {
+    uint32_t limit = 0;
+    r = sd_bus_message_read(m, "u", &limit);
+    if (r >= 0 && (limit == 0 || limit > dbus::kMaxAuditQueryLimit)) {
+      *ret_error =
+          invalid("limit must be between 1 and " + std::to_string(dbus::kMaxAuditQueryLimit));
+    } else if (r >= 0) {
+      filter->limit = limit;
+    }
+  }
+  return r < 0 ? r : 1;
+}
+
+// --- a{sv} writers ---
+
+int append_sv_string(sd_bus_message* m, const char* key, const std::string& value) {
+  return sd_bus_message_append(m, "{sv}", key, "s", value.c_str());
+}
+int append_sv_u32(sd_bus_message* m, const char* key, uint32_t value) {
+  return sd_bus_message_append(m, "{sv}", key, "u", value);
+}
+int append_sv_u64(sd_bus_message* m, const char* key, uint64_t value) {
+  return sd_bus_message_append(m, "{sv}", key, "t", value);
+}
+int append_sv_strv(sd_bus_message* m, const char* key, const std::vector<std::string>& values) {
+  int r = sd_bus_message_open_container(m, 'e', "sv");
+  if (r >= 0)
+    r = sd_bus_message_append(m, "s", key);
+  if (r >= 0)
+    r = sd_bus_message_open_container(m, 'v', "as");
+  if (r >= 0)
+    r = sd_bus_message_open_container(m, 'a', "s");
+  for (size_t i = 0; r >= 0 && i < values.size(); ++i) {
+    r = sd_bus_message_append(m, "s", values[i].c_str());
+  }
+  if (r >= 0)
+    r = sd_bus_message_close_container(m);
+  if (r >= 0)
+    r = sd_bus_message_close_container(m);
+  if (r >= 0)
+    r = sd_bus_message_close_container(m);
+  return r;
+}
+
+int append_user_info(sd_bus_message* m, const UserInfo& info) {
+  int r = sd_bus_message_open_container(m, 'a', "{sv}");
+  if (r >= 0)
+    r = append_sv_string(m, "user", info.user);
+  if (r >= 0)
+    r = append_sv_strv(m, "methods", info.methods);
+  if (r >= 0)
+    r = append_sv_strv(m, "pending", info.pending);
+  if (r >= 0)
+    r = append_sv_u32(m, "backup_codes_left", info.backup_codes_left);
+  if (r >= 0)
+    r = append_sv_u64(m, "locked_until", info.locked_until);
+  if (r >= 0)
+    r = append_sv_u32(m, "failures", info.failures);
+  if (r >= 0)
+    r = append_sv_string(m, "masked_phone", info.masked_phone);
+  if (r >= 0 && info.totp) {
+    r = append_sv_string(m, "totp_algorithm", otp_algorithm_name(info.totp->algorithm));
+    if (r >= 0)
+      r = append_sv_u32(m, "totp_digits", static_cast<uint32_t>(info.totp->digits));
+    if (r >= 0)
+      r = append_sv_u32(m, "totp_period", static_cast<uint32_t>(info.totp->period));
+  }
+  if (r >= 0)
+    r = sd_bus_message_close_container(m);
+  return r;
+}
+
+int append_audit_record(sd_bus_message* m, const AuditRecord& rec) {
+  int r = sd_bus_message_open_container(m, 'a', "{sv}");
+  if (r >= 0)
+    r = append_sv_u64(m, "id", static_cast<uint64_t>(rec.id));
+  if (r >= 0)
+    r = append_sv_u64(m, "time", static_cast<uint64_t>(rec.time_usec));
+  if (r >= 0)
+    r = append_sv_string(m, "kind", rec.kind);
+  if (r >= 0)
+    r = append_sv_string(m, "user", rec.user);
+  if (r >= 0)
+    r = append_sv_string(m, "outcome", rec.outcome);
+  if (r >= 0)
+    r = append_sv_string(m, "reason", rec.reason);
+  if (r >= 0)
+    r = append_sv_string(m, "caller", rec.caller);
+  if (r >= 0)
+    r = append_sv_string(m, "details", rec.details_json);
+  if (r >= 0)
+    r = append_sv_string(m, "hash", rec.hash_hex);
+  if (r >= 0)
+    r = sd_bus_message_close_container(m);
+  return r;
+}
+
+BusMessagePtr new_return(sd_bus_message* call, int* ret_r) {
+  sd_bus_message* reply = nullptr;
+  *ret_r = sd_bus_message_new_method_return(call, &reply);
+  return BusMessagePtr(reply);
+}
+
+// The caller, from the bus's own record of the connection. Fields that sd-bus would fill in from
+// /proc (racy, forgeable by exec) are never used for a decision.
+std::optional<BusError> caller_of(sd_bus_message* m, Caller* ret) {
+  sd_bus_creds* raw = nullptr;
+  int r = sd_bus_query_sender_creds(
+      m, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID | SD_BUS_CREDS_UNIQUE_NAME, &raw);
+  BusCredsPtr creds(raw);
+  if (r < 0) {
+    return BusError{SD_BUS_ERROR_ACCESS_DENIED, "Cannot identify the caller."};
+  }
+  if (sd_bus_creds_get_augmented_mask(creds.get()) & SD_BUS_CREDS_EUID) {
+    return BusError{SD_BUS_ERROR_ACCESS_DENIED,
+                    "The caller's identity is not vouched for by the bus."};
+  }
+  uid_t euid = 0;
+  if (sd_bus_creds_get_euid(creds.get(), &euid) < 0) {
+    return BusError{SD_BUS_ERROR_ACCESS_DENIED, "Cannot identify the caller."};
+  }
+  Caller caller;
+  caller.uid = euid;
+  pid_t pid = 0;
+  if (sd_bus_creds_get_pid(creds.get(), &pid) >= 0)
+    caller.pid = pid;
+  const char* unique = nullptr;
+  if (sd_bus_creds_get_unique_name(creds.get(), &unique) < 0 || unique == nullptr) {
+    unique = sd_bus_message_get_sender(m);
+  }
+  if (unique == nullptr) {
+    return BusError{SD_BUS_ERROR_ACCESS_DENIED, "Cannot identify the caller."};
+  }
+  caller.bus_name = unique;
+  *ret = std::move(caller);
+  return std::nullopt;
+}
+
+int reply_bus_error(sd_bus_message* call, const BusError& error) {
+  return sd_bus_reply_method_errorf(call, error.name, "%s", error.message.c_str());
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+void SecurityEventEmitter::security_event(const std::string& user, const std::string& kind,
+                                          const StringMap& details) {
+  sd_bus_message* raw = nullptr;
+  int r =
+      sd_bus_message_new_signal(bus_, &raw, dbus::kObjectPath, dbus::kInterface, "SecurityEvent");
+  BusMessagePtr m(raw);
+  if (r >= 0)
+    r = sd_bus_message_append(m.get(), "ss", user.c_str(), kind.c_str());
+  if (r >= 0)
+    r = sd_bus_message_open_container(m.get(), 'a', "{ss}");
+  for (auto it = details.begin(); r >= 0 && it != details.end(); ++it) {
+    r = sd_bus_message_append(m.get(), "{ss}", it->first.c_str(), it->second.c_str());
+  }
+  if (r >= 0)
+    r = sd_bus_message_close_container(m.get());
+  if (r >= 0)
+    r = sd_bus_send(bus_, m.get(), nullptr);
+  if (r < 0)
+    MFA_LOG_WARNING("cannot emit SecurityEvent %s: %s", kind.c_str(), strerror(-r));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+int ManagerBus::finish(sd_bus_message* call, BusMessagePtr reply, bool success) {
+  if (store_.in_transaction()) {
+    commit_->queue(call, std::move(reply), success);
+    return 1;
+  }
+  int r = sd_bus_send(bus_, reply.get(), nullptr);
+  return r < 0 ? r : 1;
+}
+
+int ManagerBus::reply_error(sd_bus_message* call, const Error& error) {
+  sd_bus_message* raw = nullptr;
+  int r = sd_bus_message_new_method_errorf(call, &raw, errc_dbus_name(error.code), "%s",
+                                           error.message.c_str());
+  if (r < 0)
+    return r;
+  return finish(call, BusMessagePtr(raw), false);
+}
+
+int ManagerBus::reply_empty(sd_bus_message* call) {
+  int r = 0;
+  BusMessagePtr reply = new_return(call, &r);
+  if (r < 0)
+    return r;
+  return finish(call, std::move(reply), true);
+}
+
+int ManagerBus::reply_status(sd_bus_message* call, const Status& status) {
+  if (!status.ok())
+    return reply_error(call, status.error());
+  return reply_empty(call);
+}
+
+void ManagerBus::after_write() {
+  if (store_.in_transaction())
+    commit_->schedule();
+}
+
+// Each handler: read and bound the arguments, identify the caller, ask the logic, reply.
+#define MFA_READ(expr) \
+  do {                 \
+    int r_ = (expr);   \
+    if (r_ < 0)        \
+      return r_;       \
+  } while (0)
+
+#define MFA_CALLER(m, caller)                                                                 \
+  Caller caller;                                                                              \
+  if (auto denied_ = caller_of((m), &caller); denied_) {                                      \
+    return reply_bus_error((m), *denied_);                                                    \
+  }                                                                                           \
+  if (stopping_) {                                                                            \
+    return sd_bus_reply_method_errorf((m), SD_BUS_ERROR_NO_SERVER, "mfad is shutting down."); \
+  }
+
+#define MFA_BAD_INPUT(m, input_error) \
+  if (input_error)                    \
+  return reply_error((m), *input_error)
+
+int ManagerBus::begin_authentication(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string user;
+  StringMap context;
+  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
+  MFA_READ(read_string_map(m, &context, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  auto result = auth_.begin_authentication(caller, user, context);
+  if (!result.ok())
+    return reply_error(m, result.error());
+  // Challenges expire: make sure the timer fires by then.
+  arm_expiry_timer(0);
+  int r = 0;
+  BusMessagePtr reply = new_return(m, &r);
+  if (r >= 0)
+    r = sd_bus_message_append(reply.get(), "s", result->challenge.c_str());
+  if (r >= 0)
+    r = sd_bus_message_open_container(reply.get(), 'a', "s");
+  for (size_t i = 0; r >= 0 && i < result->methods.size(); ++i) {
+    r = sd_bus_message_append(reply.get(), "s", result->methods[i].c_str());
+  }
+  if (r >= 0)
+    r = sd_bus_message_close_container(reply.get());
+  if (r < 0)
+    return r;
+  return finish(m, std::move(reply), true);
+}
+
+int ManagerBus::send_sms_code(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string challenge;
+  MFA_READ(read_string(m, "challenge", kMaxChallengeLength, &challenge, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  auto result = auth_.send_sms_code(caller, challenge);
+  if (!result.ok())
+    return reply_error(m, result.error());
+  int r = 0;
+  BusMessagePtr reply = new_return(m, &r);
+  if (r >= 0)
+    r = sd_bus_message_append(reply.get(), "s", result->c_str());
+  if (r < 0)
+    return r;
+  return finish(m, std::move(reply), true);
+}
+
+int ManagerBus::verify(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string challenge;
+  SecureString code;
+  MFA_READ(read_string(m, "challenge", kMaxChallengeLength, &challenge, &bad));
+  MFA_READ(read_secret(m, "code", dbus::kMaxCodeLength, &code, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  auto result = auth_.verify(caller, challenge, code.view());
+  if (!result.ok())
+    return reply_error(m, result.error());
+  int r = 0;
+  BusMessagePtr reply = new_return(m, &r);
+  if (r >= 0)
+    r = sd_bus_message_append(reply.get(), "s", result->c_str());
+  if (r < 0)
+    return r;
+  return finish(m, std::move(reply), true);
+}
+
+int ManagerBus::end_authentication(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string challenge;
+  MFA_READ(read_string(m, "challenge", kMaxChallengeLength, &challenge, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  return reply_status(m, auth_.end_authentication(caller, challenge));
+}
+
+int ManagerBus::open_session(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string user;
+  StringMap context;
+  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
+  MFA_READ(read_string_map(m, &context, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_NOT_SUPPORTED,
+                                    "Sessions are not implemented yet.");
+}
+
+int ManagerBus::close_session(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string session_id;
+  MFA_READ(read_string(m, "session id", kMaxSessionIdLength, &session_id, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_NOT_SUPPORTED,
+                                    "Sessions are not implemented yet.");
+}
+
+int ManagerBus::get_user(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string user;
+  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  auto result = auth_.get_user(caller, user);
+  if (!result.ok())
+    return reply_error(m, result.error());
+  int r = 0;
+  BusMessagePtr reply = new_return(m, &r);
+  if (r >= 0)
+    r = append_user_info(reply.get(), *result);
+  if (r < 0)
+    return r;
+  return finish(m, std::move(reply), true);
+}
+
+int ManagerBus::begin_totp_enrollment(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string user;
+  TotpEnrollmentOptions options;
+  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
+  MFA_READ(read_variant_map(m, read_totp_option, &options, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  auto result = auth_.begin_totp_enrollment(caller, user, options);
+  if (!result.ok())
+    return reply_error(m, result.error());
+  int r = 0;
+  BusMessagePtr reply = new_return(m, &r);
+  // The reply carries the seed: sd-bus erases it when the message is freed.
+  if (r >= 0)
+    r = sd_bus_message_sensitive(reply.get());
+  if (r >= 0) {
+    r = sd_bus_message_append(reply.get(), "ss", result->secret_base32.c_str(),
+                              result->otpauth_uri.c_str());
+  }
+  if (r < 0)
+    return r;
+  return finish(m, std::move(reply), true);
+}
+
+int ManagerBus::confirm_totp_enrollment(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string user;
+  SecureString code;
+  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
+  MFA_READ(read_secret(m, "code", dbus::kMaxCodeLength, &code, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  return reply_status(m, auth_.confirm_totp_enrollment(caller, user, code.view()));
+}
+
+// SMS enrollment arrives with the SMS issue; until then the caller is authorized like GetUser
+// (so that a stranger learns nothing new) and told that SMS is unavailable.
+int ManagerBus::begin_sms_enrollment(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string user;
+  SecureString phone;
+  SecureString current_code;
+  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
+  MFA_READ(read_secret(m, "phone number", kMaxPhoneLength, &phone, &bad));
+  MFA_READ(read_secret(m, "current_code", dbus::kMaxCodeLength, &current_code, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  auto allowed = auth_.get_user(caller, user);
+  if (!allowed.ok())
+    return reply_error(m, allowed.error());
+  return reply_error(m, make_error(Errc::kSmsUnavailable, "SMS is not configured on this host."));
+}
+
+int ManagerBus::confirm_sms_enrollment(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string user;
+  SecureString code;
+  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
+  MFA_READ(read_secret(m, "code", dbus::kMaxCodeLength, &code, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  auto allowed = auth_.get_user(caller, user);
+  if (!allowed.ok())
+    return reply_error(m, allowed.error());
+  return reply_error(m, make_error(Errc::kSmsUnavailable, "SMS is not configured on this host."));
+}
+
+int ManagerBus::generate_backup_codes(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string user;
+  SecureString current_code;
+  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
+  MFA_READ(read_secret(m, "current_code", dbus::kMaxCodeLength, &current_code, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  auto result = auth_.generate_backup_codes(caller, user, current_code.view());
+  if (!result.ok())
+    return reply_error(m, result.error());
+  int r = 0;
+  BusMessagePtr reply = new_return(m, &r);
+  if (r >= 0)
+    r = sd_bus_message_sensitive(reply.get());
+  if (r >= 0)
+    r = sd_bus_message_open_container(reply.get(), 'a', "s");
+  for (size_t i = 0; r >= 0 && i < result->size(); ++i) {
+    r = sd_bus_message_append(reply.get(), "s", (*result)[i].c_str());
+  }
+  if (r >= 0)
+    r = sd_bus_message_close_container(reply.get());
+  if (r < 0)
+    return r;
+  return finish(m, std::move(reply), true);
+}
+
+int ManagerBus::disable_method(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string user;
+  std::string method;
+  SecureString current_code;
+  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
+  MFA_READ(read_string(m, "method", kMaxMethodNameLength, &method, &bad));
+  MFA_READ(read_secret(m, "current_code", dbus::kMaxCodeLength, &current_code, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  return reply_status(m, auth_.disable_method(caller, user, method, current_code.view()));
+}
+
+// Sessions arrive with their own issue: the authorization is already GetUser's, the list empty.
+int ManagerBus::list_sessions(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string user;
+  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  if (user.empty()) {
+    if (!auth_.is_admin(caller)) {
+      return reply_error(
+          m, make_error(Errc::kNotAllowed, "Only an administrator may list everyone's sessions."));
+    }
+  } else {
+    auto allowed = auth_.get_user(caller, user);
+    if (!allowed.ok())
+      return reply_error(m, allowed.error());
+  }
+  int r = 0;
+  BusMessagePtr reply = new_return(m, &r);
+  if (r >= 0)
+    r = sd_bus_message_open_container(reply.get(), 'a', "a{sv}");
+  if (r >= 0)
+    r = sd_bus_message_close_container(reply.get());
+  if (r < 0)
+    return r;
+  return finish(m, std::move(reply), true);
+}
+
+int ManagerBus::terminate_session(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string session_id;
+  MFA_READ(read_string(m, "session id", kMaxSessionIdLength, &session_id, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_NOT_SUPPORTED,
+                                    "Sessions are not implemented yet.");
+}
+
+int ManagerBus::list_users(sd_bus_message* m) {
+  MFA_CALLER(m, caller);
+  auto result = auth_.list_users(caller);
+  if (!result.ok())
+    return reply_error(m, result.error());
+  int r = 0;
+  BusMessagePtr reply = new_return(m, &r);
+  if (r >= 0)
+    r = sd_bus_message_open_container(reply.get(), 'a', "a{sv}");
+  for (size_t i = 0; r >= 0 && i < result->size(); ++i) {
+    r = append_user_info(reply.get(), (*result)[i]);
+  }
+  if (r >= 0)
+    r = sd_bus_message_close_container(reply.get());
+  if (r < 0)
+    return r;
+  return finish(m, std::move(reply), true);
+}
+
+int ManagerBus::reset_user(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string user;
+  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  return reply_status(m, auth_.reset_user(caller, user));
+}
+
+int ManagerBus::unlock(sd_bus_message* m) {
+  std::optional<Error> bad;
+  std::string user;
+  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  return reply_status(m, auth_.unlock(caller, user));
+}
+
+int ManagerBus::list_audit_events(sd_bus_message* m) {
+  std::optional<Error> bad;
+  AuditFilter filter;
+  MFA_READ(read_variant_map(m, read_audit_filter, &filter, &bad));
+  MFA_CALLER(m, caller);
+  MFA_BAD_INPUT(m, bad);
+  auto result = auth_.list_audit_events(caller, filter);
+  if (!result.ok())
+    return reply_error(m, result.error());
+  int r = 0;
+  BusMessagePtr reply = new_return(m, &r);
+  if (r >= 0)
+    r = sd_bus_message_open_container(reply.get(), 'a', "a{sv}");
+  for (size_t i = 0; r >= 0 && i < result->size(); ++i) {
+    r = append_audit_record(reply.get(), (*result)[i]);
+  }
+  if (r >= 0)
+    r = sd_bus_message_close_container(reply.get());
+  if (r < 0)
+    return r;
+  return finish(m, std::move(reply), true);
+}
+
+int ManagerBus::verify_audit_trail(sd_bus_message* m) {
+  MFA_CALLER(m, caller);
+  auto result = auth_.verify_audit_trail(caller);
+  if (!result.ok())
+    return reply_error(m, result.error());
+  int r = 0;
+  BusMessagePtr reply = new_return(m, &r);
+  if (r >= 0) {
+    r = sd_bus_message_append(reply.get(), "bts", static_cast<int>(result->intact), result->rows,
+                              result->message.c_str());
+  }
+  if (r < 0)
+    return r;
+  return finish(m, std::move(reply), true);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// sd-bus callbacks are C: nothing may be thrown through them.
+template <int (ManagerBus::*Handler)(sd_bus_message*)>
+int dispatch(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
+  try {
+    return (static_cast<ManagerBus*>(userdata)->*Handler)(m);
+  } catch (const std::bad_alloc&) {
+    return -ENOMEM;
+  } catch (const std::exception& e) {
+    MFA_LOG_ERROR("%s failed: %s", sd_bus_message_get_member(m), e.what());
+  } catch (...) {
+    MFA_LOG_ERROR("%s failed", sd_bus_message_get_member(m));
+  }
+  return sd_bus_error_set(ret_error, dbus::kErrorInternal, "Internal error in mfad.");
+}
+
+int get_version(sd_bus* /*bus*/, const char* /*path*/, const char* /*interface*/,
+                const char* /*property*/, sd_bus_message* reply, void* /*userdata*/,
+                sd_bus_error* /*ret_error*/) {
+  return sd_bus_message_append(reply, "s", MFA_VERSION);
+}
+
+// PAM side: root only (no SD_BUS_VTABLE_UNPRIVILEGED; the bus policy agrees). Everything else is
+// open to unprivileged callers and authorized by the Authenticator. Calls carrying codes or
+// returning secrets are SENSITIVE: sd-bus erases them when freed.
+constexpr uint64_t kRootOnly = 0;
+constexpr uint64_t kRootOnlySensitive = SD_BUS_VTABLE_SENSITIVE;
+constexpr uint64_t kOpen = SD_BUS_VTABLE_UNPRIVILEGED;
+constexpr uint64_t kOpenSensitive = SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE;
+
+const sd_bus_vtable kManagerVtable[] = {
+    SD_BUS_VTABLE_START(0),
+    SD_BUS_PROPERTY("Version", "s", get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_METHOD_WITH_ARGS("BeginAuthentication", SD_BUS_ARGS("s", user, "a{ss}", context),
+                            SD_BUS_RESULT("s", challenge, "as", methods),
+                            dispatch<&ManagerBus::begin_authentication>, kRootOnly),
+    SD_BUS_METHOD_WITH_ARGS("SendSmsCode", SD_BUS_ARGS("s", challenge),
+                            SD_BUS_RESULT("s", masked_phone), dispatch<&ManagerBus::send_sms_code>,
+                            kRootOnly),
+    SD_BUS_METHOD_WITH_ARGS("Verify", SD_BUS_ARGS("s", challenge, "s", code),
+                            SD_BUS_RESULT("s", method), dispatch<&ManagerBus::verify>,
+                            kRootOnlySensitive),
+    SD_BUS_METHOD_WITH_ARGS("EndAuthentication", SD_BUS_ARGS("s", challenge), SD_BUS_NO_RESULT,
+                            dispatch<&ManagerBus::end_authentication>, kRootOnly),
+    SD_BUS_METHOD_WITH_ARGS("OpenSession", SD_BUS_ARGS("s", user, "a{ss}", context),
+                            SD_BUS_RESULT("s", session_id), dispatch<&ManagerBus::open_session>,
+                            kRootOnly),
+    SD_BUS_METHOD_WITH_ARGS("CloseSession", SD_BUS_ARGS("s", session_id), SD_BUS_NO_RESULT,
+                            dispatch<&ManagerBus::close_session>, kRootOnly),
+    SD_BUS_METHOD_WITH_ARGS("GetUser", SD_BUS_ARGS("s", user), SD_BUS_RESULT("a{sv}", info),
+                            dispatch<&ManagerBus::get_user>, kOpen),
+    SD_BUS_METHOD_WITH_ARGS("BeginTotpEnrollment", SD_BUS_ARGS("s", user, "a{sv}", options),
+                            SD_BUS_RESULT("s", secret_base32, "s", otpauth_uri),
+                            dispatch<&ManagerBus::begin_totp_enrollment>, kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS("ConfirmTotpEnrollment", SD_BUS_ARGS("s", user, "s", code),
+                            SD_BUS_NO_RESULT, dispatch<&ManagerBus::confirm_totp_enrollment>,
+                            kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS("BeginSmsEnrollment",
+                            SD_BUS_ARGS("s", user, "s", phone_e164, "s", current_code),
+                            SD_BUS_RESULT("s", masked_phone),
+                            dispatch<&ManagerBus::begin_sms_enrollment>, kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS("ConfirmSmsEnrollment", SD_BUS_ARGS("s", user, "s", code),
+                            SD_BUS_NO_RESULT, dispatch<&ManagerBus::confirm_sms_enrollment>,
+                            kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS("GenerateBackupCodes", SD_BUS_ARGS("s", user, "s", current_code),
+                            SD_BUS_RESULT("as", codes),
+                            dispatch<&ManagerBus::generate_backup_codes>, kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS("DisableMethod", SD_BUS_ARGS("s", user, "s", method, "s", current_code),
+                            SD_BUS_NO_RESULT, dispatch<&ManagerBus::disable_method>,
+                            kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS("ListSessions", SD_BUS_ARGS("s", user),
+                            SD_BUS_RESULT("aa{sv}", sessions), dispatch<&ManagerBus::list_sessions>,
+                            kOpen),
+    SD_BUS_METHOD_WITH_ARGS("TerminateSession", SD_BUS_ARGS("s", session_id), SD_BUS_NO_RESULT,
+                            dispatch<&ManagerBus::terminate_session>, kOpen),
+    SD_BUS_METHOD_WITH_ARGS("ListUsers", SD_BUS_NO_ARGS, SD_BUS_RESULT("aa{sv}", users),
+                            dispatch<&ManagerBus::list_users>, kOpen),
+    SD_BUS_METHOD_WITH_ARGS("ResetUser", SD_BUS_ARGS("s", user), SD_BUS_NO_RESULT,
+                            dispatch<&ManagerBus::reset_user>, kOpen),
+    SD_BUS_METHOD_WITH_ARGS("Unlock", SD_BUS_ARGS("s", user), SD_BUS_NO_RESULT,
+                            dispatch<&ManagerBus::unlock>, kOpen),
+    SD_BUS_METHOD_WITH_ARGS("ListAuditEvents", SD_BUS_ARGS("a{sv}", filter),
+                            SD_BUS_RESULT("aa{sv}", events),
+                            dispatch<&ManagerBus::list_audit_events>, kOpen),
+    SD_BUS_METHOD_WITH_ARGS("VerifyAuditTrail", SD_BUS_NO_ARGS,
+                            SD_BUS_RESULT("b", intact, "t", rows, "s", message),
+                            dispatch<&ManagerBus::verify_audit_trail>, kOpen),
+    SD_BUS_SIGNAL_WITH_ARGS("SessionOpened", SD_BUS_ARGS("s", session_id, "s", user), 0),
+    SD_BUS_SIGNAL_WITH_ARGS("SessionClosed", SD_BUS_ARGS("s", session_id, "s", user, "s", reason),
+                            0),
+    SD_BUS_SIGNAL_WITH_ARGS("SecurityEvent", SD_BUS_ARGS("s", user, "s", kind, "a{ss}", details),
+                            0),
+    SD_BUS_VTABLE_END,
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ManagerBus>> ManagerBus::create(sd_event* event, sd_bus* bus,
+                                                       Authenticator& authenticator, Store& store,
+                                                       const Config& config) {
+  std::unique_ptr<ManagerBus> mb(new ManagerBus(event, bus, authenticator, store, config));
+  MFA_TRY(commit, GroupCommit::create(event, bus, store));
+  mb->commit_ = std::move(commit);
+
+  sd_bus_slot* slot = nullptr;
+  int r = sd_bus_add_object_vtable(bus, &slot, dbus::kObjectPath, dbus::kInterface, kManagerVtable,
+                                   mb.get());
+  if (r < 0) {
+    return make_error(Errc::kInternal,
+                      std::string("cannot register the D-Bus object: ") + strerror(-r));
+  }
+  mb->object_slot_.reset(slot);
+
+  // A peer that leaves takes its open challenges with it.
+  slot = nullptr;
+  r = sd_bus_match_signal_async(bus, &slot, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                "org.freedesktop.DBus", "NameOwnerChanged",
+                                &ManagerBus::on_name_owner_changed, nullptr, mb.get());
+  if (r < 0) {
+    return make_error(Errc::kInternal, std::string("cannot watch bus peers: ") + strerror(-r));
+  }
+  mb->match_slot_.reset(slot);
+
+  sd_event_source* timer = nullptr;
+  r = sd_event_add_time(event, &timer, CLOCK_MONOTONIC, UINT64_MAX, 100 * 1000,
+                        &ManagerBus::on_expiry_timer, mb.get());
+  if (r < 0) {
+    return make_error(Errc::kInternal, std::string("cannot add the expiry timer: ") + strerror(-r));
+  }
+  mb->expiry_timer_.reset(timer);
+  (void)sd_event_source_set_enabled(timer, SD_EVENT_OFF);
+  (void)sd_event_source_set_description(timer, "challenge-expiry");
+  return mb;
+}
+
+ManagerBus::~ManagerBus() = default;
+
+void ManagerBus::stop() {
+  stopping_ = true;
+  commit_->run();
+}
+
+// at_usec == 0: "a challenge was just created": fire no later than its expiry.
+void ManagerBus::arm_expiry_timer(uint64_t at_usec) {
+  sd_event_source* timer = expiry_timer_.get();
+  if (at_usec == 0) {
+    uint64_t now = 0;
+    if (sd_event_now(event_, CLOCK_MONOTONIC, &now) < 0)
+      return;
+    at_usec = now + static_cast<uint64_t>(config_.challenge_timeout_seconds + 1) * 1000000;
+    int enabled = SD_EVENT_OFF;
+    uint64_t current = 0;
+    if (sd_event_source_get_enabled(timer, &enabled) >= 0 && enabled != SD_EVENT_OFF &&
+        sd_event_source_get_time(timer, &current) >= 0 && current <= at_usec) {
+      return;  // already due earlier
+    }
+  }
+  int r = sd_event_source_set_time(timer, at_usec);
+  if (r >= 0)
+    r = sd_event_source_set_enabled(timer, SD_EVENT_ONESHOT);
+  if (r < 0)
+    MFA_LOG_WARNING("cannot arm the challenge expiry timer: %s", strerror(-r));
+}
+
+int ManagerBus::on_expiry_timer(sd_event_source* /*s*/, uint64_t /*usec*/, void* userdata) {
+  auto* self = static_cast<ManagerBus*>(userdata);
+  try {
+    uint64_t next = self->auth_.expire_challenges();
+    if (next != 0)
+      self->arm_expiry_timer(next);
+    self->after_write();
+  } catch (...) {
+    MFA_LOG_ERROR("challenge expiry failed");
+  }
+  return 0;
+}
+
+int ManagerBus::on_name_owner_changed(sd_bus_message* m, void* userdata,
+                                      sd_bus_error* /*ret_error*/) {
+  auto* self = static_cast<ManagerBus*>(userdata);
+  const char* name = nullptr;
+  const char* old_owner = nullptr;
+  const char* new_owner = nullptr;
+  if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0)
+    return 0;
+  if (name[0] != ':' || new_owner[0] != '\0')
+    return 0;
+  try {
+    self->auth_.drop_caller(name);
+    self->after_write();
+  } catch (...) {
+    MFA_LOG_ERROR("dropping the challenges of a departed peer failed");
+  }
+  return 0;
+}
+
+}  // namespace mfa

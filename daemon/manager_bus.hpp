@@ -1,0 +1,99 @@
+// The D-Bus face of mfad: org.mfad1.Manager at /org/mfad1 (daemon/org.mfad1.Manager.xml).
+// Each handler reads and bounds its arguments, identifies the caller from the bus's own
+// credentials, hands over to the Authenticator (which authorizes and decides) and replies;
+// replies of calls that wrote to the store go through GroupCommit. The logic lives in
+// authenticator.cpp, as homed-manager-bus.c sits in front of homed-manager.c.
+#pragma once
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include <memory>
+#include <string>
+
+#include "common/handles.hpp"
+#include "common/result.hpp"
+#include "daemon/authenticator.hpp"
+#include "daemon/config.hpp"
+#include "daemon/group_commit.hpp"
+#include "daemon/store.hpp"
+
+namespace mfa {
+
+// Emits org.mfad1.Manager.SecurityEvent for the Authenticator.
+class SecurityEventEmitter final : public EventSink {
+ public:
+  explicit SecurityEventEmitter(sd_bus* bus) : bus_(bus) {}
+  void security_event(const std::string& user, const std::string& kind,
+                      const StringMap& details) override;
+
+ private:
+  sd_bus* bus_;
+};
+
+class ManagerBus {
+ public:
+  // Registers the object, the peer-tracking match and the challenge-expiry timer. The caller then
+  // requests the bus name.
+  static Result<std::unique_ptr<ManagerBus>> create(sd_event* event, sd_bus* bus,
+                                                    Authenticator& authenticator, Store& store,
+                                                    const Config& config);
+  ~ManagerBus();
+  ManagerBus(const ManagerBus&) = delete;
+  ManagerBus& operator=(const ManagerBus&) = delete;
+
+  // Shutdown: refuse further calls, commit, and send every pending reply.
+  void stop();
+  GroupCommit& group_commit() { return *commit_; }
+
+  // The vtable's handlers (static trampolines in manager_bus.cpp call these).
+  int begin_authentication(sd_bus_message* m);
+  int send_sms_code(sd_bus_message* m);
+  int verify(sd_bus_message* m);
+  int end_authentication(sd_bus_message* m);
+  int open_session(sd_bus_message* m);
+  int close_session(sd_bus_message* m);
+  int get_user(sd_bus_message* m);
+  int begin_totp_enrollment(sd_bus_message* m);
+  int confirm_totp_enrollment(sd_bus_message* m);
+  int begin_sms_enrollment(sd_bus_message* m);
+  int confirm_sms_enrollment(sd_bus_message* m);
+  int generate_backup_codes(sd_bus_message* m);
+  int disable_method(sd_bus_message* m);
+  int list_sessions(sd_bus_message* m);
+  int terminate_session(sd_bus_message* m);
+  int list_users(sd_bus_message* m);
+  int reset_user(sd_bus_message* m);
+  int unlock(sd_bus_message* m);
+  int list_audit_events(sd_bus_message* m);
+  int verify_audit_trail(sd_bus_message* m);
+
+ private:
+  ManagerBus(sd_event* event, sd_bus* bus, Authenticator& authenticator, Store& store,
+             const Config& config)
+      : event_(event), bus_(bus), auth_(authenticator), store_(store), config_(config) {}
+
+  static int on_name_owner_changed(sd_bus_message* m, void* userdata, sd_bus_error* ret_error);
+  static int on_expiry_timer(sd_event_source* s, uint64_t usec, void* userdata);
+  void arm_expiry_timer(uint64_t at_usec);
+  void after_write();
+
+  // Sends reply now, or after the commit when the store holds uncommitted writes.
+  int finish(sd_bus_message* call, BusMessagePtr reply, bool success);
+  int reply_error(sd_bus_message* call, const Error& error);
+  int reply_empty(sd_bus_message* call);
+  int reply_status(sd_bus_message* call, const Status& status);
+
+  sd_event* event_;
+  sd_bus* bus_;
+  Authenticator& auth_;
+  Store& store_;
+  const Config& config_;
+  std::unique_ptr<GroupCommit> commit_;
+  BusSlotPtr object_slot_;
+  BusSlotPtr match_slot_;
+  EventSourcePtr expiry_timer_;
+  bool stopping_ = false;
+};
+
+}  // namespace mfa
