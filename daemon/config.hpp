@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/otp.hpp"
@@ -86,5 +87,10 @@ struct ConfigProblem {
 // strict: unknown keys are fatal (--check-config).
 Result<Config> load_config(const std::string& path, bool path_given, bool strict,
                            std::vector<ConfigProblem>* ret_problems);
+
+// The parser behind load_config, on text already read (no file checks); file names the problems.
+// For tests and the fuzz target.
+Result<Config> parse_config(std::string_view text, const std::string& file, bool strict,
+                            std::vector<ConfigProblem>* ret_problems);
 
 }  // namespace mfa

@@ -1,0 +1,84 @@
+// The embedded store (DESIGN §6): SQLite in WAL mode with synchronous=FULL, numbered migrations,
+// BEGIN IMMEDIATE group commit (see store.hpp) and a hash-chained, append-only audit table.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "common/handles.hpp"
+#include "common/result.hpp"
+#include "daemon/clock.hpp"
+#include "daemon/store.hpp"
+
+namespace mfa {
+
+class SqliteStore final : public Store {
+ public:
+  // The schema version this build writes (the number of migrations).
+  static int schema_version();
+
+  // Opens (creating with mode 0600 when missing) and migrates the database at path.
+  static Result<std::unique_ptr<SqliteStore>> open(const std::string& path, const Clock& clock);
+  // Rolls back writes not yet flushed.
+  ~SqliteStore() override;
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  Result<std::vector<FactorRecord>> get_factors(std::string_view user) override;
+  Status put_factor(std::string_view user, const FactorRecord& record) override;
+  Status delete_factor(std::string_view user, Method method, bool pending) override;
+  Result<std::vector<std::string>> list_users() override;
+  Status delete_user(std::string_view user) override;
+
+  Result<std::optional<uint64_t>> get_totp_watermark(std::string_view user) override;
+  Result<bool> advance_totp_watermark(std::string_view user, uint64_t step) override;
+  Status set_totp_watermark(std::string_view user, std::optional<uint64_t> step) override;
+
+  Status replace_backup_codes(std::string_view user, const std::vector<CodeHash>& hashes) override;
+  Result<bool> consume_backup_code(std::string_view user, const CodeHash& hash) override;
+  Result<int> count_backup_codes(std::string_view user) override;
+  Status delete_backup_codes(std::string_view user) override;
+
+  Result<LimitState> get_limits(std::string_view user) override;
+  Status put_limits(std::string_view user, const LimitState& state) override;
+
+  Status append_audit(AuditRecord& record) override;
+  Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) override;
+  Result<AuditVerification> verify_audit_chain() override;
+  Status prune_audit(int64_t cutoff_usec) override;
+
+  Status flush() override;
+  bool in_transaction() const override { return in_transaction_; }
+
+ private:
+  class Statement;
+  SqliteStore(SqlitePtr db, const Clock& clock);
+
+  Status configure();
+  Status migrate();
+  Result<int> current_schema_version();
+  Result<sqlite3_stmt*> prepare(const char* sql);
+  // Runs a write statement inside the batch transaction; returns sqlite3_changes().
+  Result<int> write(const char* sql, const std::function<void(Statement&)>& bind);
+  // Runs a query; on_row is called for each row.
+  Status read(const char* sql, const std::function<void(Statement&)>& bind,
+              const std::function<void(Statement&)>& on_row);
+  Status exec(const char* sql);
+  // Opens the batch transaction on the first write after a flush; fails at once while a failed
+  // batch has not been reported by flush().
+  Status begin_write();
+  // Turns a failed write into a failed batch: rolls back and remembers the error for flush().
+  Error fail_write(Error error);
+  Error sqlite_error(int rc, const char* what) const;
+
+  SqlitePtr db_;
+  const Clock& clock_;
+  std::unordered_map<const char*, SqliteStmtPtr> statements_;
+  bool in_transaction_ = false;
+  std::optional<Error> batch_error_;
+};
+
+}  // namespace mfa
