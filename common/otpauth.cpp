@@ -143,23 +143,42 @@ Result<OtpauthUri> parse_otpauth_uri(std::string_view text) {
   const std::string_view raw_label = text.substr(0, question);
   std::string_view query = text.substr(question + 1);
 
-  auto label = percent_decode(raw_label);
-  if (!label)
-    return invalid("label: " + label.error().message);
+  // The separator is a literal ':' (what build_otpauth_uri writes; a ':' inside the issuer is
+  // then %3A) or, failing that, an encoded one.
+  std::string_view raw_issuer, raw_account = raw_label;
+  bool has_issuer = false;
+  if (const size_t colon = raw_label.find(':'); colon != std::string_view::npos) {
+    raw_issuer = raw_label.substr(0, colon);
+    raw_account = raw_label.substr(colon + 1);
+    has_issuer = true;
+  } else {
+    for (size_t i = 0; i + 3 <= raw_label.size(); ++i) {
+      if (raw_label[i] == '%' && raw_label[i + 1] == '3' &&
+          (raw_label[i + 2] == 'A' || raw_label[i + 2] == 'a')) {
+        raw_issuer = raw_label.substr(0, i);
+        raw_account = raw_label.substr(i + 3);
+        has_issuer = true;
+        break;
+      }
+    }
+  }
   OtpauthUri uri;
   std::optional<std::string> label_issuer;
-  const size_t colon = label->find(':');
-  if (colon != std::string::npos) {
-    label_issuer = label->substr(0, colon);
-    uri.account = label->substr(colon + 1);
-    // Key Uri Format: optional spaces between the colon and the account name.
-    const size_t first = uri.account.find_first_not_of(' ');
-    uri.account.erase(0, first == std::string::npos ? uri.account.size() : first);
-    if (label_issuer->empty())
+  if (has_issuer) {
+    auto issuer = percent_decode(raw_issuer);
+    if (!issuer)
+      return invalid("label: " + issuer.error().message);
+    if (issuer->empty())
       return invalid("empty issuer before ':' in the label");
-  } else {
-    uri.account = std::move(*label);
+    label_issuer = std::move(*issuer);
   }
+  auto account = percent_decode(raw_account);
+  if (!account)
+    return invalid("label: " + account.error().message);
+  uri.account = std::move(*account);
+  // Key Uri Format: optional spaces between the colon and the account name.
+  const size_t first = uri.account.find_first_not_of(' ');
+  uri.account.erase(0, first == std::string::npos ? uri.account.size() : first);
   if (uri.account.empty())
     return invalid("missing account name in the label");
 
