@@ -17,3 +17,8 @@ for lib in '[libpam.so.0]' '[libsystemd.so.0]'; do
 done
 if readelf -d "$so" | grep -q TEXTREL; then echo "text relocations"; exit 1; fi
 echo "exports: $(echo $exports)"
+# No static constructors (DESIGN.md §3): .init_array holds only the toolchain's frame_dummy.
+init_size=$(readelf -SW "$so" | awk '$2 == ".init_array" {print $6}')
+if [ -n "$init_size" ] && [ $((0x$init_size)) -gt 8 ]; then
+  echo "static constructors in .init_array (size 0x$init_size)"; exit 1
+fi

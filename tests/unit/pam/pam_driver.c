@@ -4,6 +4,10 @@
  *
  *   pam_driver [-I rhost=H] [-I tty=T] [-I ruser=U] [--authtok X] [--repeat N] SERVICE USER
  *
+ * Applications cannot touch PAM_AUTHTOK: --authtok exports PAM_AUTHTOK for pam_wrapper's
+ * pam_set_items.so to set in the stack, and an "authtok" event reports what pam_get_items.so
+ * exported after the stack ran.
+ *
  * Answers to prompts are read from stdin, one line each; at end of input the conversation fails
  * (PAM_CONV_ERR), which is how the tests provoke a conversation failure. */
 #include <security/pam_appl.h>
@@ -39,6 +43,9 @@ static int conversation(int n, const struct pam_message** msg, struct pam_respon
       case PAM_PROMPT_ECHO_OFF:
       case PAM_PROMPT_ECHO_ON: {
         add_event(ev, "prompt", msg[i]->msg);
+        /* Tests that act mid-dialogue (kill or freeze the daemon) wait for this line. */
+        fprintf(stderr, "pam_driver: prompt\n");
+        fflush(stderr);
         char* line = NULL;
         size_t cap = 0;
         ssize_t len = getline(&line, &cap, stdin);
@@ -114,6 +121,8 @@ int main(int argc, char** argv) {
     fprintf(stderr, "usage: pam_driver [-I item=value] [--authtok X] [--repeat N] SERVICE USER\n");
     return 2;
   }
+  if (authtok)
+    setenv("PAM_AUTHTOK", authtok, 1);
   const char* service = argv[i];
   const char* user = argv[i + 1];
 
@@ -134,12 +143,9 @@ int main(int argc, char** argv) {
       pam_set_item(pamh, PAM_TTY, items[1]);
     if (items[2])
       pam_set_item(pamh, PAM_RUSER, items[2]);
-    if (authtok)
-      pam_set_item(pamh, PAM_AUTHTOK, authtok);
     rc = pam_authenticate(pamh, 0);
-    const void* tok = NULL;
-    int have_tok = pam_get_item(pamh, PAM_AUTHTOK, &tok) == PAM_SUCCESS && tok;
-    if (have_tok)
+    const char* tok = pam_getenv(pamh, "PAM_AUTHTOK");
+    if (tok)
       add_event(&ev, "authtok", tok);
     pam_end(pamh, rc);
   }
