@@ -54,6 +54,16 @@ std::optional<int> parse_int(std::string_view s) {
   return v;
 }
 
+// Names end up in terminals, logs and D-Bus replies: no control characters (log injection).
+bool has_control(std::string_view s) {
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f)
+      return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 std::string percent_encode(std::string_view s) {
@@ -181,6 +191,8 @@ Result<OtpauthUri> parse_otpauth_uri(std::string_view text) {
   uri.account.erase(0, first == std::string::npos ? uri.account.size() : first);
   if (uri.account.empty())
     return invalid("missing account name in the label");
+  if (has_control(uri.account) || (label_issuer && has_control(*label_issuer)))
+    return invalid("label contains control characters");
 
   std::optional<SecureBytes> secret;
   std::optional<std::string> issuer_param;
@@ -215,6 +227,8 @@ Result<OtpauthUri> parse_otpauth_uri(std::string_view text) {
       auto value = percent_decode(raw_value);
       if (!value)
         return invalid("issuer: " + value.error().message);
+      if (has_control(*value))
+        return invalid("issuer contains control characters");
       issuer_param = std::move(*value);
     } else if (key == "algorithm") {
       if (seen_algorithm)

@@ -148,6 +148,10 @@ void test_parse_refusals(void**) {
   expect_refused("otpauth://totp/:alice?secret=GEZDGNBV", "issuer");
   expect_refused("otpauth://totp/al%zzice?secret=GEZDGNBV", "label");
   expect_refused("otpauth://totp/alice?secret=GEZDGNBV&issuer=%00", "issuer");
+  // Control characters would reach terminals and logs: refused.
+  expect_refused("otpauth://totp/al%0Aice?secret=GEZDGNBV", "control");
+  expect_refused("otpauth://totp/A%1Bx:alice?secret=GEZDGNBV", "control");
+  expect_refused("otpauth://totp/alice?secret=GEZDGNBV&issuer=A%7F", "control");
   std::string huge = "otpauth://totp/alice?secret=GEZDGNBV&x=" + std::string(4096, 'a');
   expect_refused(huge, "4096");
   // Every message starts the same way, so a log reader knows what was refused.
