@@ -224,8 +224,12 @@ class RunningLogin:
         self.answered_at = time.monotonic()
 
     def finish(self, timeout=60):
+        # stderr was read line by line: keep reading the file objects (communicate() would skip
+        # what they buffered). The module's own timeouts bound how long this takes.
         self.proc.stdin.close()
-        out, err = self.proc.communicate(timeout=timeout)
+        out = self.proc.stdout.read()
+        err = self.proc.stderr.read()
+        self.proc.wait(timeout)
         finished_at = time.monotonic()
         assert self.proc.returncode == 0, f"pam_driver failed: {err[-3000:]}"
         data = json.loads(out.strip().splitlines()[-1])

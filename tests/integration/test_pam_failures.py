@@ -1,0 +1,257 @@
+"""pam_mfa.so when mfad is not there to decide (DESIGN.md §7): stopped, killed or replaced in the
+middle of a dialogue, frozen (SIGSTOP), or impersonated by a process that is neither root nor the
+mfad user. failmode=secure → PAM_AUTHINFO_UNAVAIL; failmode=ignore → PAM_IGNORE; never success."""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import PYTHON
+from pam_helpers import (CODE_PROMPT, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_DENY, PAM_PERMIT,
+                         PAM_SUCCESS, PamServices, assert_no_secrets)
+
+ALICE = "mfa-alice"
+
+
+@pytest.fixture
+def pam(build_dir, bus):
+    services = PamServices(build_dir, bus.address)
+    yield services
+    services.cleanup()
+
+
+@pytest.fixture
+def alice(mfad, test_users):
+    return mfad.enroll_totp(ALICE)
+
+
+def ignored_stacks(pam, args):
+    """Two stacks that together show PAM_IGNORE: not a failure (required + permit passes) and
+    not a success (sufficient + deny fails)."""
+    return (pam.add("ign-req", f"required {pam.mfa(args)}", f"required {PAM_PERMIT}"),
+            pam.add("ign-suf", f"sufficient {pam.mfa(args)}", f"required {PAM_DENY}"))
+
+
+def test_daemon_stopped_failmode_secure(pam, mfad, alice):
+    mfad.stop()
+    r = pam.run(pam.single("login"), ALICE, []).expect(PAM_AUTHINFO_UNAVAIL)
+    assert r.prompts == []
+    assert any("mfad is not running" in line for line in r.syslog)
+
+
+def test_daemon_stopped_failmode_ignore(pam, mfad, alice):
+    mfad.stop()
+    req, suf = ignored_stacks(pam, "failmode=ignore")
+    r = pam.run(req, ALICE, []).expect(PAM_SUCCESS)
+    assert r.prompts == []
+    pam.run(suf, ALICE, []).expect(PAM_AUTH_ERR)
+
+
+def test_failmode_ignore_does_not_skip_a_running_daemon(pam, mfad, alice):
+    req, _ = ignored_stacks(pam, "failmode=ignore max_tries=1")
+    code = mfad.next_code(ALICE, alice)
+    r = pam.run(req, ALICE, ["%06d" % ((int(code) + 1) % 1000000)])
+    assert r.rc != PAM_SUCCESS
+    assert r.errors == ["Invalid code"]
+
+
+def test_no_bus_at_all(pam, mfad, alice):
+    svc = pam.add("nobus", "required " + pam.module + " bus_address=unix:path=/nonexistent/sock")
+    pam.run(svc, ALICE, []).expect(PAM_AUTHINFO_UNAVAIL)
+    svc = pam.add("nobus-ign", "required " + pam.module +
+                  " bus_address=unix:path=/nonexistent/sock failmode=ignore",
+                  f"required {PAM_PERMIT}")
+    pam.run(svc, ALICE, []).expect(PAM_SUCCESS)
+
+
+@pytest.mark.parametrize("failmode", ["secure", "ignore"])
+def test_daemon_killed_mid_dialogue(pam, mfad, alice, failmode):
+    svc = pam.single("kill", f"failmode={failmode}")
+    code = mfad.next_code(ALICE, alice)
+    login = pam.start(svc, ALICE)
+    login.wait_prompt()
+    mfad.kill9()
+    login.answer(code)
+    r = login.finish()
+    if failmode == "secure":
+        r.expect(PAM_AUTHINFO_UNAVAIL)
+    else:
+        # The module said PAM_IGNORE; alone in a required stack libpam makes that a failure.
+        assert r.rc != PAM_SUCCESS
+    assert r.prompts == [CODE_PROMPT]
+
+
+def test_daemon_replaced_mid_dialogue_gets_no_code(pam, mfad, alice):
+    # The code goes to the unique name that was checked, never to a new owner of org.mfad1.
+    svc = pam.single("replace")
+    code = mfad.next_code(ALICE, alice)
+    login = pam.start(svc, ALICE)
+    login.wait_prompt()
+    mfad.kill9()
+    before = len(mfad.log_text())
+    mfad.start()
+    login.answer(code)
+    r = login.finish().expect(PAM_AUTHINFO_UNAVAIL)
+    after = mfad.log_text()[before:]
+    assert "auth.success" not in after and "auth.failure" not in after, after
+    assert_no_secrets([code], r.stderr, mfad.log_text())
+    # The code was not consumed: the new daemon accepts it.
+    pam.run(pam.single("again"), ALICE, [code]).expect(PAM_SUCCESS)
+
+
+def test_daemon_frozen_before_the_dialogue(pam, mfad, alice):
+    svc = pam.single("frozen", "timeout=2")
+    mfad.proc.send_signal(signal.SIGSTOP)
+    try:
+        r = pam.run(svc, ALICE, ["000000"]).expect(PAM_AUTHINFO_UNAVAIL)
+    finally:
+        mfad.proc.send_signal(signal.SIGCONT)
+    assert r.prompts == []
+    assert r.wall < 3.0, f"took {r.wall:.2f}s with timeout=2"
+
+
+def test_daemon_frozen_mid_dialogue(pam, mfad, alice):
+    svc = pam.single("frozen", "timeout=2")
+    code = mfad.next_code(ALICE, alice)
+    login = pam.start(svc, ALICE)
+    login.wait_prompt()
+    mfad.proc.send_signal(signal.SIGSTOP)
+    try:
+        login.answer(code)
+        r = login.finish(timeout=30).expect(PAM_AUTHINFO_UNAVAIL)
+    finally:
+        mfad.proc.send_signal(signal.SIGCONT)
+    assert r.wall < 3.0, f"answer came {r.wall:.2f}s after the code with timeout=2"
+    assert_no_secrets([code], r.stderr)
+
+
+def test_daemon_frozen_failmode_ignore(pam, mfad, alice):
+    req, suf = ignored_stacks(pam, "timeout=1 failmode=ignore")
+    mfad.proc.send_signal(signal.SIGSTOP)
+    try:
+        pam.run(req, ALICE, []).expect(PAM_SUCCESS)
+        pam.run(suf, ALICE, []).expect(PAM_AUTH_ERR)
+    finally:
+        mfad.proc.send_signal(signal.SIGCONT)
+
+
+# ---------------------------------------------------------------------------------------------
+# An impostor owning org.mfad1 on a bus whose policy lets anyone own it.
+
+PERMISSIVE_BUS = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <auth>EXTERNAL</auth>
+  <listen>unix:path={socket}</listen>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"""
+
+FAKE_DAEMON = r"""
+import sys, dbus, dbus.service, dbus.mainloop.glib
+from gi.repository import GLib
+dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
+log = open(sys.argv[2], "a", buffering=1)
+bus = dbus.bus.BusConnection(sys.argv[1])
+class Fake(dbus.service.Object):
+    @dbus.service.method("org.mfad1.Manager", in_signature="sa{ss}", out_signature="sas")
+    def BeginAuthentication(self, user, context):
+        log.write("BeginAuthentication\n")
+        return "c0ffee", ["totp"]
+    @dbus.service.method("org.mfad1.Manager", in_signature="ss", out_signature="s")
+    def Verify(self, challenge, code):
+        log.write("Verify " + code + "\n")
+        return "totp"
+    @dbus.service.method("org.mfad1.Manager", in_signature="s", out_signature="")
+    def EndAuthentication(self, challenge):
+        log.write("EndAuthentication\n")
+name = dbus.service.BusName("org.mfad1", bus)
+Fake(bus, "/org/mfad1")
+print("ready", flush=True)
+GLib.MainLoop().run()
+"""
+
+
+@pytest.fixture
+def open_bus():
+    d = tempfile.mkdtemp(prefix="mfa-openbus-", dir="/tmp")
+    os.chmod(d, 0o755)
+    socket = os.path.join(d, "bus_socket")
+    with open(os.path.join(d, "bus.conf"), "w") as f:
+        f.write(PERMISSIVE_BUS.format(socket=socket))
+    proc = subprocess.Popen(["dbus-daemon", f"--config-file={d}/bus.conf", "--nofork",
+                             "--nopidfile", "--print-address=1"], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().startswith("unix:")
+    os.chmod(socket, 0o777)
+    yield d, f"unix:path={socket}"
+    proc.terminate()
+    proc.wait(10)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def start_fake(open_bus, user):
+    d, address = open_bus
+    log = os.path.join(d, f"calls-{user or 'root'}.log")
+    open(log, "w").close()
+    os.chmod(log, 0o666)
+    script = os.path.join(d, "fake.py")
+    with open(script, "w") as f:
+        f.write(FAKE_DAEMON)
+    argv = [PYTHON, script, address, log]
+    if user:
+        import pwd
+        pw = pwd.getpwnam(user)
+        argv = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups",
+                "--"] + argv
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line.strip() == "ready", proc.stderr.read()
+    return proc, log
+
+
+def test_impostor_daemon_gets_nothing(build_dir, open_bus, test_users):
+    pam = PamServices(build_dir, open_bus[1])
+    try:
+        fake, log = start_fake(open_bus, "mfa-bob")
+        try:
+            r = pam.run(pam.single("imp"), ALICE, ["123456"]).expect(PAM_AUTHINFO_UNAVAIL)
+            assert r.prompts == []
+            assert any("not root or mfad" in line for line in r.syslog), r.syslog
+            with open(log) as f:
+                assert f.read() == "", "the impostor received a call"
+            req = pam.add("imp-ign", f"required {pam.mfa('failmode=ignore')}",
+                          f"required {PAM_PERMIT}")
+            pam.run(req, ALICE, ["123456"]).expect(PAM_SUCCESS)
+        finally:
+            fake.terminate()
+            fake.wait(10)
+        # Control: the same fake as root is believed (the check above is what refused it).
+        fake, log = start_fake(open_bus, None)
+        try:
+            pam.run(pam.single("root"), ALICE, ["123456"]).expect(PAM_SUCCESS)
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                with open(log) as f:
+                    calls = f.read()
+                if "EndAuthentication" in calls:
+                    break
+                time.sleep(0.05)
+            assert calls.splitlines() == ["BeginAuthentication", "Verify 123456",
+                                          "EndAuthentication"]
+        finally:
+            fake.terminate()
+            fake.wait(10)
+    finally:
+        pam.cleanup()
