@@ -1,0 +1,81 @@
+"""Who may call what: root, an admin-group member, a user on their own account, another user; the
+bus policy keeps the PAM side to root."""
+
+import pytest
+
+from conftest import call_spec
+
+ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
+
+
+def test_get_user_tiers(mfad, test_users):
+    alice, bob, carol = (test_users[n] for n in ("mfa-alice", "mfa-bob", "mfa-carol"))
+    assert mfad.call("GetUser", "s", "mfa-alice").expect_ok()["user"] == "mfa-alice"  # root
+    assert mfad.call("GetUser", "s", "mfa-alice", user=carol).expect_ok()["user"] == "mfa-alice"
+    assert mfad.call("GetUser", "s", "mfa-alice", user=alice).expect_ok()["user"] == "mfa-alice"
+    mfad.call("GetUser", "s", "mfa-alice", user=bob).expect_error("NotAllowed")
+
+
+def test_admin_methods_need_an_admin(mfad, test_users):
+    alice, carol = test_users["mfa-alice"], test_users["mfa-carol"]
+    mfad.enroll_totp("mfa-bob")
+    for who, ok in ((None, True), (carol, True), (alice, False)):
+        replies = mfad.calls([
+            call_spec("ListUsers"),
+            call_spec("Unlock", "s", "mfa-bob"),
+            call_spec("ListAuditEvents", "a{sv}", {"limit": ["@u", 5]}),
+            call_spec("VerifyAuditTrail"),
+        ], user=who)
+        for r in replies:
+            if ok:
+                r.expect_ok()
+            else:
+                r.expect_error("NotAllowed")
+    users = mfad.call("ListUsers", user=carol).expect_ok()
+    assert [u["user"] for u in users] == ["mfa-bob"]
+    assert users[0]["methods"] == ["totp"]
+    intact, rows, _message = mfad.call("VerifyAuditTrail").expect_ok()
+    assert intact is True and rows > 0
+    mfad.call("ResetUser", "s", "mfa-bob", user=alice).expect_error("NotAllowed")
+    assert mfad.call("GetUser", "s", "mfa-bob").expect_ok()["methods"] == ["totp"]
+    mfad.call("ResetUser", "s", "mfa-bob", user=carol).expect_ok()
+    assert mfad.call("GetUser", "s", "mfa-bob").expect_ok()["methods"] == []
+
+
+def test_self_service_on_someone_else_is_not_allowed(mfad, test_users):
+    alice, bob = test_users["mfa-alice"], test_users["mfa-bob"]
+    mfad.call("BeginTotpEnrollment", "sa{sv}", "mfa-bob", {}, user=alice).expect_error(
+        "NotAllowed")
+    mfad.call("GenerateBackupCodes", "ss", "mfa-bob", "", user=alice).expect_error("NotAllowed")
+    mfad.call("DisableMethod", "sss", "mfa-bob", "totp", "", user=alice).expect_error("NotAllowed")
+    mfad.call("BeginSmsEnrollment", "sss", "mfa-bob", "+15005550006", "",
+              user=alice).expect_error("NotAllowed")
+    # Bob's own enrollment works (first factor: no step-up).
+    secret, uri = mfad.call("BeginTotpEnrollment", "sa{sv}", "mfa-bob", {}, user=bob).expect_ok()
+    assert uri.startswith("otpauth://totp/") and "mfa-bob" in uri and len(secret) >= 32
+
+
+@pytest.mark.parametrize("method,signature,args", [
+    ("BeginAuthentication", "sa{ss}", ["mfa-alice", {"service": "x"}]),
+    ("Verify", "ss", ["00", "123456"]),
+    ("SendSmsCode", "s", ["00"]),
+    ("EndAuthentication", "s", ["00"]),
+    ("OpenSession", "sa{ss}", ["mfa-alice", {}]),
+    ("CloseSession", "s", ["00"]),
+])
+def test_pam_side_is_root_only_by_policy(mfad, test_users, method, signature, args):
+    for name in ("mfa-alice", "mfa-carol"):
+        reply = mfad.call(method, signature, *args, user=test_users[name])
+        reply.expect_error(ACCESS_DENIED)
+
+
+def test_unprivileged_bus_name_ownership_is_refused(mfad, test_users):
+    from daemon_helpers import dbus_script
+    out = dbus_script(mfad.bus, """
+try:
+    bus.request_name("org.mfad1", dbus.bus.NAME_FLAG_DO_NOT_QUEUE)
+    out["error"] = ""
+except dbus.exceptions.DBusException as e:
+    out["error"] = e.get_dbus_name()
+""", user=test_users["mfa-alice"])
+    assert out["error"] == ACCESS_DENIED

@@ -1,0 +1,149 @@
+"""mfad as a process: restarts keep state, kill -9 loses no acknowledged write, SIGTERM exits 0,
+--check-config, refused configuration files, and no secret in the database dump or the log."""
+
+import base64
+import os
+import signal
+import subprocess
+
+from conftest import current_step, totp
+from daemon_helpers import far_code, run_mfad
+
+
+def test_sigterm_exits_zero(mfad):
+    assert mfad.stop(signal.SIGTERM) == 0
+    assert mfad.bus.name_owner("org.mfad1") is None
+
+
+def test_bus_name_already_owned_is_fatal(mfad):
+    other = subprocess.run([mfad.binary, "--config", mfad.config_path, "--bus-address",
+                            mfad.bus.address], capture_output=True, text=True, timeout=30)
+    assert other.returncode != 0
+    assert "org.mfad1" in other.stderr and "another process owns it" in other.stderr
+    mfad.call("GetUser", "s", "root").expect_ok()
+
+
+def test_restart_keeps_enrollment_watermark_and_lockout(mfad_factory, test_users):
+    mfad_factory.set_config("Policy", "MaxFailures", 2)
+    mfad = mfad_factory.start()
+    secret = mfad.enroll_totp("mfa-alice")
+    code = mfad.next_code("mfa-alice", secret)
+    _, verify = mfad.login("mfa-alice", code)
+    assert verify.expect_ok() == "totp"
+    bob_secret = mfad.enroll_totp("mfa-bob")
+    _, replies = mfad.login("mfa-bob", [far_code(bob_secret)] * 2)
+    replies[1].expect_error("RateLimited")
+
+    assert mfad.restart() == 0
+    assert mfad.call("GetUser", "s", "mfa-alice").expect_ok()["methods"] == ["totp"]
+    _, verify = mfad.login("mfa-alice", code)  # replay across the restart
+    verify.expect_error("BadCode")
+    _, verify = mfad.login("mfa-alice", mfad.next_code("mfa-alice", secret))
+    assert verify.expect_ok() == "totp"
+    begin, _ = mfad.login("mfa-bob", mfad.next_code("mfa-bob", bob_secret))
+    begin.expect_error("RateLimited")
+
+
+def test_kill9_after_acknowledged_backup_code(mfad, test_users):
+    codes = mfad.call("GenerateBackupCodes", "ss", "mfa-bob", "").expect_ok()
+    _, verify = mfad.login("mfa-bob", codes[0])
+    assert verify.expect_ok() == "backup"
+    mfad.kill9()
+    mfad.start()
+    _, verify = mfad.login("mfa-bob", codes[0])
+    verify.expect_error("BadCode")
+    assert mfad.call("GetUser", "s", "mfa-bob").expect_ok()["backup_codes_left"] == 9
+    _, verify = mfad.login("mfa-bob", codes[1])
+    assert verify.expect_ok() == "backup"
+
+
+def test_check_config_good(mfad_factory):
+    mfad_factory.write_config()
+    r = run_mfad(mfad_factory, "--config", mfad_factory.config_path, "--check-config")
+    assert r.returncode == 0, r.stderr
+    assert "configuration OK" in r.stdout
+
+
+def test_check_config_bad_names_file_and_line(mfad_factory):
+    mfad_factory.set_config("TOTP", "Digits", 9)
+    mfad_factory.set_config("Policy", "NoSuchKey", 1)
+    mfad_factory.write_config()
+    r = run_mfad(mfad_factory, "--config", mfad_factory.config_path, "--check-config")
+    assert r.returncode == 1
+    lines = open(mfad_factory.config_path).read().splitlines()
+    digits_line = lines.index("Digits=9") + 1
+    unknown_line = lines.index("NoSuchKey=1") + 1
+    out = r.stdout + r.stderr
+    assert f"{mfad_factory.config_path}:{digits_line}: [TOTP] Digits:" in out
+    assert f"{mfad_factory.config_path}:{unknown_line}: [Policy] NoSuchKey:" in out
+    assert "configuration OK" not in out
+
+
+def test_check_config_bad_key_file(mfad_factory):
+    mfad_factory.write_config()
+    with open(mfad_factory.key_path, "wb") as f:
+        f.write(b"short")
+    os.chmod(mfad_factory.key_path, 0o600)
+    r = run_mfad(mfad_factory, "--config", mfad_factory.config_path, "--check-config")
+    assert r.returncode == 1
+    assert mfad_factory.key_path in r.stderr
+
+
+def test_world_writable_config_is_refused(mfad_factory):
+    mfad_factory.write_config()
+    os.chmod(mfad_factory.config_path, 0o666)
+    r = run_mfad(mfad_factory, "--config", mfad_factory.config_path, "--check-config")
+    assert r.returncode == 1
+    assert mfad_factory.config_path in r.stdout + r.stderr
+    r = run_mfad(mfad_factory, "--config", mfad_factory.config_path, "--bus-address",
+                 mfad_factory.bus.address)
+    assert r.returncode != 0
+    assert "writable" in r.stderr
+    assert mfad_factory.bus.name_owner("org.mfad1") is None
+
+
+def test_missing_given_config_is_an_error(mfad_factory):
+    missing = os.path.join(mfad_factory.dir, "nope.conf")
+    r = run_mfad(mfad_factory, "--config", missing, "--check-config")
+    assert r.returncode == 1 and missing in r.stdout + r.stderr
+
+
+def test_usage_errors(mfad_factory):
+    r = run_mfad(mfad_factory, "--no-such-option")
+    assert r.returncode == 2
+    r = run_mfad(mfad_factory, "--help")
+    assert r.returncode == 0 and "--check-config" in r.stdout
+
+
+def test_state_dir_is_private(mfad, test_users):
+    mode = os.stat(mfad.state_dir).st_mode & 0o777
+    assert mode == 0o700
+    assert os.stat(mfad.key_path).st_mode & 0o777 == 0o600
+
+
+def test_no_secret_in_database_or_log(mfad, test_users):
+    secret = mfad.enroll_totp("mfa-alice", digits=8)
+    codes = mfad.call("GenerateBackupCodes", "ss", "mfa-alice", "").expect_ok()
+    used = [mfad.next_code("mfa-alice", secret, digits=8) for _ in range(2)]
+    for code in used:
+        _, verify = mfad.login("mfa-alice", code)
+        assert verify.expect_ok() == "totp"
+    _, verify = mfad.login("mfa-alice", codes[0])
+    assert verify.expect_ok() == "backup"
+    _, verify = mfad.login("mfa-alice", totp(secret, step=current_step() - 40, digits=8))
+    verify.expect_error("BadCode")
+    assert mfad.stop() == 0
+
+    dump = subprocess.run(["sqlite3", mfad.db_path, ".dump"], capture_output=True, text=True,
+                          timeout=30, errors="replace").stdout
+    assert "CREATE TABLE" in dump
+    raw = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    log = mfad.log_text()
+    assert log, "mfad wrote no log at all"
+    for text in (dump, log):
+        assert secret not in text and secret.lower() not in text
+        assert raw.hex() not in text.lower()
+        for code in used + codes:
+            assert code not in text
+    with open(mfad.db_path, "rb") as f:
+        assert raw not in f.read()
