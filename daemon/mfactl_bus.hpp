@@ -1,0 +1,86 @@
+// mfactl's side of the bus: one sd-bus connection to org.mfad1 and one function per method of
+// org.mfad1.Manager. Failed calls come back as an Error whose message already names the failure
+// for a person ("not allowed: ..."), so that mfactl prints "mfactl: " + message.
+#pragma once
+
+#include <systemd/sd-bus.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/handles.hpp"
+#include "common/result.hpp"
+#include "common/secure_buffer.hpp"
+
+namespace mfa::ctl {
+
+// Every call waits at most this long for mfad (sd-bus's default is 25 s, implicit).
+inline constexpr uint64_t kCallTimeoutUsec = 30ULL * 1000 * 1000;
+
+struct TotpEnrollmentReply {
+  SecureString secret_base32;
+  SecureString otpauth_uri;
+};
+
+struct AuditQuery {
+  std::string user;    // "" = every user
+  uint64_t since = 0;  // unix seconds, 0 = from the start
+  uint32_t limit = 0;  // 0 = the daemon's default
+};
+
+struct AuditTrailState {
+  bool intact = false;
+  uint64_t rows = 0;
+  std::string message;
+};
+
+// A person-readable description of a D-Bus error, with the kind mfactl acts on (kBadCode,
+// kStepUpRequired, ...). Never includes anything the caller sent.
+Error error_from_bus(std::string_view name, std::string_view message);
+
+class ManagerClient {
+ public:
+  // address "" = the system bus; otherwise a private bus (sd_bus_set_address + bus client).
+  // interactive: polkit may ask the user for a password.
+  static Result<ManagerClient> connect(const std::string& address, bool interactive);
+
+  // GetUser: the a{sv} as a JSON object (keys of daemon/authenticator.hpp).
+  Result<nlohmann::json> get_user(std::string_view user);
+  Result<TotpEnrollmentReply> begin_totp_enrollment(std::string_view user, std::string_view issuer,
+                                                    std::string_view algorithm, uint32_t digits,
+                                                    std::string_view current_code);
+  Status confirm_totp_enrollment(std::string_view user, std::string_view code);
+  // Returns the masked phone number.
+  Result<std::string> begin_sms_enrollment(std::string_view user, std::string_view phone_e164,
+                                           std::string_view current_code);
+  Status confirm_sms_enrollment(std::string_view user, std::string_view code);
+  Result<std::vector<SecureString>> generate_backup_codes(std::string_view user,
+                                                          std::string_view current_code);
+  Status disable_method(std::string_view user, std::string_view method,
+                        std::string_view current_code);
+  // A JSON array of session objects. user "" = every user (admin).
+  Result<nlohmann::json> list_sessions(std::string_view user);
+  Status terminate_session(std::string_view session_id);
+  // A JSON array of user objects (GetUser's keys).
+  Result<nlohmann::json> list_users();
+  Status reset_user(std::string_view user);
+  Status unlock(std::string_view user);
+  // A JSON array of audit rows (ListAuditEvents's row keys).
+  Result<nlohmann::json> list_audit_events(const AuditQuery& query);
+  Result<AuditTrailState> verify_audit_trail();
+
+ private:
+  explicit ManagerClient(BusPtr bus) : bus_(std::move(bus)) {}
+  Result<BusMessagePtr> new_call(const char* member);
+  // Sends m (marked sensitive when it carries a code) and waits for the reply.
+  Result<BusMessagePtr> call(sd_bus_message* m);
+  Status call_void(sd_bus_message* m);
+
+  BusPtr bus_;
+};
+
+}  // namespace mfa::ctl
