@@ -35,9 +35,11 @@ def test_wrong_code_is_refused(request, test_users, mfad, su_ns):
     d = run_su(su_ns, bob, alice.name, [alice.password], [wrong] * 3, request=request)
 
     assert d.prompts == ["password", "code", "code", "code"]
+    assert "Invalid code, 2 tries left" in d.lines()
+    assert "Invalid code, 1 try left" in d.lines()
     assert "su-ok" not in d.lines()
     assert d.exitstatus == 1
-    assert any(line.startswith("su: ") for line in d.lines()), d.transcript
+    assert "su: Have exhausted maximum number of retries for service" in d.lines(), d.transcript
 
 
 def test_target_without_a_factor_is_refused(request, test_users, mfad, su_ns):
@@ -45,5 +47,40 @@ def test_target_without_a_factor_is_refused(request, test_users, mfad, su_ns):
 
     d = run_su(su_ns, bob, alice.name, [alice.password], ["123456"], request=request)
 
-    assert "su-ok" not in d.lines()
+    assert d.prompts == ["password"]
+    assert any(line.startswith("Multi-factor authentication is required but not set up")
+               for line in d.lines()), d.transcript
+    assert "su: Authentication failure" in d.lines()
     assert d.exitstatus == 1
+
+
+def test_repeated_failures_lock_out_even_the_right_code(request, test_users, mfad, su_ns):
+    alice, bob = test_users["mfa-alice"], test_users["mfa-bob"]
+    secret = mfad.enroll_totp(alice)  # MaxFailures=5 (the default)
+    good = mfad.next_code(alice, secret)
+    wrong = [str((int(good) + k) % 1000000).zfill(6) for k in (11, 22, 33, 44, 55)]
+
+    first = run_su(su_ns, bob, alice.name, [alice.password], wrong[:3], request=request)
+    second = run_su(su_ns, bob, alice.name, [alice.password], wrong[3:], request=request)
+    locked = run_su(su_ns, bob, alice.name, [alice.password], [good], request=request)
+
+    assert first.exitstatus == 1 and second.exitstatus == 1
+    assert any(line.startswith("Too many failed attempts; try again in")
+               for line in second.lines()), second.transcript
+    assert locked.prompts == ["password"]  # no code is even asked while locked out
+    assert any(line.startswith("Too many failed attempts; try again in")
+               for line in locked.lines()), locked.transcript
+    assert "su-ok" not in locked.lines() and locked.exitstatus == 1
+
+
+def test_mfad_not_running_fails_closed(request, test_users, mfad, su_ns):
+    alice, bob = test_users["mfa-alice"], test_users["mfa-bob"]
+    secret = mfad.enroll_totp(alice)
+    code = mfad.next_code(alice, secret)
+    mfad.stop()
+
+    d = run_su(su_ns, bob, alice.name, [alice.password], [code], request=request)
+
+    assert d.prompts == ["password"]
+    assert "su: Authentication service cannot retrieve authentication info" in d.lines()
+    assert "su-ok" not in d.lines() and d.exitstatus == 1

@@ -49,9 +49,12 @@ def test_wrong_code_is_refused(test_users, mfad, sudo_ns):
 
     r = run_sudo(sudo_ns, alice, [alice.password] + [wrong] * 3)
 
-    assert r.returncode != 0
+    assert r.returncode == 1
     assert r.stdout == ""  # the command never ran
-    assert r.stderr.count("Verification code:") >= 1, r.stderr
+    assert "Invalid code, 2 tries left" in r.stderr, r.stderr
+    assert "Invalid code, 1 try left" in r.stderr, r.stderr
+    # sudo then starts over (its own passwd_tries) and finds no more input
+    assert "Sorry, try again." in r.stderr
 
 
 def test_backup_code_works_in_sudo(test_users, mfad, sudo_ns):
@@ -73,5 +76,17 @@ def test_mfad_down_refuses_sudo(test_users, mfad, sudo_ns):
 
     r = run_sudo(sudo_ns, alice, [alice.password, code])
 
-    assert r.returncode != 0
+    assert r.returncode == 1
     assert r.stdout == ""
+    assert "Verification code:" not in r.stderr  # fail closed, before asking
+
+
+def test_user_without_a_factor_is_told_why(test_users, mfad, sudo_ns):
+    alice = test_users["mfa-alice"]  # never enrolled
+
+    r = run_sudo(sudo_ns, alice, [alice.password, "123456"])
+
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert "Multi-factor authentication is required but not set up" in r.stderr, r.stderr
+    assert "Verification code:" not in r.stderr
