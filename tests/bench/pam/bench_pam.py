@@ -1,0 +1,262 @@
+#!/usr/bin/python3
+"""Login latency of pam_mfa.so (through the real mfad on a private bus) beside
+pam_google_authenticator (DISALLOW_REUSE) and pam_oath, measured in the same run with the same
+TOTP parameters (SHA-1, 6 digits, 30 s, a window of 10 steps each side, replay refused).
+
+Two modes:
+  in-process   one process loops pam_start/pam_authenticate/pam_end (tests/bench/pam/pam_bench.c)
+  per process  one pamtester process per login (what a login costs a fresh sshd child or sudo)
+
+Every login succeeds with a fresh code: replay protection means one code per user and time step,
+so the bench creates many users — in a private mount namespace where /etc/passwd is a copy with
+the bench users added; the host's user database is never touched.
+
+Targets (printed, and the exit status when --check): in-process p50 of pam_mfa <= 1.0 ms;
+per-process p50 of pam_mfa / pam_oath <= 1.0.
+
+Usage (as root): run-pam-bench.sh [--users N] [--per-process-users N] [--json FILE] [--check]
+"""
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+
+WINDOW = 10
+UID_BASE = 64100
+SECURITY = "/lib/x86_64-linux-gnu/security"
+
+
+def percentile(values, p):
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = min(len(s) - 1, max(0, int(round(p / 100.0 * (len(s) - 1)))))
+    return s[k]
+
+
+def user_names(n, prefix):
+    return [f"{prefix}{i:03d}" for i in range(n)]
+
+
+def reexec_in_namespace(args, users):
+    """Runs this script again in a private mount namespace with the bench users in /etc/passwd."""
+    workdir = tempfile.mkdtemp(prefix="mfa-bench-ns-")
+    passwd = os.path.join(workdir, "passwd")
+    with open("/etc/passwd") as src, open(passwd, "w") as dst:
+        dst.write(src.read())
+        for i, name in enumerate(users):
+            dst.write(f"{name}:x:{UID_BASE + i}:65534:mfa bench:/nonexistent:/usr/sbin/nologin\n")
+    os.chmod(passwd, 0o644)
+    env = dict(os.environ, MFA_BENCH_IN_NAMESPACE="1")
+    cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+           f'mount --bind "{passwd}" /etc/passwd && exec "$0" "$@"', sys.executable,
+           os.path.abspath(__file__)] + sys.argv[1:]
+    try:
+        return subprocess.run(cmd, env=env).returncode
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def compile_bench(outdir):
+    out = os.path.join(outdir, "pam_bench")
+    subprocess.run(["cc", "-O2", "-o", out, os.path.join(HERE, "pam_bench.c"), "-lpam"],
+                   check=True)
+    return out
+
+
+def wrapper_env(service_dir):
+    env = dict(os.environ)
+    env.update(LD_PRELOAD="libpam_wrapper.so", PAM_WRAPPER="1",
+               PAM_WRAPPER_SERVICE_DIR=service_dir)
+    env.pop("PAM_WRAPPER_DEBUGLEVEL", None)
+    return env
+
+
+class Module:
+    """One module under test: its service file and a code for (user, step)."""
+
+    def __init__(self, name, service_line, code_for):
+        self.name = name
+        self.service_line = service_line
+        self.code_for = code_for
+
+
+def setup_mfad(build_dir, users, workdir):
+    from conftest import Bus, Mfad, call_spec, current_step, dbus_calls, totp
+    bus = Bus(os.path.join(workdir, "bus"))
+    mfad = Mfad(build_dir, bus, os.path.join(workdir, "mfad"))
+    os.makedirs(mfad.dir, exist_ok=True)
+    mfad.set_config("TOTP", "Window", str(WINDOW))
+    mfad.set_config("Daemon", "AdminGroup", "root")
+    mfad.start()
+    begins = dbus_calls(bus.address, [call_spec("BeginTotpEnrollment", "sa{sv}", u, {})
+                                      for u in users])
+    secrets = {u: r.expect_ok()[0] for u, r in zip(users, begins)}
+    # Confirm with the oldest step the window accepts, so that the replay watermark leaves the
+    # rest of the window for the bench's logins.
+    step = current_step() - WINDOW + 1
+    confirms = dbus_calls(bus.address, [call_spec("ConfirmTotpEnrollment", "ss", u,
+                                                  totp(secrets[u], step=step)) for u in users])
+    for r in confirms:
+        r.expect_ok()
+    return bus, mfad, secrets
+
+
+def setup_google_authenticator(users, secrets, workdir):
+    d = os.path.join(workdir, "ga")
+    os.makedirs(d)
+    for u in users:
+        path = os.path.join(d, u)
+        with open(path, "w") as f:
+            f.write(f'{secrets[u]}\n" TOTP_AUTH\n" DISALLOW_REUSE\n" WINDOW_SIZE {2 * WINDOW + 1}\n')
+        os.chmod(path, 0o600)
+    return (f"{SECURITY}/pam_google_authenticator.so secret={d}/${{USER}} user=root")
+
+
+def setup_oath(users, secrets, workdir):
+    path = os.path.join(workdir, "users.oath")
+    with open(path, "w") as f:
+        for u in users:
+            key = base64.b32decode(secrets[u] + "=" * (-len(secrets[u]) % 8)).hex()
+            f.write(f"HOTP/T30/6 {u} - {key}\n")
+    os.chmod(path, 0o600)
+    return f"{SECURITY}/pam_oath.so usersfile={path} window={WINDOW} digits=6"
+
+
+def schedule(users, secrets, offsets):
+    """(user, step offset) in an order every replay rule accepts: each user's steps ascend."""
+    return [(u, off) for off in offsets for u in users]
+
+
+def run_in_process(bench, service_dir, service, plan, secrets):
+    from conftest import current_step, totp
+    base = current_step()
+    lines = "".join(f"{u} {totp(secrets[u], step=base + off)}\n" for u, off in plan)
+    r = subprocess.run([bench, service], input=lines, capture_output=True, text=True,
+                       env=wrapper_env(service_dir), timeout=600)
+    results = [tuple(int(x) for x in line.split()) for line in r.stdout.splitlines()]
+    failures = sum(1 for rc, _ in results if rc != 0)
+    return [us / 1000.0 for _, us in results], failures
+
+
+def run_per_process(service_dir, service, plan, secrets):
+    from conftest import current_step, totp
+    base = current_step()
+    env = wrapper_env(service_dir)
+    times, failures = [], 0
+    for u, off in plan:
+        code = totp(secrets[u], step=base + off)
+        t0 = time.perf_counter()
+        r = subprocess.run(["pamtester", service, u, "authenticate"], input=code + "\n",
+                           capture_output=True, text=True, env=env, timeout=60)
+        times.append((time.perf_counter() - t0) * 1000.0)
+        failures += r.returncode != 0
+    return times, failures
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build-dir", default=os.environ.get("MFA_BUILD_DIR",
+                                                          os.path.join(REPO, "build")))
+    ap.add_argument("--users", type=int, default=40, help="users for the in-process loop")
+    ap.add_argument("--per-process-users", type=int, default=6)
+    ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root (a private mount namespace holds the bench users)")
+
+    loop_users = user_names(args.users, "mfab")
+    proc_users = user_names(args.per_process_users, "mfap")
+    if os.environ.get("MFA_BENCH_IN_NAMESPACE") != "1":
+        return reexec_in_namespace(args, loop_users + proc_users)
+
+    build_dir = os.path.abspath(args.build_dir)
+    module = os.path.join(build_dir, "pam_module", "pam_mfa.so")
+    if not os.path.exists(module):
+        sys.exit(f"pam_mfa.so is not built in {build_dir}")
+    workdir = tempfile.mkdtemp(prefix="mfa-bench-")
+    os.chmod(workdir, 0o755)
+    bus = mfad = None
+    try:
+        os.makedirs(os.path.join(workdir, "bus"))
+        bench = compile_bench(workdir)
+        users = loop_users + proc_users
+        bus, mfad, secrets = setup_mfad(build_dir, users, workdir)
+        service_dir = os.path.join(workdir, "services")
+        os.makedirs(service_dir)
+        lines = {
+            "pam_mfa": f"{module} bus_address={bus.address} max_tries=1",
+            "pam_google_authenticator": setup_google_authenticator(users, secrets, workdir),
+            "pam_oath": setup_oath(users, secrets, workdir),
+        }
+        for name, line in lines.items():
+            with open(os.path.join(service_dir, name), "w") as f:
+                f.write(f"auth required {line}\n")
+        with open(os.path.join(service_dir, "other"), "w") as f:
+            f.write(f"auth required {SECURITY}/pam_deny.so\n")
+
+        # Steps above the enrollment watermark and inside the window, with a step of slack for
+        # the clock moving on during the run.
+        loop_offsets = list(range(-WINDOW + 3, WINDOW - 1))
+        proc_offsets = list(range(-WINDOW + 3, WINDOW - 1))
+        results = {}
+        for name in lines:
+            plan = schedule(loop_users, secrets, loop_offsets)
+            times, failures = run_in_process(bench, service_dir, name, plan, secrets)
+            results[(name, "in-process")] = (times, failures)
+        for name in lines:
+            plan = schedule(proc_users, secrets, proc_offsets)
+            times, failures = run_per_process(service_dir, name, plan, secrets)
+            results[(name, "per-process")] = (times, failures)
+    finally:
+        if mfad is not None:
+            mfad.stop()
+        if bus is not None:
+            bus.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    report = []
+    print(f"{'module':<26} {'mode':<12} {'n':>5} {'fail':>5} {'p50 ms':>8} {'p99 ms':>8}")
+    for (name, mode), (times, failures) in results.items():
+        p50, p99 = percentile(times, 50), percentile(times, 99)
+        report.append({"module": name, "mode": mode, "n": len(times), "failures": failures,
+                       "p50_ms": round(p50, 3), "p99_ms": round(p99, 3)})
+        print(f"{name:<26} {mode:<12} {len(times):>5} {failures:>5} {p50:>8.3f} {p99:>8.3f}")
+
+    def p50(name, mode):
+        return percentile(results[(name, mode)][0], 50)
+
+    in_process = p50("pam_mfa", "in-process")
+    ratio = p50("pam_mfa", "per-process") / p50("pam_oath", "per-process")
+    targets = [("in-process p50 of pam_mfa <= 1.0 ms", in_process <= 1.0, f"{in_process:.3f} ms"),
+               ("per-process p50 pam_mfa / pam_oath <= 1.0", ratio <= 1.0, f"{ratio:.2f}")]
+    for text, ok, value in targets:
+        print(f"target {text}: {value} {'met' if ok else 'MISSED'}")
+    failed_logins = sum(f for _, f in results.values())
+    if failed_logins:
+        print(f"{failed_logins} logins failed: the numbers above are not comparable")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": report,
+                       "targets": [{"target": t, "met": ok, "value": v} for t, ok, v in targets]},
+                      f, indent=2)
+    if failed_logins:
+        return 1
+    if args.check and not all(ok for _, ok, _ in targets):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
