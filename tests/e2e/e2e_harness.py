@@ -264,20 +264,24 @@ class Dialogue:
     exitstatus: int = None
     signalstatus: int = None
     unanswered: str = ""  # a prompt that came when no answer was left
+    stopped: bool = False  # stop_at was seen
 
     def lines(self):
         return [line.strip() for line in self.transcript.replace("\r", "").split("\n")]
 
 
-def converse(child, passwords=(), codes=(), timeout=30):
-    """Answers password and code prompts in order until the program ends; a prompt with no
-    answer left ends the dialogue (Ctrl-C) and is recorded."""
+def converse(child, passwords=(), codes=(), timeout=30, stop_at=None):
+    """Answers password and code prompts in order until the program ends (or prints stop_at, a
+    regex: then it is killed); a prompt with no answer left ends the dialogue (Ctrl-C) and is
+    recorded."""
     passwords, codes = list(passwords), list(codes)
     d = Dialogue()
     out = io.StringIO()
     child.logfile_read = out
     deadline = time.monotonic() + timeout
     patterns = [PASSWORD_PROMPT, CODE_PROMPT, SMS_PROMPT, pexpect.EOF, pexpect.TIMEOUT]
+    if stop_at:
+        patterns.append(stop_at)
     while True:
         i = child.expect(patterns, timeout=max(0.1, deadline - time.monotonic()))
         if i in (0, 1, 2):
@@ -291,6 +295,10 @@ def converse(child, passwords=(), codes=(), timeout=30):
                 break
             child.sendline(queue.pop(0))
         elif i == 3:
+            break
+        elif i == 5:
+            d.stopped = True
+            child.terminate(force=True)
             break
         else:
             child.terminate(force=True)

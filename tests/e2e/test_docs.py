@@ -14,6 +14,7 @@ PAGES = {
     "sshd-publickey": "docs/sshd.md",
     "sudo": "docs/sudo.md",
     "su": "docs/console.md",
+    "login": "docs/console.md",
 }
 
 
