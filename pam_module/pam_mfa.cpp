@@ -26,7 +26,6 @@
 
 #include "common/dbus_names.hpp"
 #include "common/handles.hpp"
-#include "common/secure_buffer.hpp"
 #include "pam_module/pam_args.hpp"
 
 namespace mfa::pam {
@@ -46,6 +45,44 @@ constexpr int kMaxSmsRequests = 3;
 constexpr size_t kMaxShownMessage = 256;
 // The trailing code split off a combined "password + code" answer (forward_pass/first_pass).
 constexpr size_t kCombinedCodeDigits = 6;
+
+// What was typed at a prompt, or a code or password cut out of it: a fixed buffer (so no heap
+// copy is left behind by a reallocation), erased with explicit_bzero on clear and destruction.
+// Not mfa::SecureString, which erases with OPENSSL_cleanse: that would load libcrypto into every
+// login process for this alone (about 2.5 ms of CPU per process start, measured).
+class Answer {
+ public:
+  static constexpr size_t kCapacity = PAM_MAX_RESP_SIZE;
+
+  Answer() = default;
+  Answer(const Answer&) = delete;
+  Answer& operator=(const Answer&) = delete;
+  ~Answer() { clear(); }
+
+  // s may point into this buffer. False (and left empty) when s does not fit.
+  bool assign(std::string_view s) {
+    if (s.size() > kCapacity) {
+      clear();
+      return false;
+    }
+    memmove(buf_, s.data(), s.size());
+    explicit_bzero(buf_ + s.size(), sizeof(buf_) - s.size());
+    len_ = s.size();
+    return true;
+  }
+  std::string_view view() const { return {buf_, len_}; }
+  const char* c_str() const { return buf_; }
+  size_t size() const { return len_; }
+  bool empty() const { return len_ == 0; }
+  void clear() {
+    explicit_bzero(buf_, sizeof(buf_));
+    len_ = 0;
+  }
+
+ private:
+  char buf_[kCapacity + 1] = {};
+  size_t len_ = 0;
+};
 
 bool is_digits(std::string_view s) {
   if (s.empty())
@@ -186,15 +223,15 @@ class Dialogue {
                   const std::vector<std::pair<const char*, std::string>>* context);
 
   // One echo-off prompt. *ret_too_long is set (and the answer left empty) for answers over
-  // dbus::kMaxCodeLength bytes, which are never sent.
-  int prompt(const char* text, SecureString* ret_answer, bool* ret_too_long);
+  // limit bytes, which are never sent.
+  int prompt(const char* text, size_t limit, Answer* ret_answer, bool* ret_too_long);
   void show(int style, const std::string& text);
   void show_bad_code(int tries_left);
   // The first answer from PAM_AUTHTOK (use_first_pass/try_first_pass); false when there is none
   // that looks like a code.
-  bool first_pass_answer(SecureString* ret_code);
+  bool first_pass_answer(Answer* ret_code);
   // Splits "password + 6 digits"; forwards the password as PAM_AUTHTOK when forward_pass is set.
-  void take_combined(std::string_view combined, SecureString* ret_code);
+  void take_combined(std::string_view combined, Answer* ret_code);
 
   pam_handle_t* pamh_;
   int flags_;
@@ -462,7 +499,7 @@ void Dialogue::show_bad_code(int tries_left) {
   }
 }
 
-int Dialogue::prompt(const char* text, SecureString* ret_answer, bool* ret_too_long) {
+int Dialogue::prompt(const char* text, size_t limit, Answer* ret_answer, bool* ret_too_long) {
   const void* item = nullptr;
   if (pam_get_item(pamh_, PAM_CONV, &item) != PAM_SUCCESS || item == nullptr)
     return PAM_CONV_ERR;
@@ -485,26 +522,27 @@ int Dialogue::prompt(const char* text, SecureString* ret_answer, bool* ret_too_l
     return PAM_CONV_ERR;
   }
   size_t len = strlen(resp->resp);
-  *ret_too_long = len > dbus::kMaxCodeLength;
-  if (!*ret_too_long)
-    *ret_answer = SecureString(std::string_view(resp->resp, len));
+  *ret_too_long = len > limit || !ret_answer->assign(std::string_view(resp->resp, len));
+  if (*ret_too_long)
+    ret_answer->clear();
   explicit_bzero(resp->resp, len);
   free(resp->resp);
   free(resp);
   return PAM_SUCCESS;
 }
 
-void Dialogue::take_combined(std::string_view combined, SecureString* ret_code) {
+void Dialogue::take_combined(std::string_view combined, Answer* ret_code) {
   combined = trim(combined);
   if (looks_like_code(combined)) {
-    *ret_code = SecureString(combined);
+    (void)ret_code->assign(combined);
     return;
   }
   if (combined.size() > kCombinedCodeDigits &&
       is_digits(combined.substr(combined.size() - kCombinedCodeDigits))) {
-    *ret_code = SecureString(combined.substr(combined.size() - kCombinedCodeDigits));
+    (void)ret_code->assign(combined.substr(combined.size() - kCombinedCodeDigits));
     if (args_.forward_pass) {
-      SecureString password(combined.substr(0, combined.size() - kCombinedCodeDigits));
+      Answer password;
+      (void)password.assign(combined.substr(0, combined.size() - kCombinedCodeDigits));
       if (pam_set_item(pamh_, PAM_AUTHTOK, password.c_str()) != PAM_SUCCESS)
         pam_syslog(pamh_, LOG_ERR, "cannot forward the password");
     }
@@ -512,26 +550,23 @@ void Dialogue::take_combined(std::string_view combined, SecureString* ret_code) 
   }
   // No code in it: with forward_pass the whole answer is the password for the next module.
   if (args_.forward_pass && !combined.empty()) {
-    SecureString password(combined);
-    if (pam_set_item(pamh_, PAM_AUTHTOK, password.c_str()) != PAM_SUCCESS)
+    Answer password;
+    if (password.assign(combined) &&
+        pam_set_item(pamh_, PAM_AUTHTOK, password.c_str()) != PAM_SUCCESS)
       pam_syslog(pamh_, LOG_ERR, "cannot forward the password");
   }
-  *ret_code = SecureString();
+  ret_code->clear();
 }
 
-bool Dialogue::first_pass_answer(SecureString* ret_code) {
+bool Dialogue::first_pass_answer(Answer* ret_code) {
   const char* authtok = get_string_item(pamh_, PAM_AUTHTOK);
   if (authtok == nullptr)
     return false;
-  size_t len = strnlen(authtok, dbus::kMaxCodeLength + 1);
-  if (len > dbus::kMaxCodeLength)
+  size_t len = strnlen(authtok, Answer::kCapacity + 1);
+  if (len > Answer::kCapacity)
     return false;
-  SecureString code;
-  take_combined(std::string_view(authtok, len), &code);
-  if (code.empty())
-    return false;
-  *ret_code = std::move(code);
-  return true;
+  take_combined(std::string_view(authtok, len), ret_code);
+  return !ret_code->empty();
 }
 
 int Dialogue::run_dialogue() {
@@ -541,7 +576,7 @@ int Dialogue::run_dialogue() {
   bool first = true;
   bool sms_sent = false;
   while (tries < args_.max_tries) {
-    SecureString answer;
+    Answer answer;
     bool too_long = false;
     bool have_answer = false;
     if (first && args_.pass_mode != PassMode::kPrompt) {
@@ -557,8 +592,9 @@ int Dialogue::run_dialogue() {
                          : !args_.prompt.empty() ? args_.prompt.c_str()
                          : combined              ? kCombinedPrompt
                                                  : kDefaultPrompt;
-      SecureString typed;
-      int r = prompt(text, &typed, &too_long);
+      // A combined answer holds a password too: it may be as long as PAM allows.
+      Answer typed;
+      int r = prompt(text, combined ? Answer::kCapacity : dbus::kMaxCodeLength, &typed, &too_long);
       if (r != PAM_SUCCESS) {
         pam_syslog(pamh_, LOG_ERR, "conversation failed");
         return PAM_CONV_ERR;
@@ -566,7 +602,7 @@ int Dialogue::run_dialogue() {
       if (combined && !too_long) {
         take_combined(typed.view(), &answer);
       } else {
-        answer = SecureString(trim(typed.view()));
+        (void)answer.assign(trim(typed.view()));
       }
     }
     const bool from_first_pass = first && have_answer;

@@ -248,6 +248,15 @@ def test_forward_pass_splits_password_and_code(pam, mfad, alice):
     assert_no_secrets([code, "hunter2"], r.syslog, mfad.log_text())
 
 
+def test_forward_pass_accepts_a_long_password(pam, mfad, alice):
+    # The 64-byte bound is for codes; a combined answer may carry a password as long as PAM's.
+    svc = pam.add("fwl", f"required {pam.mfa('forward_pass')}", f"optional {PAM_GET_ITEMS}")
+    password = "p" * 200
+    code = mfad.next_code(ALICE, alice)
+    r = pam.run(svc, ALICE, [password + code]).expect(PAM_SUCCESS)
+    assert r.authtok == password
+
+
 def test_forward_pass_with_try_first_pass_forwards_the_password(pam, mfad, alice):
     svc = authtok_stack(pam, "fwt", "try_first_pass forward_pass")
     code = mfad.next_code(ALICE, alice)

@@ -15,6 +15,9 @@ needed=$(readelf -d "$so" | awk '/NEEDED/ {print $5}')
 for lib in '[libpam.so.0]' '[libsystemd.so.0]'; do
   echo "$needed" | grep -qF "$lib" || { echo "not linked dynamically: $lib"; exit 1; }
 done
+# The module erases answers itself (explicit_bzero) so that libcrypto is not loaded into every
+# login process.
+if echo "$needed" | grep -qF libcrypto; then echo "libcrypto is linked"; exit 1; fi
 if readelf -d "$so" | grep -q TEXTREL; then echo "text relocations"; exit 1; fi
 echo "exports: $(echo $exports)"
 # No static constructors (DESIGN.md §3): .init_array holds only the toolchain's frame_dummy.
