@@ -166,6 +166,8 @@ class SshServer:
         self.log_path = os.path.join(self.dir, "sshd.log")
         self.port = None
         self.proc = None
+        # sshd runs in its own mount namespace only to keep the host's login records clean.
+        self.ns = Namespace()
 
     def _write_config(self):
         with open(os.path.join(HERE, "sshd_config.in")) as f:
@@ -194,8 +196,9 @@ class SshServer:
                                    text=True, timeout=30)
             assert check.returncode == 0, f"sshd -t refused the config: {check.stderr}"
             log = open(self.log_path, "a")
-            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", self.config_path],
-                                         stdout=log, stderr=subprocess.STDOUT, env=self._env(),
+            env = dict(self.ns.env(), **self._env())
+            self.proc = subprocess.Popen(self.ns.argv([SSHD, "-D", "-e", "-f", self.config_path]),
+                                         stdout=log, stderr=subprocess.STDOUT, env=env,
                                          stdin=subprocess.DEVNULL)
             log.close()
             ready = f"Server listening on 127.0.0.1 port {self.port}"
@@ -232,6 +235,7 @@ class SshServer:
 
     def cleanup(self):
         self.stop()
+        self.ns.cleanup()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -315,7 +319,7 @@ def spawn(argv, env=None, timeout=30):
                          timeout=timeout, dimensions=(24, 200))
 
 
-def ssh_argv(server, user, command="echo e2e-ok", identity=None):
+def ssh_argv(server, user, command="echo e2e-ok as $(id -un)", identity=None):
     argv = ["ssh", "-F", "/dev/null", "-p", str(server.port),
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
@@ -330,7 +334,7 @@ def ssh_argv(server, user, command="echo e2e-ok", identity=None):
     return argv + [f"{user}@127.0.0.1", command]
 
 
-def ssh_login(server, user, passwords=(), codes=(), command="echo e2e-ok", identity=None,
+def ssh_login(server, user, passwords=(), codes=(), command="echo e2e-ok as $(id -un)", identity=None,
               request=None, timeout=40):
     """The real ssh client, as root, logging in as user (a name) and running command."""
     d = converse(spawn(ssh_argv(server, user, command, identity)), passwords, codes, timeout)
@@ -358,14 +362,19 @@ exec "$@"
 """
 
 
+LOGIN_RECORDS = ["/var/run/utmp", "/var/log/wtmp", "/var/log/btmp", "/var/log/lastlog"]
+
+
 class Namespace:
     """Files to put in place of /etc/pam.d entries (and an optional sudoers drop-in), applied
-    only inside a private mount namespace: the host's /etc is never changed."""
+    only inside a private mount namespace: the host's /etc is never changed, and the programs
+    write their login records (utmp, wtmp, btmp, lastlog) to private copies."""
 
     def __init__(self):
         self.dir = make_private_dir("mfa-e2e-ns-")
         self.binds = []
         self.sudoers = ""
+        self.private_login_records()
 
     def pam_service(self, service, text):
         path = os.path.join(self.dir, f"{service}.pam")
@@ -373,6 +382,16 @@ class Namespace:
             f.write(text)
         os.chmod(path, 0o644)
         self.binds.append((path, f"/etc/pam.d/{service}"))
+
+    def private_login_records(self):
+        """Empty private copies over utmp, wtmp, btmp and lastlog: logins and failures in the
+        tests leave the host's records alone."""
+        for path in LOGIN_RECORDS:
+            real = os.path.realpath(path)
+            if os.path.exists(real):
+                copy = os.path.join(self.dir, os.path.basename(real))
+                open(copy, "wb").close()
+                self.binds.append((copy, real))
 
     def sudoers_drop_in(self, text):
         self.sudoers = os.path.join(self.dir, "sudoers")

@@ -2,8 +2,6 @@
 mount namespace; utmp, wtmp, btmp and lastlog are private copies there too. Recipe:
 docs/console.md."""
 
-import os
-
 import pexpect
 import pytest
 
@@ -11,17 +9,9 @@ from e2e_harness import converse, harness, record_transcript, render_pam, spawn
 
 pytestmark = pytest.mark.skipif(harness.ASAN, reason="login cannot preload the ASan runtime")
 
-LOGIN_RECORDS = ["/var/run/utmp", "/var/log/wtmp", "/var/log/btmp", "/var/log/lastlog"]
-
-
 @pytest.fixture
 def login_ns(namespace, bus, pam_module):
     namespace.pam_service("login", render_pam("login", pam_module, bus.address))
-    for path in LOGIN_RECORDS:
-        if os.path.exists(os.path.realpath(path)):
-            copy = os.path.join(namespace.dir, os.path.basename(path))
-            open(copy, "wb").close()
-            namespace.binds.append((copy, os.path.realpath(path)))
     return namespace
 
 

@@ -13,14 +13,15 @@ def accepted(server, user, method="keyboard-interactive/pam"):
     return f"Accepted {method} for {user} from 127.0.0.1" in server.log_text()
 
 
-def assert_logged_in(d, marker="e2e-ok"):
+def assert_logged_in(d, user):
+    """The command ran on the server, as that user."""
     assert d.unanswered == "", f"unexpected prompt: {d.unanswered}; prompts {d.prompts}"
-    assert marker in d.lines(), f"the command's output is missing:\n{d.transcript}"
+    assert f"e2e-ok as {user.name}" in d.lines(), f"the command's output is missing:\n{d.transcript}"
     assert d.exitstatus == 0, f"ssh exited with {d.exitstatus}:\n{d.transcript}"
 
 
-def assert_refused(d, marker="e2e-ok"):
-    assert marker not in d.lines(), f"the command ran:\n{d.transcript}"
+def assert_refused(d):
+    assert not any(line.startswith("e2e-ok") for line in d.lines()), f"the command ran:\n{d.transcript}"
     assert d.exitstatus == 255, f"ssh exited with {d.exitstatus}:\n{d.transcript}"
     assert DENIED.search(d.transcript), f"no 'Permission denied':\n{d.transcript}"
 
@@ -40,7 +41,7 @@ def test_password_then_totp_code_logs_in(request, test_users, mfad, sshd_factory
 
     d = ssh_login(server, alice.name, [alice.password], [code], request=request)
 
-    assert_logged_in(d)
+    assert_logged_in(d, alice)
     assert d.prompts == ["password", "code"]
     assert accepted(server, alice.name)
     assert_not_logged({"sshd": server.log_text(), "mfad": mfad.log_text()}, alice.password, code)
@@ -73,7 +74,7 @@ def test_one_typo_then_the_right_code_logs_in(request, test_users, mfad, sshd_fa
 
     d = ssh_login(server, alice.name, [alice.password], [typo, code], request=request)
 
-    assert_logged_in(d)
+    assert_logged_in(d, alice)
     assert d.prompts == ["password", "code", "code"]
 
 
@@ -98,7 +99,7 @@ def test_replayed_totp_code_is_refused(request, test_users, mfad, sshd_factory):
     first = ssh_login(server, alice.name, [alice.password], [code], request=request)
     again = ssh_login(server, alice.name, [alice.password], [code], request=request)
 
-    assert_logged_in(first)
+    assert_logged_in(first, alice)
     assert_refused(again)
     assert again.prompts == ["password", "code"]
 
@@ -114,9 +115,9 @@ def test_backup_code_works_once(request, test_users, mfad, sshd_factory):
     again = ssh_login(server, alice.name, [alice.password], [codes[0]], request=request)
     other = ssh_login(server, alice.name, [alice.password], [codes[1]], request=request)
 
-    assert_logged_in(first)
+    assert_logged_in(first, alice)
     assert_refused(again)
-    assert_logged_in(other)
+    assert_logged_in(other, alice)
     left = mfad.call("GetUser", "s", alice.name).expect_ok()
     assert left.get("backup_codes_left") == 8, left
     assert_not_logged({"sshd": server.log_text(), "mfad": mfad.log_text()}, codes[0], codes[1])
@@ -133,7 +134,7 @@ def test_publickey_then_code(request, test_users, mfad, sshd_factory, client_key
 
     d = ssh_login(server, alice.name, [], [code], identity=client_key, request=request)
 
-    assert_logged_in(d)
+    assert_logged_in(d, alice)
     assert d.prompts == ["code"]  # the key replaces the password; the code is still asked
     assert f"Partial publickey for {alice.name} from 127.0.0.1" in server.log_text()
     assert accepted(server, alice.name)
