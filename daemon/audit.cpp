@@ -27,6 +27,8 @@ constexpr AuditKind kAuditKinds[] = {
     {"auth.lockout", "0113aa1da47245e4a54af3785cd7b43f"},
     {"auth.not-enrolled", "ac8f3f1b4411414895bda06d7d041c2c"},
     {"auth.rate-limited", "c0ece841a6e148be8cdb8f6b037c40c4"},
+    {"auth.end", "e840eae1aa0a4f8facc2849768b26001"},
+    {"access.denied", "859f4144603446489993f8d3da51acd8"},
     {"enroll.begin", "f96e8db1289043d89264c87d6e28500e"},
     {"enroll.confirm", "5823b63bd70d4da2b55c5bf86c1a713b"},
     {"enroll.disable", "47321ce613ff4e1b9113d737851ee33c"},

@@ -401,6 +401,9 @@ class Parser {
     self->long_line_ = 0;
     std::string out = self->check_line(trim(line), static_cast<size_t>(num));
     out += '\n';
+    // inih's buffer is not instrumented: never hand it more than it holds, whatever the above.
+    if (out.size() + 1 > static_cast<size_t>(num))
+      out = "\n";
     std::memcpy(str, out.data(), out.size());
     str[out.size()] = '\0';
     return str;
@@ -427,8 +430,8 @@ class Parser {
       if (!known_section(section_)) {
         add(line_, section_, "", "unknown section", strict_);
       }
-      if (close + 2 > limit)
-        return "[]";
+      if (close + 3 > limit)
+        return "[]";  // with its newline and NUL
       return std::string(line.substr(0, close + 1));
     }
     size_t sep = line.find_first_of("=:");

@@ -321,31 +321,15 @@ void test_query_filters(void** state) {
 
 void test_message_ids(void** state) {
   (void)state;
-  const char* kinds[] = {"auth.begin",
-                         "auth.success",
-                         "auth.failure",
-                         "auth.lockout",
-                         "auth.not-enrolled",
-                         "auth.rate-limited",
-                         "enroll.begin",
-                         "enroll.confirm",
-                         "enroll.disable",
-                         "backup.generate",
-                         "backup.used",
-                         "admin.reset",
-                         "admin.unlock",
-                         "session.open",
-                         "session.close",
-                         "session.terminate",
-                         "sms.sent",
-                         "sms.failed",
-                         "degraded",
-                         "storage.error",
-                         "security.new-device",
-                         "security.failure-burst",
-                         "config.warning",
-                         "daemon.start",
-                         "daemon.stop"};
+  const char* kinds[] = {"auth.begin",     "auth.success",        "auth.failure",
+                         "auth.lockout",   "auth.not-enrolled",   "auth.rate-limited",
+                         "auth.end",       "access.denied",       "enroll.begin",
+                         "enroll.confirm", "enroll.disable",      "backup.generate",
+                         "backup.used",    "admin.reset",         "admin.unlock",
+                         "session.open",   "session.close",       "session.terminate",
+                         "sms.sent",       "sms.failed",          "degraded",
+                         "storage.error",  "security.new-device", "security.failure-burst",
+                         "config.warning", "daemon.start",        "daemon.stop"};
   std::set<std::string> seen;
   std::string fallback = AuditLog::message_id("no.such-kind");
   assert_int_equal(fallback.size(), 32);

@@ -445,6 +445,18 @@ void test_long_lines_and_values(void** state) {
   assert_int_equal(problems[0].line, 3);
   assert_contains(problems[0].message, "line longer than");
   assert_int_equal(problems[1].line, 5);  // parsing goes on after it
+
+  // Section headers around inih's 200-byte buffer: reported, never overflowing it.
+  for (size_t n = 195; n <= 202; ++n) {
+    problems.clear();
+    auto sec = parse_config("[" + std::string(n, 'S') + "]\nA=1\n[TOTP]\nDigits=7\n", "f.conf",
+                            false, &problems);
+    assert_true(sec.ok());
+    assert_int_equal(sec->totp.digits, 7);
+    assert_int_equal(problems.size(), 1);
+    assert_int_equal(problems[0].line, 1);
+    assert_string_equal(problems[0].message.c_str(), "unknown section");
+  }
 }
 
 void test_nul_and_utf8(void** state) {
