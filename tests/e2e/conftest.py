@@ -6,9 +6,9 @@ Run as root:  MFA_BUILD_DIR=<build> /usr/bin/python3 -m pytest -v tests/e2e
 
 import pytest
 
-from e2e_harness import (_tail, authorize_key, build_dir, bus, client_key, e2e_deadline,  # noqa: F401
-                         mfad, mfad_factory, namespace, pam_module, ssh_host_key, sshd_factory,
-                         test_users)
+from e2e_harness import (  # noqa: F401 (fixtures are found by name)
+    _tail, authorize_key, build_dir, bus, client_key, e2e_deadline, mfad, mfad_factory, namespace,
+    pam_module, ssh_host_key, sshd_factory, test_users)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -25,6 +25,8 @@ def pytest_runtest_makereport(item, call):
             report.sections.append(("mfad log", _tail(m.log_text())))
             break
     for title, text in getattr(item, "_e2e_transcripts", []):
+        if hasattr(text, "getvalue"):  # a transcript still being written
+            text = text.getvalue()
         report.sections.append((title, _tail(text)))
 
 

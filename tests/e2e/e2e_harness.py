@@ -1,12 +1,14 @@
-"""The end-to-end harness (helpers and fixtures; conftest.py exports the fixtures): the real sshd (with pam_wrapper), the real ssh client, sudo and su (in
-a private mount namespace whose /etc/pam.d entries point at the built pam_mfa.so), all talking to
-the real mfad on the private bus of tests/integration/conftest.py, whose fixtures are reused here.
+"""The end-to-end harness (helpers and fixtures; conftest.py exports the fixtures): the real sshd
+(with pam_wrapper), the real ssh client, and sudo, su and login (in a private mount namespace
+whose /etc/pam.d entries point at the built pam_mfa.so), all talking to the real mfad on the
+private bus of tests/integration/conftest.py, whose fixtures are reused here.
 
 Run as root:  MFA_BUILD_DIR=<build> /usr/bin/python3 -m pytest -v tests/e2e
 
-Fixtures: pam_module, ssh_host_key, sshd_factory, client_key, the integration ones (build_dir,
-test_users, bus, mfad, mfad_factory). Helpers: ssh_login(), run_sudo(), run_su(), render_pam().
-Every test has a deadline (E2E_DEADLINE seconds); a failing test shows sshd's and mfad's logs.
+Fixtures: pam_module, ssh_host_key, sshd_factory, namespace, client_key, authorize_key, and the
+integration ones (build_dir, test_users, bus, mfad, mfad_factory). Helpers: ssh_login(),
+run_sudo(), run_su(), converse(), render_pam(). Every test has a deadline (MFA_E2E_DEADLINE
+seconds, default 90); a failing test shows sshd's and mfad's logs and the dialogue transcripts.
 """
 
 import importlib.util
@@ -47,7 +49,6 @@ totp = harness.totp
 
 E2E_DEADLINE = int(os.environ.get("MFA_E2E_DEADLINE", "90"))
 SSHD = "/usr/sbin/sshd"
-ASAN_RUNTIME = "/usr/lib/gcc/x86_64-linux-gnu/12/libasan.so"
 
 # What the programs print; the tests assert on these.
 PASSWORD_PROMPT = r"[Pp]assword(?: for [^:]+)?: ?"
@@ -78,7 +79,8 @@ def _tail(text, limit=12000):
 
 
 def record_transcript(request, title, text):
-    """Attaches a dialogue's transcript to the test's failure report."""
+    """Attaches a dialogue's transcript (text, or a StringIO still being written) to the test's
+    failure report."""
     if not hasattr(request.node, "_e2e_transcripts"):
         request.node._e2e_transcripts = []
     request.node._e2e_transcripts.append((title, text))
@@ -181,8 +183,10 @@ class SshServer:
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
                "PAM_WRAPPER": "1", "PAM_WRAPPER_SERVICE_DIR": self.pam_dir,
                "LD_PRELOAD": "libpam_wrapper.so"}
-        if harness.ASAN:
-            env["LD_PRELOAD"] = f"{ASAN_RUNTIME}:libpam_wrapper.so"
+        if harness.ASAN:  # an ASan pam_mfa.so needs the runtime loaded first
+            runtime = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
+                                     text=True, check=True).stdout.strip()
+            env["LD_PRELOAD"] = f"{runtime}:libpam_wrapper.so"
             env["PAM_WRAPPER_DISABLE_DEEPBIND"] = "1"
             env = harness.sanitizer_env(env)
         return env
@@ -334,8 +338,8 @@ def ssh_argv(server, user, command="echo e2e-ok as $(id -un)", identity=None):
     return argv + [f"{user}@127.0.0.1", command]
 
 
-def ssh_login(server, user, passwords=(), codes=(), command="echo e2e-ok as $(id -un)", identity=None,
-              request=None, timeout=40):
+def ssh_login(server, user, passwords=(), codes=(), command="echo e2e-ok as $(id -un)",
+              identity=None, request=None, timeout=40):
     """The real ssh client, as root, logging in as user (a name) and running command."""
     d = converse(spawn(ssh_argv(server, user, command, identity)), passwords, codes, timeout)
     if request is not None:
