@@ -195,3 +195,19 @@ def test_mfad_not_running_fails_closed(request, test_users, mfad, sshd_factory):
 
     assert_refused(d)
     assert "code" not in d.prompts
+
+
+def test_nullok_lets_users_without_a_factor_in_during_a_rollout(request, test_users, mfad,
+                                                                  sshd_factory):
+    alice, bob = test_users["mfa-alice"], test_users["mfa-bob"]  # bob never enrolled
+    secret = mfad.enroll_totp(alice)
+    server = sshd_factory(module_args=("nullok",))
+
+    unenrolled = ssh_login(server, bob.name, [bob.password], [], request=request)
+    enrolled = ssh_login(server, alice.name, [alice.password], [mfad.next_code(alice, secret)],
+                         request=request)
+
+    assert_logged_in(unenrolled, bob)
+    assert unenrolled.prompts == ["password"]
+    assert_logged_in(enrolled, alice)
+    assert enrolled.prompts == ["password", "code"]  # nullok never skips an enrolled user

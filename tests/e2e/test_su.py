@@ -54,20 +54,26 @@ def test_target_without_a_factor_is_refused(request, test_users, mfad, su_ns):
     assert d.exitstatus == 1
 
 
-def test_repeated_failures_lock_out_even_the_right_code(request, test_users, mfad, su_ns):
+def test_repeated_failures_lock_out_even_the_right_code(request, test_users, mfad_factory,
+                                                        su_ns):
+    mfad = mfad_factory
+    mfad.set_config("Policy", "MaxFailures", 2)
+    mfad.start()
     alice, bob = test_users["mfa-alice"], test_users["mfa-bob"]
-    secret = mfad.enroll_totp(alice)  # MaxFailures=5 (the default)
+    secret = mfad.enroll_totp(alice)
     good = mfad.next_code(alice, secret)
-    wrong = [str((int(good) + k) % 1000000).zfill(6) for k in (11, 22, 33, 44, 55)]
+    wrong = [str((int(good) + k) % 1000000).zfill(6) for k in (11, 22, 33)]
 
-    first = run_su(su_ns, bob, alice.name, [alice.password], wrong[:3], request=request)
-    second = run_su(su_ns, bob, alice.name, [alice.password], wrong[3:], request=request)
+    failing = run_su(su_ns, bob, alice.name, [alice.password], wrong, request=request)
     locked = run_su(su_ns, bob, alice.name, [alice.password], [good], request=request)
 
-    assert first.exitstatus == 1 and second.exitstatus == 1
+    # The second wrong code reaches MaxFailures: the lockout ends this login at once...
+    assert failing.prompts == ["password", "code", "code"], failing.transcript
     assert any(line.startswith("Too many failed attempts; try again in")
-               for line in second.lines()), second.transcript
-    assert locked.prompts == ["password"]  # no code is even asked while locked out
+               for line in failing.lines()), failing.transcript
+    assert "su: Have exhausted maximum number of retries for service" in failing.lines()
+    # ...and the next one before any code is asked, however right the code would have been.
+    assert locked.prompts == ["password"]
     assert any(line.startswith("Too many failed attempts; try again in")
                for line in locked.lines()), locked.transcript
     assert "su-ok" not in locked.lines() and locked.exitstatus == 1
