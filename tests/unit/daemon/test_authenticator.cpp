@@ -90,6 +90,7 @@ class FailingStore final : public Store {
  public:
   explicit FailingStore(Store& inner) : s_(inner) {}
   bool fail_reads = false, fail_writes = false, fail_audit = false, fail_consume = false;
+  bool refuse_advance = false;  // another host took the step first
 
   Result<std::vector<FactorRecord>> get_factors(std::string_view u) override {
     if (fail_reads)
@@ -124,6 +125,8 @@ class FailingStore final : public Store {
   Result<bool> advance_totp_watermark(std::string_view u, uint64_t step) override {
     if (fail_writes)
       return err();
+    if (refuse_advance)
+      return false;
     return s_.advance_totp_watermark(u, step);
   }
   Status set_totp_watermark(std::string_view u, std::optional<uint64_t> step) override {
@@ -488,6 +491,14 @@ void test_replay_refused(void**) {
   auto c2 = begin(e, "alice", kRootOther);
   ASSERT_OK(e.auth->verify(kRoot, c1, next));
   ASSERT_ERR(e.auth->verify(kRootOther, c2, next), Errc::kBadCode);
+
+  // Another host accepted this step first (the store's compare-and-set refuses): a replay.
+  e.clock.advance_seconds(30);
+  auto c3 = begin(e, "alice");
+  e.store->refuse_advance = true;
+  ASSERT_ERR(e.auth->verify(kRoot, c3, code_now(e, key)), Errc::kBadCode);
+  e.store->refuse_advance = false;
+  assert_string_equal(e.audit_rows("auth.failure").back().reason.c_str(), "replay");
 }
 
 void test_backup_code_once(void**) {
@@ -742,6 +753,9 @@ void test_step_up(void**) {
   ASSERT_OK(e.auth->generate_backup_codes(kRoot, "alice", ""));
   enroll_totp(e, "carol");
   ASSERT_ERR(e.auth->generate_backup_codes(kCarolC, "carol", ""), Errc::kStepUpRequired);
+  // Root on its own account skips it.
+  enroll_totp(e, "root");
+  ASSERT_OK(e.auth->generate_backup_codes(kRoot, "root", ""));
 
   // A locked user gets RateLimited, also with a good code.
   Env e2;
