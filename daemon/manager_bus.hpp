@@ -14,6 +14,7 @@
 #include "common/handles.hpp"
 #include "common/result.hpp"
 #include "daemon/authenticator.hpp"
+#include "daemon/bus_caller.hpp"
 #include "daemon/config.hpp"
 #include "daemon/group_commit.hpp"
 #include "daemon/store.hpp"
@@ -90,6 +91,7 @@ class ManagerBus {
   Store& store_;
   const Config& config_;
   std::unique_ptr<GroupCommit> commit_;
+  CallerCache callers_;
   BusSlotPtr object_slot_;
   BusSlotPtr match_slot_;
   EventSourcePtr expiry_timer_;

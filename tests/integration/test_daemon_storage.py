@@ -1,0 +1,51 @@
+"""A full disk under the database: the change is refused with StorageFailure (never a success
+that was not saved), the daemon keeps answering, and works again once there is room."""
+
+import os
+import subprocess
+
+import pytest
+
+
+@pytest.fixture
+def small_state_dir(mfad_factory):
+    os.makedirs(mfad_factory.state_dir)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "mfad-test",
+                        mfad_factory.state_dir], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    yield mfad_factory.state_dir
+    mfad_factory.stop()
+    subprocess.run(["umount", mfad_factory.state_dir], check=True)
+
+
+def fill(directory):
+    path = os.path.join(directory, "filler")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return path
+
+
+def test_full_disk_gives_storage_failure(mfad_factory, small_state_dir, test_users):
+    mfad = mfad_factory.start()
+    mfad.call("GenerateBackupCodes", "ss", "mfa-bob", "").expect_ok()
+    filler = fill(small_state_dir)
+    try:
+        failed = [mfad.call("GenerateBackupCodes", "ss", "mfa-alice", "") for _ in range(3)]
+        for reply in failed:
+            reply.expect_error("StorageFailure")
+        # Reads still work, and nothing was half-saved.
+        info = mfad.call("GetUser", "s", "mfa-alice").expect_ok()
+        assert info["backup_codes_left"] == 0
+        assert "database commit failed" in mfad.log_text()
+    finally:
+        os.unlink(filler)
+    codes = mfad.call("GenerateBackupCodes", "ss", "mfa-alice", "").expect_ok()
+    assert len(codes) == 10
+    assert mfad.call("GetUser", "s", "mfa-alice").expect_ok()["backup_codes_left"] == 10
