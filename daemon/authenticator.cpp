@@ -88,7 +88,7 @@ std::string Caller::describe() const {
 }
 
 struct Authenticator::Impl {
-  explicit Impl(AuthenticatorDeps deps) : d(deps), policy(RatePolicy::from_config(deps.config)) {}
+  explicit Impl(AuthenticatorDeps deps) : d(deps) {}
 
   // What a user has enrolled, read once per request.
   struct Factors {
@@ -114,8 +114,10 @@ struct Authenticator::Impl {
   };
 
   AuthenticatorDeps d;
-  RatePolicy policy;
   ChallengeTable challenges;
+
+  // Read per decision, so that a reloaded configuration applies at once.
+  RatePolicy policy() const { return RatePolicy::from_config(d.config); }
 
   int window() const { return std::clamp(d.config.window, 0, 10); }
 
@@ -300,11 +302,11 @@ struct Authenticator::Impl {
       return *outcome.match;
     }
 
-    const LockReason lock = apply_failure(limits, policy, now);
+    const LockReason lock = apply_failure(limits, policy(), now);
     MFA_STORE_CHECK(d.store.put_limits(user, limits));
     MFA_CHECK(audit(kind, user, "failure", outcome.reason, caller, details));
     if (lock == LockReason::kNone) {
-      const int left = tries_left(limits, policy);
+      const int left = tries_left(limits, policy());
       return make_error(Errc::kBadCode, "Invalid code; " + std::to_string(left) +
                                             (left == 1 ? " try" : " tries") +
                                             " left before a temporary lockout");
