@@ -26,6 +26,7 @@
 
 #include "common/dbus_names.hpp"
 #include "common/handles.hpp"
+#include "pam_module/pam_answer.hpp"
 #include "pam_module/pam_args.hpp"
 
 namespace mfa::pam {
@@ -43,8 +44,6 @@ constexpr char kTooSlowMessage[] = "The login took too long; please start again"
 constexpr int kMaxSmsRequests = 3;
 // Daemon messages shown to the user are cut to this length.
 constexpr size_t kMaxShownMessage = 256;
-// The trailing code split off a combined "password + code" answer (forward_pass/first_pass).
-constexpr size_t kCombinedCodeDigits = 6;
 
 // What was typed at a prompt, or a code or password cut out of it: a fixed buffer (so no heap
 // copy is left behind by a reallocation), erased with explicit_bzero on clear and destruction.
@@ -83,58 +82,6 @@ class Answer {
   char buf_[kCapacity + 1] = {};
   size_t len_ = 0;
 };
-
-bool is_digits(std::string_view s) {
-  if (s.empty())
-    return false;
-  for (char c : s)
-    if (c < '0' || c > '9')
-      return false;
-  return true;
-}
-
-bool is_alnum(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-// What may be sent to the daemon from PAM_AUTHTOK: a 6-8 digit TOTP/SMS code or something shaped
-// like a backup code (8 letters/digits, optionally grouped with spaces or dashes). A password
-// that does not look like a code is never sent over the bus.
-bool looks_like_code(std::string_view s) {
-  if (s.size() >= 6 && s.size() <= 8 && is_digits(s))
-    return true;
-  if (s.size() > 10)
-    return false;
-  size_t alnum = 0;
-  for (char c : s) {
-    if (is_alnum(c)) {
-      ++alnum;
-    } else if (c != '-' && c != ' ') {
-      return false;
-    }
-  }
-  return alnum == 8;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r'))
-    s.remove_suffix(1);
-  return s;
-}
-
-bool equals_ignore_case(std::string_view a, std::string_view b) {
-  if (a.size() != b.size())
-    return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] - 'A' + 'a') : a[i];
-    if (x != b[i])
-      return false;
-  }
-  return true;
-}
 
 // A daemon message fit to show: bounded and without control characters.
 std::string printable(std::string_view s) {
@@ -532,30 +479,17 @@ int Dialogue::prompt(const char* text, size_t limit, Answer* ret_answer, bool* r
 }
 
 void Dialogue::take_combined(std::string_view combined, Answer* ret_code) {
-  combined = trim(combined);
-  if (looks_like_code(combined)) {
-    (void)ret_code->assign(combined);
+  CombinedAnswer split = split_combined(combined);
+  // Both views may point into PAM_AUTHTOK's own memory, which pam_set_item frees: copy first.
+  Answer password;
+  if (split.code.empty() || !ret_code->assign(split.code))
+    ret_code->clear();
+  if (split.password.empty() || !password.assign(split.password))
     return;
-  }
-  if (combined.size() > kCombinedCodeDigits &&
-      is_digits(combined.substr(combined.size() - kCombinedCodeDigits))) {
-    (void)ret_code->assign(combined.substr(combined.size() - kCombinedCodeDigits));
-    if (args_.forward_pass) {
-      Answer password;
-      (void)password.assign(combined.substr(0, combined.size() - kCombinedCodeDigits));
-      if (pam_set_item(pamh_, PAM_AUTHTOK, password.c_str()) != PAM_SUCCESS)
-        pam_syslog(pamh_, LOG_ERR, "cannot forward the password");
-    }
-    return;
-  }
-  // No code in it: with forward_pass the whole answer is the password for the next module.
-  if (args_.forward_pass && !combined.empty()) {
-    Answer password;
-    if (password.assign(combined) &&
-        pam_set_item(pamh_, PAM_AUTHTOK, password.c_str()) != PAM_SUCCESS)
-      pam_syslog(pamh_, LOG_ERR, "cannot forward the password");
-  }
-  ret_code->clear();
+  // With forward_pass the password goes on to the next module; without, PAM_AUTHTOK is left as
+  // it was.
+  if (args_.forward_pass && pam_set_item(pamh_, PAM_AUTHTOK, password.c_str()) != PAM_SUCCESS)
+    pam_syslog(pamh_, LOG_ERR, "cannot forward the password");
 }
 
 bool Dialogue::first_pass_answer(Answer* ret_code) {
@@ -602,14 +536,14 @@ int Dialogue::run_dialogue() {
       if (combined && !too_long) {
         take_combined(typed.view(), &answer);
       } else {
-        (void)answer.assign(trim(typed.view()));
+        (void)answer.assign(trim_answer(typed.view()));
       }
     }
     const bool from_first_pass = first && have_answer;
     first = false;
     sms_sent = false;
 
-    if (equals_ignore_case(answer.view(), dbus::kMethodSms)) {
+    if (is_sms_request(answer.view())) {
       if (sms_requests >= kMaxSmsRequests) {
         show(PAM_ERROR_MSG, "No more SMS codes can be sent during this login");
         ++tries;
