@@ -344,6 +344,35 @@ void test_unflushed_write_rolled_back(void** state) {
   assert_int_equal(f->store->get_factors("alice")->size(), 1);
 }
 
+void test_failed_write_fails_batch(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  f->store.reset();
+  // A write that the database refuses, planted from outside.
+  raw_query(f->db,
+            "CREATE TRIGGER boom BEFORE INSERT ON limits WHEN NEW.user = 'boom' "
+            "BEGIN SELECT RAISE(ABORT, 'planted failure'); END");
+  reopen(f);
+  auto& s = *f->store;
+  assert_true(s.put_factor("alice", factor(Method::kTotp, false, "SHA1:6:30")).ok());
+  Status failed = s.put_limits("boom", LimitState{});
+  assert_false(failed.ok());
+  assert_int_equal(static_cast<int>(failed.error().code), static_cast<int>(Errc::kStorage));
+  assert_non_null(strstr(failed.error().message.c_str(), "database write failed"));
+  // The whole batch is lost: later writes of it fail too, and so does its flush.
+  assert_false(s.put_factor("bob", factor(Method::kTotp, false, "SHA1:6:30")).ok());
+  Status flushed = s.flush();
+  assert_false(flushed.ok());
+  assert_non_null(strstr(flushed.error().message.c_str(), "rolled back"));
+  assert_true(s.get_factors("alice")->empty());
+  assert_true(s.get_factors("bob")->empty());
+  // The next batch starts clean.
+  assert_true(s.put_factor("carol", factor(Method::kTotp, false, "SHA1:6:30")).ok());
+  assert_true(s.flush().ok());
+  reopen(f);
+  assert_int_equal(f->store->get_factors("carol")->size(), 1);
+  assert_true(f->store->get_factors("alice")->empty());
+}
+
 void test_fds_close_on_exec(void** state) {
   auto* f = static_cast<Fixture*>(*state);
   assert_true(f->store->put_factor("alice", factor(Method::kTotp, false, "SHA1:6:30")).ok());
@@ -496,6 +525,7 @@ int main() {
       cmocka_unit_test_setup_teardown(test_loose_mode_tightened, setup, teardown),
       cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unflushed_write_rolled_back, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_failed_write_fails_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_fds_close_on_exec, setup, teardown),
       cmocka_unit_test_setup_teardown(test_corrupt_file_is_storage_error, setup, teardown),
       cmocka_unit_test_setup_teardown(test_read_only_filesystem, setup, teardown),
