@@ -77,6 +77,21 @@ Result<std::string> qr_utf8(std::string_view text) {
   return out;
 }
 
+Result<std::string> qr_utf8_ansi(std::string_view text) {
+  MFA_TRY(plain, qr_utf8(text));
+  std::string out;
+  out.reserve(plain.size() + plain.size() / 8);
+  size_t start = 0;
+  while (start < plain.size()) {
+    const size_t nl = plain.find('\n', start);
+    out += "\x1b[97;40m";
+    out.append(plain, start, nl - start);
+    out += "\x1b[0m\n";
+    start = nl + 1;
+  }
+  return out;
+}
+
 Result<std::string> qr_svg(std::string_view text) {
   MFA_TRY(m, encode(text));
   const std::string w = std::to_string(m.width);

@@ -49,6 +49,8 @@ Result<Sealer> Sealer::create(std::span<const uint8_t> master_key) {
 
 Result<std::vector<uint8_t>> Sealer::seal(std::span<const uint8_t> plaintext,
                                           std::string_view owner, std::string_view kind) const {
+  if (key_.size() != 32)
+    return make_error(Errc::kInternal, "sealer has no key");
   if (plaintext.size() > kMaxPlaintext)
     return make_error(Errc::kInvalidArgument, "record too large to seal");
   const std::vector<uint8_t> aad = associated_data(owner, kind);

@@ -107,6 +107,31 @@ void test_svg(void**) {
   QRcode_free(qr);
 }
 
+void test_ansi(void**) {
+  auto plain = mfa::qr_utf8(kUri);
+  auto ansi = mfa::qr_utf8_ansi(kUri);
+  assert_true(plain.ok() && ansi.ok());
+  std::string stripped;
+  std::string_view rest = *ansi;
+  size_t lines = 0;
+  while (!rest.empty()) {
+    const size_t nl = rest.find('\n');
+    assert_true(nl != std::string_view::npos);
+    std::string_view line = rest.substr(0, nl);
+    assert_true(line.starts_with("\x1b[97;40m"));
+    assert_true(line.ends_with("\x1b[0m"));
+    line.remove_prefix(8);
+    line.remove_suffix(4);
+    stripped.append(line);
+    stripped.push_back('\n');
+    rest.remove_prefix(nl + 1);
+    ++lines;
+  }
+  assert_true(lines > 10);
+  assert_true(stripped == *plain);
+  assert_false(mfa::qr_utf8_ansi("").ok());
+}
+
 void test_limits(void**) {
   auto empty = mfa::qr_utf8("");
   assert_false(empty.ok());
@@ -127,6 +152,7 @@ int main() {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_utf8_matches_modules),
       cmocka_unit_test(test_svg),
+      cmocka_unit_test(test_ansi),
       cmocka_unit_test(test_limits),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);

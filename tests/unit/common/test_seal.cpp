@@ -119,6 +119,14 @@ void test_create_checks_key_size(void**) {
   assert_int_equal(static_cast<int>(r.error().code), static_cast<int>(mfa::Errc::kInvalidArgument));
   std::array<uint8_t, 33> long_key{};
   assert_false(mfa::Sealer::create(long_key).ok());
+  // A default-constructed Sealer has no key and refuses to work rather than use a zero key.
+  const mfa::Sealer unkeyed;
+  auto sealed = unkeyed.seal(bytes_of(kSeed), "alice", "totp");
+  assert_false(sealed.ok());
+  assert_int_equal(static_cast<int>(sealed.error().code), static_cast<int>(mfa::Errc::kInternal));
+  auto good = sealer_for(6).seal(bytes_of(kSeed), "alice", "totp");
+  assert_true(good.ok());
+  assert_false(unkeyed.open(*good, "alice", "totp").ok());
 }
 
 }  // namespace
