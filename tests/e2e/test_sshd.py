@@ -1,9 +1,10 @@
 """The real sshd and the real ssh client: password then code, wrong codes, backup codes, a key then
 a code, and what happens when mfad is not there. Recipes: docs/sshd.md."""
 
+import json
 import re
 
-from e2e_harness import ssh_login
+from e2e_harness import harness, ssh_login, totp
 
 # "()" when the module ended the login with PAM_MAXTRIES: sshd then offers no further method.
 DENIED = re.compile(r"Permission denied \(([a-z,-]*)\)")
@@ -211,3 +212,21 @@ def test_nullok_lets_users_without_a_factor_in_during_a_rollout(request, test_us
     assert unenrolled.prompts == ["password"]
     assert_logged_in(enrolled, alice)
     assert enrolled.prompts == ["password", "code"]  # nullok never skips an enrolled user
+
+
+def test_user_who_enrolled_with_mfactl_logs_in(request, test_users, mfad, sshd_factory):
+    alice = test_users["mfa-alice"]
+    # What docs/sshd.md tells users to do, as alice herself: enroll, then confirm with a code.
+    begun = mfad.mfactl("--json", "enroll", "totp", user=alice)
+    assert begun.returncode == 0, begun.stderr
+    secret = json.loads(begun.stdout)["secret"]
+    step = harness.current_step()
+    confirmed = mfad.mfactl("confirm", "totp", alice.name, totp(secret, step=step), user=alice)
+    assert confirmed.returncode == 0, confirmed.stderr
+    server = sshd_factory()
+
+    d = ssh_login(server, alice.name, [alice.password], [totp(secret, step=step + 1)],
+                  request=request)
+
+    assert_logged_in(d, alice)
+    assert d.prompts == ["password", "code"]
