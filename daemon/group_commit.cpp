@@ -53,14 +53,17 @@ void GroupCommit::send(sd_bus_message* reply) {
 }
 
 void GroupCommit::run() {
+  (void)sd_event_source_set_enabled(idle_.get(), SD_EVENT_OFF);
   Status committed = store_.flush();
-  ++batches_;
+  if (!queue_.empty())
+    ++commits_;
   if (!committed.ok()) {
     MFA_LOG_ERROR("database commit failed, %zu replies turned into errors: %s", queue_.size(),
                   committed.error().message.c_str());
   }
   std::vector<Pending> batch;
   batch.swap(queue_);
+  replies_ += batch.size();
   for (Pending& p : batch) {
     if (!committed.ok() && p.success) {
       sd_bus_message* error_reply = nullptr;

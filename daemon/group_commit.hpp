@@ -5,11 +5,16 @@
 // bus input (the bus's own sources run at normal priority first), commits once with
 // Store::flush(), and then sends every queued reply. If the commit failed, each success reply is
 // replaced by org.mfad1.Error.StorageFailure: no success reply ever leaves before its commit.
+//
+// There is no extra coalescing delay: while one commit's fsync runs, the next batch piles up in
+// the socket (the daemon benchmark measured ~15 replies per commit with 16 clients, with or
+// without a delay), so waiting longer would buy nothing but latency.
 #pragma once
 
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -34,7 +39,8 @@ class GroupCommit {
   // Commits and sends every queued reply now (the idle source, and shutdown).
   void run();
   size_t queued() const { return queue_.size(); }
-  uint64_t batches() const { return batches_; }
+  uint64_t commits() const { return commits_; }  // commits that answered at least one call
+  uint64_t replies() const { return replies_; }  // replies sent after a commit
 
  private:
   struct Pending {
@@ -51,7 +57,8 @@ class GroupCommit {
   Store& store_;
   EventSourcePtr idle_;
   std::vector<Pending> queue_;
-  uint64_t batches_ = 0;
+  uint64_t commits_ = 0;
+  uint64_t replies_ = 0;
 };
 
 }  // namespace mfa

@@ -600,6 +600,9 @@ ManagerBus::~ManagerBus() = default;
 void ManagerBus::stop() {
   stopping_ = true;
   commit_->run();
+  MFA_LOG_INFO("group commit: %llu commits for %llu replies",
+               static_cast<unsigned long long>(commit_->commits()),
+               static_cast<unsigned long long>(commit_->replies()));
 }
 
 // at_usec == 0: "a challenge was just created": fire no later than its expiry.

@@ -77,4 +77,11 @@ for _ in $(seq 200); do
 done
 
 echo "running $clients clients over $users logins (synchronous=FULL, $(df --output=source "$work" | tail -1))..."
-"$bench_bin/mfad-bench-login" --bus-address "$address" --users "$users" --clients "$clients"
+status=0
+"$bench_bin/mfad-bench-login" --bus-address "$address" --users "$users" --clients "$clients" ||
+  status=$?
+kill -TERM "$mfad_pid"
+wait "$mfad_pid" || { echo "mfad exited with $?" >&2; status=1; }
+mfad_pid=
+grep -o "group commit: .*" "$work/mfad.log" || true
+exit "$status"
