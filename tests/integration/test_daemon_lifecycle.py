@@ -147,3 +147,12 @@ def test_no_secret_in_database_or_log(mfad, test_users):
             assert code not in text
     with open(mfad.db_path, "rb") as f:
         assert raw not in f.read()
+
+
+def test_state_dir_option_overrides_the_config(mfad_factory, test_users):
+    other = os.path.join(mfad_factory.dir, "elsewhere")
+    mfad = mfad_factory.start(extra_args=("--state-dir", other))
+    mfad.call("GenerateBackupCodes", "ss", "mfa-bob", "").expect_ok()
+    assert os.path.exists(os.path.join(other, "mfad.db"))
+    assert not os.path.exists(mfad.db_path)
+    assert os.stat(other).st_mode & 0o777 == 0o700
