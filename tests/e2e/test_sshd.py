@@ -1,10 +1,14 @@
 """The real sshd and the real ssh client: password then code, wrong codes, backup codes, a key then
 a code, and what happens when mfad is not there. Recipes: docs/sshd.md."""
 
+import io
 import json
 import re
 
-from e2e_harness import harness, ssh_login, totp
+import pexpect
+
+from e2e_harness import (CODE_PROMPT, PASSWORD_PROMPT, harness, record_transcript, spawn,
+                         ssh_argv, ssh_login, totp)
 
 # "()" when the module ended the login with PAM_MAXTRIES: sshd then offers no further method.
 DENIED = re.compile(r"Permission denied \(([a-z,-]*)\)")
@@ -230,3 +234,30 @@ def test_user_who_enrolled_with_mfactl_logs_in(request, test_users, mfad, sshd_f
 
     assert_logged_in(d, alice)
     assert d.prompts == ["password", "code"]
+
+
+def test_same_code_in_two_concurrent_logins_lets_only_one_in(request, test_users, mfad,
+                                                             sshd_factory):
+    alice = test_users["mfa-alice"]
+    secret = mfad.enroll_totp(alice)
+    server = sshd_factory(module_args=("max_tries=1",))
+    code = mfad.next_code(alice, secret)
+    clients = [spawn(ssh_argv(server, alice.name)) for _ in range(2)]
+    for child in clients:
+        child.logfile_read = io.StringIO()
+        record_transcript(request, "concurrent ssh transcript", child.logfile_read)
+        child.expect(PASSWORD_PROMPT)
+        child.sendline(alice.password)
+    for child in clients:
+        child.expect(CODE_PROMPT)
+
+    for child in clients:  # both answers are in flight together
+        child.sendline(code)
+    outputs = []
+    for child in clients:
+        child.expect(pexpect.EOF, timeout=30)
+        child.close()
+        outputs.append(child.logfile_read.getvalue().replace("\r", ""))
+
+    logged_in = [f"e2e-ok as {alice.name}\n" in out for out in outputs]
+    assert sorted(logged_in) == [False, True], outputs
