@@ -21,6 +21,7 @@ import argparse
 import base64
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -142,11 +143,14 @@ def run_in_process(bench, service_dir, service, plan, secrets):
     from conftest import current_step, totp
     base = current_step()
     lines = "".join(f"{u} {totp(secrets[u], step=base + off)}\n" for u, off in plan)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run([bench, service], input=lines, capture_output=True, text=True,
                        env=wrapper_env(service_dir), timeout=600)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     results = [tuple(int(x) for x in line.split()) for line in r.stdout.splitlines()]
     failures = sum(1 for rc, _ in results if rc != 0)
-    return [us / 1000.0 for _, us in results], failures
+    cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000.0
+    return [us / 1000.0 for _, us in results], failures, cpu / max(1, len(results))
 
 
 def run_per_process(service_dir, service, plan, secrets):
@@ -154,6 +158,7 @@ def run_per_process(service_dir, service, plan, secrets):
     base = current_step()
     env = wrapper_env(service_dir)
     times, failures = [], 0
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     for u, off in plan:
         code = totp(secrets[u], step=base + off)
         t0 = time.perf_counter()
@@ -161,7 +166,9 @@ def run_per_process(service_dir, service, plan, secrets):
                            capture_output=True, text=True, env=env, timeout=60)
         times.append((time.perf_counter() - t0) * 1000.0)
         failures += r.returncode != 0
-    return times, failures
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000.0
+    return times, failures, cpu / max(1, len(plan))
 
 
 def main():
@@ -213,12 +220,11 @@ def main():
         results = {}
         for name in lines:
             plan = schedule(loop_users, secrets, loop_offsets)
-            times, failures = run_in_process(bench, service_dir, name, plan, secrets)
-            results[(name, "in-process")] = (times, failures)
+            results[(name, "in-process")] = run_in_process(bench, service_dir, name, plan,
+                                                           secrets)
         for name in lines:
             plan = schedule(proc_users, secrets, proc_offsets)
-            times, failures = run_per_process(service_dir, name, plan, secrets)
-            results[(name, "per-process")] = (times, failures)
+            results[(name, "per-process")] = run_per_process(service_dir, name, plan, secrets)
     finally:
         if mfad is not None:
             mfad.stop()
@@ -227,12 +233,20 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
 
     report = []
-    print(f"{'module':<26} {'mode':<12} {'n':>5} {'fail':>5} {'p50 ms':>8} {'p99 ms':>8}")
-    for (name, mode), (times, failures) in results.items():
+    # cpu ms: user+system CPU of the PAM application per login (not the daemons'): what the
+    # module itself costs, much less sensitive to a loaded machine than wall-clock latency.
+    print(f"{'module':<26} {'mode':<12} {'n':>5} {'fail':>5} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'cpu ms':>7}")
+    for (name, mode), (times, failures, cpu) in results.items():
         p50, p99 = percentile(times, 50), percentile(times, 99)
         report.append({"module": name, "mode": mode, "n": len(times), "failures": failures,
-                       "p50_ms": round(p50, 3), "p99_ms": round(p99, 3)})
-        print(f"{name:<26} {mode:<12} {len(times):>5} {failures:>5} {p50:>8.3f} {p99:>8.3f}")
+                       "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
+                       "client_cpu_ms_per_login": round(cpu, 3)})
+        print(f"{name:<26} {mode:<12} {len(times):>5} {failures:>5} {p50:>8.3f} {p99:>8.3f} "
+              f"{cpu:>7.3f}")
+    load = os.getloadavg()[0]
+    print(f"load average during the run: {load:.2f} on {os.cpu_count()} CPUs"
+          + (" (busy machine: latencies are inflated)" if load > os.cpu_count() else ""))
 
     def p50(name, mode):
         return percentile(results[(name, mode)][0], 50)
@@ -243,12 +257,12 @@ def main():
                ("per-process p50 pam_mfa / pam_oath <= 1.0", ratio <= 1.0, f"{ratio:.2f}")]
     for text, ok, value in targets:
         print(f"target {text}: {value} {'met' if ok else 'MISSED'}")
-    failed_logins = sum(f for _, f in results.values())
+    failed_logins = sum(f for _, f, _ in results.values())
     if failed_logins:
         print(f"{failed_logins} logins failed: the numbers above are not comparable")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"results": report,
+            json.dump({"results": report, "load_average": load,
                        "targets": [{"target": t, "met": ok, "value": v} for t, ok, v in targets]},
                       f, indent=2)
     if failed_logins:
