@@ -78,7 +78,9 @@ def pam_driver_path(build_dir):
     if os.path.exists(built):
         return built
     if "driver" not in _DRIVER_CACHE:
-        out = os.path.join(tempfile.mkdtemp(prefix="mfa-pam-driver-"), "pam_driver")
+        outdir = tempfile.mkdtemp(prefix="mfa-pam-driver-")
+        os.chmod(outdir, 0o755)  # test users run it too
+        out = os.path.join(outdir, "pam_driver")
         src = os.path.join(REPO, "tests", "unit", "pam", "pam_driver.c")
         subprocess.run(["cc", "-O2", "-o", out, src, "-lpam"], check=True)
         _DRIVER_CACHE["driver"] = out
@@ -179,11 +181,18 @@ class PamServices:
             argv += ["--authtok", authtok]
         return argv + [service, user]
 
-    def run(self, service, user, answers=(), items=None, authtok=None, timeout=60):
+    def run(self, service, user, answers=(), items=None, authtok=None, timeout=60, as_user=None):
+        """One login; as_user runs the PAM application as that account instead of root."""
         user = getattr(user, "name", user)
         stdin = "".join(a + "\n" for a in answers)
+        argv = self.argv(service, user, items, authtok)
+        if as_user is not None:
+            import pwd
+            pw = pwd.getpwnam(getattr(as_user, "name", as_user))
+            argv = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups",
+                    "--"] + argv
         start = time.monotonic()
-        r = subprocess.run(self.argv(service, user, items, authtok), input=stdin,
+        r = subprocess.run(argv, input=stdin,
                            capture_output=True, text=True, timeout=timeout, env=self.env())
         wall = time.monotonic() - start
         assert r.returncode == 0, f"pam_driver failed ({r.returncode}): {r.stderr[-3000:]}"

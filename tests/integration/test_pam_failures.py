@@ -69,6 +69,15 @@ def test_no_bus_at_all(pam, mfad, alice):
     pam.run(svc, ALICE, []).expect(PAM_SUCCESS)
 
 
+def test_unprivileged_host_is_refused_even_with_failmode_ignore(pam, mfad, alice):
+    # A PAM application that is not root (a screen locker, say) may not ask mfad; that is a
+    # refusal by a running daemon, not an unreachable one, so failmode=ignore does not apply.
+    svc = pam.add("unpriv", f"required {pam.mfa('failmode=ignore')}", f"required {PAM_PERMIT}")
+    r = pam.run(svc, ALICE, ["123456"], as_user="mfa-bob").expect(PAM_AUTHINFO_UNAVAIL)
+    assert r.prompts == []
+    assert any("refused" in line for line in r.syslog), r.syslog
+
+
 @pytest.mark.parametrize("failmode", ["secure", "ignore"])
 def test_daemon_killed_mid_dialogue(pam, mfad, alice, failmode):
     svc = pam.single("kill", f"failmode={failmode}")
