@@ -163,6 +163,11 @@ class SshServer:
         with open(os.path.join(self.pam_dir, "other"), "w") as f:
             f.write("auth required pam_deny.so\naccount required pam_deny.so\n"
                     "session required pam_deny.so\npassword required pam_deny.so\n")
+        # "@include common-auth" in a template means the host's own file, unchanged.
+        for line in pam_lines(self.pam_text):
+            if line.startswith("@include "):
+                name = line.split()[1]
+                shutil.copy(os.path.join("/etc/pam.d", name), os.path.join(self.pam_dir, name))
         self.auth_methods = auth_methods
         self.config_path = os.path.join(self.dir, "sshd_config")
         self.log_path = os.path.join(self.dir, "sshd.log")

@@ -261,3 +261,20 @@ def test_same_code_in_two_concurrent_logins_lets_only_one_in(request, test_users
 
     logged_in = [f"e2e-ok as {alice.name}\n" in out for out in outputs]
     assert sorted(logged_in) == [False, True], outputs
+
+
+def test_debian_common_auth_then_pam_mfa(request, test_users, mfad, sshd_factory):
+    # docs/sshd.md: keeping "@include common-auth" before the pam_mfa line behaves the same.
+    alice = test_users["mfa-alice"]
+    secret = mfad.enroll_totp(alice)
+    server = sshd_factory(pam_template="sshd-common-auth")
+
+    good = ssh_login(server, alice.name, [alice.password], [mfad.next_code(alice, secret)],
+                     request=request)
+    bad_password = ssh_login(server, alice.name, ["not-" + alice.password],
+                             [mfad.next_code(alice, secret)], request=request)
+
+    assert_logged_in(good, alice)
+    assert good.prompts == ["password", "code"]
+    assert_refused(bad_password)
+    assert bad_password.prompts == ["password"]
