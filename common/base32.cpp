@@ -66,7 +66,7 @@ Result<SecureBytes> base32_decode(std::string_view text) {
       scratch.data()[out_len++] = static_cast<uint8_t>(buffer >> bits);
     }
   }
-  buffer = 0;
+  secure_erase(&buffer, sizeof buffer);
   // A final group of 1, 3 or 6 symbols cannot come from whole bytes (RFC 4648 §6).
   switch (symbols % 8) {
     case 1:

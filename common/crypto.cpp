@@ -61,7 +61,7 @@ bool ct_equal(std::string_view a, std::string_view b) {
 
 Result<SecureBytes> hkdf_sha256(std::span<const uint8_t> ikm, std::string_view info,
                                 size_t length) {
-  if (length == 0 || length > 255 * 32)
+  if (length == 0 || length > size_t{255} * 32)
     return make_error(Errc::kInvalidArgument, "HKDF output length out of range");
   if (ikm.empty())
     return make_error(Errc::kInvalidArgument, "HKDF key material is empty");

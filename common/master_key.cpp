@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -27,9 +26,11 @@ std::string errno_text(int err) {
 }
 
 std::string mode_text(mode_t mode) {
-  char buf[8];
-  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
-  return buf;
+  std::string out = "0000";
+  unsigned bits = mode & 07777;
+  for (int i = 3; i >= 0; --i, bits >>= 3)
+    out[i] = static_cast<char>('0' + (bits & 7));
+  return out;
 }
 
 // Reads exactly kMasterKeySize bytes from an already-checked file.
@@ -101,9 +102,8 @@ int link_tmpfile(int fd, int dirfd, const char* name) {
   if (errno == EEXIST)
     return -1;
   // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc/self/fd works for anyone.
-  char proc_path[64];
-  std::snprintf(proc_path, sizeof proc_path, "/proc/self/fd/%d", fd);
-  return linkat(AT_FDCWD, proc_path, dirfd, name, AT_SYMLINK_FOLLOW);
+  const std::string proc_path = "/proc/self/fd/" + std::to_string(fd);
+  return linkat(AT_FDCWD, proc_path.c_str(), dirfd, name, AT_SYMLINK_FOLLOW);
 }
 
 // Creates the key file atomically: it appears complete (32 bytes, 0600, on disk) or not at all.

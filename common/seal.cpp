@@ -18,7 +18,7 @@ constexpr size_t kNonceSize = 12;
 constexpr size_t kTagSize = 16;
 constexpr size_t kHeaderSize = sizeof kMagic + kKeyIdSize + kNonceSize;
 // Records are seeds and phone numbers: a few hundred bytes at most.
-constexpr size_t kMaxPlaintext = 64 * 1024;
+constexpr size_t kMaxPlaintext = size_t{64} * 1024;
 
 std::vector<uint8_t> associated_data(std::string_view owner, std::string_view kind) {
   std::vector<uint8_t> aad(owner.begin(), owner.end());
