@@ -20,33 +20,19 @@
 #include "daemon/challenges.hpp"
 #include "daemon/rate_limiter.hpp"
 #include "daemon/validation.hpp"
+#include "daemon/verifier.hpp"
 
 namespace mfa {
 
 namespace {
 
-// Associated data kinds of sealed records (DESIGN §3).
-constexpr char kSealTotp[] = "totp";
-constexpr char kSealTotpPending[] = "totp-pending";
 constexpr size_t kTotpSecretBytes = 20;  // 160 bits, RFC 4226 §4 R6 recommendation
-
-// Every failure of the store (or of the audit trail, which lives in it) is a storage failure to
-// the caller, whatever kind the store gave it.
-Error storage_error(Error e) {
-  if (e.code == Errc::kStorage)
-    return e;
-  return make_error(Errc::kStorage, "State storage failed: " + e.message);
-}
 
 Error not_allowed(std::string message) {
   return make_error(Errc::kNotAllowed, std::move(message));
 }
 Error invalid(std::string message) {
   return make_error(Errc::kInvalidArgument, std::move(message));
-}
-
-bool all_digits(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 std::string host_name() {
@@ -68,18 +54,6 @@ std::string methods_list(const std::vector<std::string>& methods) {
 
 }  // namespace
 
-#define MFA_STORE_TRY(var, expr)                                               \
-  auto MFA_CONCAT(mfa_store_, __LINE__) = (expr);                              \
-  if (!MFA_CONCAT(mfa_store_, __LINE__).ok())                                  \
-    return storage_error(std::move(MFA_CONCAT(mfa_store_, __LINE__)).error()); \
-  auto var = std::move(MFA_CONCAT(mfa_store_, __LINE__)).value()
-#define MFA_STORE_CHECK(expr)                                    \
-  do {                                                           \
-    auto mfa_store_check_ = (expr);                              \
-    if (!mfa_store_check_.ok())                                  \
-      return storage_error(std::move(mfa_store_check_).error()); \
-  } while (0)
-
 std::string Caller::describe() const {
   std::string s = "uid=" + std::to_string(uid) + " pid=" + std::to_string(pid);
   if (!bus_name.empty())
@@ -87,59 +61,22 @@ std::string Caller::describe() const {
   return s;
 }
 
-struct Authenticator::Impl {
-  explicit Impl(AuthenticatorDeps deps) : d(deps) {}
-
-  // What a user has enrolled, read once per request.
-  struct Factors {
-    std::optional<FactorRecord> totp, totp_pending, sms, sms_pending;
-    int backup_left = 0;
-    bool any_active() const { return totp || sms || backup_left > 0; }
-  };
-
-  struct Match {
-    Method method = Method::kTotp;
-    std::optional<int64_t> drift;  // TOTP: matched step - current step
-    uint64_t step = 0;             // TOTP: the matched step
-  };
-  struct CheckOutcome {
-    std::optional<Match> match;
-    std::string reason = "bad-code";  // why there is no match: "bad-code", "replay"
-  };
-  using Checker = std::function<Result<CheckOutcome>()>;
+struct Authenticator::Impl : Verifier {
+  explicit Impl(AuthenticatorDeps deps) : Verifier(deps) {}
 
   struct Access {
     bool self = false;
     bool admin = false;
   };
 
-  AuthenticatorDeps d;
   ChallengeTable challenges;
-
-  // Read per decision, so that a reloaded configuration applies at once.
-  RatePolicy policy() const { return RatePolicy::from_config(d.config); }
-
-  int window() const { return std::clamp(d.config.window, 0, 10); }
-
-  Status audit(std::string kind, std::string_view user, std::string outcome, std::string reason,
-               const Caller& caller, StringMap details = {}) {
-    AuditEvent ev;
-    ev.kind = std::move(kind);
-    ev.user = std::string(user);
-    ev.outcome = std::move(outcome);
-    ev.reason = std::move(reason);
-    ev.caller = caller.describe();
-    ev.details = std::move(details);
-    MFA_STORE_CHECK(d.audit.record(ev));
-    return {};
-  }
 
   bool is_admin(const Caller& caller) const {
     if (caller.uid == 0)
       return true;
-    if (caller.uid == static_cast<uid_t>(-1) || d.config.admin_group.empty())
+    if (caller.uid == static_cast<uid_t>(-1) || d_.config.admin_group.empty())
       return false;
-    return d.users.in_group(caller.uid, d.config.admin_group);
+    return d_.users.in_group(caller.uid, d_.config.admin_group);
   }
 
   Error deny(const Caller& caller, std::string_view user, std::string_view action,
@@ -166,7 +103,7 @@ struct Authenticator::Impl {
   // Self-service (own account) or admin, on a user NSS knows.
   Result<Access> authorize(const Caller& caller, std::string_view user, std::string_view action) {
     MFA_CHECK(validate_user_name(user));
-    const auto uid = d.users.uid_of(user);
+    const auto uid = d_.users.uid_of(user);
     if (!uid)
       return make_error(Errc::kNoSuchUser, "No such user '" + std::string(user) + "'");
     Access a;
@@ -181,150 +118,9 @@ struct Authenticator::Impl {
   Status admin_on_user(const Caller& caller, std::string_view user, std::string_view action) {
     MFA_CHECK(require_admin(caller, action));
     MFA_CHECK(validate_user_name(user));
-    if (!d.users.uid_of(user))
+    if (!d_.users.uid_of(user))
       return make_error(Errc::kNoSuchUser, "No such user '" + std::string(user) + "'");
     return {};
-  }
-
-  Result<Factors> load_factors(std::string_view user) {
-    Factors f;
-    MFA_STORE_TRY(records, d.store.get_factors(user));
-    for (auto& r : records) {
-      if (r.method == Method::kTotp) {
-        (r.pending ? f.totp_pending : f.totp) = std::move(r);
-      } else if (r.method == Method::kSms) {
-        (r.pending ? f.sms_pending : f.sms) = std::move(r);
-      }
-    }
-    MFA_STORE_TRY(left, d.store.count_backup_codes(user));
-    f.backup_left = std::max(0, left);
-    return f;
-  }
-
-  Result<TotpParams> record_params(const FactorRecord& r) {
-    const auto p = parse_totp_params(r.params);
-    if (!p)
-      return make_error(Errc::kStorage, "A stored TOTP record is damaged");
-    return *p;
-  }
-
-  Result<SecureBytes> open_seed(const FactorRecord& r, std::string_view user,
-                                std::string_view kind) {
-    auto seed = d.sealer.open(r.sealed, user, kind);
-    if (!seed.ok())
-      return make_error(Errc::kStorage,
-                        "A stored TOTP secret could not be opened (damaged record or wrong key)");
-    return std::move(seed).value();
-  }
-
-  Result<CodeHash> backup_hash(std::string_view user, std::string_view canonical) {
-    SecureBytes data(user.size() + 1 + canonical.size());
-    std::memcpy(data.data(), user.data(), user.size());
-    data.data()[user.size()] = 0;
-    std::memcpy(data.data() + user.size() + 1, canonical.data(), canonical.size());
-    auto mac = hmac_sha256(d.code_hash_key.span(), data.span());
-    if (!mac.ok() || mac->size() != CodeHash{}.size())
-      return make_error(Errc::kInternal, "Could not hash a backup code");
-    CodeHash h{};
-    std::memcpy(h.data(), mac->data(), h.size());
-    return h;
-  }
-
-  // Checks a login or step-up code against the user's active factors, without any accounting.
-  // A matched TOTP step advances the replay watermark; a matched backup code is consumed.
-  Result<CheckOutcome> check_code(std::string_view user, std::string_view code,
-                                  const std::set<Method>& allowed, const Factors& f,
-                                  int64_t now_seconds) {
-    CheckOutcome out;
-    if (allowed.count(Method::kTotp) && f.totp && all_digits(code)) {
-      MFA_TRY(params, record_params(*f.totp));
-      if (code.size() == static_cast<size_t>(params.digits)) {
-        MFA_TRY(seed, open_seed(*f.totp, user, kSealTotp));
-        MFA_STORE_TRY(watermark, d.store.get_totp_watermark(user));
-        const auto step = totp_verify(seed.span(), code, params, now_seconds, window(), watermark);
-        if (step) {
-          MFA_STORE_TRY(advanced, d.store.advance_totp_watermark(user, *step));
-          if (advanced) {
-            Match m;
-            m.method = Method::kTotp;
-            m.step = *step;
-            m.drift = static_cast<int64_t>(*step) -
-                      static_cast<int64_t>(totp_step(now_seconds, params.period));
-            out.match = m;
-            return out;
-          }
-          out.reason = "replay";  // another login took this step first
-        } else if (watermark &&
-                   totp_verify(seed.span(), code, params, now_seconds, window(), std::nullopt)) {
-          out.reason = "replay";
-        }
-      }
-    }
-    if (allowed.count(Method::kBackup) && f.backup_left > 0) {
-      if (auto canonical = normalize_backup_code(code)) {
-        MFA_TRY(hash, backup_hash(user, canonical->view()));
-        MFA_STORE_TRY(consumed, d.store.consume_backup_code(user, hash));
-        if (consumed) {
-          Match m;
-          m.method = Method::kBackup;
-          out.match = m;
-          return out;
-        }
-      }
-    }
-    return out;
-  }
-
-  // One counted attempt (DESIGN §4 step 4): refused while locked; counted and written before the
-  // code is checked; a failure may lock the user. Failures are audited here as `kind`; the caller
-  // audits the success, after acting on it.
-  Result<Match> attempt(const Caller& caller, std::string_view user, const std::string& kind,
-                        StringMap details, const Checker& check) {
-    const int64_t now = d.clock.realtime_usec();
-    MFA_STORE_TRY(limits, d.store.get_limits(user));
-    roll_day(limits, now);
-    if (const int64_t rem = lock_remaining_usec(limits, now); rem > 0) {
-      MFA_CHECK(audit(kind, user, "denied", "locked", caller, details));
-      return make_error(Errc::kRateLimited, lockout_message(rem));
-    }
-    count_attempt(limits, now);
-    MFA_STORE_CHECK(d.store.put_limits(user, limits));
-
-    MFA_TRY(outcome, check());
-    if (outcome.match) {
-      record_success(limits);
-      MFA_STORE_CHECK(d.store.put_limits(user, limits));
-      if (outcome.match->method == Method::kBackup) {
-        MFA_STORE_TRY(left, d.store.count_backup_codes(user));
-        MFA_CHECK(audit("backup.used", user, "success", "", caller,
-                        {{"left", std::to_string(std::max(0, left))}}));
-      }
-      return *outcome.match;
-    }
-
-    const LockReason lock = apply_failure(limits, policy(), now);
-    MFA_STORE_CHECK(d.store.put_limits(user, limits));
-    MFA_CHECK(audit(kind, user, "failure", outcome.reason, caller, details));
-    if (lock == LockReason::kNone) {
-      const int left = tries_left(limits, policy());
-      return make_error(Errc::kBadCode, "Invalid code; " + std::to_string(left) +
-                                            (left == 1 ? " try" : " tries") +
-                                            " left before a temporary lockout");
-    }
-    const std::string reason =
-        lock == LockReason::kDailyCap ? "daily-limit" : "consecutive-failures";
-    StringMap lock_details = details;
-    lock_details["locked_until"] = std::to_string(limits.locked_until_usec / kUsecPerSecond);
-    lock_details["lockout_count"] = std::to_string(limits.lockout_count);
-    MFA_CHECK(audit("auth.lockout", user, "denied", reason, caller, lock_details));
-    if (d.events) {
-      d.events->security_event(std::string(user), "lockout",
-                               {{"reason", reason},
-                                {"locked_until", lock_details["locked_until"]},
-                                {"service", details.count("service") ? details["service"] : ""},
-                                {"rhost", details.count("rhost") ? details["rhost"] : ""}});
-    }
-    return make_error(Errc::kRateLimited, lockout_message(lock_remaining_usec(limits, now)));
   }
 
   // Step-up (CONTRACT): a user changing their own account, once any factor is active, proves it
@@ -343,7 +139,7 @@ struct Authenticator::Impl {
     if (current_code.size() > dbus::kMaxCodeLength)
       return invalid("The code is too long");
     const std::set<Method> allowed{Method::kTotp, Method::kBackup};
-    const int64_t now_s = d.clock.now_seconds();
+    const int64_t now_s = d_.clock.now_seconds();
     MFA_TRY(match, attempt(caller, user, "auth.failure", details,
                            [&]() { return check_code(user, current_code, allowed, f, now_s); }));
     details["method"] = method_name(match.method);
@@ -355,7 +151,7 @@ struct Authenticator::Impl {
 
   Result<UserInfo> user_info(std::string_view user) {
     MFA_TRY(f, load_factors(user));
-    MFA_STORE_TRY(limits, d.store.get_limits(user));
+    MFA_STORE_TRY(limits, d_.store.get_limits(user));
     UserInfo info;
     info.user = std::string(user);
     if (f.totp)
@@ -369,7 +165,7 @@ struct Authenticator::Impl {
     if (f.sms_pending)
       info.pending.push_back(method_name(Method::kSms));
     info.backup_codes_left = static_cast<uint32_t>(f.backup_left);
-    const int64_t now = d.clock.realtime_usec();
+    const int64_t now = d_.clock.realtime_usec();
     if (lock_remaining_usec(limits, now) > 0)
       info.locked_until =
           static_cast<uint64_t>((limits.locked_until_usec + kUsecPerSecond - 1) / kUsecPerSecond);
@@ -409,9 +205,9 @@ Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, st
   }
   const StringMap challenge_context = details;
 
-  m.challenges.expire(m.d.clock.monotonic_usec());
-  const int64_t now = m.d.clock.realtime_usec();
-  MFA_STORE_TRY(limits, m.d.store.get_limits(user));
+  m.challenges.expire(m.d_.clock.monotonic_usec());
+  const int64_t now = m.d_.clock.realtime_usec();
+  MFA_STORE_TRY(limits, m.d_.store.get_limits(user));
   if (const int64_t rem = lock_remaining_usec(limits, now); rem > 0) {
     MFA_CHECK(m.audit("auth.rate-limited", user, "denied", "locked", caller, details));
     return make_error(Errc::kRateLimited, lockout_message(rem));
@@ -436,8 +232,8 @@ Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, st
                                      : "No second factor is enrolled for this user");
   }
 
-  const auto per_user = static_cast<size_t>(std::max(1, m.d.config.max_challenges_per_user));
-  const auto per_caller = static_cast<size_t>(std::max(1, m.d.config.max_challenges_per_caller));
+  const auto per_user = static_cast<size_t>(std::max(1, m.d_.config.max_challenges_per_user));
+  const auto per_caller = static_cast<size_t>(std::max(1, m.d_.config.max_challenges_per_caller));
   if (m.challenges.open_for_user(user) >= per_user ||
       m.challenges.open_for_caller(caller.bus_name) >= per_caller) {
     MFA_CHECK(m.audit("auth.begin", user, "denied", "too-many-challenges", caller, details));
@@ -445,9 +241,9 @@ Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, st
   }
 
   const uint64_t timeout =
-      static_cast<uint64_t>(std::max(1, m.d.config.challenge_timeout_seconds)) * kUsecPerSecond;
+      static_cast<uint64_t>(std::max(1, m.d_.config.challenge_timeout_seconds)) * kUsecPerSecond;
   MFA_TRY(c, m.challenges.create(std::string(user), caller.bus_name, std::move(allowed),
-                                 challenge_context, m.d.clock.monotonic_usec() + timeout));
+                                 challenge_context, m.d_.clock.monotonic_usec() + timeout));
   result.challenge = c->id;
   details["methods"] = methods_list(result.methods);
   if (auto st = m.audit("auth.begin", user, "success", "", caller, details); !st.ok()) {
@@ -469,14 +265,14 @@ Result<std::string> Authenticator::verify(const Caller& caller, std::string_view
   const std::string user = c->user;
   const std::set<Method> allowed = c->methods;
   StringMap details = c->context;
-  if (m.d.clock.monotonic_usec() >= c->expires_usec) {
+  if (m.d_.clock.monotonic_usec() >= c->expires_usec) {
     m.challenges.erase(challenge);
     MFA_CHECK(m.audit("auth.failure", user, "denied", "expired", caller, details));
     return make_error(Errc::kChallengeExpired, "The authentication took too long; start again");
   }
 
   MFA_TRY(f, m.load_factors(user));
-  const int64_t now_s = m.d.clock.now_seconds();
+  const int64_t now_s = m.d_.clock.now_seconds();
   MFA_TRY(match, m.attempt(caller, user, "auth.failure", details,
                            [&]() { return m.check_code(user, code, allowed, f, now_s); }));
   if (Challenge* again = m.challenges.find(challenge, caller.bus_name))
@@ -510,7 +306,7 @@ Result<std::string> Authenticator::send_sms_code(const Caller& caller, std::stri
   Challenge* c = m.challenges.find(challenge, caller.bus_name);
   if (!c || c->done)
     return make_error(Errc::kNoSuchChallenge, "No such authentication is in progress");
-  if (m.d.clock.monotonic_usec() >= c->expires_usec) {
+  if (m.d_.clock.monotonic_usec() >= c->expires_usec) {
     m.challenges.erase(challenge);
     return make_error(Errc::kChallengeExpired, "The authentication took too long; start again");
   }
@@ -534,9 +330,9 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
   if (!issuer.empty()) {
     MFA_CHECK(validate_issuer(issuer));
   } else {
-    issuer = m.d.config.issuer.empty() ? host_name() : m.d.config.issuer;
+    issuer = m.d_.config.issuer.empty() ? host_name() : m.d_.config.issuer;
   }
-  TotpParams params = m.d.config.totp;
+  TotpParams params = m.d_.config.totp;
   if (!options.algorithm.empty()) {
     const auto alg = parse_otp_algorithm(options.algorithm);
     if (!alg)
@@ -560,7 +356,7 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
   SecureBytes secret(kTotpSecretBytes);
   if (!random_bytes(secret.span()).ok())
     return make_error(Errc::kInternal, "Could not create a secret (no randomness)");
-  auto sealed = m.d.sealer.seal(secret.span(), user, kSealTotpPending);
+  auto sealed = m.d_.sealer.seal(secret.span(), user, kSealTotpPending);
   if (!sealed.ok())
     return make_error(Errc::kInternal, "Could not seal the new secret");
   FactorRecord record;
@@ -568,8 +364,8 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
   record.pending = true;
   record.sealed = std::move(sealed).value();
   record.params = format_totp_params(params);
-  record.created_usec = m.d.clock.realtime_usec();
-  MFA_STORE_CHECK(m.d.store.put_factor(user, record));
+  record.created_usec = m.d_.clock.realtime_usec();
+  MFA_STORE_CHECK(m.d_.store.put_factor(user, record));
 
   TotpEnrollment out;
   {
@@ -610,27 +406,27 @@ Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_
   MFA_TRY(params, m.record_params(*f.totp_pending));
   MFA_TRY(seed, m.open_seed(*f.totp_pending, user, kSealTotpPending));
 
-  const int64_t now_s = m.d.clock.now_seconds();
+  const int64_t now_s = m.d_.clock.now_seconds();
   StringMap details{{"method", "totp"}};
-  MFA_TRY(match,
-          m.attempt(caller, user, "enroll.confirm", details, [&]() -> Result<Impl::CheckOutcome> {
-            Impl::CheckOutcome out;
-            if (!all_digits(code))
-              return out;
-            const auto step =
-                totp_verify(seed.span(), code, params, now_s, m.window(), std::nullopt);
-            if (step) {
-              Impl::Match mt;
-              mt.method = Method::kTotp;
-              mt.step = *step;
-              mt.drift = static_cast<int64_t>(*step) -
-                         static_cast<int64_t>(totp_step(now_s, params.period));
-              out.match = mt;
-            }
-            return out;
-          }));
+  MFA_TRY(
+      match,
+      m.attempt(caller, user, "enroll.confirm", details, [&]() -> Result<Verifier::CheckOutcome> {
+        Verifier::CheckOutcome out;
+        if (!Verifier::all_digits(code))
+          return out;
+        const auto step = totp_verify(seed.span(), code, params, now_s, m.window(), std::nullopt);
+        if (step) {
+          Verifier::Match mt;
+          mt.method = Method::kTotp;
+          mt.step = *step;
+          mt.drift =
+              static_cast<int64_t>(*step) - static_cast<int64_t>(totp_step(now_s, params.period));
+          out.match = mt;
+        }
+        return out;
+      }));
 
-  auto sealed = m.d.sealer.seal(seed.span(), user, kSealTotp);
+  auto sealed = m.d_.sealer.seal(seed.span(), user, kSealTotp);
   if (!sealed.ok())
     return make_error(Errc::kInternal, "Could not seal the secret");
   FactorRecord active;
@@ -638,11 +434,11 @@ Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_
   active.pending = false;
   active.sealed = std::move(sealed).value();
   active.params = f.totp_pending->params;
-  active.created_usec = m.d.clock.realtime_usec();
-  MFA_STORE_CHECK(m.d.store.put_factor(user, active));
-  MFA_STORE_CHECK(m.d.store.delete_factor(user, Method::kTotp, true));
+  active.created_usec = m.d_.clock.realtime_usec();
+  MFA_STORE_CHECK(m.d_.store.put_factor(user, active));
+  MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kTotp, true));
   // The confirming code must not open a login as well.
-  MFA_STORE_CHECK(m.d.store.set_totp_watermark(user, match.step));
+  MFA_STORE_CHECK(m.d_.store.set_totp_watermark(user, match.step));
   if (match.drift)
     details["drift"] = std::to_string(*match.drift);
   MFA_CHECK(m.audit("enroll.confirm", user, "success", "", caller, details));
@@ -665,7 +461,7 @@ Result<std::vector<SecureString>> Authenticator::generate_backup_codes(
     MFA_TRY(h, m.backup_hash(user, c.view()));
     hashes.push_back(h);
   }
-  MFA_STORE_CHECK(m.d.store.replace_backup_codes(user, hashes));
+  MFA_STORE_CHECK(m.d_.store.replace_backup_codes(user, hashes));
   MFA_CHECK(m.audit("backup.generate", user, "success", "", caller,
                     {{"count", std::to_string(codes.size())}}));
   return codes;
@@ -699,18 +495,18 @@ Status Authenticator::disable_method(const Caller& caller, std::string_view user
   switch (*which) {
     case Method::kTotp:
       if (f.totp)
-        MFA_STORE_CHECK(m.d.store.delete_factor(user, Method::kTotp, false));
+        MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kTotp, false));
       if (f.totp_pending)
-        MFA_STORE_CHECK(m.d.store.delete_factor(user, Method::kTotp, true));
+        MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kTotp, true));
       break;
     case Method::kSms:
       if (f.sms)
-        MFA_STORE_CHECK(m.d.store.delete_factor(user, Method::kSms, false));
+        MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kSms, false));
       if (f.sms_pending)
-        MFA_STORE_CHECK(m.d.store.delete_factor(user, Method::kSms, true));
+        MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kSms, true));
       break;
     case Method::kBackup:
-      MFA_STORE_CHECK(m.d.store.delete_backup_codes(user));
+      MFA_STORE_CHECK(m.d_.store.delete_backup_codes(user));
       break;
   }
   MFA_CHECK(
@@ -721,7 +517,7 @@ Status Authenticator::disable_method(const Caller& caller, std::string_view user
 Result<std::vector<UserInfo>> Authenticator::list_users(const Caller& caller) {
   Impl& m = *impl_;
   MFA_CHECK(m.require_admin(caller, "ListUsers"));
-  MFA_STORE_TRY(names, m.d.store.list_users());
+  MFA_STORE_TRY(names, m.d_.store.list_users());
   std::vector<UserInfo> out;
   out.reserve(names.size());
   for (const auto& name : names) {
@@ -734,7 +530,7 @@ Result<std::vector<UserInfo>> Authenticator::list_users(const Caller& caller) {
 Status Authenticator::reset_user(const Caller& caller, std::string_view user) {
   Impl& m = *impl_;
   MFA_CHECK(m.admin_on_user(caller, user, "ResetUser"));
-  MFA_STORE_CHECK(m.d.store.delete_user(user));
+  MFA_STORE_CHECK(m.d_.store.delete_user(user));
   m.challenges.drop_user(user);
   MFA_CHECK(m.audit("admin.reset", user, "success", "", caller));
   return {};
@@ -743,7 +539,7 @@ Status Authenticator::reset_user(const Caller& caller, std::string_view user) {
 Status Authenticator::unlock(const Caller& caller, std::string_view user) {
   Impl& m = *impl_;
   MFA_CHECK(m.admin_on_user(caller, user, "Unlock"));
-  MFA_STORE_CHECK(m.d.store.put_limits(user, LimitState{}));
+  MFA_STORE_CHECK(m.d_.store.put_limits(user, LimitState{}));
   MFA_CHECK(m.audit("admin.unlock", user, "success", "", caller));
   return {};
 }
@@ -758,14 +554,14 @@ Result<std::vector<AuditRecord>> Authenticator::list_audit_events(const Caller& 
     return invalid("The start time must not be negative");
   if (!filter.user.empty())
     MFA_CHECK(validate_user_name(filter.user));
-  MFA_STORE_TRY(rows, m.d.store.query_audit(filter));
+  MFA_STORE_TRY(rows, m.d_.store.query_audit(filter));
   return rows;
 }
 
 Result<AuditVerification> Authenticator::verify_audit_trail(const Caller& caller) {
   Impl& m = *impl_;
   MFA_CHECK(m.require_admin(caller, "VerifyAuditTrail"));
-  MFA_STORE_TRY(v, m.d.store.verify_audit_chain());
+  MFA_STORE_TRY(v, m.d_.store.verify_audit_chain());
   return v;
 }
 
@@ -774,7 +570,7 @@ void Authenticator::drop_caller(std::string_view bus_name) {
 }
 
 uint64_t Authenticator::expire_challenges() {
-  return impl_->challenges.expire(impl_->d.clock.monotonic_usec());
+  return impl_->challenges.expire(impl_->d_.clock.monotonic_usec());
 }
 
 size_t Authenticator::open_challenges() const {
