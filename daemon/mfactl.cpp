@@ -192,7 +192,7 @@ int run(int argc, char** argv) {
   if (int r = parse_command_line(argc, argv, opt))
     return r;
   if (opt.help) {
-    fputs(kUsage, stdout);
+    (void)fputs(kUsage, stdout);
     return kExitOk;
   }
   if (opt.version) {
@@ -240,7 +240,7 @@ int run(int argc, char** argv) {
   if (verb == "audit")
     return cmd_audit(ctx, args);
   if (verb == "help") {
-    fputs(kUsage, stdout);
+    (void)fputs(kUsage, stdout);
     return kExitOk;
   }
   return usage_error("unknown verb '" + verb.substr(0, 64) + "'");
@@ -254,11 +254,11 @@ int main(int argc, char** argv) {
   try {
     status = mfa::ctl::run(argc, argv);
   } catch (const std::exception& e) {
-    fprintf(stderr, "mfactl: internal error: %s\n", e.what());
+    (void)fprintf(stderr, "mfactl: internal error: %s\n", e.what());
     return mfa::ctl::kExitFailed;
   }
   if (fflush(stdout) != 0 || ferror(stdout)) {
-    fprintf(stderr, "mfactl: cannot write the output\n");
+    (void)fprintf(stderr, "mfactl: cannot write the output\n");
     return mfa::ctl::kExitFailed;
   }
   return status;

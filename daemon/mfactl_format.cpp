@@ -157,7 +157,7 @@ Result<int64_t> parse_since(std::string_view text, int64_t now_unix_seconds) {
       scale = 86400;
       break;
     case 'w':
-      scale = 7 * 86400;
+      scale = int64_t{7} * 86400;
       break;
     default:
       return bad();

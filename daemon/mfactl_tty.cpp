@@ -29,8 +29,8 @@ extern "C" void restore_and_reraise(int sig) {
     ssize_t ignored = write(fd, "\n", 1);  // best effort: the process is about to die
     (void)ignored;
   }
-  signal(sig, SIG_DFL);
-  raise(sig);
+  (void)signal(sig, SIG_DFL);
+  (void)raise(sig);
 }
 
 // Echo off for its lifetime, and signal handlers that undo it.

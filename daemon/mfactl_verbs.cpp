@@ -137,14 +137,14 @@ void erase_strings(json& j) {
 void print_json(const json& j) {
   std::string out = j.dump(2, ' ', false, json::error_handler_t::replace);
   out += '\n';
-  fwrite(out.data(), 1, out.size(), stdout);
+  (void)fwrite(out.data(), 1, out.size(), stdout);
 }
 
 void print_secret_json(json& j) {
   std::string out = j.dump(2, ' ', false, json::error_handler_t::replace);
   out += '\n';
-  fwrite(out.data(), 1, out.size(), stdout);
-  fflush(stdout);
+  (void)fwrite(out.data(), 1, out.size(), stdout);
+  (void)fflush(stdout);
   secure_erase(out.data(), out.size());
   erase_strings(j);
 }
@@ -234,12 +234,12 @@ Result<ManagerClient*> Context::bus() {
 }
 
 int usage_error(const std::string& message) {
-  fprintf(stderr, "mfactl: %s\nTry 'mfactl --help' for more information.\n", message.c_str());
+  (void)fprintf(stderr, "mfactl: %s\nTry 'mfactl --help' for more information.\n", message.c_str());
   return kExitUsage;
 }
 
 int fail(const std::string& message) {
-  fprintf(stderr, "mfactl: %s\n", message.c_str());
+  (void)fprintf(stderr, "mfactl: %s\n", message.c_str());
   return kExitFailed;
 }
 
@@ -292,7 +292,7 @@ int cmd_status(Context& ctx, const std::vector<char*>& args) {
   }
   // Two columns with no header: a key/value list.
   std::string text = format_table(rows.front(), {rows.begin() + 1, rows.end()});
-  fputs(text.c_str(), stdout);
+  (void)fputs(text.c_str(), stdout);
   return kExitOk;
 }
 
@@ -335,11 +335,11 @@ int cmd_users(Context& ctx, const std::vector<char*>& args) {
          locked_text(num_field(u, "locked_until")), std::to_string(num_field(u, "failures")),
          phone.empty() ? "-" : phone, sessions_text(u["sessions"])});
   }
-  fputs(format_table({"USER", "METHODS", "PENDING", "BACKUP CODES", "LOCKED", "FAILURES", "PHONE",
-                      "SESSIONS"},
-                     rows)
-            .c_str(),
-        stdout);
+  (void)fputs(format_table({"USER", "METHODS", "PENDING", "BACKUP CODES", "LOCKED", "FAILURES",
+                            "PHONE", "SESSIONS"},
+                           rows)
+                  .c_str(),
+              stdout);
   return kExitOk;
 }
 
@@ -415,7 +415,7 @@ int cmd_enroll_totp(Context& ctx, const std::vector<char*>& args) {
   SecureString grouped = group_in_fours(enrollment->secret_base32.view());
   printf("Or enter this secret by hand: %s\n", grouped.c_str());
   printf("URI: %s\n\n", enrollment->otpauth_uri.c_str());
-  fflush(stdout);
+  (void)fflush(stdout);
   if (!ctx.interactive) {
     printf("Run `mfactl confirm totp %s CODE` to activate it.\n", user.c_str());
     return kExitOk;
@@ -443,7 +443,7 @@ int cmd_enroll_sms(Context& ctx, const std::vector<char*>& args) {
     return kExitOk;
   }
   printf("A code was sent to %s.\n", masked->c_str());
-  fflush(stdout);
+  (void)fflush(stdout);
   if (!ctx.interactive) {
     printf("Run `mfactl confirm sms %s CODE` to activate it.\n", user.c_str());
     return kExitOk;
@@ -501,7 +501,7 @@ int cmd_backup_codes(Context& ctx, const std::vector<char*>& args) {
     if (i + 1 < codes->size())
       line += "    " + format_backup_code((*codes)[i + 1].view());
     line += '\n';
-    fputs(line.c_str(), stdout);
+    (void)fputs(line.c_str(), stdout);
     secure_erase(line.data(), line.size());
   }
   puts("\nKeep them somewhere safe: they are not shown again.");
@@ -581,7 +581,7 @@ int cmd_sessions(Context& ctx, const std::vector<char*>& args) {
          time_field(s, {"start", "started", "opened", "created"}),
          time_field(s, {"last_seen", "last_activity"}), display_field(s, {"factor", "method"})});
   }
-  fputs(
+  (void)fputs(
       format_table({"ID", "USER", "SERVICE", "RHOST", "TTY", "START", "LAST SEEN", "FACTOR"}, rows)
           .c_str(),
       stdout);
@@ -697,9 +697,10 @@ int cmd_audit(Context& ctx, const std::vector<char*>& args) {
                      display_field(row, {"outcome"}), display_field(row, {"reason"}),
                      display_field(row, {"caller"}), details.empty() ? "-" : details});
   }
-  fputs(format_table({"TIME", "KIND", "USER", "OUTCOME", "REASON", "CALLER", "DETAILS"}, table)
-            .c_str(),
-        stdout);
+  (void)fputs(
+      format_table({"TIME", "KIND", "USER", "OUTCOME", "REASON", "CALLER", "DETAILS"}, table)
+          .c_str(),
+      stdout);
   return kExitOk;
 }
 
