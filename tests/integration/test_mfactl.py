@@ -507,3 +507,35 @@ def test_ctrl_c_at_the_code_prompt_restores_the_terminal(mfad, test_users):
     child.expect(pexpect.EOF)
     assert re.search(r"(?<![-\w])echo(?![\w])", child.before), child.before  # not "-echo"
     assert "-echo " not in child.before
+
+
+def test_version(mfad):
+    r = mfad.mfactl("--version")
+    assert r.returncode == 0
+    assert re.fullmatch(r"mfactl \d+\.\d+\.\d+\n", r.stdout), r.stdout
+
+
+def test_empty_listings(mfad, test_users):
+    assert run_json(mfad, "users") == []
+    r = mfad.mfactl("users")
+    assert r.returncode == 0 and r.stdout == "No users are enrolled.\n"
+    assert run_json(mfad, "audit", "--user", "mfa-bob") == []
+    r = mfad.mfactl("audit", "--user", "mfa-bob")
+    assert r.returncode == 0 and r.stdout == "No audit events.\n"
+
+
+@pytest.mark.parametrize("since,expect_all", [
+    ("946684800", True),              # unix seconds: 2000-01-01
+    ("2000-01-01", True),             # a date
+    ("2000-01-01T00:00:00Z", True),   # ISO 8601
+    ("2000-01-01 00:00:00", True),
+    ("10m", True),                    # an age
+    ("4102444800", False),            # 2100-01-01
+    ("2100-01-01T00:00:00Z", False),
+])
+def test_audit_since_forms(mfad, test_users, since, expect_all):
+    mfad.enroll_totp("mfa-bob")
+    everything = run_json(mfad, "audit", "--user", "mfa-bob")
+    assert everything
+    got = run_json(mfad, "audit", "--user", "mfa-bob", "--since", since)
+    assert got == (everything if expect_all else [])
