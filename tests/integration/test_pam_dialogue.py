@@ -4,7 +4,7 @@ what the user sees (prompts, messages) and the PAM return code the host acts on.
 import pytest
 
 from pam_helpers import (CODE_PROMPT, NOT_ENROLLED_MESSAGE, PAM_AUTH_ERR, PAM_CONV_ERR,
-                         PAM_IGNORE, PAM_MAXTRIES, PAM_PERMIT, PAM_DENY, PAM_SERVICE_ERR,
+                         PAM_MAXTRIES, PAM_PERMIT, PAM_DENY, PAM_SERVICE_ERR,
                          PAM_SUCCESS, PAM_USER_UNKNOWN, PAM_SET_ITEMS, PAM_GET_ITEMS, PamServices,
                          assert_no_secrets)
 
