@@ -1,6 +1,8 @@
 """pam_mfa.so when mfad is not there to decide (DESIGN.md §7): stopped, killed or replaced in the
 middle of a dialogue, frozen (SIGSTOP), or impersonated by a process that is neither root nor the
-mfad user. failmode=secure → PAM_AUTHINFO_UNAVAIL; failmode=ignore → PAM_IGNORE; never success."""
+mfad user. failmode=secure → PAM_AUTHINFO_UNAVAIL; failmode=ignore → PAM_IGNORE; never success.
+A scripted stand-in for mfad also covers answers the real one cannot give yet (an SMS sent) or
+only with a broken disk (StorageFailure)."""
 
 import os
 import shutil
@@ -12,8 +14,8 @@ import time
 import pytest
 
 from conftest import PYTHON
-from pam_helpers import (CODE_PROMPT, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_DENY, PAM_PERMIT,
-                         PAM_SUCCESS, PamServices, assert_no_secrets)
+from pam_helpers import (CODE_PROMPT, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_DENY, PAM_MAXTRIES,
+                         PAM_PERMIT, PAM_SUCCESS, PamServices, assert_no_secrets)
 
 ALICE = "mfa-alice"
 
@@ -172,15 +174,31 @@ import sys, dbus, dbus.service, dbus.mainloop.glib
 from gi.repository import GLib
 dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
 log = open(sys.argv[2], "a", buffering=1)
+mode = sys.argv[3]
 bus = dbus.bus.BusConnection(sys.argv[1])
+class Error(dbus.DBusException):
+    def __init__(self, name, message):
+        super().__init__(message, name="org.mfad1.Error." + name)
 class Fake(dbus.service.Object):
     @dbus.service.method("org.mfad1.Manager", in_signature="sa{ss}", out_signature="sas")
     def BeginAuthentication(self, user, context):
         log.write("BeginAuthentication\n")
-        return "c0ffee", ["totp"]
+        if mode == "storage":
+            raise Error("StorageFailure", "database is locked")
+        return "c0ffee", ["totp", "sms"]
+    @dbus.service.method("org.mfad1.Manager", in_signature="s", out_signature="s")
+    def SendSmsCode(self, challenge):
+        log.write("SendSmsCode\n")
+        return "+1******1234"
     @dbus.service.method("org.mfad1.Manager", in_signature="ss", out_signature="s")
     def Verify(self, challenge, code):
         log.write("Verify " + code + "\n")
+        if mode == "sms":
+            if code != "424242":
+                raise Error("BadCode", "Invalid code")
+            return "sms"
+        if mode == "locked":
+            raise Error("RateLimited", "Too many failures;\x1b[2J try again in 15 minutes")
         return "totp"
     @dbus.service.method("org.mfad1.Manager", in_signature="s", out_signature="")
     def EndAuthentication(self, challenge):
@@ -210,7 +228,7 @@ def open_bus():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def start_fake(open_bus, user):
+def start_fake(open_bus, user, mode="plain"):
     d, address = open_bus
     log = os.path.join(d, f"calls-{user or 'root'}.log")
     open(log, "w").close()
@@ -218,7 +236,7 @@ def start_fake(open_bus, user):
     script = os.path.join(d, "fake.py")
     with open(script, "w") as f:
         f.write(FAKE_DAEMON)
-    argv = [PYTHON, script, address, log]
+    argv = [PYTHON, script, address, log, mode]
     if user:
         import pwd
         pw = pwd.getpwnam(user)
@@ -264,3 +282,52 @@ def test_impostor_daemon_gets_nothing(build_dir, open_bus, test_users):
             fake.wait(10)
     finally:
         pam.cleanup()
+
+
+# The same fake, as root, for answers the real daemon cannot give yet (SMS) or only with a broken
+# disk: what the user sees for each.
+
+
+def fake_session(build_dir, open_bus, mode):
+    pam = PamServices(build_dir, open_bus[1])
+    fake, log = start_fake(open_bus, None, mode)
+    return pam, fake, log
+
+
+def stop_fake(pam, fake):
+    fake.terminate()
+    fake.wait(10)
+    pam.cleanup()
+
+
+def test_sms_code_is_sent_and_asked_for(build_dir, open_bus, test_users):
+    pam, fake, log = fake_session(build_dir, open_bus, "sms")
+    try:
+        r = pam.run(pam.single("sms"), ALICE, ["SMS", "111111", "424242"]).expect(PAM_SUCCESS)
+        assert r.prompts == [CODE_PROMPT, "SMS code: ", CODE_PROMPT]
+        assert r.infos == ["A code was sent to +1******1234"]
+        assert r.errors == ["Invalid code, 2 tries left"]
+        assert_no_secrets(["111111", "424242"], r.syslog)
+    finally:
+        stop_fake(pam, fake)
+
+
+def test_lockout_message_is_shown_without_control_characters(build_dir, open_bus, test_users):
+    pam, fake, log = fake_session(build_dir, open_bus, "locked")
+    try:
+        r = pam.run(pam.single("locked"), ALICE, ["123456"]).expect(PAM_MAXTRIES)
+        assert r.errors == ["Too many failures; [2J try again in 15 minutes"]
+    finally:
+        stop_fake(pam, fake)
+
+
+def test_daemon_that_cannot_decide_is_not_ignored(build_dir, open_bus, test_users):
+    # StorageFailure comes from a running daemon: PAM_AUTHINFO_UNAVAIL even with failmode=ignore.
+    pam, fake, log = fake_session(build_dir, open_bus, "storage")
+    try:
+        svc = pam.add("storage", f"required {pam.mfa('failmode=ignore')}",
+                      f"required {PAM_PERMIT}")
+        r = pam.run(svc, ALICE, []).expect(PAM_AUTHINFO_UNAVAIL)
+        assert r.prompts == []
+    finally:
+        stop_fake(pam, fake)
