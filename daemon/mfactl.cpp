@@ -76,6 +76,8 @@ enum OptionId : int {
 
 // Verb-specific options, as bits, so that each verb can refuse those it does not take.
 
+// Parses the whole command line at once: options may come before or after the verb.
+// Returns kExitOk, or kExitUsage after printing why.
 int parse_command_line(int argc, char** argv, Options& opt) {
   static const struct option kLongOptions[] = {
       {"help", no_argument, nullptr, kOptHelp},

@@ -254,9 +254,6 @@ SecureString take_secret_arg(char* arg) {
   return s;
 }
 
-// Parses the whole command line at once: options may come before or after the verb.
-// Returns kExitOk, or kExitUsage after printing why.
-
 int cmd_status(Context& ctx, const std::vector<char*>& args) {
   if (int r = check_args(ctx, args, 0, 1, 0, "status"))
     return r;
