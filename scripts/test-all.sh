@@ -63,7 +63,7 @@ fuzz_count=0
 for target in build-fuzz/tests/fuzz/fuzz_*; do
   [[ -x $target && -f $target ]] || continue
   name=$(basename "$target")
-  corpus="tests/fuzz/corpus/${name#fuzz_}"
+  corpus="tests/fuzz/seeds/${name#fuzz_}"
   work=$(mktemp -d)
   dict=(); [[ -f "tests/fuzz/${name#fuzz_}.dict" ]] && dict=(-dict="tests/fuzz/${name#fuzz_}.dict")
   seeds=(); [[ -d $corpus ]] && seeds=("$corpus")
