@@ -67,6 +67,13 @@ def dbus_script(bus, body, user=None, timeout=60):
     return json.loads(r.stdout)
 
 
+def start_dbus_script(bus, body):
+    """dbus_script in the background: returns the Popen; its stdout is the JSON of `out`."""
+    script = _SCRIPT_PRELUDE + body + "\nprint(json.dumps(out))\n"
+    return subprocess.Popen([PYTHON, "-c", script, bus.address], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=sanitizer_env())
+
+
 def run_mfad(mfad, *args, timeout=30):
     """Runs the mfad binary with extra arguments (e.g. --check-config); CompletedProcess."""
     return subprocess.run([mfad.binary, *args], capture_output=True, text=True, timeout=timeout,

@@ -156,3 +156,41 @@ def test_state_dir_option_overrides_the_config(mfad_factory, test_users):
     assert os.path.exists(os.path.join(other, "mfad.db"))
     assert not os.path.exists(mfad.db_path)
     assert os.stat(other).st_mode & 0o777 == 0o700
+
+
+def test_sigterm_under_load_keeps_every_acknowledged_write(mfad, test_users):
+    import json
+    import time
+
+    from daemon_helpers import start_dbus_script
+    users = ["mfa-alice", "mfa-bob", "mfa-carol"]
+    # Each client regenerates one user's backup codes as fast as it can and remembers the last
+    # set mfad acknowledged; SIGTERM arrives in the middle.
+    clients = [start_dbus_script(mfad.bus, f"""
+out["last"] = None
+out["acked"] = 0
+deadline = time.time() + 60
+while time.time() < deadline:
+    ok, value = call("GenerateBackupCodes", "{u}", "", signature="ss")
+    if not ok:
+        out["stopped_by"] = value
+        break
+    out["last"] = [str(c) for c in value]
+    out["acked"] += 1
+""") for u in users]
+    deadline = time.time() + 30
+    while time.time() < deadline and mfad.call("GetUser", "s", "mfa-alice").expect_ok()[
+            "backup_codes_left"] == 0:
+        time.sleep(0.05)
+    time.sleep(0.3)  # let the clients get going (not waiting for time to pass: load)
+    assert mfad.stop() == 0
+    results = []
+    for c in clients:
+        stdout, stderr = c.communicate(timeout=60)
+        assert c.returncode == 0, stderr
+        results.append(json.loads(stdout))
+    mfad.start()
+    for user, result in zip(users, results):
+        assert result["acked"] > 0 and result["last"]
+        _, verify = mfad.login(user, result["last"][0])
+        assert verify.expect_ok() == "backup", f"{user}: last acknowledged set lost"
