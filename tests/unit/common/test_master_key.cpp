@@ -2,6 +2,7 @@
 // message an admin sees; the systemd credential path. Runs as root (chown tests need it).
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -179,6 +180,43 @@ void test_created_mode_ignores_umask(void**) {
   assert_int_equal(st.st_mode & 07777, 0600);
 }
 
+void test_concurrent_creation(void**) {
+  // Several daemons starting at once on a fresh host: exactly one key wins and every process
+  // ends up with it (the losers of the link race load the winner's file).
+  TempDir dir;
+  const auto path = dir.file("master.key");
+  constexpr int kProcs = 6;
+  int fds[kProcs][2];
+  pid_t pids[kProcs];
+  for (int i = 0; i < kProcs; ++i) {
+    assert_int_equal(pipe2(fds[i], O_CLOEXEC), 0);
+    pids[i] = fork();
+    assert_true(pids[i] >= 0);
+    if (pids[i] == 0) {
+      auto key = mfa::load_master_key(options_for(path));
+      if (!key.ok() || write(fds[i][1], key->data(), 32) != 32)
+        _exit(1);
+      _exit(0);
+    }
+    close(fds[i][1]);
+  }
+  std::vector<uint8_t> disk(32);
+  for (int i = 0; i < kProcs; ++i) {
+    int status = 0;
+    assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  assert_int_equal(read(fd, disk.data(), 32), 32);
+  close(fd);
+  for (int i = 0; i < kProcs; ++i) {
+    uint8_t got[32];
+    assert_int_equal(read(fds[i][0], got, 32), 32);
+    close(fds[i][0]);
+    assert_memory_equal(got, disk.data(), 32);
+  }
+}
+
 void test_credentials_directory(void**) {
   TempDir creds, etc;
   const auto cred = creds.file("mfad.key");
@@ -223,6 +261,7 @@ int main() {
       cmocka_unit_test_setup(test_owner, setup),
       cmocka_unit_test_setup(test_missing_without_create, setup),
       cmocka_unit_test_setup(test_created_mode_ignores_umask, setup),
+      cmocka_unit_test_setup(test_concurrent_creation, setup),
       cmocka_unit_test_setup(test_credentials_directory, setup),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
