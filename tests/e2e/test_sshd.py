@@ -278,3 +278,21 @@ def test_debian_common_auth_then_pam_mfa(request, test_users, mfad, sshd_factory
     assert good.prompts == ["password", "code"]
     assert_refused(bad_password)
     assert bad_password.prompts == ["password"]
+
+
+def test_failmode_ignore_skips_only_an_unreachable_mfad(request, test_users, mfad, sshd_factory):
+    # docs/sshd.md warns that failmode=ignore turns MFA off whenever mfad is down; it must never
+    # let a wrong code through while mfad is up.
+    alice = test_users["mfa-alice"]
+    secret = mfad.enroll_totp(alice)
+    server = sshd_factory(module_args=("failmode=ignore", "max_tries=1"))
+    wrong = str((int(mfad.next_code(alice, secret)) + 272727) % 1000000).zfill(6)
+
+    refused = ssh_login(server, alice.name, [alice.password], [wrong], request=request)
+    mfad.stop()
+    unguarded = ssh_login(server, alice.name, [alice.password], [], request=request)
+
+    assert_refused(refused)
+    assert refused.prompts == ["password", "code"]
+    assert_logged_in(unguarded, alice)
+    assert unguarded.prompts == ["password"]
