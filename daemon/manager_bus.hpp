@@ -81,6 +81,7 @@ class ManagerBus {
 
   // Sends reply now, or after the commit when the store holds uncommitted writes.
   int finish(sd_bus_message* call, BusMessagePtr reply, bool success);
+  int finish_unsynced(sd_bus_message* call, BusMessagePtr reply);
   int reply_error(sd_bus_message* call, const Error& error);
   int reply_empty(sd_bus_message* call);
   int reply_status(sd_bus_message* call, const Status& status);
