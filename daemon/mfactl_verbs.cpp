@@ -402,7 +402,10 @@ int cmd_enroll_totp(Context& ctx, const std::vector<char*>& args) {
     print_secret_json(j);
     return kExitOk;
   }
-  auto qr = qr_utf8(enrollment->otpauth_uri.view());
+  // On a terminal, explicit colours make the code scan on light and dark themes alike; a pipe or
+  // file gets plain half blocks (correct on dark backgrounds, and free of escape sequences).
+  auto qr = isatty(STDOUT_FILENO) ? qr_utf8_ansi(enrollment->otpauth_uri.view())
+                                  : qr_utf8(enrollment->otpauth_uri.view());
   if (qr.ok()) {
     printf("Scan this QR code with your authenticator app:\n\n%s\n", qr->c_str());
     secure_erase(qr->data(), qr->size());
