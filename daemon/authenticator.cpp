@@ -114,13 +114,26 @@ struct Authenticator::Impl : Verifier {
     return a;
   }
 
-  // Admin-only methods that name a user.
+  // Admin-only methods that name a user. An account deleted from NSS may still have state here
+  // (factors, codes, a lockout): admins can still clear it.
   Status admin_on_user(const Caller& caller, std::string_view user, std::string_view action) {
     MFA_CHECK(require_admin(caller, action));
     MFA_CHECK(validate_user_name(user));
-    if (!d_.users.uid_of(user))
+    if (d_.users.uid_of(user))
+      return {};
+    MFA_TRY(known, has_state(user));
+    if (!known)
       return make_error(Errc::kNoSuchUser, "No such user '" + std::string(user) + "'");
     return {};
+  }
+
+  Result<bool> has_state(std::string_view user) {
+    MFA_TRY(enrolled, d_.store.list_users());
+    if (std::binary_search(enrolled.begin(), enrolled.end(), user))
+      return true;
+    MFA_TRY(limits, d_.store.get_limits(user));
+    return limits.consecutive_failures > 0 || limits.locked_until_usec > 0 ||
+           limits.day_failures > 0 || limits.lockout_count > 0;
   }
 
   // Step-up (CONTRACT): a user changing their own account, once any factor is active, proves it

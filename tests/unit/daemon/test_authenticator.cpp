@@ -42,6 +42,8 @@ constexpr uid_t kAlice = 1000, kBob = 1001, kCarol = 1002;
 class FakeUsers final : public UserDirectory {
  public:
   std::optional<uid_t> uid_of(std::string_view user) const override {
+    if (deleted.count(std::string(user)))
+      return std::nullopt;
     if (user == "root")
       return 0;
     if (user == "alice")
@@ -69,6 +71,7 @@ class FakeUsers final : public UserDirectory {
   bool in_group(uid_t uid, std::string_view group) const override {
     return uid == kCarol && group == "mfa-admin";
   }
+  std::set<std::string> deleted;  // accounts removed from NSS after they enrolled
 };
 
 struct SecurityEventRecord {
@@ -802,6 +805,24 @@ void test_disable_and_reset(void**) {
   assert_int_equal(e.audit_rows("admin.reset").size(), 1);
 }
 
+// An account deleted from NSS keeps its state until an admin clears it: reset and unlock still
+// work on it, while a name that never had state stays unknown.
+void test_admin_clears_state_of_deleted_account(void**) {
+  Env e;
+  enroll_totp(e, "bob");
+  auto ch = begin(e, "bob");
+  for (int i = 0; i < 5; ++i)
+    (void)e.auth->verify(kRoot, ch, "000000");
+  e.users.deleted.insert("bob");
+  ASSERT_ERR(e.auth->get_user(kCarolC, "bob"), Errc::kNoSuchUser);
+  ASSERT_OK(e.auth->unlock(kCarolC, "bob"));
+  ASSERT_OK(e.auth->reset_user(kCarolC, "bob"));
+  ASSERT_OK(e.store->flush());
+  ASSERT_ERR(e.auth->reset_user(kCarolC, "bob"), Errc::kNoSuchUser);
+  ASSERT_ERR(e.auth->unlock(kCarolC, "nobody-ever"), Errc::kNoSuchUser);
+  ASSERT_ERR(e.auth->reset_user(kAliceC, "bob"), Errc::kNotAllowed);
+}
+
 // --- Authorization ---
 
 void test_authorization_tiers(void**) {
@@ -1030,6 +1051,7 @@ int main(void) {
       cmocka_unit_test(test_challenge_caps),
       cmocka_unit_test(test_step_up),
       cmocka_unit_test(test_disable_and_reset),
+      cmocka_unit_test(test_admin_clears_state_of_deleted_account),
       cmocka_unit_test(test_authorization_tiers),
       cmocka_unit_test(test_bad_names_and_arguments),
       cmocka_unit_test(test_methods_filter),
