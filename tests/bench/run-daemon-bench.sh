@@ -76,6 +76,16 @@ for _ in $(seq 200); do
   sleep 0.05
 done
 
+# Anchors measured in the same run, on the same disk and bus: what one fsync'd commit costs, and
+# the floor of three bus round trips per login (Peer.Ping, answered by sd-bus without our code).
+t0=$(date +%s%N)
+dd if=/dev/zero of="$work/fsync-probe" bs=4k count=200 oflag=dsync status=none
+t1=$(date +%s%N)
+echo "anchor: disk $((200 * 1000000000 / (t1 - t0 + 1))) fsync'd 4 KiB writes/s"
+rm -f "$work/fsync-probe"
+"$bench_bin/mfad-bench-login" --bus-address "$address" --users "$users" --clients "$clients" \
+  --ping | sed 's/^/anchor: bus, 3 round trips per login: /'
+
 echo "running $clients clients over $users logins (synchronous=FULL, $(df --output=source "$work" | tail -1))..."
 status=0
 "$bench_bin/mfad-bench-login" --bus-address "$address" --users "$users" --clients "$clients" ||
