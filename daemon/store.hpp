@@ -37,34 +37,51 @@ struct FactorRecord {
 // Rate-limit state of one user (DESIGN §4 step 4).
 struct LimitState {
   int consecutive_failures = 0;
-  int lockout_count = 0;           // lockouts so far; the next one lasts longer
-  int64_t locked_until_usec = 0;   // 0: not locked
-  int64_t day = 0;                 // days since the epoch of day_failures
+  int lockout_count = 0;          // lockouts so far; the next one lasts longer
+  int64_t locked_until_usec = 0;  // 0: not locked
+  int64_t day = 0;                // days since the epoch of day_failures
   int day_failures = 0;
 };
 
 struct AuditRecord {
-  int64_t id = 0;                // assigned by the store
+  int64_t id = 0;  // assigned by the store
   int64_t time_usec = 0;
-  std::string kind;              // "auth.begin", "auth.attempt", "auth.lockout", ...
+  std::string kind;  // "auth.begin", "auth.attempt", "auth.lockout", ...
   std::string user;
-  std::string outcome;           // "success", "failure", "denied", "error", "info"
-  std::string reason;            // short machine-readable reason ("bad-code", "replay", ...)
-  std::string caller;            // "uid=0 pid=123"
-  std::string details_json;      // service, rhost, tty, method, drift... never a secret
-  std::string hash_hex;          // sha256(prev_hash || canonical row), assigned by the store
+  std::string outcome;       // "success", "failure", "denied", "error", "info"
+  std::string reason;        // short machine-readable reason ("bad-code", "replay", ...)
+  std::string caller;        // "uid=0 pid=123"
+  std::string details_json;  // service, rhost, tty, method, drift... never a secret
+  std::string hash_hex;      // sha256(prev_hash || canonical row), assigned by the store
 };
 
 struct AuditFilter {
-  std::string user;              // empty: all
+  std::string user;  // empty: all
   int64_t since_usec = 0;
-  size_t limit = 100;            // newest `limit` rows, returned oldest first
+  size_t limit = 100;  // newest `limit` rows, returned oldest first
+};
+
+// A registered login session (DESIGN §8; ListSessions rows carry the same fields).
+struct SessionRecord {
+  std::string id;  // 128-bit random, lower-case hex
+  std::string user;
+  std::string service;
+  std::string rhost;
+  std::string tty;
+  std::string ruser;
+  std::string logind_session;  // XDG_SESSION_ID; "" when logind did not register it
+  uint32_t leader_pid = 0;     // the process that called pam_open_session; 0: unknown
+  uint64_t leader_start = 0;   // its start time (/proc/PID/stat field 22); 0: unknown
+  std::string factor;          // "totp", "sms", "backup" or "none"
+  std::string device;          // device fingerprint (hex)
+  int64_t started_usec = 0;    // unix usec
+  int64_t last_seen_usec = 0;  // unix usec
 };
 
 struct AuditVerification {
   bool intact = true;
   uint64_t rows = 0;
-  std::string message;           // first broken row, when not intact
+  std::string message;  // first broken row, when not intact
 };
 
 class Store {
@@ -88,7 +105,8 @@ class Store {
 
   // Backup codes. replace: the old set stops working. consume: true if the hash was unused and is
   // now consumed (exactly once).
-  virtual Status replace_backup_codes(std::string_view user, const std::vector<CodeHash>& hashes) = 0;
+  virtual Status replace_backup_codes(std::string_view user,
+                                      const std::vector<CodeHash>& hashes) = 0;
   virtual Result<bool> consume_backup_code(std::string_view user, const CodeHash& hash) = 0;
   virtual Result<int> count_backup_codes(std::string_view user) = 0;  // unused ones
   virtual Status delete_backup_codes(std::string_view user) = 0;
@@ -104,6 +122,16 @@ class Store {
   // Deletes rows older than cutoff (retention), keeping the chain verifiable from the first kept
   // row (its predecessor's hash is kept as the anchor).
   virtual Status prune_audit(int64_t cutoff_usec) = 0;
+
+  // Sessions (the sessions issue). put_session inserts or replaces by id; list_sessions("")
+  // lists everyone's, oldest first; delete_session returns whether a row went.
+  virtual Status put_session(const SessionRecord& session);
+  virtual Result<std::optional<SessionRecord>> get_session(std::string_view id);
+  virtual Result<std::vector<SessionRecord>> list_sessions(std::string_view user);
+  virtual Result<bool> delete_session(std::string_view id);
+  // Records a login from device (user, fingerprint); true when it was never seen before.
+  virtual Result<bool> note_device(std::string_view user, std::string_view fingerprint,
+                                   int64_t now_usec);
 
   // Group commit (see above).
   virtual Status flush() = 0;
