@@ -10,7 +10,7 @@ import tempfile
 import time
 
 from conftest import PYTHON
-from pam_helpers import PAM_PERMIT, PamServices, preload_env
+from pam_helpers import PAM_PERMIT, PamServices
 
 LOGIND_POLICY = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -167,6 +167,3 @@ class Logind:
         self.proc.terminate()
         self.proc.wait(10)
 
-
-def preload():
-    return preload_env()
