@@ -343,3 +343,21 @@ def test_open_session_input_is_checked(mfad, test_users):
     assert [r["leader_pid"] for r in sessions(mfad, "mfa-alice")] == [0]
     mfad.call("CloseSession", "s", session_id).expect_ok()
     mfad.call("CloseSession", "s", session_id).expect_error("NoSuchSession")
+
+
+def test_mfactl_sessions_and_status(mfad, test_users, services):
+    alice = test_users["mfa-alice"]
+    leader = lead(services, services.session_service(), alice, rhost="192.0.2.44", tty="pts/4")
+    r = mfad.mfactl("sessions", user=alice)
+    assert r.returncode == 0, r.stderr
+    header, row = r.stdout.splitlines()[:2]
+    assert header.split() == ["ID", "USER", "SERVICE", "RHOST", "TTY", "START", "LAST", "SEEN",
+                              "FACTOR"]
+    assert row.split()[:5] == [leader.session_id, "mfa-alice", "mfa-session", "192.0.2.44",
+                               "pts/4"]
+    assert row.split()[-1] == "none"
+    r = mfad.mfactl("--json", "status", user=alice)
+    assert r.returncode == 0, r.stderr
+    assert '"sessions": 1' in r.stdout or '"sessions":1' in r.stdout
+    r = mfad.mfactl("--json", "sessions", "--all")
+    assert r.returncode == 0 and leader.session_id in r.stdout
