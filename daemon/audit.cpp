@@ -190,6 +190,8 @@ Status AuditLog::record(const AuditEvent& event) {
 
   Status stored = store_.append_audit(row);
   log_event(event, stored.ok() ? nullptr : &stored.error());
+  if (observer_)
+    observer_(event);
   return stored;
 }
 

@@ -2,6 +2,7 @@
 // journald with structured fields and one MESSAGE_ID per event kind (docs/audit-events.md).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -29,8 +30,14 @@ class AuditLog {
   Status record(const AuditEvent& event);
   // The journald MESSAGE_ID (32 hex digits) of an event kind; a fixed fallback id for unknown ones.
   static const char* message_id(std::string_view kind);
+  // Called with every event after it was recorded (the session registry watches successes and
+  // failures); may record events of its own.
+  void set_observer(std::function<void(const AuditEvent&)> observer) {
+    observer_ = std::move(observer);
+  }
 
  private:
+  std::function<void(const AuditEvent&)> observer_;
   Store& store_;
   const Clock& clock_;
 };

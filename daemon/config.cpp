@@ -330,7 +330,7 @@ const std::vector<KeySpec>& key_specs() {
          return std::nullopt;
        }},
       {"Sessions", "MaxLifetimeSeconds",
-       int_key("MaxLifetimeSeconds", &Config::sessions_max_lifetime_seconds, 60, 30 * kDay)},
+       int_key("MaxLifetimeSeconds", &Config::sessions_max_lifetime_seconds, 1, 30 * kDay)},
       {"Sessions", "IdleTimeoutSeconds",
        int_key("IdleTimeoutSeconds", &Config::sessions_idle_timeout_seconds, 0, 30 * kDay)},
 

@@ -30,6 +30,8 @@
 #include "daemon/config.hpp"
 #include "daemon/daemon_log.hpp"
 #include "daemon/manager_bus.hpp"
+#include "daemon/sessions.hpp"
+#include "daemon/sessions_bus.hpp"
 #include "daemon/sqlite_store.hpp"
 #include "daemon/user_directory.hpp"
 
@@ -335,6 +337,21 @@ int run(const Options& options) {
   d.store = store.get();
   d.audit = &audit;
   d.manager = manager->get();
+
+  // Sessions: the registry, its effects on the world, and the expiry timer (which first reaps
+  // sessions whose leader went away while mfad was down).
+  auto session_bus = SessionBus::create(event, d.bus.get(), manager->get()->group_commit());
+  if (!session_bus.ok()) {
+    MFA_LOG_ERROR("%s", session_bus.error().message.c_str());
+    return EXIT_FAILURE;
+  }
+  SessionRegistry sessions(
+      SessionDeps{config, *store, audit, clock, users, authenticator, **session_bus, &emitter});
+  audit.set_observer([&sessions](const AuditEvent& e) { sessions.observe(e); });
+  manager->get()->set_sessions(&sessions);
+  (*session_bus)
+      ->attach(&sessions, int64_t{config.sessions_max_lifetime_seconds} * 1000000,
+               int64_t{config.sessions_idle_timeout_seconds} * 1000000);
 
   for (int sig : {SIGTERM, SIGINT}) {
     r = sd_event_add_signal(event, nullptr, sig, on_signal, &d);

@@ -11,6 +11,7 @@
 #include "daemon/bus_args.hpp"
 #include "daemon/bus_caller.hpp"
 #include "daemon/daemon_log.hpp"
+#include "daemon/sessions_bus.hpp"
 
 namespace mfa {
 
@@ -212,8 +213,20 @@ int ManagerBus::open_session(sd_bus_message* m) {
   MFA_READ(read_string_map(m, &context, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
-  return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_NOT_SUPPORTED,
-                                    "Sessions are not implemented yet.");
+  if (!sessions_) {
+    return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_NOT_SUPPORTED,
+                                      "Sessions are not implemented yet.");
+  }
+  auto result = sessions_->open(caller, user, context);
+  if (!result.ok())
+    return reply_error(m, result.error());
+  int r = 0;
+  BusMessagePtr reply = new_return(m, &r);
+  if (r >= 0)
+    r = sd_bus_message_append(reply.get(), "s", result->c_str());
+  if (r < 0)
+    return r;
+  return finish(m, std::move(reply), true);
 }
 
 int ManagerBus::close_session(sd_bus_message* m) {
@@ -222,8 +235,11 @@ int ManagerBus::close_session(sd_bus_message* m) {
   MFA_READ(read_string(m, "session id", kMaxSessionIdLength, &session_id, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
-  return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_NOT_SUPPORTED,
-                                    "Sessions are not implemented yet.");
+  if (!sessions_) {
+    return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_NOT_SUPPORTED,
+                                      "Sessions are not implemented yet.");
+  }
+  return reply_status(m, sessions_->close(caller, session_id));
 }
 
 int ManagerBus::get_user(sd_bus_message* m) {
@@ -359,6 +375,22 @@ int ManagerBus::list_sessions(sd_bus_message* m) {
   MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
+  if (sessions_) {
+    auto result = sessions_->list(caller, user);
+    if (!result.ok())
+      return reply_error(m, result.error());
+    int r = 0;
+    BusMessagePtr reply = new_return(m, &r);
+    if (r >= 0)
+      r = sd_bus_message_open_container(reply.get(), 'a', "a{sv}");
+    for (size_t i = 0; r >= 0 && i < result->size(); ++i)
+      r = append_session_record(reply.get(), (*result)[i]);
+    if (r >= 0)
+      r = sd_bus_message_close_container(reply.get());
+    if (r < 0)
+      return r;
+    return finish(m, std::move(reply), true);
+  }
   if (user.empty()) {
     if (!auth_.is_admin(caller)) {
       return reply_error(
@@ -386,8 +418,11 @@ int ManagerBus::terminate_session(sd_bus_message* m) {
   MFA_READ(read_string(m, "session id", kMaxSessionIdLength, &session_id, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
-  return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_NOT_SUPPORTED,
-                                    "Sessions are not implemented yet.");
+  if (!sessions_) {
+    return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_NOT_SUPPORTED,
+                                      "Sessions are not implemented yet.");
+  }
+  return reply_status(m, sessions_->terminate(caller, session_id));
 }
 
 int ManagerBus::list_users(sd_bus_message* m) {

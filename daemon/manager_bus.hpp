@@ -17,6 +17,7 @@
 #include "daemon/bus_caller.hpp"
 #include "daemon/config.hpp"
 #include "daemon/group_commit.hpp"
+#include "daemon/sessions.hpp"
 #include "daemon/store.hpp"
 
 namespace mfa {
@@ -46,6 +47,8 @@ class ManagerBus {
   // Shutdown: refuse further calls, commit, and send every pending reply.
   void stop();
   GroupCommit& group_commit() { return *commit_; }
+  // Session methods go to registry (until set: NotSupported).
+  void set_sessions(SessionRegistry* registry) { sessions_ = registry; }
 
   // The vtable's handlers (static trampolines in manager_bus.cpp call these).
   int begin_authentication(sd_bus_message* m);
@@ -97,6 +100,7 @@ class ManagerBus {
   BusSlotPtr match_slot_;
   EventSourcePtr expiry_timer_;
   bool stopping_ = false;
+  SessionRegistry* sessions_ = nullptr;
 };
 
 }  // namespace mfa

@@ -14,11 +14,16 @@
 namespace mfa {
 namespace {
 
-// Numbered migrations: migration N (1-based) brings the schema from version N-1 to N. Append new
-// ones; never edit one that has shipped.
-constexpr const char* kMigrations[] = {
+// Numbered migrations, in increasing order of number. Numbers may have gaps (features developed
+// apart take their own numbers); every known migration not yet recorded in schema_version is
+// applied, in order. Append new ones; never edit or renumber one that has shipped.
+struct Migration {
+  int number;
+  const char* sql;
+};
+constexpr Migration kMigrations[] = {
     // 1: everything.
-    R"sql(
+    {1, R"sql(
 CREATE TABLE factors(
   user TEXT NOT NULL,
   method TEXT NOT NULL,
@@ -77,9 +82,33 @@ BEGIN SELECT RAISE(ABORT, 'the audit anchor changes only when pruning'); END;
 CREATE TRIGGER audit_anchor_no_delete BEFORE DELETE ON audit_anchor
 WHEN (SELECT pruning FROM audit_guard WHERE id = 1) = 0
 BEGIN SELECT RAISE(ABORT, 'the audit anchor changes only when pruning'); END;
-)sql",
+)sql"},
+    // 2: login sessions and the devices they came from (the sessions issue).
+    {2, R"sql(
+CREATE TABLE sessions(
+  id TEXT PRIMARY KEY,
+  user TEXT NOT NULL,
+  service TEXT NOT NULL,
+  rhost TEXT NOT NULL,
+  tty TEXT NOT NULL,
+  ruser TEXT NOT NULL,
+  logind_session TEXT NOT NULL,
+  leader_pid INTEGER NOT NULL,
+  leader_start INTEGER NOT NULL,
+  factor TEXT NOT NULL,
+  device TEXT NOT NULL,
+  started INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL);
+CREATE INDEX sessions_by_user ON sessions(user, started);
+CREATE TABLE devices(
+  user TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  PRIMARY KEY(user, fingerprint));
+)sql"},
 };
-constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
+constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].number;
 
 constexpr int kBusyTimeoutMs = 5000;
 constexpr size_t kMaxAuditField = 64 * 1024;
@@ -318,8 +347,16 @@ Status SqliteStore::migrate() {
                                             " is newer than this mfad supports (" +
                                             std::to_string(kSchemaVersion) + ")");
     }
-    for (int next = version + 1; next <= kSchemaVersion; ++next) {
-      MFA_CHECK(exec(kMigrations[next - 1]));
+    for (const Migration& migration : kMigrations) {
+      bool applied = false;
+      MFA_CHECK(read(
+          "SELECT 1 FROM schema_version WHERE version = ?",
+          [&](Statement& st) { st.integer(1, migration.number); },
+          [&](Statement&) { applied = true; }));
+      if (applied)
+        continue;
+      const int next = migration.number;
+      MFA_CHECK(exec(migration.sql));
       sqlite3_stmt* raw = nullptr;
       int rc =
           sqlite3_prepare_v2(db_.get(), "INSERT INTO schema_version(version, applied) VALUES(?, ?)",
@@ -848,6 +885,113 @@ Status SqliteStore::prune_audit(int64_t cutoff_usec) {
   MFA_TRY(guard_off, write("UPDATE audit_guard SET pruning = 0 WHERE id = 1", [](Statement&) {}));
   (void)guard_off;
   return {};
+}
+
+// --- Sessions ---
+
+namespace {
+constexpr const char* kSessionColumns =
+    "id, user, service, rhost, tty, ruser, logind_session, leader_pid, leader_start, factor, "
+    "device, started, last_seen";
+}  // namespace
+
+Status SqliteStore::put_session(const SessionRecord& s) {
+  if (!valid_user(s.user))
+    return bad_user();
+  if (s.id.empty() || s.id.size() > 128)
+    return make_error(Errc::kInvalidArgument, "invalid session id");
+  MFA_TRY(changes,
+          write("INSERT OR REPLACE INTO sessions(id, user, service, rhost, tty, ruser, "
+                "logind_session, leader_pid, leader_start, factor, device, started, last_seen) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [&](Statement& st) {
+                  st.text(1, s.id);
+                  st.text(2, s.user);
+                  st.text(3, s.service);
+                  st.text(4, s.rhost);
+                  st.text(5, s.tty);
+                  st.text(6, s.ruser);
+                  st.text(7, s.logind_session);
+                  st.integer(8, s.leader_pid);
+                  st.integer(9, static_cast<int64_t>(s.leader_start));
+                  st.text(10, s.factor);
+                  st.text(11, s.device);
+                  st.integer(12, s.started_usec);
+                  st.integer(13, s.last_seen_usec);
+                }));
+  (void)changes;
+  return {};
+}
+
+namespace {
+template <typename Row>
+SessionRecord session_from_row(const Row& st) {
+  SessionRecord s;
+  s.id = st.column_text(0);
+  s.user = st.column_text(1);
+  s.service = st.column_text(2);
+  s.rhost = st.column_text(3);
+  s.tty = st.column_text(4);
+  s.ruser = st.column_text(5);
+  s.logind_session = st.column_text(6);
+  s.leader_pid = static_cast<uint32_t>(st.column_int(7));
+  s.leader_start = static_cast<uint64_t>(st.column_int(8));
+  s.factor = st.column_text(9);
+  s.device = st.column_text(10);
+  s.started_usec = st.column_int(11);
+  s.last_seen_usec = st.column_int(12);
+  return s;
+}
+}  // namespace
+
+Result<std::optional<SessionRecord>> SqliteStore::get_session(std::string_view id) {
+  std::optional<SessionRecord> out;
+  static const std::string sql =
+      std::string("SELECT ") + kSessionColumns + " FROM sessions WHERE id = ?";
+  MFA_CHECK(read(
+      sql.c_str(), [&](Statement& st) { st.text(1, id); },
+      [&](Statement& st) { out = session_from_row(st); }));
+  return out;
+}
+
+Result<std::vector<SessionRecord>> SqliteStore::list_sessions(std::string_view user) {
+  std::vector<SessionRecord> out;
+  static const std::string sql = std::string("SELECT ") + kSessionColumns +
+                                 " FROM sessions WHERE (?1 = '' OR user = ?1) "
+                                 "ORDER BY started, id";
+  MFA_CHECK(read(
+      sql.c_str(), [&](Statement& st) { st.text(1, user); },
+      [&](Statement& st) { out.push_back(session_from_row(st)); }));
+  return out;
+}
+
+Result<bool> SqliteStore::delete_session(std::string_view id) {
+  MFA_TRY(changes,
+          write("DELETE FROM sessions WHERE id = ?", [&](Statement& st) { st.text(1, id); }));
+  return changes > 0;
+}
+
+Result<bool> SqliteStore::note_device(std::string_view user, std::string_view fingerprint,
+                                      int64_t now_usec) {
+  if (!valid_user(user))
+    return bad_user();
+  MFA_TRY(updated, write("UPDATE devices SET last_seen = ? WHERE user = ? AND fingerprint = ?",
+                         [&](Statement& st) {
+                           st.integer(1, now_usec);
+                           st.text(2, user);
+                           st.text(3, fingerprint);
+                         }));
+  if (updated > 0)
+    return false;
+  MFA_TRY(inserted,
+          write("INSERT INTO devices(user, fingerprint, first_seen, last_seen) VALUES(?, ?, ?, ?)",
+                [&](Statement& st) {
+                  st.text(1, user);
+                  st.text(2, fingerprint);
+                  st.integer(3, now_usec);
+                  st.integer(4, now_usec);
+                }));
+  return inserted > 0;
 }
 
 }  // namespace mfa

@@ -17,7 +17,7 @@ namespace mfa {
 
 class SqliteStore final : public Store {
  public:
-  // The schema version this build writes (the number of migrations).
+  // The schema version this build writes (the highest migration number).
   static int schema_version();
 
   // Opens (creating with mode 0600 when missing) and migrates the database at path.
@@ -49,6 +49,13 @@ class SqliteStore final : public Store {
   Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) override;
   Result<AuditVerification> verify_audit_chain() override;
   Status prune_audit(int64_t cutoff_usec) override;
+
+  Status put_session(const SessionRecord& session) override;
+  Result<std::optional<SessionRecord>> get_session(std::string_view id) override;
+  Result<std::vector<SessionRecord>> list_sessions(std::string_view user) override;
+  Result<bool> delete_session(std::string_view id) override;
+  Result<bool> note_device(std::string_view user, std::string_view fingerprint,
+                           int64_t now_usec) override;
 
   Status flush() override;
   bool in_transaction() const override { return in_transaction_; }

@@ -24,4 +24,27 @@ std::optional<Method> parse_method(std::string_view name) {
   return std::nullopt;
 }
 
+// Stores without sessions (test doubles) refuse them.
+namespace {
+Error no_sessions() {
+  return make_error(Errc::kStorage, "this store keeps no sessions");
+}
+}  // namespace
+
+Status Store::put_session(const SessionRecord&) {
+  return no_sessions();
+}
+Result<std::optional<SessionRecord>> Store::get_session(std::string_view) {
+  return no_sessions();
+}
+Result<std::vector<SessionRecord>> Store::list_sessions(std::string_view) {
+  return no_sessions();
+}
+Result<bool> Store::delete_session(std::string_view) {
+  return no_sessions();
+}
+Result<bool> Store::note_device(std::string_view, std::string_view, int64_t) {
+  return no_sessions();
+}
+
 }  // namespace mfa

@@ -61,6 +61,23 @@ struct AuditFilter {
   size_t limit = 100;            // newest `limit` rows, returned oldest first
 };
 
+// A registered login session (DESIGN §8; ListSessions rows carry the same fields).
+struct SessionRecord {
+  std::string id;  // 128-bit random, lower-case hex
+  std::string user;
+  std::string service;
+  std::string rhost;
+  std::string tty;
+  std::string ruser;
+  std::string logind_session;  // XDG_SESSION_ID; "" when logind did not register it
+  uint32_t leader_pid = 0;     // the process that called pam_open_session; 0: unknown
+  uint64_t leader_start = 0;   // its start time (/proc/PID/stat field 22); 0: unknown
+  std::string factor;          // "totp", "sms", "backup" or "none"
+  std::string device;          // device fingerprint (hex)
+  int64_t started_usec = 0;    // unix usec
+  int64_t last_seen_usec = 0;  // unix usec
+};
+
 struct AuditVerification {
   bool intact = true;
   uint64_t rows = 0;
@@ -104,6 +121,16 @@ class Store {
   // Deletes rows older than cutoff (retention), keeping the chain verifiable from the first kept
   // row (its predecessor's hash is kept as the anchor).
   virtual Status prune_audit(int64_t cutoff_usec) = 0;
+
+  // Sessions (the sessions issue). put_session inserts or replaces by id; list_sessions("")
+  // lists everyone's, oldest first; delete_session returns whether a row went.
+  virtual Status put_session(const SessionRecord& session);
+  virtual Result<std::optional<SessionRecord>> get_session(std::string_view id);
+  virtual Result<std::vector<SessionRecord>> list_sessions(std::string_view user);
+  virtual Result<bool> delete_session(std::string_view id);
+  // Records a login from device (user, fingerprint); true when it was never seen before.
+  virtual Result<bool> note_device(std::string_view user, std::string_view fingerprint,
+                                   int64_t now_usec);
 
   // Group commit (see above).
   virtual Status flush() = 0;

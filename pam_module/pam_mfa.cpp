@@ -151,6 +151,9 @@ class Dialogue {
   ~Dialogue() { end_authentication(); }
 
   int run(const char* user);
+  // pam_sm_open_session / pam_sm_close_session (DESIGN.md §8).
+  int open_session(const char* user);
+  int close_session();
 
  private:
   void debug(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -162,6 +165,8 @@ class Dialogue {
 
   int connect();
   int check_daemon_identity();
+  // For pam_sm_open_session in the same process: which factor this authentication used.
+  void remember_factor(const char* method);
   int begin_authentication(const char* user);
   int run_dialogue();
   void end_authentication();
@@ -593,6 +598,7 @@ int Dialogue::run_dialogue() {
         return PAM_AUTH_ERR;
       }
       debug("verified by %s", printable(method).c_str());
+      remember_factor(method);
       ret = PAM_SUCCESS;
       break;
     }
@@ -620,6 +626,149 @@ int Dialogue::run(const char* user) {
   if (r != PAM_SUCCESS)
     return r;
   return run_dialogue();
+}
+
+constexpr char kFactorData[] = "pam_mfa_factor";
+constexpr char kSessionData[] = "pam_mfa_session_id";
+constexpr char kSessionEnv[] = "MFA_SESSION_ID";
+constexpr size_t kMaxSessionId = 128;
+
+void free_data(pam_handle_t* /*pamh*/, void* data, int /*error_status*/) {
+  free(data);
+}
+
+void Dialogue::remember_factor(const char* method) {
+  char* copy = strdup(method);
+  if (copy == nullptr || pam_set_data(pamh_, kFactorData, copy, free_data) != PAM_SUCCESS) {
+    free(copy);
+    debug("cannot remember the factor for the session");
+  }
+}
+
+int Dialogue::open_session(const char* user) {
+  int r = connect();
+  if (r != PAM_SUCCESS)
+    return r;
+  r = check_daemon_identity();
+  if (r != PAM_SUCCESS)
+    return r;
+
+  std::vector<std::pair<const char*, std::string>> context;
+  const std::pair<const char*, int> items[] = {
+      {"service", PAM_SERVICE}, {"rhost", PAM_RHOST}, {"tty", PAM_TTY}, {"ruser", PAM_RUSER}};
+  for (const auto& [key, item] : items) {
+    const char* value = get_string_item(pamh_, item);
+    std::string_view v = value ? value : "";
+    if (v.size() > 256) {
+      debug("PAM item %s is too long; sent empty", key);
+      v = "";
+    }
+    context.emplace_back(key, std::string(v));
+  }
+  // pam_systemd, earlier in the stack, exports the logind session id.
+  const char* logind = pam_getenv(pamh_, "XDG_SESSION_ID");
+  if (logind != nullptr && strlen(logind) <= 64)
+    context.emplace_back("logind_session", logind);
+  context.emplace_back("leader_pid", std::to_string(getpid()));
+  const void* factor = nullptr;
+  if (pam_get_data(pamh_, kFactorData, &factor) == PAM_SUCCESS && factor != nullptr)
+    context.emplace_back("factor", static_cast<const char*>(factor));
+
+  CallResult res = call("OpenSession", false, user, nullptr, &context);
+  if (res.status == CallStatus::kOk) {
+    const char* id = nullptr;
+    r = sd_bus_message_read(res.reply.get(), "s", &id);
+    if (r < 0 || id == nullptr || id[0] == '\0' || strlen(id) > kMaxSessionId) {
+      pam_syslog(pamh_, LOG_ERR, "malformed OpenSession reply");
+      return PAM_SESSION_ERR;
+    }
+    char* copy = strdup(id);
+    if (copy == nullptr || pam_set_data(pamh_, kSessionData, copy, free_data) != PAM_SUCCESS) {
+      free(copy);
+      return PAM_BUF_ERR;
+    }
+    std::string env = std::string(kSessionEnv) + "=" + id;
+    if (pam_putenv(pamh_, env.c_str()) != PAM_SUCCESS)
+      pam_syslog(pamh_, LOG_WARNING, "cannot export %s", kSessionEnv);
+    debug("session %s registered for %s", id, user);
+    return PAM_SUCCESS;
+  }
+  if (res.is(dbus::kErrorSessionLimit)) {
+    show(PAM_ERROR_MSG, res.error_message.empty() ? "Too many sessions; log out of another first"
+                                                  : res.error_message);
+    pam_syslog(pamh_, LOG_NOTICE, "%s has too many sessions: denied", user);
+    return PAM_PERM_DENIED;
+  }
+  if (res.is(dbus::kErrorNoSuchUser))
+    return PAM_USER_UNKNOWN;
+  if (res.is(dbus::kErrorInvalidArgument)) {
+    pam_syslog(pamh_, LOG_ERR, "mfad refused the session: %s", res.error_message.c_str());
+    return PAM_SESSION_ERR;
+  }
+  return common_failure(res, "OpenSession");
+}
+
+int Dialogue::close_session() {
+  const void* data = nullptr;
+  const char* id = nullptr;
+  if (pam_get_data(pamh_, kSessionData, &data) == PAM_SUCCESS && data != nullptr)
+    id = static_cast<const char*>(data);
+  else
+    id = pam_getenv(pamh_, kSessionEnv);
+  if (id == nullptr || id[0] == '\0' || strlen(id) > kMaxSessionId) {
+    debug("no session was registered: nothing to close");
+    return PAM_IGNORE;
+  }
+  int r = connect();
+  if (r != PAM_SUCCESS)
+    return r;
+  r = check_daemon_identity();
+  if (r != PAM_SUCCESS)
+    return r;
+  CallResult res = call("CloseSession", false, id, nullptr, nullptr);
+  if (res.status == CallStatus::kOk || res.is(dbus::kErrorNoSuchSession)) {
+    // NoSuchSession: it was already ended (terminated, expired): nothing left to close.
+    debug("session %s closed", id);
+    return PAM_SUCCESS;
+  }
+  return common_failure(res, "CloseSession");
+}
+
+// Parses the arguments and the user for a session hook; PAM_SUCCESS with *ret_args set.
+int session_setup(pam_handle_t* pamh, int argc, const char** argv, Result<PamArgs>* ret_args,
+                  const char** ret_user) {
+  *ret_args = parse_pam_args(argc, argv);
+  if (!ret_args->ok()) {
+    pam_syslog(pamh, LOG_ERR, "%s", ret_args->error().message.c_str());
+    return PAM_SERVICE_ERR;
+  }
+  const char* user = nullptr;
+  int r = pam_get_item(pamh, PAM_USER, reinterpret_cast<const void**>(&user));
+  if (r != PAM_SUCCESS || user == nullptr || user[0] == '\0' ||
+      strnlen(user, dbus::kMaxUserNameLength + 1) > dbus::kMaxUserNameLength)
+    return PAM_SESSION_ERR;
+  *ret_user = user;
+  return PAM_SUCCESS;
+}
+
+int open_session(pam_handle_t* pamh, int flags, int argc, const char** argv) {
+  Result<PamArgs> args = make_error(Errc::kInternal, "");
+  const char* user = nullptr;
+  int r = session_setup(pamh, argc, argv, &args, &user);
+  if (r != PAM_SUCCESS)
+    return r;
+  Dialogue dialogue(pamh, flags, args.value());
+  return dialogue.open_session(user);
+}
+
+int close_session(pam_handle_t* pamh, int flags, int argc, const char** argv) {
+  Result<PamArgs> args = make_error(Errc::kInternal, "");
+  const char* user = nullptr;
+  int r = session_setup(pamh, argc, argv, &args, &user);
+  if (r != PAM_SUCCESS)
+    return r;
+  Dialogue dialogue(pamh, flags, args.value());
+  return dialogue.close_session();
 }
 
 int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
@@ -666,16 +815,21 @@ PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_setcred(pam_handle_
   return PAM_SUCCESS;
 }
 
-// Session registration (DESIGN.md §8) is its own issue; until then the session hooks succeed
-// without doing anything, so that stacks written for the final module work today.
-PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_open_session(pam_handle_t*, int, int,
-                                                                          const char**) {
-  return PAM_SUCCESS;
+// Session registration (DESIGN.md §8): the same failure rules as authentication.
+PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_open_session(pam_handle_t* pamh,
+                                                                          int flags, int argc,
+                                                                          const char** argv) try {
+  return mfa::pam::open_session(pamh, flags, argc, argv);
+} catch (...) {
+  return PAM_SYSTEM_ERR;
 }
 
-PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_close_session(pam_handle_t*, int, int,
-                                                                           const char**) {
-  return PAM_SUCCESS;
+PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_close_session(pam_handle_t* pamh,
+                                                                           int flags, int argc,
+                                                                           const char** argv) try {
+  return mfa::pam::close_session(pamh, flags, argc, argv);
+} catch (...) {
+  return PAM_SYSTEM_ERR;
 }
 
 }  // extern "C"

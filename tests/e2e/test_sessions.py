@@ -1,12 +1,12 @@
-"""Login sessions end to end: an SSH login through `session optional pam_mfa.so` is listed by mfad
-while it lasts, disappears at logout, and an admin's TerminateSession really ends it (the user's
-connection closes). Recipe: docs/sshd.md."""
+"""Login sessions end to end: an SSH login through `session required pam_mfa.so` is listed by mfad
+while it lasts, disappears at logout, an admin's TerminateSession or `mfactl terminate` really
+ends it (the user's connection closes), and under OnLimit=deny the sixth concurrent login is
+refused. Recipe: docs/sshd.md."""
 
 import io
 import time
 
 import pexpect
-import pytest
 
 from e2e_harness import record_transcript, spawn, ssh_argv
 
@@ -18,14 +18,6 @@ def field(session, *names):
         if name in session:
             return session[name]
     return None
-
-
-def skip_unless_mfad_has_sessions(mfad, user):
-    context = {"service": "e2e-probe", "rhost": "", "tty": "", "ruser": "", "leader_pid": "1"}
-    r = mfad.call("OpenSession", "sa{ss}", user.name, context)
-    if not r.ok and r.error == "org.freedesktop.DBus.Error.NotSupported":
-        pytest.skip(f"mfad does not implement sessions yet ({r.message})")
-    mfad.call("CloseSession", "s", r.expect_ok()).expect_ok()
 
 
 def sessions_of(mfad, user):
@@ -42,6 +34,7 @@ def wait_sessions(mfad, user, count, timeout=15):
 
 
 def open_ssh_session(request, server, user, code):
+    """An ssh login left running its command; returns the pexpect child."""
     child = spawn(ssh_argv(server, user.name, COMMAND))
     child.logfile_read = io.StringIO()
     record_transcript(request, "ssh session transcript", child.logfile_read)
@@ -56,7 +49,6 @@ def open_ssh_session(request, server, user, code):
 def test_ssh_session_is_listed_until_logout(request, test_users, mfad, sshd_factory):
     alice = test_users["mfa-alice"]
     secret = mfad.enroll_totp(alice)
-    skip_unless_mfad_has_sessions(mfad, alice)
     server = sshd_factory()
     child = open_ssh_session(request, server, alice, mfad.next_code(alice, secret))
 
@@ -78,7 +70,6 @@ def test_ssh_session_is_listed_until_logout(request, test_users, mfad, sshd_fact
 def test_admin_terminates_an_ssh_session(request, test_users, mfad, sshd_factory):
     alice = test_users["mfa-alice"]
     secret = mfad.enroll_totp(alice)
-    skip_unless_mfad_has_sessions(mfad, alice)
     server = sshd_factory()
     child = open_ssh_session(request, server, alice, mfad.next_code(alice, secret))
     listed = wait_sessions(mfad, alice, 1)
@@ -93,4 +84,62 @@ def test_admin_terminates_an_ssh_session(request, test_users, mfad, sshd_factory
     assert i == 0, "the ssh connection is still open after TerminateSession"
     assert "e2e-bye" not in output
     assert child.exitstatus != 0 or child.signalstatus is not None
+    assert wait_sessions(mfad, alice, 0) == []
+
+
+def backup_codes(mfad, user):
+    """Ten one-time codes (the TOTP window holds too few unused steps for six logins)."""
+    mfad.enroll_totp(user)
+    return mfad.call("GenerateBackupCodes", "ss", user.name, "").expect_ok()
+
+
+def test_mfactl_terminate_ends_an_ssh_session(request, test_users, mfad, sshd_factory):
+    alice = test_users["mfa-alice"]
+    codes = backup_codes(mfad, alice)
+    server = sshd_factory()
+    child = open_ssh_session(request, server, alice, codes[0])
+    listed = wait_sessions(mfad, alice, 1)
+    assert len(listed) == 1, listed
+    assert listed[0]["factor"] == "backup"
+
+    r = mfad.mfactl("terminate", listed[0]["id"])
+    assert r.returncode == 0, r.stderr
+    i = child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=20)
+    output = child.before
+    child.close(force=True)
+
+    assert i == 0, "the ssh connection is still open after mfactl terminate"
+    assert "e2e-bye" not in output
+    assert wait_sessions(mfad, alice, 0) == []
+
+
+def test_sixth_concurrent_ssh_session_is_refused(request, test_users, mfad, sshd_factory):
+    alice = test_users["mfa-alice"]
+    codes = backup_codes(mfad, alice)
+    server = sshd_factory()
+    children = []
+    try:
+        for n in range(5):
+            children.append(open_ssh_session(request, server, alice, codes[n]))
+        assert len(wait_sessions(mfad, alice, 5)) == 5
+
+        child = spawn(ssh_argv(server, alice.name, COMMAND))
+        child.logfile_read = io.StringIO()
+        record_transcript(request, "sixth ssh session transcript", child.logfile_read)
+        child.expect(r"[Pp]assword: ?")
+        child.sendline(alice.password)
+        child.expect(r"Verification code: ?")
+        child.sendline(codes[5])
+        i = child.expect(["e2e-ready", pexpect.EOF, pexpect.TIMEOUT], timeout=30)
+        child.close(force=True)
+        assert i == 1, "the sixth session was let in"
+        assert child.exitstatus != 0 or child.signalstatus is not None
+        assert len(sessions_of(mfad, alice)) == 5
+        rows = mfad.call("ListAuditEvents", "a{sv}",
+                         {"user": ["@s", alice.name], "limit": ["@u", 1000]}).expect_ok()
+        refused = [r for r in rows if r["kind"] == "session.open" and r["outcome"] == "denied"]
+        assert len(refused) == 1 and refused[0]["reason"] == "limit"
+    finally:
+        for c in children:
+            c.close(force=True)
     assert wait_sessions(mfad, alice, 0) == []
