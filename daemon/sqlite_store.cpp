@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <limits>
@@ -14,11 +15,16 @@
 namespace mfa {
 namespace {
 
-// Numbered migrations: migration N (1-based) brings the schema from version N-1 to N. Append new
-// ones; never edit one that has shipped.
-constexpr const char* kMigrations[] = {
+// Numbered migrations, in increasing order; never edit one that has shipped. Numbers may have
+// gaps (features developed side by side take their numbers in advance): every known migration not
+// yet recorded in schema_version is applied, in order.
+struct Migration {
+  int version;
+  const char* sql;
+};
+constexpr Migration kMigrations[] = {
     // 1: everything.
-    R"sql(
+    {1, R"sql(
 CREATE TABLE factors(
   user TEXT NOT NULL,
   method TEXT NOT NULL,
@@ -77,9 +83,27 @@ BEGIN SELECT RAISE(ABORT, 'the audit anchor changes only when pruning'); END;
 CREATE TRIGGER audit_anchor_no_delete BEFORE DELETE ON audit_anchor
 WHEN (SELECT pruning FROM audit_guard WHERE id = 1) = 0
 BEGIN SELECT RAISE(ABORT, 'the audit anchor changes only when pruning'); END;
-)sql",
+)sql"},
+    // 3: SMS codes (keyed hashes) and the sends the SMS limits count (keyed phone hashes).
+    {3, R"sql(
+CREATE TABLE sms_codes(
+  user TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  hash BLOB NOT NULL,
+  expires INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  PRIMARY KEY(user, purpose));
+CREATE TABLE sms_sends(
+  id INTEGER PRIMARY KEY,
+  user TEXT NOT NULL,
+  phone TEXT NOT NULL,
+  time INTEGER NOT NULL);
+CREATE INDEX sms_sends_by_time ON sms_sends(time);
+CREATE INDEX sms_sends_by_user ON sms_sends(user, time);
+CREATE INDEX sms_sends_by_phone ON sms_sends(phone, time);
+)sql"},
 };
-constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
+constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 
 constexpr int kBusyTimeoutMs = 5000;
 constexpr size_t kMaxAuditField = 64 * 1024;
@@ -210,6 +234,10 @@ int SqliteStore::schema_version() {
   return kSchemaVersion;
 }
 
+int SqliteStore::migration_count() {
+  return static_cast<int>(std::size(kMigrations));
+}
+
 SqliteStore::SqliteStore(SqlitePtr db, const Clock& clock) : db_(std::move(db)), clock_(clock) {}
 
 SqliteStore::~SqliteStore() {
@@ -318,8 +346,16 @@ Status SqliteStore::migrate() {
                                             " is newer than this mfad supports (" +
                                             std::to_string(kSchemaVersion) + ")");
     }
-    for (int next = version + 1; next <= kSchemaVersion; ++next) {
-      MFA_CHECK(exec(kMigrations[next - 1]));
+    for (const Migration& migration : kMigrations) {
+      bool applied = false;
+      MFA_CHECK(read(
+          "SELECT 1 FROM schema_version WHERE version = ?",
+          [&](Statement& st) { st.integer(1, migration.version); },
+          [&](Statement&) { applied = true; }));
+      if (applied)
+        continue;
+      const int next = migration.version;
+      MFA_CHECK(exec(migration.sql));
       sqlite3_stmt* raw = nullptr;
       int rc =
           sqlite3_prepare_v2(db_.get(), "INSERT INTO schema_version(version, applied) VALUES(?, ?)",
@@ -507,7 +543,8 @@ Status SqliteStore::delete_user(std::string_view user) {
     return bad_user();
   for (const char* sql :
        {"DELETE FROM factors WHERE user = ?", "DELETE FROM backup_codes WHERE user = ?",
-        "DELETE FROM totp_watermark WHERE user = ?", "DELETE FROM limits WHERE user = ?"}) {
+        "DELETE FROM totp_watermark WHERE user = ?", "DELETE FROM limits WHERE user = ?",
+        "DELETE FROM sms_codes WHERE user = ?"}) {
     MFA_TRY(changes, write(sql, [&](Statement& st) { st.text(1, user); }));
     (void)changes;
   }
@@ -848,6 +885,103 @@ Status SqliteStore::prune_audit(int64_t cutoff_usec) {
   MFA_TRY(guard_off, write("UPDATE audit_guard SET pruning = 0 WHERE id = 1", [](Statement&) {}));
   (void)guard_off;
   return {};
+}
+
+// --- SMS ---
+
+Result<std::optional<SmsCode>> SqliteStore::get_sms_code(std::string_view user,
+                                                         std::string_view purpose) {
+  if (!valid_user(user))
+    return bad_user();
+  std::optional<SmsCode> out;
+  MFA_CHECK(read(
+      "SELECT hash, expires, attempts FROM sms_codes WHERE user = ? AND purpose = ?",
+      [&](Statement& st) {
+        st.text(1, user);
+        st.text(2, purpose);
+      },
+      [&](Statement& st) {
+        const auto hash = st.column_blob(0);
+        SmsCode c;
+        if (hash.size() != c.hash.size())
+          return;  // damaged: no code
+        std::copy(hash.begin(), hash.end(), c.hash.begin());
+        c.expires_usec = st.column_int(1);
+        c.attempts = static_cast<int>(st.column_int(2));
+        out = c;
+      }));
+  return out;
+}
+
+Status SqliteStore::put_sms_code(std::string_view user, std::string_view purpose,
+                                 const SmsCode& code) {
+  if (!valid_user(user))
+    return bad_user();
+  MFA_TRY(
+      changes,
+      write("INSERT INTO sms_codes(user, purpose, hash, expires, attempts) VALUES(?, ?, ?, ?, ?) "
+            "ON CONFLICT(user, purpose) DO UPDATE SET hash = excluded.hash, "
+            "expires = excluded.expires, attempts = excluded.attempts",
+            [&](Statement& st) {
+              st.text(1, user);
+              st.text(2, purpose);
+              st.blob(3, code.hash);
+              st.integer(4, code.expires_usec);
+              st.integer(5, code.attempts);
+            }));
+  (void)changes;
+  return {};
+}
+
+Status SqliteStore::delete_sms_code(std::string_view user, std::string_view purpose) {
+  if (!valid_user(user))
+    return bad_user();
+  MFA_TRY(changes,
+          write("DELETE FROM sms_codes WHERE user = ? AND purpose = ?", [&](Statement& st) {
+            st.text(1, user);
+            st.text(2, purpose);
+          }));
+  (void)changes;
+  return {};
+}
+
+Status SqliteStore::record_sms_send(std::string_view user, std::string_view phone_key,
+                                    int64_t time_usec, int64_t forget_before_usec) {
+  if (!valid_user(user))
+    return bad_user();
+  MFA_TRY(forgotten, write("DELETE FROM sms_sends WHERE time < ?",
+                           [&](Statement& st) { st.integer(1, forget_before_usec); }));
+  (void)forgotten;
+  MFA_TRY(changes,
+          write("INSERT INTO sms_sends(user, phone, time) VALUES(?, ?, ?)", [&](Statement& st) {
+            st.text(1, user);
+            st.text(2, phone_key);
+            st.integer(3, time_usec);
+          }));
+  (void)changes;
+  return {};
+}
+
+Result<SmsSendCounts> SqliteStore::count_sms_sends(std::string_view user,
+                                                   std::string_view phone_key, int64_t since_usec) {
+  if (!valid_user(user))
+    return bad_user();
+  SmsSendCounts counts;
+  MFA_CHECK(read(
+      "SELECT (SELECT count(*) FROM sms_sends WHERE user = ?1 AND time >= ?3), "
+      "(SELECT count(*) FROM sms_sends WHERE phone = ?2 AND time >= ?3), "
+      "(SELECT count(*) FROM sms_sends WHERE time >= ?3)",
+      [&](Statement& st) {
+        st.text(1, user);
+        st.text(2, phone_key);
+        st.integer(3, since_usec);
+      },
+      [&](Statement& st) {
+        counts.user = static_cast<int>(st.column_int(0));
+        counts.phone = static_cast<int>(st.column_int(1));
+        counts.all = static_cast<int>(st.column_int(2));
+      }));
+  return counts;
 }
 
 }  // namespace mfa
