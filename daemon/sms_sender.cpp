@@ -385,7 +385,7 @@ Status SmsSender::start(Request& r) {
   return {};
 }
 
-void SmsSender::finish(Request* request, const SmsDelivery& delivery) {
+void SmsSender::finish(Request* request, SmsDelivery delivery) {
   auto it = requests_.find(request);
   if (it == requests_.end())
     return;

@@ -48,7 +48,7 @@ class SmsSender {
 
   Status configure();
   Status start(Request& request);
-  void finish(Request* request, const SmsDelivery& delivery);
+  void finish(Request* request, SmsDelivery delivery);  // by value: it may live in *request
   void on_transfer_done(Request* request, int curl_code);
   void process_done();
   void arm_timer(long timeout_ms);
