@@ -3,6 +3,7 @@
 answers (429, 401, 400, 500, refused), the webhook provider, deferred replies that never stall
 other logins, and no phone number or code in clear in any log, audit row or the database."""
 
+import json
 import os
 import subprocess
 import threading
@@ -461,3 +462,20 @@ def test_login_by_sms_through_pam(sms_factory, fake, build_dir, test_users):
         assert_no_secrets([code, PHONE, PHONE[1:]], r.syslog, r.stderr, mfad.log_text())
     finally:
         pam.cleanup()
+
+
+def test_mfactl_enroll_confirm_and_status(sms_factory, fake, test_users):
+    mfad = sms_factory()
+    r = mfad.mfactl("--json", "enroll", "sms", ALICE, "--phone", PHONE)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"masked_phone": MASKED}
+    r = mfad.mfactl("confirm", "sms", ALICE, fake.wait_code(1))
+    assert r.returncode == 0, r.stderr
+    assert "SMS for mfa-alice is active" in r.stdout
+    r = mfad.mfactl("status", ALICE)
+    assert r.returncode == 0 and MASKED in r.stdout and PHONE not in r.stdout
+    r = mfad.mfactl("--json", "status", ALICE)
+    assert json.loads(r.stdout)["masked_phone"] == MASKED
+    r = mfad.mfactl("enroll", "sms", BOB, "--phone", "5557654321")
+    assert r.returncode == 1 and "E.164" in r.stderr
+    assert "5557654321" not in mfad.log_text()
