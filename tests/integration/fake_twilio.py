@@ -48,6 +48,7 @@ class FakeTwilio:
         self.default = default
         self.script = []  # answers for the next requests, then `default`
         self.requests = []
+        self.inflight = 0  # requests received and not yet answered
         self.cond = threading.Condition()
         self._refusing = None
         self._start_server(0)
@@ -123,6 +124,7 @@ class FakeTwilio:
             answer = self.script.pop(0) if self.script else self.default
             rec["answer"] = answer
             self.requests.append(rec)
+            self.inflight += 1
             self.cond.notify_all()
         if not rec["auth_ok"]:
             answer = "unauthorized"
@@ -148,6 +150,9 @@ class FakeTwilio:
             h.wfile.write(data)
         except OSError:
             pass
+        finally:
+            with self.cond:
+                self.inflight -= 1
 
     def wait_requests(self, count, timeout=20):
         deadline = time.monotonic() + timeout
