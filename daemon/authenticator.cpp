@@ -331,12 +331,12 @@ Result<SmsMessage> Authenticator::send_sms_code(const Caller& caller, std::strin
   const std::string user = c->user;
   const StringMap details = c->context;
   const uint64_t expires = c->expires_usec;
-  if (!c->methods.count(Method::kSms))
-    return make_error(Errc::kNotEnrolled, "SMS is not a factor of this user here");
   if (m.d_.config.sms_provider == SmsProvider::kNone) {
     MFA_CHECK(m.audit("sms.failed", user, "denied", "sms-unavailable", caller, details));
     return make_error(Errc::kSmsUnavailable, "SMS is not configured on this host");
   }
+  if (!c->methods.count(Method::kSms))
+    return make_error(Errc::kNotEnrolled, "SMS is not a factor of this user here");
   MFA_STORE_TRY(limits, m.d_.store.get_limits(user));
   if (const int64_t rem = lock_remaining_usec(limits, m.d_.clock.realtime_usec()); rem > 0) {
     MFA_CHECK(m.audit("sms.failed", user, "denied", "locked", caller, details));

@@ -888,9 +888,9 @@ void test_bad_names_and_arguments(void**) {
   ASSERT_ERR(e.auth->confirm_totp_enrollment(kRoot, "alice", std::string(65, '1')),
              Errc::kInvalidArgument);
 
-  // No phone: no text.
+  // No provider configured: no text.
   auto sms = e.auth->send_sms_code(kRoot, ch);
-  ASSERT_ERR(sms, Errc::kNotEnrolled);
+  ASSERT_ERR(sms, Errc::kSmsUnavailable);
   ASSERT_ERR(e.auth->send_sms_code(kRoot, "nope"), Errc::kNoSuchChallenge);
 
   // Audit queries.
