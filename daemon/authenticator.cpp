@@ -19,6 +19,9 @@
 #include "common/otpauth.hpp"
 #include "daemon/challenges.hpp"
 #include "daemon/rate_limiter.hpp"
+#include "daemon/sms_codes.hpp"
+#include "daemon/sms_delivery.hpp"
+#include "daemon/sms_phone.hpp"
 #include "daemon/validation.hpp"
 #include "daemon/verifier.hpp"
 
@@ -70,6 +73,7 @@ struct Authenticator::Impl : Verifier {
   };
 
   ChallengeTable challenges;
+  SmsCodes sms{*this};
 
   bool is_admin(const Caller& caller) const {
     if (caller.uid == 0)
@@ -286,10 +290,23 @@ Result<std::string> Authenticator::verify(const Caller& caller, std::string_view
 
   MFA_TRY(f, m.load_factors(user));
   const int64_t now_s = m.d_.clock.now_seconds();
-  MFA_TRY(match, m.attempt(caller, user, "auth.failure", details,
-                           [&]() { return m.check_code(user, code, allowed, f, now_s); }));
+  const bool sms_live = allowed.count(Method::kSms) && f.sms &&
+                        m.sms.was_sent(challenge, m.d_.clock.monotonic_usec());
+  MFA_TRY(match,
+          m.attempt(caller, user, "auth.failure", details, [&]() -> Result<Verifier::CheckOutcome> {
+            if (sms_live) {
+              MFA_TRY(ok, m.sms.check(user, kSmsPurposeLogin, code));
+              if (ok) {
+                Verifier::CheckOutcome out;
+                out.match = Verifier::Match{Method::kSms, std::nullopt, 0};
+                return out;
+              }
+            }
+            return m.check_code(user, code, allowed, f, now_s);
+          }));
   if (Challenge* again = m.challenges.find(challenge, caller.bus_name))
     again->done = true;
+  m.sms.forget(challenge);
   const std::string method = method_name(match.method);
   details["method"] = method;
   if (match.drift)
@@ -308,12 +325,13 @@ Status Authenticator::end_authentication(const Caller& caller, std::string_view 
   const std::string user = c->user;
   const StringMap details = c->context;
   m.challenges.erase(challenge);
+  m.sms.forget(challenge);
   if (!done)
     MFA_CHECK(m.audit("auth.end", user, "info", "abandoned", caller, details));
   return {};
 }
 
-Result<std::string> Authenticator::send_sms_code(const Caller& caller, std::string_view challenge) {
+Result<SmsMessage> Authenticator::send_sms_code(const Caller& caller, std::string_view challenge) {
   Impl& m = *impl_;
   MFA_CHECK(m.require_root(caller, "SendSmsCode"));
   Challenge* c = m.challenges.find(challenge, caller.bus_name);
@@ -323,8 +341,125 @@ Result<std::string> Authenticator::send_sms_code(const Caller& caller, std::stri
     m.challenges.erase(challenge);
     return make_error(Errc::kChallengeExpired, "The authentication took too long; start again");
   }
-  MFA_CHECK(m.audit("sms.failed", c->user, "denied", "sms-unavailable", caller, c->context));
-  return make_error(Errc::kSmsUnavailable, "SMS is not configured");
+  const std::string user = c->user;
+  const StringMap details = c->context;
+  const uint64_t expires = c->expires_usec;
+  if (m.d_.config.sms_provider == SmsProvider::kNone) {
+    MFA_CHECK(m.audit("sms.failed", user, "denied", "sms-unavailable", caller, details));
+    return make_error(Errc::kSmsUnavailable, "SMS is not configured on this host");
+  }
+  if (!c->methods.count(Method::kSms))
+    return make_error(Errc::kNotEnrolled, "SMS is not a factor of this user here");
+  MFA_STORE_TRY(limits, m.d_.store.get_limits(user));
+  if (const int64_t rem = lock_remaining_usec(limits, m.d_.clock.realtime_usec()); rem > 0) {
+    MFA_CHECK(m.audit("sms.failed", user, "denied", "locked", caller, details));
+    return make_error(Errc::kRateLimited, lockout_message(rem));
+  }
+  MFA_TRY(f, m.load_factors(user));
+  if (!f.sms)
+    return make_error(Errc::kNotEnrolled, "No phone is enrolled for this user");
+  MFA_TRY(phone, m.sms.open_phone(*f.sms, user, kSealSms));
+  MFA_TRY(message, m.sms.issue(caller, user, phone, kSmsPurposeLogin, details));
+  m.sms.note_sent(challenge, expires);
+  return message;
+}
+
+Result<SmsMessage> Authenticator::begin_sms_enrollment(const Caller& caller, std::string_view user,
+                                                       std::string_view phone_e164,
+                                                       std::string_view current_code) {
+  Impl& m = *impl_;
+  MFA_TRY(access, m.authorize(caller, user, "BeginSmsEnrollment"));
+  if (current_code.size() > dbus::kMaxCodeLength)
+    return invalid("The code is too long");
+  MFA_CHECK(validate_e164(phone_e164));
+  if (m.d_.config.sms_provider == SmsProvider::kNone)
+    return make_error(Errc::kSmsUnavailable,
+                      "SMS is not configured on this host ([SMS] Provider=none)");
+  MFA_TRY(f, m.load_factors(user));
+  if (f.sms)
+    return make_error(Errc::kAlreadyEnrolled,
+                      "A phone is already enrolled for this user; disable sms first");
+  MFA_CHECK(m.step_up(caller, user, access, current_code, f, "enroll sms"));
+
+  const SecureString phone(phone_e164);
+  MFA_TRY(sealed, m.sms.seal_phone(phone.view(), user, kSealSmsPending));
+  FactorRecord record;
+  record.method = Method::kSms;
+  record.pending = true;
+  record.sealed = std::move(sealed);
+  record.params = mask_phone(phone.view());
+  record.created_usec = m.d_.clock.realtime_usec();
+  MFA_STORE_CHECK(m.d_.store.put_factor(user, record));
+  MFA_CHECK(m.audit("enroll.begin", user, "success", "", caller,
+                    {{"method", "sms"}, {"phone", record.params}}));
+  return m.sms.issue(caller, user, phone, kSmsPurposeEnroll, {{"method", "sms"}});
+}
+
+Status Authenticator::confirm_sms_enrollment(const Caller& caller, std::string_view user,
+                                             std::string_view code) {
+  Impl& m = *impl_;
+  MFA_TRY(access, m.authorize(caller, user, "ConfirmSmsEnrollment"));
+  (void)access;
+  if (code.size() > dbus::kMaxCodeLength)
+    return invalid("The code is too long");
+  MFA_TRY(f, m.load_factors(user));
+  if (!f.sms_pending)
+    return make_error(Errc::kNoPendingEnrollment,
+                      "No phone is pending for this user; run enroll sms first");
+  if (f.sms)
+    return make_error(Errc::kAlreadyEnrolled,
+                      "A phone is already enrolled for this user; disable sms first");
+  StringMap details{{"method", "sms"}, {"phone", f.sms_pending->params}};
+  MFA_TRY(match, m.attempt(caller, user, "enroll.confirm", details,
+                           [&]() -> Result<Verifier::CheckOutcome> {
+                             Verifier::CheckOutcome out;
+                             MFA_TRY(ok, m.sms.check(user, kSmsPurposeEnroll, code));
+                             if (ok)
+                               out.match = Verifier::Match{Method::kSms, std::nullopt, 0};
+                             return out;
+                           }));
+  (void)match;
+  MFA_TRY(phone, m.sms.open_phone(*f.sms_pending, user, kSealSmsPending));
+  MFA_TRY(sealed, m.sms.seal_phone(phone.view(), user, kSealSms));
+  FactorRecord active;
+  active.method = Method::kSms;
+  active.pending = false;
+  active.sealed = std::move(sealed);
+  active.params = f.sms_pending->params;
+  active.created_usec = m.d_.clock.realtime_usec();
+  MFA_STORE_CHECK(m.d_.store.put_factor(user, active));
+  MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kSms, true));
+  MFA_CHECK(m.audit("enroll.confirm", user, "success", "", caller, details));
+  return {};
+}
+
+Result<std::string> Authenticator::sms_sent(const SmsMessage& message,
+                                            const SmsDelivery& delivery) {
+  Impl& m = *impl_;
+  StringMap details = message.details;
+  details["tries"] = std::to_string(delivery.tries);
+  if (delivery.http_status)
+    details["http_status"] = std::to_string(delivery.http_status);
+  if (delivery.provider_code)
+    details["provider_code"] = std::to_string(delivery.provider_code);
+  if (delivery.status == SmsDeliveryStatus::kAccepted) {
+    MFA_CHECK(m.audit("sms.sent", message.user, "success", "", message.caller, details));
+    return message.masked;
+  }
+  // The code never reached the user: it must not stay usable.
+  MFA_STORE_CHECK(m.d_.store.delete_sms_code(message.user, message.purpose));
+  const bool config_error = delivery.status == SmsDeliveryStatus::kUnavailable;
+  MFA_CHECK(m.audit("sms.failed", message.user, config_error ? "error" : "failure", delivery.reason,
+                    message.caller, details));
+  if (config_error && m.d_.events) {
+    m.d_.events->security_event(
+        message.user, "sms-unavailable",
+        {{"reason", delivery.reason}, {"http_status", std::to_string(delivery.http_status)}});
+  }
+  if (delivery.status == SmsDeliveryStatus::kRecipientError)
+    return make_error(Errc::kSmsUnavailable,
+                      "No text can be sent to " + message.masked + ": " + delivery.message);
+  return make_error(Errc::kSmsUnavailable, delivery.message);
 }
 
 Result<UserInfo> Authenticator::get_user(const Caller& caller, std::string_view user) {

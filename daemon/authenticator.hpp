@@ -24,6 +24,9 @@
 
 namespace mfa {
 
+struct SmsMessage;   // sms_codes.hpp
+struct SmsDelivery;  // sms_delivery.hpp
+
 // Who is calling, from the bus's own credentials (never /proc-augmented fields).
 struct Caller {
   uid_t uid = static_cast<uid_t>(-1);
@@ -107,8 +110,10 @@ class Authenticator {
   Result<std::string> verify(const Caller& caller, std::string_view challenge,
                              std::string_view code);
   Status end_authentication(const Caller& caller, std::string_view challenge);
-  // SMS issue; until then: SmsUnavailable.
-  Result<std::string> send_sms_code(const Caller& caller, std::string_view challenge);
+  // Decides and stores (limits, a fresh code's hash); the bus layer sends the returned text and
+  // reports what became of it with sms_sent(). Errors: SmsUnavailable (no provider), NotEnrolled
+  // (no phone, or SMS not accepted by this service), SmsRateLimited, RateLimited, NoSuchChallenge.
+  Result<SmsMessage> send_sms_code(const Caller& caller, std::string_view challenge);
 
   // --- Self-service (own account, with step-up) or admin. ---
   Result<UserInfo> get_user(const Caller& caller, std::string_view user);
@@ -121,6 +126,15 @@ class Authenticator {
                                                           std::string_view current_code);
   Status disable_method(const Caller& caller, std::string_view user, std::string_view method,
                         std::string_view current_code);
+  // A pending phone and a text with a code to it (step-up when another factor is active).
+  Result<SmsMessage> begin_sms_enrollment(const Caller& caller, std::string_view user,
+                                          std::string_view phone_e164,
+                                          std::string_view current_code);
+  // The texted code activates the pending phone.
+  Status confirm_sms_enrollment(const Caller& caller, std::string_view user, std::string_view code);
+  // What became of a text of send_sms_code or begin_sms_enrollment: audited; the masked phone
+  // when the provider accepted it, otherwise SmsUnavailable with a message for people.
+  Result<std::string> sms_sent(const SmsMessage& message, const SmsDelivery& delivery);
 
   // --- Admin only. ---
   Result<std::vector<UserInfo>> list_users(const Caller& caller);

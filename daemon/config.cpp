@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -305,6 +306,10 @@ const std::vector<KeySpec>& key_specs() {
        int_key("MaxSendsPerWindow", &Config::sms_max_sends_per_window, 1, 100)},
       {"SMS", "SendWindowSeconds",
        int_key("SendWindowSeconds", &Config::sms_send_window_seconds, 60, kDay)},
+      {"SMS", "MaxSendsPerPhone",
+       int_key("MaxSendsPerPhone", &Config::sms_max_sends_per_phone, 1, 1000)},
+      {"SMS", "MaxSendsGlobal",
+       int_key("MaxSendsGlobal", &Config::sms_max_sends_global, 1, 1000000)},
 
       {"Twilio", "BaseURL", url_key("BaseURL", &Config::twilio_base_url)},
       {"Twilio", "AccountSid", string_key(&Config::twilio_account_sid)},
@@ -514,7 +519,9 @@ class Parser {
       if (config_.twilio_account_sid.empty()) {
         add(line, "SMS", "Provider", "Provider=twilio needs [Twilio] AccountSid", true);
       }
-      if (config_.twilio_auth_token.empty() && config_.twilio_auth_token_file.empty()) {
+      // The systemd credential twilio-token ($CREDENTIALS_DIRECTORY) is the third way.
+      if (config_.twilio_auth_token.empty() && config_.twilio_auth_token_file.empty() &&
+          !getenv("CREDENTIALS_DIRECTORY")) {
         add(line, "SMS", "Provider", "Provider=twilio needs [Twilio] AuthTokenFile (or AuthToken)",
             true);
       }

@@ -167,13 +167,39 @@ int ManagerBus::send_sms_code(sd_bus_message* m) {
   auto result = auth_.send_sms_code(caller, challenge);
   if (!result.ok())
     return reply_error(m, result.error());
-  int r = 0;
-  BusMessagePtr reply = new_return(m, &r);
-  if (r >= 0)
-    r = sd_bus_message_append(reply.get(), "s", result->c_str());
-  if (r < 0)
-    return r;
-  return finish(m, std::move(reply), true);
+  return send_text(m, std::move(result).value());
+}
+
+int ManagerBus::send_text(sd_bus_message* call, SmsMessage message) {
+  // The code's hash and the counted send are written now; they commit while the text travels.
+  after_write();
+  struct Pending {
+    BusMessagePtr call;
+    SmsMessage message;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->call.reset(sd_bus_message_ref(call));
+  SecureString to = message.to.clone();
+  SecureString body = std::move(message.body);
+  pending->message = std::move(message);
+  sms_->send(std::move(to), std::move(body), [this, pending](const SmsDelivery& delivery) {
+    sd_bus_message* m = pending->call.get();
+    auto result = auth_.sms_sent(pending->message, delivery);
+    int r = 0;
+    if (!result.ok()) {
+      r = reply_error(m, result.error());
+    } else {
+      BusMessagePtr reply = new_return(m, &r);
+      if (r >= 0)
+        r = sd_bus_message_append(reply.get(), "s", result->c_str());
+      if (r >= 0)
+        r = finish(m, std::move(reply), true);
+    }
+    if (r < 0)
+      MFA_LOG_WARNING("cannot answer an SMS request: %s", strerror(-r));
+    after_write();
+  });
+  return 1;
 }
 
 int ManagerBus::verify(sd_bus_message* m) {
@@ -296,8 +322,6 @@ int ManagerBus::confirm_totp_enrollment(sd_bus_message* m) {
   return reply_status(m, auth_.confirm_totp_enrollment(caller, user, code.view()));
 }
 
-// SMS enrollment arrives with the SMS issue; until then the caller is authorized like GetUser
-// (so that a stranger learns nothing new) and told that SMS is unavailable.
 int ManagerBus::begin_sms_enrollment(sd_bus_message* m) {
   std::optional<Error> bad;
   std::string user;
@@ -308,10 +332,10 @@ int ManagerBus::begin_sms_enrollment(sd_bus_message* m) {
   MFA_READ(read_secret(m, "current_code", dbus::kMaxCodeLength, &current_code, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
-  auto allowed = auth_.get_user(caller, user);
-  if (!allowed.ok())
-    return reply_error(m, allowed.error());
-  return reply_error(m, make_error(Errc::kSmsUnavailable, "SMS is not configured on this host."));
+  auto result = auth_.begin_sms_enrollment(caller, user, phone.view(), current_code.view());
+  if (!result.ok())
+    return reply_error(m, result.error());
+  return send_text(m, std::move(result).value());
 }
 
 int ManagerBus::confirm_sms_enrollment(sd_bus_message* m) {
@@ -322,10 +346,7 @@ int ManagerBus::confirm_sms_enrollment(sd_bus_message* m) {
   MFA_READ(read_secret(m, "code", dbus::kMaxCodeLength, &code, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
-  auto allowed = auth_.get_user(caller, user);
-  if (!allowed.ok())
-    return reply_error(m, allowed.error());
-  return reply_error(m, make_error(Errc::kSmsUnavailable, "SMS is not configured on this host."));
+  return reply_status(m, auth_.confirm_sms_enrollment(caller, user, code.view()));
 }
 
 int ManagerBus::generate_backup_codes(sd_bus_message* m) {
@@ -607,6 +628,8 @@ Result<std::unique_ptr<ManagerBus>> ManagerBus::create(sd_event* event, sd_bus* 
   std::unique_ptr<ManagerBus> mb(new ManagerBus(event, bus, authenticator, store, config));
   MFA_TRY(commit, GroupCommit::create(event, bus, store));
   mb->commit_ = std::move(commit);
+  MFA_TRY(sms, SmsSender::create(event, config));
+  mb->sms_ = std::move(sms);
 
   sd_bus_slot* slot = nullptr;
   int r = sd_bus_add_object_vtable(bus, &slot, dbus::kObjectPath, dbus::kInterface, kManagerVtable,
@@ -643,6 +666,7 @@ ManagerBus::~ManagerBus() = default;
 
 void ManagerBus::stop() {
   stopping_ = true;
+  sms_->cancel_all();
   commit_->run();
   MFA_LOG_INFO("group commit: %llu commits for %llu replies",
                static_cast<unsigned long long>(commit_->commits()),

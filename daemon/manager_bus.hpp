@@ -18,6 +18,8 @@
 #include "daemon/config.hpp"
 #include "daemon/group_commit.hpp"
 #include "daemon/sessions.hpp"
+#include "daemon/sms_codes.hpp"
+#include "daemon/sms_sender.hpp"
 #include "daemon/store.hpp"
 
 namespace mfa {
@@ -81,6 +83,9 @@ class ManagerBus {
   static int on_expiry_timer(sd_event_source* s, uint64_t usec, void* userdata);
   void arm_expiry_timer(uint64_t at_usec);
   void after_write();
+  // SendSmsCode and BeginSmsEnrollment: deferred replies, answered when the provider took the
+  // text (or failed), while the loop goes on serving every other call.
+  int send_text(sd_bus_message* call, SmsMessage message);
 
   // Sends reply now, or after the commit when the store holds uncommitted writes.
   int finish(sd_bus_message* call, BusMessagePtr reply, bool success);
@@ -95,6 +100,7 @@ class ManagerBus {
   Store& store_;
   const Config& config_;
   std::unique_ptr<GroupCommit> commit_;
+  std::unique_ptr<SmsSender> sms_;
   CallerCache callers_;
   BusSlotPtr object_slot_;
   BusSlotPtr match_slot_;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <limits>
@@ -106,6 +107,24 @@ CREATE TABLE devices(
   first_seen INTEGER NOT NULL,
   last_seen INTEGER NOT NULL,
   PRIMARY KEY(user, fingerprint));
+)sql"},
+    // 3: SMS codes (keyed hashes) and the sends the SMS limits count (keyed phone hashes).
+    {3, R"sql(
+CREATE TABLE sms_codes(
+  user TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  hash BLOB NOT NULL,
+  expires INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  PRIMARY KEY(user, purpose));
+CREATE TABLE sms_sends(
+  id INTEGER PRIMARY KEY,
+  user TEXT NOT NULL,
+  phone TEXT NOT NULL,
+  time INTEGER NOT NULL);
+CREATE INDEX sms_sends_by_time ON sms_sends(time);
+CREATE INDEX sms_sends_by_user ON sms_sends(user, time);
+CREATE INDEX sms_sends_by_phone ON sms_sends(phone, time);
 )sql"},
 };
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].number;
@@ -237,6 +256,10 @@ class SqliteStore::Statement {
 
 int SqliteStore::schema_version() {
   return kSchemaVersion;
+}
+
+int SqliteStore::migration_count() {
+  return static_cast<int>(std::size(kMigrations));
 }
 
 SqliteStore::SqliteStore(SqlitePtr db, const Clock& clock) : db_(std::move(db)), clock_(clock) {}
@@ -544,7 +567,8 @@ Status SqliteStore::delete_user(std::string_view user) {
     return bad_user();
   for (const char* sql :
        {"DELETE FROM factors WHERE user = ?", "DELETE FROM backup_codes WHERE user = ?",
-        "DELETE FROM totp_watermark WHERE user = ?", "DELETE FROM limits WHERE user = ?"}) {
+        "DELETE FROM totp_watermark WHERE user = ?", "DELETE FROM limits WHERE user = ?",
+        "DELETE FROM sms_codes WHERE user = ?"}) {
     MFA_TRY(changes, write(sql, [&](Statement& st) { st.text(1, user); }));
     (void)changes;
   }
@@ -992,6 +1016,103 @@ Result<bool> SqliteStore::note_device(std::string_view user, std::string_view fi
                   st.integer(4, now_usec);
                 }));
   return inserted > 0;
+}
+
+// --- SMS ---
+
+Result<std::optional<SmsCode>> SqliteStore::get_sms_code(std::string_view user,
+                                                         std::string_view purpose) {
+  if (!valid_user(user))
+    return bad_user();
+  std::optional<SmsCode> out;
+  MFA_CHECK(read(
+      "SELECT hash, expires, attempts FROM sms_codes WHERE user = ? AND purpose = ?",
+      [&](Statement& st) {
+        st.text(1, user);
+        st.text(2, purpose);
+      },
+      [&](Statement& st) {
+        const auto hash = st.column_blob(0);
+        SmsCode c;
+        if (hash.size() != c.hash.size())
+          return;  // damaged: no code
+        std::copy(hash.begin(), hash.end(), c.hash.begin());
+        c.expires_usec = st.column_int(1);
+        c.attempts = static_cast<int>(st.column_int(2));
+        out = c;
+      }));
+  return out;
+}
+
+Status SqliteStore::put_sms_code(std::string_view user, std::string_view purpose,
+                                 const SmsCode& code) {
+  if (!valid_user(user))
+    return bad_user();
+  MFA_TRY(
+      changes,
+      write("INSERT INTO sms_codes(user, purpose, hash, expires, attempts) VALUES(?, ?, ?, ?, ?) "
+            "ON CONFLICT(user, purpose) DO UPDATE SET hash = excluded.hash, "
+            "expires = excluded.expires, attempts = excluded.attempts",
+            [&](Statement& st) {
+              st.text(1, user);
+              st.text(2, purpose);
+              st.blob(3, code.hash);
+              st.integer(4, code.expires_usec);
+              st.integer(5, code.attempts);
+            }));
+  (void)changes;
+  return {};
+}
+
+Status SqliteStore::delete_sms_code(std::string_view user, std::string_view purpose) {
+  if (!valid_user(user))
+    return bad_user();
+  MFA_TRY(changes,
+          write("DELETE FROM sms_codes WHERE user = ? AND purpose = ?", [&](Statement& st) {
+            st.text(1, user);
+            st.text(2, purpose);
+          }));
+  (void)changes;
+  return {};
+}
+
+Status SqliteStore::record_sms_send(std::string_view user, std::string_view phone_key,
+                                    int64_t time_usec, int64_t forget_before_usec) {
+  if (!valid_user(user))
+    return bad_user();
+  MFA_TRY(forgotten, write("DELETE FROM sms_sends WHERE time < ?",
+                           [&](Statement& st) { st.integer(1, forget_before_usec); }));
+  (void)forgotten;
+  MFA_TRY(changes,
+          write("INSERT INTO sms_sends(user, phone, time) VALUES(?, ?, ?)", [&](Statement& st) {
+            st.text(1, user);
+            st.text(2, phone_key);
+            st.integer(3, time_usec);
+          }));
+  (void)changes;
+  return {};
+}
+
+Result<SmsSendCounts> SqliteStore::count_sms_sends(std::string_view user,
+                                                   std::string_view phone_key, int64_t since_usec) {
+  if (!valid_user(user))
+    return bad_user();
+  SmsSendCounts counts;
+  MFA_CHECK(read(
+      "SELECT (SELECT count(*) FROM sms_sends WHERE user = ?1 AND time >= ?3), "
+      "(SELECT count(*) FROM sms_sends WHERE phone = ?2 AND time >= ?3), "
+      "(SELECT count(*) FROM sms_sends WHERE time >= ?3)",
+      [&](Statement& st) {
+        st.text(1, user);
+        st.text(2, phone_key);
+        st.integer(3, since_usec);
+      },
+      [&](Statement& st) {
+        counts.user = static_cast<int>(st.column_int(0));
+        counts.phone = static_cast<int>(st.column_int(1));
+        counts.all = static_cast<int>(st.column_int(2));
+      }));
+  return counts;
 }
 
 }  // namespace mfa

@@ -19,6 +19,8 @@ class SqliteStore final : public Store {
  public:
   // The schema version this build writes (the highest migration number).
   static int schema_version();
+  // How many migrations this build knows (numbers may have gaps).
+  static int migration_count();
 
   // Opens (creating with mode 0600 when missing) and migrates the database at path.
   static Result<std::unique_ptr<SqliteStore>> open(const std::string& path, const Clock& clock);
@@ -44,6 +46,16 @@ class SqliteStore final : public Store {
 
   Result<LimitState> get_limits(std::string_view user) override;
   Status put_limits(std::string_view user, const LimitState& state) override;
+
+  Result<std::optional<SmsCode>> get_sms_code(std::string_view user,
+                                              std::string_view purpose) override;
+  Status put_sms_code(std::string_view user, std::string_view purpose,
+                      const SmsCode& code) override;
+  Status delete_sms_code(std::string_view user, std::string_view purpose) override;
+  Status record_sms_send(std::string_view user, std::string_view phone_key, int64_t time_usec,
+                         int64_t forget_before_usec) override;
+  Result<SmsSendCounts> count_sms_sends(std::string_view user, std::string_view phone_key,
+                                        int64_t since_usec) override;
 
   Status append_audit(AuditRecord& record) override;
   Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) override;

@@ -47,4 +47,26 @@ Result<bool> Store::note_device(std::string_view, std::string_view, int64_t) {
   return no_sessions();
 }
 
+namespace {
+Error no_sms_support() {
+  return make_error(Errc::kStorage, "this state store does not keep SMS codes");
+}
+}  // namespace
+
+Result<std::optional<SmsCode>> Store::get_sms_code(std::string_view, std::string_view) {
+  return no_sms_support();
+}
+Status Store::put_sms_code(std::string_view, std::string_view, const SmsCode&) {
+  return no_sms_support();
+}
+Status Store::delete_sms_code(std::string_view, std::string_view) {
+  return no_sms_support();
+}
+Status Store::record_sms_send(std::string_view, std::string_view, int64_t, int64_t) {
+  return no_sms_support();
+}
+Result<SmsSendCounts> Store::count_sms_sends(std::string_view, std::string_view, int64_t) {
+  return no_sms_support();
+}
+
 }  // namespace mfa

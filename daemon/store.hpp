@@ -55,6 +55,19 @@ struct AuditRecord {
   std::string hash_hex;          // sha256(prev_hash || canonical row), assigned by the store
 };
 
+// SMS (DESIGN §5): a code waiting to be typed, as a keyed hash, and the sends that the limits
+// count.
+struct SmsCode {
+  CodeHash hash{};
+  int64_t expires_usec = 0;  // realtime
+  int attempts = 0;          // wrong tries so far
+};
+struct SmsSendCounts {
+  int user = 0;   // sends to this user
+  int phone = 0;  // sends to this phone number, whoever asked
+  int all = 0;    // every send of this host
+};
+
 struct AuditFilter {
   std::string user;              // empty: all
   int64_t since_usec = 0;
@@ -105,7 +118,8 @@ class Store {
 
   // Backup codes. replace: the old set stops working. consume: true if the hash was unused and is
   // now consumed (exactly once).
-  virtual Status replace_backup_codes(std::string_view user, const std::vector<CodeHash>& hashes) = 0;
+  virtual Status replace_backup_codes(std::string_view user,
+                                      const std::vector<CodeHash>& hashes) = 0;
   virtual Result<bool> consume_backup_code(std::string_view user, const CodeHash& hash) = 0;
   virtual Result<int> count_backup_codes(std::string_view user) = 0;  // unused ones
   virtual Status delete_backup_codes(std::string_view user) = 0;
@@ -113,6 +127,18 @@ class Store {
   // Rate limits.
   virtual Result<LimitState> get_limits(std::string_view user) = 0;
   virtual Status put_limits(std::string_view user, const LimitState& state) = 0;
+
+  // SMS codes, one per (user, purpose: "login" or "enroll"); put replaces. The sends table holds
+  // a keyed hash of the phone, never the number. record_sms_send also forgets sends before
+  // forget_before_usec. The defaults refuse: a store without SMS support fails closed.
+  virtual Result<std::optional<SmsCode>> get_sms_code(std::string_view user,
+                                                      std::string_view purpose);
+  virtual Status put_sms_code(std::string_view user, std::string_view purpose, const SmsCode& code);
+  virtual Status delete_sms_code(std::string_view user, std::string_view purpose);
+  virtual Status record_sms_send(std::string_view user, std::string_view phone_key,
+                                 int64_t time_usec, int64_t forget_before_usec);
+  virtual Result<SmsSendCounts> count_sms_sends(std::string_view user, std::string_view phone_key,
+                                                int64_t since_usec);
 
   // Audit trail: append-only, hash-chained. append assigns id and hash_hex.
   virtual Status append_audit(AuditRecord& record) = 0;

@@ -1,10 +1,11 @@
 // Login load against a running mfad: each client (a thread with its own bus connection, as a PAM
 // stack would have) runs BeginAuthentication + Verify + EndAuthentication with a valid TOTP code
 // for its share of the seeded users, one login per user. Prints logins/s, p50 and p99.
-//   mfad-bench-login --bus-address ADDRESS --users N [--clients 16] [--ping]
+//   mfad-bench-login --bus-address ADDRESS --users N [--clients 16] [--ping] [--first K]
 // --ping replaces the three calls by three org.freedesktop.DBus.Peer.Ping round trips to mfad
 // (answered by sd-bus itself): the floor that the bus and the client impose on a login, the anchor
 // the login figures are read against.
+//   [--first K]: start at seeded user K, so that runs in one time step use disjoint users.
 #include <getopt.h>
 #include <systemd/sd-bus.h>
 #include <time.h>
@@ -136,8 +137,10 @@ int main(int argc, char** argv) {
   int users = 20000;
   int clients = 16;
   bool ping_only = false;
+  int first_user = 0;
   static const struct option kOptions[] = {
       {"ping", no_argument, nullptr, 'p'},
+      {"first", required_argument, nullptr, 'f'},
       {"bus-address", required_argument, nullptr, 'a'},
       {"users", required_argument, nullptr, 'n'},
       {"clients", required_argument, nullptr, 'c'},
@@ -158,11 +161,14 @@ int main(int argc, char** argv) {
       case 'p':
         ping_only = true;
         break;
+      case 'f':
+        first_user = atoi(optarg);
+        break;
       default:
         return 2;
     }
   }
-  if (address.empty() || users <= 0 || clients <= 0 || clients > 1024) {
+  if (address.empty() || users <= 0 || clients <= 0 || clients > 1024 || first_user < 0) {
     fprintf(stderr, "usage: mfad-bench-login --bus-address ADDRESS --users N [--clients C]\n");
     return 2;
   }
@@ -170,8 +176,8 @@ int main(int argc, char** argv) {
   std::vector<std::thread> threads;
   const uint64_t start = now_usec();
   for (int i = 0; i < clients; ++i) {
-    int first = static_cast<int>(static_cast<int64_t>(users) * i / clients);
-    int last = static_cast<int>(static_cast<int64_t>(users) * (i + 1) / clients);
+    int first = first_user + static_cast<int>(static_cast<int64_t>(users) * i / clients);
+    int last = first_user + static_cast<int>(static_cast<int64_t>(users) * (i + 1) / clients);
     threads.emplace_back(run_client, address, first, last, ping_only,
                          &results[static_cast<size_t>(i)]);
   }

@@ -193,7 +193,7 @@ def test_sms_is_unavailable(mfad, test_users):
     mfad.call("BeginSmsEnrollment", "sss", "mfa-alice", "+15005550006", "",
               user=alice).expect_error("SmsUnavailable")
     mfad.call("ConfirmSmsEnrollment", "ss", "mfa-alice", "123456", user=alice).expect_error(
-        "SmsUnavailable")
+        "NoPendingEnrollment")
 
 
 def test_challenge_expires(mfad_factory, test_users):

@@ -288,7 +288,7 @@ void test_persistence_and_schema(void** state) {
   assert_string_equal(raw_query(f->db, "SELECT max(version) FROM schema_version").c_str(),
                       std::to_string(SqliteStore::schema_version()).c_str());
   assert_string_equal(raw_query(f->db, "SELECT count(*) FROM schema_version").c_str(),
-                      std::to_string(SqliteStore::schema_version()).c_str());
+                      std::to_string(SqliteStore::migration_count()).c_str());
   assert_string_equal(raw_query(f->db, "PRAGMA journal_mode").c_str(), "wal");
 
   struct stat st {};

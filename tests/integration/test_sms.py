@@ -1,0 +1,481 @@
+"""The SMS factor against the real mfad and a local server that speaks Twilio's API
+(fake_twilio.py): enrollment, login, expiry, attempts per code, send limits, the provider's
+answers (429, 401, 400, 500, refused), the webhook provider, deferred replies that never stall
+other logins, and no phone number or code in clear in any log, audit row or the database."""
+
+import json
+import os
+import subprocess
+import threading
+import time
+
+import dbus
+import pytest
+
+from conftest import Reply, current_step
+from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FROM, WEBHOOK_TOKEN, FakeTwilio
+from pam_helpers import CODE_PROMPT, PAM_SUCCESS, PamServices, assert_no_secrets
+
+ALICE = "mfa-alice"
+BOB = "mfa-bob"
+PHONE = "+15557654321"
+MASKED = "+1\u2022\u2022\u2022\u2022\u2022\u20224321"
+CONTEXT = {"service": "sshd", "rhost": "10.0.0.5", "tty": "pts/1", "ruser": ""}
+
+
+def plain(v):
+    if isinstance(v, (dbus.String, dbus.ObjectPath)):
+        return str(v)
+    if isinstance(v, (dbus.Array, list, tuple, dbus.Struct)):
+        return [plain(x) for x in v]
+    if isinstance(v, (dbus.Dictionary, dict)):
+        return {str(k): plain(x) for k, x in v.items()}
+    if isinstance(v, (dbus.UInt32, dbus.UInt64, dbus.Int32, dbus.Int64)):
+        return int(v)
+    return v
+
+
+class Client:
+    """One root connection to mfad: a whole login dialogue on one unique name, with the texted
+    code read from the fake provider between two calls."""
+
+    def __init__(self, address):
+        self.conn = dbus.bus.BusConnection(address)
+        self.obj = self.conn.get_object("org.mfad1", "/org/mfad1", introspect=False)
+
+    def call(self, method, signature, *args, timeout=30):
+        try:
+            r = self.obj.get_dbus_method(method, "org.mfad1.Manager")(
+                *args, signature=signature, timeout=timeout)
+            return Reply(ok=True, result=plain(r))
+        except dbus.exceptions.DBusException as e:
+            return Reply(ok=False, error=e.get_dbus_name(), message=e.get_dbus_message())
+
+    def begin(self, user, context=None):
+        challenge, methods = self.call("BeginAuthentication", "sa{ss}", user,
+                                       context or CONTEXT).expect_ok()
+        return challenge, methods
+
+    def close(self):
+        self.conn.close()
+
+
+@pytest.fixture
+def fake():
+    f = FakeTwilio()
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def sms_factory(mfad_factory, fake):
+    """Configures mfad for the fake provider; returns start(**sms_keys)."""
+    def start(provider="twilio", **sms):
+        if provider == "twilio":
+            token = os.path.join(mfad_factory.dir, "twilio.token")
+            with open(token, "w") as f:
+                f.write(AUTH_TOKEN + "\n")
+            os.chmod(token, 0o600)
+            mfad_factory.set_config("SMS", "Provider", "twilio")
+            mfad_factory.set_config("Twilio", "BaseURL", fake.url)
+            mfad_factory.set_config("Twilio", "AccountSid", ACCOUNT_SID)
+            mfad_factory.set_config("Twilio", "AuthTokenFile", token)
+            mfad_factory.set_config("Twilio", "From", FROM)
+        else:
+            token = os.path.join(mfad_factory.dir, "webhook.token")
+            with open(token, "w") as f:
+                f.write(WEBHOOK_TOKEN + "\n")
+            os.chmod(token, 0o600)
+            mfad_factory.set_config("SMS", "Provider", "webhook")
+            mfad_factory.set_config("Webhook", "URL", fake.url)
+            mfad_factory.set_config("Webhook", "BearerTokenFile", token)
+        for k, v in sms.items():
+            mfad_factory.set_config("SMS", k, v)
+        return mfad_factory.start()
+    return start
+
+
+@pytest.fixture
+def client(mfad_factory):
+    clients = []
+
+    def make():
+        c = Client(mfad_factory.bus.address)
+        clients.append(c)
+        return c
+    yield make
+    for c in clients:
+        c.close()
+
+
+def enroll_phone(mfad, fake, user=ALICE, phone=PHONE):
+    n = len(fake.requests)
+    masked = mfad.call("BeginSmsEnrollment", "sss", user, phone, "").expect_ok()
+    assert masked == MASKED if phone == PHONE else phone not in masked
+    code = fake.wait_code(n + 1)
+    mfad.call("ConfirmSmsEnrollment", "ss", user, code).expect_ok()
+    return masked
+
+
+def send(c, challenge):
+    return c.call("SendSmsCode", "s", challenge)
+
+
+def audit_rows(mfad, kind=None):
+    rows = mfad.call("ListAuditEvents", "a{sv}", {"limit": ["@u", 1000]}).expect_ok()
+    return [r for r in rows if kind is None or r["kind"] == kind]
+
+
+def test_enrollment_and_login_by_sms(sms_factory, fake, client, test_users):
+    mfad = sms_factory()
+    assert enroll_phone(mfad, fake) == MASKED
+    first = fake.requests[0]
+    assert first["auth_ok"] and first["to"] == PHONE and first["sender"] == FROM
+    host = os.uname().nodename
+    assert first["body"].startswith(f"mfad code for {host}: ")
+    assert first["body"].endswith(" (valid 10 minutes)")
+
+    info = mfad.call("GetUser", "s", ALICE).expect_ok()
+    assert info["methods"] == ["sms"] and info["masked_phone"] == MASKED
+    assert info["pending"] == []
+
+    c = client()
+    challenge, methods = c.begin(ALICE)
+    assert methods == ["sms"]
+    assert send(c, challenge).expect_ok() == MASKED
+    assert c.call("Verify", "ss", challenge, fake.wait_code(2)).expect_ok() == "sms"
+    c.call("EndAuthentication", "s", challenge).expect_ok()
+    assert len(fake.requests) == 2 and all(r["auth_ok"] for r in fake.requests)
+
+    # The code works once.
+    c2 = client()
+    ch2, _ = c2.begin(ALICE)
+    c2.call("Verify", "ss", ch2, fake.code()).expect_error("BadCode")
+
+    kinds = [r["kind"] for r in audit_rows(mfad)]
+    assert kinds.count("sms.sent") == 2
+    assert "enroll.confirm" in kinds
+
+
+def test_confirm_needs_the_texted_code(sms_factory, fake, test_users):
+    mfad = sms_factory()
+    mfad.call("ConfirmSmsEnrollment", "ss", ALICE, "123456").expect_error("NoPendingEnrollment")
+    mfad.call("BeginSmsEnrollment", "sss", ALICE, PHONE, "").expect_ok()
+    code = fake.wait_code(1)
+    wrong = "%06d" % ((int(code) + 1) % 1000000)
+    mfad.call("ConfirmSmsEnrollment", "ss", ALICE, wrong).expect_error("BadCode")
+    assert mfad.call("GetUser", "s", ALICE).expect_ok()["pending"] == ["sms"]
+    mfad.call("ConfirmSmsEnrollment", "ss", ALICE, code).expect_ok()
+    mfad.call("BeginSmsEnrollment", "sss", ALICE, PHONE, "").expect_error("AlreadyEnrolled")
+
+
+@pytest.mark.parametrize("phone", ["15557654321", "+1555", "+1555765432109876", "+0155576543",
+                                   "+1 555 765 4321", "+1555765432a"])
+def test_phone_numbers_must_be_e164(sms_factory, fake, test_users, phone):
+    mfad = sms_factory()
+    msg = mfad.call("BeginSmsEnrollment", "sss", ALICE, phone, "").expect_error("InvalidArgument")
+    assert "E.164" in msg
+    assert fake.requests == []
+
+
+def test_step_up_needed_when_another_factor_is_active(sms_factory, fake, test_users):
+    mfad = sms_factory()
+    secret = mfad.enroll_totp(ALICE)
+    alice = test_users[ALICE]
+    mfad.call("BeginSmsEnrollment", "sss", ALICE, PHONE, "",
+              user=alice).expect_error("StepUpRequired")
+    assert fake.requests == []
+    mfad.call("BeginSmsEnrollment", "sss", ALICE, PHONE, mfad.next_code(ALICE, secret),
+              user=alice).expect_ok()
+    mfad.call("ConfirmSmsEnrollment", "ss", ALICE, fake.wait_code(1), user=alice).expect_ok()
+    # Someone else's phone: refused.
+    mfad.call("BeginSmsEnrollment", "sss", BOB, PHONE, "", user=alice).expect_error("NotAllowed")
+
+
+def test_code_expires(sms_factory, fake, client, test_users):
+    mfad = sms_factory(CodeLifetimeSeconds=30)
+    enroll_phone(mfad, fake)
+    c = client()
+    challenge, _ = c.begin(ALICE)
+    send(c, challenge).expect_ok()
+    code = fake.wait_code(2)
+    assert fake.requests[1]["body"].endswith("(valid 30 seconds)")
+    sent = time.monotonic()
+    # Poll with a deadline: a fresh challenge each time (a wrong try would count on the code).
+    deadline = sent + 60
+    while time.monotonic() < sent + 31:
+        time.sleep(0.5)
+    assert time.monotonic() < deadline
+    c.call("Verify", "ss", challenge, code).expect_error("BadCode")
+
+
+def test_three_wrong_tries_kill_a_code(sms_factory, fake, client, test_users):
+    mfad = sms_factory()
+    mfad.set_config("Policy", "MaxFailures", "10")
+    enroll_phone(mfad, fake)
+    c = client()
+    challenge, _ = c.begin(ALICE)
+    send(c, challenge).expect_ok()
+    code = fake.wait_code(2)
+    for i in range(3):
+        wrong = "%06d" % ((int(code) + 1 + i) % 1000000)
+        c.call("Verify", "ss", challenge, wrong).expect_error("BadCode")
+    c.call("Verify", "ss", challenge, code).expect_error("BadCode")
+    # A new text gives a new code that works.
+    send(c, challenge).expect_ok()
+    assert c.call("Verify", "ss", challenge, fake.wait_code(3)).expect_ok() == "sms"
+
+
+def test_send_limit_per_user(sms_factory, fake, client, test_users):
+    mfad = sms_factory(MaxSendsPerWindow=3)
+    enroll_phone(mfad, fake)  # the first of three
+    c = client()
+    challenge, _ = c.begin(ALICE)
+    send(c, challenge).expect_ok()
+    send(c, challenge).expect_ok()
+    msg = send(c, challenge).expect_error("SmsRateLimited")
+    assert "Too many SMS codes" in msg
+    assert len(fake.requests) == 3
+    rows = [r for r in audit_rows(mfad, "sms.failed") if r["reason"] == "rate-limited"]
+    assert rows and '"limit":"user"' in rows[-1]["details"].replace(" ", "")
+    # The limit survives a restart (persistent state).
+    mfad.restart()
+    c2 = client()
+    ch2, _ = c2.begin(ALICE)
+    send(c2, ch2).expect_error("SmsRateLimited")
+
+
+def test_send_limit_per_phone_across_users(sms_factory, fake, client, test_users):
+    mfad = sms_factory(MaxSendsPerPhone=2, MaxSendsPerWindow=5)
+    enroll_phone(mfad, fake, ALICE)
+    enroll_phone(mfad, fake, BOB)
+    msg = mfad.call("BeginSmsEnrollment", "sss", "mfa-carol", PHONE, "")
+    msg.expect_error("SmsRateLimited")
+    assert len(fake.requests) == 2
+
+
+def test_429_then_success_honours_retry_after(sms_factory, fake, client, test_users):
+    mfad = sms_factory()
+    enroll_phone(mfad, fake)
+    fake.script = ["busy-retry-1"]
+    c = client()
+    challenge, _ = c.begin(ALICE)
+    assert send(c, challenge).expect_ok() == MASKED
+    reqs = fake.wait_requests(3)
+    assert [r["answer"] for r in reqs[1:]] == ["busy-retry-1", "ok"]
+    assert reqs[2]["time"] - reqs[1]["time"] >= 0.95  # Retry-After: 1
+    assert c.call("Verify", "ss", challenge, fake.code()).expect_ok() == "sms"
+
+
+def test_429_without_retry_after_backs_off_and_gives_up(sms_factory, fake, client, test_users):
+    mfad = sms_factory()
+    enroll_phone(mfad, fake)
+    fake.script = ["busy", "busy", "busy"]
+    c = client()
+    challenge, _ = c.begin(ALICE)
+    start = time.monotonic()
+    send(c, challenge).expect_error("SmsUnavailable")
+    assert time.monotonic() - start < 10
+    reqs = fake.requests[1:]
+    assert len(reqs) == 3  # at most 3 tries
+    gaps = [b["time"] - a["time"] for a, b in zip(reqs, reqs[1:])]
+    assert gaps[0] >= 0.2 and gaps[1] >= 0.4, gaps  # exponential, jittered
+
+
+def test_429_asking_too_long_a_wait_fails_at_once(sms_factory, fake, client, test_users):
+    mfad = sms_factory()
+    enroll_phone(mfad, fake)
+    fake.script = ["busy-retry-60"]
+    c = client()
+    challenge, _ = c.begin(ALICE)
+    start = time.monotonic()
+    msg = send(c, challenge).expect_error("SmsUnavailable")
+    assert time.monotonic() - start < 3
+    assert "60 s" in msg
+    assert len(fake.requests) == 2
+
+
+def test_5xx_is_not_retried(sms_factory, fake, client, test_users):
+    mfad = sms_factory()
+    enroll_phone(mfad, fake)
+    fake.script = ["error"]
+    c = client()
+    challenge, _ = c.begin(ALICE)
+    msg = send(c, challenge).expect_error("SmsUnavailable")
+    assert "not sent again" in msg
+    time.sleep(1.5)
+    assert len(fake.requests) == 2
+    rows = audit_rows(mfad, "sms.failed")
+    assert rows[-1]["reason"] == "provider-error"
+    # The code of a failed text does not work.
+    c.call("Verify", "ss", challenge, fake.code()).expect_error("BadCode")
+
+
+def test_401_is_a_clean_error_an_audit_event_and_an_alert(sms_factory, fake, client, test_users):
+    mfad = sms_factory()
+    enroll_phone(mfad, fake)
+    fake.script = ["unauthorized"]
+    c = client()
+    challenge, _ = c.begin(ALICE)
+    msg = send(c, challenge).expect_error("SmsUnavailable")
+    assert msg == "SMS is unavailable: the provider refused mfad's credentials"
+    assert len(fake.requests) == 2  # not retried
+    row = audit_rows(mfad, "sms.failed")[-1]
+    assert row["reason"] == "provider-auth" and row["outcome"] == "error"
+    assert '"http_status":"401"' in row["details"].replace(" ", "")
+    assert "ALERT: the SMS provider refused mfad's credentials" in mfad.log_text()
+    assert AUTH_TOKEN not in mfad.log_text()
+
+
+@pytest.mark.parametrize("answer,words", [("invalid", "not a valid phone number (Twilio 21211)"),
+                                          ("unverified", "verified numbers (Twilio 21608)"),
+                                          ("opted-out", "opted out of texts")])
+def test_4xx_is_a_recipient_error(sms_factory, fake, test_users, answer, words):
+    mfad = sms_factory()
+    fake.script = [answer]
+    msg = mfad.call("BeginSmsEnrollment", "sss", ALICE, PHONE, "").expect_error("SmsUnavailable")
+    assert words in msg and MASKED in msg and PHONE not in msg
+    assert len(fake.requests) == 1
+
+
+def test_connection_refused_is_retried_then_reported(sms_factory, fake, client, test_users):
+    mfad = sms_factory()
+    enroll_phone(mfad, fake)
+    fake.refuse()
+    c = client()
+    challenge, _ = c.begin(ALICE)
+    start = time.monotonic()
+    msg = send(c, challenge).expect_error("SmsUnavailable")
+    took = time.monotonic() - start
+    assert "could not be reached" in msg
+    assert 0.7 <= took < 10, took  # two backoffs (0.25-0.5 s, then 0.5-1 s)
+
+
+def test_webhook_sends_json_with_a_bearer_token(mfad_factory, test_users, client):
+    hook = FakeTwilio(mode="webhook")
+    try:
+        token = os.path.join(mfad_factory.dir, "webhook.token")
+        with open(token, "w") as f:
+            f.write(WEBHOOK_TOKEN + "\n")
+        os.chmod(token, 0o600)
+        mfad_factory.set_config("SMS", "Provider", "webhook")
+        mfad_factory.set_config("Webhook", "URL", hook.url)
+        mfad_factory.set_config("Webhook", "BearerTokenFile", token)
+        mfad = mfad_factory.start()
+        enroll_phone(mfad, hook)
+        r = hook.requests[0]
+        assert r["auth_ok"] and r["content_type"] == "application/json" and r["to"] == PHONE
+        c = client()
+        challenge, _ = c.begin(ALICE)
+        send(c, challenge).expect_ok()
+        assert c.call("Verify", "ss", challenge, hook.wait_code(2)).expect_ok() == "sms"
+    finally:
+        hook.stop()
+
+
+def test_token_file_readable_by_others_is_refused(sms_factory, mfad_factory, fake, test_users):
+    mfad = sms_factory()
+    token = mfad_factory.config["Twilio"]["AuthTokenFile"]
+    mfad.stop()
+    os.chmod(token, 0o640)
+    mfad.start()  # TOTP logins must go on: mfad starts, SMS is unavailable
+    msg = mfad.call("BeginSmsEnrollment", "sss", ALICE, PHONE, "").expect_error("SmsUnavailable")
+    assert "mode 0600" in msg
+    assert fake.requests == []
+    assert AUTH_TOKEN not in mfad.log_text()
+
+
+def test_plain_http_to_a_remote_host_is_refused(sms_factory, mfad_factory, fake, test_users):
+    mfad_factory.set_config("Twilio", "BaseURL", "http://192.0.2.1:8080")
+    mfad = sms_factory()
+    mfad.stop()
+    mfad_factory.set_config("Twilio", "BaseURL", "http://192.0.2.1:8080")
+    mfad.start()
+    msg = mfad.call("BeginSmsEnrollment", "sss", ALICE, PHONE, "").expect_error("SmsUnavailable")
+    assert "https://" in msg
+
+
+def test_no_phone_number_or_code_in_clear(sms_factory, fake, client, test_users):
+    mfad = sms_factory()
+    enroll_phone(mfad, fake)
+    c = client()
+    challenge, _ = c.begin(ALICE)
+    send(c, challenge).expect_ok()
+    code = fake.wait_code(2)
+    c.call("Verify", "ss", challenge, "000000" if code != "000000" else "111111")
+    c.call("Verify", "ss", challenge, code).expect_ok()
+    codes = [r["body"][-28:-22] for r in fake.requests] + [fake.code(0), code]
+    audit = "\n".join(str(r) for r in audit_rows(mfad))
+    mfad.stop()
+    dump = subprocess.run(["sqlite3", mfad.db_path, ".dump"], capture_output=True,
+                          text=True, check=True).stdout
+    with open(mfad.db_path, "rb") as f:
+        raw = f.read().decode("latin-1")
+    for text, name in ((mfad.log_text(), "log"), (audit, "audit"), (dump, "dump"), (raw, "db")):
+        assert PHONE not in text and PHONE[1:] not in text and PHONE[-7:] not in text, name
+        assert_no_secrets([fake.code(0), code], text)
+    assert MASKED in audit
+
+
+def test_other_logins_are_served_while_a_send_is_slow(sms_factory, fake, client, test_users):
+    mfad = sms_factory()
+    enroll_phone(mfad, fake)
+    secret = mfad.enroll_totp(BOB)
+    fake.default = "slow"
+    c = client()
+    challenge, _ = c.begin(ALICE)
+    result = {}
+
+    def slow_send():
+        result["reply"] = send(c, challenge)
+        result["at"] = time.monotonic()
+
+    t = threading.Thread(target=slow_send)
+    start = time.monotonic()
+    t.start()
+    fake.wait_requests(2)
+    c2 = client()
+    ch, _ = c2.begin(BOB)
+    assert c2.call("Verify", "ss", ch, mfad.next_code(BOB, secret)).expect_ok() == "totp"
+    totp_done = time.monotonic()
+    t.join(20)
+    assert result["reply"].expect_ok() == MASKED
+    assert totp_done - start < 1.5, "a TOTP login waited for the slow provider"
+    assert result["at"] - start >= 1.9  # the deferred reply came when the provider answered
+
+
+def test_login_by_sms_through_pam(sms_factory, fake, build_dir, test_users):
+    mfad = sms_factory()
+    enroll_phone(mfad, fake)
+    pam = PamServices(build_dir, mfad.bus.address)
+    try:
+        login = pam.start(pam.single("login", "debug"), ALICE)
+        login.wait_prompt()
+        login.answer("sms")
+        login.wait_prompt()
+        code = fake.wait_code(2)
+        login.answer(code)
+        r = login.finish()
+        r.expect(PAM_SUCCESS)
+        assert r.prompts == [CODE_PROMPT, "SMS code: "]
+        assert f"A code was sent to {MASKED}" in r.infos
+        assert_no_secrets([code, PHONE, PHONE[1:]], r.syslog, r.stderr, mfad.log_text())
+    finally:
+        pam.cleanup()
+
+
+def test_mfactl_enroll_confirm_and_status(sms_factory, fake, test_users):
+    mfad = sms_factory()
+    r = mfad.mfactl("--json", "enroll", "sms", ALICE, "--phone", PHONE)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"masked_phone": MASKED}
+    r = mfad.mfactl("confirm", "sms", ALICE, fake.wait_code(1))
+    assert r.returncode == 0, r.stderr
+    assert "SMS for mfa-alice is active" in r.stdout
+    r = mfad.mfactl("status", ALICE)
+    assert r.returncode == 0 and MASKED in r.stdout and PHONE not in r.stdout
+    r = mfad.mfactl("--json", "status", ALICE)
+    assert json.loads(r.stdout)["masked_phone"] == MASKED
+    r = mfad.mfactl("enroll", "sms", BOB, "--phone", "5557654321")
+    assert r.returncode == 1 and "E.164" in r.stderr
+    assert "5557654321" not in mfad.log_text()
