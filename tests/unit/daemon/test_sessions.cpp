@@ -372,7 +372,7 @@ void test_sessions_persist(void**) {
   assert_true(rows.ok());
   assert_int_equal(rows->size(), 1);
   assert_string_equal((*rows)[0].id.c_str(), id->c_str());
-  assert_int_equal(SqliteStore::schema_version(), 2);
+  assert_true(SqliteStore::schema_version() >= 2);  // sessions came with migration 2
 }
 
 // A database of a build that knew only migration 1 (or one from a branch with other numbers):
