@@ -14,11 +14,16 @@
 namespace mfa {
 namespace {
 
-// Numbered migrations: migration N (1-based) brings the schema from version N-1 to N. Append new
-// ones; never edit one that has shipped.
-constexpr const char* kMigrations[] = {
+// Numbered migrations: each brings the schema to its version. Numbers may leave gaps (features
+// built in parallel take their own numbers); every known migration above the recorded version is
+// applied in order. Append new ones; never edit one that has shipped.
+struct Migration {
+  int version;
+  const char* sql;
+};
+constexpr Migration kMigrations[] = {
     // 1: everything.
-    R"sql(
+    {1, R"sql(
 CREATE TABLE factors(
   user TEXT NOT NULL,
   method TEXT NOT NULL,
@@ -77,9 +82,20 @@ BEGIN SELECT RAISE(ABORT, 'the audit anchor changes only when pruning'); END;
 CREATE TRIGGER audit_anchor_no_delete BEFORE DELETE ON audit_anchor
 WHEN (SELECT pruning FROM audit_guard WHERE id = 1) = 0
 BEGIN SELECT RAISE(ABORT, 'the audit anchor changes only when pruning'); END;
-)sql",
+)sql"},
+    // 4: fleet mode: what degraded mode decided and Redis must still learn (docs/fleet.md).
+    {4, R"sql(
+CREATE TABLE fleet_reconcile(
+  id INTEGER PRIMARY KEY,
+  user TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  step INTEGER NOT NULL DEFAULT 0,
+  hash BLOB,
+  count INTEGER NOT NULL DEFAULT 0,
+  created INTEGER NOT NULL);
+)sql"},
 };
-constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
+constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].version;
 
 constexpr int kBusyTimeoutMs = 5000;
 constexpr size_t kMaxAuditField = 64 * 1024;
@@ -318,8 +334,11 @@ Status SqliteStore::migrate() {
                                             " is newer than this mfad supports (" +
                                             std::to_string(kSchemaVersion) + ")");
     }
-    for (int next = version + 1; next <= kSchemaVersion; ++next) {
-      MFA_CHECK(exec(kMigrations[next - 1]));
+    for (const Migration& migration : kMigrations) {
+      if (migration.version <= version)
+        continue;
+      const int next = migration.version;
+      MFA_CHECK(exec(migration.sql));
       sqlite3_stmt* raw = nullptr;
       int rc =
           sqlite3_prepare_v2(db_.get(), "INSERT INTO schema_version(version, applied) VALUES(?, ?)",
@@ -847,6 +866,76 @@ Status SqliteStore::prune_audit(int64_t cutoff_usec) {
   (void)anchored;
   MFA_TRY(guard_off, write("UPDATE audit_guard SET pruning = 0 WHERE id = 1", [](Statement&) {}));
   (void)guard_off;
+  return {};
+}
+
+// --- Fleet mode ---
+
+Result<std::vector<CodeHash>> SqliteStore::unused_backup_codes(std::string_view user) {
+  if (!valid_user(user))
+    return bad_user();
+  std::vector<CodeHash> out;
+  MFA_CHECK(read(
+      "SELECT hash FROM backup_codes WHERE user = ? AND used_at IS NULL ORDER BY hash",
+      [&](Statement& st) { st.text(1, user); },
+      [&](Statement& st) {
+        const auto blob = st.column_blob(0);
+        CodeHash h{};
+        if (blob.size() == h.size()) {
+          std::copy(blob.begin(), blob.end(), h.begin());
+          out.push_back(h);
+        }
+      }));
+  return out;
+}
+
+Status SqliteStore::queue_reconcile(const ReconcileItem& item) {
+  if (!valid_user(item.user))
+    return bad_user();
+  MFA_TRY(changes, write("INSERT INTO fleet_reconcile(user, kind, step, hash, count, created) "
+                         "VALUES(?, ?, ?, ?, ?, ?)",
+                         [&](Statement& st) {
+                           st.text(1, item.user);
+                           st.text(2, item.kind);
+                           st.integer(3, static_cast<int64_t>(item.step));
+                           if (item.hash)
+                             st.blob(4, *item.hash);
+                           else
+                             st.null(4);
+                           st.integer(5, item.count);
+                           st.integer(6, clock_.realtime_usec());
+                         }));
+  (void)changes;
+  return {};
+}
+
+Result<std::vector<ReconcileItem>> SqliteStore::list_reconcile(size_t limit) {
+  std::vector<ReconcileItem> out;
+  MFA_CHECK(read(
+      "SELECT id, user, kind, step, hash, count FROM fleet_reconcile ORDER BY id LIMIT ?",
+      [&](Statement& st) { st.integer(1, static_cast<int64_t>(limit)); },
+      [&](Statement& st) {
+        ReconcileItem item;
+        item.id = st.column_int(0);
+        item.user = st.column_text(1);
+        item.kind = st.column_text(2);
+        item.step = static_cast<uint64_t>(st.column_int(3));
+        const auto blob = st.column_blob(4);
+        CodeHash h{};
+        if (blob.size() == h.size()) {
+          std::copy(blob.begin(), blob.end(), h.begin());
+          item.hash = h;
+        }
+        item.count = static_cast<int>(st.column_int(5));
+        out.push_back(std::move(item));
+      }));
+  return out;
+}
+
+Status SqliteStore::delete_reconcile(int64_t id) {
+  MFA_TRY(changes, write("DELETE FROM fleet_reconcile WHERE id = ?",
+                         [&](Statement& st) { st.integer(1, id); }));
+  (void)changes;
   return {};
 }
 
