@@ -277,6 +277,7 @@ void RedisClient::drop(const std::string& why) {
 void RedisClient::fail_all(const std::string& why) {
   auto pending = std::move(requests_);
   requests_.clear();
+  timeout_ids_.clear();  // the timers go with the requests
   for (auto& [id, req] : pending) {
     if (req.done)
       req.done(redis_error("Redis unavailable: " + why));
