@@ -237,7 +237,9 @@ int RedisClient::on_reconnect(sd_event_source* /*s*/, uint64_t /*usec*/, void* u
       // A dropped connection is freed here, outside hiredis's own callbacks.
       redisAsyncContext* c = self->ctx_;
       self->freeing_ = true;
+      self->in_hiredis_ = true;
       redisAsyncFree(c);
+      self->in_hiredis_ = false;
       self->freeing_ = false;
       self->ctx_ = nullptr;
       self->schedule_reconnect();
@@ -394,6 +396,13 @@ void RedisClient::send(std::vector<std::string> args, Callback done, bool intern
     timeout_ids_[timer] = id;
   }
   requests_.emplace(id, std::move(req));
+  // Write now rather than after one more loop iteration (an epoll round trip less per command);
+  // never from inside hiredis's own callbacks.
+  if (!in_hiredis_ && ctx_ != nullptr && want_write_) {
+    in_hiredis_ = true;
+    redisAsyncHandleWrite(ctx_);
+    in_hiredis_ = false;
+  }
 }
 
 void RedisClient::command(std::vector<std::string> args, Callback done) {
@@ -504,10 +513,12 @@ void RedisClient::update_io() {
 int RedisClient::on_io(sd_event_source* /*s*/, int /*fd*/, uint32_t revents, void* userdata) {
   auto* self = static_cast<RedisClient*>(userdata);
   try {
+    self->in_hiredis_ = true;
     if (self->ctx_ != nullptr && (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && self->want_write_)
       redisAsyncHandleWrite(self->ctx_);
     if (self->ctx_ != nullptr && (revents & (EPOLLIN | EPOLLERR | EPOLLHUP)))
       redisAsyncHandleRead(self->ctx_);
+    self->in_hiredis_ = false;
   } catch (...) {
     MFA_LOG_ERROR("Redis I/O handling failed");
   }

@@ -134,7 +134,8 @@ class RedisClient {
   uint64_t next_id_ = 1;
   std::map<uint64_t, Request> requests_;
   std::map<sd_event_source*, uint64_t> timeout_ids_;
-  bool freeing_ = false;  // inside our own redisAsyncFree
+  bool freeing_ = false;     // inside our own redisAsyncFree
+  bool in_hiredis_ = false;  // inside a hiredis call: its callbacks may run
   std::string last_error_;
   // Set by the destructor so that callbacks hiredis runs while freeing do nothing.
   bool destroying_ = false;
