@@ -725,4 +725,9 @@ size_t Authenticator::open_challenges() const {
   return impl_->challenges.size();
 }
 
+std::string Authenticator::challenge_user(const Caller& caller, std::string_view challenge) {
+  const Challenge* c = impl_->challenges.find(challenge, caller.bus_name);
+  return c != nullptr ? c->user : std::string();
+}
+
 }  // namespace mfa

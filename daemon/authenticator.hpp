@@ -150,6 +150,9 @@ class Authenticator {
   // Drops expired challenges; returns the monotonic usec of the next expiry (0: none).
   uint64_t expire_challenges();
   size_t open_challenges() const;
+  // The user of caller's open challenge ("" when there is none): fleet mode prefetches that
+  // user's shared state before Verify.
+  std::string challenge_user(const Caller& caller, std::string_view challenge);
 
   bool is_admin(const Caller& caller) const;
 

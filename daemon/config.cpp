@@ -349,6 +349,7 @@ const std::vector<KeySpec>& key_specs() {
          return std::nullopt;
        }},
       {"Redis", "User", string_key(&Config::redis_user)},
+      {"Redis", "Timeout", int_key("Timeout", &Config::redis_timeout_ms, 10, 10000)},
       {"Redis", "PasswordFile", path_key("PasswordFile", &Config::redis_password_file, true)},
       {"Redis", "KeyPrefix",
        [](Config& c, std::string_view v) -> std::optional<std::string> {

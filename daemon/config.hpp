@@ -67,6 +67,7 @@ struct Config {
   std::string redis_user;
   std::string redis_password_file;
   std::string redis_key_prefix = "mfad:";
+  int redis_timeout_ms = 200;  // Timeout: unanswered by then, Redis is down (degraded mode)
 
   // [Audit]
   int audit_retention_days = 365;

@@ -24,6 +24,9 @@
 #include "common/handles.hpp"
 #include "common/master_key.hpp"
 #include "common/seal.hpp"
+#include "daemon/fleet_coordinator.hpp"
+#include "daemon/fleet_recorder.hpp"
+#include "daemon/redis_client.hpp"
 #include "daemon/audit.hpp"
 #include "daemon/authenticator.hpp"
 #include "daemon/clock.hpp"
@@ -215,6 +218,20 @@ Result<BusPtr> connect_bus(const Options& options) {
   return bus;
 }
 
+// The Redis client's options from [Redis]; the password file must be private to mfad.
+Result<RedisClientOptions> fleet_options(const Config& config) {
+  RedisClientOptions o;
+  MFA_TRY(address, parse_redis_address(config.redis_address));
+  o.address = std::move(address);
+  o.user = config.redis_user;
+  o.timeout_usec = static_cast<uint64_t>(config.redis_timeout_ms) * 1000;
+  if (!config.redis_password_file.empty()) {
+    MFA_TRY(password, read_redis_password_file(config.redis_password_file));
+    o.password = std::move(password);
+  }
+  return o;
+}
+
 struct Daemon {
   EventPtr event;
   BusPtr bus;
@@ -327,8 +344,13 @@ int run(const Options& options) {
   }
 
   SecurityEventEmitter emitter(d.bus.get());
-  Authenticator authenticator(
-      AuthenticatorDeps{config, *store, audit, *sealer, *code_hash_key, clock, users, &emitter});
+  // Fleet mode: the Authenticator's writes are noted, for Redis to confirm (docs/fleet.md).
+  std::unique_ptr<FleetRecorder> recorder;
+  if (!config.redis_address.empty())
+    recorder = std::make_unique<FleetRecorder>(*store);
+  Store& auth_store = recorder ? static_cast<Store&>(*recorder) : *store;
+  Authenticator authenticator(AuthenticatorDeps{config, auth_store, audit, *sealer, *code_hash_key,
+                                                clock, users, &emitter});
   auto manager = ManagerBus::create(event, d.bus.get(), authenticator, *store, config);
   if (!manager.ok()) {
     MFA_LOG_ERROR("%s", manager.error().message.c_str());
@@ -352,6 +374,27 @@ int run(const Options& options) {
   (*session_bus)
       ->attach(&sessions, int64_t{config.sessions_max_lifetime_seconds} * 1000000,
                int64_t{config.sessions_idle_timeout_seconds} * 1000000);
+  std::unique_ptr<FleetCoordinator> fleet;
+  if (recorder) {
+    auto redis_options = fleet_options(config);
+    if (!redis_options.ok()) {
+      MFA_LOG_ERROR("fleet mode: %s", redis_options.error().message.c_str());
+      return EXIT_FAILURE;
+    }
+    ManagerBus* mb = manager->get();
+    auto created = FleetCoordinator::create(
+        FleetCoordinator::Deps{event, config, *store, audit, clock},
+        std::move(redis_options).value(), [mb](bool /*degraded*/) { mb->emit_degraded_changed(); },
+        [mb] { mb->schedule_commit(); });
+    if (!created.ok()) {
+      MFA_LOG_ERROR("fleet mode: %s", created.error().message.c_str());
+      return EXIT_FAILURE;
+    }
+    fleet = std::move(created).value();
+    mb->set_fleet(fleet.get(), recorder.get());
+    MFA_LOG_INFO("fleet mode: Redis at %s, key prefix %s", config.redis_address.c_str(),
+                 config.redis_key_prefix.c_str());
+  }
 
   for (int sig : {SIGTERM, SIGINT}) {
     r = sd_event_add_signal(event, nullptr, sig, on_signal, &d);

@@ -12,6 +12,7 @@
 #include "daemon/bus_caller.hpp"
 #include "daemon/daemon_log.hpp"
 #include "daemon/sessions_bus.hpp"
+#include "daemon/fleet_coordinator.hpp"
 
 namespace mfa {
 
@@ -63,6 +64,11 @@ void SecurityEventEmitter::security_event(const std::string& user, const std::st
 // ---------------------------------------------------------------------------------------------
 
 int ManagerBus::finish(sd_bus_message* call, BusMessagePtr reply, bool success) {
+  if (capturing_) {
+    captured_ = std::move(reply);
+    captured_success_ = success;
+    return 1;
+  }
   if (store_.in_transaction()) {
     commit_->queue(call, std::move(reply), success);
     return 1;
@@ -129,6 +135,11 @@ void ManagerBus::after_write() {
   if (input_error)                    \
   return reply_error((m), *input_error)
 
+// Fleet mode: the handler runs again once the user's shared state is in the cache.
+#define MFA_FLEET(m, user, kind, handler) \
+  if (fleet_ && !fleet_pass_)             \
+  return fleet_defer((m), (user), FleetCallKind::kind, &ManagerBus::handler)
+
 int ManagerBus::begin_authentication(sd_bus_message* m) {
   std::optional<Error> bad;
   std::string user;
@@ -137,6 +148,7 @@ int ManagerBus::begin_authentication(sd_bus_message* m) {
   MFA_READ(read_string_map(m, &context, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
+  MFA_FLEET(m, user, kLogin, begin_authentication);
   auto result = auth_.begin_authentication(caller, user, context);
   if (!result.ok())
     return reply_error(m, result.error());
@@ -210,6 +222,7 @@ int ManagerBus::verify(sd_bus_message* m) {
   MFA_READ(read_secret(m, "code", dbus::kMaxCodeLength, &code, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
+  MFA_FLEET(m, auth_.challenge_user(caller, challenge), kLogin, verify);
   auto result = auth_.verify(caller, challenge, code.view());
   if (!result.ok())
     return reply_error(m, result.error());
@@ -274,6 +287,7 @@ int ManagerBus::get_user(sd_bus_message* m) {
   MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
+  MFA_FLEET(m, user, kRead, get_user);
   auto result = auth_.get_user(caller, user);
   if (!result.ok())
     return reply_error(m, result.error());
@@ -294,6 +308,7 @@ int ManagerBus::begin_totp_enrollment(sd_bus_message* m) {
   MFA_READ(bus::read_totp_options(m, &options, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
+  MFA_FLEET(m, user, kChange, begin_totp_enrollment);
   auto result = auth_.begin_totp_enrollment(caller, user, options);
   if (!result.ok())
     return reply_error(m, result.error());
@@ -319,6 +334,7 @@ int ManagerBus::confirm_totp_enrollment(sd_bus_message* m) {
   MFA_READ(read_secret(m, "code", dbus::kMaxCodeLength, &code, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
+  MFA_FLEET(m, user, kChange, confirm_totp_enrollment);
   return reply_status(m, auth_.confirm_totp_enrollment(caller, user, code.view()));
 }
 
@@ -357,6 +373,7 @@ int ManagerBus::generate_backup_codes(sd_bus_message* m) {
   MFA_READ(read_secret(m, "current_code", dbus::kMaxCodeLength, &current_code, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
+  MFA_FLEET(m, user, kChange, generate_backup_codes);
   auto result = auth_.generate_backup_codes(caller, user, current_code.view());
   if (!result.ok())
     return reply_error(m, result.error());
@@ -386,6 +403,7 @@ int ManagerBus::disable_method(sd_bus_message* m) {
   MFA_READ(read_secret(m, "current_code", dbus::kMaxCodeLength, &current_code, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
+  MFA_FLEET(m, user, kChange, disable_method);
   return reply_status(m, auth_.disable_method(caller, user, method, current_code.view()));
 }
 
@@ -471,6 +489,7 @@ int ManagerBus::reset_user(sd_bus_message* m) {
   MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
+  MFA_FLEET(m, user, kAdmin, reset_user);
   return reply_status(m, auth_.reset_user(caller, user));
 }
 
@@ -480,6 +499,7 @@ int ManagerBus::unlock(sd_bus_message* m) {
   MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
+  MFA_FLEET(m, user, kAdmin, unlock);
   return reply_status(m, auth_.unlock(caller, user));
 }
 
@@ -541,6 +561,13 @@ int dispatch(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
   return sd_bus_error_set(ret_error, dbus::kErrorInternal, "Internal error in mfad.");
 }
 
+int get_degraded(sd_bus* /*bus*/, const char* /*path*/, const char* /*interface*/,
+                 const char* /*property*/, sd_bus_message* reply, void* userdata,
+                 sd_bus_error* /*ret_error*/) {
+  return sd_bus_message_append(reply, "b",
+                               static_cast<int>(static_cast<ManagerBus*>(userdata)->degraded()));
+}
+
 int get_version(sd_bus* /*bus*/, const char* /*path*/, const char* /*interface*/,
                 const char* /*property*/, sd_bus_message* reply, void* /*userdata*/,
                 sd_bus_error* /*ret_error*/) {
@@ -558,6 +585,7 @@ constexpr uint64_t kOpenSensitive = SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_S
 const sd_bus_vtable kManagerVtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_PROPERTY("Version", "s", get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("Degraded", "b", get_degraded, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_METHOD_WITH_ARGS("BeginAuthentication", SD_BUS_ARGS("s", user, "a{ss}", context),
                             SD_BUS_RESULT("s", challenge, "as", methods),
                             dispatch<&ManagerBus::begin_authentication>, kRootOnly),

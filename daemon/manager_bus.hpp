@@ -24,6 +24,10 @@
 
 namespace mfa {
 
+class FleetCoordinator;
+class FleetRecorder;
+enum class FleetCallKind;
+
 // Emits org.mfad1.Manager.SecurityEvent for the Authenticator.
 class SecurityEventEmitter final : public EventSink {
  public:
@@ -51,6 +55,12 @@ class ManagerBus {
   GroupCommit& group_commit() { return *commit_; }
   // Session methods go to registry (until set: NotSupported).
   void set_sessions(SessionRegistry* registry) { sessions_ = registry; }
+
+  // Fleet mode (fleet_bus.cpp): calls about a user prefetch and confirm through fleet.
+  void set_fleet(FleetCoordinator* fleet, FleetRecorder* recorder);
+  bool degraded() const;
+  void emit_degraded_changed();
+  void schedule_commit() { after_write(); }
 
   // The vtable's handlers (static trampolines in manager_bus.cpp call these).
   int begin_authentication(sd_bus_message* m);
@@ -93,6 +103,17 @@ class ManagerBus {
   int reply_error(sd_bus_message* call, const Error& error);
   int reply_empty(sd_bus_message* call);
   int reply_status(sd_bus_message* call, const Status& status);
+
+  // Fleet mode: runs handler for user once fleet_ has prefetched (fleet_bus.cpp).
+  int fleet_defer(sd_bus_message* m, const std::string& user, FleetCallKind kind,
+                  int (ManagerBus::*handler)(sd_bus_message*));
+
+  FleetCoordinator* fleet_ = nullptr;
+  FleetRecorder* recorder_ = nullptr;
+  bool fleet_pass_ = false;  // the handler runs after its prefetch
+  bool capturing_ = false;   // finish() keeps the reply in captured_
+  BusMessagePtr captured_;
+  bool captured_success_ = false;
 
   sd_event* event_;
   sd_bus* bus_;

@@ -126,6 +126,17 @@ CREATE INDEX sms_sends_by_time ON sms_sends(time);
 CREATE INDEX sms_sends_by_user ON sms_sends(user, time);
 CREATE INDEX sms_sends_by_phone ON sms_sends(phone, time);
 )sql"},
+    // 4: fleet mode: what degraded mode decided and Redis must still learn (docs/fleet.md).
+    {4, R"sql(
+CREATE TABLE fleet_reconcile(
+  id INTEGER PRIMARY KEY,
+  user TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  step INTEGER NOT NULL DEFAULT 0,
+  hash BLOB,
+  count INTEGER NOT NULL DEFAULT 0,
+  created INTEGER NOT NULL);
+)sql"},
 };
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].number;
 
@@ -1113,6 +1124,76 @@ Result<SmsSendCounts> SqliteStore::count_sms_sends(std::string_view user,
         counts.all = static_cast<int>(st.column_int(2));
       }));
   return counts;
+}
+
+// --- Fleet mode ---
+
+Result<std::vector<CodeHash>> SqliteStore::unused_backup_codes(std::string_view user) {
+  if (!valid_user(user))
+    return bad_user();
+  std::vector<CodeHash> out;
+  MFA_CHECK(read(
+      "SELECT hash FROM backup_codes WHERE user = ? AND used_at IS NULL ORDER BY hash",
+      [&](Statement& st) { st.text(1, user); },
+      [&](Statement& st) {
+        const auto blob = st.column_blob(0);
+        CodeHash h{};
+        if (blob.size() == h.size()) {
+          std::copy(blob.begin(), blob.end(), h.begin());
+          out.push_back(h);
+        }
+      }));
+  return out;
+}
+
+Status SqliteStore::queue_reconcile(const ReconcileItem& item) {
+  if (!valid_user(item.user))
+    return bad_user();
+  MFA_TRY(changes, write("INSERT INTO fleet_reconcile(user, kind, step, hash, count, created) "
+                         "VALUES(?, ?, ?, ?, ?, ?)",
+                         [&](Statement& st) {
+                           st.text(1, item.user);
+                           st.text(2, item.kind);
+                           st.integer(3, static_cast<int64_t>(item.step));
+                           if (item.hash)
+                             st.blob(4, *item.hash);
+                           else
+                             st.null(4);
+                           st.integer(5, item.count);
+                           st.integer(6, clock_.realtime_usec());
+                         }));
+  (void)changes;
+  return {};
+}
+
+Result<std::vector<ReconcileItem>> SqliteStore::list_reconcile(size_t limit) {
+  std::vector<ReconcileItem> out;
+  MFA_CHECK(read(
+      "SELECT id, user, kind, step, hash, count FROM fleet_reconcile ORDER BY id LIMIT ?",
+      [&](Statement& st) { st.integer(1, static_cast<int64_t>(limit)); },
+      [&](Statement& st) {
+        ReconcileItem item;
+        item.id = st.column_int(0);
+        item.user = st.column_text(1);
+        item.kind = st.column_text(2);
+        item.step = static_cast<uint64_t>(st.column_int(3));
+        const auto blob = st.column_blob(4);
+        CodeHash h{};
+        if (blob.size() == h.size()) {
+          std::copy(blob.begin(), blob.end(), h.begin());
+          item.hash = h;
+        }
+        item.count = static_cast<int>(st.column_int(5));
+        out.push_back(std::move(item));
+      }));
+  return out;
+}
+
+Status SqliteStore::delete_reconcile(int64_t id) {
+  MFA_TRY(changes, write("DELETE FROM fleet_reconcile WHERE id = ?",
+                         [&](Statement& st) { st.integer(1, id); }));
+  (void)changes;
+  return {};
 }
 
 }  // namespace mfa

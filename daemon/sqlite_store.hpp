@@ -15,6 +15,16 @@
 
 namespace mfa {
 
+// Fleet mode: one decision taken in degraded mode that Redis must still learn (fleet_reconcile).
+struct ReconcileItem {
+  int64_t id = 0;
+  std::string user;
+  std::string kind;  // "watermark" (step), "backup" (hash), "failures" (count)
+  uint64_t step = 0;
+  std::optional<CodeHash> hash;
+  int count = 0;
+};
+
 class SqliteStore final : public Store {
  public:
   // The schema version this build writes (the highest migration number).
@@ -71,6 +81,13 @@ class SqliteStore final : public Store {
 
   Status flush() override;
   bool in_transaction() const override { return in_transaction_; }
+
+  // Fleet mode (fleet_coordinator.cpp): the unused backup-code hashes of a user, and the
+  // reconciliation queue. Writes join the batch transaction like every other write.
+  Result<std::vector<CodeHash>> unused_backup_codes(std::string_view user);
+  Status queue_reconcile(const ReconcileItem& item);
+  Result<std::vector<ReconcileItem>> list_reconcile(size_t limit);
+  Status delete_reconcile(int64_t id);
 
  private:
   class Statement;

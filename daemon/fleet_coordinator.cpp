@@ -1,0 +1,481 @@
+#include "daemon/fleet_coordinator.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "daemon/daemon_log.hpp"
+
+namespace mfa {
+
+namespace {
+
+constexpr size_t kReconcileBatch = 500;
+
+bool same_factor(const FactorRecord& a, const FactorRecord& b) {
+  return a.method == b.method && a.pending == b.pending && a.sealed == b.sealed &&
+         a.params == b.params && a.created_usec == b.created_usec;
+}
+
+bool same_limits(const LimitState& a, const LimitState& b) {
+  return a.consecutive_failures == b.consecutive_failures && a.lockout_count == b.lockout_count &&
+         a.locked_until_usec == b.locked_until_usec && a.day == b.day &&
+         a.day_failures == b.day_failures;
+}
+
+}  // namespace
+
+FleetCoordinator::FleetCoordinator(Deps deps, DegradedCallback on_degraded, WriteCallback on_write)
+    : d_(deps), on_degraded_(std::move(on_degraded)), on_write_(std::move(on_write)) {}
+
+FleetCoordinator::~FleetCoordinator() {
+  *alive_ = false;
+}
+
+Result<std::unique_ptr<FleetCoordinator>> FleetCoordinator::create(Deps deps,
+                                                                   RedisClientOptions options,
+                                                                   DegradedCallback on_degraded,
+                                                                   WriteCallback on_write) {
+  std::unique_ptr<FleetCoordinator> f(
+      new FleetCoordinator(deps, std::move(on_degraded), std::move(on_write)));
+  FleetCoordinator* self = f.get();
+  MFA_TRY(client, RedisClient::create(deps.event, std::move(options),
+                                      [self](bool ready, const std::string& why) {
+                                        self->on_client_state(ready, why);
+                                      }));
+  f->client_ = std::move(client);
+  return f;
+}
+
+RatePolicy FleetCoordinator::policy() const {
+  return RatePolicy::from_config(d_.config);
+}
+
+void FleetCoordinator::on_client_state(bool ready, const std::string& why) {
+  if (!ready) {
+    enter_degraded(why);
+    return;
+  }
+  MFA_LOG_INFO("Redis connected; reconciling before leaving degraded mode");
+  reconcile();
+}
+
+void FleetCoordinator::enter_degraded(const std::string& why) {
+  if (degraded_)
+    return;
+  degraded_ = true;
+  MFA_LOG_WARNING("fleet mode degraded: Redis unavailable (%s); serving from the local cache",
+                  why.c_str());
+  AuditEvent event;
+  event.kind = "degraded";
+  event.outcome = "info";
+  event.reason = "redis-unavailable";
+  event.caller = "mfad";
+  event.details["state"] = "entered";
+  event.details["why"] = why;
+  if (Status st = d_.audit.record(event); !st.ok())
+    MFA_LOG_ERROR("cannot audit degraded mode: %s", st.error().message.c_str());
+  if (on_write_)
+    on_write_();
+  if (on_degraded_)
+    on_degraded_(true);
+}
+
+void FleetCoordinator::queue(const ReconcileItem& item) {
+  if (Status st = d_.cache.queue_reconcile(item); !st.ok()) {
+    MFA_LOG_ERROR("cannot queue a %s for reconciliation: %s", item.kind.c_str(),
+                  st.error().message.c_str());
+  }
+}
+
+// --- Prefetch ---
+
+Status FleetCoordinator::write_through(const std::string& user, const fleet::RemoteUser& remote) {
+  MFA_TRY(local, d_.cache.get_factors(user));
+  for (const auto& r : remote.factors) {
+    const bool have = std::any_of(local.begin(), local.end(),
+                                  [&](const FactorRecord& l) { return same_factor(l, r); });
+    if (!have)
+      MFA_CHECK(d_.cache.put_factor(user, r));
+  }
+  for (const auto& l : local) {
+    const bool keep = std::any_of(
+        remote.factors.begin(), remote.factors.end(),
+        [&](const FactorRecord& r) { return r.method == l.method && r.pending == l.pending; });
+    if (!keep)
+      MFA_CHECK(d_.cache.delete_factor(user, l.method, l.pending));
+  }
+  // Watermarks only move forward: the cache keeps the larger one.
+  if (remote.watermark) {
+    MFA_TRY(advanced, d_.cache.advance_totp_watermark(user, *remote.watermark));
+    (void)advanced;
+  }
+  std::vector<CodeHash> wanted = remote.backup;
+  std::sort(wanted.begin(), wanted.end());
+  MFA_TRY(unused, d_.cache.unused_backup_codes(user));
+  std::sort(unused.begin(), unused.end());
+  if (wanted != unused) {
+    if (wanted.empty())
+      MFA_CHECK(d_.cache.delete_backup_codes(user));
+    else
+      MFA_CHECK(d_.cache.replace_backup_codes(user, wanted));
+  }
+  const LimitState shared = remote.has_limits ? remote.limits : LimitState{};
+  MFA_TRY(limits, d_.cache.get_limits(user));
+  if (!same_limits(limits, shared))
+    MFA_CHECK(d_.cache.put_limits(user, shared));
+  return {};
+}
+
+void FleetCoordinator::prefetch(const std::string& user, std::function<void(bool online)> done) {
+  if (degraded_) {
+    done(false);
+    return;
+  }
+  const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
+  auto alive = alive_;
+  client_->eval(fleet::load_script(), {keys.factors, keys.watermark, keys.backup, keys.limits}, {},
+                [this, alive, user, done = std::move(done)](Result<RedisReply> reply) {
+                  if (!*alive)
+                    return;
+                  if (!reply.ok()) {
+                    enter_degraded(reply.error().message);
+                    done(false);
+                    return;
+                  }
+                  auto remote = fleet::parse_load_reply(*reply);
+                  if (!remote.ok()) {
+                    MFA_LOG_ERROR("fleet: %s%s%s", remote.error().message.c_str(),
+                                  reply->is_error() ? ": " : "",
+                                  reply->is_error() ? reply->str.c_str() : "");
+                    enter_degraded(remote.error().message);
+                    done(false);
+                    return;
+                  }
+                  if (Status st = write_through(user, *remote); !st.ok()) {
+                    MFA_LOG_ERROR("fleet: cannot write %s's shared state to the cache: %s",
+                                  user.c_str(), st.error().message.c_str());
+                  }
+                  done(true);
+                });
+}
+
+// --- Confirm ---
+
+void FleetCoordinator::push_user(const std::string& user, const FleetChanges& changes,
+                                 std::function<void(bool ok)> done) {
+  const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
+  std::vector<std::string> args{
+      changes.user_deleted ? "delete" : "update",
+      changes.watermark_set ? std::to_string(*changes.watermark_set) : std::string(),
+      changes.factors_changed ? "1" : "0", changes.backup_replaced ? "1" : "0"};
+  std::vector<std::string> factor_args;
+  std::vector<std::string> backup_args;
+  if (!changes.user_deleted) {
+    auto factors = d_.cache.get_factors(user);
+    auto unused = d_.cache.unused_backup_codes(user);
+    if (!factors.ok() || !unused.ok()) {
+      done(false);
+      return;
+    }
+    for (const auto& f : *factors) {
+      factor_args.push_back(fleet::factor_field(f.method, f.pending));
+      factor_args.push_back(fleet::encode_factor(f));
+    }
+    for (const auto& h : *unused)
+      backup_args.push_back(fleet::hash_hex(h));
+  }
+  args.push_back(std::to_string(factor_args.size() / 2));
+  args.insert(args.end(), factor_args.begin(), factor_args.end());
+  args.insert(args.end(), backup_args.begin(), backup_args.end());
+  auto alive = alive_;
+  client_->eval(fleet::put_user_script(),
+                {keys.factors, keys.watermark, keys.backup, keys.limits, keys.sessions},
+                std::move(args), [alive, done = std::move(done)](Result<RedisReply> reply) {
+                  if (!*alive)
+                    return;
+                  done(reply.ok() && !reply->is_error());
+                });
+}
+
+void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
+                               const FleetChanges& changes, bool success, bool failure,
+                               std::function<void(FleetConfirmResult)> done) {
+  fleet::ConfirmRequest req;
+  req.step = changes.watermark_advanced;
+  req.backup = changes.backup_consumed;
+  if (changes.limits_written) {
+    if (failure)
+      req.action = "fail";
+    else if (success)
+      req.action = kind == FleetCallKind::kAdmin ? "clear" : "success";
+  }
+  const bool push =
+      changes.enrollment_changed() && kind != FleetCallKind::kLogin && kind != FleetCallKind::kRead;
+  if (!req.step && !req.backup && req.action.empty() && !push) {
+    done({});
+    return;
+  }
+  auto alive = alive_;
+  auto unavailable = [this, user, changes, failure](const std::string& why) {
+    enter_degraded(why);
+    // What this host already consumed stays consumed: Redis learns it on reconciliation.
+    if (changes.watermark_advanced)
+      queue({0, user, "watermark", *changes.watermark_advanced, std::nullopt, 0});
+    if (changes.backup_consumed)
+      queue({0, user, "backup", 0, changes.backup_consumed, 0});
+    if (failure && changes.limits_written)
+      queue({0, user, "failures", 0, std::nullopt, 1});
+  };
+  auto after_limits = [this, alive, user, kind, changes, push, unavailable,
+                       done](FleetConfirmResult result) mutable {
+    if (!push || !result.refused.empty()) {
+      done(std::move(result));
+      return;
+    }
+    push_user(user, changes, [alive, unavailable, done](bool ok) mutable {
+      if (!*alive)
+        return;
+      FleetConfirmResult r;
+      if (!ok) {
+        unavailable("the enrollment record could not be written");
+        r.unavailable = true;
+      }
+      done(std::move(r));
+    });
+  };
+  if (!req.step && !req.backup && req.action.empty()) {
+    after_limits({});
+    return;
+  }
+  const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
+  client_->eval(fleet::confirm_script(), {keys.watermark, keys.backup, keys.limits},
+                fleet::confirm_args(req, policy(), d_.clock.realtime_usec()),
+                [this, alive, user, unavailable, after_limits = std::move(after_limits),
+                 done](Result<RedisReply> reply) mutable {
+                  if (!*alive)
+                    return;
+                  Result<fleet::ConfirmOutcome> outcome =
+                      reply.ok() ? fleet::parse_confirm_reply(*reply)
+                                 : Result<fleet::ConfirmOutcome>(reply.error());
+                  if (!outcome.ok()) {
+                    if (reply.ok() && reply->is_error())
+                      MFA_LOG_ERROR("fleet: confirm script failed: %s", reply->str.c_str());
+                    unavailable(outcome.error().message);
+                    FleetConfirmResult r;
+                    r.unavailable = true;
+                    done(std::move(r));
+                    return;
+                  }
+                  // The shared counters are the truth: the cache follows them.
+                  if (Status st = d_.cache.put_limits(user, outcome->limits); !st.ok()) {
+                    MFA_LOG_ERROR("fleet: cannot cache %s's limits: %s", user.c_str(),
+                                  st.error().message.c_str());
+                  }
+                  FleetConfirmResult r;
+                  r.refused = outcome->refused;
+                  after_limits(std::move(r));
+                });
+}
+
+void FleetCoordinator::note_degraded(const std::string& user, const std::string& call,
+                                     const FleetChanges& changes, bool success, bool failure,
+                                     const std::string& caller) {
+  AuditEvent event;
+  event.kind = "degraded";
+  event.user = user;
+  event.outcome = success ? "success" : failure ? "failure" : "denied";
+  event.reason = "redis-unavailable";
+  event.caller = caller;
+  event.details["call"] = call;
+  if (changes.watermark_advanced)
+    event.details["method"] = "totp";
+  else if (changes.backup_consumed)
+    event.details["method"] = "backup";
+  if (Status st = d_.audit.record(event); !st.ok())
+    MFA_LOG_ERROR("cannot audit a degraded decision: %s", st.error().message.c_str());
+  if (changes.watermark_advanced)
+    queue({0, user, "watermark", *changes.watermark_advanced, std::nullopt, 0});
+  if (changes.backup_consumed)
+    queue({0, user, "backup", 0, changes.backup_consumed, 0});
+  if (failure && changes.limits_written)
+    queue({0, user, "failures", 0, std::nullopt, 1});
+}
+
+void FleetCoordinator::note_refused(const std::string& user, const std::string& reason,
+                                    const std::string& caller) {
+  AuditEvent event;
+  event.kind = "auth.failure";
+  event.user = user;
+  event.outcome = "failure";
+  event.reason = reason;
+  event.caller = caller;
+  event.details["fleet"] = "refused";
+  if (Status st = d_.audit.record(event); !st.ok())
+    MFA_LOG_ERROR("cannot audit a fleet refusal: %s", st.error().message.c_str());
+}
+
+// --- Reconciliation ---
+
+void FleetCoordinator::reconcile() {
+  if (reconciling_)
+    return;
+  auto items = d_.cache.list_reconcile(kReconcileBatch);
+  if (!items.ok()) {
+    MFA_LOG_ERROR("fleet: cannot read the reconciliation queue: %s", items.error().message.c_str());
+    return;
+  }
+  if (items->empty()) {
+    if (degraded_) {
+      degraded_ = false;
+      MFA_LOG_INFO("fleet mode: Redis is the shared truth again (left degraded mode)");
+      AuditEvent event;
+      event.kind = "degraded";
+      event.outcome = "info";
+      event.reason = "redis-available";
+      event.caller = "mfad";
+      event.details["state"] = "left";
+      if (Status st = d_.audit.record(event); !st.ok())
+        MFA_LOG_ERROR("cannot audit leaving degraded mode: %s", st.error().message.c_str());
+      if (on_write_)
+        on_write_();
+      if (on_degraded_)
+        on_degraded_(false);
+    }
+    return;
+  }
+  reconciling_ = true;
+  struct Batch {
+    size_t outstanding = 0;
+    bool failed = false;
+    std::vector<int64_t> done_ids;
+  };
+  auto batch = std::make_shared<Batch>();
+  batch->outstanding = items->size();
+  auto alive = alive_;
+  const RatePolicy pol = policy();
+  const int64_t now = d_.clock.realtime_usec();
+  for (const auto& item : *items) {
+    fleet::ConfirmRequest req;
+    if (item.kind == "watermark") {
+      req.step = item.step;
+    } else if (item.kind == "backup" && item.hash) {
+      req.backup = item.hash;
+    } else if (item.kind == "failures") {
+      req.action = "fail";
+      req.fail_count = std::max(1, item.count);
+    }
+    const auto keys = fleet::user_keys(d_.config.redis_key_prefix, item.user);
+    const int64_t id = item.id;
+    client_->eval(fleet::confirm_script(), {keys.watermark, keys.backup, keys.limits},
+                  fleet::confirm_args(req, pol, now),
+                  [this, alive, batch, id](Result<RedisReply> reply) {
+                    if (!*alive)
+                      return;
+                    // A refused compare-and-set or SREM is fine here: Redis already knows better.
+                    if (reply.ok() && !reply->is_error())
+                      batch->done_ids.push_back(id);
+                    else
+                      batch->failed = true;
+                    if (--batch->outstanding != 0)
+                      return;
+                    reconciling_ = false;
+                    for (int64_t done_id : batch->done_ids) {
+                      if (Status st = d_.cache.delete_reconcile(done_id); !st.ok())
+                        batch->failed = true;
+                    }
+                    if (on_write_)
+                      on_write_();
+                    if (batch->failed) {
+                      MFA_LOG_WARNING("fleet: reconciliation incomplete; staying degraded");
+                      return;
+                    }
+                    // This connection reads its own uncommitted deletions: the next batch, or
+                    // leaving degraded mode once the queue is empty. (A failed commit brings
+                    // items back; replaying them is harmless.)
+                    reconcile();
+                  });
+  }
+}
+
+// --- Sessions ---
+
+void FleetCoordinator::register_session(const std::string& user, const std::string& session_id,
+                                        const std::string& host, int max,
+                                        std::function<void(Result<bool>)> done) {
+  const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
+  client_->eval(fleet::session_add_script(), {keys.sessions},
+                {session_id, host + "|" + std::to_string(d_.clock.realtime_usec()),
+                 std::to_string(std::max(0, max))},
+                [done = std::move(done)](Result<RedisReply> reply) {
+                  if (!reply.ok())
+                    return done(std::move(reply).error());
+                  if (reply->type != RedisReply::Type::kInteger)
+                    return done(make_error(Errc::kIo, "unexpected Redis reply to session add"));
+                  done(reply->integer == 1);
+                });
+}
+
+void FleetCoordinator::unregister_session(const std::string& user, const std::string& session_id,
+                                          std::function<void(Status)> done) {
+  const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
+  client_->command({"HDEL", keys.sessions, session_id},
+                   [done = std::move(done)](Result<RedisReply> reply) {
+                     if (!reply.ok())
+                       return done(std::move(reply).error());
+                     if (reply->is_error())
+                       return done(make_error(Errc::kIo, reply->str));
+                     done({});
+                   });
+}
+
+void FleetCoordinator::list_sessions(
+    const std::string& user,
+    std::function<void(Result<std::vector<std::pair<std::string, std::string>>>)> done) {
+  const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
+  client_->command({"HGETALL", keys.sessions}, [done = std::move(done)](Result<RedisReply> reply) {
+    if (!reply.ok())
+      return done(std::move(reply).error());
+    if (reply->type != RedisReply::Type::kArray)
+      return done(make_error(Errc::kIo, "unexpected Redis reply to session list"));
+    std::vector<std::pair<std::string, std::string>> out;
+    for (size_t i = 0; i + 1 < reply->elements.size(); i += 2) {
+      const std::string& value = reply->elements[i + 1].str;
+      out.emplace_back(reply->elements[i].str, value.substr(0, value.find('|')));
+    }
+    done(std::move(out));
+  });
+}
+
+void FleetCoordinator::request_termination(const std::string& host, const std::string& session_id,
+                                           std::function<void(Status)> done) {
+  const std::string key = fleet::host_terminate_key(d_.config.redis_key_prefix, host);
+  client_->command({"RPUSH", key, session_id},
+                   [this, key, session_id, done = std::move(done)](Result<RedisReply> reply) {
+                     if (!reply.ok())
+                       return done(std::move(reply).error());
+                     if (reply->is_error())
+                       return done(make_error(Errc::kIo, reply->str));
+                     // Wakes a subscriber; the list keeps the request for a host that was not
+                     // listening.
+                     client_->command({"PUBLISH", key, session_id}, [](Result<RedisReply>) {});
+                     done({});
+                   });
+}
+
+void FleetCoordinator::take_terminations(
+    const std::string& host, std::function<void(Result<std::vector<std::string>>)> done) {
+  const std::string key = fleet::host_terminate_key(d_.config.redis_key_prefix, host);
+  client_->eval(fleet::take_terminations_script(), {key}, {},
+                [done = std::move(done)](Result<RedisReply> reply) {
+                  if (!reply.ok())
+                    return done(std::move(reply).error());
+                  if (reply->type != RedisReply::Type::kArray)
+                    return done(make_error(Errc::kIo, "unexpected Redis reply to terminations"));
+                  std::vector<std::string> ids;
+                  for (const auto& e : reply->elements)
+                    ids.push_back(e.str);
+                  done(std::move(ids));
+                });
+}
+
+}  // namespace mfa

@@ -1,0 +1,119 @@
+// Fleet mode (DESIGN §6, docs/fleet.md): Redis is the shared truth, the local SQLite store the
+// cache mfad falls back to. The coordinator stands in front of the synchronous Authenticator:
+//  1. PREFETCH: before a call about user U, U's shared state is read from Redis (one script, async)
+//     and written through to SQLite;
+//  2. the Authenticator decides against SQLite, as without fleet mode;
+//  3. CONFIRM: what the decision consumed is done atomically in Redis (watermark compare-and-set,
+//     backup code SREM, shared failure counter and lockout, enrollment records) before the reply
+//     leaves. A refused compare-and-set or SREM turns a success into BadCode.
+// When Redis does not answer within its timeout, the coordinator is degraded at once: calls are
+// decided from SQLite alone (both factors still required, local limits), each decision is audited
+// ("degraded") and what Redis must learn is queued in SQLite; when Redis is back the queue is
+// replayed (watermarks take the maximum, consumed codes are removed, failures pushed), and only
+// then does mfad leave degraded mode.
+#pragma once
+
+#include <systemd/sd-event.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/result.hpp"
+#include "daemon/audit.hpp"
+#include "daemon/clock.hpp"
+#include "daemon/config.hpp"
+#include "daemon/fleet_keys.hpp"
+#include "daemon/fleet_recorder.hpp"
+#include "daemon/redis_client.hpp"
+#include "daemon/sqlite_store.hpp"
+
+namespace mfa {
+
+// What a D-Bus call does to a user's shared state.
+enum class FleetCallKind {
+  kRead,    // GetUser: prefetch only
+  kLogin,   // BeginAuthentication, Verify: served from the cache when degraded
+  kChange,  // enrollment changes (self-service): refused while degraded
+  kAdmin,   // ResetUser, Unlock: refused while degraded
+};
+
+struct FleetConfirmResult {
+  std::string refused;       // "replay-fleet", "consumed-elsewhere": the success becomes BadCode
+  bool unavailable = false;  // Redis failed meanwhile: now degraded
+};
+
+class FleetCoordinator {
+ public:
+  struct Deps {
+    sd_event* event;
+    const Config& config;
+    SqliteStore& cache;
+    AuditLog& audit;
+    const Clock& clock;
+  };
+  using DegradedCallback = std::function<void(bool degraded)>;
+  // The cache was written outside a D-Bus call: a commit must be scheduled.
+  using WriteCallback = std::function<void()>;
+
+  static Result<std::unique_ptr<FleetCoordinator>> create(Deps deps, RedisClientOptions options,
+                                                          DegradedCallback on_degraded,
+                                                          WriteCallback on_write);
+  ~FleetCoordinator();
+
+  bool degraded() const { return degraded_; }
+  RedisClient& client() { return *client_; }
+
+  // done(true): the cache now holds U's shared state; done(false): degraded, serve from the cache.
+  // done never runs later than the Redis timeout.
+  void prefetch(const std::string& user, std::function<void(bool online)> done);
+  // success/failure: the call's reply was a success / a counted failure (BadCode, RateLimited).
+  void confirm(const std::string& user, FleetCallKind kind, const FleetChanges& changes,
+               bool success, bool failure, std::function<void(FleetConfirmResult)> done);
+  // A decision taken in degraded mode: audited, and queued for reconciliation.
+  void note_degraded(const std::string& user, const std::string& call, const FleetChanges& changes,
+                     bool success, bool failure, const std::string& caller);
+
+  // A local success that Redis refused (the code was used on another host): audited.
+  void note_refused(const std::string& user, const std::string& reason, const std::string& caller);
+
+  // --- Sessions across hosts (primitives for the sessions work; docs/fleet.md). ---
+  // Adds session_id to user's set unless it holds max (0: no limit) already: true when added.
+  void register_session(const std::string& user, const std::string& session_id,
+                        const std::string& host, int max, std::function<void(Result<bool>)> done);
+  void unregister_session(const std::string& user, const std::string& session_id,
+                          std::function<void(Status)> done);
+  // (session id, owning host) of every session of user, across the fleet.
+  void list_sessions(
+      const std::string& user,
+      std::function<void(Result<std::vector<std::pair<std::string, std::string>>>)> done);
+  // Asks host (the session's owner) to end session_id: queued on its list and published.
+  void request_termination(const std::string& host, const std::string& session_id,
+                           std::function<void(Status)> done);
+  // The session ids other hosts asked this host to end (removed from the queue).
+  void take_terminations(const std::string& host,
+                         std::function<void(Result<std::vector<std::string>>)> done);
+
+ private:
+  FleetCoordinator(Deps deps, DegradedCallback on_degraded, WriteCallback on_write);
+  void on_client_state(bool ready, const std::string& why);
+  void enter_degraded(const std::string& why);
+  void reconcile();
+  Status write_through(const std::string& user, const fleet::RemoteUser& remote);
+  void push_user(const std::string& user, const FleetChanges& changes,
+                 std::function<void(bool ok)> done);
+  void queue(const ReconcileItem& item);
+  RatePolicy policy() const;
+
+  Deps d_;
+  DegradedCallback on_degraded_;
+  WriteCallback on_write_;
+  std::unique_ptr<RedisClient> client_;
+  bool degraded_ = true;  // until connected and reconciled
+  bool reconciling_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace mfa

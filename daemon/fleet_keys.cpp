@@ -1,0 +1,325 @@
+#include "daemon/fleet_keys.hpp"
+
+#include <charconv>
+
+namespace mfa::fleet {
+
+namespace {
+
+constexpr size_t kMaxFactorValue = 64 * 1024;
+constexpr size_t kMaxRemoteBackupCodes = 100;
+
+std::string to_hex(const uint8_t* data, size_t size) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(size * 2);
+  for (size_t i = 0; i < size; ++i) {
+    out.push_back(kDigits[data[i] >> 4]);
+    out.push_back(kDigits[data[i] & 0xf]);
+  }
+  return out;
+}
+
+std::optional<std::vector<uint8_t>> from_hex(std::string_view hex) {
+  if (hex.size() % 2 != 0)
+    return std::nullopt;
+  std::vector<uint8_t> out(hex.size() / 2);
+  for (size_t i = 0; i < out.size(); ++i) {
+    unsigned v = 0;
+    auto [p, ec] = std::from_chars(hex.data() + 2 * i, hex.data() + 2 * i + 2, v, 16);
+    if (ec != std::errc() || p != hex.data() + 2 * i + 2)
+      return std::nullopt;
+    out[i] = static_cast<uint8_t>(v);
+  }
+  return out;
+}
+
+template <typename T>
+std::optional<T> to_number(std::string_view s) {
+  T v{};
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size())
+    return std::nullopt;
+  return v;
+}
+
+// Integers come back as integers, or as strings when they were read from a hash.
+std::optional<int64_t> reply_int(const RedisReply& r) {
+  if (r.type == RedisReply::Type::kInteger)
+    return r.integer;
+  if (r.type == RedisReply::Type::kString)
+    return to_number<int64_t>(r.str);
+  return std::nullopt;
+}
+
+Error bad_reply(const char* what) {
+  return make_error(Errc::kIo, std::string("unexpected Redis reply to ") + what);
+}
+
+LimitState limits_from_fields(const std::vector<RedisReply>& flat) {
+  LimitState s;
+  for (size_t i = 0; i + 1 < flat.size(); i += 2) {
+    const std::string& k = flat[i].str;
+    const int64_t v = reply_int(flat[i + 1]).value_or(0);
+    if (k == "cf")
+      s.consecutive_failures = static_cast<int>(v);
+    else if (k == "lc")
+      s.lockout_count = static_cast<int>(v);
+    else if (k == "lu")
+      s.locked_until_usec = v;
+    else if (k == "day")
+      s.day = v;
+    else if (k == "df")
+      s.day_failures = static_cast<int>(v);
+  }
+  return s;
+}
+
+}  // namespace
+
+UserKeys user_keys(std::string_view prefix, std::string_view user) {
+  const std::string base = std::string(prefix) + "user:{" + std::string(user) + "}:";
+  return UserKeys{base + "factors", base + "watermark", base + "backup", base + "limits",
+                  base + "sessions"};
+}
+
+std::string host_terminate_key(std::string_view prefix, std::string_view host) {
+  return std::string(prefix) + "host:{" + std::string(host) + "}:terminate";
+}
+
+std::string factor_field(Method method, bool pending) {
+  return std::string(method_name(method)) + (pending ? ":pending" : "");
+}
+
+// "1|created_usec|hex(params)|hex(sealed)"; the field says method and pending.
+std::string encode_factor(const FactorRecord& record) {
+  return "1|" + std::to_string(record.created_usec) + "|" +
+         to_hex(reinterpret_cast<const uint8_t*>(record.params.data()), record.params.size()) +
+         "|" + to_hex(record.sealed.data(), record.sealed.size());
+}
+
+std::optional<FactorRecord> decode_factor(std::string_view field, std::string_view value) {
+  if (value.size() > kMaxFactorValue || !value.starts_with("1|"))
+    return std::nullopt;
+  FactorRecord r;
+  std::string_view name = field;
+  if (name.ends_with(":pending")) {
+    r.pending = true;
+    name.remove_suffix(8);
+  }
+  auto method = parse_method(name);
+  if (!method)
+    return std::nullopt;
+  r.method = *method;
+  std::string_view rest = value.substr(2);
+  const size_t a = rest.find('|');
+  if (a == std::string_view::npos)
+    return std::nullopt;
+  const size_t b = rest.find('|', a + 1);
+  if (b == std::string_view::npos)
+    return std::nullopt;
+  auto created = to_number<int64_t>(rest.substr(0, a));
+  auto params = from_hex(rest.substr(a + 1, b - a - 1));
+  auto sealed = from_hex(rest.substr(b + 1));
+  if (!created || !params || !sealed || sealed->empty())
+    return std::nullopt;
+  r.created_usec = *created;
+  r.params.assign(params->begin(), params->end());
+  r.sealed = std::move(*sealed);
+  return r;
+}
+
+std::string hash_hex(const CodeHash& hash) {
+  return to_hex(hash.data(), hash.size());
+}
+
+std::optional<CodeHash> parse_hash_hex(std::string_view hex) {
+  auto bytes = from_hex(hex);
+  if (!bytes || bytes->size() != CodeHash{}.size())
+    return std::nullopt;
+  CodeHash h;
+  std::copy(bytes->begin(), bytes->end(), h.begin());
+  return h;
+}
+
+Result<RemoteUser> parse_load_reply(const RedisReply& reply) {
+  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 4)
+    return bad_reply("the load script");
+  const auto& factors = reply.elements[0];
+  const auto& watermark = reply.elements[1];
+  const auto& backup = reply.elements[2];
+  const auto& limits = reply.elements[3];
+  RemoteUser u;
+  for (size_t i = 0; i + 1 < factors.elements.size(); i += 2) {
+    // A record that does not decode is skipped: it cannot be used, and must not block the others.
+    if (auto r = decode_factor(factors.elements[i].str, factors.elements[i + 1].str))
+      u.factors.push_back(std::move(*r));
+  }
+  if (!watermark.str.empty()) {
+    auto w = to_number<uint64_t>(watermark.str);
+    if (!w)
+      return bad_reply("the load script (watermark)");
+    u.watermark = *w;
+  }
+  for (const auto& e : backup.elements) {
+    if (u.backup.size() >= kMaxRemoteBackupCodes)
+      break;
+    if (auto h = parse_hash_hex(e.str))
+      u.backup.push_back(*h);
+  }
+  u.has_limits = !limits.elements.empty();
+  u.limits = limits_from_fields(limits.elements);
+  return u;
+}
+
+Result<ConfirmOutcome> parse_confirm_reply(const RedisReply& reply) {
+  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 6)
+    return bad_reply("the confirm script");
+  ConfirmOutcome o;
+  o.refused = reply.elements[0].str;
+  const auto cf = reply_int(reply.elements[1]);
+  const auto lc = reply_int(reply.elements[2]);
+  const auto lu = reply_int(reply.elements[3]);
+  const auto day = reply_int(reply.elements[4]);
+  const auto df = reply_int(reply.elements[5]);
+  if (!cf || !lc || !lu || !day || !df)
+    return bad_reply("the confirm script (limits)");
+  o.limits.consecutive_failures = static_cast<int>(*cf);
+  o.limits.lockout_count = static_cast<int>(*lc);
+  o.limits.locked_until_usec = *lu;
+  o.limits.day = *day;
+  o.limits.day_failures = static_cast<int>(*df);
+  return o;
+}
+
+std::vector<std::string> confirm_args(const ConfirmRequest& request, const RatePolicy& policy,
+                                      int64_t now_usec) {
+  return {request.step ? std::to_string(*request.step) : std::string(),
+          request.backup ? hash_hex(*request.backup) : std::string(),
+          request.action,
+          std::to_string(now_usec),
+          std::to_string(policy.max_failures),
+          std::to_string(policy.lockout_seconds),
+          std::to_string(policy.max_lockout_seconds),
+          std::to_string(policy.max_failures_per_day),
+          std::to_string(std::max(1, request.fail_count))};
+}
+
+// KEYS: factors watermark backup limits.
+const LuaScript& load_script() {
+  static const LuaScript s(R"lua(
+return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '',
+        redis.call('SMEMBERS', KEYS[3]), redis.call('HGETALL', KEYS[4])}
+)lua");
+  return s;
+}
+
+// KEYS: watermark backup limits. ARGV: step hash action now_usec max_failures lockout_seconds
+// max_lockout_seconds max_failures_per_day fail_count. The arithmetic is rate_limiter.cpp's
+// (count_attempt + apply_failure; record_success), so that a guesser gains nothing by switching
+// hosts. Numbers stay below 2^53 (microseconds until the year 2255), exact in Lua's doubles.
+const LuaScript& confirm_script() {
+  static const LuaScript s(R"lua(
+local refused = ''
+if ARGV[1] ~= '' then
+  local cur = redis.call('GET', KEYS[1])
+  if cur and tonumber(cur) >= tonumber(ARGV[1]) then
+    refused = 'replay-fleet'
+  else
+    redis.call('SET', KEYS[1], ARGV[1])
+  end
+end
+if refused == '' and ARGV[2] ~= '' then
+  if redis.call('SREM', KEYS[2], ARGV[2]) == 0 then refused = 'consumed-elsewhere' end
+end
+local action = ARGV[3]
+if refused ~= '' then action = 'fail' end
+local h = redis.call('HMGET', KEYS[3], 'cf', 'lc', 'lu', 'day', 'df')
+local cf, lc = tonumber(h[1] or '0'), tonumber(h[2] or '0')
+local lu, day, df = tonumber(h[3] or '0'), tonumber(h[4] or '0'), tonumber(h[5] or '0')
+local now = tonumber(ARGV[4])
+local usec_per_day = 86400000000
+local today = math.floor(now / usec_per_day)
+local maxf, lockout, cap, maxday = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+if action == 'fail' then
+  for i = 1, tonumber(ARGV[9]) do
+    if day ~= today then day = today; df = 0 end
+    cf = cf + 1; df = df + 1
+    if maxday > 0 and df >= maxday then
+      lu = math.max(lu, (today + 1) * usec_per_day); cf = 0
+    elseif cf >= maxf then
+      local d = lockout
+      for j = 1, lc do if d >= cap then break end; d = d * 2 end
+      d = math.min(d, cap)
+      lu = math.max(lu, now + d * 1000000); lc = lc + 1; cf = 0
+    end
+  end
+elseif action == 'success' then
+  cf = 0; lc = 0
+elseif action == 'clear' then
+  cf = 0; lc = 0; lu = 0; df = 0
+end
+if action ~= '' then
+  redis.call('HSET', KEYS[3], 'cf', string.format('%d', cf), 'lc', string.format('%d', lc),
+             'lu', string.format('%d', lu), 'day', string.format('%d', day),
+             'df', string.format('%d', df))
+end
+return {refused, string.format('%d', cf), string.format('%d', lc), string.format('%d', lu),
+        string.format('%d', day), string.format('%d', df)}
+)lua");
+  return s;
+}
+
+// KEYS: factors watermark backup limits sessions. ARGV: mode ("delete" | "update") watermark
+// replace_factors replace_backup nfactors, then nfactors (field, value) pairs, then backup hashes.
+const LuaScript& put_user_script() {
+  static const LuaScript s(R"lua(
+if ARGV[1] == 'delete' then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+  return 1
+end
+local n = tonumber(ARGV[5])
+local i = 6
+if ARGV[3] == '1' then
+  redis.call('DEL', KEYS[1])
+  for j = 1, n do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2 end
+else
+  i = i + 2 * n
+end
+if ARGV[4] == '1' then
+  redis.call('DEL', KEYS[3])
+  while i <= #ARGV do redis.call('SADD', KEYS[3], ARGV[i]); i = i + 1 end
+end
+if ARGV[2] ~= '' then
+  local cur = redis.call('GET', KEYS[2])
+  if (not cur) or tonumber(cur) < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
+end
+return 1
+)lua");
+  return s;
+}
+
+// KEYS: sessions. ARGV: session_id value max (0 = no limit). 1 = added, 0 = at the limit.
+const LuaScript& session_add_script() {
+  static const LuaScript s(R"lua(
+local max = tonumber(ARGV[3])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and max > 0 and redis.call('HLEN', KEYS[1]) >= max then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+)lua");
+  return s;
+}
+
+// KEYS: host terminate list. Returns and removes every queued session id.
+const LuaScript& take_terminations_script() {
+  static const LuaScript s(R"lua(
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+return ids
+)lua");
+  return s;
+}
+
+}  // namespace mfa::fleet

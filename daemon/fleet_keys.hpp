@@ -1,0 +1,77 @@
+// Fleet mode's data in Redis (DESIGN §6): key names, the Lua scripts that make each shared
+// operation atomic, and the encoding of records. Pure functions, unit-tested without a server.
+//
+// Keys (KeyPrefix "mfad:" by default; the {user} hash tag keeps one user's keys in one slot):
+//   mfad:user:{alice}:factors    hash  "totp" / "totp:pending" / "sms" / ... -> encoded
+//   FactorRecord
+//                                      (sealed: its AAD binds owner and kind, so a record copied
+//                                      under another user's key does not open)
+//   mfad:user:{alice}:watermark  string  last accepted TOTP step
+//   mfad:user:{alice}:backup     set   hex keyed hashes of the unused backup codes
+//   mfad:user:{alice}:limits     hash  cf lc lu day df (LimitState)
+//   mfad:user:{alice}:sessions   hash  session id -> "host|opened_usec" (sessions branch)
+//   mfad:host:{HOST}:terminate   list  session ids another host asks HOST to end; also PUBLISHed on
+//                                      the channel of the same name
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "daemon/rate_limiter.hpp"
+#include "daemon/redis_client.hpp"
+#include "daemon/store.hpp"
+
+namespace mfa::fleet {
+
+struct UserKeys {
+  std::string factors, watermark, backup, limits, sessions;
+};
+UserKeys user_keys(std::string_view prefix, std::string_view user);
+std::string host_terminate_key(std::string_view prefix, std::string_view host);
+
+// Hash field of a factor record: "totp", "totp:pending", "sms", "sms:pending".
+std::string factor_field(Method method, bool pending);
+std::string encode_factor(const FactorRecord& record);
+// nullopt for a malformed value (a record another version wrote, or garbage).
+std::optional<FactorRecord> decode_factor(std::string_view field, std::string_view value);
+
+std::string hash_hex(const CodeHash& hash);
+std::optional<CodeHash> parse_hash_hex(std::string_view hex);
+
+// The user's shared state as the load script returns it.
+struct RemoteUser {
+  std::vector<FactorRecord> factors;
+  std::optional<uint64_t> watermark;
+  std::vector<CodeHash> backup;  // unused codes
+  LimitState limits;
+  bool has_limits = false;
+};
+Result<RemoteUser> parse_load_reply(const RedisReply& reply);
+
+// What the confirm script answers: the refusal ("" = none) and the user's limits afterwards.
+struct ConfirmOutcome {
+  std::string refused;  // "", "replay-fleet", "consumed-elsewhere"
+  LimitState limits;
+};
+Result<ConfirmOutcome> parse_confirm_reply(const RedisReply& reply);
+
+// Arguments of the confirm script.
+struct ConfirmRequest {
+  std::optional<uint64_t> step;    // TOTP step accepted locally: compare-and-set
+  std::optional<CodeHash> backup;  // backup code consumed locally: SREM must answer 1
+  std::string action;              // "", "fail", "success", "clear"
+  int fail_count = 1;
+};
+std::vector<std::string> confirm_args(const ConfirmRequest& request, const RatePolicy& policy,
+                                      int64_t now_usec);
+
+const LuaScript& load_script();
+const LuaScript& confirm_script();
+const LuaScript& put_user_script();
+const LuaScript& session_add_script();
+const LuaScript& take_terminations_script();
+
+}  // namespace mfa::fleet

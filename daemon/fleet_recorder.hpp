@@ -1,0 +1,78 @@
+// Fleet mode: a Store in front of the local SQLite store that notes what one synchronous
+// Authenticator call consumed or changed, so that FleetCoordinator can make the same change
+// atomically in Redis before the reply leaves (the CONFIRM step, docs/fleet.md).
+#pragma once
+
+#include <optional>
+
+#include "daemon/store.hpp"
+
+namespace mfa {
+
+struct FleetChanges {
+  std::optional<uint64_t> watermark_advanced;  // a TOTP step accepted
+  std::optional<CodeHash> backup_consumed;     // a backup code used
+  bool limits_written = false;                 // an attempt was counted
+  bool factors_changed = false;
+  bool backup_replaced = false;           // new set or removed
+  std::optional<uint64_t> watermark_set;  // enrollment confirmed at this step
+  bool user_deleted = false;
+  bool enrollment_changed() const {
+    return factors_changed || backup_replaced || watermark_set.has_value() || user_deleted;
+  }
+};
+
+class FleetRecorder final : public Store {
+ public:
+  explicit FleetRecorder(Store& inner) : inner_(inner) {}
+
+  void start() {
+    changes_ = FleetChanges{};
+    recording_ = true;
+  }
+  FleetChanges stop() {
+    recording_ = false;
+    return changes_;
+  }
+
+  Result<std::vector<FactorRecord>> get_factors(std::string_view user) override {
+    return inner_.get_factors(user);
+  }
+  Status put_factor(std::string_view user, const FactorRecord& record) override;
+  Status delete_factor(std::string_view user, Method method, bool pending) override;
+  Result<std::vector<std::string>> list_users() override { return inner_.list_users(); }
+  Status delete_user(std::string_view user) override;
+
+  Result<std::optional<uint64_t>> get_totp_watermark(std::string_view user) override {
+    return inner_.get_totp_watermark(user);
+  }
+  Result<bool> advance_totp_watermark(std::string_view user, uint64_t step) override;
+  Status set_totp_watermark(std::string_view user, std::optional<uint64_t> step) override;
+
+  Status replace_backup_codes(std::string_view user, const std::vector<CodeHash>& hashes) override;
+  Result<bool> consume_backup_code(std::string_view user, const CodeHash& hash) override;
+  Result<int> count_backup_codes(std::string_view user) override {
+    return inner_.count_backup_codes(user);
+  }
+  Status delete_backup_codes(std::string_view user) override;
+
+  Result<LimitState> get_limits(std::string_view user) override { return inner_.get_limits(user); }
+  Status put_limits(std::string_view user, const LimitState& state) override;
+
+  Status append_audit(AuditRecord& record) override { return inner_.append_audit(record); }
+  Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) override {
+    return inner_.query_audit(filter);
+  }
+  Result<AuditVerification> verify_audit_chain() override { return inner_.verify_audit_chain(); }
+  Status prune_audit(int64_t cutoff_usec) override { return inner_.prune_audit(cutoff_usec); }
+
+  Status flush() override { return inner_.flush(); }
+  bool in_transaction() const override { return inner_.in_transaction(); }
+
+ private:
+  Store& inner_;
+  bool recording_ = false;
+  FleetChanges changes_;
+};
+
+}  // namespace mfa

@@ -1,0 +1,183 @@
+#!/usr/bin/python3
+"""Fleet mode benchmark (docs/fleet.md).
+
+1. Per-login overhead: the same logins (BeginAuthentication + Verify + EndAuthentication with a
+   valid TOTP code, one D-Bus connection, one login at a time) against an mfad in fleet mode
+   (a local redis-server on a Unix socket, ACL user, appendfsync everysec) and against an mfad with
+   SQLite alone, both with their state on tmpfs (so that fsync does not hide what Redis adds),
+   two runs each, alternated. Reports mean and p50 per login and the difference.
+2. Failover: logins run back to back while redis-server is stopped (SIGKILL, then SIGSTOP: a
+   frozen server is the worst case, every command waits for Timeout); reports the time from the
+   stop to the first login served in degraded mode, and the number of failed logins (must be 0).
+
+Run as root:  tests/bench/run-fleet-bench.py [BUILD_DIR]   env: USERS=40 ROUNDS=8
+"""
+
+import os
+import pwd
+import signal
+import statistics
+import tempfile
+import sys
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+
+import dbus  # noqa: E402
+
+from conftest import Bus, Mfad, current_step, make_world_dir, totp  # noqa: E402
+from fleet_helpers import RedisServer, fleet_config, wait_degraded  # noqa: E402
+
+BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "build"))
+USERS = int(os.environ.get("USERS", "40"))
+ROUNDS = int(os.environ.get("ROUNDS", "8"))
+CTX = {"service": "bench", "rhost": "127.0.0.1", "tty": "pts/0", "ruser": ""}
+
+
+class Client:
+    def __init__(self, m):
+        self.conn = dbus.bus.BusConnection(m.bus.address)
+        self.mgr = dbus.Interface(self.conn.get_object("org.mfad1", "/org/mfad1", introspect=False),
+                                  "org.mfad1.Manager")
+
+    def enroll(self, user):
+        secret, _ = self.mgr.BeginTotpEnrollment(user, dbus.Dictionary({}, signature="sv"))
+        self.mgr.ConfirmTotpEnrollment(user, totp(str(secret), step=current_step()))
+        return str(secret)
+
+    def login(self, user, code):
+        challenge, _ = self.mgr.BeginAuthentication(user, CTX)
+        try:
+            return str(self.mgr.Verify(challenge, code))
+        finally:
+            self.mgr.EndAuthentication(challenge)
+
+
+_prefixes = iter(range(1000))
+
+
+def start(m, fleet_redis=None):
+    m.set_config("TOTP", "Window", "10")
+    m.set_config("Redis", "KeyPrefix", f"mfad:bench{next(_prefixes)}:")
+    m.set_config("Policy", "MaxFailures", "100")
+    if fleet_redis:
+        fleet_config(m, fleet_redis)
+    else:
+        del m.config["Redis"]
+    m.start()
+    if fleet_redis:
+        wait_degraded(m, False)
+    return m
+
+
+def measure(m, users):
+    """Enrolls users, then ROUNDS logins each (one future step per round); per-login seconds."""
+    c = Client(m)
+    secrets = {u: c.enroll(u) for u in users}
+    base = current_step()
+    times = []
+    for r in range(1, ROUNDS + 1):
+        for u in users:
+            code = totp(secrets[u], step=base + r)
+            t0 = time.perf_counter()
+            assert c.login(u, code) == "totp"
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def failover(m, redis, users, how):
+    """Back-to-back logins; redis-server stopped after 0.3 s (or three rounds); logins go on for
+    1.5 s more (or until the window's codes are used).
+    Returns (seconds from the stop to the first login answered in degraded mode, failed logins,
+    logins)."""
+    c = Client(m)
+    secrets = {u: c.enroll(u) for u in users}
+    base = current_step()
+    stop_at = None
+    first_degraded = None
+    failures = 0
+    n = 0
+    t_start = time.monotonic()
+    for r in range(1, 11):
+        for u in users:
+            now = time.monotonic()
+            if stop_at is None and (now - t_start > 0.3 or n >= len(users) * 3):
+                stop_at = now
+                redis.pause() if how == "frozen" else redis.stop(signal.SIGKILL)
+            if stop_at is not None and now - stop_at > 1.5:
+                break
+            try:
+                ok = c.login(u, totp(secrets[u], step=base + r)) == "totp"
+            except dbus.exceptions.DBusException:
+                ok = False
+            done = time.monotonic()
+            n += 1
+            if not ok:
+                failures += 1
+            elif stop_at is not None and first_degraded is None and degraded_now(c.conn):
+                first_degraded = done - stop_at
+    if how == "frozen":
+        redis.resume()
+    return first_degraded, failures, n
+
+
+def degraded_now(conn):
+    props = dbus.Interface(conn.get_object("org.mfad1", "/org/mfad1", introspect=False),
+                           "org.freedesktop.DBus.Properties")
+    return bool(props.Get("org.mfad1.Manager", "Degraded"))
+
+
+def main():
+    cleanup = []
+    try:
+        redis = RedisServer()
+        with open(redis.config, "a") as f:
+            f.write("appendfsync everysec\n")
+        redis.start()
+        cleanup.append(redis.cleanup)
+
+        def new_mfad():
+            bus = Bus(make_world_dir("mfa-bench-bus-"))
+            # State on tmpfs: fsync would otherwise dominate and hide what Redis adds.
+            work = tempfile.mkdtemp(prefix="mfa-bench-mfad-", dir="/dev/shm")
+            m = Mfad(BUILD, bus, work)
+            cleanup.append(bus.stop)
+            cleanup.append(lambda: m.stop())
+            return m
+
+        # Enrollment needs real accounts: the system's own (no login happens through them).
+        users = sorted(p.pw_name for p in pwd.getpwall() if p.pw_uid != 0)[:USERS]
+        local = measure(start(new_mfad()), users)
+        fleet = measure(start(new_mfad(), redis), users)
+        local += measure(start(new_mfad()), users)
+        fleet += measure(start(new_mfad(), redis), users)
+        mean_l, mean_f = statistics.mean(local), statistics.mean(fleet)
+        p50_l, p50_f = statistics.median(local), statistics.median(fleet)
+        print(f"logins={len(local)} per mode, one at a time, one connection")
+        print(f"sqlite-only: mean={mean_l * 1e3:.3f}ms p50={p50_l * 1e3:.3f}ms")
+        print(f"fleet:       mean={mean_f * 1e3:.3f}ms p50={p50_f * 1e3:.3f}ms")
+        print(f"fleet overhead per login: mean={(mean_f - mean_l) * 1e3:.3f}ms "
+              f"p50={(p50_f - p50_l) * 1e3:.3f}ms (target <= 0.3 ms)")
+
+        for how in ("stopped", "frozen"):
+            if redis.proc.poll() is not None:
+                redis.start()
+            m = start(new_mfad(), redis)
+            first, failures, n = failover(m, redis, users[:8], how)
+            print(f"failover ({how}): first degraded login {first * 1e3:.0f}ms after the stop; "
+                  f"failed logins {failures}/{n} (target <= 1000 ms, 0 failed)"
+                  if first is not None else f"failover ({how}): no degraded login seen")
+            if redis.proc.poll() is None and how == "frozen":
+                pass
+    finally:
+        for f in reversed(cleanup):
+            try:
+                f()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+if __name__ == "__main__":
+    main()

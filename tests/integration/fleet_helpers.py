@@ -1,0 +1,139 @@
+"""Fleet mode test helpers: a real redis-server started by the tests (temporary config: no TCP
+port, a Unix socket in a temporary directory, an ACL user with a password, append-only file), and
+two mfad instances (two private buses, two state directories, one master key) sharing it."""
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+
+from conftest import Bus, Mfad, make_world_dir
+
+REDIS_SERVER = "/usr/bin/redis-server"
+REDIS_CLI = "/usr/bin/redis-cli"
+REDIS_USER = "mfad"
+
+REDIS_CONFIG = """port 0
+unixsocket {socket}
+unixsocketperm 700
+daemonize no
+dir {dir}
+appendonly yes
+appendfsync always
+save ""
+requirepass {admin_password}
+user {user} on >{password} ~mfad:* &mfad:* +@all -@admin -@dangerous
+"""
+
+
+class RedisServer:
+    def __init__(self):
+        self.dir = make_world_dir("mfa-redis-")
+        self.socket = os.path.join(self.dir, "redis.sock")
+        self.password = secrets.token_hex(16)
+        self.password_file = os.path.join(self.dir, "redis.password")
+        with open(self.password_file, "w") as f:
+            f.write(self.password + "\n")
+        os.chmod(self.password_file, 0o600)
+        self.config = os.path.join(self.dir, "redis.conf")
+        with open(self.config, "w") as f:
+            # The default user stays on (with a password nobody uses): Redis 7.0 replays an
+            # append-only file as the default user, and with "user default off" it refuses the
+            # scripts' writes on restart ("NOPERM ACLs rules changed..."), losing them.
+            f.write(REDIS_CONFIG.format(socket=self.socket, dir=self.dir, user=REDIS_USER,
+                                        password=self.password,
+                                        admin_password=secrets.token_hex(16)))
+        self.log_path = os.path.join(self.dir, "redis.log")
+        self.proc = None
+
+    @property
+    def address(self):
+        return "unix:" + self.socket
+
+    def start(self):
+        assert self.proc is None or self.proc.poll() is not None
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([REDIS_SERVER, self.config], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            assert self.proc.poll() is None, "redis-server exited:\n" + self.log_text()
+            if os.path.exists(self.socket) and self.cli("PING").strip() == "PONG":
+                return self
+            time.sleep(0.02)
+        raise AssertionError("redis-server did not start:\n" + self.log_text())
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(20)
+            self.log.close()
+
+    def kill9(self):
+        self.stop(signal.SIGKILL)
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def cli(self, *args):
+        r = subprocess.run([REDIS_CLI, "-s", self.socket, "--user", REDIS_USER, "--pass",
+                            self.password, "--no-auth-warning", "--raw", *args],
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout
+
+    def log_text(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def cleanup(self):
+        self.stop(signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def fleet_config(m, redis, password_file=None):
+    m.set_config("Redis", "Address", redis.address)
+    m.set_config("Redis", "User", REDIS_USER)
+    m.set_config("Redis", "PasswordFile", password_file or redis.password_file)
+
+
+def degraded(m):
+    r = subprocess.run(["busctl", f"--address={m.bus.address}", "get-property", "org.mfad1",
+                        "/org/mfad1", "org.mfad1.Manager", "Degraded"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip() == "b true"
+
+
+def wait_degraded(m, value, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if degraded(m) == value:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"Degraded did not become {value}:\n{m.log_text()[-4000:]}")
+
+
+class Host:
+    """One more mfad on its own private bus (the mfad fixture is host A)."""
+
+    def __init__(self, build_dir):
+        self.bus = Bus(make_world_dir("mfa-bus-"))
+        self.workdir = make_world_dir("mfa-daemon-")
+        self.mfad = Mfad(build_dir, self.bus, self.workdir)
+
+    def cleanup(self):
+        if self.mfad.proc is not None and self.mfad.proc.poll() is None:
+            self.mfad.stop()
+        self.bus.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(self.bus.dir, ignore_errors=True)

@@ -1,0 +1,256 @@
+"""Fleet mode (docs/fleet.md): two mfad instances (two private buses, two state directories, one
+master key) sharing one real redis-server. What one host consumes is consumed on the other; when
+Redis goes away, logins go on from the local cache with both factors, every degraded decision is
+audited, and what was consumed meanwhile stays consumed once Redis is back."""
+
+import json
+import os
+import time
+
+import pytest
+
+from conftest import call_spec, totp
+from fleet_helpers import Host, RedisServer, degraded, fleet_config, wait_degraded
+
+MAX_FAILURES = 3
+
+
+@pytest.fixture
+def redis():
+    r = RedisServer().start()
+    yield r
+    r.cleanup()
+
+
+@pytest.fixture
+def fleet(mfad_factory, build_dir, redis):
+    a = mfad_factory
+    fleet_config(a, redis)
+    a.set_config("Policy", "MaxFailures", MAX_FAILURES)
+    a.start()
+    host_b = Host(build_dir)
+    b = host_b.mfad
+    b.config = json.loads(json.dumps(a.config))
+    b.set_config("Daemon", "KeyFile", a.key_path)  # one master key for the fleet
+    b._last_step = a._last_step                    # one clock, one user: steps are shared
+    b.start()
+    wait_degraded(a, False)
+    wait_degraded(b, False)
+    yield a, b
+    if any(os.environ.get(k) for k in ("MFA_FLEET_LOGS",)):
+        print(b.log_text())
+    host_b.cleanup()
+
+
+def audit_rows(m, kind=None, user=None):
+    f = {"limit": ["@u", 1000]}
+    if user:
+        f["user"] = ["@s", user]
+    rows = m.call("ListAuditEvents", "a{sv}", f).expect_ok()
+    return [r for r in rows if kind is None or r["kind"] == kind]
+
+
+def backup_codes(m, user):
+    return m.call("GenerateBackupCodes", "ss", user, "").expect_ok()
+
+
+def test_enroll_on_a_log_in_on_b(fleet, test_users, redis):
+    a, b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    # The record in Redis is sealed: no seed in clear.
+    stored = redis.cli("HGETALL", f"mfad:user:{{{user}}}:factors")
+    assert "totp" in stored and secret not in stored and secret.lower() not in stored
+    begin, verify = b.login(user, b.next_code(user, secret))
+    assert begin.expect_ok()[1] == ["totp"]
+    assert verify.expect_ok() == "totp"
+    info = b.call("GetUser", "s", user).expect_ok()
+    assert info["methods"] == ["totp"]
+
+
+def test_code_used_on_a_is_refused_on_b(fleet, test_users):
+    a, b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    code = a.next_code(user, secret)
+    assert a.login(user, code)[1].expect_ok() == "totp"
+    b.login(user, code)[1].expect_error("BadCode")
+    assert any(r["reason"] == "replay" for r in audit_rows(b, "auth.attempt", user)) or any(
+        r["outcome"] == "failure" for r in audit_rows(b, user=user))
+    # The next step still works on B, and is then dead on A.
+    code2 = b.next_code(user, secret)
+    assert b.login(user, code2)[1].expect_ok() == "totp"
+    a.login(user, code2)[1].expect_error("BadCode")
+
+
+def test_concurrent_same_code_on_two_hosts_lets_one_in(fleet, test_users):
+    """Both hosts prefetch before either confirms: the compare-and-set in Redis decides."""
+    a, b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    ctx = {"service": "test", "rhost": "127.0.0.1", "tty": "pts/0", "ruser": ""}
+    ok = 0
+    for _ in range(3):
+        code = a.next_code(user, secret)
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(m.calls, [call_spec("BeginAuthentication", "sa{ss}", user, ctx),
+                                             call_spec("Verify", "ss", "$0", code)])
+                       for m in (a, b)]
+            results = [f.result()[1] for f in futures]
+        assert sum(1 for r in results if r.ok) == 1, results
+        ok += 1
+        for r in results:
+            if not r.ok:
+                assert r.error in ("org.mfad1.Error.BadCode", "org.mfad1.Error.RateLimited")
+    assert ok == 3
+
+
+def test_failures_on_a_and_b_add_up_to_one_lockout(fleet, test_users):
+    a, b = fleet
+    user = "mfa-bob"
+    secret = a.enroll_totp(user)
+    a.login(user, "000000")[1].expect_error("BadCode")
+    b.login(user, "000001")[1].expect_error("BadCode")
+    # The third failure, on A, locks the user everywhere.
+    a.login(user, "000002")[1].expect_error("RateLimited")
+    begin, _ = b.login(user, b.next_code(user, secret))
+    begin.expect_error("RateLimited")
+    assert audit_rows(a, "auth.lockout", user)
+    # An admin unlock on B frees the user on A too.
+    b.call("Unlock", "s", user).expect_ok()
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+
+
+def test_backup_code_used_on_a_is_dead_on_b(fleet, test_users):
+    a, b = fleet
+    user = "mfa-alice"
+    a.enroll_totp(user)
+    codes = backup_codes(a, user)
+    assert len(codes) == 10
+    assert a.login(user, codes[0])[1].expect_ok() == "backup"
+    b.login(user, codes[0])[1].expect_error("BadCode")
+    assert b.login(user, codes[1])[1].expect_ok() == "backup"
+    a.login(user, codes[1])[1].expect_error("BadCode")
+    assert b.call("GetUser", "s", user).expect_ok()["backup_codes_left"] == 8
+
+
+def test_disable_on_a_reaches_b(fleet, test_users):
+    a, b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    assert b.login(user, b.next_code(user, secret))[1].expect_ok() == "totp"
+    a.call("DisableMethod", "sss", user, "totp", "").expect_ok()
+    begin, _ = b.login(user, b.next_code(user, secret))
+    begin.expect_error("NotEnrolled")
+
+
+def test_redis_down_logins_go_on_and_reconcile(fleet, test_users, redis):
+    a, b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    codes = backup_codes(a, user)
+    # Both hosts have the user in their caches.
+    assert b.login(user, b.next_code(user, secret))[1].expect_ok() == "totp"
+
+    redis.stop()
+    # No failed login for an enrolled user: the first one after the outage is served from cache.
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    assert degraded(a)
+    # Both factors still required: a wrong code is refused.
+    a.login(user, "999999")[1].expect_error("BadCode")
+    # A backup code consumed during the outage, on A.
+    assert a.login(user, codes[0])[1].expect_ok() == "backup"
+    # Enrollment changes wait for Redis.
+    a.call("GenerateBackupCodes", "ss", user, "").expect_error("StorageFailure")
+    rows = audit_rows(a, "degraded", user)
+    assert {r["outcome"] for r in rows} >= {"success", "failure"}, rows
+    assert all(r["reason"] == "redis-unavailable" for r in rows)
+    assert "fleet mode degraded" in a.log_text()
+
+    redis.start()
+    wait_degraded(a, False)
+    wait_degraded(b, False)
+    # Reconciled: the code A consumed offline is dead fleet-wide, and B's cache learns it.
+    b.login(user, codes[0])[1].expect_error("BadCode")
+    assert b.login(user, codes[1])[1].expect_ok() == "backup"
+    assert a.sql("SELECT count(*) FROM fleet_reconcile").strip() == "0"
+    assert any(r["reason"] == "redis-available" for r in audit_rows(a, "degraded"))
+
+
+def test_redis_frozen_is_degraded_within_the_timeout(fleet, test_users, redis):
+    a, _b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    redis.pause()
+    try:
+        started = time.monotonic()
+        begin, verify = a.login(user, a.next_code(user, secret))
+        elapsed = time.monotonic() - started
+        assert verify.expect_ok() == "totp"
+        # Three calls, the first of which waits for the timeout (200 ms) at most; the rest of the
+        # time is the D-Bus client's start-up.
+        assert elapsed < 2.0, elapsed
+        assert degraded(a)
+    finally:
+        redis.resume()
+    wait_degraded(a, False)
+
+
+def test_redis_killed_and_restarted_with_its_data(fleet, test_users, redis):
+    a, b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    redis.kill9()
+    redis.start()  # appendonly: the enrollment is still there
+    wait_degraded(a, False)
+    wait_degraded(b, False)
+    assert "NOPERM" not in redis.log_text()
+    assert b.login(user, b.next_code(user, secret))[1].expect_ok() == "totp"
+
+
+def test_wrong_password_is_a_clear_error_and_degraded(mfad_factory, redis, test_users):
+    wrong = os.path.join(redis.dir, "wrong.password")
+    with open(wrong, "w") as f:
+        f.write("not-the-password\n")
+    os.chmod(wrong, 0o600)
+    fleet_config(mfad_factory, redis, wrong)
+    m = mfad_factory.start()
+    deadline = time.time() + 10
+    while "refused authentication" not in m.log_text() and time.time() < deadline:
+        time.sleep(0.05)
+    assert "Redis refused authentication as mfad" in m.log_text()
+    assert redis.password not in m.log_text() and "not-the-password" not in m.log_text()
+    assert degraded(m)
+    assert m.proc.poll() is None
+    # Served from the (empty) cache: nobody is enrolled here; changes wait for Redis.
+    user = "mfa-alice"
+    m.login(user, "123456")[0].expect_error("NotEnrolled")
+    m.call("BeginTotpEnrollment", "sa{sv}", user, {}).expect_error("StorageFailure")
+
+
+def test_password_file_readable_by_others_is_refused(mfad_factory, redis):
+    os.chmod(redis.password_file, 0o644)
+    fleet_config(mfad_factory, redis)
+    m = mfad_factory.start(wait=False)
+    assert m.proc.wait(20) != 0
+    assert "readable by group or others" in m.log_text()
+
+
+def test_degraded_property_changes_are_signalled(fleet, redis):
+    a, _b = fleet
+    import subprocess
+    mon = subprocess.Popen(["busctl", f"--address={a.bus.address}", "monitor", "--json=short",
+                            "--match=type='signal',interface='org.freedesktop.DBus.Properties'"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        time.sleep(0.5)
+        redis.stop()
+        # The next call notices at once.
+        a.call("GetUser", "s", "root")
+        wait_degraded(a, True)
+        time.sleep(0.3)
+    finally:
+        mon.terminate()
+        out = mon.communicate(timeout=10)[0]
+    assert "PropertiesChanged" in out and "Degraded" in out, out

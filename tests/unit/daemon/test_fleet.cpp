@@ -1,0 +1,556 @@
+// Fleet mode below the bus: the Redis keys and record encoding, the Lua scripts against a real
+// redis-server started here (Unix socket, ACL user), the async client on sd-event (AUTH, timeouts,
+// wrong password), the session primitives, the recorder and the SQLite reconciliation queue.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <systemd/sd-event.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern "C" {
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+}
+
+#include "daemon/clock.hpp"
+#include "daemon/fleet_keys.hpp"
+#include "daemon/fleet_recorder.hpp"
+#include "daemon/rate_limiter.hpp"
+#include "daemon/redis_client.hpp"
+#include "daemon/sqlite_store.hpp"
+
+using namespace mfa;
+
+namespace {
+
+constexpr const char* kPassword = "test-password-5b1e";
+
+class FixedClock final : public Clock {
+ public:
+  int64_t realtime_usec() const override { return 1764000000000000; }
+  uint64_t monotonic_usec() const override { return 1000; }
+};
+
+std::string make_temp_dir() {
+  char tmpl[] = "/tmp/mfad-test-fleet-XXXXXX";
+  char* d = mkdtemp(tmpl);
+  assert_non_null(d);
+  return d;
+}
+
+CodeHash code_hash(uint8_t seed) {
+  CodeHash h{};
+  for (size_t i = 0; i < h.size(); ++i)
+    h[i] = static_cast<uint8_t>(seed + i);
+  return h;
+}
+
+// --- A redis-server of our own. ---
+
+struct Server {
+  std::string dir;
+  std::string socket;
+  pid_t pid = -1;
+};
+
+Server* g_server = nullptr;
+
+bool start_server(Server* s) {
+  s->dir = make_temp_dir();
+  s->socket = s->dir + "/redis.sock";
+  {
+    std::ofstream conf(s->dir + "/redis.conf");
+    conf << "port 0\nunixsocket " << s->socket << "\nunixsocketperm 700\ndaemonize no\n"
+         << "dir " << s->dir << "\nsave \"\"\nappendonly no\n"
+         << "requirepass admin-only-9f2c\n"
+         << "user mfad on >" << kPassword << " ~mfad:* &mfad:* +@all -@admin -@dangerous\n";
+  }
+  s->pid = fork();
+  if (s->pid == 0) {
+    const std::string conf = s->dir + "/redis.conf";
+    const std::string log = s->dir + "/redis.log";
+    FILE* out = freopen(log.c_str(), "w", stdout);
+    (void)out;
+    execl("/usr/bin/redis-server", "redis-server", conf.c_str(), nullptr);
+    _exit(127);
+  }
+  for (int i = 0; i < 500; ++i) {
+    struct stat st;
+    if (stat(s->socket.c_str(), &st) == 0)
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+void stop_server(Server* s) {
+  if (s->pid > 0) {
+    kill(s->pid, SIGCONT);
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, nullptr, 0);
+  }
+  std::filesystem::remove_all(s->dir);
+}
+
+int group_setup(void** /*state*/) {
+  g_server = new Server;
+  if (!start_server(g_server)) {
+    fprintf(stderr, "redis-server did not start\n");
+    return -1;
+  }
+  return 0;
+}
+
+int group_teardown(void** /*state*/) {
+  stop_server(g_server);
+  delete g_server;
+  return 0;
+}
+
+// --- The client on a private loop. ---
+
+struct Loop {
+  sd_event* event = nullptr;
+  std::unique_ptr<RedisClient> client;
+  std::vector<std::pair<bool, std::string>> states;
+
+  explicit Loop(const char* password = kPassword, uint64_t timeout_usec = 200 * 1000) {
+    assert_true(sd_event_new(&event) >= 0);
+    RedisClientOptions o;
+    o.address.unix_path = g_server->socket;
+    o.user = "mfad";
+    o.password = SecureString(password);
+    o.timeout_usec = timeout_usec;
+    auto c = RedisClient::create(event, std::move(o), [this](bool ready, const std::string& why) {
+      states.emplace_back(ready, why);
+    });
+    assert_true(c.ok());
+    client = std::move(c).value();
+  }
+  ~Loop() {
+    client.reset();
+    sd_event_unref(event);
+  }
+  // Runs the loop until pred() or the deadline.
+  bool run_until(const std::function<bool()>& pred, int ms = 3000) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (!pred()) {
+      if (std::chrono::steady_clock::now() > end)
+        return false;
+      if (sd_event_run(event, 10 * 1000) < 0)
+        return false;
+    }
+    return true;
+  }
+  void wait_ready() {
+    assert_true(run_until([&] { return client->ready(); }));
+  }
+  Result<RedisReply> eval(const LuaScript& script, std::vector<std::string> keys,
+                          std::vector<std::string> args) {
+    std::optional<Result<RedisReply>> out;
+    client->eval(script, std::move(keys), std::move(args),
+                 [&](Result<RedisReply> r) { out.emplace(std::move(r)); });
+    assert_true(run_until([&] { return out.has_value(); }));
+    return std::move(*out);
+  }
+  Result<RedisReply> command(std::vector<std::string> args) {
+    std::optional<Result<RedisReply>> out;
+    client->command(std::move(args), [&](Result<RedisReply> r) { out.emplace(std::move(r)); });
+    assert_true(run_until([&] { return out.has_value(); }));
+    return std::move(*out);
+  }
+};
+
+// --- Pure functions. ---
+
+void test_keys_and_records(void** /*state*/) {
+  const auto k = fleet::user_keys("mfad:", "alice");
+  assert_string_equal(k.factors.c_str(), "mfad:user:{alice}:factors");
+  assert_string_equal(k.watermark.c_str(), "mfad:user:{alice}:watermark");
+  assert_string_equal(k.backup.c_str(), "mfad:user:{alice}:backup");
+  assert_string_equal(k.limits.c_str(), "mfad:user:{alice}:limits");
+  assert_string_equal(fleet::host_terminate_key("x:", "web1").c_str(), "x:host:{web1}:terminate");
+
+  FactorRecord r;
+  r.method = Method::kTotp;
+  r.pending = true;
+  r.sealed = {0, 1, 0xfe, 0xff};
+  r.params = "SHA256:8:30";
+  r.created_usec = 1700000000123456;
+  const std::string field = fleet::factor_field(r.method, r.pending);
+  assert_string_equal(field.c_str(), "totp:pending");
+  const auto back = fleet::decode_factor(field, fleet::encode_factor(r));
+  assert_true(back.has_value());
+  assert_true(back->method == Method::kTotp && back->pending);
+  assert_true(back->sealed == r.sealed);
+  assert_string_equal(back->params.c_str(), "SHA256:8:30");
+  assert_int_equal(back->created_usec, r.created_usec);
+
+  assert_false(fleet::decode_factor("totp", "2|1|00|00").has_value());  // unknown version
+  assert_false(fleet::decode_factor("nope", "1|1|00|00").has_value());  // unknown method
+  assert_false(fleet::decode_factor("totp", "1|1|0|00").has_value());   // odd hex
+  assert_false(fleet::decode_factor("totp", "1|x|00|00").has_value());  // bad number
+  assert_false(fleet::decode_factor("totp", "1|1|00|").has_value());    // no sealed record
+  assert_false(fleet::decode_factor("sms", "1|1|00").has_value());      // missing field
+
+  const CodeHash h = code_hash(7);
+  assert_true(fleet::parse_hash_hex(fleet::hash_hex(h)) == h);
+  assert_false(fleet::parse_hash_hex("00").has_value());
+}
+
+void test_address_parsing(void** /*state*/) {
+  auto u = parse_redis_address("unix:/run/redis/redis.sock");
+  assert_true(u.ok());
+  assert_string_equal(u->unix_path.c_str(), "/run/redis/redis.sock");
+  auto t = parse_redis_address("redis://127.0.0.1:6380");
+  assert_true(t.ok());
+  assert_string_equal(t->host.c_str(), "127.0.0.1");
+  assert_int_equal(t->port, 6380);
+  assert_int_equal(parse_redis_address("redis://localhost")->port, 6379);
+  assert_false(parse_redis_address("unix:relative").ok());
+  assert_false(parse_redis_address("redis://host:99999").ok());
+  assert_false(parse_redis_address("http://host").ok());
+}
+
+void test_password_file(void** /*state*/) {
+  const std::string dir = make_temp_dir();
+  const std::string path = dir + "/pw";
+  {
+    std::ofstream f(path);
+    f << "s3cret\nignored\n";
+  }
+  chmod(path.c_str(), 0640);
+  auto loose = read_redis_password_file(path);
+  assert_false(loose.ok());
+  assert_non_null(strstr(loose.error().message.c_str(), "readable by group or others"));
+  assert_null(strstr(loose.error().message.c_str(), "s3cret"));
+  chmod(path.c_str(), 0600);
+  auto ok = read_redis_password_file(path);
+  assert_true(ok.ok());
+  assert_true(ok->view() == "s3cret");
+  assert_false(read_redis_password_file(dir + "/missing").ok());
+  std::filesystem::remove_all(dir);
+}
+
+void test_recorder_notes_what_was_consumed(void** /*state*/) {
+  const std::string dir = make_temp_dir();
+  FixedClock clock;
+  auto store = SqliteStore::open(dir + "/mfad.db", clock);
+  assert_true(store.ok());
+  FleetRecorder rec(**store);
+  // Not recording: nothing noted.
+  assert_true(*rec.advance_totp_watermark("alice", 5));
+  rec.start();
+  assert_false(*rec.advance_totp_watermark("alice", 5));  // refused locally: not a change
+  assert_true(*rec.advance_totp_watermark("alice", 6));
+  assert_true(rec.replace_backup_codes("alice", {code_hash(1), code_hash(2)}).ok());
+  assert_true(*rec.consume_backup_code("alice", code_hash(1)));
+  assert_true(rec.put_limits("alice", LimitState{}).ok());
+  FleetChanges c = rec.stop();
+  assert_true(c.watermark_advanced == 6u);
+  assert_true(c.backup_consumed == code_hash(1));
+  assert_true(c.backup_replaced && c.limits_written && c.enrollment_changed());
+  assert_false(c.factors_changed || c.user_deleted);
+  assert_true(rec.flush().ok());
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+void test_reconcile_queue_and_migration_gaps(void** /*state*/) {
+  const std::string dir = make_temp_dir();
+  const std::string db = dir + "/mfad.db";
+  FixedClock clock;
+  {
+    auto store = SqliteStore::open(db, clock);
+    assert_true(store.ok());
+    auto& s = **store;
+    assert_true(s.queue_reconcile({0, "alice", "backup", 0, code_hash(3), 0}).ok());
+    assert_true(s.queue_reconcile({0, "alice", "watermark", 77, std::nullopt, 0}).ok());
+    assert_true(s.queue_reconcile({0, "bob", "failures", 0, std::nullopt, 2}).ok());
+    assert_true(s.replace_backup_codes("alice", {code_hash(1), code_hash(2)}).ok());
+    assert_true(*s.consume_backup_code("alice", code_hash(2)));
+    assert_true(s.flush().ok());
+    auto unused = s.unused_backup_codes("alice");
+    assert_true(unused.ok() && unused->size() == 1 && (*unused)[0] == code_hash(1));
+    auto items = s.list_reconcile(10);
+    assert_true(items.ok());
+    assert_int_equal(items->size(), 3);
+    assert_string_equal((*items)[0].kind.c_str(), "backup");
+    assert_true((*items)[0].hash == code_hash(3));
+    assert_int_equal((*items)[1].step, 77);
+    assert_int_equal((*items)[2].count, 2);
+    assert_true(s.delete_reconcile((*items)[0].id).ok());
+    assert_true(s.flush().ok());
+    assert_int_equal(s.list_reconcile(10)->size(), 2);
+  }
+  // A database from a build without migration 4 (version 1 recorded): 4 is applied, whatever
+  // the numbers in between.
+  {
+    sqlite3* raw = nullptr;
+    assert_int_equal(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw,
+                                  "DROP TABLE fleet_reconcile; DROP TABLE IF EXISTS sessions; "
+                                  "DROP TABLE IF EXISTS devices; DROP TABLE IF EXISTS sms_codes; "
+                                  "DROP TABLE IF EXISTS sms_sends; "
+                                  "DELETE FROM schema_version WHERE version > 1",
+                                  nullptr, nullptr, nullptr),
+                     SQLITE_OK);
+    sqlite3_close(raw);
+  }
+  auto store = SqliteStore::open(db, clock);
+  assert_true(store.ok());
+  assert_true((*store)->list_reconcile(10).ok());
+  assert_true(SqliteStore::schema_version() >= 4);
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+// --- Against redis-server. ---
+
+void test_client_auth_and_commands(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  assert_true(l.states.size() == 1 && l.states[0].first);
+  auto r = l.command({"SET", "mfad:probe", "1"});
+  assert_true(r.ok() && r->type == RedisReply::Type::kStatus);
+  // The ACL user may not touch keys outside the prefix.
+  r = l.command({"SET", "other:probe", "1"});
+  assert_true(r.ok() && r->is_error());
+}
+
+void test_wrong_password_is_refused_not_ready(void** /*state*/) {
+  Loop l("wrong-password");
+  assert_false(l.run_until([&] { return l.client->ready(); }, 500));
+  assert_non_null(strstr(l.client->last_error().c_str(), "refused authentication as mfad"));
+  assert_null(strstr(l.client->last_error().c_str(), "wrong-password"));
+  auto r = l.command({"PING"});
+  assert_false(r.ok());
+}
+
+void test_watermark_compare_and_set(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "cas-user");
+  const RatePolicy policy;
+  const int64_t now = 1764000000000000;
+  auto run = [&](uint64_t step) {
+    fleet::ConfirmRequest req;
+    req.step = step;
+    auto r = l.eval(fleet::confirm_script(), {k.watermark, k.backup, k.limits},
+                    fleet::confirm_args(req, policy, now));
+    assert_true(r.ok());
+    auto o = fleet::parse_confirm_reply(*r);
+    assert_true(o.ok());
+    return o->refused;
+  };
+  assert_string_equal(run(100).c_str(), "");
+  assert_string_equal(run(100).c_str(), "replay-fleet");  // same step: once fleet-wide
+  assert_string_equal(run(99).c_str(), "replay-fleet");   // never backwards
+  assert_string_equal(run(101).c_str(), "");
+  auto w = l.command({"GET", k.watermark});
+  assert_string_equal(w->str.c_str(), "101");
+  // A refusal is a counted failure.
+  auto lim = l.command({"HGET", k.limits, "cf"});
+  assert_string_equal(lim->str.c_str(), "2");
+}
+
+void test_backup_code_exactly_once(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "backup-user");
+  const CodeHash h = code_hash(9);
+  assert_true(l.command({"SADD", k.backup, fleet::hash_hex(h)}).ok());
+  fleet::ConfirmRequest req;
+  req.backup = h;
+  req.action = "success";
+  const RatePolicy policy;
+  auto first = l.eval(fleet::confirm_script(), {k.watermark, k.backup, k.limits},
+                      fleet::confirm_args(req, policy, 1764000000000000));
+  auto second = l.eval(fleet::confirm_script(), {k.watermark, k.backup, k.limits},
+                       fleet::confirm_args(req, policy, 1764000000000000));
+  assert_string_equal(fleet::parse_confirm_reply(*first)->refused.c_str(), "");
+  assert_string_equal(fleet::parse_confirm_reply(*second)->refused.c_str(), "consumed-elsewhere");
+}
+
+// The script's arithmetic is rate_limiter.cpp's: the same failures give the same state.
+void test_shared_failures_match_the_local_limiter(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  RatePolicy policy;
+  policy.max_failures = 3;
+  policy.lockout_seconds = 60;
+  policy.max_lockout_seconds = 200;
+  policy.max_failures_per_day = 8;
+  const auto k = fleet::user_keys("mfad:", "limit-user");
+  LimitState local;
+  int64_t now = 1764000000000000;
+  for (int i = 0; i < 10; ++i, now += 1000000) {
+    roll_day(local, now);
+    count_attempt(local, now);
+    (void)apply_failure(local, policy, now);
+    fleet::ConfirmRequest req;
+    req.action = "fail";
+    auto r = l.eval(fleet::confirm_script(), {k.watermark, k.backup, k.limits},
+                    fleet::confirm_args(req, policy, now));
+    assert_true(r.ok());
+    auto o = fleet::parse_confirm_reply(*r);
+    assert_true(o.ok());
+    assert_int_equal(o->limits.consecutive_failures, local.consecutive_failures);
+    assert_int_equal(o->limits.lockout_count, local.lockout_count);
+    assert_int_equal(o->limits.locked_until_usec, local.locked_until_usec);
+    assert_int_equal(o->limits.day_failures, local.day_failures);
+    assert_int_equal(o->limits.day, local.day);
+  }
+  // Several failures pushed at once (reconciliation) add up the same way.
+  const auto k2 = fleet::user_keys("mfad:", "limit-user-2");
+  fleet::ConfirmRequest req;
+  req.action = "fail";
+  req.fail_count = 3;
+  auto r = l.eval(fleet::confirm_script(), {k2.watermark, k2.backup, k2.limits},
+                  fleet::confirm_args(req, policy, now));
+  auto o = fleet::parse_confirm_reply(*r);
+  assert_true(o->limits.locked_until_usec > now);
+  assert_int_equal(o->limits.lockout_count, 1);
+  // Clear (admin unlock).
+  req.action = "clear";
+  r = l.eval(fleet::confirm_script(), {k2.watermark, k2.backup, k2.limits},
+             fleet::confirm_args(req, policy, now));
+  o = fleet::parse_confirm_reply(*r);
+  assert_int_equal(o->limits.locked_until_usec, 0);
+}
+
+void test_load_and_put_user(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "put-user");
+  FactorRecord f;
+  f.method = Method::kTotp;
+  f.sealed = {1, 2, 3};
+  f.params = "SHA1:6:30";
+  f.created_usec = 42;
+  std::vector<std::string> args{"update",
+                                "500",
+                                "1",
+                                "1",
+                                "1",
+                                fleet::factor_field(f.method, false),
+                                fleet::encode_factor(f),
+                                fleet::hash_hex(code_hash(1)),
+                                fleet::hash_hex(code_hash(2))};
+  auto put = l.eval(fleet::put_user_script(),
+                    {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args);
+  assert_true(put.ok() && !put->is_error());
+  auto loaded = l.eval(fleet::load_script(), {k.factors, k.watermark, k.backup, k.limits}, {});
+  assert_true(loaded.ok());
+  auto u = fleet::parse_load_reply(*loaded);
+  assert_true(u.ok());
+  assert_int_equal(u->factors.size(), 1);
+  assert_true(u->factors[0].sealed == f.sealed);
+  assert_true(u->watermark == 500u);
+  assert_int_equal(u->backup.size(), 2);
+  assert_false(u->has_limits);
+  // A lower watermark never wins; keep the backup set when not replaced.
+  args = {"update", "10", "0", "0", "0"};
+  assert_true(l.eval(fleet::put_user_script(),
+                     {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args)
+                  .ok());
+  u = fleet::parse_load_reply(
+      *l.eval(fleet::load_script(), {k.factors, k.watermark, k.backup, k.limits}, {}));
+  assert_true(u->watermark == 500u);
+  assert_int_equal(u->backup.size(), 2);
+  // Delete.
+  args = {"delete", "", "0", "0", "0"};
+  assert_true(l.eval(fleet::put_user_script(),
+                     {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args)
+                  .ok());
+  u = fleet::parse_load_reply(
+      *l.eval(fleet::load_script(), {k.factors, k.watermark, k.backup, k.limits}, {}));
+  assert_true(u->factors.empty() && !u->watermark && u->backup.empty());
+}
+
+void test_session_primitives(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "session-user");
+  auto add = [&](const char* id, const char* host, int max) {
+    auto r = l.eval(fleet::session_add_script(), {k.sessions},
+                    {id, std::string(host) + "|1", std::to_string(max)});
+    assert_true(r.ok() && r->type == RedisReply::Type::kInteger);
+    return r->integer;
+  };
+  // MaxPerUser counts every host's sessions.
+  assert_int_equal(add("s1", "hostA", 2), 1);
+  assert_int_equal(add("s2", "hostB", 2), 1);
+  assert_int_equal(add("s3", "hostA", 2), 0);
+  assert_int_equal(add("s2", "hostB", 2), 1);  // re-registering one's own session is fine
+  auto all = l.command({"HGETALL", k.sessions});
+  assert_int_equal(all->elements.size(), 4);
+  assert_true(l.command({"HDEL", k.sessions, "s1"}).ok());
+  assert_int_equal(add("s3", "hostA", 2), 1);
+  // Termination asked on host B for a session of host A: queued for A, taken once.
+  const std::string q = fleet::host_terminate_key("mfad:", "hostA");
+  assert_true(l.command({"RPUSH", q, "s3"}).ok());
+  auto taken = l.eval(fleet::take_terminations_script(), {q}, {});
+  assert_true(taken.ok() && taken->elements.size() == 1 && taken->elements[0].str == "s3");
+  taken = l.eval(fleet::take_terminations_script(), {q}, {});
+  assert_true(taken.ok() && taken->elements.empty());
+}
+
+void test_frozen_server_times_out(void** /*state*/) {
+  Loop l(kPassword, 100 * 1000);
+  l.wait_ready();
+  kill(g_server->pid, SIGSTOP);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = l.command({"PING"});
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - start)
+                      .count();
+  kill(g_server->pid, SIGCONT);
+  assert_false(r.ok());
+  assert_non_null(strstr(r.error().message.c_str(), "timed out"));
+  assert_true(ms >= 90 && ms < 1000);
+  assert_false(l.client->ready());
+  assert_true(l.states.size() >= 2 && !l.states.back().first);
+  // Back with backoff.
+  assert_true(l.run_until([&] { return l.client->ready(); }, 5000));
+}
+
+}  // namespace
+
+int main() {
+  const struct CMUnitTest pure[] = {
+      cmocka_unit_test(test_keys_and_records),
+      cmocka_unit_test(test_address_parsing),
+      cmocka_unit_test(test_password_file),
+      cmocka_unit_test(test_recorder_notes_what_was_consumed),
+      cmocka_unit_test(test_reconcile_queue_and_migration_gaps),
+  };
+  const struct CMUnitTest with_redis[] = {
+      cmocka_unit_test(test_client_auth_and_commands),
+      cmocka_unit_test(test_wrong_password_is_refused_not_ready),
+      cmocka_unit_test(test_watermark_compare_and_set),
+      cmocka_unit_test(test_backup_code_exactly_once),
+      cmocka_unit_test(test_shared_failures_match_the_local_limiter),
+      cmocka_unit_test(test_load_and_put_user),
+      cmocka_unit_test(test_session_primitives),
+      cmocka_unit_test(test_frozen_server_times_out),
+  };
+  int failed = cmocka_run_group_tests_name("fleet", pure, nullptr, nullptr);
+  failed += cmocka_run_group_tests_name("fleet-redis", with_redis, group_setup, group_teardown);
+  return failed;
+}
