@@ -19,7 +19,8 @@ template <auto Fn>
 struct Deleter {
   template <typename T>
   void operator()(T* p) const {
-    if (p) Fn(p);
+    if (p)
+      Fn(p);
   }
 };
 
@@ -59,7 +60,8 @@ class Fd {
     return fd;
   }
   void reset() {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0)
+      ::close(fd_);
     fd_ = -1;
   }
 

@@ -13,9 +13,9 @@ namespace mfa {
 inline constexpr size_t kMasterKeySize = 32;
 
 struct MasterKeyOptions {
-  std::string path;             // /etc/mfad/master.key
+  std::string path;  // /etc/mfad/master.key
   bool create_if_missing = true;
-  uid_t allowed_owner = 0;      // root; the file may also be owned by extra_owner
+  uid_t allowed_owner = 0;                     // root; the file may also be owned by extra_owner
   uid_t extra_owner = static_cast<uid_t>(-1);  // the mfad user, if it exists
 };
 

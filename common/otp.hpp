@@ -20,8 +20,8 @@ std::optional<OtpAlgorithm> parse_otp_algorithm(std::string_view name);
 
 struct TotpParams {
   OtpAlgorithm algorithm = OtpAlgorithm::kSha1;
-  int digits = 6;     // 6..8
-  int period = 30;    // seconds, > 0
+  int digits = 6;   // 6..8
+  int period = 30;  // seconds, > 0
 };
 
 // The HOTP value for counter, zero-padded to digits (6..8).

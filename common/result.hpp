@@ -29,11 +29,11 @@ enum class Errc {
   kStepUpRequired,
   kInvalidArgument,
   // Beyond the contract's minimum.
-  kStorage,      // org.mfad1.Error.StorageFailure: database unreadable/unwritable, disk full
+  kStorage,        // org.mfad1.Error.StorageFailure: database unreadable/unwritable, disk full
   kLimitExceeded,  // org.mfad1.Error.LimitExceeded: too many open challenges and the like
-  kIo,           // files, sockets (not sent over the bus as such: maps to StorageFailure/Internal)
-  kCrypto,       // sealing/opening failed: tampered record, wrong key
-  kInternal,     // org.mfad1.Error.Internal
+  kIo,        // files, sockets (not sent over the bus as such: maps to StorageFailure/Internal)
+  kCrypto,    // sealing/opening failed: tampered record, wrong key
+  kInternal,  // org.mfad1.Error.Internal
 };
 
 struct Error {
@@ -46,12 +46,14 @@ const char* errc_dbus_name(Errc code);
 // The kind for a D-Bus error name; kInternal when unknown.
 Errc errc_from_dbus_name(std::string_view name);
 
-inline Error make_error(Errc code, std::string message) { return Error{code, std::move(message)}; }
+inline Error make_error(Errc code, std::string message) {
+  return Error{code, std::move(message)};
+}
 
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
   Result(Error error) : v_(std::move(error)) {}  // NOLINT
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
@@ -112,13 +114,14 @@ using Status = Result<void>;
 // Propagates an error: MFA_TRY(x, expr) declares x from a successful Result or returns the error.
 #define MFA_CONCAT_INNER(a, b) a##b
 #define MFA_CONCAT(a, b) MFA_CONCAT_INNER(a, b)
-#define MFA_TRY(var, expr)                                           \
-  auto MFA_CONCAT(mfa_try_, __LINE__) = (expr);                      \
-  if (!MFA_CONCAT(mfa_try_, __LINE__).ok())                          \
-    return std::move(MFA_CONCAT(mfa_try_, __LINE__)).error();        \
+#define MFA_TRY(var, expr)                                    \
+  auto MFA_CONCAT(mfa_try_, __LINE__) = (expr);               \
+  if (!MFA_CONCAT(mfa_try_, __LINE__).ok())                   \
+    return std::move(MFA_CONCAT(mfa_try_, __LINE__)).error(); \
   auto var = std::move(MFA_CONCAT(mfa_try_, __LINE__)).value()
-#define MFA_CHECK(expr)                               \
-  do {                                                \
-    auto mfa_check_ = (expr);                         \
-    if (!mfa_check_.ok()) return std::move(mfa_check_).error(); \
+#define MFA_CHECK(expr)                     \
+  do {                                      \
+    auto mfa_check_ = (expr);               \
+    if (!mfa_check_.ok())                   \
+      return std::move(mfa_check_).error(); \
   } while (0)

@@ -13,9 +13,9 @@
 namespace mfa {
 
 struct AuditEvent {
-  std::string kind;      // see kAuditKinds in audit.cpp and docs/audit-events.md
+  std::string kind;  // see kAuditKinds in audit.cpp and docs/audit-events.md
   std::string user;
-  std::string outcome;   // "success", "failure", "denied", "error", "info"
+  std::string outcome;  // "success", "failure", "denied", "error", "info"
   std::string reason;
   std::string caller;
   std::map<std::string, std::string> details;  // never a secret, code or full phone number

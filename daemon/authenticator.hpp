@@ -30,16 +30,16 @@ struct SmsDelivery;  // sms_delivery.hpp
 // Who is calling, from the bus's own credentials (never /proc-augmented fields).
 struct Caller {
   uid_t uid = static_cast<uid_t>(-1);
-  pid_t pid = 0;               // for the audit trail only
-  std::string bus_name;        // unique name (":1.42"); challenges are tied to it
+  pid_t pid = 0;                 // for the audit trail only
+  std::string bus_name;          // unique name (":1.42"); challenges are tied to it
   std::string describe() const;  // "uid=0 pid=123 :1.42"
 };
 
 using StringMap = std::map<std::string, std::string>;
 
 struct BeginResult {
-  std::string challenge;              // 128-bit random, hex
-  std::vector<std::string> methods;   // "totp", "sms", "backup", in that order
+  std::string challenge;             // 128-bit random, hex
+  std::vector<std::string> methods;  // "totp", "sms", "backup", in that order
 };
 
 // GetUser / ListUsers (a{sv} on the bus, same keys):
@@ -58,10 +58,10 @@ struct UserInfo {
 };
 
 struct TotpEnrollmentOptions {
-  std::string issuer;              // "" = config issuer (or host name)
-  std::string algorithm;           // "" = config default; "SHA1", "SHA256", "SHA512"
-  int digits = 0;                  // 0 = config default
-  SecureString current_code;       // step-up
+  std::string issuer;         // "" = config issuer (or host name)
+  std::string algorithm;      // "" = config default; "SHA1", "SHA256", "SHA512"
+  int digits = 0;             // 0 = config default
+  SecureString current_code;  // step-up
 };
 
 struct TotpEnrollment {

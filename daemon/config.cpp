@@ -352,13 +352,16 @@ const std::vector<KeySpec>& key_specs() {
       {"Redis", "Timeout", int_key("Timeout", &Config::redis_timeout_ms, 10, 10000)},
       {"Redis", "PasswordFile", path_key("PasswordFile", &Config::redis_password_file, true)},
       {"Redis", "KeyPrefix",
-       [](Config& c, std::string_view v) -> std::optional<std::string> {
-         if (v.size() > 64 || v.find_first_of(" \t") != std::string_view::npos) {
-           return "KeyPrefix must be at most 64 bytes without spaces";
-         }
-         c.redis_key_prefix = std::string(v);
-         return std::nullopt;
-       }},
+       [](Config& c,
+          std::string_view v) -> std::
+                                  optional<std::string> {
+                                    if (v.size() > 64 ||
+                                        v.find_first_of(" \t") != std::string_view::npos) {
+                                      return "KeyPrefix must be at most 64 bytes without spaces";
+                                    }
+                                    c.redis_key_prefix = std::string(v);
+                                    return std::nullopt;
+                                  }},
 
       {"Audit", "RetentionDays", int_key("RetentionDays", &Config::audit_retention_days, 1, 36500)},
   };

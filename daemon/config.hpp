@@ -22,17 +22,17 @@ struct Config {
   std::string admin_group = "mfa-admin";
 
   // [TOTP]
-  std::string issuer;        // empty: the host name
-  TotpParams totp;           // Algorithm, Digits, Period
-  int window = 1;            // Window: steps accepted either side of now (0..10)
+  std::string issuer;  // empty: the host name
+  TotpParams totp;     // Algorithm, Digits, Period
+  int window = 1;      // Window: steps accepted either side of now (0..10)
 
   // [Policy]
-  int max_failures = 5;                // consecutive failures before a lockout
-  int lockout_seconds = 900;           // first lockout; doubles on each repeat
-  int max_lockout_seconds = 86400;     // MaxLockoutSeconds: cap of the doubling
-  int max_failures_per_day = 50;       // MaxFailuresPerDay: bounds slow guessing; 0 = off
+  int max_failures = 5;                 // consecutive failures before a lockout
+  int lockout_seconds = 900;            // first lockout; doubles on each repeat
+  int max_lockout_seconds = 86400;      // MaxLockoutSeconds: cap of the doubling
+  int max_failures_per_day = 50;        // MaxFailuresPerDay: bounds slow guessing; 0 = off
   int challenge_timeout_seconds = 300;  // ChallengeTimeoutSeconds
-  int max_challenges_per_user = 8;     // MaxChallengesPerUser
+  int max_challenges_per_user = 8;      // MaxChallengesPerUser
   int max_challenges_per_caller = 256;  // MaxChallengesPerCaller
 
   // [SMS]
@@ -47,7 +47,7 @@ struct Config {
   // [Twilio]
   std::string twilio_base_url = "https://api.twilio.com";
   std::string twilio_account_sid;
-  std::string twilio_auth_token;       // prefer AuthTokenFile
+  std::string twilio_auth_token;  // prefer AuthTokenFile
   std::string twilio_auth_token_file;
   std::string twilio_from;
   std::string twilio_messaging_service_sid;
@@ -75,11 +75,11 @@ struct Config {
 
 struct ConfigProblem {
   std::string file;
-  int line = 0;          // 0 when not tied to a line
+  int line = 0;  // 0 when not tied to a line
   std::string section;
   std::string key;
-  std::string message;   // "unknown key", "Digits must be 6, 7 or 8", ...
-  bool fatal = true;     // unknown keys are not fatal at start, fatal at --check-config
+  std::string message;            // "unknown key", "Digits must be 6, 7 or 8", ...
+  bool fatal = true;              // unknown keys are not fatal at start, fatal at --check-config
   std::string to_string() const;  // "FILE:LINE: [Section] Key: message"
 };
 

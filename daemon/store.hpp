@@ -37,22 +37,22 @@ struct FactorRecord {
 // Rate-limit state of one user (DESIGN §4 step 4).
 struct LimitState {
   int consecutive_failures = 0;
-  int lockout_count = 0;           // lockouts so far; the next one lasts longer
-  int64_t locked_until_usec = 0;   // 0: not locked
-  int64_t day = 0;                 // days since the epoch of day_failures
+  int lockout_count = 0;          // lockouts so far; the next one lasts longer
+  int64_t locked_until_usec = 0;  // 0: not locked
+  int64_t day = 0;                // days since the epoch of day_failures
   int day_failures = 0;
 };
 
 struct AuditRecord {
-  int64_t id = 0;                // assigned by the store
+  int64_t id = 0;  // assigned by the store
   int64_t time_usec = 0;
-  std::string kind;              // "auth.begin", "auth.attempt", "auth.lockout", ...
+  std::string kind;  // "auth.begin", "auth.attempt", "auth.lockout", ...
   std::string user;
-  std::string outcome;           // "success", "failure", "denied", "error", "info"
-  std::string reason;            // short machine-readable reason ("bad-code", "replay", ...)
-  std::string caller;            // "uid=0 pid=123"
-  std::string details_json;      // service, rhost, tty, method, drift... never a secret
-  std::string hash_hex;          // sha256(prev_hash || canonical row), assigned by the store
+  std::string outcome;       // "success", "failure", "denied", "error", "info"
+  std::string reason;        // short machine-readable reason ("bad-code", "replay", ...)
+  std::string caller;        // "uid=0 pid=123"
+  std::string details_json;  // service, rhost, tty, method, drift... never a secret
+  std::string hash_hex;      // sha256(prev_hash || canonical row), assigned by the store
 };
 
 // SMS (DESIGN §5): a code waiting to be typed, as a keyed hash, and the sends that the limits
@@ -69,9 +69,9 @@ struct SmsSendCounts {
 };
 
 struct AuditFilter {
-  std::string user;              // empty: all
+  std::string user;  // empty: all
   int64_t since_usec = 0;
-  size_t limit = 100;            // newest `limit` rows, returned oldest first
+  size_t limit = 100;  // newest `limit` rows, returned oldest first
 };
 
 // A registered login session (DESIGN §8; ListSessions rows carry the same fields).
@@ -94,7 +94,7 @@ struct SessionRecord {
 struct AuditVerification {
   bool intact = true;
   uint64_t rows = 0;
-  std::string message;           // first broken row, when not intact
+  std::string message;  // first broken row, when not intact
 };
 
 class Store {
