@@ -47,6 +47,16 @@ constexpr ErrorLabel kErrorLabels[] = {
     {SD_BUS_ERROR_TIMEOUT, Errc::kIo, "mfad did not answer in time"},
 };
 
+// One basic numeric D-Bus value into JSON.
+template <typename T>
+int read_number(sd_bus_message* m, char type, json& out) {
+  T v{};
+  int r = sd_bus_message_read_basic(m, type, &v);
+  if (r >= 0)
+    out = v;
+  return r;
+}
+
 // Reads one basic or string-array value of type `type` at the read position into out; other
 // types are skipped (ret_have = false), so a newer daemon's extra keys do no harm.
 int read_value(sd_bus_message* m, const char* type, json& out, bool& ret_have) {
@@ -86,62 +96,22 @@ int read_value(sd_bus_message* m, const char* type, json& out, bool& ret_have) {
         out = b != 0;
       return r;
     }
-    case 'y': {
-      uint8_t v = 0;
-      r = sd_bus_message_read_basic(m, 'y', &v);
-      if (r >= 0)
-        out = v;
-      return r;
-    }
-    case 'n': {
-      int16_t v = 0;
-      r = sd_bus_message_read_basic(m, 'n', &v);
-      if (r >= 0)
-        out = v;
-      return r;
-    }
-    case 'q': {
-      uint16_t v = 0;
-      r = sd_bus_message_read_basic(m, 'q', &v);
-      if (r >= 0)
-        out = v;
-      return r;
-    }
-    case 'i': {
-      int32_t v = 0;
-      r = sd_bus_message_read_basic(m, 'i', &v);
-      if (r >= 0)
-        out = v;
-      return r;
-    }
-    case 'u': {
-      uint32_t v = 0;
-      r = sd_bus_message_read_basic(m, 'u', &v);
-      if (r >= 0)
-        out = v;
-      return r;
-    }
-    case 'x': {
-      int64_t v = 0;
-      r = sd_bus_message_read_basic(m, 'x', &v);
-      if (r >= 0)
-        out = v;
-      return r;
-    }
-    case 't': {
-      uint64_t v = 0;
-      r = sd_bus_message_read_basic(m, 't', &v);
-      if (r >= 0)
-        out = v;
-      return r;
-    }
-    case 'd': {
-      double v = 0;
-      r = sd_bus_message_read_basic(m, 'd', &v);
-      if (r >= 0)
-        out = v;
-      return r;
-    }
+    case 'y':
+      return read_number<uint8_t>(m, 'y', out);
+    case 'n':
+      return read_number<int16_t>(m, 'n', out);
+    case 'q':
+      return read_number<uint16_t>(m, 'q', out);
+    case 'i':
+      return read_number<int32_t>(m, 'i', out);
+    case 'u':
+      return read_number<uint32_t>(m, 'u', out);
+    case 'x':
+      return read_number<int64_t>(m, 'x', out);
+    case 't':
+      return read_number<uint64_t>(m, 't', out);
+    case 'd':
+      return read_number<double>(m, 'd', out);
     default:
       ret_have = false;
       return sd_bus_message_skip(m, type);
