@@ -18,63 +18,13 @@ for f in "$mfad" "$bench_bin/mfad-bench-seed" "$bench_bin/mfad-bench-login"; do
   [[ -x $f ]] || { echo "run-daemon-bench: $f is not built" >&2; exit 1; }
 done
 
-# On a real disk rather than a tmpfs, so that fsync costs what it costs.
-work=$(mktemp -d "${STATE_PARENT:-/var/tmp}/mfad-bench.XXXXXX")
-chmod 0755 "$work"
-bus_pid=
-mfad_pid=
-cleanup() {
-  [[ -n $mfad_pid ]] && kill "$mfad_pid" 2>/dev/null && wait "$mfad_pid" 2>/dev/null || true
-  [[ -n $bus_pid ]] && kill "$bus_pid" 2>/dev/null && wait "$bus_pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-cat >"$work/bus.conf" <<CONF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <auth>EXTERNAL</auth>
-  <listen>unix:path=$work/system_bus_socket</listen>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_type="method_call"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-  </policy>
-  <limit name="max_replies_per_connection">50000</limit>
-</busconfig>
-CONF
-dbus-daemon --config-file="$work/bus.conf" --nofork --nopidfile --print-address=1 \
-  >"$work/bus.address" 2>"$work/bus.log" &
-bus_pid=$!
-address=unix:path=$work/system_bus_socket
-for _ in $(seq 100); do [[ -s $work/bus.address ]] && break; sleep 0.05; done
-[[ -s $work/bus.address ]] || { echo "dbus-daemon did not start" >&2; cat "$work/bus.log" >&2; exit 1; }
+source "$repo/tests/bench/bench-env.sh"
 
 echo "seeding $users users..."
 "$bench_bin/mfad-bench-seed" --state-dir "$work/state" --key-file "$work/master.key" \
   --users "$users"
 
-cat >"$work/mfad.conf" <<CONF
-[Daemon]
-StateDirectory=$work/state
-KeyFile=$work/master.key
-CONF
-chmod 0644 "$work/mfad.conf"
-"$mfad" --config "$work/mfad.conf" --bus-address "$address" >"$work/mfad.log" 2>&1 &
-mfad_pid=$!
-for _ in $(seq 200); do
-  busctl --address="$address" status org.mfad1 >/dev/null 2>&1 && break
-  kill -0 "$mfad_pid" 2>/dev/null || { echo "mfad exited" >&2; cat "$work/mfad.log" >&2; exit 1; }
-  sleep 0.05
-done
+start_bench_mfad
 
 # Anchors measured in the same run, on the same disk and bus: what one fsync'd commit costs, and
 # the floor of three bus round trips per login (Peer.Ping, answered by sd-bus without our code).
@@ -90,8 +40,5 @@ echo "running $clients clients over $users logins (synchronous=FULL, $(df --outp
 status=0
 "$bench_bin/mfad-bench-login" --bus-address "$address" --users "$users" --clients "$clients" ||
   status=$?
-kill -TERM "$mfad_pid"
-wait "$mfad_pid" || { echo "mfad exited with $?" >&2; status=1; }
-mfad_pid=
-grep -o "group commit: .*" "$work/mfad.log" || true
+stop_bench_mfad || status=1
 exit "$status"
