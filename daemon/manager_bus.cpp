@@ -268,7 +268,10 @@ int ManagerBus::open_session(sd_bus_message* m) {
   return finish(m, std::move(reply), true);
 }
 
-int ManagerBus::close_session(sd_bus_message* m) {
+// CloseSession and TerminateSession: one session id in, nothing out.
+int ManagerBus::session_id_call(sd_bus_message* m,
+                                Status (SessionRegistry::*action)(const Caller&,
+                                                                  std::string_view)) {
   std::optional<Error> bad;
   std::string session_id;
   MFA_READ(read_string(m, "session id", kMaxSessionIdLength, &session_id, &bad));
@@ -278,7 +281,11 @@ int ManagerBus::close_session(sd_bus_message* m) {
     return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_NOT_SUPPORTED,
                                       "Sessions are not implemented yet.");
   }
-  return reply_status(m, sessions_->close(caller, session_id));
+  return reply_status(m, (sessions_->*action)(caller, session_id));
+}
+
+int ManagerBus::close_session(sd_bus_message* m) {
+  return session_id_call(m, &SessionRegistry::close);
 }
 
 int ManagerBus::get_user(sd_bus_message* m) {
@@ -452,16 +459,7 @@ int ManagerBus::list_sessions(sd_bus_message* m) {
 }
 
 int ManagerBus::terminate_session(sd_bus_message* m) {
-  std::optional<Error> bad;
-  std::string session_id;
-  MFA_READ(read_string(m, "session id", kMaxSessionIdLength, &session_id, &bad));
-  MFA_CALLER(m, caller);
-  MFA_BAD_INPUT(m, bad);
-  if (!sessions_) {
-    return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_NOT_SUPPORTED,
-                                      "Sessions are not implemented yet.");
-  }
-  return reply_status(m, sessions_->terminate(caller, session_id));
+  return session_id_call(m, &SessionRegistry::terminate);
 }
 
 int ManagerBus::list_users(sd_bus_message* m) {

@@ -69,6 +69,8 @@ class ManagerBus {
   int end_authentication(sd_bus_message* m);
   int open_session(sd_bus_message* m);
   int close_session(sd_bus_message* m);
+  int session_id_call(sd_bus_message* m,
+                      Status (SessionRegistry::*action)(const Caller&, std::string_view));
   int get_user(sd_bus_message* m);
   int begin_totp_enrollment(sd_bus_message* m);
   int confirm_totp_enrollment(sd_bus_message* m);
