@@ -138,6 +138,11 @@ class PamServices:
         self.driver = pam_driver_path(build_dir)
         self.dir = tempfile.mkdtemp(prefix="mfa-pam-services-")
         os.chmod(self.dir, 0o755)
+        # Test accounts load the module and run the driver too: use copies in this 0755 directory,
+        # so that the modes of the directories above the build tree (a fresh clone under a 0700
+        # directory, say) do not matter.
+        self.module = shutil.copy2(self.module, self.dir)
+        self.driver = shutil.copy2(self.driver, self.dir)
         self.passdb = os.path.join(self.dir, "passdb")
         with open(os.path.join(self.dir, "other"), "w") as f:
             f.write(f"auth required {PAM_DENY}\naccount required {PAM_DENY}\n")
