@@ -103,7 +103,9 @@ int priority_of(const AuditEvent& event, bool store_failed) {
 }
 
 bool journal_available() {
-  return sd_booted() > 0 && access("/run/systemd/journal/socket", F_OK) == 0;
+  // Whether systemd runs the machine does not change while mfad runs; the socket may come and go.
+  static const bool booted = sd_booted() > 0;
+  return booted && access("/run/systemd/journal/socket", F_OK) == 0;
 }
 
 std::string summary(const AuditEvent& event) {

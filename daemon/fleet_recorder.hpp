@@ -67,6 +67,8 @@ class FleetRecorder final : public Store {
   Status prune_audit(int64_t cutoff_usec) override { return inner_.prune_audit(cutoff_usec); }
 
   Status flush() override { return inner_.flush(); }
+  Status commit() override { return inner_.commit(); }
+  Status sync() override { return inner_.sync(); }
   bool in_transaction() const override { return inner_.in_transaction(); }
 
  private:

@@ -1,5 +1,9 @@
 #include "daemon/group_commit.hpp"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -20,7 +24,7 @@ Result<std::unique_ptr<GroupCommit>> GroupCommit::create(sd_event* event, sd_bus
   }
   gc->idle_.reset(source);
   // Below the bus's I/O (normal priority): the commit waits until the loop has read every
-  // request that is already there, so that they share one fsync.
+  // request that is already there, so that they share one commit.
   r = sd_event_source_set_priority(source, SD_EVENT_PRIORITY_IDLE);
   if (r >= 0)
     r = sd_event_source_set_enabled(source, SD_EVENT_OFF);
@@ -29,10 +33,43 @@ Result<std::unique_ptr<GroupCommit>> GroupCommit::create(sd_event* event, sd_bus
                       std::string("cannot set up the commit event source: ") + strerror(-r));
   }
   (void)sd_event_source_set_description(source, "group-commit");
+
+  gc->done_fd_ = Fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!gc->done_fd_.valid()) {
+    return make_error(Errc::kInternal, std::string("cannot create an eventfd: ") + strerror(errno));
+  }
+  source = nullptr;
+  r = sd_event_add_io(event, &source, gc->done_fd_.get(), EPOLLIN, &GroupCommit::on_synced,
+                      gc.get());
+  if (r < 0) {
+    return make_error(Errc::kInternal,
+                      std::string("cannot add the sync event source: ") + strerror(-r));
+  }
+  gc->synced_source_.reset(source);
+  (void)sd_event_source_set_description(source, "group-commit-synced");
+  source = nullptr;
+  r = sd_event_add_time(event, &source, CLOCK_MONOTONIC, UINT64_MAX, 1000,
+                        &GroupCommit::on_sync_later, gc.get());
+  if (r < 0) {
+    return make_error(Errc::kInternal, std::string("cannot add the sync timer: ") + strerror(-r));
+  }
+  gc->sync_later_.reset(source);
+  (void)sd_event_source_set_enabled(source, SD_EVENT_OFF);
+  (void)sd_event_source_set_description(source, "group-commit-sync-later");
+  gc->thread_ = std::thread([g = gc.get()] { g->sync_thread(); });
   return gc;
 }
 
-GroupCommit::~GroupCommit() = default;
+GroupCommit::~GroupCommit() {
+  if (thread_.joinable()) {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+}
 
 void GroupCommit::schedule() {
   if (idle_)
@@ -52,20 +89,14 @@ void GroupCommit::send(sd_bus_message* reply) {
   }
 }
 
-void GroupCommit::run() {
-  (void)sd_event_source_set_enabled(idle_.get(), SD_EVENT_OFF);
-  Status committed = store_.flush();
-  if (!queue_.empty())
-    ++commits_;
-  if (!committed.ok()) {
-    MFA_LOG_ERROR("database commit failed, %zu replies turned into errors: %s", queue_.size(),
-                  committed.error().message.c_str());
+void GroupCommit::answer(std::vector<Pending>& batch, const Status& status) {
+  if (!status.ok() && !batch.empty()) {
+    MFA_LOG_ERROR("database commit failed, %zu replies turned into errors: %s", batch.size(),
+                  status.error().message.c_str());
   }
-  std::vector<Pending> batch;
-  batch.swap(queue_);
   replies_ += batch.size();
   for (Pending& p : batch) {
-    if (!committed.ok() && p.success) {
+    if (!status.ok() && p.success) {
       sd_bus_message* error_reply = nullptr;
       int r = sd_bus_message_new_method_errorf(
           p.call.get(), &error_reply, dbus::kErrorStorageFailure,
@@ -80,11 +111,134 @@ void GroupCommit::run() {
     }
     send(p.reply.get());
   }
+  batch.clear();
+}
+
+// Loop thread: commits the open transaction; its replies wait for the next sync.
+void GroupCommit::commit() {
+  (void)sd_event_source_set_enabled(idle_.get(), SD_EVENT_OFF);
+  const bool writes = store_.in_transaction();
+  Status committed = store_.commit();
+  if (!queue_.empty())
+    ++commits_;
+  if (!committed.ok()) {
+    // Rolled back: nothing of this batch reached the log, so nothing needs the disk.
+    answer(queue_, committed);
+    return;
+  }
+  for (Pending& p : queue_)
+    committed_.push_back(std::move(p));
+  queue_.clear();
+  need_sync_ = need_sync_ || writes || !committed_.empty();
+  if (committed_.empty() && need_sync_) {
+    // Nobody waits for this one (a new challenge's audit row, a timer's cleanup): the next
+    // reply's sync covers it, and the timer makes sure that happens soon even when none comes.
+    uint64_t now = 0;
+    if (sd_event_now(sd_event_source_get_event(sync_later_.get()), CLOCK_MONOTONIC, &now) >= 0 &&
+        sd_event_source_get_enabled(sync_later_.get(), nullptr) == 0) {
+      (void)sd_event_source_set_time(sync_later_.get(), now + kSyncLaterUsec);
+      (void)sd_event_source_set_enabled(sync_later_.get(), SD_EVENT_ONESHOT);
+    }
+    return;
+  }
+  start_sync();
+}
+
+int GroupCommit::on_sync_later(sd_event_source* /*source*/, uint64_t /*usec*/, void* userdata) {
+  static_cast<GroupCommit*>(userdata)->start_sync();
+  return 0;
+}
+
+void GroupCommit::start_sync() {
+  if (sync_busy_ || !need_sync_)
+    return;
+  (void)sd_event_source_set_enabled(sync_later_.get(), SD_EVENT_OFF);
+  syncing_.swap(committed_);
+  need_sync_ = false;
+  sync_busy_ = true;
+  {
+    std::lock_guard lock(mutex_);
+    sync_requested_ = true;
+  }
+  wake_.notify_one();
+}
+
+void GroupCommit::sync_thread() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [this] { return sync_requested_ || stop_; });
+    if (stop_)
+      return;
+    sync_requested_ = false;
+    lock.unlock();
+    Status result = store_.sync();
+    lock.lock();
+    sync_result_ = std::move(result);
+    const uint64_t one = 1;
+    // The loop reads the eventfd before it looks at sync_result_ (under mutex_).
+    while (write(done_fd_.get(), &one, sizeof one) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+int GroupCommit::on_synced(sd_event_source* /*source*/, int fd, uint32_t /*revents*/,
+                           void* userdata) {
+  uint64_t count = 0;
+  if (read(fd, &count, sizeof count) < 0)
+    return 0;
+  try {
+    static_cast<GroupCommit*>(userdata)->synced();
+  } catch (const std::exception& e) {
+    MFA_LOG_ERROR("commit failed: %s", e.what());
+  } catch (...) {
+    MFA_LOG_ERROR("commit failed");
+  }
+  return 0;
+}
+
+// Loop thread, once the commit thread has written done_fd_: the batches it covered are on disk.
+void GroupCommit::synced() {
+  if (!sync_busy_)
+    return;
+  Status result;
+  {
+    std::lock_guard lock(mutex_);
+    result = sync_result_;
+  }
+  sync_busy_ = false;
+  ++syncs_;
+  answer(syncing_, result);
+  start_sync();
+}
+
+void GroupCommit::finish() {
+  // Let the sync in flight end (its replies go out), then commit and sync the rest here.
+  while (sync_busy_) {
+    struct pollfd pfd = {done_fd_.get(), POLLIN, 0};
+    if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+      break;
+    uint64_t count = 0;
+    if (read(done_fd_.get(), &count, sizeof count) == sizeof count)
+      synced();
+  }
+  (void)sd_event_source_set_enabled(idle_.get(), SD_EVENT_OFF);
+  const bool writes = store_.in_transaction();
+  Status status = store_.commit();
+  if (!queue_.empty())
+    ++commits_;
+  if (status.ok() && (writes || need_sync_ || !queue_.empty() || !committed_.empty())) {
+    status = store_.sync();
+    ++syncs_;
+  }
+  // What was committed before but not synced is answered by this sync's outcome too.
+  answer(committed_, status);
+  answer(queue_, status);
+  need_sync_ = false;
 }
 
 int GroupCommit::on_idle(sd_event_source* /*source*/, void* userdata) {
   try {
-    static_cast<GroupCommit*>(userdata)->run();
+    static_cast<GroupCommit*>(userdata)->commit();
   } catch (const std::exception& e) {
     MFA_LOG_ERROR("commit failed: %s", e.what());
   } catch (...) {

@@ -86,6 +86,21 @@ int ManagerBus::finish_unsynced(sd_bus_message* /*call*/, BusMessagePtr reply) {
   return r < 0 ? r : 1;
 }
 
+int ManagerBus::refuse_unless_root(sd_bus_message* m) {
+  Caller caller;
+  int r = 0;
+  if (auto denied = callers_.identify(m, &caller); denied) {
+    r = reply_refusal(m, *denied);
+  } else if (caller.uid != 0) {
+    r = sd_bus_reply_method_errorf(m, SD_BUS_ERROR_ACCESS_DENIED,
+                                   "Access denied: %s is for root (the PAM module) only.",
+                                   sd_bus_message_get_member(m));
+  } else {
+    return 0;
+  }
+  return r < 0 ? r : 1;  // refused, whether or not the error reply could be sent
+}
+
 int ManagerBus::reply_error(sd_bus_message* call, const Error& error) {
   sd_bus_message* raw = nullptr;
   int r = sd_bus_message_new_method_errorf(call, &raw, errc_dbus_name(error.code), "%s",
@@ -241,7 +256,16 @@ int ManagerBus::end_authentication(sd_bus_message* m) {
   MFA_READ(read_string(m, "challenge", kMaxChallengeLength, &challenge, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
-  return reply_status(m, auth_.end_authentication(caller, challenge));
+  // Like BeginAuthentication's, this reply reports no decision: the login's outcome was Verify's
+  // (committed before it was answered). An "abandoned" audit row commits with the next batch.
+  Status status = auth_.end_authentication(caller, challenge);
+  if (!status.ok())
+    return reply_error(m, status.error());
+  int r = 0;
+  BusMessagePtr reply = new_return(m, &r);
+  if (r < 0)
+    return r;
+  return finish_unsynced(m, std::move(reply));
 }
 
 int ManagerBus::open_session(sd_bus_message* m) {
@@ -545,10 +569,20 @@ int ManagerBus::verify_audit_trail(sd_bus_message* m) {
 namespace {
 
 // sd-bus callbacks are C: nothing may be thrown through them.
-template <int (ManagerBus::*Handler)(sd_bus_message*)>
+// Access is decided here, per method, and not by sd-bus's own check (the bus is trusted, see
+// main.cpp): kRoot methods are refused to every sender but root before their handler runs; the
+// others authorize in the Authenticator.
+enum class Access { kRoot, kOpen };
+
+template <int (ManagerBus::*Handler)(sd_bus_message*), Access kAccess>
 int dispatch(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
   try {
-    return (static_cast<ManagerBus*>(userdata)->*Handler)(m);
+    auto* mb = static_cast<ManagerBus*>(userdata);
+    if constexpr (kAccess == Access::kRoot) {
+      if (int r = mb->refuse_unless_root(m); r != 0)
+        return r;
+    }
+    return (mb->*Handler)(m);
   } catch (const std::bad_alloc&) {
     return -ENOMEM;
   } catch (const std::exception& e) {
@@ -572,9 +606,10 @@ int get_version(sd_bus* /*bus*/, const char* /*path*/, const char* /*interface*/
   return sd_bus_message_append(reply, "s", MFA_VERSION);
 }
 
-// PAM side: root only (no SD_BUS_VTABLE_UNPRIVILEGED; the bus policy agrees). Everything else is
-// open to unprivileged callers and authorized by the Authenticator. Calls carrying codes or
-// returning secrets are SENSITIVE: sd-bus erases them when freed.
+// PAM side: root only (no SD_BUS_VTABLE_UNPRIVILEGED, so the introspection says so; the bus policy
+// and dispatch<..., Access::kRoot> enforce it). Everything else is open to unprivileged callers
+// and authorized by the Authenticator. Calls carrying codes or returning secrets are SENSITIVE:
+// sd-bus erases them when freed.
 constexpr uint64_t kRootOnly = 0;
 constexpr uint64_t kRootOnlySensitive = SD_BUS_VTABLE_SENSITIVE;
 constexpr uint64_t kOpen = SD_BUS_VTABLE_UNPRIVILEGED;
@@ -586,58 +621,61 @@ const sd_bus_vtable kManagerVtable[] = {
     SD_BUS_PROPERTY("Degraded", "b", get_degraded, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_METHOD_WITH_ARGS("BeginAuthentication", SD_BUS_ARGS("s", user, "a{ss}", context),
                             SD_BUS_RESULT("s", challenge, "as", methods),
-                            dispatch<&ManagerBus::begin_authentication>, kRootOnly),
+                            (dispatch<&ManagerBus::begin_authentication, Access::kRoot>),
+                            kRootOnly),
     SD_BUS_METHOD_WITH_ARGS("SendSmsCode", SD_BUS_ARGS("s", challenge),
-                            SD_BUS_RESULT("s", masked_phone), dispatch<&ManagerBus::send_sms_code>,
-                            kRootOnly),
+                            SD_BUS_RESULT("s", masked_phone),
+                            (dispatch<&ManagerBus::send_sms_code, Access::kRoot>), kRootOnly),
     SD_BUS_METHOD_WITH_ARGS("Verify", SD_BUS_ARGS("s", challenge, "s", code),
-                            SD_BUS_RESULT("s", method), dispatch<&ManagerBus::verify>,
-                            kRootOnlySensitive),
+                            SD_BUS_RESULT("s", method),
+                            (dispatch<&ManagerBus::verify, Access::kRoot>), kRootOnlySensitive),
     SD_BUS_METHOD_WITH_ARGS("EndAuthentication", SD_BUS_ARGS("s", challenge), SD_BUS_NO_RESULT,
-                            dispatch<&ManagerBus::end_authentication>, kRootOnly),
+                            (dispatch<&ManagerBus::end_authentication, Access::kRoot>), kRootOnly),
     SD_BUS_METHOD_WITH_ARGS("OpenSession", SD_BUS_ARGS("s", user, "a{ss}", context),
-                            SD_BUS_RESULT("s", session_id), dispatch<&ManagerBus::open_session>,
-                            kRootOnly),
+                            SD_BUS_RESULT("s", session_id),
+                            (dispatch<&ManagerBus::open_session, Access::kRoot>), kRootOnly),
     SD_BUS_METHOD_WITH_ARGS("CloseSession", SD_BUS_ARGS("s", session_id), SD_BUS_NO_RESULT,
-                            dispatch<&ManagerBus::close_session>, kRootOnly),
+                            (dispatch<&ManagerBus::close_session, Access::kRoot>), kRootOnly),
     SD_BUS_METHOD_WITH_ARGS("GetUser", SD_BUS_ARGS("s", user), SD_BUS_RESULT("a{sv}", info),
-                            dispatch<&ManagerBus::get_user>, kOpen),
+                            (dispatch<&ManagerBus::get_user, Access::kOpen>), kOpen),
     SD_BUS_METHOD_WITH_ARGS("BeginTotpEnrollment", SD_BUS_ARGS("s", user, "a{sv}", options),
                             SD_BUS_RESULT("s", secret_base32, "s", otpauth_uri),
-                            dispatch<&ManagerBus::begin_totp_enrollment>, kOpenSensitive),
-    SD_BUS_METHOD_WITH_ARGS("ConfirmTotpEnrollment", SD_BUS_ARGS("s", user, "s", code),
-                            SD_BUS_NO_RESULT, dispatch<&ManagerBus::confirm_totp_enrollment>,
+                            (dispatch<&ManagerBus::begin_totp_enrollment, Access::kOpen>),
                             kOpenSensitive),
-    SD_BUS_METHOD_WITH_ARGS("BeginSmsEnrollment",
-                            SD_BUS_ARGS("s", user, "s", phone_e164, "s", current_code),
-                            SD_BUS_RESULT("s", masked_phone),
-                            dispatch<&ManagerBus::begin_sms_enrollment>, kOpenSensitive),
-    SD_BUS_METHOD_WITH_ARGS("ConfirmSmsEnrollment", SD_BUS_ARGS("s", user, "s", code),
-                            SD_BUS_NO_RESULT, dispatch<&ManagerBus::confirm_sms_enrollment>,
-                            kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS(
+        "ConfirmTotpEnrollment", SD_BUS_ARGS("s", user, "s", code), SD_BUS_NO_RESULT,
+        (dispatch<&ManagerBus::confirm_totp_enrollment, Access::kOpen>), kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS(
+        "BeginSmsEnrollment", SD_BUS_ARGS("s", user, "s", phone_e164, "s", current_code),
+        SD_BUS_RESULT("s", masked_phone),
+        (dispatch<&ManagerBus::begin_sms_enrollment, Access::kOpen>), kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS(
+        "ConfirmSmsEnrollment", SD_BUS_ARGS("s", user, "s", code), SD_BUS_NO_RESULT,
+        (dispatch<&ManagerBus::confirm_sms_enrollment, Access::kOpen>), kOpenSensitive),
     SD_BUS_METHOD_WITH_ARGS("GenerateBackupCodes", SD_BUS_ARGS("s", user, "s", current_code),
                             SD_BUS_RESULT("as", codes),
-                            dispatch<&ManagerBus::generate_backup_codes>, kOpenSensitive),
-    SD_BUS_METHOD_WITH_ARGS("DisableMethod", SD_BUS_ARGS("s", user, "s", method, "s", current_code),
-                            SD_BUS_NO_RESULT, dispatch<&ManagerBus::disable_method>,
+                            (dispatch<&ManagerBus::generate_backup_codes, Access::kOpen>),
                             kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS("DisableMethod", SD_BUS_ARGS("s", user, "s", method, "s", current_code),
+                            SD_BUS_NO_RESULT,
+                            (dispatch<&ManagerBus::disable_method, Access::kOpen>), kOpenSensitive),
     SD_BUS_METHOD_WITH_ARGS("ListSessions", SD_BUS_ARGS("s", user),
-                            SD_BUS_RESULT("aa{sv}", sessions), dispatch<&ManagerBus::list_sessions>,
-                            kOpen),
+                            SD_BUS_RESULT("aa{sv}", sessions),
+                            (dispatch<&ManagerBus::list_sessions, Access::kOpen>), kOpen),
     SD_BUS_METHOD_WITH_ARGS("TerminateSession", SD_BUS_ARGS("s", session_id), SD_BUS_NO_RESULT,
-                            dispatch<&ManagerBus::terminate_session>, kOpen),
+                            (dispatch<&ManagerBus::terminate_session, Access::kOpen>), kOpen),
     SD_BUS_METHOD_WITH_ARGS("ListUsers", SD_BUS_NO_ARGS, SD_BUS_RESULT("aa{sv}", users),
-                            dispatch<&ManagerBus::list_users>, kOpen),
+                            (dispatch<&ManagerBus::list_users, Access::kOpen>), kOpen),
     SD_BUS_METHOD_WITH_ARGS("ResetUser", SD_BUS_ARGS("s", user), SD_BUS_NO_RESULT,
-                            dispatch<&ManagerBus::reset_user>, kOpen),
+                            (dispatch<&ManagerBus::reset_user, Access::kOpen>), kOpen),
     SD_BUS_METHOD_WITH_ARGS("Unlock", SD_BUS_ARGS("s", user), SD_BUS_NO_RESULT,
-                            dispatch<&ManagerBus::unlock>, kOpen),
+                            (dispatch<&ManagerBus::unlock, Access::kOpen>), kOpen),
     SD_BUS_METHOD_WITH_ARGS("ListAuditEvents", SD_BUS_ARGS("a{sv}", filter),
                             SD_BUS_RESULT("aa{sv}", events),
-                            dispatch<&ManagerBus::list_audit_events>, kOpen),
+                            (dispatch<&ManagerBus::list_audit_events, Access::kOpen>), kOpen),
     SD_BUS_METHOD_WITH_ARGS("VerifyAuditTrail", SD_BUS_NO_ARGS,
                             SD_BUS_RESULT("b", intact, "t", rows, "s", message),
-                            dispatch<&ManagerBus::verify_audit_trail>, kOpen),
+                            (dispatch<&ManagerBus::verify_audit_trail, Access::kOpen>), kOpen),
     SD_BUS_SIGNAL_WITH_ARGS("SessionOpened", SD_BUS_ARGS("s", session_id, "s", user), 0),
     SD_BUS_SIGNAL_WITH_ARGS("SessionClosed", SD_BUS_ARGS("s", session_id, "s", user, "s", reason),
                             0),
@@ -693,9 +731,10 @@ ManagerBus::~ManagerBus() = default;
 void ManagerBus::stop() {
   stopping_ = true;
   sms_->cancel_all();
-  commit_->run();
-  MFA_LOG_INFO("group commit: %llu commits for %llu replies",
+  commit_->finish();
+  MFA_LOG_INFO("group commit: %llu commits and %llu disk syncs for %llu replies",
                static_cast<unsigned long long>(commit_->commits()),
+               static_cast<unsigned long long>(commit_->syncs()),
                static_cast<unsigned long long>(commit_->replies()));
 }
 

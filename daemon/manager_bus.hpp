@@ -62,6 +62,10 @@ class ManagerBus {
   void emit_degraded_changed();
   void schedule_commit() { after_write(); }
 
+  // The PAM-side methods' gate, run before their handlers: > 0 when m was refused (replied to),
+  // 0 when its sender is root. See main.cpp's sd_bus_set_trusted.
+  int refuse_unless_root(sd_bus_message* m);
+
   // The vtable's handlers (static trampolines in manager_bus.cpp call these).
   int begin_authentication(sd_bus_message* m);
   int send_sms_code(sd_bus_message* m);

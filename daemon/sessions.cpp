@@ -359,10 +359,15 @@ void SessionRegistry::observe(const AuditEvent& event) {
   };
   const int64_t now = d_.clock.realtime_usec();
   if (event.kind == "auth.success") {
-    if (recent_.size() >= kMaxRecentSuccesses) {
+    // Sweeping out stale entries walks the whole map: at most once a second, or a busy server
+    // would walk it on every login; in between, a full map drops one entry.
+    if (recent_.size() >= kMaxRecentSuccesses && now - recent_swept_usec_ >= kUsecPerSecond) {
+      recent_swept_usec_ = now;
       for (auto it = recent_.begin(); it != recent_.end();) {
         it = now - it->second.time_usec > kLinkWindowUsec ? recent_.erase(it) : std::next(it);
       }
+    }
+    if (recent_.size() >= kMaxRecentSuccesses) {
       if (recent_.size() >= kMaxRecentSuccesses)
         recent_.erase(recent_.begin());
     }
@@ -376,10 +381,13 @@ void SessionRegistry::observe(const AuditEvent& event) {
   if (rhost.empty())
     return;
   if (!bursts_.count(rhost) && bursts_.size() >= kMaxBurstSources) {
-    for (auto it = bursts_.begin(); it != bursts_.end();) {
-      bool stale =
-          it->second.failures.empty() || now - it->second.failures.back() > burst_.window_usec;
-      it = stale ? bursts_.erase(it) : std::next(it);
+    if (now - bursts_swept_usec_ >= kUsecPerSecond) {  // as recent_ above
+      bursts_swept_usec_ = now;
+      for (auto it = bursts_.begin(); it != bursts_.end();) {
+        bool stale =
+            it->second.failures.empty() || now - it->second.failures.back() > burst_.window_usec;
+        it = stale ? bursts_.erase(it) : std::next(it);
+      }
     }
     if (bursts_.size() >= kMaxBurstSources)
       return;

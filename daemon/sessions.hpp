@@ -116,7 +116,9 @@ class SessionRegistry {
   SessionDeps d_;
   BurstPolicy burst_;
   std::map<std::string, Success> recent_;  // key: user \0 service \0 rhost
-  std::map<std::string, Burst> bursts_;    // key: rhost
+  int64_t recent_swept_usec_ = 0;
+  int64_t bursts_swept_usec_ = 0;
+  std::map<std::string, Burst> bursts_;  // key: rhost
 };
 
 }  // namespace mfa

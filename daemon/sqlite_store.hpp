@@ -79,7 +79,13 @@ class SqliteStore final : public Store {
   Result<bool> note_device(std::string_view user, std::string_view fingerprint,
                            int64_t now_usec) override;
 
+  // Durability: SQLite commits with synchronous=NORMAL (WAL frames written, not fsync'd) and
+  // sync() fdatasyncs the write-ahead log, so that the disk flush can run off the event loop.
+  // flush() is commit() then sync(): every flushed or synced commit is as durable as with
+  // synchronous=FULL.
   Status flush() override;
+  Status commit() override;
+  Status sync() override;
   bool in_transaction() const override { return in_transaction_; }
 
   // Fleet mode (fleet_coordinator.cpp): the unused backup-code hashes of a user, and the
@@ -112,6 +118,7 @@ class SqliteStore final : public Store {
 
   SqlitePtr db_;
   const Clock& clock_;
+  Fd wal_;  // the write-ahead log, for sync(): fsync flushes the file, whichever fd wrote it
   std::unordered_map<const char*, SqliteStmtPtr> statements_;
   bool in_transaction_ = false;
   std::optional<Error> batch_error_;

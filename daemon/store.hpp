@@ -158,9 +158,13 @@ class Store {
   virtual Result<bool> note_device(std::string_view user, std::string_view fingerprint,
                                    int64_t now_usec);
 
-  // Group commit (see above).
+  // Group commit (see above). flush() commits and waits for the disk. A pipeline splits it:
+  // commit() commits without waiting for the disk, and sync() makes every commit so far durable;
+  // sync() may run on another thread while this one goes on using the store.
   virtual Status flush() = 0;
   virtual bool in_transaction() const = 0;
+  virtual Status commit() { return flush(); }
+  virtual Status sync() { return {}; }
 };
 
 }  // namespace mfa

@@ -61,6 +61,14 @@ start_bench_mfad() {
   exit 1
 }
 
+# cpu_ms PID: user+system CPU time the process has used so far, in milliseconds.
+cpu_ms() {
+  local -a f
+  read -ra f <"/proc/$1/stat"
+  # Fields 14 and 15 (utime, stime) in clock ticks; the command name (field 2) has no spaces here.
+  echo $(((f[13] + f[14]) * 1000 / $(getconf CLK_TCK)))
+}
+
 # stop_bench_mfad: SIGTERM, exit status checked; prints mfad's group-commit statistics.
 stop_bench_mfad() {
   kill -TERM "$mfad_pid"

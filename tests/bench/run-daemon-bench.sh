@@ -38,7 +38,11 @@ rm -f "$work/fsync-probe"
 
 echo "running $clients clients over $users logins (synchronous=FULL, $(df --output=source "$work" | tail -1))..."
 status=0
+mfad_cpu0=$(cpu_ms "$mfad_pid") bus_cpu0=$(cpu_ms "$bus_pid") t0=$(date +%s%N)
 "$bench_bin/mfad-bench-login" --bus-address "$address" --users "$users" --clients "$clients" ||
   status=$?
+t1=$(date +%s%N)
+echo "cpu during the run: mfad $(($(cpu_ms "$mfad_pid") - mfad_cpu0)) ms," \
+  "dbus-daemon $(($(cpu_ms "$bus_pid") - bus_cpu0)) ms, of $(((t1 - t0) / 1000000)) ms wall on $(nproc) cores"
 stop_bench_mfad || status=1
 exit "$status"

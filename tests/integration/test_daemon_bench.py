@@ -18,5 +18,7 @@ def test_run_daemon_bench_smoke(build_dir):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "clients=4 logins=64 failures=0" in r.stdout
     assert re.search(r"logins/s=\d+ p50=[\d.]+ms p99=[\d.]+ms", r.stdout)
-    m = re.search(r"group commit: (\d+) commits for (\d+) replies", r.stdout)
-    assert m and 0 < int(m.group(1)) <= int(m.group(2))
+    m = re.search(r"group commit: (\d+) commits and (\d+) disk syncs for (\d+) replies", r.stdout)
+    assert m and 0 < int(m.group(1)) <= int(m.group(3))
+    assert int(m.group(2)) > 0
+    assert re.search(r"cpu during the run: mfad \d+ ms, dbus-daemon \d+ ms", r.stdout)

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern "C" {
@@ -345,6 +346,32 @@ void test_unflushed_write_rolled_back(void** state) {
   assert_int_equal(f->store->get_factors("alice")->size(), 1);
 }
 
+// The pipeline's halves: commit() makes a batch visible (and survives the process), sync() makes
+// it durable, from another thread while this one writes the next batch; a log removed under the
+// store is a failed sync, never a silent success.
+void test_commit_then_sync(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  auto& s = *f->store;
+  assert_true(s.put_factor("alice", factor(Method::kTotp, false, "SHA1:6:30")).ok());
+  assert_true(s.commit().ok());
+  assert_false(s.in_transaction());
+  assert_string_equal(raw_query(f->db, "SELECT count(*) FROM factors").c_str(), "1");
+  Status synced;
+  std::thread syncer([&] { synced = s.sync(); });
+  assert_true(s.put_factor("bob", factor(Method::kTotp, false, "SHA1:6:30")).ok());
+  syncer.join();
+  assert_true(synced.ok());
+  assert_true(s.commit().ok());
+  assert_true(s.sync().ok());
+  reopen(f);
+  assert_int_equal(f->store->get_factors("bob")->size(), 1);
+
+  assert_int_equal(unlink((f->db + "-wal").c_str()), 0);
+  Status gone = f->store->sync();
+  assert_false(gone.ok());
+  assert_int_equal(static_cast<int>(gone.error().code), static_cast<int>(Errc::kStorage));
+}
+
 void test_failed_write_fails_batch(void** state) {
   auto* f = static_cast<Fixture*>(*state);
   f->store.reset();
@@ -526,6 +553,7 @@ int main() {
       cmocka_unit_test_setup_teardown(test_loose_mode_tightened, setup, teardown),
       cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unflushed_write_rolled_back, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_commit_then_sync, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failed_write_fails_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_fds_close_on_exec, setup, teardown),
       cmocka_unit_test_setup_teardown(test_corrupt_file_is_storage_error, setup, teardown),
