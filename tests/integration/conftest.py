@@ -173,13 +173,18 @@ def build_dir():
 
 
 class Bus:
-    def __init__(self, workdir):
+    def __init__(self, workdir, policy=None):
+        """policy: the text of the bus policy for org.mfad1 (default: the project's file)."""
         self.dir = workdir
         self.socket = os.path.join(workdir, "system_bus_socket")
         self.address = f"unix:path={self.socket}"
         policy_dir = os.path.join(workdir, "system.d")
         os.makedirs(policy_dir)
-        shutil.copy(os.path.join(REPO, "systemd", "org.mfad1.conf"), policy_dir)
+        if policy is None:
+            shutil.copy(os.path.join(REPO, "systemd", "org.mfad1.conf"), policy_dir)
+        else:
+            with open(os.path.join(policy_dir, "org.mfad1.conf"), "w") as f:
+                f.write(policy)
         self.config = os.path.join(workdir, "bus.conf")
         with open(self.config, "w") as f:
             f.write(BUS_CONFIG.format(socket=self.socket, policy_dir=policy_dir))

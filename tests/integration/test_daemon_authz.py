@@ -79,3 +79,53 @@ except dbus.exceptions.DBusException as e:
     out["error"] = e.get_dbus_name()
 """, user=test_users["mfa-alice"])
     assert out["error"] == ACCESS_DENIED
+
+
+PERMISSIVE_POLICY = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <policy context="default">
+    <allow own="org.mfad1"/>
+    <allow send_destination="org.mfad1"/>
+  </policy>
+</busconfig>
+"""
+
+
+@pytest.fixture
+def mfad_without_policy(build_dir, test_users):
+    """mfad on a bus whose policy lets anyone call anything: only mfad's own checks remain."""
+    import shutil
+    from conftest import Bus, Mfad, make_world_dir
+    bus = Bus(make_world_dir("mfa-bus-"), policy=PERMISSIVE_POLICY)
+    workdir = make_world_dir("mfa-daemon-")
+    m = Mfad(build_dir, bus, workdir)
+    try:
+        yield m.start()
+    finally:
+        if m.proc is not None and m.proc.poll() is None:
+            m.stop()
+        bus.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(bus.dir, ignore_errors=True)
+
+
+def test_pam_side_is_root_only_without_the_policy(mfad_without_policy, test_users):
+    m = mfad_without_policy
+    m.enroll_totp("mfa-alice")
+    for method, signature, args in [
+        ("BeginAuthentication", "sa{ss}", ["mfa-alice", {"service": "x"}]),
+        ("Verify", "ss", ["00", "123456"]),
+        ("SendSmsCode", "s", ["00"]),
+        ("EndAuthentication", "s", ["00"]),
+        ("OpenSession", "sa{ss}", ["mfa-alice", {}]),
+        ("CloseSession", "s", ["00"]),
+    ]:
+        for name in ("mfa-alice", "mfa-carol"):
+            m.call(method, signature, *args, user=test_users[name]).expect_error(ACCESS_DENIED)
+    # The bus really is open (a self-service call goes through) and root is served.
+    assert m.call("GetUser", "s", "mfa-alice",
+                  user=test_users["mfa-alice"]).expect_ok()["user"] == "mfa-alice"
+    challenge, methods = m.call("BeginAuthentication", "sa{ss}", "mfa-alice",
+                                {"service": "x"}).expect_ok()
+    assert challenge and "totp" in methods
