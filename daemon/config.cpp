@@ -165,6 +165,24 @@ bool is_redis_address(std::string_view v) {
   return is_port(hostport.substr(colon + 1));
 }
 
+}  // namespace
+
+bool is_valid_host_id(std::string_view id) {
+  // ASCII only, whatever the locale: the id is part of Redis key names.
+  auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  if (id.empty() || id.size() > 64 || !alnum(id.front()))
+    return false;
+  for (char c : id) {
+    if (!alnum(c) && c != '.' && c != '_' && c != '-')
+      return false;
+  }
+  return true;
+}
+
+namespace {
+
 // Validates one value and stores it, or returns the problem.
 using Apply = std::function<std::optional<std::string>(Config&, std::string_view)>;
 
@@ -362,6 +380,18 @@ const std::vector<KeySpec>& key_specs() {
                                     c.redis_key_prefix = std::string(v);
                                     return std::nullopt;
                                   }},
+      {"Redis", "HostId",
+       [](Config& c, std::string_view v) -> std::
+                                             optional<std::string> {
+                                               if (!v.empty() && !is_valid_host_id(v)) {
+                                                 return "HostId must be 1 to 64 letters, digits, "
+                                                        "'.', '_' or '-', starting with a "
+                                                        "letter or digit (got " +
+                                                        quoted(v) + ")";
+                                               }
+                                               c.redis_host_id = std::string(v);
+                                               return std::nullopt;
+                                             }},
 
       {"Audit", "RetentionDays", int_key("RetentionDays", &Config::audit_retention_days, 1, 36500)},
   };

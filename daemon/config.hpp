@@ -68,6 +68,7 @@ struct Config {
   std::string redis_password_file;
   std::string redis_key_prefix = "mfad:";
   int redis_timeout_ms = 200;  // Timeout: unanswered by then, Redis is down (degraded mode)
+  std::string redis_host_id;   // HostId: this host's name in the fleet; empty = the host name
 
   // [Audit]
   int audit_retention_days = 365;
@@ -82,6 +83,10 @@ struct ConfigProblem {
   bool fatal = true;              // unknown keys are not fatal at start, fatal at --check-config
   std::string to_string() const;  // "FILE:LINE: [Section] Key: message"
 };
+
+// A fleet host id (HostId=, or the host name): 1 to 64 bytes of letters, digits, '.', '_' and
+// '-', starting with a letter or digit. It names Redis keys and travels in session records.
+bool is_valid_host_id(std::string_view id);
 
 // Loads path. A missing file at the default path gives the defaults; a missing file given with
 // --config is an error. A file that is group- or world-writable, or not owned by root (or the

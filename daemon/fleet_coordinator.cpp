@@ -399,82 +399,198 @@ void FleetCoordinator::reconcile() {
 
 // --- Sessions ---
 
-void FleetCoordinator::register_session(const std::string& user, const std::string& session_id,
-                                        const std::string& host, int max,
-                                        std::function<void(Result<bool>)> done) {
-  const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
-  client_->eval(fleet::session_add_script(), {keys.sessions},
-                {session_id, host + "|" + std::to_string(d_.clock.realtime_usec()),
-                 std::to_string(std::max(0, max))},
-                [done = std::move(done)](Result<RedisReply> reply) {
-                  if (!reply.ok())
-                    return done(std::move(reply).error());
-                  if (reply->type != RedisReply::Type::kInteger)
-                    return done(make_error(Errc::kIo, "unexpected Redis reply to session add"));
-                  done(reply->integer == 1);
-                });
+namespace {
+
+Error degraded_now() {
+  return make_error(Errc::kIo, "Redis unavailable (degraded mode)");
+}
+
+Error refused_by_redis(const char* what, const RedisReply& reply) {
+  MFA_LOG_ERROR("fleet: Redis refused %s: %s", what, reply.str.c_str());
+  return make_error(Errc::kIo, std::string("Redis refused ") + what);
+}
+
+}  // namespace
+
+Error FleetCoordinator::session_failure(const Error& error) {
+  enter_degraded(error.message);
+  return error;
+}
+
+void FleetCoordinator::register_session(const fleet::RemoteSession& session, int max,
+                                        fleet::SessionAdmission mode,
+                                        std::function<void(Result<fleet::RegisterOutcome>)> done) {
+  if (degraded_)
+    return done(degraded_now());
+  const std::string& prefix = d_.config.redis_key_prefix;
+  auto alive = alive_;
+  client_->eval(
+      fleet::session_register_script(),
+      {fleet::user_keys(prefix, session.record.user).sessions, fleet::session_records_key(prefix),
+       fleet::host_sessions_key(prefix, session.host)},
+      fleet::session_register_args(session, d_.clock.realtime_usec(), max, mode),
+      [this, alive, done = std::move(done)](Result<RedisReply> reply) {
+        if (!*alive)
+          return;
+        if (!reply.ok())
+          return done(session_failure(reply.error()));
+        if (reply->is_error())
+          return done(refused_by_redis("a session registration", *reply));
+        done(fleet::parse_register_reply(*reply));
+      });
 }
 
 void FleetCoordinator::unregister_session(const std::string& user, const std::string& session_id,
+                                          const std::string& host,
                                           std::function<void(Status)> done) {
-  const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
-  client_->command({"HDEL", keys.sessions, session_id},
-                   [done = std::move(done)](Result<RedisReply> reply) {
-                     if (!reply.ok())
-                       return done(std::move(reply).error());
-                     if (reply->is_error())
-                       return done(make_error(Errc::kIo, reply->str));
-                     done({});
-                   });
+  if (degraded_)
+    return done(degraded_now());
+  const std::string& prefix = d_.config.redis_key_prefix;
+  auto alive = alive_;
+  client_->eval(fleet::session_unregister_script(),
+                {fleet::user_keys(prefix, user).sessions, fleet::session_records_key(prefix),
+                 fleet::host_sessions_key(prefix, host)},
+                {session_id}, [this, alive, done = std::move(done)](Result<RedisReply> reply) {
+                  if (!*alive)
+                    return;
+                  if (!reply.ok())
+                    return done(session_failure(reply.error()));
+                  if (reply->is_error())
+                    return done(refused_by_redis("a session removal", *reply));
+                  done({});
+                });
 }
 
 void FleetCoordinator::list_sessions(
-    const std::string& user,
-    std::function<void(Result<std::vector<std::pair<std::string, std::string>>>)> done) {
-  const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
-  client_->command({"HGETALL", keys.sessions}, [done = std::move(done)](Result<RedisReply> reply) {
+    const std::string& user, std::function<void(Result<std::vector<fleet::RemoteSession>>)> done) {
+  if (degraded_)
+    return done(degraded_now());
+  const std::string& prefix = d_.config.redis_key_prefix;
+  auto alive = alive_;
+  auto decode = [this, alive, all = user.empty(),
+                 done = std::move(done)](Result<RedisReply> reply) {
+    if (!*alive)
+      return;
     if (!reply.ok())
-      return done(std::move(reply).error());
+      return done(session_failure(reply.error()));
+    if (reply->is_error())
+      return done(refused_by_redis("a session listing", *reply));
     if (reply->type != RedisReply::Type::kArray)
-      return done(make_error(Errc::kIo, "unexpected Redis reply to session list"));
-    std::vector<std::pair<std::string, std::string>> out;
-    for (size_t i = 0; i + 1 < reply->elements.size(); i += 2) {
-      const std::string& value = reply->elements[i + 1].str;
-      out.emplace_back(reply->elements[i].str, value.substr(0, value.find('|')));
+      return done(make_error(Errc::kIo, "unexpected Redis reply to a session listing"));
+    std::vector<fleet::RemoteSession> out;
+    // HGETALL: field, value, ...; the script: values only.
+    const size_t step = all ? 2 : 1;
+    for (size_t i = step - 1; i < reply->elements.size(); i += step) {
+      if (auto s = fleet::decode_session(reply->elements[i].str))
+        out.push_back(std::move(*s));
     }
     done(std::move(out));
-  });
+  };
+  if (user.empty()) {
+    client_->command({"HGETALL", fleet::session_records_key(prefix)}, std::move(decode));
+    return;
+  }
+  client_->eval(fleet::session_list_script(),
+                {fleet::user_keys(prefix, user).sessions, fleet::session_records_key(prefix)}, {},
+                std::move(decode));
 }
 
-void FleetCoordinator::request_termination(const std::string& host, const std::string& session_id,
-                                           std::function<void(Status)> done) {
-  const std::string key = fleet::host_terminate_key(d_.config.redis_key_prefix, host);
-  client_->command({"RPUSH", key, session_id},
-                   [this, key, session_id, done = std::move(done)](Result<RedisReply> reply) {
+void FleetCoordinator::find_session(
+    const std::string& session_id,
+    std::function<void(Result<std::optional<fleet::RemoteSession>>)> done) {
+  if (degraded_)
+    return done(degraded_now());
+  auto alive = alive_;
+  client_->command({"HGET", fleet::session_records_key(d_.config.redis_key_prefix), session_id},
+                   [this, alive, session_id, done = std::move(done)](Result<RedisReply> reply) {
+                     if (!*alive)
+                       return;
                      if (!reply.ok())
-                       return done(std::move(reply).error());
+                       return done(session_failure(reply.error()));
                      if (reply->is_error())
-                       return done(make_error(Errc::kIo, reply->str));
-                     // Wakes a subscriber; the list keeps the request for a host that was not
-                     // listening.
-                     client_->command({"PUBLISH", key, session_id}, [](Result<RedisReply>) {});
-                     done({});
+                       return done(refused_by_redis("a session lookup", *reply));
+                     std::optional<fleet::RemoteSession> found;
+                     if (!reply->is_nil())
+                       found = fleet::decode_session(reply->str);
+                     if (found && found->record.id != session_id)
+                       found.reset();  // filed under another id: not this session
+                     done(std::move(found));
                    });
 }
 
+void FleetCoordinator::host_sessions(
+    const std::string& host,
+    std::function<void(Result<std::vector<std::pair<std::string, std::string>>>)> done) {
+  if (degraded_)
+    return done(degraded_now());
+  auto alive = alive_;
+  client_->command({"HGETALL", fleet::host_sessions_key(d_.config.redis_key_prefix, host)},
+                   [this, alive, done = std::move(done)](Result<RedisReply> reply) {
+                     if (!*alive)
+                       return;
+                     if (!reply.ok())
+                       return done(session_failure(reply.error()));
+                     if (reply->is_error())
+                       return done(refused_by_redis("a host's session list", *reply));
+                     std::vector<std::pair<std::string, std::string>> out;
+                     for (size_t i = 0; i + 1 < reply->elements.size(); i += 2)
+                       out.emplace_back(reply->elements[i].str, reply->elements[i + 1].str);
+                     done(std::move(out));
+                   });
+}
+
+void FleetCoordinator::request_termination(const fleet::RemoteSession& session,
+                                           const fleet::TerminationRequest& request,
+                                           int64_t queue_seconds,
+                                           std::function<void(Status)> done) {
+  if (degraded_)
+    return done(degraded_now());
+  const std::string& prefix = d_.config.redis_key_prefix;
+  auto alive = alive_;
+  client_->eval(
+      fleet::request_termination_script(),
+      {fleet::user_keys(prefix, session.record.user).sessions, fleet::session_records_key(prefix),
+       fleet::host_terminate_key(prefix, session.host)},
+      {session.record.id, fleet::encode_termination(request),
+       std::to_string(fleet::kMaxQueuedTerminations),
+       std::to_string(std::max<int64_t>(1, queue_seconds))},
+      [this, alive, done = std::move(done)](Result<RedisReply> reply) {
+        if (!*alive)
+          return;
+        if (!reply.ok())
+          return done(session_failure(reply.error()));
+        if (reply->is_error())
+          return done(refused_by_redis("a termination request", *reply));
+        done({});
+      });
+}
+
 void FleetCoordinator::take_terminations(
-    const std::string& host, std::function<void(Result<std::vector<std::string>>)> done) {
-  const std::string key = fleet::host_terminate_key(d_.config.redis_key_prefix, host);
-  client_->eval(fleet::take_terminations_script(), {key}, {},
-                [done = std::move(done)](Result<RedisReply> reply) {
+    const std::string& host,
+    std::function<void(Result<std::vector<fleet::TerminationRequest>>)> done) {
+  if (degraded_)
+    return done(degraded_now());
+  auto alive = alive_;
+  client_->eval(fleet::take_session_terminations_script(),
+                {fleet::host_terminate_key(d_.config.redis_key_prefix, host)},
+                {std::to_string(fleet::kTerminationBatch)},
+                [this, alive, done = std::move(done)](Result<RedisReply> reply) {
+                  if (!*alive)
+                    return;
                   if (!reply.ok())
-                    return done(std::move(reply).error());
+                    return done(session_failure(reply.error()));
+                  if (reply->is_error())
+                    return done(refused_by_redis("taking termination requests", *reply));
                   if (reply->type != RedisReply::Type::kArray)
                     return done(make_error(Errc::kIo, "unexpected Redis reply to terminations"));
-                  std::vector<std::string> ids;
-                  for (const auto& e : reply->elements)
-                    ids.push_back(e.str);
-                  done(std::move(ids));
+                  std::vector<fleet::TerminationRequest> out;
+                  for (const auto& e : reply->elements) {
+                    if (auto r = fleet::decode_termination(e.str))
+                      out.push_back(std::move(*r));
+                    else
+                      MFA_LOG_WARNING("fleet: ignoring a malformed termination request");
+                  }
+                  done(std::move(out));
                 });
 }
 

@@ -17,6 +17,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,6 +28,7 @@
 #include "daemon/config.hpp"
 #include "daemon/fleet_keys.hpp"
 #include "daemon/fleet_recorder.hpp"
+#include "daemon/fleet_session_keys.hpp"
 #include "daemon/redis_client.hpp"
 #include "daemon/sqlite_store.hpp"
 
@@ -79,22 +81,32 @@ class FleetCoordinator {
   // A local success that Redis refused (the code was used on another host): audited.
   void note_refused(const std::string& user, const std::string& reason, const std::string& caller);
 
-  // --- Sessions across hosts (primitives for the sessions work; docs/fleet.md). ---
-  // Adds session_id to user's set unless it holds max (0: no limit) already: true when added.
-  void register_session(const std::string& user, const std::string& session_id,
-                        const std::string& host, int max, std::function<void(Result<bool>)> done);
+  // --- Sessions across hosts (fleet_session_keys.hpp; FleetSessions decides). Each fails at once
+  // while degraded; done never runs later than the Redis timeout.
+  // Adds session to its user's count unless mode refuses it (RegisterOutcome::added).
+  void register_session(const fleet::RemoteSession& session, int max, fleet::SessionAdmission mode,
+                        std::function<void(Result<fleet::RegisterOutcome>)> done);
+  // Removes session_id of user, owned by host, from every key.
   void unregister_session(const std::string& user, const std::string& session_id,
-                          std::function<void(Status)> done);
-  // (session id, owning host) of every session of user, across the fleet.
-  void list_sessions(
-      const std::string& user,
+                          const std::string& host, std::function<void(Status)> done);
+  // The records of user's sessions across the fleet ("" = everyone's), malformed ones skipped.
+  void list_sessions(const std::string& user,
+                     std::function<void(Result<std::vector<fleet::RemoteSession>>)> done);
+  void find_session(const std::string& session_id,
+                    std::function<void(Result<std::optional<fleet::RemoteSession>>)> done);
+  // (session id, user) of every session host registered.
+  void host_sessions(
+      const std::string& host,
       std::function<void(Result<std::vector<std::pair<std::string, std::string>>>)> done);
-  // Asks host (the session's owner) to end session_id: queued on its list and published.
-  void request_termination(const std::string& host, const std::string& session_id,
+  // Asks session's owner to end it: it leaves the count at once, the request is queued on the
+  // owner's list and published. queue_seconds: how long an unanswered request is kept.
+  void request_termination(const fleet::RemoteSession& session,
+                           const fleet::TerminationRequest& request, int64_t queue_seconds,
                            std::function<void(Status)> done);
-  // The session ids other hosts asked this host to end (removed from the queue).
+  // The oldest requests (at most kTerminationBatch) other hosts queued for host, removed from the
+  // queue; malformed ones skipped.
   void take_terminations(const std::string& host,
-                         std::function<void(Result<std::vector<std::string>>)> done);
+                         std::function<void(Result<std::vector<fleet::TerminationRequest>>)> done);
 
  private:
   FleetCoordinator(Deps deps, DegradedCallback on_degraded, WriteCallback on_write);
@@ -106,6 +118,8 @@ class FleetCoordinator {
                  std::function<void(bool ok)> done);
   void queue(const ReconcileItem& item);
   RatePolicy policy() const;
+  // The first failure of a session call: a transport failure means Redis is gone (degraded).
+  Error session_failure(const Error& error);
 
   Deps d_;
   DegradedCallback on_degraded_;

@@ -299,27 +299,4 @@ return 1
   return s;
 }
 
-// KEYS: sessions. ARGV: session_id value max (0 = no limit). 1 = added, 0 = at the limit.
-const LuaScript& session_add_script() {
-  static const LuaScript s(R"lua(
-local max = tonumber(ARGV[3])
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and max > 0 and redis.call('HLEN', KEYS[1]) >= max then
-  return 0
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
-)lua");
-  return s;
-}
-
-// KEYS: host terminate list. Returns and removes every queued session id.
-const LuaScript& take_terminations_script() {
-  static const LuaScript s(R"lua(
-local ids = redis.call('LRANGE', KEYS[1], 0, -1)
-redis.call('DEL', KEYS[1])
-return ids
-)lua");
-  return s;
-}
-
 }  // namespace mfa::fleet

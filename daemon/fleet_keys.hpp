@@ -9,9 +9,8 @@
 //   mfad:user:{alice}:watermark  string  last accepted TOTP step
 //   mfad:user:{alice}:backup     set   hex keyed hashes of the unused backup codes
 //   mfad:user:{alice}:limits     hash  cf lc lu day df (LimitState)
-//   mfad:user:{alice}:sessions   hash  session id -> "host|opened_usec" (sessions branch)
-//   mfad:host:{HOST}:terminate   list  session ids another host asks HOST to end; also PUBLISHed on
-//                                      the channel of the same name
+//   mfad:user:{alice}:sessions   hash  }
+//   mfad:host:{HOST}:terminate   list  } sessions across hosts: fleet_session_keys.hpp
 #pragma once
 
 #include <optional>
@@ -71,7 +70,5 @@ std::vector<std::string> confirm_args(const ConfirmRequest& request, const RateP
 const LuaScript& load_script();
 const LuaScript& confirm_script();
 const LuaScript& put_user_script();
-const LuaScript& session_add_script();
-const LuaScript& take_terminations_script();
 
 }  // namespace mfa::fleet

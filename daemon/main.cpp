@@ -1,6 +1,7 @@
 // mfad: the daemon. Loads the configuration and the master key, opens the store, and serves
 // org.mfad1 on the system bus (or --bus-address) from one sd-event loop.
 #include <getopt.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -26,6 +27,7 @@
 #include "common/seal.hpp"
 #include "daemon/fleet_coordinator.hpp"
 #include "daemon/fleet_recorder.hpp"
+#include "daemon/fleet_sessions.hpp"
 #include "daemon/redis_client.hpp"
 #include "daemon/audit.hpp"
 #include "daemon/authenticator.hpp"
@@ -136,6 +138,22 @@ MasterKeyOptions key_options(const Config& config, bool create) {
   return options;
 }
 
+// This host's name in the fleet: [Redis] HostId=, else the host name. It names the host's Redis
+// keys, so two mfads sharing one Redis must never share it.
+Result<std::string> fleet_host_id(const Config& config) {
+  if (!config.redis_host_id.empty())
+    return config.redis_host_id;
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof name - 1) < 0)
+    return make_error(Errc::kIo, std::string("cannot read the host name: ") + strerror(errno));
+  if (!is_valid_host_id(name)) {
+    return make_error(Errc::kInvalidArgument,
+                      "the host name cannot name this host in the fleet (at most 64 letters, "
+                      "digits, '.', '_' or '-'): set [Redis] HostId=");
+  }
+  return std::string(name);
+}
+
 int check_config(const Options& options) {
   std::vector<ConfigProblem> problems;
   auto config = load_config(options.config_path, options.config_given, /*strict=*/true, &problems);
@@ -145,6 +163,13 @@ int check_config(const Options& options) {
     if (problems.empty())
       fprintf(stderr, "%s\n", config.error().message.c_str());
     return EXIT_FAILURE;
+  }
+  if (!config->redis_address.empty()) {
+    auto host_id = fleet_host_id(*config);
+    if (!host_id.ok()) {
+      fprintf(stderr, "%s\n", host_id.error().message.c_str());
+      return EXIT_FAILURE;
+    }
   }
   // A missing key is created on first start; with a systemd credential there is no file at all.
   struct stat st;
@@ -378,17 +403,31 @@ int run(const Options& options) {
   (*session_bus)
       ->attach(&sessions, int64_t{config.sessions_max_lifetime_seconds} * 1000000,
                int64_t{config.sessions_idle_timeout_seconds} * 1000000);
+  FleetSessions* fleet_sessions_online = nullptr;  // set once both exist
   std::unique_ptr<FleetCoordinator> fleet;
+  std::unique_ptr<FleetSessions> fleet_sessions;
   if (recorder) {
     auto redis_options = fleet_options(config);
     if (!redis_options.ok()) {
       MFA_LOG_ERROR("fleet mode: %s", redis_options.error().message.c_str());
       return EXIT_FAILURE;
     }
+    auto subscriber_options = fleet_options(config);
+    auto host_id = fleet_host_id(config);
+    if (!subscriber_options.ok() || !host_id.ok()) {
+      MFA_LOG_ERROR("fleet mode: %s", host_id.ok() ? subscriber_options.error().message.c_str()
+                                                   : host_id.error().message.c_str());
+      return EXIT_FAILURE;
+    }
     ManagerBus* mb = manager->get();
     auto created = FleetCoordinator::create(
         FleetCoordinator::Deps{event, config, *store, audit, clock},
-        std::move(redis_options).value(), [mb](bool /*degraded*/) { mb->emit_degraded_changed(); },
+        std::move(redis_options).value(),
+        [mb, &fleet_sessions_online](bool degraded) {
+          mb->emit_degraded_changed();
+          if (!degraded && fleet_sessions_online)
+            fleet_sessions_online->online();
+        },
         [mb] { mb->schedule_commit(); });
     if (!created.ok()) {
       MFA_LOG_ERROR("fleet mode: %s", created.error().message.c_str());
@@ -396,8 +435,19 @@ int run(const Options& options) {
     }
     fleet = std::move(created).value();
     mb->set_fleet(fleet.get(), recorder.get());
-    MFA_LOG_INFO("fleet mode: Redis at %s, key prefix %s", config.redis_address.c_str(),
-                 config.redis_key_prefix.c_str());
+    auto fleet_sessions_created = FleetSessions::create(
+        FleetSessions::Deps{event, config, *store, clock, sessions, *fleet, *host_id},
+        std::move(subscriber_options).value(), [mb] { mb->schedule_commit(); });
+    if (!fleet_sessions_created.ok()) {
+      MFA_LOG_ERROR("fleet mode: %s", fleet_sessions_created.error().message.c_str());
+      return EXIT_FAILURE;
+    }
+    fleet_sessions = std::move(fleet_sessions_created).value();
+    fleet_sessions_online = fleet_sessions.get();
+    sessions.set_listener(fleet_sessions.get());
+    mb->set_fleet_sessions(fleet_sessions.get());
+    MFA_LOG_INFO("fleet mode: Redis at %s, key prefix %s, host id %s", config.redis_address.c_str(),
+                 config.redis_key_prefix.c_str(), host_id->c_str());
   }
 
   for (int sig : {SIGTERM, SIGINT}) {

@@ -280,6 +280,8 @@ int ManagerBus::open_session(sd_bus_message* m) {
     return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_NOT_SUPPORTED,
                                       "Sessions are not implemented yet.");
   }
+  if (fleet_sessions_)
+    return fleet_open_session(m, caller, user, context);
   auto result = sessions_->open(caller, user, context);
   if (!result.ok())
     return reply_error(m, result.error());
@@ -305,6 +307,8 @@ int ManagerBus::session_id_call(sd_bus_message* m,
     return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_NOT_SUPPORTED,
                                       "Sessions are not implemented yet.");
   }
+  if (fleet_sessions_ && action == &SessionRegistry::terminate)
+    return fleet_terminate_session(m, caller, session_id);
   return reply_status(m, (sessions_->*action)(caller, session_id));
 }
 
@@ -445,6 +449,8 @@ int ManagerBus::list_sessions(sd_bus_message* m) {
   MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
+  if (sessions_ && fleet_sessions_)
+    return fleet_list_sessions(m, caller, user);
   if (sessions_) {
     auto result = sessions_->list(caller, user);
     if (!result.ok())

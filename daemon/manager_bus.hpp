@@ -26,6 +26,7 @@ namespace mfa {
 
 class FleetCoordinator;
 class FleetRecorder;
+class FleetSessions;
 enum class FleetCallKind;
 
 // Emits org.mfad1.Manager.SecurityEvent for the Authenticator.
@@ -61,6 +62,9 @@ class ManagerBus {
   bool degraded() const;
   void emit_degraded_changed();
   void schedule_commit() { after_write(); }
+  // Fleet mode's sessions (fleet_sessions_bus.cpp): OpenSession, ListSessions and
+  // TerminateSession become deferred replies through Redis.
+  void set_fleet_sessions(FleetSessions* sessions) { fleet_sessions_ = sessions; }
 
   // The PAM-side methods' gate, run before their handlers: > 0 when m was refused (replied to),
   // 0 when its sender is root. See main.cpp's sd_bus_set_trusted.
@@ -113,9 +117,16 @@ class ManagerBus {
   // Fleet mode: runs handler for user once fleet_ has prefetched (fleet_bus.cpp).
   int fleet_defer(sd_bus_message* m, const std::string& user, FleetCallKind kind,
                   int (ManagerBus::*handler)(sd_bus_message*));
+  // Fleet mode's session calls, after their arguments were read and the caller identified.
+  int fleet_open_session(sd_bus_message* m, const Caller& caller, const std::string& user,
+                         const StringMap& context);
+  int fleet_list_sessions(sd_bus_message* m, const Caller& caller, const std::string& user);
+  int fleet_terminate_session(sd_bus_message* m, const Caller& caller,
+                              const std::string& session_id);
 
   FleetCoordinator* fleet_ = nullptr;
   FleetRecorder* recorder_ = nullptr;
+  FleetSessions* fleet_sessions_ = nullptr;
   bool fleet_pass_ = false;  // the handler runs after its prefetch
   bool capturing_ = false;   // finish() keeps the reply in captured_
   BusMessagePtr captured_;

@@ -573,6 +573,9 @@ int cmd_sessions(Context& ctx, const std::vector<char*>& args) {
     puts("No open sessions.");
     return kExitOk;
   }
+  // Fleet mode names the host that owns each session.
+  const bool hosts = std::any_of(sessions->begin(), sessions->end(),
+                                 [](const json& s) { return s.contains("host"); });
   std::vector<TableRow> rows;
   for (const auto& s : *sessions) {
     rows.push_back(
@@ -580,11 +583,13 @@ int cmd_sessions(Context& ctx, const std::vector<char*>& args) {
          display_field(s, {"service"}), display_field(s, {"rhost"}), display_field(s, {"tty"}),
          time_field(s, {"start", "started", "opened", "created"}),
          time_field(s, {"last_seen", "last_activity"}), display_field(s, {"factor", "method"})});
+    if (hosts)
+      rows.back().push_back(display_field(s, {"host"}));
   }
-  (void)fputs(
-      format_table({"ID", "USER", "SERVICE", "RHOST", "TTY", "START", "LAST SEEN", "FACTOR"}, rows)
-          .c_str(),
-      stdout);
+  TableRow header{"ID", "USER", "SERVICE", "RHOST", "TTY", "START", "LAST SEEN", "FACTOR"};
+  if (hosts)
+    header.push_back("HOST");
+  (void)fputs(format_table(header, rows).c_str(), stdout);
   return kExitOk;
 }
 

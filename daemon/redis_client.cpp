@@ -20,6 +20,9 @@ namespace mfa {
 namespace {
 
 constexpr size_t kMaxPasswordFile = 4096;
+// The request id of the subscription: its confirmation is a request like any other (with a
+// timeout), the messages after it arrive under the same id (next_id_ starts at 1).
+constexpr uint64_t kSubscriptionId = 0;
 
 std::string hex(const unsigned char* data, size_t size) {
   static const char kDigits[] = "0123456789abcdef";
@@ -256,6 +259,8 @@ void RedisClient::set_ready(bool ready, const std::string& why) {
   if (ready == announced_ready_)
     return;
   announced_ready_ = ready;
+  if (ready && !channel_.empty())
+    send_subscribe();
   if (on_state_)
     on_state_(ready, why);
 }
@@ -355,6 +360,11 @@ void RedisClient::on_disconnect(const redisAsyncContext* c, int /*status*/) {
 }
 
 void RedisClient::send(std::vector<std::string> args, Callback done, bool internal) {
+  send_as(next_id_++, std::move(args), std::move(done), internal);
+}
+
+void RedisClient::send_as(uint64_t id, std::vector<std::string> args, Callback done,
+                          bool internal) {
   const bool usable = ctx_ != nullptr &&
                       (state_ == State::kReady || (internal && state_ == State::kAuthenticating));
   if (!usable) {
@@ -370,7 +380,6 @@ void RedisClient::send(std::vector<std::string> args, Callback done, bool intern
     argv.push_back(a.data());
     argvlen.push_back(a.size());
   }
-  const uint64_t id = next_id_++;
   int r = redisAsyncCommandArgv(ctx_, &RedisClient::on_reply,
                                 reinterpret_cast<void*>(static_cast<uintptr_t>(id)),
                                 static_cast<int>(args.size()), argv.data(), argvlen.data());
@@ -435,6 +444,46 @@ void RedisClient::eval(const LuaScript& script, std::vector<std::string> keys,
       false);
 }
 
+void RedisClient::subscribe(std::string channel, std::function<void()> on_subscribed,
+                            std::function<void(const std::string& message)> on_message) {
+  channel_ = std::move(channel);
+  on_subscribed_ = std::move(on_subscribed);
+  on_message_ = std::move(on_message);
+  if (ready())
+    send_subscribe();
+}
+
+void RedisClient::send_subscribe() {
+  send_as(
+      kSubscriptionId, {"SUBSCRIBE", channel_},
+      [this](Result<RedisReply> reply) {
+        if (!reply.ok())
+          return;  // dropped: subscribes again once reconnected
+        if (reply->type != RedisReply::Type::kArray || reply->elements.size() < 2 ||
+            reply->elements[0].str != "subscribe") {
+          const std::string why =
+              "Redis refused the subscription to " + channel_ + ": " +
+              (reply->is_error() ? reply->str : std::string("unexpected reply"));
+          if (why != last_error_)
+            MFA_LOG_ERROR("%s", why.c_str());
+          drop(why);
+          return;
+        }
+        if (on_subscribed_)
+          on_subscribed_();
+      },
+      /*internal=*/false);
+}
+
+// ["message", channel, payload] under the subscription's id, after its confirmation.
+void RedisClient::on_published(const RedisReply& reply) {
+  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 3 ||
+      reply.elements[0].str != "message" || reply.elements[1].str != channel_)
+    return;
+  if (on_message_)
+    on_message_(reply.elements[2].str);
+}
+
 void RedisClient::complete(uint64_t id, Result<RedisReply> result) {
   auto it = requests_.find(id);
   if (it == requests_.end())
@@ -456,6 +505,8 @@ void RedisClient::on_reply(redisAsyncContext* c, void* reply, void* privdata) {
   try {
     if (reply == nullptr) {
       self->complete(id, redis_error("Redis connection lost"));
+    } else if (id == kSubscriptionId && self->requests_.count(kSubscriptionId) == 0) {
+      self->on_published(RedisReply::from(static_cast<const redisReply*>(reply)));
     } else {
       self->complete(id, RedisReply::from(static_cast<const redisReply*>(reply)));
     }

@@ -90,6 +90,13 @@ class RedisClient {
   void eval(const LuaScript& script, std::vector<std::string> keys, std::vector<std::string> args,
             Callback done);
 
+  // Subscriber mode, for a client of its own (a subscribed connection takes no other command):
+  // after every (re)connection the client subscribes to channel. on_subscribed runs once the
+  // server confirmed (within the timeout, else the connection starts over), on_message for each
+  // message published on the channel. Call once.
+  void subscribe(std::string channel, std::function<void()> on_subscribed,
+                 std::function<void(const std::string& message)> on_message);
+
  private:
   enum class State { kIdle, kConnecting, kAuthenticating, kReady };
   struct Request {
@@ -103,6 +110,9 @@ class RedisClient {
   void schedule_reconnect();
   void set_ready(bool ready, const std::string& why);
   void send(std::vector<std::string> args, Callback done, bool internal);
+  void send_as(uint64_t id, std::vector<std::string> args, Callback done, bool internal);
+  void send_subscribe();
+  void on_published(const RedisReply& reply);
   void complete(uint64_t id, Result<RedisReply> result);
   void fail_all(const std::string& why);
   void update_io();
@@ -137,6 +147,9 @@ class RedisClient {
   bool freeing_ = false;     // inside our own redisAsyncFree
   bool in_hiredis_ = false;  // inside a hiredis call: its callbacks may run
   std::string last_error_;
+  std::string channel_;  // subscriber mode
+  std::function<void()> on_subscribed_;
+  std::function<void(const std::string&)> on_message_;
   // Set by the destructor so that callbacks hiredis runs while freeing do nothing.
   bool destroying_ = false;
 };

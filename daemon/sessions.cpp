@@ -108,7 +108,8 @@ bool SessionRegistry::may_see(const Caller& caller, std::string_view user) const
 }
 
 Status SessionRegistry::audit(const char* kind, const SessionRecord& s, const char* outcome,
-                              const char* reason, const std::string& caller) {
+                              const char* reason, const std::string& caller,
+                              const StringMap& details) {
   AuditEvent event;
   event.kind = kind;
   event.user = s.user;
@@ -126,6 +127,8 @@ Status SessionRegistry::audit(const char* kind, const SessionRecord& s, const ch
   event.details["leader_pid"] = std::to_string(s.leader_pid);
   event.details["factor"] = s.factor;
   event.details["device"] = s.device;
+  for (const auto& [key, value] : details)
+    event.details[key] = value;
   return d_.audit.record(event);
 }
 
@@ -156,6 +159,12 @@ bool SessionRegistry::leader_alive(const SessionRecord& s) {
 
 Result<std::string> SessionRegistry::open(const Caller& caller, std::string_view user,
                                           const StringMap& context) {
+  MFA_TRY(session, prepare(caller, user, context));
+  return admit(caller, std::move(session), /*local_limit=*/true);
+}
+
+Result<SessionRecord> SessionRegistry::prepare(const Caller& caller, std::string_view user,
+                                               const StringMap& context) {
   if (caller.uid != 0)
     return make_error(Errc::kNotAllowed, "Only root may open sessions.");
   if (user.empty() || user.size() > dbus::kMaxUserNameLength || !printable(user))
@@ -208,20 +217,6 @@ Result<std::string> SessionRegistry::open(const Caller& caller, std::string_view
 
   // Limits count live sessions only.
   MFA_CHECK(reap(user));
-  MFA_TRY(existing, d_.store.list_sessions(user));
-  const size_t max = static_cast<size_t>(d_.config.sessions_max_per_user);
-  if (existing.size() >= max) {
-    if (d_.config.sessions_on_limit == SessionLimitAction::kDeny) {
-      MFA_CHECK(audit("session.open", s, "denied", "limit", caller.describe()));
-      return make_error(Errc::kSessionLimit, "Too many sessions: " + std::string(user) +
-                                                 " already has " + std::to_string(existing.size()) +
-                                                 " (at most " + std::to_string(max) + ")");
-    }
-    // evict-oldest: the list is oldest first.
-    for (size_t i = 0; i + max <= existing.size(); ++i)
-      MFA_CHECK(end(existing[i], SessionEnd::kLimit, &caller, true));
-  }
-
   do {
     std::array<uint8_t, 16> raw{};
     if (!random_bytes(raw).ok())
@@ -231,6 +226,32 @@ Result<std::string> SessionRegistry::open(const Caller& caller, std::string_view
     if (!clash)
       break;
   } while (true);
+  return s;
+}
+
+Error SessionRegistry::refuse(const Caller& caller, const SessionRecord& s, size_t count) {
+  const size_t max = static_cast<size_t>(d_.config.sessions_max_per_user);
+  if (Status st = audit("session.open", s, "denied", "limit", caller.describe()); !st.ok())
+    return st.error();
+  return make_error(Errc::kSessionLimit, "Too many sessions: " + s.user + " already has " +
+                                             std::to_string(count) + " (at most " +
+                                             std::to_string(max) + ")");
+}
+
+Result<std::string> SessionRegistry::admit(const Caller& caller, SessionRecord s,
+                                           bool local_limit) {
+  const std::string& user = s.user;
+  if (local_limit) {
+    MFA_TRY(existing, d_.store.list_sessions(user));
+    const size_t max = static_cast<size_t>(d_.config.sessions_max_per_user);
+    if (existing.size() >= max) {
+      if (d_.config.sessions_on_limit == SessionLimitAction::kDeny)
+        return refuse(caller, s, existing.size());
+      // evict-oldest: the list is oldest first.
+      for (size_t i = 0; i + max <= existing.size(); ++i)
+        MFA_CHECK(end(existing[i], SessionEnd::kLimit, caller.describe(), true));
+    }
+  }
 
   MFA_TRY(new_device, d_.store.note_device(user, s.device, s.started_usec));
   MFA_CHECK(d_.store.put_session(s));
@@ -250,17 +271,40 @@ Result<std::string> SessionRegistry::open(const Caller& caller, std::string_view
   return s.id;
 }
 
-Status SessionRegistry::end(const SessionRecord& s, SessionEnd reason, const Caller* caller,
-                            bool kill_processes) {
+Status SessionRegistry::end(const SessionRecord& s, SessionEnd reason, const std::string& caller,
+                            bool kill_processes, const StringMap& details) {
   MFA_TRY(deleted, d_.store.delete_session(s.id));
   if (!deleted)
     return make_error(Errc::kNoSuchSession, "No such session.");
   const char* kind = reason == SessionEnd::kClosed ? "session.close" : "session.terminate";
-  MFA_CHECK(audit(kind, s, "info", session_end_name(reason), caller ? caller->describe() : "mfad"));
+  MFA_CHECK(audit(kind, s, "info", session_end_name(reason), caller, details));
   if (kill_processes)
     d_.effects.end_processes(s);
   d_.effects.session_closed(s, reason);
+  if (listener_)
+    listener_->session_removed(s);
   return {};
+}
+
+Status SessionRegistry::end_by_id(std::string_view id, SessionEnd reason, const std::string& caller,
+                                  const StringMap& details) {
+  if (id.empty() || id.size() > 128)
+    return make_error(Errc::kNoSuchSession, "No such session.");
+  MFA_TRY(found, d_.store.get_session(id));
+  if (!found)
+    return make_error(Errc::kNoSuchSession, "No such session.");
+  return end(*found, reason, caller, true, details);
+}
+
+SessionEnd SessionRegistry::remote_end_reason(const Caller& caller, std::string_view user) const {
+  return d_.users.uid_of(user) == std::optional<uid_t>(caller.uid) ? SessionEnd::kUser
+                                                                   : SessionEnd::kAdmin;
+}
+
+Status SessionRegistry::note_remote_end(const Caller& caller, const SessionRecord& s,
+                                        SessionEnd reason, std::string_view owner_host) {
+  return audit("session.terminate", s, "info", session_end_name(reason), caller.describe(),
+               {{"host", std::string(owner_host)}});
 }
 
 Status SessionRegistry::close(const Caller& caller, std::string_view id) {
@@ -271,7 +315,7 @@ Status SessionRegistry::close(const Caller& caller, std::string_view id) {
   MFA_TRY(found, d_.store.get_session(id));
   if (!found)
     return make_error(Errc::kNoSuchSession, "No such session.");
-  return end(*found, SessionEnd::kClosed, &caller, false);
+  return end(*found, SessionEnd::kClosed, caller.describe(), false);
 }
 
 Result<std::vector<SessionRecord>> SessionRegistry::list(const Caller& caller,
@@ -300,15 +344,14 @@ Status SessionRegistry::terminate(const Caller& caller, std::string_view id) {
   // A stranger learns nothing: someone else's session looks like none.
   if (!found || (!admin && !may_see(caller, found->user)))
     return make_error(Errc::kNoSuchSession, "No such session.");
-  const bool own = d_.users.uid_of(found->user) == std::optional<uid_t>(caller.uid);
-  return end(*found, own ? SessionEnd::kUser : SessionEnd::kAdmin, &caller, true);
+  return end(*found, remote_end_reason(caller, found->user), caller.describe(), true);
 }
 
 Status SessionRegistry::reap(std::string_view user) {
   MFA_TRY(sessions, d_.store.list_sessions(user));
   for (const auto& s : sessions) {
     if (!leader_alive(s))
-      MFA_CHECK(end(s, SessionEnd::kClosed, nullptr, false));
+      MFA_CHECK(end(s, SessionEnd::kClosed, "mfad", false));
   }
   return {};
 }
@@ -325,11 +368,11 @@ Result<int64_t> SessionRegistry::expire() {
   };
   for (auto& s : sessions) {
     if (!leader_alive(s)) {
-      MFA_CHECK(end(s, SessionEnd::kClosed, nullptr, false));
+      MFA_CHECK(end(s, SessionEnd::kClosed, "mfad", false));
       continue;
     }
     if (lifetime > 0 && now >= s.started_usec + lifetime) {
-      MFA_CHECK(end(s, SessionEnd::kExpired, nullptr, true));
+      MFA_CHECK(end(s, SessionEnd::kExpired, "mfad", true));
       continue;
     }
     if (lifetime > 0)
@@ -342,7 +385,7 @@ Result<int64_t> SessionRegistry::expire() {
           MFA_CHECK(d_.store.put_session(s));
         }
         if (now >= s.last_seen_usec + idle) {
-          MFA_CHECK(end(s, SessionEnd::kIdle, nullptr, true));
+          MFA_CHECK(end(s, SessionEnd::kIdle, "mfad", true));
           continue;
         }
         consider(s.last_seen_usec + idle);

@@ -44,6 +44,13 @@ class SessionEffects {
   virtual std::optional<int64_t> tty_last_use(std::string_view tty) = 0;
 };
 
+// Told of every session that left the registry, whatever ended it (fleet mode unregisters it).
+class SessionListener {
+ public:
+  virtual ~SessionListener() = default;
+  virtual void session_removed(const SessionRecord& session) = 0;
+};
+
 // Failures from one rhost in a window that make a "failure-burst" security event.
 struct BurstPolicy {
   size_t failures = 10;
@@ -68,13 +75,37 @@ class SessionRegistry {
   // Root only. context: service, rhost, tty, ruser, logind_session, leader_pid, factor (the
   // module's own knowledge; else the latest success for user/service/rhost within a minute, else
   // "none"). Errors: NotAllowed, InvalidArgument, NoSuchUser, SessionLimit (OnLimit=deny).
+  // open = prepare, then admit with this host's limit.
   Result<std::string> open(const Caller& caller, std::string_view user, const StringMap& context);
+  // The steps of open, for fleet mode (the limit is the fleet's, decided in Redis between them):
+  // prepare checks the call and makes the record (new id; the user's dead sessions reaped first)
+  // without storing it; admit stores it, applying this host's limit when local_limit is set;
+  // refuse records the refusal and returns SessionLimit.
+  Result<SessionRecord> prepare(const Caller& caller, std::string_view user,
+                                const StringMap& context);
+  Result<std::string> admit(const Caller& caller, SessionRecord session, bool local_limit);
+  Error refuse(const Caller& caller, const SessionRecord& session, size_t count);
   // Root only. The session's own end (pam_sm_close_session): reason "closed".
   Status close(const Caller& caller, std::string_view id);
   // A user's own sessions (or any user's, admin); "" = everyone's (admin).
   Result<std::vector<SessionRecord>> list(const Caller& caller, std::string_view user);
   // Ends a session now: own (reason "user") or any (admin, reason "admin").
   Status terminate(const Caller& caller, std::string_view id);
+
+  // Ends a session of this host for someone who is not a bus caller here (another host's request,
+  // an eviction decided in Redis): processes ended, SessionClosed, audit (caller as given, details
+  // added). NoSuchSession when it is not here (any more).
+  Status end_by_id(std::string_view id, SessionEnd reason, const std::string& caller,
+                   const StringMap& details);
+  // A session of another host ended at this caller's request (fleet mode): audited here too, with
+  // the owner's host. The reason: "user" for one's own session, else "admin".
+  SessionEnd remote_end_reason(const Caller& caller, std::string_view user) const;
+  Status note_remote_end(const Caller& caller, const SessionRecord& session, SessionEnd reason,
+                         std::string_view owner_host);
+  // The caller may see (list, end) user's sessions: their own, or anyone's for an admin.
+  bool may_see(const Caller& caller, std::string_view user) const;
+
+  void set_listener(SessionListener* listener) { listener_ = listener; }
 
   // Housekeeping. reap: removes sessions whose leader is gone (all users when user is "").
   Status reap(std::string_view user);
@@ -104,16 +135,16 @@ class SessionRegistry {
     int64_t reported_usec = 0;
   };
 
-  Status end(const SessionRecord& session, SessionEnd reason, const Caller* caller,
-             bool kill_processes);
+  Status end(const SessionRecord& session, SessionEnd reason, const std::string& caller,
+             bool kill_processes, const StringMap& details = {});
   Status audit(const char* kind, const SessionRecord& s, const char* outcome, const char* reason,
-               const std::string& caller);
+               const std::string& caller, const StringMap& details = {});
   std::string linked_factor(std::string_view user, std::string_view service,
                             std::string_view rhost);
   bool leader_alive(const SessionRecord& s);
-  bool may_see(const Caller& caller, std::string_view user) const;
 
   SessionDeps d_;
+  SessionListener* listener_ = nullptr;
   BurstPolicy burst_;
   std::map<std::string, Success> recent_;  // key: user \0 service \0 rhost
   int64_t recent_swept_usec_ = 0;

@@ -61,7 +61,7 @@ void emit(sd_bus* bus, const char* member, const char* types, const SessionRecor
 
 }  // namespace
 
-int append_session_record(sd_bus_message* m, const SessionRecord& s) {
+int append_session_record(sd_bus_message* m, const SessionRecord& s, std::string_view host) {
   int r = sd_bus_message_open_container(m, 'a', "{sv}");
   const std::pair<const char*, const std::string*> strings[] = {
       {"id", &s.id},
@@ -87,6 +87,10 @@ int append_session_record(sd_bus_message* m, const SessionRecord& s) {
     r = append_entry(m, "started", "t", &started);
   if (r >= 0)
     r = append_entry(m, "last_seen", "t", &last_seen);
+  if (r >= 0 && !host.empty()) {
+    const std::string owner(host);
+    r = append_entry(m, "host", "s", owner.c_str());
+  }
   if (r >= 0)
     r = sd_bus_message_close_container(m);
   return r;

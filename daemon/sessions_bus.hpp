@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <string_view>
 
 #include "common/handles.hpp"
 #include "common/result.hpp"
@@ -19,8 +20,9 @@
 namespace mfa {
 
 // One ListSessions row (a{sv}): id, user, service, rhost, tty, ruser, logind_session (s),
-// leader_pid (u), factor, device (s), started, last_seen (t, unix usec).
-int append_session_record(sd_bus_message* m, const SessionRecord& s);
+// leader_pid (u), factor, device (s), started, last_seen (t, unix usec); in fleet mode also host
+// (s, the host that owns the session) when host is not empty.
+int append_session_record(sd_bus_message* m, const SessionRecord& s, std::string_view host = {});
 
 class SessionBus final : public SessionEffects {
  public:

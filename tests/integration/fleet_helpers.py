@@ -100,10 +100,13 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def fleet_config(m, redis, password_file=None):
+def fleet_config(m, redis, password_file=None, host_id="host-a"):
+    """Fleet mode for m. Every mfad sharing one Redis needs its own HostId (they run on one
+    machine here, with one host name): give the second one another (Host B: "host-b")."""
     m.set_config("Redis", "Address", redis.address)
     m.set_config("Redis", "User", REDIS_USER)
     m.set_config("Redis", "PasswordFile", password_file or redis.password_file)
+    m.set_config("Redis", "HostId", host_id)
 
 
 def degraded(m):

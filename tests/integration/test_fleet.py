@@ -32,6 +32,7 @@ def fleet(mfad_factory, build_dir, redis):
     b = host_b.mfad
     b.config = json.loads(json.dumps(a.config))
     b.set_config("Daemon", "KeyFile", a.key_path)  # one master key for the fleet
+    b.set_config("Redis", "HostId", "host-b")
     b._last_step = a._last_step                    # one clock, one user: steps are shared
     b.start()
     wait_degraded(a, False)

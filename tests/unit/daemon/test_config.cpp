@@ -93,6 +93,10 @@ void test_defaults_when_default_path_missing(void** state) {
   assert_int_equal(config->sessions_idle_timeout_seconds, 0);
   assert_string_equal(config->redis_address.c_str(), "");
   assert_string_equal(config->redis_key_prefix.c_str(), "mfad:");
+  assert_string_equal(config->redis_host_id.c_str(), "");  // mfad uses the host name
+  assert_true(is_valid_host_id(std::string(64, 'h')));
+  assert_true(is_valid_host_id("10.0.0.5"));
+  assert_false(is_valid_host_id(""));
   assert_int_equal(config->audit_retention_days, 365);
 
   // An empty file is the defaults too.
@@ -162,6 +166,7 @@ void test_every_key_parsed(void** state) {
       "User=mfad\n"
       "PasswordFile=/etc/mfad/redis.pass\n"
       "KeyPrefix=site1:\n"
+      "HostId=web-01.example_net\n"
       "[Audit]\n"
       "RetentionDays=30\n";
   std::string path = write_file(f, "full.conf", text, 0600);
@@ -209,6 +214,7 @@ void test_every_key_parsed(void** state) {
   assert_string_equal(c->redis_user.c_str(), "mfad");
   assert_string_equal(c->redis_password_file.c_str(), "/etc/mfad/redis.pass");
   assert_string_equal(c->redis_key_prefix.c_str(), "site1:");
+  assert_string_equal(c->redis_host_id.c_str(), "web-01.example_net");
   assert_int_equal(c->audit_retention_days, 30);
 
   // Other accepted spellings.
@@ -282,6 +288,13 @@ void test_each_bad_value_with_line(void** state) {
       {"Redis", "Address", "unix:relative.sock", "redis://HOST:PORT or unix:"},
       {"Redis", "PasswordFile", "pw", "absolute path"},
       {"Redis", "KeyPrefix", "has space", "KeyPrefix"},
+      {"Redis", "HostId", "web 1", "HostId must be"},
+      {"Redis", "HostId", "host|a", "HostId must be"},
+      {"Redis", "HostId", "{web1}", "HostId must be"},
+      {"Redis", "HostId", "-web1", "HostId must be"},
+      {"Redis", "HostId", "h\xc3\xa9te", "HostId must be"},
+      {"Redis", "HostId", "a1234567890123456789012345678901234567890123456789012345678901234",
+       "HostId must be"},
       {"Audit", "RetentionDays", "0", "RetentionDays must be"},
   };
   for (const auto& c : cases) {

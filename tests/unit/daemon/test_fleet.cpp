@@ -30,6 +30,7 @@ extern "C" {
 #include "daemon/clock.hpp"
 #include "daemon/fleet_keys.hpp"
 #include "daemon/fleet_recorder.hpp"
+#include "daemon/fleet_session_keys.hpp"
 #include "daemon/rate_limiter.hpp"
 #include "daemon/redis_client.hpp"
 #include "daemon/sqlite_store.hpp"
@@ -483,32 +484,241 @@ void test_load_and_put_user(void** /*state*/) {
   assert_true(u->factors.empty() && !u->watermark && u->backup.empty());
 }
 
-void test_session_primitives(void** /*state*/) {
+fleet::RemoteSession remote_session(const std::string& id, const std::string& user,
+                                    const std::string& host, int64_t started, int64_t expires) {
+  fleet::RemoteSession s;
+  s.record.id = id;
+  s.record.user = user;
+  s.record.service = "sshd";
+  s.record.rhost = "192.0.2.1";
+  s.record.tty = "pts/3";
+  s.record.factor = "totp";
+  s.record.device = "00ff";
+  s.record.leader_pid = 4242;
+  s.record.started_usec = started;
+  s.record.last_seen_usec = started;
+  s.host = host;
+  s.expires_usec = expires;
+  return s;
+}
+
+void test_session_records_and_requests(void** /*state*/) {
+  assert_string_equal(fleet::session_records_key("mfad:").c_str(), "mfad:sessions");
+  assert_string_equal(fleet::host_sessions_key("x:", "web1").c_str(), "x:host:{web1}:sessions");
+
+  auto s = remote_session("0123abcd", "alice", "web-1.example", 1000, 2000);
+  s.record.rhost = "caf\xc3\xa9";  // UTF-8 passes through
+  s.record.ruser = "\xff";         // bytes that are not UTF-8 are replaced, never thrown on
+  s.record.leader_start = 99;      // stays on its host
+  auto back = fleet::decode_session(fleet::encode_session(s));
+  assert_true(back.has_value());
+  assert_string_equal(back->record.id.c_str(), "0123abcd");
+  assert_string_equal(back->record.user.c_str(), "alice");
+  assert_string_equal(back->host.c_str(), "web-1.example");
+  assert_string_equal(back->record.rhost.c_str(), "caf\xc3\xa9");
+  assert_string_equal(back->record.ruser.c_str(), "\xef\xbf\xbd");
+  assert_int_equal(back->record.leader_pid, 4242);
+  assert_int_equal(back->record.leader_start, 0);
+  assert_int_equal(back->record.started_usec, 1000);
+  assert_int_equal(back->expires_usec, 2000);
+
+  // Outside input: anything malformed is refused whole.
+  auto mangled = [&](auto change) {
+    auto copy = s;
+    change(copy);
+    return fleet::decode_session(fleet::encode_session(copy)).has_value();
+  };
+  assert_false(mangled([](auto& c) { c.record.id = "XYZ"; }));
+  assert_false(mangled([](auto& c) { c.record.id = std::string(65, 'a'); }));
+  assert_false(mangled([](auto& c) { c.record.user = ""; }));
+  assert_false(mangled([](auto& c) { c.host = "a|b"; }));
+  assert_false(mangled([](auto& c) { c.host = "{web}"; }));
+  assert_false(mangled([](auto& c) { c.record.tty = "pts/1\nforged"; }));
+  assert_false(mangled([](auto& c) { c.record.service = std::string(300, 's'); }));
+  assert_false(fleet::decode_session("").has_value());
+  assert_false(fleet::decode_session("[1]").has_value());
+  assert_false(fleet::decode_session("{\"v\":2}").has_value());
+  assert_false(
+      fleet::decode_session(std::string(fleet::kMaxSessionRecordSize + 1, ' ')).has_value());
+  std::string negative = fleet::encode_session(s);
+  negative.replace(negative.find("4242"), 4, "-1");
+  assert_false(fleet::decode_session(negative).has_value());
+
+  const fleet::TerminationRequest req{"00aa", "admin", "host-b", "uid=0 pid=7 :1.5"};
+  auto r = fleet::decode_termination(fleet::encode_termination(req));
+  assert_true(r.has_value());
+  assert_string_equal(r->session_id.c_str(), "00aa");
+  assert_string_equal(r->reason.c_str(), "admin");
+  assert_string_equal(r->from_host.c_str(), "host-b");
+  assert_string_equal(r->caller.c_str(), "uid=0 pid=7 :1.5");
+  for (const char* reason : {"user", "limit"}) {
+    auto other = req;
+    other.reason = reason;
+    assert_true(fleet::decode_termination(fleet::encode_termination(other)).has_value());
+  }
+  auto bad = req;
+  bad.reason = "expired";  // only the owner expires its sessions
+  assert_false(fleet::decode_termination(fleet::encode_termination(bad)).has_value());
+  bad = req;
+  bad.from_host = "";
+  assert_false(fleet::decode_termination(fleet::encode_termination(bad)).has_value());
+  bad = req;
+  bad.caller = std::string(2000, 'c');
+  assert_false(fleet::decode_termination(fleet::encode_termination(bad)).has_value());
+
+  // The register script's reply.
+  RedisReply reply;
+  reply.type = RedisReply::Type::kArray;
+  auto integer = [](long long v) {
+    RedisReply e;
+    e.type = RedisReply::Type::kInteger;
+    e.integer = v;
+    return e;
+  };
+  auto string = [](std::string v) {
+    RedisReply e;
+    e.type = RedisReply::Type::kString;
+    e.str = std::move(v);
+    return e;
+  };
+  reply.elements = {integer(1), integer(2),       string("00aa"),  string("host-a"),
+                    string(""), string("bad id"), string("host-a")};
+  assert_false(fleet::parse_register_reply(reply).ok());  // not (id, host, record) triples
+  reply.elements.push_back(string(""));
+  auto outcome = fleet::parse_register_reply(reply);
+  assert_true(outcome.ok() && outcome->added);
+  assert_int_equal(outcome->count, 2);
+  assert_int_equal(outcome->evicted.size(), 1);  // the malformed one names nothing to end
+  assert_string_equal(outcome->evicted[0].record.id.c_str(), "00aa");
+  assert_string_equal(outcome->evicted[0].host.c_str(), "host-a");
+  reply.elements = {integer(2), integer(0)};
+  assert_false(fleet::parse_register_reply(reply).ok());
+}
+
+void test_session_scripts(void** /*state*/) {
   Loop l;
   l.wait_ready();
-  const auto k = fleet::user_keys("mfad:", "session-user");
-  auto add = [&](const char* id, const char* host, int max) {
-    auto r = l.eval(fleet::session_add_script(), {k.sessions},
-                    {id, std::string(host) + "|1", std::to_string(max)});
-    assert_true(r.ok() && r->type == RedisReply::Type::kInteger);
-    return r->integer;
+  const std::string prefix = "mfad:";
+  const std::string user_key = fleet::user_keys(prefix, "session-user").sessions;
+  const std::string records = fleet::session_records_key(prefix);
+  const int64_t now = 1764000000000000;
+  auto reg = [&](const fleet::RemoteSession& s, int max, fleet::SessionAdmission mode) {
+    auto r = l.eval(fleet::session_register_script(),
+                    {user_key, records, fleet::host_sessions_key(prefix, s.host)},
+                    fleet::session_register_args(s, now, max, mode));
+    assert_true(r.ok());
+    auto out = fleet::parse_register_reply(*r);
+    assert_true(out.ok());
+    return *out;
   };
+  using fleet::SessionAdmission;
+  const int64_t later = now + 3600LL * 1000000;
   // MaxPerUser counts every host's sessions.
-  assert_int_equal(add("s1", "hostA", 2), 1);
-  assert_int_equal(add("s2", "hostB", 2), 1);
-  assert_int_equal(add("s3", "hostA", 2), 0);
-  assert_int_equal(add("s2", "hostB", 2), 1);  // re-registering one's own session is fine
-  auto all = l.command({"HGETALL", k.sessions});
-  assert_int_equal(all->elements.size(), 4);
-  assert_true(l.command({"HDEL", k.sessions, "s1"}).ok());
-  assert_int_equal(add("s3", "hostA", 2), 1);
-  // Termination asked on host B for a session of host A: queued for A, taken once.
-  const std::string q = fleet::host_terminate_key("mfad:", "hostA");
-  assert_true(l.command({"RPUSH", q, "s3"}).ok());
-  auto taken = l.eval(fleet::take_terminations_script(), {q}, {});
-  assert_true(taken.ok() && taken->elements.size() == 1 && taken->elements[0].str == "s3");
-  taken = l.eval(fleet::take_terminations_script(), {q}, {});
+  assert_true(reg(remote_session("a1", "session-user", "host-a", now - 300, later), 2,
+                  SessionAdmission::kDeny)
+                  .added);
+  assert_true(reg(remote_session("b1", "session-user", "host-b", now - 200, later), 2,
+                  SessionAdmission::kDeny)
+                  .added);
+  auto denied = reg(remote_session("a2", "session-user", "host-a", now - 100, later), 2,
+                    SessionAdmission::kDeny);
+  assert_false(denied.added);
+  assert_int_equal(denied.count, 2);
+  assert_true(l.command({"HEXISTS", records, "a2"})->integer == 0);
+  // Registering one's own session again is no new session.
+  assert_true(reg(remote_session("b1", "session-user", "host-b", now - 200, later), 2,
+                  SessionAdmission::kDeny)
+                  .added);
+  // evict-oldest: the oldest goes, whatever host owns it, and its record comes back.
+  auto evicted = reg(remote_session("b2", "session-user", "host-b", now - 50, later), 2,
+                     SessionAdmission::kEvictOldest);
+  assert_true(evicted.added);
+  assert_int_equal(evicted.evicted.size(), 1);
+  assert_string_equal(evicted.evicted[0].record.id.c_str(), "a1");
+  assert_string_equal(evicted.evicted[0].host.c_str(), "host-a");
+  assert_string_equal(evicted.evicted[0].record.service.c_str(), "sshd");
+  assert_int_equal(l.command({"HLEN", user_key})->integer, 2);
+  assert_true(l.command({"HEXISTS", records, "a1"})->integer == 0);
+  // Reconciliation adds a session that exists whatever the count.
+  assert_true(reg(remote_session("b3", "session-user", "host-b", now - 10, later), 2,
+                  SessionAdmission::kForce)
+                  .added);
+  assert_int_equal(l.command({"HLEN", user_key})->integer, 3);
+  // An entry past its expiry (its host died with it) stops counting and is removed.
+  assert_true(reg(remote_session("dead1", "session-user", "host-dead", now - 100, now - 1), 0,
+                  SessionAdmission::kForce)
+                  .added);
+  auto counted = reg(remote_session("b3", "session-user", "host-b", now - 10, later), 10,
+                     SessionAdmission::kDeny);
+  assert_int_equal(counted.count, 2);  // b1, b2: not dead1, not b3 itself
+  assert_true(l.command({"HEXISTS", records, "dead1"})->integer == 0);
+
+  // Listing: the user's records, every host.
+  auto listed = l.eval(fleet::session_list_script(), {user_key, records}, {});
+  assert_true(listed.ok() && listed->elements.size() == 3);
+  for (const auto& e : listed->elements)
+    assert_true(fleet::decode_session(e.str).has_value());
+  // The host's own list, for its reconciliation.
+  auto own = l.command({"HGETALL", fleet::host_sessions_key(prefix, "host-b")});
+  assert_true(own.ok() && own->elements.size() >= 6);
+
+  // Unregistering removes it from every key.
+  assert_true(l.eval(fleet::session_unregister_script(),
+                     {user_key, records, fleet::host_sessions_key(prefix, "host-b")}, {"b3"})
+                  .ok());
+  assert_true(l.command({"HEXISTS", user_key, "b3"})->integer == 0);
+  assert_true(l.command({"HEXISTS", records, "b3"})->integer == 0);
+  assert_true(l.command({"HEXISTS", fleet::host_sessions_key(prefix, "host-b"), "b3"})->integer ==
+              0);
+
+  // Termination asked on host A for a session of host B: out of the count at once, queued for B
+  // (bounded, with a lifetime), published, taken in order and once.
+  const std::string queue = fleet::host_terminate_key(prefix, "host-b");
+  for (const char* id : {"b1", "b2", "b9"}) {
+    auto r = l.eval(fleet::request_termination_script(), {user_key, records, queue},
+                    {id, fleet::encode_termination({id, "admin", "host-a", "uid=0"}), "2", "60"});
+    assert_true(r.ok() && !r->is_error());
+  }
+  assert_int_equal(l.command({"HLEN", user_key})->integer, 0);
+  assert_int_equal(l.command({"LLEN", queue})->integer, 2);  // the oldest went
+  auto ttl = l.command({"TTL", queue});
+  assert_true(ttl->integer > 0 && ttl->integer <= 60);
+  auto taken = l.eval(fleet::take_session_terminations_script(), {queue}, {"1"});
+  assert_true(taken.ok() && taken->elements.size() == 1);
+  assert_string_equal(fleet::decode_termination(taken->elements[0].str)->session_id.c_str(), "b2");
+  taken = l.eval(fleet::take_session_terminations_script(), {queue}, {"100"});
+  assert_true(taken.ok() && taken->elements.size() == 1);
+  taken = l.eval(fleet::take_session_terminations_script(), {queue}, {"100"});
   assert_true(taken.ok() && taken->elements.empty());
+}
+
+void test_subscription(void** /*state*/) {
+  Loop subscriber;
+  Loop publisher;
+  int subscribed = 0;
+  std::vector<std::string> messages;
+  subscriber.client->subscribe(
+      "mfad:host:{a}:terminate", [&] { ++subscribed; },
+      [&](const std::string& m) { messages.push_back(m); });
+  assert_true(subscriber.run_until([&] { return subscribed == 1; }));
+  publisher.wait_ready();
+  assert_int_equal(publisher.command({"PUBLISH", "mfad:host:{a}:terminate", "one"})->integer, 1);
+  assert_int_equal(publisher.command({"PUBLISH", "mfad:host:{b}:terminate", "other"})->integer, 0);
+  assert_int_equal(publisher.command({"PUBLISH", "mfad:host:{a}:terminate", "two"})->integer, 1);
+  assert_true(subscriber.run_until([&] { return messages.size() == 2; }));
+  assert_string_equal(messages[0].c_str(), "one");
+  assert_string_equal(messages[1].c_str(), "two");
+  // No timeout fires while nothing is published: the subscription is not a pending request.
+  assert_false(subscriber.run_until([&] { return !subscriber.client->ready(); }, 400));
+  // Outside the ACL's channels: refused (hiredis 0.14 drops the connection on the error), and the
+  // client starts over rather than believing it is subscribed.
+  Loop refused;
+  int refused_subscribed = 0;
+  refused.client->subscribe(
+      "other:channel", [&] { ++refused_subscribed; }, [](const std::string&) {});
+  assert_true(refused.run_until(
+      [&] { return strstr(refused.client->last_error().c_str(), "NOPERM") != nullptr; }, 2000));
+  assert_int_equal(refused_subscribed, 0);
 }
 
 void test_frozen_server_times_out(void** /*state*/) {
@@ -539,6 +749,7 @@ int main() {
       cmocka_unit_test(test_password_file),
       cmocka_unit_test(test_recorder_notes_what_was_consumed),
       cmocka_unit_test(test_reconcile_queue_and_migration_gaps),
+      cmocka_unit_test(test_session_records_and_requests),
   };
   const struct CMUnitTest with_redis[] = {
       cmocka_unit_test(test_client_auth_and_commands),
@@ -547,7 +758,8 @@ int main() {
       cmocka_unit_test(test_backup_code_exactly_once),
       cmocka_unit_test(test_shared_failures_match_the_local_limiter),
       cmocka_unit_test(test_load_and_put_user),
-      cmocka_unit_test(test_session_primitives),
+      cmocka_unit_test(test_session_scripts),
+      cmocka_unit_test(test_subscription),
       cmocka_unit_test(test_frozen_server_times_out),
   };
   int failed = cmocka_run_group_tests_name("fleet", pure, nullptr, nullptr);

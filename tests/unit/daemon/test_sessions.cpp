@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -72,6 +73,12 @@ class FakeEffects final : public SessionEffects {
   std::map<std::string, int64_t> ttys;
 };
 
+class RecordingListener final : public SessionListener {
+ public:
+  void session_removed(const SessionRecord& s) override { removed.push_back(s.id); }
+  std::vector<std::string> removed;
+};
+
 class RecordingSink final : public EventSink {
  public:
   void security_event(const std::string& user, const std::string& kind,
@@ -134,6 +141,19 @@ struct Env {
     auto r = store->list_sessions(user);
     assert_true(r.ok());
     return *r;
+  }
+  // The newest audit row of kind.
+  AuditRecord last_audit(const std::string& kind) {
+    AuditFilter f;
+    f.limit = 10000;
+    auto rows = store->query_audit(f);
+    assert_true(rows.ok());
+    for (auto it = rows->rbegin(); it != rows->rend(); ++it) {
+      if (it->kind == kind)
+        return *it;
+    }
+    fail_msg("no %s row", kind.c_str());
+    return {};
   }
   size_t audit_count(const std::string& kind, const std::string& reason = "") {
     AuditFilter f;
@@ -221,6 +241,83 @@ void test_limit_evict_oldest(void**) {
   assert_int_equal(e.effects.ended.size(), 1);
   assert_string_equal(e.effects.ended[0].c_str(), first->c_str());
   assert_string_equal(e.effects.closed[0].second.c_str(), "limit");
+}
+
+// Fleet mode's steps: prepare (nothing stored), admit with or without this host's limit, refuse,
+// ending at another host's request, and the listener that hears of every end.
+void test_steps_for_fleet_mode(void**) {
+  Config c;
+  c.sessions_max_per_user = 1;
+  Env e(c);
+  RecordingListener listener;
+  e.registry->set_listener(&listener);
+  auto ctx = [&](pid_t pid) {
+    e.effects.processes[pid] = 4242;
+    return StringMap{{"service", "sshd"}, {"rhost", "h1"}, {"leader_pid", std::to_string(pid)}};
+  };
+  auto first = e.registry->prepare(e.root, "alice", ctx(100));
+  assert_true(first.ok());
+  assert_int_equal(first->id.size(), 32);
+  assert_int_equal(first->leader_start, 4242);
+  assert_true(e.list().empty());
+  assert_int_equal(e.audit_count("session.open"), 0);
+  assert_int_equal(e.registry->prepare(e.alice, "alice", {}).error().code, Errc::kNotAllowed);
+  assert_int_equal(e.registry->prepare(e.root, "alice", {{"colour", "red"}}).error().code,
+                   Errc::kInvalidArgument);
+
+  // The fleet decided: this host's own limit does not apply.
+  assert_true(e.registry->admit(e.root, *first, /*local_limit=*/false).ok());
+  auto second = e.registry->prepare(e.root, "alice", ctx(101));
+  assert_true(second.ok());
+  assert_string_not_equal(second->id.c_str(), first->id.c_str());
+  assert_true(e.registry->admit(e.root, *second, false).ok());
+  assert_int_equal(e.list("alice").size(), 2);
+  assert_int_equal(e.effects.opened.size(), 2);
+  // Degraded: this host's limit.
+  auto third = e.registry->prepare(e.root, "alice", ctx(102));
+  assert_int_equal(e.registry->admit(e.root, *third, true).error().code, Errc::kSessionLimit);
+  Error refused = e.registry->refuse(e.root, *third, 7);
+  assert_int_equal(refused.code, Errc::kSessionLimit);
+  assert_non_null(strstr(refused.message.c_str(), "already has 7 (at most 1)"));
+  assert_int_equal(e.audit_count("session.open", "limit"), 2);
+  assert_int_equal(e.list("alice").size(), 2);
+
+  // Another host asked: ended as a local termination would be, the request in the audit row.
+  assert_true(e.registry
+                  ->end_by_id(first->id, SessionEnd::kAdmin, "uid=0 pid=7 :1.5 on host-b",
+                              {{"requested_by", "host-b"}})
+                  .ok());
+  assert_string_equal(e.effects.ended.back().c_str(), first->id.c_str());
+  assert_string_equal(e.effects.closed.back().second.c_str(), "admin");
+  auto row = e.last_audit("session.terminate");
+  assert_string_equal(row.reason.c_str(), "admin");
+  assert_string_equal(row.caller.c_str(), "uid=0 pid=7 :1.5 on host-b");
+  assert_non_null(strstr(row.details_json.c_str(), "\"requested_by\":\"host-b\""));
+  assert_int_equal(e.registry->end_by_id(first->id, SessionEnd::kAdmin, "x", {}).error().code,
+                   Errc::kNoSuchSession);
+  // Every end reaches the listener: a request, a close, a dead leader.
+  assert_true(e.registry->close(e.root, second->id).ok());
+  assert_true(e.open("bob", 103).ok());
+  e.effects.processes.erase(103);
+  assert_true(e.registry->reap("bob").ok());
+  assert_int_equal(listener.removed.size(), 3);
+  assert_string_equal(listener.removed[0].c_str(), first->id.c_str());
+  assert_string_equal(listener.removed[1].c_str(), second->id.c_str());
+
+  // A session of another host ended at a caller's request here: its reason, and an audit row
+  // naming the owner.
+  assert_true(e.registry->remote_end_reason(e.alice, "alice") == SessionEnd::kUser);
+  assert_true(e.registry->remote_end_reason(e.carol, "alice") == SessionEnd::kAdmin);
+  assert_true(e.registry->may_see(e.alice, "alice") && e.registry->may_see(e.carol, "alice"));
+  assert_false(e.registry->may_see(e.bob, "alice"));
+  SessionRecord remote;
+  remote.id = "00ff";
+  remote.user = "alice";
+  assert_true(e.registry->note_remote_end(e.carol, remote, SessionEnd::kAdmin, "host-a").ok());
+  row = e.last_audit("session.terminate");
+  assert_string_equal(row.reason.c_str(), "admin");
+  assert_non_null(strstr(row.details_json.c_str(), "\"host\":\"host-a\""));
+  assert_non_null(strstr(row.details_json.c_str(), "\"session\":\"00ff\""));
 }
 
 void test_lifetime_and_idle_expiry(void**) {
@@ -408,6 +505,7 @@ int main() {
       cmocka_unit_test(test_open_and_close),
       cmocka_unit_test(test_limit_deny),
       cmocka_unit_test(test_limit_evict_oldest),
+      cmocka_unit_test(test_steps_for_fleet_mode),
       cmocka_unit_test(test_lifetime_and_idle_expiry),
       cmocka_unit_test(test_authorization),
       cmocka_unit_test(test_bad_input),
