@@ -26,6 +26,7 @@
 #include "common/seal.hpp"
 #include "daemon/fleet_coordinator.hpp"
 #include "daemon/fleet_recorder.hpp"
+#include "daemon/fleet_sms.hpp"
 #include "daemon/redis_client.hpp"
 #include "daemon/audit.hpp"
 #include "daemon/authenticator.hpp"
@@ -375,6 +376,7 @@ int run(const Options& options) {
       ->attach(&sessions, int64_t{config.sessions_max_lifetime_seconds} * 1000000,
                int64_t{config.sessions_idle_timeout_seconds} * 1000000);
   std::unique_ptr<FleetCoordinator> fleet;
+  std::unique_ptr<FleetSms> fleet_sms;
   if (recorder) {
     auto redis_options = fleet_options(config);
     if (!redis_options.ok()) {
@@ -392,6 +394,9 @@ int run(const Options& options) {
     }
     fleet = std::move(created).value();
     mb->set_fleet(fleet.get(), recorder.get());
+    fleet_sms = std::make_unique<FleetSms>(FleetSms::Deps{*fleet, *store, audit, config, clock},
+                                           [mb] { mb->schedule_commit(); });
+    mb->set_fleet_sms(fleet_sms.get());
     MFA_LOG_INFO("fleet mode: Redis at %s, key prefix %s", config.redis_address.c_str(),
                  config.redis_key_prefix.c_str());
   }
