@@ -27,7 +27,8 @@ struct FleetSms::Text {
   StringMap details;  // audit context; the phone masked
   std::string phone_key;
   int64_t sent_usec = 0;
-  SmsCode code;  // keyed hash and expiry
+  uint32_t nonce = 0;  // the text's member in the counters: a replay counts it once
+  SmsCode code;        // keyed hash and expiry
   bool login() const { return purpose == kSmsPurposeLogin; }
 };
 
@@ -39,6 +40,7 @@ FleetSms::TextPtr FleetSms::text_of(const SmsMessage& m) {
   t->details = m.details;
   t->phone_key = m.phone_key;
   t->sent_usec = m.sent_usec;
+  t->nonce = random_uniform(UINT32_MAX);
   t->code = m.code;
   return t;
 }
@@ -75,7 +77,8 @@ void FleetSms::write_code(const std::string& user, const std::string& purpose,
 void FleetSms::forget_local_code(const std::string& user, const std::string& purpose,
                                  const CodeHash& hash) {
   auto live = d_.cache.get_sms_code(user, purpose);
-  if (live.ok() && *live && (*live)->hash == hash)
+  if (live.ok() && *live &&
+      ct_equal(std::span<const uint8_t>((*live)->hash), std::span<const uint8_t>(hash)))
     write_code(user, purpose, std::nullopt);
   wrote();
 }
@@ -88,10 +91,7 @@ void FleetSms::gate(const SmsMessage& message, std::function<void(GateResult)> d
     unavailable(text, "", /*counted=*/false, std::move(done));
     return;
   }
-  fleet::SmsSend send;
-  send.phone_key = text->phone_key;
-  send.time_usec = text->sent_usec;
-  send.nonce = random_uniform(UINT32_MAX);
+  const fleet::SmsSend send{text->phone_key, text->sent_usec, text->nonce};
   const auto limits = fleet::sms_limits(d_.config);
   const auto keys = fleet::sms_send_keys(d_.config.redis_key_prefix, text->user, send.phone_key);
   const int64_t since = text->sent_usec - limits.window_usec;
@@ -201,12 +201,9 @@ void FleetSms::send_degraded(const Text& text, bool counted, const std::string& 
     event.details["why"] = why;
   if (Status st = d_.audit.record(event); !st.ok())
     MFA_LOG_ERROR("cannot audit a degraded decision: %s", st.error().message.c_str());
+  // A send script that timed out may have counted the text: the same nonce counts it once.
   if (!counted) {
-    fleet::SmsSend send;
-    send.phone_key = text.phone_key;
-    send.time_usec = text.sent_usec;
-    send.nonce = random_uniform(UINT32_MAX);
-    if (auto item = fleet::sms_send_item(text.user, send))
+    if (auto item = fleet::sms_send_item(text.user, {text.phone_key, text.sent_usec, text.nonce}))
       queue(*item);
   }
   queue(fleet::sms_code_item(text.user, text.purpose, text.code));

@@ -50,6 +50,8 @@ std::string nonce_hex(uint32_t nonce) {
 // h, x, a as the scripts and HGETALL give them; nullopt when any is missing or malformed.
 std::optional<SmsCode> code_from_fields(std::string_view h, std::string_view x,
                                         std::string_view a) {
+  if (h.size() != 2 * CodeHash{}.size())
+    return std::nullopt;
   auto hash = parse_hash_hex(h);
   auto expires = to_number<int64_t>(x);
   auto attempts = to_number<int>(a);
@@ -319,6 +321,13 @@ std::vector<ReconcileItem> sms_change_items(std::string_view user, const FleetCh
   if (changes.sms_used)
     items.push_back(sms_dead_item(user, changes.sms_used->purpose, changes.sms_used->hash));
   return items;
+}
+
+std::vector<std::string> ScriptCall::eval_argv() const {
+  std::vector<std::string> argv{"EVAL", script->body, std::to_string(keys.size())};
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
 }
 
 bool is_sms_item(const ReconcileItem& item) {

@@ -108,6 +108,8 @@ struct ScriptCall {
   const LuaScript* script = nullptr;
   std::vector<std::string> keys;
   std::vector<std::string> args;
+  // EVAL body numkeys keys... args...: runs in the order it was sent, cached script or not.
+  std::vector<std::string> eval_argv() const;
 };
 bool is_sms_item(const ReconcileItem& item);
 // The script that replays an SMS item; nullopt for a malformed one (dropped).
