@@ -226,6 +226,13 @@ void test_reconcile_items(void** /*state*/) {
     assert_string_equal(call->keys[1].c_str(), ("mfad:{sms}:sends:phone:" + kPhoneA).c_str());
     assert_string_equal(call->args[3].c_str(), "1234000000:fffffff0");
     assert_string_equal(call->args[8].c_str(), "0");  // added, not checked
+    // Replayed as EVAL: in the order queued, whether Redis has the script cached or not.
+    const auto argv = call->eval_argv();
+    assert_int_equal(argv.size(), 3 + 3 + 9);
+    assert_string_equal(argv[0].c_str(), "EVAL");
+    assert_true(argv[1] == fleet::sms_send_script().body);
+    assert_string_equal(argv[2].c_str(), "3");
+    assert_true(argv[3] == call->keys[0] && argv.back() == call->args.back());
     call = fleet::sms_reconcile_call("mfad:", (*items)[1], config, 0);
     assert_true(call && call->script == &fleet::sms_code_put_script());
     assert_string_equal(call->keys[0].c_str(), "mfad:user:{alice}:sms:login");
@@ -589,7 +596,7 @@ void test_merge_keeps_the_newer_code(void** /*state*/) {
   assert_int_equal(l.command({"EXISTS", key}).integer, 0);
 }
 
-// Degraded mode's queue, replayed as FleetCoordinator::reconcile does.
+// Degraded mode's queue, replayed as FleetCoordinator::reconcile does (EVAL, in order).
 void test_replayed_queue(void** /*state*/) {
   Loop l;
   const Config config = sms_config();
@@ -610,7 +617,7 @@ void test_replayed_queue(void** /*state*/) {
   for (const auto& item : items) {
     auto call = fleet::sms_reconcile_call("mfad:", item, config, now);
     assert_true(call.has_value());
-    (void)l.eval(*call->script, call->keys, call->args);
+    assert_false(l.command(call->eval_argv()).is_error());
   }
   assert_int_equal(l.command({"ZCARD", fleet::sms_send_keys("mfad:", "q1", kPhoneA).user}).integer,
                    1);
@@ -619,18 +626,18 @@ void test_replayed_queue(void** /*state*/) {
   // Used offline: it stays used.
   for (const auto& item : fleet::sms_change_items("q1", used)) {
     auto call = fleet::sms_reconcile_call("mfad:", item, config, now);
-    (void)l.eval(*call->script, call->keys, call->args);
+    assert_false(l.command(call->eval_argv()).is_error());
   }
   assert_int_equal(l.command({"EXISTS", key}).integer, 0);
   // Replaying the whole queue again (a failed commit) does not bring it back to life... as long
   // as the item that killed it is replayed too, which the queue's order guarantees.
   for (const auto& item : items) {
     auto call = fleet::sms_reconcile_call("mfad:", item, config, now);
-    (void)l.eval(*call->script, call->keys, call->args);
+    assert_false(l.command(call->eval_argv()).is_error());
   }
   for (const auto& item : fleet::sms_change_items("q1", used)) {
     auto call = fleet::sms_reconcile_call("mfad:", item, config, now);
-    (void)l.eval(*call->script, call->keys, call->args);
+    assert_false(l.command(call->eval_argv()).is_error());
   }
   assert_int_equal(l.command({"EXISTS", key}).integer, 0);
   assert_int_equal(l.command({"ZCARD", fleet::sms_send_keys("mfad:", "q1", kPhoneA).user}).integer,
