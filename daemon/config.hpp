@@ -42,7 +42,7 @@ struct Config {
   int sms_max_sends_per_window = 3;
   int sms_send_window_seconds = 600;
   int sms_max_sends_per_phone = 5;  // MaxSendsPerPhone: per number per window, whoever asks
-  int sms_max_sends_global = 200;   // MaxSendsGlobal: per host per window (SMS pumping)
+  int sms_max_sends_global = 200;   // MaxSendsGlobal: per window, host or fleet (SMS pumping)
 
   // [Twilio]
   std::string twilio_base_url = "https://api.twilio.com";

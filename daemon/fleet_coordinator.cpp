@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "daemon/daemon_log.hpp"
+#include "daemon/fleet_sms_keys.hpp"
 
 namespace mfa {
 
@@ -291,6 +292,8 @@ void FleetCoordinator::note_degraded(const std::string& user, const std::string&
     event.details["method"] = "totp";
   else if (changes.backup_consumed)
     event.details["method"] = "backup";
+  else if (changes.sms_used)
+    event.details["method"] = "sms";
   if (Status st = d_.audit.record(event); !st.ok())
     MFA_LOG_ERROR("cannot audit a degraded decision: %s", st.error().message.c_str());
   if (changes.watermark_advanced)
@@ -299,6 +302,8 @@ void FleetCoordinator::note_degraded(const std::string& user, const std::string&
     queue({0, user, "backup", 0, changes.backup_consumed, 0});
   if (failure && changes.limits_written)
     queue({0, user, "failures", 0, std::nullopt, 1});
+  for (const auto& item : fleet::sms_change_items(user, changes))
+    queue(item);
 }
 
 void FleetCoordinator::note_refused(const std::string& user, const std::string& reason,
@@ -366,34 +371,44 @@ void FleetCoordinator::reconcile() {
     }
     const auto keys = fleet::user_keys(d_.config.redis_key_prefix, item.user);
     const int64_t id = item.id;
+    auto replayed = [this, alive, batch, id](Result<RedisReply> reply) {
+      if (!*alive)
+        return;
+      // A refused compare-and-set or SREM is fine here: Redis already knows better.
+      if (reply.ok() && !reply->is_error())
+        batch->done_ids.push_back(id);
+      else
+        batch->failed = true;
+      if (--batch->outstanding != 0)
+        return;
+      reconciling_ = false;
+      for (int64_t done_id : batch->done_ids) {
+        if (Status st = d_.cache.delete_reconcile(done_id); !st.ok())
+          batch->failed = true;
+      }
+      if (on_write_)
+        on_write_();
+      if (batch->failed) {
+        MFA_LOG_WARNING("fleet: reconciliation incomplete; staying degraded");
+        return;
+      }
+      // This connection reads its own uncommitted deletions: the next batch, or leaving degraded
+      // mode once the queue is empty. (A failed commit brings items back; replaying them is
+      // harmless.)
+      reconcile();
+    };
+    // SMS texts and codes have scripts of their own (fleet_sms_keys.hpp), sent as EVAL: an
+    // EVALSHA refused with NOSCRIPT is sent again later, and the order of a code's items (texted,
+    // tried, used) must hold. A malformed row, like an unknown kind, replays as a confirm that
+    // changes nothing, and goes.
+    if (auto sms = fleet::is_sms_item(item)
+                       ? fleet::sms_reconcile_call(d_.config.redis_key_prefix, item, d_.config, now)
+                       : std::nullopt) {
+      client_->command(sms->eval_argv(), std::move(replayed));
+      continue;
+    }
     client_->eval(fleet::confirm_script(), {keys.watermark, keys.backup, keys.limits},
-                  fleet::confirm_args(req, pol, now),
-                  [this, alive, batch, id](Result<RedisReply> reply) {
-                    if (!*alive)
-                      return;
-                    // A refused compare-and-set or SREM is fine here: Redis already knows better.
-                    if (reply.ok() && !reply->is_error())
-                      batch->done_ids.push_back(id);
-                    else
-                      batch->failed = true;
-                    if (--batch->outstanding != 0)
-                      return;
-                    reconciling_ = false;
-                    for (int64_t done_id : batch->done_ids) {
-                      if (Status st = d_.cache.delete_reconcile(done_id); !st.ok())
-                        batch->failed = true;
-                    }
-                    if (on_write_)
-                      on_write_();
-                    if (batch->failed) {
-                      MFA_LOG_WARNING("fleet: reconciliation incomplete; staying degraded");
-                      return;
-                    }
-                    // This connection reads its own uncommitted deletions: the next batch, or
-                    // leaving degraded mode once the queue is empty. (A failed commit brings
-                    // items back; replaying them is harmless.)
-                    reconcile();
-                  });
+                  fleet::confirm_args(req, pol, now), std::move(replayed));
   }
 }
 

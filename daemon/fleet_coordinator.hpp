@@ -78,6 +78,9 @@ class FleetCoordinator {
   void note_degraded(const std::string& user, const std::string& call, const FleetChanges& changes,
                      bool success, bool failure, const std::string& caller);
 
+  // Redis failed a call made outside the coordinator (FleetSms): degraded at once.
+  void report_unavailable(const std::string& why) { enter_degraded(why); }
+
   // A local success that Redis refused (the code was used on another host): audited.
   void note_refused(const std::string& user, const std::string& reason, const std::string& caller);
 

@@ -66,4 +66,22 @@ Status FleetRecorder::put_limits(std::string_view user, const LimitState& state)
   return st;
 }
 
+// A fresh code (attempts 0) reaches Redis through FleetSms::gate before its text leaves; a
+// stored code with attempts is a wrong try, which Redis must add to the code's shared count.
+Status FleetRecorder::put_sms_code(std::string_view user, std::string_view purpose,
+                                   const SmsCode& code) {
+  Status st = inner_.put_sms_code(user, purpose, code);
+  if (st.ok() && recording_ && code.attempts > 0)
+    changes_.sms_failed = SmsCodeChange{std::string(purpose), code.hash};
+  return st;
+}
+
+Status FleetRecorder::use_sms_code(std::string_view user, std::string_view purpose) {
+  MFA_TRY(live, inner_.get_sms_code(user, purpose));
+  Status st = inner_.use_sms_code(user, purpose);
+  if (st.ok() && recording_ && live)
+    changes_.sms_used = SmsCodeChange{std::string(purpose), live->hash};
+  return st;
+}
+
 }  // namespace mfa

@@ -4,10 +4,17 @@
 #pragma once
 
 #include <optional>
+#include <string>
 
 #include "daemon/store.hpp"
 
 namespace mfa {
+
+// An SMS code of (user, purpose) that a decision used up or tried (fleet_sms.hpp).
+struct SmsCodeChange {
+  std::string purpose;  // "login" or "enroll"
+  CodeHash hash{};
+};
 
 struct FleetChanges {
   std::optional<uint64_t> watermark_advanced;  // a TOTP step accepted
@@ -17,6 +24,8 @@ struct FleetChanges {
   bool backup_replaced = false;           // new set or removed
   std::optional<uint64_t> watermark_set;  // enrollment confirmed at this step
   bool user_deleted = false;
+  std::optional<SmsCodeChange> sms_used;    // the live SMS code was typed right: used up
+  std::optional<SmsCodeChange> sms_failed;  // a wrong try at it was counted
   bool enrollment_changed() const {
     return factors_changed || backup_replaced || watermark_set.has_value() || user_deleted;
   }
@@ -58,6 +67,25 @@ class FleetRecorder final : public Store {
 
   Result<LimitState> get_limits(std::string_view user) override { return inner_.get_limits(user); }
   Status put_limits(std::string_view user, const LimitState& state) override;
+
+  Result<std::optional<SmsCode>> get_sms_code(std::string_view user,
+                                              std::string_view purpose) override {
+    return inner_.get_sms_code(user, purpose);
+  }
+  Status put_sms_code(std::string_view user, std::string_view purpose,
+                      const SmsCode& code) override;
+  Status delete_sms_code(std::string_view user, std::string_view purpose) override {
+    return inner_.delete_sms_code(user, purpose);
+  }
+  Status use_sms_code(std::string_view user, std::string_view purpose) override;
+  Status record_sms_send(std::string_view user, std::string_view phone_key, int64_t time_usec,
+                         int64_t forget_before_usec) override {
+    return inner_.record_sms_send(user, phone_key, time_usec, forget_before_usec);
+  }
+  Result<SmsSendCounts> count_sms_sends(std::string_view user, std::string_view phone_key,
+                                        int64_t since_usec) override {
+    return inner_.count_sms_sends(user, phone_key, since_usec);
+  }
 
   Status append_audit(AuditRecord& record) override { return inner_.append_audit(record); }
   Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) override {

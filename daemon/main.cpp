@@ -28,6 +28,7 @@
 #include "daemon/fleet_coordinator.hpp"
 #include "daemon/fleet_recorder.hpp"
 #include "daemon/fleet_sessions.hpp"
+#include "daemon/fleet_sms.hpp"
 #include "daemon/redis_client.hpp"
 #include "daemon/audit.hpp"
 #include "daemon/authenticator.hpp"
@@ -406,6 +407,7 @@ int run(const Options& options) {
   FleetSessions* fleet_sessions_online = nullptr;  // set once both exist
   std::unique_ptr<FleetCoordinator> fleet;
   std::unique_ptr<FleetSessions> fleet_sessions;
+  std::unique_ptr<FleetSms> fleet_sms;
   if (recorder) {
     auto redis_options = fleet_options(config);
     if (!redis_options.ok()) {
@@ -446,6 +448,9 @@ int run(const Options& options) {
     fleet_sessions_online = fleet_sessions.get();
     sessions.set_listener(fleet_sessions.get());
     mb->set_fleet_sessions(fleet_sessions.get());
+    fleet_sms = std::make_unique<FleetSms>(FleetSms::Deps{*fleet, *store, audit, config, clock},
+                                           [mb] { mb->schedule_commit(); });
+    mb->set_fleet_sms(fleet_sms.get());
     MFA_LOG_INFO("fleet mode: Redis at %s, key prefix %s, host id %s", config.redis_address.c_str(),
                  config.redis_key_prefix.c_str(), host_id->c_str());
   }

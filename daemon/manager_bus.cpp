@@ -13,6 +13,8 @@
 #include "daemon/daemon_log.hpp"
 #include "daemon/sessions_bus.hpp"
 #include "daemon/fleet_coordinator.hpp"
+#include "daemon/fleet_sms.hpp"
+#include "daemon/sms_delivery.hpp"
 
 namespace mfa {
 
@@ -154,6 +156,10 @@ void ManagerBus::after_write() {
 #define MFA_FLEET(m, user, kind, handler) \
   if (fleet_ && !fleet_pass_)             \
   return fleet_defer((m), (user), FleetCallKind::kind, &ManagerBus::handler)
+// ... and once the pending SMS code of purpose is in the cache too.
+#define MFA_FLEET_SMS(m, user, kind, handler, purpose) \
+  if (fleet_ && !fleet_pass_)                          \
+  return fleet_defer((m), (user), FleetCallKind::kind, &ManagerBus::handler, (purpose))
 
 int ManagerBus::begin_authentication(sd_bus_message* m) {
   std::optional<Error> bad;
@@ -191,27 +197,74 @@ int ManagerBus::send_sms_code(sd_bus_message* m) {
   MFA_READ(read_string(m, "challenge", kMaxChallengeLength, &challenge, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
+  // Fleet mode: the challenge's prefetch brought the user's state; the shared send limits are
+  // checked before the text leaves (send_text).
+  const std::string user = fleet_ ? auth_.challenge_user(caller, challenge) : std::string();
   auto result = auth_.send_sms_code(caller, challenge);
-  if (!result.ok())
+  if (!result.ok()) {
+    if (fleet_ && fleet_->degraded() && !user.empty())
+      fleet_->note_degraded(user, "SendSmsCode", FleetChanges{}, false, false, caller.describe());
     return reply_error(m, result.error());
+  }
   return send_text(m, std::move(result).value());
 }
 
+struct ManagerBus::PendingText {
+  BusMessagePtr call;
+  SmsMessage message;
+};
+
 int ManagerBus::send_text(sd_bus_message* call, SmsMessage message) {
+  // Fleet mode, inside a deferred call: the text leaves once Redis confirmed the decision
+  // (fleet_bus.cpp).
+  if (capturing_) {
+    captured_text_ = std::move(message);
+    return 1;
+  }
   // The code's hash and the counted send are written now; they commit while the text travels.
   after_write();
-  struct Pending {
-    BusMessagePtr call;
-    SmsMessage message;
-  };
-  auto pending = std::make_shared<Pending>();
+  auto pending = std::make_shared<PendingText>();
   pending->call.reset(sd_bus_message_ref(call));
-  SecureString to = message.to.clone();
-  SecureString body = std::move(message.body);
   pending->message = std::move(message);
+  if (!fleet_sms_) {
+    deliver_text(std::move(pending));
+    return 1;
+  }
+  // Fleet mode: the shared send limits say yes, and the code is stored fleet-wide, first.
+  fleet_sms_->gate(pending->message, [this, pending](FleetSms::GateResult gate) {
+    try {
+      sd_bus_message* m = pending->call.get();
+      switch (gate.gate) {
+        case FleetSms::Gate::kSend:
+        case FleetSms::Gate::kSendDegraded:
+          deliver_text(pending);
+          break;
+        case FleetSms::Gate::kRateLimited:
+          (void)reply_error(m, sms_rate_limited_error(config_));
+          break;
+        case FleetSms::Gate::kUnavailable:
+          (void)reply_error(m, make_error(Errc::kStorage,
+                                          "The fleet's shared store (Redis) is unreachable; "
+                                          "enrollment changes wait until it is back."));
+          break;
+      }
+      after_write();
+    } catch (...) {
+      MFA_LOG_ERROR("internal error while answering an SMS request");
+    }
+  });
+  return 1;
+}
+
+void ManagerBus::deliver_text(std::shared_ptr<PendingText> pending) {
+  SecureString to = pending->message.to.clone();
+  SecureString body = std::move(pending->message.body);
   sms_->send(std::move(to), std::move(body), [this, pending](const SmsDelivery& delivery) {
     sd_bus_message* m = pending->call.get();
     auto result = auth_.sms_sent(pending->message, delivery);
+    // Fleet mode: the code of a text that did not go out dies on every host.
+    if (fleet_sms_ && delivery.status != SmsDeliveryStatus::kAccepted)
+      fleet_sms_->discard(pending->message);
     int r = 0;
     if (!result.ok()) {
       r = reply_error(m, result.error());
@@ -226,7 +279,6 @@ int ManagerBus::send_text(sd_bus_message* call, SmsMessage message) {
       MFA_LOG_WARNING("cannot answer an SMS request: %s", strerror(-r));
     after_write();
   });
-  return 1;
 }
 
 int ManagerBus::verify(sd_bus_message* m) {
@@ -383,6 +435,7 @@ int ManagerBus::begin_sms_enrollment(sd_bus_message* m) {
   MFA_READ(read_secret(m, "current_code", dbus::kMaxCodeLength, &current_code, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
+  MFA_FLEET(m, user, kChange, begin_sms_enrollment);
   auto result = auth_.begin_sms_enrollment(caller, user, phone.view(), current_code.view());
   if (!result.ok())
     return reply_error(m, result.error());
@@ -397,6 +450,8 @@ int ManagerBus::confirm_sms_enrollment(sd_bus_message* m) {
   MFA_READ(read_secret(m, "code", dbus::kMaxCodeLength, &code, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
+  // The code may have been texted by another host: its state comes from Redis first.
+  MFA_FLEET_SMS(m, user, kChange, confirm_sms_enrollment, kSmsPurposeEnroll);
   return reply_status(m, auth_.confirm_sms_enrollment(caller, user, code.view()));
 }
 

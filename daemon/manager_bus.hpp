@@ -9,6 +9,7 @@
 #include <systemd/sd-event.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/handles.hpp"
@@ -27,6 +28,8 @@ namespace mfa {
 class FleetCoordinator;
 class FleetRecorder;
 class FleetSessions;
+class FleetSms;
+struct FleetChanges;
 enum class FleetCallKind;
 
 // Emits org.mfad1.Manager.SecurityEvent for the Authenticator.
@@ -59,6 +62,8 @@ class ManagerBus {
 
   // Fleet mode (fleet_bus.cpp): calls about a user prefetch and confirm through fleet.
   void set_fleet(FleetCoordinator* fleet, FleetRecorder* recorder);
+  // Fleet mode: SMS send limits and codes shared through Redis (fleet_sms.hpp).
+  void set_fleet_sms(FleetSms* sms) { fleet_sms_ = sms; }
   bool degraded() const;
   void emit_degraded_changed();
   void schedule_commit() { after_write(); }
@@ -106,6 +111,8 @@ class ManagerBus {
   // SendSmsCode and BeginSmsEnrollment: deferred replies, answered when the provider took the
   // text (or failed), while the loop goes on serving every other call.
   int send_text(sd_bus_message* call, SmsMessage message);
+  struct PendingText;
+  void deliver_text(std::shared_ptr<PendingText> pending);
 
   // Sends reply now, or after the commit when the store holds uncommitted writes.
   int finish(sd_bus_message* call, BusMessagePtr reply, bool success);
@@ -114,15 +121,21 @@ class ManagerBus {
   int reply_empty(sd_bus_message* call);
   int reply_status(sd_bus_message* call, const Status& status);
 
-  // Fleet mode: runs handler for user once fleet_ has prefetched (fleet_bus.cpp).
+  // Fleet mode: runs handler for user once fleet_ has prefetched (fleet_bus.cpp); with
+  // sms_purpose, once the pending SMS code of that purpose is in the cache too.
   int fleet_defer(sd_bus_message* m, const std::string& user, FleetCallKind kind,
-                  int (ManagerBus::*handler)(sd_bus_message*));
+                  int (ManagerBus::*handler)(sd_bus_message*), const char* sms_purpose = nullptr);
   // Fleet mode's session calls, after their arguments were read and the caller identified.
   int fleet_open_session(sd_bus_message* m, const Caller& caller, const std::string& user,
                          const StringMap& context);
   int fleet_list_sessions(sd_bus_message* m, const Caller& caller, const std::string& user);
   int fleet_terminate_session(sd_bus_message* m, const Caller& caller,
                               const std::string& session_id);
+  // Makes a deferred call's decision fleet-wide, then replies (or sends its text).
+  void fleet_confirm(std::shared_ptr<sd_bus_message> call, const std::string& user,
+                     FleetCallKind kind, const FleetChanges& changes, bool success, bool failure,
+                     std::shared_ptr<sd_bus_message> reply, std::shared_ptr<SmsMessage> text,
+                     const std::string& caller);
 
   FleetCoordinator* fleet_ = nullptr;
   FleetRecorder* recorder_ = nullptr;
@@ -131,6 +144,8 @@ class ManagerBus {
   bool capturing_ = false;   // finish() keeps the reply in captured_
   BusMessagePtr captured_;
   bool captured_success_ = false;
+  std::optional<SmsMessage> captured_text_;  // a text decided by a deferred call, not sent yet
+  FleetSms* fleet_sms_ = nullptr;
 
   sd_event* event_;
   sd_bus* bus_;

@@ -40,6 +40,13 @@ std::string minutes_text(int64_t usec) {
 
 }  // namespace
 
+Error sms_rate_limited_error(const Config& config) {
+  const int64_t window =
+      static_cast<int64_t>(std::max(60, config.sms_send_window_seconds)) * kUsecPerSecond;
+  return make_error(Errc::kSmsRateLimited, "Too many SMS codes were sent; try again in " +
+                                               minutes_text(window) + " or use another factor");
+}
+
 Result<CodeHash> SmsCodes::code_hash(std::string_view user, std::string_view purpose,
                                      std::string_view code) {
   // HMAC(code_hash_key, "sms" 0 purpose 0 user 0 code): bound to the user and the purpose.
@@ -93,8 +100,7 @@ Result<SmsMessage> SmsCodes::issue(const Caller& caller, std::string_view user,
     StringMap d = details;
     d["limit"] = limit;
     MFA_CHECK(v_.audit("sms.failed", user, "denied", "rate-limited", caller, d));
-    return make_error(Errc::kSmsRateLimited, "Too many SMS codes were sent; try again in " +
-                                                 minutes_text(window) + " or use another factor");
+    return sms_rate_limited_error(config);
   }
 
   std::array<char, 8> digits{};
@@ -120,6 +126,9 @@ Result<SmsMessage> SmsCodes::issue(const Caller& caller, std::string_view user,
 
   msg.user = std::string(user);
   msg.purpose = std::string(purpose);
+  msg.phone_key = std::move(key);
+  msg.sent_usec = now;
+  msg.code = stored;
   msg.masked = mask_phone(phone.view());
   msg.to = phone.clone();
   msg.caller = caller;
@@ -142,17 +151,16 @@ Result<bool> SmsCodes::check(std::string_view user, std::string_view purpose,
   if (code.size() == kCodeDigits && Verifier::all_digits(code)) {
     MFA_TRY(hash, code_hash(user, purpose, code));
     if (ct_equal(std::span<const uint8_t>(hash), std::span<const uint8_t>(stored->hash))) {
-      MFA_STORE_CHECK(v_.d_.store.delete_sms_code(user, purpose));
+      MFA_STORE_CHECK(v_.d_.store.use_sms_code(user, purpose));
       return true;
     }
   }
+  // The try is stored before a spent code goes: fleet mode adds it to the code's shared count.
   SmsCode next = *stored;
   ++next.attempts;
-  if (next.attempts >= max_attempts) {
+  MFA_STORE_CHECK(v_.d_.store.put_sms_code(user, purpose, next));
+  if (next.attempts >= max_attempts)
     MFA_STORE_CHECK(v_.d_.store.delete_sms_code(user, purpose));
-  } else {
-    MFA_STORE_CHECK(v_.d_.store.put_sms_code(user, purpose, next));
-  }
   return false;
 }
 

@@ -29,7 +29,14 @@ struct SmsMessage {
   SecureString body;    // holds the code
   Caller caller;
   StringMap details;  // audit context (service, rhost, ...; masked phone)
+  // What the send limits count and the code that went out, for fleet mode (fleet_sms.hpp).
+  std::string phone_key;  // keyed hash of the number (hex), never the number
+  int64_t sent_usec = 0;  // realtime
+  SmsCode code;           // its keyed hash and expiry
 };
+
+// SmsRateLimited, as a person reads it.
+Error sms_rate_limited_error(const Config& config);
 
 class SmsCodes {
  public:

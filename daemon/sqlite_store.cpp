@@ -1216,6 +1216,29 @@ Result<std::vector<ReconcileItem>> SqliteStore::list_reconcile(size_t limit) {
   return out;
 }
 
+Status SqliteStore::replace_sms_sends(std::string_view user, int64_t since_usec,
+                                      const std::vector<std::pair<std::string, int64_t>>& sends) {
+  if (!valid_user(user))
+    return bad_user();
+  MFA_TRY(removed, write("DELETE FROM sms_sends WHERE user = ? AND time >= ?", [&](Statement& st) {
+            st.text(1, user);
+            st.integer(2, since_usec);
+          }));
+  (void)removed;
+  for (const auto& [phone, time] : sends) {
+    if (time < since_usec)
+      continue;
+    MFA_TRY(changes,
+            write("INSERT INTO sms_sends(user, phone, time) VALUES(?, ?, ?)", [&](Statement& st) {
+              st.text(1, user);
+              st.text(2, phone);
+              st.integer(3, time);
+            }));
+    (void)changes;
+  }
+  return {};
+}
+
 Status SqliteStore::delete_reconcile(int64_t id) {
   MFA_TRY(changes, write("DELETE FROM fleet_reconcile WHERE id = ?",
                          [&](Statement& st) { st.integer(1, id); }));

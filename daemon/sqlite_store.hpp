@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "common/handles.hpp"
 #include "common/result.hpp"
@@ -94,6 +96,10 @@ class SqliteStore final : public Store {
   Status queue_reconcile(const ReconcileItem& item);
   Result<std::vector<ReconcileItem>> list_reconcile(size_t limit);
   Status delete_reconcile(int64_t id);
+  // The user's SMS sends since since_usec become sends (phone key, time): the fleet's, as Redis
+  // counts them.
+  Status replace_sms_sends(std::string_view user, int64_t since_usec,
+                           const std::vector<std::pair<std::string, int64_t>>& sends);
 
  private:
   class Statement;

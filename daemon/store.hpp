@@ -135,6 +135,11 @@ class Store {
                                                       std::string_view purpose);
   virtual Status put_sms_code(std::string_view user, std::string_view purpose, const SmsCode& code);
   virtual Status delete_sms_code(std::string_view user, std::string_view purpose);
+  // The live code of (user, purpose) was typed right: it is used up (deleted). Apart from
+  // delete_sms_code so that fleet mode can tell a used code from a dead one.
+  virtual Status use_sms_code(std::string_view user, std::string_view purpose) {
+    return delete_sms_code(user, purpose);
+  }
   virtual Status record_sms_send(std::string_view user, std::string_view phone_key,
                                  int64_t time_usec, int64_t forget_before_usec);
   virtual Result<SmsSendCounts> count_sms_sends(std::string_view user, std::string_view phone_key,
