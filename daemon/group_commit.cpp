@@ -13,6 +13,17 @@
 
 namespace mfa {
 
+// The event sources' callbacks: nothing may escape into sd-event.
+void GroupCommit::guarded(GroupCommit* gc, void (GroupCommit::*step)()) {
+  try {
+    (gc->*step)();
+  } catch (const std::exception& e) {
+    MFA_LOG_ERROR("commit failed: %s", e.what());
+  } catch (...) {
+    MFA_LOG_ERROR("commit failed");
+  }
+}
+
 Result<std::unique_ptr<GroupCommit>> GroupCommit::create(sd_event* event, sd_bus* bus,
                                                          Store& store) {
   std::unique_ptr<GroupCommit> gc(new GroupCommit(bus, store));
@@ -145,7 +156,7 @@ void GroupCommit::commit() {
 }
 
 int GroupCommit::on_sync_later(sd_event_source* /*source*/, uint64_t /*usec*/, void* userdata) {
-  static_cast<GroupCommit*>(userdata)->start_sync();
+  guarded(static_cast<GroupCommit*>(userdata), &GroupCommit::start_sync);
   return 0;
 }
 
@@ -184,15 +195,8 @@ void GroupCommit::sync_thread() {
 int GroupCommit::on_synced(sd_event_source* /*source*/, int fd, uint32_t /*revents*/,
                            void* userdata) {
   uint64_t count = 0;
-  if (read(fd, &count, sizeof count) < 0)
-    return 0;
-  try {
-    static_cast<GroupCommit*>(userdata)->synced();
-  } catch (const std::exception& e) {
-    MFA_LOG_ERROR("commit failed: %s", e.what());
-  } catch (...) {
-    MFA_LOG_ERROR("commit failed");
-  }
+  if (read(fd, &count, sizeof count) >= 0)
+    guarded(static_cast<GroupCommit*>(userdata), &GroupCommit::synced);
   return 0;
 }
 
@@ -237,13 +241,7 @@ void GroupCommit::finish() {
 }
 
 int GroupCommit::on_idle(sd_event_source* /*source*/, void* userdata) {
-  try {
-    static_cast<GroupCommit*>(userdata)->commit();
-  } catch (const std::exception& e) {
-    MFA_LOG_ERROR("commit failed: %s", e.what());
-  } catch (...) {
-    MFA_LOG_ERROR("commit failed");
-  }
+  guarded(static_cast<GroupCommit*>(userdata), &GroupCommit::commit);
   return 0;
 }
 

@@ -63,6 +63,7 @@ class GroupCommit {
   };
 
   GroupCommit(sd_bus* bus, Store& store) : bus_(bus), store_(store) {}
+  static void guarded(GroupCommit* gc, void (GroupCommit::*step)());
   static int on_idle(sd_event_source* source, void* userdata);
   static int on_synced(sd_event_source* source, int fd, uint32_t revents, void* userdata);
   static int on_sync_later(sd_event_source* source, uint64_t usec, void* userdata);

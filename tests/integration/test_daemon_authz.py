@@ -55,14 +55,17 @@ def test_self_service_on_someone_else_is_not_allowed(mfad, test_users):
     assert uri.startswith("otpauth://totp/") and "mfa-bob" in uri and len(secret) >= 32
 
 
-@pytest.mark.parametrize("method,signature,args", [
+PAM_SIDE_CALLS = [
     ("BeginAuthentication", "sa{ss}", ["mfa-alice", {"service": "x"}]),
     ("Verify", "ss", ["00", "123456"]),
     ("SendSmsCode", "s", ["00"]),
     ("EndAuthentication", "s", ["00"]),
     ("OpenSession", "sa{ss}", ["mfa-alice", {}]),
     ("CloseSession", "s", ["00"]),
-])
+]
+
+
+@pytest.mark.parametrize("method,signature,args", PAM_SIDE_CALLS)
 def test_pam_side_is_root_only_by_policy(mfad, test_users, method, signature, args):
     for name in ("mfa-alice", "mfa-carol"):
         reply = mfad.call(method, signature, *args, user=test_users[name])
@@ -113,14 +116,7 @@ def mfad_without_policy(build_dir, test_users):
 def test_pam_side_is_root_only_without_the_policy(mfad_without_policy, test_users):
     m = mfad_without_policy
     m.enroll_totp("mfa-alice")
-    for method, signature, args in [
-        ("BeginAuthentication", "sa{ss}", ["mfa-alice", {"service": "x"}]),
-        ("Verify", "ss", ["00", "123456"]),
-        ("SendSmsCode", "s", ["00"]),
-        ("EndAuthentication", "s", ["00"]),
-        ("OpenSession", "sa{ss}", ["mfa-alice", {}]),
-        ("CloseSession", "s", ["00"]),
-    ]:
+    for method, signature, args in PAM_SIDE_CALLS:
         for name in ("mfa-alice", "mfa-carol"):
             m.call(method, signature, *args, user=test_users[name]).expect_error(ACCESS_DENIED)
     # The bus really is open (a self-service call goes through) and root is served.
