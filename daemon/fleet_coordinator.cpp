@@ -432,27 +432,37 @@ Error FleetCoordinator::session_failure(const Error& error) {
   return error;
 }
 
+// The reply handler of a session command: ignored after shutdown; a failed command (now
+// degraded) or one Redis refused is done's error; otherwise done(parse(reply)).
+template <typename T, typename Parse>
+RedisClient::Callback FleetCoordinator::session_reply(const char* what,
+                                                      std::function<void(Result<T>)> done,
+                                                      Parse parse) {
+  return [this, alive = alive_, what, done = std::move(done),
+          parse = std::move(parse)](Result<RedisReply> reply) {
+    if (!*alive)
+      return;
+    if (!reply.ok())
+      return done(session_failure(reply.error()));
+    if (reply->is_error())
+      return done(refused_by_redis(what, *reply));
+    done(parse(*reply));
+  };
+}
+
 void FleetCoordinator::register_session(const fleet::RemoteSession& session, int max,
                                         fleet::SessionAdmission mode,
                                         std::function<void(Result<fleet::RegisterOutcome>)> done) {
   if (degraded_)
     return done(degraded_now());
   const std::string& prefix = d_.config.redis_key_prefix;
-  auto alive = alive_;
   client_->eval(
       fleet::session_register_script(),
       {fleet::user_keys(prefix, session.record.user).sessions, fleet::session_records_key(prefix),
        fleet::host_sessions_key(prefix, session.host)},
       fleet::session_register_args(session, d_.clock.realtime_usec(), max, mode),
-      [this, alive, done = std::move(done)](Result<RedisReply> reply) {
-        if (!*alive)
-          return;
-        if (!reply.ok())
-          return done(session_failure(reply.error()));
-        if (reply->is_error())
-          return done(refused_by_redis("a session registration", *reply));
-        done(fleet::parse_register_reply(*reply));
-      });
+      session_reply("a session registration", std::move(done),
+                    [](const RedisReply& r) { return fleet::parse_register_reply(r); }));
 }
 
 void FleetCoordinator::unregister_session(const std::string& user, const std::string& session_id,
@@ -461,19 +471,12 @@ void FleetCoordinator::unregister_session(const std::string& user, const std::st
   if (degraded_)
     return done(degraded_now());
   const std::string& prefix = d_.config.redis_key_prefix;
-  auto alive = alive_;
   client_->eval(fleet::session_unregister_script(),
                 {fleet::user_keys(prefix, user).sessions, fleet::session_records_key(prefix),
                  fleet::host_sessions_key(prefix, host)},
-                {session_id}, [this, alive, done = std::move(done)](Result<RedisReply> reply) {
-                  if (!*alive)
-                    return;
-                  if (!reply.ok())
-                    return done(session_failure(reply.error()));
-                  if (reply->is_error())
-                    return done(refused_by_redis("a session removal", *reply));
-                  done({});
-                });
+                {session_id},
+                session_reply("a session removal", std::move(done),
+                              [](const RedisReply&) { return Status{}; }));
 }
 
 void FleetCoordinator::list_sessions(
@@ -481,26 +484,20 @@ void FleetCoordinator::list_sessions(
   if (degraded_)
     return done(degraded_now());
   const std::string& prefix = d_.config.redis_key_prefix;
-  auto alive = alive_;
-  auto decode = [this, alive, all = user.empty(),
-                 done = std::move(done)](Result<RedisReply> reply) {
-    if (!*alive)
-      return;
-    if (!reply.ok())
-      return done(session_failure(reply.error()));
-    if (reply->is_error())
-      return done(refused_by_redis("a session listing", *reply));
-    if (reply->type != RedisReply::Type::kArray)
-      return done(make_error(Errc::kIo, "unexpected Redis reply to a session listing"));
-    std::vector<fleet::RemoteSession> out;
-    // HGETALL: field, value, ...; the script: values only.
-    const size_t step = all ? 2 : 1;
-    for (size_t i = step - 1; i < reply->elements.size(); i += step) {
-      if (auto s = fleet::decode_session(reply->elements[i].str))
-        out.push_back(std::move(*s));
-    }
-    done(std::move(out));
-  };
+  auto decode = session_reply(
+      "a session listing", std::move(done),
+      [all = user.empty()](const RedisReply& r) -> Result<std::vector<fleet::RemoteSession>> {
+        if (r.type != RedisReply::Type::kArray)
+          return make_error(Errc::kIo, "unexpected Redis reply to a session listing");
+        std::vector<fleet::RemoteSession> out;
+        // HGETALL: field, value, ...; the script: values only.
+        const size_t step = all ? 2 : 1;
+        for (size_t i = step - 1; i < r.elements.size(); i += step) {
+          if (auto s = fleet::decode_session(r.elements[i].str))
+            out.push_back(std::move(*s));
+        }
+        return out;
+      });
   if (user.empty()) {
     client_->command({"HGETALL", fleet::session_records_key(prefix)}, std::move(decode));
     return;
@@ -515,22 +512,18 @@ void FleetCoordinator::find_session(
     std::function<void(Result<std::optional<fleet::RemoteSession>>)> done) {
   if (degraded_)
     return done(degraded_now());
-  auto alive = alive_;
-  client_->command({"HGET", fleet::session_records_key(d_.config.redis_key_prefix), session_id},
-                   [this, alive, session_id, done = std::move(done)](Result<RedisReply> reply) {
-                     if (!*alive)
-                       return;
-                     if (!reply.ok())
-                       return done(session_failure(reply.error()));
-                     if (reply->is_error())
-                       return done(refused_by_redis("a session lookup", *reply));
-                     std::optional<fleet::RemoteSession> found;
-                     if (!reply->is_nil())
-                       found = fleet::decode_session(reply->str);
-                     if (found && found->record.id != session_id)
-                       found.reset();  // filed under another id: not this session
-                     done(std::move(found));
-                   });
+  client_->command(
+      {"HGET", fleet::session_records_key(d_.config.redis_key_prefix), session_id},
+      session_reply(
+          "a session lookup", std::move(done),
+          [session_id](const RedisReply& r) -> Result<std::optional<fleet::RemoteSession>> {
+            std::optional<fleet::RemoteSession> found;
+            if (!r.is_nil())
+              found = fleet::decode_session(r.str);
+            if (found && found->record.id != session_id)
+              found.reset();  // filed under another id: not this session
+            return found;
+          }));
 }
 
 void FleetCoordinator::host_sessions(
@@ -538,20 +531,16 @@ void FleetCoordinator::host_sessions(
     std::function<void(Result<std::vector<std::pair<std::string, std::string>>>)> done) {
   if (degraded_)
     return done(degraded_now());
-  auto alive = alive_;
-  client_->command({"HGETALL", fleet::host_sessions_key(d_.config.redis_key_prefix, host)},
-                   [this, alive, done = std::move(done)](Result<RedisReply> reply) {
-                     if (!*alive)
-                       return;
-                     if (!reply.ok())
-                       return done(session_failure(reply.error()));
-                     if (reply->is_error())
-                       return done(refused_by_redis("a host's session list", *reply));
-                     std::vector<std::pair<std::string, std::string>> out;
-                     for (size_t i = 0; i + 1 < reply->elements.size(); i += 2)
-                       out.emplace_back(reply->elements[i].str, reply->elements[i + 1].str);
-                     done(std::move(out));
-                   });
+  client_->command(
+      {"HGETALL", fleet::host_sessions_key(d_.config.redis_key_prefix, host)},
+      session_reply(
+          "a host's session list", std::move(done),
+          [](const RedisReply& r) -> Result<std::vector<std::pair<std::string, std::string>>> {
+            std::vector<std::pair<std::string, std::string>> out;
+            for (size_t i = 0; i + 1 < r.elements.size(); i += 2)
+              out.emplace_back(r.elements[i].str, r.elements[i + 1].str);
+            return out;
+          }));
 }
 
 void FleetCoordinator::request_termination(const fleet::RemoteSession& session,
@@ -561,7 +550,6 @@ void FleetCoordinator::request_termination(const fleet::RemoteSession& session,
   if (degraded_)
     return done(degraded_now());
   const std::string& prefix = d_.config.redis_key_prefix;
-  auto alive = alive_;
   client_->eval(
       fleet::request_termination_script(),
       {fleet::user_keys(prefix, session.record.user).sessions, fleet::session_records_key(prefix),
@@ -569,15 +557,8 @@ void FleetCoordinator::request_termination(const fleet::RemoteSession& session,
       {session.record.id, fleet::encode_termination(request),
        std::to_string(fleet::kMaxQueuedTerminations),
        std::to_string(std::max<int64_t>(1, queue_seconds))},
-      [this, alive, done = std::move(done)](Result<RedisReply> reply) {
-        if (!*alive)
-          return;
-        if (!reply.ok())
-          return done(session_failure(reply.error()));
-        if (reply->is_error())
-          return done(refused_by_redis("a termination request", *reply));
-        done({});
-      });
+      session_reply("a termination request", std::move(done),
+                    [](const RedisReply&) { return Status{}; }));
 }
 
 void FleetCoordinator::take_terminations(
@@ -585,28 +566,23 @@ void FleetCoordinator::take_terminations(
     std::function<void(Result<std::vector<fleet::TerminationRequest>>)> done) {
   if (degraded_)
     return done(degraded_now());
-  auto alive = alive_;
-  client_->eval(fleet::take_session_terminations_script(),
-                {fleet::host_terminate_key(d_.config.redis_key_prefix, host)},
-                {std::to_string(fleet::kTerminationBatch)},
-                [this, alive, done = std::move(done)](Result<RedisReply> reply) {
-                  if (!*alive)
-                    return;
-                  if (!reply.ok())
-                    return done(session_failure(reply.error()));
-                  if (reply->is_error())
-                    return done(refused_by_redis("taking termination requests", *reply));
-                  if (reply->type != RedisReply::Type::kArray)
-                    return done(make_error(Errc::kIo, "unexpected Redis reply to terminations"));
-                  std::vector<fleet::TerminationRequest> out;
-                  for (const auto& e : reply->elements) {
-                    if (auto r = fleet::decode_termination(e.str))
-                      out.push_back(std::move(*r));
-                    else
-                      MFA_LOG_WARNING("fleet: ignoring a malformed termination request");
-                  }
-                  done(std::move(out));
-                });
+  client_->eval(
+      fleet::take_session_terminations_script(),
+      {fleet::host_terminate_key(d_.config.redis_key_prefix, host)},
+      {std::to_string(fleet::kTerminationBatch)},
+      session_reply("taking termination requests", std::move(done),
+                    [](const RedisReply& r) -> Result<std::vector<fleet::TerminationRequest>> {
+                      if (r.type != RedisReply::Type::kArray)
+                        return make_error(Errc::kIo, "unexpected Redis reply to terminations");
+                      std::vector<fleet::TerminationRequest> out;
+                      for (const auto& e : r.elements) {
+                        if (auto t = fleet::decode_termination(e.str))
+                          out.push_back(std::move(*t));
+                        else
+                          MFA_LOG_WARNING("fleet: ignoring a malformed termination request");
+                      }
+                      return out;
+                    }));
 }
 
 }  // namespace mfa

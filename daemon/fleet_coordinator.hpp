@@ -122,6 +122,9 @@ class FleetCoordinator {
   void queue(const ReconcileItem& item);
   RatePolicy policy() const;
   // The first failure of a session call: a transport failure means Redis is gone (degraded).
+  template <typename T, typename Parse>
+  RedisClient::Callback session_reply(const char* what, std::function<void(Result<T>)> done,
+                                      Parse parse);
   Error session_failure(const Error& error);
 
   Deps d_;
