@@ -118,9 +118,13 @@ def degraded(m):
 
 
 def wait_degraded(m, value, timeout=15):
+    """Waits for the Degraded property to become value; when False, also for the emptied
+    reconciliation queue to be committed (it commits with the loop's next batch, possibly just
+    after the property changed)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if degraded(m) == value:
+        if degraded(m) == value and (
+                value or m.sql("SELECT count(*) FROM fleet_reconcile").strip() == "0"):
             return
         time.sleep(0.05)
     raise AssertionError(f"Degraded did not become {value}:\n{m.log_text()[-4000:]}")
