@@ -2,12 +2,15 @@
 port, a Unix socket in a temporary directory, an ACL user with a password, append-only file), and
 two mfad instances (two private buses, two state directories, one master key) sharing it."""
 
+import json
 import os
 import secrets
 import shutil
 import signal
 import subprocess
 import time
+
+import pytest
 
 from conftest import Bus, Mfad, make_world_dir
 
@@ -100,6 +103,13 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+@pytest.fixture
+def redis():
+    r = RedisServer().start()
+    yield r
+    r.cleanup()
+
+
 def fleet_config(m, redis, password_file=None, host_id="host-a"):
     """Fleet mode for m. Every mfad sharing one Redis needs its own HostId (they run on one
     machine here, with one host name): give the second one another (Host B: "host-b")."""
@@ -115,6 +125,15 @@ def degraded(m):
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
     return r.stdout.strip() == "b true"
+
+
+def audit_rows(m, kind=None, user=None):
+    """m's audit rows (the last 1000), of kind and about user when given."""
+    f = {"limit": ["@u", 1000]}
+    if user:
+        f["user"] = ["@s", user]
+    rows = m.call("ListAuditEvents", "a{sv}", f).expect_ok()
+    return [r for r in rows if kind is None or r["kind"] == kind]
 
 
 def wait_degraded(m, value, timeout=15):
@@ -144,3 +163,15 @@ class Host:
         self.bus.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
         shutil.rmtree(self.bus.dir, ignore_errors=True)
+
+
+def second_host(a, build_dir, host_id="host-b"):
+    """Host B, not started: another mfad with a's configuration and master key, and HostId
+    host_id (None: a's)."""
+    host_b = Host(build_dir)
+    b = host_b.mfad
+    b.config = json.loads(json.dumps(a.config))
+    b.set_config("Daemon", "KeyFile", a.key_path)  # one master key for the fleet
+    if host_id is not None:
+        b.set_config("Redis", "HostId", host_id)
+    return host_b

@@ -36,6 +36,24 @@ def client_path(build_dir):
     return out
 
 
+def audit(m, user, kind):
+    """m's audit rows of kind about user."""
+    rows = m.call("ListAuditEvents", "a{sv}",
+                  {"user": ["@s", user], "limit": ["@u", 1000]}).expect_ok()
+    return [r for r in rows if r["kind"] == kind]
+
+
+def wait_until(predicate, timeout=15):
+    """predicate()'s first true value within timeout seconds, else its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    return predicate()
+
+
 class SessionServices(PamServices):
     def __init__(self, build_dir, bus_address):
         super().__init__(build_dir, bus_address)

@@ -3,23 +3,16 @@ master key) sharing one real redis-server. What one host consumes is consumed on
 Redis goes away, logins go on from the local cache with both factors, every degraded decision is
 audited, and what was consumed meanwhile stays consumed once Redis is back."""
 
-import json
 import os
 import time
 
 import pytest
 
 from conftest import call_spec, totp
-from fleet_helpers import Host, RedisServer, degraded, fleet_config, wait_degraded
+from fleet_helpers import redis  # noqa: F401 (a fixture)
+from fleet_helpers import audit_rows, degraded, fleet_config, second_host, wait_degraded
 
 MAX_FAILURES = 3
-
-
-@pytest.fixture
-def redis():
-    r = RedisServer().start()
-    yield r
-    r.cleanup()
 
 
 @pytest.fixture
@@ -28,11 +21,8 @@ def fleet(mfad_factory, build_dir, redis):
     fleet_config(a, redis)
     a.set_config("Policy", "MaxFailures", MAX_FAILURES)
     a.start()
-    host_b = Host(build_dir)
+    host_b = second_host(a, build_dir)
     b = host_b.mfad
-    b.config = json.loads(json.dumps(a.config))
-    b.set_config("Daemon", "KeyFile", a.key_path)  # one master key for the fleet
-    b.set_config("Redis", "HostId", "host-b")
     b._last_step = a._last_step                    # one clock, one user: steps are shared
     b.start()
     wait_degraded(a, False)
@@ -41,14 +31,6 @@ def fleet(mfad_factory, build_dir, redis):
     if any(os.environ.get(k) for k in ("MFA_FLEET_LOGS",)):
         print(b.log_text())
     host_b.cleanup()
-
-
-def audit_rows(m, kind=None, user=None):
-    f = {"limit": ["@u", 1000]}
-    if user:
-        f["user"] = ["@s", user]
-    rows = m.call("ListAuditEvents", "a{sv}", f).expect_ok()
-    return [r for r in rows if kind is None or r["kind"] == kind]
 
 
 def backup_codes(m, user):

@@ -12,19 +12,13 @@ import time
 
 import pytest
 
-from fleet_helpers import Host, RedisServer, degraded, fleet_config, wait_degraded
+from fleet_helpers import redis  # noqa: F401 (a fixture)
+from fleet_helpers import degraded, fleet_config, second_host, wait_degraded
 from pam_helpers import PAM_PERM_DENIED, PAM_SUCCESS
-from session_helpers import Monitor, SessionServices
+from session_helpers import Monitor, SessionServices, audit, wait_until
 
 ROW_KEYS = {"id", "user", "service", "rhost", "tty", "ruser", "logind_session", "leader_pid",
             "factor", "device", "started", "last_seen", "host"}
-
-
-@pytest.fixture
-def redis():
-    r = RedisServer().start()
-    yield r
-    r.cleanup()
 
 
 class Fleet:
@@ -54,11 +48,8 @@ def fleet_factory(mfad_factory, build_dir, redis, test_users):
         if lifetime:
             a.set_config("Sessions", "MaxLifetimeSeconds", lifetime)
         a.start()
-        host_b = Host(build_dir)
+        host_b = second_host(a, build_dir)
         b = host_b.mfad
-        b.config = json.loads(json.dumps(a.config))
-        b.set_config("Daemon", "KeyFile", a.key_path)  # one master key for the fleet
-        b.set_config("Redis", "HostId", "host-b")
         b.start()
         wait_degraded(a, False)
         wait_degraded(b, False)
@@ -84,24 +75,8 @@ def ids(m, user=""):
     return {r["id"] for r in sessions(m, user)}
 
 
-def audit(m, user, kind):
-    rows = m.call("ListAuditEvents", "a{sv}",
-                  {"user": ["@s", user], "limit": ["@u", 1000]}).expect_ok()
-    return [r for r in rows if r["kind"] == kind]
-
-
 def details(row):
     return row["details"] if isinstance(row["details"], dict) else json.loads(row["details"])
-
-
-def wait_until(predicate, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_rows_show_every_host(fleet_factory, test_users, redis):

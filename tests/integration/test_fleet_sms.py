@@ -15,9 +15,11 @@ import subprocess
 import pytest
 
 from conftest import call_spec
-from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FROM, FakeTwilio
-from fleet_helpers import REDIS_CLI, REDIS_USER, Host, RedisServer, degraded, fleet_config, \
-    wait_degraded
+from fleet_helpers import redis  # noqa: F401 (a fixture)
+from fleet_helpers import REDIS_CLI, REDIS_USER, audit_rows, degraded, fleet_config, \
+    second_host, wait_degraded
+from sms_helpers import fake  # noqa: F401 (a fixture)
+from sms_helpers import twilio_config
 from test_sms import CONTEXT, MASKED, PHONE, Client
 
 ALICE = "mfa-alice"
@@ -25,20 +27,6 @@ BOB = "mfa-bob"
 CAROL = "mfa-carol"
 OTHER_PHONE = "+15557650002"
 THIRD_PHONE = "+15557650003"
-
-
-@pytest.fixture
-def redis():
-    r = RedisServer().start()
-    yield r
-    r.cleanup()
-
-
-@pytest.fixture
-def fake():
-    f = FakeTwilio()
-    yield f
-    f.stop()
 
 
 @pytest.fixture
@@ -64,23 +52,13 @@ def fleet_factory(mfad_factory, build_dir, redis, fake):
         a = mfad_factory
         fleet_config(a, redis)
         a.set_config("Policy", "MaxFailures", 10)
-        token = os.path.join(a.dir, "twilio.token")
-        with open(token, "w") as f:
-            f.write(AUTH_TOKEN + "\n")
-        os.chmod(token, 0o600)
-        a.set_config("SMS", "Provider", "twilio")
-        a.set_config("Twilio", "BaseURL", fake.url)
-        a.set_config("Twilio", "AccountSid", ACCOUNT_SID)
-        a.set_config("Twilio", "AuthTokenFile", token)
-        a.set_config("Twilio", "From", FROM)
+        twilio_config(a, fake)
         for k, v in sms.items():
             a.set_config("SMS", k, v)
         a.start()
-        host_b = Host(build_dir)
+        host_b = second_host(a, build_dir, host_id=None)
         hosts.append(host_b)
         b = host_b.mfad
-        b.config = json.loads(json.dumps(a.config))
-        b.set_config("Daemon", "KeyFile", a.key_path)  # one master key for the fleet
         b.start()
         wait_degraded(a, False)
         wait_degraded(b, False)
@@ -117,14 +95,6 @@ def sms_login(c, fake, user):
 
 def wrong(code, i=1):
     return "%06d" % ((int(code) + i) % 1000000)
-
-
-def audit_rows(m, kind=None, user=None):
-    f = {"limit": ["@u", 1000]}
-    if user:
-        f["user"] = ["@s", user]
-    rows = m.call("ListAuditEvents", "a{sv}", f).expect_ok()
-    return [r for r in rows if kind is None or r["kind"] == kind]
 
 
 def details(row):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from pam_helpers import PAM_PERM_DENIED, PAM_SUCCESS, PAM_AUTHINFO_UNAVAIL
-from session_helpers import Logind, Monitor, SessionServices
+from session_helpers import Logind, Monitor, SessionServices, audit, wait_until
 
 ROW_KEYS = {"id", "user", "service", "rhost", "tty", "ruser", "logind_session", "leader_pid",
             "factor", "device", "started", "last_seen"}
@@ -36,22 +36,6 @@ def lead(services, *args, **kwargs):
 
 def sessions(mfad, user="", as_user=None):
     return mfad.call("ListSessions", "s", getattr(user, "name", user), user=as_user).expect_ok()
-
-
-def audit(mfad, user, kind):
-    rows = mfad.call("ListAuditEvents", "a{sv}",
-                     {"user": ["@s", user], "limit": ["@u", 1000]}).expect_ok()
-    return [r for r in rows if r["kind"] == kind]
-
-
-def wait_until(predicate, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    return predicate()
 
 
 def test_open_list_close(mfad, test_users, services):

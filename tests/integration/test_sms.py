@@ -13,8 +13,10 @@ import dbus
 import pytest
 
 from conftest import Reply, current_step
-from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FROM, WEBHOOK_TOKEN, FakeTwilio
+from fake_twilio import AUTH_TOKEN, FROM, WEBHOOK_TOKEN, FakeTwilio
 from pam_helpers import CODE_PROMPT, PAM_SUCCESS, PamServices, assert_no_secrets
+from sms_helpers import fake  # noqa: F401 (a fixture)
+from sms_helpers import twilio_config
 
 ALICE = "mfa-alice"
 BOB = "mfa-bob"
@@ -61,26 +63,11 @@ class Client:
 
 
 @pytest.fixture
-def fake():
-    f = FakeTwilio()
-    yield f
-    f.stop()
-
-
-@pytest.fixture
 def sms_factory(mfad_factory, fake):
     """Configures mfad for the fake provider; returns start(**sms_keys)."""
     def start(provider="twilio", **sms):
         if provider == "twilio":
-            token = os.path.join(mfad_factory.dir, "twilio.token")
-            with open(token, "w") as f:
-                f.write(AUTH_TOKEN + "\n")
-            os.chmod(token, 0o600)
-            mfad_factory.set_config("SMS", "Provider", "twilio")
-            mfad_factory.set_config("Twilio", "BaseURL", fake.url)
-            mfad_factory.set_config("Twilio", "AccountSid", ACCOUNT_SID)
-            mfad_factory.set_config("Twilio", "AuthTokenFile", token)
-            mfad_factory.set_config("Twilio", "From", FROM)
+            twilio_config(mfad_factory, fake)
         else:
             token = os.path.join(mfad_factory.dir, "webhook.token")
             with open(token, "w") as f:

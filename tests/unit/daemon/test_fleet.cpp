@@ -3,8 +3,6 @@
 // wrong password), the session primitives, the recorder and the SQLite reconciliation queue.
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <systemd/sd-event.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -12,11 +10,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 extern "C" {
@@ -34,12 +30,12 @@ extern "C" {
 #include "daemon/rate_limiter.hpp"
 #include "daemon/redis_client.hpp"
 #include "daemon/sqlite_store.hpp"
+#include "tests/unit/daemon/fleet_test_support.hpp"
 
 using namespace mfa;
+using namespace mfa::test;
 
 namespace {
-
-constexpr const char* kPassword = "test-password-5b1e";
 
 class FixedClock final : public Clock {
  public:
@@ -47,135 +43,7 @@ class FixedClock final : public Clock {
   uint64_t monotonic_usec() const override { return 1000; }
 };
 
-std::string make_temp_dir() {
-  char tmpl[] = "/tmp/mfad-test-fleet-XXXXXX";
-  char* d = mkdtemp(tmpl);
-  assert_non_null(d);
-  return d;
-}
-
-CodeHash code_hash(uint8_t seed) {
-  CodeHash h{};
-  for (size_t i = 0; i < h.size(); ++i)
-    h[i] = static_cast<uint8_t>(seed + i);
-  return h;
-}
-
-// --- A redis-server of our own. ---
-
-struct Server {
-  std::string dir;
-  std::string socket;
-  pid_t pid = -1;
-};
-
-Server* g_server = nullptr;
-
-bool start_server(Server* s) {
-  s->dir = make_temp_dir();
-  s->socket = s->dir + "/redis.sock";
-  {
-    std::ofstream conf(s->dir + "/redis.conf");
-    conf << "port 0\nunixsocket " << s->socket << "\nunixsocketperm 700\ndaemonize no\n"
-         << "dir " << s->dir << "\nsave \"\"\nappendonly no\n"
-         << "requirepass admin-only-9f2c\n"
-         << "user mfad on >" << kPassword << " ~mfad:* &mfad:* +@all -@admin -@dangerous\n";
-  }
-  s->pid = fork();
-  if (s->pid == 0) {
-    const std::string conf = s->dir + "/redis.conf";
-    const std::string log = s->dir + "/redis.log";
-    FILE* out = freopen(log.c_str(), "w", stdout);
-    (void)out;
-    execl("/usr/bin/redis-server", "redis-server", conf.c_str(), nullptr);
-    _exit(127);
-  }
-  for (int i = 0; i < 500; ++i) {
-    struct stat st;
-    if (stat(s->socket.c_str(), &st) == 0)
-      return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
-
-void stop_server(Server* s) {
-  if (s->pid > 0) {
-    kill(s->pid, SIGCONT);
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, nullptr, 0);
-  }
-  std::filesystem::remove_all(s->dir);
-}
-
-int group_setup(void** /*state*/) {
-  g_server = new Server;
-  if (!start_server(g_server)) {
-    fprintf(stderr, "redis-server did not start\n");
-    return -1;
-  }
-  return 0;
-}
-
-int group_teardown(void** /*state*/) {
-  stop_server(g_server);
-  delete g_server;
-  return 0;
-}
-
-// --- The client on a private loop. ---
-
-struct Loop {
-  sd_event* event = nullptr;
-  std::unique_ptr<RedisClient> client;
-  std::vector<std::pair<bool, std::string>> states;
-
-  explicit Loop(const char* password = kPassword, uint64_t timeout_usec = 200 * 1000) {
-    assert_true(sd_event_new(&event) >= 0);
-    RedisClientOptions o;
-    o.address.unix_path = g_server->socket;
-    o.user = "mfad";
-    o.password = SecureString(password);
-    o.timeout_usec = timeout_usec;
-    auto c = RedisClient::create(event, std::move(o), [this](bool ready, const std::string& why) {
-      states.emplace_back(ready, why);
-    });
-    assert_true(c.ok());
-    client = std::move(c).value();
-  }
-  ~Loop() {
-    client.reset();
-    sd_event_unref(event);
-  }
-  // Runs the loop until pred() or the deadline.
-  bool run_until(const std::function<bool()>& pred, int ms = 3000) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() > end)
-        return false;
-      if (sd_event_run(event, 10 * 1000) < 0)
-        return false;
-    }
-    return true;
-  }
-  void wait_ready() {
-    assert_true(run_until([&] { return client->ready(); }));
-  }
-  Result<RedisReply> eval(const LuaScript& script, std::vector<std::string> keys,
-                          std::vector<std::string> args) {
-    std::optional<Result<RedisReply>> out;
-    client->eval(script, std::move(keys), std::move(args),
-                 [&](Result<RedisReply> r) { out.emplace(std::move(r)); });
-    assert_true(run_until([&] { return out.has_value(); }));
-    return std::move(*out);
-  }
-  Result<RedisReply> command(std::vector<std::string> args) {
-    std::optional<Result<RedisReply>> out;
-    client->command(std::move(args), [&](Result<RedisReply> r) { out.emplace(std::move(r)); });
-    assert_true(run_until([&] { return out.has_value(); }));
-    return std::move(*out);
-  }
-};
+using Loop = RedisLoop;
 
 // --- Pure functions. ---
 
@@ -722,15 +590,15 @@ void test_subscription(void** /*state*/) {
 }
 
 void test_frozen_server_times_out(void** /*state*/) {
-  Loop l(kPassword, 100 * 1000);
+  Loop l(kRedisPassword, 100 * 1000);
   l.wait_ready();
-  kill(g_server->pid, SIGSTOP);
+  kill(g_redis_server->pid, SIGSTOP);
   const auto start = std::chrono::steady_clock::now();
   auto r = l.command({"PING"});
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - start)
                       .count();
-  kill(g_server->pid, SIGCONT);
+  kill(g_redis_server->pid, SIGCONT);
   assert_false(r.ok());
   assert_non_null(strstr(r.error().message.c_str(), "timed out"));
   assert_true(ms >= 90 && ms < 1000);
@@ -763,6 +631,7 @@ int main() {
       cmocka_unit_test(test_frozen_server_times_out),
   };
   int failed = cmocka_run_group_tests_name("fleet", pure, nullptr, nullptr);
-  failed += cmocka_run_group_tests_name("fleet-redis", with_redis, group_setup, group_teardown);
+  failed += cmocka_run_group_tests_name("fleet-redis", with_redis, redis_group_setup,
+                                        redis_group_teardown);
   return failed;
 }

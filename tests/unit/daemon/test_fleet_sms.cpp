@@ -2,10 +2,6 @@
 // replies, the reconciliation items, the recorder's SMS notes and the cache of the user's sends;
 // then the Lua scripts against a real redis-server started here (send limits that add up across
 // hosts, codes used exactly once, tries that add up, the replay of degraded mode's queue).
-#include <signal.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <systemd/sd-event.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -13,12 +9,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 extern "C" {
@@ -36,12 +29,13 @@ extern "C" {
 #include "daemon/fleet_sms_keys.hpp"
 #include "daemon/redis_client.hpp"
 #include "daemon/sqlite_store.hpp"
+#include "tests/unit/daemon/fleet_test_support.hpp"
 
 using namespace mfa;
+using namespace mfa::test;
 
 namespace {
 
-constexpr const char* kPassword = "test-password-7d3a";
 constexpr int64_t kUsec = 1000000;
 const std::string kPhoneA(64, 'a');
 const std::string kPhoneB(64, 'b');
@@ -50,20 +44,6 @@ int64_t wall_usec() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string make_temp_dir() {
-  char tmpl[] = "/tmp/mfad-test-fleet-sms-XXXXXX";
-  char* d = mkdtemp(tmpl);
-  assert_non_null(d);
-  return d;
-}
-
-CodeHash code_hash(uint8_t seed) {
-  CodeHash h{};
-  for (size_t i = 0; i < h.size(); ++i)
-    h[i] = static_cast<uint8_t>(seed + i);
-  return h;
 }
 
 RedisReply str(std::string s) {
@@ -321,109 +301,20 @@ void test_cached_sends_follow_the_fleet(void** /*state*/) {
   std::filesystem::remove_all(dir);
 }
 
-// --- A redis-server of our own. ---
-
-struct Server {
-  std::string dir;
-  std::string socket;
-  pid_t pid = -1;
-};
-
-Server* g_server = nullptr;
-
-bool start_server(Server* s) {
-  s->dir = make_temp_dir();
-  s->socket = s->dir + "/redis.sock";
-  {
-    std::ofstream conf(s->dir + "/redis.conf");
-    conf << "port 0\nunixsocket " << s->socket << "\nunixsocketperm 700\ndaemonize no\n"
-         << "dir " << s->dir << "\nsave \"\"\nappendonly no\n"
-         << "requirepass admin-only-3c1d\n"
-         << "user mfad on >" << kPassword << " ~mfad:* &mfad:* +@all -@admin -@dangerous\n";
-  }
-  s->pid = fork();
-  if (s->pid == 0) {
-    const std::string conf = s->dir + "/redis.conf";
-    const std::string log = s->dir + "/redis.log";
-    FILE* out = freopen(log.c_str(), "w", stdout);
-    (void)out;
-    execl("/usr/bin/redis-server", "redis-server", conf.c_str(), nullptr);
-    _exit(127);
-  }
-  for (int i = 0; i < 500; ++i) {
-    struct stat st;
-    if (stat(s->socket.c_str(), &st) == 0)
-      return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
-
-int group_setup(void** /*state*/) {
-  g_server = new Server;
-  if (!start_server(g_server)) {
-    fprintf(stderr, "redis-server did not start\n");
-    return -1;
-  }
-  return 0;
-}
-
-int group_teardown(void** /*state*/) {
-  if (g_server->pid > 0) {
-    kill(g_server->pid, SIGKILL);
-    waitpid(g_server->pid, nullptr, 0);
-  }
-  std::filesystem::remove_all(g_server->dir);
-  delete g_server;
-  return 0;
-}
-
-// The client on a private loop.
-struct Loop {
-  sd_event* event = nullptr;
-  std::unique_ptr<RedisClient> client;
-
-  Loop() {
-    assert_true(sd_event_new(&event) >= 0);
-    RedisClientOptions o;
-    o.address.unix_path = g_server->socket;
-    o.user = "mfad";
-    o.password = SecureString(kPassword);
-    auto c = RedisClient::create(event, std::move(o), [](bool, const std::string&) {});
-    assert_true(c.ok());
-    client = std::move(c).value();
-    assert_true(run_until([&] { return client->ready(); }));
-  }
-  ~Loop() {
-    client.reset();
-    sd_event_unref(event);
-  }
-  bool run_until(const std::function<bool()>& pred, int ms = 3000) {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() > end)
-        return false;
-      if (sd_event_run(event, 10 * 1000) < 0)
-        return false;
-    }
-    return true;
-  }
+// The client on a private loop, ready; a call that fails fails the test.
+struct Loop : RedisLoop {
+  Loop() { wait_ready(); }
   RedisReply eval(const LuaScript& script, std::vector<std::string> keys,
                   std::vector<std::string> args) {
-    std::optional<Result<RedisReply>> out;
-    client->eval(script, std::move(keys), std::move(args),
-                 [&](Result<RedisReply> r) { out.emplace(std::move(r)); });
-    assert_true(run_until([&] { return out.has_value(); }));
-    assert_true(out->ok());
-    assert_false((*out)->is_error());
-    return std::move(**out);
+    auto out = RedisLoop::eval(script, std::move(keys), std::move(args));
+    assert_true(out.ok());
+    assert_false(out->is_error());
+    return std::move(*out);
   }
   RedisReply command(std::vector<std::string> args) {
-    std::optional<Result<RedisReply>> out;
-    client->command(std::move(args), [&](Result<RedisReply> r) { out.emplace(std::move(r)); });
-    assert_true(run_until([&] { return out.has_value(); }));
-    assert_true(out->ok());
-    return std::move(**out);
+    auto out = RedisLoop::command(std::move(args));
+    assert_true(out.ok());
+    return std::move(*out);
   }
   // One text of user to phone at now, through the send script ("" = sent).
   std::string send(const std::string& user, const std::string& phone, int64_t now, uint32_t nonce,
@@ -663,6 +554,7 @@ int main() {
       cmocka_unit_test(test_replayed_queue),
   };
   int failed = cmocka_run_group_tests_name("fleet-sms", pure, nullptr, nullptr);
-  failed += cmocka_run_group_tests_name("fleet-sms-redis", with_redis, group_setup, group_teardown);
+  failed += cmocka_run_group_tests_name("fleet-sms-redis", with_redis, redis_group_setup,
+                                        redis_group_teardown);
   return failed;
 }
