@@ -44,7 +44,41 @@ Result<std::unique_ptr<FleetCoordinator>> FleetCoordinator::create(Deps deps,
                                         self->on_client_state(ready, why);
                                       }));
   f->client_ = std::move(client);
+  sd_event_source* source = nullptr;
+  int r = sd_event_add_time(deps.event, &source, CLOCK_MONOTONIC, UINT64_MAX, 10 * 1000,
+                            &FleetCoordinator::on_reconcile_retry, self);
+  if (r < 0) {
+    return make_error(Errc::kInternal,
+                      std::string("cannot add the reconciliation timer: ") + strerror(-r));
+  }
+  f->reconcile_retry_.reset(source);
+  (void)sd_event_source_set_enabled(source, SD_EVENT_OFF);
+  (void)sd_event_source_set_description(source, "fleet-reconcile-retry");
   return f;
+}
+
+void FleetCoordinator::retry_reconcile_later() {
+  constexpr uint64_t kFirstUsec = 100 * 1000, kMaxUsec = 5 * 1000 * 1000;
+  reconcile_retry_usec_ =
+      reconcile_retry_usec_ == 0 ? kFirstUsec : std::min(kMaxUsec, 2 * reconcile_retry_usec_);
+  uint64_t now = 0;
+  if (sd_event_now(d_.event, CLOCK_MONOTONIC, &now) < 0)
+    return;
+  (void)sd_event_source_set_time(reconcile_retry_.get(), now + reconcile_retry_usec_);
+  (void)sd_event_source_set_enabled(reconcile_retry_.get(), SD_EVENT_ONESHOT);
+}
+
+int FleetCoordinator::on_reconcile_retry(sd_event_source* /*source*/, uint64_t /*usec*/,
+                                         void* userdata) {
+  auto* self = static_cast<FleetCoordinator*>(userdata);
+  try {
+    // Only while connected: a reconnection reconciles anyway.
+    if (self->degraded_ && self->client_->ready())
+      self->reconcile();
+  } catch (...) {
+    MFA_LOG_ERROR("fleet: reconciliation failed");
+  }
+  return 0;
 }
 
 RatePolicy FleetCoordinator::policy() const {
@@ -327,9 +361,11 @@ void FleetCoordinator::reconcile() {
   auto items = d_.cache.list_reconcile(kReconcileBatch);
   if (!items.ok()) {
     MFA_LOG_ERROR("fleet: cannot read the reconciliation queue: %s", items.error().message.c_str());
+    retry_reconcile_later();
     return;
   }
   if (items->empty()) {
+    reconcile_retry_usec_ = 0;
     if (degraded_) {
       degraded_ = false;
       MFA_LOG_INFO("fleet mode: Redis is the shared truth again (left degraded mode)");
@@ -389,7 +425,8 @@ void FleetCoordinator::reconcile() {
       if (on_write_)
         on_write_();
       if (batch->failed) {
-        MFA_LOG_WARNING("fleet: reconciliation incomplete; staying degraded");
+        MFA_LOG_WARNING("fleet: reconciliation incomplete; staying degraded, trying again");
+        retry_reconcile_later();
         return;
       }
       // This connection reads its own uncommitted deletions: the next batch, or leaving degraded

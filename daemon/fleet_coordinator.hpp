@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/handles.hpp"
 #include "common/result.hpp"
 #include "daemon/audit.hpp"
 #include "daemon/clock.hpp"
@@ -116,6 +117,10 @@ class FleetCoordinator {
   void on_client_state(bool ready, const std::string& why);
   void enter_degraded(const std::string& why);
   void reconcile();
+  // A replay that failed while the connection stayed up (a slow reply, an error reply): tried
+  // again after a pause that doubles up to 5 s, so that mfad never stays degraded for nothing.
+  void retry_reconcile_later();
+  static int on_reconcile_retry(sd_event_source* source, uint64_t usec, void* userdata);
   Status write_through(const std::string& user, const fleet::RemoteUser& remote);
   void push_user(const std::string& user, const FleetChanges& changes,
                  std::function<void(bool ok)> done);
@@ -133,6 +138,8 @@ class FleetCoordinator {
   std::unique_ptr<RedisClient> client_;
   bool degraded_ = true;  // until connected and reconciled
   bool reconciling_ = false;
+  EventSourcePtr reconcile_retry_;
+  uint64_t reconcile_retry_usec_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
