@@ -72,42 +72,6 @@ RedisReply RedisReply::from(const redisReply* r) {
   return out;
 }
 
-std::string RedisAddress::describe() const {
-  if (!unix_path.empty())
-    return "unix:" + unix_path;
-  return "redis://" + host + ":" + std::to_string(port);
-}
-
-Result<RedisAddress> parse_redis_address(std::string_view address) {
-  RedisAddress a;
-  if (address.starts_with("unix:")) {
-    a.unix_path = std::string(address.substr(5));
-    if (a.unix_path.empty() || a.unix_path[0] != '/' || a.unix_path.size() > 107)
-      return make_error(Errc::kInvalidArgument, "Redis unix: address needs an absolute path");
-    return a;
-  }
-  if (!address.starts_with("redis://"))
-    return make_error(Errc::kInvalidArgument,
-                      "Redis address must be redis://HOST:PORT or unix:/PATH");
-  std::string_view rest = address.substr(8);
-  if (!rest.empty() && rest.back() == '/')
-    rest.remove_suffix(1);
-  const size_t colon = rest.rfind(':');
-  if (colon != std::string_view::npos && rest.find(']') == std::string_view::npos) {
-    std::string_view port = rest.substr(colon + 1);
-    int value = 0;
-    auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (ec != std::errc() || p != port.data() + port.size() || value <= 0 || value > 65535)
-      return make_error(Errc::kInvalidArgument, "Redis address has a bad port");
-    a.port = value;
-    rest = rest.substr(0, colon);
-  }
-  if (rest.empty() || rest.size() > 253)
-    return make_error(Errc::kInvalidArgument, "Redis address has no host");
-  a.host = std::string(rest);
-  return a;
-}
-
 Result<SecureString> read_redis_password_file(const std::string& path) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0)

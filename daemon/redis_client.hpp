@@ -21,6 +21,7 @@
 #include "common/handles.hpp"
 #include "common/result.hpp"
 #include "common/secure_buffer.hpp"
+#include "daemon/redis_address.hpp"
 
 struct redisAsyncContext;
 struct redisReply;
@@ -39,15 +40,6 @@ struct RedisReply {
   bool is_error() const { return type == Type::kError; }
   static RedisReply from(const redisReply* r);
 };
-
-struct RedisAddress {
-  std::string unix_path;  // "unix:/path"
-  std::string host;       // "redis://host:port"
-  int port = 6379;
-  std::string describe() const;
-};
-// Parses "unix:/absolute/path" or "redis://host[:port]".
-Result<RedisAddress> parse_redis_address(std::string_view address);
 
 // Reads a password file: refused when it is group- or world-readable or not a regular file; one
 // line, the trailing newline dropped.
