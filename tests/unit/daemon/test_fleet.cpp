@@ -221,10 +221,29 @@ void test_address_parsing(void** /*state*/) {
   assert_true(t.ok());
   assert_string_equal(t->host.c_str(), "127.0.0.1");
   assert_int_equal(t->port, 6380);
-  assert_int_equal(parse_redis_address("redis://localhost")->port, 6379);
+  auto v6 = parse_redis_address("redis://[::1]:6379/");
+  assert_true(v6.ok());
+  assert_string_equal(v6->host.c_str(), "::1");
+  assert_int_equal(v6->port, 6379);
+  assert_string_equal(v6->describe().c_str(), "redis://[::1]:6379");
   assert_false(parse_redis_address("unix:relative").ok());
-  assert_false(parse_redis_address("redis://host:99999").ok());
-  assert_false(parse_redis_address("http://host").ok());
+  assert_false(parse_redis_address("redis://10.0.0.5:99999").ok());
+  assert_false(parse_redis_address("redis://10.0.0.5").ok());  // the port is required
+  assert_false(parse_redis_address("http://10.0.0.5:6379").ok());
+  assert_false(parse_redis_address("redis://::1:6379").ok());         // IPv6 needs brackets
+  assert_false(parse_redis_address("redis://[10.0.0.5]:6379").ok());  // brackets: IPv6 only
+  assert_false(parse_redis_address("redis://127.1:6379").ok());       // dotted quads only
+  // Names are refused, never looked up (a lookup would block the loop), with a clear message.
+  for (const char* name : {"redis://localhost:6379", "redis://redis.example.net:6380"}) {
+    auto r = parse_redis_address(name);
+    assert_false(r.ok());
+    assert_non_null(strstr(r.error().message.c_str(), "is a host name"));
+    assert_non_null(strstr(r.error().message.c_str(), "IP addresses only"));
+  }
+  // Credentials in the address are refused and never echoed.
+  auto cred = parse_redis_address("redis://mfad:hunter2@10.0.0.5:6379");
+  assert_false(cred.ok());
+  assert_null(strstr(cred.error().message.c_str(), "hunter2"));
 }
 
 void test_password_file(void** /*state*/) {
