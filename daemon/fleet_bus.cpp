@@ -3,6 +3,7 @@
 // and sends the reply only after Redis confirmed what the decision consumed.
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #include "common/dbus_names.hpp"
 #include "daemon/bus_caller.hpp"
@@ -49,11 +50,16 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
   }
   std::shared_ptr<sd_bus_message> call(sd_bus_message_ref(m),
                                        [](sd_bus_message* p) { sd_bus_message_unref(p); });
-  fleet_->prefetch(user, [this, call, user, kind, handler](bool online) {
+  const uint64_t id = next_fleet_call_++;
+  fleet_calls_.emplace(id, call);
+  auto decide = [this, call, id, user, kind, handler](bool online) {
+    if (fleet_calls_.count(id) == 0)
+      return;  // the shutdown answered it already
     try {
       if (stopping_) {
         (void)sd_bus_reply_method_errorf(call.get(), SD_BUS_ERROR_NO_SERVER,
                                          "mfad is shutting down.");
+        fleet_call_done(id);
         return;
       }
       if (!online && (kind == FleetCallKind::kChange || kind == FleetCallKind::kAdmin)) {
@@ -63,11 +69,13 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
                           make_error(Errc::kStorage,
                                      "The fleet's shared store (Redis) is unreachable; enrollment "
                                      "changes wait until it is back."));
+        fleet_call_done(id);
         return;
       }
       int r = sd_bus_message_rewind(call.get(), 1);
       if (r < 0) {
         (void)sd_bus_reply_method_errno(call.get(), r, nullptr);
+        fleet_call_done(id);
         return;
       }
       fleet_pass_ = true;
@@ -84,6 +92,7 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
         if (r < 0)
           (void)sd_bus_reply_method_errno(call.get(), r, nullptr);
         after_write();
+        fleet_call_done(id);
         return;
       }
       const bool failure = !success && is_counted_failure(reply.get());
@@ -94,44 +103,80 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
                               failure, caller.describe());
         (void)finish(call.get(), std::move(reply), success);
         after_write();
+        fleet_call_done(id);
         return;
       }
       std::shared_ptr<sd_bus_message> held(reply.release(),
                                            [](sd_bus_message* p) { sd_bus_message_unref(p); });
-      fleet_->confirm(
-          user, kind, changes, success, failure,
-          [this, call, held, success, user, kind, who = caller.describe()](FleetConfirmResult res) {
-            try {
-              if (!res.refused.empty()) {
-                MFA_LOG_WARNING("%s: code refused by the fleet (%s)", user.c_str(),
-                                res.refused.c_str());
-                fleet_->note_refused(user, res.refused, who);
-                (void)reply_error(
-                    call.get(),
-                    make_error(Errc::kBadCode, "Invalid code (already used on another host)"));
-              } else if (res.unavailable &&
-                         (kind == FleetCallKind::kChange || kind == FleetCallKind::kAdmin)) {
-                (void)reply_error(call.get(),
-                                  make_error(Errc::kStorage,
-                                             "The change could not be written to the fleet's "
-                                             "shared store (Redis); try again when it is back."));
-              } else {
-                (void)finish(call.get(), BusMessagePtr(sd_bus_message_ref(held.get())), success);
-              }
-              after_write();
-            } catch (...) {
-              MFA_LOG_ERROR("fleet confirm reply failed");
-            }
-          });
+      fleet_->confirm(user, kind, changes, success, failure,
+                      [this, call, id, held, success, user, kind,
+                       who = caller.describe()](FleetConfirmResult res) {
+                        if (fleet_calls_.count(id) == 0)
+                          return;
+                        try {
+                          answer_confirmed(call.get(), held.get(), success, user, kind, who, res);
+                          after_write();
+                        } catch (...) {
+                          MFA_LOG_ERROR("fleet confirm reply failed");
+                        }
+                        fleet_call_done(id);
+                      });
       after_write();
     } catch (...) {
       capturing_ = false;
       fleet_pass_ = false;
       MFA_LOG_ERROR("fleet call failed");
       (void)sd_bus_reply_method_errorf(call.get(), dbus::kErrorInternal, "Internal error in mfad.");
+      fleet_call_done(id);
     }
-  });
+  };
+  fleet_->prefetch(user, std::move(decide));
   return 1;
+}
+
+// The reply of a call whose decision Redis has confirmed, or refused.
+void ManagerBus::answer_confirmed(sd_bus_message* call, sd_bus_message* reply, bool success,
+                                  const std::string& user, FleetCallKind kind,
+                                  const std::string& who, const FleetConfirmResult& res) {
+  if (!res.refused.empty()) {
+    MFA_LOG_WARNING("%s: code refused by the fleet (%s)", user.c_str(), res.refused.c_str());
+    fleet_->note_refused(user, res.refused, who);
+    (void)reply_error(call,
+                      make_error(Errc::kBadCode, "Invalid code (already used on another host)"));
+  } else if (res.unavailable && stopping_) {
+    // Redis did not answer before the shutdown: no decision leaves unconfirmed now.
+    (void)sd_bus_reply_method_errorf(call, SD_BUS_ERROR_NO_SERVER, "mfad is shutting down.");
+  } else if (res.unavailable && (kind == FleetCallKind::kChange || kind == FleetCallKind::kAdmin)) {
+    (void)reply_error(call, make_error(Errc::kStorage,
+                                       "The change could not be written to the fleet's shared "
+                                       "store (Redis); try again when it is back."));
+  } else {
+    (void)finish(call, BusMessagePtr(sd_bus_message_ref(reply)), success);
+  }
+}
+
+void ManagerBus::fleet_call_done(uint64_t id) {
+  fleet_calls_.erase(id);
+  // The last one during shutdown: the drain timer, due at once, finishes it.
+  if (stopping_ && fleet_calls_.empty() && drain_timer_)
+    (void)sd_event_source_set_time(drain_timer_.get(), 1);
+}
+
+int ManagerBus::on_drain_timer(sd_event_source* /*s*/, uint64_t /*usec*/, void* userdata) {
+  auto* self = static_cast<ManagerBus*>(userdata);
+  try {
+    // What Redis has not answered by now completes with an error: those calls get NoServer.
+    if (self->fleet_ != nullptr)
+      self->fleet_->close_client("mfad is shutting down");
+    auto left = std::exchange(self->fleet_calls_, {});
+    for (auto& [id, call] : left)
+      (void)sd_bus_reply_method_errorf(call.get(), SD_BUS_ERROR_NO_SERVER,
+                                       "mfad is shutting down.");
+  } catch (...) {
+    MFA_LOG_ERROR("answering calls at shutdown failed");
+  }
+  self->finish_stop();
+  return 0;
 }
 
 }  // namespace mfa

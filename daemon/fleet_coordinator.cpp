@@ -51,6 +51,8 @@ RatePolicy FleetCoordinator::policy() const {
 }
 
 void FleetCoordinator::on_client_state(bool ready, const std::string& why) {
+  if (shutting_down_)
+    return;
   if (!ready) {
     enter_degraded(why);
     return;
@@ -60,7 +62,7 @@ void FleetCoordinator::on_client_state(bool ready, const std::string& why) {
 }
 
 void FleetCoordinator::enter_degraded(const std::string& why) {
-  if (degraded_)
+  if (degraded_ || shutting_down_)
     return;
   degraded_ = true;
   MFA_LOG_WARNING("fleet mode degraded: Redis unavailable (%s); serving from the local cache",
@@ -314,10 +316,15 @@ void FleetCoordinator::note_refused(const std::string& user, const std::string& 
     MFA_LOG_ERROR("cannot audit a fleet refusal: %s", st.error().message.c_str());
 }
 
+void FleetCoordinator::close_client(const std::string& why) {
+  shutting_down_ = true;
+  client_->close(why);
+}
+
 // --- Reconciliation ---
 
 void FleetCoordinator::reconcile() {
-  if (reconciling_)
+  if (reconciling_ || shutting_down_)
     return;
   auto items = d_.cache.list_reconcile(kReconcileBatch);
   if (!items.ok()) {

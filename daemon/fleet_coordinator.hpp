@@ -79,6 +79,11 @@ class FleetCoordinator {
   // A local success that Redis refused (the code was used on another host): audited.
   void note_refused(const std::string& user, const std::string& reason, const std::string& caller);
 
+  // Shutdown: Redis failing from now on no longer enters degraded mode (nor reconciles when it
+  // comes back); close_client() then completes every command in flight with an error at once.
+  void begin_shutdown() { shutting_down_ = true; }
+  void close_client(const std::string& why);
+
   // --- Sessions across hosts (primitives for the sessions work; docs/fleet.md). ---
   // Adds session_id to user's set unless it holds max (0: no limit) already: true when added.
   void register_session(const std::string& user, const std::string& session_id,
@@ -113,6 +118,7 @@ class FleetCoordinator {
   std::unique_ptr<RedisClient> client_;
   bool degraded_ = true;  // until connected and reconciled
   bool reconciling_ = false;
+  bool shutting_down_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

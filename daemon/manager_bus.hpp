@@ -8,6 +8,9 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -26,6 +29,7 @@ namespace mfa {
 
 class FleetCoordinator;
 class FleetRecorder;
+struct FleetConfirmResult;
 enum class FleetCallKind;
 
 // Emits org.mfad1.Manager.SecurityEvent for the Authenticator.
@@ -50,8 +54,10 @@ class ManagerBus {
   ManagerBus(const ManagerBus&) = delete;
   ManagerBus& operator=(const ManagerBus&) = delete;
 
-  // Shutdown: refuse further calls, commit, and send every pending reply.
-  void stop();
+  // Shutdown: refuse further calls; once every call waiting on Redis is answered (Redis's
+  // answer within [Redis] Timeout, else NoServer), commit, send every pending reply and run
+  // stopped.
+  void stop(std::function<void()> stopped);
   GroupCommit& group_commit() { return *commit_; }
   // Session methods go to registry (until set: NotSupported).
   void set_sessions(SessionRegistry* registry) { sessions_ = registry; }
@@ -113,6 +119,13 @@ class ManagerBus {
   // Fleet mode: runs handler for user once fleet_ has prefetched (fleet_bus.cpp).
   int fleet_defer(sd_bus_message* m, const std::string& user, FleetCallKind kind,
                   int (ManagerBus::*handler)(sd_bus_message*));
+  void answer_confirmed(sd_bus_message* call, sd_bus_message* reply, bool success,
+                        const std::string& user, FleetCallKind kind, const std::string& who,
+                        const FleetConfirmResult& res);
+  // A deferred fleet call was answered; the last one during shutdown finishes it.
+  void fleet_call_done(uint64_t id);
+  static int on_drain_timer(sd_event_source* s, uint64_t usec, void* userdata);
+  void finish_stop();
 
   FleetCoordinator* fleet_ = nullptr;
   FleetRecorder* recorder_ = nullptr;
@@ -120,6 +133,11 @@ class ManagerBus {
   bool capturing_ = false;   // finish() keeps the reply in captured_
   BusMessagePtr captured_;
   bool captured_success_ = false;
+  // Deferred fleet calls not answered yet: the shutdown answers what Redis did not in time.
+  std::map<uint64_t, std::shared_ptr<sd_bus_message>> fleet_calls_;
+  uint64_t next_fleet_call_ = 1;
+  EventSourcePtr drain_timer_;
+  std::function<void()> on_stopped_;
 
   sd_event* event_;
   sd_bus* bus_;

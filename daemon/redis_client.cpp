@@ -150,7 +150,7 @@ RedisClient::~RedisClient() {
 }
 
 void RedisClient::connect() {
-  if (ctx_ != nullptr || destroying_)
+  if (ctx_ != nullptr || destroying_ || closed_)
     return;
   redisAsyncContext* c =
       options_.address.unix_path.empty()
@@ -181,7 +181,7 @@ void RedisClient::connect() {
 }
 
 void RedisClient::schedule_reconnect() {
-  if (destroying_)
+  if (destroying_ || closed_)
     return;
   backoff_usec_ = backoff_usec_ == 0 ? options_.min_backoff_usec
                                      : std::min(backoff_usec_ * 2, options_.max_backoff_usec);
@@ -319,7 +319,7 @@ void RedisClient::on_disconnect(const redisAsyncContext* c, int /*status*/) {
 }
 
 void RedisClient::send(std::vector<std::string> args, Callback done, bool internal) {
-  const bool usable = ctx_ != nullptr &&
+  const bool usable = ctx_ != nullptr && !closed_ &&
                       (state_ == State::kReady || (internal && state_ == State::kAuthenticating));
   if (!usable) {
     done(redis_error("Redis unavailable: " +
@@ -397,6 +397,13 @@ void RedisClient::eval(const LuaScript& script, std::vector<std::string> keys,
         done(std::move(reply));
       },
       false);
+}
+
+void RedisClient::close(const std::string& why) {
+  closed_ = true;
+  state_ = State::kIdle;
+  last_error_ = why;
+  fail_all(why);
 }
 
 void RedisClient::complete(uint64_t id, Result<RedisReply> result) {

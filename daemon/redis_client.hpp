@@ -81,6 +81,9 @@ class RedisClient {
   // EVALSHA script keys args, then EVAL on NOSCRIPT.
   void eval(const LuaScript& script, std::vector<std::string> keys, std::vector<std::string> args,
             Callback done);
+  // Shutdown: every command in flight completes now with an error (why), later ones at once, and
+  // the client no longer reconnects. The connection is freed by the destructor.
+  void close(const std::string& why);
 
  private:
   enum class State { kIdle, kConnecting, kAuthenticating, kReady };
@@ -128,6 +131,7 @@ class RedisClient {
   std::map<sd_event_source*, uint64_t> timeout_ids_;
   bool freeing_ = false;     // inside our own redisAsyncFree
   bool in_hiredis_ = false;  // inside a hiredis call: its callbacks may run
+  bool closed_ = false;      // close() was called
   std::string last_error_;
   // Set by the destructor so that callbacks hiredis runs while freeing do nothing.
   bool destroying_ = false;
