@@ -549,6 +549,26 @@ void test_frozen_server_times_out(void** /*state*/) {
   assert_true(l.run_until([&] { return l.client->ready(); }, 5000));
 }
 
+// Shutdown: a command waiting on a frozen server completes at once with the given reason,
+// later ones too, and the client does not reconnect.
+void test_close_completes_what_waits(void** /*state*/) {
+  Loop l(kPassword, 10 * 1000 * 1000);
+  l.wait_ready();
+  kill(g_server->pid, SIGSTOP);
+  std::optional<Result<RedisReply>> waiting;
+  l.client->command({"PING"}, [&](Result<RedisReply> r) { waiting.emplace(std::move(r)); });
+  assert_false(l.run_until([&] { return waiting.has_value(); }, 100));
+  l.client->close("mfad is shutting down");
+  kill(g_server->pid, SIGCONT);
+  assert_true(waiting.has_value());
+  assert_false(waiting->ok());
+  assert_non_null(strstr(waiting->error().message.c_str(), "shutting down"));
+  std::optional<Result<RedisReply>> later;
+  l.client->command({"PING"}, [&](Result<RedisReply> r) { later.emplace(std::move(r)); });
+  assert_true(later.has_value() && !later->ok());
+  assert_false(l.run_until([&] { return l.client->ready(); }, 300));
+}
+
 }  // namespace
 
 int main() {
@@ -568,6 +588,7 @@ int main() {
       cmocka_unit_test(test_load_and_put_user),
       cmocka_unit_test(test_session_primitives),
       cmocka_unit_test(test_frozen_server_times_out),
+      cmocka_unit_test(test_close_completes_what_waits),
   };
   int failed = cmocka_run_group_tests_name("fleet", pure, nullptr, nullptr);
   failed += cmocka_run_group_tests_name("fleet-redis", with_redis, group_setup, group_teardown);
