@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import call_spec, totp
+from daemon_helpers import run_mfad
 from fleet_helpers import Host, RedisServer, degraded, fleet_config, wait_degraded
 
 MAX_FAILURES = 3
@@ -254,3 +255,22 @@ def test_degraded_property_changes_are_signalled(fleet, redis):
         mon.terminate()
         out = mon.communicate(timeout=10)[0]
     assert "PropertiesChanged" in out and "Degraded" in out, out
+
+
+# --- [Redis] Address: an IP address, never a name. ---
+
+
+def test_a_host_name_is_refused_at_config_check_and_start(mfad_factory):
+    m = mfad_factory
+    m.set_config("Redis", "Address", "redis://localhost:6379")
+    m.write_config()
+    r = run_mfad(m, "--config", m.config_path, "--check-config")
+    assert r.returncode != 0
+    assert "is a host name" in r.stderr and "IP addresses only" in r.stderr, r.stderr
+    m.start(wait=False)
+    assert m.proc.wait(20) != 0
+    assert "is a host name" in m.log_text()
+    m.set_config("Redis", "Address", "redis://127.0.0.1:6379")
+    m.write_config()
+    r = run_mfad(m, "--config", m.config_path, "--check-config")
+    assert r.returncode == 0, r.stderr
