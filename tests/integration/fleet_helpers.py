@@ -2,14 +2,16 @@
 port, a Unix socket in a temporary directory, an ACL user with a password, append-only file), and
 two mfad instances (two private buses, two state directories, one master key) sharing it."""
 
+import json
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
 import time
 
-from conftest import Bus, Mfad, make_world_dir
+from conftest import PYTHON, Bus, Mfad, Reply, make_world_dir, sanitizer_env
 
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
@@ -137,3 +139,72 @@ class Host:
         self.bus.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
         shutil.rmtree(self.bus.dir, ignore_errors=True)
+
+
+# One D-Bus connection held open by a child process (challenges belong to the connection that
+# began them), so that a test can act on other hosts between BeginAuthentication and Verify, or
+# signal mfad while a call waits. Reads one [method, args] per line, answers one JSON per line.
+_DIALOGUE_SCRIPT = r"""
+import json, sys, time, dbus
+bus = dbus.bus.BusConnection(sys.argv[1])
+mgr = dbus.Interface(bus.get_object("org.mfad1", "/org/mfad1", introspect=False),
+                     "org.mfad1.Manager")
+def plain(v):
+    if isinstance(v, (dbus.Array, list, tuple, dbus.Struct)): return [plain(x) for x in v]
+    if isinstance(v, dbus.String): return str(v)
+    return v
+for line in sys.stdin:
+    method, args = json.loads(line)
+    try:
+        out = {"ok": True, "result": plain(getattr(mgr, method)(*args, timeout=60))}
+    except dbus.exceptions.DBusException as e:
+        out = {"ok": False, "error": e.get_dbus_name(), "message": e.get_dbus_message()}
+    print(json.dumps(out), flush=True)
+"""
+
+
+class Dialogue:
+    """A login dialogue on one connection to m, step by step, as the PAM module holds it."""
+
+    CONTEXT = {"service": "test", "rhost": "127.0.0.1", "tty": "pts/0", "ruser": ""}
+
+    def __init__(self, m):
+        self.proc = subprocess.Popen([PYTHON, "-c", _DIALOGUE_SCRIPT, m.bus.address],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=sanitizer_env())
+        self.challenge = None
+
+    def send(self, method, *args):
+        self.proc.stdin.write(json.dumps([method, list(args)]) + "\n")
+        self.proc.stdin.flush()
+
+    def answered(self, timeout=0.0):
+        return bool(select.select([self.proc.stdout], [], [], timeout)[0])
+
+    def receive(self, timeout=30):
+        assert self.answered(timeout), "no reply from mfad within %s s" % timeout
+        line = self.proc.stdout.readline()
+        assert line, "the D-Bus client died: " + self.proc.stderr.read()
+        return Reply(**json.loads(line))
+
+    def call(self, method, *args):
+        self.send(method, *args)
+        return self.receive()
+
+    def begin(self, user):
+        r = self.call("BeginAuthentication", user, self.CONTEXT)
+        if r.ok:
+            self.challenge = r.result[0]
+        return r
+
+    def verify(self, code):
+        return self.call("Verify", self.challenge, code)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -5,13 +5,14 @@ audited, and what was consumed meanwhile stays consumed once Redis is back."""
 
 import json
 import os
+import signal
 import time
 
 import pytest
 
 from conftest import call_spec, totp
 from daemon_helpers import run_mfad
-from fleet_helpers import Host, RedisServer, degraded, fleet_config, wait_degraded
+from fleet_helpers import Dialogue, Host, RedisServer, degraded, fleet_config, wait_degraded
 
 MAX_FAILURES = 3
 
@@ -274,3 +275,77 @@ def test_a_host_name_is_refused_at_config_check_and_start(mfad_factory):
     m.write_config()
     r = run_mfad(m, "--config", m.config_path, "--check-config")
     assert r.returncode == 0, r.stderr
+
+
+# --- Shutdown while calls wait on Redis. ---
+
+
+@pytest.fixture
+def dialogues():
+    """Dialogue(m) factory; every dialogue is closed at the end of the test."""
+    opened = []
+
+    def open_dialogue(m, user=None):
+        d = Dialogue(m)
+        opened.append(d)
+        if user is not None:
+            d.begin(user).expect_ok()
+        return d
+    yield open_dialogue
+    for d in opened:
+        d.close()
+
+
+@pytest.fixture
+def slow_host(mfad_factory, redis):
+    """One mfad in fleet mode whose Redis Timeout is long enough for a call to be seen waiting."""
+    m = mfad_factory
+    fleet_config(m, redis)
+    m.set_config("Redis", "Timeout", 3000)
+    m.start()
+    wait_degraded(m, False)
+    return m
+
+
+def test_sigterm_answers_calls_waiting_on_a_frozen_redis(slow_host, redis, test_users, dialogues):
+    m = slow_host
+    user = "mfa-alice"
+    secret = m.enroll_totp(user)
+    in_verify = dialogues(m, user)
+    in_begin = dialogues(m)
+    redis.pause()
+    try:
+        in_verify.send("Verify", in_verify.challenge, m.next_code(user, secret))
+        in_begin.send("BeginAuthentication", user, Dialogue.CONTEXT)
+        assert not in_verify.answered(0.5) and not in_begin.answered(0)  # both wait on Redis
+        m.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        for d in (in_verify, in_begin):
+            r = d.receive(timeout=10)
+            r.expect_error("org.freedesktop.DBus.Error.NoServer")
+            assert "shutting down" in r.message
+        # Within the Redis Timeout (3 s), not the client's own timeout.
+        assert time.monotonic() - signalled < 4.5
+        assert m.proc.wait(10) == 0
+    finally:
+        redis.resume()
+    assert "waiting up to 3000 ms for 2 calls waiting on Redis" in m.log_text()
+
+
+def test_sigterm_lets_redis_answer_within_its_timeout(slow_host, redis, test_users, dialogues):
+    m = slow_host
+    user = "mfa-alice"
+    secret = m.enroll_totp(user)
+    d = dialogues(m, user)
+    redis.pause()
+    try:
+        d.send("Verify", d.challenge, m.next_code(user, secret))
+        assert not d.answered(0.5)
+        m.proc.send_signal(signal.SIGTERM)
+        assert not d.answered(0.3) and m.proc.poll() is None  # still waiting for Redis
+    finally:
+        redis.resume()
+    assert d.receive(timeout=10).expect_ok() == "totp"
+    assert m.proc.wait(10) == 0
+    # The success was confirmed by Redis: the step is taken fleet-wide.
+    assert int(redis.cli("GET", f"mfad:user:{{{user}}}:watermark")) == m._last_step[user]
