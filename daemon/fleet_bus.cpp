@@ -10,6 +10,7 @@
 #include "daemon/daemon_log.hpp"
 #include "daemon/fleet_coordinator.hpp"
 #include "daemon/manager_bus.hpp"
+#include "daemon/rate_limiter.hpp"
 #include "daemon/validation.hpp"
 
 namespace mfa {
@@ -40,7 +41,7 @@ void ManagerBus::emit_degraded_changed() {
 }
 
 int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCallKind kind,
-                            int (ManagerBus::*handler)(sd_bus_message*)) {
+                            int (ManagerBus::*handler)(sd_bus_message*), bool fresh) {
   // Nothing to fetch for a call the Authenticator refuses anyway (unknown challenge, bad name).
   if (user.empty() || !validate_user_name(user).ok()) {
     fleet_pass_ = true;
@@ -79,12 +80,15 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
         return;
       }
       fleet_pass_ = true;
+      fleet_online_ = online;
       capturing_ = true;
       recorder_->start();
       r = (this->*handler)(call.get());
       FleetChanges changes = recorder_->stop();
       capturing_ = false;
+      fleet_online_ = false;
       fleet_pass_ = false;
+      const std::optional<Method> verified = std::exchange(fleet_verified_, std::nullopt);
       BusMessagePtr reply = std::move(captured_);
       const bool success = captured_success_;
       if (!reply) {
@@ -108,13 +112,14 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
       }
       std::shared_ptr<sd_bus_message> held(reply.release(),
                                            [](sd_bus_message* p) { sd_bus_message_unref(p); });
-      fleet_->confirm(user, kind, changes, success, failure,
-                      [this, call, id, held, success, user, kind,
+      fleet_->confirm(user, kind, changes, success, failure, verified,
+                      [this, call, id, held, success, failure, user, kind,
                        who = caller.describe()](FleetConfirmResult res) {
                         if (fleet_calls_.count(id) == 0)
                           return;
                         try {
-                          answer_confirmed(call.get(), held.get(), success, user, kind, who, res);
+                          answer_confirmed(call.get(), held.get(), success, failure, user, kind,
+                                           who, res);
                           after_write();
                         } catch (...) {
                           MFA_LOG_ERROR("fleet confirm reply failed");
@@ -124,25 +129,52 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
       after_write();
     } catch (...) {
       capturing_ = false;
+      fleet_online_ = false;
       fleet_pass_ = false;
       MFA_LOG_ERROR("fleet call failed");
       (void)sd_bus_reply_method_errorf(call.get(), dbus::kErrorInternal, "Internal error in mfad.");
       fleet_call_done(id);
     }
   };
-  fleet_->prefetch(user, std::move(decide));
+  if (fresh && !fleet_->degraded())
+    decide(true);
+  else
+    fleet_->prefetch(user, std::move(decide));
   return 1;
 }
 
 // The reply of a call whose decision Redis has confirmed, or refused.
 void ManagerBus::answer_confirmed(sd_bus_message* call, sd_bus_message* reply, bool success,
-                                  const std::string& user, FleetCallKind kind,
+                                  bool failure, const std::string& user, FleetCallKind kind,
                                   const std::string& who, const FleetConfirmResult& res) {
+  if (res.refused == "locked") {
+    // Locked fleet-wide since this host last read the user's state: nothing was counted or
+    // consumed in Redis, as for a locked user's attempt on one host.
+    MFA_LOG_WARNING("%s: attempt refused, locked out fleet-wide", user.c_str());
+    fleet_->note_refused(user, res.refused, who);
+    (void)reply_error(call, make_error(Errc::kRateLimited, lockout_message(res.locked_usec)));
+    return;
+  }
   if (!res.refused.empty()) {
     MFA_LOG_WARNING("%s: code refused by the fleet (%s)", user.c_str(), res.refused.c_str());
     fleet_->note_refused(user, res.refused, who);
-    (void)reply_error(call,
-                      make_error(Errc::kBadCode, "Invalid code (already used on another host)"));
+  }
+  // A refusal counts as a failure in Redis, as a local BadCode does; added to the other hosts'
+  // failures, either may have locked the user.
+  const bool counted =
+      !res.refused.empty() ||
+      (failure && sd_bus_message_is_method_error(reply, errc_dbus_name(Errc::kBadCode)) > 0);
+  if (counted && res.locked_usec > 0) {
+    MFA_LOG_WARNING("%s: locked out by failures across the fleet", user.c_str());
+    fleet_->note_lockout(user, res.locked_usec, who);
+    SecurityEventEmitter(bus_).security_event(user, "lockout", {{"reason", "fleet-failures"}});
+    (void)reply_error(call, make_error(Errc::kRateLimited, lockout_message(res.locked_usec)));
+  } else if (!res.refused.empty()) {
+    (void)reply_error(
+        call,
+        make_error(Errc::kBadCode, res.refused == "factor-changed"
+                                       ? "Invalid code (this factor was changed on another host)"
+                                       : "Invalid code (already used on another host)"));
   } else if (res.unavailable && stopping_) {
     // Redis did not answer before the shutdown: no decision leaves unconfirmed now.
     (void)sd_bus_reply_method_errorf(call, SD_BUS_ERROR_NO_SERVER, "mfad is shutting down.");

@@ -201,6 +201,7 @@ void FleetCoordinator::push_user(const std::string& user, const FleetChanges& ch
 
 void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
                                const FleetChanges& changes, bool success, bool failure,
+                               std::optional<Method> verified,
                                std::function<void(FleetConfirmResult)> done) {
   fleet::ConfirmRequest req;
   req.step = changes.watermark_advanced;
@@ -210,6 +211,22 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
       req.action = "fail";
     else if (success)
       req.action = kind == FleetCallKind::kAdmin ? "clear" : "success";
+  }
+  // The cache may be older than Redis (a login reuses BeginAuthentication's read): what another
+  // host did since is checked in the script, atomically with the consumption.
+  req.check_lock = kind == FleetCallKind::kLogin || kind == FleetCallKind::kChange;
+  if (kind == FleetCallKind::kLogin && success &&
+      (verified == Method::kTotp || verified == Method::kSms)) {
+    req.factor_field = fleet::factor_field(*verified, false);
+    // No record in the cache (cannot happen after its success): a fingerprint nothing matches.
+    req.factor_sha1 = "-";
+    auto factors = d_.cache.get_factors(user);
+    if (factors.ok()) {
+      for (const auto& f : *factors) {
+        if (f.method == *verified && !f.pending)
+          req.factor_sha1 = fleet::factor_fingerprint(f);
+      }
+    }
   }
   const bool push =
       changes.enrollment_changed() && kind != FleetCallKind::kLogin && kind != FleetCallKind::kRead;
@@ -250,9 +267,10 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
     return;
   }
   const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
-  client_->eval(fleet::confirm_script(), {keys.watermark, keys.backup, keys.limits},
-                fleet::confirm_args(req, policy(), d_.clock.realtime_usec()),
-                [this, alive, user, unavailable, after_limits = std::move(after_limits),
+  const int64_t now = d_.clock.realtime_usec();
+  client_->eval(fleet::confirm_script(), fleet::confirm_keys(keys),
+                fleet::confirm_args(req, policy(), now),
+                [this, alive, user, now, unavailable, after_limits = std::move(after_limits),
                  done](Result<RedisReply> reply) mutable {
                   if (!*alive)
                     return;
@@ -275,6 +293,7 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
                   }
                   FleetConfirmResult r;
                   r.refused = outcome->refused;
+                  r.locked_usec = lock_remaining_usec(outcome->limits, now);
                   after_limits(std::move(r));
                 });
 }
@@ -308,12 +327,28 @@ void FleetCoordinator::note_refused(const std::string& user, const std::string& 
   AuditEvent event;
   event.kind = "auth.failure";
   event.user = user;
-  event.outcome = "failure";
+  // As a locked user's attempt on one host: refused, not counted.
+  event.outcome = reason == "locked" ? "denied" : "failure";
   event.reason = reason;
   event.caller = caller;
   event.details["fleet"] = "refused";
   if (Status st = d_.audit.record(event); !st.ok())
     MFA_LOG_ERROR("cannot audit a fleet refusal: %s", st.error().message.c_str());
+}
+
+void FleetCoordinator::note_lockout(const std::string& user, int64_t locked_usec,
+                                    const std::string& caller) {
+  AuditEvent event;
+  event.kind = "auth.lockout";
+  event.user = user;
+  event.outcome = "denied";
+  event.reason = "fleet-failures";
+  event.caller = caller;
+  event.details["fleet"] = "counted";
+  event.details["locked_until"] =
+      std::to_string((d_.clock.realtime_usec() + locked_usec) / kUsecPerSecond);
+  if (Status st = d_.audit.record(event); !st.ok())
+    MFA_LOG_ERROR("cannot audit a fleet lockout: %s", st.error().message.c_str());
 }
 
 void FleetCoordinator::close_client(const std::string& why) {
@@ -373,7 +408,7 @@ void FleetCoordinator::reconcile() {
     }
     const auto keys = fleet::user_keys(d_.config.redis_key_prefix, item.user);
     const int64_t id = item.id;
-    client_->eval(fleet::confirm_script(), {keys.watermark, keys.backup, keys.limits},
+    client_->eval(fleet::confirm_script(), fleet::confirm_keys(keys),
                   fleet::confirm_args(req, pol, now),
                   [this, alive, batch, id](Result<RedisReply> reply) {
                     if (!*alive)

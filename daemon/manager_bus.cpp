@@ -167,6 +167,9 @@ int ManagerBus::begin_authentication(sd_bus_message* m) {
   auto result = auth_.begin_authentication(caller, user, context);
   if (!result.ok())
     return reply_error(m, result.error());
+  // Fleet mode: the shared state just read serves this challenge's first Verify.
+  if (fleet_online_)
+    auth_.note_shared_state(caller, result->challenge);
   // Challenges expire: make sure the timer fires by then.
   arm_expiry_timer(0);
   int r = 0;
@@ -237,10 +240,18 @@ int ManagerBus::verify(sd_bus_message* m) {
   MFA_READ(read_secret(m, "code", dbus::kMaxCodeLength, &code, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
-  MFA_FLEET(m, auth_.challenge_user(caller, challenge), kLogin, verify);
+  if (fleet_ && !fleet_pass_) {
+    // The first Verify soon after BeginAuthentication decides from what Begin read; the confirm
+    // script checks lockout, factor, watermark and backup code against Redis (fleet_keys.cpp).
+    const bool fresh = auth_.take_shared_state(caller, challenge, kFleetStateReuseUsec);
+    return fleet_defer(m, auth_.challenge_user(caller, challenge), FleetCallKind::kLogin,
+                       &ManagerBus::verify, fresh);
+  }
   auto result = auth_.verify(caller, challenge, code.view());
   if (!result.ok())
     return reply_error(m, result.error());
+  if (fleet_pass_)
+    fleet_verified_ = parse_method(*result);
   int r = 0;
   BusMessagePtr reply = new_return(m, &r);
   if (r >= 0)

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/handles.hpp"
@@ -116,10 +117,11 @@ class ManagerBus {
   int reply_empty(sd_bus_message* call);
   int reply_status(sd_bus_message* call, const Status& status);
 
-  // Fleet mode: runs handler for user once fleet_ has prefetched (fleet_bus.cpp).
+  // Fleet mode: runs handler for user once fleet_ has prefetched (fleet_bus.cpp); fresh: the
+  // cache already holds what BeginAuthentication read for this challenge, no prefetch.
   int fleet_defer(sd_bus_message* m, const std::string& user, FleetCallKind kind,
-                  int (ManagerBus::*handler)(sd_bus_message*));
-  void answer_confirmed(sd_bus_message* call, sd_bus_message* reply, bool success,
+                  int (ManagerBus::*handler)(sd_bus_message*), bool fresh = false);
+  void answer_confirmed(sd_bus_message* call, sd_bus_message* reply, bool success, bool failure,
                         const std::string& user, FleetCallKind kind, const std::string& who,
                         const FleetConfirmResult& res);
   // A deferred fleet call was answered; the last one during shutdown finishes it.
@@ -129,8 +131,10 @@ class ManagerBus {
 
   FleetCoordinator* fleet_ = nullptr;
   FleetRecorder* recorder_ = nullptr;
-  bool fleet_pass_ = false;  // the handler runs after its prefetch
-  bool capturing_ = false;   // finish() keeps the reply in captured_
+  bool fleet_pass_ = false;               // the handler runs after its prefetch
+  bool fleet_online_ = false;             // ... and that prefetch read Redis
+  std::optional<Method> fleet_verified_;  // the factor Verify accepted, for the confirm
+  bool capturing_ = false;                // finish() keeps the reply in captured_
   BusMessagePtr captured_;
   bool captured_success_ = false;
   // Deferred fleet calls not answered yet: the shutdown answers what Redis did not in time.
