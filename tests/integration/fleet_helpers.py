@@ -35,6 +35,7 @@ class RedisServer:
         self.dir = make_world_dir("mfa-redis-")
         self.socket = os.path.join(self.dir, "redis.sock")
         self.password = secrets.token_hex(16)
+        self.admin_password = secrets.token_hex(16)
         self.password_file = os.path.join(self.dir, "redis.password")
         with open(self.password_file, "w") as f:
             f.write(self.password + "\n")
@@ -46,7 +47,7 @@ class RedisServer:
             # scripts' writes on restart ("NOPERM ACLs rules changed..."), losing them.
             f.write(REDIS_CONFIG.format(socket=self.socket, dir=self.dir, user=REDIS_USER,
                                         password=self.password,
-                                        admin_password=secrets.token_hex(16)))
+                                        admin_password=self.admin_password))
         self.log_path = os.path.join(self.dir, "redis.log")
         self.proc = None
 
@@ -89,6 +90,25 @@ class RedisServer:
                             self.password, "--no-auth-warning", "--raw", *args],
                            capture_output=True, text=True, timeout=10)
         return r.stdout
+
+    def admin_cli(self, *args):
+        """As the default user (INFO, CONFIG: what the mfad ACL user may not run)."""
+        r = subprocess.run([REDIS_CLI, "-s", self.socket, "--pass", self.admin_password,
+                            "--no-auth-warning", "--raw", *args],
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout
+
+    def scripts_run(self):
+        """EVALSHA and EVAL commands the server has run or refused so far (INFO commandstats):
+        a login's round trips to Redis, since each is one script. (The commands a script runs
+        are counted under their own names.)"""
+        total = 0
+        for line in self.admin_cli("INFO", "commandstats").splitlines():
+            if not line.startswith(("cmdstat_evalsha:", "cmdstat_eval:")):
+                continue
+            fields = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].split(","))
+            total += sum(int(fields.get(k, 0)) for k in ("calls", "rejected_calls"))
+        return total
 
     def log_text(self):
         try:

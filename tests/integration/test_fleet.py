@@ -349,3 +349,121 @@ def test_sigterm_lets_redis_answer_within_its_timeout(slow_host, redis, test_use
     assert m.proc.wait(10) == 0
     # The success was confirmed by Redis: the step is taken fleet-wide.
     assert int(redis.cli("GET", f"mfad:user:{{{user}}}:watermark")) == m._last_step[user]
+
+
+# --- Two round trips per login: Verify decides from what BeginAuthentication read, and the
+# confirm script checks, atomically, what another host may have done in between. ---
+
+
+def fleet_refusals(m, user, reason):
+    return [r for r in audit_rows(m, "auth.failure", user)
+            if r["reason"] == reason and '"fleet":"refused"' in r["details"].replace(" ", "")]
+
+
+def test_a_login_costs_two_redis_round_trips(fleet, test_users, redis):
+    a, _b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    before = redis.scripts_run()
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    # BeginAuthentication's read, and Verify's confirm; EndAuthentication asks nothing.
+    assert redis.scripts_run() - before == 2
+
+
+def test_lockout_on_b_between_begin_and_verify_blocks_a(fleet, test_users, dialogues):
+    a, b = fleet
+    user = "mfa-bob"
+    secret = a.enroll_totp(user)
+    d = dialogues(a, user)
+    # Meanwhile, a guesser locks the user out on B.
+    b.login(user, "000000")[1].expect_error("BadCode")
+    b.login(user, "000001")[1].expect_error("BadCode")
+    b.login(user, "000002")[1].expect_error("RateLimited")
+    # A's cache still says "not locked"; Redis refuses the valid code all the same.
+    d.verify(a.next_code(user, secret)).expect_error("RateLimited")
+    rows = fleet_refusals(a, user, "locked")
+    assert rows and rows[-1]["outcome"] == "denied", audit_rows(a, user=user)
+    assert "locked out fleet-wide" in a.log_text()
+    # Still locked on A, from its own cache now, and on B.
+    a.login(user, a.next_code(user, secret))[0].expect_error("RateLimited")
+    b.call("Unlock", "s", user).expect_ok()
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+
+
+def test_code_used_on_b_between_begin_and_verify_is_refused_on_a(fleet, test_users, dialogues):
+    a, b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    d = dialogues(a, user)
+    code = b.next_code(user, secret)
+    assert b.login(user, code)[1].expect_ok() == "totp"
+    # A's cache has the older watermark and accepts the code; the compare-and-set refuses it.
+    d.verify(code).expect_error("BadCode")
+    assert fleet_refusals(a, user, "replay-fleet")
+
+
+def test_backup_code_used_on_b_between_begin_and_verify_is_refused_on_a(fleet, test_users,
+                                                                         dialogues):
+    a, b = fleet
+    user = "mfa-alice"
+    a.enroll_totp(user)
+    codes = backup_codes(a, user)
+    d = dialogues(a, user)
+    assert b.login(user, codes[0])[1].expect_ok() == "backup"
+    d.verify(codes[0]).expect_error("BadCode")
+    assert fleet_refusals(a, user, "consumed-elsewhere")
+    assert a.call("GetUser", "s", user).expect_ok()["backup_codes_left"] == 9
+    # Once fleet-wide, whichever host comes first.
+    d2 = dialogues(b, user)
+    assert a.login(user, codes[1])[1].expect_ok() == "backup"
+    d2.verify(codes[1]).expect_error("BadCode")
+
+
+def test_factor_removed_on_b_between_begin_and_verify(fleet, test_users, dialogues):
+    a, b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    d = dialogues(a, user)
+    b.call("DisableMethod", "sss", user, "totp", "").expect_ok()
+    d.verify(a.next_code(user, secret)).expect_error("BadCode")
+    assert len(fleet_refusals(a, user, "factor-changed")) == 1
+    # Re-enrolled (a new secret), then reset by an admin while A's login waits for its code.
+    used_step = a._last_step[user]
+    secret2 = b.enroll_totp(user)
+    a._last_step[user] = max(a._last_step[user], used_step)  # A's cache took that step already
+    d2 = dialogues(a, user)
+    b.call("ResetUser", "s", user).expect_ok()
+    d2.verify(a.next_code(user, secret2)).expect_error("BadCode")
+    assert len(fleet_refusals(a, user, "factor-changed")) == 2
+    a.login(user, a.next_code(user, secret2))[0].expect_error("NotEnrolled")
+
+
+def test_failure_on_a_that_completes_a_fleet_lockout_says_so(fleet, test_users, dialogues):
+    a, b = fleet
+    user = "mfa-bob"
+    secret = a.enroll_totp(user)
+    d = dialogues(a, user)
+    b.login(user, "000000")[1].expect_error("BadCode")
+    b.login(user, "000001")[1].expect_error("BadCode")
+    # A's cache counts one failure; Redis counts the third and locks the user.
+    d.verify("000002").expect_error("RateLimited")
+    rows = audit_rows(a, "auth.lockout", user)
+    assert rows and rows[-1]["reason"] == "fleet-failures"
+    b.login(user, b.next_code(user, secret))[0].expect_error("RateLimited")
+
+
+def test_only_the_first_verify_reuses_what_begin_read(fleet, test_users, redis, dialogues):
+    a, b = fleet
+    user = "mfa-alice"
+    a.enroll_totp(user)
+    backup_codes(a, user)
+    d = dialogues(a, user)
+    before = redis.scripts_run()
+    d.verify("000000").expect_error("BadCode")
+    assert redis.scripts_run() - before == 1  # the confirm only
+    # A new set of backup codes on B; the retry on A reads Redis again and knows it.
+    codes = backup_codes(b, user)
+    before = redis.scripts_run()
+    assert d.verify(codes[0]).expect_ok() == "backup"
+    assert redis.scripts_run() - before == 2

@@ -406,6 +406,100 @@ void test_backup_code_exactly_once(void** /*state*/) {
   assert_string_equal(fleet::parse_confirm_reply(*second)->refused.c_str(), "consumed-elsewhere");
 }
 
+// A login decided from an older cache: a fleet-wide lockout refuses it before anything is
+// counted or consumed; reconciliation (no check_lock) still applies what happened offline.
+void test_confirm_refuses_while_locked_fleet_wide(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "locked-user");
+  const int64_t now = 1764000000000000;
+  const CodeHash h = code_hash(3);
+  assert_true(l.command({"SADD", k.backup, fleet::hash_hex(h)}).ok());
+  assert_true(l.command({"HSET", k.limits, "cf", "0", "lc", "1", "lu",
+                         std::to_string(now + 60000000), "day", "0", "df", "3"})
+                  .ok());
+  const RatePolicy policy;
+  fleet::ConfirmRequest req;
+  req.step = 500;
+  req.action = "success";
+  req.check_lock = true;
+  auto r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
+                  fleet::confirm_args(req, policy, now));
+  auto o = fleet::parse_confirm_reply(*r);
+  assert_true(o.ok());
+  assert_string_equal(o->refused.c_str(), "locked");
+  assert_int_equal(o->limits.locked_until_usec, now + 60000000);
+  assert_int_equal(o->limits.lockout_count, 1);            // not cleared by the refused success
+  assert_true(l.command({"GET", k.watermark})->is_nil());  // the step was not taken
+  req = {};
+  req.backup = h;
+  req.action = "fail";
+  req.check_lock = true;
+  r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
+             fleet::confirm_args(req, policy, now));
+  o = fleet::parse_confirm_reply(*r);
+  assert_string_equal(o->refused.c_str(), "locked");
+  assert_int_equal(o->limits.day_failures, 3);  // not counted
+  assert_int_equal(l.command({"SISMEMBER", k.backup, fleet::hash_hex(h)})->integer, 1);
+  // Once the lock is over, the same request goes through.
+  r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
+             fleet::confirm_args(req, policy, now + 61000000));
+  assert_string_equal(fleet::parse_confirm_reply(*r)->refused.c_str(), "");
+  // Reconciliation does not ask: it replays what this host already decided offline.
+  const auto k2 = fleet::user_keys("mfad:", "locked-user-2");
+  assert_true(l.command({"HSET", k2.limits, "lu", std::to_string(now + 60000000)}).ok());
+  fleet::ConfirmRequest replay;
+  replay.step = 700;
+  r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k2),
+             fleet::confirm_args(replay, policy, now));
+  assert_string_equal(fleet::parse_confirm_reply(*r)->refused.c_str(), "");
+  assert_string_equal(l.command({"GET", k2.watermark})->str.c_str(), "700");
+}
+
+// A success rests on the factor record the cache had: removed or replaced in Redis since, the
+// success is refused (and counted), and nothing is consumed.
+void test_confirm_checks_the_factor_record(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "factor-user");
+  const int64_t now = 1764000000000000;
+  FactorRecord f;
+  f.method = Method::kTotp;
+  f.sealed = {7, 8, 9};
+  f.params = "SHA1:6:30";
+  f.created_usec = 42;
+  assert_true(l.command({"HSET", k.factors, "totp", fleet::encode_factor(f)}).ok());
+  const RatePolicy policy;
+  auto run = [&](const FactorRecord& seen, uint64_t step) {
+    fleet::ConfirmRequest req;
+    req.step = step;
+    req.action = "success";
+    req.check_lock = true;
+    req.factor_field = "totp";
+    req.factor_sha1 = fleet::factor_fingerprint(seen);
+    auto r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
+                    fleet::confirm_args(req, policy, now));
+    assert_true(r.ok());
+    auto o = fleet::parse_confirm_reply(*r);
+    assert_true(o.ok());
+    return o->refused;
+  };
+  assert_string_equal(run(f, 100).c_str(), "");
+  FactorRecord replaced = f;
+  replaced.sealed = {1, 1, 1};  // re-enrolled elsewhere: another secret
+  assert_true(l.command({"HSET", k.factors, "totp", fleet::encode_factor(replaced)}).ok());
+  assert_string_equal(run(f, 101).c_str(), "factor-changed");
+  assert_string_equal(l.command({"GET", k.watermark})->str.c_str(), "100");
+  assert_string_equal(l.command({"HGET", k.limits, "cf"})->str.c_str(), "1");
+  assert_true(l.command({"HDEL", k.factors, "totp"}).ok());  // disabled, or the user reset
+  assert_string_equal(run(replaced, 102).c_str(), "factor-changed");
+  assert_true(l.command({"DEL", k.factors}).ok());
+  // The fingerprint is of the record as encode_factor writes it.
+  assert_int_equal(fleet::factor_fingerprint(f).size(), 40);
+  assert_string_not_equal(fleet::factor_fingerprint(f).c_str(),
+                          fleet::factor_fingerprint(replaced).c_str());
+}
+
 // The script's arithmetic is rate_limiter.cpp's: the same failures give the same state.
 void test_shared_failures_match_the_local_limiter(void** /*state*/) {
   Loop l;
@@ -584,6 +678,8 @@ int main() {
       cmocka_unit_test(test_wrong_password_is_refused_not_ready),
       cmocka_unit_test(test_watermark_compare_and_set),
       cmocka_unit_test(test_backup_code_exactly_once),
+      cmocka_unit_test(test_confirm_refuses_while_locked_fleet_wide),
+      cmocka_unit_test(test_confirm_checks_the_factor_record),
       cmocka_unit_test(test_shared_failures_match_the_local_limiter),
       cmocka_unit_test(test_load_and_put_user),
       cmocka_unit_test(test_session_primitives),
