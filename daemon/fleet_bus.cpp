@@ -183,7 +183,9 @@ void ManagerBus::answer_confirmed(sd_bus_message* call, sd_bus_message* reply, b
                                        "The change could not be written to the fleet's shared "
                                        "store (Redis); try again when it is back."));
   } else {
-    (void)finish(call, BusMessagePtr(sd_bus_message_ref(reply)), success);
+    // The decision's writes were committed while Redis answered, perhaps not yet synced: the
+    // reply waits for the disk either way (finish() would send it at once with no write open).
+    commit_->queue(call, BusMessagePtr(sd_bus_message_ref(reply)), success);
   }
 }
 

@@ -286,10 +286,14 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
                     done(std::move(r));
                     return;
                   }
-                  // The shared counters are the truth: the cache follows them.
-                  if (Status st = d_.cache.put_limits(user, outcome->limits); !st.ok()) {
-                    MFA_LOG_ERROR("fleet: cannot cache %s's limits: %s", user.c_str(),
-                                  st.error().message.c_str());
+                  // The shared counters are the truth: the cache follows them (usually it
+                  // holds them already: no write then).
+                  auto cached = d_.cache.get_limits(user);
+                  if (!cached.ok() || !same_limits(*cached, outcome->limits)) {
+                    if (Status st = d_.cache.put_limits(user, outcome->limits); !st.ok()) {
+                      MFA_LOG_ERROR("fleet: cannot cache %s's limits: %s", user.c_str(),
+                                    st.error().message.c_str());
+                    }
                   }
                   FleetConfirmResult r;
                   r.refused = outcome->refused;
