@@ -7,8 +7,8 @@
    mfad with SQLite alone, both with their state on tmpfs (so that fsync does not hide what Redis
    adds). The two daemons run side by side and their logins alternate one by one (two pairs of
    daemons), so that both see the same load from whatever else runs on the machine. Reports mean
-   and p50 per login, the difference, the p50 of the paired differences, and the Redis round
-   trips (scripts) per fleet login, counted by the server.
+   p50 and p10 per login, the differences, the p50 of the paired differences, and the Redis
+   round trips (scripts) per fleet login, counted by the server.
 2. Failover: logins run back to back while redis-server is stopped (SIGKILL, then SIGSTOP: a
    frozen server is the worst case, every command waits for Timeout); reports the time from the
    stop to the first login served in degraded mode, and the number of failed logins (must be 0).
@@ -165,13 +165,17 @@ def main():
             scripts += n
         mean_l, mean_f = statistics.mean(local), statistics.mean(fleet)
         p50_l, p50_f = statistics.median(local), statistics.median(fleet)
+        # The fast tenth is what a login costs when nothing else competes for the CPU.
+        p10_l, p10_f = (statistics.quantiles(x, n=10)[0] for x in (local, fleet))
         paired = statistics.median(f - l for l, f in zip(local, fleet))
         print(f"logins={len(local)} per mode, one at a time, alternating, one connection each")
-        print(f"sqlite-only: mean={mean_l * 1e3:.3f}ms p50={p50_l * 1e3:.3f}ms")
-        print(f"fleet:       mean={mean_f * 1e3:.3f}ms p50={p50_f * 1e3:.3f}ms")
+        print(f"sqlite-only: mean={mean_l * 1e3:.3f}ms p50={p50_l * 1e3:.3f}ms "
+              f"p10={p10_l * 1e3:.3f}ms")
+        print(f"fleet:       mean={mean_f * 1e3:.3f}ms p50={p50_f * 1e3:.3f}ms "
+              f"p10={p10_f * 1e3:.3f}ms")
         print(f"fleet overhead per login: mean={(mean_f - mean_l) * 1e3:.3f}ms "
               f"p50={(p50_f - p50_l) * 1e3:.3f}ms paired-p50={paired * 1e3:.3f}ms "
-              f"(target <= 0.3 ms)")
+              f"p10={(p10_f - p10_l) * 1e3:.3f}ms (target <= 0.3 ms)")
         print(f"redis round trips per fleet login: {scripts / len(fleet):.2f}")
 
         for how in ("stopped", "frozen"):
