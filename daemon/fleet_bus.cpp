@@ -166,8 +166,9 @@ void ManagerBus::answer_confirmed(sd_bus_message* call, sd_bus_message* reply, b
       (failure && sd_bus_message_is_method_error(reply, errc_dbus_name(Errc::kBadCode)) > 0);
   if (counted && res.locked_usec > 0) {
     MFA_LOG_WARNING("%s: locked out by failures across the fleet", user.c_str());
-    fleet_->note_lockout(user, res.locked_usec, who);
-    SecurityEventEmitter(bus_).security_event(user, "lockout", {{"reason", "fleet-failures"}});
+    const int64_t until = fleet_->note_lockout(user, res.locked_usec, who);
+    SecurityEventEmitter(bus_).security_event(
+        user, "lockout", {{"reason", "fleet-failures"}, {"locked_until", std::to_string(until)}});
     (void)reply_error(call, make_error(Errc::kRateLimited, lockout_message(res.locked_usec)));
   } else if (!res.refused.empty()) {
     (void)reply_error(

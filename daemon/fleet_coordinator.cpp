@@ -340,8 +340,9 @@ void FleetCoordinator::note_refused(const std::string& user, const std::string& 
     MFA_LOG_ERROR("cannot audit a fleet refusal: %s", st.error().message.c_str());
 }
 
-void FleetCoordinator::note_lockout(const std::string& user, int64_t locked_usec,
-                                    const std::string& caller) {
+int64_t FleetCoordinator::note_lockout(const std::string& user, int64_t locked_usec,
+                                       const std::string& caller) {
+  const int64_t until = (d_.clock.realtime_usec() + locked_usec) / kUsecPerSecond;
   AuditEvent event;
   event.kind = "auth.lockout";
   event.user = user;
@@ -349,10 +350,10 @@ void FleetCoordinator::note_lockout(const std::string& user, int64_t locked_usec
   event.reason = "fleet-failures";
   event.caller = caller;
   event.details["fleet"] = "counted";
-  event.details["locked_until"] =
-      std::to_string((d_.clock.realtime_usec() + locked_usec) / kUsecPerSecond);
+  event.details["locked_until"] = std::to_string(until);
   if (Status st = d_.audit.record(event); !st.ok())
     MFA_LOG_ERROR("cannot audit a fleet lockout: %s", st.error().message.c_str());
+  return until;
 }
 
 void FleetCoordinator::close_client(const std::string& why) {

@@ -92,8 +92,9 @@ class FleetCoordinator {
   // A local decision that Redis refused (the code was used on another host, the user is locked
   // fleet-wide): audited.
   void note_refused(const std::string& user, const std::string& reason, const std::string& caller);
-  // A failure that locked the user through the shared counters: audited.
-  void note_lockout(const std::string& user, int64_t locked_usec, const std::string& caller);
+  // A failure that locked the user through the shared counters: audited. Returns the end of the
+  // lockout (seconds since the epoch).
+  int64_t note_lockout(const std::string& user, int64_t locked_usec, const std::string& caller);
 
   // Shutdown: Redis failing from now on no longer enters degraded mode (nor reconciles when it
   // comes back); close_client() then completes every command in flight with an error at once.
