@@ -135,6 +135,14 @@ Result<std::unique_ptr<RedisClient>> RedisClient::create(sd_event* event,
   c->reconnect_timer_.reset(timer);
   (void)sd_event_source_set_enabled(timer, SD_EVENT_OFF);
   (void)sd_event_source_set_description(timer, "redis-reconnect");
+  timer = nullptr;
+  r = sd_event_add_time(event, &timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, &RedisClient::on_timeout,
+                        c.get());
+  if (r < 0)
+    return make_error(Errc::kInternal, std::string("cannot add the Redis timer: ") + strerror(-r));
+  c->timeout_timer_.reset(timer);
+  (void)sd_event_source_set_enabled(timer, SD_EVENT_OFF);
+  (void)sd_event_source_set_description(timer, "redis-timeout");
   c->connect();
   return c;
 }
@@ -243,7 +251,6 @@ void RedisClient::drop(const std::string& why) {
 void RedisClient::fail_all(const std::string& why) {
   auto pending = std::move(requests_);
   requests_.clear();
-  timeout_ids_.clear();  // the timers go with the requests
   for (auto& [id, req] : pending) {
     if (req.done)
       req.done(redis_error("Redis unavailable: " + why));
@@ -335,31 +342,28 @@ void RedisClient::send(std::vector<std::string> args, Callback done, bool intern
     argvlen.push_back(a.size());
   }
   const uint64_t id = next_id_++;
+  // hiredis asks for a write watch, and drops it once the command is written below: the watch
+  // is set once, after both, and not at all when the write went out at once.
+  const bool outer_batch = io_batch_;
+  io_batch_ = true;
   int r = redisAsyncCommandArgv(ctx_, &RedisClient::on_reply,
                                 reinterpret_cast<void*>(static_cast<uintptr_t>(id)),
                                 static_cast<int>(args.size()), argv.data(), argvlen.data());
   for (auto& a : args)
     explicit_bzero(a.data(), a.size());
   if (r != REDIS_OK) {
+    io_batch_ = outer_batch;
+    update_io();
     done(redis_error("Redis command could not be sent"));
     return;
   }
   Request req;
   req.done = std::move(done);
-  sd_event_source* timer = nullptr;
   uint64_t now = 0;
   (void)sd_event_now(event_, CLOCK_MONOTONIC, &now);
-  r = sd_event_add_time(event_, &timer, CLOCK_MONOTONIC, now + options_.timeout_usec, 1000,
-                        &RedisClient::on_timeout,
-                        reinterpret_cast<void*>(static_cast<uintptr_t>(id)));
-  if (r >= 0) {
-    req.timer.reset(timer);
-    // The timer needs the client too: keep the id in the source's userdata and the client in
-    // the description-free lookup below.
-    (void)sd_event_source_set_userdata(timer, this);
-    timeout_ids_[timer] = id;
-  }
+  req.deadline_usec = now + options_.timeout_usec;
   requests_.emplace(id, std::move(req));
+  arm_timeout();
   // Write now rather than after one more loop iteration (an epoll round trip less per command);
   // never from inside hiredis's own callbacks.
   if (!in_hiredis_ && ctx_ != nullptr && want_write_) {
@@ -367,6 +371,23 @@ void RedisClient::send(std::vector<std::string> args, Callback done, bool intern
     redisAsyncHandleWrite(ctx_);
     in_hiredis_ = false;
   }
+  io_batch_ = outer_batch;
+  update_io();
+}
+
+// The timer is due no later than the oldest command's deadline (see timeout_timer_).
+void RedisClient::arm_timeout() {
+  if (requests_.empty())
+    return;
+  sd_event_source* t = timeout_timer_.get();
+  int enabled = SD_EVENT_OFF;
+  if (sd_event_source_get_enabled(t, &enabled) >= 0 && enabled != SD_EVENT_OFF)
+    return;  // already due at or before the oldest command's deadline
+  int r = sd_event_source_set_time(t, requests_.begin()->second.deadline_usec);
+  if (r >= 0)
+    r = sd_event_source_set_enabled(t, SD_EVENT_ONESHOT);
+  if (r < 0)
+    MFA_LOG_ERROR("cannot arm the Redis timeout: %s", strerror(-r));
 }
 
 void RedisClient::command(std::vector<std::string> args, Callback done) {
@@ -412,9 +433,6 @@ void RedisClient::complete(uint64_t id, Result<RedisReply> result) {
     return;
   Request req = std::move(it->second);
   requests_.erase(it);
-  if (req.timer)
-    timeout_ids_.erase(req.timer.get());
-  req.timer.reset();
   if (req.done)
     req.done(std::move(result));
 }
@@ -435,13 +453,20 @@ void RedisClient::on_reply(redisAsyncContext* c, void* reply, void* privdata) {
   }
 }
 
-int RedisClient::on_timeout(sd_event_source* s, uint64_t /*usec*/, void* userdata) {
+int RedisClient::on_timeout(sd_event_source* /*s*/, uint64_t /*usec*/, void* userdata) {
   auto* self = static_cast<RedisClient*>(userdata);
   try {
-    auto it = self->timeout_ids_.find(s);
-    if (it == self->timeout_ids_.end())
+    if (self->requests_.empty())
       return 0;
-    const uint64_t id = it->second;
+    uint64_t now = 0;
+    (void)sd_event_now(self->event_, CLOCK_MONOTONIC, &now);
+    const auto oldest = self->requests_.begin();
+    if (oldest->second.deadline_usec > now) {
+      // Its command was answered: now due for the oldest one left.
+      self->arm_timeout();
+      return 0;
+    }
+    const uint64_t id = oldest->first;
     const std::string why =
         "no answer within " + std::to_string(self->options_.timeout_usec / 1000) + " ms";
     MFA_LOG_WARNING("Redis at %s: %s", self->options_.address.describe().c_str(), why.c_str());
@@ -457,7 +482,7 @@ int RedisClient::on_timeout(sd_event_source* s, uint64_t /*usec*/, void* userdat
 // --- hiredis event hooks: one sd-event I/O source for the connection's fd. ---
 
 void RedisClient::update_io() {
-  if (ctx_ == nullptr)
+  if (ctx_ == nullptr || io_batch_)
     return;
   const uint32_t events = (want_read_ ? EPOLLIN : 0u) | (want_write_ ? EPOLLOUT : 0u);
   if (!io_) {

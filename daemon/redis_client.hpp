@@ -89,7 +89,7 @@ class RedisClient {
   enum class State { kIdle, kConnecting, kAuthenticating, kReady };
   struct Request {
     Callback done;
-    EventSourcePtr timer;
+    uint64_t deadline_usec = 0;  // CLOCK_MONOTONIC
   };
 
   RedisClient(sd_event* event, RedisClientOptions options, StateCallback on_state);
@@ -100,6 +100,7 @@ class RedisClient {
   void send(std::vector<std::string> args, Callback done, bool internal);
   void complete(uint64_t id, Result<RedisReply> result);
   void fail_all(const std::string& why);
+  void arm_timeout();
   void update_io();
 
   static void on_connect(const redisAsyncContext* c, int status);
@@ -121,17 +122,22 @@ class RedisClient {
   redisAsyncContext* ctx_ = nullptr;
   EventSourcePtr io_;
   EventSourcePtr reconnect_timer_;
+  // One timer for every command: replies come in order, and the first timeout drops the
+  // connection with every command on it, so only the oldest command's deadline matters. It may
+  // fire early (for a command answered since) and then moves on to the oldest one left: no timer
+  // to add and remove, no timerfd to re-arm, per command.
+  EventSourcePtr timeout_timer_;
   bool want_read_ = false;
   bool want_write_ = false;
+  bool io_batch_ = false;  // inside send(): the I/O watch is updated once, at its end
   State state_ = State::kIdle;
   bool announced_ready_ = false;
   uint64_t backoff_usec_ = 0;
   uint64_t next_id_ = 1;
-  std::map<uint64_t, Request> requests_;
-  std::map<sd_event_source*, uint64_t> timeout_ids_;
-  bool freeing_ = false;     // inside our own redisAsyncFree
-  bool in_hiredis_ = false;  // inside a hiredis call: its callbacks may run
-  bool closed_ = false;      // close() was called
+  std::map<uint64_t, Request> requests_;  // by id: the first is the oldest
+  bool freeing_ = false;                  // inside our own redisAsyncFree
+  bool in_hiredis_ = false;               // inside a hiredis call: its callbacks may run
+  bool closed_ = false;                   // close() was called
   std::string last_error_;
   // Set by the destructor so that callbacks hiredis runs while freeing do nothing.
   bool destroying_ = false;
