@@ -643,6 +643,28 @@ void test_frozen_server_times_out(void** /*state*/) {
   assert_true(l.run_until([&] { return l.client->ready(); }, 5000));
 }
 
+// One timer serves every command: a command sent after an earlier one was answered still gets
+// its whole timeout, counted from its own sending.
+void test_timeout_counts_from_each_command(void** /*state*/) {
+  Loop l(kPassword, 150 * 1000);
+  l.wait_ready();
+  assert_true(l.command({"PING"}).ok());  // arms the timer for its own deadline
+  // The loop runs on until the first command's deadline is near.
+  const auto later = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+  assert_true(l.run_until([&] { return std::chrono::steady_clock::now() > later; }, 1000));
+  kill(g_server->pid, SIGSTOP);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = l.command({"PING"});
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - start)
+                      .count();
+  kill(g_server->pid, SIGCONT);
+  assert_false(r.ok());
+  assert_non_null(strstr(r.error().message.c_str(), "timed out"));
+  assert_true(ms >= 140 && ms < 1000);
+  assert_true(l.run_until([&] { return l.client->ready(); }, 5000));
+}
+
 // Shutdown: a command waiting on a frozen server completes at once with the given reason,
 // later ones too, and the client does not reconnect.
 void test_close_completes_what_waits(void** /*state*/) {
@@ -684,6 +706,7 @@ int main() {
       cmocka_unit_test(test_load_and_put_user),
       cmocka_unit_test(test_session_primitives),
       cmocka_unit_test(test_frozen_server_times_out),
+      cmocka_unit_test(test_timeout_counts_from_each_command),
       cmocka_unit_test(test_close_completes_what_waits),
   };
   int failed = cmocka_run_group_tests_name("fleet", pure, nullptr, nullptr);
