@@ -47,6 +47,7 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
     fleet_pass_ = true;
     int r = (this->*handler)(m);
     fleet_pass_ = false;
+    fleet_verified_.reset();  // nothing to confirm
     return r;
   }
   std::shared_ptr<sd_bus_message> call(sd_bus_message_ref(m),
