@@ -18,6 +18,7 @@ Run as root:  tests/bench/run-fleet-bench.py [BUILD_DIR]   env: USERS=40 ROUNDS=
 
 import os
 import pwd
+import shutil
 import signal
 import statistics
 import tempfile
@@ -151,7 +152,10 @@ def main():
             # State on tmpfs: fsync would otherwise dominate and hide what Redis adds.
             work = tempfile.mkdtemp(prefix="mfa-bench-mfad-", dir="/dev/shm")
             m = Mfad(BUILD, bus, work)
+            # Run in reverse: mfad stops, then its state goes, then the bus and its directory.
+            cleanup.append(lambda: shutil.rmtree(bus.dir, ignore_errors=True))
             cleanup.append(bus.stop)
+            cleanup.append(lambda: shutil.rmtree(work, ignore_errors=True))
             cleanup.append(lambda: m.stop())
             return m
 
