@@ -10,6 +10,7 @@
 #include <cstring>
 #include <functional>
 #include <set>
+#include <utility>
 
 #include "common/backup_codes.hpp"
 #include "common/base32.hpp"
@@ -728,6 +729,20 @@ size_t Authenticator::open_challenges() const {
 std::string Authenticator::challenge_user(const Caller& caller, std::string_view challenge) {
   const Challenge* c = impl_->challenges.find(challenge, caller.bus_name);
   return c != nullptr ? c->user : std::string();
+}
+
+void Authenticator::note_shared_state(const Caller& caller, std::string_view challenge) {
+  if (Challenge* c = impl_->challenges.find(challenge, caller.bus_name))
+    c->shared_state_usec = std::max<uint64_t>(1, impl_->d_.clock.monotonic_usec());
+}
+
+bool Authenticator::take_shared_state(const Caller& caller, std::string_view challenge,
+                                      uint64_t max_age_usec) {
+  Challenge* c = impl_->challenges.find(challenge, caller.bus_name);
+  if (c == nullptr || c->shared_state_usec == 0)
+    return false;
+  const uint64_t read_at = std::exchange(c->shared_state_usec, 0);
+  return impl_->d_.clock.monotonic_usec() - read_at <= max_age_usec;
 }
 
 }  // namespace mfa

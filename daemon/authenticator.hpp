@@ -153,6 +153,11 @@ class Authenticator {
   // The user of caller's open challenge ("" when there is none): fleet mode prefetches that
   // user's shared state before Verify.
   std::string challenge_user(const Caller& caller, std::string_view challenge);
+  // Fleet mode: the user's shared state was just read from Redis for caller's challenge.
+  void note_shared_state(const Caller& caller, std::string_view challenge);
+  // True once, for the first call that asks within max_age_usec of that read: its decision may
+  // be taken from the cache, which the confirm then checks against Redis.
+  bool take_shared_state(const Caller& caller, std::string_view challenge, uint64_t max_age_usec);
 
   bool is_admin(const Caller& caller) const;
 

@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "common/handles.hpp"
+#include "daemon/redis_address.hpp"
 
 namespace mfa {
 namespace {
@@ -131,38 +132,6 @@ bool is_http_url(std::string_view v) {
       return false;
   }
   return true;
-}
-
-bool is_port(std::string_view v) {
-  int port = 0;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), port);
-  return ec == std::errc() && p == v.data() + v.size() && port >= 1 && port <= 65535;
-}
-
-bool is_redis_address(std::string_view v) {
-  if (v.starts_with("unix:"))
-    return is_absolute_path(v.substr(5));
-  if (!v.starts_with("redis://"))
-    return false;
-  std::string_view hostport = v.substr(8);
-  if (!hostport.empty() && hostport.back() == '/')
-    hostport.remove_suffix(1);
-  size_t colon;
-  if (hostport.starts_with("[")) {  // [::1]:6379
-    size_t close = hostport.find(']');
-    if (close == std::string_view::npos || close == 1)
-      return false;
-    if (close + 1 >= hostport.size() || hostport[close + 1] != ':')
-      return false;
-    colon = close + 1;
-  } else {
-    colon = hostport.rfind(':');
-    if (colon == std::string_view::npos || colon == 0)
-      return false;
-    if (hostport.substr(0, colon).find_first_of(":/@ ") != std::string_view::npos)
-      return false;
-  }
-  return is_port(hostport.substr(colon + 1));
 }
 
 }  // namespace
@@ -359,8 +328,17 @@ const std::vector<KeySpec>& key_specs() {
 
       {"Redis", "Address",
        [](Config& c, std::string_view v) -> std::optional<std::string> {
-         if (!v.empty() && !is_redis_address(v)) {
-           return "Address must be redis://HOST:PORT or unix:/absolute/path (got " + quoted(v) +
+         if (v.empty()) {
+           c.redis_address.clear();
+           return std::nullopt;
+         }
+         // The daemon's own parser: what passes here is what mfad connects to. The whole value is
+         // not echoed (it might hold a password); the parser names what is wrong.
+         auto parsed = parse_redis_address(v);
+         if (!parsed.ok() || (v.starts_with("unix:") && !is_absolute_path(v.substr(5)))) {
+           return "Address must be redis://HOST:PORT or unix:/absolute/path, HOST an IP "
+                  "address (" +
+                  (parsed.ok() ? std::string("unix: path with . or ..") : parsed.error().message) +
                   ")";
          }
          c.redis_address = std::string(v);

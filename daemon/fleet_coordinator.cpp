@@ -86,6 +86,8 @@ RatePolicy FleetCoordinator::policy() const {
 }
 
 void FleetCoordinator::on_client_state(bool ready, const std::string& why) {
+  if (shutting_down_)
+    return;
   if (!ready) {
     enter_degraded(why);
     return;
@@ -95,7 +97,7 @@ void FleetCoordinator::on_client_state(bool ready, const std::string& why) {
 }
 
 void FleetCoordinator::enter_degraded(const std::string& why) {
-  if (degraded_)
+  if (degraded_ || shutting_down_)
     return;
   degraded_ = true;
   MFA_LOG_WARNING("fleet mode degraded: Redis unavailable (%s); serving from the local cache",
@@ -234,6 +236,7 @@ void FleetCoordinator::push_user(const std::string& user, const FleetChanges& ch
 
 void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
                                const FleetChanges& changes, bool success, bool failure,
+                               std::optional<Method> verified,
                                std::function<void(FleetConfirmResult)> done) {
   fleet::ConfirmRequest req;
   req.step = changes.watermark_advanced;
@@ -243,6 +246,22 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
       req.action = "fail";
     else if (success)
       req.action = kind == FleetCallKind::kAdmin ? "clear" : "success";
+  }
+  // The cache may be older than Redis (a login reuses BeginAuthentication's read): what another
+  // host did since is checked in the script, atomically with the consumption.
+  req.check_lock = kind == FleetCallKind::kLogin || kind == FleetCallKind::kChange;
+  if (kind == FleetCallKind::kLogin && success &&
+      (verified == Method::kTotp || verified == Method::kSms)) {
+    req.factor_field = fleet::factor_field(*verified, false);
+    // No record in the cache (cannot happen after its success): a fingerprint nothing matches.
+    req.factor_sha1 = "-";
+    auto factors = d_.cache.get_factors(user);
+    if (factors.ok()) {
+      for (const auto& f : *factors) {
+        if (f.method == *verified && !f.pending)
+          req.factor_sha1 = fleet::factor_fingerprint(f);
+      }
+    }
   }
   const bool push =
       changes.enrollment_changed() && kind != FleetCallKind::kLogin && kind != FleetCallKind::kRead;
@@ -283,9 +302,10 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
     return;
   }
   const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
-  client_->eval(fleet::confirm_script(), {keys.watermark, keys.backup, keys.limits},
-                fleet::confirm_args(req, policy(), d_.clock.realtime_usec()),
-                [this, alive, user, unavailable, after_limits = std::move(after_limits),
+  const int64_t now = d_.clock.realtime_usec();
+  client_->eval(fleet::confirm_script(), fleet::confirm_keys(keys),
+                fleet::confirm_args(req, policy(), now),
+                [this, alive, user, now, unavailable, after_limits = std::move(after_limits),
                  done](Result<RedisReply> reply) mutable {
                   if (!*alive)
                     return;
@@ -301,13 +321,18 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
                     done(std::move(r));
                     return;
                   }
-                  // The shared counters are the truth: the cache follows them.
-                  if (Status st = d_.cache.put_limits(user, outcome->limits); !st.ok()) {
-                    MFA_LOG_ERROR("fleet: cannot cache %s's limits: %s", user.c_str(),
-                                  st.error().message.c_str());
+                  // The shared counters are the truth: the cache follows them (usually it
+                  // holds them already: no write then).
+                  auto cached = d_.cache.get_limits(user);
+                  if (!cached.ok() || !same_limits(*cached, outcome->limits)) {
+                    if (Status st = d_.cache.put_limits(user, outcome->limits); !st.ok()) {
+                      MFA_LOG_ERROR("fleet: cannot cache %s's limits: %s", user.c_str(),
+                                    st.error().message.c_str());
+                    }
                   }
                   FleetConfirmResult r;
                   r.refused = outcome->refused;
+                  r.locked_usec = lock_remaining_usec(outcome->limits, now);
                   after_limits(std::move(r));
                 });
 }
@@ -345,7 +370,8 @@ void FleetCoordinator::note_refused(const std::string& user, const std::string& 
   AuditEvent event;
   event.kind = "auth.failure";
   event.user = user;
-  event.outcome = "failure";
+  // As a locked user's attempt on one host: refused, not counted.
+  event.outcome = reason == "locked" ? "denied" : "failure";
   event.reason = reason;
   event.caller = caller;
   event.details["fleet"] = "refused";
@@ -353,10 +379,31 @@ void FleetCoordinator::note_refused(const std::string& user, const std::string& 
     MFA_LOG_ERROR("cannot audit a fleet refusal: %s", st.error().message.c_str());
 }
 
+int64_t FleetCoordinator::note_lockout(const std::string& user, int64_t locked_usec,
+                                       const std::string& caller) {
+  const int64_t until = (d_.clock.realtime_usec() + locked_usec) / kUsecPerSecond;
+  AuditEvent event;
+  event.kind = "auth.lockout";
+  event.user = user;
+  event.outcome = "denied";
+  event.reason = "fleet-failures";
+  event.caller = caller;
+  event.details["fleet"] = "counted";
+  event.details["locked_until"] = std::to_string(until);
+  if (Status st = d_.audit.record(event); !st.ok())
+    MFA_LOG_ERROR("cannot audit a fleet lockout: %s", st.error().message.c_str());
+  return until;
+}
+
+void FleetCoordinator::close_client(const std::string& why) {
+  shutting_down_ = true;
+  client_->close(why);
+}
+
 // --- Reconciliation ---
 
 void FleetCoordinator::reconcile() {
-  if (reconciling_)
+  if (reconciling_ || shutting_down_)
     return;
   auto items = d_.cache.list_reconcile(kReconcileBatch);
   if (!items.ok()) {
@@ -444,7 +491,7 @@ void FleetCoordinator::reconcile() {
       client_->command(sms->eval_argv(), std::move(replayed));
       continue;
     }
-    client_->eval(fleet::confirm_script(), {keys.watermark, keys.backup, keys.limits},
+    client_->eval(fleet::confirm_script(), fleet::confirm_keys(keys),
                   fleet::confirm_args(req, pol, now), std::move(replayed));
   }
 }

@@ -43,9 +43,18 @@ enum class FleetCallKind {
   kAdmin,   // ResetUser, Unlock: refused while degraded
 };
 
+// BeginAuthentication's read of the shared state serves the first Verify of its challenge when it
+// comes within this time (docs/fleet.md): one Redis round trip less per login. The confirm script
+// checks what another host may have changed meanwhile, so this bounds how stale the cache's view
+// (factors offered, backup codes known) can be, not what is enforced.
+inline constexpr uint64_t kFleetStateReuseUsec = 60 * 1000 * 1000;
+
 struct FleetConfirmResult {
-  std::string refused;       // "replay-fleet", "consumed-elsewhere": the success becomes BadCode
+  // "replay-fleet", "consumed-elsewhere", "factor-changed": the success becomes BadCode;
+  // "locked": the user is locked fleet-wide, the attempt becomes RateLimited.
+  std::string refused;
   bool unavailable = false;  // Redis failed meanwhile: now degraded
+  int64_t locked_usec = 0;   // after the confirm, the user stays locked this long fleet-wide
 };
 
 class FleetCoordinator {
@@ -73,8 +82,11 @@ class FleetCoordinator {
   // done never runs later than the Redis timeout.
   void prefetch(const std::string& user, std::function<void(bool online)> done);
   // success/failure: the call's reply was a success / a counted failure (BadCode, RateLimited).
+  // verified: the factor a login's success rests on; Redis must still hold the record the cache
+  // has for it (a TOTP or phone record removed or replaced meanwhile refuses the success).
   void confirm(const std::string& user, FleetCallKind kind, const FleetChanges& changes,
-               bool success, bool failure, std::function<void(FleetConfirmResult)> done);
+               bool success, bool failure, std::optional<Method> verified,
+               std::function<void(FleetConfirmResult)> done);
   // A decision taken in degraded mode: audited, and queued for reconciliation.
   void note_degraded(const std::string& user, const std::string& call, const FleetChanges& changes,
                      bool success, bool failure, const std::string& caller);
@@ -82,8 +94,17 @@ class FleetCoordinator {
   // Redis failed a call made outside the coordinator (FleetSms): degraded at once.
   void report_unavailable(const std::string& why) { enter_degraded(why); }
 
-  // A local success that Redis refused (the code was used on another host): audited.
+  // A local decision that Redis refused (the code was used on another host, the user is locked
+  // fleet-wide): audited.
   void note_refused(const std::string& user, const std::string& reason, const std::string& caller);
+  // A failure that locked the user through the shared counters: audited. Returns the end of the
+  // lockout (seconds since the epoch).
+  int64_t note_lockout(const std::string& user, int64_t locked_usec, const std::string& caller);
+
+  // Shutdown: Redis failing from now on no longer enters degraded mode (nor reconciles when it
+  // comes back); close_client() then completes every command in flight with an error at once.
+  void begin_shutdown() { shutting_down_ = true; }
+  void close_client(const std::string& why);
 
   // --- Sessions across hosts (fleet_session_keys.hpp; FleetSessions decides). Each fails at once
   // while degraded; done never runs later than the Redis timeout.
@@ -140,6 +161,7 @@ class FleetCoordinator {
   bool reconciling_ = false;
   EventSourcePtr reconcile_retry_;
   uint64_t reconcile_retry_usec_ = 0;
+  bool shutting_down_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -1,5 +1,7 @@
 #include "daemon/fleet_keys.hpp"
 
+#include <openssl/sha.h>
+
 #include <charconv>
 
 namespace mfa::fleet {
@@ -202,7 +204,21 @@ std::vector<std::string> confirm_args(const ConfirmRequest& request, const RateP
           std::to_string(policy.lockout_seconds),
           std::to_string(policy.max_lockout_seconds),
           std::to_string(policy.max_failures_per_day),
-          std::to_string(std::max(1, request.fail_count))};
+          std::to_string(std::max(1, request.fail_count)),
+          request.check_lock ? "1" : "",
+          request.factor_field,
+          request.factor_sha1};
+}
+
+std::vector<std::string> confirm_keys(const UserKeys& keys) {
+  return {keys.watermark, keys.backup, keys.limits, keys.factors};
+}
+
+std::string factor_fingerprint(const FactorRecord& record) {
+  const std::string encoded = encode_factor(record);
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(encoded.data()), encoded.size(), digest);
+  return to_hex(digest, sizeof digest);
 }
 
 // KEYS: factors watermark backup limits.
@@ -214,14 +230,33 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '',
   return s;
 }
 
-// KEYS: watermark backup limits. ARGV: step hash action now_usec max_failures lockout_seconds
-// max_lockout_seconds max_failures_per_day fail_count. The arithmetic is rate_limiter.cpp's
-// (count_attempt + apply_failure; record_success), so that a guesser gains nothing by switching
-// hosts. Numbers stay below 2^53 (microseconds until the year 2255), exact in Lua's doubles.
+// KEYS: watermark backup limits factors. ARGV: step hash action now_usec max_failures
+// lockout_seconds max_lockout_seconds max_failures_per_day fail_count check_lock factor_field
+// factor_sha1. The arithmetic is rate_limiter.cpp's (count_attempt + apply_failure;
+// record_success), so that a guesser gains nothing by switching hosts. Numbers stay below 2^53
+// (microseconds until the year 2255), exact in Lua's doubles.
+//
+// A login decided from the state BeginAuthentication read (fleet_bus.cpp) is checked here against
+// what another host may have done since, in the same atomic step as its consumption: a lockout
+// refuses it before anything is counted or consumed (as a locked user's attempt is, locally), and
+// a success whose factor record was removed or replaced is refused and counted.
 const LuaScript& confirm_script() {
   static const LuaScript s(R"lua(
+local h = redis.call('HMGET', KEYS[3], 'cf', 'lc', 'lu', 'day', 'df')
+local cf, lc = tonumber(h[1] or '0'), tonumber(h[2] or '0')
+local lu, day, df = tonumber(h[3] or '0'), tonumber(h[4] or '0'), tonumber(h[5] or '0')
+local now = tonumber(ARGV[4])
+local function outcome(refused)
+  return {refused, string.format('%d', cf), string.format('%d', lc), string.format('%d', lu),
+          string.format('%d', day), string.format('%d', df)}
+end
+if ARGV[10] == '1' and lu > now then return outcome('locked') end
 local refused = ''
-if ARGV[1] ~= '' then
+if (ARGV[11] or '') ~= '' then
+  local record = redis.call('HGET', KEYS[4], ARGV[11])
+  if (not record) or redis.sha1hex(record) ~= ARGV[12] then refused = 'factor-changed' end
+end
+if refused == '' and ARGV[1] ~= '' then
   local cur = redis.call('GET', KEYS[1])
   if cur and tonumber(cur) >= tonumber(ARGV[1]) then
     refused = 'replay-fleet'
@@ -234,10 +269,6 @@ if refused == '' and ARGV[2] ~= '' then
 end
 local action = ARGV[3]
 if refused ~= '' then action = 'fail' end
-local h = redis.call('HMGET', KEYS[3], 'cf', 'lc', 'lu', 'day', 'df')
-local cf, lc = tonumber(h[1] or '0'), tonumber(h[2] or '0')
-local lu, day, df = tonumber(h[3] or '0'), tonumber(h[4] or '0'), tonumber(h[5] or '0')
-local now = tonumber(ARGV[4])
 local usec_per_day = 86400000000
 local today = math.floor(now / usec_per_day)
 local maxf, lockout, cap, maxday = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -264,8 +295,7 @@ if action ~= '' then
              'lu', string.format('%d', lu), 'day', string.format('%d', day),
              'df', string.format('%d', df))
 end
-return {refused, string.format('%d', cf), string.format('%d', lc), string.format('%d', lu),
-        string.format('%d', day), string.format('%d', df)}
+return outcome(refused)
 )lua");
   return s;
 }

@@ -52,7 +52,7 @@ Result<RemoteUser> parse_load_reply(const RedisReply& reply);
 
 // What the confirm script answers: the refusal ("" = none) and the user's limits afterwards.
 struct ConfirmOutcome {
-  std::string refused;  // "", "replay-fleet", "consumed-elsewhere"
+  std::string refused;  // "", "replay-fleet", "consumed-elsewhere", "locked", "factor-changed"
   LimitState limits;
 };
 Result<ConfirmOutcome> parse_confirm_reply(const RedisReply& reply);
@@ -63,9 +63,20 @@ struct ConfirmRequest {
   std::optional<CodeHash> backup;  // backup code consumed locally: SREM must answer 1
   std::string action;              // "", "fail", "success", "clear"
   int fail_count = 1;
+  // A decision taken from a cache that may be older than Redis: refused ("locked"), neither
+  // counted nor consuming, while the user is locked fleet-wide.
+  bool check_lock = false;
+  // The factor record a success rests on (field and fingerprint): refused ("factor-changed")
+  // unless Redis still holds exactly that record.
+  std::string factor_field;
+  std::string factor_sha1;
 };
 std::vector<std::string> confirm_args(const ConfirmRequest& request, const RatePolicy& policy,
                                       int64_t now_usec);
+// The confirm script's keys, in its order.
+std::vector<std::string> confirm_keys(const UserKeys& keys);
+// SHA-1 (hex) of the record as encode_factor writes it: what the confirm script compares.
+std::string factor_fingerprint(const FactorRecord& record);
 
 const LuaScript& load_script();
 const LuaScript& confirm_script();

@@ -269,6 +269,7 @@ struct Daemon {
   AuditLog* audit = nullptr;
   ManagerBus* manager = nullptr;
   int exit_status = EXIT_SUCCESS;
+  bool stopping = false;
 };
 
 void record(AuditLog& audit, const char* kind, const char* reason) {
@@ -285,19 +286,26 @@ void record(AuditLog& audit, const char* kind, const char* reason) {
 
 int on_signal(sd_event_source* /*s*/, const struct signalfd_siginfo* si, void* userdata) {
   auto* d = static_cast<Daemon*>(userdata);
+  if (d->stopping)
+    return 0;
+  d->stopping = true;
   (void)sd_notify(0, "STOPPING=1\nSTATUS=Shutting down");
   MFA_LOG_INFO("received %s, shutting down", strsignal(static_cast<int>(si->ssi_signo)));
   try {
-    // Stop taking requests; let daemon.stop share the last commit with pending replies.
+    // Stop taking requests; let daemon.stop share the last commit with pending replies. Calls
+    // waiting on Redis are answered first (within [Redis] Timeout), while the loop runs on.
     (void)sd_bus_release_name(d->bus.get(), dbus::kBusName);
     record(*d->audit, "daemon.stop", "signal");
-    d->manager->stop();
-    (void)sd_bus_flush(d->bus.get());
+    d->manager->stop([d] {
+      (void)sd_bus_flush(d->bus.get());
+      (void)sd_event_exit(d->event.get(), d->exit_status);
+    });
   } catch (...) {
     MFA_LOG_ERROR("error during shutdown");
     d->exit_status = EXIT_FAILURE;
+    return sd_event_exit(d->event.get(), d->exit_status);
   }
-  return sd_event_exit(d->event.get(), d->exit_status);
+  return 0;
 }
 
 int run(const Options& options) {

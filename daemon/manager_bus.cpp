@@ -173,6 +173,9 @@ int ManagerBus::begin_authentication(sd_bus_message* m) {
   auto result = auth_.begin_authentication(caller, user, context);
   if (!result.ok())
     return reply_error(m, result.error());
+  // Fleet mode: the shared state just read serves this challenge's first Verify.
+  if (fleet_online_)
+    auth_.note_shared_state(caller, result->challenge);
   // Challenges expire: make sure the timer fires by then.
   arm_expiry_timer(0);
   int r = 0;
@@ -289,10 +292,18 @@ int ManagerBus::verify(sd_bus_message* m) {
   MFA_READ(read_secret(m, "code", dbus::kMaxCodeLength, &code, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
-  MFA_FLEET(m, auth_.challenge_user(caller, challenge), kLogin, verify);
+  if (fleet_ && !fleet_pass_) {
+    // The first Verify soon after BeginAuthentication decides from what Begin read; the confirm
+    // script checks lockout, factor, watermark and backup code against Redis (fleet_keys.cpp).
+    const bool fresh = auth_.take_shared_state(caller, challenge, kFleetStateReuseUsec);
+    return fleet_defer(m, auth_.challenge_user(caller, challenge), FleetCallKind::kLogin,
+                       &ManagerBus::verify, nullptr, fresh);
+  }
   auto result = auth_.verify(caller, challenge, code.view());
   if (!result.ok())
     return reply_error(m, result.error());
+  if (fleet_pass_)
+    fleet_verified_ = parse_method(*result);
   int r = 0;
   BusMessagePtr reply = new_return(m, &r);
   if (r >= 0)
@@ -789,14 +800,46 @@ Result<std::unique_ptr<ManagerBus>> ManagerBus::create(sd_event* event, sd_bus* 
 
 ManagerBus::~ManagerBus() = default;
 
-void ManagerBus::stop() {
+void ManagerBus::stop(std::function<void()> stopped) {
+  if (stopping_)
+    return;
   stopping_ = true;
+  on_stopped_ = std::move(stopped);
   sms_->cancel_all();
+  if (fleet_ == nullptr || fleet_calls_.empty()) {
+    finish_stop();
+    return;
+  }
+  // Calls waiting on Redis get its answer if it comes within the timeout, then NoServer.
+  fleet_->begin_shutdown();
+  uint64_t now = 0;
+  (void)sd_event_now(event_, CLOCK_MONOTONIC, &now);
+  sd_event_source* timer = nullptr;
+  int r = sd_event_add_time(event_, &timer, CLOCK_MONOTONIC,
+                            now + static_cast<uint64_t>(config_.redis_timeout_ms) * 1000, 1000,
+                            &ManagerBus::on_drain_timer, this);
+  if (r < 0) {
+    MFA_LOG_ERROR("cannot arm the shutdown timer: %s", strerror(-r));
+    (void)on_drain_timer(nullptr, 0, this);
+    return;
+  }
+  drain_timer_.reset(timer);
+  (void)sd_event_source_set_description(timer, "shutdown-drain");
+  MFA_LOG_INFO("waiting up to %d ms for %zu calls waiting on Redis", config_.redis_timeout_ms,
+               fleet_calls_.size());
+}
+
+void ManagerBus::finish_stop() {
+  drain_timer_.reset();
   commit_->finish();
   MFA_LOG_INFO("group commit: %llu commits and %llu disk syncs for %llu replies",
                static_cast<unsigned long long>(commit_->commits()),
                static_cast<unsigned long long>(commit_->syncs()),
                static_cast<unsigned long long>(commit_->replies()));
+  auto stopped = std::move(on_stopped_);
+  on_stopped_ = nullptr;
+  if (stopped)
+    stopped();
 }
 
 // at_usec == 0: "a challenge was just created": fire no later than its expiry.

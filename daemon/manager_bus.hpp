@@ -8,6 +8,9 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +33,7 @@ class FleetRecorder;
 class FleetSessions;
 class FleetSms;
 struct FleetChanges;
+struct FleetConfirmResult;
 enum class FleetCallKind;
 
 // Emits org.mfad1.Manager.SecurityEvent for the Authenticator.
@@ -54,8 +58,10 @@ class ManagerBus {
   ManagerBus(const ManagerBus&) = delete;
   ManagerBus& operator=(const ManagerBus&) = delete;
 
-  // Shutdown: refuse further calls, commit, and send every pending reply.
-  void stop();
+  // Shutdown: refuse further calls; once every call waiting on Redis is answered (Redis's
+  // answer within [Redis] Timeout, else NoServer), commit, send every pending reply and run
+  // stopped.
+  void stop(std::function<void()> stopped);
   GroupCommit& group_commit() { return *commit_; }
   // Session methods go to registry (until set: NotSupported).
   void set_sessions(SessionRegistry* registry) { sessions_ = registry; }
@@ -122,9 +128,11 @@ class ManagerBus {
   int reply_status(sd_bus_message* call, const Status& status);
 
   // Fleet mode: runs handler for user once fleet_ has prefetched (fleet_bus.cpp); with
-  // sms_purpose, once the pending SMS code of that purpose is in the cache too.
+  // sms_purpose, once the pending SMS code of that purpose is in the cache too; fresh: the cache
+  // already holds what BeginAuthentication read for this challenge, no prefetch.
   int fleet_defer(sd_bus_message* m, const std::string& user, FleetCallKind kind,
-                  int (ManagerBus::*handler)(sd_bus_message*), const char* sms_purpose = nullptr);
+                  int (ManagerBus::*handler)(sd_bus_message*), const char* sms_purpose = nullptr,
+                  bool fresh = false);
   // Fleet mode's session calls, after their arguments were read and the caller identified.
   int fleet_open_session(sd_bus_message* m, const Caller& caller, const std::string& user,
                          const StringMap& context);
@@ -132,20 +140,34 @@ class ManagerBus {
   int fleet_terminate_session(sd_bus_message* m, const Caller& caller,
                               const std::string& session_id);
   // Makes a deferred call's decision fleet-wide, then replies (or sends its text).
-  void fleet_confirm(std::shared_ptr<sd_bus_message> call, const std::string& user,
+  void fleet_confirm(std::shared_ptr<sd_bus_message> call, uint64_t id, const std::string& user,
                      FleetCallKind kind, const FleetChanges& changes, bool success, bool failure,
-                     std::shared_ptr<sd_bus_message> reply, std::shared_ptr<SmsMessage> text,
-                     const std::string& caller);
+                     std::optional<Method> verified, std::shared_ptr<sd_bus_message> reply,
+                     std::shared_ptr<SmsMessage> text, const std::string& caller);
+  void answer_confirmed(sd_bus_message* call, sd_bus_message* reply, bool success, bool failure,
+                        const std::string& user, FleetCallKind kind, const std::string& who,
+                        const FleetConfirmResult& res, std::shared_ptr<SmsMessage> text);
+  // A deferred fleet call was answered; the last one during shutdown finishes it.
+  void fleet_call_done(uint64_t id);
+  static int on_drain_timer(sd_event_source* s, uint64_t usec, void* userdata);
+  void finish_stop();
 
   FleetCoordinator* fleet_ = nullptr;
   FleetRecorder* recorder_ = nullptr;
   FleetSessions* fleet_sessions_ = nullptr;
-  bool fleet_pass_ = false;  // the handler runs after its prefetch
-  bool capturing_ = false;   // finish() keeps the reply in captured_
+  bool fleet_pass_ = false;               // the handler runs after its prefetch
+  bool fleet_online_ = false;             // ... and that prefetch read Redis
+  std::optional<Method> fleet_verified_;  // the factor Verify accepted, for the confirm
+  bool capturing_ = false;                // finish() keeps the reply in captured_
   BusMessagePtr captured_;
   bool captured_success_ = false;
   std::optional<SmsMessage> captured_text_;  // a text decided by a deferred call, not sent yet
   FleetSms* fleet_sms_ = nullptr;
+  // Deferred fleet calls not answered yet: the shutdown answers what Redis did not in time.
+  std::map<uint64_t, std::shared_ptr<sd_bus_message>> fleet_calls_;
+  uint64_t next_fleet_call_ = 1;
+  EventSourcePtr drain_timer_;
+  std::function<void()> on_stopped_;
 
   sd_event* event_;
   sd_bus* bus_;

@@ -75,42 +75,6 @@ RedisReply RedisReply::from(const redisReply* r) {
   return out;
 }
 
-std::string RedisAddress::describe() const {
-  if (!unix_path.empty())
-    return "unix:" + unix_path;
-  return "redis://" + host + ":" + std::to_string(port);
-}
-
-Result<RedisAddress> parse_redis_address(std::string_view address) {
-  RedisAddress a;
-  if (address.starts_with("unix:")) {
-    a.unix_path = std::string(address.substr(5));
-    if (a.unix_path.empty() || a.unix_path[0] != '/' || a.unix_path.size() > 107)
-      return make_error(Errc::kInvalidArgument, "Redis unix: address needs an absolute path");
-    return a;
-  }
-  if (!address.starts_with("redis://"))
-    return make_error(Errc::kInvalidArgument,
-                      "Redis address must be redis://HOST:PORT or unix:/PATH");
-  std::string_view rest = address.substr(8);
-  if (!rest.empty() && rest.back() == '/')
-    rest.remove_suffix(1);
-  const size_t colon = rest.rfind(':');
-  if (colon != std::string_view::npos && rest.find(']') == std::string_view::npos) {
-    std::string_view port = rest.substr(colon + 1);
-    int value = 0;
-    auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (ec != std::errc() || p != port.data() + port.size() || value <= 0 || value > 65535)
-      return make_error(Errc::kInvalidArgument, "Redis address has a bad port");
-    a.port = value;
-    rest = rest.substr(0, colon);
-  }
-  if (rest.empty() || rest.size() > 253)
-    return make_error(Errc::kInvalidArgument, "Redis address has no host");
-  a.host = std::string(rest);
-  return a;
-}
-
 Result<SecureString> read_redis_password_file(const std::string& path) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0)
@@ -174,6 +138,14 @@ Result<std::unique_ptr<RedisClient>> RedisClient::create(sd_event* event,
   c->reconnect_timer_.reset(timer);
   (void)sd_event_source_set_enabled(timer, SD_EVENT_OFF);
   (void)sd_event_source_set_description(timer, "redis-reconnect");
+  timer = nullptr;
+  r = sd_event_add_time(event, &timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, &RedisClient::on_timeout,
+                        c.get());
+  if (r < 0)
+    return make_error(Errc::kInternal, std::string("cannot add the Redis timer: ") + strerror(-r));
+  c->timeout_timer_.reset(timer);
+  (void)sd_event_source_set_enabled(timer, SD_EVENT_OFF);
+  (void)sd_event_source_set_description(timer, "redis-timeout");
   c->connect();
   return c;
 }
@@ -189,7 +161,7 @@ RedisClient::~RedisClient() {
 }
 
 void RedisClient::connect() {
-  if (ctx_ != nullptr || destroying_)
+  if (ctx_ != nullptr || destroying_ || closed_)
     return;
   redisAsyncContext* c =
       options_.address.unix_path.empty()
@@ -220,7 +192,7 @@ void RedisClient::connect() {
 }
 
 void RedisClient::schedule_reconnect() {
-  if (destroying_)
+  if (destroying_ || closed_)
     return;
   backoff_usec_ = backoff_usec_ == 0 ? options_.min_backoff_usec
                                      : std::min(backoff_usec_ * 2, options_.max_backoff_usec);
@@ -284,7 +256,6 @@ void RedisClient::drop(const std::string& why) {
 void RedisClient::fail_all(const std::string& why) {
   auto pending = std::move(requests_);
   requests_.clear();
-  timeout_ids_.clear();  // the timers go with the requests
   for (auto& [id, req] : pending) {
     if (req.done)
       req.done(redis_error("Redis unavailable: " + why));
@@ -365,7 +336,7 @@ void RedisClient::send(std::vector<std::string> args, Callback done, bool intern
 
 void RedisClient::send_as(uint64_t id, std::vector<std::string> args, Callback done,
                           bool internal) {
-  const bool usable = ctx_ != nullptr &&
+  const bool usable = ctx_ != nullptr && !closed_ &&
                       (state_ == State::kReady || (internal && state_ == State::kAuthenticating));
   if (!usable) {
     done(redis_error("Redis unavailable: " +
@@ -380,31 +351,28 @@ void RedisClient::send_as(uint64_t id, std::vector<std::string> args, Callback d
     argv.push_back(a.data());
     argvlen.push_back(a.size());
   }
+  // hiredis asks for a write watch, and drops it once the command is written below: the watch
+  // is set once, after both, and not at all when the write went out at once.
+  const bool outer_batch = io_batch_;
+  io_batch_ = true;
   int r = redisAsyncCommandArgv(ctx_, &RedisClient::on_reply,
                                 reinterpret_cast<void*>(static_cast<uintptr_t>(id)),
                                 static_cast<int>(args.size()), argv.data(), argvlen.data());
   for (auto& a : args)
     explicit_bzero(a.data(), a.size());
   if (r != REDIS_OK) {
+    io_batch_ = outer_batch;
+    update_io();
     done(redis_error("Redis command could not be sent"));
     return;
   }
   Request req;
   req.done = std::move(done);
-  sd_event_source* timer = nullptr;
   uint64_t now = 0;
   (void)sd_event_now(event_, CLOCK_MONOTONIC, &now);
-  r = sd_event_add_time(event_, &timer, CLOCK_MONOTONIC, now + options_.timeout_usec, 1000,
-                        &RedisClient::on_timeout,
-                        reinterpret_cast<void*>(static_cast<uintptr_t>(id)));
-  if (r >= 0) {
-    req.timer.reset(timer);
-    // The timer needs the client too: keep the id in the source's userdata and the client in
-    // the description-free lookup below.
-    (void)sd_event_source_set_userdata(timer, this);
-    timeout_ids_[timer] = id;
-  }
+  req.deadline_usec = now + options_.timeout_usec;
   requests_.emplace(id, std::move(req));
+  arm_timeout();
   // Write now rather than after one more loop iteration (an epoll round trip less per command);
   // never from inside hiredis's own callbacks.
   if (!in_hiredis_ && ctx_ != nullptr && want_write_) {
@@ -412,6 +380,23 @@ void RedisClient::send_as(uint64_t id, std::vector<std::string> args, Callback d
     redisAsyncHandleWrite(ctx_);
     in_hiredis_ = false;
   }
+  io_batch_ = outer_batch;
+  update_io();
+}
+
+// The timer is due no later than the oldest command's deadline (see timeout_timer_).
+void RedisClient::arm_timeout() {
+  if (requests_.empty())
+    return;
+  sd_event_source* t = timeout_timer_.get();
+  int enabled = SD_EVENT_OFF;
+  if (sd_event_source_get_enabled(t, &enabled) >= 0 && enabled != SD_EVENT_OFF)
+    return;  // already due at or before the oldest command's deadline
+  int r = sd_event_source_set_time(t, requests_.begin()->second.deadline_usec);
+  if (r >= 0)
+    r = sd_event_source_set_enabled(t, SD_EVENT_ONESHOT);
+  if (r < 0)
+    MFA_LOG_ERROR("cannot arm the Redis timeout: %s", strerror(-r));
 }
 
 void RedisClient::command(std::vector<std::string> args, Callback done) {
@@ -484,15 +469,19 @@ void RedisClient::on_published(const RedisReply& reply) {
     on_message_(reply.elements[2].str);
 }
 
+void RedisClient::close(const std::string& why) {
+  closed_ = true;
+  state_ = State::kIdle;
+  last_error_ = why;
+  fail_all(why);
+}
+
 void RedisClient::complete(uint64_t id, Result<RedisReply> result) {
   auto it = requests_.find(id);
   if (it == requests_.end())
     return;
   Request req = std::move(it->second);
   requests_.erase(it);
-  if (req.timer)
-    timeout_ids_.erase(req.timer.get());
-  req.timer.reset();
   if (req.done)
     req.done(std::move(result));
 }
@@ -515,13 +504,20 @@ void RedisClient::on_reply(redisAsyncContext* c, void* reply, void* privdata) {
   }
 }
 
-int RedisClient::on_timeout(sd_event_source* s, uint64_t /*usec*/, void* userdata) {
+int RedisClient::on_timeout(sd_event_source* /*s*/, uint64_t /*usec*/, void* userdata) {
   auto* self = static_cast<RedisClient*>(userdata);
   try {
-    auto it = self->timeout_ids_.find(s);
-    if (it == self->timeout_ids_.end())
+    if (self->requests_.empty())
       return 0;
-    const uint64_t id = it->second;
+    uint64_t now = 0;
+    (void)sd_event_now(self->event_, CLOCK_MONOTONIC, &now);
+    const auto oldest = self->requests_.begin();
+    if (oldest->second.deadline_usec > now) {
+      // Its command was answered: now due for the oldest one left.
+      self->arm_timeout();
+      return 0;
+    }
+    const uint64_t id = oldest->first;
     const std::string why =
         "no answer within " + std::to_string(self->options_.timeout_usec / 1000) + " ms";
     MFA_LOG_WARNING("Redis at %s: %s", self->options_.address.describe().c_str(), why.c_str());
@@ -537,7 +533,7 @@ int RedisClient::on_timeout(sd_event_source* s, uint64_t /*usec*/, void* userdat
 // --- hiredis event hooks: one sd-event I/O source for the connection's fd. ---
 
 void RedisClient::update_io() {
-  if (ctx_ == nullptr)
+  if (ctx_ == nullptr || io_batch_)
     return;
   const uint32_t events = (want_read_ ? EPOLLIN : 0u) | (want_write_ ? EPOLLOUT : 0u);
   if (!io_) {

@@ -21,6 +21,7 @@
 #include "common/handles.hpp"
 #include "common/result.hpp"
 #include "common/secure_buffer.hpp"
+#include "daemon/redis_address.hpp"
 
 struct redisAsyncContext;
 struct redisReply;
@@ -39,15 +40,6 @@ struct RedisReply {
   bool is_error() const { return type == Type::kError; }
   static RedisReply from(const redisReply* r);
 };
-
-struct RedisAddress {
-  std::string unix_path;  // "unix:/path"
-  std::string host;       // "redis://host:port"
-  int port = 6379;
-  std::string describe() const;
-};
-// Parses "unix:/absolute/path" or "redis://host[:port]".
-Result<RedisAddress> parse_redis_address(std::string_view address);
 
 // Reads a password file: refused when it is group- or world-readable or not a regular file; one
 // line, the trailing newline dropped.
@@ -89,6 +81,9 @@ class RedisClient {
   // EVALSHA script keys args, then EVAL on NOSCRIPT.
   void eval(const LuaScript& script, std::vector<std::string> keys, std::vector<std::string> args,
             Callback done);
+  // Shutdown: every command in flight completes now with an error (why), later ones at once, and
+  // the client no longer reconnects. The connection is freed by the destructor.
+  void close(const std::string& why);
 
   // Subscriber mode, for a client of its own (a subscribed connection takes no other command):
   // after every (re)connection the client subscribes to channel. on_subscribed runs once the
@@ -101,7 +96,7 @@ class RedisClient {
   enum class State { kIdle, kConnecting, kAuthenticating, kReady };
   struct Request {
     Callback done;
-    EventSourcePtr timer;
+    uint64_t deadline_usec = 0;  // CLOCK_MONOTONIC
   };
 
   RedisClient(sd_event* event, RedisClientOptions options, StateCallback on_state);
@@ -115,6 +110,7 @@ class RedisClient {
   void on_published(const RedisReply& reply);
   void complete(uint64_t id, Result<RedisReply> result);
   void fail_all(const std::string& why);
+  void arm_timeout();
   void update_io();
 
   static void on_connect(const redisAsyncContext* c, int status);
@@ -136,16 +132,22 @@ class RedisClient {
   redisAsyncContext* ctx_ = nullptr;
   EventSourcePtr io_;
   EventSourcePtr reconnect_timer_;
+  // One timer for every command: replies come in order, and the first timeout drops the
+  // connection with every command on it, so only the oldest command's deadline matters. It may
+  // fire early (for a command answered since) and then moves on to the oldest one left: no timer
+  // to add and remove, no timerfd to re-arm, per command.
+  EventSourcePtr timeout_timer_;
   bool want_read_ = false;
   bool want_write_ = false;
+  bool io_batch_ = false;  // inside send(): the I/O watch is updated once, at its end
   State state_ = State::kIdle;
   bool announced_ready_ = false;
   uint64_t backoff_usec_ = 0;
   uint64_t next_id_ = 1;
-  std::map<uint64_t, Request> requests_;
-  std::map<sd_event_source*, uint64_t> timeout_ids_;
-  bool freeing_ = false;     // inside our own redisAsyncFree
-  bool in_hiredis_ = false;  // inside a hiredis call: its callbacks may run
+  std::map<uint64_t, Request> requests_;  // by id: the first is the oldest
+  bool freeing_ = false;                  // inside our own redisAsyncFree
+  bool in_hiredis_ = false;               // inside a hiredis call: its callbacks may run
+  bool closed_ = false;                   // close() was called
   std::string last_error_;
   std::string channel_;  // subscriber mode
   std::function<void()> on_subscribed_;

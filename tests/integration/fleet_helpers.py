@@ -5,6 +5,7 @@ two mfad instances (two private buses, two state directories, one master key) sh
 import json
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import Bus, Mfad, make_world_dir
+from conftest import PYTHON, Bus, Mfad, Reply, make_world_dir, sanitizer_env
 
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
@@ -36,6 +37,7 @@ class RedisServer:
         self.dir = make_world_dir("mfa-redis-")
         self.socket = os.path.join(self.dir, "redis.sock")
         self.password = secrets.token_hex(16)
+        self.admin_password = secrets.token_hex(16)
         self.password_file = os.path.join(self.dir, "redis.password")
         with open(self.password_file, "w") as f:
             f.write(self.password + "\n")
@@ -47,7 +49,7 @@ class RedisServer:
             # scripts' writes on restart ("NOPERM ACLs rules changed..."), losing them.
             f.write(REDIS_CONFIG.format(socket=self.socket, dir=self.dir, user=REDIS_USER,
                                         password=self.password,
-                                        admin_password=secrets.token_hex(16)))
+                                        admin_password=self.admin_password))
         self.log_path = os.path.join(self.dir, "redis.log")
         self.proc = None
 
@@ -90,6 +92,25 @@ class RedisServer:
                             self.password, "--no-auth-warning", "--raw", *args],
                            capture_output=True, text=True, timeout=10)
         return r.stdout
+
+    def admin_cli(self, *args):
+        """As the default user (INFO, CONFIG: what the mfad ACL user may not run)."""
+        r = subprocess.run([REDIS_CLI, "-s", self.socket, "--pass", self.admin_password,
+                            "--no-auth-warning", "--raw", *args],
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout
+
+    def scripts_run(self):
+        """EVALSHA and EVAL commands the server has run or refused so far (INFO commandstats):
+        a login's round trips to Redis, since each is one script. (The commands a script runs
+        are counted under their own names.)"""
+        total = 0
+        for line in self.admin_cli("INFO", "commandstats").splitlines():
+            if not line.startswith(("cmdstat_evalsha:", "cmdstat_eval:")):
+                continue
+            fields = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].split(","))
+            total += sum(int(fields.get(k, 0)) for k in ("calls", "rejected_calls"))
+        return total
 
     def log_text(self):
         try:
@@ -175,3 +196,72 @@ def second_host(a, build_dir, host_id="host-b"):
     if host_id is not None:
         b.set_config("Redis", "HostId", host_id)
     return host_b
+
+
+# One D-Bus connection held open by a child process (challenges belong to the connection that
+# began them), so that a test can act on other hosts between BeginAuthentication and Verify, or
+# signal mfad while a call waits. Reads one [method, args] per line, answers one JSON per line.
+_DIALOGUE_SCRIPT = r"""
+import json, sys, time, dbus
+bus = dbus.bus.BusConnection(sys.argv[1])
+mgr = dbus.Interface(bus.get_object("org.mfad1", "/org/mfad1", introspect=False),
+                     "org.mfad1.Manager")
+def plain(v):
+    if isinstance(v, (dbus.Array, list, tuple, dbus.Struct)): return [plain(x) for x in v]
+    if isinstance(v, dbus.String): return str(v)
+    return v
+for line in sys.stdin:
+    method, args = json.loads(line)
+    try:
+        out = {"ok": True, "result": plain(getattr(mgr, method)(*args, timeout=60))}
+    except dbus.exceptions.DBusException as e:
+        out = {"ok": False, "error": e.get_dbus_name(), "message": e.get_dbus_message()}
+    print(json.dumps(out), flush=True)
+"""
+
+
+class Dialogue:
+    """A login dialogue on one connection to m, step by step, as the PAM module holds it."""
+
+    CONTEXT = {"service": "test", "rhost": "127.0.0.1", "tty": "pts/0", "ruser": ""}
+
+    def __init__(self, m):
+        self.proc = subprocess.Popen([PYTHON, "-c", _DIALOGUE_SCRIPT, m.bus.address],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=sanitizer_env())
+        self.challenge = None
+
+    def send(self, method, *args):
+        self.proc.stdin.write(json.dumps([method, list(args)]) + "\n")
+        self.proc.stdin.flush()
+
+    def answered(self, timeout=0.0):
+        return bool(select.select([self.proc.stdout], [], [], timeout)[0])
+
+    def receive(self, timeout=30):
+        assert self.answered(timeout), "no reply from mfad within %s s" % timeout
+        line = self.proc.stdout.readline()
+        assert line, "the D-Bus client died: " + self.proc.stderr.read()
+        return Reply(**json.loads(line))
+
+    def call(self, method, *args):
+        self.send(method, *args)
+        return self.receive()
+
+    def begin(self, user):
+        r = self.call("BeginAuthentication", user, self.CONTEXT)
+        if r.ok:
+            self.challenge = r.result[0]
+        return r
+
+    def verify(self, code):
+        return self.call("Verify", self.challenge, code)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

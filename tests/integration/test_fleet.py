@@ -4,13 +4,16 @@ Redis goes away, logins go on from the local cache with both factors, every degr
 audited, and what was consumed meanwhile stays consumed once Redis is back."""
 
 import os
+import signal
 import time
 
 import pytest
 
 from conftest import call_spec, totp
+from daemon_helpers import run_mfad
 from fleet_helpers import redis  # noqa: F401 (a fixture)
-from fleet_helpers import audit_rows, degraded, fleet_config, second_host, wait_degraded
+from fleet_helpers import (Dialogue, Host, RedisServer, audit_rows, degraded, fleet_config,
+                           second_host, wait_degraded)
 
 MAX_FAILURES = 3
 
@@ -237,3 +240,214 @@ def test_degraded_property_changes_are_signalled(fleet, redis):
         mon.terminate()
         out = mon.communicate(timeout=10)[0]
     assert "PropertiesChanged" in out and "Degraded" in out, out
+
+
+# --- [Redis] Address: an IP address, never a name. ---
+
+
+def test_a_host_name_is_refused_at_config_check_and_start(mfad_factory):
+    m = mfad_factory
+    m.set_config("Redis", "Address", "redis://localhost:6379")
+    m.write_config()
+    r = run_mfad(m, "--config", m.config_path, "--check-config")
+    assert r.returncode != 0
+    assert "is a host name" in r.stderr and "IP addresses only" in r.stderr, r.stderr
+    m.start(wait=False)
+    assert m.proc.wait(20) != 0
+    assert "is a host name" in m.log_text()
+    m.set_config("Redis", "Address", "redis://127.0.0.1:6379")
+    m.write_config()
+    r = run_mfad(m, "--config", m.config_path, "--check-config")
+    assert r.returncode == 0, r.stderr
+
+
+# --- Shutdown while calls wait on Redis. ---
+
+
+@pytest.fixture
+def dialogues():
+    """Dialogue(m) factory; every dialogue is closed at the end of the test."""
+    opened = []
+
+    def open_dialogue(m, user=None):
+        d = Dialogue(m)
+        opened.append(d)
+        if user is not None:
+            d.begin(user).expect_ok()
+        return d
+    yield open_dialogue
+    for d in opened:
+        d.close()
+
+
+@pytest.fixture
+def slow_host(mfad_factory, redis):
+    """One mfad in fleet mode whose Redis Timeout is long enough for a call to be seen waiting."""
+    m = mfad_factory
+    fleet_config(m, redis)
+    m.set_config("Redis", "Timeout", 3000)
+    m.start()
+    wait_degraded(m, False)
+    return m
+
+
+def test_sigterm_answers_calls_waiting_on_a_frozen_redis(slow_host, redis, test_users, dialogues):
+    m = slow_host
+    user = "mfa-alice"
+    secret = m.enroll_totp(user)
+    in_verify = dialogues(m, user)
+    in_begin = dialogues(m)
+    redis.pause()
+    try:
+        in_verify.send("Verify", in_verify.challenge, m.next_code(user, secret))
+        in_begin.send("BeginAuthentication", user, Dialogue.CONTEXT)
+        assert not in_verify.answered(0.5) and not in_begin.answered(0)  # both wait on Redis
+        m.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        for d in (in_verify, in_begin):
+            r = d.receive(timeout=10)
+            r.expect_error("org.freedesktop.DBus.Error.NoServer")
+            assert "shutting down" in r.message
+        # Within the Redis Timeout (3 s), not the client's own timeout.
+        assert time.monotonic() - signalled < 4.5
+        assert m.proc.wait(10) == 0
+    finally:
+        redis.resume()
+    assert "waiting up to 3000 ms for 2 calls waiting on Redis" in m.log_text()
+
+
+def test_sigterm_lets_redis_answer_within_its_timeout(slow_host, redis, test_users, dialogues):
+    m = slow_host
+    user = "mfa-alice"
+    secret = m.enroll_totp(user)
+    d = dialogues(m, user)
+    redis.pause()
+    try:
+        d.send("Verify", d.challenge, m.next_code(user, secret))
+        assert not d.answered(0.5)
+        m.proc.send_signal(signal.SIGTERM)
+        assert not d.answered(0.3) and m.proc.poll() is None  # still waiting for Redis
+    finally:
+        redis.resume()
+    assert d.receive(timeout=10).expect_ok() == "totp"
+    assert m.proc.wait(10) == 0
+    # The success was confirmed by Redis: the step is taken fleet-wide.
+    assert int(redis.cli("GET", f"mfad:user:{{{user}}}:watermark")) == m._last_step[user]
+
+
+# --- Two round trips per login: Verify decides from what BeginAuthentication read, and the
+# confirm script checks, atomically, what another host may have done in between. ---
+
+
+def fleet_refusals(m, user, reason):
+    return [r for r in audit_rows(m, "auth.failure", user)
+            if r["reason"] == reason and '"fleet":"refused"' in r["details"].replace(" ", "")]
+
+
+def test_a_login_costs_two_redis_round_trips(fleet, test_users, redis):
+    a, _b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    before = redis.scripts_run()
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    # BeginAuthentication's read, and Verify's confirm; EndAuthentication asks nothing.
+    assert redis.scripts_run() - before == 2
+
+
+def test_lockout_on_b_between_begin_and_verify_blocks_a(fleet, test_users, dialogues):
+    a, b = fleet
+    user = "mfa-bob"
+    secret = a.enroll_totp(user)
+    d = dialogues(a, user)
+    # Meanwhile, a guesser locks the user out on B.
+    b.login(user, "000000")[1].expect_error("BadCode")
+    b.login(user, "000001")[1].expect_error("BadCode")
+    b.login(user, "000002")[1].expect_error("RateLimited")
+    # A's cache still says "not locked"; Redis refuses the valid code all the same.
+    d.verify(a.next_code(user, secret)).expect_error("RateLimited")
+    rows = fleet_refusals(a, user, "locked")
+    assert rows and rows[-1]["outcome"] == "denied", audit_rows(a, user=user)
+    assert "locked out fleet-wide" in a.log_text()
+    # Still locked on A, from its own cache now, and on B.
+    a.login(user, a.next_code(user, secret))[0].expect_error("RateLimited")
+    b.call("Unlock", "s", user).expect_ok()
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+
+
+def test_code_used_on_b_between_begin_and_verify_is_refused_on_a(fleet, test_users, dialogues):
+    a, b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    d = dialogues(a, user)
+    code = b.next_code(user, secret)
+    assert b.login(user, code)[1].expect_ok() == "totp"
+    # A's cache has the older watermark and accepts the code; the compare-and-set refuses it.
+    d.verify(code).expect_error("BadCode")
+    assert fleet_refusals(a, user, "replay-fleet")
+
+
+def test_backup_code_used_on_b_between_begin_and_verify_is_refused_on_a(fleet, test_users,
+                                                                         dialogues):
+    a, b = fleet
+    user = "mfa-alice"
+    a.enroll_totp(user)
+    codes = backup_codes(a, user)
+    d = dialogues(a, user)
+    assert b.login(user, codes[0])[1].expect_ok() == "backup"
+    d.verify(codes[0]).expect_error("BadCode")
+    assert fleet_refusals(a, user, "consumed-elsewhere")
+    assert a.call("GetUser", "s", user).expect_ok()["backup_codes_left"] == 9
+    # Once fleet-wide, whichever host comes first.
+    d2 = dialogues(b, user)
+    assert a.login(user, codes[1])[1].expect_ok() == "backup"
+    d2.verify(codes[1]).expect_error("BadCode")
+
+
+def test_factor_removed_on_b_between_begin_and_verify(fleet, test_users, dialogues):
+    a, b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    d = dialogues(a, user)
+    b.call("DisableMethod", "sss", user, "totp", "").expect_ok()
+    d.verify(a.next_code(user, secret)).expect_error("BadCode")
+    assert len(fleet_refusals(a, user, "factor-changed")) == 1
+    # Re-enrolled (a new secret), then reset by an admin while A's login waits for its code.
+    used_step = a._last_step[user]
+    secret2 = b.enroll_totp(user)
+    a._last_step[user] = max(a._last_step[user], used_step)  # A's cache took that step already
+    d2 = dialogues(a, user)
+    b.call("ResetUser", "s", user).expect_ok()
+    d2.verify(a.next_code(user, secret2)).expect_error("BadCode")
+    assert len(fleet_refusals(a, user, "factor-changed")) == 2
+    a.login(user, a.next_code(user, secret2))[0].expect_error("NotEnrolled")
+
+
+def test_failure_on_a_that_completes_a_fleet_lockout_says_so(fleet, test_users, dialogues):
+    a, b = fleet
+    user = "mfa-bob"
+    secret = a.enroll_totp(user)
+    d = dialogues(a, user)
+    b.login(user, "000000")[1].expect_error("BadCode")
+    b.login(user, "000001")[1].expect_error("BadCode")
+    # A's cache counts one failure; Redis counts the third and locks the user.
+    d.verify("000002").expect_error("RateLimited")
+    rows = audit_rows(a, "auth.lockout", user)
+    assert rows and rows[-1]["reason"] == "fleet-failures"
+    b.login(user, b.next_code(user, secret))[0].expect_error("RateLimited")
+
+
+def test_only_the_first_verify_reuses_what_begin_read(fleet, test_users, redis, dialogues):
+    a, b = fleet
+    user = "mfa-alice"
+    a.enroll_totp(user)
+    backup_codes(a, user)
+    d = dialogues(a, user)
+    before = redis.scripts_run()
+    d.verify("000000").expect_error("BadCode")
+    assert redis.scripts_run() - before == 1  # the confirm only
+    # A new set of backup codes on B; the retry on A reads Redis again and knows it.
+    codes = backup_codes(b, user)
+    before = redis.scripts_run()
+    assert d.verify(codes[0]).expect_ok() == "backup"
+    assert redis.scripts_run() - before == 2

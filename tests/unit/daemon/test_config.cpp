@@ -286,6 +286,13 @@ void test_each_bad_value_with_line(void** state) {
       {"Redis", "Address", "redis://host", "redis://HOST:PORT or unix:"},
       {"Redis", "Address", "redis://host:99999", "redis://HOST:PORT or unix:"},
       {"Redis", "Address", "unix:relative.sock", "redis://HOST:PORT or unix:"},
+      {"Redis", "Address", "unix:/run/../tmp/redis.sock", "redis://HOST:PORT or unix:"},
+      // Names are refused at config check: mfad would have to resolve them, blocking its loop.
+      {"Redis", "Address", "redis://localhost:6379", "is a host name"},
+      {"Redis", "Address", "redis://redis.example.net:6379", "IP addresses only"},
+      {"Redis", "Address", "redis://10.0.0.5", "no port"},
+      {"Redis", "Address", "redis://[10.0.0.5]:6379", "not an IP address"},
+      {"Redis", "Address", "redis://u:secret@10.0.0.5:6379", "no credentials"},
       {"Redis", "PasswordFile", "pw", "absolute path"},
       {"Redis", "KeyPrefix", "has space", "KeyPrefix"},
       {"Redis", "HostId", "web 1", "HostId must be"},

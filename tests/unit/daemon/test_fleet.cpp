@@ -90,10 +90,29 @@ void test_address_parsing(void** /*state*/) {
   assert_true(t.ok());
   assert_string_equal(t->host.c_str(), "127.0.0.1");
   assert_int_equal(t->port, 6380);
-  assert_int_equal(parse_redis_address("redis://localhost")->port, 6379);
+  auto v6 = parse_redis_address("redis://[::1]:6379/");
+  assert_true(v6.ok());
+  assert_string_equal(v6->host.c_str(), "::1");
+  assert_int_equal(v6->port, 6379);
+  assert_string_equal(v6->describe().c_str(), "redis://[::1]:6379");
   assert_false(parse_redis_address("unix:relative").ok());
-  assert_false(parse_redis_address("redis://host:99999").ok());
-  assert_false(parse_redis_address("http://host").ok());
+  assert_false(parse_redis_address("redis://10.0.0.5:99999").ok());
+  assert_false(parse_redis_address("redis://10.0.0.5").ok());  // the port is required
+  assert_false(parse_redis_address("http://10.0.0.5:6379").ok());
+  assert_false(parse_redis_address("redis://::1:6379").ok());         // IPv6 needs brackets
+  assert_false(parse_redis_address("redis://[10.0.0.5]:6379").ok());  // brackets: IPv6 only
+  assert_false(parse_redis_address("redis://127.1:6379").ok());       // dotted quads only
+  // Names are refused, never looked up (a lookup would block the loop), with a clear message.
+  for (const char* name : {"redis://localhost:6379", "redis://redis.example.net:6380"}) {
+    auto r = parse_redis_address(name);
+    assert_false(r.ok());
+    assert_non_null(strstr(r.error().message.c_str(), "is a host name"));
+    assert_non_null(strstr(r.error().message.c_str(), "IP addresses only"));
+  }
+  // Credentials in the address are refused and never echoed.
+  auto cred = parse_redis_address("redis://mfad:hunter2@10.0.0.5:6379");
+  assert_false(cred.ok());
+  assert_null(strstr(cred.error().message.c_str(), "hunter2"));
 }
 
 void test_password_file(void** /*state*/) {
@@ -254,6 +273,100 @@ void test_backup_code_exactly_once(void** /*state*/) {
                        fleet::confirm_args(req, policy, 1764000000000000));
   assert_string_equal(fleet::parse_confirm_reply(*first)->refused.c_str(), "");
   assert_string_equal(fleet::parse_confirm_reply(*second)->refused.c_str(), "consumed-elsewhere");
+}
+
+// A login decided from an older cache: a fleet-wide lockout refuses it before anything is
+// counted or consumed; reconciliation (no check_lock) still applies what happened offline.
+void test_confirm_refuses_while_locked_fleet_wide(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "locked-user");
+  const int64_t now = 1764000000000000;
+  const CodeHash h = code_hash(3);
+  assert_true(l.command({"SADD", k.backup, fleet::hash_hex(h)}).ok());
+  assert_true(l.command({"HSET", k.limits, "cf", "0", "lc", "1", "lu",
+                         std::to_string(now + 60000000), "day", "0", "df", "3"})
+                  .ok());
+  const RatePolicy policy;
+  fleet::ConfirmRequest req;
+  req.step = 500;
+  req.action = "success";
+  req.check_lock = true;
+  auto r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
+                  fleet::confirm_args(req, policy, now));
+  auto o = fleet::parse_confirm_reply(*r);
+  assert_true(o.ok());
+  assert_string_equal(o->refused.c_str(), "locked");
+  assert_int_equal(o->limits.locked_until_usec, now + 60000000);
+  assert_int_equal(o->limits.lockout_count, 1);            // not cleared by the refused success
+  assert_true(l.command({"GET", k.watermark})->is_nil());  // the step was not taken
+  req = {};
+  req.backup = h;
+  req.action = "fail";
+  req.check_lock = true;
+  r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
+             fleet::confirm_args(req, policy, now));
+  o = fleet::parse_confirm_reply(*r);
+  assert_string_equal(o->refused.c_str(), "locked");
+  assert_int_equal(o->limits.day_failures, 3);  // not counted
+  assert_int_equal(l.command({"SISMEMBER", k.backup, fleet::hash_hex(h)})->integer, 1);
+  // Once the lock is over, the same request goes through.
+  r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
+             fleet::confirm_args(req, policy, now + 61000000));
+  assert_string_equal(fleet::parse_confirm_reply(*r)->refused.c_str(), "");
+  // Reconciliation does not ask: it replays what this host already decided offline.
+  const auto k2 = fleet::user_keys("mfad:", "locked-user-2");
+  assert_true(l.command({"HSET", k2.limits, "lu", std::to_string(now + 60000000)}).ok());
+  fleet::ConfirmRequest replay;
+  replay.step = 700;
+  r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k2),
+             fleet::confirm_args(replay, policy, now));
+  assert_string_equal(fleet::parse_confirm_reply(*r)->refused.c_str(), "");
+  assert_string_equal(l.command({"GET", k2.watermark})->str.c_str(), "700");
+}
+
+// A success rests on the factor record the cache had: removed or replaced in Redis since, the
+// success is refused (and counted), and nothing is consumed.
+void test_confirm_checks_the_factor_record(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "factor-user");
+  const int64_t now = 1764000000000000;
+  FactorRecord f;
+  f.method = Method::kTotp;
+  f.sealed = {7, 8, 9};
+  f.params = "SHA1:6:30";
+  f.created_usec = 42;
+  assert_true(l.command({"HSET", k.factors, "totp", fleet::encode_factor(f)}).ok());
+  const RatePolicy policy;
+  auto run = [&](const FactorRecord& seen, uint64_t step) {
+    fleet::ConfirmRequest req;
+    req.step = step;
+    req.action = "success";
+    req.check_lock = true;
+    req.factor_field = "totp";
+    req.factor_sha1 = fleet::factor_fingerprint(seen);
+    auto r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
+                    fleet::confirm_args(req, policy, now));
+    assert_true(r.ok());
+    auto o = fleet::parse_confirm_reply(*r);
+    assert_true(o.ok());
+    return o->refused;
+  };
+  assert_string_equal(run(f, 100).c_str(), "");
+  FactorRecord replaced = f;
+  replaced.sealed = {1, 1, 1};  // re-enrolled elsewhere: another secret
+  assert_true(l.command({"HSET", k.factors, "totp", fleet::encode_factor(replaced)}).ok());
+  assert_string_equal(run(f, 101).c_str(), "factor-changed");
+  assert_string_equal(l.command({"GET", k.watermark})->str.c_str(), "100");
+  assert_string_equal(l.command({"HGET", k.limits, "cf"})->str.c_str(), "1");
+  assert_true(l.command({"HDEL", k.factors, "totp"}).ok());  // disabled, or the user reset
+  assert_string_equal(run(replaced, 102).c_str(), "factor-changed");
+  assert_true(l.command({"DEL", k.factors}).ok());
+  // The fingerprint is of the record as encode_factor writes it.
+  assert_int_equal(fleet::factor_fingerprint(f).size(), 40);
+  assert_string_not_equal(fleet::factor_fingerprint(f).c_str(),
+                          fleet::factor_fingerprint(replaced).c_str());
 }
 
 // The script's arithmetic is rate_limiter.cpp's: the same failures give the same state.
@@ -608,6 +721,48 @@ void test_frozen_server_times_out(void** /*state*/) {
   assert_true(l.run_until([&] { return l.client->ready(); }, 5000));
 }
 
+// One timer serves every command: a command sent after an earlier one was answered still gets
+// its whole timeout, counted from its own sending.
+void test_timeout_counts_from_each_command(void** /*state*/) {
+  Loop l(kRedisPassword, 150 * 1000);
+  l.wait_ready();
+  assert_true(l.command({"PING"}).ok());  // arms the timer for its own deadline
+  // The loop runs on until the first command's deadline is near.
+  const auto later = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+  assert_true(l.run_until([&] { return std::chrono::steady_clock::now() > later; }, 1000));
+  kill(g_redis_server->pid, SIGSTOP);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = l.command({"PING"});
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - start)
+                      .count();
+  kill(g_redis_server->pid, SIGCONT);
+  assert_false(r.ok());
+  assert_non_null(strstr(r.error().message.c_str(), "timed out"));
+  assert_true(ms >= 140 && ms < 1000);
+  assert_true(l.run_until([&] { return l.client->ready(); }, 5000));
+}
+
+// Shutdown: a command waiting on a frozen server completes at once with the given reason,
+// later ones too, and the client does not reconnect.
+void test_close_completes_what_waits(void** /*state*/) {
+  Loop l(kRedisPassword, 10 * 1000 * 1000);
+  l.wait_ready();
+  kill(g_redis_server->pid, SIGSTOP);
+  std::optional<Result<RedisReply>> waiting;
+  l.client->command({"PING"}, [&](Result<RedisReply> r) { waiting.emplace(std::move(r)); });
+  assert_false(l.run_until([&] { return waiting.has_value(); }, 100));
+  l.client->close("mfad is shutting down");
+  kill(g_redis_server->pid, SIGCONT);
+  assert_true(waiting.has_value());
+  assert_false(waiting->ok());
+  assert_non_null(strstr(waiting->error().message.c_str(), "shutting down"));
+  std::optional<Result<RedisReply>> later;
+  l.client->command({"PING"}, [&](Result<RedisReply> r) { later.emplace(std::move(r)); });
+  assert_true(later.has_value() && !later->ok());
+  assert_false(l.run_until([&] { return l.client->ready(); }, 300));
+}
+
 }  // namespace
 
 int main() {
@@ -624,11 +779,15 @@ int main() {
       cmocka_unit_test(test_wrong_password_is_refused_not_ready),
       cmocka_unit_test(test_watermark_compare_and_set),
       cmocka_unit_test(test_backup_code_exactly_once),
+      cmocka_unit_test(test_confirm_refuses_while_locked_fleet_wide),
+      cmocka_unit_test(test_confirm_checks_the_factor_record),
       cmocka_unit_test(test_shared_failures_match_the_local_limiter),
       cmocka_unit_test(test_load_and_put_user),
       cmocka_unit_test(test_session_scripts),
       cmocka_unit_test(test_subscription),
       cmocka_unit_test(test_frozen_server_times_out),
+      cmocka_unit_test(test_timeout_counts_from_each_command),
+      cmocka_unit_test(test_close_completes_what_waits),
   };
   int failed = cmocka_run_group_tests_name("fleet", pure, nullptr, nullptr);
   failed += cmocka_run_group_tests_name("fleet-redis", with_redis, redis_group_setup,
