@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The daemon benchmark: a private system bus, a database seeded with USERS TOTP enrollments, the
-# real mfad (SQLite synchronous=FULL, on disk: every commit is fsync'd), and CLIENTS concurrent
+# real mfad (SQLite on disk: every reply waits for the fdatasync of its commit), and CLIENTS concurrent
 # PAM-like clients each running BeginAuthentication + Verify + EndAuthentication with a valid code.
 # Prints logins/s, p50 and p99. Run as root (the PAM-side methods are root's).
 #
@@ -36,7 +36,7 @@ rm -f "$work/fsync-probe"
 "$bench_bin/mfad-bench-login" --bus-address "$address" --users "$users" --clients "$clients" \
   --ping | sed 's/^/anchor: bus, 3 round trips per login: /'
 
-echo "running $clients clients over $users logins (synchronous=FULL, $(df --output=source "$work" | tail -1))..."
+echo "running $clients clients over $users logins (durable: fdatasync before each reply, $(df --output=source "$work" | tail -1))..."
 status=0
 mfad_cpu0=$(cpu_ms "$mfad_pid") bus_cpu0=$(cpu_ms "$bus_pid") t0=$(date +%s%N)
 "$bench_bin/mfad-bench-login" --bus-address "$address" --users "$users" --clients "$clients" ||

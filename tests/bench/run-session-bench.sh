@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The session benchmark: a private system bus, the real mfad (SQLite synchronous=FULL, on disk:
-# every commit is fsync'd), and CLIENTS concurrent PAM-like clients each running OpenSession +
-# CloseSession (the leader is the client itself, so the liveness check reads /proc). Prints p50,
+# The session benchmark: a private system bus, the real mfad (SQLite on disk: every reply waits
+# for the fdatasync of its commit), and CLIENTS concurrent PAM-like clients each running
+# OpenSession + CloseSession (the leader is the client itself, so the liveness check reads /proc). Prints p50,
 # p99 and max of each method as seen by the client (bus round trip included). Run as root.
 #
 #   tests/bench/run-session-bench.sh [BUILD_DIR]
@@ -22,7 +22,7 @@ source "$repo/tests/bench/bench-env.sh"
 
 start_bench_mfad "[Sessions]\nMaxPerUser=1000"
 
-echo "running $clients clients over $sessions sessions (synchronous=FULL, $(df --output=source "$work" | tail -1))..."
+echo "running $clients clients over $sessions sessions (durable: fdatasync before each reply, $(df --output=source "$work" | tail -1))..."
 status=0
 "$bench_bin/mfad-bench-sessions" --bus-address "$address" --sessions "$sessions" \
   --clients "$clients" || status=$?
