@@ -2,7 +2,8 @@
 # The session benchmark: a private system bus, the real mfad (SQLite on disk: every reply waits
 # for the fdatasync of its commit), and CLIENTS concurrent PAM-like clients each running
 # OpenSession + CloseSession (the leader is the client itself, so the liveness check reads
-# /proc). Prints p50, p99 and max of each method as seen by the client (bus round trip included). Run as root.
+# /proc). Prints p50, p99 and max of each method as seen by the client (bus round trip
+# included). Run as root.
 #
 #   tests/bench/run-session-bench.sh [BUILD_DIR]
 #   env: SESSIONS=2000 CLIENTS=1 STATE_PARENT=/var/tmp MFAD=... BENCH_BIN_DIR=...
