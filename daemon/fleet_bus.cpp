@@ -170,27 +170,34 @@ void ManagerBus::fleet_confirm(std::shared_ptr<sd_bus_message> call, uint64_t id
     }
     const bool confirmed = success && sms.refused.empty();
     const bool failed = failure || (success && !sms.refused.empty());
-    fleet_->confirm(user, kind, shared, confirmed, failed, verified,
-                    [this, call, id, held, text, success, failure, user, kind, who, sms,
-                     local_change = changes.enrollment_changed()](FleetConfirmResult res) {
-                      if (fleet_calls_.count(id) == 0)
-                        return;  // the shutdown answered it already
-                      try {
-                        if (res.refused.empty())
-                          res.refused = sms.refused;
-                        res.unavailable = res.unavailable || sms.unavailable;
-                        answer_confirmed(call.get(), held.get(), success, failure, user, kind, who,
-                                         res, text);
-                        // The cache took an enrollment change that Redis did not: it follows
-                        // Redis again.
-                        if (!res.refused.empty() && local_change)
-                          fleet_->prefetch(user, [this](bool) { after_write(); });
-                        after_write();
-                      } catch (...) {
-                        MFA_LOG_ERROR("fleet confirm reply failed");
-                      }
-                      fleet_call_done(id);
-                    });
+    fleet_->confirm(
+        user, kind, shared, confirmed, failed, verified,
+        [this, call, id, held, text, success, failure, user, kind, who, sms,
+         changes](FleetConfirmResult res) {
+          if (fleet_calls_.count(id) == 0)
+            return;  // the shutdown answered it already
+          try {
+            if (res.refused.empty())
+              res.refused = sms.refused;
+            res.unavailable = res.unavailable || sms.unavailable;
+            const bool change = kind == FleetCallKind::kChange || kind == FleetCallKind::kAdmin;
+            if (res.unavailable && res.refused.empty() && !change && !stopping_) {
+              // Redis went away during the confirm: the decision stands, taken from
+              // the cache, like every decision of degraded mode.
+              fleet_->audit_degraded(user, sd_bus_message_get_member(call.get()), changes, success,
+                                     failure, who);
+            }
+            answer_confirmed(call.get(), held.get(), success, failure, user, kind, who, res, text);
+            // The cache took an enrollment change that Redis did not: it follows
+            // Redis again.
+            if (!res.refused.empty() && changes.enrollment_changed())
+              fleet_->prefetch(user, [this](bool) { after_write(); });
+            after_write();
+          } catch (...) {
+            MFA_LOG_ERROR("fleet confirm reply failed");
+          }
+          fleet_call_done(id);
+        });
   };
   if (fleet_sms_ && (changes.sms_used || changes.sms_failed)) {
     fleet_sms_->confirm(user, changes, std::move(rest));

@@ -340,6 +340,20 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
 void FleetCoordinator::note_degraded(const std::string& user, const std::string& call,
                                      const FleetChanges& changes, bool success, bool failure,
                                      const std::string& caller) {
+  audit_degraded(user, call, changes, success, failure, caller);
+  if (changes.watermark_advanced)
+    queue({0, user, "watermark", *changes.watermark_advanced, std::nullopt, 0});
+  if (changes.backup_consumed)
+    queue({0, user, "backup", 0, changes.backup_consumed, 0});
+  if (failure && changes.limits_written)
+    queue({0, user, "failures", 0, std::nullopt, 1});
+  for (const auto& item : fleet::sms_change_items(user, changes))
+    queue(item);
+}
+
+void FleetCoordinator::audit_degraded(const std::string& user, const std::string& call,
+                                      const FleetChanges& changes, bool success, bool failure,
+                                      const std::string& caller) {
   AuditEvent event;
   event.kind = "degraded";
   event.user = user;
@@ -355,14 +369,6 @@ void FleetCoordinator::note_degraded(const std::string& user, const std::string&
     event.details["method"] = "sms";
   if (Status st = d_.audit.record(event); !st.ok())
     MFA_LOG_ERROR("cannot audit a degraded decision: %s", st.error().message.c_str());
-  if (changes.watermark_advanced)
-    queue({0, user, "watermark", *changes.watermark_advanced, std::nullopt, 0});
-  if (changes.backup_consumed)
-    queue({0, user, "backup", 0, changes.backup_consumed, 0});
-  if (failure && changes.limits_written)
-    queue({0, user, "failures", 0, std::nullopt, 1});
-  for (const auto& item : fleet::sms_change_items(user, changes))
-    queue(item);
 }
 
 void FleetCoordinator::note_refused(const std::string& user, const std::string& reason,

@@ -87,6 +87,10 @@ class FleetCoordinator {
   void confirm(const std::string& user, FleetCallKind kind, const FleetChanges& changes,
                bool success, bool failure, std::optional<Method> verified,
                std::function<void(FleetConfirmResult)> done);
+  // A decision taken without Redis (its confirm did not get through; what it consumed is queued
+  // already): audited as degraded.
+  void audit_degraded(const std::string& user, const std::string& call, const FleetChanges& changes,
+                      bool success, bool failure, const std::string& caller);
   // A decision taken in degraded mode: audited, and queued for reconciliation.
   void note_degraded(const std::string& user, const std::string& call, const FleetChanges& changes,
                      bool success, bool failure, const std::string& caller);

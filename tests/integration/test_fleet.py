@@ -3,6 +3,7 @@ master key) sharing one real redis-server. What one host consumes is consumed on
 Redis goes away, logins go on from the local cache with both factors, every degraded decision is
 audited, and what was consumed meanwhile stays consumed once Redis is back."""
 
+import json
 import os
 import signal
 import time
@@ -451,3 +452,25 @@ def test_only_the_first_verify_reuses_what_begin_read(fleet, test_users, redis, 
     before = redis.scripts_run()
     assert d.verify(codes[0]).expect_ok() == "backup"
     assert redis.scripts_run() - before == 2
+
+
+def test_redis_frozen_during_the_confirm_is_a_degraded_decision(fleet, test_users, redis,
+                                                                dialogues):
+    a, b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    code = a.next_code(user, secret)
+    d = dialogues(a, user)       # BeginAuthentication read Redis: Verify goes straight to confirm
+    redis.pause()
+    try:
+        assert d.verify(code).expect_ok() == "totp"   # decided from the cache, within Timeout
+        rows = [r for r in audit_rows(a, "degraded", user)
+                if json.loads(r["details"]).get("call") == "Verify"]
+        assert rows and rows[-1]["outcome"] == "success", audit_rows(a, user=user)
+        assert json.loads(rows[-1]["details"]).get("method") == "totp"
+        assert rows[-1]["reason"] == "redis-unavailable"
+    finally:
+        redis.resume()
+    wait_degraded(a, False)
+    # The step used during the freeze reached Redis: B refuses the same code.
+    b.login(user, code)[1].expect_error("BadCode")
