@@ -318,6 +318,14 @@ int run(const Options& options) {
     MFA_LOG_ERROR("cannot block signals: %s", strerror(errno));
     return EXIT_FAILURE;
   }
+  // A peer that closed its end (Redis restarting, an SMS provider) is an EPIPE to handle, not a
+  // signal that ends mfad: hiredis writes with write(2), which raises SIGPIPE.
+  struct sigaction ignore = {};
+  ignore.sa_handler = SIG_IGN;
+  if (sigaction(SIGPIPE, &ignore, nullptr) < 0) {
+    MFA_LOG_ERROR("cannot ignore SIGPIPE: %s", strerror(errno));
+    return EXIT_FAILURE;
+  }
 
   std::vector<ConfigProblem> problems;
   auto loaded = load_config(options.config_path, options.config_given, /*strict=*/false, &problems);

@@ -15,6 +15,14 @@ def test_sigterm_exits_zero(mfad):
     assert mfad.bus.name_owner("org.mfad1") is None
 
 
+def test_sigpipe_is_ignored(mfad):
+    # A peer closing its socket under a write (Redis restarting: hiredis uses write(2)) must be an
+    # EPIPE, not a signal that kills mfad.
+    with open(f"/proc/{mfad.proc.pid}/status") as f:
+        ignored = int(next(line for line in f if line.startswith("SigIgn:")).split()[1], 16)
+    assert ignored & (1 << (signal.SIGPIPE - 1))
+
+
 def test_bus_name_already_owned_is_fatal(mfad):
     other = subprocess.run([mfad.binary, "--config", mfad.config_path, "--bus-address",
                             mfad.bus.address], capture_output=True, text=True, timeout=30)
