@@ -798,16 +798,14 @@ int authenticate(pam_handle_t* pamh, int flags, int argc, const char** argv) {
 }  // namespace
 }  // namespace mfa::pam
 
-// The only symbols exported (pam_mfa.map). Each catches everything: no exception may cross
-// into the C host.
+// The only symbols exported (pam_mfa.map). The module is built without exceptions, so none can
+// cross into the C host; running out of memory aborts the host (pam_runtime.cpp): fail closed.
 extern "C" {
 
 PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_authenticate(pam_handle_t* pamh,
                                                                           int flags, int argc,
-                                                                          const char** argv) try {
+                                                                          const char** argv) {
   return mfa::pam::authenticate(pamh, flags, argc, argv);
-} catch (...) {
-  return PAM_SYSTEM_ERR;
 }
 
 PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_setcred(pam_handle_t*, int, int,
@@ -818,18 +816,14 @@ PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_setcred(pam_handle_
 // Session registration (DESIGN.md §8): the same failure rules as authentication.
 PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_open_session(pam_handle_t* pamh,
                                                                           int flags, int argc,
-                                                                          const char** argv) try {
+                                                                          const char** argv) {
   return mfa::pam::open_session(pamh, flags, argc, argv);
-} catch (...) {
-  return PAM_SYSTEM_ERR;
 }
 
 PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_close_session(pam_handle_t* pamh,
                                                                            int flags, int argc,
-                                                                           const char** argv) try {
+                                                                           const char** argv) {
   return mfa::pam::close_session(pamh, flags, argc, argv);
-} catch (...) {
-  return PAM_SYSTEM_ERR;
 }
 
 }  // extern "C"

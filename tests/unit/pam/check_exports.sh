@@ -20,6 +20,11 @@ done
 # The module erases answers itself (explicit_bzero) so that libcrypto is not loaded into every
 # login process.
 if echo "$needed" | grep -qF libcrypto; then echo "libcrypto is linked"; exit 1; fi
+# Nor libstdc++ (pam_runtime.cpp): loading it cost every fresh login process more than the rest of
+# the module. Sanitizer runtimes bring it back, so only the plain build is held to this.
+if [ "$build" = plain ] && echo "$needed" | grep -qF libstdc++; then
+  echo "libstdc++ is linked"; exit 1
+fi
 if readelf -d "$so" | grep -q TEXTREL; then echo "text relocations"; exit 1; fi
 echo "exports: $(echo $exports)"
 # No static constructors (DESIGN.md §3): .init_array holds only the toolchain's frame_dummy.
