@@ -14,6 +14,7 @@
 #include <security/pam_modules.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 #include <systemd/sd-bus.h>
 #include <unistd.h>
 
@@ -142,6 +143,25 @@ CallStatus classify(int r, const sd_bus_error& error) {
   return CallStatus::kUnreachable;
 }
 
+uint64_t monotonic_usec() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
+}
+
+// A GetNameOwner reply, gathered asynchronously.
+struct OwnerReply {
+  bool done = false;
+  BusMessagePtr reply;
+};
+
+int on_owner_reply(sd_bus_message* m, void* userdata, sd_bus_error* /*ret_error*/) {
+  auto* owner = static_cast<OwnerReply*>(userdata);
+  owner->reply.reset(sd_bus_message_ref(m));
+  owner->done = true;
+  return 1;
+}
+
 class Dialogue {
  public:
   Dialogue(pam_handle_t* pamh, int flags, const PamArgs& args)
@@ -156,7 +176,7 @@ class Dialogue {
   int close_session();
 
  private:
-  void debug(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+  void debug(const char* fmt, ...) const __attribute__((format(printf, 2, 3)));
   int unavailable() const {
     return args_.failmode == FailMode::kIgnore ? PAM_IGNORE : PAM_AUTHINFO_UNAVAIL;
   }
@@ -165,9 +185,19 @@ class Dialogue {
 
   int connect();
   int check_daemon_identity();
+  // Whether a connection of this uid may be sent codes: root or the mfad user.
+  bool trusted_owner(uid_t uid) const;
+  // The unique name owning org.mfad1, or "" when it is not owned (or the bus failed).
+  std::string name_owner();
   // For pam_sm_open_session in the same process: which factor this authentication used.
   void remember_factor(const char* method);
   int begin_authentication(const char* user);
+  // A method call of org.mfad1.Manager with up to two strings and a context; null (and *ret_r
+  // set) when it cannot be built.
+  BusMessagePtr build(const char* destination, const char* member, bool sensitive, const char* a,
+                      const char* b,
+                      const std::vector<std::pair<const char*, std::string>>* context, int* ret_r);
+  std::vector<std::pair<const char*, std::string>> login_context() const;
   int run_dialogue();
   void end_authentication();
 
@@ -193,7 +223,7 @@ class Dialogue {
   std::string challenge_;  // not a secret: tied to our connection by the daemon
 };
 
-void Dialogue::debug(const char* fmt, ...) {
+void Dialogue::debug(const char* fmt, ...) const {
   if (!args_.debug)
     return;
   va_list ap;
@@ -202,39 +232,44 @@ void Dialogue::debug(const char* fmt, ...) {
   va_end(ap);
 }
 
+BusMessagePtr Dialogue::build(const char* destination, const char* member, bool sensitive,
+                              const char* a, const char* b,
+                              const std::vector<std::pair<const char*, std::string>>* context,
+                              int* ret_r) {
+  sd_bus_message* raw = nullptr;
+  int r = sd_bus_message_new_method_call(bus_.get(), &raw, destination, dbus::kObjectPath,
+                                         dbus::kInterface, member);
+  BusMessagePtr m(raw);
+  if (r >= 0 && sensitive)
+    r = sd_bus_message_sensitive(m.get());
+  if (r >= 0 && a)
+    r = sd_bus_message_append(m.get(), "s", a);
+  if (r >= 0 && b)
+    r = sd_bus_message_append(m.get(), "s", b);
+  if (r >= 0 && context) {
+    r = sd_bus_message_open_container(m.get(), 'a', "{ss}");
+    for (const auto& [key, value] : *context) {
+      if (r < 0)
+        break;
+      r = sd_bus_message_append(m.get(), "{ss}", key, value.c_str());
+    }
+    if (r >= 0)
+      r = sd_bus_message_close_container(m.get());
+  }
+  *ret_r = r;
+  if (r < 0)
+    m.reset();
+  return m;
+}
+
 CallResult Dialogue::call(const char* member, bool sensitive, const char* a, const char* b,
                           const std::vector<std::pair<const char*, std::string>>* context) {
   CallResult res;
-  sd_bus_message* raw = nullptr;
-  res.r = sd_bus_message_new_method_call(bus_.get(), &raw, daemon_.c_str(), dbus::kObjectPath,
-                                         dbus::kInterface, member);
-  if (res.r < 0) {
+  BusMessagePtr m = build(daemon_.c_str(), member, sensitive, a, b, context, &res.r);
+  if (!m) {
     res.status = CallStatus::kLocal;
     return res;
   }
-  BusMessagePtr m(raw);
-  if (sensitive) {
-    res.r = sd_bus_message_sensitive(m.get());
-    if (res.r < 0)
-      return res;
-  }
-  if (a)
-    res.r = sd_bus_message_append(m.get(), "s", a);
-  if (res.r >= 0 && b)
-    res.r = sd_bus_message_append(m.get(), "s", b);
-  if (res.r >= 0 && context) {
-    res.r = sd_bus_message_open_container(m.get(), 'a', "{ss}");
-    for (const auto& [key, value] : *context) {
-      if (res.r < 0)
-        break;
-      res.r = sd_bus_message_append(m.get(), "{ss}", key, value.c_str());
-    }
-    if (res.r >= 0)
-      res.r = sd_bus_message_close_container(m.get());
-  }
-  if (res.r < 0)
-    return res;
-
   sd_bus_error error = SD_BUS_ERROR_NULL;
   sd_bus_message* reply = nullptr;
   uint64_t timeout_usec = static_cast<uint64_t>(args_.timeout_seconds) * 1000000;
@@ -318,10 +353,8 @@ int Dialogue::connect() {
 // check_server_cred in pam_sss.c); later calls go to that unique name only, so that a new owner
 // mid-dialogue makes them fail instead of receiving the code.
 int Dialogue::check_daemon_identity() {
-  sd_bus_creds* raw = nullptr;
-  const uint64_t mask = SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID | SD_BUS_CREDS_UNIQUE_NAME;
-  int r = sd_bus_get_name_creds(bus_.get(), dbus::kBusName, mask, &raw);
-  if (r < 0) {
+  std::string owner = name_owner();
+  if (owner.empty()) {
     // Not running: ask the bus to activate it (a no-op error where there is no activation
     // file), then look once more.
     sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -330,25 +363,64 @@ int Dialogue::check_daemon_identity() {
                                dbus::kBusName, 0u);
     sd_bus_error_free(&error);
     if (s >= 0)
-      r = sd_bus_get_name_creds(bus_.get(), dbus::kBusName, mask, &raw);
+      owner = name_owner();
   }
-  if (r < 0) {
-    pam_syslog(pamh_, LOG_ERR, "mfad is not running (%s is not owned: %s)", dbus::kBusName,
-               strerror(-r));
+  if (owner.empty()) {
+    pam_syslog(pamh_, LOG_ERR, "mfad is not running (%s is not owned)", dbus::kBusName);
     return unavailable();
   }
+  // A unique name: one GetConnectionCredentials.
+  sd_bus_creds* raw = nullptr;
+  int r =
+      sd_bus_get_name_creds(bus_.get(), owner.c_str(), SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID, &raw);
   BusCredsPtr creds(raw);
   uid_t uid = static_cast<uid_t>(-1);
-  if (sd_bus_creds_get_euid(creds.get(), &uid) < 0 && sd_bus_creds_get_uid(creds.get(), &uid) < 0) {
+  if (r < 0 || (sd_bus_creds_get_euid(creds.get(), &uid) < 0 &&
+                sd_bus_creds_get_uid(creds.get(), &uid) < 0)) {
     pam_syslog(pamh_, LOG_ERR, "cannot tell who owns %s", dbus::kBusName);
     return unavailable();
   }
-  const char* unique = nullptr;
-  if (sd_bus_creds_get_unique_name(creds.get(), &unique) < 0 || unique == nullptr ||
-      unique[0] != ':') {
-    pam_syslog(pamh_, LOG_ERR, "cannot tell which connection owns %s", dbus::kBusName);
+  if (!trusted_owner(uid))
     return unavailable();
+  daemon_ = std::move(owner);
+  debug("mfad is %s (uid %u)", daemon_.c_str(), static_cast<unsigned>(uid));
+  return PAM_SUCCESS;
+}
+
+// Sent with sd_bus_call_method_async, GetNameOwner leaves in the same write as the connection's
+// Hello (sd_bus_call would first wait for Hello's reply): one round trip less per login.
+std::string Dialogue::name_owner() {
+  OwnerReply owner;
+  sd_bus_slot* raw = nullptr;
+  int r = sd_bus_call_method_async(bus_.get(), &raw, "org.freedesktop.DBus",
+                                   "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetNameOwner",
+                                   on_owner_reply, &owner, "s", dbus::kBusName);
+  BusSlotPtr slot(raw);
+  // Our own deadline too: while the connection authenticates, sd-bus waits on its 90 s
+  // handshake timeout, not on the call's.
+  const uint64_t timeout_usec = static_cast<uint64_t>(args_.timeout_seconds) * 1000000;
+  const uint64_t deadline = monotonic_usec() + timeout_usec;
+  while (r >= 0 && !owner.done) {
+    r = sd_bus_process(bus_.get(), nullptr);
+    if (r == 0) {
+      const uint64_t now = monotonic_usec();
+      if (now >= deadline)
+        r = -ETIMEDOUT;
+      else
+        r = sd_bus_wait(bus_.get(), deadline - now);
+    }
+    if (r == -EINTR)
+      r = 0;
   }
+  const char* unique = nullptr;
+  if (r < 0 || !owner.reply || sd_bus_message_is_method_error(owner.reply.get(), nullptr) ||
+      sd_bus_message_read(owner.reply.get(), "s", &unique) <= 0 || unique == nullptr ||
+      unique[0] != ':')
+    return {};
+  return unique;
+}
+
+bool Dialogue::trusted_owner(uid_t uid) const {
   bool trusted = uid == 0;
   if (!trusted) {
     struct passwd pw;
@@ -360,14 +432,11 @@ int Dialogue::check_daemon_identity() {
   if (!trusted) {
     pam_syslog(pamh_, LOG_ERR, "%s is owned by uid %u, not root or %s: not sending codes",
                dbus::kBusName, static_cast<unsigned>(uid), kMfadUserName);
-    return unavailable();
   }
-  daemon_ = unique;
-  debug("mfad is %s (uid %u)", unique, static_cast<unsigned>(uid));
-  return PAM_SUCCESS;
+  return trusted;
 }
 
-int Dialogue::begin_authentication(const char* user) {
+std::vector<std::pair<const char*, std::string>> Dialogue::login_context() const {
   std::vector<std::pair<const char*, std::string>> context;
   const std::pair<const char*, int> items[] = {
       {"service", PAM_SERVICE}, {"rhost", PAM_RHOST}, {"tty", PAM_TTY}, {"ruser", PAM_RUSER}};
@@ -380,9 +449,13 @@ int Dialogue::begin_authentication(const char* user) {
     }
     context.emplace_back(key, std::string(v));
   }
+  return context;
+}
+
+int Dialogue::begin_authentication(const char* user) {
+  std::vector<std::pair<const char*, std::string>> context = login_context();
   if (!args_.methods.empty())
     context.emplace_back("methods", args_.methods);
-
   CallResult res = call("BeginAuthentication", false, user, nullptr, &context);
   if (res.status == CallStatus::kOk) {
     const char* challenge = nullptr;
@@ -653,18 +726,7 @@ int Dialogue::open_session(const char* user) {
   if (r != PAM_SUCCESS)
     return r;
 
-  std::vector<std::pair<const char*, std::string>> context;
-  const std::pair<const char*, int> items[] = {
-      {"service", PAM_SERVICE}, {"rhost", PAM_RHOST}, {"tty", PAM_TTY}, {"ruser", PAM_RUSER}};
-  for (const auto& [key, item] : items) {
-    const char* value = get_string_item(pamh_, item);
-    std::string_view v = value ? value : "";
-    if (v.size() > 256) {
-      debug("PAM item %s is too long; sent empty", key);
-      v = "";
-    }
-    context.emplace_back(key, std::string(v));
-  }
+  std::vector<std::pair<const char*, std::string>> context = login_context();
   // pam_systemd, earlier in the stack, exports the logind session id.
   const char* logind = pam_getenv(pamh_, "XDG_SESSION_ID");
   if (logind != nullptr && strlen(logind) <= 64)
