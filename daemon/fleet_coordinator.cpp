@@ -545,14 +545,11 @@ void FleetCoordinator::register_session(const fleet::RemoteSession& session, int
                                         std::function<void(Result<fleet::RegisterOutcome>)> done) {
   if (degraded_)
     return done(degraded_now());
-  const std::string& prefix = d_.config.redis_key_prefix;
-  client_->eval(
-      fleet::session_register_script(),
-      {fleet::user_keys(prefix, session.record.user).sessions, fleet::session_records_key(prefix),
-       fleet::host_sessions_key(prefix, session.host)},
-      fleet::session_register_args(session, d_.clock.realtime_usec(), max, mode),
-      session_reply("a session registration", std::move(done),
-                    [](const RedisReply& r) { return fleet::parse_register_reply(r); }));
+  client_->eval(fleet::session_register_script(),
+                fleet::session_keys(d_.config.redis_key_prefix, session.record.user, session.host),
+                fleet::session_register_args(session, d_.clock.realtime_usec(), max, mode),
+                session_reply("a session registration", std::move(done),
+                              [](const RedisReply& r) { return fleet::parse_register_reply(r); }));
 }
 
 void FleetCoordinator::unregister_session(const std::string& user, const std::string& session_id,
@@ -560,11 +557,8 @@ void FleetCoordinator::unregister_session(const std::string& user, const std::st
                                           std::function<void(Status)> done) {
   if (degraded_)
     return done(degraded_now());
-  const std::string& prefix = d_.config.redis_key_prefix;
   client_->eval(fleet::session_unregister_script(),
-                {fleet::user_keys(prefix, user).sessions, fleet::session_records_key(prefix),
-                 fleet::host_sessions_key(prefix, host)},
-                {session_id},
+                fleet::session_keys(d_.config.redis_key_prefix, user, host), {session_id},
                 session_reply("a session removal", std::move(done),
                               [](const RedisReply&) { return Status{}; }));
 }
