@@ -124,6 +124,16 @@ void FleetCoordinator::queue(const ReconcileItem& item) {
   }
 }
 
+void FleetCoordinator::queue_consumed(const std::string& user, const FleetChanges& changes,
+                                      bool failure) {
+  if (changes.watermark_advanced)
+    queue({0, user, "watermark", *changes.watermark_advanced, std::nullopt, 0});
+  if (changes.backup_consumed)
+    queue({0, user, "backup", 0, changes.backup_consumed, 0});
+  if (failure && changes.limits_written)
+    queue({0, user, "failures", 0, std::nullopt, 1});
+}
+
 // --- Prefetch ---
 
 Status FleetCoordinator::write_through(const std::string& user, const fleet::RemoteUser& remote) {
@@ -273,12 +283,7 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
   auto unavailable = [this, user, changes, failure](const std::string& why) {
     enter_degraded(why);
     // What this host already consumed stays consumed: Redis learns it on reconciliation.
-    if (changes.watermark_advanced)
-      queue({0, user, "watermark", *changes.watermark_advanced, std::nullopt, 0});
-    if (changes.backup_consumed)
-      queue({0, user, "backup", 0, changes.backup_consumed, 0});
-    if (failure && changes.limits_written)
-      queue({0, user, "failures", 0, std::nullopt, 1});
+    queue_consumed(user, changes, failure);
   };
   auto after_limits = [this, alive, user, kind, changes, push, unavailable,
                        done](FleetConfirmResult result) mutable {
@@ -341,12 +346,7 @@ void FleetCoordinator::note_degraded(const std::string& user, const std::string&
                                      const FleetChanges& changes, bool success, bool failure,
                                      const std::string& caller) {
   audit_degraded(user, call, changes, success, failure, caller);
-  if (changes.watermark_advanced)
-    queue({0, user, "watermark", *changes.watermark_advanced, std::nullopt, 0});
-  if (changes.backup_consumed)
-    queue({0, user, "backup", 0, changes.backup_consumed, 0});
-  if (failure && changes.limits_written)
-    queue({0, user, "failures", 0, std::nullopt, 1});
+  queue_consumed(user, changes, failure);
   for (const auto& item : fleet::sms_change_items(user, changes))
     queue(item);
 }

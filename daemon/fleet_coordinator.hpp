@@ -150,6 +150,9 @@ class FleetCoordinator {
   void push_user(const std::string& user, const FleetChanges& changes,
                  std::function<void(bool ok)> done);
   void queue(const ReconcileItem& item);
+  // What a decision consumed or counted on this host (a TOTP step, a backup code, a failure), for
+  // Redis to learn on reconciliation.
+  void queue_consumed(const std::string& user, const FleetChanges& changes, bool failure);
   RatePolicy policy() const;
   // The first failure of a session call: a transport failure means Redis is gone (degraded).
   template <typename T, typename Parse>
