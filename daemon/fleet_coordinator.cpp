@@ -102,19 +102,27 @@ void FleetCoordinator::enter_degraded(const std::string& why) {
   degraded_ = true;
   MFA_LOG_WARNING("fleet mode degraded: Redis unavailable (%s); serving from the local cache",
                   why.c_str());
+  degraded_changed(true, why);
+}
+
+void FleetCoordinator::degraded_changed(bool degraded, const std::string& why) {
   AuditEvent event;
   event.kind = "degraded";
   event.outcome = "info";
-  event.reason = "redis-unavailable";
+  event.reason = degraded ? "redis-unavailable" : "redis-available";
   event.caller = "mfad";
-  event.details["state"] = "entered";
-  event.details["why"] = why;
-  if (Status st = d_.audit.record(event); !st.ok())
-    MFA_LOG_ERROR("cannot audit degraded mode: %s", st.error().message.c_str());
+  event.details["state"] = degraded ? "entered" : "left";
+  if (degraded)
+    event.details["why"] = why;
+  if (Status st = d_.audit.record(event); !st.ok()) {
+    MFA_LOG_ERROR(
+        degraded ? "cannot audit degraded mode: %s" : "cannot audit leaving degraded mode: %s",
+        st.error().message.c_str());
+  }
   if (on_write_)
     on_write_();
   if (on_degraded_)
-    on_degraded_(true);
+    on_degraded_(degraded);
 }
 
 void FleetCoordinator::queue(const ReconcileItem& item) {
@@ -422,18 +430,7 @@ void FleetCoordinator::reconcile() {
     if (degraded_) {
       degraded_ = false;
       MFA_LOG_INFO("fleet mode: Redis is the shared truth again (left degraded mode)");
-      AuditEvent event;
-      event.kind = "degraded";
-      event.outcome = "info";
-      event.reason = "redis-available";
-      event.caller = "mfad";
-      event.details["state"] = "left";
-      if (Status st = d_.audit.record(event); !st.ok())
-        MFA_LOG_ERROR("cannot audit leaving degraded mode: %s", st.error().message.c_str());
-      if (on_write_)
-        on_write_();
-      if (on_degraded_)
-        on_degraded_(false);
+      degraded_changed(false, std::string());
     }
     return;
   }

@@ -141,6 +141,8 @@ class FleetCoordinator {
   FleetCoordinator(Deps deps, DegradedCallback on_degraded, WriteCallback on_write);
   void on_client_state(bool ready, const std::string& why);
   void enter_degraded(const std::string& why);
+  // Audits entering (why: what failed) or leaving degraded mode, and tells the owner.
+  void degraded_changed(bool degraded, const std::string& why);
   void reconcile();
   // A replay that failed while the connection stayed up (a slow reply, an error reply): tried
   // again after a pause that doubles up to 5 s, so that mfad never stays degraded for nothing.
