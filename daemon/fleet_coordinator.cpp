@@ -102,19 +102,27 @@ void FleetCoordinator::enter_degraded(const std::string& why) {
   degraded_ = true;
   MFA_LOG_WARNING("fleet mode degraded: Redis unavailable (%s); serving from the local cache",
                   why.c_str());
+  degraded_changed(true, why);
+}
+
+void FleetCoordinator::degraded_changed(bool degraded, const std::string& why) {
   AuditEvent event;
   event.kind = "degraded";
   event.outcome = "info";
-  event.reason = "redis-unavailable";
+  event.reason = degraded ? "redis-unavailable" : "redis-available";
   event.caller = "mfad";
-  event.details["state"] = "entered";
-  event.details["why"] = why;
-  if (Status st = d_.audit.record(event); !st.ok())
-    MFA_LOG_ERROR("cannot audit degraded mode: %s", st.error().message.c_str());
+  event.details["state"] = degraded ? "entered" : "left";
+  if (degraded)
+    event.details["why"] = why;
+  if (Status st = d_.audit.record(event); !st.ok()) {
+    MFA_LOG_ERROR(
+        degraded ? "cannot audit degraded mode: %s" : "cannot audit leaving degraded mode: %s",
+        st.error().message.c_str());
+  }
   if (on_write_)
     on_write_();
   if (on_degraded_)
-    on_degraded_(true);
+    on_degraded_(degraded);
 }
 
 void FleetCoordinator::queue(const ReconcileItem& item) {
@@ -122,6 +130,16 @@ void FleetCoordinator::queue(const ReconcileItem& item) {
     MFA_LOG_ERROR("cannot queue a %s for reconciliation: %s", item.kind.c_str(),
                   st.error().message.c_str());
   }
+}
+
+void FleetCoordinator::queue_consumed(const std::string& user, const FleetChanges& changes,
+                                      bool failure) {
+  if (changes.watermark_advanced)
+    queue({0, user, "watermark", *changes.watermark_advanced, std::nullopt, 0});
+  if (changes.backup_consumed)
+    queue({0, user, "backup", 0, changes.backup_consumed, 0});
+  if (failure && changes.limits_written)
+    queue({0, user, "failures", 0, std::nullopt, 1});
 }
 
 // --- Prefetch ---
@@ -273,12 +291,7 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
   auto unavailable = [this, user, changes, failure](const std::string& why) {
     enter_degraded(why);
     // What this host already consumed stays consumed: Redis learns it on reconciliation.
-    if (changes.watermark_advanced)
-      queue({0, user, "watermark", *changes.watermark_advanced, std::nullopt, 0});
-    if (changes.backup_consumed)
-      queue({0, user, "backup", 0, changes.backup_consumed, 0});
-    if (failure && changes.limits_written)
-      queue({0, user, "failures", 0, std::nullopt, 1});
+    queue_consumed(user, changes, failure);
   };
   auto after_limits = [this, alive, user, kind, changes, push, unavailable,
                        done](FleetConfirmResult result) mutable {
@@ -341,12 +354,7 @@ void FleetCoordinator::note_degraded(const std::string& user, const std::string&
                                      const FleetChanges& changes, bool success, bool failure,
                                      const std::string& caller) {
   audit_degraded(user, call, changes, success, failure, caller);
-  if (changes.watermark_advanced)
-    queue({0, user, "watermark", *changes.watermark_advanced, std::nullopt, 0});
-  if (changes.backup_consumed)
-    queue({0, user, "backup", 0, changes.backup_consumed, 0});
-  if (failure && changes.limits_written)
-    queue({0, user, "failures", 0, std::nullopt, 1});
+  queue_consumed(user, changes, failure);
   for (const auto& item : fleet::sms_change_items(user, changes))
     queue(item);
 }
@@ -422,18 +430,7 @@ void FleetCoordinator::reconcile() {
     if (degraded_) {
       degraded_ = false;
       MFA_LOG_INFO("fleet mode: Redis is the shared truth again (left degraded mode)");
-      AuditEvent event;
-      event.kind = "degraded";
-      event.outcome = "info";
-      event.reason = "redis-available";
-      event.caller = "mfad";
-      event.details["state"] = "left";
-      if (Status st = d_.audit.record(event); !st.ok())
-        MFA_LOG_ERROR("cannot audit leaving degraded mode: %s", st.error().message.c_str());
-      if (on_write_)
-        on_write_();
-      if (on_degraded_)
-        on_degraded_(false);
+      degraded_changed(false, std::string());
     }
     return;
   }
@@ -545,14 +542,11 @@ void FleetCoordinator::register_session(const fleet::RemoteSession& session, int
                                         std::function<void(Result<fleet::RegisterOutcome>)> done) {
   if (degraded_)
     return done(degraded_now());
-  const std::string& prefix = d_.config.redis_key_prefix;
-  client_->eval(
-      fleet::session_register_script(),
-      {fleet::user_keys(prefix, session.record.user).sessions, fleet::session_records_key(prefix),
-       fleet::host_sessions_key(prefix, session.host)},
-      fleet::session_register_args(session, d_.clock.realtime_usec(), max, mode),
-      session_reply("a session registration", std::move(done),
-                    [](const RedisReply& r) { return fleet::parse_register_reply(r); }));
+  client_->eval(fleet::session_register_script(),
+                fleet::session_keys(d_.config.redis_key_prefix, session.record.user, session.host),
+                fleet::session_register_args(session, d_.clock.realtime_usec(), max, mode),
+                session_reply("a session registration", std::move(done),
+                              [](const RedisReply& r) { return fleet::parse_register_reply(r); }));
 }
 
 void FleetCoordinator::unregister_session(const std::string& user, const std::string& session_id,
@@ -560,11 +554,8 @@ void FleetCoordinator::unregister_session(const std::string& user, const std::st
                                           std::function<void(Status)> done) {
   if (degraded_)
     return done(degraded_now());
-  const std::string& prefix = d_.config.redis_key_prefix;
   client_->eval(fleet::session_unregister_script(),
-                {fleet::user_keys(prefix, user).sessions, fleet::session_records_key(prefix),
-                 fleet::host_sessions_key(prefix, host)},
-                {session_id},
+                fleet::session_keys(d_.config.redis_key_prefix, user, host), {session_id},
                 session_reply("a session removal", std::move(done),
                               [](const RedisReply&) { return Status{}; }));
 }

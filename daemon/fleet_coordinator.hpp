@@ -141,6 +141,8 @@ class FleetCoordinator {
   FleetCoordinator(Deps deps, DegradedCallback on_degraded, WriteCallback on_write);
   void on_client_state(bool ready, const std::string& why);
   void enter_degraded(const std::string& why);
+  // Audits entering (why: what failed) or leaving degraded mode, and tells the owner.
+  void degraded_changed(bool degraded, const std::string& why);
   void reconcile();
   // A replay that failed while the connection stayed up (a slow reply, an error reply): tried
   // again after a pause that doubles up to 5 s, so that mfad never stays degraded for nothing.
@@ -150,6 +152,9 @@ class FleetCoordinator {
   void push_user(const std::string& user, const FleetChanges& changes,
                  std::function<void(bool ok)> done);
   void queue(const ReconcileItem& item);
+  // What a decision consumed or counted on this host (a TOTP step, a backup code, a failure), for
+  // Redis to learn on reconciliation.
+  void queue_consumed(const std::string& user, const FleetChanges& changes, bool failure);
   RatePolicy policy() const;
   // The first failure of a session call: a transport failure means Redis is gone (degraded).
   template <typename T, typename Parse>

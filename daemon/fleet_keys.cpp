@@ -3,6 +3,9 @@
 #include <openssl/sha.h>
 
 #include <charconv>
+#include <span>
+
+#include "common/crypto.hpp"
 
 namespace mfa::fleet {
 
@@ -10,17 +13,6 @@ namespace {
 
 constexpr size_t kMaxFactorValue = 64 * 1024;
 constexpr size_t kMaxRemoteBackupCodes = 100;
-
-std::string to_hex(const uint8_t* data, size_t size) {
-  static const char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(size * 2);
-  for (size_t i = 0; i < size; ++i) {
-    out.push_back(kDigits[data[i] >> 4]);
-    out.push_back(kDigits[data[i] & 0xf]);
-  }
-  return out;
-}
 
 std::optional<std::vector<uint8_t>> from_hex(std::string_view hex) {
   if (hex.size() % 2 != 0)
@@ -96,8 +88,9 @@ std::string factor_field(Method method, bool pending) {
 // "1|created_usec|hex(params)|hex(sealed)"; the field says method and pending.
 std::string encode_factor(const FactorRecord& record) {
   return "1|" + std::to_string(record.created_usec) + "|" +
-         to_hex(reinterpret_cast<const uint8_t*>(record.params.data()), record.params.size()) +
-         "|" + to_hex(record.sealed.data(), record.sealed.size());
+         to_hex(std::span(reinterpret_cast<const uint8_t*>(record.params.data()),
+                          record.params.size())) +
+         "|" + to_hex(record.sealed);
 }
 
 std::optional<FactorRecord> decode_factor(std::string_view field, std::string_view value) {
@@ -132,7 +125,7 @@ std::optional<FactorRecord> decode_factor(std::string_view field, std::string_vi
 }
 
 std::string hash_hex(const CodeHash& hash) {
-  return to_hex(hash.data(), hash.size());
+  return to_hex(hash);
 }
 
 std::optional<CodeHash> parse_hash_hex(std::string_view hex) {
@@ -218,7 +211,7 @@ std::string factor_fingerprint(const FactorRecord& record) {
   const std::string encoded = encode_factor(record);
   unsigned char digest[SHA_DIGEST_LENGTH];
   SHA1(reinterpret_cast<const unsigned char*>(encoded.data()), encoded.size(), digest);
-  return to_hex(digest, sizeof digest);
+  return to_hex(digest);
 }
 
 // KEYS: factors watermark backup limits.

@@ -5,6 +5,7 @@
 
 #include "common/dbus_names.hpp"
 #include "daemon/config.hpp"
+#include "daemon/fleet_keys.hpp"
 
 namespace mfa::fleet {
 
@@ -81,6 +82,12 @@ std::string session_records_key(std::string_view prefix) {
 
 std::string host_sessions_key(std::string_view prefix, std::string_view host) {
   return std::string(prefix) + "host:{" + std::string(host) + "}:sessions";
+}
+
+std::vector<std::string> session_keys(std::string_view prefix, std::string_view user,
+                                      std::string_view host) {
+  return {user_keys(prefix, user).sessions, session_records_key(prefix),
+          host_sessions_key(prefix, host)};
 }
 
 std::string encode_session(const RemoteSession& s) {

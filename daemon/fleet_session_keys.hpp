@@ -39,6 +39,9 @@ inline constexpr size_t kTerminationBatch = 100;
 
 std::string session_records_key(std::string_view prefix);
 std::string host_sessions_key(std::string_view prefix, std::string_view host);
+// The KEYS of the register and unregister scripts: user's sessions, the records, host's sessions.
+std::vector<std::string> session_keys(std::string_view prefix, std::string_view user,
+                                      std::string_view host);
 
 // A session as every host sees it. leader_start stays on its host.
 struct RemoteSession {
@@ -82,9 +85,9 @@ struct RegisterOutcome {
 };
 Result<RegisterOutcome> parse_register_reply(const RedisReply& reply);
 
-// KEYS: user sessions, records, host sessions (the registering host's).
+// KEYS: session_keys(prefix, user, the registering host).
 const LuaScript& session_register_script();
-// KEYS: user sessions, records, host sessions (the owner's). ARGV: session id.
+// KEYS: session_keys(prefix, user, the owner). ARGV: session id.
 const LuaScript& session_unregister_script();
 // KEYS: user sessions, records. Returns the user's records.
 const LuaScript& session_list_script();

@@ -1,12 +1,12 @@
 #include "daemon/group_commit.hpp"
 
-#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <utility>
 
 #include "common/dbus_names.hpp"
 #include "daemon/daemon_log.hpp"
@@ -100,7 +100,9 @@ void GroupCommit::send(sd_bus_message* reply) {
   }
 }
 
-void GroupCommit::answer(std::vector<Pending>& batch, const Status& status) {
+void GroupCommit::answer(std::vector<Pending>& pending, const Status& status) {
+  // Taken out first: whatever happens below, no reply of it can be sent a second time.
+  std::vector<Pending> batch = std::exchange(pending, {});
   if (!status.ok() && !batch.empty()) {
     MFA_LOG_ERROR("database commit failed, %zu replies turned into errors: %s", batch.size(),
                   status.error().message.c_str());
@@ -122,7 +124,6 @@ void GroupCommit::answer(std::vector<Pending>& batch, const Status& status) {
     }
     send(p.reply.get());
   }
-  batch.clear();
 }
 
 // Loop thread: commits the open transaction; its replies wait for the next sync.
@@ -170,6 +171,7 @@ void GroupCommit::start_sync() {
   {
     std::lock_guard lock(mutex_);
     sync_requested_ = true;
+    sync_done_ = false;
   }
   wake_.notify_one();
 }
@@ -185,6 +187,8 @@ void GroupCommit::sync_thread() {
     Status result = store_.sync();
     lock.lock();
     sync_result_ = std::move(result);
+    sync_done_ = true;
+    sync_finished_.notify_all();
     const uint64_t one = 1;
     // The loop reads the eventfd before it looks at sync_result_ (under mutex_).
     while (write(done_fd_.get(), &one, sizeof one) < 0 && errno == EINTR) {
@@ -207,6 +211,8 @@ void GroupCommit::synced() {
   Status result;
   {
     std::lock_guard lock(mutex_);
+    if (!sync_done_)
+      return;  // a wake left from a sync that finish() already answered
     result = sync_result_;
   }
   sync_busy_ = false;
@@ -216,25 +222,33 @@ void GroupCommit::synced() {
 }
 
 void GroupCommit::finish() {
-  // Let the sync in flight end (its replies go out), then commit and sync the rest here.
-  while (sync_busy_) {
-    struct pollfd pfd = {done_fd_.get(), POLLIN, 0};
-    if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
-      break;
-    uint64_t count = 0;
-    if (read(done_fd_.get(), &count, sizeof count) == sizeof count)
-      synced();
-  }
   (void)sd_event_source_set_enabled(idle_.get(), SD_EVENT_OFF);
+  (void)sd_event_source_set_enabled(sync_later_.get(), SD_EVENT_OFF);
+  if (sync_busy_) {
+    // Wait for the sync in flight on the condition variable rather than the eventfd: this wait
+    // cannot fail, so its replies get its own outcome and the commit below never runs beside it.
+    Status result;
+    {
+      std::unique_lock lock(mutex_);
+      sync_finished_.wait(lock, [this] { return sync_done_; });
+      result = sync_result_;
+    }
+    sync_busy_ = false;
+    ++syncs_;
+    answer(syncing_, result);
+  }
+  // One last sync here covers what was committed before and the open transaction.
   const bool writes = store_.in_transaction();
-  Status status = store_.commit();
+  Status committed = store_.commit();
   if (!queue_.empty())
     ++commits_;
-  if (status.ok() && (writes || need_sync_ || !queue_.empty() || !committed_.empty())) {
+  if (!committed.ok())
+    answer(queue_, committed);  // rolled back: the sync below does not concern it
+  Status status;
+  if ((committed.ok() && writes) || need_sync_ || !queue_.empty() || !committed_.empty()) {
     status = store_.sync();
     ++syncs_;
   }
-  // What was committed before but not synced is answered by this sync's outcome too.
   answer(committed_, status);
   answer(queue_, status);
   need_sync_ = false;

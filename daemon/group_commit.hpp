@@ -48,7 +48,8 @@ class GroupCommit {
   void queue(sd_bus_message* call, BusMessagePtr reply, bool success);
   // Makes sure a commit runs soon, for writes done outside a method call (timers, peers leaving).
   void schedule();
-  // Shutdown: commits, waits for the disk and sends every queued reply, on this thread.
+  // Shutdown: waits for the sync in flight and answers its replies, then commits, waits for the
+  // disk and sends every other queued reply, on this thread. Can be called again.
   void finish();
   size_t queued() const { return queue_.size() + committed_.size() + syncing_.size(); }
   uint64_t commits() const { return commits_; }  // commits that answered at least one call
@@ -70,7 +71,7 @@ class GroupCommit {
   void commit();
   void start_sync();
   void synced();
-  void answer(std::vector<Pending>& batch, const Status& status);
+  void answer(std::vector<Pending>& pending, const Status& status);  // empties pending
   void send(sd_bus_message* reply);
   void sync_thread();
 
@@ -88,11 +89,14 @@ class GroupCommit {
   uint64_t syncs_ = 0;
   uint64_t replies_ = 0;
 
-  // The commit thread: runs store_.sync() when asked, then writes to done_fd_.
+  // The commit thread: runs store_.sync() when asked, then sets sync_done_, signals
+  // sync_finished_ (for finish()) and writes to done_fd_ (for the loop).
   Fd done_fd_;  // eventfd
   std::mutex mutex_;
   std::condition_variable wake_;
+  std::condition_variable sync_finished_;
   bool sync_requested_ = false;  // guarded by mutex_
+  bool sync_done_ = true;        // guarded by mutex_; sync_result_ is the last sync's outcome
   bool stop_ = false;            // guarded by mutex_
   Status sync_result_;           // guarded by mutex_
   std::thread thread_;

@@ -486,6 +486,11 @@ fleet::RemoteSession remote_session(const std::string& id, const std::string& us
 void test_session_records_and_requests(void** /*state*/) {
   assert_string_equal(fleet::session_records_key("mfad:").c_str(), "mfad:sessions");
   assert_string_equal(fleet::host_sessions_key("x:", "web1").c_str(), "x:host:{web1}:sessions");
+  const std::vector<std::string> keys = fleet::session_keys("x:", "alice", "web1");
+  assert_int_equal(keys.size(), 3);
+  assert_string_equal(keys[0].c_str(), "x:user:{alice}:sessions");
+  assert_string_equal(keys[1].c_str(), "x:sessions");
+  assert_string_equal(keys[2].c_str(), "x:host:{web1}:sessions");
 
   auto s = remote_session("0123abcd", "alice", "web-1.example", 1000, 2000);
   s.record.rhost = "caf\xc3\xa9";  // UTF-8 passes through
@@ -584,9 +589,9 @@ void test_session_scripts(void** /*state*/) {
   const std::string records = fleet::session_records_key(prefix);
   const int64_t now = 1764000000000000;
   auto reg = [&](const fleet::RemoteSession& s, int max, fleet::SessionAdmission mode) {
-    auto r = l.eval(fleet::session_register_script(),
-                    {user_key, records, fleet::host_sessions_key(prefix, s.host)},
-                    fleet::session_register_args(s, now, max, mode));
+    auto r =
+        l.eval(fleet::session_register_script(), fleet::session_keys(prefix, s.record.user, s.host),
+               fleet::session_register_args(s, now, max, mode));
     assert_true(r.ok());
     auto out = fleet::parse_register_reply(*r);
     assert_true(out.ok());
@@ -645,7 +650,7 @@ void test_session_scripts(void** /*state*/) {
 
   // Unregistering removes it from every key.
   assert_true(l.eval(fleet::session_unregister_script(),
-                     {user_key, records, fleet::host_sessions_key(prefix, "host-b")}, {"b3"})
+                     fleet::session_keys(prefix, "session-user", "host-b"), {"b3"})
                   .ok());
   assert_true(l.command({"HEXISTS", user_key, "b3"})->integer == 0);
   assert_true(l.command({"HEXISTS", records, "b3"})->integer == 0);
