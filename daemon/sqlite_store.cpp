@@ -501,10 +501,22 @@ Status SqliteStore::flush() {
 }
 
 Status SqliteStore::sync() {
-  // Runs on the commit thread: touches nothing but wal_, which is set before any thread starts.
-  if (fdatasync(wal_.get()) < 0) {
+  // Runs on the commit thread: touches nothing but wal_, which is set before any thread starts,
+  // and sync_failed_.
+  //
+  // Once a disk flush has failed, every later one fails too, until mfad restarts: Linux reports
+  // a writeback error to fdatasync once, and the next call may succeed although the pages it
+  // covered were dropped ("fsyncgate"; PostgreSQL panics for the same reason). A success reply
+  // must never rest on such a sync, so mfad fails closed and says so in every reply.
+  if (sync_failed_.load(std::memory_order_acquire)) {
     return make_error(Errc::kStorage,
-                      std::string("database write failed (sync): ") + std::strerror(errno));
+                      "database write failed earlier (sync); restart mfad once the disk is fixed");
+  }
+  if (fdatasync(wal_.get()) < 0) {
+    const int err = errno;
+    sync_failed_.store(true, std::memory_order_release);
+    return make_error(Errc::kStorage,
+                      std::string("database write failed (sync): ") + std::strerror(err));
   }
   struct stat st {};
   if (fstat(wal_.get(), &st) < 0 || st.st_nlink == 0) {

@@ -2,6 +2,7 @@
 // BEGIN IMMEDIATE group commit (see store.hpp) and a hash-chained, append-only audit table.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -125,6 +126,7 @@ class SqliteStore final : public Store {
   SqlitePtr db_;
   const Clock& clock_;
   Fd wal_;  // the write-ahead log, for sync(): fsync flushes the file, whichever fd wrote it
+  std::atomic<bool> sync_failed_{false};  // sticky: see sync()
   std::unordered_map<const char*, SqliteStmtPtr> statements_;
   bool in_transaction_ = false;
   std::optional<Error> batch_error_;

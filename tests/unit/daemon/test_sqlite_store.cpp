@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdarg>
 #include <cstddef>
 #include <csetjmp>
@@ -27,6 +28,22 @@ extern "C" {
 #include "daemon/sqlite_store.hpp"
 
 using namespace mfa;
+
+namespace {
+
+// Linked with --wrap=fdatasync: the store's disk flushes come here, and fail while asked to.
+bool g_fail_fdatasync = false;
+
+}  // namespace
+
+extern "C" int __real_fdatasync(int fd);
+extern "C" int __wrap_fdatasync(int fd) {
+  if (g_fail_fdatasync) {
+    errno = EIO;
+    return -1;
+  }
+  return __real_fdatasync(fd);
+}
 
 namespace {
 
@@ -372,6 +389,32 @@ void test_commit_then_sync(void** state) {
   assert_int_equal(static_cast<int>(gone.error().code), static_cast<int>(Errc::kStorage));
 }
 
+// A failed disk flush stays failed (see SqliteStore::sync): the next flush, which the kernel may
+// report as a success after dropping the pages, is refused too.
+void test_failed_sync_is_sticky(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  auto& s = *f->store;
+  assert_true(s.put_factor("alice", factor(Method::kTotp, false, "SHA1:6:30")).ok());
+  assert_true(s.commit().ok());
+  g_fail_fdatasync = true;
+  Status failed = s.sync();
+  g_fail_fdatasync = false;
+  assert_false(failed.ok());
+  assert_int_equal(static_cast<int>(failed.error().code), static_cast<int>(Errc::kStorage));
+  assert_non_null(strstr(failed.error().message.c_str(), "Input/output error"));
+
+  assert_true(s.put_factor("bob", factor(Method::kTotp, false, "SHA1:6:30")).ok());
+  Status again = s.flush();
+  assert_false(again.ok());
+  assert_non_null(strstr(again.error().message.c_str(), "restart mfad"));
+  assert_false(s.sync().ok());
+
+  // A restart starts from what the disk holds, with working flushes.
+  reopen(f);
+  assert_true(f->store->put_factor("carol", factor(Method::kTotp, false, "SHA1:6:30")).ok());
+  assert_true(f->store->flush().ok());
+}
+
 void test_failed_write_fails_batch(void** state) {
   auto* f = static_cast<Fixture*>(*state);
   f->store.reset();
@@ -554,6 +597,7 @@ int main() {
       cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unflushed_write_rolled_back, setup, teardown),
       cmocka_unit_test_setup_teardown(test_commit_then_sync, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_failed_sync_is_sticky, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failed_write_fails_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_fds_close_on_exec, setup, teardown),
       cmocka_unit_test_setup_teardown(test_corrupt_file_is_storage_error, setup, teardown),
