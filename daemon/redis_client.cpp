@@ -13,6 +13,7 @@
 #include <cstring>
 #include <exception>
 
+#include "common/crypto.hpp"
 #include "daemon/daemon_log.hpp"
 
 namespace mfa {
@@ -23,17 +24,6 @@ constexpr size_t kMaxPasswordFile = 4096;
 // The request id of the subscription: its confirmation is a request like any other (with a
 // timeout), the messages after it arrive under the same id (next_id_ starts at 1).
 constexpr uint64_t kSubscriptionId = 0;
-
-std::string hex(const unsigned char* data, size_t size) {
-  static const char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(size * 2);
-  for (size_t i = 0; i < size; ++i) {
-    out.push_back(kDigits[data[i] >> 4]);
-    out.push_back(kDigits[data[i] & 0xf]);
-  }
-  return out;
-}
 
 Error redis_error(std::string message) {
   return make_error(Errc::kIo, std::move(message));
@@ -118,7 +108,7 @@ Result<SecureString> read_redis_password_file(const std::string& path) {
 LuaScript::LuaScript(std::string text) : body(std::move(text)) {
   unsigned char digest[SHA_DIGEST_LENGTH];
   SHA1(reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest);
-  sha1_hex = hex(digest, sizeof digest);
+  sha1_hex = to_hex(digest);
 }
 
 // ---------------------------------------------------------------------------------------------
