@@ -776,11 +776,14 @@ Result<std::unique_ptr<ManagerBus>> ManagerBus::create(sd_event* event, sd_bus* 
   }
   mb->object_slot_.reset(slot);
 
-  // A peer that leaves takes its open challenges with it.
+  // A peer that leaves takes its open challenges with it. Departures only (new owner ''): a
+  // login process connects and leaves once per login, and its arrival is of no interest.
   slot = nullptr;
-  r = sd_bus_match_signal_async(bus, &slot, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                "org.freedesktop.DBus", "NameOwnerChanged",
-                                &ManagerBus::on_name_owner_changed, nullptr, mb.get());
+  r = sd_bus_add_match_async(bus, &slot,
+                             "type='signal',sender='org.freedesktop.DBus',"
+                             "path='/org/freedesktop/DBus',interface='org.freedesktop.DBus',"
+                             "member='NameOwnerChanged',arg2=''",
+                             &ManagerBus::on_name_owner_changed, nullptr, mb.get());
   if (r < 0) {
     return make_error(Errc::kInternal, std::string("cannot watch bus peers: ") + strerror(-r));
   }
