@@ -367,3 +367,18 @@ def test_polkit_in_fleet_mode(polkit, mfad_factory, redis, test_users):
     assert m.call("GetUser", "s", "mfa-bob").expect_ok()["methods"] == []
     assert len(denials(m, alice)) == 2
     assert len(polkit.checks()) == 4
+
+
+def test_shutdown_answers_calls_waiting_on_polkit(polkit, mfad, test_users):
+    alice = test_users["mfa-alice"]
+    polkit.freeze()
+    result = {}
+    waiting = threading.Thread(
+        target=lambda: result.setdefault("reply", mfad.call("ListUsers", user=alice)))
+    waiting.start()
+    time.sleep(0.5)
+    start = time.monotonic()
+    assert mfad.stop() == 0
+    waiting.join(10)
+    assert time.monotonic() - start < 3
+    result["reply"].expect_error("org.freedesktop.DBus.Error.NoServer")
