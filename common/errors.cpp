@@ -36,6 +36,7 @@ constexpr ErrcName kErrcNames[] = {
     {Errc::kInternal, dbus::kErrorInternal},
     {Errc::kIo, dbus::kErrorInternal},
     {Errc::kCrypto, dbus::kErrorInternal},
+    {Errc::kAdminCheckPending, dbus::kErrorNotAllowed},
 };
 
 }  // namespace

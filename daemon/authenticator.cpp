@@ -62,7 +62,15 @@ std::string Caller::describe() const {
   std::string s = "uid=" + std::to_string(uid) + " pid=" + std::to_string(pid);
   if (!bus_name.empty())
     s += " " + bus_name;
+  if (polkit == PolkitGrant::kGranted)
+    s += " via polkit";
   return s;
+}
+
+Error admin_refusal(const Caller& caller, Error denial) {
+  if (caller.polkit == PolkitGrant::kAskable)
+    return make_error(Errc::kAdminCheckPending, std::move(denial.message));
+  return denial;
 }
 
 struct Authenticator::Impl : Verifier {
@@ -79,9 +87,11 @@ struct Authenticator::Impl : Verifier {
   bool is_admin(const Caller& caller) const {
     if (caller.uid == 0)
       return true;
-    if (caller.uid == static_cast<uid_t>(-1) || d_.config.admin_group.empty())
+    if (caller.uid == static_cast<uid_t>(-1))
       return false;
-    return d_.users.in_group(caller.uid, d_.config.admin_group);
+    if (!d_.config.admin_group.empty() && d_.users.in_group(caller.uid, d_.config.admin_group))
+      return true;
+    return caller.polkit == PolkitGrant::kGranted;
   }
 
   Error deny(const Caller& caller, std::string_view user, std::string_view action,
@@ -99,10 +109,19 @@ struct Authenticator::Impl : Verifier {
     return deny(caller, "", action, "Only root may call " + std::string(action));
   }
 
+  // A refusal for want of the admin tier: audited only once polkit had its say, so that a call
+  // polkit then allows leaves no denial behind.
+  Error deny_admin(const Caller& caller, std::string_view user, std::string_view action,
+                   std::string message) {
+    if (caller.polkit == PolkitGrant::kAskable)
+      return make_error(Errc::kAdminCheckPending, std::move(message));
+    return deny(caller, user, action, std::move(message));
+  }
+
   Status require_admin(const Caller& caller, std::string_view action) {
     if (is_admin(caller))
       return {};
-    return deny(caller, "", action, "Only an administrator may call " + std::string(action));
+    return deny_admin(caller, "", action, "Only an administrator may call " + std::string(action));
   }
 
   // Self-service (own account) or admin, on a user NSS knows.
@@ -115,7 +134,7 @@ struct Authenticator::Impl : Verifier {
     a.self = *uid == caller.uid;
     a.admin = is_admin(caller);
     if (!a.self && !a.admin)
-      return deny(caller, user, action, "You may only manage your own account");
+      return deny_admin(caller, user, action, "You may only manage your own account");
     return a;
   }
 

@@ -27,13 +27,24 @@ namespace mfa {
 struct SmsMessage;   // sms_codes.hpp
 struct SmsDelivery;  // sms_delivery.hpp
 
+// The admin tier through polkit's org.mfad1.manage (DESIGN §3), for a caller who is neither root
+// nor in AdminGroup. The bus layer sets it: on a first pass kAskable, where a refusal for want of
+// the admin tier is Errc::kAdminCheckPending (not audited); mfad then asks polkit once and runs the
+// call again with kGranted or kRefused. kNone: polkit plays no part (tests, internal callers).
+enum class PolkitGrant { kNone, kAskable, kGranted, kRefused };
+
 // Who is calling, from the bus's own credentials (never /proc-augmented fields).
 struct Caller {
   uid_t uid = static_cast<uid_t>(-1);
-  pid_t pid = 0;                 // for the audit trail only
-  std::string bus_name;          // unique name (":1.42"); challenges are tied to it
-  std::string describe() const;  // "uid=0 pid=123 :1.42"
+  pid_t pid = 0;         // for the audit trail only
+  std::string bus_name;  // unique name (":1.42"); challenges are tied to it
+  PolkitGrant polkit = PolkitGrant::kNone;
+  std::string describe() const;  // "uid=0 pid=123 :1.42" (+ " via polkit" when it granted admin)
 };
+
+// A refusal for want of the admin tier: Errc::kAdminCheckPending while polkit may still be asked
+// for caller, denial otherwise.
+Error admin_refusal(const Caller& caller, Error denial);
 
 using StringMap = std::map<std::string, std::string>;
 
@@ -159,6 +170,7 @@ class Authenticator {
   // be taken from the cache, which the confirm then checks against Redis.
   bool take_shared_state(const Caller& caller, std::string_view challenge, uint64_t max_age_usec);
 
+  // Root, a member of AdminGroup, or granted org.mfad1.manage by polkit.
   bool is_admin(const Caller& caller) const;
 
  private:

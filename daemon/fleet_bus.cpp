@@ -57,7 +57,9 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
                                        [](sd_bus_message* p) { sd_bus_message_unref(p); });
   const uint64_t id = next_fleet_call_++;
   fleet_calls_.emplace(id, call);
-  auto run = [this, call, id, user, kind, handler](bool online) {
+  // A call that runs again with polkit's answer keeps it through the prefetch.
+  const PolkitGrant grant = polkit_grant_;
+  auto run = [this, call, id, user, kind, handler, grant](bool online) {
     if (fleet_calls_.count(id) == 0)
       return;  // the shutdown answered it already
     try {
@@ -86,9 +88,11 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
       fleet_pass_ = true;
       fleet_online_ = online;
       capturing_ = true;
+      polkit_grant_ = grant;
       recorder_->start();
       r = (this->*handler)(call.get());
       FleetChanges changes = recorder_->stop();
+      polkit_grant_ = PolkitGrant::kAskable;
       capturing_ = false;
       fleet_online_ = false;
       fleet_pass_ = false;
@@ -112,6 +116,7 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
       const bool failure = reply && !success && is_counted_failure(reply.get());
       Caller caller;
       (void)callers_.identify(call.get(), &caller);
+      caller.polkit = grant;
       if (!online) {
         fleet_->note_degraded(user, sd_bus_message_get_member(call.get()), changes, success,
                               failure, caller.describe());
@@ -132,6 +137,7 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
       capturing_ = false;
       fleet_online_ = false;
       fleet_pass_ = false;
+      polkit_grant_ = PolkitGrant::kAskable;
       captured_text_.reset();
       MFA_LOG_ERROR("fleet call failed");
       (void)sd_bus_reply_method_errorf(call.get(), dbus::kErrorInternal, "Internal error in mfad.");

@@ -251,7 +251,7 @@ void FleetSessions::terminate(const Caller& caller, const std::string& session_i
     }
     // A stranger learns nothing: someone else's session looks like none.
     if (!d_.registry.may_see(caller, session.record.user))
-      return done(no_such_session());
+      return done(admin_refusal(caller, no_such_session()));
     if (session.expires_usec > 0 && session.expires_usec <= d_.clock.realtime_usec()) {
       prune(session);
       return done(no_such_session());

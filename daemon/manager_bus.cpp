@@ -104,6 +104,8 @@ int ManagerBus::refuse_unless_root(sd_bus_message* m) {
 }
 
 int ManagerBus::reply_error(sd_bus_message* call, const Error& error) {
+  if (error.code == Errc::kAdminCheckPending)
+    return ask_polkit(call);
   sd_bus_message* raw = nullptr;
   int r = sd_bus_message_new_method_errorf(call, &raw, errc_dbus_name(error.code), "%s",
                                            error.message.c_str());
@@ -144,6 +146,7 @@ void ManagerBus::after_write() {
   if (auto denied_ = callers_.identify((m), &caller); denied_) {                              \
     return reply_refusal((m), *denied_);                                                      \
   }                                                                                           \
+  caller.polkit = polkit_grant_;                                                              \
   if (stopping_) {                                                                            \
     return sd_bus_reply_method_errorf((m), SD_BUS_ERROR_NO_SERVER, "mfad is shutting down."); \
   }
@@ -536,7 +539,9 @@ int ManagerBus::list_sessions(sd_bus_message* m) {
   if (user.empty()) {
     if (!auth_.is_admin(caller)) {
       return reply_error(
-          m, make_error(Errc::kNotAllowed, "Only an administrator may list everyone's sessions."));
+          m,
+          admin_refusal(caller, make_error(Errc::kNotAllowed,
+                                           "Only an administrator may list everyone's sessions.")));
     }
   } else {
     auto allowed = auth_.get_user(caller, user);
@@ -758,6 +763,43 @@ const sd_bus_vtable kManagerVtable[] = {
 
 }  // namespace
 
+int ManagerBus::ask_polkit(sd_bus_message* call) {
+  std::shared_ptr<sd_bus_message> held(sd_bus_message_ref(call),
+                                       [](sd_bus_message* p) { sd_bus_message_unref(p); });
+  polkit_->check(call, [this, held](bool granted) { polkit_answered(held.get(), granted); });
+  return 1;
+}
+
+void ManagerBus::polkit_answered(sd_bus_message* call, bool granted) {
+  if (stopping_) {
+    (void)sd_bus_reply_method_errorf(call, SD_BUS_ERROR_NO_SERVER, "mfad is shutting down.");
+    return;
+  }
+  const char* member = sd_bus_message_get_member(call);
+  sd_bus_message_handler_t handler = nullptr;
+  for (const sd_bus_vtable* v = kManagerVtable; member && v->type != _SD_BUS_VTABLE_END; ++v) {
+    if (v->type == _SD_BUS_VTABLE_METHOD && strcmp(v->x.method.member, member) == 0)
+      handler = v->x.method.handler;
+  }
+  int r = sd_bus_message_rewind(call, 1);
+  if (handler == nullptr || r < 0) {
+    (void)sd_bus_reply_method_errorf(call, dbus::kErrorInternal, "Internal error in mfad.");
+    return;
+  }
+  // The same entry sd-bus ran (dispatch<>: exceptions caught), now with polkit's answer; a
+  // refusal is audited by the Authenticator as any other.
+  sd_bus_error error = SD_BUS_ERROR_NULL;
+  polkit_grant_ = granted ? PolkitGrant::kGranted : PolkitGrant::kRefused;
+  r = handler(call, this, &error);
+  polkit_grant_ = PolkitGrant::kAskable;
+  if (sd_bus_error_is_set(&error))
+    (void)sd_bus_reply_method_error(call, &error);
+  else if (r < 0)
+    (void)sd_bus_reply_method_errno(call, r, nullptr);
+  sd_bus_error_free(&error);
+  after_write();
+}
+
 Result<std::unique_ptr<ManagerBus>> ManagerBus::create(sd_event* event, sd_bus* bus,
                                                        Authenticator& authenticator, Store& store,
                                                        const Config& config) {
@@ -766,6 +808,7 @@ Result<std::unique_ptr<ManagerBus>> ManagerBus::create(sd_event* event, sd_bus* 
   mb->commit_ = std::move(commit);
   MFA_TRY(sms, SmsSender::create(event, config));
   mb->sms_ = std::move(sms);
+  mb->polkit_ = std::make_unique<PolkitAuthority>(event, bus);
 
   sd_bus_slot* slot = nullptr;
   int r = sd_bus_add_object_vtable(bus, &slot, dbus::kObjectPath, dbus::kInterface, kManagerVtable,
@@ -809,6 +852,7 @@ void ManagerBus::stop(std::function<void()> stopped) {
   stopping_ = true;
   on_stopped_ = std::move(stopped);
   sms_->cancel_all();
+  polkit_->abandon_all();
   if (fleet_ == nullptr || fleet_calls_.empty()) {
     finish_stop();
     return;

@@ -21,6 +21,7 @@
 #include "daemon/bus_caller.hpp"
 #include "daemon/config.hpp"
 #include "daemon/group_commit.hpp"
+#include "daemon/polkit_bus.hpp"
 #include "daemon/sessions.hpp"
 #include "daemon/sms_codes.hpp"
 #include "daemon/sms_sender.hpp"
@@ -126,6 +127,10 @@ class ManagerBus {
   int reply_error(sd_bus_message* call, const Error& error);
   int reply_empty(sd_bus_message* call);
   int reply_status(sd_bus_message* call, const Status& status);
+  // A call refused for want of the admin tier while polkit may still be asked: ask it (once),
+  // then run the call again from its vtable entry with polkit's answer in polkit_grant_.
+  int ask_polkit(sd_bus_message* call);
+  void polkit_answered(sd_bus_message* call, bool granted);
 
   // Fleet mode: runs handler for user once fleet_ has prefetched (fleet_bus.cpp); with
   // sms_purpose, once the pending SMS code of that purpose is in the cache too; fresh: the cache
@@ -182,6 +187,9 @@ class ManagerBus {
   EventSourcePtr expiry_timer_;
   bool stopping_ = false;
   SessionRegistry* sessions_ = nullptr;
+  std::unique_ptr<PolkitAuthority> polkit_;
+  // What MFA_CALLER puts in Caller::polkit: kAskable, or polkit's answer while a call runs again.
+  PolkitGrant polkit_grant_ = PolkitGrant::kAskable;
 };
 
 }  // namespace mfa

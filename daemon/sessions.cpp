@@ -321,13 +321,18 @@ Status SessionRegistry::close(const Caller& caller, std::string_view id) {
 Result<std::vector<SessionRecord>> SessionRegistry::list(const Caller& caller,
                                                          std::string_view user) {
   if (user.empty()) {
-    if (!d_.authenticator.is_admin(caller))
-      return make_error(Errc::kNotAllowed, "Only an administrator may list everyone's sessions.");
+    if (!d_.authenticator.is_admin(caller)) {
+      return admin_refusal(
+          caller,
+          make_error(Errc::kNotAllowed, "Only an administrator may list everyone's sessions."));
+    }
   } else {
     if (user.size() > dbus::kMaxUserNameLength || !printable(user))
       return invalid("The user name is invalid.");
-    if (!may_see(caller, user))
-      return make_error(Errc::kNotAllowed, "You may list only your own sessions.");
+    if (!may_see(caller, user)) {
+      return admin_refusal(caller,
+                           make_error(Errc::kNotAllowed, "You may list only your own sessions."));
+    }
   }
   MFA_CHECK(reap(user));
   MFA_TRY(sessions, d_.store.list_sessions(user));
@@ -341,9 +346,11 @@ Status SessionRegistry::terminate(const Caller& caller, std::string_view id) {
     return make_error(Errc::kNoSuchSession, "No such session.");
   MFA_TRY(found, d_.store.get_session(id));
   const bool admin = d_.authenticator.is_admin(caller);
-  // A stranger learns nothing: someone else's session looks like none.
-  if (!found || (!admin && !may_see(caller, found->user)))
+  if (!found)
     return make_error(Errc::kNoSuchSession, "No such session.");
+  // A stranger learns nothing: someone else's session looks like none.
+  if (!admin && !may_see(caller, found->user))
+    return admin_refusal(caller, make_error(Errc::kNoSuchSession, "No such session."));
   return end(*found, remote_end_reason(caller, found->user), caller.describe(), true);
 }
 

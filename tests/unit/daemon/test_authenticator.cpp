@@ -893,6 +893,41 @@ void test_authorization_tiers(void**) {
   ASSERT_ERR(e.auth->send_sms_code(kAliceC, ch), Errc::kNotAllowed);
 }
 
+// polkit (the bus layer asks it): an askable caller's refusal for want of the admin tier is a
+// question, not a denial; the answer decides, and only a no is audited.
+void test_admin_tier_through_polkit(void**) {
+  Env e;
+  enroll_totp(e, "alice");
+  Caller bob = kBobC;
+  bob.polkit = PolkitGrant::kAskable;
+  ASSERT_ERR(e.auth->get_user(bob, "alice"), Errc::kAdminCheckPending);
+  ASSERT_ERR(e.auth->list_users(bob), Errc::kAdminCheckPending);
+  ASSERT_ERR(e.auth->unlock(bob, "alice"), Errc::kAdminCheckPending);
+  assert_int_equal(e.audit_rows("access.denied").size(), 0);
+  assert_string_equal(errc_dbus_name(Errc::kAdminCheckPending), "org.mfad1.Error.NotAllowed");
+  // Own account, unknown users, the PAM side: no question to ask.
+  ASSERT_OK(e.auth->get_user(bob, "bob"));
+  ASSERT_ERR(e.auth->get_user(bob, "nobody-ever"), Errc::kNoSuchUser);
+  ASSERT_ERR(e.auth->begin_authentication(bob, "alice", {}), Errc::kNotAllowed);  // audited
+  assert_int_equal(e.audit_rows("access.denied").size(), 1);
+  // Root and the admin group never wait for polkit.
+  Caller carol = kCarolC;
+  carol.polkit = PolkitGrant::kAskable;
+  ASSERT_OK(e.auth->list_users(carol));
+  bob.polkit = PolkitGrant::kRefused;
+  ASSERT_ERR(e.auth->list_users(bob), Errc::kNotAllowed);
+  ASSERT_ERR(e.auth->get_user(bob, "alice"), Errc::kNotAllowed);
+  assert_int_equal(e.audit_rows("access.denied").size(), 3);
+  bob.polkit = PolkitGrant::kGranted;
+  assert_true(e.auth->is_admin(bob));
+  ASSERT_OK(e.auth->list_users(bob));
+  ASSERT_OK(e.auth->unlock(bob, "alice"));
+  auto unlocks = e.audit_rows("admin.unlock");
+  assert_int_equal(unlocks.size(), 1);
+  assert_string_equal(unlocks[0].caller.c_str(), "uid=1001 pid=201 :1.21 via polkit");
+  assert_int_equal(e.audit_rows("access.denied").size(), 3);
+}
+
 // --- Argument checks ---
 
 void test_bad_names_and_arguments(void**) {
@@ -1205,6 +1240,7 @@ int main(void) {
       cmocka_unit_test(test_disable_and_reset),
       cmocka_unit_test(test_admin_clears_state_of_deleted_account),
       cmocka_unit_test(test_authorization_tiers),
+      cmocka_unit_test(test_admin_tier_through_polkit),
       cmocka_unit_test(test_bad_names_and_arguments),
       cmocka_unit_test(test_methods_filter),
       cmocka_unit_test(test_storage_errors),
