@@ -10,7 +10,10 @@
 //   mfad:{sms}:sends:all          zset  every text of the fleet (MaxSendsGlobal)
 //                                       Scores are the send times (usec); one script trims, checks
 //                                       and adds to all three (one {sms} hash slot), and each key
-//                                       expires one window after its last text.
+//                                       expires one window after its last text. Before a login
+//                                       text, the same script reads the user's lockout from
+//                                       mfad:user:{alice}:limits (fleet_keys.hpp): mfad speaks to
+//                                       one Redis, not a Cluster, so the two slots may meet.
 //   mfad:user:{alice}:sms:login   hash  h: hex keyed hash of the code, x: expiry (usec),
 //   mfad:user:{alice}:sms:enroll        a: wrong tries; the key expires with the code.
 #pragma once
@@ -33,6 +36,7 @@ namespace mfa::fleet {
 
 struct SmsSendKeys {
   std::string user, phone, all;
+  std::string limits;  // the user's failure counters and lockout (fleet_keys.hpp), read only
 };
 SmsSendKeys sms_send_keys(std::string_view prefix, std::string_view user,
                           std::string_view phone_key);
@@ -57,14 +61,18 @@ struct SmsSend {
 };
 
 // check: the limits decide (a live send); false: the text went out while Redis was away and is
-// only added (reconciliation).
+// only added (reconciliation). check_lock (a login text): refused, and not counted, while the
+// user is locked out fleet-wide, as the local limiter refuses it on one host.
 std::vector<std::string> sms_send_args(const SmsSend& send, const SmsLimits& limits,
-                                       int64_t now_usec, bool check);
+                                       int64_t now_usec, bool check, bool check_lock = false);
 
 struct SmsSendOutcome {
-  std::string limit;  // "", or the limit that refuses the text: "user", "phone", "global"
+  // "", or what refuses the text: the limit "user", "phone", "global", or "locked"
+  std::string limit;
   // The user's texts in the window afterwards (phone key, time), for the cache.
   std::vector<std::pair<std::string, int64_t>> user_sends;
+  // "locked": the user's shared counters, lockout included, for the cache.
+  std::optional<LimitState> limits;
 };
 Result<SmsSendOutcome> parse_sms_send_reply(const RedisReply& reply);
 
