@@ -44,14 +44,14 @@ def clients():
 
 @pytest.fixture
 def fleet_factory(mfad_factory, build_dir, redis, fake):
-    """start(**sms_keys) -> (a, b): host A (the mfad fixture) and host B, one Redis, one fake
-    Twilio, one master key, the same configuration."""
+    """start(max_failures=10, **sms_keys) -> (a, b): host A (the mfad fixture) and host B, one
+    Redis, one fake Twilio, one master key, the same configuration."""
     hosts = []
 
-    def start(**sms):
+    def start(max_failures=10, **sms):
         a = mfad_factory
         fleet_config(a, redis)
-        a.set_config("Policy", "MaxFailures", 10)
+        a.set_config("Policy", "MaxFailures", max_failures)
         twilio_config(a, fake)
         for k, v in sms.items():
             a.set_config("SMS", k, v)
@@ -112,6 +112,10 @@ def code_key(user, purpose):
 
 def user_sends_key(user):
     return f"mfad:{{sms}}:sends:user:{user}"
+
+
+def limits_key(user):
+    return f"mfad:user:{{{user}}}:limits"
 
 
 def test_sends_on_a_and_b_add_up_to_one_limit(fleet_factory, fake, clients, test_users, redis):
@@ -361,3 +365,37 @@ def test_no_phone_number_or_code_in_clear_in_redis(fleet_factory, fake, clients,
         # A code stands alone (not inside a hex hash or a microsecond time, where six given
         # digits may turn up by chance).
         assert not re.search(r"(?<![0-9a-f])" + c + r"(?![0-9a-f])", text), c
+
+
+def test_a_user_locked_fleet_wide_gets_no_text(fleet_factory, fake, clients, test_users, redis):
+    """Failures on B and on A add up to a lockout in Redis after B read the user's state: B's
+    challenge asks for a text, and B refuses it as it refuses a locked user's text by itself
+    (RateLimited, sms.failed / locked): a lockout stops the texts the fleet pays for."""
+    a, b = fleet_factory(max_failures=3)
+    enroll_phone(a, fake, ALICE)                          # text 1
+    ca, cb = clients(a), clients(b)
+    ch_b, _ = cb.begin(ALICE)
+    cb.call("Verify", "ss", ch_b, "000000").expect_error("BadCode")     # failure 1, on B
+    ch_a, _ = ca.begin(ALICE)
+    ca.call("Verify", "ss", ch_a, "000000").expect_error("BadCode")     # failure 2, on A
+    ca.call("Verify", "ss", ch_a, "000000").expect_error("RateLimited")  # 3: locked fleet-wide
+    assert int(redis.cli("HGET", limits_key(ALICE), "lu").strip()) > 0
+    assert b.sql(f"SELECT locked_until FROM limits WHERE user = '{ALICE}'").strip() in ("", "0")
+
+    msg = cb.call("SendSmsCode", "s", ch_b).expect_error("RateLimited")
+    assert "Too many failed attempts" in msg, msg
+    assert len(fake.requests) == 1
+    assert redis.cli("ZCARD", user_sends_key(ALICE)).strip() == "1"  # nothing counted
+    assert redis.cli("EXISTS", code_key(ALICE, "login")).strip() == "0"
+    rows = [r for r in audit_rows(b, "sms.failed", ALICE) if r["reason"] == "locked"]
+    assert len(rows) == 1 and rows[0]["outcome"] == "denied", rows
+    assert details(rows[0])["fleet"] == "refused"
+    assert "+1555" not in rows[0]["details"]  # the phone masked, as everywhere
+    # B's cache took the lockout: B refuses the next text by itself, Redis or not.
+    assert int(b.sql(f"SELECT locked_until FROM limits WHERE user = '{ALICE}'").strip()) > 0
+    cb.call("SendSmsCode", "s", ch_b).expect_error("RateLimited")
+    assert len(fake.requests) == 1
+    # An admin unlock lets texts go again, on either host.
+    a.call("Unlock", "s", ALICE).expect_ok()
+    challenge, code = sms_login(cb, fake, ALICE)
+    assert cb.call("Verify", "ss", challenge, code).expect_ok() == "sms"

@@ -77,6 +77,7 @@ void test_keys_and_arguments(void** /*state*/) {
   assert_string_equal(k.user.c_str(), "mfad:{sms}:sends:user:alice");
   assert_string_equal(k.phone.c_str(), ("mfad:{sms}:sends:phone:" + kPhoneA).c_str());
   assert_string_equal(k.all.c_str(), "mfad:{sms}:sends:all");
+  assert_string_equal(k.limits.c_str(), "mfad:user:{alice}:limits");
   assert_string_equal(fleet::sms_code_key("x:", "bob", "enroll").c_str(),
                       "x:user:{bob}:sms:enroll");
   assert_true(fleet::valid_sms_purpose("login") && fleet::valid_sms_purpose("enroll"));
@@ -92,14 +93,16 @@ void test_keys_and_arguments(void** /*state*/) {
 
   fleet::SmsSend send{kPhoneA, 1000 * kUsec, 0xdeadbeef};
   auto args = fleet::sms_send_args(send, limits, 1001 * kUsec, true);
-  assert_int_equal(args.size(), 9);
+  assert_int_equal(args.size(), 10);
   assert_string_equal(args[0].c_str(), std::to_string(941 * kUsec).c_str());  // since
   assert_string_equal(args[1].c_str(), "1000000000");
   assert_string_equal(args[2].c_str(), ("1000000000:deadbeef:" + kPhoneA).c_str());
   assert_string_equal(args[3].c_str(), "1000000000:deadbeef");
   assert_string_equal(args[7].c_str(), "60000");  // TTL: one window
   assert_string_equal(args[8].c_str(), "1");
+  assert_string_equal(args[9].c_str(), "0");  // no lock check unless asked
   assert_string_equal(fleet::sms_send_args(send, limits, 0, false)[8].c_str(), "0");
+  assert_string_equal(fleet::sms_send_args(send, limits, 0, true, true)[9].c_str(), "1");
 
   SmsCode code;
   code.hash = code_hash(1);
@@ -131,6 +134,21 @@ void test_reply_parsing(void** /*state*/) {
   assert_string_equal(fleet::parse_sms_send_reply(array({str("phone"), array({})}))->limit.c_str(),
                       "phone");
   assert_false(fleet::parse_sms_send_reply(array({str("nope"), array({})})).ok());
+  // Locked out fleet-wide: the counters come along, for the cache.
+  auto locked = fleet::parse_sms_send_reply(
+      array({str("locked"), array({}),
+             array({str("0"), str("1"), str("1764000000000000"), str("20416"), str("3")})}));
+  assert_true(locked.ok() && locked->limit == "locked" && locked->limits);
+  assert_int_equal(locked->limits->lockout_count, 1);
+  assert_int_equal(locked->limits->locked_until_usec, 1764000000000000);
+  assert_int_equal(locked->limits->day, 20416);
+  assert_int_equal(locked->limits->day_failures, 3);
+  assert_false(fleet::parse_sms_send_reply(array({str("locked"), array({})})).ok());
+  assert_false(fleet::parse_sms_send_reply(
+                   array({str("locked"), array({}), array({str("0"), str("x"), str("1")})}))
+                   .ok());
+  // Limits ride only with a lock.
+  assert_false(fleet::parse_sms_send_reply(array({str(""), array({})}))->limits.has_value());
   assert_false(fleet::parse_sms_send_reply(array({str("")})).ok());
   assert_false(fleet::parse_sms_send_reply(str("OK")).ok());
   // At most 256 texts are taken from a reply.
@@ -206,12 +224,13 @@ void test_reconcile_items(void** /*state*/) {
     assert_string_equal(call->keys[1].c_str(), ("mfad:{sms}:sends:phone:" + kPhoneA).c_str());
     assert_string_equal(call->args[3].c_str(), "1234000000:fffffff0");
     assert_string_equal(call->args[8].c_str(), "0");  // added, not checked
+    assert_string_equal(call->args[9].c_str(), "0");  // it went out: a lockout changes nothing
     // Replayed as EVAL: in the order queued, whether Redis has the script cached or not.
     const auto argv = call->eval_argv();
-    assert_int_equal(argv.size(), 3 + 3 + 9);
+    assert_int_equal(argv.size(), 3 + 4 + 10);
     assert_string_equal(argv[0].c_str(), "EVAL");
     assert_true(argv[1] == fleet::sms_send_script().body);
-    assert_string_equal(argv[2].c_str(), "3");
+    assert_string_equal(argv[2].c_str(), "4");
     assert_true(argv[3] == call->keys[0] && argv.back() == call->args.back());
     call = fleet::sms_reconcile_call("mfad:", (*items)[1], config, 0);
     assert_true(call && call->script == &fleet::sms_code_put_script());
@@ -320,8 +339,8 @@ struct Loop : RedisLoop {
   std::string send(const std::string& user, const std::string& phone, int64_t now, uint32_t nonce,
                    const fleet::SmsLimits& limits, bool check = true) {
     const auto k = fleet::sms_send_keys("mfad:", user, phone);
-    auto r = eval(fleet::sms_send_script(), {k.user, k.phone, k.all},
-                  fleet::sms_send_args({phone, now, nonce}, limits, now, check));
+    auto r = eval(fleet::sms_send_script(), {k.user, k.phone, k.all, k.limits},
+                  fleet::sms_send_args({phone, now, nonce}, limits, now, check, check));
     auto o = fleet::parse_sms_send_reply(r);
     assert_true(o.ok());
     return o->limit;
@@ -388,6 +407,46 @@ void test_reconciled_sends_are_added_once(void** /*state*/) {
   const auto old = fleet::sms_send_args({kPhoneB, t - limits.window_usec - 1, 4}, limits, t, false);
   (void)l.eval(fleet::sms_send_script(), {k.user, k.phone, k.all}, old);
   assert_int_equal(l.command({"ZCARD", k.user}).integer, 3);
+}
+
+void test_a_locked_user_sends_no_login_text(void** /*state*/) {
+  Loop l;
+  const fleet::SmsLimits limits = fleet::sms_limits(sms_config());
+  const int64_t t = 1766000000000000;
+  const auto k = fleet::sms_send_keys("mfad:", "l1", kPhoneA);
+  assert_string_equal(l.send("l1", kPhoneA, t, 1, limits).c_str(), "");
+  // Failures on other hosts locked the user (the confirm script's fields).
+  (void)l.command({"HSET", k.limits, "cf", "0", "lc", "1", "lu", std::to_string(t + 60 * kUsec),
+                   "day", "20432", "df", "5"});
+  auto r = l.eval(fleet::sms_send_script(), {k.user, k.phone, k.all, k.limits},
+                  fleet::sms_send_args({kPhoneA, t + 1, 2}, limits, t + 1, true, true));
+  auto o = fleet::parse_sms_send_reply(r);
+  assert_true(o.ok());
+  assert_string_equal(o->limit.c_str(), "locked");
+  assert_true(o->limits && o->limits->locked_until_usec == t + 60 * kUsec);
+  assert_int_equal(o->limits->lockout_count, 1);
+  assert_int_equal(o->limits->day_failures, 5);
+  assert_int_equal(o->user_sends.size(), 1);  // for the cache: the fleet's texts, not this one
+  // Nothing counted: a refused text costs no budget.
+  assert_int_equal(l.command({"ZCARD", k.user}).integer, 1);
+  assert_int_equal(l.command({"ZCARD", k.phone}).integer, 1);
+  assert_int_equal(l.command({"ZCARD", k.all}).integer, 1);
+  // An enrollment text (no lock check) and a replayed one (went out already) are counted.
+  assert_string_equal(l.send("l1", kPhoneA, t + 2, 3, limits, false).c_str(), "");
+  assert_int_equal(l.command({"ZCARD", k.user}).integer, 2);
+  // Once the lockout is over, the login text goes.
+  (void)l.command({"HSET", k.limits, "lu", std::to_string(t + 3)});
+  assert_string_equal(l.send("l2", kPhoneB, t + 3, 4, limits).c_str(), "");
+  r = l.eval(fleet::sms_send_script(), {k.user, k.phone, k.all, k.limits},
+             fleet::sms_send_args({kPhoneA, t + 4, 5}, limits, t + 4, true, true));
+  o = fleet::parse_sms_send_reply(r);
+  assert_true(o.ok() && o->limit == "user" && !o->limits);  // the send limit, not the lock
+  // A user who never failed has no limits hash: not locked.
+  const auto fresh = fleet::sms_send_keys("mfad:", "l3", kPhoneB);
+  r = l.eval(fleet::sms_send_script(), {fresh.user, fresh.phone, fresh.all, fresh.limits},
+             fleet::sms_send_args({kPhoneB, t + 5, 6}, limits, t + 5, true, true));
+  o = fleet::parse_sms_send_reply(r);
+  assert_true(o.ok() && o->limit.empty());
 }
 
 void test_a_code_is_used_exactly_once(void** /*state*/) {
@@ -548,6 +607,7 @@ int main() {
   const struct CMUnitTest with_redis[] = {
       cmocka_unit_test(test_send_limits_add_up_across_hosts),
       cmocka_unit_test(test_reconciled_sends_are_added_once),
+      cmocka_unit_test(test_a_locked_user_sends_no_login_text),
       cmocka_unit_test(test_a_code_is_used_exactly_once),
       cmocka_unit_test(test_wrong_tries_add_up_across_hosts),
       cmocka_unit_test(test_merge_keeps_the_newer_code),
