@@ -311,10 +311,13 @@ return outcome(refused)
   return s;
 }
 
-// KEYS: factors watermark backup limits sessions. ARGV: mode ("delete" | "update") watermark
+// KEYS: factors watermark backup limits sessions, then the SMS codes that die with this change
+// (ResetUser, DisableMethod sms: in the same atomic step, so that no code texted before the
+// change is left for another host to accept). ARGV: mode ("delete" | "update") watermark
 // replace_factors replace_backup nfactors, then nfactors (field, value) pairs, then backup hashes.
 const LuaScript& put_user_script() {
   static const LuaScript s(R"lua(
+for k = 6, #KEYS do redis.call('DEL', KEYS[k]) end
 if ARGV[1] == 'delete' then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
   return 1

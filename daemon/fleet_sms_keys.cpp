@@ -22,6 +22,7 @@ constexpr std::string_view kSendKind = "sms-send";
 constexpr std::string_view kCodeKind = "sms-code:";
 constexpr std::string_view kTryKind = "sms-try:";
 constexpr std::string_view kDeadKind = "sms-dead:";
+constexpr std::string_view kDropKind = "sms-drop";
 
 template <typename T>
 std::optional<T> to_number(std::string_view s) {
@@ -94,6 +95,10 @@ SmsSendKeys sms_send_keys(std::string_view prefix, std::string_view user,
 
 std::string sms_code_key(std::string_view prefix, std::string_view user, std::string_view purpose) {
   return std::string(prefix) + "user:{" + std::string(user) + "}:sms:" + std::string(purpose);
+}
+
+std::vector<std::string> sms_code_keys(std::string_view prefix, std::string_view user) {
+  return {sms_code_key(prefix, user, "login"), sms_code_key(prefix, user, "enroll")};
 }
 
 bool valid_sms_purpose(std::string_view purpose) {
@@ -293,6 +298,21 @@ return {'', {c[1], c[2] or '', c[3] or ''}}
   return s;
 }
 
+// KEYS: code keys. ARGV: cut. A key with no expiry field is garbage and goes too.
+const LuaScript& sms_code_drop_script() {
+  static const LuaScript s(R"lua(
+local n = 0
+for i = 1, #KEYS do
+  local x = redis.call('HGET', KEYS[i], 'x')
+  if (not x) or (tonumber(x) or 0) <= tonumber(ARGV[1]) then
+    n = n + redis.call('DEL', KEYS[i])
+  end
+end
+return n
+)lua");
+  return s;
+}
+
 // --- Reconciliation ---
 
 std::optional<ReconcileItem> sms_send_item(std::string_view user, const SmsSend& send) {
@@ -326,6 +346,16 @@ ReconcileItem sms_dead_item(std::string_view user, std::string_view purpose, con
   return item;
 }
 
+ReconcileItem sms_drop_item(std::string_view user, int64_t dropped_usec, const Config& config) {
+  ReconcileItem item;
+  item.user = std::string(user);
+  item.kind = std::string(kDropKind);
+  item.step = static_cast<uint64_t>(
+      dropped_usec +
+      static_cast<int64_t>(std::max(1, config.sms_code_lifetime_seconds)) * kUsecPerSecond);
+  return item;
+}
+
 std::vector<ReconcileItem> sms_change_items(std::string_view user, const FleetChanges& changes) {
   std::vector<ReconcileItem> items;
   if (changes.sms_failed) {
@@ -354,9 +384,17 @@ bool is_sms_item(const ReconcileItem& item) {
 
 std::optional<ScriptCall> sms_reconcile_call(std::string_view prefix, const ReconcileItem& item,
                                              const Config& config, int64_t now_usec) {
+  ScriptCall call;
+  if (item.kind == kDropKind) {
+    if (item.step == 0)
+      return std::nullopt;
+    call.script = &sms_code_drop_script();
+    call.keys = sms_code_keys(prefix, item.user);
+    call.args = {std::to_string(item.step)};
+    return call;
+  }
   if (!item.hash)
     return std::nullopt;
-  ScriptCall call;
   if (item.kind == kSendKind) {
     SmsSend send;
     send.phone_key = hash_hex(*item.hash);

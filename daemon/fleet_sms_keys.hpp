@@ -41,6 +41,8 @@ struct SmsSendKeys {
 SmsSendKeys sms_send_keys(std::string_view prefix, std::string_view user,
                           std::string_view phone_key);
 std::string sms_code_key(std::string_view prefix, std::string_view user, std::string_view purpose);
+// The keys of every pending code of user (login, enroll): they die with the user's phone.
+std::vector<std::string> sms_code_keys(std::string_view prefix, std::string_view user);
 bool valid_sms_purpose(std::string_view purpose);  // "login" or "enroll"
 
 // The send limits of [SMS], with the local code's window (at least 60 s).
@@ -100,17 +102,25 @@ const LuaScript& sms_send_script();
 const LuaScript& sms_code_put_script();
 const LuaScript& sms_code_use_script();
 const LuaScript& sms_code_try_script();
+// KEYS: code keys. ARGV: cut. Deletes each code expiring at or before cut.
+const LuaScript& sms_code_drop_script();
 
 // --- Degraded mode: what Redis must learn (fleet_reconcile rows). ---
 // "sms-send"          a text: hash = phone key, step = time, count = nonce
 // "sms-code:PURPOSE"  a code texted: hash, step = expiry
 // "sms-try:PURPOSE"   wrong tries at a code: hash, count
 // "sms-dead:PURPOSE"  a code used or whose text failed: hash
+// "sms-drop"          every code of the user, as of a time: step = the latest expiry that dies
 std::optional<ReconcileItem> sms_send_item(std::string_view user, const SmsSend& send);
 ReconcileItem sms_code_item(std::string_view user, std::string_view purpose, const SmsCode& code);
 // What a login decided about SMS codes (FleetChanges) that Redis must learn.
 std::vector<ReconcileItem> sms_change_items(std::string_view user, const FleetChanges& changes);
 ReconcileItem sms_dead_item(std::string_view user, std::string_view purpose, const CodeHash& hash);
+// Every pending code of user texted before dropped_usec dies (ResetUser, DisableMethod sms whose
+// write to Redis failed). Codes carry their expiry, not their send time: the cut is
+// dropped_usec + CodeLifetimeSeconds, so a code another host texted after the change lives on
+// as long as the fleet's hosts share CodeLifetimeSeconds.
+ReconcileItem sms_drop_item(std::string_view user, int64_t dropped_usec, const Config& config);
 
 struct ScriptCall {
   const LuaScript* script = nullptr;
