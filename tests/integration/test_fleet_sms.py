@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -399,3 +400,89 @@ def test_a_user_locked_fleet_wide_gets_no_text(fleet_factory, fake, clients, tes
     a.call("Unlock", "s", ALICE).expect_ok()
     challenge, code = sms_login(cb, fake, ALICE)
     assert cb.call("Verify", "ss", challenge, code).expect_ok() == "sms"
+
+
+def sms_login_then_stale(c, fake, user):
+    """A login code texted on c's challenge, and one wrong try at it: the PAM module's retry
+    after a typo, so that the next Verify reads the user's shared state again (docs/fleet.md)."""
+    challenge, code = sms_login(c, fake, user)
+    c.call("Verify", "ss", challenge, wrong(code)).expect_error("BadCode")
+    return challenge, code
+
+
+@pytest.mark.parametrize("removal", ["ResetUser", "DisableMethod"])
+def test_removing_the_phone_kills_its_codes_fleet_wide(fleet_factory, fake, clients, test_users,
+                                                        redis, removal):
+    """A code B texted before A removed the phone (an admin's ResetUser or DisableMethod sms)
+    is dead in Redis in the same step: when the phone is enrolled again, B's challenge, which
+    still holds the code in its cache, does not take it."""
+    a, b = fleet_factory(MaxSendsPerWindow=10)
+    enroll_phone(a, fake, ALICE)
+    cb = clients(b)
+    ch_b, code = sms_login_then_stale(cb, fake, ALICE)
+    begin_sms_enrollment(b, fake, BOB)  # a pending enrollment code
+    assert redis.cli("EXISTS", code_key(ALICE, "login")).strip() == "1"
+    assert redis.cli("EXISTS", code_key(BOB, "enroll")).strip() == "1"
+
+    for user in (ALICE, BOB):
+        if removal == "ResetUser":
+            a.call("ResetUser", "s", user).expect_ok()
+        else:
+            a.call("DisableMethod", "sss", user, "sms", "").expect_ok()
+    for key in (code_key(ALICE, "login"), code_key(ALICE, "enroll"), code_key(BOB, "enroll")):
+        assert redis.cli("EXISTS", key).strip() == "0", key
+    assert a.sql(f"SELECT count(*) FROM sms_codes WHERE user IN ('{ALICE}', '{BOB}')"
+                 ).strip() == "0"
+
+    enroll_phone(a, fake, ALICE)  # the same phone again
+    cb.call("Verify", "ss", ch_b, code).expect_error("BadCode")
+    refusals = [r for r in audit_rows(b, "auth.failure", ALICE)
+                if r["reason"] == "consumed-elsewhere"]
+    assert refusals and details(refusals[-1])["fleet"] == "refused"
+    # New texts work as ever.
+    challenge, fresh = sms_login(cb, fake, ALICE)
+    assert cb.call("Verify", "ss", challenge, fresh).expect_ok() == "sms"
+
+
+def deny_code_writes(redis, user):
+    """The mfad ACL user may read but no longer write user's SMS code keys: a write of them
+    fails as it would if Redis went away between the call's read and its write."""
+    tag = "mfad:user:{" + user + "}:"
+    assert user.startswith("mfa-a")  # every other test user's keys stay writable
+    # (A key needs one pattern that grants all a command asks of it: reading and writing.)
+    r = redis.admin_cli("ACL", "SETUSER", REDIS_USER, "resetkeys", "~mfad:[^u]*",
+                        "~mfad:user:{mfa-[^a]*", "~" + tag + "[^s]*", "~" + tag + "se*",
+                        "%R~" + tag + "sm*")
+    assert r.strip() == "OK", r
+
+
+def test_codes_of_a_removal_redis_missed_die_on_reconciliation(fleet_factory, fake, clients,
+                                                               test_users, redis):
+    """ResetUser on A reads Redis, then its write fails: A answers StorageFailure, its cache
+    has no code left, and it queues their death; when Redis is back, A kills the codes texted
+    before the reset (that one texted after lives: test_fleet_sms.cpp)."""
+    a, b = fleet_factory(MaxSendsPerWindow=10)
+    enroll_phone(a, fake, ALICE)
+    cb = clients(b)
+    ch_b, code = sms_login_then_stale(cb, fake, ALICE)
+    deny_code_writes(redis, ALICE)
+    a.call("ResetUser", "s", ALICE).expect_error("StorageFailure")
+    wait_degraded(a, True)
+    assert redis.cli("EXISTS", code_key(ALICE, "login")).strip() == "1"
+    deadline = time.time() + 10  # the queue commits with the loop's next batch
+    while a.sql("SELECT kind FROM fleet_reconcile").split() != ["sms-drop"]:
+        assert time.time() < deadline, a.sql("SELECT * FROM fleet_reconcile")
+        time.sleep(0.05)
+    assert "NOPERM" in a.log_text()
+    assert a.sql(f"SELECT count(*) FROM sms_codes WHERE user = '{ALICE}'").strip() == "0"
+
+    redis.stop()
+    redis.start()  # its own configuration again: the ACL as before
+    wait_degraded(a, False)
+    wait_degraded(b, False)
+    assert redis.cli("EXISTS", code_key(ALICE, "login")).strip() == "0"
+    cb.call("Verify", "ss", ch_b, code).expect_error("BadCode")
+    # The reset itself did not happen in Redis: the admin, told so, runs it again.
+    assert a.call("GetUser", "s", ALICE).expect_ok()["methods"] == ["sms"]
+    a.call("ResetUser", "s", ALICE).expect_ok()
+    assert b.call("GetUser", "s", ALICE).expect_ok()["methods"] == []

@@ -82,6 +82,10 @@ void test_keys_and_arguments(void** /*state*/) {
                       "x:user:{bob}:sms:enroll");
   assert_true(fleet::valid_sms_purpose("login") && fleet::valid_sms_purpose("enroll"));
   assert_false(fleet::valid_sms_purpose("logout"));
+  const auto codes = fleet::sms_code_keys("mfad:", "bob");
+  assert_int_equal(codes.size(), 2);
+  assert_string_equal(codes[0].c_str(), "mfad:user:{bob}:sms:login");
+  assert_string_equal(codes[1].c_str(), "mfad:user:{bob}:sms:enroll");
 
   Config c = sms_config();
   c.sms_send_window_seconds = 30;  // the local code counts at least a minute
@@ -211,13 +215,17 @@ void test_reconcile_items(void** /*state*/) {
     assert_true((*store)->queue_reconcile(fleet::sms_code_item("alice", "login", code)).ok());
     for (const auto& i : fleet::sms_change_items("alice", changes))
       assert_true((*store)->queue_reconcile(i).ok());
+    assert_true(
+        (*store)->queue_reconcile(fleet::sms_drop_item("alice", 7000 * kUsec, config)).ok());
     assert_true((*store)->flush().ok());
     auto items = (*store)->list_reconcile(10);
     assert_true(items.ok());
-    assert_int_equal(items->size(), 4);
-    const char* kinds[] = {"sms-send", "sms-code:login", "sms-try:login", "sms-dead:enroll"};
-    for (size_t i = 0; i < 4; ++i)
+    assert_int_equal(items->size(), 5);
+    const char* kinds[] = {"sms-send", "sms-code:login", "sms-try:login", "sms-dead:enroll",
+                           "sms-drop"};
+    for (size_t i = 0; i < 5; ++i)
       assert_string_equal((*items)[i].kind.c_str(), kinds[i]);
+    assert_true(fleet::is_sms_item((*items)[4]));
 
     auto call = fleet::sms_reconcile_call("mfad:", (*items)[0], config, 2000 * kUsec);
     assert_true(call && call->script == &fleet::sms_send_script());
@@ -242,6 +250,12 @@ void test_reconcile_items(void** /*state*/) {
     call = fleet::sms_reconcile_call("mfad:", (*items)[3], config, 0);
     assert_true(call && call->script == &fleet::sms_code_use_script());
     assert_string_equal(call->keys[0].c_str(), "mfad:user:{alice}:sms:enroll");
+    // Every code of the user, up to those expiring one code lifetime after the change.
+    call = fleet::sms_reconcile_call("mfad:", (*items)[4], config, 0);
+    assert_true(call && call->script == &fleet::sms_code_drop_script());
+    assert_int_equal(call->keys.size(), 2);
+    assert_string_equal(call->keys[1].c_str(), "mfad:user:{alice}:sms:enroll");
+    assert_string_equal(call->args[0].c_str(), std::to_string((7000 + 600) * kUsec).c_str());
   }
   // Malformed rows replay as nothing.
   ReconcileItem odd;
@@ -251,6 +265,8 @@ void test_reconcile_items(void** /*state*/) {
   assert_false(fleet::sms_reconcile_call("mfad:", odd, config, 0).has_value());
   odd.kind = "sms-dead:login";
   odd.hash.reset();
+  assert_false(fleet::sms_reconcile_call("mfad:", odd, config, 0).has_value());
+  odd.kind = "sms-drop";  // no time
   assert_false(fleet::sms_reconcile_call("mfad:", odd, config, 0).has_value());
   odd.kind = "watermark";
   assert_false(fleet::is_sms_item(odd));
@@ -287,6 +303,18 @@ void test_recorder_notes_sms_codes(void** /*state*/) {
   assert_true(c.sms_used && c.sms_used->hash == code_hash(8));
   assert_false((*rec.get_sms_code("alice", "login")).has_value());
   assert_false(c.enrollment_changed());
+  assert_false(c.sms_codes_dropped);
+  // A spent or expired code dies alone; a phone removed takes every code along.
+  assert_true(rec.put_sms_code("alice", "login", code).ok());
+  assert_true(rec.put_sms_code("alice", "enroll", code).ok());
+  rec.start();
+  assert_true(rec.delete_sms_code("alice", "login").ok());
+  assert_false(rec.stop().sms_codes_dropped);
+  rec.start();
+  assert_true(rec.drop_sms_codes("alice").ok());
+  c = rec.stop();
+  assert_true(c.sms_codes_dropped && c.enrollment_changed());
+  assert_false((*rec.get_sms_code("alice", "enroll")).has_value());
   // Not recording: nothing noted.
   assert_true(rec.put_sms_code("alice", "enroll", code).ok());
   assert_true(rec.use_sms_code("alice", "enroll").ok());
@@ -449,6 +477,43 @@ void test_a_locked_user_sends_no_login_text(void** /*state*/) {
   assert_true(o.ok() && o->limit.empty());
 }
 
+void test_dropped_codes_die(void** /*state*/) {
+  Loop l;
+  const Config config = sms_config();
+  const int64_t now = wall_usec();
+  const auto keys = fleet::sms_code_keys("mfad:", "d1");
+  SmsCode before;  // texted before the change
+  before.hash = code_hash(60);
+  before.expires_usec = now + 600 * kUsec;
+  SmsCode after = before;  // texted by another host after it
+  after.hash = code_hash(61);
+  after.expires_usec = now + 601 * kUsec;
+  (void)l.eval(fleet::sms_code_put_script(), {keys[0]}, fleet::sms_code_put_args(before, false));
+  (void)l.eval(fleet::sms_code_put_script(), {keys[1]}, fleet::sms_code_put_args(after, false));
+  // Replayed after an outage: the codes texted before the change die, a later one lives.
+  auto call = fleet::sms_reconcile_call("mfad:", fleet::sms_drop_item("d1", now, config), config,
+                                        now + 5 * kUsec);
+  assert_true(call.has_value());
+  assert_int_equal(l.command(call->eval_argv()).integer, 1);
+  assert_int_equal(l.command({"EXISTS", keys[0]}).integer, 0);
+  assert_int_equal(l.command({"EXISTS", keys[1]}).integer, 1);
+  // Replayed again (a failed commit): nothing more.
+  assert_int_equal(l.command(call->eval_argv()).integer, 0);
+  // Online, the enrollment write takes every code along, atomically (put_user_script).
+  const auto u = fleet::user_keys("mfad:", "d1");
+  std::vector<std::string> put_keys{u.factors, u.watermark, u.backup, u.limits, u.sessions};
+  (void)l.eval(fleet::put_user_script(), put_keys, {"update", "", "1", "0", "0"});
+  assert_int_equal(l.command({"EXISTS", keys[1]}).integer, 1);  // not asked to
+  put_keys.insert(put_keys.end(), keys.begin(), keys.end());
+  (void)l.eval(fleet::sms_code_put_script(), {keys[0]}, fleet::sms_code_put_args(before, false));
+  (void)l.eval(fleet::put_user_script(), put_keys, {"update", "", "1", "0", "0"});
+  assert_int_equal(l.command({"EXISTS", keys[0]}).integer, 0);
+  assert_int_equal(l.command({"EXISTS", keys[1]}).integer, 0);
+  (void)l.eval(fleet::sms_code_put_script(), {keys[1]}, fleet::sms_code_put_args(after, false));
+  (void)l.eval(fleet::put_user_script(), put_keys, {"delete", "", "0", "0", "0"});
+  assert_int_equal(l.command({"EXISTS", keys[1]}).integer, 0);
+}
+
 void test_a_code_is_used_exactly_once(void** /*state*/) {
   Loop l;
   const std::string key = fleet::sms_code_key("mfad:", "c1", "enroll");
@@ -608,6 +673,7 @@ int main() {
       cmocka_unit_test(test_send_limits_add_up_across_hosts),
       cmocka_unit_test(test_reconciled_sends_are_added_once),
       cmocka_unit_test(test_a_locked_user_sends_no_login_text),
+      cmocka_unit_test(test_dropped_codes_die),
       cmocka_unit_test(test_a_code_is_used_exactly_once),
       cmocka_unit_test(test_wrong_tries_add_up_across_hosts),
       cmocka_unit_test(test_merge_keeps_the_newer_code),
