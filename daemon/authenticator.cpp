@@ -672,6 +672,8 @@ Status Authenticator::disable_method(const Caller& caller, std::string_view user
         MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kSms, false));
       if (f.sms_pending)
         MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kSms, true));
+      // A code texted before must not outlive the phone: re-enrolled, it would work again.
+      MFA_STORE_CHECK(m.d_.store.drop_sms_codes(user));
       break;
     case Method::kBackup:
       MFA_STORE_CHECK(m.d_.store.delete_backup_codes(user));

@@ -173,6 +173,7 @@ void ManagerBus::fleet_confirm(std::shared_ptr<sd_bus_message> call, uint64_t id
       shared.backup_replaced = false;
       shared.watermark_set.reset();
       shared.user_deleted = false;
+      shared.sms_codes_dropped = false;
     }
     const bool confirmed = success && sms.refused.empty();
     const bool failed = failure || (success && !sms.refused.empty());

@@ -242,12 +242,19 @@ void FleetCoordinator::push_user(const std::string& user, const FleetChanges& ch
   args.push_back(std::to_string(factor_args.size() / 2));
   args.insert(args.end(), factor_args.begin(), factor_args.end());
   args.insert(args.end(), backup_args.begin(), backup_args.end());
+  std::vector<std::string> script_keys{keys.factors, keys.watermark, keys.backup, keys.limits,
+                                       keys.sessions};
+  if (changes.user_deleted || changes.sms_codes_dropped) {
+    for (auto& k : fleet::sms_code_keys(d_.config.redis_key_prefix, user))
+      script_keys.push_back(std::move(k));
+  }
   auto alive = alive_;
-  client_->eval(fleet::put_user_script(),
-                {keys.factors, keys.watermark, keys.backup, keys.limits, keys.sessions},
-                std::move(args), [alive, done = std::move(done)](Result<RedisReply> reply) {
+  client_->eval(fleet::put_user_script(), std::move(script_keys), std::move(args),
+                [alive, done = std::move(done)](Result<RedisReply> reply) {
                   if (!*alive)
                     return;
+                  if (reply.ok() && reply->is_error())
+                    MFA_LOG_ERROR("fleet: enrollment write failed: %s", reply->str.c_str());
                   done(reply.ok() && !reply->is_error());
                 });
 }
@@ -292,6 +299,10 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
     enter_degraded(why);
     // What this host already consumed stays consumed: Redis learns it on reconciliation.
     queue_consumed(user, changes, failure);
+    // The codes died here (the cache): whether or not Redis took the change, none texted before
+    // it may live on in Redis for another host (fail closed: at worst a code to text again).
+    if (changes.user_deleted || changes.sms_codes_dropped)
+      queue(fleet::sms_drop_item(user, d_.clock.realtime_usec(), d_.config));
   };
   auto after_limits = [this, alive, user, kind, changes, push, unavailable,
                        done](FleetConfirmResult result) mutable {

@@ -167,23 +167,34 @@ Result<RemoteUser> parse_load_reply(const RedisReply& reply) {
   return u;
 }
 
+std::optional<LimitState> parse_limit_values(std::span<const RedisReply> values) {
+  if (values.size() != 5)
+    return std::nullopt;
+  const auto cf = reply_int(values[0]);
+  const auto lc = reply_int(values[1]);
+  const auto lu = reply_int(values[2]);
+  const auto day = reply_int(values[3]);
+  const auto df = reply_int(values[4]);
+  if (!cf || !lc || !lu || !day || !df)
+    return std::nullopt;
+  LimitState s;
+  s.consecutive_failures = static_cast<int>(*cf);
+  s.lockout_count = static_cast<int>(*lc);
+  s.locked_until_usec = *lu;
+  s.day = *day;
+  s.day_failures = static_cast<int>(*df);
+  return s;
+}
+
 Result<ConfirmOutcome> parse_confirm_reply(const RedisReply& reply) {
   if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 6)
     return bad_reply("the confirm script");
   ConfirmOutcome o;
   o.refused = reply.elements[0].str;
-  const auto cf = reply_int(reply.elements[1]);
-  const auto lc = reply_int(reply.elements[2]);
-  const auto lu = reply_int(reply.elements[3]);
-  const auto day = reply_int(reply.elements[4]);
-  const auto df = reply_int(reply.elements[5]);
-  if (!cf || !lc || !lu || !day || !df)
+  auto limits = parse_limit_values(std::span<const RedisReply>(reply.elements).subspan(1));
+  if (!limits)
     return bad_reply("the confirm script (limits)");
-  o.limits.consecutive_failures = static_cast<int>(*cf);
-  o.limits.lockout_count = static_cast<int>(*lc);
-  o.limits.locked_until_usec = *lu;
-  o.limits.day = *day;
-  o.limits.day_failures = static_cast<int>(*df);
+  o.limits = *limits;
   return o;
 }
 
@@ -293,10 +304,13 @@ return outcome(refused)
   return s;
 }
 
-// KEYS: factors watermark backup limits sessions. ARGV: mode ("delete" | "update") watermark
+// KEYS: factors watermark backup limits sessions, then the SMS codes that die with this change
+// (ResetUser, DisableMethod sms: in the same atomic step, so that no code texted before the
+// change is left for another host to accept). ARGV: mode ("delete" | "update") watermark
 // replace_factors replace_backup nfactors, then nfactors (field, value) pairs, then backup hashes.
 const LuaScript& put_user_script() {
   static const LuaScript s(R"lua(
+for k = 6, #KEYS do redis.call('DEL', KEYS[k]) end
 if ARGV[1] == 'delete' then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
   return 1

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,6 +57,9 @@ struct ConfirmOutcome {
   LimitState limits;
 };
 Result<ConfirmOutcome> parse_confirm_reply(const RedisReply& reply);
+// A user's counters as the scripts return them: cf lc lu day df (integers, or strings read from
+// the limits hash); nullopt when malformed.
+std::optional<LimitState> parse_limit_values(std::span<const RedisReply> values);
 
 // Arguments of the confirm script.
 struct ConfirmRequest {

@@ -84,4 +84,11 @@ Status FleetRecorder::use_sms_code(std::string_view user, std::string_view purpo
   return st;
 }
 
+Status FleetRecorder::drop_sms_codes(std::string_view user) {
+  Status st = inner_.drop_sms_codes(user);
+  if (st.ok() && recording_)
+    changes_.sms_codes_dropped = true;
+  return st;
+}
+
 }  // namespace mfa

@@ -26,8 +26,10 @@ struct FleetChanges {
   bool user_deleted = false;
   std::optional<SmsCodeChange> sms_used;    // the live SMS code was typed right: used up
   std::optional<SmsCodeChange> sms_failed;  // a wrong try at it was counted
+  bool sms_codes_dropped = false;           // every pending code died with the phone
   bool enrollment_changed() const {
-    return factors_changed || backup_replaced || watermark_set.has_value() || user_deleted;
+    return factors_changed || backup_replaced || watermark_set.has_value() || user_deleted ||
+           sms_codes_dropped;
   }
 };
 
@@ -78,6 +80,7 @@ class FleetRecorder final : public Store {
     return inner_.delete_sms_code(user, purpose);
   }
   Status use_sms_code(std::string_view user, std::string_view purpose) override;
+  Status drop_sms_codes(std::string_view user) override;
   Status record_sms_send(std::string_view user, std::string_view phone_key, int64_t time_usec,
                          int64_t forget_before_usec) override {
     return inner_.record_sms_send(user, phone_key, time_usec, forget_before_usec);

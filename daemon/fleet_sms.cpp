@@ -5,6 +5,7 @@
 #include "common/crypto.hpp"
 #include "daemon/daemon_log.hpp"
 #include "daemon/fleet_sms_keys.hpp"
+#include "daemon/rate_limiter.hpp"
 
 namespace mfa {
 
@@ -97,8 +98,9 @@ void FleetSms::gate(const SmsMessage& message, std::function<void(GateResult)> d
   const int64_t since = text->sent_usec - limits.window_usec;
   auto alive = alive_;
   d_.fleet.client().eval(
-      fleet::sms_send_script(), {keys.user, keys.phone, keys.all},
-      fleet::sms_send_args(send, limits, text->sent_usec, /*check=*/true),
+      fleet::sms_send_script(), {keys.user, keys.phone, keys.all, keys.limits},
+      fleet::sms_send_args(send, limits, text->sent_usec, /*check=*/true,
+                           /*check_lock=*/text->login()),
       [this, alive, text, since, done = std::move(done)](Result<RedisReply> reply) mutable {
         if (!*alive)
           return;
@@ -117,12 +119,31 @@ void FleetSms::gate(const SmsMessage& message, std::function<void(GateResult)> d
                         st.error().message.c_str());
         }
         wrote();
+        if (outcome->limits) {
+          locked(text, *outcome->limits, std::move(done));
+          return;
+        }
         if (!outcome->limit.empty()) {
-          refused(text, outcome->limit, std::move(done));
+          refused(text, "rate-limited", {{"limit", outcome->limit}, {"fleet", "shared"}},
+                  {Gate::kRateLimited, outcome->limit, 0}, std::move(done));
           return;
         }
         store_code(text, std::move(done));
       });
+}
+
+// Locked out fleet-wide since this host last read the user's counters (failures on other hosts):
+// refused as the local limiter refuses a locked user's text (sms.failed / locked), and the cache
+// takes the lockout, so that this host refuses the user's next calls by itself.
+void FleetSms::locked(TextPtr text, const LimitState& shared,
+                      std::function<void(GateResult)> done) {
+  if (Status st = d_.cache.put_limits(text->user, shared); !st.ok()) {
+    MFA_LOG_ERROR("fleet: cannot cache %s's limits: %s", text->user.c_str(),
+                  st.error().message.c_str());
+  }
+  MFA_LOG_WARNING("%s: SMS code refused, locked out fleet-wide", text->user.c_str());
+  refused(text, "locked", {{"fleet", "refused"}},
+          {Gate::kLocked, "", lock_remaining_usec(shared, text->sent_usec)}, std::move(done));
 }
 
 void FleetSms::store_code(TextPtr text, std::function<void(GateResult)> done) {
@@ -160,29 +181,30 @@ void FleetSms::unavailable(TextPtr text, const std::string& why, bool counted,
   done({Gate::kSendDegraded, ""});
 }
 
-void FleetSms::refused(TextPtr text, const std::string& limit,
-                       std::function<void(GateResult)> done) {
+// Audited as sms.failed (denied, reason) with details beside the text's own.
+void FleetSms::refused(TextPtr text, const std::string& reason, const StringMap& details,
+                       GateResult result, std::function<void(GateResult)> done) {
   AuditEvent event;
   event.kind = "sms.failed";
   event.user = text->user;
   event.outcome = "denied";
-  event.reason = "rate-limited";
+  event.reason = reason;
   event.caller = text->caller.describe();
   event.details = text->details;
-  event.details["limit"] = limit;
-  event.details["fleet"] = "shared";
+  for (const auto& [k, v] : details)
+    event.details[k] = v;
   if (Status st = d_.audit.record(event); !st.ok())
     MFA_LOG_ERROR("cannot audit an SMS refusal: %s", st.error().message.c_str());
   // The code stored here for this text was never texted: the cache takes Redis's live code back
   // (the one texted before, which must keep working).
   auto alive = alive_;
   load_code(text->user, text->purpose,
-            [this, alive, text, limit, done = std::move(done)](bool online) {
+            [this, alive, text, result, done = std::move(done)](bool online) {
               if (!*alive)
                 return;
               if (!online)
                 forget_local_code(text->user, text->purpose, text->code.hash);
-              done({Gate::kRateLimited, limit});
+              done(result);
             });
 }
 

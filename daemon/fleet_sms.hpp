@@ -2,8 +2,9 @@
 // of a fleet shares through Redis (fleet_sms_keys.hpp). The Authenticator decides against the
 // local cache as always; around its decisions:
 //  - gate(): before a text leaves, one script checks the user's, the phone's and the fleet's
-//    send limits and counts the text; then the code's keyed hash is stored, its expiry as TTL.
-//    Refused: SmsRateLimited, and the cache is put back as Redis has it;
+//    send limits and counts the text (a login text: unless the user is locked out fleet-wide);
+//    then the code's keyed hash is stored, its expiry as TTL. Refused: SmsRateLimited (locked:
+//    RateLimited), and the cache is put back as Redis has it;
 //  - load_code(): ConfirmSmsEnrollment reads the pending code into the cache first, so that the
 //    code texted by one host can be confirmed on another;
 //  - confirm(): a code typed right is used up exactly once fleet-wide (refused: the success
@@ -41,11 +42,13 @@ class FleetSms {
     kSend,          // counted and stored fleet-wide: send it
     kSendDegraded,  // Redis is away: a login text goes out on local limits (audited, queued)
     kRateLimited,   // a shared limit says no (audited as sms.failed)
+    kLocked,        // a login text of a user locked out fleet-wide (audited as sms.failed)
     kUnavailable,   // Redis is away and this text is for an enrollment: not sent
   };
   struct GateResult {
     Gate gate = Gate::kUnavailable;
-    std::string limit;  // kRateLimited: "user", "phone" or "global"
+    std::string limit;        // kRateLimited: "user", "phone" or "global"
+    int64_t locked_usec = 0;  // kLocked: how long the lockout lasts still
   };
   struct ConfirmResult {
     std::string refused;  // "consumed-elsewhere": the code was no longer live fleet-wide
@@ -78,7 +81,9 @@ class FleetSms {
   static TextPtr text_of(const SmsMessage& message);
 
   void store_code(TextPtr text, std::function<void(GateResult)> done);
-  void refused(TextPtr text, const std::string& limit, std::function<void(GateResult)> done);
+  void refused(TextPtr text, const std::string& reason, const StringMap& details, GateResult result,
+               std::function<void(GateResult)> done);
+  void locked(TextPtr text, const LimitState& shared, std::function<void(GateResult)> done);
   void send_degraded(const Text& text, bool counted, const std::string& why);
   void unavailable(TextPtr text, const std::string& why, bool counted,
                    std::function<void(GateResult)> done);

@@ -22,6 +22,7 @@ constexpr std::string_view kSendKind = "sms-send";
 constexpr std::string_view kCodeKind = "sms-code:";
 constexpr std::string_view kTryKind = "sms-try:";
 constexpr std::string_view kDeadKind = "sms-dead:";
+constexpr std::string_view kDropKind = "sms-drop";
 
 template <typename T>
 std::optional<T> to_number(std::string_view s) {
@@ -89,11 +90,15 @@ SmsSendKeys sms_send_keys(std::string_view prefix, std::string_view user,
                           std::string_view phone_key) {
   const std::string base = std::string(prefix) + "{sms}:sends:";
   return SmsSendKeys{base + "user:" + std::string(user), base + "phone:" + std::string(phone_key),
-                     base + "all"};
+                     base + "all", user_keys(prefix, user).limits};
 }
 
 std::string sms_code_key(std::string_view prefix, std::string_view user, std::string_view purpose) {
   return std::string(prefix) + "user:{" + std::string(user) + "}:sms:" + std::string(purpose);
+}
+
+std::vector<std::string> sms_code_keys(std::string_view prefix, std::string_view user) {
+  return {sms_code_key(prefix, user, "login"), sms_code_key(prefix, user, "enroll")};
 }
 
 bool valid_sms_purpose(std::string_view purpose) {
@@ -110,9 +115,10 @@ SmsLimits sms_limits(const Config& config) {
   return l;
 }
 
-// ARGV: since time member_user member_other max_user max_phone max_global ttl_ms check.
+// ARGV: since time member_user member_other max_user max_phone max_global ttl_ms check
+// check_lock.
 std::vector<std::string> sms_send_args(const SmsSend& send, const SmsLimits& limits,
-                                       int64_t now_usec, bool check) {
+                                       int64_t now_usec, bool check, bool check_lock) {
   const std::string member = std::to_string(send.time_usec) + ":" + nonce_hex(send.nonce);
   return {std::to_string(now_usec - limits.window_usec),
           std::to_string(send.time_usec),
@@ -122,17 +128,24 @@ std::vector<std::string> sms_send_args(const SmsSend& send, const SmsLimits& lim
           std::to_string(limits.max_phone),
           std::to_string(limits.max_global),
           std::to_string(limits.window_usec / 1000),
-          check ? "1" : "0"};
+          check ? "1" : "0",
+          check_lock ? "1" : "0"};
 }
 
 Result<SmsSendOutcome> parse_sms_send_reply(const RedisReply& reply) {
-  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 2 ||
+  if (reply.type != RedisReply::Type::kArray ||
+      (reply.elements.size() != 2 && reply.elements.size() != 3) ||
       reply.elements[1].type != RedisReply::Type::kArray)
     return bad_reply("the SMS send script");
   SmsSendOutcome o;
   o.limit = reply.elements[0].str;
-  if (!o.limit.empty() && o.limit != "user" && o.limit != "phone" && o.limit != "global")
+  if (o.limit == "locked") {
+    if (reply.elements.size() != 3 || reply.elements[2].type != RedisReply::Type::kArray ||
+        !(o.limits = parse_limit_values(reply.elements[2].elements)))
+      return bad_reply("the SMS send script (limits)");
+  } else if (!o.limit.empty() && o.limit != "user" && o.limit != "phone" && o.limit != "global") {
     return bad_reply("the SMS send script (limit)");
+  }
   for (const auto& e : reply.elements[1].elements) {
     if (o.user_sends.size() >= kMaxUserSends)
       break;
@@ -201,13 +214,23 @@ Result<std::optional<SmsCode>> parse_sms_code_hash(const RedisReply& reply) {
   return code_from_fields(h, x, a);
 }
 
-// KEYS: user phone all. ARGV as sms_send_args. Times are integers below 2^53 (exact as scores and
-// in Lua's doubles). Texts older than the window are trimmed first; a text the window has already
-// left (a late reconciliation) counts for nothing.
+// KEYS: user phone all limits. ARGV as sms_send_args. Times are integers below 2^53 (exact as
+// scores and in Lua's doubles). Texts older than the window are trimmed first; a text the window
+// has already left (a late reconciliation) counts for nothing. A login text of a user locked
+// out fleet-wide is refused before anything is counted: the lockout may have been reached on
+// other hosts since this one last read the user's counters, and a locked user must not make
+// the fleet pay for texts. The reply then carries the counters (as the confirm script's).
 const LuaScript& sms_send_script() {
   static const LuaScript s(R"lua(
 local since = ARGV[1]
 for i = 1, 3 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. since) end
+if ARGV[10] == '1' then
+  local l = redis.call('HMGET', KEYS[4], 'cf', 'lc', 'lu', 'day', 'df')
+  for i = 1, 5 do l[i] = string.format('%d', tonumber(l[i] or '0') or 0) end
+  if tonumber(l[3]) > tonumber(ARGV[2]) then
+    return {'locked', redis.call('ZRANGE', KEYS[1], -256, -1), l}
+  end
+end
 local limit = ''
 if ARGV[9] == '1' then
   if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[5]) then limit = 'user'
@@ -275,6 +298,21 @@ return {'', {c[1], c[2] or '', c[3] or ''}}
   return s;
 }
 
+// KEYS: code keys. ARGV: cut. A key with no expiry field is garbage and goes too.
+const LuaScript& sms_code_drop_script() {
+  static const LuaScript s(R"lua(
+local n = 0
+for i = 1, #KEYS do
+  local x = redis.call('HGET', KEYS[i], 'x')
+  if (not x) or (tonumber(x) or 0) <= tonumber(ARGV[1]) then
+    n = n + redis.call('DEL', KEYS[i])
+  end
+end
+return n
+)lua");
+  return s;
+}
+
 // --- Reconciliation ---
 
 std::optional<ReconcileItem> sms_send_item(std::string_view user, const SmsSend& send) {
@@ -308,6 +346,16 @@ ReconcileItem sms_dead_item(std::string_view user, std::string_view purpose, con
   return item;
 }
 
+ReconcileItem sms_drop_item(std::string_view user, int64_t dropped_usec, const Config& config) {
+  ReconcileItem item;
+  item.user = std::string(user);
+  item.kind = std::string(kDropKind);
+  item.step = static_cast<uint64_t>(
+      dropped_usec +
+      static_cast<int64_t>(std::max(1, config.sms_code_lifetime_seconds)) * kUsecPerSecond);
+  return item;
+}
+
 std::vector<ReconcileItem> sms_change_items(std::string_view user, const FleetChanges& changes) {
   std::vector<ReconcileItem> items;
   if (changes.sms_failed) {
@@ -336,9 +384,17 @@ bool is_sms_item(const ReconcileItem& item) {
 
 std::optional<ScriptCall> sms_reconcile_call(std::string_view prefix, const ReconcileItem& item,
                                              const Config& config, int64_t now_usec) {
+  ScriptCall call;
+  if (item.kind == kDropKind) {
+    if (item.step == 0)
+      return std::nullopt;
+    call.script = &sms_code_drop_script();
+    call.keys = sms_code_keys(prefix, item.user);
+    call.args = {std::to_string(item.step)};
+    return call;
+  }
   if (!item.hash)
     return std::nullopt;
-  ScriptCall call;
   if (item.kind == kSendKind) {
     SmsSend send;
     send.phone_key = hash_hex(*item.hash);
@@ -346,7 +402,7 @@ std::optional<ScriptCall> sms_reconcile_call(std::string_view prefix, const Reco
     send.nonce = static_cast<uint32_t>(item.count);
     const auto keys = sms_send_keys(prefix, item.user, send.phone_key);
     call.script = &sms_send_script();
-    call.keys = {keys.user, keys.phone, keys.all};
+    call.keys = {keys.user, keys.phone, keys.all, keys.limits};
     call.args = sms_send_args(send, sms_limits(config), now_usec, /*check=*/false);
     return call;
   }

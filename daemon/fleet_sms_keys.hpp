@@ -10,7 +10,10 @@
 //   mfad:{sms}:sends:all          zset  every text of the fleet (MaxSendsGlobal)
 //                                       Scores are the send times (usec); one script trims, checks
 //                                       and adds to all three (one {sms} hash slot), and each key
-//                                       expires one window after its last text.
+//                                       expires one window after its last text. Before a login
+//                                       text, the same script reads the user's lockout from
+//                                       mfad:user:{alice}:limits (fleet_keys.hpp): mfad speaks to
+//                                       one Redis, not a Cluster, so the two slots may meet.
 //   mfad:user:{alice}:sms:login   hash  h: hex keyed hash of the code, x: expiry (usec),
 //   mfad:user:{alice}:sms:enroll        a: wrong tries; the key expires with the code.
 #pragma once
@@ -33,10 +36,13 @@ namespace mfa::fleet {
 
 struct SmsSendKeys {
   std::string user, phone, all;
+  std::string limits;  // the user's failure counters and lockout (fleet_keys.hpp), read only
 };
 SmsSendKeys sms_send_keys(std::string_view prefix, std::string_view user,
                           std::string_view phone_key);
 std::string sms_code_key(std::string_view prefix, std::string_view user, std::string_view purpose);
+// The keys of every pending code of user (login, enroll): they die with the user's phone.
+std::vector<std::string> sms_code_keys(std::string_view prefix, std::string_view user);
 bool valid_sms_purpose(std::string_view purpose);  // "login" or "enroll"
 
 // The send limits of [SMS], with the local code's window (at least 60 s).
@@ -57,14 +63,18 @@ struct SmsSend {
 };
 
 // check: the limits decide (a live send); false: the text went out while Redis was away and is
-// only added (reconciliation).
+// only added (reconciliation). check_lock (a login text): refused, and not counted, while the
+// user is locked out fleet-wide, as the local limiter refuses it on one host.
 std::vector<std::string> sms_send_args(const SmsSend& send, const SmsLimits& limits,
-                                       int64_t now_usec, bool check);
+                                       int64_t now_usec, bool check, bool check_lock = false);
 
 struct SmsSendOutcome {
-  std::string limit;  // "", or the limit that refuses the text: "user", "phone", "global"
+  // "", or what refuses the text: the limit "user", "phone", "global", or "locked"
+  std::string limit;
   // The user's texts in the window afterwards (phone key, time), for the cache.
   std::vector<std::pair<std::string, int64_t>> user_sends;
+  // "locked": the user's shared counters, lockout included, for the cache.
+  std::optional<LimitState> limits;
 };
 Result<SmsSendOutcome> parse_sms_send_reply(const RedisReply& reply);
 
@@ -92,17 +102,25 @@ const LuaScript& sms_send_script();
 const LuaScript& sms_code_put_script();
 const LuaScript& sms_code_use_script();
 const LuaScript& sms_code_try_script();
+// KEYS: code keys. ARGV: cut. Deletes each code expiring at or before cut.
+const LuaScript& sms_code_drop_script();
 
 // --- Degraded mode: what Redis must learn (fleet_reconcile rows). ---
 // "sms-send"          a text: hash = phone key, step = time, count = nonce
 // "sms-code:PURPOSE"  a code texted: hash, step = expiry
 // "sms-try:PURPOSE"   wrong tries at a code: hash, count
 // "sms-dead:PURPOSE"  a code used or whose text failed: hash
+// "sms-drop"          every code of the user, as of a time: step = the latest expiry that dies
 std::optional<ReconcileItem> sms_send_item(std::string_view user, const SmsSend& send);
 ReconcileItem sms_code_item(std::string_view user, std::string_view purpose, const SmsCode& code);
 // What a login decided about SMS codes (FleetChanges) that Redis must learn.
 std::vector<ReconcileItem> sms_change_items(std::string_view user, const FleetChanges& changes);
 ReconcileItem sms_dead_item(std::string_view user, std::string_view purpose, const CodeHash& hash);
+// Every pending code of user texted before dropped_usec dies (ResetUser, DisableMethod sms whose
+// write to Redis failed). Codes carry their expiry, not their send time: the cut is
+// dropped_usec + CodeLifetimeSeconds, so a code another host texted after the change lives on
+// as long as the fleet's hosts share CodeLifetimeSeconds.
+ReconcileItem sms_drop_item(std::string_view user, int64_t dropped_usec, const Config& config);
 
 struct ScriptCall {
   const LuaScript* script = nullptr;

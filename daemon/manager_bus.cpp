@@ -14,6 +14,7 @@
 #include "daemon/sessions_bus.hpp"
 #include "daemon/fleet_coordinator.hpp"
 #include "daemon/fleet_sms.hpp"
+#include "daemon/rate_limiter.hpp"
 #include "daemon/sms_delivery.hpp"
 
 namespace mfa {
@@ -247,6 +248,9 @@ int ManagerBus::send_text(sd_bus_message* call, SmsMessage message) {
           break;
         case FleetSms::Gate::kRateLimited:
           (void)reply_error(m, sms_rate_limited_error(config_));
+          break;
+        case FleetSms::Gate::kLocked:
+          (void)reply_error(m, make_error(Errc::kRateLimited, lockout_message(gate.locked_usec)));
           break;
         case FleetSms::Gate::kUnavailable:
           (void)reply_error(m, make_error(Errc::kStorage,

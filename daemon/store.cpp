@@ -62,6 +62,12 @@ Status Store::put_sms_code(std::string_view, std::string_view, const SmsCode&) {
 Status Store::delete_sms_code(std::string_view, std::string_view) {
   return no_sms_support();
 }
+Status Store::drop_sms_codes(std::string_view user) {
+  // The purposes of sms_codes.hpp (kSmsPurposeLogin, kSmsPurposeEnroll).
+  for (std::string_view purpose : {"login", "enroll"})
+    MFA_CHECK(delete_sms_code(user, purpose));
+  return {};
+}
 Status Store::record_sms_send(std::string_view, std::string_view, int64_t, int64_t) {
   return no_sms_support();
 }

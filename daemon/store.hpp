@@ -107,7 +107,7 @@ class Store {
   virtual Status delete_factor(std::string_view user, Method method, bool pending) = 0;
   // Every user with at least one factor (active or pending) or backup codes, sorted.
   virtual Result<std::vector<std::string>> list_users() = 0;
-  // Removes factors, backup codes, watermark and limits of user.
+  // Removes factors, backup codes, watermark, limits and pending SMS codes of user.
   virtual Status delete_user(std::string_view user) = 0;
 
   // TOTP replay watermark (the last accepted time step). advance: sets it to step only if step is
@@ -135,6 +135,10 @@ class Store {
                                                       std::string_view purpose);
   virtual Status put_sms_code(std::string_view user, std::string_view purpose, const SmsCode& code);
   virtual Status delete_sms_code(std::string_view user, std::string_view purpose);
+  // Every pending code of user, login and enrollment: they die with the phone they went to
+  // (DisableMethod sms). Apart from delete_sms_code so that fleet mode can tell it from the
+  // death of one spent or expired code.
+  virtual Status drop_sms_codes(std::string_view user);
   // The live code of (user, purpose) was typed right: it is used up (deleted). Apart from
   // delete_sms_code so that fleet mode can tell a used code from a dead one.
   virtual Status use_sms_code(std::string_view user, std::string_view purpose) {

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -44,14 +45,14 @@ def clients():
 
 @pytest.fixture
 def fleet_factory(mfad_factory, build_dir, redis, fake):
-    """start(**sms_keys) -> (a, b): host A (the mfad fixture) and host B, one Redis, one fake
-    Twilio, one master key, the same configuration."""
+    """start(max_failures=10, **sms_keys) -> (a, b): host A (the mfad fixture) and host B, one
+    Redis, one fake Twilio, one master key, the same configuration."""
     hosts = []
 
-    def start(**sms):
+    def start(max_failures=10, **sms):
         a = mfad_factory
         fleet_config(a, redis)
-        a.set_config("Policy", "MaxFailures", 10)
+        a.set_config("Policy", "MaxFailures", max_failures)
         twilio_config(a, fake)
         for k, v in sms.items():
             a.set_config("SMS", k, v)
@@ -112,6 +113,10 @@ def code_key(user, purpose):
 
 def user_sends_key(user):
     return f"mfad:{{sms}}:sends:user:{user}"
+
+
+def limits_key(user):
+    return f"mfad:user:{{{user}}}:limits"
 
 
 def test_sends_on_a_and_b_add_up_to_one_limit(fleet_factory, fake, clients, test_users, redis):
@@ -361,3 +366,123 @@ def test_no_phone_number_or_code_in_clear_in_redis(fleet_factory, fake, clients,
         # A code stands alone (not inside a hex hash or a microsecond time, where six given
         # digits may turn up by chance).
         assert not re.search(r"(?<![0-9a-f])" + c + r"(?![0-9a-f])", text), c
+
+
+def test_a_user_locked_fleet_wide_gets_no_text(fleet_factory, fake, clients, test_users, redis):
+    """Failures on B and on A add up to a lockout in Redis after B read the user's state: B's
+    challenge asks for a text, and B refuses it as it refuses a locked user's text by itself
+    (RateLimited, sms.failed / locked): a lockout stops the texts the fleet pays for."""
+    a, b = fleet_factory(max_failures=3)
+    enroll_phone(a, fake, ALICE)                          # text 1
+    ca, cb = clients(a), clients(b)
+    ch_b, _ = cb.begin(ALICE)
+    cb.call("Verify", "ss", ch_b, "000000").expect_error("BadCode")     # failure 1, on B
+    ch_a, _ = ca.begin(ALICE)
+    ca.call("Verify", "ss", ch_a, "000000").expect_error("BadCode")     # failure 2, on A
+    ca.call("Verify", "ss", ch_a, "000000").expect_error("RateLimited")  # 3: locked fleet-wide
+    assert int(redis.cli("HGET", limits_key(ALICE), "lu").strip()) > 0
+    assert b.sql(f"SELECT locked_until FROM limits WHERE user = '{ALICE}'").strip() in ("", "0")
+
+    msg = cb.call("SendSmsCode", "s", ch_b).expect_error("RateLimited")
+    assert "Too many failed attempts" in msg, msg
+    assert len(fake.requests) == 1
+    assert redis.cli("ZCARD", user_sends_key(ALICE)).strip() == "1"  # nothing counted
+    assert redis.cli("EXISTS", code_key(ALICE, "login")).strip() == "0"
+    rows = [r for r in audit_rows(b, "sms.failed", ALICE) if r["reason"] == "locked"]
+    assert len(rows) == 1 and rows[0]["outcome"] == "denied", rows
+    assert details(rows[0])["fleet"] == "refused"
+    assert "+1555" not in rows[0]["details"]  # the phone masked, as everywhere
+    # B's cache took the lockout: B refuses the next text by itself, Redis or not.
+    assert int(b.sql(f"SELECT locked_until FROM limits WHERE user = '{ALICE}'").strip()) > 0
+    cb.call("SendSmsCode", "s", ch_b).expect_error("RateLimited")
+    assert len(fake.requests) == 1
+    # An admin unlock lets texts go again, on either host.
+    a.call("Unlock", "s", ALICE).expect_ok()
+    challenge, code = sms_login(cb, fake, ALICE)
+    assert cb.call("Verify", "ss", challenge, code).expect_ok() == "sms"
+
+
+def sms_login_then_stale(c, fake, user):
+    """A login code texted on c's challenge, and one wrong try at it: the PAM module's retry
+    after a typo, so that the next Verify reads the user's shared state again (docs/fleet.md)."""
+    challenge, code = sms_login(c, fake, user)
+    c.call("Verify", "ss", challenge, wrong(code)).expect_error("BadCode")
+    return challenge, code
+
+
+@pytest.mark.parametrize("removal", ["ResetUser", "DisableMethod"])
+def test_removing_the_phone_kills_its_codes_fleet_wide(fleet_factory, fake, clients, test_users,
+                                                        redis, removal):
+    """A code B texted before A removed the phone (an admin's ResetUser or DisableMethod sms)
+    is dead in Redis in the same step: when the phone is enrolled again, B's challenge, which
+    still holds the code in its cache, does not take it."""
+    a, b = fleet_factory(MaxSendsPerWindow=10)
+    enroll_phone(a, fake, ALICE)
+    cb = clients(b)
+    ch_b, code = sms_login_then_stale(cb, fake, ALICE)
+    begin_sms_enrollment(b, fake, BOB)  # a pending enrollment code
+    assert redis.cli("EXISTS", code_key(ALICE, "login")).strip() == "1"
+    assert redis.cli("EXISTS", code_key(BOB, "enroll")).strip() == "1"
+
+    for user in (ALICE, BOB):
+        if removal == "ResetUser":
+            a.call("ResetUser", "s", user).expect_ok()
+        else:
+            a.call("DisableMethod", "sss", user, "sms", "").expect_ok()
+    for key in (code_key(ALICE, "login"), code_key(ALICE, "enroll"), code_key(BOB, "enroll")):
+        assert redis.cli("EXISTS", key).strip() == "0", key
+    assert a.sql(f"SELECT count(*) FROM sms_codes WHERE user IN ('{ALICE}', '{BOB}')"
+                 ).strip() == "0"
+
+    enroll_phone(a, fake, ALICE)  # the same phone again
+    cb.call("Verify", "ss", ch_b, code).expect_error("BadCode")
+    refusals = [r for r in audit_rows(b, "auth.failure", ALICE)
+                if r["reason"] == "consumed-elsewhere"]
+    assert refusals and details(refusals[-1])["fleet"] == "refused"
+    # New texts work as ever.
+    challenge, fresh = sms_login(cb, fake, ALICE)
+    assert cb.call("Verify", "ss", challenge, fresh).expect_ok() == "sms"
+
+
+def deny_code_writes(redis, user):
+    """The mfad ACL user may read but no longer write user's SMS code keys: a write of them
+    fails as it would if Redis went away between the call's read and its write."""
+    tag = "mfad:user:{" + user + "}:"
+    assert user.startswith("mfa-a")  # every other test user's keys stay writable
+    # (A key needs one pattern that grants all a command asks of it: reading and writing.)
+    r = redis.admin_cli("ACL", "SETUSER", REDIS_USER, "resetkeys", "~mfad:[^u]*",
+                        "~mfad:user:{mfa-[^a]*", "~" + tag + "[^s]*", "~" + tag + "se*",
+                        "%R~" + tag + "sm*")
+    assert r.strip() == "OK", r
+
+
+def test_codes_of_a_removal_redis_missed_die_on_reconciliation(fleet_factory, fake, clients,
+                                                               test_users, redis):
+    """ResetUser on A reads Redis, then its write fails: A answers StorageFailure, its cache
+    has no code left, and it queues their death; when Redis is back, A kills the codes texted
+    before the reset (that one texted after lives: test_fleet_sms.cpp)."""
+    a, b = fleet_factory(MaxSendsPerWindow=10)
+    enroll_phone(a, fake, ALICE)
+    cb = clients(b)
+    ch_b, code = sms_login_then_stale(cb, fake, ALICE)
+    deny_code_writes(redis, ALICE)
+    a.call("ResetUser", "s", ALICE).expect_error("StorageFailure")
+    wait_degraded(a, True)
+    assert redis.cli("EXISTS", code_key(ALICE, "login")).strip() == "1"
+    deadline = time.time() + 10  # the queue commits with the loop's next batch
+    while a.sql("SELECT kind FROM fleet_reconcile").split() != ["sms-drop"]:
+        assert time.time() < deadline, a.sql("SELECT * FROM fleet_reconcile")
+        time.sleep(0.05)
+    assert "NOPERM" in a.log_text()
+    assert a.sql(f"SELECT count(*) FROM sms_codes WHERE user = '{ALICE}'").strip() == "0"
+
+    redis.stop()
+    redis.start()  # its own configuration again: the ACL as before
+    wait_degraded(a, False)
+    wait_degraded(b, False)
+    assert redis.cli("EXISTS", code_key(ALICE, "login")).strip() == "0"
+    cb.call("Verify", "ss", ch_b, code).expect_error("BadCode")
+    # The reset itself did not happen in Redis: the admin, told so, runs it again.
+    assert a.call("GetUser", "s", ALICE).expect_ok()["methods"] == ["sms"]
+    a.call("ResetUser", "s", ALICE).expect_ok()
+    assert b.call("GetUser", "s", ALICE).expect_ok()["methods"] == []

@@ -1222,6 +1222,22 @@ static void test_sms_attempts_limits_and_failures(void** /*state*/) {
   ASSERT_OK(e.auth->send_sms_code(kRoot, b2->challenge));
 }
 
+// A code texted before DisableMethod sms does not come back to life with the phone.
+static void test_sms_codes_die_with_the_phone(void** /*state*/) {
+  Env e(sms_config());
+  enroll_sms(e);
+  auto b = e.auth->begin_authentication(kRoot, "alice", {});
+  ASSERT_OK(b);
+  auto msg = e.auth->send_sms_code(kRoot, b->challenge);
+  ASSERT_OK(msg);
+  ASSERT_OK(e.auth->sms_sent(*msg, accepted()));
+  ASSERT_OK(e.auth->disable_method(kRoot, "alice", "sms", ""));
+  auto login = e.sqlite->get_sms_code("alice", kSmsPurposeLogin);
+  assert_true(login.ok() && !*login);
+  enroll_sms(e);  // the same phone again
+  ASSERT_ERR(e.auth->verify(kRoot, b->challenge, code_of(*msg)), Errc::kBadCode);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_totp_enrollment_two_phase),
@@ -1248,6 +1264,7 @@ int main(void) {
       cmocka_unit_test(test_sms_phone_rules),
       cmocka_unit_test(test_sms_login_and_expiry),
       cmocka_unit_test(test_sms_attempts_limits_and_failures),
+      cmocka_unit_test(test_sms_codes_die_with_the_phone),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

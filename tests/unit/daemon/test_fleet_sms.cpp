@@ -77,10 +77,15 @@ void test_keys_and_arguments(void** /*state*/) {
   assert_string_equal(k.user.c_str(), "mfad:{sms}:sends:user:alice");
   assert_string_equal(k.phone.c_str(), ("mfad:{sms}:sends:phone:" + kPhoneA).c_str());
   assert_string_equal(k.all.c_str(), "mfad:{sms}:sends:all");
+  assert_string_equal(k.limits.c_str(), "mfad:user:{alice}:limits");
   assert_string_equal(fleet::sms_code_key("x:", "bob", "enroll").c_str(),
                       "x:user:{bob}:sms:enroll");
   assert_true(fleet::valid_sms_purpose("login") && fleet::valid_sms_purpose("enroll"));
   assert_false(fleet::valid_sms_purpose("logout"));
+  const auto codes = fleet::sms_code_keys("mfad:", "bob");
+  assert_int_equal(codes.size(), 2);
+  assert_string_equal(codes[0].c_str(), "mfad:user:{bob}:sms:login");
+  assert_string_equal(codes[1].c_str(), "mfad:user:{bob}:sms:enroll");
 
   Config c = sms_config();
   c.sms_send_window_seconds = 30;  // the local code counts at least a minute
@@ -92,14 +97,16 @@ void test_keys_and_arguments(void** /*state*/) {
 
   fleet::SmsSend send{kPhoneA, 1000 * kUsec, 0xdeadbeef};
   auto args = fleet::sms_send_args(send, limits, 1001 * kUsec, true);
-  assert_int_equal(args.size(), 9);
+  assert_int_equal(args.size(), 10);
   assert_string_equal(args[0].c_str(), std::to_string(941 * kUsec).c_str());  // since
   assert_string_equal(args[1].c_str(), "1000000000");
   assert_string_equal(args[2].c_str(), ("1000000000:deadbeef:" + kPhoneA).c_str());
   assert_string_equal(args[3].c_str(), "1000000000:deadbeef");
   assert_string_equal(args[7].c_str(), "60000");  // TTL: one window
   assert_string_equal(args[8].c_str(), "1");
+  assert_string_equal(args[9].c_str(), "0");  // no lock check unless asked
   assert_string_equal(fleet::sms_send_args(send, limits, 0, false)[8].c_str(), "0");
+  assert_string_equal(fleet::sms_send_args(send, limits, 0, true, true)[9].c_str(), "1");
 
   SmsCode code;
   code.hash = code_hash(1);
@@ -131,6 +138,21 @@ void test_reply_parsing(void** /*state*/) {
   assert_string_equal(fleet::parse_sms_send_reply(array({str("phone"), array({})}))->limit.c_str(),
                       "phone");
   assert_false(fleet::parse_sms_send_reply(array({str("nope"), array({})})).ok());
+  // Locked out fleet-wide: the counters come along, for the cache.
+  auto locked = fleet::parse_sms_send_reply(
+      array({str("locked"), array({}),
+             array({str("0"), str("1"), str("1764000000000000"), str("20416"), str("3")})}));
+  assert_true(locked.ok() && locked->limit == "locked" && locked->limits);
+  assert_int_equal(locked->limits->lockout_count, 1);
+  assert_int_equal(locked->limits->locked_until_usec, 1764000000000000);
+  assert_int_equal(locked->limits->day, 20416);
+  assert_int_equal(locked->limits->day_failures, 3);
+  assert_false(fleet::parse_sms_send_reply(array({str("locked"), array({})})).ok());
+  assert_false(fleet::parse_sms_send_reply(
+                   array({str("locked"), array({}), array({str("0"), str("x"), str("1")})}))
+                   .ok());
+  // Limits ride only with a lock.
+  assert_false(fleet::parse_sms_send_reply(array({str(""), array({})}))->limits.has_value());
   assert_false(fleet::parse_sms_send_reply(array({str("")})).ok());
   assert_false(fleet::parse_sms_send_reply(str("OK")).ok());
   // At most 256 texts are taken from a reply.
@@ -193,25 +215,30 @@ void test_reconcile_items(void** /*state*/) {
     assert_true((*store)->queue_reconcile(fleet::sms_code_item("alice", "login", code)).ok());
     for (const auto& i : fleet::sms_change_items("alice", changes))
       assert_true((*store)->queue_reconcile(i).ok());
+    assert_true(
+        (*store)->queue_reconcile(fleet::sms_drop_item("alice", 7000 * kUsec, config)).ok());
     assert_true((*store)->flush().ok());
     auto items = (*store)->list_reconcile(10);
     assert_true(items.ok());
-    assert_int_equal(items->size(), 4);
-    const char* kinds[] = {"sms-send", "sms-code:login", "sms-try:login", "sms-dead:enroll"};
-    for (size_t i = 0; i < 4; ++i)
+    assert_int_equal(items->size(), 5);
+    const char* kinds[] = {"sms-send", "sms-code:login", "sms-try:login", "sms-dead:enroll",
+                           "sms-drop"};
+    for (size_t i = 0; i < 5; ++i)
       assert_string_equal((*items)[i].kind.c_str(), kinds[i]);
+    assert_true(fleet::is_sms_item((*items)[4]));
 
     auto call = fleet::sms_reconcile_call("mfad:", (*items)[0], config, 2000 * kUsec);
     assert_true(call && call->script == &fleet::sms_send_script());
     assert_string_equal(call->keys[1].c_str(), ("mfad:{sms}:sends:phone:" + kPhoneA).c_str());
     assert_string_equal(call->args[3].c_str(), "1234000000:fffffff0");
     assert_string_equal(call->args[8].c_str(), "0");  // added, not checked
+    assert_string_equal(call->args[9].c_str(), "0");  // it went out: a lockout changes nothing
     // Replayed as EVAL: in the order queued, whether Redis has the script cached or not.
     const auto argv = call->eval_argv();
-    assert_int_equal(argv.size(), 3 + 3 + 9);
+    assert_int_equal(argv.size(), 3 + 4 + 10);
     assert_string_equal(argv[0].c_str(), "EVAL");
     assert_true(argv[1] == fleet::sms_send_script().body);
-    assert_string_equal(argv[2].c_str(), "3");
+    assert_string_equal(argv[2].c_str(), "4");
     assert_true(argv[3] == call->keys[0] && argv.back() == call->args.back());
     call = fleet::sms_reconcile_call("mfad:", (*items)[1], config, 0);
     assert_true(call && call->script == &fleet::sms_code_put_script());
@@ -223,6 +250,12 @@ void test_reconcile_items(void** /*state*/) {
     call = fleet::sms_reconcile_call("mfad:", (*items)[3], config, 0);
     assert_true(call && call->script == &fleet::sms_code_use_script());
     assert_string_equal(call->keys[0].c_str(), "mfad:user:{alice}:sms:enroll");
+    // Every code of the user, up to those expiring one code lifetime after the change.
+    call = fleet::sms_reconcile_call("mfad:", (*items)[4], config, 0);
+    assert_true(call && call->script == &fleet::sms_code_drop_script());
+    assert_int_equal(call->keys.size(), 2);
+    assert_string_equal(call->keys[1].c_str(), "mfad:user:{alice}:sms:enroll");
+    assert_string_equal(call->args[0].c_str(), std::to_string((7000 + 600) * kUsec).c_str());
   }
   // Malformed rows replay as nothing.
   ReconcileItem odd;
@@ -232,6 +265,8 @@ void test_reconcile_items(void** /*state*/) {
   assert_false(fleet::sms_reconcile_call("mfad:", odd, config, 0).has_value());
   odd.kind = "sms-dead:login";
   odd.hash.reset();
+  assert_false(fleet::sms_reconcile_call("mfad:", odd, config, 0).has_value());
+  odd.kind = "sms-drop";  // no time
   assert_false(fleet::sms_reconcile_call("mfad:", odd, config, 0).has_value());
   odd.kind = "watermark";
   assert_false(fleet::is_sms_item(odd));
@@ -268,6 +303,18 @@ void test_recorder_notes_sms_codes(void** /*state*/) {
   assert_true(c.sms_used && c.sms_used->hash == code_hash(8));
   assert_false((*rec.get_sms_code("alice", "login")).has_value());
   assert_false(c.enrollment_changed());
+  assert_false(c.sms_codes_dropped);
+  // A spent or expired code dies alone; a phone removed takes every code along.
+  assert_true(rec.put_sms_code("alice", "login", code).ok());
+  assert_true(rec.put_sms_code("alice", "enroll", code).ok());
+  rec.start();
+  assert_true(rec.delete_sms_code("alice", "login").ok());
+  assert_false(rec.stop().sms_codes_dropped);
+  rec.start();
+  assert_true(rec.drop_sms_codes("alice").ok());
+  c = rec.stop();
+  assert_true(c.sms_codes_dropped && c.enrollment_changed());
+  assert_false((*rec.get_sms_code("alice", "enroll")).has_value());
   // Not recording: nothing noted.
   assert_true(rec.put_sms_code("alice", "enroll", code).ok());
   assert_true(rec.use_sms_code("alice", "enroll").ok());
@@ -320,8 +367,8 @@ struct Loop : RedisLoop {
   std::string send(const std::string& user, const std::string& phone, int64_t now, uint32_t nonce,
                    const fleet::SmsLimits& limits, bool check = true) {
     const auto k = fleet::sms_send_keys("mfad:", user, phone);
-    auto r = eval(fleet::sms_send_script(), {k.user, k.phone, k.all},
-                  fleet::sms_send_args({phone, now, nonce}, limits, now, check));
+    auto r = eval(fleet::sms_send_script(), {k.user, k.phone, k.all, k.limits},
+                  fleet::sms_send_args({phone, now, nonce}, limits, now, check, check));
     auto o = fleet::parse_sms_send_reply(r);
     assert_true(o.ok());
     return o->limit;
@@ -388,6 +435,83 @@ void test_reconciled_sends_are_added_once(void** /*state*/) {
   const auto old = fleet::sms_send_args({kPhoneB, t - limits.window_usec - 1, 4}, limits, t, false);
   (void)l.eval(fleet::sms_send_script(), {k.user, k.phone, k.all}, old);
   assert_int_equal(l.command({"ZCARD", k.user}).integer, 3);
+}
+
+void test_a_locked_user_sends_no_login_text(void** /*state*/) {
+  Loop l;
+  const fleet::SmsLimits limits = fleet::sms_limits(sms_config());
+  const int64_t t = 1766000000000000;
+  const auto k = fleet::sms_send_keys("mfad:", "l1", kPhoneA);
+  assert_string_equal(l.send("l1", kPhoneA, t, 1, limits).c_str(), "");
+  // Failures on other hosts locked the user (the confirm script's fields).
+  (void)l.command({"HSET", k.limits, "cf", "0", "lc", "1", "lu", std::to_string(t + 60 * kUsec),
+                   "day", "20432", "df", "5"});
+  auto r = l.eval(fleet::sms_send_script(), {k.user, k.phone, k.all, k.limits},
+                  fleet::sms_send_args({kPhoneA, t + 1, 2}, limits, t + 1, true, true));
+  auto o = fleet::parse_sms_send_reply(r);
+  assert_true(o.ok());
+  assert_string_equal(o->limit.c_str(), "locked");
+  assert_true(o->limits && o->limits->locked_until_usec == t + 60 * kUsec);
+  assert_int_equal(o->limits->lockout_count, 1);
+  assert_int_equal(o->limits->day_failures, 5);
+  assert_int_equal(o->user_sends.size(), 1);  // for the cache: the fleet's texts, not this one
+  // Nothing counted: a refused text costs no budget.
+  assert_int_equal(l.command({"ZCARD", k.user}).integer, 1);
+  assert_int_equal(l.command({"ZCARD", k.phone}).integer, 1);
+  assert_int_equal(l.command({"ZCARD", k.all}).integer, 1);
+  // An enrollment text (no lock check) and a replayed one (went out already) are counted.
+  assert_string_equal(l.send("l1", kPhoneA, t + 2, 3, limits, false).c_str(), "");
+  assert_int_equal(l.command({"ZCARD", k.user}).integer, 2);
+  // Once the lockout is over, the login text goes.
+  (void)l.command({"HSET", k.limits, "lu", std::to_string(t + 3)});
+  assert_string_equal(l.send("l2", kPhoneB, t + 3, 4, limits).c_str(), "");
+  r = l.eval(fleet::sms_send_script(), {k.user, k.phone, k.all, k.limits},
+             fleet::sms_send_args({kPhoneA, t + 4, 5}, limits, t + 4, true, true));
+  o = fleet::parse_sms_send_reply(r);
+  assert_true(o.ok() && o->limit == "user" && !o->limits);  // the send limit, not the lock
+  // A user who never failed has no limits hash: not locked.
+  const auto fresh = fleet::sms_send_keys("mfad:", "l3", kPhoneB);
+  r = l.eval(fleet::sms_send_script(), {fresh.user, fresh.phone, fresh.all, fresh.limits},
+             fleet::sms_send_args({kPhoneB, t + 5, 6}, limits, t + 5, true, true));
+  o = fleet::parse_sms_send_reply(r);
+  assert_true(o.ok() && o->limit.empty());
+}
+
+void test_dropped_codes_die(void** /*state*/) {
+  Loop l;
+  const Config config = sms_config();
+  const int64_t now = wall_usec();
+  const auto keys = fleet::sms_code_keys("mfad:", "d1");
+  SmsCode before;  // texted before the change
+  before.hash = code_hash(60);
+  before.expires_usec = now + 600 * kUsec;
+  SmsCode after = before;  // texted by another host after it
+  after.hash = code_hash(61);
+  after.expires_usec = now + 601 * kUsec;
+  (void)l.eval(fleet::sms_code_put_script(), {keys[0]}, fleet::sms_code_put_args(before, false));
+  (void)l.eval(fleet::sms_code_put_script(), {keys[1]}, fleet::sms_code_put_args(after, false));
+  // Replayed after an outage: the codes texted before the change die, a later one lives.
+  auto call = fleet::sms_reconcile_call("mfad:", fleet::sms_drop_item("d1", now, config), config,
+                                        now + 5 * kUsec);
+  assert_true(call.has_value());
+  assert_int_equal(l.command(call->eval_argv()).integer, 1);
+  assert_int_equal(l.command({"EXISTS", keys[0]}).integer, 0);
+  assert_int_equal(l.command({"EXISTS", keys[1]}).integer, 1);
+  // Replayed again (a failed commit): nothing more.
+  assert_int_equal(l.command(call->eval_argv()).integer, 0);
+  // Online, the enrollment write takes every code along, atomically (put_user_script).
+  const auto u = fleet::user_keys("mfad:", "d1");
+  std::vector<std::string> put_keys{u.factors, u.watermark, u.backup, u.limits, u.sessions};
+  (void)l.eval(fleet::put_user_script(), put_keys, {"update", "", "1", "0", "0"});
+  assert_int_equal(l.command({"EXISTS", keys[1]}).integer, 1);  // not asked to
+  put_keys.insert(put_keys.end(), keys.begin(), keys.end());
+  (void)l.eval(fleet::sms_code_put_script(), {keys[0]}, fleet::sms_code_put_args(before, false));
+  (void)l.eval(fleet::put_user_script(), put_keys, {"update", "", "1", "0", "0"});
+  assert_int_equal(l.command({"EXISTS", keys[0]}).integer, 0);
+  assert_int_equal(l.command({"EXISTS", keys[1]}).integer, 0);
+  (void)l.eval(fleet::sms_code_put_script(), {keys[1]}, fleet::sms_code_put_args(after, false));
+  (void)l.eval(fleet::put_user_script(), put_keys, {"delete", "", "0", "0", "0"});
+  assert_int_equal(l.command({"EXISTS", keys[1]}).integer, 0);
 }
 
 void test_a_code_is_used_exactly_once(void** /*state*/) {
@@ -548,6 +672,8 @@ int main() {
   const struct CMUnitTest with_redis[] = {
       cmocka_unit_test(test_send_limits_add_up_across_hosts),
       cmocka_unit_test(test_reconciled_sends_are_added_once),
+      cmocka_unit_test(test_a_locked_user_sends_no_login_text),
+      cmocka_unit_test(test_dropped_codes_die),
       cmocka_unit_test(test_a_code_is_used_exactly_once),
       cmocka_unit_test(test_wrong_tries_add_up_across_hosts),
       cmocka_unit_test(test_merge_keeps_the_newer_code),
