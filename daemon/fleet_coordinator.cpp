@@ -59,11 +59,16 @@ Result<std::unique_ptr<FleetCoordinator>> FleetCoordinator::create(Deps deps,
 
 void FleetCoordinator::retry_reconcile_later() {
   constexpr uint64_t kFirstUsec = 100 * 1000, kMaxUsec = 5 * 1000 * 1000;
-  reconcile_retry_usec_ =
-      reconcile_retry_usec_ == 0 ? kFirstUsec : std::min(kMaxUsec, 2 * reconcile_retry_usec_);
+  // The backoff outlives a short spell out of degraded mode: a Redis that keeps refusing (out of
+  // memory, an ACL) must not make mfad enter and leave degraded mode at every login.
+  constexpr uint64_t kCalmUsec = 60 * 1000 * 1000;
   uint64_t now = 0;
   if (sd_event_now(d_.event, CLOCK_MONOTONIC, &now) < 0)
     return;
+  if (left_degraded_usec_ != 0 && now - left_degraded_usec_ > kCalmUsec)
+    reconcile_retry_usec_ = 0;
+  reconcile_retry_usec_ =
+      reconcile_retry_usec_ == 0 ? kFirstUsec : std::min(kMaxUsec, 2 * reconcile_retry_usec_);
   (void)sd_event_source_set_time(reconcile_retry_.get(), now + reconcile_retry_usec_);
   (void)sd_event_source_set_enabled(reconcile_retry_.get(), SD_EVENT_ONESHOT);
 }
@@ -103,6 +108,11 @@ void FleetCoordinator::enter_degraded(const std::string& why) {
   MFA_LOG_WARNING("fleet mode degraded: Redis unavailable (%s); serving from the local cache",
                   why.c_str());
   degraded_changed(true, why);
+  // Redis answered with an error and the connection is still up (out of memory, an ACL that
+  // refuses, a script error): no reconnection will come to bring mfad back, so the retry timer
+  // does, with its backoff.
+  if (client_ && client_->ready())
+    retry_reconcile_later();
 }
 
 void FleetCoordinator::degraded_changed(bool degraded, const std::string& why) {
@@ -437,9 +447,9 @@ void FleetCoordinator::reconcile() {
     return;
   }
   if (items->empty()) {
-    reconcile_retry_usec_ = 0;
     if (degraded_) {
       degraded_ = false;
+      (void)sd_event_now(d_.event, CLOCK_MONOTONIC, &left_degraded_usec_);
       MFA_LOG_INFO("fleet mode: Redis is the shared truth again (left degraded mode)");
       degraded_changed(false, std::string());
     }

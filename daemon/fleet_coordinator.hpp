@@ -170,6 +170,7 @@ class FleetCoordinator {
   bool reconciling_ = false;
   EventSourcePtr reconcile_retry_;
   uint64_t reconcile_retry_usec_ = 0;
+  uint64_t left_degraded_usec_ = 0;  // CLOCK_MONOTONIC; 0 until degraded mode was left once
   bool shutting_down_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

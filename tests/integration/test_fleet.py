@@ -12,7 +12,7 @@ import pytest
 
 from conftest import call_spec, totp
 from daemon_helpers import run_mfad
-from fleet_helpers import redis  # noqa: F401 (a fixture)
+from fleet_helpers import REDIS_USER, redis  # noqa: F401 (a fixture)
 from fleet_helpers import (Dialogue, Host, RedisServer, audit_rows, degraded, fleet_config,
                            second_host, wait_degraded)
 
@@ -182,6 +182,40 @@ def test_redis_frozen_is_degraded_within_the_timeout(fleet, test_users, redis):
     finally:
         redis.resume()
     wait_degraded(a, False)
+
+
+def test_redis_refusing_on_a_live_connection_degrades_then_recovers(fleet, test_users, redis):
+    """Redis answers with errors (here an ACL that no longer allows scripts; out of memory does
+    the same) while the connection stays up: no reconnection will come, and mfad must leave
+    degraded mode on its own once Redis accepts the scripts again."""
+    a, _b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    r = redis.admin_cli("ACL", "SETUSER", REDIS_USER, "-eval", "-evalsha")
+    assert r.strip() == "OK", r
+    try:
+        # Served from the cache, both factors still required.
+        assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+        assert degraded(a)
+        assert "NOPERM" in a.log_text()
+        a.login(user, "999999")[1].expect_error("BadCode")
+        # While Redis keeps refusing, mfad tries again with a growing backoff (100 ms, 200 ms,
+        # ...): it does not enter and leave degraded mode at every login.
+        deadline = time.time() + 1.5
+        while time.time() < deadline:
+            a.call("GetUser", "s", user).expect_ok()
+            time.sleep(0.05)
+        entered = [r for r in audit_rows(a, "degraded")
+                   if json.loads(r["details"]).get("state") == "entered"]
+        assert 1 <= len(entered) <= 5, entered
+    finally:
+        r = redis.admin_cli("ACL", "SETUSER", REDIS_USER, "+eval", "+evalsha")
+        assert r.strip() == "OK", r
+    wait_degraded(a, False, timeout=10)
+    # Back without a reconnection: the connection was never lost.
+    assert a.log_text().count("Redis connected") == 1, a.log_text()
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    assert not degraded(a)
 
 
 def test_redis_killed_and_restarted_with_its_data(fleet, test_users, redis):
