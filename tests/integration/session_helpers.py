@@ -72,6 +72,10 @@ class SessionServices(PamServices):
         return Leader(self, service, getattr(user, "name", user), rhost, tty, answers, env)
 
 
+def default_sighup():
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 class Leader:
     """A running pam_session_client: .opened is its first JSON line."""
 
@@ -82,10 +86,11 @@ class Leader:
         if answers:
             argv.append("--authenticate")
         argv += [service, user]
-        # Its own process group, as a login's: mfad signals the leader's group.
+        # Its own process group, as a login's: mfad signals the leader's group. SIGHUP back to
+        # its default, as login(1) does: a test run under nohup would otherwise pass SIG_IGN on.
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=services.env(),
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=default_sighup)
         for a in answers:
             self.proc.stdin.write(a + "\n")
         self.proc.stdin.flush()
