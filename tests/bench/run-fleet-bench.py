@@ -8,7 +8,8 @@
    adds). The two daemons run side by side and their logins alternate one by one (two pairs of
    daemons), so that both see the same load from whatever else runs on the machine. Reports mean
    p50 and p10 per login, the differences, the p50 of the paired differences, and the Redis
-   round trips (scripts) per fleet login, counted by the server.
+   round trips (scripts) per fleet login, counted by the server; beside them, as an anchor, one
+   bare round trip to the same redis-server (PING, redis-benchmark's C client).
 2. Failover: logins run back to back while redis-server is stopped (SIGKILL, then SIGSTOP: a
    frozen server is the worst case, every command waits for Timeout); reports the time from the
    stop to the first login served in degraded mode, and the number of failed logins (must be 0).
@@ -21,6 +22,7 @@ import pwd
 import shutil
 import signal
 import statistics
+import subprocess
 import tempfile
 import sys
 import threading
@@ -158,6 +160,19 @@ def main():
             cleanup.append(lambda: shutil.rmtree(work, ignore_errors=True))
             cleanup.append(lambda: m.stop())
             return m
+
+        # Anchor, same run: one bare round trip to this redis-server (PING over the same Unix
+        # socket, one client, redis-benchmark's C client): a fleet login makes two, with scripts.
+        r = subprocess.run(["redis-benchmark", "-s", redis.socket, "-a", redis.admin_password,
+                            "-c", "1", "-n", "5000", "-t", "ping", "--csv"],
+                           capture_output=True, text=True, timeout=120)
+        rows = [line.replace('"', "").split(",") for line in r.stdout.splitlines()]
+        pings = [row for row in rows if row and row[0].startswith("PING")]
+        if pings:
+            print(f"anchor: redis PING round trip p50={float(pings[-1][4]):.3f}ms "
+                  f"p99={float(pings[-1][6]):.3f}ms (redis-benchmark, 1 client, same socket)")
+        else:
+            print(f"anchor: redis-benchmark gave nothing: {r.stderr.strip()[-200:]}")
 
         # Enrollment needs real accounts: the system's own (no login happens through them).
         users = sorted(p.pw_name for p in pwd.getpwall() if p.pw_uid != 0)[:USERS]
