@@ -53,8 +53,7 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
     fleet_verified_.reset();  // nothing to confirm
     return r;
   }
-  std::shared_ptr<sd_bus_message> call(sd_bus_message_ref(m),
-                                       [](sd_bus_message* p) { sd_bus_message_unref(p); });
+  SharedMessage call = share_message(m);
   const uint64_t id = next_fleet_call_++;
   fleet_calls_.emplace(id, call);
   // A call that runs again with polkit's answer keeps it through the prefetch.
@@ -128,10 +127,8 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
         fleet_call_done(id);
         return;
       }
-      std::shared_ptr<sd_bus_message> held(reply.release(),
-                                           [](sd_bus_message* p) { sd_bus_message_unref(p); });
-      fleet_confirm(call, id, user, kind, changes, success, failure, verified, held, text,
-                    caller.describe());
+      fleet_confirm(call, id, user, kind, changes, success, failure, verified,
+                    share_message(std::move(reply)), text, caller.describe());
       after_write();
     } catch (...) {
       capturing_ = false;
@@ -158,10 +155,9 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
   return 1;
 }
 
-void ManagerBus::fleet_confirm(std::shared_ptr<sd_bus_message> call, uint64_t id,
-                               const std::string& user, FleetCallKind kind,
-                               const FleetChanges& changes, bool success, bool failure,
-                               std::optional<Method> verified, std::shared_ptr<sd_bus_message> held,
+void ManagerBus::fleet_confirm(SharedMessage call, uint64_t id, const std::string& user,
+                               FleetCallKind kind, const FleetChanges& changes, bool success,
+                               bool failure, std::optional<Method> verified, SharedMessage held,
                                std::shared_ptr<SmsMessage> text, const std::string& who) {
   // An SMS code used or tried goes first; refused (no longer live fleet-wide), the decision is a
   // counted failure that changes no enrollment.

@@ -14,12 +14,6 @@ namespace mfa {
 
 namespace {
 
-using HeldCall = std::shared_ptr<sd_bus_message>;
-
-HeldCall hold(sd_bus_message* m) {
-  return HeldCall(sd_bus_message_ref(m), [](sd_bus_message* p) { sd_bus_message_unref(p); });
-}
-
 BusMessagePtr method_return(sd_bus_message* call, int* ret_r) {
   sd_bus_message* reply = nullptr;
   *ret_r = sd_bus_message_new_method_return(call, &reply);
@@ -45,7 +39,7 @@ void answer_held(sd_bus_message* call, const char* method, Reply reply, After af
 
 int ManagerBus::fleet_open_session(sd_bus_message* m, const Caller& caller, const std::string& user,
                                    const StringMap& context) {
-  HeldCall call = hold(m);
+  SharedMessage call = share_message(m);
   fleet_sessions_->open(caller, user, context, [this, call](Result<std::string> id) {
     answer_held(
         call.get(), "OpenSession",
@@ -67,7 +61,7 @@ int ManagerBus::fleet_open_session(sd_bus_message* m, const Caller& caller, cons
 
 int ManagerBus::fleet_list_sessions(sd_bus_message* m, const Caller& caller,
                                     const std::string& user) {
-  HeldCall call = hold(m);
+  SharedMessage call = share_message(m);
   fleet_sessions_->list(caller, user, [this, call](Result<std::vector<FleetSessionRow>> rows) {
     answer_held(
         call.get(), "ListSessions",
@@ -93,7 +87,7 @@ int ManagerBus::fleet_list_sessions(sd_bus_message* m, const Caller& caller,
 
 int ManagerBus::fleet_terminate_session(sd_bus_message* m, const Caller& caller,
                                         const std::string& session_id) {
-  HeldCall call = hold(m);
+  SharedMessage call = share_message(m);
   fleet_sessions_->terminate(caller, session_id, [this, call](Status st) {
     answer_held(
         call.get(), "TerminateSession", [&] { return reply_status(call.get(), st); },

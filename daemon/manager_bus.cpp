@@ -767,10 +767,17 @@ const sd_bus_vtable kManagerVtable[] = {
 
 }  // namespace
 
+SharedMessage share_message(sd_bus_message* m) {
+  return share_message(BusMessagePtr(sd_bus_message_ref(m)));
+}
+
+SharedMessage share_message(BusMessagePtr m) {
+  return SharedMessage(m.release(), [](sd_bus_message* p) { sd_bus_message_unref(p); });
+}
+
 int ManagerBus::ask_polkit(sd_bus_message* call) {
-  std::shared_ptr<sd_bus_message> held(sd_bus_message_ref(call),
-                                       [](sd_bus_message* p) { sd_bus_message_unref(p); });
-  polkit_->check(call, [this, held](bool granted) { polkit_answered(held.get(), granted); });
+  polkit_->check(call,
+                 [this](sd_bus_message* held, bool granted) { polkit_answered(held, granted); });
   return 1;
 }
 

@@ -37,6 +37,13 @@ struct FleetChanges;
 struct FleetConfirmResult;
 enum class FleetCallKind;
 
+// A call or reply kept by the closures of a deferred answer (std::function copies them).
+using SharedMessage = std::shared_ptr<sd_bus_message>;
+// Takes a reference of its own on m.
+SharedMessage share_message(sd_bus_message* m);
+// Takes over m's reference.
+SharedMessage share_message(BusMessagePtr m);
+
 // Emits org.mfad1.Manager.SecurityEvent for the Authenticator.
 class SecurityEventEmitter final : public EventSink {
  public:
@@ -145,9 +152,9 @@ class ManagerBus {
   int fleet_terminate_session(sd_bus_message* m, const Caller& caller,
                               const std::string& session_id);
   // Makes a deferred call's decision fleet-wide, then replies (or sends its text).
-  void fleet_confirm(std::shared_ptr<sd_bus_message> call, uint64_t id, const std::string& user,
-                     FleetCallKind kind, const FleetChanges& changes, bool success, bool failure,
-                     std::optional<Method> verified, std::shared_ptr<sd_bus_message> reply,
+  void fleet_confirm(SharedMessage call, uint64_t id, const std::string& user, FleetCallKind kind,
+                     const FleetChanges& changes, bool success, bool failure,
+                     std::optional<Method> verified, SharedMessage reply,
                      std::shared_ptr<SmsMessage> text, const std::string& caller);
   void answer_confirmed(sd_bus_message* call, sd_bus_message* reply, bool success, bool failure,
                         const std::string& user, FleetCallKind kind, const std::string& who,
@@ -169,7 +176,7 @@ class ManagerBus {
   std::optional<SmsMessage> captured_text_;  // a text decided by a deferred call, not sent yet
   FleetSms* fleet_sms_ = nullptr;
   // Deferred fleet calls not answered yet: the shutdown answers what Redis did not in time.
-  std::map<uint64_t, std::shared_ptr<sd_bus_message>> fleet_calls_;
+  std::map<uint64_t, SharedMessage> fleet_calls_;
   uint64_t next_fleet_call_ = 1;
   EventSourcePtr drain_timer_;
   std::function<void()> on_stopped_;

@@ -23,7 +23,7 @@ struct PolkitAuthority::Pending {
   PolkitAuthority* owner = nullptr;
   uint64_t id = 0;
   BusMessagePtr call;  // a reference of our own: the call stays valid until answered
-  std::function<void(bool)> done;
+  std::function<void(sd_bus_message*, bool)> done;
   BusSlotPtr slot;             // the question to polkit; dropping it cancels its callback
   EventSourcePtr refused_now;  // no question could be asked: no, from the loop
 };
@@ -31,7 +31,8 @@ struct PolkitAuthority::Pending {
 PolkitAuthority::PolkitAuthority(sd_event* event, sd_bus* bus) : event_(event), bus_(bus) {}
 PolkitAuthority::~PolkitAuthority() = default;
 
-void PolkitAuthority::check(sd_bus_message* call, std::function<void(bool granted)> done) {
+void PolkitAuthority::check(sd_bus_message* call,
+                            std::function<void(sd_bus_message* call, bool granted)> done) {
   auto owned = std::make_unique<Pending>();
   Pending& p = *owned;
   p.owner = this;
@@ -129,7 +130,7 @@ void PolkitAuthority::complete(uint64_t id, bool granted) {
   std::unique_ptr<Pending> p = std::move(it->second);
   pending_.erase(it);
   try {
-    p->done(granted);
+    p->done(p->call.get(), granted);
   } catch (...) {
     MFA_LOG_ERROR("answering a call after polkit's answer failed");
     (void)sd_bus_reply_method_errorf(p->call.get(), dbus::kErrorInternal,

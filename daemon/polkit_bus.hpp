@@ -36,8 +36,9 @@ class PolkitAuthority {
   PolkitAuthority& operator=(const PolkitAuthority&) = delete;
 
   // Asks whether call's sender may do org.mfad1.manage, interactively when call allows it.
-  // done(granted) runs later from the event loop, exactly once, unless abandon_all() came first.
-  void check(sd_bus_message* call, std::function<void(bool granted)> done);
+  // done(call, granted) runs later from the event loop, exactly once, unless abandon_all() came
+  // first; call is kept alive until then.
+  void check(sd_bus_message* call, std::function<void(sd_bus_message* call, bool granted)> done);
   // Shutdown: every pending call is answered NoServer; no done runs.
   void abandon_all();
   size_t pending() const { return pending_.size(); }
