@@ -31,6 +31,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PYTHON = "/usr/bin/python3"  # Debian's: it has dbus-python and dbusmock
 ASAN = os.environ.get("MFA_ASAN") == "1"
 
+def bus_policy(policies):
+    """A bus configuration file (for the bus's included policy files) holding these <policy>
+    elements."""
+    return ('<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"\n'
+            ' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">\n'
+            f"<busconfig>\n{policies}</busconfig>\n")
+
+
 # Default system policy of /usr/share/dbus-1/system.conf, with the project's policy file included
 # unchanged from systemd/.
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"

@@ -9,18 +9,14 @@ import subprocess
 import tempfile
 import time
 
-from conftest import PYTHON
+from conftest import PYTHON, bus_policy
 from pam_helpers import PAM_PERMIT, PamServices
 
-LOGIND_POLICY = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <policy user="root">
+LOGIND_POLICY = bus_policy("""  <policy user="root">
     <allow own="org.freedesktop.login1"/>
     <allow send_destination="org.freedesktop.login1"/>
   </policy>
-</busconfig>
-"""
+""")
 
 
 def client_path(build_dir):

@@ -3,7 +3,7 @@ bus policy keeps the PAM side to root."""
 
 import pytest
 
-from conftest import call_spec
+from conftest import bus_policy, call_spec
 
 ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
 
@@ -84,15 +84,11 @@ except dbus.exceptions.DBusException as e:
     assert out["error"] == ACCESS_DENIED
 
 
-PERMISSIVE_POLICY = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <policy context="default">
+PERMISSIVE_POLICY = bus_policy("""  <policy context="default">
     <allow own="org.mfad1"/>
     <allow send_destination="org.mfad1"/>
   </policy>
-</busconfig>
-"""
+""")
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import PYTHON, REPO, call_spec, run_as
+from conftest import PYTHON, REPO, bus_policy, call_spec, run_as
 from fleet_helpers import redis  # noqa: F401 (a fixture)
 from fleet_helpers import fleet_config
 
@@ -26,28 +26,20 @@ AUTHORITY = "/org/freedesktop/PolicyKit1/Authority"
 
 # polkitd's own bus policy, as Debian ships it (/usr/share/dbus-1/system.d/), used when polkitd is
 # not installed: the name is polkitd's, and everyone may ask it.
-POLKIT_BUS_POLICY = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <policy user="polkitd">
+POLKIT_BUS_POLICY = bus_policy("""  <policy user="polkitd">
     <allow own="org.freedesktop.PolicyKit1"/>
   </policy>
   <policy context="default">
     <allow send_destination="org.freedesktop.PolicyKit1"/>
   </policy>
-</busconfig>
-"""
+""")
 SYSTEM_POLKIT_BUS_POLICY = "/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf"
 
 # Without a polkitd account, the mock runs as root, which may then own the name too.
-ROOT_OWNS_POLKIT = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <policy user="root">
+ROOT_OWNS_POLKIT = bus_policy("""  <policy user="root">
     <allow own="org.freedesktop.PolicyKit1"/>
   </policy>
-</busconfig>
-"""
+""")
 
 
 def reload_bus_config(bus):
