@@ -157,6 +157,11 @@ def audit_rows(m, kind=None, user=None):
     return [r for r in rows if kind is None or r["kind"] == kind]
 
 
+def audit_details(row):
+    """An audit row's details, as a dict (ListAuditEvents gives them as JSON text)."""
+    return row["details"] if isinstance(row["details"], dict) else json.loads(row["details"])
+
+
 def wait_degraded(m, value, timeout=15):
     """Waits for the Degraded property to become value; when False, also for the emptied
     reconciliation queue to be committed (it commits with the loop's next batch, possibly just

@@ -3,17 +3,16 @@ master key) sharing one real redis-server. What one host consumes is consumed on
 Redis goes away, logins go on from the local cache with both factors, every degraded decision is
 audited, and what was consumed meanwhile stays consumed once Redis is back."""
 
-import json
 import os
 import signal
 import time
 
 import pytest
 
-from conftest import call_spec, totp
+from conftest import call_spec
 from daemon_helpers import run_mfad
 from fleet_helpers import REDIS_USER, redis  # noqa: F401 (a fixture)
-from fleet_helpers import (Dialogue, Host, RedisServer, audit_rows, degraded, fleet_config,
+from fleet_helpers import (Dialogue, audit_details, audit_rows, degraded, fleet_config,
                            second_host, wait_degraded)
 
 MAX_FAILURES = 3
@@ -206,7 +205,7 @@ def test_redis_refusing_on_a_live_connection_degrades_then_recovers(fleet, test_
             a.call("GetUser", "s", user).expect_ok()
             time.sleep(0.05)
         entered = [r for r in audit_rows(a, "degraded")
-                   if json.loads(r["details"]).get("state") == "entered"]
+                   if audit_details(r).get("state") == "entered"]
         assert 1 <= len(entered) <= 5, entered
     finally:
         r = redis.admin_cli("ACL", "SETUSER", REDIS_USER, "+eval", "+evalsha")
@@ -499,9 +498,9 @@ def test_redis_frozen_during_the_confirm_is_a_degraded_decision(fleet, test_user
     try:
         assert d.verify(code).expect_ok() == "totp"   # decided from the cache, within Timeout
         rows = [r for r in audit_rows(a, "degraded", user)
-                if json.loads(r["details"]).get("call") == "Verify"]
+                if audit_details(r).get("call") == "Verify"]
         assert rows and rows[-1]["outcome"] == "success", audit_rows(a, user=user)
-        assert json.loads(rows[-1]["details"]).get("method") == "totp"
+        assert audit_details(rows[-1]).get("method") == "totp"
         assert rows[-1]["reason"] == "redis-unavailable"
     finally:
         redis.resume()

@@ -5,7 +5,6 @@ test_sessions.py). MaxPerUser counts both hosts' sessions; evict-oldest and Term
 one host end a session on the other (its leader really dies); when Redis is down, sessions count
 per host, each decision audited as degraded, and the hosts reconcile when it is back."""
 
-import json
 import re
 import signal
 import time
@@ -13,7 +12,7 @@ import time
 import pytest
 
 from fleet_helpers import redis  # noqa: F401 (a fixture)
-from fleet_helpers import degraded, fleet_config, second_host, wait_degraded
+from fleet_helpers import audit_details, degraded, fleet_config, second_host, wait_degraded
 from pam_helpers import PAM_PERM_DENIED, PAM_SUCCESS
 from session_helpers import Monitor, SessionServices, audit, wait_until
 
@@ -73,10 +72,6 @@ def sessions(m, user="", as_user=None):
 
 def ids(m, user=""):
     return {r["id"] for r in sessions(m, user)}
-
-
-def details(row):
-    return row["details"] if isinstance(row["details"], dict) else json.loads(row["details"])
 
 
 def test_rows_show_every_host(fleet_factory, test_users, redis):
@@ -154,10 +149,10 @@ def test_evict_oldest_ends_the_other_hosts_session(fleet_factory, test_users):
                          r"\s+string \"limit\"" % oldest.session_id, text), text
         ended = wait_until(lambda: audit(f.a, "mfa-alice", "session.terminate"))
         assert [r["reason"] for r in ended] == ["limit"]
-        assert details(ended[0])["requested_by"] == "host-b"
-        assert details(ended[0])["session"] == oldest.session_id
+        assert audit_details(ended[0])["requested_by"] == "host-b"
+        assert audit_details(ended[0])["session"] == oldest.session_id
         asked = audit(f.b, "mfa-alice", "session.terminate")
-        assert [(r["reason"], details(r)["host"]) for r in asked] == [("limit", "host-a")]
+        assert [(r["reason"], audit_details(r)["host"]) for r in asked] == [("limit", "host-a")]
         assert middle.wait_dead(0.5) is None
     finally:
         monitor.stop()
@@ -179,10 +174,10 @@ def test_terminate_on_b_ends_a_session_on_a(fleet_factory, test_users, redis):
         assert wait_until(lambda m=m: ids(m, "mfa-alice") == set())
     ended = audit(f.a, "mfa-alice", "session.terminate")
     assert [r["reason"] for r in ended] == ["admin"]
-    assert details(ended[0])["requested_by"] == "host-b"
+    assert audit_details(ended[0])["requested_by"] == "host-b"
     assert "on host-b" in ended[0]["caller"]
     asked = audit(f.b, "mfa-alice", "session.terminate")
-    assert [(r["reason"], details(r)["host"]) for r in asked] == [("admin", "host-a")]
+    assert [(r["reason"], audit_details(r)["host"]) for r in asked] == [("admin", "host-a")]
     r = f.b.mfactl("terminate", leader.session_id)
     assert r.returncode == 1 and "no such session" in r.stderr
 
@@ -222,7 +217,7 @@ def test_redis_down_counts_per_host_audits_and_reconciles(fleet_factory, test_us
     assert third.open_rc == PAM_PERM_DENIED
     assert degraded(f.a)
     rows = [r for r in audit(f.a, "mfa-alice", "degraded")
-            if details(r).get("call") == "OpenSession"]
+            if audit_details(r).get("call") == "OpenSession"]
     assert [r["outcome"] for r in rows] == ["success", "success", "denied"], rows
     assert all(r["reason"] == "redis-unavailable" for r in rows)
     # Listing falls back to this host's sessions; another host's cannot be ended now.

@@ -17,8 +17,8 @@ import pytest
 
 from conftest import call_spec
 from fleet_helpers import redis  # noqa: F401 (a fixture)
-from fleet_helpers import REDIS_CLI, REDIS_USER, audit_rows, degraded, fleet_config, \
-    second_host, wait_degraded
+from fleet_helpers import REDIS_CLI, REDIS_USER, audit_details, audit_rows, degraded, \
+    fleet_config, second_host, wait_degraded
 from sms_helpers import fake  # noqa: F401 (a fixture)
 from sms_helpers import twilio_config
 from test_sms import CONTEXT, MASKED, PHONE, Client
@@ -98,13 +98,9 @@ def wrong(code, i=1):
     return "%06d" % ((int(code) + i) % 1000000)
 
 
-def details(row):
-    return json.loads(row["details"])
-
-
 def rate_limited_rows(m, limit):
     return [r for r in audit_rows(m, "sms.failed")
-            if r["reason"] == "rate-limited" and details(r).get("limit") == limit]
+            if r["reason"] == "rate-limited" and audit_details(r).get("limit") == limit]
 
 
 def code_key(user, purpose):
@@ -129,7 +125,7 @@ def test_sends_on_a_and_b_add_up_to_one_limit(fleet_factory, fake, clients, test
     msg = ca.call("SendSmsCode", "s", ch_a).expect_error("SmsRateLimited")
     assert "Too many SMS codes" in msg
     rows = rate_limited_rows(a, "user")
-    assert rows and details(rows[-1])["fleet"] == "shared", rows
+    assert rows and audit_details(rows[-1])["fleet"] == "shared", rows
     cb.call("SendSmsCode", "s", ch_b).expect_error("SmsRateLimited")
     assert rate_limited_rows(b, "user")
     assert len(fake.requests) == 3
@@ -231,7 +227,7 @@ def test_a_login_code_is_used_once_fleet_wide(fleet_factory, fake, clients, test
     c.call("Verify", "ss", challenge, code).expect_error("BadCode")
     refusals = [r for r in audit_rows(a, "auth.failure", ALICE)
                 if r["reason"] == "consumed-elsewhere"]
-    assert refusals and details(refusals[-1])["fleet"] == "refused"
+    assert refusals and audit_details(refusals[-1])["fleet"] == "refused"
     # A new text gives a code that works, once.
     challenge, code = sms_login(c, fake, ALICE)
     assert c.call("Verify", "ss", challenge, code).expect_ok() == "sms"
@@ -276,7 +272,8 @@ def test_redis_down_sms_goes_on_locally_and_reconciles(fleet_factory, fake, clie
     ca.call("SendSmsCode", "s", ch5).expect_error("SmsRateLimited")
     assert len(fake.requests) == 4
     rows = audit_rows(a, "degraded", ALICE)
-    calls = {(details(r).get("call"), r["outcome"], details(r).get("method")) for r in rows}
+    calls = {(audit_details(r).get("call"), r["outcome"], audit_details(r).get("method"))
+             for r in rows}
     assert ("SendSmsCode", "success", "sms") in calls, rows
     assert ("Verify", "success", "sms") in calls, rows
     assert ("Verify", "failure", None) in calls, rows
@@ -390,7 +387,7 @@ def test_a_user_locked_fleet_wide_gets_no_text(fleet_factory, fake, clients, tes
     assert redis.cli("EXISTS", code_key(ALICE, "login")).strip() == "0"
     rows = [r for r in audit_rows(b, "sms.failed", ALICE) if r["reason"] == "locked"]
     assert len(rows) == 1 and rows[0]["outcome"] == "denied", rows
-    assert details(rows[0])["fleet"] == "refused"
+    assert audit_details(rows[0])["fleet"] == "refused"
     assert "+1555" not in rows[0]["details"]  # the phone masked, as everywhere
     # B's cache took the lockout: B refuses the next text by itself, Redis or not.
     assert int(b.sql(f"SELECT locked_until FROM limits WHERE user = '{ALICE}'").strip()) > 0
@@ -438,7 +435,7 @@ def test_removing_the_phone_kills_its_codes_fleet_wide(fleet_factory, fake, clie
     cb.call("Verify", "ss", ch_b, code).expect_error("BadCode")
     refusals = [r for r in audit_rows(b, "auth.failure", ALICE)
                 if r["reason"] == "consumed-elsewhere"]
-    assert refusals and details(refusals[-1])["fleet"] == "refused"
+    assert refusals and audit_details(refusals[-1])["fleet"] == "refused"
     # New texts work as ever.
     challenge, fresh = sms_login(cb, fake, ALICE)
     assert cb.call("Verify", "ss", challenge, fresh).expect_ok() == "sms"
