@@ -127,6 +127,9 @@ int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCal
         fleet_call_done(id);
         return;
       }
+      // The decision's writes go to disk while Redis confirms it, not after.
+      if (store_.in_transaction())
+        commit_->prepare();
       fleet_confirm(call, id, user, kind, changes, success, failure, verified,
                     share_message(std::move(reply)), text, caller.describe());
       after_write();

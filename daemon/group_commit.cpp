@@ -87,6 +87,11 @@ void GroupCommit::schedule() {
     (void)sd_event_source_set_enabled(idle_.get(), SD_EVENT_ONESHOT);
 }
 
+void GroupCommit::prepare() {
+  prepared_ = true;
+  schedule();
+}
+
 void GroupCommit::queue(sd_bus_message* call, BusMessagePtr reply, bool success) {
   queue_.push_back(Pending{BusMessagePtr(sd_bus_message_ref(call)), std::move(reply), success});
   schedule();
@@ -138,10 +143,28 @@ void GroupCommit::commit() {
     answer(queue_, committed);
     return;
   }
-  for (Pending& p : queue_)
-    committed_.push_back(std::move(p));
-  queue_.clear();
-  need_sync_ = need_sync_ || writes || !committed_.empty();
+  if (writes) {
+    ++commit_seq_;
+    need_sync_ = true;
+  }
+  // Each reply waits for every commit so far: on disk already, it goes now; covered by the sync
+  // in flight, it goes with it; else with the next one.
+  if (commit_seq_ <= durable_seq_) {
+    answer(queue_, Status{});
+  } else if (sync_busy_ && commit_seq_ <= syncing_seq_) {
+    for (Pending& p : queue_)
+      syncing_.push_back(std::move(p));
+    queue_.clear();
+  } else if (!queue_.empty()) {
+    for (Pending& p : queue_)
+      committed_.push_back(std::move(p));
+    queue_.clear();
+    need_sync_ = true;  // a failed sync left its commits off the disk: they need another
+  }
+  if (std::exchange(prepared_, false) && need_sync_) {
+    start_sync();
+    return;
+  }
   if (committed_.empty() && need_sync_) {
     // Nobody waits for this one (a new challenge's audit row, a timer's cleanup): the next
     // reply's sync covers it, and the timer makes sure that happens soon even when none comes.
@@ -166,6 +189,7 @@ void GroupCommit::start_sync() {
     return;
   (void)sd_event_source_set_enabled(sync_later_.get(), SD_EVENT_OFF);
   syncing_.swap(committed_);
+  syncing_seq_ = commit_seq_;
   need_sync_ = false;
   sync_busy_ = true;
   {
@@ -217,6 +241,8 @@ void GroupCommit::synced() {
   }
   sync_busy_ = false;
   ++syncs_;
+  if (result.ok())
+    durable_seq_ = std::max(durable_seq_, syncing_seq_);
   answer(syncing_, result);
   start_sync();
 }

@@ -13,7 +13,9 @@
 // own: the next one covers it, within kSyncLaterUsec.
 //
 // No success reply ever leaves before its commit is on disk: if the commit or the sync failed,
-// each success reply of the batch is replaced by org.mfad1.Error.StorageFailure.
+// each success reply of the batch is replaced by org.mfad1.Error.StorageFailure. A reply waits
+// for every commit made before it, and for no more: queued once those are on disk (a sync that
+// ended, or the one in flight), it does not wait for another sync.
 #pragma once
 
 #include <systemd/sd-bus.h>
@@ -48,6 +50,9 @@ class GroupCommit {
   void queue(sd_bus_message* call, BusMessagePtr reply, bool success);
   // Makes sure a commit runs soon, for writes done outside a method call (timers, peers leaving).
   void schedule();
+  // A reply to the writes made so far will be queued later (fleet mode: once Redis confirmed the
+  // decision): their commit and sync start now, beside that wait, rather than after it.
+  void prepare();
   // Shutdown: waits for the sync in flight and answers its replies, then commits, waits for the
   // disk and sends every other queued reply, on this thread. Can be called again.
   void finish();
@@ -85,6 +90,12 @@ class GroupCommit {
   std::vector<Pending> syncing_;    // waiting for the sync in flight
   bool need_sync_ = false;          // something was committed since the last sync started
   bool sync_busy_ = false;          // a sync is in flight (loop thread's view)
+  bool prepared_ = false;           // prepare(): the next commit starts its sync at once
+  // Commits that wrote, counted: the last one the sync in flight covers, and the last one on
+  // disk (a sync that succeeded).
+  uint64_t commit_seq_ = 0;
+  uint64_t syncing_seq_ = 0;
+  uint64_t durable_seq_ = 0;
   uint64_t commits_ = 0;
   uint64_t syncs_ = 0;
   uint64_t replies_ = 0;

@@ -1,4 +1,5 @@
-// Group commit at shutdown (daemon/group_commit.cpp, finish()): a store whose disk flush the test
+// Group commit (daemon/group_commit.cpp), at shutdown (finish()) and when a reply comes after its
+// writes' sync (prepare()): a store whose disk flush the test
 // holds and fails at will, and a peer-to-peer bus over a socketpair whose client side sees the
 // replies. What a caller sees: exactly one reply per call, a method return only for a write whose
 // sync succeeded, org.mfad1.Error.StorageFailure otherwise; and the final commit and sync never
@@ -59,6 +60,10 @@ class ScriptedStore final : public Store {
     watch_commits_ = true;
   }
   Status commit_result;
+  int syncs() {
+    std::lock_guard lock(mutex_);
+    return syncs_;
+  }
   bool overlapped() {
     std::lock_guard lock(mutex_);
     return overlapped_;
@@ -196,6 +201,12 @@ struct Fixture {
 
   // A caller's write: the handler wrote, the reply waits for the commit. Returns its cookie.
   uint64_t call_that_writes() {
+    const uint64_t cookie = call_that_writes_later();
+    queue_reply(cookie);
+    return cookie;
+  }
+  // The handler wrote; its reply is queued later (fleet mode: once Redis confirmed).
+  uint64_t call_that_writes_later() {
     sd_bus_message* m = nullptr;
     assert_int_equal(sd_bus_message_new_method_call(client.get(), &m, nullptr, dbus::kObjectPath,
                                                     dbus::kInterface, "Write"),
@@ -207,11 +218,19 @@ struct Fixture {
     while (call == nullptr)
       assert_true(sd_bus_process(server.get(), &call) >= 0);
     calls[cookie] = call;
-    sd_bus_message* reply = nullptr;
-    assert_int_equal(sd_bus_message_new_method_return(call, &reply), 0);
     store.open_transaction();
-    gc->queue(call, BusMessagePtr(reply), true);
     return cookie;
+  }
+  void queue_reply(uint64_t cookie) {
+    sd_bus_message* reply = nullptr;
+    assert_int_equal(sd_bus_message_new_method_return(calls[cookie], &reply), 0);
+    gc->queue(calls[cookie], BusMessagePtr(reply), true);
+  }
+  // Runs the loop until the commit thread has finished n syncs and the loop has seen them.
+  void wait_synced(uint64_t n) {
+    for (int i = 0; i < 500 && gc->syncs() < n; ++i)
+      assert_true(sd_event_run(event.get(), 10 * 1000) >= 0);
+    assert_int_equal(gc->syncs(), n);
   }
 
   // The loop's idle pass: commits what is open and hands it to the commit thread.
@@ -326,6 +345,70 @@ void test_finish_with_a_failed_last_commit(void**) {
   assert_string_equal(seen[w.open].c_str(), dbus::kErrorStorageFailure);
 }
 
+// prepare() (fleet mode: the reply waits for Redis): the sync starts at the commit; the reply
+// queued once it is over goes at once, with no second sync.
+void test_a_reply_queued_after_its_sync_goes_at_once(void**) {
+  Fixture f;
+  const uint64_t call = f.call_that_writes_later();
+  f.gc->prepare();
+  f.run_idle();
+  f.wait_synced(1);
+  assert_true(f.replies().empty());
+  f.queue_reply(call);
+  f.run_idle();
+  auto seen = f.replies();
+  assert_int_equal(seen.size(), 1);
+  assert_string_equal(seen[call].c_str(), "");
+  assert_int_equal(f.store.syncs(), 1);
+  assert_int_equal(f.gc->queued(), 0);
+}
+
+// Queued while that sync is still on the disk: the reply goes when it ends, not before.
+void test_a_reply_queued_during_its_sync_goes_with_it(void**) {
+  Fixture f;
+  f.store.hold_next_sync();
+  const uint64_t call = f.call_that_writes_later();
+  f.gc->prepare();
+  f.run_idle();
+  f.store.wait_until_held();
+  f.queue_reply(call);
+  f.run_idle();
+  assert_true(f.replies().empty());
+  f.store.release();
+  f.wait_synced(1);
+  auto seen = f.replies();
+  assert_string_equal(seen[call].c_str(), "");
+  assert_int_equal(f.store.syncs(), 1);
+}
+
+// Without prepare(), a commit nobody waits for yet does not start a sync: the reply's does.
+void test_without_prepare_the_reply_starts_the_sync(void**) {
+  Fixture f;
+  const uint64_t call = f.call_that_writes_later();
+  f.gc->schedule();
+  f.run_idle();
+  assert_int_equal(f.store.syncs(), 0);
+  f.queue_reply(call);
+  f.run_idle();
+  f.wait_synced(1);
+  assert_string_equal(f.replies()[call].c_str(), "");
+}
+
+// A sync that failed covers nothing: the reply queued after it waits for another sync, and gets
+// StorageFailure when that one fails too (as every sync after a failure does, sqlite_store.cpp).
+void test_a_failed_sync_is_not_taken_for_durable(void**) {
+  Fixture f;
+  f.store.sync_results(disk_error(), disk_error());
+  const uint64_t call = f.call_that_writes_later();
+  f.gc->prepare();
+  f.run_idle();
+  f.wait_synced(1);
+  f.queue_reply(call);
+  f.run_idle();
+  f.wait_synced(2);
+  assert_string_equal(f.replies()[call].c_str(), dbus::kErrorStorageFailure);
+}
+
 }  // namespace
 
 int main() {
@@ -334,6 +417,10 @@ int main() {
       cmocka_unit_test(test_finish_reports_a_failed_sync_in_flight),
       cmocka_unit_test(test_finish_reports_failed_later_syncs),
       cmocka_unit_test(test_finish_with_a_failed_last_commit),
+      cmocka_unit_test(test_a_reply_queued_after_its_sync_goes_at_once),
+      cmocka_unit_test(test_a_reply_queued_during_its_sync_goes_with_it),
+      cmocka_unit_test(test_without_prepare_the_reply_starts_the_sync),
+      cmocka_unit_test(test_a_failed_sync_is_not_taken_for_durable),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
