@@ -224,22 +224,63 @@ bool Authenticator::is_admin(const Caller& caller) const {
   return impl_->is_admin(caller);
 }
 
+namespace {
+
+// BeginAuthentication's context: the methods filter ("methods", nullopt: any) and the rest.
+struct BeginContext {
+  std::optional<std::set<Method>> filter;
+  StringMap details;
+};
+
+Result<BeginContext> parse_begin_context(const StringMap& context) {
+  BeginContext c;
+  for (const auto& [k, v] : context) {
+    if (k == "methods") {
+      MFA_TRY(parsed, parse_methods_filter(v));
+      c.filter = std::move(parsed);
+    } else {
+      c.details[k] = v;
+    }
+  }
+  return c;
+}
+
+// The methods a login is offered, in the order BeginAuthentication lists them.
+std::vector<Method> offered_methods(const Verifier::Factors& f,
+                                    const std::optional<std::set<Method>>& filter) {
+  std::vector<Method> offered;
+  const auto offer = [&](Method method, bool enrolled) {
+    if (enrolled && (!filter || filter->count(method)))
+      offered.push_back(method);
+  };
+  offer(Method::kTotp, f.totp.has_value());
+  offer(Method::kSms, f.sms.has_value());
+  offer(Method::kBackup, f.backup_left > 0);
+  return offered;
+}
+
+}  // namespace
+
+bool Authenticator::offers_factor(std::string_view user, const StringMap& context) {
+  Impl& m = *impl_;
+  if (!validate_user_name(user).ok() || !validate_context(context).ok())
+    return false;
+  auto parsed = parse_begin_context(context);
+  auto limits = m.d_.store.get_limits(user);
+  if (!parsed.ok() || !limits.ok() || lock_remaining_usec(*limits, m.d_.clock.realtime_usec()) > 0)
+    return false;
+  auto f = m.load_factors(user);
+  return f.ok() && !offered_methods(*f, parsed->filter).empty();
+}
+
 Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, std::string_view user,
                                                         const StringMap& context) {
   Impl& m = *impl_;
   MFA_CHECK(m.require_root(caller, "BeginAuthentication"));
   MFA_CHECK(validate_user_name(user));
   MFA_CHECK(validate_context(context));
-  std::optional<std::set<Method>> filter;
-  StringMap details;
-  for (const auto& [k, v] : context) {
-    if (k == "methods") {
-      MFA_TRY(parsed, parse_methods_filter(v));
-      filter = std::move(parsed);
-    } else {
-      details[k] = v;
-    }
-  }
+  MFA_TRY(parsed, parse_begin_context(context));
+  StringMap details = std::move(parsed.details);
   const StringMap challenge_context = details;
 
   m.challenges.expire(m.d_.clock.monotonic_usec());
@@ -253,15 +294,10 @@ Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, st
   MFA_TRY(f, m.load_factors(user));
   BeginResult result;
   std::set<Method> allowed;
-  const auto offer = [&](Method method, bool enrolled) {
-    if (!enrolled || (filter && !filter->count(method)))
-      return;
+  for (Method method : offered_methods(f, parsed.filter)) {
     allowed.insert(method);
     result.methods.push_back(method_name(method));
-  };
-  offer(Method::kTotp, f.totp.has_value());
-  offer(Method::kSms, f.sms.has_value());
-  offer(Method::kBackup, f.backup_left > 0);
+  }
   if (result.methods.empty()) {
     MFA_CHECK(m.audit("auth.not-enrolled", user, "denied", "not-enrolled", caller, details));
     return make_error(Errc::kNotEnrolled,

@@ -164,6 +164,10 @@ class Authenticator {
   // The user of caller's open challenge ("" when there is none): fleet mode prefetches that
   // user's shared state before Verify.
   std::string challenge_user(const Caller& caller, std::string_view challenge);
+  // Whether BeginAuthentication(user, context) would offer a factor, from the local store alone
+  // (not locked, a factor the context's filter accepts). Fleet mode answers only such a Begin
+  // from its read cache: an answer that ends a login without a code is always read from Redis.
+  bool offers_factor(std::string_view user, const StringMap& context);
   // Fleet mode: the user's shared state was just read from Redis for caller's challenge.
   void note_shared_state(const Caller& caller, std::string_view challenge);
   // True once, for the first call that asks within max_age_usec of that read: its decision may

@@ -34,6 +34,7 @@ FleetCoordinator::~FleetCoordinator() {
 
 Result<std::unique_ptr<FleetCoordinator>> FleetCoordinator::create(Deps deps,
                                                                    RedisClientOptions options,
+                                                                   RedisClientOptions watcher,
                                                                    DegradedCallback on_degraded,
                                                                    WriteCallback on_write) {
   std::unique_ptr<FleetCoordinator> f(
@@ -44,6 +45,18 @@ Result<std::unique_ptr<FleetCoordinator>> FleetCoordinator::create(Deps deps,
                                         self->on_client_state(ready, why);
                                       }));
   f->client_ = std::move(client);
+  // An invalidation that arrives with a BeginAuthentication is seen before it.
+  watcher.priority = SD_EVENT_PRIORITY_IMPORTANT;
+  MFA_TRY(watcher_client, RedisClient::create(deps.event, std::move(watcher),
+                                              [self](bool ready, const std::string&) {
+                                                if (!ready)
+                                                  self->read_cache_.watching(false);
+                                              }));
+  f->watcher_ = std::move(watcher_client);
+  f->watcher_->subscribe(
+      fleet::invalidation_channel(deps.config.redis_key_prefix),
+      [self] { self->read_cache_.watching(true); },
+      [self](const std::string& user) { self->read_cache_.invalidate(user); });
   sd_event_source* source = nullptr;
   int r = sd_event_add_time(deps.event, &source, CLOCK_MONOTONIC, UINT64_MAX, 10 * 1000,
                             &FleetCoordinator::on_reconcile_retry, self);
@@ -116,6 +129,8 @@ void FleetCoordinator::enter_degraded(const std::string& why) {
 }
 
 void FleetCoordinator::degraded_changed(bool degraded, const std::string& why) {
+  // Decisions of degraded mode changed the cache behind Redis's back, and messages were missed.
+  read_cache_.invalidate_all();
   AuditEvent event;
   event.kind = "degraded";
   event.outcome = "info";
@@ -191,6 +206,10 @@ Status FleetCoordinator::write_through(const std::string& user, const fleet::Rem
   return {};
 }
 
+bool FleetCoordinator::cache_current(const std::string& user) const {
+  return !degraded_ && read_cache_.current(user, d_.clock.monotonic_usec());
+}
+
 void FleetCoordinator::prefetch(const std::string& user, std::function<void(bool online)> done) {
   if (degraded_) {
     done(false);
@@ -198,8 +217,9 @@ void FleetCoordinator::prefetch(const std::string& user, std::function<void(bool
   }
   const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
   auto alive = alive_;
+  const uint64_t token = read_cache_.read_started();
   client_->eval(fleet::load_script(), {keys.factors, keys.watermark, keys.backup, keys.limits}, {},
-                [this, alive, user, done = std::move(done)](Result<RedisReply> reply) {
+                [this, alive, user, token, done = std::move(done)](Result<RedisReply> reply) {
                   if (!*alive)
                     return;
                   if (!reply.ok()) {
@@ -219,6 +239,8 @@ void FleetCoordinator::prefetch(const std::string& user, std::function<void(bool
                   if (Status st = write_through(user, *remote); !st.ok()) {
                     MFA_LOG_ERROR("fleet: cannot write %s's shared state to the cache: %s",
                                   user.c_str(), st.error().message.c_str());
+                  } else if (!degraded_) {
+                    read_cache_.read_done(user, token, d_.clock.monotonic_usec());
                   }
                   done(true);
                 });
@@ -250,6 +272,8 @@ void FleetCoordinator::push_user(const std::string& user, const FleetChanges& ch
       backup_args.push_back(fleet::hash_hex(h));
   }
   args.push_back(std::to_string(factor_args.size() / 2));
+  args.push_back(fleet::invalidation_channel(d_.config.redis_key_prefix));
+  args.push_back(user);
   args.insert(args.end(), factor_args.begin(), factor_args.end());
   args.insert(args.end(), backup_args.begin(), backup_args.end());
   std::vector<std::string> script_keys{keys.factors, keys.watermark, keys.backup, keys.limits,
@@ -272,8 +296,18 @@ void FleetCoordinator::push_user(const std::string& user, const FleetChanges& ch
 void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
                                const FleetChanges& changes, bool success, bool failure,
                                std::optional<Method> verified,
-                               std::function<void(FleetConfirmResult)> done) {
+                               std::function<void(FleetConfirmResult)> answer) {
+  // The cache holds a change Redis may not take; and what Redis refused, the cache did not know.
+  if (changes.enrollment_changed())
+    read_cache_.invalidate(user);
+  auto done = [this, alive = alive_, user, answer = std::move(answer)](FleetConfirmResult r) {
+    if (*alive && (!r.refused.empty() || r.unavailable))
+      read_cache_.invalidate(user);
+    answer(std::move(r));
+  };
   fleet::ConfirmRequest req;
+  req.notify_channel = fleet::invalidation_channel(d_.config.redis_key_prefix);
+  req.notify_user = user;
   req.step = changes.watermark_advanced;
   req.backup = changes.backup_consumed;
   if (changes.limits_written) {
@@ -433,6 +467,7 @@ int64_t FleetCoordinator::note_lockout(const std::string& user, int64_t locked_u
 void FleetCoordinator::close_client(const std::string& why) {
   shutting_down_ = true;
   client_->close(why);
+  watcher_->close(why);
 }
 
 // --- Reconciliation ---
@@ -468,6 +503,8 @@ void FleetCoordinator::reconcile() {
   const int64_t now = d_.clock.realtime_usec();
   for (const auto& item : *items) {
     fleet::ConfirmRequest req;
+    req.notify_channel = fleet::invalidation_channel(d_.config.redis_key_prefix);
+    req.notify_user = item.user;
     if (item.kind == "watermark") {
       req.step = item.step;
     } else if (item.kind == "backup" && item.hash) {

@@ -28,6 +28,7 @@
 #include "daemon/clock.hpp"
 #include "daemon/config.hpp"
 #include "daemon/fleet_keys.hpp"
+#include "daemon/fleet_read_cache.hpp"
 #include "daemon/fleet_recorder.hpp"
 #include "daemon/fleet_session_keys.hpp"
 #include "daemon/redis_client.hpp"
@@ -70,13 +71,20 @@ class FleetCoordinator {
   // The cache was written outside a D-Bus call: a commit must be scheduled.
   using WriteCallback = std::function<void()>;
 
+  // options: the connection for commands; watcher: the same server, for the subscription to the
+  // invalidation channel (a subscribed connection takes no other command).
   static Result<std::unique_ptr<FleetCoordinator>> create(Deps deps, RedisClientOptions options,
+                                                          RedisClientOptions watcher,
                                                           DegradedCallback on_degraded,
                                                           WriteCallback on_write);
   ~FleetCoordinator();
 
   bool degraded() const { return degraded_; }
   RedisClient& client() { return *client_; }
+
+  // Whether the cache's copy of user's shared state is known to match Redis (FleetReadCache):
+  // BeginAuthentication may then be answered from the cache without a prefetch.
+  bool cache_current(const std::string& user) const;
 
   // done(true): the cache now holds U's shared state; done(false): degraded, serve from the cache.
   // done never runs later than the Redis timeout.
@@ -166,6 +174,8 @@ class FleetCoordinator {
   DegradedCallback on_degraded_;
   WriteCallback on_write_;
   std::unique_ptr<RedisClient> client_;
+  std::unique_ptr<RedisClient> watcher_;  // subscribed to fleet::invalidation_channel()
+  FleetReadCache read_cache_;
   bool degraded_ = true;  // until connected and reconciled
   bool reconciling_ = false;
   EventSourcePtr reconcile_retry_;

@@ -77,6 +77,10 @@ UserKeys user_keys(std::string_view prefix, std::string_view user) {
                   base + "sessions"};
 }
 
+std::string invalidation_channel(std::string_view prefix) {
+  return std::string(prefix) + "invalidate";
+}
+
 std::string host_terminate_key(std::string_view prefix, std::string_view host) {
   return std::string(prefix) + "host:{" + std::string(host) + "}:terminate";
 }
@@ -211,7 +215,9 @@ std::vector<std::string> confirm_args(const ConfirmRequest& request, const RateP
           std::to_string(std::max(1, request.fail_count)),
           request.check_lock ? "1" : "",
           request.factor_field,
-          request.factor_sha1};
+          request.factor_sha1,
+          request.notify_channel,
+          request.notify_user};
 }
 
 std::vector<std::string> confirm_keys(const UserKeys& keys) {
@@ -236,9 +242,10 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '',
 
 // KEYS: watermark backup limits factors. ARGV: step hash action now_usec max_failures
 // lockout_seconds max_lockout_seconds max_failures_per_day fail_count check_lock factor_field
-// factor_sha1. The arithmetic is rate_limiter.cpp's (count_attempt + apply_failure;
-// record_success), so that a guesser gains nothing by switching hosts. Numbers stay below 2^53
-// (microseconds until the year 2255), exact in Lua's doubles.
+// factor_sha1 notify_channel notify_user. The arithmetic is rate_limiter.cpp's (count_attempt +
+// apply_failure; record_success), so that a guesser gains nothing by switching hosts. Numbers stay
+// below 2^53 (microseconds until the year 2255), exact in Lua's doubles. The user's name is
+// published on notify_channel when the lockout changes or the last backup code goes.
 //
 // A login decided from the state BeginAuthentication read (fleet_bus.cpp) is checked here against
 // what another host may have done since, in the same atomic step as its consumption: a lockout
@@ -268,9 +275,12 @@ if refused == '' and ARGV[1] ~= '' then
     redis.call('SET', KEYS[1], ARGV[1])
   end
 end
+local notify = false
 if refused == '' and ARGV[2] ~= '' then
-  if redis.call('SREM', KEYS[2], ARGV[2]) == 0 then refused = 'consumed-elsewhere' end
+  if redis.call('SREM', KEYS[2], ARGV[2]) == 0 then refused = 'consumed-elsewhere'
+  elseif redis.call('SCARD', KEYS[2]) == 0 then notify = true end
 end
+local lu_before = lu
 local action = ARGV[3]
 if refused ~= '' then action = 'fail' end
 local usec_per_day = 86400000000
@@ -299,6 +309,10 @@ if action ~= '' then
              'lu', string.format('%d', lu), 'day', string.format('%d', day),
              'df', string.format('%d', df))
 end
+-- pcall: a refused PUBLISH (an ACL without the channel) must not undo the decision.
+if (notify or lu ~= lu_before) and (ARGV[13] or '') ~= '' then
+  redis.pcall('PUBLISH', ARGV[13], ARGV[14])
+end
 return outcome(refused)
 )lua");
   return s;
@@ -307,16 +321,18 @@ return outcome(refused)
 // KEYS: factors watermark backup limits sessions, then the SMS codes that die with this change
 // (ResetUser, DisableMethod sms: in the same atomic step, so that no code texted before the
 // change is left for another host to accept). ARGV: mode ("delete" | "update") watermark
-// replace_factors replace_backup nfactors, then nfactors (field, value) pairs, then backup hashes.
+// replace_factors replace_backup nfactors notify_channel notify_user, then nfactors (field, value)
+// pairs, then backup hashes. The user's name is published on notify_channel (the read caches).
 const LuaScript& put_user_script() {
   static const LuaScript s(R"lua(
 for k = 6, #KEYS do redis.call('DEL', KEYS[k]) end
+if ARGV[6] ~= '' then redis.pcall('PUBLISH', ARGV[6], ARGV[7]) end
 if ARGV[1] == 'delete' then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
   return 1
 end
 local n = tonumber(ARGV[5])
-local i = 6
+local i = 8
 if ARGV[3] == '1' then
   redis.call('DEL', KEYS[1])
   for j = 1, n do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2 end

@@ -11,6 +11,9 @@
 //   mfad:user:{alice}:limits     hash  cf lc lu day df (LimitState)
 //   mfad:user:{alice}:sessions   hash  }
 //   mfad:host:{HOST}:terminate   list  } sessions across hosts: fleet_session_keys.hpp
+//   mfad:invalidate              channel  a user's name, published by the scripts that change
+//                                what BeginAuthentication answers from (enrollment, lockout, the
+//                                last backup code): the hosts' read caches (fleet_read_cache.hpp)
 #pragma once
 
 #include <optional>
@@ -31,6 +34,7 @@ struct UserKeys {
 };
 UserKeys user_keys(std::string_view prefix, std::string_view user);
 std::string host_terminate_key(std::string_view prefix, std::string_view host);
+std::string invalidation_channel(std::string_view prefix);
 
 // Hash field of a factor record: "totp", "totp:pending", "sms", "sms:pending".
 std::string factor_field(Method method, bool pending);
@@ -74,6 +78,9 @@ struct ConfirmRequest {
   // unless Redis still holds exactly that record.
   std::string factor_field;
   std::string factor_sha1;
+  // Where the script publishes user when the lockout or the last backup code changes ("": not).
+  std::string notify_channel;
+  std::string notify_user;
 };
 std::vector<std::string> confirm_args(const ConfirmRequest& request, const RatePolicy& policy,
                                       int64_t now_usec);

@@ -431,16 +431,20 @@ int run(const Options& options) {
       return EXIT_FAILURE;
     }
     auto subscriber_options = fleet_options(config);
+    auto watcher_options = fleet_options(config);
     auto host_id = fleet_host_id(config);
-    if (!subscriber_options.ok() || !host_id.ok()) {
-      MFA_LOG_ERROR("fleet mode: %s", host_id.ok() ? subscriber_options.error().message.c_str()
-                                                   : host_id.error().message.c_str());
+    if (!subscriber_options.ok() || !watcher_options.ok() || !host_id.ok()) {
+      MFA_LOG_ERROR("fleet mode: %s",
+                    host_id.ok() ? (subscriber_options.ok() ? watcher_options : subscriber_options)
+                                       .error()
+                                       .message.c_str()
+                                 : host_id.error().message.c_str());
       return EXIT_FAILURE;
     }
     ManagerBus* mb = manager->get();
     auto created = FleetCoordinator::create(
         FleetCoordinator::Deps{event, config, *store, audit, clock},
-        std::move(redis_options).value(),
+        std::move(redis_options).value(), std::move(watcher_options).value(),
         [mb, &fleet_sessions_online](bool degraded) {
           mb->emit_degraded_changed();
           if (!degraded && fleet_sessions_online)

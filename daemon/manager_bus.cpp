@@ -173,7 +173,13 @@ int ManagerBus::begin_authentication(sd_bus_message* m) {
   MFA_READ(read_string_map(m, &context, &bad));
   MFA_CALLER(m, caller);
   MFA_BAD_INPUT(m, bad);
-  MFA_FLEET(m, user, kLogin, begin_authentication);
+  if (fleet_ && !fleet_pass_) {
+    // From the read cache when it is current and the answer offers a factor: the Verify that
+    // follows is checked against Redis by its confirm (fleet_read_cache.hpp).
+    const bool fresh = fleet_->cache_current(user) && auth_.offers_factor(user, context);
+    return fleet_defer(m, user, FleetCallKind::kLogin, &ManagerBus::begin_authentication, nullptr,
+                       fresh);
+  }
   auto result = auth_.begin_authentication(caller, user, context);
   if (!result.ok())
     return reply_error(m, result.error());

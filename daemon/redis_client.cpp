@@ -537,6 +537,8 @@ void RedisClient::update_io() {
     }
     io_.reset(src);
     (void)sd_event_source_set_description(src, "redis-io");
+    if (options_.priority != 0)
+      (void)sd_event_source_set_priority(src, options_.priority);
     return;
   }
   if (events == 0) {

@@ -58,6 +58,9 @@ struct RedisClientOptions {
   uint64_t timeout_usec = 200 * 1000;
   uint64_t min_backoff_usec = 100 * 1000;
   uint64_t max_backoff_usec = 5 * 1000 * 1000;
+  // Of the connection's I/O source: a subscription whose messages must be seen before the calls
+  // that arrive with them (the read cache's invalidations) runs before the bus.
+  int64_t priority = 0;
 };
 
 class RedisClient {

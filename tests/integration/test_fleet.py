@@ -14,6 +14,7 @@ from daemon_helpers import run_mfad
 from fleet_helpers import REDIS_USER, redis  # noqa: F401 (a fixture)
 from fleet_helpers import (Dialogue, audit_details, audit_rows, degraded, fleet_config,
                            second_host, wait_degraded)
+from session_helpers import wait_until
 
 MAX_FAILURES = 3
 
@@ -327,14 +328,17 @@ def slow_host(mfad_factory, redis):
 
 def test_sigterm_answers_calls_waiting_on_a_frozen_redis(slow_host, redis, test_users, dialogues):
     m = slow_host
-    user = "mfa-alice"
+    user, other = "mfa-alice", "mfa-bob"
     secret = m.enroll_totp(user)
+    m.enroll_totp(other)
     in_verify = dialogues(m, user)
     in_begin = dialogues(m)
     redis.pause()
     try:
         in_verify.send("Verify", in_verify.challenge, m.next_code(user, secret))
-        in_begin.send("BeginAuthentication", user, Dialogue.CONTEXT)
+        # Not alice, whose state her own Begin just read: that Begin would be answered from the
+        # read cache without waiting.
+        in_begin.send("BeginAuthentication", other, Dialogue.CONTEXT)
         assert not in_verify.answered(0.5) and not in_begin.answered(0)  # both wait on Redis
         m.proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
@@ -369,8 +373,10 @@ def test_sigterm_lets_redis_answer_within_its_timeout(slow_host, redis, test_use
     assert int(redis.cli("GET", f"mfad:user:{{{user}}}:watermark")) == m._last_step[user]
 
 
-# --- Two round trips per login: Verify decides from what BeginAuthentication read, and the
-# confirm script checks, atomically, what another host may have done in between. ---
+# --- Round trips per login: Verify decides from what BeginAuthentication read, and the confirm
+# script checks, atomically, what another host may have done in between. BeginAuthentication
+# itself is answered from the read cache (fleet_read_cache.hpp) for a user this host read since
+# the last change any host published: one round trip then. ---
 
 
 def fleet_refusals(m, user, reason):
@@ -378,15 +384,97 @@ def fleet_refusals(m, user, reason):
             if r["reason"] == reason and '"fleet":"refused"' in r["details"].replace(" ", "")]
 
 
-def test_a_login_costs_two_redis_round_trips(fleet, test_users, redis):
+def test_a_login_costs_two_redis_round_trips_then_one(fleet, test_users, redis):
     a, _b = fleet
     user = "mfa-alice"
     secret = a.enroll_totp(user)
-    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
     before = redis.scripts_run()
     assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
     # BeginAuthentication's read, and Verify's confirm; EndAuthentication asks nothing.
     assert redis.scripts_run() - before == 2
+    for _ in range(2):
+        before = redis.scripts_run()
+        assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+        assert redis.scripts_run() - before == 1  # Begin from the read cache: the confirm only
+
+
+def test_reset_on_b_reaches_a_begin_answered_from_the_cache(fleet, test_users, redis):
+    a, b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    for _ in range(2):
+        assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    b.call("ResetUser", "s", user).expect_ok()
+    # nullok rests on this answer: A's cache said "enrolled"; the reset's message made A read
+    # Redis again.
+    before = redis.scripts_run()
+    a.login(user, a.next_code(user, secret))[0].expect_error("NotEnrolled")
+    assert redis.scripts_run() - before == 1  # the read
+
+
+def test_new_secret_on_b_is_asked_on_a_at_once(fleet, test_users, redis):
+    a, b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    for _ in range(2):
+        assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    b.call("DisableMethod", "sss", user, "totp", "").expect_ok()
+    used_step = a._last_step[user]
+    secret2 = b.enroll_totp(user)
+    a._last_step[user] = max(a._last_step[user], used_step)  # the watermark stays
+    # Had A kept its cached record, the new secret's code would be refused there.
+    before = redis.scripts_run()
+    assert a.login(user, a.next_code(user, secret2))[1].expect_ok() == "totp"
+    assert redis.scripts_run() - before == 2  # the message made A read Redis again
+    assert not fleet_refusals(a, user, "factor-changed")
+
+
+def test_lockout_on_b_reaches_a_begin_answered_from_the_cache(fleet, test_users):
+    a, b = fleet
+    user = "mfa-bob"
+    secret = a.enroll_totp(user)
+    for _ in range(2):
+        assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    b.login(user, "000000")[1].expect_error("BadCode")
+    b.login(user, "000001")[1].expect_error("BadCode")
+    b.login(user, "000002")[1].expect_error("RateLimited")
+    # Refused at Begin, no code asked: the lock's message reached A.
+    a.login(user, a.next_code(user, secret))[0].expect_error("RateLimited")
+    b.call("Unlock", "s", user).expect_ok()
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+
+
+def test_last_backup_code_used_on_b_reaches_a(fleet, test_users, redis):
+    a, b = fleet
+    user = "mfa-carol"
+    codes = backup_codes(a, user)  # backup codes only
+    assert a.login(user, codes[0])[1].expect_ok() == "backup"
+    for code in codes[1:]:
+        assert b.login(user, code)[1].expect_ok() == "backup"
+    # No factor left: A answers from Redis, not from its cache's codes.
+    a.login(user, codes[1])[0].expect_error("NotEnrolled")
+
+
+def test_a_lost_subscription_forgets_the_cache(fleet, test_users, redis):
+    a, _b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    for _ in range(2):
+        assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    # Every subscribed connection dropped (messages may have been missed): until A has
+    # subscribed again and read the user anew, its Begin reads Redis.
+    redis.admin_cli("CLIENT", "KILL", "TYPE", "pubsub")
+    before = redis.scripts_run()
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    # The read and the confirm (and perhaps the session subscribers' catch-up scripts).
+    assert redis.scripts_run() - before >= 2
+    # Both hosts subscribed again, to invalidations and to termination requests.
+    wait_until(lambda: redis.admin_cli("PUBSUB", "NUMSUB", "mfad:invalidate").split()[-1] == "2"
+               and len(redis.admin_cli("CLIENT", "LIST", "TYPE", "pubsub").splitlines()) == 4)
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    before = redis.scripts_run()
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    assert redis.scripts_run() - before == 1
 
 
 def test_lockout_on_b_between_begin_and_verify_blocks_a(fleet, test_users, dialogues):

@@ -25,6 +25,7 @@ extern "C" {
 
 #include "daemon/clock.hpp"
 #include "daemon/fleet_keys.hpp"
+#include "daemon/fleet_read_cache.hpp"
 #include "daemon/fleet_recorder.hpp"
 #include "daemon/fleet_session_keys.hpp"
 #include "daemon/rate_limiter.hpp"
@@ -430,6 +431,8 @@ void test_load_and_put_user(void** /*state*/) {
                                 "1",
                                 "1",
                                 "1",
+                                "",
+                                "put-user",
                                 fleet::factor_field(f.method, false),
                                 fleet::encode_factor(f),
                                 fleet::hash_hex(code_hash(1)),
@@ -447,7 +450,7 @@ void test_load_and_put_user(void** /*state*/) {
   assert_int_equal(u->backup.size(), 2);
   assert_false(u->has_limits);
   // A lower watermark never wins; keep the backup set when not replaced.
-  args = {"update", "10", "0", "0", "0"};
+  args = {"update", "10", "0", "0", "0", "", "put-user"};
   assert_true(l.eval(fleet::put_user_script(),
                      {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args)
                   .ok());
@@ -456,7 +459,7 @@ void test_load_and_put_user(void** /*state*/) {
   assert_true(u->watermark == 500u);
   assert_int_equal(u->backup.size(), 2);
   // Delete.
-  args = {"delete", "", "0", "0", "0"};
+  args = {"delete", "", "0", "0", "0", "", "put-user"};
   assert_true(l.eval(fleet::put_user_script(),
                      {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args)
                   .ok());
@@ -707,6 +710,127 @@ void test_subscription(void** /*state*/) {
   assert_int_equal(refused_subscribed, 0);
 }
 
+// The scripts publish a user's name when what BeginAuthentication answers from changes in Redis
+// (enrollment, lockout, the last backup code), and only then: the hosts' read caches rely on it.
+void test_scripts_publish_invalidations(void** /*state*/) {
+  Loop subscriber;
+  Loop l;
+  int subscribed = 0;
+  std::vector<std::string> messages;
+  const std::string channel = fleet::invalidation_channel("mfad:");
+  assert_string_equal(channel.c_str(), "mfad:invalidate");
+  subscriber.client->subscribe(
+      channel, [&] { ++subscribed; }, [&](const std::string& m) { messages.push_back(m); });
+  assert_true(subscriber.run_until([&] { return subscribed == 1; }));
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "inval-user");
+  const int64_t now = 1764000000000000;
+  RatePolicy policy;
+  policy.max_failures = 2;
+  auto confirm = [&](fleet::ConfirmRequest req, int64_t at) {
+    req.notify_channel = channel;
+    req.notify_user = "inval-user";
+    auto r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
+                    fleet::confirm_args(req, policy, at));
+    assert_true(r.ok() && !r->is_error());
+    return fleet::parse_confirm_reply(*r)->refused;
+  };
+  // An enrollment write.
+  std::vector<std::string> args{"update",
+                                "",
+                                "0",
+                                "1",
+                                "0",
+                                channel,
+                                "inval-user",
+                                fleet::hash_hex(code_hash(1)),
+                                fleet::hash_hex(code_hash(2))};
+  assert_true(l.eval(fleet::put_user_script(),
+                     {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args)
+                  ->integer == 1);
+  assert_true(subscriber.run_until([&] { return messages.size() == 1; }));
+  assert_string_equal(messages[0].c_str(), "inval-user");
+  // A step, a success, one failure, a backup code that is not the last: no message.
+  fleet::ConfirmRequest req;
+  req.step = 10;
+  req.action = "success";
+  assert_string_equal(confirm(req, now).c_str(), "");
+  req = {};
+  req.action = "fail";
+  assert_string_equal(confirm(req, now).c_str(), "");
+  req = {};
+  req.backup = code_hash(1);
+  req.action = "success";
+  assert_string_equal(confirm(req, now).c_str(), "");
+  assert_false(subscriber.run_until([&] { return messages.size() > 1; }, 200));
+  // The last backup code: a message (a Begin no longer offers backup codes).
+  req.backup = code_hash(2);
+  assert_string_equal(confirm(req, now).c_str(), "");
+  assert_true(subscriber.run_until([&] { return messages.size() == 2; }));
+  // Two failures lock the user: a message; a failure refused while locked: none; unlock: one.
+  req = {};
+  req.action = "fail";
+  req.check_lock = true;
+  assert_string_equal(confirm(req, now).c_str(), "");
+  assert_false(subscriber.run_until([&] { return messages.size() > 2; }, 200));
+  assert_string_equal(confirm(req, now).c_str(), "");
+  assert_true(subscriber.run_until([&] { return messages.size() == 3; }));
+  assert_string_equal(confirm(req, now).c_str(), "locked");
+  req = {};
+  req.action = "clear";
+  assert_string_equal(confirm(req, now).c_str(), "");
+  assert_true(subscriber.run_until([&] { return messages.size() == 4; }));
+  assert_false(subscriber.run_until([&] { return messages.size() > 4; }, 200));
+  // A channel the ACL refuses: the write still happens (the publish is best effort).
+  args = {"update", "77", "0", "0", "0", "other:invalidate", "inval-user"};
+  auto put = l.eval(fleet::put_user_script(),
+                    {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args);
+  assert_true(put.ok() && !put->is_error());
+  assert_string_equal(l.command({"GET", k.watermark})->str.c_str(), "77");
+}
+
+// Which users' cached state the read cache vouches for (fleet_read_cache.hpp).
+void test_read_cache(void** /*state*/) {
+  FleetReadCache c;
+  const uint64_t t0 = 5000000;
+  uint64_t token = c.read_started();
+  c.read_done("alice", token, t0);
+  assert_false(c.current("alice", t0));  // no subscription yet: nothing is current
+  c.watching(true);
+  token = c.read_started();
+  c.read_done("alice", token, t0);
+  assert_true(c.current("alice", t0));
+  assert_true(c.current("alice", t0 + FleetReadCache::kMaxAgeUsec));
+  assert_false(c.current("alice", t0 + FleetReadCache::kMaxAgeUsec + 1));  // aged out
+  assert_false(c.current("bob", t0));
+  // An invalidation forgets the user, and a read in flight meanwhile (of anyone) is not trusted.
+  token = c.read_started();
+  c.invalidate("alice");
+  assert_false(c.current("alice", t0));
+  c.read_done("bob", token, t0);
+  assert_false(c.current("bob", t0));
+  c.read_done("bob", c.read_started(), t0);
+  assert_true(c.current("bob", t0));
+  // The subscription lost: nothing is current, and a read in flight across it is not either.
+  token = c.read_started();
+  c.watching(false);
+  assert_false(c.current("bob", t0));
+  c.read_done("bob", token, t0);
+  c.read_done("carol", c.read_started(), t0);
+  c.watching(true);
+  assert_false(c.current("bob", t0) || c.current("carol", t0));
+  // Bounded: past kMaxUsers, aged-out entries go first, then everything.
+  for (size_t i = 0; i < FleetReadCache::kMaxUsers; ++i)
+    c.read_done("u" + std::to_string(i), c.read_started(), t0);
+  assert_int_equal(c.size(), FleetReadCache::kMaxUsers);
+  const uint64_t later = t0 + FleetReadCache::kMaxAgeUsec + 1;
+  c.read_done("dave", c.read_started(), later);
+  assert_int_equal(c.size(), 1);
+  assert_true(c.current("dave", later));
+  c.invalidate_all();
+  assert_false(c.current("dave", later));
+}
+
 // A PING sent to the frozen group server: it must time out; returns how long that took (ms).
 long ping_frozen_server(Loop& l) {
   kill(g_redis_server->pid, SIGSTOP);
@@ -771,6 +895,7 @@ void test_close_completes_what_waits(void** /*state*/) {
 int main() {
   const struct CMUnitTest pure[] = {
       cmocka_unit_test(test_keys_and_records),
+      cmocka_unit_test(test_read_cache),
       cmocka_unit_test(test_address_parsing),
       cmocka_unit_test(test_password_file),
       cmocka_unit_test(test_recorder_notes_what_was_consumed),
@@ -788,6 +913,7 @@ int main() {
       cmocka_unit_test(test_load_and_put_user),
       cmocka_unit_test(test_session_scripts),
       cmocka_unit_test(test_subscription),
+      cmocka_unit_test(test_scripts_publish_invalidations),
       cmocka_unit_test(test_frozen_server_times_out),
       cmocka_unit_test(test_timeout_counts_from_each_command),
       cmocka_unit_test(test_close_completes_what_waits),
