@@ -162,7 +162,8 @@ def main():
             return m
 
         # Anchor, same run: one bare round trip to this redis-server (PING over the same Unix
-        # socket, one client, redis-benchmark's C client): a fleet login makes two, with scripts.
+        # socket, one client, redis-benchmark's C client): a fleet login makes one or two (its
+        # user's first login on the host reads Redis at BeginAuthentication), with scripts.
         r = subprocess.run(["redis-benchmark", "-s", redis.socket, "-a", redis.admin_password,
                             "-c", "1", "-n", "5000", "-t", "ping", "--csv"],
                            capture_output=True, text=True, timeout=120)
