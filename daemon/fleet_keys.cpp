@@ -300,9 +300,10 @@ if action == 'fail' then
     end
   end
 elseif action == 'success' then
+  if day ~= today then day = today; df = 0 end
   cf = 0; lc = 0
 elseif action == 'clear' then
-  cf = 0; lc = 0; lu = 0; df = 0
+  cf = 0; lc = 0; lu = 0; day = 0; df = 0
 end
 if action ~= '' then
   redis.call('HSET', KEYS[3], 'cf', string.format('%d', cf), 'lc', string.format('%d', lc),

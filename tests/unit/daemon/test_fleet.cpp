@@ -399,6 +399,34 @@ void test_shared_failures_match_the_local_limiter(void** /*state*/) {
     assert_int_equal(o->limits.day_failures, local.day_failures);
     assert_int_equal(o->limits.day, local.day);
   }
+  // A success (counted in advance, then forgiven) and an unlock: the same state too, so that the
+  // cache, which took the local decision, need not be written again after the confirm.
+  for (int i = 0; i < 2; ++i, now += kUsecPerDay) {
+    roll_day(local, now);
+    count_attempt(local, now);
+    record_success(local);
+    fleet::ConfirmRequest req;
+    req.action = "success";
+    auto o = fleet::parse_confirm_reply(*l.eval(fleet::confirm_script(),
+                                                {k.watermark, k.backup, k.limits},
+                                                fleet::confirm_args(req, policy, now)));
+    assert_true(o.ok());
+    assert_int_equal(o->limits.consecutive_failures, local.consecutive_failures);
+    assert_int_equal(o->limits.lockout_count, local.lockout_count);
+    assert_int_equal(o->limits.day_failures, local.day_failures);
+    assert_int_equal(o->limits.day, local.day);
+  }
+  {
+    fleet::ConfirmRequest req;
+    req.action = "clear";
+    auto o = fleet::parse_confirm_reply(*l.eval(fleet::confirm_script(),
+                                                {k.watermark, k.backup, k.limits},
+                                                fleet::confirm_args(req, policy, now)));
+    const LimitState cleared{};
+    assert_int_equal(o->limits.day, cleared.day);
+    assert_int_equal(o->limits.day_failures, cleared.day_failures);
+    assert_int_equal(o->limits.locked_until_usec, cleared.locked_until_usec);
+  }
   // Several failures pushed at once (reconciliation) add up the same way.
   const auto k2 = fleet::user_keys("mfad:", "limit-user-2");
   fleet::ConfirmRequest req;
