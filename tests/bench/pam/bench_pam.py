@@ -15,7 +15,17 @@ the bench users added; the host's user database is never touched.
 Targets (printed, and the exit status when --check): in-process p50 of pam_mfa <= 1.0 ms;
 per-process p50 of pam_mfa / pam_oath <= 1.0.
 
+Anchors, measured in the same run, for what no module that asks mfad over the bus with full
+durability can go below on this machine (the floor):
+  libpam       pam_start/pam_authenticate/pam_end of a pam_permit stack, under pam_wrapper
+  bus          a login's bus traffic with mfad doing nothing (bus_floor.c: connection, Hello,
+               owner check, two Peer.Ping round trips, the close)
+  flush        a 24 KiB write and fdatasync in the state directory's file system, 1.5 ms after
+               the previous one (a login's WAL frames, after the idle gap between logins)
+  process      a pamtester process with a pam_permit stack and libsystemd loaded (per process)
+
 Usage (as root): run-pam-bench.sh [--users N] [--per-process-users N] [--json FILE] [--check]
+(MFA_BUILD_DIR: the build tree; MFA_BENCH_PRELOAD: a library preloaded first, e.g. libasan.)
 """
 
 import argparse
@@ -76,9 +86,44 @@ def compile_bench(outdir):
     return out
 
 
+def compile_bus_floor(outdir):
+    out = os.path.join(outdir, "bus_floor")
+    libs = subprocess.run(["pkg-config", "--cflags", "--libs", "libsystemd"], check=True,
+                          capture_output=True, text=True).stdout.split()
+    subprocess.run(["cc", "-O2", "-o", out, os.path.join(HERE, "bus_floor.c")] + libs, check=True)
+    return out
+
+
+def run_bus_floor(binary, address, n):
+    r = subprocess.run([binary, address, str(n)], capture_output=True, text=True, timeout=600)
+    results = [tuple(int(x) for x in line.split()) for line in r.stdout.splitlines()]
+    return [us / 1000.0 for _, us in results], sum(1 for rc, _ in results if rc != 0)
+
+
+def run_flush_after_idle(directory, n, gap=0.0015, size=24 * 1024):
+    """Latency (ms) of a write of size bytes and its fdatasync, gap seconds after the last."""
+    path = os.path.join(directory, "flush-anchor")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    data = os.urandom(size)
+    times = []
+    try:
+        for i in range(n):
+            time.sleep(gap)
+            t0 = time.perf_counter()
+            os.pwrite(fd, data, (i % 64) * size)
+            os.fdatasync(fd)
+            times.append((time.perf_counter() - t0) * 1000.0)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return times
+
+
 def wrapper_env(service_dir, preload=""):
     env = dict(os.environ)
-    env.update(LD_PRELOAD=f"libpam_wrapper.so {preload}".strip(), PAM_WRAPPER="1",
+    # MFA_BENCH_PRELOAD goes first: libasan, when the build under test is the sanitizer's.
+    libs = (os.environ.get("MFA_BENCH_PRELOAD", ""), "libpam_wrapper.so", preload)
+    env.update(LD_PRELOAD=" ".join(lib for lib in libs if lib), PAM_WRAPPER="1",
                PAM_WRAPPER_SERVICE_DIR=service_dir)
     env.pop("PAM_WRAPPER_DEBUGLEVEL", None)
     return env
@@ -199,6 +244,7 @@ def main():
     try:
         os.makedirs(os.path.join(workdir, "bus"))
         bench = compile_bench(workdir)
+        bus_floor = compile_bus_floor(workdir)
         users = loop_users + proc_users
         bus, mfad, secrets = setup_mfad(build_dir, users, workdir)
         service_dir = os.path.join(workdir, "services")
@@ -213,6 +259,8 @@ def main():
                 f.write(f"auth required {line}\n")
         with open(os.path.join(service_dir, "other"), "w") as f:
             f.write(f"auth required {SECURITY}/pam_deny.so\n")
+        with open(os.path.join(service_dir, "anchor_permit"), "w") as f:
+            f.write(f"auth required {SECURITY}/pam_permit.so\n")
 
         # Steps above the enrollment watermark and inside the window, with a step of slack for
         # the clock moving on during the run.
@@ -223,6 +271,13 @@ def main():
             plan = schedule(loop_users, secrets, loop_offsets)
             results[(name, "in-process")] = run_in_process(bench, service_dir, name, plan,
                                                            secrets)
+        n_loop = len(schedule(loop_users, secrets, loop_offsets))
+        anchors = {
+            "libpam": run_in_process(bench, service_dir, "anchor_permit",
+                                     schedule(loop_users, secrets, loop_offsets), secrets)[0],
+            "bus": run_bus_floor(bus_floor, bus.address, n_loop)[0],
+            "flush": run_flush_after_idle(mfad.dir, n_loop),
+        }
         # Per process twice: a bare host (pamtester), and a host that already has libsystemd
         # loaded as Debian's sshd does ("per-proc+sd"), where pam_mfa.so's own cost shows.
         half = len(proc_offsets) // 2
@@ -231,6 +286,9 @@ def main():
             for name in lines:
                 plan = schedule(proc_users, secrets, offsets)
                 results[(name, mode)] = run_per_process(service_dir, name, plan, secrets, preload)
+        anchors["process"] = run_per_process(service_dir, "anchor_permit",
+                                             schedule(proc_users, secrets, proc_offsets[:half]),
+                                             secrets, "libsystemd.so.0")[0]
     finally:
         if mfad is not None:
             mfad.stop()
@@ -260,6 +318,18 @@ def main():
     in_process = p50("pam_mfa", "in-process")
     ratio = p50("pam_mfa", "per-process") / p50("pam_oath", "per-process")
     ratio_sd = p50("pam_mfa", "per-proc+sd") / p50("pam_oath", "per-proc+sd")
+    a50 = {k: percentile(v, 50) for k, v in anchors.items()}
+    print(f"anchor: libpam + pam_wrapper, pam_permit stack, in-process p50 {a50['libpam']:.3f} ms")
+    print(f"anchor: the bus traffic of a login, mfad doing nothing, p50 {a50['bus']:.3f} ms")
+    print(f"anchor: 24 KiB write + fdatasync after 1.5 ms idle, p50 {a50['flush']:.3f} ms")
+    print(f"anchor: pamtester + pam_permit + libsystemd, per process, p50 {a50['process']:.3f} ms")
+    floor = a50["libpam"] + a50["bus"] + a50["flush"]
+    floor_proc = a50["process"] + a50["bus"] + a50["flush"]
+    oath_proc = p50("pam_oath", "per-process")
+    print(f"floor in-process (libpam + bus + flush): {floor:.3f} ms; pam_mfa is {in_process:.3f} ms"
+          f" (its own share above the floor: {in_process - floor:.3f} ms)")
+    print(f"floor per process (process + bus + flush): {floor_proc:.3f} ms = "
+          f"{floor_proc / oath_proc:.2f} x pam_oath's {oath_proc:.3f} ms")
     targets = [("in-process p50 of pam_mfa <= 1.0 ms", in_process <= 1.0, f"{in_process:.3f} ms"),
                ("per-process p50 pam_mfa / pam_oath <= 1.0", ratio <= 1.0, f"{ratio:.2f}")]
     for text, ok, value in targets:
@@ -271,6 +341,9 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"results": report, "load_average": load,
+                       "anchors_p50_ms": {k: round(v, 3) for k, v in a50.items()},
+                       "floor_in_process_ms": round(floor, 3),
+                       "floor_per_process_ms": round(floor_proc, 3),
                        "targets": [{"target": t, "met": ok, "value": v} for t, ok, v in targets]},
                       f, indent=2)
     if failed_logins:
