@@ -384,6 +384,26 @@ def fleet_refusals(m, user, reason):
             if r["reason"] == reason and '"fleet":"refused"' in r["details"].replace(" ", "")]
 
 
+def lock_out(m, user):
+    """MAX_FAILURES wrong codes on m: the user is locked out, fleet-wide."""
+    for i in range(MAX_FAILURES - 1):
+        m.login(user, f"00000{i}")[1].expect_error("BadCode")
+    m.login(user, f"00000{MAX_FAILURES - 1}")[1].expect_error("RateLimited")
+
+
+def locked_until_unlocked(a, b, user, secret):
+    """A refuses the user at BeginAuthentication until B unlocks them."""
+    a.login(user, a.next_code(user, secret))[0].expect_error("RateLimited")
+    b.call("Unlock", "s", user).expect_ok()
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+
+
+def warm_read_cache(m, user, secret):
+    """Two logins on m: the user's state is in its read cache, current."""
+    for _ in range(2):
+        assert m.login(user, m.next_code(user, secret))[1].expect_ok() == "totp"
+
+
 def test_a_login_costs_two_redis_round_trips_then_one(fleet, test_users, redis):
     a, _b = fleet
     user = "mfa-alice"
@@ -402,8 +422,7 @@ def test_reset_on_b_reaches_a_begin_answered_from_the_cache(fleet, test_users, r
     a, b = fleet
     user = "mfa-alice"
     secret = a.enroll_totp(user)
-    for _ in range(2):
-        assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    warm_read_cache(a, user, secret)
     b.call("ResetUser", "s", user).expect_ok()
     # nullok rests on this answer: A's cache said "enrolled"; the reset's message made A read
     # Redis again.
@@ -416,8 +435,7 @@ def test_new_secret_on_b_is_asked_on_a_at_once(fleet, test_users, redis):
     a, b = fleet
     user = "mfa-alice"
     secret = a.enroll_totp(user)
-    for _ in range(2):
-        assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    warm_read_cache(a, user, secret)
     b.call("DisableMethod", "sss", user, "totp", "").expect_ok()
     used_step = a._last_step[user]
     secret2 = b.enroll_totp(user)
@@ -433,15 +451,10 @@ def test_lockout_on_b_reaches_a_begin_answered_from_the_cache(fleet, test_users)
     a, b = fleet
     user = "mfa-bob"
     secret = a.enroll_totp(user)
-    for _ in range(2):
-        assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
-    b.login(user, "000000")[1].expect_error("BadCode")
-    b.login(user, "000001")[1].expect_error("BadCode")
-    b.login(user, "000002")[1].expect_error("RateLimited")
+    warm_read_cache(a, user, secret)
+    lock_out(b, user)
     # Refused at Begin, no code asked: the lock's message reached A.
-    a.login(user, a.next_code(user, secret))[0].expect_error("RateLimited")
-    b.call("Unlock", "s", user).expect_ok()
-    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    locked_until_unlocked(a, b, user, secret)
 
 
 def test_last_backup_code_used_on_b_reaches_a(fleet, test_users, redis):
@@ -459,8 +472,7 @@ def test_a_lost_subscription_forgets_the_cache(fleet, test_users, redis):
     a, _b = fleet
     user = "mfa-alice"
     secret = a.enroll_totp(user)
-    for _ in range(2):
-        assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    warm_read_cache(a, user, secret)
     # Every subscribed connection dropped (messages may have been missed): until A has
     # subscribed again and read the user anew, its Begin reads Redis.
     redis.admin_cli("CLIENT", "KILL", "TYPE", "pubsub")
@@ -483,18 +495,14 @@ def test_lockout_on_b_between_begin_and_verify_blocks_a(fleet, test_users, dialo
     secret = a.enroll_totp(user)
     d = dialogues(a, user)
     # Meanwhile, a guesser locks the user out on B.
-    b.login(user, "000000")[1].expect_error("BadCode")
-    b.login(user, "000001")[1].expect_error("BadCode")
-    b.login(user, "000002")[1].expect_error("RateLimited")
+    lock_out(b, user)
     # A's cache still says "not locked"; Redis refuses the valid code all the same.
     d.verify(a.next_code(user, secret)).expect_error("RateLimited")
     rows = fleet_refusals(a, user, "locked")
     assert rows and rows[-1]["outcome"] == "denied", audit_rows(a, user=user)
     assert "locked out fleet-wide" in a.log_text()
     # Still locked on A, from its own cache now, and on B.
-    a.login(user, a.next_code(user, secret))[0].expect_error("RateLimited")
-    b.call("Unlock", "s", user).expect_ok()
-    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    locked_until_unlocked(a, b, user, secret)
 
 
 def test_code_used_on_b_between_begin_and_verify_is_refused_on_a(fleet, test_users, dialogues):
