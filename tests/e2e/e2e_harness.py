@@ -227,13 +227,8 @@ class SshServer:
         raise AssertionError("sshd found no free port")
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            harness.stop_process(self.proc, 10)
 
     def log_text(self):
         try:

@@ -213,13 +213,18 @@ class Bus:
         return r.stdout.split('"')[1]
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 5)
+
+
+def stop_process(proc, timeout):
+    """SIGTERM to proc if it still runs, SIGKILL if it has not exited within timeout seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def make_world_dir(prefix):

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import PYTHON, REPO, bus_policy, call_spec, run_as
+from conftest import PYTHON, REPO, bus_policy, call_spec, run_as, stop_process
 from fleet_helpers import redis  # noqa: F401 (a fixture)
 from fleet_helpers import fleet_config
 
@@ -111,12 +111,7 @@ class PolkitMock:
 
     def stop(self):
         self.thaw()
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 10)
 
 
 @pytest.fixture
