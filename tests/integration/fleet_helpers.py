@@ -162,6 +162,12 @@ def audit_details(row):
     return row["details"] if isinstance(row["details"], dict) else json.loads(row["details"])
 
 
+def assert_last_refused_by_fleet(m, user, reason):
+    """m's last auth.failure of user for reason is a refusal by the fleet (Redis knew better)."""
+    rows = [r for r in audit_rows(m, "auth.failure", user) if r["reason"] == reason]
+    assert rows and audit_details(rows[-1])["fleet"] == "refused", rows
+
+
 def wait_degraded(m, value, timeout=15):
     """Waits for the Degraded property to become value; when False, also for the emptied
     reconciliation queue to be committed (it commits with the loop's next batch, possibly just

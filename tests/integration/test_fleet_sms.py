@@ -17,8 +17,8 @@ import pytest
 
 from conftest import call_spec
 from fleet_helpers import redis  # noqa: F401 (a fixture)
-from fleet_helpers import REDIS_CLI, REDIS_USER, audit_details, audit_rows, degraded, \
-    fleet_config, second_host, wait_degraded
+from fleet_helpers import REDIS_CLI, REDIS_USER, assert_last_refused_by_fleet, audit_details, \
+    audit_rows, degraded, fleet_config, second_host, wait_degraded
 from sms_helpers import fake  # noqa: F401 (a fixture)
 from sms_helpers import twilio_config
 from test_sms import CONTEXT, MASKED, PHONE, Client
@@ -225,9 +225,7 @@ def test_a_login_code_is_used_once_fleet_wide(fleet_factory, fake, clients, test
     # Used elsewhere: the live code in Redis is gone (as the use script leaves it).
     assert redis.cli("DEL", code_key(ALICE, "login")).strip() == "1"
     c.call("Verify", "ss", challenge, code).expect_error("BadCode")
-    refusals = [r for r in audit_rows(a, "auth.failure", ALICE)
-                if r["reason"] == "consumed-elsewhere"]
-    assert refusals and audit_details(refusals[-1])["fleet"] == "refused"
+    assert_last_refused_by_fleet(a, ALICE, "consumed-elsewhere")
     # A new text gives a code that works, once.
     challenge, code = sms_login(c, fake, ALICE)
     assert c.call("Verify", "ss", challenge, code).expect_ok() == "sms"
@@ -433,9 +431,7 @@ def test_removing_the_phone_kills_its_codes_fleet_wide(fleet_factory, fake, clie
 
     enroll_phone(a, fake, ALICE)  # the same phone again
     cb.call("Verify", "ss", ch_b, code).expect_error("BadCode")
-    refusals = [r for r in audit_rows(b, "auth.failure", ALICE)
-                if r["reason"] == "consumed-elsewhere"]
-    assert refusals and audit_details(refusals[-1])["fleet"] == "refused"
+    assert_last_refused_by_fleet(b, ALICE, "consumed-elsewhere")
     # New texts work as ever.
     challenge, fresh = sms_login(cb, fake, ALICE)
     assert cb.call("Verify", "ss", challenge, fresh).expect_ok() == "sms"
