@@ -98,11 +98,14 @@ std::string sms_code_key(std::string_view prefix, std::string_view user, std::st
 }
 
 std::vector<std::string> sms_code_keys(std::string_view prefix, std::string_view user) {
-  return {sms_code_key(prefix, user, "login"), sms_code_key(prefix, user, "enroll")};
+  std::vector<std::string> keys;
+  for (std::string_view purpose : kSmsPurposes)
+    keys.push_back(sms_code_key(prefix, user, purpose));
+  return keys;
 }
 
 bool valid_sms_purpose(std::string_view purpose) {
-  return purpose == "login" || purpose == "enroll";
+  return std::ranges::find(kSmsPurposes, purpose) != kSmsPurposes.end();
 }
 
 SmsLimits sms_limits(const Config& config) {

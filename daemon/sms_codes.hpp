@@ -17,8 +17,6 @@ namespace mfa {
 
 inline constexpr char kSealSms[] = "sms";
 inline constexpr char kSealSmsPending[] = "sms-pending";
-inline constexpr char kSmsPurposeLogin[] = "login";
-inline constexpr char kSmsPurposeEnroll[] = "enroll";
 
 // A text the logic decided to send; the bus layer hands it to the sender, then reports back.
 struct SmsMessage {

@@ -63,8 +63,7 @@ Status Store::delete_sms_code(std::string_view, std::string_view) {
   return no_sms_support();
 }
 Status Store::drop_sms_codes(std::string_view user) {
-  // The purposes of sms_codes.hpp (kSmsPurposeLogin, kSmsPurposeEnroll).
-  for (std::string_view purpose : {"login", "enroll"})
+  for (std::string_view purpose : kSmsPurposes)
     MFA_CHECK(delete_sms_code(user, purpose));
   return {};
 }

@@ -56,7 +56,11 @@ struct AuditRecord {
 };
 
 // SMS (DESIGN §5): a code waiting to be typed, as a keyed hash, and the sends that the limits
-// count.
+// count. A user has at most one code per purpose.
+inline constexpr char kSmsPurposeLogin[] = "login";
+inline constexpr char kSmsPurposeEnroll[] = "enroll";
+inline constexpr std::array<std::string_view, 2> kSmsPurposes{kSmsPurposeLogin, kSmsPurposeEnroll};
+
 struct SmsCode {
   CodeHash hash{};
   int64_t expires_usec = 0;  // realtime
