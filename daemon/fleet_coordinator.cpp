@@ -26,7 +26,10 @@ bool same_limits(const LimitState& a, const LimitState& b) {
 }  // namespace
 
 FleetCoordinator::FleetCoordinator(Deps deps, DegradedCallback on_degraded, WriteCallback on_write)
-    : d_(deps), on_degraded_(std::move(on_degraded)), on_write_(std::move(on_write)) {}
+    : d_(deps),
+      on_degraded_(std::move(on_degraded)),
+      on_write_(std::move(on_write)),
+      invalidations_(fleet::invalidation_channel(deps.config.redis_key_prefix)) {}
 
 FleetCoordinator::~FleetCoordinator() {
   *alive_ = false;
@@ -54,8 +57,7 @@ Result<std::unique_ptr<FleetCoordinator>> FleetCoordinator::create(Deps deps,
                                               }));
   f->watcher_ = std::move(watcher_client);
   f->watcher_->subscribe(
-      fleet::invalidation_channel(deps.config.redis_key_prefix),
-      [self] { self->read_cache_.watching(true); },
+      f->invalidations_, [self] { self->read_cache_.watching(true); },
       [self](const std::string& user) { self->read_cache_.invalidate(user); });
   sd_event_source* source = nullptr;
   int r = sd_event_add_time(deps.event, &source, CLOCK_MONOTONIC, UINT64_MAX, 10 * 1000,
@@ -206,6 +208,15 @@ Status FleetCoordinator::write_through(const std::string& user, const fleet::Rem
   return {};
 }
 
+void FleetCoordinator::follow_limits(const std::string& user, const LimitState& shared) {
+  auto cached = d_.cache.get_limits(user);
+  if (cached.ok() && same_limits(*cached, shared))
+    return;  // usually: no write then
+  if (Status st = d_.cache.put_limits(user, shared); !st.ok()) {
+    MFA_LOG_ERROR("fleet: cannot cache %s's limits: %s", user.c_str(), st.error().message.c_str());
+  }
+}
+
 bool FleetCoordinator::cache_current(const std::string& user) const {
   return !degraded_ && read_cache_.current(user, d_.clock.monotonic_usec());
 }
@@ -272,7 +283,7 @@ void FleetCoordinator::push_user(const std::string& user, const FleetChanges& ch
       backup_args.push_back(fleet::hash_hex(h));
   }
   args.push_back(std::to_string(factor_args.size() / 2));
-  args.push_back(fleet::invalidation_channel(d_.config.redis_key_prefix));
+  args.push_back(invalidations_);
   args.push_back(user);
   args.insert(args.end(), factor_args.begin(), factor_args.end());
   args.insert(args.end(), backup_args.begin(), backup_args.end());
@@ -306,7 +317,7 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
     answer(std::move(r));
   };
   fleet::ConfirmRequest req;
-  req.notify_channel = fleet::invalidation_channel(d_.config.redis_key_prefix);
+  req.notify_channel = invalidations_;
   req.notify_user = user;
   req.step = changes.watermark_advanced;
   req.backup = changes.backup_consumed;
@@ -389,15 +400,7 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
                     done(std::move(r));
                     return;
                   }
-                  // The shared counters are the truth: the cache follows them (usually it
-                  // holds them already: no write then).
-                  auto cached = d_.cache.get_limits(user);
-                  if (!cached.ok() || !same_limits(*cached, outcome->limits)) {
-                    if (Status st = d_.cache.put_limits(user, outcome->limits); !st.ok()) {
-                      MFA_LOG_ERROR("fleet: cannot cache %s's limits: %s", user.c_str(),
-                                    st.error().message.c_str());
-                    }
-                  }
+                  follow_limits(user, outcome->limits);
                   FleetConfirmResult r;
                   r.refused = outcome->refused;
                   r.locked_usec = lock_remaining_usec(outcome->limits, now);
@@ -503,7 +506,7 @@ void FleetCoordinator::reconcile() {
   const int64_t now = d_.clock.realtime_usec();
   for (const auto& item : *items) {
     fleet::ConfirmRequest req;
-    req.notify_channel = fleet::invalidation_channel(d_.config.redis_key_prefix);
+    req.notify_channel = invalidations_;
     req.notify_user = item.user;
     if (item.kind == "watermark") {
       req.step = item.step;

@@ -82,6 +82,10 @@ class FleetCoordinator {
   bool degraded() const { return degraded_; }
   RedisClient& client() { return *client_; }
 
+  // The shared counters are the truth: the cache takes user's as Redis answered them (an error is
+  // logged; the next read of Redis writes them again).
+  void follow_limits(const std::string& user, const LimitState& shared);
+
   // Whether the cache's copy of user's shared state is known to match Redis (FleetReadCache):
   // BeginAuthentication may then be answered from the cache without a prefetch.
   bool cache_current(const std::string& user) const;
@@ -174,7 +178,8 @@ class FleetCoordinator {
   DegradedCallback on_degraded_;
   WriteCallback on_write_;
   std::unique_ptr<RedisClient> client_;
-  std::unique_ptr<RedisClient> watcher_;  // subscribed to fleet::invalidation_channel()
+  std::unique_ptr<RedisClient> watcher_;  // subscribed to invalidations_
+  const std::string invalidations_;       // fleet::invalidation_channel() of KeyPrefix
   FleetReadCache read_cache_;
   bool degraded_ = true;  // until connected and reconciled
   bool reconciling_ = false;

@@ -137,10 +137,7 @@ void FleetSms::gate(const SmsMessage& message, std::function<void(GateResult)> d
 // takes the lockout, so that this host refuses the user's next calls by itself.
 void FleetSms::locked(TextPtr text, const LimitState& shared,
                       std::function<void(GateResult)> done) {
-  if (Status st = d_.cache.put_limits(text->user, shared); !st.ok()) {
-    MFA_LOG_ERROR("fleet: cannot cache %s's limits: %s", text->user.c_str(),
-                  st.error().message.c_str());
-  }
+  d_.fleet.follow_limits(text->user, shared);
   MFA_LOG_WARNING("%s: SMS code refused, locked out fleet-wide", text->user.c_str());
   refused(text, "locked", {{"fleet", "refused"}},
           {Gate::kLocked, "", lock_remaining_usec(shared, text->sent_usec)}, std::move(done));
