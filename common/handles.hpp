@@ -2,16 +2,12 @@
 // the call site (Owner<T>(raw)); adding a reference is too (Owner<T>(ref_fn(raw))).
 #pragma once
 
-#include <sqlite3.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 #include <unistd.h>
 
 #include <memory>
 
-#include <curl/curl.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 namespace mfa {
 
@@ -30,11 +26,6 @@ using BusSlotPtr = std::unique_ptr<sd_bus_slot, Deleter<sd_bus_slot_unref>>;
 using BusCredsPtr = std::unique_ptr<sd_bus_creds, Deleter<sd_bus_creds_unref>>;
 using EventPtr = std::unique_ptr<sd_event, Deleter<sd_event_unref>>;
 using EventSourcePtr = std::unique_ptr<sd_event_source, Deleter<sd_event_source_disable_unref>>;
-using SqlitePtr = std::unique_ptr<sqlite3, Deleter<sqlite3_close_v2>>;
-using SqliteStmtPtr = std::unique_ptr<sqlite3_stmt, Deleter<sqlite3_finalize>>;
-using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, Deleter<EVP_CIPHER_CTX_free>>;
-using CurlPtr = std::unique_ptr<CURL, Deleter<curl_easy_cleanup>>;
-using CurlMultiPtr = std::unique_ptr<CURLM, Deleter<curl_multi_cleanup>>;
 
 // A file descriptor, closed on destruction.
 class Fd {

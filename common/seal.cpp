@@ -12,6 +12,8 @@ namespace mfa {
 
 namespace {
 
+using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, Deleter<EVP_CIPHER_CTX_free>>;
+
 constexpr uint8_t kMagic[4] = {'M', 'F', 'S', '1'};
 constexpr size_t kKeyIdSize = 8;
 constexpr size_t kNonceSize = 12;

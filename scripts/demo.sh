@@ -56,7 +56,7 @@ busctl --address="$address" get-property org.mfad1 /org/mfad1 org.mfad1.Manager 
 step "Creating the demo account $user"
 id "$user" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$user"
 
-mfactl() { build/daemon/mfactl --bus-address "$address" "$@"; }
+mfactl() { build/mfactl/mfactl --bus-address "$address" "$@"; }
 
 step "mfactl enroll totp $user   (scan the QR code with any authenticator app)"
 mfactl enroll totp "$user" </dev/null | tee "$work/enroll.txt"

@@ -21,7 +21,7 @@
 
 #include "common/dbus_names.hpp"
 #include "common/otp.hpp"
-#include "tests/bench/bench_seed.hpp"
+#include "bench_seed.hpp"
 
 namespace {
 

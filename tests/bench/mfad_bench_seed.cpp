@@ -10,10 +10,10 @@
 
 #include "common/master_key.hpp"
 #include "common/seal.hpp"
-#include "daemon/clock.hpp"
-#include "daemon/sqlite_store.hpp"
-#include "daemon/validation.hpp"
-#include "tests/bench/bench_seed.hpp"
+#include "core/clock.hpp"
+#include "storage/sqlite_store.hpp"
+#include "core/validation.hpp"
+#include "bench_seed.hpp"
 
 int main(int argc, char** argv) {
   std::string state_dir;

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "daemon/config.hpp"
+#include "core/config.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzedDataProvider fdp(data, size);

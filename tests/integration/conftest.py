@@ -349,7 +349,7 @@ class Mfad:
         self.bus = bus
         self.dir = workdir
         self.binary = os.path.join(build_dir, "daemon", "mfad")
-        self.mfactl_binary = os.path.join(build_dir, "daemon", "mfactl")
+        self.mfactl_binary = os.path.join(build_dir, "mfactl", "mfactl")
         self.state_dir = os.path.join(workdir, "state")
         self.config_path = os.path.join(workdir, "mfad.conf")
         self.key_path = os.path.join(workdir, "master.key")

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 from conftest import PYTHON, REPO, run_as, sanitizer_env
 
-XML_PATH = os.path.join(REPO, "daemon", "org.mfad1.Manager.xml")
+XML_PATH = os.path.join(REPO, "daemon", "bus", "org.mfad1.Manager.xml")
 INTERFACE = "org.mfad1.Manager"
 
 

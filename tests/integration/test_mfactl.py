@@ -65,7 +65,7 @@ def test_help_lists_every_verb(mfad):
 def test_no_daemon_on_the_bus_exits_1(bus, build_dir):
     import subprocess
     import os
-    r = subprocess.run([os.path.join(build_dir, "daemon", "mfactl"), "--bus-address", bus.address,
+    r = subprocess.run([os.path.join(build_dir, "mfactl", "mfactl"), "--bus-address", bus.address,
                         "status"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert r.stderr == "mfactl: mfad is not running (nobody owns org.mfad1 on this bus)\n"

@@ -38,7 +38,7 @@ def test_readme_main_command_exists():
 
 
 def test_introspection_xml_parses_and_names_the_contract_methods():
-    root = ET.parse(os.path.join(REPO, "daemon", "org.mfad1.Manager.xml")).getroot()
+    root = ET.parse(os.path.join(REPO, "daemon", "bus", "org.mfad1.Manager.xml")).getroot()
     iface = root.find("interface[@name='org.mfad1.Manager']")
     methods = {m.get("name") for m in iface.findall("method")}
     contract = read("../shared/CONTRACT.md") if os.path.exists(

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "common/backup_codes.hpp"
-#include "tests/unit/common/cmocka_cpp.hpp"
+#include "cmocka_cpp.hpp"
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include "common/dbus_names.hpp"
 #include "common/result.hpp"
 #include "common/secure_buffer.hpp"
-#include "tests/unit/common/cmocka_cpp.hpp"
+#include "cmocka_cpp.hpp"
 
 using mfa::test::bytes_of;
 

@@ -12,7 +12,7 @@
 
 #include "common/crypto.hpp"
 #include "common/master_key.hpp"
-#include "tests/unit/common/cmocka_cpp.hpp"
+#include "cmocka_cpp.hpp"
 
 namespace {
 

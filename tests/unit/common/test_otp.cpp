@@ -7,7 +7,7 @@
 
 #include "common/base32.hpp"
 #include "common/otp.hpp"
-#include "tests/unit/common/cmocka_cpp.hpp"
+#include "cmocka_cpp.hpp"
 
 using mfa::OtpAlgorithm;
 using mfa::test::bytes_of;

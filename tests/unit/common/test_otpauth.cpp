@@ -4,7 +4,7 @@
 
 #include "common/base32.hpp"
 #include "common/otpauth.hpp"
-#include "tests/unit/common/cmocka_cpp.hpp"
+#include "cmocka_cpp.hpp"
 
 using mfa::test::bytes_of;
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "common/qr.hpp"
-#include "tests/unit/common/cmocka_cpp.hpp"
+#include "cmocka_cpp.hpp"
 
 namespace {
 

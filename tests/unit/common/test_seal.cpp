@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "common/seal.hpp"
-#include "tests/unit/common/cmocka_cpp.hpp"
+#include "cmocka_cpp.hpp"
 
 using mfa::test::bytes_of;
 

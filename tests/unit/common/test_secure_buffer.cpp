@@ -8,7 +8,7 @@
 #include <string>
 
 #include "common/secure_buffer.hpp"
-#include "tests/unit/common/cmocka_cpp.hpp"
+#include "cmocka_cpp.hpp"
 
 namespace {
 

@@ -1,0 +1,44 @@
+// Who is calling: the effective uid and pid the bus daemon recorded when the peer connected
+// (SO_PEERCRED), fetched with sd_bus_query_sender_creds. Fields sd-bus would fill in from /proc
+// (racy, changed by exec) are never used for a decision: an augmented euid is refused.
+//
+// On a dbus-daemon bus each query is a synchronous round trip to the bus driver. A connection's
+// credentials never change and unique names are never reused, so they are cached per unique name
+// and forgotten when the peer leaves (NameOwnerChanged).
+#pragma once
+
+#include <systemd/sd-bus.h>
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "core/authenticator.hpp"
+
+namespace mfa {
+
+struct BusRefusal {
+  const char* name;  // org.freedesktop.DBus.Error.AccessDenied
+  std::string message;
+};
+
+class CallerCache {
+ public:
+  static constexpr size_t kMaxPeers = 4096;
+
+  // Fills *ret from the message's sender; a refusal when the bus cannot vouch for it.
+  std::optional<BusRefusal> identify(sd_bus_message* m, Caller* ret);
+  void forget(std::string_view unique_name);
+  size_t size() const { return peers_.size(); }
+
+ private:
+  struct Peer {
+    uid_t euid;
+    pid_t pid;
+  };
+  std::unordered_map<std::string, Peer> peers_;
+};
+
+}  // namespace mfa

@@ -1,0 +1,185 @@
+// The logic behind every D-Bus method, testable without a bus: validate, authorize, act, answer.
+// manager_bus.cpp is the D-Bus glue in front of it. Each method returns a Result whose error kind
+// maps to the org.mfad1.Error name the caller sees.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "common/seal.hpp"
+#include "common/secure_buffer.hpp"
+#include "core/audit.hpp"
+#include "core/clock.hpp"
+#include "core/config.hpp"
+#include "core/store.hpp"
+#include "core/user_directory.hpp"
+
+namespace mfa {
+
+struct SmsMessage;   // sms_codes.hpp
+struct SmsDelivery;  // sms_delivery.hpp
+
+// The admin tier through polkit's org.mfad1.manage (DESIGN §3), for a caller who is neither root
+// nor in AdminGroup. The bus layer sets it: on a first pass kAskable, where a refusal for want of
+// the admin tier is Errc::kAdminCheckPending (not audited); mfad then asks polkit once and runs the
+// call again with kGranted or kRefused. kNone: polkit plays no part (tests, internal callers).
+enum class PolkitGrant { kNone, kAskable, kGranted, kRefused };
+
+// Who is calling, from the bus's own credentials (never /proc-augmented fields).
+struct Caller {
+  uid_t uid = static_cast<uid_t>(-1);
+  pid_t pid = 0;         // for the audit trail only
+  std::string bus_name;  // unique name (":1.42"); challenges are tied to it
+  PolkitGrant polkit = PolkitGrant::kNone;
+  std::string describe() const;  // "uid=0 pid=123 :1.42" (+ " via polkit" when it granted admin)
+};
+
+// A refusal for want of the admin tier: Errc::kAdminCheckPending while polkit may still be asked
+// for caller, denial otherwise.
+Error admin_refusal(const Caller& caller, Error denial);
+
+using StringMap = std::map<std::string, std::string>;
+
+struct BeginResult {
+  std::string challenge;             // 128-bit random, hex
+  std::vector<std::string> methods;  // "totp", "sms", "backup", in that order
+};
+
+// GetUser / ListUsers (a{sv} on the bus, same keys):
+//   "user" s, "methods" as (active), "pending" as, "backup_codes_left" u,
+//   "locked_until" t (unix seconds, 0 = not locked), "failures" u, "masked_phone" s ("" = none),
+//   "totp_algorithm" s, "totp_digits" u, "totp_period" u (only with an active TOTP)
+struct UserInfo {
+  std::string user;
+  std::vector<std::string> methods;
+  std::vector<std::string> pending;
+  uint32_t backup_codes_left = 0;
+  uint64_t locked_until = 0;
+  uint32_t failures = 0;
+  std::string masked_phone;
+  std::optional<TotpParams> totp;
+};
+
+struct TotpEnrollmentOptions {
+  std::string issuer;         // "" = config issuer (or host name)
+  std::string algorithm;      // "" = config default; "SHA1", "SHA256", "SHA512"
+  int digits = 0;             // 0 = config default
+  SecureString current_code;  // step-up
+};
+
+struct TotpEnrollment {
+  SecureString secret_base32;
+  SecureString otpauth_uri;
+};
+
+// ListAuditEvents filter keys: "user" s, "since" t (unix seconds), "limit" u (<= 10000).
+// Rows (a{sv}): "id" t, "time" t (unix usec), "kind" s, "user" s, "outcome" s, "reason" s,
+// "caller" s, "details" s (JSON object), "hash" s.
+
+// Receives security events for the SecurityEvent signal.
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  virtual void security_event(const std::string& user, const std::string& kind,
+                              const StringMap& details) = 0;
+};
+
+struct AuthenticatorDeps {
+  const Config& config;
+  Store& store;
+  AuditLog& audit;
+  const Sealer& sealer;
+  const SecureBytes& code_hash_key;  // HKDF(master, "mfad code hash v1")
+  const Clock& clock;
+  const UserDirectory& users;
+  EventSink* events = nullptr;
+};
+
+class Authenticator {
+ public:
+  explicit Authenticator(AuthenticatorDeps deps);
+  ~Authenticator();
+
+  // --- Root only (the PAM side). ---
+  // context keys: service, rhost, tty, ruser, and optionally "methods" ("totp,backup": what this
+  // PAM service accepts). Errors: NotAllowed (caller not root), InvalidArgument, NoSuchUser,
+  // NotEnrolled (no usable factor), RateLimited (locked out; the message gives the wait),
+  // LimitExceeded (too many open challenges).
+  Result<BeginResult> begin_authentication(const Caller& caller, std::string_view user,
+                                           const StringMap& context);
+  // Counts the attempt before checking the code. Returns "totp", "sms" or "backup".
+  // Errors: BadCode (message says how many tries are left before a lockout), RateLimited,
+  // NoSuchChallenge (unknown, or another caller's), ChallengeExpired, InvalidArgument.
+  Result<std::string> verify(const Caller& caller, std::string_view challenge,
+                             std::string_view code);
+  Status end_authentication(const Caller& caller, std::string_view challenge);
+  // Decides and stores (limits, a fresh code's hash); the bus layer sends the returned text and
+  // reports what became of it with sms_sent(). Errors: SmsUnavailable (no provider), NotEnrolled
+  // (no phone, or SMS not accepted by this service), SmsRateLimited, RateLimited, NoSuchChallenge.
+  Result<SmsMessage> send_sms_code(const Caller& caller, std::string_view challenge);
+
+  // --- Self-service (own account, with step-up) or admin. ---
+  Result<UserInfo> get_user(const Caller& caller, std::string_view user);
+  Result<TotpEnrollment> begin_totp_enrollment(const Caller& caller, std::string_view user,
+                                               const TotpEnrollmentOptions& options);
+  Status confirm_totp_enrollment(const Caller& caller, std::string_view user,
+                                 std::string_view code);
+  Result<std::vector<SecureString>> generate_backup_codes(const Caller& caller,
+                                                          std::string_view user,
+                                                          std::string_view current_code);
+  Status disable_method(const Caller& caller, std::string_view user, std::string_view method,
+                        std::string_view current_code);
+  // A pending phone and a text with a code to it (step-up when another factor is active).
+  Result<SmsMessage> begin_sms_enrollment(const Caller& caller, std::string_view user,
+                                          std::string_view phone_e164,
+                                          std::string_view current_code);
+  // The texted code activates the pending phone.
+  Status confirm_sms_enrollment(const Caller& caller, std::string_view user, std::string_view code);
+  // What became of a text of send_sms_code or begin_sms_enrollment: audited; the masked phone
+  // when the provider accepted it, otherwise SmsUnavailable with a message for people.
+  Result<std::string> sms_sent(const SmsMessage& message, const SmsDelivery& delivery);
+
+  // --- Admin only. ---
+  Result<std::vector<UserInfo>> list_users(const Caller& caller);
+  Status reset_user(const Caller& caller, std::string_view user);
+  Status unlock(const Caller& caller, std::string_view user);
+  Result<std::vector<AuditRecord>> list_audit_events(const Caller& caller,
+                                                     const AuditFilter& filter);
+  Result<AuditVerification> verify_audit_trail(const Caller& caller);
+
+  // --- Housekeeping, driven by the bus layer. ---
+  // A bus peer went away: its challenges go with it.
+  void drop_caller(std::string_view bus_name);
+  // Drops expired challenges; returns the monotonic usec of the next expiry (0: none).
+  uint64_t expire_challenges();
+  size_t open_challenges() const;
+  // The user of caller's open challenge ("" when there is none): fleet mode prefetches that
+  // user's shared state before Verify.
+  std::string challenge_user(const Caller& caller, std::string_view challenge);
+  // Whether BeginAuthentication(user, context) would offer a factor, from the local store alone
+  // (not locked, a factor the context's filter accepts). Fleet mode answers only such a Begin
+  // from its read cache: an answer that ends a login without a code is always read from Redis.
+  bool offers_factor(std::string_view user, const StringMap& context);
+  // Fleet mode: the user's shared state was just read from Redis for caller's challenge.
+  void note_shared_state(const Caller& caller, std::string_view challenge);
+  // True once, for the first call that asks within max_age_usec of that read: its decision may
+  // be taken from the cache, which the confirm then checks against Redis.
+  bool take_shared_state(const Caller& caller, std::string_view challenge, uint64_t max_age_usec);
+
+  // Root, a member of AdminGroup, or granted org.mfad1.manage by polkit.
+  bool is_admin(const Caller& caller) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mfa

@@ -1,0 +1,77 @@
+#include "core/store.hpp"
+
+namespace mfa {
+
+const char* method_name(Method m) {
+  switch (m) {
+    case Method::kTotp:
+      return "totp";
+    case Method::kSms:
+      return "sms";
+    case Method::kBackup:
+      return "backup";
+  }
+  return "unknown";
+}
+
+std::optional<Method> parse_method(std::string_view name) {
+  if (name == "totp")
+    return Method::kTotp;
+  if (name == "sms")
+    return Method::kSms;
+  if (name == "backup")
+    return Method::kBackup;
+  return std::nullopt;
+}
+
+// Stores without sessions (test doubles) refuse them.
+namespace {
+Error no_sessions() {
+  return make_error(Errc::kStorage, "this store keeps no sessions");
+}
+}  // namespace
+
+Status Store::put_session(const SessionRecord&) {
+  return no_sessions();
+}
+Result<std::optional<SessionRecord>> Store::get_session(std::string_view) {
+  return no_sessions();
+}
+Result<std::vector<SessionRecord>> Store::list_sessions(std::string_view) {
+  return no_sessions();
+}
+Result<bool> Store::delete_session(std::string_view) {
+  return no_sessions();
+}
+Result<bool> Store::note_device(std::string_view, std::string_view, int64_t) {
+  return no_sessions();
+}
+
+namespace {
+Error no_sms_support() {
+  return make_error(Errc::kStorage, "this state store does not keep SMS codes");
+}
+}  // namespace
+
+Result<std::optional<SmsCode>> Store::get_sms_code(std::string_view, std::string_view) {
+  return no_sms_support();
+}
+Status Store::put_sms_code(std::string_view, std::string_view, const SmsCode&) {
+  return no_sms_support();
+}
+Status Store::delete_sms_code(std::string_view, std::string_view) {
+  return no_sms_support();
+}
+Status Store::drop_sms_codes(std::string_view user) {
+  for (std::string_view purpose : kSmsPurposes)
+    MFA_CHECK(delete_sms_code(user, purpose));
+  return {};
+}
+Status Store::record_sms_send(std::string_view, std::string_view, int64_t, int64_t) {
+  return no_sms_support();
+}
+Result<SmsSendCounts> Store::count_sms_sends(std::string_view, std::string_view, int64_t) {
+  return no_sms_support();
+}
+
+}  // namespace mfa

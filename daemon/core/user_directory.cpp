@@ -1,0 +1,128 @@
+#include "core/user_directory.hpp"
+
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+namespace mfa {
+namespace {
+
+// NSS buffers grow on ERANGE up to this much; a database entry beyond it is treated as absent.
+constexpr size_t kMaxNssBuffer = 1 << 20;
+constexpr size_t kInitialNssBuffer = 1024;
+// Bounds getgrouplist: more supplementary groups than this is not a real account.
+constexpr int kMaxGroups = 65536;
+// Longer names are refused before they reach NSS (useradd allows 32; LDAP may allow more).
+constexpr size_t kMaxNameLength = 256;
+
+bool valid_name(std::string_view name) {
+  return !name.empty() && name.size() <= kMaxNameLength &&
+         name.find('\0') == std::string_view::npos;
+}
+
+// Calls fn(buffer, size) -> errno-style result, growing the buffer on ERANGE.
+template <typename Fn>
+int with_nss_buffer(std::vector<char>& buf, Fn fn) {
+  size_t size = kInitialNssBuffer;
+  for (;;) {
+    buf.resize(size);
+    int r = fn(buf.data(), buf.size());
+    if (r != ERANGE)
+      return r;
+    if (size >= kMaxNssBuffer)
+      return ERANGE;
+    size *= 2;
+  }
+}
+
+struct PasswdEntry {
+  uid_t uid;
+  gid_t gid;
+  std::string name;
+};
+
+std::optional<PasswdEntry> lookup_uid(uid_t uid) {
+  std::vector<char> buf;
+  struct passwd pw {};
+  struct passwd* result = nullptr;
+  int r =
+      with_nss_buffer(buf, [&](char* b, size_t n) { return getpwuid_r(uid, &pw, b, n, &result); });
+  if (r != 0 || result == nullptr)
+    return std::nullopt;
+  return PasswdEntry{pw.pw_uid, pw.pw_gid, pw.pw_name};
+}
+
+std::optional<gid_t> lookup_group(std::string_view group) {
+  if (!valid_name(group))
+    return std::nullopt;
+  std::string name(group);
+  std::vector<char> buf;
+  struct group gr {};
+  struct group* result = nullptr;
+  int r = with_nss_buffer(
+      buf, [&](char* b, size_t n) { return getgrnam_r(name.c_str(), &gr, b, n, &result); });
+  if (r != 0 || result == nullptr)
+    return std::nullopt;
+  return gr.gr_gid;
+}
+
+}  // namespace
+
+std::optional<uid_t> SystemUserDirectory::uid_of(std::string_view user) const {
+  if (!valid_name(user))
+    return std::nullopt;
+  std::string name(user);
+  std::vector<char> buf;
+  struct passwd pw {};
+  struct passwd* result = nullptr;
+  int r = with_nss_buffer(
+      buf, [&](char* b, size_t n) { return getpwnam_r(name.c_str(), &pw, b, n, &result); });
+  if (r != 0 || result == nullptr)
+    return std::nullopt;
+  return pw.pw_uid;
+}
+
+std::optional<std::string> SystemUserDirectory::name_of(uid_t uid) const {
+  auto entry = lookup_uid(uid);
+  if (!entry)
+    return std::nullopt;
+  return std::move(entry->name);
+}
+
+bool SystemUserDirectory::in_group(uid_t uid, std::string_view group) const {
+  auto gid = lookup_group(group);
+  if (!gid)
+    return false;
+  auto entry = lookup_uid(uid);
+  if (!entry)
+    return false;
+  if (entry->gid == *gid)
+    return true;
+
+  int ngroups = 64;
+  std::vector<gid_t> groups;
+  for (;;) {
+    groups.resize(static_cast<size_t>(ngroups));
+    int n = ngroups;
+    if (getgrouplist(entry->name.c_str(), entry->gid, groups.data(), &n) >= 0) {
+      groups.resize(static_cast<size_t>(n));
+      break;
+    }
+    // n now holds the number needed; grow to it (bounded).
+    if (n <= ngroups)
+      n = ngroups * 2;
+    if (n > kMaxGroups)
+      return false;
+    ngroups = n;
+  }
+  for (gid_t g : groups) {
+    if (g == *gid)
+      return true;
+  }
+  return false;
+}
+
+}  // namespace mfa

@@ -1,0 +1,191 @@
+#include "core/validation.hpp"
+
+#include <charconv>
+
+#include "common/dbus_names.hpp"
+
+namespace mfa {
+
+namespace {
+
+// Decodes one UTF-8 sequence at s[i]; returns the code point and advances i, or nullopt.
+std::optional<char32_t> decode_utf8(std::string_view s, size_t& i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char b0 = byte(i);
+  if (b0 < 0x80) {
+    ++i;
+    return b0;
+  }
+  size_t len = 0;
+  char32_t cp = 0;
+  char32_t min = 0;
+  if ((b0 & 0xE0) == 0xC0) {
+    len = 2;
+    cp = b0 & 0x1F;
+    min = 0x80;
+  } else if ((b0 & 0xF0) == 0xE0) {
+    len = 3;
+    cp = b0 & 0x0F;
+    min = 0x800;
+  } else if ((b0 & 0xF8) == 0xF0) {
+    len = 4;
+    cp = b0 & 0x07;
+    min = 0x10000;
+  } else {
+    return std::nullopt;
+  }
+  if (s.size() - i < len)
+    return std::nullopt;
+  for (size_t k = 1; k < len; ++k) {
+    const unsigned char b = byte(i + k);
+    if ((b & 0xC0) != 0x80)
+      return std::nullopt;
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+    return std::nullopt;
+  i += len;
+  return cp;
+}
+
+bool is_control(char32_t cp) {
+  return cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F);
+}
+
+Error invalid(std::string message) {
+  return make_error(Errc::kInvalidArgument, std::move(message));
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && s.front() == ' ')
+    s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ')
+    s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+bool is_valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    if (!decode_utf8(s, i))
+      return false;
+  }
+  return true;
+}
+
+bool is_printable_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto cp = decode_utf8(s, i);
+    if (!cp || is_control(*cp))
+      return false;
+  }
+  return true;
+}
+
+Status validate_user_name(std::string_view user) {
+  if (user.empty())
+    return invalid("The user name is empty");
+  if (user.size() > dbus::kMaxUserNameLength)
+    return invalid("The user name is too long");
+  if (!is_printable_utf8(user))
+    return invalid("The user name is not valid UTF-8 or contains control characters");
+  if (user.find('/') != std::string_view::npos)
+    return invalid("The user name contains '/'");
+  if (user.front() == '-')
+    return invalid("The user name starts with '-'");
+  return {};
+}
+
+Status validate_context(const StringMap& context) {
+  static constexpr std::string_view kKnownKeys[] = {"service", "rhost", "tty", "ruser", "methods"};
+  if (context.size() > dbus::kMaxContextEntries)
+    return invalid("Too many context entries");
+  for (const auto& [key, value] : context) {
+    bool known = false;
+    for (auto k : kKnownKeys)
+      known = known || key == k;
+    // The key is echoed only when it is short printable text.
+    if (!known) {
+      if (key.size() <= 32 && is_printable_utf8(key))
+        return invalid("Unknown context key '" + key + "'");
+      return invalid("Unknown context key");
+    }
+    if (value.size() > dbus::kMaxContextValueLength)
+      return invalid("The context value of '" + key + "' is too long");
+    if (!is_printable_utf8(value))
+      return invalid("The context value of '" + key +
+                     "' is not valid UTF-8 or contains control characters");
+  }
+  return {};
+}
+
+Result<std::optional<std::set<Method>>> parse_methods_filter(std::string_view list) {
+  std::set<Method> methods;
+  bool any = false;
+  while (true) {
+    const size_t comma = list.find(',');
+    const std::string_view item = trim(list.substr(0, comma));
+    if (!item.empty()) {
+      const auto m = parse_method(item);
+      if (!m) {
+        if (item.size() <= 16 && is_printable_utf8(item))
+          return invalid("Unknown method '" + std::string(item) +
+                         "' in the methods list (expected totp, sms or backup)");
+        return invalid("Unknown method in the methods list (expected totp, sms or backup)");
+      }
+      methods.insert(*m);
+      any = true;
+    }
+    if (comma == std::string_view::npos)
+      break;
+    list.remove_prefix(comma + 1);
+  }
+  if (!any)
+    return std::optional<std::set<Method>>{};
+  return std::optional<std::set<Method>>{std::move(methods)};
+}
+
+Status validate_issuer(std::string_view issuer) {
+  if (issuer.size() > dbus::kMaxIssuerLength)
+    return invalid("The issuer is too long");
+  if (!is_printable_utf8(issuer))
+    return invalid("The issuer is not valid UTF-8 or contains control characters");
+  if (issuer.find(':') != std::string_view::npos)
+    return invalid("The issuer must not contain ':'");
+  return {};
+}
+
+std::string format_totp_params(const TotpParams& params) {
+  return std::string(otp_algorithm_name(params.algorithm)) + ":" + std::to_string(params.digits) +
+         ":" + std::to_string(params.period);
+}
+
+std::optional<TotpParams> parse_totp_params(std::string_view text) {
+  const size_t a = text.find(':');
+  if (a == std::string_view::npos)
+    return std::nullopt;
+  const size_t b = text.find(':', a + 1);
+  if (b == std::string_view::npos)
+    return std::nullopt;
+  TotpParams params;
+  const auto alg = parse_otp_algorithm(text.substr(0, a));
+  if (!alg)
+    return std::nullopt;
+  params.algorithm = *alg;
+  const auto parse_int = [](std::string_view s, int& ret) {
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), ret);
+    return ec == std::errc() && p == s.data() + s.size();
+  };
+  if (!parse_int(text.substr(a + 1, b - a - 1), params.digits))
+    return std::nullopt;
+  if (!parse_int(text.substr(b + 1), params.period))
+    return std::nullopt;
+  if (params.digits < 6 || params.digits > 8 || params.period <= 0 || params.period > 3600)
+    return std::nullopt;
+  return params;
+}
+
+}  // namespace mfa

@@ -1,0 +1,42 @@
+// Checks of outside input at the edge (STYLE rule 8): user names, PAM context maps, enrollment
+// options. Each returns kInvalidArgument with a message a person understands and that never
+// echoes the offending value (it may be a mistyped password or code).
+#pragma once
+
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "common/otp.hpp"
+#include "common/result.hpp"
+#include "core/authenticator.hpp"
+#include "core/store.hpp"
+
+namespace mfa {
+
+// Well-formed UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF).
+bool is_valid_utf8(std::string_view s);
+// Valid UTF-8 without C0 controls, DEL or C1 controls (U+0080..U+009F).
+bool is_printable_utf8(std::string_view s);
+
+// Not empty, <= kMaxUserNameLength bytes, printable UTF-8, no '/', no leading '-'.
+Status validate_user_name(std::string_view user);
+
+// BeginAuthentication's context: <= kMaxContextEntries entries, known keys (service, rhost, tty,
+// ruser, methods), values <= kMaxContextValueLength bytes of printable UTF-8.
+Status validate_context(const StringMap& context);
+
+// The "methods" context entry: a comma-separated list of totp, sms, backup (spaces tolerated,
+// empty items ignored). nullopt when absent or empty: every method.
+Result<std::optional<std::set<Method>>> parse_methods_filter(std::string_view list);
+
+// Enrollment issuer: <= kMaxIssuerLength bytes, printable UTF-8, no ':' (it separates issuer and
+// account in the otpauth label).
+Status validate_issuer(std::string_view issuer);
+
+// TOTP parameters as stored beside the sealed seed: "SHA1:6:30".
+std::string format_totp_params(const TotpParams& params);
+std::optional<TotpParams> parse_totp_params(std::string_view text);
+
+}  // namespace mfa

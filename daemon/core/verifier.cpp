@@ -1,0 +1,181 @@
+#include "core/verifier.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/backup_codes.hpp"
+#include "common/crypto.hpp"
+#include "common/otp.hpp"
+#include "core/validation.hpp"
+
+namespace mfa {
+
+Error storage_error(Error e) {
+  if (e.code == Errc::kStorage)
+    return e;
+  return make_error(Errc::kStorage, "State storage failed: " + e.message);
+}
+
+bool Verifier::all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+int Verifier::window() const {
+  return std::clamp(d_.config.window, 0, 10);
+}
+
+Status Verifier::audit(std::string kind, std::string_view user, std::string outcome,
+                       std::string reason, const Caller& caller, StringMap details) {
+  AuditEvent ev;
+  ev.kind = std::move(kind);
+  ev.user = std::string(user);
+  ev.outcome = std::move(outcome);
+  ev.reason = std::move(reason);
+  ev.caller = caller.describe();
+  ev.details = std::move(details);
+  MFA_STORE_CHECK(d_.audit.record(ev));
+  return {};
+}
+
+Result<Verifier::Factors> Verifier::load_factors(std::string_view user) {
+  Factors f;
+  MFA_STORE_TRY(records, d_.store.get_factors(user));
+  for (auto& r : records) {
+    if (r.method == Method::kTotp) {
+      (r.pending ? f.totp_pending : f.totp) = std::move(r);
+    } else if (r.method == Method::kSms) {
+      (r.pending ? f.sms_pending : f.sms) = std::move(r);
+    }
+  }
+  MFA_STORE_TRY(left, d_.store.count_backup_codes(user));
+  f.backup_left = std::max(0, left);
+  return f;
+}
+
+Result<TotpParams> Verifier::record_params(const FactorRecord& r) {
+  const auto p = parse_totp_params(r.params);
+  if (!p)
+    return make_error(Errc::kStorage, "A stored TOTP record is damaged");
+  return *p;
+}
+
+Result<SecureBytes> Verifier::open_seed(const FactorRecord& r, std::string_view user,
+                                        std::string_view kind) {
+  auto seed = d_.sealer.open(r.sealed, user, kind);
+  if (!seed.ok())
+    return make_error(Errc::kStorage,
+                      "A stored TOTP secret could not be opened (damaged record or wrong key)");
+  return std::move(seed).value();
+}
+
+Result<CodeHash> Verifier::backup_hash(std::string_view user, std::string_view canonical) {
+  SecureBytes data(user.size() + 1 + canonical.size());
+  std::memcpy(data.data(), user.data(), user.size());
+  data.data()[user.size()] = 0;
+  std::memcpy(data.data() + user.size() + 1, canonical.data(), canonical.size());
+  auto mac = hmac_sha256(d_.code_hash_key.span(), data.span());
+  if (!mac.ok() || mac->size() != CodeHash{}.size())
+    return make_error(Errc::kInternal, "Could not hash a backup code");
+  CodeHash h{};
+  std::memcpy(h.data(), mac->data(), h.size());
+  return h;
+}
+
+// Checks a login or step-up code against the user's active factors, without any accounting.
+// A matched TOTP step advances the replay watermark; a matched backup code is consumed.
+Result<Verifier::CheckOutcome> Verifier::check_code(std::string_view user, std::string_view code,
+                                                    const std::set<Method>& allowed,
+                                                    const Factors& f, int64_t now_seconds) {
+  CheckOutcome out;
+  if (allowed.count(Method::kTotp) && f.totp && all_digits(code)) {
+    MFA_TRY(params, record_params(*f.totp));
+    if (code.size() == static_cast<size_t>(params.digits)) {
+      MFA_TRY(seed, open_seed(*f.totp, user, kSealTotp));
+      MFA_STORE_TRY(watermark, d_.store.get_totp_watermark(user));
+      const auto step = totp_verify(seed.span(), code, params, now_seconds, window(), watermark);
+      if (step) {
+        MFA_STORE_TRY(advanced, d_.store.advance_totp_watermark(user, *step));
+        if (advanced) {
+          Match m;
+          m.method = Method::kTotp;
+          m.step = *step;
+          m.drift = static_cast<int64_t>(*step) -
+                    static_cast<int64_t>(totp_step(now_seconds, params.period));
+          out.match = m;
+          return out;
+        }
+        out.reason = "replay";  // another login took this step first
+      } else if (watermark &&
+                 totp_verify(seed.span(), code, params, now_seconds, window(), std::nullopt)) {
+        out.reason = "replay";
+      }
+    }
+  }
+  if (allowed.count(Method::kBackup) && f.backup_left > 0) {
+    if (auto canonical = normalize_backup_code(code)) {
+      MFA_TRY(hash, backup_hash(user, canonical->view()));
+      MFA_STORE_TRY(consumed, d_.store.consume_backup_code(user, hash));
+      if (consumed) {
+        Match m;
+        m.method = Method::kBackup;
+        out.match = m;
+        return out;
+      }
+    }
+  }
+  return out;
+}
+
+// One counted attempt (DESIGN §4 step 4): refused while locked; counted and written before the
+// code is checked; a failure may lock the user. Failures are audited here as `kind`; the caller
+// audits the success, after acting on it.
+Result<Verifier::Match> Verifier::attempt(const Caller& caller, std::string_view user,
+                                          const std::string& kind, StringMap details,
+                                          const Checker& check) {
+  const int64_t now = d_.clock.realtime_usec();
+  MFA_STORE_TRY(limits, d_.store.get_limits(user));
+  roll_day(limits, now);
+  if (const int64_t rem = lock_remaining_usec(limits, now); rem > 0) {
+    MFA_CHECK(audit(kind, user, "denied", "locked", caller, details));
+    return make_error(Errc::kRateLimited, lockout_message(rem));
+  }
+  count_attempt(limits, now);
+  MFA_STORE_CHECK(d_.store.put_limits(user, limits));
+
+  MFA_TRY(outcome, check());
+  if (outcome.match) {
+    record_success(limits);
+    MFA_STORE_CHECK(d_.store.put_limits(user, limits));
+    if (outcome.match->method == Method::kBackup) {
+      MFA_STORE_TRY(left, d_.store.count_backup_codes(user));
+      MFA_CHECK(audit("backup.used", user, "success", "", caller,
+                      {{"left", std::to_string(std::max(0, left))}}));
+    }
+    return *outcome.match;
+  }
+
+  const LockReason lock = apply_failure(limits, policy(), now);
+  MFA_STORE_CHECK(d_.store.put_limits(user, limits));
+  MFA_CHECK(audit(kind, user, "failure", outcome.reason, caller, details));
+  if (lock == LockReason::kNone) {
+    const int left = tries_left(limits, policy());
+    return make_error(Errc::kBadCode, "Invalid code; " + std::to_string(left) +
+                                          (left == 1 ? " try" : " tries") +
+                                          " left before a temporary lockout");
+  }
+  const std::string reason = lock == LockReason::kDailyCap ? "daily-limit" : "consecutive-failures";
+  StringMap lock_details = details;
+  lock_details["locked_until"] = std::to_string(limits.locked_until_usec / kUsecPerSecond);
+  lock_details["lockout_count"] = std::to_string(limits.lockout_count);
+  MFA_CHECK(audit("auth.lockout", user, "denied", reason, caller, lock_details));
+  if (d_.events) {
+    d_.events->security_event(std::string(user), "lockout",
+                              {{"reason", reason},
+                               {"locked_until", lock_details["locked_until"]},
+                               {"service", details.count("service") ? details["service"] : ""},
+                               {"rhost", details.count("rhost") ? details["rhost"] : ""}});
+  }
+  return make_error(Errc::kRateLimited, lockout_message(lock_remaining_usec(limits, now)));
+}
+
+}  // namespace mfa

@@ -1,0 +1,93 @@
+// The verification core shared by logins, step-up and enrollment: which factors a user has,
+// whether a code matches one of them (advancing the TOTP replay watermark, consuming a backup
+// code), and the accounting around one attempt (DESIGN §4 step 4). authenticator.cpp decides who
+// may ask; this file decides whether the code is good.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+#include "common/secure_buffer.hpp"
+#include "core/authenticator.hpp"
+#include "core/rate_limiter.hpp"
+#include "core/store.hpp"
+
+namespace mfa {
+
+// Associated data kinds of sealed records (DESIGN §3).
+inline constexpr char kSealTotp[] = "totp";
+inline constexpr char kSealTotpPending[] = "totp-pending";
+
+// Every failure of the store (or of the audit trail, which lives in it) is a storage failure to
+// the caller, whatever kind the store gave it.
+Error storage_error(Error e);
+
+// MFA_TRY / MFA_CHECK for store calls: the error becomes kStorage.
+#define MFA_STORE_TRY(var, expr)                                               \
+  auto MFA_CONCAT(mfa_store_, __LINE__) = (expr);                              \
+  if (!MFA_CONCAT(mfa_store_, __LINE__).ok())                                  \
+    return storage_error(std::move(MFA_CONCAT(mfa_store_, __LINE__)).error()); \
+  auto var = std::move(MFA_CONCAT(mfa_store_, __LINE__)).value()
+#define MFA_STORE_CHECK(expr)                                    \
+  do {                                                           \
+    auto mfa_store_check_ = (expr);                              \
+    if (!mfa_store_check_.ok())                                  \
+      return storage_error(std::move(mfa_store_check_).error()); \
+  } while (0)
+
+class Verifier {
+ public:
+  // What a user has enrolled, read once per request.
+  struct Factors {
+    std::optional<FactorRecord> totp, totp_pending, sms, sms_pending;
+    int backup_left = 0;
+    bool any_active() const { return totp || sms || backup_left > 0; }
+  };
+
+  struct Match {
+    Method method = Method::kTotp;
+    std::optional<int64_t> drift;  // TOTP: matched step - current step
+    uint64_t step = 0;             // TOTP: the matched step
+  };
+  struct CheckOutcome {
+    std::optional<Match> match;
+    std::string reason = "bad-code";  // why there is no match: "bad-code", "replay"
+  };
+  using Checker = std::function<Result<CheckOutcome>()>;
+
+  explicit Verifier(AuthenticatorDeps deps) : d_(deps) {}
+
+  // Appends to the audit trail; a failure is a storage error (fail closed).
+  Status audit(std::string kind, std::string_view user, std::string outcome, std::string reason,
+               const Caller& caller, StringMap details = {});
+  Result<Factors> load_factors(std::string_view user);
+  Result<TotpParams> record_params(const FactorRecord& r);
+  Result<SecureBytes> open_seed(const FactorRecord& r, std::string_view user,
+                                std::string_view kind);
+  // HMAC(code_hash_key, user || 0x00 || canonical code).
+  Result<CodeHash> backup_hash(std::string_view user, std::string_view canonical);
+  // Checks a login or step-up code against the user's active factors, without any accounting.
+  // A matched TOTP step advances the replay watermark; a matched backup code is consumed.
+  Result<CheckOutcome> check_code(std::string_view user, std::string_view code,
+                                  const std::set<Method>& allowed, const Factors& f,
+                                  int64_t now_seconds);
+  // One counted attempt: refused while locked; counted and written before check runs; a failure
+  // may lock the user. Failures are audited here as `kind`; the caller audits the success.
+  Result<Match> attempt(const Caller& caller, std::string_view user, const std::string& kind,
+                        StringMap details, const Checker& check);
+
+  // Read per decision, so that a reloaded configuration applies at once.
+  RatePolicy policy() const { return RatePolicy::from_config(d_.config); }
+  int window() const;
+  // A non-empty string of ASCII digits only.
+  static bool all_digits(std::string_view s);
+
+  AuthenticatorDeps d_;
+};
+
+}  // namespace mfa

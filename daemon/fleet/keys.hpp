@@ -1,0 +1,96 @@
+// Fleet mode's data in Redis (DESIGN §6): key names, the Lua scripts that make each shared
+// operation atomic, and the encoding of records. Pure functions, unit-tested without a server.
+//
+// Keys (KeyPrefix "mfad:" by default; the {user} hash tag keeps one user's keys in one slot):
+//   mfad:user:{alice}:factors    hash  "totp" / "totp:pending" / "sms" / ... -> encoded
+//   FactorRecord
+//                                      (sealed: its AAD binds owner and kind, so a record copied
+//                                      under another user's key does not open)
+//   mfad:user:{alice}:watermark  string  last accepted TOTP step
+//   mfad:user:{alice}:backup     set   hex keyed hashes of the unused backup codes
+//   mfad:user:{alice}:limits     hash  cf lc lu day df (LimitState)
+//   mfad:user:{alice}:sessions   hash  }
+//   mfad:host:{HOST}:terminate   list  } sessions across hosts: fleet_session_keys.hpp
+//   mfad:invalidate              channel  a user's name, published by the scripts that change
+//                                what BeginAuthentication answers from (enrollment, lockout, the
+//                                last backup code): the hosts' read caches (fleet_read_cache.hpp)
+#pragma once
+
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "core/rate_limiter.hpp"
+#include "fleet/redis_client.hpp"
+#include "core/store.hpp"
+
+namespace mfa::fleet {
+
+struct UserKeys {
+  std::string factors, watermark, backup, limits, sessions;
+};
+UserKeys user_keys(std::string_view prefix, std::string_view user);
+std::string host_terminate_key(std::string_view prefix, std::string_view host);
+std::string invalidation_channel(std::string_view prefix);
+
+// Hash field of a factor record: "totp", "totp:pending", "sms", "sms:pending".
+std::string factor_field(Method method, bool pending);
+std::string encode_factor(const FactorRecord& record);
+// nullopt for a malformed value (a record another version wrote, or garbage).
+std::optional<FactorRecord> decode_factor(std::string_view field, std::string_view value);
+
+std::string hash_hex(const CodeHash& hash);
+std::optional<CodeHash> parse_hash_hex(std::string_view hex);
+
+// The user's shared state as the load script returns it.
+struct RemoteUser {
+  std::vector<FactorRecord> factors;
+  std::optional<uint64_t> watermark;
+  std::vector<CodeHash> backup;  // unused codes
+  LimitState limits;
+  bool has_limits = false;
+};
+Result<RemoteUser> parse_load_reply(const RedisReply& reply);
+
+// What the confirm script answers: the refusal ("" = none) and the user's limits afterwards.
+struct ConfirmOutcome {
+  std::string refused;  // "", "replay-fleet", "consumed-elsewhere", "locked", "factor-changed"
+  LimitState limits;
+};
+Result<ConfirmOutcome> parse_confirm_reply(const RedisReply& reply);
+// A user's counters as the scripts return them: cf lc lu day df (integers, or strings read from
+// the limits hash); nullopt when malformed.
+std::optional<LimitState> parse_limit_values(std::span<const RedisReply> values);
+
+// Arguments of the confirm script.
+struct ConfirmRequest {
+  std::optional<uint64_t> step;    // TOTP step accepted locally: compare-and-set
+  std::optional<CodeHash> backup;  // backup code consumed locally: SREM must answer 1
+  std::string action;              // "", "fail", "success", "clear"
+  int fail_count = 1;
+  // A decision taken from a cache that may be older than Redis: refused ("locked"), neither
+  // counted nor consuming, while the user is locked fleet-wide.
+  bool check_lock = false;
+  // The factor record a success rests on (field and fingerprint): refused ("factor-changed")
+  // unless Redis still holds exactly that record.
+  std::string factor_field;
+  std::string factor_sha1;
+  // Where the script publishes user when the lockout or the last backup code changes ("": not).
+  std::string notify_channel;
+  std::string notify_user;
+};
+std::vector<std::string> confirm_args(const ConfirmRequest& request, const RatePolicy& policy,
+                                      int64_t now_usec);
+// The confirm script's keys, in its order.
+std::vector<std::string> confirm_keys(const UserKeys& keys);
+// SHA-1 (hex) of the record as encode_factor writes it: what the confirm script compares.
+std::string factor_fingerprint(const FactorRecord& record);
+
+const LuaScript& load_script();
+const LuaScript& confirm_script();
+const LuaScript& put_user_script();
+
+}  // namespace mfa::fleet

@@ -1,0 +1,111 @@
+// Fleet mode: a Store in front of the local SQLite store that notes what one synchronous
+// Authenticator call consumed or changed, so that FleetCoordinator can make the same change
+// atomically in Redis before the reply leaves (the CONFIRM step, docs/fleet.md).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "core/store.hpp"
+
+namespace mfa {
+
+// An SMS code of (user, purpose) that a decision used up or tried (fleet_sms.hpp).
+struct SmsCodeChange {
+  std::string purpose;  // "login" or "enroll"
+  CodeHash hash{};
+};
+
+struct FleetChanges {
+  std::optional<uint64_t> watermark_advanced;  // a TOTP step accepted
+  std::optional<CodeHash> backup_consumed;     // a backup code used
+  bool limits_written = false;                 // an attempt was counted
+  bool factors_changed = false;
+  bool backup_replaced = false;           // new set or removed
+  std::optional<uint64_t> watermark_set;  // enrollment confirmed at this step
+  bool user_deleted = false;
+  std::optional<SmsCodeChange> sms_used;    // the live SMS code was typed right: used up
+  std::optional<SmsCodeChange> sms_failed;  // a wrong try at it was counted
+  bool sms_codes_dropped = false;           // every pending code died with the phone
+  bool enrollment_changed() const {
+    return factors_changed || backup_replaced || watermark_set.has_value() || user_deleted ||
+           sms_codes_dropped;
+  }
+};
+
+class FleetRecorder final : public Store {
+ public:
+  explicit FleetRecorder(Store& inner) : inner_(inner) {}
+
+  void start() {
+    changes_ = FleetChanges{};
+    recording_ = true;
+  }
+  FleetChanges stop() {
+    recording_ = false;
+    return changes_;
+  }
+
+  Result<std::vector<FactorRecord>> get_factors(std::string_view user) override {
+    return inner_.get_factors(user);
+  }
+  Status put_factor(std::string_view user, const FactorRecord& record) override;
+  Status delete_factor(std::string_view user, Method method, bool pending) override;
+  Result<std::vector<std::string>> list_users() override { return inner_.list_users(); }
+  Status delete_user(std::string_view user) override;
+
+  Result<std::optional<uint64_t>> get_totp_watermark(std::string_view user) override {
+    return inner_.get_totp_watermark(user);
+  }
+  Result<bool> advance_totp_watermark(std::string_view user, uint64_t step) override;
+  Status set_totp_watermark(std::string_view user, std::optional<uint64_t> step) override;
+
+  Status replace_backup_codes(std::string_view user, const std::vector<CodeHash>& hashes) override;
+  Result<bool> consume_backup_code(std::string_view user, const CodeHash& hash) override;
+  Result<int> count_backup_codes(std::string_view user) override {
+    return inner_.count_backup_codes(user);
+  }
+  Status delete_backup_codes(std::string_view user) override;
+
+  Result<LimitState> get_limits(std::string_view user) override { return inner_.get_limits(user); }
+  Status put_limits(std::string_view user, const LimitState& state) override;
+
+  Result<std::optional<SmsCode>> get_sms_code(std::string_view user,
+                                              std::string_view purpose) override {
+    return inner_.get_sms_code(user, purpose);
+  }
+  Status put_sms_code(std::string_view user, std::string_view purpose,
+                      const SmsCode& code) override;
+  Status delete_sms_code(std::string_view user, std::string_view purpose) override {
+    return inner_.delete_sms_code(user, purpose);
+  }
+  Status use_sms_code(std::string_view user, std::string_view purpose) override;
+  Status drop_sms_codes(std::string_view user) override;
+  Status record_sms_send(std::string_view user, std::string_view phone_key, int64_t time_usec,
+                         int64_t forget_before_usec) override {
+    return inner_.record_sms_send(user, phone_key, time_usec, forget_before_usec);
+  }
+  Result<SmsSendCounts> count_sms_sends(std::string_view user, std::string_view phone_key,
+                                        int64_t since_usec) override {
+    return inner_.count_sms_sends(user, phone_key, since_usec);
+  }
+
+  Status append_audit(AuditRecord& record) override { return inner_.append_audit(record); }
+  Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) override {
+    return inner_.query_audit(filter);
+  }
+  Result<AuditVerification> verify_audit_chain() override { return inner_.verify_audit_chain(); }
+  Status prune_audit(int64_t cutoff_usec) override { return inner_.prune_audit(cutoff_usec); }
+
+  Status flush() override { return inner_.flush(); }
+  Status commit() override { return inner_.commit(); }
+  Status sync() override { return inner_.sync(); }
+  bool in_transaction() const override { return inner_.in_transaction(); }
+
+ private:
+  Store& inner_;
+  bool recording_ = false;
+  FleetChanges changes_;
+};
+
+}  // namespace mfa

@@ -1,0 +1,598 @@
+#include "fleet/redis_client.hpp"
+
+#include <fcntl.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <exception>
+
+#include "common/crypto.hpp"
+#include "core/log.hpp"
+
+namespace mfa {
+
+namespace {
+
+constexpr size_t kMaxPasswordFile = 4096;
+// The request id of the subscription: its confirmation is a request like any other (with a
+// timeout), the messages after it arrive under the same id (next_id_ starts at 1).
+constexpr uint64_t kSubscriptionId = 0;
+
+Error redis_error(std::string message) {
+  return make_error(Errc::kIo, std::move(message));
+}
+
+}  // namespace
+
+RedisReply RedisReply::from(const redisReply* r) {
+  RedisReply out;
+  if (r == nullptr)
+    return out;
+  switch (r->type) {
+    case REDIS_REPLY_STRING:
+      out.type = Type::kString;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_STATUS:
+      out.type = Type::kStatus;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_ERROR:
+      out.type = Type::kError;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.type = Type::kInteger;
+      out.integer = r->integer;
+      break;
+    case REDIS_REPLY_ARRAY:
+      out.type = Type::kArray;
+      out.elements.reserve(r->elements);
+      for (size_t i = 0; i < r->elements; ++i)
+        out.elements.push_back(from(r->element[i]));
+      break;
+    default:
+      out.type = Type::kNil;
+      break;
+  }
+  return out;
+}
+
+Result<SecureString> read_redis_password_file(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return make_error(Errc::kIo,
+                      "cannot open the Redis password file " + path + ": " + strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return make_error(Errc::kIo, "the Redis password file " + path + " is not a regular file");
+  }
+  if (st.st_mode & 0077) {
+    close(fd);
+    return make_error(Errc::kIo, "the Redis password file " + path +
+                                     " is readable by group or others; make it mode 0600 or 0400");
+  }
+  SecureBytes buf(kMaxPasswordFile + 1);
+  size_t got = 0;
+  while (got < buf.size()) {
+    const ssize_t n = read(fd, buf.data() + got, buf.size() - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      const int e = errno;
+      close(fd);
+      return make_error(Errc::kIo,
+                        "cannot read the Redis password file: " + std::string(strerror(e)));
+    }
+    if (n == 0)
+      break;
+    got += static_cast<size_t>(n);
+  }
+  close(fd);
+  if (got > kMaxPasswordFile)
+    return make_error(Errc::kIo, "the Redis password file is too long");
+  size_t len = 0;
+  while (len < got && buf.data()[len] != '\n' && buf.data()[len] != '\r')
+    ++len;
+  return SecureString(std::string_view(reinterpret_cast<const char*>(buf.data()), len));
+}
+
+LuaScript::LuaScript(std::string text) : body(std::move(text)) {
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest);
+  sha1_hex = to_hex(digest);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+RedisClient::RedisClient(sd_event* event, RedisClientOptions options, StateCallback on_state)
+    : event_(event), options_(std::move(options)), on_state_(std::move(on_state)) {}
+
+Result<std::unique_ptr<RedisClient>> RedisClient::create(sd_event* event,
+                                                         RedisClientOptions options,
+                                                         StateCallback on_state) {
+  std::unique_ptr<RedisClient> c(new RedisClient(event, std::move(options), std::move(on_state)));
+  sd_event_source* timer = nullptr;
+  int r = sd_event_add_time(event, &timer, CLOCK_MONOTONIC, UINT64_MAX, 1000,
+                            &RedisClient::on_reconnect, c.get());
+  if (r < 0)
+    return make_error(Errc::kInternal, std::string("cannot add the Redis timer: ") + strerror(-r));
+  c->reconnect_timer_.reset(timer);
+  (void)sd_event_source_set_enabled(timer, SD_EVENT_OFF);
+  (void)sd_event_source_set_description(timer, "redis-reconnect");
+  timer = nullptr;
+  r = sd_event_add_time(event, &timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, &RedisClient::on_timeout,
+                        c.get());
+  if (r < 0)
+    return make_error(Errc::kInternal, std::string("cannot add the Redis timer: ") + strerror(-r));
+  c->timeout_timer_.reset(timer);
+  (void)sd_event_source_set_enabled(timer, SD_EVENT_OFF);
+  (void)sd_event_source_set_description(timer, "redis-timeout");
+  c->connect();
+  return c;
+}
+
+RedisClient::~RedisClient() {
+  destroying_ = true;
+  requests_.clear();
+  if (ctx_ != nullptr) {
+    redisAsyncContext* c = ctx_;
+    ctx_ = nullptr;
+    redisAsyncFree(c);
+  }
+}
+
+void RedisClient::connect() {
+  if (ctx_ != nullptr || destroying_ || closed_)
+    return;
+  redisAsyncContext* c =
+      options_.address.unix_path.empty()
+          ? redisAsyncConnect(options_.address.host.c_str(), options_.address.port)
+          : redisAsyncConnectUnix(options_.address.unix_path.c_str());
+  if (c == nullptr || c->err) {
+    const std::string why = "cannot connect to Redis at " + options_.address.describe() + ": " +
+                            (c != nullptr ? c->errstr : "out of memory");
+    if (why != last_error_)
+      MFA_LOG_WARNING("%s", why.c_str());
+    last_error_ = why;
+    if (c != nullptr)
+      redisAsyncFree(c);
+    schedule_reconnect();
+    return;
+  }
+  ctx_ = c;
+  c->data = this;
+  c->ev.data = this;
+  c->ev.addRead = &RedisClient::add_read;
+  c->ev.delRead = &RedisClient::del_read;
+  c->ev.addWrite = &RedisClient::add_write;
+  c->ev.delWrite = &RedisClient::del_write;
+  c->ev.cleanup = &RedisClient::cleanup;
+  state_ = State::kConnecting;
+  redisAsyncSetDisconnectCallback(c, &RedisClient::on_disconnect);
+  redisAsyncSetConnectCallback(c, &RedisClient::on_connect);  // arms the first write watch
+}
+
+void RedisClient::schedule_reconnect() {
+  if (destroying_ || closed_)
+    return;
+  backoff_usec_ = backoff_usec_ == 0 ? options_.min_backoff_usec
+                                     : std::min(backoff_usec_ * 2, options_.max_backoff_usec);
+  uint64_t now = 0;
+  (void)sd_event_now(event_, CLOCK_MONOTONIC, &now);
+  int r = sd_event_source_set_time(reconnect_timer_.get(), now + backoff_usec_);
+  if (r >= 0)
+    r = sd_event_source_set_enabled(reconnect_timer_.get(), SD_EVENT_ONESHOT);
+  if (r < 0)
+    MFA_LOG_ERROR("cannot arm the Redis reconnect timer: %s", strerror(-r));
+}
+
+int RedisClient::on_reconnect(sd_event_source* /*s*/, uint64_t /*usec*/, void* userdata) {
+  auto* self = static_cast<RedisClient*>(userdata);
+  try {
+    if (self->ctx_ != nullptr) {
+      // A dropped connection is freed here, outside hiredis's own callbacks.
+      redisAsyncContext* c = self->ctx_;
+      self->freeing_ = true;
+      self->in_hiredis_ = true;
+      redisAsyncFree(c);
+      self->in_hiredis_ = false;
+      self->freeing_ = false;
+      self->ctx_ = nullptr;
+      self->schedule_reconnect();
+      return 0;
+    }
+    self->connect();
+  } catch (...) {
+    MFA_LOG_ERROR("Redis reconnect failed");
+  }
+  return 0;
+}
+
+void RedisClient::set_ready(bool ready, const std::string& why) {
+  if (ready == announced_ready_)
+    return;
+  announced_ready_ = ready;
+  if (ready && !channel_.empty())
+    send_subscribe();
+  if (on_state_)
+    on_state_(ready, why);
+}
+
+void RedisClient::drop(const std::string& why) {
+  last_error_ = why;
+  state_ = State::kIdle;
+  fail_all(why);
+  set_ready(false, why);
+  if (ctx_ != nullptr) {
+    // Freed by the timer callback (never from inside a hiredis callback).
+    uint64_t now = 0;
+    (void)sd_event_now(event_, CLOCK_MONOTONIC, &now);
+    (void)sd_event_source_set_time(reconnect_timer_.get(), now);
+    (void)sd_event_source_set_enabled(reconnect_timer_.get(), SD_EVENT_ONESHOT);
+  } else {
+    schedule_reconnect();
+  }
+}
+
+void RedisClient::fail_all(const std::string& why) {
+  auto pending = std::move(requests_);
+  requests_.clear();
+  for (auto& [id, req] : pending) {
+    if (req.done)
+      req.done(redis_error("Redis unavailable: " + why));
+  }
+}
+
+void RedisClient::on_connect(const redisAsyncContext* c, int status) {
+  auto* self = static_cast<RedisClient*>(c->data);
+  if (self == nullptr || self->destroying_)
+    return;
+  try {
+    if (status != REDIS_OK) {
+      // hiredis frees the context after this callback.
+      self->ctx_ = nullptr;
+      self->io_.reset();
+      self->state_ = State::kIdle;
+      self->last_error_ = "cannot connect to Redis at " + self->options_.address.describe() + ": " +
+                          (c->errstr[0] ? c->errstr : "connection failed");
+      self->fail_all(self->last_error_);
+      self->schedule_reconnect();
+      return;
+    }
+    self->state_ = State::kAuthenticating;
+    if (self->options_.password.view().empty()) {
+      self->state_ = State::kReady;
+      self->backoff_usec_ = 0;
+      self->set_ready(true, "connected");
+      return;
+    }
+    std::vector<std::string> args{"AUTH"};
+    if (!self->options_.user.empty())
+      args.push_back(self->options_.user);
+    args.emplace_back(self->options_.password.view());
+    self->send(
+        std::move(args),
+        [self](Result<RedisReply> reply) {
+          if (!reply.ok())
+            return;  // already dropped
+          if (reply->is_error()) {
+            const std::string why =
+                "Redis refused authentication as " +
+                (self->options_.user.empty() ? std::string("default") : self->options_.user) +
+                ": " + reply->str;
+            if (why != self->last_error_)  // once, not at every retry
+              MFA_LOG_ERROR("%s", why.c_str());
+            self->drop(why);
+            return;
+          }
+          self->state_ = State::kReady;
+          self->backoff_usec_ = 0;
+          self->set_ready(true, "connected");
+        },
+        /*internal=*/true);
+  } catch (...) {
+    MFA_LOG_ERROR("Redis connect callback failed");
+  }
+}
+
+void RedisClient::on_disconnect(const redisAsyncContext* c, int /*status*/) {
+  auto* self = static_cast<RedisClient*>(c->data);
+  if (self == nullptr || self->destroying_ || self->freeing_)
+    return;
+  try {
+    // hiredis frees the context after this callback.
+    self->ctx_ = nullptr;
+    self->io_.reset();
+    const std::string why = c->errstr[0] ? std::string("connection lost: ") + c->errstr
+                                         : std::string("connection closed");
+    self->drop(why);
+  } catch (...) {
+    MFA_LOG_ERROR("Redis disconnect callback failed");
+  }
+}
+
+void RedisClient::send(std::vector<std::string> args, Callback done, bool internal) {
+  send_as(next_id_++, std::move(args), std::move(done), internal);
+}
+
+void RedisClient::send_as(uint64_t id, std::vector<std::string> args, Callback done,
+                          bool internal) {
+  const bool usable = ctx_ != nullptr && !closed_ &&
+                      (state_ == State::kReady || (internal && state_ == State::kAuthenticating));
+  if (!usable) {
+    done(redis_error("Redis unavailable: " +
+                     (last_error_.empty() ? std::string("not connected") : last_error_)));
+    return;
+  }
+  std::vector<const char*> argv;
+  std::vector<size_t> argvlen;
+  argv.reserve(args.size());
+  argvlen.reserve(args.size());
+  for (const auto& a : args) {
+    argv.push_back(a.data());
+    argvlen.push_back(a.size());
+  }
+  // hiredis asks for a write watch, and drops it once the command is written below: the watch
+  // is set once, after both, and not at all when the write went out at once.
+  const bool outer_batch = io_batch_;
+  io_batch_ = true;
+  int r = redisAsyncCommandArgv(ctx_, &RedisClient::on_reply,
+                                reinterpret_cast<void*>(static_cast<uintptr_t>(id)),
+                                static_cast<int>(args.size()), argv.data(), argvlen.data());
+  for (auto& a : args)
+    explicit_bzero(a.data(), a.size());
+  if (r != REDIS_OK) {
+    io_batch_ = outer_batch;
+    update_io();
+    done(redis_error("Redis command could not be sent"));
+    return;
+  }
+  Request req;
+  req.done = std::move(done);
+  uint64_t now = 0;
+  (void)sd_event_now(event_, CLOCK_MONOTONIC, &now);
+  req.deadline_usec = now + options_.timeout_usec;
+  requests_.emplace(id, std::move(req));
+  arm_timeout();
+  // Write now rather than after one more loop iteration (an epoll round trip less per command);
+  // never from inside hiredis's own callbacks.
+  if (!in_hiredis_ && ctx_ != nullptr && want_write_) {
+    in_hiredis_ = true;
+    redisAsyncHandleWrite(ctx_);
+    in_hiredis_ = false;
+  }
+  io_batch_ = outer_batch;
+  update_io();
+}
+
+// The timer is due no later than the oldest command's deadline (see timeout_timer_).
+void RedisClient::arm_timeout() {
+  if (requests_.empty())
+    return;
+  sd_event_source* t = timeout_timer_.get();
+  int enabled = SD_EVENT_OFF;
+  if (sd_event_source_get_enabled(t, &enabled) >= 0 && enabled != SD_EVENT_OFF)
+    return;  // already due at or before the oldest command's deadline
+  int r = sd_event_source_set_time(t, requests_.begin()->second.deadline_usec);
+  if (r >= 0)
+    r = sd_event_source_set_enabled(t, SD_EVENT_ONESHOT);
+  if (r < 0)
+    MFA_LOG_ERROR("cannot arm the Redis timeout: %s", strerror(-r));
+}
+
+void RedisClient::command(std::vector<std::string> args, Callback done) {
+  send(std::move(args), std::move(done), /*internal=*/false);
+}
+
+void RedisClient::eval(const LuaScript& script, std::vector<std::string> keys,
+                       std::vector<std::string> args, Callback done) {
+  std::vector<std::string> argv{"EVALSHA", script.sha1_hex, std::to_string(keys.size())};
+  for (auto& k : keys)
+    argv.push_back(k);
+  for (auto& a : args)
+    argv.push_back(a);
+  const LuaScript* s = &script;  // scripts are static objects
+  send(
+      std::move(argv),
+      [this, s, keys = std::move(keys), args = std::move(args),
+       done = std::move(done)](Result<RedisReply> reply) mutable {
+        if (reply.ok() && reply->is_error() && reply->str.starts_with("NOSCRIPT")) {
+          std::vector<std::string> full{"EVAL", s->body, std::to_string(keys.size())};
+          for (auto& k : keys)
+            full.push_back(std::move(k));
+          for (auto& a : args)
+            full.push_back(std::move(a));
+          send(std::move(full), std::move(done), false);
+          return;
+        }
+        done(std::move(reply));
+      },
+      false);
+}
+
+void RedisClient::subscribe(std::string channel, std::function<void()> on_subscribed,
+                            std::function<void(const std::string& message)> on_message) {
+  channel_ = std::move(channel);
+  on_subscribed_ = std::move(on_subscribed);
+  on_message_ = std::move(on_message);
+  if (ready())
+    send_subscribe();
+}
+
+void RedisClient::send_subscribe() {
+  send_as(
+      kSubscriptionId, {"SUBSCRIBE", channel_},
+      [this](Result<RedisReply> reply) {
+        if (!reply.ok())
+          return;  // dropped: subscribes again once reconnected
+        if (reply->type != RedisReply::Type::kArray || reply->elements.size() < 2 ||
+            reply->elements[0].str != "subscribe") {
+          const std::string why =
+              "Redis refused the subscription to " + channel_ + ": " +
+              (reply->is_error() ? reply->str : std::string("unexpected reply"));
+          if (why != last_error_)
+            MFA_LOG_ERROR("%s", why.c_str());
+          drop(why);
+          return;
+        }
+        if (on_subscribed_)
+          on_subscribed_();
+      },
+      /*internal=*/false);
+}
+
+// ["message", channel, payload] under the subscription's id, after its confirmation.
+void RedisClient::on_published(const RedisReply& reply) {
+  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 3 ||
+      reply.elements[0].str != "message" || reply.elements[1].str != channel_)
+    return;
+  if (on_message_)
+    on_message_(reply.elements[2].str);
+}
+
+void RedisClient::close(const std::string& why) {
+  closed_ = true;
+  state_ = State::kIdle;
+  last_error_ = why;
+  fail_all(why);
+}
+
+void RedisClient::complete(uint64_t id, Result<RedisReply> result) {
+  auto it = requests_.find(id);
+  if (it == requests_.end())
+    return;
+  Request req = std::move(it->second);
+  requests_.erase(it);
+  if (req.done)
+    req.done(std::move(result));
+}
+
+void RedisClient::on_reply(redisAsyncContext* c, void* reply, void* privdata) {
+  auto* self = static_cast<RedisClient*>(c->data);
+  if (self == nullptr || self->destroying_)
+    return;
+  const auto id = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(privdata));
+  try {
+    if (reply == nullptr) {
+      self->complete(id, redis_error("Redis connection lost"));
+    } else if (id == kSubscriptionId && self->requests_.count(kSubscriptionId) == 0) {
+      self->on_published(RedisReply::from(static_cast<const redisReply*>(reply)));
+    } else {
+      self->complete(id, RedisReply::from(static_cast<const redisReply*>(reply)));
+    }
+  } catch (...) {
+    MFA_LOG_ERROR("Redis reply callback failed");
+  }
+}
+
+int RedisClient::on_timeout(sd_event_source* /*s*/, uint64_t /*usec*/, void* userdata) {
+  auto* self = static_cast<RedisClient*>(userdata);
+  try {
+    if (self->requests_.empty())
+      return 0;
+    uint64_t now = 0;
+    (void)sd_event_now(self->event_, CLOCK_MONOTONIC, &now);
+    const auto oldest = self->requests_.begin();
+    if (oldest->second.deadline_usec > now) {
+      // Its command was answered: now due for the oldest one left.
+      self->arm_timeout();
+      return 0;
+    }
+    const uint64_t id = oldest->first;
+    const std::string why =
+        "no answer within " + std::to_string(self->options_.timeout_usec / 1000) + " ms";
+    MFA_LOG_WARNING("Redis at %s: %s", self->options_.address.describe().c_str(), why.c_str());
+    self->complete(id, redis_error("Redis timed out: " + why));
+    // Later replies would no longer match their requests: start over.
+    self->drop(why);
+  } catch (...) {
+    MFA_LOG_ERROR("Redis timeout handling failed");
+  }
+  return 0;
+}
+
+// --- hiredis event hooks: one sd-event I/O source for the connection's fd. ---
+
+void RedisClient::update_io() {
+  if (ctx_ == nullptr || io_batch_)
+    return;
+  const uint32_t events = (want_read_ ? EPOLLIN : 0u) | (want_write_ ? EPOLLOUT : 0u);
+  if (!io_) {
+    if (events == 0)
+      return;
+    sd_event_source* src = nullptr;
+    int r = sd_event_add_io(event_, &src, ctx_->c.fd, events, &RedisClient::on_io, this);
+    if (r < 0) {
+      MFA_LOG_ERROR("cannot watch the Redis connection: %s", strerror(-r));
+      return;
+    }
+    io_.reset(src);
+    (void)sd_event_source_set_description(src, "redis-io");
+    if (options_.priority != 0)
+      (void)sd_event_source_set_priority(src, options_.priority);
+    return;
+  }
+  if (events == 0) {
+    (void)sd_event_source_set_enabled(io_.get(), SD_EVENT_OFF);
+    return;
+  }
+  (void)sd_event_source_set_io_events(io_.get(), events);
+  (void)sd_event_source_set_enabled(io_.get(), SD_EVENT_ON);
+}
+
+int RedisClient::on_io(sd_event_source* /*s*/, int /*fd*/, uint32_t revents, void* userdata) {
+  auto* self = static_cast<RedisClient*>(userdata);
+  try {
+    self->in_hiredis_ = true;
+    if (self->ctx_ != nullptr && (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && self->want_write_)
+      redisAsyncHandleWrite(self->ctx_);
+    if (self->ctx_ != nullptr && (revents & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+      redisAsyncHandleRead(self->ctx_);
+    self->in_hiredis_ = false;
+  } catch (...) {
+    MFA_LOG_ERROR("Redis I/O handling failed");
+  }
+  return 0;
+}
+
+void RedisClient::add_read(void* data) {
+  auto* self = static_cast<RedisClient*>(data);
+  self->want_read_ = true;
+  self->update_io();
+}
+
+void RedisClient::del_read(void* data) {
+  auto* self = static_cast<RedisClient*>(data);
+  self->want_read_ = false;
+  self->update_io();
+}
+
+void RedisClient::add_write(void* data) {
+  auto* self = static_cast<RedisClient*>(data);
+  self->want_write_ = true;
+  self->update_io();
+}
+
+void RedisClient::del_write(void* data) {
+  auto* self = static_cast<RedisClient*>(data);
+  self->want_write_ = false;
+  self->update_io();
+}
+
+void RedisClient::cleanup(void* data) {
+  auto* self = static_cast<RedisClient*>(data);
+  self->want_read_ = false;
+  self->want_write_ = false;
+  self->io_.reset();
+}
+
+}  // namespace mfa

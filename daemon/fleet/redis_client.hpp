@@ -1,0 +1,162 @@
+// An asynchronous Redis client on the daemon's sd-event loop (STYLE rule 7): hiredis 0.14's async
+// API driven by sd-event I/O sources, with per-command timeouts done by sd-event timers (hiredis
+// 0.14 has none), AUTH with an ACL user and a password read from a file, and reconnection with
+// backoff. Lua scripts go as EVALSHA with an EVAL fallback on NOSCRIPT.
+//
+// A command that cannot be answered in time (not connected, connection lost, timeout) completes at
+// once with an error: the caller falls back to its local state (fleet mode's degraded mode). A
+// timeout also drops the connection, since its replies would arrive out of step.
+#pragma once
+
+#include <systemd/sd-event.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/handles.hpp"
+#include "common/result.hpp"
+#include "common/secure_buffer.hpp"
+#include "core/redis_address.hpp"
+
+struct redisAsyncContext;
+struct redisReply;
+
+namespace mfa {
+
+// An owned copy of a hiredis reply.
+struct RedisReply {
+  enum class Type { kNil, kString, kStatus, kError, kInteger, kArray };
+  Type type = Type::kNil;
+  std::string str;  // string, status, error
+  long long integer = 0;
+  std::vector<RedisReply> elements;
+
+  bool is_nil() const { return type == Type::kNil; }
+  bool is_error() const { return type == Type::kError; }
+  static RedisReply from(const redisReply* r);
+};
+
+// Reads a password file: refused when it is group- or world-readable or not a regular file; one
+// line, the trailing newline dropped.
+Result<SecureString> read_redis_password_file(const std::string& path);
+
+struct LuaScript {
+  std::string body;
+  std::string sha1_hex;  // SHA-1 of body, as SCRIPT LOAD would answer
+  explicit LuaScript(std::string text);
+};
+
+struct RedisClientOptions {
+  RedisAddress address;
+  std::string user;       // "" = AUTH with the password alone (requirepass)
+  SecureString password;  // "" = no AUTH
+  uint64_t timeout_usec = 200 * 1000;
+  uint64_t min_backoff_usec = 100 * 1000;
+  uint64_t max_backoff_usec = 5 * 1000 * 1000;
+  // Of the connection's I/O source: a subscription whose messages must be seen before the calls
+  // that arrive with them (the read cache's invalidations) runs before the bus.
+  int64_t priority = 0;
+};
+
+class RedisClient {
+ public:
+  using Callback = std::function<void(Result<RedisReply>)>;
+  // Called when the client becomes ready (connected and authenticated) or stops being ready.
+  using StateCallback = std::function<void(bool ready, const std::string& why)>;
+
+  // Starts connecting at once; never fails for an unreachable server (it retries with backoff).
+  static Result<std::unique_ptr<RedisClient>> create(sd_event* event, RedisClientOptions options,
+                                                     StateCallback on_state);
+  ~RedisClient();
+  RedisClient(const RedisClient&) = delete;
+  RedisClient& operator=(const RedisClient&) = delete;
+
+  bool ready() const { return state_ == State::kReady; }
+  const std::string& last_error() const { return last_error_; }
+
+  // Sends a command. done runs exactly once, possibly before command() returns (not ready).
+  void command(std::vector<std::string> args, Callback done);
+  // EVALSHA script keys args, then EVAL on NOSCRIPT.
+  void eval(const LuaScript& script, std::vector<std::string> keys, std::vector<std::string> args,
+            Callback done);
+  // Shutdown: every command in flight completes now with an error (why), later ones at once, and
+  // the client no longer reconnects. The connection is freed by the destructor.
+  void close(const std::string& why);
+
+  // Subscriber mode, for a client of its own (a subscribed connection takes no other command):
+  // after every (re)connection the client subscribes to channel. on_subscribed runs once the
+  // server confirmed (within the timeout, else the connection starts over), on_message for each
+  // message published on the channel. Call once.
+  void subscribe(std::string channel, std::function<void()> on_subscribed,
+                 std::function<void(const std::string& message)> on_message);
+
+ private:
+  enum class State { kIdle, kConnecting, kAuthenticating, kReady };
+  struct Request {
+    Callback done;
+    uint64_t deadline_usec = 0;  // CLOCK_MONOTONIC
+  };
+
+  RedisClient(sd_event* event, RedisClientOptions options, StateCallback on_state);
+  void connect();
+  void drop(const std::string& why);
+  void schedule_reconnect();
+  void set_ready(bool ready, const std::string& why);
+  void send(std::vector<std::string> args, Callback done, bool internal);
+  void send_as(uint64_t id, std::vector<std::string> args, Callback done, bool internal);
+  void send_subscribe();
+  void on_published(const RedisReply& reply);
+  void complete(uint64_t id, Result<RedisReply> result);
+  void fail_all(const std::string& why);
+  void arm_timeout();
+  void update_io();
+
+  static void on_connect(const redisAsyncContext* c, int status);
+  static void on_disconnect(const redisAsyncContext* c, int status);
+  static void on_reply(redisAsyncContext* c, void* reply, void* privdata);
+  static int on_io(sd_event_source* s, int fd, uint32_t revents, void* userdata);
+  static int on_timeout(sd_event_source* s, uint64_t usec, void* userdata);
+  static int on_reconnect(sd_event_source* s, uint64_t usec, void* userdata);
+  // hiredis event hooks.
+  static void add_read(void* data);
+  static void del_read(void* data);
+  static void add_write(void* data);
+  static void del_write(void* data);
+  static void cleanup(void* data);
+
+  sd_event* event_;
+  RedisClientOptions options_;
+  StateCallback on_state_;
+  redisAsyncContext* ctx_ = nullptr;
+  EventSourcePtr io_;
+  EventSourcePtr reconnect_timer_;
+  // One timer for every command: replies come in order, and the first timeout drops the
+  // connection with every command on it, so only the oldest command's deadline matters. It may
+  // fire early (for a command answered since) and then moves on to the oldest one left: no timer
+  // to add and remove, no timerfd to re-arm, per command.
+  EventSourcePtr timeout_timer_;
+  bool want_read_ = false;
+  bool want_write_ = false;
+  bool io_batch_ = false;  // inside send(): the I/O watch is updated once, at its end
+  State state_ = State::kIdle;
+  bool announced_ready_ = false;
+  uint64_t backoff_usec_ = 0;
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, Request> requests_;  // by id: the first is the oldest
+  bool freeing_ = false;                  // inside our own redisAsyncFree
+  bool in_hiredis_ = false;               // inside a hiredis call: its callbacks may run
+  bool closed_ = false;                   // close() was called
+  std::string last_error_;
+  std::string channel_;  // subscriber mode
+  std::function<void()> on_subscribed_;
+  std::function<void(const std::string&)> on_message_;
+  // Set by the destructor so that callbacks hiredis runs while freeing do nothing.
+  bool destroying_ = false;
+};
+
+}  // namespace mfa

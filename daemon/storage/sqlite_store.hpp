@@ -1,0 +1,140 @@
+// The embedded store (DESIGN §6): SQLite in WAL mode with synchronous=FULL, numbered migrations,
+// BEGIN IMMEDIATE group commit (see store.hpp) and a hash-chained, append-only audit table.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "common/handles.hpp"
+#include "common/result.hpp"
+#include "core/clock.hpp"
+#include "core/store.hpp"
+
+namespace mfa {
+
+using SqlitePtr = std::unique_ptr<sqlite3, Deleter<sqlite3_close_v2>>;
+using SqliteStmtPtr = std::unique_ptr<sqlite3_stmt, Deleter<sqlite3_finalize>>;
+
+// Fleet mode: one decision taken in degraded mode that Redis must still learn (fleet_reconcile).
+struct ReconcileItem {
+  int64_t id = 0;
+  std::string user;
+  std::string kind;  // "watermark" (step), "backup" (hash), "failures" (count)
+  uint64_t step = 0;
+  std::optional<CodeHash> hash;
+  int count = 0;
+};
+
+class SqliteStore final : public Store {
+ public:
+  // The schema version this build writes (the highest migration number).
+  static int schema_version();
+  // How many migrations this build knows (numbers may have gaps).
+  static int migration_count();
+
+  // Opens (creating with mode 0600 when missing) and migrates the database at path.
+  static Result<std::unique_ptr<SqliteStore>> open(const std::string& path, const Clock& clock);
+  // Rolls back writes not yet flushed.
+  ~SqliteStore() override;
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  Result<std::vector<FactorRecord>> get_factors(std::string_view user) override;
+  Status put_factor(std::string_view user, const FactorRecord& record) override;
+  Status delete_factor(std::string_view user, Method method, bool pending) override;
+  Result<std::vector<std::string>> list_users() override;
+  Status delete_user(std::string_view user) override;
+
+  Result<std::optional<uint64_t>> get_totp_watermark(std::string_view user) override;
+  Result<bool> advance_totp_watermark(std::string_view user, uint64_t step) override;
+  Status set_totp_watermark(std::string_view user, std::optional<uint64_t> step) override;
+
+  Status replace_backup_codes(std::string_view user, const std::vector<CodeHash>& hashes) override;
+  Result<bool> consume_backup_code(std::string_view user, const CodeHash& hash) override;
+  Result<int> count_backup_codes(std::string_view user) override;
+  Status delete_backup_codes(std::string_view user) override;
+
+  Result<LimitState> get_limits(std::string_view user) override;
+  Status put_limits(std::string_view user, const LimitState& state) override;
+
+  Result<std::optional<SmsCode>> get_sms_code(std::string_view user,
+                                              std::string_view purpose) override;
+  Status put_sms_code(std::string_view user, std::string_view purpose,
+                      const SmsCode& code) override;
+  Status delete_sms_code(std::string_view user, std::string_view purpose) override;
+  Status record_sms_send(std::string_view user, std::string_view phone_key, int64_t time_usec,
+                         int64_t forget_before_usec) override;
+  Result<SmsSendCounts> count_sms_sends(std::string_view user, std::string_view phone_key,
+                                        int64_t since_usec) override;
+
+  Status append_audit(AuditRecord& record) override;
+  Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) override;
+  Result<AuditVerification> verify_audit_chain() override;
+  Status prune_audit(int64_t cutoff_usec) override;
+
+  Status put_session(const SessionRecord& session) override;
+  Result<std::optional<SessionRecord>> get_session(std::string_view id) override;
+  Result<std::vector<SessionRecord>> list_sessions(std::string_view user) override;
+  Result<bool> delete_session(std::string_view id) override;
+  Result<bool> note_device(std::string_view user, std::string_view fingerprint,
+                           int64_t now_usec) override;
+
+  // Durability: SQLite commits with synchronous=NORMAL (WAL frames written, not fsync'd) and
+  // sync() fdatasyncs the write-ahead log, so that the disk flush can run off the event loop.
+  // flush() is commit() then sync(): every flushed or synced commit is as durable as with
+  // synchronous=FULL.
+  Status flush() override;
+  Status commit() override;
+  Status sync() override;
+  bool in_transaction() const override { return in_transaction_; }
+
+  // Fleet mode (fleet_coordinator.cpp): the unused backup-code hashes of a user, and the
+  // reconciliation queue. Writes join the batch transaction like every other write.
+  Result<std::vector<CodeHash>> unused_backup_codes(std::string_view user);
+  Status queue_reconcile(const ReconcileItem& item);
+  Result<std::vector<ReconcileItem>> list_reconcile(size_t limit);
+  Status delete_reconcile(int64_t id);
+  // The user's SMS sends since since_usec become sends (phone key, time): the fleet's, as Redis
+  // counts them.
+  Status replace_sms_sends(std::string_view user, int64_t since_usec,
+                           const std::vector<std::pair<std::string, int64_t>>& sends);
+
+ private:
+  class Statement;
+  SqliteStore(SqlitePtr db, const Clock& clock);
+
+  Status configure();
+  Status migrate();
+  Result<int> current_schema_version();
+  Result<sqlite3_stmt*> prepare(const char* sql);
+  // Runs a write statement inside the batch transaction; returns sqlite3_changes().
+  Result<int> write(const char* sql, const std::function<void(Statement&)>& bind);
+  // Runs a query; on_row is called for each row.
+  Status read(const char* sql, const std::function<void(Statement&)>& bind,
+              const std::function<void(Statement&)>& on_row);
+  Status exec(const char* sql);
+  // Opens the batch transaction on the first write after a flush; fails at once while a failed
+  // batch has not been reported by flush().
+  Status begin_write();
+  // Turns a failed write into a failed batch: rolls back and remembers the error for flush().
+  Error fail_write(Error error);
+  Error sqlite_error(int rc, const char* what) const;
+
+  SqlitePtr db_;
+  const Clock& clock_;
+  Fd wal_;  // the write-ahead log, for sync(): fsync flushes the file, whichever fd wrote it
+  std::atomic<bool> sync_failed_{false};  // sticky: see sync()
+  std::unordered_map<const char*, SqliteStmtPtr> statements_;
+  bool in_transaction_ = false;
+  std::optional<Error> batch_error_;
+};
+
+}  // namespace mfa

@@ -1,0 +1,79 @@
+// mfactl's verbs: one function per verb of CONTRACT.md "mfactl", given the parsed command line.
+// Each returns the exit status (kExitOk, kExitFailed, kExitUsage) after printing its output.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "common/secure_buffer.hpp"
+#include "mfactl/client.hpp"
+
+namespace mfa::ctl {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;
+inline constexpr int kExitUsage = 2;
+
+enum VerbOption : unsigned {
+  kVoIssuer = 1u << 0,
+  kVoAlgorithm = 1u << 1,
+  kVoDigits = 1u << 2,
+  kVoPhone = 1u << 3,
+  kVoUser = 1u << 4,
+  kVoSince = 1u << 5,
+  kVoLimit = 1u << 6,
+  kVoAll = 1u << 7,
+};
+
+struct Options {
+  bool json = false;
+  bool help = false;
+  bool version = false;
+  std::string bus_address;
+  bool have_current_code = false;
+  SecureString current_code;
+  unsigned given = 0;  // VerbOption bits
+  std::string issuer;
+  std::string algorithm;
+  std::string digits;
+  SecureString phone;
+  std::string user_filter;
+  std::string since;
+  std::string limit;
+  std::vector<char*> positional;  // the verb and its arguments, pointing into argv
+};
+
+struct Context {
+  Options& opt;
+  std::string self;          // the caller's user name
+  bool interactive = false;  // stdin is a terminal
+  std::optional<ManagerClient> client;
+
+  // Connects on first use, so that usage errors never wait for a bus.
+  Result<ManagerClient*> bus();
+};
+
+// Print "mfactl: MESSAGE" (and a hint for usage errors) on stderr; return the exit status.
+int usage_error(const std::string& message);
+int fail(const std::string& message);
+int fail(const Error& error);
+// Copies a secret argument and wipes it from argv (and so from /proc/PID/cmdline).
+SecureString take_secret_arg(char* arg);
+
+int cmd_status(Context& ctx, const std::vector<char*>& args);
+int cmd_users(Context& ctx, const std::vector<char*>& args);
+int cmd_enroll_totp(Context& ctx, const std::vector<char*>& args);
+int cmd_enroll_sms(Context& ctx, const std::vector<char*>& args);
+// method: "totp" or "sms".
+int cmd_confirm(Context& ctx, const std::vector<char*>& args, const char* method);
+int cmd_backup_codes(Context& ctx, const std::vector<char*>& args);
+int cmd_disable(Context& ctx, const std::vector<char*>& args);
+int cmd_reset_or_unlock(Context& ctx, const std::vector<char*>& args, bool reset);
+int cmd_sessions(Context& ctx, const std::vector<char*>& args);
+int cmd_terminate(Context& ctx, const std::vector<char*>& args);
+// audit, and audit verify.
+int cmd_audit(Context& ctx, const std::vector<char*>& args);
+
+}  // namespace mfa::ctl

@@ -1,0 +1,953 @@
+// Fleet mode below the bus: the Redis keys and record encoding, the Lua scripts against a real
+// redis-server started here (Unix socket, ACL user), the async client on sd-event (AUTH, timeouts,
+// wrong password), the session primitives, the recorder and the SQLite reconciliation queue.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+}
+
+#include "core/clock.hpp"
+#include "fleet/keys.hpp"
+#include "fleet/read_cache.hpp"
+#include "fleet/recorder.hpp"
+#include "fleet/session_keys.hpp"
+#include "core/rate_limiter.hpp"
+#include "fleet/redis_client.hpp"
+#include "storage/sqlite_store.hpp"
+#include "fleet_test_support.hpp"
+
+using namespace mfa;
+using namespace mfa::test;
+
+namespace {
+
+class FixedClock final : public Clock {
+ public:
+  int64_t realtime_usec() const override { return 1764000000000000; }
+  uint64_t monotonic_usec() const override { return 1000; }
+};
+
+using Loop = RedisLoop;
+
+// --- Pure functions. ---
+
+void test_keys_and_records(void** /*state*/) {
+  const auto k = fleet::user_keys("mfad:", "alice");
+  assert_string_equal(k.factors.c_str(), "mfad:user:{alice}:factors");
+  assert_string_equal(k.watermark.c_str(), "mfad:user:{alice}:watermark");
+  assert_string_equal(k.backup.c_str(), "mfad:user:{alice}:backup");
+  assert_string_equal(k.limits.c_str(), "mfad:user:{alice}:limits");
+  assert_string_equal(fleet::host_terminate_key("x:", "web1").c_str(), "x:host:{web1}:terminate");
+
+  FactorRecord r;
+  r.method = Method::kTotp;
+  r.pending = true;
+  r.sealed = {0, 1, 0xfe, 0xff};
+  r.params = "SHA256:8:30";
+  r.created_usec = 1700000000123456;
+  const std::string field = fleet::factor_field(r.method, r.pending);
+  assert_string_equal(field.c_str(), "totp:pending");
+  const auto back = fleet::decode_factor(field, fleet::encode_factor(r));
+  assert_true(back.has_value());
+  assert_true(back->method == Method::kTotp && back->pending);
+  assert_true(back->sealed == r.sealed);
+  assert_string_equal(back->params.c_str(), "SHA256:8:30");
+  assert_int_equal(back->created_usec, r.created_usec);
+
+  assert_false(fleet::decode_factor("totp", "2|1|00|00").has_value());  // unknown version
+  assert_false(fleet::decode_factor("nope", "1|1|00|00").has_value());  // unknown method
+  assert_false(fleet::decode_factor("totp", "1|1|0|00").has_value());   // odd hex
+  assert_false(fleet::decode_factor("totp", "1|x|00|00").has_value());  // bad number
+  assert_false(fleet::decode_factor("totp", "1|1|00|").has_value());    // no sealed record
+  assert_false(fleet::decode_factor("sms", "1|1|00").has_value());      // missing field
+
+  const CodeHash h = code_hash(7);
+  assert_true(fleet::parse_hash_hex(fleet::hash_hex(h)) == h);
+  assert_false(fleet::parse_hash_hex("00").has_value());
+}
+
+void test_address_parsing(void** /*state*/) {
+  auto u = parse_redis_address("unix:/run/redis/redis.sock");
+  assert_true(u.ok());
+  assert_string_equal(u->unix_path.c_str(), "/run/redis/redis.sock");
+  auto t = parse_redis_address("redis://127.0.0.1:6380");
+  assert_true(t.ok());
+  assert_string_equal(t->host.c_str(), "127.0.0.1");
+  assert_int_equal(t->port, 6380);
+  auto v6 = parse_redis_address("redis://[::1]:6379/");
+  assert_true(v6.ok());
+  assert_string_equal(v6->host.c_str(), "::1");
+  assert_int_equal(v6->port, 6379);
+  assert_string_equal(v6->describe().c_str(), "redis://[::1]:6379");
+  assert_false(parse_redis_address("unix:relative").ok());
+  assert_false(parse_redis_address("redis://10.0.0.5:99999").ok());
+  assert_false(parse_redis_address("redis://10.0.0.5").ok());  // the port is required
+  assert_false(parse_redis_address("http://10.0.0.5:6379").ok());
+  assert_false(parse_redis_address("redis://::1:6379").ok());         // IPv6 needs brackets
+  assert_false(parse_redis_address("redis://[10.0.0.5]:6379").ok());  // brackets: IPv6 only
+  assert_false(parse_redis_address("redis://127.1:6379").ok());       // dotted quads only
+  // Names are refused, never looked up (a lookup would block the loop), with a clear message.
+  for (const char* name : {"redis://localhost:6379", "redis://redis.example.net:6380"}) {
+    auto r = parse_redis_address(name);
+    assert_false(r.ok());
+    assert_non_null(strstr(r.error().message.c_str(), "is a host name"));
+    assert_non_null(strstr(r.error().message.c_str(), "IP addresses only"));
+  }
+  // Credentials in the address are refused and never echoed.
+  auto cred = parse_redis_address("redis://mfad:hunter2@10.0.0.5:6379");
+  assert_false(cred.ok());
+  assert_null(strstr(cred.error().message.c_str(), "hunter2"));
+}
+
+void test_password_file(void** /*state*/) {
+  const std::string dir = make_temp_dir();
+  const std::string path = dir + "/pw";
+  {
+    std::ofstream f(path);
+    f << "s3cret\nignored\n";
+  }
+  chmod(path.c_str(), 0640);
+  auto loose = read_redis_password_file(path);
+  assert_false(loose.ok());
+  assert_non_null(strstr(loose.error().message.c_str(), "readable by group or others"));
+  assert_null(strstr(loose.error().message.c_str(), "s3cret"));
+  chmod(path.c_str(), 0600);
+  auto ok = read_redis_password_file(path);
+  assert_true(ok.ok());
+  assert_true(ok->view() == "s3cret");
+  assert_false(read_redis_password_file(dir + "/missing").ok());
+  std::filesystem::remove_all(dir);
+}
+
+void test_recorder_notes_what_was_consumed(void** /*state*/) {
+  const std::string dir = make_temp_dir();
+  FixedClock clock;
+  auto store = SqliteStore::open(dir + "/mfad.db", clock);
+  assert_true(store.ok());
+  FleetRecorder rec(**store);
+  // Not recording: nothing noted.
+  assert_true(*rec.advance_totp_watermark("alice", 5));
+  rec.start();
+  assert_false(*rec.advance_totp_watermark("alice", 5));  // refused locally: not a change
+  assert_true(*rec.advance_totp_watermark("alice", 6));
+  assert_true(rec.replace_backup_codes("alice", {code_hash(1), code_hash(2)}).ok());
+  assert_true(*rec.consume_backup_code("alice", code_hash(1)));
+  assert_true(rec.put_limits("alice", LimitState{}).ok());
+  FleetChanges c = rec.stop();
+  assert_true(c.watermark_advanced == 6u);
+  assert_true(c.backup_consumed == code_hash(1));
+  assert_true(c.backup_replaced && c.limits_written && c.enrollment_changed());
+  assert_false(c.factors_changed || c.user_deleted);
+  assert_true(rec.flush().ok());
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+void test_reconcile_queue_and_migration_gaps(void** /*state*/) {
+  const std::string dir = make_temp_dir();
+  const std::string db = dir + "/mfad.db";
+  FixedClock clock;
+  {
+    auto store = SqliteStore::open(db, clock);
+    assert_true(store.ok());
+    auto& s = **store;
+    assert_true(s.queue_reconcile({0, "alice", "backup", 0, code_hash(3), 0}).ok());
+    assert_true(s.queue_reconcile({0, "alice", "watermark", 77, std::nullopt, 0}).ok());
+    assert_true(s.queue_reconcile({0, "bob", "failures", 0, std::nullopt, 2}).ok());
+    assert_true(s.replace_backup_codes("alice", {code_hash(1), code_hash(2)}).ok());
+    assert_true(*s.consume_backup_code("alice", code_hash(2)));
+    assert_true(s.flush().ok());
+    auto unused = s.unused_backup_codes("alice");
+    assert_true(unused.ok() && unused->size() == 1 && (*unused)[0] == code_hash(1));
+    auto items = s.list_reconcile(10);
+    assert_true(items.ok());
+    assert_int_equal(items->size(), 3);
+    assert_string_equal((*items)[0].kind.c_str(), "backup");
+    assert_true((*items)[0].hash == code_hash(3));
+    assert_int_equal((*items)[1].step, 77);
+    assert_int_equal((*items)[2].count, 2);
+    assert_true(s.delete_reconcile((*items)[0].id).ok());
+    assert_true(s.flush().ok());
+    assert_int_equal(s.list_reconcile(10)->size(), 2);
+  }
+  // A database from a build without migration 4 (version 1 recorded): 4 is applied, whatever
+  // the numbers in between.
+  {
+    sqlite3* raw = nullptr;
+    assert_int_equal(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw,
+                                  "DROP TABLE fleet_reconcile; DROP TABLE IF EXISTS sessions; "
+                                  "DROP TABLE IF EXISTS devices; DROP TABLE IF EXISTS sms_codes; "
+                                  "DROP TABLE IF EXISTS sms_sends; "
+                                  "DELETE FROM schema_version WHERE version > 1",
+                                  nullptr, nullptr, nullptr),
+                     SQLITE_OK);
+    sqlite3_close(raw);
+  }
+  auto store = SqliteStore::open(db, clock);
+  assert_true(store.ok());
+  assert_true((*store)->list_reconcile(10).ok());
+  assert_true(SqliteStore::schema_version() >= 4);
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+// --- Against redis-server. ---
+
+void test_client_auth_and_commands(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  assert_true(l.states.size() == 1 && l.states[0].first);
+  auto r = l.command({"SET", "mfad:probe", "1"});
+  assert_true(r.ok() && r->type == RedisReply::Type::kStatus);
+  // The ACL user may not touch keys outside the prefix.
+  r = l.command({"SET", "other:probe", "1"});
+  assert_true(r.ok() && r->is_error());
+}
+
+void test_wrong_password_is_refused_not_ready(void** /*state*/) {
+  Loop l("wrong-password");
+  assert_false(l.run_until([&] { return l.client->ready(); }, 500));
+  assert_non_null(strstr(l.client->last_error().c_str(), "refused authentication as mfad"));
+  assert_null(strstr(l.client->last_error().c_str(), "wrong-password"));
+  auto r = l.command({"PING"});
+  assert_false(r.ok());
+}
+
+void test_watermark_compare_and_set(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "cas-user");
+  const RatePolicy policy;
+  const int64_t now = 1764000000000000;
+  auto run = [&](uint64_t step) {
+    fleet::ConfirmRequest req;
+    req.step = step;
+    auto r = l.eval(fleet::confirm_script(), {k.watermark, k.backup, k.limits},
+                    fleet::confirm_args(req, policy, now));
+    assert_true(r.ok());
+    auto o = fleet::parse_confirm_reply(*r);
+    assert_true(o.ok());
+    return o->refused;
+  };
+  assert_string_equal(run(100).c_str(), "");
+  assert_string_equal(run(100).c_str(), "replay-fleet");  // same step: once fleet-wide
+  assert_string_equal(run(99).c_str(), "replay-fleet");   // never backwards
+  assert_string_equal(run(101).c_str(), "");
+  auto w = l.command({"GET", k.watermark});
+  assert_string_equal(w->str.c_str(), "101");
+  // A refusal is a counted failure.
+  auto lim = l.command({"HGET", k.limits, "cf"});
+  assert_string_equal(lim->str.c_str(), "2");
+}
+
+void test_backup_code_exactly_once(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "backup-user");
+  const CodeHash h = code_hash(9);
+  assert_true(l.command({"SADD", k.backup, fleet::hash_hex(h)}).ok());
+  fleet::ConfirmRequest req;
+  req.backup = h;
+  req.action = "success";
+  const RatePolicy policy;
+  auto first = l.eval(fleet::confirm_script(), {k.watermark, k.backup, k.limits},
+                      fleet::confirm_args(req, policy, 1764000000000000));
+  auto second = l.eval(fleet::confirm_script(), {k.watermark, k.backup, k.limits},
+                       fleet::confirm_args(req, policy, 1764000000000000));
+  assert_string_equal(fleet::parse_confirm_reply(*first)->refused.c_str(), "");
+  assert_string_equal(fleet::parse_confirm_reply(*second)->refused.c_str(), "consumed-elsewhere");
+}
+
+// A login decided from an older cache: a fleet-wide lockout refuses it before anything is
+// counted or consumed; reconciliation (no check_lock) still applies what happened offline.
+void test_confirm_refuses_while_locked_fleet_wide(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "locked-user");
+  const int64_t now = 1764000000000000;
+  const CodeHash h = code_hash(3);
+  assert_true(l.command({"SADD", k.backup, fleet::hash_hex(h)}).ok());
+  assert_true(l.command({"HSET", k.limits, "cf", "0", "lc", "1", "lu",
+                         std::to_string(now + 60000000), "day", "0", "df", "3"})
+                  .ok());
+  const RatePolicy policy;
+  fleet::ConfirmRequest req;
+  req.step = 500;
+  req.action = "success";
+  req.check_lock = true;
+  auto r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
+                  fleet::confirm_args(req, policy, now));
+  auto o = fleet::parse_confirm_reply(*r);
+  assert_true(o.ok());
+  assert_string_equal(o->refused.c_str(), "locked");
+  assert_int_equal(o->limits.locked_until_usec, now + 60000000);
+  assert_int_equal(o->limits.lockout_count, 1);            // not cleared by the refused success
+  assert_true(l.command({"GET", k.watermark})->is_nil());  // the step was not taken
+  req = {};
+  req.backup = h;
+  req.action = "fail";
+  req.check_lock = true;
+  r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
+             fleet::confirm_args(req, policy, now));
+  o = fleet::parse_confirm_reply(*r);
+  assert_string_equal(o->refused.c_str(), "locked");
+  assert_int_equal(o->limits.day_failures, 3);  // not counted
+  assert_int_equal(l.command({"SISMEMBER", k.backup, fleet::hash_hex(h)})->integer, 1);
+  // Once the lock is over, the same request goes through.
+  r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
+             fleet::confirm_args(req, policy, now + 61000000));
+  assert_string_equal(fleet::parse_confirm_reply(*r)->refused.c_str(), "");
+  // Reconciliation does not ask: it replays what this host already decided offline.
+  const auto k2 = fleet::user_keys("mfad:", "locked-user-2");
+  assert_true(l.command({"HSET", k2.limits, "lu", std::to_string(now + 60000000)}).ok());
+  fleet::ConfirmRequest replay;
+  replay.step = 700;
+  r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k2),
+             fleet::confirm_args(replay, policy, now));
+  assert_string_equal(fleet::parse_confirm_reply(*r)->refused.c_str(), "");
+  assert_string_equal(l.command({"GET", k2.watermark})->str.c_str(), "700");
+}
+
+// A success rests on the factor record the cache had: removed or replaced in Redis since, the
+// success is refused (and counted), and nothing is consumed.
+void test_confirm_checks_the_factor_record(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "factor-user");
+  const int64_t now = 1764000000000000;
+  FactorRecord f;
+  f.method = Method::kTotp;
+  f.sealed = {7, 8, 9};
+  f.params = "SHA1:6:30";
+  f.created_usec = 42;
+  assert_true(l.command({"HSET", k.factors, "totp", fleet::encode_factor(f)}).ok());
+  const RatePolicy policy;
+  auto run = [&](const FactorRecord& seen, uint64_t step) {
+    fleet::ConfirmRequest req;
+    req.step = step;
+    req.action = "success";
+    req.check_lock = true;
+    req.factor_field = "totp";
+    req.factor_sha1 = fleet::factor_fingerprint(seen);
+    auto r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
+                    fleet::confirm_args(req, policy, now));
+    assert_true(r.ok());
+    auto o = fleet::parse_confirm_reply(*r);
+    assert_true(o.ok());
+    return o->refused;
+  };
+  assert_string_equal(run(f, 100).c_str(), "");
+  FactorRecord replaced = f;
+  replaced.sealed = {1, 1, 1};  // re-enrolled elsewhere: another secret
+  assert_true(l.command({"HSET", k.factors, "totp", fleet::encode_factor(replaced)}).ok());
+  assert_string_equal(run(f, 101).c_str(), "factor-changed");
+  assert_string_equal(l.command({"GET", k.watermark})->str.c_str(), "100");
+  assert_string_equal(l.command({"HGET", k.limits, "cf"})->str.c_str(), "1");
+  assert_true(l.command({"HDEL", k.factors, "totp"}).ok());  // disabled, or the user reset
+  assert_string_equal(run(replaced, 102).c_str(), "factor-changed");
+  assert_true(l.command({"DEL", k.factors}).ok());
+  // The fingerprint is of the record as encode_factor writes it.
+  assert_int_equal(fleet::factor_fingerprint(f).size(), 40);
+  assert_string_not_equal(fleet::factor_fingerprint(f).c_str(),
+                          fleet::factor_fingerprint(replaced).c_str());
+}
+
+// The script's arithmetic is rate_limiter.cpp's: the same failures give the same state.
+void test_shared_failures_match_the_local_limiter(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  RatePolicy policy;
+  policy.max_failures = 3;
+  policy.lockout_seconds = 60;
+  policy.max_lockout_seconds = 200;
+  policy.max_failures_per_day = 8;
+  const auto k = fleet::user_keys("mfad:", "limit-user");
+  LimitState local;
+  int64_t now = 1764000000000000;
+  for (int i = 0; i < 10; ++i, now += 1000000) {
+    roll_day(local, now);
+    count_attempt(local, now);
+    (void)apply_failure(local, policy, now);
+    fleet::ConfirmRequest req;
+    req.action = "fail";
+    auto r = l.eval(fleet::confirm_script(), {k.watermark, k.backup, k.limits},
+                    fleet::confirm_args(req, policy, now));
+    assert_true(r.ok());
+    auto o = fleet::parse_confirm_reply(*r);
+    assert_true(o.ok());
+    assert_int_equal(o->limits.consecutive_failures, local.consecutive_failures);
+    assert_int_equal(o->limits.lockout_count, local.lockout_count);
+    assert_int_equal(o->limits.locked_until_usec, local.locked_until_usec);
+    assert_int_equal(o->limits.day_failures, local.day_failures);
+    assert_int_equal(o->limits.day, local.day);
+  }
+  // A success (counted in advance, then forgiven) and an unlock: the same state too, so that the
+  // cache, which took the local decision, need not be written again after the confirm.
+  for (int i = 0; i < 2; ++i, now += kUsecPerDay) {
+    roll_day(local, now);
+    count_attempt(local, now);
+    record_success(local);
+    fleet::ConfirmRequest req;
+    req.action = "success";
+    auto o = fleet::parse_confirm_reply(*l.eval(fleet::confirm_script(),
+                                                {k.watermark, k.backup, k.limits},
+                                                fleet::confirm_args(req, policy, now)));
+    assert_true(o.ok());
+    assert_int_equal(o->limits.consecutive_failures, local.consecutive_failures);
+    assert_int_equal(o->limits.lockout_count, local.lockout_count);
+    assert_int_equal(o->limits.day_failures, local.day_failures);
+    assert_int_equal(o->limits.day, local.day);
+  }
+  {
+    fleet::ConfirmRequest req;
+    req.action = "clear";
+    auto o = fleet::parse_confirm_reply(*l.eval(fleet::confirm_script(),
+                                                {k.watermark, k.backup, k.limits},
+                                                fleet::confirm_args(req, policy, now)));
+    const LimitState cleared{};
+    assert_int_equal(o->limits.day, cleared.day);
+    assert_int_equal(o->limits.day_failures, cleared.day_failures);
+    assert_int_equal(o->limits.locked_until_usec, cleared.locked_until_usec);
+  }
+  // Several failures pushed at once (reconciliation) add up the same way.
+  const auto k2 = fleet::user_keys("mfad:", "limit-user-2");
+  fleet::ConfirmRequest req;
+  req.action = "fail";
+  req.fail_count = 3;
+  auto r = l.eval(fleet::confirm_script(), {k2.watermark, k2.backup, k2.limits},
+                  fleet::confirm_args(req, policy, now));
+  auto o = fleet::parse_confirm_reply(*r);
+  assert_true(o->limits.locked_until_usec > now);
+  assert_int_equal(o->limits.lockout_count, 1);
+  // Clear (admin unlock).
+  req.action = "clear";
+  r = l.eval(fleet::confirm_script(), {k2.watermark, k2.backup, k2.limits},
+             fleet::confirm_args(req, policy, now));
+  o = fleet::parse_confirm_reply(*r);
+  assert_int_equal(o->limits.locked_until_usec, 0);
+}
+
+void test_load_and_put_user(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "put-user");
+  FactorRecord f;
+  f.method = Method::kTotp;
+  f.sealed = {1, 2, 3};
+  f.params = "SHA1:6:30";
+  f.created_usec = 42;
+  std::vector<std::string> args{"update",
+                                "500",
+                                "1",
+                                "1",
+                                "1",
+                                "",
+                                "put-user",
+                                fleet::factor_field(f.method, false),
+                                fleet::encode_factor(f),
+                                fleet::hash_hex(code_hash(1)),
+                                fleet::hash_hex(code_hash(2))};
+  auto put = l.eval(fleet::put_user_script(),
+                    {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args);
+  assert_true(put.ok() && !put->is_error());
+  auto loaded = l.eval(fleet::load_script(), {k.factors, k.watermark, k.backup, k.limits}, {});
+  assert_true(loaded.ok());
+  auto u = fleet::parse_load_reply(*loaded);
+  assert_true(u.ok());
+  assert_int_equal(u->factors.size(), 1);
+  assert_true(u->factors[0].sealed == f.sealed);
+  assert_true(u->watermark == 500u);
+  assert_int_equal(u->backup.size(), 2);
+  assert_false(u->has_limits);
+  // A lower watermark never wins; keep the backup set when not replaced.
+  args = {"update", "10", "0", "0", "0", "", "put-user"};
+  assert_true(l.eval(fleet::put_user_script(),
+                     {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args)
+                  .ok());
+  u = fleet::parse_load_reply(
+      *l.eval(fleet::load_script(), {k.factors, k.watermark, k.backup, k.limits}, {}));
+  assert_true(u->watermark == 500u);
+  assert_int_equal(u->backup.size(), 2);
+  // Delete.
+  args = {"delete", "", "0", "0", "0", "", "put-user"};
+  assert_true(l.eval(fleet::put_user_script(),
+                     {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args)
+                  .ok());
+  u = fleet::parse_load_reply(
+      *l.eval(fleet::load_script(), {k.factors, k.watermark, k.backup, k.limits}, {}));
+  assert_true(u->factors.empty() && !u->watermark && u->backup.empty());
+}
+
+fleet::RemoteSession remote_session(const std::string& id, const std::string& user,
+                                    const std::string& host, int64_t started, int64_t expires) {
+  fleet::RemoteSession s;
+  s.record.id = id;
+  s.record.user = user;
+  s.record.service = "sshd";
+  s.record.rhost = "192.0.2.1";
+  s.record.tty = "pts/3";
+  s.record.factor = "totp";
+  s.record.device = "00ff";
+  s.record.leader_pid = 4242;
+  s.record.started_usec = started;
+  s.record.last_seen_usec = started;
+  s.host = host;
+  s.expires_usec = expires;
+  return s;
+}
+
+void test_session_records_and_requests(void** /*state*/) {
+  assert_string_equal(fleet::session_records_key("mfad:").c_str(), "mfad:sessions");
+  assert_string_equal(fleet::host_sessions_key("x:", "web1").c_str(), "x:host:{web1}:sessions");
+  const std::vector<std::string> keys = fleet::session_keys("x:", "alice", "web1");
+  assert_int_equal(keys.size(), 3);
+  assert_string_equal(keys[0].c_str(), "x:user:{alice}:sessions");
+  assert_string_equal(keys[1].c_str(), "x:sessions");
+  assert_string_equal(keys[2].c_str(), "x:host:{web1}:sessions");
+
+  auto s = remote_session("0123abcd", "alice", "web-1.example", 1000, 2000);
+  s.record.rhost = "caf\xc3\xa9";  // UTF-8 passes through
+  s.record.ruser = "\xff";         // bytes that are not UTF-8 are replaced, never thrown on
+  s.record.leader_start = 99;      // stays on its host
+  auto back = fleet::decode_session(fleet::encode_session(s));
+  assert_true(back.has_value());
+  assert_string_equal(back->record.id.c_str(), "0123abcd");
+  assert_string_equal(back->record.user.c_str(), "alice");
+  assert_string_equal(back->host.c_str(), "web-1.example");
+  assert_string_equal(back->record.rhost.c_str(), "caf\xc3\xa9");
+  assert_string_equal(back->record.ruser.c_str(), "\xef\xbf\xbd");
+  assert_int_equal(back->record.leader_pid, 4242);
+  assert_int_equal(back->record.leader_start, 0);
+  assert_int_equal(back->record.started_usec, 1000);
+  assert_int_equal(back->expires_usec, 2000);
+
+  // Outside input: anything malformed is refused whole.
+  auto mangled = [&](auto change) {
+    auto copy = s;
+    change(copy);
+    return fleet::decode_session(fleet::encode_session(copy)).has_value();
+  };
+  assert_false(mangled([](auto& c) { c.record.id = "XYZ"; }));
+  assert_false(mangled([](auto& c) { c.record.id = std::string(65, 'a'); }));
+  assert_false(mangled([](auto& c) { c.record.user = ""; }));
+  assert_false(mangled([](auto& c) { c.host = "a|b"; }));
+  assert_false(mangled([](auto& c) { c.host = "{web}"; }));
+  assert_false(mangled([](auto& c) { c.record.tty = "pts/1\nforged"; }));
+  assert_false(mangled([](auto& c) { c.record.service = std::string(300, 's'); }));
+  assert_false(fleet::decode_session("").has_value());
+  assert_false(fleet::decode_session("[1]").has_value());
+  assert_false(fleet::decode_session("{\"v\":2}").has_value());
+  assert_false(
+      fleet::decode_session(std::string(fleet::kMaxSessionRecordSize + 1, ' ')).has_value());
+  std::string negative = fleet::encode_session(s);
+  negative.replace(negative.find("4242"), 4, "-1");
+  assert_false(fleet::decode_session(negative).has_value());
+
+  const fleet::TerminationRequest req{"00aa", "admin", "host-b", "uid=0 pid=7 :1.5"};
+  auto r = fleet::decode_termination(fleet::encode_termination(req));
+  assert_true(r.has_value());
+  assert_string_equal(r->session_id.c_str(), "00aa");
+  assert_string_equal(r->reason.c_str(), "admin");
+  assert_string_equal(r->from_host.c_str(), "host-b");
+  assert_string_equal(r->caller.c_str(), "uid=0 pid=7 :1.5");
+  for (const char* reason : {"user", "limit"}) {
+    auto other = req;
+    other.reason = reason;
+    assert_true(fleet::decode_termination(fleet::encode_termination(other)).has_value());
+  }
+  auto bad = req;
+  bad.reason = "expired";  // only the owner expires its sessions
+  assert_false(fleet::decode_termination(fleet::encode_termination(bad)).has_value());
+  bad = req;
+  bad.from_host = "";
+  assert_false(fleet::decode_termination(fleet::encode_termination(bad)).has_value());
+  bad = req;
+  bad.caller = std::string(2000, 'c');
+  assert_false(fleet::decode_termination(fleet::encode_termination(bad)).has_value());
+
+  // The register script's reply.
+  RedisReply reply;
+  reply.type = RedisReply::Type::kArray;
+  auto integer = [](long long v) {
+    RedisReply e;
+    e.type = RedisReply::Type::kInteger;
+    e.integer = v;
+    return e;
+  };
+  auto string = [](std::string v) {
+    RedisReply e;
+    e.type = RedisReply::Type::kString;
+    e.str = std::move(v);
+    return e;
+  };
+  reply.elements = {integer(1), integer(2),       string("00aa"),  string("host-a"),
+                    string(""), string("bad id"), string("host-a")};
+  assert_false(fleet::parse_register_reply(reply).ok());  // not (id, host, record) triples
+  reply.elements.push_back(string(""));
+  auto outcome = fleet::parse_register_reply(reply);
+  assert_true(outcome.ok() && outcome->added);
+  assert_int_equal(outcome->count, 2);
+  assert_int_equal(outcome->evicted.size(), 1);  // the malformed one names nothing to end
+  assert_string_equal(outcome->evicted[0].record.id.c_str(), "00aa");
+  assert_string_equal(outcome->evicted[0].host.c_str(), "host-a");
+  reply.elements = {integer(2), integer(0)};
+  assert_false(fleet::parse_register_reply(reply).ok());
+}
+
+void test_session_scripts(void** /*state*/) {
+  Loop l;
+  l.wait_ready();
+  const std::string prefix = "mfad:";
+  const std::string user_key = fleet::user_keys(prefix, "session-user").sessions;
+  const std::string records = fleet::session_records_key(prefix);
+  const int64_t now = 1764000000000000;
+  auto reg = [&](const fleet::RemoteSession& s, int max, fleet::SessionAdmission mode) {
+    auto r =
+        l.eval(fleet::session_register_script(), fleet::session_keys(prefix, s.record.user, s.host),
+               fleet::session_register_args(s, now, max, mode));
+    assert_true(r.ok());
+    auto out = fleet::parse_register_reply(*r);
+    assert_true(out.ok());
+    return *out;
+  };
+  using fleet::SessionAdmission;
+  const int64_t later = now + 3600LL * 1000000;
+  // MaxPerUser counts every host's sessions.
+  assert_true(reg(remote_session("a1", "session-user", "host-a", now - 300, later), 2,
+                  SessionAdmission::kDeny)
+                  .added);
+  assert_true(reg(remote_session("b1", "session-user", "host-b", now - 200, later), 2,
+                  SessionAdmission::kDeny)
+                  .added);
+  auto denied = reg(remote_session("a2", "session-user", "host-a", now - 100, later), 2,
+                    SessionAdmission::kDeny);
+  assert_false(denied.added);
+  assert_int_equal(denied.count, 2);
+  assert_true(l.command({"HEXISTS", records, "a2"})->integer == 0);
+  // Registering one's own session again is no new session.
+  assert_true(reg(remote_session("b1", "session-user", "host-b", now - 200, later), 2,
+                  SessionAdmission::kDeny)
+                  .added);
+  // evict-oldest: the oldest goes, whatever host owns it, and its record comes back.
+  auto evicted = reg(remote_session("b2", "session-user", "host-b", now - 50, later), 2,
+                     SessionAdmission::kEvictOldest);
+  assert_true(evicted.added);
+  assert_int_equal(evicted.evicted.size(), 1);
+  assert_string_equal(evicted.evicted[0].record.id.c_str(), "a1");
+  assert_string_equal(evicted.evicted[0].host.c_str(), "host-a");
+  assert_string_equal(evicted.evicted[0].record.service.c_str(), "sshd");
+  assert_int_equal(l.command({"HLEN", user_key})->integer, 2);
+  assert_true(l.command({"HEXISTS", records, "a1"})->integer == 0);
+  // Reconciliation adds a session that exists whatever the count.
+  assert_true(reg(remote_session("b3", "session-user", "host-b", now - 10, later), 2,
+                  SessionAdmission::kForce)
+                  .added);
+  assert_int_equal(l.command({"HLEN", user_key})->integer, 3);
+  // An entry past its expiry (its host died with it) stops counting and is removed.
+  assert_true(reg(remote_session("dead1", "session-user", "host-dead", now - 100, now - 1), 0,
+                  SessionAdmission::kForce)
+                  .added);
+  auto counted = reg(remote_session("b3", "session-user", "host-b", now - 10, later), 10,
+                     SessionAdmission::kDeny);
+  assert_int_equal(counted.count, 2);  // b1, b2: not dead1, not b3 itself
+  assert_true(l.command({"HEXISTS", records, "dead1"})->integer == 0);
+
+  // Listing: the user's records, every host.
+  auto listed = l.eval(fleet::session_list_script(), {user_key, records}, {});
+  assert_true(listed.ok() && listed->elements.size() == 3);
+  for (const auto& e : listed->elements)
+    assert_true(fleet::decode_session(e.str).has_value());
+  // The host's own list, for its reconciliation.
+  auto own = l.command({"HGETALL", fleet::host_sessions_key(prefix, "host-b")});
+  assert_true(own.ok() && own->elements.size() >= 6);
+
+  // Unregistering removes it from every key.
+  assert_true(l.eval(fleet::session_unregister_script(),
+                     fleet::session_keys(prefix, "session-user", "host-b"), {"b3"})
+                  .ok());
+  assert_true(l.command({"HEXISTS", user_key, "b3"})->integer == 0);
+  assert_true(l.command({"HEXISTS", records, "b3"})->integer == 0);
+  assert_true(l.command({"HEXISTS", fleet::host_sessions_key(prefix, "host-b"), "b3"})->integer ==
+              0);
+
+  // Termination asked on host A for a session of host B: out of the count at once, queued for B
+  // (bounded, with a lifetime), published, taken in order and once.
+  const std::string queue = fleet::host_terminate_key(prefix, "host-b");
+  for (const char* id : {"b1", "b2", "b9"}) {
+    auto r = l.eval(fleet::request_termination_script(), {user_key, records, queue},
+                    {id, fleet::encode_termination({id, "admin", "host-a", "uid=0"}), "2", "60"});
+    assert_true(r.ok() && !r->is_error());
+  }
+  assert_int_equal(l.command({"HLEN", user_key})->integer, 0);
+  assert_int_equal(l.command({"LLEN", queue})->integer, 2);  // the oldest went
+  auto ttl = l.command({"TTL", queue});
+  assert_true(ttl->integer > 0 && ttl->integer <= 60);
+  auto taken = l.eval(fleet::take_session_terminations_script(), {queue}, {"1"});
+  assert_true(taken.ok() && taken->elements.size() == 1);
+  assert_string_equal(fleet::decode_termination(taken->elements[0].str)->session_id.c_str(), "b2");
+  taken = l.eval(fleet::take_session_terminations_script(), {queue}, {"100"});
+  assert_true(taken.ok() && taken->elements.size() == 1);
+  taken = l.eval(fleet::take_session_terminations_script(), {queue}, {"100"});
+  assert_true(taken.ok() && taken->elements.empty());
+}
+
+void test_subscription(void** /*state*/) {
+  Loop subscriber;
+  Loop publisher;
+  int subscribed = 0;
+  std::vector<std::string> messages;
+  subscriber.client->subscribe(
+      "mfad:host:{a}:terminate", [&] { ++subscribed; },
+      [&](const std::string& m) { messages.push_back(m); });
+  assert_true(subscriber.run_until([&] { return subscribed == 1; }));
+  publisher.wait_ready();
+  assert_int_equal(publisher.command({"PUBLISH", "mfad:host:{a}:terminate", "one"})->integer, 1);
+  assert_int_equal(publisher.command({"PUBLISH", "mfad:host:{b}:terminate", "other"})->integer, 0);
+  assert_int_equal(publisher.command({"PUBLISH", "mfad:host:{a}:terminate", "two"})->integer, 1);
+  assert_true(subscriber.run_until([&] { return messages.size() == 2; }));
+  assert_string_equal(messages[0].c_str(), "one");
+  assert_string_equal(messages[1].c_str(), "two");
+  // No timeout fires while nothing is published: the subscription is not a pending request.
+  assert_false(subscriber.run_until([&] { return !subscriber.client->ready(); }, 400));
+  // Outside the ACL's channels: refused (hiredis 0.14 drops the connection on the error), and the
+  // client starts over rather than believing it is subscribed.
+  Loop refused;
+  int refused_subscribed = 0;
+  refused.client->subscribe(
+      "other:channel", [&] { ++refused_subscribed; }, [](const std::string&) {});
+  assert_true(refused.run_until(
+      [&] { return strstr(refused.client->last_error().c_str(), "NOPERM") != nullptr; }, 2000));
+  assert_int_equal(refused_subscribed, 0);
+}
+
+// The scripts publish a user's name when what BeginAuthentication answers from changes in Redis
+// (enrollment, lockout, the last backup code), and only then: the hosts' read caches rely on it.
+void test_scripts_publish_invalidations(void** /*state*/) {
+  Loop subscriber;
+  Loop l;
+  int subscribed = 0;
+  std::vector<std::string> messages;
+  const std::string channel = fleet::invalidation_channel("mfad:");
+  assert_string_equal(channel.c_str(), "mfad:invalidate");
+  subscriber.client->subscribe(
+      channel, [&] { ++subscribed; }, [&](const std::string& m) { messages.push_back(m); });
+  assert_true(subscriber.run_until([&] { return subscribed == 1; }));
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "inval-user");
+  const int64_t now = 1764000000000000;
+  RatePolicy policy;
+  policy.max_failures = 2;
+  auto confirm = [&](fleet::ConfirmRequest req, int64_t at) {
+    req.notify_channel = channel;
+    req.notify_user = "inval-user";
+    auto r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
+                    fleet::confirm_args(req, policy, at));
+    assert_true(r.ok() && !r->is_error());
+    return fleet::parse_confirm_reply(*r)->refused;
+  };
+  // An enrollment write.
+  std::vector<std::string> args{"update",
+                                "",
+                                "0",
+                                "1",
+                                "0",
+                                channel,
+                                "inval-user",
+                                fleet::hash_hex(code_hash(1)),
+                                fleet::hash_hex(code_hash(2))};
+  assert_true(l.eval(fleet::put_user_script(),
+                     {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args)
+                  ->integer == 1);
+  assert_true(subscriber.run_until([&] { return messages.size() == 1; }));
+  assert_string_equal(messages[0].c_str(), "inval-user");
+  // A step, a success, one failure, a backup code that is not the last: no message.
+  fleet::ConfirmRequest req;
+  req.step = 10;
+  req.action = "success";
+  assert_string_equal(confirm(req, now).c_str(), "");
+  req = {};
+  req.action = "fail";
+  assert_string_equal(confirm(req, now).c_str(), "");
+  req = {};
+  req.backup = code_hash(1);
+  req.action = "success";
+  assert_string_equal(confirm(req, now).c_str(), "");
+  assert_false(subscriber.run_until([&] { return messages.size() > 1; }, 200));
+  // The last backup code: a message (a Begin no longer offers backup codes).
+  req.backup = code_hash(2);
+  assert_string_equal(confirm(req, now).c_str(), "");
+  assert_true(subscriber.run_until([&] { return messages.size() == 2; }));
+  // Two failures lock the user: a message; a failure refused while locked: none; unlock: one.
+  req = {};
+  req.action = "fail";
+  req.check_lock = true;
+  assert_string_equal(confirm(req, now).c_str(), "");
+  assert_false(subscriber.run_until([&] { return messages.size() > 2; }, 200));
+  assert_string_equal(confirm(req, now).c_str(), "");
+  assert_true(subscriber.run_until([&] { return messages.size() == 3; }));
+  assert_string_equal(confirm(req, now).c_str(), "locked");
+  req = {};
+  req.action = "clear";
+  assert_string_equal(confirm(req, now).c_str(), "");
+  assert_true(subscriber.run_until([&] { return messages.size() == 4; }));
+  assert_false(subscriber.run_until([&] { return messages.size() > 4; }, 200));
+  // A channel the ACL refuses: the write still happens (the publish is best effort).
+  args = {"update", "77", "0", "0", "0", "other:invalidate", "inval-user"};
+  auto put = l.eval(fleet::put_user_script(),
+                    {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args);
+  assert_true(put.ok() && !put->is_error());
+  assert_string_equal(l.command({"GET", k.watermark})->str.c_str(), "77");
+}
+
+// Which users' cached state the read cache vouches for (fleet_read_cache.hpp).
+void test_read_cache(void** /*state*/) {
+  FleetReadCache c;
+  const uint64_t t0 = 5000000;
+  uint64_t token = c.read_started();
+  c.read_done("alice", token, t0);
+  assert_false(c.current("alice", t0));  // no subscription yet: nothing is current
+  c.watching(true);
+  token = c.read_started();
+  c.read_done("alice", token, t0);
+  assert_true(c.current("alice", t0));
+  assert_true(c.current("alice", t0 + FleetReadCache::kMaxAgeUsec));
+  assert_false(c.current("alice", t0 + FleetReadCache::kMaxAgeUsec + 1));  // aged out
+  assert_false(c.current("bob", t0));
+  // An invalidation forgets the user, and a read in flight meanwhile (of anyone) is not trusted.
+  token = c.read_started();
+  c.invalidate("alice");
+  assert_false(c.current("alice", t0));
+  c.read_done("bob", token, t0);
+  assert_false(c.current("bob", t0));
+  c.read_done("bob", c.read_started(), t0);
+  assert_true(c.current("bob", t0));
+  // The subscription lost: nothing is current, and a read in flight across it is not either.
+  token = c.read_started();
+  c.watching(false);
+  assert_false(c.current("bob", t0));
+  c.read_done("bob", token, t0);
+  c.read_done("carol", c.read_started(), t0);
+  c.watching(true);
+  assert_false(c.current("bob", t0) || c.current("carol", t0));
+  // Bounded: past kMaxUsers, aged-out entries go first, then everything.
+  for (size_t i = 0; i < FleetReadCache::kMaxUsers; ++i)
+    c.read_done("u" + std::to_string(i), c.read_started(), t0);
+  assert_int_equal(c.size(), FleetReadCache::kMaxUsers);
+  const uint64_t later = t0 + FleetReadCache::kMaxAgeUsec + 1;
+  c.read_done("dave", c.read_started(), later);
+  assert_int_equal(c.size(), 1);
+  assert_true(c.current("dave", later));
+  c.invalidate_all();
+  assert_false(c.current("dave", later));
+}
+
+// A PING sent to the frozen group server: it must time out; returns how long that took (ms).
+long ping_frozen_server(Loop& l) {
+  kill(g_redis_server->pid, SIGSTOP);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = l.command({"PING"});
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - start)
+                      .count();
+  kill(g_redis_server->pid, SIGCONT);
+  assert_false(r.ok());
+  assert_non_null(strstr(r.error().message.c_str(), "timed out"));
+  return static_cast<long>(ms);
+}
+
+void test_frozen_server_times_out(void** /*state*/) {
+  Loop l(kRedisPassword, 100 * 1000);
+  l.wait_ready();
+  const auto ms = ping_frozen_server(l);
+  assert_true(ms >= 90 && ms < 1000);
+  assert_false(l.client->ready());
+  assert_true(l.states.size() >= 2 && !l.states.back().first);
+  // Back with backoff.
+  assert_true(l.run_until([&] { return l.client->ready(); }, 5000));
+}
+
+// One timer serves every command: a command sent after an earlier one was answered still gets
+// its whole timeout, counted from its own sending.
+void test_timeout_counts_from_each_command(void** /*state*/) {
+  Loop l(kRedisPassword, 150 * 1000);
+  l.wait_ready();
+  assert_true(l.command({"PING"}).ok());  // arms the timer for its own deadline
+  // The loop runs on until the first command's deadline is near.
+  const auto later = std::chrono::steady_clock::now() + std::chrono::milliseconds(100);
+  assert_true(l.run_until([&] { return std::chrono::steady_clock::now() > later; }, 1000));
+  const auto ms = ping_frozen_server(l);
+  assert_true(ms >= 140 && ms < 1000);
+  assert_true(l.run_until([&] { return l.client->ready(); }, 5000));
+}
+
+// Shutdown: a command waiting on a frozen server completes at once with the given reason,
+// later ones too, and the client does not reconnect.
+void test_close_completes_what_waits(void** /*state*/) {
+  Loop l(kRedisPassword, 10 * 1000 * 1000);
+  l.wait_ready();
+  kill(g_redis_server->pid, SIGSTOP);
+  std::optional<Result<RedisReply>> waiting;
+  l.client->command({"PING"}, [&](Result<RedisReply> r) { waiting.emplace(std::move(r)); });
+  assert_false(l.run_until([&] { return waiting.has_value(); }, 100));
+  l.client->close("mfad is shutting down");
+  kill(g_redis_server->pid, SIGCONT);
+  assert_true(waiting.has_value());
+  assert_false(waiting->ok());
+  assert_non_null(strstr(waiting->error().message.c_str(), "shutting down"));
+  std::optional<Result<RedisReply>> later;
+  l.client->command({"PING"}, [&](Result<RedisReply> r) { later.emplace(std::move(r)); });
+  assert_true(later.has_value() && !later->ok());
+  assert_false(l.run_until([&] { return l.client->ready(); }, 300));
+}
+
+}  // namespace
+
+int main() {
+  const struct CMUnitTest pure[] = {
+      cmocka_unit_test(test_keys_and_records),
+      cmocka_unit_test(test_read_cache),
+      cmocka_unit_test(test_address_parsing),
+      cmocka_unit_test(test_password_file),
+      cmocka_unit_test(test_recorder_notes_what_was_consumed),
+      cmocka_unit_test(test_reconcile_queue_and_migration_gaps),
+      cmocka_unit_test(test_session_records_and_requests),
+  };
+  const struct CMUnitTest with_redis[] = {
+      cmocka_unit_test(test_client_auth_and_commands),
+      cmocka_unit_test(test_wrong_password_is_refused_not_ready),
+      cmocka_unit_test(test_watermark_compare_and_set),
+      cmocka_unit_test(test_backup_code_exactly_once),
+      cmocka_unit_test(test_confirm_refuses_while_locked_fleet_wide),
+      cmocka_unit_test(test_confirm_checks_the_factor_record),
+      cmocka_unit_test(test_shared_failures_match_the_local_limiter),
+      cmocka_unit_test(test_load_and_put_user),
+      cmocka_unit_test(test_session_scripts),
+      cmocka_unit_test(test_subscription),
+      cmocka_unit_test(test_scripts_publish_invalidations),
+      cmocka_unit_test(test_frozen_server_times_out),
+      cmocka_unit_test(test_timeout_counts_from_each_command),
+      cmocka_unit_test(test_close_completes_what_waits),
+  };
+  int failed = cmocka_run_group_tests_name("fleet", pure, nullptr, nullptr);
+  failed += cmocka_run_group_tests_name("fleet-redis", with_redis, redis_group_setup,
+                                        redis_group_teardown);
+  return failed;
+}
