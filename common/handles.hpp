@@ -8,7 +8,6 @@
 
 #include <memory>
 
-
 namespace mfa {
 
 template <auto Fn>
