@@ -1,5 +1,5 @@
 """Drives pam_mfa.so through pam_wrapper: service files in a private directory, the module loaded
-from the build tree, and pam_driver (tests/unit/pam/pam_driver.c) reporting the exact PAM return
+from the build tree, and pam_driver (tests/unit/pam_module/pam_driver.c) reporting the exact PAM return
 code and every message the user saw.
 
 Honours MFA_BUILD_DIR (through conftest's build_dir) and MFA_ASAN=1 (libasan preloaded before
@@ -74,14 +74,14 @@ def pam_driver_path(build_dir):
     """The driver from the build tree; compiled on the fly when the tree was configured without
     tests (it is a plain libpam client: no sanitizer needed, the module under test is loaded
     into it)."""
-    built = os.path.join(build_dir, "tests", "unit", "pam", "pam_driver")
+    built = os.path.join(build_dir, "tests", "unit", "pam_module", "pam_driver")
     if os.path.exists(built):
         return built
     if "driver" not in _DRIVER_CACHE:
         outdir = tempfile.mkdtemp(prefix="mfa-pam-driver-")
         os.chmod(outdir, 0o755)  # test users run it too
         out = os.path.join(outdir, "pam_driver")
-        src = os.path.join(REPO, "tests", "unit", "pam", "pam_driver.c")
+        src = os.path.join(REPO, "tests", "unit", "pam_module", "pam_driver.c")
         subprocess.run(["cc", "-O2", "-o", out, src, "-lpam"], check=True)
         _DRIVER_CACHE["driver"] = out
     return _DRIVER_CACHE["driver"]

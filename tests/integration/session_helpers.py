@@ -1,4 +1,4 @@
-"""Session leaders for the session tests: pam_session_client (tests/unit/pam) under pam_wrapper,
+"""Session leaders for the session tests: pam_session_client (tests/unit/pam_module) under pam_wrapper,
 with a service whose auth and session stacks are pam_mfa.so from the build tree; a dbus-monitor
 of mfad's signals; python3-dbusmock's logind template on the private bus."""
 
@@ -20,13 +20,13 @@ LOGIND_POLICY = bus_policy("""  <policy user="root">
 
 
 def client_path(build_dir):
-    built = os.path.join(build_dir, "tests", "unit", "pam", "pam_session_client")
+    built = os.path.join(build_dir, "tests", "unit", "pam_module", "pam_session_client")
     if os.path.exists(built):
         return built
     outdir = tempfile.mkdtemp(prefix="mfa-session-client-")
     os.chmod(outdir, 0o755)
     out = os.path.join(outdir, "pam_session_client")
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "unit", "pam",
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "unit", "pam_module",
                        "pam_session_client.c")
     subprocess.run(["cc", "-O2", "-o", out, src, "-lpam"], check=True)
     return out
