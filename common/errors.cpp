@@ -36,7 +36,6 @@ constexpr ErrcName kErrcNames[] = {
     {Errc::kInternal, dbus::kErrorInternal},
     {Errc::kIo, dbus::kErrorInternal},
     {Errc::kCrypto, dbus::kErrorInternal},
-    {Errc::kAdminCheckPending, dbus::kErrorNotAllowed},
 };
 
 }  // namespace

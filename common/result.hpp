@@ -34,9 +34,6 @@ enum class Errc {
   kIo,        // files, sockets (not sent over the bus as such: maps to StorageFailure/Internal)
   kCrypto,    // sealing/opening failed: tampered record, wrong key
   kInternal,  // org.mfad1.Error.Internal
-  // Never sent: the call needs the admin tier and polkit may still be asked (daemon/polkit.hpp);
-  // mfad asks it and runs the call again with its answer. Would go out as NotAllowed.
-  kAdminCheckPending,
 };
 
 struct Error {

@@ -221,9 +221,10 @@ Status make_state_directory(const std::string& dir) {
 
 // sd-bus's own access check of methods without SD_BUS_VTABLE_UNPRIVILEGED asks dbus-daemon for
 // the caller's uid on every call, synchronously (GetConnectionUnixUser: a blocking round trip in
-// the event loop, three per login). manager_bus.cpp's dispatch makes the same decision, root only,
-// from credentials cached per connection (CallerCache), so the bus is marked trusted to skip the
-// repeat; sd_bus_set_trusted must come before the connection starts, hence no sd_bus_open_system.
+// the event loop, three per login). bus/manager_vtable.cpp's dispatch makes the same decision, root
+// only, from credentials cached per connection (CallerCache), so the bus is marked trusted to skip
+// the repeat; sd_bus_set_trusted must come before the connection starts, hence no
+// sd_bus_open_system.
 Result<BusPtr> connect_bus(const Options& options) {
   std::string address;
   if (options.bus_address) {

@@ -1,27 +1,25 @@
-// Fleet mode's D-Bus glue (docs/fleet.md): a call about a user waits, as a deferred reply on the
-// event loop, for that user's shared state (prefetch), runs its handler against the local cache,
-// and sends the reply (or the text it decided) only after Redis confirmed what the decision
-// consumed.
+// Fleet mode's way to an answer (docs/fleet.md): a call about a user waits for that user's shared
+// state (prefetch), is decided against the local cache, and its reply (or the text it decided)
+// leaves only once Redis confirmed what the decision consumed. Each wait resumes the call through
+// PendingCall::then().
 #include <cstring>
 #include <memory>
 #include <utility>
 
-#include "common/dbus_names.hpp"
-#include "bus/caller.hpp"
-#include "core/log.hpp"
-#include "fleet/coordinator.hpp"
-#include "fleet/sms.hpp"
 #include "bus/manager.hpp"
+#include "common/dbus_names.hpp"
+#include "core/log.hpp"
 #include "core/rate_limiter.hpp"
 #include "core/validation.hpp"
+#include "fleet/coordinator.hpp"
+#include "fleet/sms.hpp"
 
 namespace mfa {
 
 namespace {
 
-bool is_counted_failure(sd_bus_message* reply) {
-  return sd_bus_message_is_method_error(reply, errc_dbus_name(Errc::kBadCode)) > 0 ||
-         sd_bus_message_is_method_error(reply, errc_dbus_name(Errc::kRateLimited)) > 0;
+bool changes_enrollment(FleetCallKind kind) {
+  return kind == FleetCallKind::kChange || kind == FleetCallKind::kAdmin;
 }
 
 }  // namespace
@@ -42,130 +40,90 @@ void ManagerBus::emit_degraded_changed() {
     MFA_LOG_WARNING("cannot emit PropertiesChanged(Degraded): %s", strerror(-r));
 }
 
-int ManagerBus::fleet_defer(sd_bus_message* m, const std::string& user, FleetCallKind kind,
-                            int (ManagerBus::*handler)(sd_bus_message*), const char* sms_purpose,
-                            bool fresh) {
-  // Nothing to fetch for a call the Authenticator refuses anyway (unknown challenge, bad name).
-  if (user.empty() || !validate_user_name(user).ok()) {
-    fleet_pass_ = true;
-    int r = (this->*handler)(m);
-    fleet_pass_ = false;
-    fleet_verified_.reset();  // nothing to confirm
-    return r;
+void ManagerBus::fleet_proceed(const CallPtr& call, FleetScope scope, Decide decide) {
+  // Nothing to fetch for a call the Authenticator refuses anyway (unknown challenge, bad name):
+  // decided and answered as without fleet mode.
+  if (scope.user.empty() || !validate_user_name(scope.user).ok()) {
+    proceed(call, std::nullopt, std::move(decide));
+    return;
   }
-  SharedMessage call = share_message(m);
-  const uint64_t id = next_fleet_call_++;
-  fleet_calls_.emplace(id, call);
-  // A call that runs again with polkit's answer keeps it through the prefetch.
-  const PolkitGrant grant = polkit_grant_;
-  auto run = [this, call, id, user, kind, handler, grant](bool online) {
-    if (fleet_calls_.count(id) == 0)
-      return;  // the shutdown answered it already
-    try {
-      if (stopping_) {
-        (void)sd_bus_reply_method_errorf(call.get(), SD_BUS_ERROR_NO_SERVER,
-                                         "mfad is shutting down.");
-        fleet_call_done(id);
-        return;
-      }
-      if (!online && (kind == FleetCallKind::kChange || kind == FleetCallKind::kAdmin)) {
-        // Fail closed: an enrollment change that Redis cannot learn would be undone, or worse,
-        // resurrect what another host removed.
-        (void)reply_error(call.get(),
-                          make_error(Errc::kStorage,
-                                     "The fleet's shared store (Redis) is unreachable; enrollment "
-                                     "changes wait until it is back."));
-        fleet_call_done(id);
-        return;
-      }
-      int r = sd_bus_message_rewind(call.get(), 1);
-      if (r < 0) {
-        (void)sd_bus_reply_method_errno(call.get(), r, nullptr);
-        fleet_call_done(id);
-        return;
-      }
-      fleet_pass_ = true;
-      fleet_online_ = online;
-      capturing_ = true;
-      polkit_grant_ = grant;
-      recorder_->start();
-      r = (this->*handler)(call.get());
-      FleetChanges changes = recorder_->stop();
-      polkit_grant_ = PolkitGrant::kAskable;
-      capturing_ = false;
-      fleet_online_ = false;
-      fleet_pass_ = false;
-      const std::optional<Method> verified = std::exchange(fleet_verified_, std::nullopt);
-      BusMessagePtr reply = std::move(captured_);
-      // BeginSmsEnrollment decided a text: it leaves once Redis confirmed the decision.
-      std::shared_ptr<SmsMessage> text;
-      if (captured_text_) {
-        text = std::make_shared<SmsMessage>(std::move(*captured_text_));
-        captured_text_.reset();
-      }
-      const bool success = text ? true : captured_success_;
-      if (!reply && !text) {
-        // Answered directly (refusal) or failed before replying.
-        if (r < 0)
-          (void)sd_bus_reply_method_errno(call.get(), r, nullptr);
-        after_write();
-        fleet_call_done(id);
-        return;
-      }
-      const bool failure = reply && !success && is_counted_failure(reply.get());
-      Caller caller;
-      (void)callers_.identify(call.get(), &caller);
-      caller.polkit = grant;
-      if (!online) {
-        fleet_->note_degraded(user, sd_bus_message_get_member(call.get()), changes, success,
-                              failure, caller.describe());
-        if (text)  // not reached: enrollment changes are refused while degraded
-          (void)send_text(call.get(), std::move(*text));
-        else
-          (void)finish(call.get(), std::move(reply), success);
-        after_write();
-        fleet_call_done(id);
-        return;
-      }
-      // The decision's writes go to disk while Redis confirms it, not after.
-      if (store_.in_transaction())
-        commit_->prepare();
-      fleet_confirm(call, id, user, kind, changes, success, failure, verified,
-                    share_message(std::move(reply)), text, caller.describe());
-      after_write();
-    } catch (...) {
-      capturing_ = false;
-      fleet_online_ = false;
-      fleet_pass_ = false;
-      polkit_grant_ = PolkitGrant::kAskable;
-      captured_text_.reset();
-      MFA_LOG_ERROR("fleet call failed");
-      (void)sd_bus_reply_method_errorf(call.get(), dbus::kErrorInternal, "Internal error in mfad.");
-      fleet_call_done(id);
-    }
-  };
-  if (fresh && !fleet_->degraded()) {
-    run(true);
-    return 1;
+  if (scope.fresh && !fleet_->degraded()) {
+    fleet_decide(call, scope, decide, true);
+    return;
   }
-  fleet_->prefetch(user, [this, user, sms_purpose, run](bool online) {
-    if (online && sms_purpose != nullptr && fleet_sms_ != nullptr) {
-      fleet_sms_->load_code(user, sms_purpose, run);
-      return;
-    }
-    run(online);
-  });
-  return 1;
+  const std::string user = scope.user;
+  fleet_->prefetch(
+      user, call->then<bool>(CallWait::kRedis, [this, scope, decide](const CallPtr& fetched,
+                                                                     bool online) {
+        if (online && scope.sms_purpose != nullptr && fleet_sms_ != nullptr) {
+          fleet_sms_->load_code(
+              scope.user, scope.sms_purpose,
+              fetched->then<bool>(CallWait::kRedis,
+                                  [this, scope, decide](const CallPtr& loaded, bool code_online) {
+                                    fleet_decide(loaded, scope, decide, code_online);
+                                  }));
+          return;
+        }
+        fleet_decide(fetched, scope, decide, online);
+      }));
 }
 
-void ManagerBus::fleet_confirm(SharedMessage call, uint64_t id, const std::string& user,
-                               FleetCallKind kind, const FleetChanges& changes, bool success,
-                               bool failure, std::optional<Method> verified, SharedMessage held,
-                               std::shared_ptr<SmsMessage> text, const std::string& who) {
+// online: the cache holds what Redis just said; else degraded, decided from the cache alone.
+void ManagerBus::fleet_decide(const CallPtr& call, const FleetScope& scope, const Decide& decide,
+                              bool online) {
+  if (stopping_) {
+    call->send_error(SD_BUS_ERROR_NO_SERVER, "mfad is shutting down.");
+    return;
+  }
+  if (!online && changes_enrollment(scope.kind)) {
+    // Fail closed: an enrollment change that Redis cannot learn would be undone, or worse,
+    // resurrect what another host removed.
+    answer_error(call, make_error(Errc::kStorage,
+                                  "The fleet's shared store (Redis) is unreachable; enrollment "
+                                  "changes wait until it is back."));
+    return;
+  }
+  call->set_read_shared_state(online);
+  recorder_->start();
+  Outcome outcome;
+  try {
+    outcome = decide(*call);
+  } catch (...) {
+    (void)recorder_->stop();
+    throw;
+  }
+  const FleetChanges changes = recorder_->stop();
+  if (ask_polkit(call, outcome, [this, scope, decide](const CallPtr& again) {
+        fleet_proceed(again, scope, decide);
+      }))
+    return;
+  if (outcome.failed < 0 || outcome.unsynced) {
+    // Failed before replying, or a reply that reports no decision (a new challenge): nothing for
+    // Redis to confirm.
+    answer(call, std::move(outcome));
+    return;
+  }
+  if (!online) {
+    fleet_->note_degraded(scope.user, call->member(), changes, outcome.success(),
+                          outcome.counted_failure(), call->caller().describe());
+    // A text is not reached: enrollment changes are refused while degraded.
+    answer(call, std::move(outcome));
+    return;
+  }
+  // The decision's writes go to disk while Redis confirms it, not after.
+  if (store_.in_transaction())
+    commit_->prepare();
+  fleet_confirm(call, scope, changes, std::make_shared<Outcome>(std::move(outcome)));
+}
+
+void ManagerBus::fleet_confirm(const CallPtr& call, const FleetScope& scope,
+                               const FleetChanges& changes, std::shared_ptr<Outcome> outcome) {
+  const bool success = outcome->success();
+  const bool failure = outcome->counted_failure();
   // An SMS code used or tried goes first; refused (no longer live fleet-wide), the decision is a
   // counted failure that changes no enrollment.
-  auto rest = [this, call, id, user, kind, changes, success, failure, verified, held, text,
-               who](FleetSms::ConfirmResult sms) {
+  auto rest = [this, scope, changes, outcome, success, failure](const CallPtr& sms_done,
+                                                                FleetSms::ConfirmResult sms) {
     FleetChanges shared = changes;
     if (!sms.refused.empty()) {
       shared.factors_changed = false;
@@ -177,58 +135,51 @@ void ManagerBus::fleet_confirm(SharedMessage call, uint64_t id, const std::strin
     const bool confirmed = success && sms.refused.empty();
     const bool failed = failure || (success && !sms.refused.empty());
     fleet_->confirm(
-        user, kind, shared, confirmed, failed, verified,
-        [this, call, id, held, text, success, failure, user, kind, who, sms,
-         changes](FleetConfirmResult res) {
-          if (fleet_calls_.count(id) == 0)
-            return;  // the shutdown answered it already
-          try {
-            if (res.refused.empty())
-              res.refused = sms.refused;
-            res.unavailable = res.unavailable || sms.unavailable;
-            const bool change = kind == FleetCallKind::kChange || kind == FleetCallKind::kAdmin;
-            if (res.unavailable && res.refused.empty() && !change && !stopping_) {
-              // Redis went away during the confirm: the decision stands, taken from
-              // the cache, like every decision of degraded mode.
-              fleet_->audit_degraded(user, sd_bus_message_get_member(call.get()), changes, success,
-                                     failure, who);
-            }
-            answer_confirmed(call.get(), held.get(), success, failure, user, kind, who, res, text);
-            // The cache took an enrollment change that Redis did not: it follows
-            // Redis again.
-            if (!res.refused.empty() && changes.enrollment_changed())
-              fleet_->prefetch(user, [this](bool) { after_write(); });
-            after_write();
-          } catch (...) {
-            MFA_LOG_ERROR("fleet confirm reply failed");
-          }
-          fleet_call_done(id);
-        });
+        scope.user, scope.kind, shared, confirmed, failed, outcome->verified,
+        sms_done->then<FleetConfirmResult>(
+            CallWait::kRedis, [this, scope, changes, outcome, sms, success, failure](
+                                  const CallPtr& confirmed_call, FleetConfirmResult res) {
+              if (res.refused.empty())
+                res.refused = sms.refused;
+              res.unavailable = res.unavailable || sms.unavailable;
+              if (res.unavailable && res.refused.empty() && !changes_enrollment(scope.kind) &&
+                  !stopping_) {
+                // Redis went away during the confirm: the decision stands, taken from the cache,
+                // like every decision of degraded mode.
+                fleet_->audit_degraded(scope.user, confirmed_call->member(), changes, success,
+                                       failure, confirmed_call->caller().describe());
+              }
+              answer_confirmed(confirmed_call, scope, std::move(*outcome), res);
+              // The cache took an enrollment change that Redis did not: it follows Redis again.
+              if (!res.refused.empty() && changes.enrollment_changed())
+                fleet_->prefetch(scope.user, [this](bool) { after_write(); });
+            }));
   };
   if (fleet_sms_ && (changes.sms_used || changes.sms_failed)) {
-    fleet_sms_->confirm(user, changes, std::move(rest));
+    fleet_sms_->confirm(scope.user, changes,
+                        call->then<FleetSms::ConfirmResult>(CallWait::kRedis, std::move(rest)));
     return;
   }
-  rest({});
+  rest(call, {});
 }
 
 // The reply of a call whose decision Redis has confirmed, or refused; a text the call decided
 // leaves only once Redis confirmed it.
-void ManagerBus::answer_confirmed(sd_bus_message* call, sd_bus_message* reply, bool success,
-                                  bool failure, const std::string& user, FleetCallKind kind,
-                                  const std::string& who, const FleetConfirmResult& res,
-                                  std::shared_ptr<SmsMessage> text) {
-  const bool change = kind == FleetCallKind::kChange || kind == FleetCallKind::kAdmin;
+void ManagerBus::answer_confirmed(const CallPtr& call, const FleetScope& scope, Outcome outcome,
+                                  const FleetConfirmResult& res) {
+  const std::string& user = scope.user;
+  const std::string who = call->caller().describe();
+  const bool change = changes_enrollment(scope.kind);
   const bool sends_text =
-      text && res.refused.empty() && !(res.unavailable && (change || stopping_));
-  if (text && !sends_text && fleet_sms_)
-    fleet_sms_->discard(*text);
+      outcome.text && res.refused.empty() && !(res.unavailable && (change || stopping_));
+  if (outcome.text && !sends_text && fleet_sms_)
+    fleet_sms_->discard(*outcome.text);
   if (res.refused == "locked") {
     // Locked fleet-wide since this host last read the user's state: nothing was counted or
     // consumed in Redis, as for a locked user's attempt on one host.
     MFA_LOG_WARNING("%s: attempt refused, locked out fleet-wide", user.c_str());
     fleet_->note_refused(user, res.refused, who);
-    (void)reply_error(call, make_error(Errc::kRateLimited, lockout_message(res.locked_usec)));
+    answer_error(call, make_error(Errc::kRateLimited, lockout_message(res.locked_usec)));
     return;
   }
   if (!res.refused.empty()) {
@@ -237,59 +188,32 @@ void ManagerBus::answer_confirmed(sd_bus_message* call, sd_bus_message* reply, b
   }
   // A refusal counts as a failure in Redis, as a local BadCode does; added to the other hosts'
   // failures, either may have locked the user.
-  const bool counted = !res.refused.empty() ||
-                       (failure && reply != nullptr &&
-                        sd_bus_message_is_method_error(reply, errc_dbus_name(Errc::kBadCode)) > 0);
+  const bool counted = !res.refused.empty() || outcome.refused == Errc::kBadCode;
   if (counted && res.locked_usec > 0) {
     MFA_LOG_WARNING("%s: locked out by failures across the fleet", user.c_str());
     const int64_t until = fleet_->note_lockout(user, res.locked_usec, who);
     SecurityEventEmitter(bus_).security_event(
         user, "lockout", {{"reason", "fleet-failures"}, {"locked_until", std::to_string(until)}});
-    (void)reply_error(call, make_error(Errc::kRateLimited, lockout_message(res.locked_usec)));
+    answer_error(call, make_error(Errc::kRateLimited, lockout_message(res.locked_usec)));
   } else if (!res.refused.empty()) {
-    (void)reply_error(
-        call,
-        make_error(Errc::kBadCode, res.refused == "factor-changed"
-                                       ? "Invalid code (this factor was changed on another host)"
-                                       : "Invalid code (already used on another host)"));
+    answer_error(call, make_error(Errc::kBadCode,
+                                  res.refused == "factor-changed"
+                                      ? "Invalid code (this factor was changed on another host)"
+                                      : "Invalid code (already used on another host)"));
   } else if (res.unavailable && stopping_) {
     // Redis did not answer before the shutdown: no decision leaves unconfirmed now.
-    (void)sd_bus_reply_method_errorf(call, SD_BUS_ERROR_NO_SERVER, "mfad is shutting down.");
+    call->send_error(SD_BUS_ERROR_NO_SERVER, "mfad is shutting down.");
   } else if (res.unavailable && change) {
-    (void)reply_error(call, make_error(Errc::kStorage,
-                                       "The change could not be written to the fleet's shared "
-                                       "store (Redis); try again when it is back."));
+    answer_error(call, make_error(Errc::kStorage,
+                                  "The change could not be written to the fleet's shared store "
+                                  "(Redis); try again when it is back."));
   } else if (sends_text) {
-    (void)send_text(call, std::move(*text));
-  } else if (reply != nullptr) {
+    send_text(call, std::move(*outcome.text));
+  } else if (outcome.reply) {
     // The decision's writes were committed while Redis answered, perhaps not yet synced: the
-    // reply waits for the disk either way (finish() would send it at once with no write open).
-    commit_->queue(call, BusMessagePtr(sd_bus_message_ref(reply)), success);
+    // reply waits for the disk either way (answer() would send it at once with no write open).
+    answer_durable(call, std::move(outcome.reply), outcome.success());
   }
-}
-
-void ManagerBus::fleet_call_done(uint64_t id) {
-  fleet_calls_.erase(id);
-  // The last one during shutdown: the drain timer, due at once, finishes it.
-  if (stopping_ && fleet_calls_.empty() && drain_timer_)
-    (void)sd_event_source_set_time(drain_timer_.get(), 1);
-}
-
-int ManagerBus::on_drain_timer(sd_event_source* /*s*/, uint64_t /*usec*/, void* userdata) {
-  auto* self = static_cast<ManagerBus*>(userdata);
-  try {
-    // What Redis has not answered by now completes with an error: those calls get NoServer.
-    if (self->fleet_ != nullptr)
-      self->fleet_->close_client("mfad is shutting down");
-    auto left = std::exchange(self->fleet_calls_, {});
-    for (auto& [id, call] : left)
-      (void)sd_bus_reply_method_errorf(call.get(), SD_BUS_ERROR_NO_SERVER,
-                                       "mfad is shutting down.");
-  } catch (...) {
-    MFA_LOG_ERROR("answering calls at shutdown failed");
-  }
-  self->finish_stop();
-  return 0;
 }
 
 }  // namespace mfa

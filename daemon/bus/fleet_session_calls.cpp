@@ -1,99 +1,53 @@
-// Fleet mode's session calls on the bus (docs/fleet.md "Sessions across hosts"): OpenSession,
-// ListSessions and TerminateSession are deferred replies, answered on the event loop once Redis
-// answered (within its timeout) or at once when degraded; FleetSessions decides.
-#include <cstring>
-#include <memory>
+// Fleet mode's session calls on the bus (docs/fleet.md "Sessions across hosts"): FleetSessions
+// decides OpenSession, ListSessions and TerminateSession, once Redis answered (within its
+// timeout) or at once when degraded; the call resumes with its decision (PendingCall::then()).
+#include <string>
+#include <vector>
 
-#include "common/dbus_names.hpp"
-#include "core/log.hpp"
-#include "fleet/sessions.hpp"
 #include "bus/manager.hpp"
 #include "bus/sessions.hpp"
+#include "fleet/sessions.hpp"
 
 namespace mfa {
 
-namespace {
-
-BusMessagePtr method_return(sd_bus_message* call, int* ret_r) {
-  sd_bus_message* reply = nullptr;
-  *ret_r = sd_bus_message_new_method_return(call, &reply);
-  return BusMessagePtr(reply);
+void ManagerBus::fleet_open_session(const CallPtr& call, const std::string& user,
+                                    const StringMap& context) {
+  fleet_sessions_->open(
+      call->caller(), user, context,
+      call->then<Result<std::string>>(
+          CallWait::kRedis, [this](const CallPtr& opened, Result<std::string> id) {
+            answer(opened, reply_to(opened->message(), id, append_string));
+          }));
 }
 
-// Answers a held call from the event loop: reply() sends the answer or returns a negative errno,
-// which becomes the answer; then after(). Nothing thrown escapes into sd-event.
-template <typename Reply, typename After>
-void answer_held(sd_bus_message* call, const char* method, Reply reply, After after) {
-  try {
-    int r = reply();
-    if (r < 0)
-      (void)sd_bus_reply_method_errno(call, r, nullptr);
-    after();
-  } catch (...) {
-    MFA_LOG_ERROR("%s reply failed", method);
-    (void)sd_bus_reply_method_errorf(call, dbus::kErrorInternal, "Internal error in mfad.");
-  }
+void ManagerBus::fleet_list_sessions(const CallPtr& call, const std::string& user) {
+  fleet_sessions_->list(
+      call->caller(), user,
+      call->then<Result<std::vector<FleetSessionRow>>>(
+          CallWait::kRedis,
+          [this, user](const CallPtr& listed, Result<std::vector<FleetSessionRow>> rows) {
+            decided(listed,
+                    reply_to(listed->message(), rows,
+                             [](sd_bus_message* reply, const std::vector<FleetSessionRow>& list) {
+                               return append_array(reply, "a{sv}", list,
+                                                   [](sd_bus_message* r, const FleetSessionRow& s) {
+                                                     return append_session_record(r, s.record,
+                                                                                  s.host);
+                                                   });
+                             }),
+                    [this, user](const CallPtr& again) { fleet_list_sessions(again, user); });
+          }));
 }
 
-}  // namespace
-
-int ManagerBus::fleet_open_session(sd_bus_message* m, const Caller& caller, const std::string& user,
-                                   const StringMap& context) {
-  SharedMessage call = share_message(m);
-  fleet_sessions_->open(caller, user, context, [this, call](Result<std::string> id) {
-    answer_held(
-        call.get(), "OpenSession",
-        [&] {
-          if (!id.ok())
-            return reply_error(call.get(), id.error());
-          int r = 0;
-          BusMessagePtr reply = method_return(call.get(), &r);
-          if (r >= 0)
-            r = sd_bus_message_append(reply.get(), "s", id->c_str());
-          if (r >= 0)
-            r = finish(call.get(), std::move(reply), true);
-          return r;
-        },
-        [this] { after_write(); });
-  });
-  return 1;
-}
-
-int ManagerBus::fleet_list_sessions(sd_bus_message* m, const Caller& caller,
-                                    const std::string& user) {
-  SharedMessage call = share_message(m);
-  fleet_sessions_->list(caller, user, [this, call](Result<std::vector<FleetSessionRow>> rows) {
-    answer_held(
-        call.get(), "ListSessions",
-        [&] {
-          if (!rows.ok())
-            return reply_error(call.get(), rows.error());
-          int r = 0;
-          BusMessagePtr reply = method_return(call.get(), &r);
-          if (r >= 0)
-            r = sd_bus_message_open_container(reply.get(), 'a', "a{sv}");
-          for (size_t i = 0; r >= 0 && i < rows->size(); ++i)
-            r = append_session_record(reply.get(), (*rows)[i].record, (*rows)[i].host);
-          if (r >= 0)
-            r = sd_bus_message_close_container(reply.get());
-          if (r >= 0)
-            r = finish(call.get(), std::move(reply), true);
-          return r;
-        },
-        [this] { after_write(); });
-  });
-  return 1;
-}
-
-int ManagerBus::fleet_terminate_session(sd_bus_message* m, const Caller& caller,
-                                        const std::string& session_id) {
-  SharedMessage call = share_message(m);
-  fleet_sessions_->terminate(caller, session_id, [this, call](Status st) {
-    answer_held(
-        call.get(), "TerminateSession", [&] { return reply_status(call.get(), st); },
-        [this] { after_write(); });
-  });
-  return 1;
+void ManagerBus::fleet_terminate_session(const CallPtr& call, const std::string& session_id) {
+  fleet_sessions_->terminate(
+      call->caller(), session_id,
+      call->then<Status>(CallWait::kRedis, [this, session_id](const CallPtr& ended, Status status) {
+        decided(ended, reply_to(ended->message(), status),
+                [this, session_id](const CallPtr& again) {
+                  fleet_terminate_session(again, session_id);
+                });
+      }));
 }
 
 }  // namespace mfa

@@ -1,8 +1,15 @@
 // The D-Bus face of mfad: org.mfad1.Manager at /org/mfad1 (daemon/bus/org.mfad1.Manager.xml).
-// Each handler reads and bounds its arguments, identifies the caller from the bus's own
-// credentials, hands over to the Authenticator (which authorizes and decides) and replies;
-// replies of calls that wrote to the store go through GroupCommit. The logic lives in
-// authenticator.cpp, as homed-manager-bus.c sits in front of homed-manager.c.
+// Each handler reads and bounds its arguments, opens a PendingCall (the caller, from the bus's own
+// credentials) and hands a decision to run(): a function of the call that asks the Authenticator
+// (which authorizes and decides) and builds the reply (bus/reply.hpp). run() takes the decision
+// to its answer, through what it waits for: polkit when it was refused for want of the admin tier,
+// Redis in fleet mode (before: the user's shared state; after: the confirm), the SMS provider for a
+// text, the disk for what it wrote. Each wait resumes through PendingCall::then(). The logic lives
+// in the Authenticator, as homed-manager-bus.c sits in front of homed-manager.c.
+//
+// The files: manager.cpp (set-up, shutdown, timers, the way to an answer), manager_calls.cpp (the
+// handlers), manager_vtable.cpp (the vtable), sms_calls.cpp (texts), fleet_calls.cpp (fleet mode's
+// prefetch and confirm), fleet_session_calls.cpp (fleet mode's sessions).
 #pragma once
 
 #include <systemd/sd-bus.h>
@@ -10,22 +17,24 @@
 
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "bus/caller.hpp"
+#include "bus/fleet_begin_reads.hpp"
+#include "bus/pending_call.hpp"
+#include "bus/polkit.hpp"
+#include "bus/reply.hpp"
 #include "common/handles.hpp"
 #include "common/result.hpp"
 #include "core/authenticator.hpp"
-#include "bus/caller.hpp"
 #include "core/config.hpp"
-#include "storage/group_commit.hpp"
-#include "bus/polkit.hpp"
 #include "core/sessions.hpp"
 #include "core/sms_codes.hpp"
-#include "sms/sender.hpp"
 #include "core/store.hpp"
+#include "sms/sender.hpp"
+#include "storage/group_commit.hpp"
 
 namespace mfa {
 
@@ -36,13 +45,6 @@ class FleetSms;
 struct FleetChanges;
 struct FleetConfirmResult;
 enum class FleetCallKind;
-
-// A call or reply kept by the closures of a deferred answer (std::function copies them).
-using SharedMessage = std::shared_ptr<sd_bus_message>;
-// Takes a reference of its own on m.
-SharedMessage share_message(sd_bus_message* m);
-// Takes over m's reference.
-SharedMessage share_message(BusMessagePtr m);
 
 // Emits org.mfad1.Manager.SecurityEvent for the Authenticator.
 class SecurityEventEmitter final : public EventSink {
@@ -66,7 +68,8 @@ class ManagerBus {
   ManagerBus(const ManagerBus&) = delete;
   ManagerBus& operator=(const ManagerBus&) = delete;
 
-  // Shutdown: refuse further calls; once every call waiting on Redis is answered (Redis's
+  // Shutdown: refuse further calls, answer those waiting for polkit (NoServer) and the SMS
+  // provider (the sends are cancelled); once every call waiting on Redis is answered (Redis's
   // answer within [Redis] Timeout, else NoServer), commit, send every pending reply and run
   // stopped.
   void stop(std::function<void()> stopped);
@@ -74,30 +77,28 @@ class ManagerBus {
   // Session methods go to registry (until set: NotSupported).
   void set_sessions(SessionRegistry* registry) { sessions_ = registry; }
 
-  // Fleet mode (fleet_bus.cpp): calls about a user prefetch and confirm through fleet.
+  // Fleet mode (fleet_calls.cpp): calls about a user prefetch and confirm through fleet.
   void set_fleet(FleetCoordinator* fleet, FleetRecorder* recorder);
-  // Fleet mode: SMS send limits and codes shared through Redis (fleet_sms.hpp).
+  // Fleet mode: SMS send limits and codes shared through Redis (fleet/sms.hpp).
   void set_fleet_sms(FleetSms* sms) { fleet_sms_ = sms; }
   bool degraded() const;
   void emit_degraded_changed();
   void schedule_commit() { after_write(); }
-  // Fleet mode's sessions (fleet_sessions_bus.cpp): OpenSession, ListSessions and
-  // TerminateSession become deferred replies through Redis.
+  // Fleet mode's sessions (fleet_session_calls.cpp): OpenSession, ListSessions and
+  // TerminateSession are decided by FleetSessions, through Redis.
   void set_fleet_sessions(FleetSessions* sessions) { fleet_sessions_ = sessions; }
 
   // The PAM-side methods' gate, run before their handlers: > 0 when m was refused (replied to),
   // 0 when its sender is root. See main.cpp's sd_bus_set_trusted.
   int refuse_unless_root(sd_bus_message* m);
 
-  // The vtable's handlers (static trampolines in manager_bus.cpp call these).
+  // The vtable's handlers (manager_calls.cpp; manager_vtable.cpp's trampolines call these).
   int begin_authentication(sd_bus_message* m);
   int send_sms_code(sd_bus_message* m);
   int verify(sd_bus_message* m);
   int end_authentication(sd_bus_message* m);
   int open_session(sd_bus_message* m);
   int close_session(sd_bus_message* m);
-  int session_id_call(sd_bus_message* m,
-                      Status (SessionRegistry::*action)(const Caller&, std::string_view));
   int get_user(sd_bus_message* m);
   int begin_totp_enrollment(sd_bus_message* m);
   int confirm_totp_enrollment(sd_bus_message* m);
@@ -114,73 +115,73 @@ class ManagerBus {
   int verify_audit_trail(sd_bus_message* m);
 
  private:
-  ManagerBus(sd_event* event, sd_bus* bus, Authenticator& authenticator, Store& store,
-             const Config& config)
-      : event_(event), bus_(bus), auth_(authenticator), store_(store), config_(config) {}
+  // A call's decision: asks the Authenticator and builds the reply. It may run more than once for
+  // one call (again with polkit's answer), each time from the call's own state alone.
+  using Decide = std::function<Outcome(PendingCall& call)>;
+  // Takes a call back to the start of its way to a decision (after polkit answered).
+  using Restart = std::function<void(const CallPtr& call)>;
 
+  // Fleet mode: the user whose shared state a call reads and changes (fleet_calls.cpp).
+  struct FleetScope {
+    std::string user;
+    FleetCallKind kind;
+    const char* sms_purpose = nullptr;  // the pending SMS code of this purpose is read too
+    bool fresh = false;  // the cache already holds what BeginAuthentication read: no prefetch
+  };
+
+  ManagerBus(sd_event* event, sd_bus* bus, Authenticator& authenticator, Store& store,
+             const Config& config);
+  static const sd_bus_vtable* vtable();
   static int on_name_owner_changed(sd_bus_message* m, void* userdata, sd_bus_error* ret_error);
   static int on_expiry_timer(sd_event_source* s, uint64_t usec, void* userdata);
+  static int on_drain_timer(sd_event_source* s, uint64_t usec, void* userdata);
   void arm_expiry_timer(uint64_t at_usec);
   void after_write();
-  // SendSmsCode and BeginSmsEnrollment: deferred replies, answered when the provider took the
-  // text (or failed), while the loop goes on serving every other call.
-  int send_text(sd_bus_message* call, SmsMessage message);
-  struct PendingText;
-  void deliver_text(std::shared_ptr<PendingText> pending);
-
-  // Sends reply now, or after the commit when the store holds uncommitted writes.
-  int finish(sd_bus_message* call, BusMessagePtr reply, bool success);
-  int finish_unsynced(sd_bus_message* call, BusMessagePtr reply);
-  int reply_error(sd_bus_message* call, const Error& error);
-  int reply_empty(sd_bus_message* call);
-  int reply_status(sd_bus_message* call, const Status& status);
-  // A call refused for want of the admin tier while polkit may still be asked: ask it (once),
-  // then run the call again from its vtable entry with polkit's answer in polkit_grant_.
-  int ask_polkit(sd_bus_message* call);
-  void polkit_answered(sd_bus_message* call, bool granted);
-
-  // Fleet mode: runs handler for user once fleet_ has prefetched (fleet_bus.cpp); with
-  // sms_purpose, once the pending SMS code of that purpose is in the cache too; fresh: the cache
-  // already holds what BeginAuthentication read for this challenge, no prefetch.
-  int fleet_defer(sd_bus_message* m, const std::string& user, FleetCallKind kind,
-                  int (ManagerBus::*handler)(sd_bus_message*), const char* sms_purpose = nullptr,
-                  bool fresh = false);
-  // Fleet mode's session calls, after their arguments were read and the caller identified.
-  int fleet_open_session(sd_bus_message* m, const Caller& caller, const std::string& user,
-                         const StringMap& context);
-  int fleet_list_sessions(sd_bus_message* m, const Caller& caller, const std::string& user);
-  int fleet_terminate_session(sd_bus_message* m, const Caller& caller,
-                              const std::string& session_id);
-  // Makes a deferred call's decision fleet-wide, then replies (or sends its text).
-  void fleet_confirm(SharedMessage call, uint64_t id, const std::string& user, FleetCallKind kind,
-                     const FleetChanges& changes, bool success, bool failure,
-                     std::optional<Method> verified, SharedMessage reply,
-                     std::shared_ptr<SmsMessage> text, const std::string& caller);
-  void answer_confirmed(sd_bus_message* call, sd_bus_message* reply, bool success, bool failure,
-                        const std::string& user, FleetCallKind kind, const std::string& who,
-                        const FleetConfirmResult& res, std::shared_ptr<SmsMessage> text);
-  // A deferred fleet call was answered; the last one during shutdown finishes it.
-  void fleet_call_done(uint64_t id);
-  static int on_drain_timer(sd_event_source* s, uint64_t usec, void* userdata);
+  void after_step();
   void finish_stop();
 
-  FleetCoordinator* fleet_ = nullptr;
-  FleetRecorder* recorder_ = nullptr;
-  FleetSessions* fleet_sessions_ = nullptr;
-  bool fleet_pass_ = false;               // the handler runs after its prefetch
-  bool fleet_online_ = false;             // ... and that prefetch read Redis
-  std::optional<Method> fleet_verified_;  // the factor Verify accepted, for the confirm
-  bool capturing_ = false;                // finish() keeps the reply in captured_
-  BusMessagePtr captured_;
-  bool captured_success_ = false;
-  std::optional<SmsMessage> captured_text_;  // a text decided by a deferred call, not sent yet
-  FleetSms* fleet_sms_ = nullptr;
-  // Deferred fleet calls not answered yet: the shutdown answers what Redis did not in time.
-  std::map<uint64_t, SharedMessage> fleet_calls_;
-  uint64_t next_fleet_call_ = 1;
-  EventSourcePtr drain_timer_;
-  std::function<void()> on_stopped_;
+  // --- The way from a handler to the answer (manager.cpp). ---
+  // The call of m, once its caller is known; nullptr when m was answered already (the caller
+  // cannot be identified, mfad is shutting down, bad: an argument was refused).
+  CallPtr open_call(sd_bus_message* m, const std::optional<Error>& bad);
+  std::optional<FleetScope> fleet_scope(const std::string& user, FleetCallKind kind,
+                                        const char* sms_purpose = nullptr) const;
+  // Decides call (after scope's prefetch in fleet mode) and answers it. Returns 1 for sd-bus.
+  int run(const CallPtr& call, std::optional<FleetScope> scope, Decide decide);
+  void proceed(const CallPtr& call, std::optional<FleetScope> scope, Decide decide);
+  // A decision is in: polkit is asked first when it was refused for want of the admin tier.
+  void decided(const CallPtr& call, Outcome outcome, Restart restart);
+  bool ask_polkit(const CallPtr& call, const Outcome& outcome, Restart restart);
+  // Sends the outcome's reply, after the commit when the store holds uncommitted writes, or
+  // sends its text.
+  void answer(const CallPtr& call, Outcome outcome);
+  void answer_error(const CallPtr& call, const Error& error);
+  // The reply leaves once the writes made so far are on disk; a success that could not be saved
+  // becomes StorageFailure.
+  void answer_durable(const CallPtr& call, BusMessagePtr reply, bool success);
 
+  // --- SendSmsCode and BeginSmsEnrollment (sms_calls.cpp): answered when the provider took
+  // the text (or failed), while the loop goes on serving every other call.
+  void send_text(const CallPtr& call, SmsMessage message);
+  void deliver_text(const CallPtr& call, std::shared_ptr<SmsMessage> text);
+
+  // --- Fleet mode (fleet_calls.cpp, fleet_session_calls.cpp). ---
+  void fleet_proceed(const CallPtr& call, FleetScope scope, Decide decide);
+  void fleet_decide(const CallPtr& call, const FleetScope& scope, const Decide& decide,
+                    bool online);
+  // Makes the decision fleet-wide, then answers (or sends the text it decided).
+  void fleet_confirm(const CallPtr& call, const FleetScope& scope, const FleetChanges& changes,
+                     std::shared_ptr<Outcome> outcome);
+  void answer_confirmed(const CallPtr& call, const FleetScope& scope, Outcome outcome,
+                        const FleetConfirmResult& res);
+  void fleet_open_session(const CallPtr& call, const std::string& user, const StringMap& context);
+  void fleet_list_sessions(const CallPtr& call, const std::string& user);
+  void fleet_terminate_session(const CallPtr& call, const std::string& session_id);
+  uint64_t now_usec() const;  // CLOCK_MONOTONIC
+
+  // Declared first, destroyed last: whatever holds a call (the commit queue, a send, a question
+  // to polkit) is destroyed before it.
+  CallRegistry calls_;
   sd_event* event_;
   sd_bus* bus_;
   Authenticator& auth_;
@@ -188,15 +189,21 @@ class ManagerBus {
   const Config& config_;
   std::unique_ptr<GroupCommit> commit_;
   std::unique_ptr<SmsSender> sms_;
+  std::unique_ptr<PolkitAuthority> polkit_;
   CallerCache callers_;
   BusSlotPtr object_slot_;
   BusSlotPtr match_slot_;
   EventSourcePtr expiry_timer_;
   bool stopping_ = false;
+  EventSourcePtr drain_timer_;
+  std::function<void()> on_stopped_;
   SessionRegistry* sessions_ = nullptr;
-  std::unique_ptr<PolkitAuthority> polkit_;
-  // What MFA_CALLER puts in Caller::polkit: kAskable, or polkit's answer while a call runs again.
-  PolkitGrant polkit_grant_ = PolkitGrant::kAskable;
+
+  FleetCoordinator* fleet_ = nullptr;
+  FleetRecorder* recorder_ = nullptr;
+  FleetSessions* fleet_sessions_ = nullptr;
+  FleetSms* fleet_sms_ = nullptr;
+  FleetBeginReads begin_reads_;
 };
 
 }  // namespace mfa

@@ -4,7 +4,6 @@
 #include <cstring>
 #include <utility>
 
-#include "common/dbus_names.hpp"
 #include "core/log.hpp"
 
 namespace mfa {
@@ -23,7 +22,7 @@ struct PolkitAuthority::Pending {
   PolkitAuthority* owner = nullptr;
   uint64_t id = 0;
   BusMessagePtr call;  // a reference of our own: the call stays valid until answered
-  std::function<void(sd_bus_message*, bool)> done;
+  std::function<void(bool)> done;
   BusSlotPtr slot;             // the question to polkit; dropping it cancels its callback
   EventSourcePtr refused_now;  // no question could be asked: no, from the loop
 };
@@ -31,8 +30,7 @@ struct PolkitAuthority::Pending {
 PolkitAuthority::PolkitAuthority(sd_event* event, sd_bus* bus) : event_(event), bus_(bus) {}
 PolkitAuthority::~PolkitAuthority() = default;
 
-void PolkitAuthority::check(sd_bus_message* call,
-                            std::function<void(sd_bus_message* call, bool granted)> done) {
+int PolkitAuthority::check(sd_bus_message* call, std::function<void(bool granted)> done) {
   auto owned = std::make_unique<Pending>();
   Pending& p = *owned;
   p.owner = this;
@@ -45,7 +43,7 @@ void PolkitAuthority::check(sd_bus_message* call,
   if (pending_.size() <= kMaxPending)
     r = start(p);
   if (r >= 0)
-    return;
+    return 0;
   note_failure(r == -EBUSY ? "too many questions pending" : strerror(-r));
   // Answered from the event loop, never from inside the handler that asked.
   sd_event_source* source = nullptr;
@@ -53,10 +51,10 @@ void PolkitAuthority::check(sd_bus_message* call,
   if (r >= 0) {
     p.refused_now.reset(source);
     (void)sd_event_source_set_description(source, "polkit-refused");
-    return;
+    return 0;
   }
-  (void)sd_bus_reply_method_errno(p.call.get(), r, nullptr);
   pending_.erase(p.id);
+  return r;
 }
 
 int PolkitAuthority::start(Pending& p) {
@@ -130,11 +128,9 @@ void PolkitAuthority::complete(uint64_t id, bool granted) {
   std::unique_ptr<Pending> p = std::move(it->second);
   pending_.erase(it);
   try {
-    p->done(p->call.get(), granted);
+    p->done(granted);
   } catch (...) {
     MFA_LOG_ERROR("answering a call after polkit's answer failed");
-    (void)sd_bus_reply_method_errorf(p->call.get(), dbus::kErrorInternal,
-                                     "Internal error in mfad.");
   }
 }
 
@@ -143,8 +139,6 @@ void PolkitAuthority::abandon_all() {
   for (auto& [id, p] : pending) {
     p->slot.reset();
     p->refused_now.reset();
-    (void)sd_bus_reply_method_errorf(p->call.get(), SD_BUS_ERROR_NO_SERVER,
-                                     "mfad is shutting down.");
   }
 }
 

@@ -15,10 +15,30 @@
 #include <string>
 
 #include "common/handles.hpp"
+#include "core/authenticator.hpp"
 
 namespace mfa {
 
 inline constexpr const char* kPolkitActionManage = "org.mfad1.manage";
+
+// polkit's answer for one call: its Caller's admin authority (core/authenticator.hpp). Not asked
+// until a decision of the call is refused for want of the admin tier (wanted_now()); the bus
+// layer then asks, records the answer and decides the call again.
+class PolkitVerdict final : public AdminAuthority {
+ public:
+  Answer answer() const override { return answer_; }
+  const char* name() const override { return "polkit"; }
+  void wanted() override { wanted_ = true; }
+  bool wanted_now() const { return wanted_; }
+  void answered(bool granted) {
+    answer_ = granted ? Answer::kYes : Answer::kNo;
+    wanted_ = false;
+  }
+
+ private:
+  Answer answer_ = Answer::kNotAsked;
+  bool wanted_ = false;
+};
 
 class PolkitAuthority {
  public:
@@ -36,10 +56,10 @@ class PolkitAuthority {
   PolkitAuthority& operator=(const PolkitAuthority&) = delete;
 
   // Asks whether call's sender may do org.mfad1.manage, interactively when call allows it.
-  // done(call, granted) runs later from the event loop, exactly once, unless abandon_all() came
-  // first; call is kept alive until then.
-  void check(sd_bus_message* call, std::function<void(sd_bus_message* call, bool granted)> done);
-  // Shutdown: every pending call is answered NoServer; no done runs.
+  // done(granted) runs later from the event loop, exactly once, unless abandon_all() came first.
+  // A negative errno when not even a no could be scheduled (done never runs).
+  int check(sd_bus_message* call, std::function<void(bool granted)> done);
+  // Shutdown: every question is dropped; no done runs (the owner answers its calls).
   void abandon_all();
   size_t pending() const { return pending_.size(); }
 

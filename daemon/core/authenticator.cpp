@@ -62,14 +62,27 @@ std::string Caller::describe() const {
   std::string s = "uid=" + std::to_string(uid) + " pid=" + std::to_string(pid);
   if (!bus_name.empty())
     s += " " + bus_name;
-  if (polkit == PolkitGrant::kGranted)
-    s += " via polkit";
+  if (admin_authority && admin_authority->answer() == AdminAuthority::Answer::kYes)
+    s += std::string(" via ") + admin_authority->name();
   return s;
 }
 
+namespace {
+
+// A refusal for want of the admin tier that the caller's admin authority may still turn around:
+// the authority learns that it is wanted.
+bool admin_not_asked(const Caller& caller) {
+  if (!caller.admin_authority ||
+      caller.admin_authority->answer() != AdminAuthority::Answer::kNotAsked)
+    return false;
+  caller.admin_authority->wanted();
+  return true;
+}
+
+}  // namespace
+
 Error admin_refusal(const Caller& caller, Error denial) {
-  if (caller.polkit == PolkitGrant::kAskable)
-    return make_error(Errc::kAdminCheckPending, std::move(denial.message));
+  (void)admin_not_asked(caller);
   return denial;
 }
 
@@ -91,7 +104,8 @@ struct Authenticator::Impl : Verifier {
       return false;
     if (!d_.config.admin_group.empty() && d_.users.in_group(caller.uid, d_.config.admin_group))
       return true;
-    return caller.polkit == PolkitGrant::kGranted;
+    return caller.admin_authority &&
+           caller.admin_authority->answer() == AdminAuthority::Answer::kYes;
   }
 
   Error deny(const Caller& caller, std::string_view user, std::string_view action,
@@ -109,12 +123,12 @@ struct Authenticator::Impl : Verifier {
     return deny(caller, "", action, "Only root may call " + std::string(action));
   }
 
-  // A refusal for want of the admin tier: audited only once polkit had its say, so that a call
-  // polkit then allows leaves no denial behind.
+  // A refusal for want of the admin tier: audited only once the admin authority had its say, so
+  // that a call it then allows leaves no denial behind.
   Error deny_admin(const Caller& caller, std::string_view user, std::string_view action,
                    std::string message) {
-    if (caller.polkit == PolkitGrant::kAskable)
-      return make_error(Errc::kAdminCheckPending, std::move(message));
+    if (admin_not_asked(caller))
+      return not_allowed(std::move(message));
     return deny(caller, user, action, std::move(message));
   }
 
@@ -786,20 +800,6 @@ size_t Authenticator::open_challenges() const {
 std::string Authenticator::challenge_user(const Caller& caller, std::string_view challenge) {
   const Challenge* c = impl_->challenges.find(challenge, caller.bus_name);
   return c != nullptr ? c->user : std::string();
-}
-
-void Authenticator::note_shared_state(const Caller& caller, std::string_view challenge) {
-  if (Challenge* c = impl_->challenges.find(challenge, caller.bus_name))
-    c->shared_state_usec = std::max<uint64_t>(1, impl_->d_.clock.monotonic_usec());
-}
-
-bool Authenticator::take_shared_state(const Caller& caller, std::string_view challenge,
-                                      uint64_t max_age_usec) {
-  Challenge* c = impl_->challenges.find(challenge, caller.bus_name);
-  if (c == nullptr || c->shared_state_usec == 0)
-    return false;
-  const uint64_t read_at = std::exchange(c->shared_state_usec, 0);
-  return impl_->d_.clock.monotonic_usec() - read_at <= max_age_usec;
 }
 
 }  // namespace mfa

@@ -27,23 +27,33 @@ namespace mfa {
 struct SmsMessage;   // sms_codes.hpp
 struct SmsDelivery;  // sms_delivery.hpp
 
-// The admin tier through polkit's org.mfad1.manage (DESIGN §3), for a caller who is neither root
-// nor in AdminGroup. The bus layer sets it: on a first pass kAskable, where a refusal for want of
-// the admin tier is Errc::kAdminCheckPending (not audited); mfad then asks polkit once and runs the
-// call again with kGranted or kRefused. kNone: polkit plays no part (tests, internal callers).
-enum class PolkitGrant { kNone, kAskable, kGranted, kRefused };
+// The admin tier beyond root and AdminGroup (DESIGN §3): an authority outside mfad, asked by the
+// bus layer for the call at hand (polkit's org.mfad1.manage, daemon/bus/polkit.hpp).
+class AdminAuthority {
+ public:
+  enum class Answer { kNo, kYes, kNotAsked };
+  virtual ~AdminAuthority() = default;
+  virtual Answer answer() const = 0;
+  // Who answered, for the audit trail ("polkit").
+  virtual const char* name() const = 0;
+  // The call is refused for want of the admin tier while answer() is kNotAsked: the refusal is not
+  // final. The bus layer asks, then decides the call again with the answer.
+  virtual void wanted() = 0;
+};
 
 // Who is calling, from the bus's own credentials (never /proc-augmented fields).
 struct Caller {
   uid_t uid = static_cast<uid_t>(-1);
   pid_t pid = 0;         // for the audit trail only
   std::string bus_name;  // unique name (":1.42"); challenges are tied to it
-  PolkitGrant polkit = PolkitGrant::kNone;
+  // Asked when the caller is neither root nor in AdminGroup; none: no admin tier beyond those
+  // (tests, internal callers).
+  std::shared_ptr<AdminAuthority> admin_authority;
   std::string describe() const;  // "uid=0 pid=123 :1.42" (+ " via polkit" when it granted admin)
 };
 
-// A refusal for want of the admin tier: Errc::kAdminCheckPending while polkit may still be asked
-// for caller, denial otherwise.
+// A refusal for want of the admin tier: denial. Not final (the authority is told it is wanted)
+// while caller's admin authority has not been asked.
 Error admin_refusal(const Caller& caller, Error denial);
 
 using StringMap = std::map<std::string, std::string>;
@@ -168,13 +178,8 @@ class Authenticator {
   // (not locked, a factor the context's filter accepts). Fleet mode answers only such a Begin
   // from its read cache: an answer that ends a login without a code is always read from Redis.
   bool offers_factor(std::string_view user, const StringMap& context);
-  // Fleet mode: the user's shared state was just read from Redis for caller's challenge.
-  void note_shared_state(const Caller& caller, std::string_view challenge);
-  // True once, for the first call that asks within max_age_usec of that read: its decision may
-  // be taken from the cache, which the confirm then checks against Redis.
-  bool take_shared_state(const Caller& caller, std::string_view challenge, uint64_t max_age_usec);
 
-  // Root, a member of AdminGroup, or granted org.mfad1.manage by polkit.
+  // Root, a member of AdminGroup, or granted the admin tier by caller's admin authority.
   bool is_admin(const Caller& caller) const;
 
  private:

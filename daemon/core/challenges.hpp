@@ -23,9 +23,6 @@ struct Challenge {
   StringMap context;          // service, rhost, tty, ruser (for the audit trail)
   uint64_t expires_usec = 0;  // monotonic
   bool done = false;          // verified: no further Verify
-  // Fleet mode: when BeginAuthentication read the user's shared state (monotonic; 0: none, or
-  // already used by a Verify).
-  uint64_t shared_state_usec = 0;
 };
 
 class ChallengeTable {

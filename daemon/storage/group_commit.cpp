@@ -8,7 +8,6 @@
 #include <exception>
 #include <utility>
 
-#include "common/dbus_names.hpp"
 #include "core/log.hpp"
 
 namespace mfa {
@@ -24,9 +23,8 @@ void GroupCommit::guarded(GroupCommit* gc, void (GroupCommit::*step)()) {
   }
 }
 
-Result<std::unique_ptr<GroupCommit>> GroupCommit::create(sd_event* event, sd_bus* bus,
-                                                         Store& store) {
-  std::unique_ptr<GroupCommit> gc(new GroupCommit(bus, store));
+Result<std::unique_ptr<GroupCommit>> GroupCommit::create(sd_event* event, Store& store) {
+  std::unique_ptr<GroupCommit> gc(new GroupCommit(store));
   sd_event_source* source = nullptr;
   int r = sd_event_add_defer(event, &source, &GroupCommit::on_idle, gc.get());
   if (r < 0) {
@@ -92,46 +90,31 @@ void GroupCommit::prepare() {
   schedule();
 }
 
-void GroupCommit::queue(sd_bus_message* call, BusMessagePtr reply, bool success) {
-  queue_.push_back(Pending{BusMessagePtr(sd_bus_message_ref(call)), std::move(reply), success});
+void GroupCommit::queue(Durable done) {
+  queue_.push_back(std::move(done));
   schedule();
 }
 
-void GroupCommit::send(sd_bus_message* reply) {
-  int r = sd_bus_send(bus_, reply, nullptr);
-  // The caller may have gone away meanwhile; nothing else to do.
-  if (r < 0 && r != -ENOTCONN && r != -ECONNRESET) {
-    MFA_LOG_WARNING("cannot send a reply: %s", strerror(-r));
-  }
-}
-
-void GroupCommit::answer(std::vector<Pending>& pending, const Status& status) {
-  // Taken out first: whatever happens below, no reply of it can be sent a second time.
-  std::vector<Pending> batch = std::exchange(pending, {});
+void GroupCommit::answer(std::vector<Durable>& pending, const Status& status) {
+  // Taken out first: whatever happens below, nothing of it runs a second time.
+  std::vector<Durable> batch = std::exchange(pending, {});
   if (!status.ok() && !batch.empty()) {
-    MFA_LOG_ERROR("database commit failed, %zu replies turned into errors: %s", batch.size(),
+    MFA_LOG_ERROR("database commit failed, %zu waiting calls told so: %s", batch.size(),
                   status.error().message.c_str());
   }
-  replies_ += batch.size();
-  for (Pending& p : batch) {
-    if (!status.ok() && p.success) {
-      sd_bus_message* error_reply = nullptr;
-      int r = sd_bus_message_new_method_errorf(
-          p.call.get(), &error_reply, dbus::kErrorStorageFailure,
-          "The change could not be saved (database error); nothing was changed. Try again.");
-      if (r < 0) {
-        MFA_LOG_ERROR("cannot build an error reply: %s", strerror(-r));
-        continue;  // the caller gets no reply (a timeout), never a false success
-      }
-      BusMessagePtr owned(error_reply);
-      send(owned.get());
-      continue;
+  answered_ += batch.size();
+  for (Durable& done : batch) {
+    try {
+      done(status);
+    } catch (const std::exception& e) {
+      MFA_LOG_ERROR("after a commit: %s", e.what());
+    } catch (...) {
+      MFA_LOG_ERROR("after a commit: unknown error");
     }
-    send(p.reply.get());
   }
 }
 
-// Loop thread: commits the open transaction; its replies wait for the next sync.
+// Loop thread: commits the open transaction; what waits for it waits for the next sync.
 void GroupCommit::commit() {
   (void)sd_event_source_set_enabled(idle_.get(), SD_EVENT_OFF);
   const bool writes = store_.in_transaction();
@@ -147,17 +130,17 @@ void GroupCommit::commit() {
     ++commit_seq_;
     need_sync_ = true;
   }
-  // Each reply waits for every commit so far: on disk already, it goes now; covered by the sync
-  // in flight, it goes with it; else with the next one.
+  // Each continuation waits for every commit so far: on disk already, it runs now; covered by the
+  // sync in flight, it goes with it; else with the next one.
   if (commit_seq_ <= durable_seq_) {
     answer(queue_, Status{});
   } else if (sync_busy_ && commit_seq_ <= syncing_seq_) {
-    for (Pending& p : queue_)
-      syncing_.push_back(std::move(p));
+    for (Durable& d : queue_)
+      syncing_.push_back(std::move(d));
     queue_.clear();
   } else if (!queue_.empty()) {
-    for (Pending& p : queue_)
-      committed_.push_back(std::move(p));
+    for (Durable& d : queue_)
+      committed_.push_back(std::move(d));
     queue_.clear();
     need_sync_ = true;  // a failed sync left its commits off the disk: they need another
   }
@@ -167,7 +150,7 @@ void GroupCommit::commit() {
   }
   if (committed_.empty() && need_sync_) {
     // Nobody waits for this one (a new challenge's audit row, a timer's cleanup): the next
-    // reply's sync covers it, and the timer makes sure that happens soon even when none comes.
+    // waiter's sync covers it, and the timer makes sure that happens soon even when none comes.
     uint64_t now = 0;
     if (sd_event_now(sd_event_source_get_event(sync_later_.get()), CLOCK_MONOTONIC, &now) >= 0 &&
         sd_event_source_get_enabled(sync_later_.get(), nullptr) == 0) {
@@ -252,7 +235,7 @@ void GroupCommit::finish() {
   (void)sd_event_source_set_enabled(sync_later_.get(), SD_EVENT_OFF);
   if (sync_busy_) {
     // Wait for the sync in flight on the condition variable rather than the eventfd: this wait
-    // cannot fail, so its replies get its own outcome and the commit below never runs beside it.
+    // cannot fail, so its waiters get its own outcome and the commit below never runs beside it.
     Status result;
     {
       std::unique_lock lock(mutex_);

@@ -1,28 +1,28 @@
-// Group commit (DESIGN §6): replies of handlers that wrote to the store wait for the commit and
-// for the disk.
+// Group commit (DESIGN §6): what depends on the writes made so far (in the bus layer, the reply
+// of the call that made them) waits for their commit and for the disk.
 //
-// A handler that leaves the store inside a transaction queues its reply here instead of sending
-// it. An sd-event defer source at SD_EVENT_PRIORITY_IDLE runs once the loop has no more pending
-// bus input (the bus's own sources run at normal priority first) and commits once with
-// Store::commit(), which writes the log without waiting for the disk. The disk flush,
-// Store::sync(), runs on the commit thread; when it is done (an eventfd wakes the loop) every
-// reply of the batches it covered is sent. Meanwhile the loop serves the next requests and
-// commits the next batch, which the following sync covers: the loop never waits for the disk,
-// and each sync makes as many batches durable as piled up during the previous one. A commit that
-// no reply waits for (a challenge's audit row, a timer's cleanup) does not start a sync of its
-// own: the next one covers it, within kSyncLaterUsec.
+// A caller that leaves the store inside a transaction queues a continuation here. An sd-event
+// defer source at SD_EVENT_PRIORITY_IDLE runs once the loop has no more pending bus input (the
+// bus's own sources run at normal priority first) and commits once with Store::commit(), which
+// writes the log without waiting for the disk. The disk flush, Store::sync(), runs on the commit
+// thread; when it is done (an eventfd wakes the loop) every continuation of the batches it
+// covered runs. Meanwhile the loop serves the next requests and commits the next batch, which the
+// following sync covers: the loop never waits for the disk, and each sync makes as many batches
+// durable as piled up during the previous one. A commit that nothing waits for (a challenge's
+// audit row, a timer's cleanup) does not start a sync of its own: the next one covers it, within
+// kSyncLaterUsec.
 //
-// No success reply ever leaves before its commit is on disk: if the commit or the sync failed,
-// each success reply of the batch is replaced by org.mfad1.Error.StorageFailure. A reply waits
-// for every commit made before it, and for no more: queued once those are on disk (a sync that
-// ended, or the one in flight), it does not wait for another sync.
+// A continuation learns whether its writes are on disk: Status{} only once its commit is synced,
+// the commit's or the sync's error otherwise (the bus layer then answers StorageFailure instead
+// of a success). It waits for every commit made before it, and for no more: queued once those
+// are on disk (a sync that ended, or the one in flight), it does not wait for another sync.
 #pragma once
 
-#include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -36,39 +36,36 @@ namespace mfa {
 
 class GroupCommit {
  public:
-  // How long a commit that no reply waits for may stay off the disk (when no other sync comes).
+  // How long a commit that nothing waits for may stay off the disk (when no other sync comes).
   static constexpr uint64_t kSyncLaterUsec = 100 * 1000;
 
-  static Result<std::unique_ptr<GroupCommit>> create(sd_event* event, sd_bus* bus, Store& store);
-  ~GroupCommit();  // stops the commit thread; call finish() first to answer what is queued
+  // Runs on the loop thread, exactly once: Status{} when the writes made before it are on disk,
+  // else the failed commit's or sync's error.
+  using Durable = std::function<void(const Status& status)>;
+
+  static Result<std::unique_ptr<GroupCommit>> create(sd_event* event, Store& store);
+  ~GroupCommit();  // stops the commit thread; call finish() first to run what is queued
   GroupCommit(const GroupCommit&) = delete;
   GroupCommit& operator=(const GroupCommit&) = delete;
 
-  // Sends reply (a method return or an error for call) once the current transaction is committed
-  // and on disk. success: the reply is a method return, to be replaced by StorageFailure if the
-  // commit fails.
-  void queue(sd_bus_message* call, BusMessagePtr reply, bool success);
+  // Runs done once the current transaction is committed and on disk, or failed.
+  void queue(Durable done);
   // Makes sure a commit runs soon, for writes done outside a method call (timers, peers leaving).
   void schedule();
-  // A reply to the writes made so far will be queued later (fleet mode: once Redis confirmed the
-  // decision): their commit and sync start now, beside that wait, rather than after it.
+  // Something will wait for the writes made so far later (fleet mode: a reply, once Redis
+  // confirmed the decision): their commit and sync start now, beside that wait, rather than
+  // after it.
   void prepare();
-  // Shutdown: waits for the sync in flight and answers its replies, then commits, waits for the
-  // disk and sends every other queued reply, on this thread. Can be called again.
+  // Shutdown: waits for the sync in flight and runs its continuations, then commits, waits for
+  // the disk and runs every other queued one, on this thread. Can be called again.
   void finish();
   size_t queued() const { return queue_.size() + committed_.size() + syncing_.size(); }
-  uint64_t commits() const { return commits_; }  // commits that answered at least one call
-  uint64_t syncs() const { return syncs_; }      // disk flushes
-  uint64_t replies() const { return replies_; }  // replies sent after a commit
+  uint64_t commits() const { return commits_; }    // commits that something waited for
+  uint64_t syncs() const { return syncs_; }        // disk flushes
+  uint64_t answered() const { return answered_; }  // continuations run after a commit
 
  private:
-  struct Pending {
-    BusMessagePtr call;
-    BusMessagePtr reply;
-    bool success = false;
-  };
-
-  GroupCommit(sd_bus* bus, Store& store) : bus_(bus), store_(store) {}
+  explicit GroupCommit(Store& store) : store_(store) {}
   static void guarded(GroupCommit* gc, void (GroupCommit::*step)());
   static int on_idle(sd_event_source* source, void* userdata);
   static int on_synced(sd_event_source* source, int fd, uint32_t revents, void* userdata);
@@ -76,18 +73,16 @@ class GroupCommit {
   void commit();
   void start_sync();
   void synced();
-  void answer(std::vector<Pending>& pending, const Status& status);  // empties pending
-  void send(sd_bus_message* reply);
+  void answer(std::vector<Durable>& pending, const Status& status);  // empties pending
   void sync_thread();
 
-  sd_bus* bus_;
   Store& store_;
   EventSourcePtr idle_;
   EventSourcePtr synced_source_;
-  EventSourcePtr sync_later_;       // for commits no reply waits for
-  std::vector<Pending> queue_;      // waiting for the open transaction's commit
-  std::vector<Pending> committed_;  // committed, waiting for the next sync to start
-  std::vector<Pending> syncing_;    // waiting for the sync in flight
+  EventSourcePtr sync_later_;       // for commits nothing waits for
+  std::vector<Durable> queue_;      // waiting for the open transaction's commit
+  std::vector<Durable> committed_;  // committed, waiting for the next sync to start
+  std::vector<Durable> syncing_;    // waiting for the sync in flight
   bool need_sync_ = false;          // something was committed since the last sync started
   bool sync_busy_ = false;          // a sync is in flight (loop thread's view)
   bool prepared_ = false;           // prepare(): the next commit starts its sync at once
@@ -98,7 +93,7 @@ class GroupCommit {
   uint64_t durable_seq_ = 0;
   uint64_t commits_ = 0;
   uint64_t syncs_ = 0;
-  uint64_t replies_ = 0;
+  uint64_t answered_ = 0;
 
   // The commit thread: runs store_.sync() when asked, then sets sync_done_, signals
   // sync_finished_ (for finish()) and writes to done_fd_ (for the loop).

@@ -893,32 +893,47 @@ void test_authorization_tiers(void**) {
   ASSERT_ERR(e.auth->send_sms_code(kAliceC, ch), Errc::kNotAllowed);
 }
 
-// polkit (the bus layer asks it): an askable caller's refusal for want of the admin tier is a
-// question, not a denial; the answer decides, and only a no is audited.
+// An admin authority the bus layer asks (polkit): test double with a settable answer.
+class ScriptedAuthority final : public AdminAuthority {
+ public:
+  explicit ScriptedAuthority(Answer answer) : answer_(answer) {}
+  Answer answer() const override { return answer_; }
+  const char* name() const override { return "polkit"; }
+  void wanted() override { ++wanted_; }
+  Answer answer_;
+  int wanted_ = 0;
+};
+
+// polkit (the bus layer asks it): a refusal for want of the admin tier while the authority was
+// not asked is not final, so not audited, and the authority learns it is wanted; the answer
+// decides, and only a no is audited.
 void test_admin_tier_through_polkit(void**) {
   Env e;
   enroll_totp(e, "alice");
+  auto authority = std::make_shared<ScriptedAuthority>(AdminAuthority::Answer::kNotAsked);
   Caller bob = kBobC;
-  bob.polkit = PolkitGrant::kAskable;
-  ASSERT_ERR(e.auth->get_user(bob, "alice"), Errc::kAdminCheckPending);
-  ASSERT_ERR(e.auth->list_users(bob), Errc::kAdminCheckPending);
-  ASSERT_ERR(e.auth->unlock(bob, "alice"), Errc::kAdminCheckPending);
+  bob.admin_authority = authority;
+  ASSERT_ERR(e.auth->get_user(bob, "alice"), Errc::kNotAllowed);
+  ASSERT_ERR(e.auth->list_users(bob), Errc::kNotAllowed);
+  ASSERT_ERR(e.auth->unlock(bob, "alice"), Errc::kNotAllowed);
+  assert_int_equal(authority->wanted_, 3);
   assert_int_equal(e.audit_rows("access.denied").size(), 0);
-  assert_string_equal(errc_dbus_name(Errc::kAdminCheckPending), "org.mfad1.Error.NotAllowed");
   // Own account, unknown users, the PAM side: no question to ask.
   ASSERT_OK(e.auth->get_user(bob, "bob"));
   ASSERT_ERR(e.auth->get_user(bob, "nobody-ever"), Errc::kNoSuchUser);
   ASSERT_ERR(e.auth->begin_authentication(bob, "alice", {}), Errc::kNotAllowed);  // audited
   assert_int_equal(e.audit_rows("access.denied").size(), 1);
+  assert_int_equal(authority->wanted_, 3);
   // Root and the admin group never wait for polkit.
   Caller carol = kCarolC;
-  carol.polkit = PolkitGrant::kAskable;
+  carol.admin_authority = authority;
   ASSERT_OK(e.auth->list_users(carol));
-  bob.polkit = PolkitGrant::kRefused;
+  assert_int_equal(authority->wanted_, 3);
+  authority->answer_ = AdminAuthority::Answer::kNo;
   ASSERT_ERR(e.auth->list_users(bob), Errc::kNotAllowed);
   ASSERT_ERR(e.auth->get_user(bob, "alice"), Errc::kNotAllowed);
   assert_int_equal(e.audit_rows("access.denied").size(), 3);
-  bob.polkit = PolkitGrant::kGranted;
+  authority->answer_ = AdminAuthority::Answer::kYes;
   assert_true(e.auth->is_admin(bob));
   ASSERT_OK(e.auth->list_users(bob));
   ASSERT_OK(e.auth->unlock(bob, "alice"));
@@ -926,6 +941,7 @@ void test_admin_tier_through_polkit(void**) {
   assert_int_equal(unlocks.size(), 1);
   assert_string_equal(unlocks[0].caller.c_str(), "uid=1001 pid=201 :1.21 via polkit");
   assert_int_equal(e.audit_rows("access.denied").size(), 3);
+  assert_int_equal(authority->wanted_, 3);
 }
 
 // --- Argument checks ---

@@ -1,14 +1,10 @@
-// Group commit (daemon/group_commit.cpp), at shutdown (finish()) and when a reply comes after its
-// writes' sync (prepare()): a store whose disk flush the test
-// holds and fails at will, and a peer-to-peer bus over a socketpair whose client side sees the
-// replies. What a caller sees: exactly one reply per call, a method return only for a write whose
-// sync succeeded, org.mfad1.Error.StorageFailure otherwise; and the final commit and sync never
-// run beside the commit thread's sync.
-#include <poll.h>
-#include <sys/socket.h>
-#include <systemd/sd-bus.h>
+// Group commit (daemon/storage/group_commit.cpp), at shutdown (finish()) and when a reply comes
+// after its writes' sync (prepare()): a store whose disk flush the test holds and fails at will,
+// and calls whose replies wait on GroupCommit as the bus layer's do (a failed commit or sync
+// turns a success into org.mfad1.Error.StorageFailure). What a caller sees: exactly one reply per
+// call, a method return only for a write whose sync succeeded, StorageFailure otherwise; and the
+// final commit and sync never run beside the commit thread's sync.
 #include <systemd/sd-event.h>
-#include <systemd/sd-id128.h>
 
 #include <condition_variable>
 #include <map>
@@ -138,23 +134,7 @@ Error disk_error() {
   return make_error(Errc::kStorage, "database write failed (sync): EIO");
 }
 
-// Moves both ends of the connection along until neither has anything left to do.
-void pump(sd_bus* a, sd_bus* b) {
-  for (;;) {
-    int ra = sd_bus_process(a, nullptr);
-    int rb = sd_bus_process(b, nullptr);
-    assert_true(ra >= 0 && rb >= 0);
-    if (ra > 0 || rb > 0)
-      continue;
-    if (sd_bus_is_ready(a) > 0 && sd_bus_is_ready(b) > 0)
-      return;
-    struct pollfd pfd[2] = {{sd_bus_get_fd(a), static_cast<short>(sd_bus_get_events(a)), 0},
-                            {sd_bus_get_fd(b), static_cast<short>(sd_bus_get_events(b)), 0}};
-    assert_true(poll(pfd, 2, 5000) > 0);
-  }
-}
-
-// The cookies of three writes, one at each stage when shutdown comes.
+// The ids of three calls that wrote, one at each stage when shutdown comes.
 struct Writes {
   uint64_t in_flight = 0;  // its sync is on the commit thread
   uint64_t committed = 0;  // committed, waiting for the next sync
@@ -164,67 +144,41 @@ struct Writes {
 struct Fixture {
   ScriptedStore store;
   EventPtr event;
-  BusPtr server;  // mfad's end
-  BusPtr client;  // the callers' end
   std::unique_ptr<GroupCommit> gc;
-  std::map<uint64_t, sd_bus_message*> calls;  // cookie -> the call as mfad received it
+  uint64_t next_call = 1;
+  // What the callers received: call id -> "" for a method return, else the error name, one
+  // entry per reply (a second reply to the same call shows as "twice").
+  std::map<uint64_t, std::string> seen;
 
   Fixture() {
     sd_event* e = nullptr;
     assert_int_equal(sd_event_new(&e), 0);
     event.reset(e);
-    int fds[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds), 0);
-    sd_bus* s = nullptr;
-    sd_bus* c = nullptr;
-    assert_int_equal(sd_bus_new(&s), 0);
-    server.reset(s);
-    assert_int_equal(sd_bus_new(&c), 0);
-    client.reset(c);
-    sd_id128_t id;
-    assert_int_equal(sd_id128_randomize(&id), 0);
-    assert_int_equal(sd_bus_set_server(s, 1, id), 0);
-    assert_int_equal(sd_bus_set_fd(s, fds[0], fds[0]), 0);
-    assert_int_equal(sd_bus_set_fd(c, fds[1], fds[1]), 0);
-    assert_int_equal(sd_bus_start(s), 0);
-    assert_true(sd_bus_start(c) >= 0);
-    pump(s, c);
-    auto created = GroupCommit::create(event.get(), s, store);
+    auto created = GroupCommit::create(event.get(), store);
     assert_true(created.ok());
     gc = std::move(*created);
   }
   ~Fixture() {
     gc.reset();  // joins the commit thread before the store goes
-    for (auto& [cookie, call] : calls)
-      sd_bus_message_unref(call);
   }
 
-  // A caller's write: the handler wrote, the reply waits for the commit. Returns its cookie.
+  // A caller's write: the handler wrote, the reply waits for the commit. Returns its id.
   uint64_t call_that_writes() {
-    const uint64_t cookie = call_that_writes_later();
-    queue_reply(cookie);
-    return cookie;
+    const uint64_t call = call_that_writes_later();
+    queue_reply(call);
+    return call;
   }
   // The handler wrote; its reply is queued later (fleet mode: once Redis confirmed).
   uint64_t call_that_writes_later() {
-    sd_bus_message* m = nullptr;
-    assert_int_equal(sd_bus_message_new_method_call(client.get(), &m, nullptr, dbus::kObjectPath,
-                                                    dbus::kInterface, "Write"),
-                     0);
-    BusMessagePtr sent(m);
-    uint64_t cookie = 0;
-    assert_int_equal(sd_bus_send(client.get(), m, &cookie), 1);
-    sd_bus_message* call = nullptr;
-    while (call == nullptr)
-      assert_true(sd_bus_process(server.get(), &call) >= 0);
-    calls[cookie] = call;
     store.open_transaction();
-    return cookie;
+    return next_call++;
   }
-  void queue_reply(uint64_t cookie) {
-    sd_bus_message* reply = nullptr;
-    assert_int_equal(sd_bus_message_new_method_return(calls[cookie], &reply), 0);
-    gc->queue(calls[cookie], BusMessagePtr(reply), true);
+  // The reply of a success, as the bus layer sends it: StorageFailure when the writes were lost.
+  void queue_reply(uint64_t call) {
+    gc->queue([this, call](const Status& status) {
+      const std::string what = status.ok() ? "" : dbus::kErrorStorageFailure;
+      seen[call] = seen.count(call) ? "twice" : what;
+    });
   }
   // Runs the loop until the commit thread has finished n syncs and the loop has seen them.
   void wait_synced(uint64_t n) {
@@ -258,27 +212,8 @@ struct Fixture {
     disk.join();
   }
 
-  // What the callers received: cookie -> "" for a method return, else the error name, one entry
-  // per reply (a second reply to the same call shows as "twice").
-  std::map<uint64_t, std::string> replies() {
-    assert_true(sd_bus_flush(server.get()) >= 0);
-    std::map<uint64_t, std::string> seen;
-    for (;;) {
-      sd_bus_message* m = nullptr;
-      int r = sd_bus_process(client.get(), &m);
-      assert_true(r >= 0);
-      if (r == 0)
-        return seen;
-      if (m == nullptr)
-        continue;
-      BusMessagePtr owned(m);
-      uint64_t cookie = 0;
-      assert_int_equal(sd_bus_message_get_reply_cookie(m, &cookie), 0);
-      const sd_bus_error* error = sd_bus_message_get_error(m);
-      std::string what = error ? error->name : "";
-      seen[cookie] = seen.count(cookie) ? "twice" : what;
-    }
-  }
+  // The replies sent so far.
+  std::map<uint64_t, std::string> replies() const { return seen; }
 };
 
 // finish() while the commit thread is in the middle of a sync: the replies it covers wait for it,

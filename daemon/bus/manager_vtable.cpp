@@ -1,0 +1,136 @@
+// org.mfad1.Manager's vtable: each method's access, flags and handler (manager_calls.cpp).
+#include <cerrno>
+#include <exception>
+#include <new>
+
+#include "bus/manager.hpp"
+#include "common/dbus_names.hpp"
+#include "core/log.hpp"
+
+namespace mfa {
+
+namespace {
+
+// sd-bus callbacks are C: nothing may be thrown through them.
+// Access is decided here, per method, and not by sd-bus's own check (the bus is trusted, see
+// main.cpp): kRoot methods are refused to every sender but root before their handler runs; the
+// others authorize in the Authenticator.
+enum class Access { kRoot, kOpen };
+
+template <int (ManagerBus::*Handler)(sd_bus_message*), Access kAccess>
+int dispatch(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
+  try {
+    auto* mb = static_cast<ManagerBus*>(userdata);
+    if constexpr (kAccess == Access::kRoot) {
+      if (int r = mb->refuse_unless_root(m); r != 0)
+        return r;
+    }
+    return (mb->*Handler)(m);
+  } catch (const std::bad_alloc&) {
+    return -ENOMEM;
+  } catch (const std::exception& e) {
+    MFA_LOG_ERROR("%s failed: %s", sd_bus_message_get_member(m), e.what());
+  } catch (...) {
+    MFA_LOG_ERROR("%s failed", sd_bus_message_get_member(m));
+  }
+  return sd_bus_error_set(ret_error, dbus::kErrorInternal, "Internal error in mfad.");
+}
+
+int get_degraded(sd_bus* /*bus*/, const char* /*path*/, const char* /*interface*/,
+                 const char* /*property*/, sd_bus_message* reply, void* userdata,
+                 sd_bus_error* /*ret_error*/) {
+  return sd_bus_message_append(reply, "b",
+                               static_cast<int>(static_cast<ManagerBus*>(userdata)->degraded()));
+}
+
+int get_version(sd_bus* /*bus*/, const char* /*path*/, const char* /*interface*/,
+                const char* /*property*/, sd_bus_message* reply, void* /*userdata*/,
+                sd_bus_error* /*ret_error*/) {
+  return sd_bus_message_append(reply, "s", MFA_VERSION);
+}
+
+// PAM side: root only (no SD_BUS_VTABLE_UNPRIVILEGED, so the introspection says so; the bus policy
+// and dispatch<..., Access::kRoot> enforce it). Everything else is open to unprivileged callers
+// and authorized by the Authenticator. Calls carrying codes or returning secrets are SENSITIVE:
+// sd-bus erases them when freed.
+constexpr uint64_t kRootOnly = 0;
+constexpr uint64_t kRootOnlySensitive = SD_BUS_VTABLE_SENSITIVE;
+constexpr uint64_t kOpen = SD_BUS_VTABLE_UNPRIVILEGED;
+constexpr uint64_t kOpenSensitive = SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE;
+
+const sd_bus_vtable kManagerVtable[] = {
+    SD_BUS_VTABLE_START(0),
+    SD_BUS_PROPERTY("Version", "s", get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    SD_BUS_PROPERTY("Degraded", "b", get_degraded, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_METHOD_WITH_ARGS("BeginAuthentication", SD_BUS_ARGS("s", user, "a{ss}", context),
+                            SD_BUS_RESULT("s", challenge, "as", methods),
+                            (dispatch<&ManagerBus::begin_authentication, Access::kRoot>),
+                            kRootOnly),
+    SD_BUS_METHOD_WITH_ARGS("SendSmsCode", SD_BUS_ARGS("s", challenge),
+                            SD_BUS_RESULT("s", masked_phone),
+                            (dispatch<&ManagerBus::send_sms_code, Access::kRoot>), kRootOnly),
+    SD_BUS_METHOD_WITH_ARGS("Verify", SD_BUS_ARGS("s", challenge, "s", code),
+                            SD_BUS_RESULT("s", method),
+                            (dispatch<&ManagerBus::verify, Access::kRoot>), kRootOnlySensitive),
+    SD_BUS_METHOD_WITH_ARGS("EndAuthentication", SD_BUS_ARGS("s", challenge), SD_BUS_NO_RESULT,
+                            (dispatch<&ManagerBus::end_authentication, Access::kRoot>), kRootOnly),
+    SD_BUS_METHOD_WITH_ARGS("OpenSession", SD_BUS_ARGS("s", user, "a{ss}", context),
+                            SD_BUS_RESULT("s", session_id),
+                            (dispatch<&ManagerBus::open_session, Access::kRoot>), kRootOnly),
+    SD_BUS_METHOD_WITH_ARGS("CloseSession", SD_BUS_ARGS("s", session_id), SD_BUS_NO_RESULT,
+                            (dispatch<&ManagerBus::close_session, Access::kRoot>), kRootOnly),
+    SD_BUS_METHOD_WITH_ARGS("GetUser", SD_BUS_ARGS("s", user), SD_BUS_RESULT("a{sv}", info),
+                            (dispatch<&ManagerBus::get_user, Access::kOpen>), kOpen),
+    SD_BUS_METHOD_WITH_ARGS("BeginTotpEnrollment", SD_BUS_ARGS("s", user, "a{sv}", options),
+                            SD_BUS_RESULT("s", secret_base32, "s", otpauth_uri),
+                            (dispatch<&ManagerBus::begin_totp_enrollment, Access::kOpen>),
+                            kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS(
+        "ConfirmTotpEnrollment", SD_BUS_ARGS("s", user, "s", code), SD_BUS_NO_RESULT,
+        (dispatch<&ManagerBus::confirm_totp_enrollment, Access::kOpen>), kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS(
+        "BeginSmsEnrollment", SD_BUS_ARGS("s", user, "s", phone_e164, "s", current_code),
+        SD_BUS_RESULT("s", masked_phone),
+        (dispatch<&ManagerBus::begin_sms_enrollment, Access::kOpen>), kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS(
+        "ConfirmSmsEnrollment", SD_BUS_ARGS("s", user, "s", code), SD_BUS_NO_RESULT,
+        (dispatch<&ManagerBus::confirm_sms_enrollment, Access::kOpen>), kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS("GenerateBackupCodes", SD_BUS_ARGS("s", user, "s", current_code),
+                            SD_BUS_RESULT("as", codes),
+                            (dispatch<&ManagerBus::generate_backup_codes, Access::kOpen>),
+                            kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS("DisableMethod", SD_BUS_ARGS("s", user, "s", method, "s", current_code),
+                            SD_BUS_NO_RESULT,
+                            (dispatch<&ManagerBus::disable_method, Access::kOpen>), kOpenSensitive),
+    SD_BUS_METHOD_WITH_ARGS("ListSessions", SD_BUS_ARGS("s", user),
+                            SD_BUS_RESULT("aa{sv}", sessions),
+                            (dispatch<&ManagerBus::list_sessions, Access::kOpen>), kOpen),
+    SD_BUS_METHOD_WITH_ARGS("TerminateSession", SD_BUS_ARGS("s", session_id), SD_BUS_NO_RESULT,
+                            (dispatch<&ManagerBus::terminate_session, Access::kOpen>), kOpen),
+    SD_BUS_METHOD_WITH_ARGS("ListUsers", SD_BUS_NO_ARGS, SD_BUS_RESULT("aa{sv}", users),
+                            (dispatch<&ManagerBus::list_users, Access::kOpen>), kOpen),
+    SD_BUS_METHOD_WITH_ARGS("ResetUser", SD_BUS_ARGS("s", user), SD_BUS_NO_RESULT,
+                            (dispatch<&ManagerBus::reset_user, Access::kOpen>), kOpen),
+    SD_BUS_METHOD_WITH_ARGS("Unlock", SD_BUS_ARGS("s", user), SD_BUS_NO_RESULT,
+                            (dispatch<&ManagerBus::unlock, Access::kOpen>), kOpen),
+    SD_BUS_METHOD_WITH_ARGS("ListAuditEvents", SD_BUS_ARGS("a{sv}", filter),
+                            SD_BUS_RESULT("aa{sv}", events),
+                            (dispatch<&ManagerBus::list_audit_events, Access::kOpen>), kOpen),
+    SD_BUS_METHOD_WITH_ARGS("VerifyAuditTrail", SD_BUS_NO_ARGS,
+                            SD_BUS_RESULT("b", intact, "t", rows, "s", message),
+                            (dispatch<&ManagerBus::verify_audit_trail, Access::kOpen>), kOpen),
+    SD_BUS_SIGNAL_WITH_ARGS("SessionOpened", SD_BUS_ARGS("s", session_id, "s", user), 0),
+    SD_BUS_SIGNAL_WITH_ARGS("SessionClosed", SD_BUS_ARGS("s", session_id, "s", user, "s", reason),
+                            0),
+    SD_BUS_SIGNAL_WITH_ARGS("SecurityEvent", SD_BUS_ARGS("s", user, "s", kind, "a{ss}", details),
+                            0),
+    SD_BUS_VTABLE_END,
+};
+
+}  // namespace
+
+const sd_bus_vtable* ManagerBus::vtable() {
+  return kManagerVtable;
+}
+
+}  // namespace mfa
