@@ -1,6 +1,6 @@
 // The logic behind every D-Bus method, testable without a bus: validate, authorize, act, answer.
-// manager_bus.cpp is the D-Bus glue in front of it. Each method returns a Result whose error kind
-// maps to the org.mfad1.Error name the caller sees.
+// daemon/bus/manager_calls.cpp is the D-Bus glue in front of it. Each method returns a Result
+// whose error kind maps to the org.mfad1.Error name the caller sees.
 #pragma once
 
 #include <sys/types.h>
