@@ -29,8 +29,9 @@ trap cleanup EXIT
 step "Starting a private system bus with mfad's own D-Bus policy"
 mkdir -p "$work/system.d"
 cp systemd/org.mfad1.conf "$work/system.d/"
-sed -n '/^BUS_CONFIG = """/,/^"""/p' tests/integration/conftest.py | sed '1s/^BUS_CONFIG = """//;$d' |
-  sed "s|{socket}|$work/system_bus_socket|; s|{policy_dir}|$work/system.d|" >"$work/bus.conf"
+# The same configuration as the integration tests' private bus (tests/integration/conftest.py).
+sed "s|@SOCKET@|$work/system_bus_socket|; s|@POLICY_DIR@|$work/system.d|" \
+  tests/bus/system-bus.conf.in >"$work/bus.conf"
 dbus-daemon --config-file="$work/bus.conf" --nofork --nopidfile --print-address=1 >"$work/bus.addr" &
 bus_pid=$!
 for _ in $(seq 100); do [[ -S $work/system_bus_socket ]] && break; sleep 0.05; done

@@ -31,6 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PYTHON = "/usr/bin/python3"  # Debian's: it has dbus-python and dbusmock
 ASAN = os.environ.get("MFA_ASAN") == "1"
 
+
 def bus_policy(policies):
     """A bus configuration file (for the bus's included policy files) holding these <policy>
     elements."""
@@ -39,40 +40,16 @@ def bus_policy(policies):
             f"<busconfig>\n{policies}</busconfig>\n")
 
 
-# Default system policy of /usr/share/dbus-1/system.conf, with the project's policy file included
-# unchanged from systemd/.
-BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <auth>EXTERNAL</auth>
-  <listen>unix:path={socket}</listen>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus"
-           send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus"
-           send_interface="org.freedesktop.DBus.Properties"/>
-    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"
-          send_member="UpdateActivationEnvironment"/>
-  </policy>
-  <policy user="root">
-    <allow send_destination="org.freedesktop.DBus"
-           send_interface="org.freedesktop.DBus.Monitoring"/>
-  </policy>
-  <includedir>{policy_dir}</includedir>
-</busconfig>
-"""
+# The private system bus's configuration, shared with scripts/demo.sh: the default system policy
+# of /usr/share/dbus-1/system.conf, with the project's policy file included unchanged from systemd/.
+BUS_CONFIG_TEMPLATE = os.path.join(REPO, "tests", "bus", "system-bus.conf.in")
+
+
+def bus_config(socket, policy_dir):
+    """The text of the private system bus's configuration file."""
+    with open(BUS_CONFIG_TEMPLATE) as f:
+        return f.read().replace("@SOCKET@", socket).replace("@POLICY_DIR@", policy_dir)
+
 
 # Test accounts: (name, password, admin?). Created once per test session, removed at its end.
 TEST_USERS = [
@@ -195,7 +172,7 @@ class Bus:
                 f.write(policy)
         self.config = os.path.join(workdir, "bus.conf")
         with open(self.config, "w") as f:
-            f.write(BUS_CONFIG.format(socket=self.socket, policy_dir=policy_dir))
+            f.write(bus_config(self.socket, policy_dir))
         self.proc = subprocess.Popen(
             ["dbus-daemon", f"--config-file={self.config}", "--nofork", "--nopidfile",
              "--print-address=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
