@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
@@ -29,7 +28,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 import dbus  # noqa: E402
 
 import fake_twilio  # noqa: E402
-from conftest import Bus, _ensure_users, make_world_dir  # noqa: E402
+from conftest import Bus, _ensure_users, make_world_dir, wait_until  # noqa: E402
 
 LOGINS = int(os.environ.get("LOGINS", "400"))
 CLIENTS = int(os.environ.get("CLIENTS", "8"))
@@ -93,10 +92,7 @@ From={fake_twilio.FROM}
         mfad = subprocess.Popen([os.path.join(build, "daemon", "mfad"), "--config", conf,
                                  "--bus-address", bus.address], stdout=log,
                                 stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while not bus.name_owner("org.mfad1"):
-            assert time.time() < deadline and mfad.poll() is None, "mfad did not start"
-            time.sleep(0.05)
+        bus.wait_owner("org.mfad1", mfad)
 
         root = dbus.bus.BusConnection(bus.address)
         mgr = dbus.Interface(root.get_object("org.mfad1", "/org/mfad1", introspect=False),
@@ -135,10 +131,8 @@ From={fake_twilio.FROM}
             for t in threads:
                 t.start()
             barrier.wait(30)
-            deadline = time.monotonic() + 20
-            while fake.inflight < SENDS:
-                assert time.monotonic() < deadline, f"only {fake.inflight} texts in flight: {replies[:3]}"
-                time.sleep(0.01)
+            assert wait_until(lambda: fake.inflight >= SENDS, timeout=20, interval=0.01), \
+                f"only {fake.inflight} texts in flight: {replies[:3]}"
             result = login_run(build, bus.address, LOGINS * (rnd + 1))
             still = fake.inflight
             for t in threads:

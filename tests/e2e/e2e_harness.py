@@ -211,14 +211,10 @@ class SshServer:
                                          stdin=subprocess.DEVNULL)
             log.close()
             ready = f"Server listening on 127.0.0.1 port {self.port}"
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                text = self.log_text()
-                if ready in text:
-                    return self
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
+            harness.wait_until(lambda: ready in self.log_text() or self.proc.poll() is not None,
+                               timeout)
+            if ready in self.log_text():
+                return self
             if self.proc.poll() is None:
                 self.stop()
                 raise AssertionError(f"sshd did not listen within {timeout} s:\n{self.log_text()}")

@@ -4,11 +4,10 @@ ends it (the user's connection closes), and under OnLimit=deny the sixth concurr
 refused. Recipe: docs/sshd.md."""
 
 import io
-import time
 
 import pexpect
 
-from e2e_harness import record_transcript, spawn, ssh_argv
+from e2e_harness import harness, record_transcript, spawn, ssh_argv
 
 COMMAND = "echo e2e-ready; read answer; echo e2e-bye $answer"
 
@@ -25,12 +24,9 @@ def sessions_of(mfad, user):
 
 
 def wait_sessions(mfad, user, count, timeout=15):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = sessions_of(mfad, user)
-        if len(found) == count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
+    """user's sessions once there are count of them, or when timeout seconds have passed."""
+    harness.wait_until(lambda: len(sessions_of(mfad, user)) == count, timeout)
+    return sessions_of(mfad, user)
 
 
 def open_ssh_session(request, server, user, code):

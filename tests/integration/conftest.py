@@ -6,7 +6,8 @@ Environment:
   MFA_ASAN=1     the build is ASan+UBSan: set the sanitizer options for every child process
 
 Fixtures: build_dir, test_users, bus, mfad (started), mfad_factory (configure before start).
-Helpers: totp(), Mfad.call()/call_as(), Mfad.enroll_totp(), Mfad.next_code(), mfactl(), run_as().
+Helpers: totp(), Mfad.call()/call_as(), Mfad.enroll_totp(), Mfad.next_code(), mfactl(), run_as(),
+wait_until() (tests wait on a condition, never for a guessed time).
 """
 
 import base64
@@ -58,6 +59,19 @@ TEST_USERS = [
     ("mfa-carol", "carol-Pw-1e8!", True),
 ]
 ADMIN_GROUP = "mfa-admin"
+
+
+def wait_until(predicate, timeout=15, interval=0.05):
+    """predicate()'s first true value within timeout seconds, else its last value: a test waits
+    for what it needs (a process ready, a row written), never a fixed time. interval is only how
+    often predicate is asked."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
 
 
 def sanitizer_env(env=None):
@@ -188,6 +202,13 @@ class Bus:
         if r.returncode != 0:
             return None
         return r.stdout.split('"')[1]
+
+    def wait_owner(self, name, proc, timeout=20):
+        """Waits for proc (a Popen) to own name; fails when it exits first or takes too long."""
+        wait_until(lambda: self.name_owner(name) or proc.poll() is not None, timeout)
+        assert proc.poll() is None, \
+            f"the owner of {name} exited: {proc.stderr.read() if proc.stderr else ''}"
+        assert self.name_owner(name), f"{name} was not owned within {timeout} s"
 
     def stop(self):
         stop_process(self.proc, 5)
@@ -367,14 +388,12 @@ class Mfad:
         return self
 
     def wait_ready(self, timeout=20):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"mfad exited with {self.proc.returncode}:\n{self.log_text()}")
-            if self.bus.name_owner("org.mfad1"):
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"mfad did not take its bus name:\n{self.log_text()}")
+        wait_until(lambda: self.proc.poll() is not None or self.bus.name_owner("org.mfad1"),
+                   timeout)
+        if self.proc.poll() is not None:
+            raise AssertionError(f"mfad exited with {self.proc.returncode}:\n{self.log_text()}")
+        if not self.bus.name_owner("org.mfad1"):
+            raise AssertionError(f"mfad did not take its bus name:\n{self.log_text()}")
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if self.proc is None or self.proc.poll() is not None:

@@ -130,7 +130,7 @@ class FakeTwilio:
             answer = "unauthorized"
         status, body, headers, delay = ANSWERS[answer]
         if delay:
-            time.sleep(delay)
+            time.sleep(delay)  # a slow provider: the answer's lateness is what the test needs
         if body is None:
             body = {"sid": "SM" + "0" * 32, "status": "queued", "error_code": None,
                     "to": rec["to"]}

@@ -9,11 +9,10 @@ import select
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
-from conftest import PYTHON, Bus, Mfad, Reply, make_world_dir, sanitizer_env
+from conftest import PYTHON, Bus, Mfad, Reply, make_world_dir, sanitizer_env, wait_until
 
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
@@ -64,12 +63,12 @@ class RedisServer:
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen([REDIS_SERVER, self.config], stdout=self.log,
                                      stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            assert self.proc.poll() is None, "redis-server exited:\n" + self.log_text()
-            if os.path.exists(self.socket) and self.cli("PING").strip() == "PONG":
-                return self
-            time.sleep(0.02)
+        wait_until(lambda: self.proc.poll() is not None or (
+            os.path.exists(self.socket) and self.cli("PING").strip() == "PONG"), timeout=20,
+            interval=0.02)
+        assert self.proc.poll() is None, "redis-server exited:\n" + self.log_text()
+        if os.path.exists(self.socket) and self.cli("PING").strip() == "PONG":
+            return self
         raise AssertionError("redis-server did not start:\n" + self.log_text())
 
     def stop(self, sig=signal.SIGTERM):
@@ -172,12 +171,9 @@ def wait_degraded(m, value, timeout=15):
     """Waits for the Degraded property to become value; when False, also for the emptied
     reconciliation queue to be committed (it commits with the loop's next batch, possibly just
     after the property changed)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if degraded(m) == value and (
-                value or m.sql("SELECT count(*) FROM fleet_reconcile").strip() == "0"):
-            return
-        time.sleep(0.05)
+    if wait_until(lambda: degraded(m) == value and (
+            value or m.sql("SELECT count(*) FROM fleet_reconcile").strip() == "0"), timeout):
+        return
     raise AssertionError(f"Degraded did not become {value}:\n{m.log_text()[-4000:]}")
 
 

@@ -7,9 +7,8 @@ import os
 import signal
 import subprocess
 import tempfile
-import time
 
-from conftest import PYTHON, bus_policy
+from conftest import PYTHON, bus_policy, wait_until
 from pam_helpers import PAM_PERMIT, PamServices
 
 LOGIND_POLICY = bus_policy("""  <policy user="root">
@@ -37,17 +36,6 @@ def audit(m, user, kind):
     rows = m.call("ListAuditEvents", "a{sv}",
                   {"user": ["@s", user], "limit": ["@u", 1000]}).expect_ok()
     return [r for r in rows if r["kind"] == kind]
-
-
-def wait_until(predicate, timeout=15):
-    """predicate()'s first true value within timeout seconds, else its last value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    return predicate()
 
 
 class SessionServices(PamServices):
@@ -125,27 +113,27 @@ class Leader:
 
 
 class Monitor:
-    """dbus-monitor of org.mfad1's signals on the private bus."""
+    """dbus-monitor of the private bus's messages matching match (default: org.mfad1's
+    signals); ready when constructed."""
 
-    def __init__(self, bus):
+    def __init__(self, bus, match="type='signal',interface='org.mfad1.Manager'"):
         self.out = tempfile.NamedTemporaryFile(mode="w+", prefix="mfa-monitor-", delete=False)
         self.proc = subprocess.Popen(
-            ["dbus-monitor", "--address", bus.address, "--monitor",
-             "type='signal',interface='org.mfad1.Manager'"],
+            ["dbus-monitor", "--address", bus.address, "--monitor", match],
             stdout=self.out, stderr=subprocess.STDOUT, text=True)
-        time.sleep(0.5)
+        # Once a monitor, its connection loses its unique name and prints the NameLost signal
+        # the bus sends it: from then on it sees every matching message.
+        assert wait_until(lambda: "member=NameLost" in self.text() or self.proc.poll()
+                          is not None), "dbus-monitor did not become a monitor"
+        assert self.proc.poll() is None, self.text()
 
     def text(self):
         with open(self.out.name) as f:
             return f.read()
 
     def wait_for(self, *needles, timeout=15):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            t = self.text()
-            if all(n in t for n in needles):
-                return t
-            time.sleep(0.1)
+        """The output once it holds every needle, or when timeout seconds have passed."""
+        wait_until(lambda: all(n in self.text() for n in needles), timeout)
         return self.text()
 
     def stop(self):
@@ -167,11 +155,7 @@ class Logind:
         self.bus = bus
         self.proc = subprocess.Popen([PYTHON, "-m", "dbusmock", "--system", "--template", "logind"],
                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 20
-        while not bus.name_owner("org.freedesktop.login1"):
-            assert time.monotonic() < deadline, "dbusmock did not own org.freedesktop.login1"
-            assert self.proc.poll() is None, self.proc.stderr.read()
-            time.sleep(0.1)
+        bus.wait_owner("org.freedesktop.login1", self.proc)
 
     def terminate_calls(self):
         r = subprocess.run(["busctl", f"--address={self.bus.address}", "--json=short", "call",

@@ -146,11 +146,12 @@ def on_event(user, kind, details):
 bus.add_signal_receiver(on_event, "SecurityEvent", "org.mfad1.Manager")
 ok, r = call("BeginAuthentication", "mfa-alice", dbus.Dictionary({CTX!r}, signature="ss"))
 out["verify"] = [call("Verify", r[0], "{bad}")[1] for _ in range(2)]
+# Dispatches until the signal came: a timer wakes the loop at the deadline.
 deadline = time.time() + 10
+GLib.timeout_add_seconds(10, lambda: False)
 ctx = GLib.MainContext.default()
 while not events and time.time() < deadline:
-    ctx.iteration(False)
-    time.sleep(0.01)
+    ctx.iteration(True)
 out["events"] = events
 """)
     assert out["verify"] == ["org.mfad1.Error.BadCode", "org.mfad1.Error.RateLimited"]
@@ -213,7 +214,7 @@ while time.time() < deadline:
         seen.append(err)
     if err != "org.mfad1.Error.SmsUnavailable":
         break
-    time.sleep(0.2)
+    time.sleep(0.2)  # real time must pass: 10 s, the shortest ChallengeTimeoutSeconds
 out["seen"] = seen
 """)
     assert out["seen"] == ["org.mfad1.Error.SmsUnavailable", "org.mfad1.Error.ChallengeExpired"]

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 
-from conftest import current_step, totp
+from conftest import current_step, totp, wait_until
 from daemon_helpers import far_code, run_mfad
 
 
@@ -168,7 +168,6 @@ def test_state_dir_option_overrides_the_config(mfad_factory, test_users):
 
 def test_sigterm_under_load_keeps_every_acknowledged_write(mfad, test_users):
     import json
-    import time
 
     from daemon_helpers import start_dbus_script
     users = ["mfa-alice", "mfa-bob", "mfa-carol"]
@@ -186,11 +185,9 @@ while time.time() < deadline:
     out["last"] = [str(c) for c in value]
     out["acked"] += 1
 """) for u in users]
-    deadline = time.time() + 30
-    while time.time() < deadline and mfad.call("GetUser", "s", "mfa-alice").expect_ok()[
-            "backup_codes_left"] == 0:
-        time.sleep(0.05)
-    time.sleep(0.3)  # let the clients get going (not waiting for time to pass: load)
+    # SIGTERM once every client is going: each has had a set of codes acknowledged.
+    assert wait_until(lambda: all(mfad.call("GetUser", "s", u).expect_ok()["backup_codes_left"]
+                                  for u in users), timeout=30)
     assert mfad.stop() == 0
     results = []
     for c in clients:

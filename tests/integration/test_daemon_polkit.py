@@ -79,11 +79,7 @@ class PolkitMock:
             reload_bus_config(bus)
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 20
-        while not bus.name_owner(POLKIT):
-            assert time.monotonic() < deadline, "dbusmock did not own org.freedesktop.PolicyKit1"
-            assert self.proc.poll() is None, self.proc.stderr.read()
-            time.sleep(0.1)
+        bus.wait_owner(POLKIT, self.proc)
 
     def _mock(self, method, signature="", *args):
         r = subprocess.run(["busctl", f"--address={self.bus.address}", "--json=short", "call",
@@ -119,6 +115,13 @@ def polkit(bus):
     mock = PolkitMock(bus)
     yield mock
     mock.stop()
+
+
+def polkit_questions(bus):
+    """A monitor of the questions sent to polkit: once one shows, its asker is waiting on it."""
+    from session_helpers import Monitor
+    return Monitor(bus, "type='method_call',interface='org.freedesktop.PolicyKit1.Authority',"
+                        "member='CheckAuthorization'")
 
 
 def denials(mfad, user):
@@ -255,6 +258,7 @@ def test_interactive_authorization_is_passed_on(polkit, mfad, test_users):
 def test_frozen_polkit_is_a_denial_in_time(polkit, mfad, test_users):
     alice, carol = test_users["mfa-alice"], test_users["mfa-carol"]
     polkit.set_allowed([ACTION])
+    questions = polkit_questions(mfad.bus)
     polkit.freeze()
     try:
         result = {}
@@ -266,7 +270,8 @@ def test_frozen_polkit_is_a_denial_in_time(polkit, mfad, test_users):
 
         waiting = threading.Thread(target=ask)
         waiting.start()
-        time.sleep(0.5)  # alice's call is waiting on polkit now
+        # alice's call is waiting on polkit once mfad has asked it.
+        assert "member=CheckAuthorization" in questions.wait_for("member=CheckAuthorization")
         # mfad serves everyone else meanwhile.
         for who in (None, carol):
             start = time.monotonic()
@@ -280,6 +285,7 @@ def test_frozen_polkit_is_a_denial_in_time(polkit, mfad, test_users):
         assert len(denials(mfad, alice)) == 1
     finally:
         polkit.thaw()
+        questions.stop()
     # polkit back: it decides again.
     mfad.call("ListUsers", user=alice).expect_ok()
 
@@ -294,10 +300,7 @@ def test_polkit_unreachable_by_bus_policy_fails_closed(bus, mfad, test_users):
     proc = subprocess.Popen([PYTHON, "-m", "dbusmock", "--system", "--template", "polkitd"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while not bus.name_owner(POLKIT):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        bus.wait_owner(POLKIT, proc)
         mfad.call("ListUsers", user=alice).expect_error("NotAllowed")
         assert "AccessDenied" in mfad.log_text()
     finally:
@@ -358,12 +361,16 @@ def test_polkit_in_fleet_mode(polkit, mfad_factory, redis, test_users):
 
 def test_shutdown_answers_calls_waiting_on_polkit(polkit, mfad, test_users):
     alice = test_users["mfa-alice"]
+    questions = polkit_questions(mfad.bus)
     polkit.freeze()
     result = {}
     waiting = threading.Thread(
         target=lambda: result.setdefault("reply", mfad.call("ListUsers", user=alice)))
     waiting.start()
-    time.sleep(0.5)
+    try:
+        assert "member=CheckAuthorization" in questions.wait_for("member=CheckAuthorization")
+    finally:
+        questions.stop()
     start = time.monotonic()
     assert mfad.stop() == 0
     waiting.join(10)

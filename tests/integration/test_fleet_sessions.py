@@ -14,7 +14,8 @@ import pytest
 from fleet_helpers import redis  # noqa: F401 (a fixture)
 from fleet_helpers import audit_details, degraded, fleet_config, second_host, wait_degraded
 from pam_helpers import PAM_PERM_DENIED, PAM_SUCCESS
-from session_helpers import Monitor, SessionServices, audit, wait_until
+from conftest import wait_until
+from session_helpers import Monitor, SessionServices, audit
 
 ROW_KEYS = {"id", "user", "service", "rhost", "tty", "ruser", "logind_session", "leader_pid",
             "factor", "device", "started", "last_seen", "host"}
@@ -134,8 +135,8 @@ def test_evict_oldest_ends_the_other_hosts_session(fleet_factory, test_users):
     monitor = Monitor(f.a.bus)
     try:
         alice = test_users["mfa-alice"]
+        # The oldest by its start: lead() returns once the session is open.
         oldest = f.lead("a", alice)
-        time.sleep(0.01)
         middle = f.lead("b", alice)
         newest = f.lead("b", alice)
         assert newest.open_rc == PAM_SUCCESS
@@ -246,8 +247,11 @@ def test_stale_entries_of_a_dead_host_stop_counting(fleet_factory, test_users, r
     # B dies with its sessions registered (kill -9: nothing is unregistered).
     f.b.kill9()
     assert f.lead("a", alice).open_rc == PAM_PERM_DENIED
-    # Once their lifetime is over, B's entries count no more and are no longer listed.
-    time.sleep(3.5)
+    # Once their lifetime is over, B's entries count no more and are no longer listed. That takes
+    # real time (mfad's clock cannot be injected from here): until the expiry B wrote with them.
+    entries = redis.cli("HVALS", "mfad:user:{mfa-alice}:sessions").split()
+    expiry = max(int(e.split("|")[2]) for e in entries if e.startswith("host-b|"))
+    assert wait_until(lambda: time.time() * 1e6 >= expiry, timeout=10)
     assert f.lead("a", alice).open_rc == PAM_SUCCESS
     listed = sessions(f.a, "")
     assert {r["host"] for r in listed} == {"host-a"}

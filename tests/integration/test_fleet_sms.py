@@ -11,11 +11,10 @@ import json
 import os
 import re
 import subprocess
-import time
 
 import pytest
 
-from conftest import call_spec
+from conftest import call_spec, wait_until
 from fleet_helpers import redis  # noqa: F401 (a fixture)
 from fleet_helpers import REDIS_CLI, REDIS_USER, assert_last_refused_by_fleet, audit_details, \
     audit_rows, degraded, fleet_config, second_host, wait_degraded
@@ -462,10 +461,9 @@ def test_codes_of_a_removal_redis_missed_die_on_reconciliation(fleet_factory, fa
     a.call("ResetUser", "s", ALICE).expect_error("StorageFailure")
     wait_degraded(a, True)
     assert redis.cli("EXISTS", code_key(ALICE, "login")).strip() == "1"
-    deadline = time.time() + 10  # the queue commits with the loop's next batch
-    while a.sql("SELECT kind FROM fleet_reconcile").split() != ["sms-drop"]:
-        assert time.time() < deadline, a.sql("SELECT * FROM fleet_reconcile")
-        time.sleep(0.05)
+    # The queue commits with the loop's next batch.
+    assert wait_until(lambda: a.sql("SELECT kind FROM fleet_reconcile").split() == ["sms-drop"],
+                      timeout=10), a.sql("SELECT * FROM fleet_reconcile")
     assert "NOPERM" in a.log_text()
     assert a.sql(f"SELECT count(*) FROM sms_codes WHERE user = '{ALICE}'").strip() == "0"
 

@@ -9,15 +9,19 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 
 import pytest
 
-from conftest import PYTHON
+from conftest import PYTHON, wait_until
 from pam_helpers import (CODE_PROMPT, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_DENY, PAM_MAXTRIES,
                          PAM_PERMIT, PAM_SUCCESS, PamServices, assert_no_secrets)
 
 ALICE = "mfa-alice"
+
+
+def file_text(path):
+    with open(path) as f:
+        return f.read()
 
 
 @pytest.fixture
@@ -268,13 +272,8 @@ def test_impostor_daemon_gets_nothing(build_dir, open_bus, test_users):
         fake, log = start_fake(open_bus, None)
         try:
             pam.run(pam.single("root"), ALICE, ["123456"]).expect(PAM_SUCCESS)
-            deadline = time.time() + 10
-            while time.time() < deadline:
-                with open(log) as f:
-                    calls = f.read()
-                if "EndAuthentication" in calls:
-                    break
-                time.sleep(0.05)
+            wait_until(lambda: "EndAuthentication" in file_text(log), timeout=10)
+            calls = file_text(log)
             assert calls.splitlines() == ["BeginAuthentication", "Verify 123456",
                                           "EndAuthentication"]
         finally:

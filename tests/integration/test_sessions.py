@@ -12,7 +12,8 @@ import time
 import pytest
 
 from pam_helpers import PAM_PERM_DENIED, PAM_SUCCESS, PAM_AUTHINFO_UNAVAIL
-from session_helpers import Logind, Monitor, SessionServices, audit, wait_until
+from conftest import wait_until
+from session_helpers import Logind, Monitor, SessionServices, audit
 
 ROW_KEYS = {"id", "user", "service", "rhost", "tty", "ruser", "logind_session", "leader_pid",
             "factor", "device", "started", "last_seen"}
@@ -117,8 +118,8 @@ def test_limit_evict_oldest_ends_the_oldest(mfad_factory, test_users, services, 
     try:
         alice = test_users["mfa-alice"]
         service = services.session_service()
+        # The oldest by its start: lead() returns once the session is open.
         first = lead(services, service, alice)
-        time.sleep(0.01)
         second = lead(services, service, alice)
         third = lead(services, service, alice)
         assert third.open_rc == PAM_SUCCESS

@@ -12,7 +12,7 @@ import time
 import dbus
 import pytest
 
-from conftest import Reply, current_step
+from conftest import Reply, current_step, wait_until
 from fake_twilio import AUTH_TOKEN, FROM, WEBHOOK_TOKEN, FakeTwilio
 from pam_helpers import CODE_PROMPT, PAM_SUCCESS, PamServices, assert_no_secrets
 from sms_helpers import fake  # noqa: F401 (a fixture)
@@ -187,12 +187,12 @@ def test_code_expires(sms_factory, fake, client, test_users):
     send(c, challenge).expect_ok()
     code = fake.wait_code(2)
     assert fake.requests[1]["body"].endswith("(valid 30 seconds)")
-    sent = time.monotonic()
-    # Poll with a deadline: a fresh challenge each time (a wrong try would count on the code).
-    deadline = sent + 60
-    while time.monotonic() < sent + 31:
-        time.sleep(0.5)
-    assert time.monotonic() < deadline
+    # Real time must pass (mfad's clock cannot be injected from here, and 30 s is the shortest
+    # lifetime): until the expiry stored with the code, not a guessed time. Verify is tried once
+    # only, after it: a wrong try would count on the code.
+    expires = int(mfad.sql(f"SELECT expires FROM sms_codes WHERE user = '{ALICE}' AND "
+                           "purpose = 'login'"))
+    assert wait_until(lambda: time.time() * 1e6 >= expires, timeout=60)
     c.call("Verify", "ss", challenge, code).expect_error("BadCode")
 
 
@@ -290,6 +290,8 @@ def test_5xx_is_not_retried(sms_factory, fake, client, test_users):
     challenge, _ = c.begin(ALICE)
     msg = send(c, challenge).expect_error("SmsUnavailable")
     assert "not sent again" in msg
+    # No retry comes later either: an absence takes real time to show, longer than a retry's
+    # backoff (200 ms, then 400 ms, jittered: test_429_without_retry_after_backs_off_and_gives_up).
     time.sleep(1.5)
     assert len(fake.requests) == 2
     rows = audit_rows(mfad, "sms.failed")
