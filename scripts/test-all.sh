@@ -2,79 +2,152 @@
 # Every test of mfad, from a clean checkout on Debian 12, as root: installs what it needs, builds
 # three trees (release, ASan+UBSan, libFuzzer), and runs format check, unit, integration,
 # end-to-end, sanitizer and fuzz-smoke tests. Starts its own dbus-daemon, redis-server and sshd
-# instances and stops them. Exit 0 only when everything passed.
+# instances and stops them.
 #
-#   MFA_FUZZ_RUNS=N   libFuzzer runs per target (default 100000)
-#   MFA_SKIP_ASAN=1   skip the sanitizer tier (local iteration only; CI never sets it)
-set -euo pipefail
+# Every tier runs, whatever the tiers before it did, and leaves a JUnit file in
+# build/test-results/ (a tier that cannot run at all, a failed build or format check, counts as
+# one failed test named after it); the last line adds them up: `N passed, N failed, N skipped`.
+# Exit 0 only when nothing failed.
+#
+#   MFA_FUZZ_RUNS=N       libFuzzer runs per target (default 100000)
+#   MFA_SKIP_ASAN=1       skip the sanitizer tiers (local iteration only; CI never sets it)
+#   MFA_SELFTEST_FAIL=1   tests/repo gains one test that fails on purpose: shows that a failure
+#                         is counted, the other tiers still run and the exit status is non-zero
+set -uo pipefail # no -e: a failing tier is recorded, and the next one runs
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 jobs=$(nproc)
 results="$repo/build/test-results"
 fuzz_runs=${MFA_FUZZ_RUNS:-100000}
 started=$(date +%s)
-
-say() { printf '\n=== %s (%ds)\n' "$*" "$(($(date +%s) - started))"; }
-
-say "dependencies"
-bash scripts/deps.sh
-
-say "clang-format"
-mapfile -t sources < <(git ls-files -co --exclude-standard '*.cpp' '*.hpp' '*.c' '*.h' | grep -v '^build')
-clang-format-14 --dry-run --Werror "${sources[@]}"
-
-say "release build"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMFA_WERROR=ON >/dev/null
-cmake --build build -j"$jobs"
 rm -rf "$results" && mkdir -p "$results"
 
-say "unit tests"
-ctest --test-dir build --output-on-failure --output-junit "$results/unit.xml"
+say() { printf '\n=== %s (%ds)\n' "$*" "$(($(date +%s) - started))"; }
+record() { /usr/bin/python3 "$repo/scripts/junit-record.py" "$@"; }
 
-pytest_run() {  # name, build dir, paths...
+# tier NAME COMMAND...: runs one tier, its output shown and kept in $results/NAME.log. Its JUnit
+# file is $results/NAME.xml: written by the command (ctest, pytest) or, when it writes none, one
+# test named NAME that passed or failed with the command. A command that fails while its own
+# report counts no failure (a collection error, a crash) adds a failed test NAME-exit. Returns the
+# command's status, for the tiers that depend on this one.
+tier() {
+  local name=$1
+  shift
+  say "$name"
+  "$@" 2>&1 | tee "$results/$name.log"
+  local rc=${PIPESTATUS[0]}
+  record tier "$results/$name.xml" "$name" "$rc" "$results/$name.log"
+  return "$rc"
+}
+
+# blocked NAME REASON: a tier that cannot run because one it needs failed; a failed test.
+blocked() {
+  say "$1: not run ($2)"
+  record blocked "$results/$1.xml" "$1" "$2"
+}
+
+pytest_run() { # name, build dir, paths...
   local name=$1 dir=$2
   shift 2
   MFA_BUILD_DIR="$repo/$dir" /usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE \
     --junitxml="$results/$name.xml" "$@"
 }
 
-say "integration tests"
-pytest_run integration build tests/integration tests/repo
+format_check() {
+  local sources
+  mapfile -t sources < <(git ls-files -co --exclude-standard '*.cpp' '*.hpp' '*.c' '*.h' |
+    grep -v '^build')
+  clang-format-14 --dry-run --Werror "${sources[@]}"
+}
 
-say "end-to-end tests (sshd, sudo, su)"
-pytest_run e2e build tests/e2e
+release_build() {
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMFA_WERROR=ON >/dev/null &&
+    cmake --build build -j"$jobs"
+}
 
-if [[ "${MFA_SKIP_ASAN:-0}" != 1 ]]; then
-  say "ASan+UBSan build"
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMFA_SANITIZE=ON >/dev/null
-  cmake --build build-asan -j"$jobs"
-  say "unit tests under ASan+UBSan"
+asan_build() {
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMFA_SANITIZE=ON >/dev/null &&
+    cmake --build build-asan -j"$jobs"
+}
+
+asan_unit() {
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure --output-junit "$results/unit-asan.xml"
-  say "integration tests under ASan+UBSan"
-  MFA_ASAN=1 pytest_run integration-asan build-asan tests/integration
+}
+
+asan_integration() { MFA_ASAN=1 pytest_run integration-asan build-asan tests/integration; }
+
+fuzz_build() {
+  CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DMFA_FUZZ=ON -DMFA_TESTS=ON >/dev/null &&
+    cmake --build build-fuzz -j"$jobs" --target fuzz_all
+}
+
+# One test per fuzz target, failed with the end of its log when the target finds a crash.
+fuzz_smoke() {
+  local target name corpus work rc dict seeds cases=()
+  echo "$fuzz_runs runs per target"
+  for target in build-fuzz/tests/fuzz/fuzz_*; do
+    [[ -x $target && -f $target ]] || continue
+    name=$(basename "$target")
+    corpus="tests/fuzz/seeds/${name#fuzz_}"
+    work=$(mktemp -d)
+    dict=()
+    [[ -f "tests/fuzz/${name#fuzz_}.dict" ]] && dict=(-dict="tests/fuzz/${name#fuzz_}.dict")
+    seeds=()
+    [[ -d $corpus ]] && seeds=("$corpus")
+    "$target" -runs="$fuzz_runs" -max_total_time=120 "${dict[@]}" "$work" "${seeds[@]}" \
+      >"$results/$name.log" 2>&1
+    rc=$?
+    rm -rf "$work"
+    if ((rc == 0)); then
+      echo "$name: $(grep -Eo 'Done [0-9]+ runs' "$results/$name.log" || echo ok)"
+    else
+      tail -50 "$results/$name.log"
+      echo "$name FAILED (status $rc)"
+    fi
+    cases+=("$name" "$rc" "$results/$name.log")
+  done
+  if ((${#cases[@]} == 0)); then
+    echo "no fuzz target was built"
+    return 1
+  fi
+  record cases "$results/fuzz.xml" fuzz "${cases[@]}"
+}
+
+# The tiers, in order. Each one that needs an earlier one is blocked (a failed test) when that
+# one failed.
+tier deps bash scripts/deps.sh
+tier format format_check
+# (clang-tidy: see the commit that removed .clang-tidy for why it is not a tier.)
+
+if tier build release_build; then
+  tier unit ctest --test-dir build --output-on-failure --output-junit "$results/unit.xml"
+  tier repo pytest_run repo build tests/repo
+  tier integration pytest_run integration build tests/integration
+  tier e2e pytest_run e2e build tests/e2e
+else
+  for t in unit repo integration e2e; do blocked "$t" "the release build failed"; done
 fi
 
-say "libFuzzer build and smoke run ($fuzz_runs runs per target)"
-CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DMFA_FUZZ=ON -DMFA_TESTS=ON >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_all
-fuzz_count=0
-for target in build-fuzz/tests/fuzz/fuzz_*; do
-  [[ -x $target && -f $target ]] || continue
-  name=$(basename "$target")
-  corpus="tests/fuzz/seeds/${name#fuzz_}"
-  work=$(mktemp -d)
-  dict=(); [[ -f "tests/fuzz/${name#fuzz_}.dict" ]] && dict=(-dict="tests/fuzz/${name#fuzz_}.dict")
-  seeds=(); [[ -d $corpus ]] && seeds=("$corpus")
-  "$target" -runs="$fuzz_runs" -max_total_time=120 "${dict[@]}" "$work" "${seeds[@]}" \
-    >"$results/$name.log" 2>&1 || { tail -50 "$results/$name.log"; echo "$name FAILED"; exit 1; }
-  rm -rf "$work"
-  echo "$name: $(grep -Eo 'Done [0-9]+ runs' "$results/$name.log" || echo ok)"
-  fuzz_count=$((fuzz_count + 1))
-done
-((fuzz_count > 0)) || { echo "no fuzz target was built"; exit 1; }
-echo "<testsuite name=\"fuzz\" tests=\"$fuzz_count\" failures=\"0\"></testsuite>" >"$results/fuzz.xml"
+# The package tier goes here: `tier package bash scripts/test-package.sh` (it may write
+# "$results/package.xml" itself; if it does not, its exit status is the one test), after the
+# release build (blocked like the tiers above when it failed).
+
+if [[ "${MFA_SKIP_ASAN:-0}" != 1 ]]; then
+  if tier asan-build asan_build; then
+    tier unit-asan asan_unit
+    tier integration-asan asan_integration
+  else
+    for t in unit-asan integration-asan; do blocked "$t" "the ASan+UBSan build failed"; done
+  fi
+fi
+
+if tier fuzz-build fuzz_build; then
+  tier fuzz fuzz_smoke
+else
+  blocked fuzz "the libFuzzer build failed"
+fi
 
 say "summary"
 /usr/bin/python3 scripts/junit-summary.py "$results"

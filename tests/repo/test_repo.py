@@ -58,3 +58,10 @@ def test_shell_scripts_parse():
         r = subprocess.run(["bash", "-n", os.path.join(REPO, path)], capture_output=True,
                            text=True)
         assert r.returncode == 0, f"{path}: {r.stderr}"
+
+
+if os.environ.get("MFA_SELFTEST_FAIL") == "1":
+    def test_selftest_deliberate_failure():
+        """Exists only under MFA_SELFTEST_FAIL=1 (scripts/test-all.sh): a failure on purpose, to
+        show that the summary counts it and the run exits non-zero."""
+        assert False, "MFA_SELFTEST_FAIL=1: this test fails on purpose"
