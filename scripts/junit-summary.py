@@ -30,7 +30,9 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.xml"))):
         skipped += sk
         for case in s.iter("testcase"):
             if case.find("failure") is not None or case.find("error") is not None:
-                failed_names.append(f"{name}: {case.get('classname', '')} {case.get('name')}")
+                cls = case.get("classname", "")
+                label = case.get("name") if cls in ("", name) else f"{cls}::{case.get('name')}"
+                failed_names.append(f"{name}: {label}")
 for n in failed_names:
     print(f"  FAILED {n}")
 print(f"{passed} passed, {failed} failed, {skipped} skipped")
