@@ -60,7 +60,7 @@ def tier(path, name, rc, log):
             message = f"{name} wrote an unreadable JUnit file"
         write(path, name, [(name, message, tail(log))])
     elif rc != 0 and counted == 0:
-        write(path[:-4] + "-exit.xml", name,
+        write(path[:-4] + "-exit.xml", f"{name}-exit",
               [(f"{name}-exit", f"{name} exited with status {rc} but its report counts no "
                 "failure", tail(log))])
 
