@@ -1,5 +1,11 @@
-// The embedded store (DESIGN §6): SQLite in WAL mode with synchronous=FULL, numbered migrations,
-// BEGIN IMMEDIATE group commit (see store.hpp) and a hash-chained, append-only audit table.
+// The embedded store (DESIGN §6): SQLite in WAL mode, numbered migrations, BEGIN IMMEDIATE group
+// commit (see store.hpp) and a hash-chained, append-only audit table.
+//
+// One class, one file per job: sqlite_store.cpp (the connection, statements, reads and writes),
+// sqlite_schema.cpp (migrations, pragmas), sqlite_commit.cpp (the batch transaction and the disk
+// flush), then one per group of tables: sqlite_factors.cpp (factors, users, TOTP watermark),
+// sqlite_backup_codes.cpp, sqlite_limits.cpp, sqlite_sms.cpp, sqlite_audit.cpp,
+// sqlite_sessions.cpp (sessions, devices), sqlite_reconcile.cpp (fleet mode's queue).
 #pragma once
 
 #include <sqlite3.h>

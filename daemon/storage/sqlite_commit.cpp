@@ -1,0 +1,88 @@
+// SqliteStore's batch transaction (group commit, store.hpp): the first write after a commit opens
+// it with BEGIN IMMEDIATE, a failed write rolls the whole batch back, commit() ends it, and sync()
+// flushes the write-ahead log to the disk (docs/operations.md, "Durability and group commit").
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "storage/sqlite_store.hpp"
+
+namespace mfa {
+
+Status SqliteStore::begin_write() {
+  if (batch_error_)
+    return *batch_error_;
+  if (in_transaction_)
+    return {};
+  int rc = sqlite3_exec(db_.get(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK)
+    return sqlite_error(rc, "database write failed");
+  in_transaction_ = true;
+  return {};
+}
+
+Error SqliteStore::fail_write(Error error) {
+  if (in_transaction_) {
+    if (!sqlite3_get_autocommit(db_.get())) {
+      sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+    in_transaction_ = false;
+    batch_error_ = error;
+  }
+  return error;
+}
+
+Status SqliteStore::flush() {
+  MFA_CHECK(commit());
+  return sync();
+}
+
+Status SqliteStore::sync() {
+  // Runs on the commit thread: touches nothing but wal_, which is set before any thread starts,
+  // and sync_failed_.
+  //
+  // Once a disk flush has failed, every later one fails too, until mfad restarts: Linux reports
+  // a writeback error to fdatasync once, and the next call may succeed although the pages it
+  // covered were dropped ("fsyncgate"; PostgreSQL panics for the same reason). A success reply
+  // must never rest on such a sync, so mfad fails closed and says so in every reply.
+  if (sync_failed_.load(std::memory_order_acquire)) {
+    return make_error(Errc::kStorage,
+                      "database write failed earlier (sync); restart mfad once the disk is fixed");
+  }
+  if (fdatasync(wal_.get()) < 0) {
+    const int err = errno;
+    sync_failed_.store(true, std::memory_order_release);
+    return make_error(Errc::kStorage,
+                      std::string("database write failed (sync): ") + std::strerror(err));
+  }
+  struct stat st {};
+  if (fstat(wal_.get(), &st) < 0 || st.st_nlink == 0) {
+    return make_error(Errc::kStorage, "database write failed: its log file was removed");
+  }
+  return {};
+}
+
+Status SqliteStore::commit() {
+  if (batch_error_) {
+    Error error = std::move(*batch_error_);
+    batch_error_.reset();
+    error.message += " (the batch was rolled back)";
+    return error;
+  }
+  if (!in_transaction_)
+    return {};
+  in_transaction_ = false;
+  int rc = sqlite3_exec(db_.get(), "COMMIT", nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) {
+    Error error = sqlite_error(rc, "database write failed");
+    if (!sqlite3_get_autocommit(db_.get())) {
+      sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+    return error;
+  }
+  return {};
+}
+
+}  // namespace mfa

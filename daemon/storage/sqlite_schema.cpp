@@ -1,0 +1,221 @@
+// SqliteStore's schema: the numbered migrations, the pragmas every connection runs with, and
+// the migration of an older database at open.
+#include <iterator>
+
+#include "storage/sqlite_statement.hpp"
+#include "storage/sqlite_store.hpp"
+
+namespace mfa {
+namespace {
+
+// Numbered migrations, in increasing order of number. Numbers may have gaps (features developed
+// apart take their own numbers); every known migration not yet recorded in schema_version is
+// applied, in order. Append new ones; never edit or renumber one that has shipped.
+struct Migration {
+  int number;
+  const char* sql;
+};
+constexpr Migration kMigrations[] = {
+    // 1: everything.
+    {1, R"sql(
+CREATE TABLE factors(
+  user TEXT NOT NULL,
+  method TEXT NOT NULL,
+  pending INTEGER NOT NULL,
+  sealed BLOB NOT NULL,
+  params TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  PRIMARY KEY(user, method, pending));
+CREATE TABLE backup_codes(
+  user TEXT NOT NULL,
+  hash BLOB NOT NULL,
+  used_at INTEGER,
+  PRIMARY KEY(user, hash));
+CREATE TABLE totp_watermark(
+  user TEXT PRIMARY KEY,
+  step INTEGER NOT NULL);
+CREATE TABLE limits(
+  user TEXT PRIMARY KEY,
+  consecutive_failures INTEGER NOT NULL,
+  lockout_count INTEGER NOT NULL,
+  locked_until INTEGER NOT NULL,
+  day INTEGER NOT NULL,
+  day_failures INTEGER NOT NULL);
+CREATE TABLE audit(
+  id INTEGER PRIMARY KEY,
+  time INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  user TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  caller TEXT NOT NULL,
+  details TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL);
+CREATE INDEX audit_by_user ON audit(user, id);
+CREATE INDEX audit_by_time ON audit(time);
+CREATE TABLE audit_anchor(
+  id INTEGER PRIMARY KEY CHECK(id = 1),
+  first_id INTEGER NOT NULL,
+  prev_hash TEXT NOT NULL);
+CREATE TABLE audit_guard(
+  id INTEGER PRIMARY KEY CHECK(id = 1),
+  pruning INTEGER NOT NULL);
+INSERT INTO audit_guard(id, pruning) VALUES(1, 0);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+WHEN (SELECT pruning FROM audit_guard WHERE id = 1) = 0
+BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;
+CREATE TRIGGER audit_anchor_no_insert BEFORE INSERT ON audit_anchor
+WHEN (SELECT pruning FROM audit_guard WHERE id = 1) = 0
+BEGIN SELECT RAISE(ABORT, 'the audit anchor changes only when pruning'); END;
+CREATE TRIGGER audit_anchor_no_update BEFORE UPDATE ON audit_anchor
+WHEN (SELECT pruning FROM audit_guard WHERE id = 1) = 0
+BEGIN SELECT RAISE(ABORT, 'the audit anchor changes only when pruning'); END;
+CREATE TRIGGER audit_anchor_no_delete BEFORE DELETE ON audit_anchor
+WHEN (SELECT pruning FROM audit_guard WHERE id = 1) = 0
+BEGIN SELECT RAISE(ABORT, 'the audit anchor changes only when pruning'); END;
+)sql"},
+    // 2: login sessions and the devices they came from (the sessions issue).
+    {2, R"sql(
+CREATE TABLE sessions(
+  id TEXT PRIMARY KEY,
+  user TEXT NOT NULL,
+  service TEXT NOT NULL,
+  rhost TEXT NOT NULL,
+  tty TEXT NOT NULL,
+  ruser TEXT NOT NULL,
+  logind_session TEXT NOT NULL,
+  leader_pid INTEGER NOT NULL,
+  leader_start INTEGER NOT NULL,
+  factor TEXT NOT NULL,
+  device TEXT NOT NULL,
+  started INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL);
+CREATE INDEX sessions_by_user ON sessions(user, started);
+CREATE TABLE devices(
+  user TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  PRIMARY KEY(user, fingerprint));
+)sql"},
+    // 3: SMS codes (keyed hashes) and the sends the SMS limits count (keyed phone hashes).
+    {3, R"sql(
+CREATE TABLE sms_codes(
+  user TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  hash BLOB NOT NULL,
+  expires INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  PRIMARY KEY(user, purpose));
+CREATE TABLE sms_sends(
+  id INTEGER PRIMARY KEY,
+  user TEXT NOT NULL,
+  phone TEXT NOT NULL,
+  time INTEGER NOT NULL);
+CREATE INDEX sms_sends_by_time ON sms_sends(time);
+CREATE INDEX sms_sends_by_user ON sms_sends(user, time);
+CREATE INDEX sms_sends_by_phone ON sms_sends(phone, time);
+)sql"},
+    // 4: fleet mode: what degraded mode decided and Redis must still learn (docs/fleet.md).
+    {4, R"sql(
+CREATE TABLE fleet_reconcile(
+  id INTEGER PRIMARY KEY,
+  user TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  step INTEGER NOT NULL DEFAULT 0,
+  hash BLOB,
+  count INTEGER NOT NULL DEFAULT 0,
+  created INTEGER NOT NULL);
+)sql"},
+};
+constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].number;
+
+constexpr int kBusyTimeoutMs = 5000;
+
+}  // namespace
+
+int SqliteStore::schema_version() {
+  return kSchemaVersion;
+}
+
+int SqliteStore::migration_count() {
+  return static_cast<int>(std::size(kMigrations));
+}
+Status SqliteStore::configure() {
+  int rc = sqlite3_busy_timeout(db_.get(), kBusyTimeoutMs);
+  if (rc != SQLITE_OK)
+    return sqlite_error(rc, "cannot configure database");
+  // journal_mode answers with the mode in force; anything but "wal" means it did not take.
+  std::string mode;
+  MFA_CHECK(read(
+      "PRAGMA journal_mode=WAL", [](Statement&) {},
+      [&](Statement& st) { mode = st.column_text(0); }));
+  if (mode != "wal") {
+    return make_error(Errc::kStorage,
+                      "cannot switch the database to WAL mode (got \"" + mode + "\")");
+  }
+  // NORMAL, with sync() after every commit before anything is acknowledged: see sqlite_store.hpp.
+  MFA_CHECK(exec("PRAGMA synchronous=NORMAL"));
+  MFA_CHECK(exec("PRAGMA foreign_keys=ON"));
+  // Deleted secrets (sealed records, code hashes) are overwritten, not left in free pages.
+  MFA_CHECK(exec("PRAGMA secure_delete=ON"));
+  MFA_CHECK(exec("PRAGMA trusted_schema=OFF"));
+  return {};
+}
+
+Result<int> SqliteStore::current_schema_version() {
+  int version = 0;
+  MFA_CHECK(read(
+      "SELECT coalesce(max(version), 0) FROM schema_version", [](Statement&) {},
+      [&](Statement& st) { version = static_cast<int>(st.column_int(0)); }));
+  return version;
+}
+
+Status SqliteStore::migrate() {
+  Status status = [&]() -> Status {
+    MFA_CHECK(exec("BEGIN IMMEDIATE"));
+    MFA_CHECK(
+        exec("CREATE TABLE IF NOT EXISTS schema_version("
+             "version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)"));
+    MFA_TRY(version, current_schema_version());
+    if (version > kSchemaVersion) {
+      return make_error(Errc::kStorage, "database schema version " + std::to_string(version) +
+                                            " is newer than this mfad supports (" +
+                                            std::to_string(kSchemaVersion) + ")");
+    }
+    for (const Migration& migration : kMigrations) {
+      bool applied = false;
+      MFA_CHECK(read(
+          "SELECT 1 FROM schema_version WHERE version = ?",
+          [&](Statement& st) { st.integer(1, migration.number); },
+          [&](Statement&) { applied = true; }));
+      if (applied)
+        continue;
+      const int next = migration.number;
+      MFA_CHECK(exec(migration.sql));
+      sqlite3_stmt* raw = nullptr;
+      int rc =
+          sqlite3_prepare_v2(db_.get(), "INSERT INTO schema_version(version, applied) VALUES(?, ?)",
+                             -1, &raw, nullptr);
+      SqliteStmtPtr stmt(raw);
+      if (rc != SQLITE_OK)
+        return sqlite_error(rc, "database migration failed");
+      Statement st(stmt.get());
+      st.integer(1, next);
+      st.integer(2, clock_.realtime_usec());
+      rc = st.step();
+      if (rc != SQLITE_DONE)
+        return sqlite_error(rc, "database migration failed");
+    }
+    return exec("COMMIT");
+  }();
+  if (!status.ok() && !sqlite3_get_autocommit(db_.get())) {
+    sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  return status;
+}
+
+}  // namespace mfa
