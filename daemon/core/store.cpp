@@ -74,4 +74,27 @@ Result<SmsSendCounts> Store::count_sms_sends(std::string_view, std::string_view,
   return no_sms_support();
 }
 
+namespace {
+Error no_fleet_cache() {
+  return make_error(Errc::kStorage, "this state store cannot be fleet mode's cache");
+}
+}  // namespace
+
+Result<std::vector<CodeHash>> Store::unused_backup_codes(std::string_view) {
+  return no_fleet_cache();
+}
+Status Store::replace_sms_sends(std::string_view, int64_t,
+                                const std::vector<std::pair<std::string, int64_t>>&) {
+  return no_fleet_cache();
+}
+Status Store::queue_reconcile(const ReconcileItem&) {
+  return no_fleet_cache();
+}
+Result<std::vector<ReconcileItem>> Store::list_reconcile(size_t) {
+  return no_fleet_cache();
+}
+Status Store::delete_reconcile(int64_t) {
+  return no_fleet_cache();
+}
+
 }  // namespace mfa

@@ -1,5 +1,6 @@
-// Persistent state behind one interface: SQLite (sqlite_store.cpp) now, Redis with a SQLite cache
-// in fleet mode later. Secrets arrive here already sealed; codes only as keyed hashes.
+// Persistent state behind one interface. SqliteStore (storage/) implements it; in fleet mode the
+// same store is Redis's local cache, and the fleet layer uses it through this interface too (the
+// fleet-mode section below). Secrets arrive here already sealed; codes only as keyed hashes.
 //
 // Transactions (group commit, DESIGN §6): the first write after a flush() opens a transaction
 // (BEGIN IMMEDIATE); every later read and write joins it; flush() commits. The bus layer calls
@@ -13,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/result.hpp"
@@ -95,6 +97,16 @@ struct SessionRecord {
   int64_t last_seen_usec = 0;  // unix usec
 };
 
+// Fleet mode (docs/fleet.md): one decision taken in degraded mode that Redis must still learn.
+struct ReconcileItem {
+  int64_t id = 0;  // assigned by the store
+  std::string user;
+  std::string kind;  // "watermark" (step), "backup" (hash), "failures" (count), "sms-..."
+  uint64_t step = 0;
+  std::optional<CodeHash> hash;
+  int count = 0;
+};
+
 struct AuditVerification {
   bool intact = true;
   uint64_t rows = 0;
@@ -170,6 +182,24 @@ class Store {
   // Records a login from device (user, fingerprint); true when it was never seen before.
   virtual Result<bool> note_device(std::string_view user, std::string_view fingerprint,
                                    int64_t now_usec);
+
+  // Fleet mode (docs/fleet.md): this store is the local cache of Redis's shared state. The
+  // defaults refuse: a store without them cannot serve fleet mode, and fails closed.
+  //
+  // The keyed hashes of user's unused backup codes, sorted: what the cache compares with Redis's
+  // set, and writes to it.
+  virtual Result<std::vector<CodeHash>> unused_backup_codes(std::string_view user);
+  // user's SMS sends at or after since_usec become `sends` (phone key, time; earlier ones are
+  // skipped): the fleet's, as Redis counts them, so that local limits see every host's texts.
+  virtual Status replace_sms_sends(std::string_view user, int64_t since_usec,
+                                   const std::vector<std::pair<std::string, int64_t>>& sends);
+  // The reconciliation queue: what decisions taken without Redis consumed or counted, replayed
+  // when Redis is back. queue_reconcile appends (the store assigns the id); list_reconcile
+  // returns the oldest `limit` items, oldest first; delete_reconcile removes a replayed one.
+  // Writes join the batch transaction like every other write.
+  virtual Status queue_reconcile(const ReconcileItem& item);
+  virtual Result<std::vector<ReconcileItem>> list_reconcile(size_t limit);
+  virtual Status delete_reconcile(int64_t id);
 
   // Group commit (see above). flush() commits and waits for the disk. A pipeline splits it:
   // commit() commits without waiting for the disk, and sync() makes every commit so far durable;

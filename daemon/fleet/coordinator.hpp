@@ -32,7 +32,7 @@
 #include "fleet/recorder.hpp"
 #include "fleet/session_keys.hpp"
 #include "fleet/redis_client.hpp"
-#include "storage/sqlite_store.hpp"
+#include "core/store.hpp"
 
 namespace mfa {
 
@@ -63,7 +63,7 @@ class FleetCoordinator {
   struct Deps {
     sd_event* event;
     const Config& config;
-    SqliteStore& cache;
+    Store& cache;  // the local store: Redis's cache
     AuditLog& audit;
     const Clock& clock;
   };

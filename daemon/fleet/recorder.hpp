@@ -97,6 +97,35 @@ class FleetRecorder final : public Store {
   Result<AuditVerification> verify_audit_chain() override { return inner_.verify_audit_chain(); }
   Status prune_audit(int64_t cutoff_usec) override { return inner_.prune_audit(cutoff_usec); }
 
+  Status put_session(const SessionRecord& session) override { return inner_.put_session(session); }
+  Result<std::optional<SessionRecord>> get_session(std::string_view id) override {
+    return inner_.get_session(id);
+  }
+  Result<std::vector<SessionRecord>> list_sessions(std::string_view user) override {
+    return inner_.list_sessions(user);
+  }
+  Result<bool> delete_session(std::string_view id) override { return inner_.delete_session(id); }
+  Result<bool> note_device(std::string_view user, std::string_view fingerprint,
+                           int64_t now_usec) override {
+    return inner_.note_device(user, fingerprint, now_usec);
+  }
+
+  // The fleet's own writes to the cache: passed through, never recorded.
+  Result<std::vector<CodeHash>> unused_backup_codes(std::string_view user) override {
+    return inner_.unused_backup_codes(user);
+  }
+  Status replace_sms_sends(std::string_view user, int64_t since_usec,
+                           const std::vector<std::pair<std::string, int64_t>>& sends) override {
+    return inner_.replace_sms_sends(user, since_usec, sends);
+  }
+  Status queue_reconcile(const ReconcileItem& item) override {
+    return inner_.queue_reconcile(item);
+  }
+  Result<std::vector<ReconcileItem>> list_reconcile(size_t limit) override {
+    return inner_.list_reconcile(limit);
+  }
+  Status delete_reconcile(int64_t id) override { return inner_.delete_reconcile(id); }
+
   Status flush() override { return inner_.flush(); }
   Status commit() override { return inner_.commit(); }
   Status sync() override { return inner_.sync(); }

@@ -25,7 +25,7 @@
 #include "fleet/coordinator.hpp"
 #include "fleet/recorder.hpp"
 #include "core/sms_codes.hpp"
-#include "storage/sqlite_store.hpp"
+#include "core/store.hpp"
 
 namespace mfa {
 
@@ -33,7 +33,7 @@ class FleetSms {
  public:
   struct Deps {
     FleetCoordinator& fleet;
-    SqliteStore& cache;
+    Store& cache;  // the local store: Redis's cache
     AuditLog& audit;
     const Config& config;
     const Clock& clock;

@@ -29,7 +29,6 @@
 #include "core/config.hpp"
 #include "fleet/recorder.hpp"
 #include "fleet/redis_client.hpp"
-#include "storage/sqlite_store.hpp"
 #include "core/store.hpp"
 
 namespace mfa::fleet {

@@ -29,16 +29,6 @@ namespace mfa {
 using SqlitePtr = std::unique_ptr<sqlite3, Deleter<sqlite3_close_v2>>;
 using SqliteStmtPtr = std::unique_ptr<sqlite3_stmt, Deleter<sqlite3_finalize>>;
 
-// Fleet mode: one decision taken in degraded mode that Redis must still learn (fleet_reconcile).
-struct ReconcileItem {
-  int64_t id = 0;
-  std::string user;
-  std::string kind;  // "watermark" (step), "backup" (hash), "failures" (count)
-  uint64_t step = 0;
-  std::optional<CodeHash> hash;
-  int count = 0;
-};
-
 class SqliteStore final : public Store {
  public:
   // The schema version this build writes (the highest migration number).
@@ -102,16 +92,13 @@ class SqliteStore final : public Store {
   Status sync() override;
   bool in_transaction() const override { return in_transaction_; }
 
-  // Fleet mode (fleet_coordinator.cpp): the unused backup-code hashes of a user, and the
-  // reconciliation queue. Writes join the batch transaction like every other write.
-  Result<std::vector<CodeHash>> unused_backup_codes(std::string_view user);
-  Status queue_reconcile(const ReconcileItem& item);
-  Result<std::vector<ReconcileItem>> list_reconcile(size_t limit);
-  Status delete_reconcile(int64_t id);
-  // The user's SMS sends since since_usec become sends (phone key, time): the fleet's, as Redis
-  // counts them.
+  // Fleet mode's cache (store.hpp).
+  Result<std::vector<CodeHash>> unused_backup_codes(std::string_view user) override;
   Status replace_sms_sends(std::string_view user, int64_t since_usec,
-                           const std::vector<std::pair<std::string, int64_t>>& sends);
+                           const std::vector<std::pair<std::string, int64_t>>& sends) override;
+  Status queue_reconcile(const ReconcileItem& item) override;
+  Result<std::vector<ReconcileItem>> list_reconcile(size_t limit) override;
+  Status delete_reconcile(int64_t id) override;
 
  private:
   class Statement;

@@ -160,6 +160,29 @@ void test_recorder_notes_what_was_consumed(void** /*state*/) {
   std::filesystem::remove_all(dir);
 }
 
+// The fleet's own writes to the cache pass through the recorder unnoted: they are not decisions
+// Redis must confirm.
+void test_recorder_passes_the_fleet_cache_through(void** /*state*/) {
+  const std::string dir = make_temp_dir();
+  FixedClock clock;
+  auto store = SqliteStore::open(dir + "/mfad.db", clock);
+  assert_true(store.ok());
+  FleetRecorder rec(**store);
+  rec.start();
+  assert_true(rec.queue_reconcile({0, "alice", "watermark", 9, std::nullopt, 0}).ok());
+  assert_true(rec.replace_sms_sends("alice", 0, {{std::string(64, 'a'), 5}}).ok());
+  FleetChanges c = rec.stop();
+  assert_false(c.enrollment_changed() || c.limits_written || c.watermark_advanced);
+  auto items = (*store)->list_reconcile(10);
+  assert_true(items.ok() && items->size() == 1 && (*items)[0].step == 9u);
+  assert_true(rec.delete_reconcile((*items)[0].id).ok());
+  assert_true(rec.list_reconcile(10)->empty());
+  assert_int_equal((*store)->count_sms_sends("alice", std::string(64, 'a'), 0)->user, 1);
+  assert_true(rec.flush().ok());
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
 void test_reconcile_queue_and_migration_gaps(void** /*state*/) {
   const std::string dir = make_temp_dir();
   const std::string db = dir + "/mfad.db";
@@ -167,7 +190,7 @@ void test_reconcile_queue_and_migration_gaps(void** /*state*/) {
   {
     auto store = SqliteStore::open(db, clock);
     assert_true(store.ok());
-    auto& s = **store;
+    Store& s = **store;  // as fleet mode uses it: through core's interface
     assert_true(s.queue_reconcile({0, "alice", "backup", 0, code_hash(3), 0}).ok());
     assert_true(s.queue_reconcile({0, "alice", "watermark", 77, std::nullopt, 0}).ok());
     assert_true(s.queue_reconcile({0, "bob", "failures", 0, std::nullopt, 2}).ok());
@@ -927,6 +950,7 @@ int main() {
       cmocka_unit_test(test_address_parsing),
       cmocka_unit_test(test_password_file),
       cmocka_unit_test(test_recorder_notes_what_was_consumed),
+      cmocka_unit_test(test_recorder_passes_the_fleet_cache_through),
       cmocka_unit_test(test_reconcile_queue_and_migration_gaps),
       cmocka_unit_test(test_session_records_and_requests),
   };
