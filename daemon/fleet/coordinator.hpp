@@ -30,7 +30,6 @@
 #include "fleet/keys.hpp"
 #include "fleet/read_cache.hpp"
 #include "fleet/recorder.hpp"
-#include "fleet/session_keys.hpp"
 #include "fleet/redis_client.hpp"
 #include "core/store.hpp"
 
@@ -122,33 +121,6 @@ class FleetCoordinator {
   void begin_shutdown() { shutting_down_ = true; }
   void close_client(const std::string& why);
 
-  // --- Sessions across hosts (fleet_session_keys.hpp; FleetSessions decides). Each fails at once
-  // while degraded; done never runs later than the Redis timeout.
-  // Adds session to its user's count unless mode refuses it (RegisterOutcome::added).
-  void register_session(const fleet::RemoteSession& session, int max, fleet::SessionAdmission mode,
-                        std::function<void(Result<fleet::RegisterOutcome>)> done);
-  // Removes session_id of user, owned by host, from every key.
-  void unregister_session(const std::string& user, const std::string& session_id,
-                          const std::string& host, std::function<void(Status)> done);
-  // The records of user's sessions across the fleet ("" = everyone's), malformed ones skipped.
-  void list_sessions(const std::string& user,
-                     std::function<void(Result<std::vector<fleet::RemoteSession>>)> done);
-  void find_session(const std::string& session_id,
-                    std::function<void(Result<std::optional<fleet::RemoteSession>>)> done);
-  // (session id, user) of every session host registered.
-  void host_sessions(
-      const std::string& host,
-      std::function<void(Result<std::vector<std::pair<std::string, std::string>>>)> done);
-  // Asks session's owner to end it: it leaves the count at once, the request is queued on the
-  // owner's list and published. queue_seconds: how long an unanswered request is kept.
-  void request_termination(const fleet::RemoteSession& session,
-                           const fleet::TerminationRequest& request, int64_t queue_seconds,
-                           std::function<void(Status)> done);
-  // The oldest requests (at most kTerminationBatch) other hosts queued for host, removed from the
-  // queue; malformed ones skipped.
-  void take_terminations(const std::string& host,
-                         std::function<void(Result<std::vector<fleet::TerminationRequest>>)> done);
-
  private:
   FleetCoordinator(Deps deps, DegradedCallback on_degraded, WriteCallback on_write);
   void on_client_state(bool ready, const std::string& why);
@@ -168,11 +140,6 @@ class FleetCoordinator {
   // Redis to learn on reconciliation.
   void queue_consumed(const std::string& user, const FleetChanges& changes, bool failure);
   RatePolicy policy() const;
-  // The first failure of a session call: a transport failure means Redis is gone (degraded).
-  template <typename T, typename Parse>
-  RedisClient::Callback session_reply(const char* what, std::function<void(Result<T>)> done,
-                                      Parse parse);
-  Error session_failure(const Error& error);
 
   Deps d_;
   DegradedCallback on_degraded_;

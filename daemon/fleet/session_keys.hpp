@@ -1,6 +1,6 @@
 // Sessions across hosts in Redis (docs/fleet.md "Sessions across hosts"): key names, the encoding
 // of session records and termination requests, the Lua scripts and their replies. Pure functions,
-// unit-tested without a server; FleetCoordinator runs the scripts, FleetSessions decides.
+// unit-tested without a server; SharedSessions runs the scripts, FleetSessions decides.
 //
 // Keys (KeyPrefix "mfad:" by default):
 //   mfad:user:{alice}:sessions  hash  session id -> "HOST|opened_usec|expires_usec": the count

@@ -34,7 +34,7 @@ SessionEnd requested_reason(const std::string& reason) {
 }  // namespace
 
 FleetSessions::FleetSessions(Deps deps, WriteCallback on_write)
-    : d_(std::move(deps)), on_write_(std::move(on_write)) {}
+    : d_(std::move(deps)), on_write_(std::move(on_write)), shared_(d_.fleet, d_.config, d_.clock) {}
 
 FleetSessions::~FleetSessions() {
   *alive_ = false;
@@ -103,7 +103,7 @@ void FleetSessions::open(const Caller& caller, const std::string& user, const St
                         ? fleet::SessionAdmission::kDeny
                         : fleet::SessionAdmission::kEvictOldest;
   auto alive = alive_;
-  d_.fleet.register_session(
+  shared_.register_session(
       remote(session), d_.config.sessions_max_per_user, mode,
       [this, alive, caller, session,
        done = std::move(done)](Result<fleet::RegisterOutcome> outcome) mutable {
@@ -144,20 +144,20 @@ void FleetSessions::admitted(const Caller& caller, SessionRecord session,
             d_.registry.note_remote_end(caller, victim.record, SessionEnd::kLimit, victim.host);
         !st.ok())
       MFA_LOG_ERROR("cannot audit an eviction: %s", st.error().message.c_str());
-    d_.fleet.request_termination(victim, {victim.record.id, "limit", d_.host, caller.describe()},
-                                 queue_seconds, [host = victim.host](Status st) {
-                                   if (!st.ok())
-                                     MFA_LOG_WARNING(
-                                         "fleet: the eviction request to host %s was not sent: %s",
-                                         host.c_str(), st.error().message.c_str());
-                                 });
+    shared_.request_termination(victim, {victim.record.id, "limit", d_.host, caller.describe()},
+                                queue_seconds, [host = victim.host](Status st) {
+                                  if (!st.ok())
+                                    MFA_LOG_WARNING(
+                                        "fleet: the eviction request to host %s was not sent: %s",
+                                        host.c_str(), st.error().message.c_str());
+                                });
   }
   const std::string id = session.id;
   const std::string user = session.user;
   auto admitted = d_.registry.admit(caller, std::move(session), /*local_limit=*/false);
   if (!admitted.ok()) {
     // Counted in Redis, not opened here: give the place back.
-    d_.fleet.unregister_session(user, id, d_.host, [](Status) {});
+    shared_.unregister_session(user, id, d_.host, [](Status) {});
   }
   done(std::move(admitted));
 }
@@ -187,8 +187,8 @@ void FleetSessions::list(const Caller& caller, const std::string& user,
   if (d_.fleet.degraded())
     return done(std::move(rows));
   auto alive = alive_;
-  d_.fleet.list_sessions(user, [this, alive, user, rows = std::move(rows), done = std::move(done)](
-                                   Result<std::vector<fleet::RemoteSession>> remote) mutable {
+  shared_.list_sessions(user, [this, alive, user, rows = std::move(rows), done = std::move(done)](
+                                  Result<std::vector<fleet::RemoteSession>> remote) mutable {
     if (!*alive)
       return;
     if (!remote.ok()) {
@@ -216,7 +216,7 @@ void FleetSessions::list(const Caller& caller, const std::string& user,
 }
 
 void FleetSessions::prune(const fleet::RemoteSession& session) {
-  d_.fleet.unregister_session(session.record.user, session.record.id, session.host, [](Status st) {
+  shared_.unregister_session(session.record.user, session.record.id, session.host, [](Status st) {
     if (!st.ok())
       MFA_LOG_WARNING("fleet: cannot remove a stale session entry: %s", st.error().message.c_str());
   });
@@ -233,8 +233,8 @@ void FleetSessions::terminate(const Caller& caller, const std::string& session_i
   if (d_.fleet.degraded())
     return done(fleet_unreachable());
   auto alive = alive_;
-  d_.fleet.find_session(session_id, [this, alive, caller, done = std::move(done)](
-                                        Result<std::optional<fleet::RemoteSession>> found) mutable {
+  shared_.find_session(session_id, [this, alive, caller, done = std::move(done)](
+                                       Result<std::optional<fleet::RemoteSession>> found) mutable {
     if (!*alive)
       return;
     if (!found.ok())
@@ -259,7 +259,7 @@ void FleetSessions::terminate(const Caller& caller, const std::string& session_i
     const SessionEnd reason = d_.registry.remote_end_reason(caller, session.record.user);
     fleet::TerminationRequest request{session.record.id, session_end_name(reason), d_.host,
                                       caller.describe()};
-    d_.fleet.request_termination(
+    shared_.request_termination(
         session, request, d_.config.sessions_max_lifetime_seconds,
         [this, alive, caller, session, reason, done = std::move(done)](Status st) mutable {
           if (!*alive)
@@ -287,8 +287,8 @@ void FleetSessions::drain(std::function<void()> then) {
   }
   draining_ = true;
   auto alive = alive_;
-  d_.fleet.take_terminations(d_.host, [this, alive, then = std::move(then)](
-                                          Result<std::vector<fleet::TerminationRequest>> taken) {
+  shared_.take_terminations(d_.host, [this, alive, then = std::move(then)](
+                                         Result<std::vector<fleet::TerminationRequest>> taken) {
     if (!*alive)
       return;
     draining_ = false;
@@ -332,7 +332,7 @@ void FleetSessions::reconcile() {
   if (d_.fleet.degraded())
     return;
   auto alive = alive_;
-  d_.fleet.host_sessions(
+  shared_.host_sessions(
       d_.host, [this, alive](Result<std::vector<std::pair<std::string, std::string>>> registered) {
         if (!*alive || !registered.ok())
           return;
@@ -351,7 +351,7 @@ void FleetSessions::reconcile() {
           there.insert(id);
           if (here.count(id) == 0) {
             ++removed;
-            d_.fleet.unregister_session(user, id, d_.host, [](Status) {});
+            shared_.unregister_session(user, id, d_.host, [](Status) {});
           }
         }
         for (const auto& s : *local) {
@@ -359,12 +359,12 @@ void FleetSessions::reconcile() {
             continue;
           ++added;
           // It exists: counted whatever the limit.
-          d_.fleet.register_session(remote(s), 0, fleet::SessionAdmission::kForce,
-                                    [](Result<fleet::RegisterOutcome> r) {
-                                      if (!r.ok())
-                                        MFA_LOG_WARNING("fleet: cannot register a session: %s",
-                                                        r.error().message.c_str());
-                                    });
+          shared_.register_session(remote(s), 0, fleet::SessionAdmission::kForce,
+                                   [](Result<fleet::RegisterOutcome> r) {
+                                     if (!r.ok())
+                                       MFA_LOG_WARNING("fleet: cannot register a session: %s",
+                                                       r.error().message.c_str());
+                                   });
         }
         if (added != 0 || removed != 0) {
           MFA_LOG_INFO("fleet: sessions reconciled: %zu registered, %zu removed", added, removed);
@@ -375,7 +375,7 @@ void FleetSessions::reconcile() {
 void FleetSessions::session_removed(const SessionRecord& session) {
   if (d_.fleet.degraded())
     return;  // reconciled when Redis is back
-  d_.fleet.unregister_session(session.user, session.id, d_.host, [id = session.id](Status st) {
+  shared_.unregister_session(session.user, session.id, d_.host, [id = session.id](Status st) {
     if (!st.ok())
       MFA_LOG_WARNING("fleet: session %s stays registered until reconciliation: %s", id.c_str(),
                       st.error().message.c_str());

@@ -1,9 +1,9 @@
 // Sessions across hosts (fleet mode; docs/fleet.md "Sessions across hosts"): MaxPerUser counts a
 // user's sessions on every host, evict-oldest may end one on another host, ListSessions shows every
 // host's sessions and TerminateSession reaches a session wherever it runs. Redis holds the count
-// and the records (fleet_session_keys.hpp); each host keeps its own sessions in SQLite
-// (SessionRegistry) and is the only one to end them: another host asks it, through its
-// termination queue.
+// and the records (session_keys.hpp, asked through SharedSessions); each host keeps its own
+// sessions in its store (SessionRegistry) and is the only one to end them: another host asks it,
+// through its termination queue.
 //
 // The owner learns of a request at once through a subscription to its queue's channel, on a
 // Redis connection of its own (a subscribed connection takes no other command), and drains the
@@ -25,6 +25,7 @@
 #include "core/config.hpp"
 #include "fleet/coordinator.hpp"
 #include "fleet/redis_client.hpp"
+#include "fleet/shared_sessions.hpp"
 #include "core/sessions.hpp"
 #include "core/store.hpp"
 
@@ -94,6 +95,7 @@ class FleetSessions final : public SessionListener {
 
   Deps d_;
   WriteCallback on_write_;
+  SharedSessions shared_;  // the fleet's count and records in Redis
   std::unique_ptr<RedisClient> subscriber_;
   std::string subscriber_error_;  // last cause logged
   EventSourcePtr poll_timer_;
