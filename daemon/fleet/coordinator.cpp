@@ -545,7 +545,7 @@ void FleetCoordinator::reconcile() {
       // harmless.)
       reconcile();
     };
-    // SMS texts and codes have scripts of their own (fleet_sms_keys.hpp), sent as EVAL: an
+    // SMS texts and codes have scripts of their own (sms_keys.hpp), sent as EVAL: an
     // EVALSHA refused with NOSCRIPT is sent again later, and the order of a code's items (texted,
     // tried, used) must hold. A malformed row, like an unknown kind, replays as a confirm that
     // changes nothing, and goes.

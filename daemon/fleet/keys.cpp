@@ -247,10 +247,10 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '',
 // below 2^53 (microseconds until the year 2255), exact in Lua's doubles. The user's name is
 // published on notify_channel when the lockout changes or the last backup code goes.
 //
-// A login decided from the state BeginAuthentication read (fleet_bus.cpp) is checked here against
-// what another host may have done since, in the same atomic step as its consumption: a lockout
-// refuses it before anything is counted or consumed (as a locked user's attempt is, locally), and
-// a success whose factor record was removed or replaced is refused and counted.
+// A login decided from the state BeginAuthentication read (bus/fleet_calls.cpp) is checked here
+// against what another host may have done since, in the same atomic step as its consumption: a
+// lockout refuses it before anything is counted or consumed (as a locked user's attempt is,
+// locally), and a success whose factor record was removed or replaced is refused and counted.
 const LuaScript& confirm_script() {
   static const LuaScript s(R"lua(
 local h = redis.call('HMGET', KEYS[3], 'cf', 'lc', 'lu', 'day', 'df')

@@ -10,10 +10,10 @@
 //   mfad:user:{alice}:backup     set   hex keyed hashes of the unused backup codes
 //   mfad:user:{alice}:limits     hash  cf lc lu day df (LimitState)
 //   mfad:user:{alice}:sessions   hash  }
-//   mfad:host:{HOST}:terminate   list  } sessions across hosts: fleet_session_keys.hpp
+//   mfad:host:{HOST}:terminate   list  } sessions across hosts: session_keys.hpp
 //   mfad:invalidate              channel  a user's name, published by the scripts that change
 //                                what BeginAuthentication answers from (enrollment, lockout, the
-//                                last backup code): the hosts' read caches (fleet_read_cache.hpp)
+//                                last backup code): the hosts' read caches (read_cache.hpp)
 #pragma once
 
 #include <optional>

@@ -5,11 +5,11 @@
 // A user's state is current when it was read while this host's subscription to the invalidation
 // channel was live, no invalidation arrived between the read's request and its answer, and none
 // since. The scripts that change what BeginAuthentication answers from (enrollment, lockout, the
-// last backup code) publish the user's name on that channel (fleet_keys.hpp). Anything else
+// last backup code) publish the user's name on that channel (keys.hpp). Anything else
 // forgets every user: the subscription lost or renewed, degraded mode entered or left. An entry
 // also ages out, so that a change whose message was never sent is seen within kMaxAgeUsec.
 //
-// What the cache may answer is bounded by its callers (manager_bus.cpp): only a Begin that offers
+// What the cache may answer is bounded by its callers (bus/manager.cpp): only a Begin that offers
 // a factor, whose Verify the confirm script checks against Redis anyway. Every answer that ends a
 // login without a code (not enrolled, locked) is read from Redis.
 #pragma once

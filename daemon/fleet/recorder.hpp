@@ -10,7 +10,7 @@
 
 namespace mfa {
 
-// An SMS code of (user, purpose) that a decision used up or tried (fleet_sms.hpp).
+// An SMS code of (user, purpose) that a decision used up or tried (sms.hpp).
 struct SmsCodeChange {
   std::string purpose;  // "login" or "enroll"
   CodeHash hash{};

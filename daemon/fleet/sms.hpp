@@ -1,5 +1,5 @@
 // Fleet mode's SMS (docs/fleet.md, "SMS"): the send limits and the pending codes that every mfad
-// of a fleet shares through Redis (fleet_sms_keys.hpp). The Authenticator decides against the
+// of a fleet shares through Redis (sms_keys.hpp). The Authenticator decides against the
 // local cache as always; around its decisions:
 //  - gate(): before a text leaves, one script checks the user's, the phone's and the fleet's
 //    send limits and counts the text (a login text: unless the user is locked out fleet-wide);
