@@ -125,25 +125,25 @@ void ManagerBus::fleet_confirm(const CallPtr& call, const FleetScope& scope,
   auto rest = [this, scope, changes, outcome, success, failure](const CallPtr& sms_done,
                                                                 FleetSms::ConfirmResult sms) {
     FleetChanges shared = changes;
-    if (!sms.refused.empty()) {
+    if (sms.refused != FleetRefusal::kNone) {
       shared.factors_changed = false;
       shared.backup_replaced = false;
       shared.watermark_set.reset();
       shared.user_deleted = false;
       shared.sms_codes_dropped = false;
     }
-    const bool confirmed = success && sms.refused.empty();
-    const bool failed = failure || (success && !sms.refused.empty());
+    const bool confirmed = success && sms.refused == FleetRefusal::kNone;
+    const bool failed = failure || (success && sms.refused != FleetRefusal::kNone);
     fleet_->confirm(
         scope.user, scope.kind, shared, confirmed, failed, outcome->verified,
         sms_done->then<FleetConfirmResult>(
             CallWait::kRedis, [this, scope, changes, outcome, sms, success, failure](
                                   const CallPtr& confirmed_call, FleetConfirmResult res) {
-              if (res.refused.empty())
+              if (res.refused == FleetRefusal::kNone)
                 res.refused = sms.refused;
               res.unavailable = res.unavailable || sms.unavailable;
-              if (res.unavailable && res.refused.empty() && !changes_enrollment(scope.kind) &&
-                  !stopping_) {
+              if (res.unavailable && res.refused == FleetRefusal::kNone &&
+                  !changes_enrollment(scope.kind) && !stopping_) {
                 // Redis went away during the confirm: the decision stands, taken from the cache,
                 // like every decision of degraded mode.
                 fleet_->audit_degraded(scope.user, confirmed_call->member(), changes, success,
@@ -151,7 +151,7 @@ void ManagerBus::fleet_confirm(const CallPtr& call, const FleetScope& scope,
               }
               answer_confirmed(confirmed_call, scope, std::move(*outcome), res);
               // The cache took an enrollment change that Redis did not: it follows Redis again.
-              if (!res.refused.empty() && changes.enrollment_changed())
+              if (res.refused != FleetRefusal::kNone && changes.enrollment_changed())
                 fleet_->prefetch(scope.user, [this](bool) { after_write(); });
             }));
   };
@@ -170,11 +170,11 @@ void ManagerBus::answer_confirmed(const CallPtr& call, const FleetScope& scope, 
   const std::string& user = scope.user;
   const std::string who = call->caller().describe();
   const bool change = changes_enrollment(scope.kind);
-  const bool sends_text =
-      outcome.text && res.refused.empty() && !(res.unavailable && (change || stopping_));
+  const bool sends_text = outcome.text && res.refused == FleetRefusal::kNone &&
+                          !(res.unavailable && (change || stopping_));
   if (outcome.text && !sends_text && fleet_sms_)
     fleet_sms_->discard(*outcome.text);
-  if (res.refused == "locked") {
+  if (res.refused == FleetRefusal::kLocked) {
     // Locked fleet-wide since this host last read the user's state: nothing was counted or
     // consumed in Redis, as for a locked user's attempt on one host.
     MFA_LOG_WARNING("%s: attempt refused, locked out fleet-wide", user.c_str());
@@ -182,22 +182,23 @@ void ManagerBus::answer_confirmed(const CallPtr& call, const FleetScope& scope, 
     answer_error(call, make_error(Errc::kRateLimited, lockout_message(res.locked_usec)));
     return;
   }
-  if (!res.refused.empty()) {
-    MFA_LOG_WARNING("%s: code refused by the fleet (%s)", user.c_str(), res.refused.c_str());
+  if (res.refused != FleetRefusal::kNone) {
+    MFA_LOG_WARNING("%s: code refused by the fleet (%s)", user.c_str(),
+                    fleet_refusal_name(res.refused));
     fleet_->note_refused(user, res.refused, who);
   }
   // A refusal counts as a failure in Redis, as a local BadCode does; added to the other hosts'
   // failures, either may have locked the user.
-  const bool counted = !res.refused.empty() || outcome.refused == Errc::kBadCode;
+  const bool counted = res.refused != FleetRefusal::kNone || outcome.refused == Errc::kBadCode;
   if (counted && res.locked_usec > 0) {
     MFA_LOG_WARNING("%s: locked out by failures across the fleet", user.c_str());
     const int64_t until = fleet_->note_lockout(user, res.locked_usec, who);
     SecurityEventEmitter(bus_).security_event(
         user, "lockout", {{"reason", "fleet-failures"}, {"locked_until", std::to_string(until)}});
     answer_error(call, make_error(Errc::kRateLimited, lockout_message(res.locked_usec)));
-  } else if (!res.refused.empty()) {
+  } else if (res.refused != FleetRefusal::kNone) {
     answer_error(call, make_error(Errc::kBadCode,
-                                  res.refused == "factor-changed"
+                                  res.refused == FleetRefusal::kFactorChanged
                                       ? "Invalid code (this factor was changed on another host)"
                                       : "Invalid code (already used on another host)"));
   } else if (res.unavailable && stopping_) {

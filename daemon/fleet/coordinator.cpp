@@ -312,7 +312,7 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
   if (changes.enrollment_changed())
     read_cache_.invalidate(user);
   auto done = [this, alive = alive_, user, answer = std::move(answer)](FleetConfirmResult r) {
-    if (*alive && (!r.refused.empty() || r.unavailable))
+    if (*alive && (r.refused != FleetRefusal::kNone || r.unavailable))
       read_cache_.invalidate(user);
     answer(std::move(r));
   };
@@ -361,7 +361,7 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
   };
   auto after_limits = [this, alive, user, kind, changes, push, unavailable,
                        done](FleetConfirmResult result) mutable {
-    if (!push || !result.refused.empty()) {
+    if (!push || result.refused != FleetRefusal::kNone) {
       done(std::move(result));
       return;
     }
@@ -437,14 +437,14 @@ void FleetCoordinator::audit_degraded(const std::string& user, const std::string
     MFA_LOG_ERROR("cannot audit a degraded decision: %s", st.error().message.c_str());
 }
 
-void FleetCoordinator::note_refused(const std::string& user, const std::string& reason,
+void FleetCoordinator::note_refused(const std::string& user, FleetRefusal reason,
                                     const std::string& caller) {
   AuditEvent event;
   event.kind = "auth.failure";
   event.user = user;
   // As a locked user's attempt on one host: refused, not counted.
-  event.outcome = reason == "locked" ? "denied" : "failure";
-  event.reason = reason;
+  event.outcome = reason == FleetRefusal::kLocked ? "denied" : "failure";
+  event.reason = fleet_refusal_name(reason);
   event.caller = caller;
   event.details["fleet"] = "refused";
   if (Status st = d_.audit.record(event); !st.ok())

@@ -31,6 +31,7 @@
 #include "fleet/read_cache.hpp"
 #include "fleet/recorder.hpp"
 #include "fleet/redis_client.hpp"
+#include "fleet/refusal.hpp"
 #include "core/store.hpp"
 
 namespace mfa {
@@ -50,9 +51,9 @@ enum class FleetCallKind {
 inline constexpr uint64_t kFleetStateReuseUsec = 60 * 1000 * 1000;
 
 struct FleetConfirmResult {
-  // "replay-fleet", "consumed-elsewhere", "factor-changed": the success becomes BadCode;
-  // "locked": the user is locked fleet-wide, the attempt becomes RateLimited.
-  std::string refused;
+  // kReplay, kConsumedElsewhere, kFactorChanged, kUnrecognised: the success becomes BadCode;
+  // kLocked: the user is locked fleet-wide, the attempt becomes RateLimited.
+  FleetRefusal refused = FleetRefusal::kNone;
   bool unavailable = false;  // Redis failed meanwhile: now degraded
   int64_t locked_usec = 0;   // after the confirm, the user stays locked this long fleet-wide
 };
@@ -111,7 +112,7 @@ class FleetCoordinator {
 
   // A local decision that Redis refused (the code was used on another host, the user is locked
   // fleet-wide): audited.
-  void note_refused(const std::string& user, const std::string& reason, const std::string& caller);
+  void note_refused(const std::string& user, FleetRefusal reason, const std::string& caller);
   // A failure that locked the user through the shared counters: audited. Returns the end of the
   // lockout (seconds since the epoch).
   int64_t note_lockout(const std::string& user, int64_t locked_usec, const std::string& caller);

@@ -194,7 +194,8 @@ Result<ConfirmOutcome> parse_confirm_reply(const RedisReply& reply) {
   if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 6)
     return bad_reply("the confirm script");
   ConfirmOutcome o;
-  o.refused = reply.elements[0].str;
+  // A refusal is a refusal, whatever its name: an unknown one fails closed.
+  o.refused = parse_fleet_refusal(reply.elements[0].str).value_or(FleetRefusal::kUnrecognised);
   auto limits = parse_limit_values(std::span<const RedisReply>(reply.elements).subspan(1));
   if (!limits)
     return bad_reply("the confirm script (limits)");

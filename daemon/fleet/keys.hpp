@@ -25,6 +25,7 @@
 #include "common/result.hpp"
 #include "core/rate_limiter.hpp"
 #include "fleet/redis_client.hpp"
+#include "fleet/refusal.hpp"
 #include "core/store.hpp"
 
 namespace mfa::fleet {
@@ -55,9 +56,10 @@ struct RemoteUser {
 };
 Result<RemoteUser> parse_load_reply(const RedisReply& reply);
 
-// What the confirm script answers: the refusal ("" = none) and the user's limits afterwards.
+// What the confirm script answers: the refusal (kNone: none; a name this build does not know is
+// kUnrecognised) and the user's limits afterwards.
 struct ConfirmOutcome {
-  std::string refused;  // "", "replay-fleet", "consumed-elsewhere", "locked", "factor-changed"
+  FleetRefusal refused = FleetRefusal::kNone;
   LimitState limits;
 };
 Result<ConfirmOutcome> parse_confirm_reply(const RedisReply& reply);
@@ -71,10 +73,10 @@ struct ConfirmRequest {
   std::optional<CodeHash> backup;  // backup code consumed locally: SREM must answer 1
   std::string action;              // "", "fail", "success", "clear"
   int fail_count = 1;
-  // A decision taken from a cache that may be older than Redis: refused ("locked"), neither
+  // A decision taken from a cache that may be older than Redis: refused (kLocked), neither
   // counted nor consuming, while the user is locked fleet-wide.
   bool check_lock = false;
-  // The factor record a success rests on (field and fingerprint): refused ("factor-changed")
+  // The factor record a success rests on (field and fingerprint): refused (kFactorChanged)
   // unless Redis still holds exactly that record.
   std::string factor_field;
   std::string factor_sha1;

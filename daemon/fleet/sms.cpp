@@ -119,12 +119,13 @@ void FleetSms::gate(const SmsMessage& message, std::function<void(GateResult)> d
                         st.error().message.c_str());
         }
         wrote();
-        if (outcome->limits) {
+        if (outcome->refused == FleetRefusal::kLocked) {
           locked(text, *outcome->limits, std::move(done));
           return;
         }
-        if (!outcome->limit.empty()) {
-          refused(text, "rate-limited", {{"limit", outcome->limit}, {"fleet", "shared"}},
+        if (outcome->limit != SmsSendLimit::kNone) {
+          refused(text, "rate-limited",
+                  {{"limit", sms_send_limit_name(outcome->limit)}, {"fleet", "shared"}},
                   {Gate::kRateLimited, outcome->limit, 0}, std::move(done));
           return;
         }
@@ -139,8 +140,9 @@ void FleetSms::locked(TextPtr text, const LimitState& shared,
                       std::function<void(GateResult)> done) {
   d_.fleet.follow_limits(text->user, shared);
   MFA_LOG_WARNING("%s: SMS code refused, locked out fleet-wide", text->user.c_str());
-  refused(text, "locked", {{"fleet", "refused"}},
-          {Gate::kLocked, "", lock_remaining_usec(shared, text->sent_usec)}, std::move(done));
+  refused(text, fleet_refusal_name(FleetRefusal::kLocked), {{"fleet", "refused"}},
+          {Gate::kLocked, SmsSendLimit::kNone, lock_remaining_usec(shared, text->sent_usec)},
+          std::move(done));
 }
 
 void FleetSms::store_code(TextPtr text, std::function<void(GateResult)> done) {
@@ -153,7 +155,7 @@ void FleetSms::store_code(TextPtr text, std::function<void(GateResult)> done) {
         if (!*alive)
           return;
         if (reply.ok() && !reply->is_error()) {
-          done({Gate::kSend, ""});
+          done({Gate::kSend});
           return;
         }
         // Counted in Redis already; the code follows on reconciliation.
@@ -171,11 +173,11 @@ void FleetSms::unavailable(TextPtr text, const std::string& why, bool counted,
   }
   if (!text->login()) {
     forget_local_code(text->user, text->purpose, text->code.hash);
-    done({Gate::kUnavailable, ""});
+    done({Gate::kUnavailable});
     return;
   }
   send_degraded(*text, counted, why);
-  done({Gate::kSendDegraded, ""});
+  done({Gate::kSendDegraded});
 }
 
 // Audited as sms.failed (denied, reason) with details beside the text's own.

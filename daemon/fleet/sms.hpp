@@ -24,6 +24,7 @@
 #include "core/config.hpp"
 #include "fleet/coordinator.hpp"
 #include "fleet/recorder.hpp"
+#include "fleet/refusal.hpp"
 #include "core/sms_codes.hpp"
 #include "core/store.hpp"
 
@@ -47,11 +48,12 @@ class FleetSms {
   };
   struct GateResult {
     Gate gate = Gate::kUnavailable;
-    std::string limit;        // kRateLimited: "user", "phone" or "global"
-    int64_t locked_usec = 0;  // kLocked: how long the lockout lasts still
+    SmsSendLimit limit = SmsSendLimit::kNone;  // kRateLimited: which one
+    int64_t locked_usec = 0;                   // kLocked: how long the lockout lasts still
   };
   struct ConfirmResult {
-    std::string refused;  // "consumed-elsewhere": the code was no longer live fleet-wide
+    // kConsumedElsewhere: the code was no longer live fleet-wide
+    FleetRefusal refused = FleetRefusal::kNone;
     bool unavailable = false;
   };
   // The cache was written outside a D-Bus call: a commit must be scheduled.

@@ -141,12 +141,15 @@ Result<SmsSendOutcome> parse_sms_send_reply(const RedisReply& reply) {
       reply.elements[1].type != RedisReply::Type::kArray)
     return bad_reply("the SMS send script");
   SmsSendOutcome o;
-  o.limit = reply.elements[0].str;
-  if (o.limit == "locked") {
+  const std::string& refusal = reply.elements[0].str;
+  if (parse_fleet_refusal(refusal) == FleetRefusal::kLocked) {
+    o.refused = FleetRefusal::kLocked;
     if (reply.elements.size() != 3 || reply.elements[2].type != RedisReply::Type::kArray ||
         !(o.limits = parse_limit_values(reply.elements[2].elements)))
       return bad_reply("the SMS send script (limits)");
-  } else if (!o.limit.empty() && o.limit != "user" && o.limit != "phone" && o.limit != "global") {
+  } else if (auto limit = parse_sms_send_limit(refusal)) {
+    o.limit = *limit;
+  } else {
     return bad_reply("the SMS send script (limit)");
   }
   for (const auto& e : reply.elements[1].elements) {
@@ -191,9 +194,10 @@ Result<SmsCodeOutcome> parse_sms_code_reply(const RedisReply& reply) {
   if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 2)
     return bad_reply("an SMS code script");
   SmsCodeOutcome o;
-  o.refused = reply.elements[0].str;
-  if (!o.refused.empty() && o.refused != "consumed-elsewhere")
+  const auto refused = parse_fleet_refusal(reply.elements[0].str);
+  if (refused != FleetRefusal::kNone && refused != FleetRefusal::kConsumedElsewhere)
     return bad_reply("an SMS code script (refusal)");
+  o.refused = *refused;
   MFA_TRY(code, parse_state(reply.elements[1]));
   o.code = code;
   return o;

@@ -29,6 +29,7 @@
 #include "core/config.hpp"
 #include "fleet/recorder.hpp"
 #include "fleet/redis_client.hpp"
+#include "fleet/refusal.hpp"
 #include "core/store.hpp"
 
 namespace mfa::fleet {
@@ -68,11 +69,12 @@ std::vector<std::string> sms_send_args(const SmsSend& send, const SmsLimits& lim
                                        int64_t now_usec, bool check, bool check_lock = false);
 
 struct SmsSendOutcome {
-  // "", or what refuses the text: the limit "user", "phone", "global", or "locked"
-  std::string limit;
+  // What refuses the text, if anything: a shared send limit, or (a login text) kLocked.
+  SmsSendLimit limit = SmsSendLimit::kNone;
+  FleetRefusal refused = FleetRefusal::kNone;  // kNone or kLocked
   // The user's texts in the window afterwards (phone key, time), for the cache.
   std::vector<std::pair<std::string, int64_t>> user_sends;
-  // "locked": the user's shared counters, lockout included, for the cache.
+  // kLocked: the user's shared counters, lockout included, for the cache.
   std::optional<LimitState> limits;
 };
 Result<SmsSendOutcome> parse_sms_send_reply(const RedisReply& reply);
@@ -90,8 +92,8 @@ std::vector<std::string> sms_code_kill_args(const CodeHash& hash);
 std::vector<std::string> sms_code_try_args(const CodeHash& hash, int count, int max_attempts);
 
 struct SmsCodeOutcome {
-  std::string refused;          // "" or "consumed-elsewhere" (use only)
-  std::optional<SmsCode> code;  // the live code of (user, purpose) in Redis afterwards
+  FleetRefusal refused = FleetRefusal::kNone;  // or kConsumedElsewhere (use only)
+  std::optional<SmsCode> code;                 // the live code of (user, purpose) afterwards
 };
 Result<SmsCodeOutcome> parse_sms_code_reply(const RedisReply& reply);
 // HGETALL of a code key: nullopt when there is none, or it is malformed (it is then unusable).

@@ -27,6 +27,7 @@ extern "C" {
 #include "fleet/keys.hpp"
 #include "fleet/read_cache.hpp"
 #include "fleet/recorder.hpp"
+#include "fleet/refusal.hpp"
 #include "fleet/session_keys.hpp"
 #include "core/rate_limiter.hpp"
 #include "fleet/redis_client.hpp"
@@ -268,7 +269,7 @@ void test_watermark_compare_and_set(void** /*state*/) {
     assert_true(r.ok());
     auto o = fleet::parse_confirm_reply(*r);
     assert_true(o.ok());
-    return o->refused;
+    return std::string(fleet_refusal_name(o->refused));
   };
   assert_string_equal(run(100).c_str(), "");
   assert_string_equal(run(100).c_str(), "replay-fleet");  // same step: once fleet-wide
@@ -295,8 +296,9 @@ void test_backup_code_exactly_once(void** /*state*/) {
                       fleet::confirm_args(req, policy, 1764000000000000));
   auto second = l.eval(fleet::confirm_script(), {k.watermark, k.backup, k.limits},
                        fleet::confirm_args(req, policy, 1764000000000000));
-  assert_string_equal(fleet::parse_confirm_reply(*first)->refused.c_str(), "");
-  assert_string_equal(fleet::parse_confirm_reply(*second)->refused.c_str(), "consumed-elsewhere");
+  assert_string_equal(fleet_refusal_name(fleet::parse_confirm_reply(*first)->refused), "");
+  assert_string_equal(fleet_refusal_name(fleet::parse_confirm_reply(*second)->refused),
+                      "consumed-elsewhere");
 }
 
 // A login decided from an older cache: a fleet-wide lockout refuses it before anything is
@@ -320,7 +322,7 @@ void test_confirm_refuses_while_locked_fleet_wide(void** /*state*/) {
                   fleet::confirm_args(req, policy, now));
   auto o = fleet::parse_confirm_reply(*r);
   assert_true(o.ok());
-  assert_string_equal(o->refused.c_str(), "locked");
+  assert_string_equal(fleet_refusal_name(o->refused), "locked");
   assert_int_equal(o->limits.locked_until_usec, now + 60000000);
   assert_int_equal(o->limits.lockout_count, 1);            // not cleared by the refused success
   assert_true(l.command({"GET", k.watermark})->is_nil());  // the step was not taken
@@ -331,13 +333,13 @@ void test_confirm_refuses_while_locked_fleet_wide(void** /*state*/) {
   r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
              fleet::confirm_args(req, policy, now));
   o = fleet::parse_confirm_reply(*r);
-  assert_string_equal(o->refused.c_str(), "locked");
+  assert_string_equal(fleet_refusal_name(o->refused), "locked");
   assert_int_equal(o->limits.day_failures, 3);  // not counted
   assert_int_equal(l.command({"SISMEMBER", k.backup, fleet::hash_hex(h)})->integer, 1);
   // Once the lock is over, the same request goes through.
   r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
              fleet::confirm_args(req, policy, now + 61000000));
-  assert_string_equal(fleet::parse_confirm_reply(*r)->refused.c_str(), "");
+  assert_string_equal(fleet_refusal_name(fleet::parse_confirm_reply(*r)->refused), "");
   // Reconciliation does not ask: it replays what this host already decided offline.
   const auto k2 = fleet::user_keys("mfad:", "locked-user-2");
   assert_true(l.command({"HSET", k2.limits, "lu", std::to_string(now + 60000000)}).ok());
@@ -345,7 +347,7 @@ void test_confirm_refuses_while_locked_fleet_wide(void** /*state*/) {
   replay.step = 700;
   r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k2),
              fleet::confirm_args(replay, policy, now));
-  assert_string_equal(fleet::parse_confirm_reply(*r)->refused.c_str(), "");
+  assert_string_equal(fleet_refusal_name(fleet::parse_confirm_reply(*r)->refused), "");
   assert_string_equal(l.command({"GET", k2.watermark})->str.c_str(), "700");
 }
 
@@ -375,7 +377,7 @@ void test_confirm_checks_the_factor_record(void** /*state*/) {
     assert_true(r.ok());
     auto o = fleet::parse_confirm_reply(*r);
     assert_true(o.ok());
-    return o->refused;
+    return std::string(fleet_refusal_name(o->refused));
   };
   assert_string_equal(run(f, 100).c_str(), "");
   FactorRecord replaced = f;
@@ -784,7 +786,7 @@ void test_scripts_publish_invalidations(void** /*state*/) {
     auto r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
                     fleet::confirm_args(req, policy, at));
     assert_true(r.ok() && !r->is_error());
-    return fleet::parse_confirm_reply(*r)->refused;
+    return std::string(fleet_refusal_name(fleet::parse_confirm_reply(*r)->refused));
   };
   // An enrollment write.
   std::vector<std::string> args{"update",

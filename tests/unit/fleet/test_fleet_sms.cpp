@@ -12,6 +12,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 extern "C" {
@@ -26,6 +28,7 @@ extern "C" {
 #include "core/config.hpp"
 #include "fleet/keys.hpp"
 #include "fleet/recorder.hpp"
+#include "fleet/refusal.hpp"
 #include "fleet/sms_keys.hpp"
 #include "fleet/redis_client.hpp"
 #include "storage/sqlite_store.hpp"
@@ -124,6 +127,54 @@ void test_keys_and_arguments(void** /*state*/) {
   assert_string_equal(tries[2].c_str(), "3");
 }
 
+bool script_says(const LuaScript& script, std::string_view name) {
+  return script.body.find("'" + std::string(name) + "'") != std::string::npos;
+}
+
+// The refusals' names are what the scripts answer and what the audit rows carry: one table each,
+// the scripts spell exactly those, and anything else is a malformed reply.
+void test_refusal_names(void** /*state*/) {
+  const std::pair<FleetRefusal, const char*> refusals[] = {
+      {FleetRefusal::kNone, ""},
+      {FleetRefusal::kReplay, "replay-fleet"},
+      {FleetRefusal::kConsumedElsewhere, "consumed-elsewhere"},
+      {FleetRefusal::kFactorChanged, "factor-changed"},
+      {FleetRefusal::kLocked, "locked"},
+      {FleetRefusal::kUnrecognised, "unrecognised-refusal"},
+  };
+  for (const auto& [refusal, name] : refusals) {
+    assert_string_equal(fleet_refusal_name(refusal), name);
+    assert_true(parse_fleet_refusal(name) == refusal);
+  }
+  assert_false(parse_fleet_refusal("Locked").has_value());
+  for (auto r : {FleetRefusal::kReplay, FleetRefusal::kConsumedElsewhere,
+                 FleetRefusal::kFactorChanged, FleetRefusal::kLocked})
+    assert_true(script_says(fleet::confirm_script(), fleet_refusal_name(r)));
+  assert_true(script_says(fleet::sms_code_use_script(),
+                          fleet_refusal_name(FleetRefusal::kConsumedElsewhere)));
+  assert_true(script_says(fleet::sms_send_script(), fleet_refusal_name(FleetRefusal::kLocked)));
+  const std::pair<SmsSendLimit, const char*> limits[] = {
+      {SmsSendLimit::kNone, ""},
+      {SmsSendLimit::kUser, "user"},
+      {SmsSendLimit::kPhone, "phone"},
+      {SmsSendLimit::kGlobal, "global"},
+  };
+  for (const auto& [limit, name] : limits) {
+    assert_string_equal(sms_send_limit_name(limit), name);
+    assert_true(parse_sms_send_limit(name) == limit);
+    if (limit != SmsSendLimit::kNone)
+      assert_true(script_says(fleet::sms_send_script(), name));
+  }
+  const auto zero = str("0");
+  assert_true(fleet::parse_confirm_reply(array({str("replay-fleet"), zero, zero, zero, zero, zero}))
+                  ->refused == FleetRefusal::kReplay);
+  // A refusal this build does not know still refuses (fail closed); the SMS scripts' are checked.
+  assert_true(
+      fleet::parse_confirm_reply(array({str("bogus"), zero, zero, zero, zero, zero}))->refused ==
+      FleetRefusal::kUnrecognised);
+  assert_false(fleet::parse_sms_code_reply(array({str("locked"), array({})})).ok());
+}
+
 void test_reply_parsing(void** /*state*/) {
   // The send script: the limit, and the user's texts (malformed members skipped).
   auto sent = fleet::parse_sms_send_reply(
@@ -131,18 +182,18 @@ void test_reply_parsing(void** /*state*/) {
                              str("7:short"), str("x:0:" + kPhoneA), str("8:0:" + kPhoneA + "0"),
                              str("9:0:" + std::string(64, 'G'))})}));
   assert_true(sent.ok());
-  assert_string_equal(sent->limit.c_str(), "");
+  assert_true(sent->limit == SmsSendLimit::kNone && sent->refused == FleetRefusal::kNone);
   assert_int_equal(sent->user_sends.size(), 2);
   assert_string_equal(sent->user_sends[1].first.c_str(), kPhoneB.c_str());
   assert_int_equal(sent->user_sends[1].second, 6);
-  assert_string_equal(fleet::parse_sms_send_reply(array({str("phone"), array({})}))->limit.c_str(),
-                      "phone");
+  assert_true(fleet::parse_sms_send_reply(array({str("phone"), array({})}))->limit ==
+              SmsSendLimit::kPhone);
   assert_false(fleet::parse_sms_send_reply(array({str("nope"), array({})})).ok());
   // Locked out fleet-wide: the counters come along, for the cache.
   auto locked = fleet::parse_sms_send_reply(
       array({str("locked"), array({}),
              array({str("0"), str("1"), str("1764000000000000"), str("20416"), str("3")})}));
-  assert_true(locked.ok() && locked->limit == "locked" && locked->limits);
+  assert_true(locked.ok() && locked->refused == FleetRefusal::kLocked && locked->limits);
   assert_int_equal(locked->limits->lockout_count, 1);
   assert_int_equal(locked->limits->locked_until_usec, 1764000000000000);
   assert_int_equal(locked->limits->day, 20416);
@@ -165,10 +216,11 @@ void test_reply_parsing(void** /*state*/) {
   // The code scripts: a refusal and the live code afterwards.
   const std::string h = fleet::hash_hex(code_hash(3));
   auto used = fleet::parse_sms_code_reply(array({str(""), array({})}));
-  assert_true(used.ok() && used->refused.empty() && !used->code);
+  assert_true(used.ok() && used->refused == FleetRefusal::kNone && !used->code);
   auto refused = fleet::parse_sms_code_reply(
       array({str("consumed-elsewhere"), array({str(h), str("123"), str("2")})}));
-  assert_true(refused.ok() && refused->refused == "consumed-elsewhere" && refused->code);
+  assert_true(refused.ok() && refused->refused == FleetRefusal::kConsumedElsewhere &&
+              refused->code);
   assert_true(refused->code->hash == code_hash(3));
   assert_int_equal(refused->code->expires_usec, 123);
   assert_int_equal(refused->code->attempts, 2);
@@ -371,7 +423,8 @@ struct Loop : RedisLoop {
                   fleet::sms_send_args({phone, now, nonce}, limits, now, check, check));
     auto o = fleet::parse_sms_send_reply(r);
     assert_true(o.ok());
-    return o->limit;
+    return o->refused == FleetRefusal::kLocked ? fleet_refusal_name(o->refused)
+                                               : sms_send_limit_name(o->limit);
   }
   fleet::SmsCodeOutcome code_call(const LuaScript& script, const std::string& key,
                                   std::vector<std::string> args) {
@@ -450,7 +503,7 @@ void test_a_locked_user_sends_no_login_text(void** /*state*/) {
                   fleet::sms_send_args({kPhoneA, t + 1, 2}, limits, t + 1, true, true));
   auto o = fleet::parse_sms_send_reply(r);
   assert_true(o.ok());
-  assert_string_equal(o->limit.c_str(), "locked");
+  assert_true(o->refused == FleetRefusal::kLocked && o->limit == SmsSendLimit::kNone);
   assert_true(o->limits && o->limits->locked_until_usec == t + 60 * kUsec);
   assert_int_equal(o->limits->lockout_count, 1);
   assert_int_equal(o->limits->day_failures, 5);
@@ -468,13 +521,14 @@ void test_a_locked_user_sends_no_login_text(void** /*state*/) {
   r = l.eval(fleet::sms_send_script(), {k.user, k.phone, k.all, k.limits},
              fleet::sms_send_args({kPhoneA, t + 4, 5}, limits, t + 4, true, true));
   o = fleet::parse_sms_send_reply(r);
-  assert_true(o.ok() && o->limit == "user" && !o->limits);  // the send limit, not the lock
+  assert_true(o.ok() && o->limit == SmsSendLimit::kUser && o->refused == FleetRefusal::kNone &&
+              !o->limits);  // the send limit, not the lock
   // A user who never failed has no limits hash: not locked.
   const auto fresh = fleet::sms_send_keys("mfad:", "l3", kPhoneB);
   r = l.eval(fleet::sms_send_script(), {fresh.user, fresh.phone, fresh.all, fresh.limits},
              fleet::sms_send_args({kPhoneB, t + 5, 6}, limits, t + 5, true, true));
   o = fleet::parse_sms_send_reply(r);
-  assert_true(o.ok() && o->limit.empty());
+  assert_true(o.ok() && o->limit == SmsSendLimit::kNone);
 }
 
 void test_dropped_codes_die(void** /*state*/) {
@@ -527,9 +581,9 @@ void test_a_code_is_used_exactly_once(void** /*state*/) {
   assert_true(ttl > 590 * 1000 && ttl <= 600 * 1000);  // expiry as TTL
   // Host A uses it; host B, which had it in its cache too, is refused.
   auto a = l.code_call(fleet::sms_code_use_script(), key, fleet::sms_code_use_args(code.hash, 3));
-  assert_true(a.refused.empty() && !a.code);
+  assert_true(a.refused == FleetRefusal::kNone && !a.code);
   auto b = l.code_call(fleet::sms_code_use_script(), key, fleet::sms_code_use_args(code.hash, 3));
-  assert_string_equal(b.refused.c_str(), "consumed-elsewhere");
+  assert_true(b.refused == FleetRefusal::kConsumedElsewhere);
   assert_false(b.code.has_value());
   // A code replaced by a newer text is refused too; the reply names the live one for the cache.
   SmsCode newer = code;
@@ -537,17 +591,17 @@ void test_a_code_is_used_exactly_once(void** /*state*/) {
   (void)l.eval(fleet::sms_code_put_script(), {key}, fleet::sms_code_put_args(newer, false));
   auto stale =
       l.code_call(fleet::sms_code_use_script(), key, fleet::sms_code_use_args(code.hash, 3));
-  assert_string_equal(stale.refused.c_str(), "consumed-elsewhere");
+  assert_true(stale.refused == FleetRefusal::kConsumedElsewhere);
   assert_true(stale.code && stale.code->hash == newer.hash && stale.code->attempts == 0);
   // Tries spent: refused even with the right code.
   (void)l.command({"HSET", key, "a", "3"});
   auto spent =
       l.code_call(fleet::sms_code_use_script(), key, fleet::sms_code_use_args(newer.hash, 3));
-  assert_string_equal(spent.refused.c_str(), "consumed-elsewhere");
+  assert_true(spent.refused == FleetRefusal::kConsumedElsewhere);
   // A dead code (failed text, used while degraded) goes whatever its tries.
   auto killed =
       l.code_call(fleet::sms_code_use_script(), key, fleet::sms_code_kill_args(newer.hash));
-  assert_true(killed.refused.empty());
+  assert_true(killed.refused == FleetRefusal::kNone);
   assert_int_equal(l.command({"EXISTS", key}).integer, 0);
 }
 
@@ -664,6 +718,7 @@ void test_replayed_queue(void** /*state*/) {
 int main() {
   const struct CMUnitTest pure[] = {
       cmocka_unit_test(test_keys_and_arguments),
+      cmocka_unit_test(test_refusal_names),
       cmocka_unit_test(test_reply_parsing),
       cmocka_unit_test(test_reconcile_items),
       cmocka_unit_test(test_recorder_notes_sms_codes),
