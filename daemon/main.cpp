@@ -364,7 +364,8 @@ int run(const Options& options) {
     MFA_LOG_ERROR("cannot open the database: %s", opened.error().message.c_str());
     return EXIT_FAILURE;
   }
-  std::unique_ptr<SqliteStore> store = std::move(opened).value();
+  // The one place that knows the store is SQLite: every layer, fleet mode's included, gets a Store.
+  std::unique_ptr<Store> store = std::move(opened).value();
   AuditLog audit(*store, clock);
   SystemUserDirectory users;
 
