@@ -1,12 +1,56 @@
-// Reading what the user typed: which answers are codes, and how a combined "password + code"
-// answer (forward_pass, use_first_pass, try_first_pass) splits. Pure functions, unit-tested
-// without PAM; docs/pam_mfa.md states the same rules for admins.
+// Reading what the user typed: where an answer is kept, which answers are codes, and how a
+// combined "password + code" answer (forward_pass, use_first_pass, try_first_pass) splits. Pure
+// functions, unit-tested without PAM; docs/pam_mfa.md states the same rules for admins.
 #pragma once
+
+#include <string.h>
 
 #include <cstddef>
 #include <string_view>
 
 namespace mfa::pam {
+
+// The longest answer PAM passes on (PAM_MAX_RESP_SIZE, checked where PAM's headers are seen).
+inline constexpr size_t kMaxAnswerLength = 512;
+
+// What was typed at a prompt, or a code or password cut out of it: a fixed buffer (so no heap
+// copy is left behind by a reallocation, and nothing to allocate), erased with explicit_bzero on
+// clear and destruction. Not mfa::SecureString, which erases with OPENSSL_cleanse: that would
+// load libcrypto into every login process for this alone (about 2.5 ms of CPU per process start,
+// measured).
+class Answer {
+ public:
+  static constexpr size_t kCapacity = kMaxAnswerLength;
+
+  Answer() = default;
+  Answer(const Answer&) = delete;
+  Answer& operator=(const Answer&) = delete;
+  ~Answer() { clear(); }
+
+  // s may point into this buffer. False (and left empty) when s does not fit.
+  bool assign(std::string_view s) {
+    if (s.size() > kCapacity) {
+      clear();
+      return false;
+    }
+    memmove(buf_, s.data(), s.size());
+    explicit_bzero(buf_ + s.size(), sizeof(buf_) - s.size());
+    len_ = s.size();
+    return true;
+  }
+  std::string_view view() const { return {buf_, len_}; }
+  const char* c_str() const { return buf_; }
+  size_t size() const { return len_; }
+  bool empty() const { return len_ == 0; }
+  void clear() {
+    explicit_bzero(buf_, sizeof(buf_));
+    len_ = 0;
+  }
+
+ private:
+  char buf_[kCapacity + 1] = {};
+  size_t len_ = 0;
+};
 
 // The code at the end of a combined answer: TOTP and SMS codes of the default length.
 inline constexpr size_t kCombinedCodeDigits = 6;

@@ -1,17 +1,29 @@
 #include "pam_module/pam_args.hpp"
 
-#include <array>
 #include <charconv>
-#include <string>
+#include <iterator>
 
 namespace mfa::pam {
 namespace {
 
-constexpr std::array<std::string_view, 3> kAllMethods = {"totp", "sms", "backup"};
+struct MethodName {
+  std::string_view name;
+  unsigned bit;
+};
 
-Error invalid(std::string_view name, std::string_view why) {
-  return make_error(Errc::kInvalidArgument,
-                    "invalid module argument " + std::string(name) + ": " + std::string(why));
+constexpr MethodName kMethods[] = {
+    {"totp", kMethodBitTotp}, {"sms", kMethodBitSms}, {"backup", kMethodBitBackup}};
+
+// methods_text's answers, indexed by the set of bits.
+constexpr const char* kMethodsTexts[] = {"",       "totp",        "sms",        "totp,sms",
+                                         "backup", "totp,backup", "sms,backup", "totp,sms,backup"};
+
+unsigned method_bit(std::string_view name) {
+  for (const MethodName& m : kMethods) {
+    if (m.name == name)
+      return m.bit;
+  }
+  return 0;
 }
 
 // A decimal integer in [lo, hi]: digits only (no sign, no spaces, no trailing characters).
@@ -38,136 +50,135 @@ bool has_control_chars(std::string_view text) {
   return false;
 }
 
-// "sms,totp" → "totp,sms": canonical order, duplicates folded; false on an unknown or empty item.
-bool parse_methods(std::string_view text, std::string* ret) {
-  std::array<bool, kAllMethods.size()> seen{};
-  if (text.empty())
-    return false;
+// "sms,totp" → the bits of totp and sms; false on an unknown or empty item.
+bool parse_methods(std::string_view text, unsigned* ret) {
+  unsigned bits = 0;
   size_t pos = 0;
   while (true) {
     size_t comma = text.find(',', pos);
-    std::string_view item =
-        text.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
-    bool known = false;
-    for (size_t i = 0; i < kAllMethods.size(); ++i) {
-      if (item == kAllMethods[i]) {
-        seen[i] = true;
-        known = true;
-      }
-    }
-    if (!known)
+    size_t end = comma == std::string_view::npos ? text.size() : comma;
+    unsigned bit = method_bit(text.substr(pos, end - pos));
+    if (bit == 0)
       return false;
+    bits |= bit;
     if (comma == std::string_view::npos)
       break;
     pos = comma + 1;
   }
-  std::string out;
-  for (size_t i = 0; i < kAllMethods.size(); ++i) {
-    if (!seen[i])
-      continue;
-    if (!out.empty())
-      out += ',';
-    out += kAllMethods[i];
-  }
-  *ret = std::move(out);
+  *ret = bits;
   return true;
+}
+
+// A text argument (prompt=, bus_address=): present, not empty, bounded, printable.
+const char* check_text(bool has_value, std::string_view value, size_t max) {
+  if (!has_value || value.empty())
+    return "must not be empty";
+  if (value.size() > max)
+    return max == kMaxPromptLength ? "longer than 256 bytes" : "too long";
+  if (has_control_chars(value))
+    return "contains control characters";
+  return nullptr;
+}
+
+// One NAME or NAME=VALUE into *args; the reason it is invalid, or null.
+const char* apply(std::string_view name, bool has_value, std::string_view value, PamArgs* args) {
+  auto flag = [&](bool* ret_flag) -> const char* {
+    if (has_value)
+      return "takes no value";
+    *ret_flag = true;
+    return nullptr;
+  };
+  if (name == "debug")
+    return flag(&args->debug);
+  if (name == "nullok")
+    return flag(&args->nullok);
+  if (name == "forward_pass")
+    return flag(&args->forward_pass);
+  if (name == "use_first_pass" || name == "try_first_pass") {
+    if (has_value)
+      return "takes no value";
+    args->pass_mode = name == "use_first_pass" ? PassMode::kUseFirstPass : PassMode::kTryFirstPass;
+    return nullptr;
+  }
+  if (name == "failmode") {
+    if (has_value && value == "secure") {
+      args->failmode = FailMode::kSecure;
+    } else if (value == "ignore") {
+      args->failmode = FailMode::kIgnore;
+    } else {
+      return "expected secure or ignore";
+    }
+    return nullptr;
+  }
+  if (name == "max_tries") {
+    if (!parse_bounded_int(value, kMinMaxTries, kMaxMaxTries, &args->max_tries))
+      return "expected a number from 1 to 10";
+    return nullptr;
+  }
+  if (name == "timeout") {
+    if (!parse_bounded_int(value, kMinTimeoutSeconds, kMaxTimeoutSeconds, &args->timeout_seconds))
+      return "expected seconds from 1 to 300";
+    return nullptr;
+  }
+  if (name == "methods") {
+    if (!parse_methods(value, &args->methods))
+      return "expected a comma-separated list of totp, sms, backup";
+    return nullptr;
+  }
+  // The value is the end of the argv string: NUL-terminated where it is kept.
+  if (name == "prompt") {
+    const char* why = check_text(has_value, value, kMaxPromptLength);
+    if (why == nullptr)
+      args->prompt = value.data();
+    return why;
+  }
+  if (name == "bus_address") {
+    const char* why = check_text(has_value, value, kMaxBusAddressLength);
+    if (why == nullptr)
+      args->bus_address = value.data();
+    return why;
+  }
+  // Only the name: an unknown argument's value may be anything.
+  std::string_view shown = name.substr(0, kMaxUnknownNameShown);
+  args->unknown[args->unknown_count++] = has_control_chars(shown) ? std::string_view("?") : shown;
+  return nullptr;
 }
 
 }  // namespace
 
-Result<PamArgs> parse_pam_args(int argc, const char** argv) {
-  PamArgs args;
+bool parse_pam_args(int argc, const char** argv, PamArgs* ret_args, PamArgsError* ret_error) {
+  auto refuse = [&](std::string_view argument, const char* reason) {
+    *ret_error = PamArgsError{argument, reason};
+    return false;
+  };
   if (argc < 0 || (argc > 0 && argv == nullptr))
-    return invalid("list", "malformed");
+    return refuse("list", "malformed");
   if (static_cast<size_t>(argc) > kMaxArguments)
-    return invalid("list", "too many arguments");
+    return refuse("list", "too many arguments");
+  PamArgs args;
   for (int i = 0; i < argc; ++i) {
     if (argv[i] == nullptr)
-      return invalid("list", "malformed");
+      return refuse("list", "malformed");
     std::string_view arg(argv[i]);
     if (arg.size() > kMaxArgumentLength)
-      return invalid("list", "argument too long");
+      return refuse("list", "argument too long");
     size_t eq = arg.find('=');
     std::string_view name = arg.substr(0, eq);
     bool has_value = eq != std::string_view::npos;
     std::string_view value = has_value ? arg.substr(eq + 1) : std::string_view();
-
-    auto flag = [&](bool* ret_flag) -> bool {
-      if (has_value)
-        return false;
-      *ret_flag = true;
-      return true;
-    };
-
-    if (name == "debug") {
-      if (!flag(&args.debug))
-        return invalid(name, "takes no value");
-    } else if (name == "nullok") {
-      if (!flag(&args.nullok))
-        return invalid(name, "takes no value");
-    } else if (name == "forward_pass") {
-      if (!flag(&args.forward_pass))
-        return invalid(name, "takes no value");
-    } else if (name == "use_first_pass" || name == "try_first_pass") {
-      if (has_value)
-        return invalid(name, "takes no value");
-      args.pass_mode = name == "use_first_pass" ? PassMode::kUseFirstPass : PassMode::kTryFirstPass;
-    } else if (name == "failmode") {
-      if (value == "secure" && has_value) {
-        args.failmode = FailMode::kSecure;
-      } else if (value == "ignore") {
-        args.failmode = FailMode::kIgnore;
-      } else {
-        return invalid(name, "expected secure or ignore");
-      }
-    } else if (name == "max_tries") {
-      if (!parse_bounded_int(value, kMinMaxTries, kMaxMaxTries, &args.max_tries))
-        return invalid(name, "expected a number from 1 to 10");
-    } else if (name == "timeout") {
-      if (!parse_bounded_int(value, kMinTimeoutSeconds, kMaxTimeoutSeconds, &args.timeout_seconds))
-        return invalid(name, "expected seconds from 1 to 300");
-    } else if (name == "prompt") {
-      if (!has_value || value.empty())
-        return invalid(name, "must not be empty");
-      if (value.size() > kMaxPromptLength)
-        return invalid(name, "longer than 256 bytes");
-      if (has_control_chars(value))
-        return invalid(name, "contains control characters");
-      args.prompt = std::string(value);
-    } else if (name == "methods") {
-      if (!parse_methods(value, &args.methods))
-        return invalid(name, "expected a comma-separated list of totp, sms, backup");
-    } else if (name == "bus_address") {
-      if (!has_value || value.empty())
-        return invalid(name, "must not be empty");
-      if (value.size() > kMaxBusAddressLength)
-        return invalid(name, "too long");
-      if (has_control_chars(value))
-        return invalid(name, "contains control characters");
-      args.bus_address = std::string(value);
-    } else {
-      // Only the name: an unknown argument's value may be anything.
-      std::string_view shown = name.substr(0, 64);
-      args.unknown.emplace_back(has_control_chars(shown) ? std::string_view("?") : shown);
-    }
+    if (const char* why = apply(name, has_value, value, &args))
+      return refuse(name, why);
   }
-  return args;
+  *ret_args = args;
+  return true;
 }
 
 bool method_allowed(const PamArgs& args, std::string_view method) {
-  if (args.methods.empty())
-    return true;
-  std::string_view list(args.methods);
-  size_t pos = 0;
-  while (pos <= list.size()) {
-    size_t comma = list.find(',', pos);
-    if (comma == std::string_view::npos)
-      comma = list.size();
-    if (list.substr(pos, comma - pos) == method)
-      return true;
-    pos = comma + 1;
-  }
-  return false;
+  return args.methods == 0 || (args.methods & method_bit(method)) != 0;
+}
+
+const char* methods_text(unsigned methods) {
+  return methods < std::size(kMethodsTexts) ? kMethodsTexts[methods] : "";
 }
 
 }  // namespace mfa::pam

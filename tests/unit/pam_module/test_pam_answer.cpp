@@ -1,5 +1,5 @@
-// How pam_mfa.so reads answers (docs/pam_mfa.md "Password and code together"): what counts as a
-// code, and how "password + code" splits.
+// How pam_mfa.so reads answers (docs/pam_mfa.md "Password and code together"): where an answer
+// is kept, what counts as a code, and how "password + code" splits.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +13,7 @@ extern "C" {
 
 #include "pam_module/pam_answer.hpp"
 
+using mfa::pam::Answer;
 using mfa::pam::is_sms_request;
 using mfa::pam::looks_like_code;
 using mfa::pam::split_combined;
@@ -90,6 +91,37 @@ void test_split_no_code(void**) {
   expect_split("hunter2ABCDEFGH", "hunter2ABCDEFGH", "");
 }
 
+void test_answer_holds_what_fits(void**) {
+  Answer a;
+  assert_true(a.empty());
+  assert_true(a.assign("123456"));
+  assert_string_equal(a.c_str(), "123456");
+  assert_int_equal(a.size(), 6);
+  // Shorter over longer: nothing of the old answer is left after the terminator.
+  assert_true(a.assign("12"));
+  assert_string_equal(a.c_str(), "12");
+  assert_int_equal(a.c_str()[3], 0);
+  // From its own buffer (a code cut out of a combined answer).
+  assert_true(a.assign("pw123456"));
+  assert_true(a.assign(a.view().substr(2)));
+  assert_string_equal(a.c_str(), "123456");
+  std::string full(Answer::kCapacity, 'x');
+  assert_true(a.assign(full));
+  assert_int_equal(a.size(), Answer::kCapacity);
+  a.clear();
+  assert_true(a.empty());
+  assert_string_equal(a.c_str(), "");
+}
+
+void test_answer_refuses_what_does_not_fit(void**) {
+  Answer a;
+  assert_true(a.assign("123456"));
+  std::string too_long(Answer::kCapacity + 1, 'x');
+  assert_false(a.assign(too_long));
+  assert_true(a.empty());
+  assert_string_equal(a.c_str(), "");
+}
+
 }  // namespace
 
 int main() {
@@ -101,6 +133,8 @@ int main() {
       cmocka_unit_test(test_split_password_and_code),
       cmocka_unit_test(test_split_code_alone),
       cmocka_unit_test(test_split_no_code),
+      cmocka_unit_test(test_answer_holds_what_fits),
+      cmocka_unit_test(test_answer_refuses_what_does_not_fit),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -7,7 +7,9 @@
 
 #include <cstring>
 #include <initializer_list>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 extern "C" {
@@ -16,31 +18,44 @@ extern "C" {
 
 #include "pam_module/pam_args.hpp"
 
-using mfa::Errc;
 using mfa::pam::FailMode;
 using mfa::pam::PamArgs;
-using mfa::pam::parse_pam_args;
+using mfa::pam::PamArgsError;
 using mfa::pam::PassMode;
 
 namespace {
 
-mfa::Result<PamArgs> parse(std::initializer_list<const char*> list) {
+// The parse's error, as the module logs it; nullopt when the line is accepted.
+std::optional<std::string> parse_error(std::initializer_list<const char*> list,
+                                       PamArgs* ret = nullptr) {
   std::vector<const char*> argv(list);
-  return parse_pam_args(static_cast<int>(argv.size()), argv.data());
+  PamArgs args;
+  PamArgsError error;
+  if (mfa::pam::parse_pam_args(static_cast<int>(argv.size()), argv.data(), &args, &error)) {
+    if (ret)
+      *ret = args;
+    return std::nullopt;
+  }
+  return "invalid module argument " + std::string(error.argument) + ": " + error.reason;
+}
+
+bool parses(int argc, const char** argv) {
+  PamArgs args;
+  PamArgsError error;
+  return mfa::pam::parse_pam_args(argc, argv, &args, &error);
 }
 
 PamArgs parse_ok(std::initializer_list<const char*> list) {
-  auto r = parse(list);
-  if (!r.ok())
-    fail_msg("unexpected error: %s", r.error().message.c_str());
-  return std::move(r).value();
+  PamArgs args;
+  if (auto error = parse_error(list, &args))
+    fail_msg("unexpected error: %s", error->c_str());
+  return args;
 }
 
 void expect_invalid(std::initializer_list<const char*> list, const char* name) {
-  auto r = parse(list);
-  assert_false(r.ok());
-  assert_int_equal(static_cast<int>(r.error().code), static_cast<int>(Errc::kInvalidArgument));
-  assert_non_null(strstr(r.error().message.c_str(), name));
+  auto error = parse_error(list);
+  assert_true(error.has_value());
+  assert_non_null(strstr(error->c_str(), name));
 }
 
 void test_defaults(void**) {
@@ -50,13 +65,14 @@ void test_defaults(void**) {
   assert_true(a.failmode == FailMode::kSecure);
   assert_int_equal(a.max_tries, 3);
   assert_int_equal(a.timeout_seconds, 10);
-  assert_true(a.prompt.empty());
+  assert_null(a.prompt);
   assert_string_equal(mfa::pam::kDefaultPrompt, "Verification code: ");
-  assert_true(a.methods.empty());
+  assert_int_equal(a.methods, 0);
+  assert_string_equal(mfa::pam::methods_text(a.methods), "");
   assert_true(a.pass_mode == PassMode::kPrompt);
   assert_false(a.forward_pass);
-  assert_true(a.bus_address.empty());
-  assert_true(a.unknown.empty());
+  assert_null(a.bus_address);
+  assert_int_equal(a.unknown_count, 0);
 }
 
 void test_flags(void**) {
@@ -98,8 +114,8 @@ void test_timeout(void**) {
 }
 
 void test_prompt(void**) {
-  assert_string_equal(parse_ok({"prompt=OTP: "}).prompt.c_str(), "OTP: ");
-  assert_string_equal(parse_ok({"prompt=a=b"}).prompt.c_str(), "a=b");
+  assert_string_equal(parse_ok({"prompt=OTP: "}).prompt, "OTP: ");
+  assert_string_equal(parse_ok({"prompt=a=b"}).prompt, "a=b");
   expect_invalid({"prompt="}, "prompt");
   expect_invalid({"prompt"}, "prompt");
   expect_invalid({"prompt=a\nb"}, "prompt");
@@ -107,14 +123,19 @@ void test_prompt(void**) {
   std::string long_prompt = "prompt=" + std::string(257, 'x');
   expect_invalid({long_prompt.c_str()}, "prompt");
   std::string max_prompt = "prompt=" + std::string(256, 'x');
-  assert_int_equal(parse_ok({max_prompt.c_str()}).prompt.size(), 256);
+  assert_int_equal(strlen(parse_ok({max_prompt.c_str()}).prompt), 256);
+}
+
+std::string methods_of(const char* arg) {
+  return mfa::pam::methods_text(parse_ok({arg}).methods);
 }
 
 void test_methods(void**) {
-  assert_string_equal(parse_ok({"methods=totp"}).methods.c_str(), "totp");
-  assert_string_equal(parse_ok({"methods=backup,totp"}).methods.c_str(), "totp,backup");
-  assert_string_equal(parse_ok({"methods=sms,totp,sms"}).methods.c_str(), "totp,sms");
-  assert_string_equal(parse_ok({"methods=totp,sms,backup"}).methods.c_str(), "totp,sms,backup");
+  assert_string_equal(methods_of("methods=totp").c_str(), "totp");
+  assert_string_equal(methods_of("methods=backup,totp").c_str(), "totp,backup");
+  assert_string_equal(methods_of("methods=sms,totp,sms").c_str(), "totp,sms");
+  assert_string_equal(methods_of("methods=backup,sms").c_str(), "sms,backup");
+  assert_string_equal(methods_of("methods=totp,sms,backup").c_str(), "totp,sms,backup");
   for (const char* bad : {"methods=", "methods", "methods=password", "methods=totp,",
                           "methods=,totp", "methods=TOTP", "methods=totp,,sms", "methods=totp sms"})
     expect_invalid({bad}, "methods");
@@ -143,9 +164,8 @@ void test_pass_modes(void**) {
 }
 
 void test_bus_address(void**) {
-  assert_string_equal(
-      parse_ok({"bus_address=unix:path=/tmp/x/system_bus_socket"}).bus_address.c_str(),
-      "unix:path=/tmp/x/system_bus_socket");
+  assert_string_equal(parse_ok({"bus_address=unix:path=/tmp/x/system_bus_socket"}).bus_address,
+                      "unix:path=/tmp/x/system_bus_socket");
   expect_invalid({"bus_address="}, "bus_address");
   expect_invalid({"bus_address"}, "bus_address");
   expect_invalid({"bus_address=unix:path=/a\nb"}, "bus_address");
@@ -156,38 +176,60 @@ void test_bus_address(void**) {
 void test_unknown_arguments_are_kept_by_name(void**) {
   PamArgs a = parse_ok({"secret=hunter2", "echo_verification_code", "debug"});
   assert_true(a.debug);
-  assert_int_equal(a.unknown.size(), 2);
+  assert_int_equal(a.unknown_count, 2);
   // Only the name: an unknown argument's value is never repeated (it goes to syslog).
-  assert_string_equal(a.unknown[0].c_str(), "secret");
-  assert_string_equal(a.unknown[1].c_str(), "echo_verification_code");
+  assert_true(a.unknown[0] == "secret");
+  assert_true(a.unknown[1] == "echo_verification_code");
   std::string long_name(200, 'n');
   PamArgs b = parse_ok({long_name.c_str()});
   assert_int_equal(b.unknown[0].size(), 64);
   PamArgs c = parse_ok({"bad\x01name=1"});
-  assert_string_equal(c.unknown[0].c_str(), "?");
+  assert_true(c.unknown[0] == "?");
+  // As many as the list may hold.
+  std::vector<std::string> names;
+  for (size_t i = 0; i < mfa::pam::kMaxArguments; ++i)
+    names.push_back("x" + std::to_string(i));
+  std::vector<const char*> argv;
+  for (const auto& n : names)
+    argv.push_back(n.c_str());
+  PamArgs d;
+  PamArgsError error;
+  assert_true(mfa::pam::parse_pam_args(static_cast<int>(argv.size()), argv.data(), &d, &error));
+  assert_int_equal(d.unknown_count, mfa::pam::kMaxArguments);
+  assert_true(d.unknown[mfa::pam::kMaxArguments - 1] == "x63");
 }
 
 void test_error_message_does_not_echo_value(void**) {
-  auto r = parse({"max_tries=123456"});
-  assert_false(r.ok());
-  assert_null(strstr(r.error().message.c_str(), "123456"));
-  auto p = parse({"prompt=\x01secret"});
-  assert_false(p.ok());
-  assert_null(strstr(p.error().message.c_str(), "secret"));
+  auto r = parse_error({"max_tries=123456"});
+  assert_true(r.has_value());
+  assert_null(strstr(r->c_str(), "123456"));
+  auto p = parse_error({"prompt=\x01secret"});
+  assert_true(p.has_value());
+  assert_null(strstr(p->c_str(), "secret"));
+}
+
+void test_refused_line_leaves_the_result_untouched(void**) {
+  PamArgs args;
+  args.max_tries = 7;
+  PamArgsError error;
+  const char* argv[] = {"nullok", "max_tries=0"};
+  assert_false(mfa::pam::parse_pam_args(2, argv, &args, &error));
+  assert_false(args.nullok);
+  assert_int_equal(args.max_tries, 7);
+  assert_true(error.argument == "max_tries");
 }
 
 void test_bounds_on_the_list(void**) {
   std::vector<const char*> many(65, "debug");
-  auto r = parse_pam_args(static_cast<int>(many.size()), many.data());
-  assert_false(r.ok());
+  assert_false(parses(static_cast<int>(many.size()), many.data()));
   std::vector<const char*> ok(64, "debug");
-  assert_true(parse_pam_args(static_cast<int>(ok.size()), ok.data()).ok());
+  assert_true(parses(static_cast<int>(ok.size()), ok.data()));
   std::string huge(5000, 'x');
   expect_invalid({huge.c_str()}, "too long");
   const char* with_null[] = {"debug", nullptr};
-  assert_false(parse_pam_args(2, with_null).ok());
-  assert_false(parse_pam_args(1, nullptr).ok());
-  assert_true(parse_pam_args(0, nullptr).ok());
+  assert_false(parses(2, with_null));
+  assert_false(parses(1, nullptr));
+  assert_true(parses(0, nullptr));
 }
 
 void test_invalid_one_fails_the_whole_line(void**) {
@@ -211,6 +253,7 @@ int main() {
       cmocka_unit_test(test_bus_address),
       cmocka_unit_test(test_unknown_arguments_are_kept_by_name),
       cmocka_unit_test(test_error_message_does_not_echo_value),
+      cmocka_unit_test(test_refused_line_leaves_the_result_untouched),
       cmocka_unit_test(test_bounds_on_the_list),
       cmocka_unit_test(test_invalid_one_fails_the_whole_line),
   };

@@ -1,0 +1,304 @@
+#include "pam_module/dialogue.hpp"
+
+#include <security/pam_ext.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <string_view>
+
+#include "common/dbus_names.hpp"
+#include "pam_module/bus_client.hpp"
+#include "pam_module/pam_answer.hpp"
+#include "pam_module/session_hook.hpp"
+#include "pam_module/shown_text.hpp"
+
+namespace mfa::pam {
+namespace {
+
+static_assert(Answer::kCapacity == PAM_MAX_RESP_SIZE);
+
+constexpr char kCombinedPrompt[] = "Password & verification code: ";
+constexpr char kSmsPrompt[] = "SMS code: ";
+constexpr char kNotEnrolledMessage[] =
+    "Multi-factor authentication is required but not set up for this account; ask your "
+    "administrator";
+constexpr char kSmsUnavailableMessage[] = "SMS is not available";
+// "sms" answers per authentication: each may send a text, so they are bounded on our side too.
+constexpr int kMaxSmsRequests = 3;
+constexpr size_t kMaxChallengeLength = 256;
+// Not a PAM result: the dialogue goes on.
+constexpr int kGoOn = -1;
+
+class Dialogue {
+ public:
+  Dialogue(HookContext& hook, MfadClient& client) : hook_(hook), client_(client) {}
+  Dialogue(const Dialogue&) = delete;
+  Dialogue& operator=(const Dialogue&) = delete;
+
+  int begin_authentication(const char* user);
+  int run();
+  // EndAuthentication, on every path once a challenge was opened: the daemon also drops our
+  // challenges when we disconnect.
+  void end_authentication();
+
+ private:
+  // One echo-off prompt. *ret_too_long is set (and the answer left empty) for answers over
+  // limit bytes, which are never sent.
+  int prompt(const char* text, size_t limit, Answer* ret_answer, bool* ret_too_long);
+  // The first answer from PAM_AUTHTOK (use_first_pass/try_first_pass); false when there is none
+  // that looks like a code.
+  bool first_pass_answer(Answer* ret_code);
+  // Splits "password + 6 digits"; forwards the password as PAM_AUTHTOK when forward_pass is set.
+  void take_combined(std::string_view combined, Answer* ret_code);
+  // SendSmsCode for an "sms" answer: kGoOn (*ret_sent when a text went out), or the PAM result
+  // that ends the dialogue.
+  int request_sms(bool* ret_sent);
+
+  HookContext& hook_;
+  MfadClient& client_;
+  const PamArgs& args_ = hook_.args();
+  char challenge_[kMaxChallengeLength + 1] = {};  // not a secret: tied to our connection
+};
+
+int Dialogue::begin_authentication(const char* user) {
+  BusContext context = login_context(hook_);
+  if (args_.methods != 0)
+    context.add("methods", methods_text(args_.methods));
+  CallResult res = client_.call("BeginAuthentication", false, user, nullptr, &context);
+  if (res.status() == CallStatus::kOk) {
+    const char* challenge = nullptr;
+    int r = res.read_string(&challenge);
+    if (hook_.failed_allocation(r))
+      return PAM_BUF_ERR;
+    if (r < 0 || challenge[0] == '\0' || strlen(challenge) > kMaxChallengeLength) {
+      pam_syslog(hook_.pamh(), LOG_ERR, "malformed BeginAuthentication reply");
+      return PAM_AUTHINFO_UNAVAIL;
+    }
+    memcpy(challenge_, challenge, strlen(challenge) + 1);
+    // The methods are for logging only: the daemon decides what an answer is.
+    hook_.debug("challenge opened for %s", user);
+    return PAM_SUCCESS;
+  }
+  if (res.is(dbus::kErrorNotEnrolled)) {
+    if (args_.nullok) {
+      hook_.debug("%s has no factor: nullok", user);
+      return PAM_IGNORE;
+    }
+    hook_.show(PAM_ERROR_MSG, kNotEnrolledMessage);
+    pam_syslog(hook_.pamh(), LOG_NOTICE, "%s has no second factor: denied", user);
+    return PAM_AUTH_ERR;
+  }
+  if (res.is(dbus::kErrorNoSuchUser))
+    return PAM_USER_UNKNOWN;
+  if (res.is(dbus::kErrorInvalidArgument)) {
+    pam_syslog(hook_.pamh(), LOG_ERR, "mfad refused the request: %s", res.message().c_str());
+    return PAM_AUTH_ERR;
+  }
+  if (res.is(dbus::kErrorLimitExceeded)) {
+    hook_.show(PAM_ERROR_MSG, "Too many logins in progress; try again later");
+    return PAM_AUTH_ERR;
+  }
+  return client_.failure(res, "BeginAuthentication");
+}
+
+void Dialogue::end_authentication() {
+  if (challenge_[0] == '\0')
+    return;
+  client_.send_without_reply("EndAuthentication", challenge_);
+  challenge_[0] = '\0';
+}
+
+int Dialogue::prompt(const char* text, size_t limit, Answer* ret_answer, bool* ret_too_long) {
+  const void* item = nullptr;
+  if (pam_get_item(hook_.pamh(), PAM_CONV, &item) != PAM_SUCCESS || item == nullptr)
+    return PAM_CONV_ERR;
+  const auto* conv = static_cast<const struct pam_conv*>(item);
+  if (conv->conv == nullptr)
+    return PAM_CONV_ERR;
+
+  struct pam_message msg = {PAM_PROMPT_ECHO_OFF, text};
+  const struct pam_message* msgp = &msg;
+  struct pam_response* resp = nullptr;
+  int r = conv->conv(1, &msgp, &resp, conv->appdata_ptr);
+  if (r != PAM_SUCCESS || resp == nullptr || resp->resp == nullptr) {
+    if (resp) {
+      if (resp->resp) {
+        explicit_bzero(resp->resp, strlen(resp->resp));
+        free(resp->resp);
+      }
+      free(resp);
+    }
+    // An application out of memory says so.
+    return r == PAM_BUF_ERR ? hook_.out_of_memory() : PAM_CONV_ERR;
+  }
+  size_t len = strlen(resp->resp);
+  *ret_too_long = len > limit || !ret_answer->assign(std::string_view(resp->resp, len));
+  if (*ret_too_long)
+    ret_answer->clear();
+  explicit_bzero(resp->resp, len);
+  free(resp->resp);
+  free(resp);
+  return PAM_SUCCESS;
+}
+
+void Dialogue::take_combined(std::string_view combined, Answer* ret_code) {
+  CombinedAnswer split = split_combined(combined);
+  // Both views may point into PAM_AUTHTOK's own memory, which pam_set_item frees: copy first.
+  Answer password;
+  if (split.code.empty() || !ret_code->assign(split.code))
+    ret_code->clear();
+  if (split.password.empty() || !password.assign(split.password))
+    return;
+  // With forward_pass the password goes on to the next module; without, PAM_AUTHTOK is left as
+  // it was.
+  if (args_.forward_pass &&
+      hook_.checked(pam_set_item(hook_.pamh(), PAM_AUTHTOK, password.c_str())) != PAM_SUCCESS)
+    pam_syslog(hook_.pamh(), LOG_ERR, "cannot forward the password");
+}
+
+bool Dialogue::first_pass_answer(Answer* ret_code) {
+  const char* authtok = hook_.item(PAM_AUTHTOK);
+  if (authtok == nullptr)
+    return false;
+  size_t len = strnlen(authtok, Answer::kCapacity + 1);
+  if (len > Answer::kCapacity)
+    return false;
+  take_combined(std::string_view(authtok, len), ret_code);
+  return !ret_code->empty();
+}
+
+int Dialogue::request_sms(bool* ret_sent) {
+  CallResult res = client_.call("SendSmsCode", false, challenge_, nullptr, nullptr);
+  if (res.status() == CallStatus::kOk) {
+    const char* masked = nullptr;
+    int r = res.read_string(&masked);
+    if (hook_.failed_allocation(r))
+      return PAM_BUF_ERR;
+    hook_.show(PAM_TEXT_INFO, code_sent_message(r < 0 ? nullptr : masked).c_str());
+    *ret_sent = true;
+    return kGoOn;
+  }
+  if (res.is(dbus::kErrorSmsUnavailable) || res.is(dbus::kErrorNotEnrolled) ||
+      res.is(dbus::kErrorInvalidArgument)) {
+    hook_.show(PAM_ERROR_MSG, kSmsUnavailableMessage);
+    return kGoOn;
+  }
+  if (res.is(dbus::kErrorSmsRateLimited)) {
+    hook_.show(PAM_ERROR_MSG, res.message("Too many SMS codes; try again later").c_str());
+    return kGoOn;
+  }
+  return client_.failure(res, "SendSmsCode");
+}
+
+int Dialogue::run() {
+  int ret = PAM_MAXTRIES;
+  int tries = 0;
+  int sms_requests = 0;
+  bool first = true;
+  bool sms_sent = false;
+  while (tries < args_.max_tries) {
+    Answer answer;
+    bool too_long = false;
+    bool have_answer = false;
+    if (first && args_.pass_mode != PassMode::kPrompt) {
+      have_answer = first_pass_answer(&answer);
+      if (!have_answer && args_.pass_mode == PassMode::kUseFirstPass) {
+        hook_.debug("use_first_pass: no code in PAM_AUTHTOK");
+        return PAM_AUTH_ERR;
+      }
+    }
+    if (!have_answer) {
+      const bool combined = first && args_.forward_pass;
+      const char* text = sms_sent       ? kSmsPrompt
+                         : args_.prompt ? args_.prompt
+                         : combined     ? kCombinedPrompt
+                                        : kDefaultPrompt;
+      // A combined answer holds a password too: it may be as long as PAM allows.
+      Answer typed;
+      int r = prompt(text, combined ? Answer::kCapacity : dbus::kMaxCodeLength, &typed, &too_long);
+      if (r != PAM_SUCCESS) {
+        pam_syslog(hook_.pamh(), LOG_ERR, "conversation failed");
+        return r;
+      }
+      if (combined && !too_long) {
+        take_combined(typed.view(), &answer);
+      } else {
+        (void)answer.assign(trim_answer(typed.view()));
+      }
+    }
+    const bool from_first_pass = first && have_answer;
+    first = false;
+    sms_sent = false;
+
+    if (is_sms_request(answer.view())) {
+      if (sms_requests >= kMaxSmsRequests) {
+        hook_.show(PAM_ERROR_MSG, "No more SMS codes can be sent during this login");
+        ++tries;
+        continue;
+      }
+      ++sms_requests;
+      int r = request_sms(&sms_sent);
+      if (r != kGoOn)
+        return r;
+      continue;
+    }
+
+    if (too_long || answer.empty()) {
+      ++tries;
+      hook_.show(PAM_ERROR_MSG, bad_code_message(args_.max_tries - tries).c_str());
+      continue;
+    }
+
+    CallResult res = client_.call("Verify", true, challenge_, answer.c_str(), nullptr);
+    answer.clear();
+    if (res.status() == CallStatus::kOk) {
+      const char* method = nullptr;
+      int r = res.read_string(&method);
+      if (hook_.failed_allocation(r))
+        return PAM_BUF_ERR;
+      if (r < 0) {
+        pam_syslog(hook_.pamh(), LOG_ERR, "malformed Verify reply");
+        return PAM_AUTHINFO_UNAVAIL;
+      }
+      if (!method_allowed(args_, method)) {
+        pam_syslog(hook_.pamh(), LOG_ERR,
+                   "mfad accepted a %s code, which this service does not allow",
+                   printable(method).c_str());
+        return PAM_AUTH_ERR;
+      }
+      hook_.debug("verified by %s", printable(method).c_str());
+      remember_factor(hook_, method);
+      ret = PAM_SUCCESS;
+      break;
+    }
+    if (res.is(dbus::kErrorBadCode) || res.is(dbus::kErrorInvalidArgument)) {
+      ++tries;
+      pam_syslog(hook_.pamh(), LOG_NOTICE, "invalid code (attempt %d of %d)", tries,
+                 args_.max_tries);
+      if (from_first_pass && args_.pass_mode == PassMode::kUseFirstPass)
+        return PAM_AUTH_ERR;
+      hook_.show(PAM_ERROR_MSG, bad_code_message(args_.max_tries - tries).c_str());
+      continue;
+    }
+    return client_.failure(res, "Verify");
+  }
+  return ret;
+}
+
+}  // namespace
+
+int authenticate_user(HookContext& hook, const char* user) {
+  MfadClient client(hook);
+  int r = client.open();
+  if (r != PAM_SUCCESS)
+    return r;
+  Dialogue dialogue(hook, client);
+  r = dialogue.begin_authentication(user);
+  if (r == PAM_SUCCESS)
+    r = dialogue.run();
+  dialogue.end_authentication();
+  return r;
+}
+
+}  // namespace mfa::pam
