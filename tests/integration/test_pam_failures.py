@@ -207,6 +207,13 @@ class Fake(dbus.service.Object):
     @dbus.service.method("org.mfad1.Manager", in_signature="s", out_signature="")
     def EndAuthentication(self, challenge):
         log.write("EndAuthentication\n")
+    @dbus.service.method("org.mfad1.Manager", in_signature="sa{ss}", out_signature="s")
+    def OpenSession(self, user, context):
+        log.write("OpenSession\n")
+        return "5e55104"
+    @dbus.service.method("org.mfad1.Manager", in_signature="s", out_signature="")
+    def CloseSession(self, session_id):
+        log.write("CloseSession\n")
 name = dbus.service.BusName("org.mfad1", bus)
 Fake(bus, "/org/mfad1")
 print("ready", flush=True)

@@ -25,6 +25,13 @@ if echo "$needed" | grep -qF libcrypto; then echo "libcrypto is linked"; exit 1;
 if [ "$build" = plain ] && echo "$needed" | grep -qF libstdc++; then
   echo "libstdc++ is linked"; exit 1
 fi
+# Nothing allocates through operator new, whose failure could only abort the host: out of memory
+# must come back as PAM_BUF_ERR (pam_module/hook_context.hpp). Checked in every build.
+allocating=$(nm -u "$so" | awk '{print $2}' |
+  grep -E '^(_Znwm|_Znam|_ZnwmRKSt9nothrow_t|_ZnamRKSt9nothrow_t|_ZSt17__throw_bad_allocv|_ZSt20__throw_length_errorPKc)(@|$)' || true)
+if [ -n "$allocating" ]; then
+  echo "operator new or a container's allocation is used:"; echo "$allocating"; exit 1
+fi
 if readelf -d "$so" | grep -q TEXTREL; then echo "text relocations"; exit 1; fi
 echo "exports: $(echo $exports)"
 # No static constructors (DESIGN.md §3): .init_array holds only the toolchain's frame_dummy.
