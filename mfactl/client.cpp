@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <utility>
 
@@ -265,6 +266,22 @@ Result<BusMessagePtr> ManagerClient::new_call(const char* member) {
   return m;
 }
 
+Result<BusMessagePtr> ManagerClient::new_call(const char* member,
+                                              std::initializer_list<std::string_view> strings,
+                                              Sensitivity sensitivity) {
+  MFA_TRY(m, new_call(member));
+  if (sensitivity == Sensitivity::kCarriesSecret)
+    (void)sd_bus_message_sensitive(m.get());
+  for (std::string_view s : strings) {
+    // NUL-terminated copies, erased when dropped: some of the strings are codes or phones.
+    SecureString copy(s);
+    int r = sd_bus_message_append(m.get(), "s", copy.c_str());
+    if (r < 0)
+      return cannot_send(r);
+  }
+  return m;
+}
+
 Result<BusMessagePtr> ManagerClient::call(sd_bus_message* m) {
   sd_bus_error error = SD_BUS_ERROR_NULL;
   sd_bus_message* raw = nullptr;
@@ -282,22 +299,27 @@ Result<BusMessagePtr> ManagerClient::call(sd_bus_message* m) {
   return reply;
 }
 
-Status ManagerClient::call_void(sd_bus_message* m) {
-  auto reply = call(m);
-  if (!reply.ok())
-    return std::move(reply).error();
+Status ManagerClient::call_void(const char* member, std::initializer_list<std::string_view> strings,
+                                Sensitivity sensitivity) {
+  MFA_TRY(m, new_call(member, strings, sensitivity));
+  MFA_TRY(reply, call(m.get()));
   return {};
 }
 
-Result<nlohmann::json> ManagerClient::get_user(std::string_view user) {
-  MFA_TRY(m, new_call("GetUser"));
-  std::string u(user);
-  int r = sd_bus_message_append(m.get(), "s", u.c_str());
+Result<nlohmann::json> ManagerClient::call_rows(sd_bus_message* m) {
+  MFA_TRY(reply, call(m));
+  json out;
+  int r = read_dict_array(reply.get(), out);
   if (r < 0)
-    return cannot_send(r);
+    return bad_reply(r);
+  return out;
+}
+
+Result<nlohmann::json> ManagerClient::get_user(std::string_view user) {
+  MFA_TRY(m, new_call("GetUser", {user}));
   MFA_TRY(reply, call(m.get()));
   json out;
-  r = read_dict(reply.get(), out);
+  int r = read_dict(reply.get(), out);
   if (r <= 0)
     return bad_reply(r == 0 ? EBADMSG : r);
   return out;
@@ -308,12 +330,8 @@ Result<TotpEnrollmentReply> ManagerClient::begin_totp_enrollment(std::string_vie
                                                                  std::string_view algorithm,
                                                                  uint32_t digits,
                                                                  std::string_view current_code) {
-  MFA_TRY(m, new_call("BeginTotpEnrollment"));
-  (void)sd_bus_message_sensitive(m.get());
-  std::string u(user);
-  int r = sd_bus_message_append(m.get(), "s", u.c_str());
-  if (r >= 0)
-    r = sd_bus_message_open_container(m.get(), 'a', "{sv}");
+  MFA_TRY(m, new_call("BeginTotpEnrollment", {user}, Sensitivity::kCarriesSecret));
+  int r = sd_bus_message_open_container(m.get(), 'a', "{sv}");
   if (r >= 0 && !issuer.empty())
     r = append_string_entry(m.get(), "issuer", issuer);
   if (r >= 0 && !algorithm.empty())
@@ -336,58 +354,32 @@ Result<TotpEnrollmentReply> ManagerClient::begin_totp_enrollment(std::string_vie
 }
 
 Status ManagerClient::confirm_totp_enrollment(std::string_view user, std::string_view code) {
-  MFA_TRY(m, new_call("ConfirmTotpEnrollment"));
-  (void)sd_bus_message_sensitive(m.get());
-  std::string u(user);
-  SecureString c(code);
-  int r = sd_bus_message_append(m.get(), "ss", u.c_str(), c.c_str());
-  if (r < 0)
-    return cannot_send(r);
-  return call_void(m.get());
+  return call_void("ConfirmTotpEnrollment", {user, code}, Sensitivity::kCarriesSecret);
 }
 
 Result<std::string> ManagerClient::begin_sms_enrollment(std::string_view user,
                                                         std::string_view phone_e164,
                                                         std::string_view current_code) {
-  MFA_TRY(m, new_call("BeginSmsEnrollment"));
-  (void)sd_bus_message_sensitive(m.get());
-  std::string u(user);
-  SecureString phone(phone_e164);
-  SecureString c(current_code);
-  int r = sd_bus_message_append(m.get(), "sss", u.c_str(), phone.c_str(), c.c_str());
-  if (r < 0)
-    return cannot_send(r);
+  MFA_TRY(m, new_call("BeginSmsEnrollment", {user, phone_e164, current_code},
+                      Sensitivity::kCarriesSecret));
   MFA_TRY(reply, call(m.get()));
   const char* masked = nullptr;
-  r = sd_bus_message_read(reply.get(), "s", &masked);
+  int r = sd_bus_message_read(reply.get(), "s", &masked);
   if (r < 0)
     return bad_reply(r);
   return std::string(masked);
 }
 
 Status ManagerClient::confirm_sms_enrollment(std::string_view user, std::string_view code) {
-  MFA_TRY(m, new_call("ConfirmSmsEnrollment"));
-  (void)sd_bus_message_sensitive(m.get());
-  std::string u(user);
-  SecureString c(code);
-  int r = sd_bus_message_append(m.get(), "ss", u.c_str(), c.c_str());
-  if (r < 0)
-    return cannot_send(r);
-  return call_void(m.get());
+  return call_void("ConfirmSmsEnrollment", {user, code}, Sensitivity::kCarriesSecret);
 }
 
 Result<std::vector<SecureString>> ManagerClient::generate_backup_codes(
     std::string_view user, std::string_view current_code) {
-  MFA_TRY(m, new_call("GenerateBackupCodes"));
-  (void)sd_bus_message_sensitive(m.get());
-  std::string u(user);
-  SecureString c(current_code);
-  int r = sd_bus_message_append(m.get(), "ss", u.c_str(), c.c_str());
-  if (r < 0)
-    return cannot_send(r);
+  MFA_TRY(m, new_call("GenerateBackupCodes", {user, current_code}, Sensitivity::kCarriesSecret));
   MFA_TRY(reply, call(m.get()));
   std::vector<SecureString> codes;
-  r = sd_bus_message_enter_container(reply.get(), 'a', "s");
+  int r = sd_bus_message_enter_container(reply.get(), 'a', "s");
   if (r < 0)
     return bad_reply(r);
   const char* code = nullptr;
@@ -404,66 +396,29 @@ Result<std::vector<SecureString>> ManagerClient::generate_backup_codes(
 
 Status ManagerClient::disable_method(std::string_view user, std::string_view method,
                                      std::string_view current_code) {
-  MFA_TRY(m, new_call("DisableMethod"));
-  (void)sd_bus_message_sensitive(m.get());
-  std::string u(user);
-  std::string meth(method);
-  SecureString c(current_code);
-  int r = sd_bus_message_append(m.get(), "sss", u.c_str(), meth.c_str(), c.c_str());
-  if (r < 0)
-    return cannot_send(r);
-  return call_void(m.get());
+  return call_void("DisableMethod", {user, method, current_code}, Sensitivity::kCarriesSecret);
 }
 
 Result<nlohmann::json> ManagerClient::list_sessions(std::string_view user) {
-  MFA_TRY(m, new_call("ListSessions"));
-  std::string u(user);
-  int r = sd_bus_message_append(m.get(), "s", u.c_str());
-  if (r < 0)
-    return cannot_send(r);
-  MFA_TRY(reply, call(m.get()));
-  json out;
-  r = read_dict_array(reply.get(), out);
-  if (r < 0)
-    return bad_reply(r);
-  return out;
+  MFA_TRY(m, new_call("ListSessions", {user}));
+  return call_rows(m.get());
 }
 
 Status ManagerClient::terminate_session(std::string_view session_id) {
-  MFA_TRY(m, new_call("TerminateSession"));
-  std::string id(session_id);
-  int r = sd_bus_message_append(m.get(), "s", id.c_str());
-  if (r < 0)
-    return cannot_send(r);
-  return call_void(m.get());
+  return call_void("TerminateSession", {session_id});
 }
 
 Result<nlohmann::json> ManagerClient::list_users() {
   MFA_TRY(m, new_call("ListUsers"));
-  MFA_TRY(reply, call(m.get()));
-  json out;
-  int r = read_dict_array(reply.get(), out);
-  if (r < 0)
-    return bad_reply(r);
-  return out;
+  return call_rows(m.get());
 }
 
 Status ManagerClient::reset_user(std::string_view user) {
-  MFA_TRY(m, new_call("ResetUser"));
-  std::string u(user);
-  int r = sd_bus_message_append(m.get(), "s", u.c_str());
-  if (r < 0)
-    return cannot_send(r);
-  return call_void(m.get());
+  return call_void("ResetUser", {user});
 }
 
 Status ManagerClient::unlock(std::string_view user) {
-  MFA_TRY(m, new_call("Unlock"));
-  std::string u(user);
-  int r = sd_bus_message_append(m.get(), "s", u.c_str());
-  if (r < 0)
-    return cannot_send(r);
-  return call_void(m.get());
+  return call_void("Unlock", {user});
 }
 
 Result<nlohmann::json> ManagerClient::list_audit_events(const AuditQuery& query) {
@@ -481,12 +436,7 @@ Result<nlohmann::json> ManagerClient::list_audit_events(const AuditQuery& query)
     r = sd_bus_message_close_container(m.get());
   if (r < 0)
     return cannot_send(r);
-  MFA_TRY(reply, call(m.get()));
-  json out;
-  r = read_dict_array(reply.get(), out);
-  if (r < 0)
-    return bad_reply(r);
-  return out;
+  return call_rows(m.get());
 }
 
 Result<AuditTrailState> ManagerClient::verify_audit_trail() {

@@ -6,6 +6,7 @@
 #include <systemd/sd-bus.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -74,11 +75,23 @@ class ManagerClient {
   Result<AuditTrailState> verify_audit_trail();
 
  private:
+  // Whether a call's arguments hold a code or a phone number: the message is then erased when
+  // freed.
+  enum class Sensitivity { kPlain, kCarriesSecret };
+
   explicit ManagerClient(BusPtr bus) : bus_(std::move(bus)) {}
   Result<BusMessagePtr> new_call(const char* member);
-  // Sends m (marked sensitive when it carries a code) and waits for the reply.
+  // A call with these string arguments.
+  Result<BusMessagePtr> new_call(const char* member,
+                                 std::initializer_list<std::string_view> strings,
+                                 Sensitivity sensitivity = Sensitivity::kPlain);
+  // Sends m and waits for the reply.
   Result<BusMessagePtr> call(sd_bus_message* m);
-  Status call_void(sd_bus_message* m);
+  // A call with string arguments and no reply to read.
+  Status call_void(const char* member, std::initializer_list<std::string_view> strings,
+                   Sensitivity sensitivity = Sensitivity::kPlain);
+  // Sends m and reads its aa{sv} reply as a JSON array of objects.
+  Result<nlohmann::json> call_rows(sd_bus_message* m);
 
   BusPtr bus_;
 };
