@@ -1,9 +1,14 @@
 // mfactl's verbs: one function per verb of CONTRACT.md "mfactl", given the parsed command line.
 // Each returns the exit status (kExitOk, kExitFailed, kExitUsage) after printing its output.
+// They live by job: account_verbs.cpp (status, users, reset, unlock), enrollment_verbs.cpp (enroll,
+// confirm, backup-codes, disable), session_verbs.cpp (sessions, terminate), audit_verbs.cpp
+// (audit); verbs.cpp holds what they share.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.hpp"
@@ -62,18 +67,34 @@ int fail(const Error& error);
 // Copies a secret argument and wipes it from argv (and so from /proc/PID/cmdline).
 SecureString take_secret_arg(char* arg);
 
+// Checks the number of arguments after the verb and the verb-specific options given (allowed:
+// VerbOption bits): kExitOk, or kExitUsage after saying why.
+int check_args(const Context& ctx, const std::vector<char*>& args, size_t min, size_t max,
+               unsigned allowed, const char* verb);
+// A decimal number in [min, max]; nullopt for anything else.
+std::optional<uint64_t> parse_number(std::string_view s, uint64_t min, uint64_t max);
+// The USER argument when there is one, else the caller.
+std::string user_or_self(const Context& ctx, const std::vector<char*>& args);
+int64_t now_seconds();
+
+// account_verbs.cpp
 int cmd_status(Context& ctx, const std::vector<char*>& args);
 int cmd_users(Context& ctx, const std::vector<char*>& args);
+int cmd_reset_or_unlock(Context& ctx, const std::vector<char*>& args, bool reset);
+
+// enrollment_verbs.cpp
 int cmd_enroll_totp(Context& ctx, const std::vector<char*>& args);
 int cmd_enroll_sms(Context& ctx, const std::vector<char*>& args);
 // method: "totp" or "sms".
 int cmd_confirm(Context& ctx, const std::vector<char*>& args, const char* method);
 int cmd_backup_codes(Context& ctx, const std::vector<char*>& args);
 int cmd_disable(Context& ctx, const std::vector<char*>& args);
-int cmd_reset_or_unlock(Context& ctx, const std::vector<char*>& args, bool reset);
+
+// session_verbs.cpp
 int cmd_sessions(Context& ctx, const std::vector<char*>& args);
 int cmd_terminate(Context& ctx, const std::vector<char*>& args);
-// audit, and audit verify.
+
+// audit_verbs.cpp: audit, and audit verify.
 int cmd_audit(Context& ctx, const std::vector<char*>& args);
 
 }  // namespace mfa::ctl

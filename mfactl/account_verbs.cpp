@@ -1,0 +1,150 @@
+// The verbs about accounts: status, users (admin), reset and unlock (admin).
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "mfactl/format.hpp"
+#include "mfactl/reply_json.hpp"
+#include "mfactl/verbs.hpp"
+
+namespace mfa::ctl {
+
+using nlohmann::json;
+
+namespace {
+
+// The object of `status --json` and of each element of `users --json`.
+json user_object(const json& info, const json& sessions) {
+  return json{
+      {"user", str_field(info, "user")},
+      {"methods", list_field(info, "methods")},
+      {"pending", list_field(info, "pending")},
+      {"backup_codes_left", num_field(info, "backup_codes_left")},
+      {"locked_until", num_field(info, "locked_until")},
+      {"failures", num_field(info, "failures")},
+      {"masked_phone", str_field(info, "masked_phone")},
+      {"sessions", sessions},
+  };
+}
+
+std::string locked_text(uint64_t locked_until) {
+  if (locked_until == 0 || static_cast<int64_t>(locked_until) <= now_seconds())
+    return "no";
+  return "until " + format_unix_time(static_cast<int64_t>(locked_until));
+}
+
+std::string sessions_text(const json& sessions) {
+  return sessions.is_number() ? sessions.dump() : std::string("unknown");
+}
+
+}  // namespace
+
+int cmd_status(Context& ctx, const std::vector<char*>& args) {
+  if (int r = check_args(ctx, args, 0, 1, 0, "status"))
+    return r;
+  const std::string user = user_or_self(ctx, args);
+  auto bus = ctx.bus();
+  if (!bus.ok())
+    return fail(bus.error());
+  auto info = (*bus)->get_user(user);
+  if (!info.ok())
+    return fail(info.error());
+  auto sessions = (*bus)->list_sessions(user);
+  json count = sessions.ok() ? json(sessions->size()) : json(nullptr);
+  json obj = user_object(*info, count);
+  if (ctx.opt.json) {
+    print_json(obj);
+    return kExitOk;
+  }
+  std::vector<TableRow> rows = {
+      {"User:", str_field(obj, "user")},
+      {"Methods:", join_or_dash(list_field(obj, "methods"))},
+      {"Pending:", join_or_dash(list_field(obj, "pending"))},
+      {"Backup codes left:", std::to_string(num_field(obj, "backup_codes_left"))},
+      {"Locked:", locked_text(num_field(obj, "locked_until"))},
+      {"Failures:", std::to_string(num_field(obj, "failures"))},
+      {"Phone:", str_field(obj, "masked_phone").empty() ? "-" : str_field(obj, "masked_phone")},
+      {"Sessions:", sessions_text(count)},
+  };
+  if (info->contains("totp_algorithm")) {
+    rows.insert(rows.begin() + 2,
+                {"TOTP:", str_field(*info, "totp_algorithm") + ", " +
+                              std::to_string(num_field(*info, "totp_digits")) + " digits, " +
+                              std::to_string(num_field(*info, "totp_period")) + " s"});
+  }
+  // Two columns with no header: a key/value list.
+  std::string text = format_table(rows.front(), {rows.begin() + 1, rows.end()});
+  (void)fputs(text.c_str(), stdout);
+  return kExitOk;
+}
+
+int cmd_users(Context& ctx, const std::vector<char*>& args) {
+  if (int r = check_args(ctx, args, 0, 0, 0, "users"))
+    return r;
+  auto bus = ctx.bus();
+  if (!bus.ok())
+    return fail(bus.error());
+  auto users = (*bus)->list_users();
+  if (!users.ok())
+    return fail(users.error());
+  // One ListSessions for everyone; counts per user. Unknown when it fails.
+  auto sessions = (*bus)->list_sessions("");
+  std::map<std::string, uint64_t> counts;
+  if (sessions.ok()) {
+    for (const auto& s : *sessions)
+      ++counts[str_field(s, "user")];
+  }
+  json list = json::array();
+  for (const auto& info : *users) {
+    const std::string name = str_field(info, "user");
+    json count = sessions.ok() ? json(counts.count(name) ? counts[name] : 0) : json(nullptr);
+    list.push_back(user_object(info, count));
+  }
+  if (ctx.opt.json) {
+    print_json(list);
+    return kExitOk;
+  }
+  if (list.empty()) {
+    puts("No users are enrolled.");
+    return kExitOk;
+  }
+  std::vector<TableRow> rows;
+  for (const auto& u : list) {
+    const std::string phone = str_field(u, "masked_phone");
+    rows.push_back(
+        {str_field(u, "user"), join_or_dash(list_field(u, "methods")),
+         join_or_dash(list_field(u, "pending")), std::to_string(num_field(u, "backup_codes_left")),
+         locked_text(num_field(u, "locked_until")), std::to_string(num_field(u, "failures")),
+         phone.empty() ? "-" : phone, sessions_text(u["sessions"])});
+  }
+  (void)fputs(format_table({"USER", "METHODS", "PENDING", "BACKUP CODES", "LOCKED", "FAILURES",
+                            "PHONE", "SESSIONS"},
+                           rows)
+                  .c_str(),
+              stdout);
+  return kExitOk;
+}
+
+int cmd_reset_or_unlock(Context& ctx, const std::vector<char*>& args, bool reset) {
+  if (int r = check_args(ctx, args, 1, 1, 0, reset ? "reset" : "unlock"))
+    return r;
+  const std::string user = args[0];
+  auto bus = ctx.bus();
+  if (!bus.ok())
+    return fail(bus.error());
+  Status st = reset ? (*bus)->reset_user(user) : (*bus)->unlock(user);
+  if (!st.ok())
+    return fail(st.error());
+  if (ctx.opt.json) {
+    print_ok_json();
+  } else if (reset) {
+    printf("Removed every factor and lockout of %s.\n", user.c_str());
+  } else {
+    printf("Unlocked %s.\n", user.c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace mfa::ctl

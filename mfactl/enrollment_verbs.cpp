@@ -1,0 +1,243 @@
+// The verbs that change a user's factors: enroll totp|sms, confirm totp|sms, backup-codes,
+// disable. A change to an account that already has an active factor needs a current code
+// (step-up): --current-code, or asked on the terminal.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "common/backup_codes.hpp"
+#include "common/dbus_names.hpp"
+#include "common/qr.hpp"
+#include "mfactl/format.hpp"
+#include "mfactl/reply_json.hpp"
+#include "mfactl/tty.hpp"
+#include "mfactl/verbs.hpp"
+
+namespace mfa::ctl {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kMaxConfirmAttempts = 3;
+
+// Runs fn with --current-code; when mfad asks for a step-up and there was none, asks for it on
+// the terminal and runs fn again.
+template <typename Fn>
+auto with_step_up(Context& ctx, Fn&& fn) -> decltype(fn(std::string_view())) {
+  auto result = fn(ctx.opt.current_code.view());
+  if (result.ok() || result.error().code != Errc::kStepUpRequired || ctx.opt.have_current_code) {
+    return result;
+  }
+  if (!ctx.interactive) {
+    return make_error(Errc::kStepUpRequired,
+                      "this change needs a current verification code: pass --current-code CODE");
+  }
+  auto code = read_hidden_line("Current verification code: ");
+  if (!code.ok())
+    return std::move(code).error();
+  return fn(code->view());
+}
+
+// method: "totp" or "sms".
+Status confirm_enrollment(ManagerClient& bus, const char* method, const std::string& user,
+                          std::string_view code) {
+  return std::strcmp(method, "totp") == 0 ? bus.confirm_totp_enrollment(user, code)
+                                          : bus.confirm_sms_enrollment(user, code);
+}
+
+void print_active(const char* method, const std::string& user) {
+  printf("%s for %s is active.\n", std::strcmp(method, "totp") == 0 ? "TOTP" : "SMS", user.c_str());
+}
+
+// After a code was sent or a QR code shown: asks for the code (up to kMaxConfirmAttempts on a
+// wrong one) and activates the factor.
+int confirm_on_terminal(Context& ctx, const std::string& user, const char* method,
+                        const char* prompt) {
+  auto bus = ctx.bus();
+  if (!bus.ok())
+    return fail(bus.error());
+  const std::string hint = std::string("the enrollment is still pending: run `mfactl confirm ") +
+                           method + " " + user + " CODE` to activate it";
+  for (int attempt = 1;; ++attempt) {
+    auto code = read_hidden_line(prompt);
+    if (!code.ok())
+      return fail(code.error().message + "; " + hint);
+    if (code->empty())
+      return fail("no code entered; " + hint);
+    Status st = confirm_enrollment(**bus, method, user, code->view());
+    if (st.ok()) {
+      print_active(method, user);
+      return kExitOk;
+    }
+    if (st.error().code != Errc::kBadCode || attempt >= kMaxConfirmAttempts) {
+      fail(st.error());
+      return fail(hint);
+    }
+    fail(st.error());
+  }
+}
+
+}  // namespace
+
+int cmd_enroll_totp(Context& ctx, const std::vector<char*>& args) {
+  if (int r = check_args(ctx, args, 0, 1, kVoIssuer | kVoAlgorithm | kVoDigits, "enroll totp")) {
+    return r;
+  }
+  uint32_t digits = 0;
+  if (ctx.opt.given & kVoDigits) {
+    auto d = parse_number(ctx.opt.digits, 1, 10);
+    if (!d)
+      return usage_error("--digits takes a number of digits, like 6 or 8");
+    digits = static_cast<uint32_t>(*d);
+  }
+  const std::string user = user_or_self(ctx, args);
+  auto bus = ctx.bus();
+  if (!bus.ok())
+    return fail(bus.error());
+  auto enrollment = with_step_up(ctx, [&](std::string_view current_code) {
+    return (*bus)->begin_totp_enrollment(user, ctx.opt.issuer, ctx.opt.algorithm, digits,
+                                         current_code);
+  });
+  if (!enrollment.ok())
+    return fail(enrollment.error());
+  if (ctx.opt.json) {
+    json j = {{"secret", std::string(enrollment->secret_base32.view())},
+              {"uri", std::string(enrollment->otpauth_uri.view())}};
+    print_secret_json(j);
+    return kExitOk;
+  }
+  // On a terminal, explicit colours make the code scan on light and dark themes alike; a pipe or
+  // file gets plain half blocks (correct on dark backgrounds, and free of escape sequences).
+  auto qr = isatty(STDOUT_FILENO) ? qr_utf8_ansi(enrollment->otpauth_uri.view())
+                                  : qr_utf8(enrollment->otpauth_uri.view());
+  if (qr.ok()) {
+    printf("Scan this QR code with your authenticator app:\n\n%s\n", qr->c_str());
+    secure_erase(qr->data(), qr->size());
+  } else {
+    printf("(no QR code: %s)\n\n", qr.error().message.c_str());
+  }
+  SecureString grouped = group_in_fours(enrollment->secret_base32.view());
+  printf("Or enter this secret by hand: %s\n", grouped.c_str());
+  printf("URI: %s\n\n", enrollment->otpauth_uri.c_str());
+  (void)fflush(stdout);
+  if (!ctx.interactive) {
+    printf("Run `mfactl confirm totp %s CODE` to activate it.\n", user.c_str());
+    return kExitOk;
+  }
+  return confirm_on_terminal(ctx, user, "totp", "Verification code: ");
+}
+
+int cmd_enroll_sms(Context& ctx, const std::vector<char*>& args) {
+  if (int r = check_args(ctx, args, 0, 1, kVoPhone, "enroll sms"))
+    return r;
+  if (!(ctx.opt.given & kVoPhone))
+    return usage_error("enroll sms needs --phone +E164");
+  const std::string user = user_or_self(ctx, args);
+  auto bus = ctx.bus();
+  if (!bus.ok())
+    return fail(bus.error());
+  auto masked = with_step_up(ctx, [&](std::string_view current_code) {
+    return (*bus)->begin_sms_enrollment(user, ctx.opt.phone.view(), current_code);
+  });
+  ctx.opt.phone.clear();
+  if (!masked.ok())
+    return fail(masked.error());
+  if (ctx.opt.json) {
+    print_json(json{{"masked_phone", *masked}});
+    return kExitOk;
+  }
+  printf("A code was sent to %s.\n", masked->c_str());
+  (void)fflush(stdout);
+  if (!ctx.interactive) {
+    printf("Run `mfactl confirm sms %s CODE` to activate it.\n", user.c_str());
+    return kExitOk;
+  }
+  return confirm_on_terminal(ctx, user, "sms", "SMS code: ");
+}
+
+int cmd_confirm(Context& ctx, const std::vector<char*>& args, const char* method) {
+  const std::string verb = std::string("confirm ") + method;
+  if (int r = check_args(ctx, args, 2, 2, 0, verb.c_str()))
+    return r;
+  SecureString code = take_secret_arg(args[1]);
+  if (code.size() > dbus::kMaxCodeLength)
+    return usage_error("that is too long to be a code");
+  const std::string user = args[0];
+  auto bus = ctx.bus();
+  if (!bus.ok())
+    return fail(bus.error());
+  Status st = confirm_enrollment(**bus, method, user, code.view());
+  if (!st.ok())
+    return fail(st.error());
+  if (ctx.opt.json) {
+    print_ok_json();
+  } else {
+    print_active(method, user);
+  }
+  return kExitOk;
+}
+
+int cmd_backup_codes(Context& ctx, const std::vector<char*>& args) {
+  if (int r = check_args(ctx, args, 0, 1, 0, "backup-codes"))
+    return r;
+  const std::string user = user_or_self(ctx, args);
+  auto bus = ctx.bus();
+  if (!bus.ok())
+    return fail(bus.error());
+  auto codes = with_step_up(ctx, [&](std::string_view current_code) {
+    return (*bus)->generate_backup_codes(user, current_code);
+  });
+  if (!codes.ok())
+    return fail(codes.error());
+  if (ctx.opt.json) {
+    json j = {{"codes", json::array()}};
+    for (const auto& c : *codes)
+      j["codes"].push_back(std::string(c.view()));
+    print_secret_json(j);
+    return kExitOk;
+  }
+  printf("New backup codes for %s. Each works once; any earlier set no longer works.\n\n",
+         user.c_str());
+  for (size_t i = 0; i < codes->size(); i += 2) {
+    std::string line = "  " + format_backup_code((*codes)[i].view());
+    if (i + 1 < codes->size())
+      line += "    " + format_backup_code((*codes)[i + 1].view());
+    line += '\n';
+    (void)fputs(line.c_str(), stdout);
+    secure_erase(line.data(), line.size());
+  }
+  puts("\nKeep them somewhere safe: they are not shown again.");
+  return kExitOk;
+}
+
+int cmd_disable(Context& ctx, const std::vector<char*>& args) {
+  if (int r = check_args(ctx, args, 2, 2, 0, "disable"))
+    return r;
+  const std::string user = args[0];
+  const std::string method = args[1];
+  if (method != dbus::kMethodTotp && method != dbus::kMethodSms && method != dbus::kMethodBackup) {
+    return usage_error("disable takes totp, sms or backup, not '" + method.substr(0, 32) + "'");
+  }
+  auto bus = ctx.bus();
+  if (!bus.ok())
+    return fail(bus.error());
+  Status st = with_step_up(ctx, [&](std::string_view current_code) {
+    return (*bus)->disable_method(user, method, current_code);
+  });
+  if (!st.ok())
+    return fail(st.error());
+  if (ctx.opt.json) {
+    print_ok_json();
+  } else {
+    printf("Disabled %s for %s.\n", method.c_str(), user.c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace mfa::ctl
