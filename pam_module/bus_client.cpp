@@ -134,7 +134,7 @@ void MfadClient::drop_if_not_ready() {
 // that unique name only, so that a new owner mid-dialogue makes them fail instead of receiving
 // the code.
 int MfadClient::check_daemon_identity() {
-  char owner[sizeof(daemon_)];
+  char owner[kBusNameCapacity] = {};
   int r = name_owner(owner);
   if (r == 0) {
     // Not running: ask the bus to activate it (a no-op error where there is no activation
@@ -177,7 +177,7 @@ int MfadClient::check_daemon_identity() {
 
 // Sent with sd_bus_call_method_async, GetNameOwner leaves in the same write as the connection's
 // Hello (sd_bus_call would first wait for Hello's reply): one round trip less per login.
-int MfadClient::name_owner(char (&ret_owner)[256]) {
+int MfadClient::name_owner(char (&ret_owner)[kBusNameCapacity]) {
   OwnerReply owner;
   sd_bus_slot* raw = nullptr;
   int r = sd_bus_call_method_async(bus_.get(), &raw, "org.freedesktop.DBus",

@@ -64,6 +64,9 @@ class CallResult {
 
 class MfadClient {
  public:
+  // A D-Bus name is at most 255 bytes.
+  static constexpr size_t kBusNameCapacity = 256;
+
   explicit MfadClient(HookContext& hook) : hook_(hook) {}
   ~MfadClient() { drop_if_not_ready(); }
   MfadClient(const MfadClient&) = delete;
@@ -91,7 +94,7 @@ class MfadClient {
   int check_daemon_identity();
   // The unique name owning org.mfad1 into ret_owner: 1, 0 when the name is not owned, or a
   // negative errno.
-  int name_owner(char (&ret_owner)[256]);
+  int name_owner(char (&ret_owner)[kBusNameCapacity]);
   // Whether a connection of this uid may be sent codes (root or the mfad user): PAM_SUCCESS, or
   // the PAM result of refusing it.
   int check_trusted_owner(uid_t uid);
@@ -100,7 +103,7 @@ class MfadClient {
 
   HookContext& hook_;
   BusPtr bus_;
-  char daemon_[256] = {};  // the unique name that owned org.mfad1 when it was checked
+  char daemon_[kBusNameCapacity] = {};  // the unique name that owned org.mfad1 when it was checked
 };
 
 }  // namespace mfa::pam

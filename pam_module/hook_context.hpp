@@ -4,8 +4,8 @@
 // Out of memory. The module never aborts its host (sshd, sudo) and never lets an allocation
 // failure end in PAM_SUCCESS:
 // - its own code allocates nothing through operator new: no std::string, no container; every
-//   buffer is fixed and bounded by a limit the module already enforces (pam_runtime.cpp leaves
-//   operator new undefined, so code that would allocate does not link);
+//   buffer is fixed and bounded by a limit the module already enforces (code that would
+//   allocate needs libstdc++'s operator new, which CTest pam_module_exports refuses);
 // - what libpam, libsystemd and libc allocate for it fails as a return value (-ENOMEM,
 //   PAM_BUF_ERR, a null pointer); every such failure is noted here, also in the steps that are
 //   otherwise best effort (a message, EndAuthentication, the factor kept for the session hook);

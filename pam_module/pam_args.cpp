@@ -138,7 +138,8 @@ const char* apply(std::string_view name, bool has_value, std::string_view value,
       args->bus_address = value.data();
     return why;
   }
-  // Only the name: an unknown argument's value may be anything.
+  // Only the name: an unknown argument's value may be anything. There is room for every
+  // argument (argc <= kMaxArguments).
   std::string_view shown = name.substr(0, kMaxUnknownNameShown);
   args->unknown[args->unknown_count++] = has_control_chars(shown) ? std::string_view("?") : shown;
   return nullptr;
