@@ -13,8 +13,9 @@
  *
  * Prints one JSON object: {"allocations": T, "logins": K, "untouched": U, "results": {"rc":
  * count, ...}, "violations": [...]} (results: the last PAM result of each login in which an
- * allocation failed; untouched: the logins in which none did); exits 1 when there is a violation. An abort or a crash ends the process,
- * and the last "pam_oom_driver: N=..." line on stderr names the allocation. */
+ * allocation failed; untouched: the logins in which none did); exits 1 when there is a violation.
+ * An abort or a crash ends the process, and the last "pam_oom_driver: N=..." line on stderr names
+ * the allocation. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <security/pam_appl.h>
