@@ -52,10 +52,6 @@ bool is_control(char32_t cp) {
   return cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F);
 }
 
-Error invalid(std::string message) {
-  return make_error(Errc::kInvalidArgument, std::move(message));
-}
-
 std::string_view trim(std::string_view s) {
   while (!s.empty() && s.front() == ' ')
     s.remove_prefix(1);
@@ -65,6 +61,10 @@ std::string_view trim(std::string_view s) {
 }
 
 }  // namespace
+
+Error invalid_argument(std::string message) {
+  return make_error(Errc::kInvalidArgument, std::move(message));
+}
 
 bool is_valid_utf8(std::string_view s) {
   size_t i = 0;
@@ -87,22 +87,22 @@ bool is_printable_utf8(std::string_view s) {
 
 Status validate_user_name(std::string_view user) {
   if (user.empty())
-    return invalid("The user name is empty");
+    return invalid_argument("The user name is empty");
   if (user.size() > dbus::kMaxUserNameLength)
-    return invalid("The user name is too long");
+    return invalid_argument("The user name is too long");
   if (!is_printable_utf8(user))
-    return invalid("The user name is not valid UTF-8 or contains control characters");
+    return invalid_argument("The user name is not valid UTF-8 or contains control characters");
   if (user.find('/') != std::string_view::npos)
-    return invalid("The user name contains '/'");
+    return invalid_argument("The user name contains '/'");
   if (user.front() == '-')
-    return invalid("The user name starts with '-'");
+    return invalid_argument("The user name starts with '-'");
   return {};
 }
 
 Status validate_context(const StringMap& context) {
   static constexpr std::string_view kKnownKeys[] = {"service", "rhost", "tty", "ruser", "methods"};
   if (context.size() > dbus::kMaxContextEntries)
-    return invalid("Too many context entries");
+    return invalid_argument("Too many context entries");
   for (const auto& [key, value] : context) {
     bool known = false;
     for (auto k : kKnownKeys)
@@ -110,14 +110,14 @@ Status validate_context(const StringMap& context) {
     // The key is echoed only when it is short printable text.
     if (!known) {
       if (key.size() <= 32 && is_printable_utf8(key))
-        return invalid("Unknown context key '" + key + "'");
-      return invalid("Unknown context key");
+        return invalid_argument("Unknown context key '" + key + "'");
+      return invalid_argument("Unknown context key");
     }
     if (value.size() > dbus::kMaxContextValueLength)
-      return invalid("The context value of '" + key + "' is too long");
+      return invalid_argument("The context value of '" + key + "' is too long");
     if (!is_printable_utf8(value))
-      return invalid("The context value of '" + key +
-                     "' is not valid UTF-8 or contains control characters");
+      return invalid_argument("The context value of '" + key +
+                              "' is not valid UTF-8 or contains control characters");
   }
   return {};
 }
@@ -132,9 +132,10 @@ Result<std::optional<std::set<Method>>> parse_methods_filter(std::string_view li
       const auto m = parse_method(item);
       if (!m) {
         if (item.size() <= 16 && is_printable_utf8(item))
-          return invalid("Unknown method '" + std::string(item) +
-                         "' in the methods list (expected totp, sms or backup)");
-        return invalid("Unknown method in the methods list (expected totp, sms or backup)");
+          return invalid_argument("Unknown method '" + std::string(item) +
+                                  "' in the methods list (expected totp, sms or backup)");
+        return invalid_argument(
+            "Unknown method in the methods list (expected totp, sms or backup)");
       }
       methods.insert(*m);
       any = true;
@@ -150,11 +151,11 @@ Result<std::optional<std::set<Method>>> parse_methods_filter(std::string_view li
 
 Status validate_issuer(std::string_view issuer) {
   if (issuer.size() > dbus::kMaxIssuerLength)
-    return invalid("The issuer is too long");
+    return invalid_argument("The issuer is too long");
   if (!is_printable_utf8(issuer))
-    return invalid("The issuer is not valid UTF-8 or contains control characters");
+    return invalid_argument("The issuer is not valid UTF-8 or contains control characters");
   if (issuer.find(':') != std::string_view::npos)
-    return invalid("The issuer must not contain ':'");
+    return invalid_argument("The issuer must not contain ':'");
   return {};
 }
 

@@ -1,0 +1,149 @@
+// Who may call what (DESIGN §3): root for the PAM side; the user on their own account, with
+// step-up once a factor is active; admins (root, AdminGroup, or the caller's admin authority:
+// polkit's org.mfad1.manage).
+#include <sys/types.h>
+
+#include <algorithm>
+#include <set>
+
+#include "common/dbus_names.hpp"
+#include "core/authenticator_impl.hpp"
+#include "core/validation.hpp"
+
+namespace mfa {
+
+std::string Caller::describe() const {
+  std::string s = "uid=" + std::to_string(uid) + " pid=" + std::to_string(pid);
+  if (!bus_name.empty())
+    s += " " + bus_name;
+  if (admin_authority && admin_authority->answer() == AdminAuthority::Answer::kYes)
+    s += std::string(" via ") + admin_authority->name();
+  return s;
+}
+
+namespace {
+
+// A refusal for want of the admin tier that the caller's admin authority may still turn around:
+// the authority learns that it is wanted.
+bool admin_not_asked(const Caller& caller) {
+  if (!caller.admin_authority ||
+      caller.admin_authority->answer() != AdminAuthority::Answer::kNotAsked)
+    return false;
+  caller.admin_authority->wanted();
+  return true;
+}
+
+}  // namespace
+
+Error admin_refusal(const Caller& caller, Error denial) {
+  (void)admin_not_asked(caller);
+  return denial;
+}
+
+bool Authenticator::Impl::is_admin(const Caller& caller) const {
+  if (caller.uid == 0)
+    return true;
+  if (caller.uid == static_cast<uid_t>(-1))
+    return false;
+  if (!d_.config.admin_group.empty() && d_.users.in_group(caller.uid, d_.config.admin_group))
+    return true;
+  return caller.admin_authority && caller.admin_authority->answer() == AdminAuthority::Answer::kYes;
+}
+
+Error Authenticator::Impl::deny(const Caller& caller, std::string_view user,
+                                std::string_view action, std::string message) {
+  auto st = audit("access.denied", user, "denied", "not-allowed", caller,
+                  {{"action", std::string(action)}});
+  if (!st.ok())
+    return std::move(st).error();
+  return make_error(Errc::kNotAllowed, std::move(message));
+}
+
+Status Authenticator::Impl::require_root(const Caller& caller, std::string_view action) {
+  if (caller.uid == 0)
+    return {};
+  return deny(caller, "", action, "Only root may call " + std::string(action));
+}
+
+// A refusal for want of the admin tier: audited only once the admin authority had its say, so
+// that a call it then allows leaves no denial behind.
+Error Authenticator::Impl::deny_admin(const Caller& caller, std::string_view user,
+                                      std::string_view action, std::string message) {
+  if (admin_not_asked(caller))
+    return make_error(Errc::kNotAllowed, std::move(message));
+  return deny(caller, user, action, std::move(message));
+}
+
+Status Authenticator::Impl::require_admin(const Caller& caller, std::string_view action) {
+  if (is_admin(caller))
+    return {};
+  return deny_admin(caller, "", action, "Only an administrator may call " + std::string(action));
+}
+
+// Self-service (own account) or admin, on a user NSS knows.
+Result<Authenticator::Impl::Access> Authenticator::Impl::authorize(const Caller& caller,
+                                                                   std::string_view user,
+                                                                   std::string_view action) {
+  MFA_CHECK(validate_user_name(user));
+  const auto uid = d_.users.uid_of(user);
+  if (!uid)
+    return make_error(Errc::kNoSuchUser, "No such user '" + std::string(user) + "'");
+  Access a;
+  a.self = *uid == caller.uid;
+  a.admin = is_admin(caller);
+  if (!a.self && !a.admin)
+    return deny_admin(caller, user, action, "You may only manage your own account");
+  return a;
+}
+
+// Admin-only methods that name a user. An account deleted from NSS may still have state here
+// (factors, codes, a lockout): admins can still clear it.
+Status Authenticator::Impl::admin_on_user(const Caller& caller, std::string_view user,
+                                          std::string_view action) {
+  MFA_CHECK(require_admin(caller, action));
+  MFA_CHECK(validate_user_name(user));
+  if (d_.users.uid_of(user))
+    return {};
+  MFA_TRY(known, has_state(user));
+  if (!known)
+    return make_error(Errc::kNoSuchUser, "No such user '" + std::string(user) + "'");
+  return {};
+}
+
+Result<bool> Authenticator::Impl::has_state(std::string_view user) {
+  MFA_TRY(enrolled, d_.store.list_users());
+  if (std::binary_search(enrolled.begin(), enrolled.end(), user))
+    return true;
+  MFA_TRY(limits, d_.store.get_limits(user));
+  return limits.consecutive_failures > 0 || limits.locked_until_usec > 0 ||
+         limits.day_failures > 0 || limits.lockout_count > 0;
+}
+
+// Step-up (CONTRACT): a user changing their own account, once any factor is active, proves it
+// with a current code. Root and admins acting on others skip it; an admin on their own account
+// does not.
+Status Authenticator::Impl::step_up(const Caller& caller, std::string_view user,
+                                    const Access& access, std::string_view current_code,
+                                    const Factors& f, std::string_view action) {
+  if (!access.self || caller.uid == 0 || !f.any_active())
+    return {};
+  StringMap details{{"purpose", "step-up"}, {"action", std::string(action)}};
+  if (current_code.empty()) {
+    MFA_CHECK(audit("auth.failure", user, "denied", "step-up-required", caller, details));
+    return make_error(Errc::kStepUpRequired,
+                      "This change needs a current code of your second factor");
+  }
+  if (current_code.size() > dbus::kMaxCodeLength)
+    return invalid_argument("The code is too long");
+  const std::set<Method> allowed{Method::kTotp, Method::kBackup};
+  const int64_t now_s = d_.clock.now_seconds();
+  MFA_TRY(match, attempt(caller, user, "auth.failure", details,
+                         [&]() { return check_code(user, current_code, allowed, f, now_s); }));
+  details["method"] = method_name(match.method);
+  if (match.drift)
+    details["drift"] = std::to_string(*match.drift);
+  MFA_CHECK(audit("auth.success", user, "success", "", caller, details));
+  return {};
+}
+
+}  // namespace mfa

@@ -1,0 +1,302 @@
+// Self-service or admin changes of a user's factors: TOTP and SMS enrollment (two-phase: pending,
+// then confirmed by a code), backup codes, disabling a factor. Step-up applies (CONTRACT).
+#include <unistd.h>
+
+#include <array>
+#include <set>
+#include <utility>
+
+#include "common/backup_codes.hpp"
+#include "common/base32.hpp"
+#include "common/crypto.hpp"
+#include "common/dbus_names.hpp"
+#include "common/otp.hpp"
+#include "common/otpauth.hpp"
+#include "core/authenticator_impl.hpp"
+#include "core/sms_phone.hpp"
+#include "core/validation.hpp"
+
+namespace mfa {
+
+namespace {
+
+constexpr size_t kTotpSecretBytes = 20;  // 160 bits, RFC 4226 §4 R6 recommendation
+
+std::string host_name() {
+  std::array<char, 256> buf{};
+  if (gethostname(buf.data(), buf.size() - 1) != 0)
+    return "mfad";
+  std::string name(buf.data());
+  if (name.empty() || !validate_issuer(name).ok())
+    return "mfad";
+  return name;
+}
+
+}  // namespace
+
+Result<SmsMessage> Authenticator::begin_sms_enrollment(const Caller& caller, std::string_view user,
+                                                       std::string_view phone_e164,
+                                                       std::string_view current_code) {
+  Impl& m = *impl_;
+  MFA_TRY(access, m.authorize(caller, user, "BeginSmsEnrollment"));
+  if (current_code.size() > dbus::kMaxCodeLength)
+    return invalid_argument("The code is too long");
+  MFA_CHECK(validate_e164(phone_e164));
+  if (m.d_.config.sms_provider == SmsProvider::kNone)
+    return make_error(Errc::kSmsUnavailable,
+                      "SMS is not configured on this host ([SMS] Provider=none)");
+  MFA_TRY(f, m.load_factors(user));
+  if (f.sms)
+    return make_error(Errc::kAlreadyEnrolled,
+                      "A phone is already enrolled for this user; disable sms first");
+  MFA_CHECK(m.step_up(caller, user, access, current_code, f, "enroll sms"));
+
+  const SecureString phone(phone_e164);
+  MFA_TRY(sealed, m.sms.seal_phone(phone.view(), user, kSealSmsPending));
+  FactorRecord record;
+  record.method = Method::kSms;
+  record.pending = true;
+  record.sealed = std::move(sealed);
+  record.params = mask_phone(phone.view());
+  record.created_usec = m.d_.clock.realtime_usec();
+  MFA_STORE_CHECK(m.d_.store.put_factor(user, record));
+  MFA_CHECK(m.audit("enroll.begin", user, "success", "", caller,
+                    {{"method", "sms"}, {"phone", record.params}}));
+  return m.sms.issue(caller, user, phone, kSmsPurposeEnroll, {{"method", "sms"}});
+}
+
+Status Authenticator::confirm_sms_enrollment(const Caller& caller, std::string_view user,
+                                             std::string_view code) {
+  Impl& m = *impl_;
+  MFA_TRY(access, m.authorize(caller, user, "ConfirmSmsEnrollment"));
+  (void)access;
+  if (code.size() > dbus::kMaxCodeLength)
+    return invalid_argument("The code is too long");
+  MFA_TRY(f, m.load_factors(user));
+  if (!f.sms_pending)
+    return make_error(Errc::kNoPendingEnrollment,
+                      "No phone is pending for this user; run enroll sms first");
+  if (f.sms)
+    return make_error(Errc::kAlreadyEnrolled,
+                      "A phone is already enrolled for this user; disable sms first");
+  StringMap details{{"method", "sms"}, {"phone", f.sms_pending->params}};
+  MFA_TRY(match, m.attempt(caller, user, "enroll.confirm", details,
+                           [&]() -> Result<Verifier::CheckOutcome> {
+                             Verifier::CheckOutcome out;
+                             MFA_TRY(ok, m.sms.check(user, kSmsPurposeEnroll, code));
+                             if (ok)
+                               out.match = Verifier::Match{Method::kSms, std::nullopt, 0};
+                             return out;
+                           }));
+  (void)match;
+  MFA_TRY(phone, m.sms.open_phone(*f.sms_pending, user, kSealSmsPending));
+  MFA_TRY(sealed, m.sms.seal_phone(phone.view(), user, kSealSms));
+  FactorRecord active;
+  active.method = Method::kSms;
+  active.pending = false;
+  active.sealed = std::move(sealed);
+  active.params = f.sms_pending->params;
+  active.created_usec = m.d_.clock.realtime_usec();
+  MFA_STORE_CHECK(m.d_.store.put_factor(user, active));
+  MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kSms, true));
+  MFA_CHECK(m.audit("enroll.confirm", user, "success", "", caller, details));
+  return {};
+}
+
+Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller,
+                                                            std::string_view user,
+                                                            const TotpEnrollmentOptions& options) {
+  Impl& m = *impl_;
+  MFA_TRY(access, m.authorize(caller, user, "BeginTotpEnrollment"));
+
+  std::string issuer = options.issuer;
+  if (!issuer.empty()) {
+    MFA_CHECK(validate_issuer(issuer));
+  } else {
+    issuer = m.d_.config.issuer.empty() ? host_name() : m.d_.config.issuer;
+  }
+  TotpParams params = m.d_.config.totp;
+  if (!options.algorithm.empty()) {
+    const auto alg = parse_otp_algorithm(options.algorithm);
+    if (!alg)
+      return invalid_argument("The algorithm must be SHA1, SHA256 or SHA512");
+    params.algorithm = *alg;
+  }
+  if (options.digits != 0) {
+    if (options.digits < 6 || options.digits > 8)
+      return invalid_argument("Digits must be 6, 7 or 8");
+    params.digits = options.digits;
+  }
+  if (options.current_code.size() > dbus::kMaxCodeLength)
+    return invalid_argument("The code is too long");
+
+  MFA_TRY(f, m.load_factors(user));
+  if (f.totp)
+    return make_error(Errc::kAlreadyEnrolled,
+                      "TOTP is already enrolled for this user; disable it first");
+  MFA_CHECK(m.step_up(caller, user, access, options.current_code.view(), f, "enroll totp"));
+
+  SecureBytes secret(kTotpSecretBytes);
+  if (!random_bytes(secret.span()).ok())
+    return make_error(Errc::kInternal, "Could not create a secret (no randomness)");
+  auto sealed = m.d_.sealer.seal(secret.span(), user, kSealTotpPending);
+  if (!sealed.ok())
+    return make_error(Errc::kInternal, "Could not seal the new secret");
+  FactorRecord record;
+  record.method = Method::kTotp;
+  record.pending = true;
+  record.sealed = std::move(sealed).value();
+  record.params = format_totp_params(params);
+  record.created_usec = m.d_.clock.realtime_usec();
+  MFA_STORE_CHECK(m.d_.store.put_factor(user, record));
+
+  TotpEnrollment out;
+  {
+    std::string b32 = base32_encode(secret.span());
+    out.secret_base32 = SecureString(b32);
+    secure_erase(b32.data(), b32.size());
+  }
+  OtpauthUri uri;
+  uri.issuer = issuer;
+  uri.account = std::string(user);
+  uri.secret = secret.clone();
+  uri.params = params;
+  out.otpauth_uri = build_otpauth_uri(uri);
+
+  MFA_CHECK(m.audit("enroll.begin", user, "success", "", caller,
+                    {{"method", "totp"},
+                     {"algorithm", otp_algorithm_name(params.algorithm)},
+                     {"digits", std::to_string(params.digits)},
+                     {"period", std::to_string(params.period)},
+                     {"issuer", issuer}}));
+  return out;
+}
+
+Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_view user,
+                                              std::string_view code) {
+  Impl& m = *impl_;
+  MFA_TRY(access, m.authorize(caller, user, "ConfirmTotpEnrollment"));
+  (void)access;
+  if (code.size() > dbus::kMaxCodeLength)
+    return invalid_argument("The code is too long");
+  MFA_TRY(f, m.load_factors(user));
+  if (!f.totp_pending)
+    return make_error(Errc::kNoPendingEnrollment,
+                      "No TOTP enrollment is pending for this user; begin one first");
+  if (f.totp)
+    return make_error(Errc::kAlreadyEnrolled,
+                      "TOTP is already enrolled for this user; disable it first");
+  MFA_TRY(params, m.record_params(*f.totp_pending));
+  MFA_TRY(seed, m.open_seed(*f.totp_pending, user, kSealTotpPending));
+
+  const int64_t now_s = m.d_.clock.now_seconds();
+  StringMap details{{"method", "totp"}};
+  MFA_TRY(
+      match,
+      m.attempt(caller, user, "enroll.confirm", details, [&]() -> Result<Verifier::CheckOutcome> {
+        Verifier::CheckOutcome out;
+        if (!Verifier::all_digits(code))
+          return out;
+        const auto step = totp_verify(seed.span(), code, params, now_s, m.window(), std::nullopt);
+        if (step) {
+          Verifier::Match mt;
+          mt.method = Method::kTotp;
+          mt.step = *step;
+          mt.drift =
+              static_cast<int64_t>(*step) - static_cast<int64_t>(totp_step(now_s, params.period));
+          out.match = mt;
+        }
+        return out;
+      }));
+
+  auto sealed = m.d_.sealer.seal(seed.span(), user, kSealTotp);
+  if (!sealed.ok())
+    return make_error(Errc::kInternal, "Could not seal the secret");
+  FactorRecord active;
+  active.method = Method::kTotp;
+  active.pending = false;
+  active.sealed = std::move(sealed).value();
+  active.params = f.totp_pending->params;
+  active.created_usec = m.d_.clock.realtime_usec();
+  MFA_STORE_CHECK(m.d_.store.put_factor(user, active));
+  MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kTotp, true));
+  // The confirming code must not open a login as well.
+  MFA_STORE_CHECK(m.d_.store.set_totp_watermark(user, match.step));
+  if (match.drift)
+    details["drift"] = std::to_string(*match.drift);
+  MFA_CHECK(m.audit("enroll.confirm", user, "success", "", caller, details));
+  return {};
+}
+
+Result<std::vector<SecureString>> Authenticator::generate_backup_codes(
+    const Caller& caller, std::string_view user, std::string_view current_code) {
+  Impl& m = *impl_;
+  MFA_TRY(access, m.authorize(caller, user, "GenerateBackupCodes"));
+  MFA_TRY(f, m.load_factors(user));
+  MFA_CHECK(m.step_up(caller, user, access, current_code, f, "backup-codes"));
+
+  std::vector<SecureString> codes = mfa::generate_backup_codes(kBackupCodeCount);
+  if (codes.size() != static_cast<size_t>(kBackupCodeCount))
+    return make_error(Errc::kInternal, "Could not generate backup codes");
+  std::vector<CodeHash> hashes;
+  hashes.reserve(codes.size());
+  for (const auto& c : codes) {
+    MFA_TRY(h, m.backup_hash(user, c.view()));
+    hashes.push_back(h);
+  }
+  MFA_STORE_CHECK(m.d_.store.replace_backup_codes(user, hashes));
+  MFA_CHECK(m.audit("backup.generate", user, "success", "", caller,
+                    {{"count", std::to_string(codes.size())}}));
+  return codes;
+}
+
+Status Authenticator::disable_method(const Caller& caller, std::string_view user,
+                                     std::string_view method, std::string_view current_code) {
+  Impl& m = *impl_;
+  MFA_TRY(access, m.authorize(caller, user, "DisableMethod"));
+  const auto which = parse_method(method);
+  if (!which)
+    return invalid_argument("Unknown method (expected totp, sms or backup)");
+  MFA_TRY(f, m.load_factors(user));
+  bool enrolled = false;
+  switch (*which) {
+    case Method::kTotp:
+      enrolled = f.totp || f.totp_pending;
+      break;
+    case Method::kSms:
+      enrolled = f.sms || f.sms_pending;
+      break;
+    case Method::kBackup:
+      enrolled = f.backup_left > 0;
+      break;
+  }
+  if (!enrolled)
+    return make_error(Errc::kNotEnrolled,
+                      std::string(method_name(*which)) + " is not enrolled for this user");
+  MFA_CHECK(m.step_up(caller, user, access, current_code, f, "disable"));
+
+  switch (*which) {
+    case Method::kTotp:
+      if (f.totp)
+        MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kTotp, false));
+      if (f.totp_pending)
+        MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kTotp, true));
+      break;
+    case Method::kSms:
+      if (f.sms)
+        MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kSms, false));
+      if (f.sms_pending)
+        MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kSms, true));
+      // A code texted before must not outlive the phone: re-enrolled, it would work again.
+      MFA_STORE_CHECK(m.d_.store.drop_sms_codes(user));
+      break;
+    case Method::kBackup:
+      MFA_STORE_CHECK(m.d_.store.delete_backup_codes(user));
+      break;
+  }
+  MFA_CHECK(
+      m.audit("enroll.disable", user, "success", "", caller, {{"method", method_name(*which)}}));
+  return {};
+}
+
+}  // namespace mfa

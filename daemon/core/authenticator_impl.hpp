@@ -1,0 +1,50 @@
+// What the Authenticator's methods share, private to its authenticator_*.cpp files: the
+// verification core, open challenges, SMS codes, and the checks every method makes first (who may
+// call it, DESIGN §3's tiers, and step-up).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+#include "core/authenticator.hpp"
+#include "core/challenges.hpp"
+#include "core/sms_codes.hpp"
+#include "core/verifier.hpp"
+
+namespace mfa {
+
+struct Authenticator::Impl : Verifier {
+  explicit Impl(AuthenticatorDeps deps) : Verifier(deps) {}
+
+  struct Access {
+    bool self = false;
+    bool admin = false;
+  };
+
+  ChallengeTable challenges;
+  SmsCodes sms{*this};
+
+  // --- Access (authenticator_access.cpp). ---
+  bool is_admin(const Caller& caller) const;
+  // Audits access.denied and returns NotAllowed with message.
+  Error deny(const Caller& caller, std::string_view user, std::string_view action,
+             std::string message);
+  Status require_root(const Caller& caller, std::string_view action);
+  Error deny_admin(const Caller& caller, std::string_view user, std::string_view action,
+                   std::string message);
+  Status require_admin(const Caller& caller, std::string_view action);
+  // Self-service (own account) or admin, on a user NSS knows.
+  Result<Access> authorize(const Caller& caller, std::string_view user, std::string_view action);
+  // Admin-only methods that name a user (known to NSS, or with state here).
+  Status admin_on_user(const Caller& caller, std::string_view user, std::string_view action);
+  Result<bool> has_state(std::string_view user);
+  // Step-up (CONTRACT): a current code from a user changing their own account.
+  Status step_up(const Caller& caller, std::string_view user, const Access& access,
+                 std::string_view current_code, const Factors& f, std::string_view action);
+
+  // --- What GetUser and ListUsers show (authenticator_admin.cpp). ---
+  Result<UserInfo> user_info(std::string_view user);
+};
+
+}  // namespace mfa

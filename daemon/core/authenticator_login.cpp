@@ -1,0 +1,252 @@
+// The PAM side (root only): BeginAuthentication, Verify, EndAuthentication, SendSmsCode, and what
+// became of a text.
+#include <algorithm>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include "common/dbus_names.hpp"
+#include "core/authenticator_impl.hpp"
+#include "core/rate_limiter.hpp"
+#include "core/sms_delivery.hpp"
+#include "core/validation.hpp"
+
+namespace mfa {
+
+namespace {
+
+std::string methods_list(const std::vector<std::string>& methods) {
+  std::string s;
+  for (const auto& m : methods)
+    s += (s.empty() ? "" : ",") + m;
+  return s;
+}
+
+}  // namespace
+
+namespace {
+
+// BeginAuthentication's context: the methods filter ("methods", nullopt: any) and the rest.
+struct BeginContext {
+  std::optional<std::set<Method>> filter;
+  StringMap details;
+};
+
+Result<BeginContext> parse_begin_context(const StringMap& context) {
+  BeginContext c;
+  for (const auto& [k, v] : context) {
+    if (k == "methods") {
+      MFA_TRY(parsed, parse_methods_filter(v));
+      c.filter = std::move(parsed);
+    } else {
+      c.details[k] = v;
+    }
+  }
+  return c;
+}
+
+// The methods a login is offered, in the order BeginAuthentication lists them.
+std::vector<Method> offered_methods(const Verifier::Factors& f,
+                                    const std::optional<std::set<Method>>& filter) {
+  std::vector<Method> offered;
+  const auto offer = [&](Method method, bool enrolled) {
+    if (enrolled && (!filter || filter->count(method)))
+      offered.push_back(method);
+  };
+  offer(Method::kTotp, f.totp.has_value());
+  offer(Method::kSms, f.sms.has_value());
+  offer(Method::kBackup, f.backup_left > 0);
+  return offered;
+}
+
+}  // namespace
+
+bool Authenticator::offers_factor(std::string_view user, const StringMap& context) {
+  Impl& m = *impl_;
+  if (!validate_user_name(user).ok() || !validate_context(context).ok())
+    return false;
+  auto parsed = parse_begin_context(context);
+  auto limits = m.d_.store.get_limits(user);
+  if (!parsed.ok() || !limits.ok() || lock_remaining_usec(*limits, m.d_.clock.realtime_usec()) > 0)
+    return false;
+  auto f = m.load_factors(user);
+  return f.ok() && !offered_methods(*f, parsed->filter).empty();
+}
+
+Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, std::string_view user,
+                                                        const StringMap& context) {
+  Impl& m = *impl_;
+  MFA_CHECK(m.require_root(caller, "BeginAuthentication"));
+  MFA_CHECK(validate_user_name(user));
+  MFA_CHECK(validate_context(context));
+  MFA_TRY(parsed, parse_begin_context(context));
+  StringMap details = std::move(parsed.details);
+  const StringMap challenge_context = details;
+
+  m.challenges.expire(m.d_.clock.monotonic_usec());
+  const int64_t now = m.d_.clock.realtime_usec();
+  MFA_STORE_TRY(limits, m.d_.store.get_limits(user));
+  if (const int64_t rem = lock_remaining_usec(limits, now); rem > 0) {
+    MFA_CHECK(m.audit("auth.rate-limited", user, "denied", "locked", caller, details));
+    return make_error(Errc::kRateLimited, lockout_message(rem));
+  }
+
+  MFA_TRY(f, m.load_factors(user));
+  BeginResult result;
+  std::set<Method> allowed;
+  for (Method method : offered_methods(f, parsed.filter)) {
+    allowed.insert(method);
+    result.methods.push_back(method_name(method));
+  }
+  if (result.methods.empty()) {
+    MFA_CHECK(m.audit("auth.not-enrolled", user, "denied", "not-enrolled", caller, details));
+    return make_error(Errc::kNotEnrolled,
+                      f.any_active() ? "None of this user's second factors is accepted here"
+                                     : "No second factor is enrolled for this user");
+  }
+
+  const auto per_user = static_cast<size_t>(std::max(1, m.d_.config.max_challenges_per_user));
+  const auto per_caller = static_cast<size_t>(std::max(1, m.d_.config.max_challenges_per_caller));
+  if (m.challenges.open_for_user(user) >= per_user ||
+      m.challenges.open_for_caller(caller.bus_name) >= per_caller) {
+    MFA_CHECK(m.audit("auth.begin", user, "denied", "too-many-challenges", caller, details));
+    return make_error(Errc::kLimitExceeded, "Too many authentications are in progress");
+  }
+
+  const uint64_t timeout =
+      static_cast<uint64_t>(std::max(1, m.d_.config.challenge_timeout_seconds)) * kUsecPerSecond;
+  MFA_TRY(c, m.challenges.create(std::string(user), caller.bus_name, std::move(allowed),
+                                 challenge_context, m.d_.clock.monotonic_usec() + timeout));
+  result.challenge = c->id;
+  details["methods"] = methods_list(result.methods);
+  if (auto st = m.audit("auth.begin", user, "success", "", caller, details); !st.ok()) {
+    m.challenges.erase(result.challenge);
+    return std::move(st).error();
+  }
+  return result;
+}
+
+Result<std::string> Authenticator::verify(const Caller& caller, std::string_view challenge,
+                                          std::string_view code) {
+  Impl& m = *impl_;
+  MFA_CHECK(m.require_root(caller, "Verify"));
+  if (code.size() > dbus::kMaxCodeLength)
+    return invalid_argument("The code is too long");
+  Challenge* c = m.challenges.find(challenge, caller.bus_name);
+  if (!c || c->done)
+    return make_error(Errc::kNoSuchChallenge, "No such authentication is in progress");
+  const std::string user = c->user;
+  const std::set<Method> allowed = c->methods;
+  StringMap details = c->context;
+  if (m.d_.clock.monotonic_usec() >= c->expires_usec) {
+    m.challenges.erase(challenge);
+    MFA_CHECK(m.audit("auth.failure", user, "denied", "expired", caller, details));
+    return make_error(Errc::kChallengeExpired, "The authentication took too long; start again");
+  }
+
+  MFA_TRY(f, m.load_factors(user));
+  const int64_t now_s = m.d_.clock.now_seconds();
+  const bool sms_live = allowed.count(Method::kSms) && f.sms &&
+                        m.sms.was_sent(challenge, m.d_.clock.monotonic_usec());
+  MFA_TRY(match,
+          m.attempt(caller, user, "auth.failure", details, [&]() -> Result<Verifier::CheckOutcome> {
+            if (sms_live) {
+              MFA_TRY(ok, m.sms.check(user, kSmsPurposeLogin, code));
+              if (ok) {
+                Verifier::CheckOutcome out;
+                out.match = Verifier::Match{Method::kSms, std::nullopt, 0};
+                return out;
+              }
+            }
+            return m.check_code(user, code, allowed, f, now_s);
+          }));
+  if (Challenge* again = m.challenges.find(challenge, caller.bus_name))
+    again->done = true;
+  m.sms.forget(challenge);
+  const std::string method = method_name(match.method);
+  details["method"] = method;
+  if (match.drift)
+    details["drift"] = std::to_string(*match.drift);
+  MFA_CHECK(m.audit("auth.success", user, "success", "", caller, details));
+  return method;
+}
+
+Status Authenticator::end_authentication(const Caller& caller, std::string_view challenge) {
+  Impl& m = *impl_;
+  MFA_CHECK(m.require_root(caller, "EndAuthentication"));
+  Challenge* c = m.challenges.find(challenge, caller.bus_name);
+  if (!c)
+    return make_error(Errc::kNoSuchChallenge, "No such authentication is in progress");
+  const bool done = c->done;
+  const std::string user = c->user;
+  const StringMap details = c->context;
+  m.challenges.erase(challenge);
+  m.sms.forget(challenge);
+  if (!done)
+    MFA_CHECK(m.audit("auth.end", user, "info", "abandoned", caller, details));
+  return {};
+}
+
+Result<SmsMessage> Authenticator::send_sms_code(const Caller& caller, std::string_view challenge) {
+  Impl& m = *impl_;
+  MFA_CHECK(m.require_root(caller, "SendSmsCode"));
+  Challenge* c = m.challenges.find(challenge, caller.bus_name);
+  if (!c || c->done)
+    return make_error(Errc::kNoSuchChallenge, "No such authentication is in progress");
+  if (m.d_.clock.monotonic_usec() >= c->expires_usec) {
+    m.challenges.erase(challenge);
+    return make_error(Errc::kChallengeExpired, "The authentication took too long; start again");
+  }
+  const std::string user = c->user;
+  const StringMap details = c->context;
+  const uint64_t expires = c->expires_usec;
+  if (m.d_.config.sms_provider == SmsProvider::kNone) {
+    MFA_CHECK(m.audit("sms.failed", user, "denied", "sms-unavailable", caller, details));
+    return make_error(Errc::kSmsUnavailable, "SMS is not configured on this host");
+  }
+  if (!c->methods.count(Method::kSms))
+    return make_error(Errc::kNotEnrolled, "SMS is not a factor of this user here");
+  MFA_STORE_TRY(limits, m.d_.store.get_limits(user));
+  if (const int64_t rem = lock_remaining_usec(limits, m.d_.clock.realtime_usec()); rem > 0) {
+    MFA_CHECK(m.audit("sms.failed", user, "denied", "locked", caller, details));
+    return make_error(Errc::kRateLimited, lockout_message(rem));
+  }
+  MFA_TRY(f, m.load_factors(user));
+  if (!f.sms)
+    return make_error(Errc::kNotEnrolled, "No phone is enrolled for this user");
+  MFA_TRY(phone, m.sms.open_phone(*f.sms, user, kSealSms));
+  MFA_TRY(message, m.sms.issue(caller, user, phone, kSmsPurposeLogin, details));
+  m.sms.note_sent(challenge, expires);
+  return message;
+}
+
+Result<std::string> Authenticator::sms_sent(const SmsMessage& message,
+                                            const SmsDelivery& delivery) {
+  Impl& m = *impl_;
+  StringMap details = message.details;
+  details["tries"] = std::to_string(delivery.tries);
+  if (delivery.http_status)
+    details["http_status"] = std::to_string(delivery.http_status);
+  if (delivery.provider_code)
+    details["provider_code"] = std::to_string(delivery.provider_code);
+  if (delivery.status == SmsDeliveryStatus::kAccepted) {
+    MFA_CHECK(m.audit("sms.sent", message.user, "success", "", message.caller, details));
+    return message.masked;
+  }
+  // The code never reached the user: it must not stay usable.
+  MFA_STORE_CHECK(m.d_.store.delete_sms_code(message.user, message.purpose));
+  const bool config_error = delivery.status == SmsDeliveryStatus::kUnavailable;
+  MFA_CHECK(m.audit("sms.failed", message.user, config_error ? "error" : "failure", delivery.reason,
+                    message.caller, details));
+  if (config_error && m.d_.events) {
+    m.d_.events->security_event(
+        message.user, "sms-unavailable",
+        {{"reason", delivery.reason}, {"http_status", std::to_string(delivery.http_status)}});
+  }
+  if (delivery.status == SmsDeliveryStatus::kRecipientError)
+    return make_error(Errc::kSmsUnavailable,
+                      "No text can be sent to " + message.masked + ": " + delivery.message);
+  return make_error(Errc::kSmsUnavailable, delivery.message);
+}
+
+}  // namespace mfa
