@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "common/handles.hpp"
+#include "common/utf8.hpp"
 #include "core/config_parser.hpp"
 
 namespace mfa {
@@ -20,53 +21,12 @@ namespace {
 
 constexpr size_t kMaxFileSize = 1 << 20;
 
-// Length of the valid UTF-8 sequence at s[i], or 0 (RFC 3629: no overlongs, no surrogates,
-// nothing above U+10FFFF).
-size_t utf8_sequence(std::string_view s, size_t i) {
-  auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  unsigned char c = b(i);
-  if (c < 0x80)
-    return 1;
-  size_t n;
-  uint32_t cp;
-  if ((c & 0xe0) == 0xc0) {
-    n = 2;
-    cp = c & 0x1f;
-  } else if ((c & 0xf0) == 0xe0) {
-    n = 3;
-    cp = c & 0x0f;
-  } else if ((c & 0xf8) == 0xf0) {
-    n = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size())
-    return 0;
-  for (size_t k = 1; k < n; ++k) {
-    if ((b(i + k) & 0xc0) != 0x80)
-      return 0;
-    cp = (cp << 6) | (b(i + k) & 0x3f);
-  }
-  if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000))
-    return 0;
-  if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-    return 0;
-  return n;
-}
-
 // The 1-based line of the first invalid UTF-8 sequence, or 0.
 int first_invalid_utf8_line(std::string_view s) {
-  int line = 1;
-  for (size_t i = 0; i < s.size();) {
-    size_t n = utf8_sequence(s, i);
-    if (n == 0)
-      return line;
-    if (s[i] == '\n')
-      ++line;
-    i += n;
-  }
-  return 0;
+  const size_t bad = first_invalid_utf8(s);
+  if (bad == std::string_view::npos)
+    return 0;
+  return 1 + static_cast<int>(std::count(s.begin(), s.begin() + static_cast<ptrdiff_t>(bad), '\n'));
 }
 
 Result<Config> finish(Config config, std::vector<ConfigProblem> problems,

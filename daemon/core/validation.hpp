@@ -18,11 +18,6 @@ namespace mfa {
 // Errc::kInvalidArgument with message.
 Error invalid_argument(std::string message);
 
-// Well-formed UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF).
-bool is_valid_utf8(std::string_view s);
-// Valid UTF-8 without C0 controls, DEL or C1 controls (U+0080..U+009F).
-bool is_printable_utf8(std::string_view s);
-
 // Not empty, <= kMaxUserNameLength bytes, printable UTF-8, no '/', no leading '-'.
 Status validate_user_name(std::string_view user);
 
