@@ -23,6 +23,7 @@
 #include "common/crypto.hpp"
 #include "common/dbus_names.hpp"
 #include "common/handles.hpp"
+#include "common/host_name.hpp"
 #include "common/master_key.hpp"
 #include "common/seal.hpp"
 #include "fleet/coordinator.hpp"
@@ -144,15 +145,13 @@ MasterKeyOptions key_options(const Config& config, bool create) {
 Result<std::string> fleet_host_id(const Config& config) {
   if (!config.redis_host_id.empty())
     return config.redis_host_id;
-  char name[HOST_NAME_MAX + 1] = {};
-  if (gethostname(name, sizeof name - 1) < 0)
-    return make_error(Errc::kIo, std::string("cannot read the host name: ") + strerror(errno));
+  MFA_TRY(name, host_name());
   if (!is_valid_host_id(name)) {
     return make_error(Errc::kInvalidArgument,
                       "the host name cannot name this host in the fleet (at most 64 letters, "
                       "digits, '.', '_' or '-'): set [Redis] HostId=");
   }
-  return std::string(name);
+  return name;
 }
 
 int check_config(const Options& options) {

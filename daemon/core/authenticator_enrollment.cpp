@@ -1,8 +1,5 @@
 // Self-service or admin changes of a user's factors: TOTP and SMS enrollment (two-phase: pending,
 // then confirmed by a code), backup codes, disabling a factor. Step-up applies (CONTRACT).
-#include <unistd.h>
-
-#include <array>
 #include <set>
 #include <utility>
 
@@ -10,6 +7,7 @@
 #include "common/base32.hpp"
 #include "common/crypto.hpp"
 #include "common/dbus_names.hpp"
+#include "common/host_name.hpp"
 #include "common/otp.hpp"
 #include "common/otpauth.hpp"
 #include "core/authenticator_impl.hpp"
@@ -22,14 +20,12 @@ namespace {
 
 constexpr size_t kTotpSecretBytes = 20;  // 160 bits, RFC 4226 §4 R6 recommendation
 
-std::string host_name() {
-  std::array<char, 256> buf{};
-  if (gethostname(buf.data(), buf.size() - 1) != 0)
+// The issuer when neither the caller nor [TOTP] Issuer= names one.
+std::string default_issuer() {
+  auto name = host_name();
+  if (!name.ok() || name->empty() || !validate_issuer(*name).ok())
     return "mfad";
-  std::string name(buf.data());
-  if (name.empty() || !validate_issuer(name).ok())
-    return "mfad";
-  return name;
+  return *name;
 }
 
 }  // namespace
@@ -113,7 +109,7 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
   if (!issuer.empty()) {
     MFA_CHECK(validate_issuer(issuer));
   } else {
-    issuer = m.d_.config.issuer.empty() ? host_name() : m.d_.config.issuer;
+    issuer = m.d_.config.issuer.empty() ? default_issuer() : m.d_.config.issuer;
   }
   TotpParams params = m.d_.config.totp;
   if (!options.algorithm.empty()) {

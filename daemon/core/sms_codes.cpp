@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/crypto.hpp"
+#include "common/host_name.hpp"
 #include "core/sms_phone.hpp"
 
 namespace mfa {
@@ -19,12 +20,13 @@ constexpr size_t kMaxSentChallenges = 4096;
 
 // The host name as the text shows it: letters, digits, dots and dashes only.
 std::string text_host_name() {
-  std::array<char, 256> buf{};
-  if (gethostname(buf.data(), buf.size() - 1) != 0)
+  auto name = host_name();
+  if (!name.ok())
     return "mfad";
   std::string out;
-  for (const char* p = buf.data(); *p && out.size() < 64; ++p) {
-    const char c = *p;
+  for (const char c : *name) {
+    if (out.size() >= 64)
+      break;
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
         c == '-')
       out += c;
