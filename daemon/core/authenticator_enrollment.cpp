@@ -10,6 +10,7 @@
 #include "common/host_name.hpp"
 #include "common/otp.hpp"
 #include "common/otpauth.hpp"
+#include "common/totp_issuer.hpp"
 #include "core/authenticator_impl.hpp"
 #include "core/sms_phone.hpp"
 #include "core/validation.hpp"
@@ -23,7 +24,7 @@ constexpr size_t kTotpSecretBytes = 20;  // 160 bits, RFC 4226 §4 R6 recommenda
 // The issuer when neither the caller nor [TOTP] Issuer= names one.
 std::string default_issuer() {
   auto name = host_name();
-  if (!name.ok() || name->empty() || !validate_issuer(*name).ok())
+  if (!name.ok() || name->empty() || check_totp_issuer(*name) != IssuerProblem::kNone)
     return "mfad";
   return *name;
 }

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstdlib>
 
+#include "common/totp_issuer.hpp"
 #include "core/redis_address.hpp"
 
 namespace mfa {
@@ -107,6 +108,25 @@ ConfigKeyApply url_key(const char* key, std::string Config::*field) {
   };
 }
 
+// The issuer of new TOTP enrollments (common/totp_issuer.hpp). Earlier versions took a tab, DEL
+// or a C1 control here: such a value is refused by --check-config but only tolerated at start,
+// where it is ignored (the host name is used) rather than put into otpauth URIs.
+std::optional<ConfigValueProblem> apply_issuer(Config& c, std::string_view v) {
+  switch (check_totp_issuer(v)) {
+    case IssuerProblem::kNone:
+      c.issuer = std::string(v);
+      return std::nullopt;
+    case IssuerProblem::kTooLong:
+    case IssuerProblem::kColon:
+      return ConfigValueProblem("Issuer must not contain ':' and must be at most 128 bytes");
+    case IssuerProblem::kNotPrintable:
+      break;
+  }
+  c.issuer.clear();
+  return ConfigValueProblem::tolerated(
+      "Issuer contains control characters; ignored: new TOTP enrollments name the host instead");
+}
+
 std::optional<std::string> apply_key_prefix(Config& c, std::string_view v) {
   if (v.size() > 64 || v.find_first_of(" \t") != std::string_view::npos)
     return "KeyPrefix must be at most 64 bytes without spaces";
@@ -153,15 +173,7 @@ const std::vector<ConfigKey>& config_keys() {
          return std::nullopt;
        }},
 
-      {"TOTP", "Issuer",
-       [](Config& c, std::string_view v) -> std::optional<std::string> {
-         // The issuer is the label prefix of the otpauth URI ("ISSUER:ACCOUNT").
-         if (v.find(':') != std::string_view::npos || v.size() > 128) {
-           return "Issuer must not contain ':' and must be at most 128 bytes";
-         }
-         c.issuer = std::string(v);
-         return std::nullopt;
-       }},
+      {"TOTP", "Issuer", apply_issuer},
       {"TOTP", "Algorithm",
        [](Config& c, std::string_view v) -> std::optional<std::string> {
          if (v == "SHA1") {

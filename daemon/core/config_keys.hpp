@@ -6,14 +6,29 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/config.hpp"
 
 namespace mfa {
 
-// Checks one value and stores it in the config, or returns the problem (for people).
-using ConfigKeyApply = std::function<std::optional<std::string>(Config&, std::string_view)>;
+// What is wrong with a value, for people. Fatal, unless tolerated: a value an older mfad accepted
+// and this one no longer does is ignored with a warning at start, so that the daemon still starts
+// on the config it ran with (an error at --check-config, as unknown keys are).
+struct ConfigValueProblem {
+  ConfigValueProblem(std::string text) : message(std::move(text)) {}  // NOLINT: fatal by default
+  static ConfigValueProblem tolerated(std::string text) {
+    ConfigValueProblem p(std::move(text));
+    p.is_tolerated = true;
+    return p;
+  }
+  std::string message;
+  bool is_tolerated = false;
+};
+
+// Checks one value and stores it in the config, or returns the problem.
+using ConfigKeyApply = std::function<std::optional<ConfigValueProblem>(Config&, std::string_view)>;
 
 struct ConfigKey {
   const char* section;

@@ -153,7 +153,7 @@ class IniWalk {
     for (const auto& spec : config_keys()) {
       if (section == spec.section && key == spec.key) {
         if (auto problem = spec.apply(config_, value)) {
-          add(line_, section, key, *problem, true);
+          add(line_, section, key, std::move(problem->message), !problem->is_tolerated || strict_);
         } else {
           key_lines_[section + "." + key] = line_;
         }

@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "common/dbus_names.hpp"
+#include "common/totp_issuer.hpp"
 #include "common/utf8.hpp"
 
 namespace mfa {
@@ -88,13 +89,17 @@ Result<std::optional<std::set<Method>>> parse_methods_filter(std::string_view li
 }
 
 Status validate_issuer(std::string_view issuer) {
-  if (issuer.size() > dbus::kMaxIssuerLength)
-    return invalid_argument("The issuer is too long");
-  if (!is_printable_utf8(issuer))
-    return invalid_argument("The issuer is not valid UTF-8 or contains control characters");
-  if (issuer.find(':') != std::string_view::npos)
-    return invalid_argument("The issuer must not contain ':'");
-  return {};
+  switch (check_totp_issuer(issuer)) {
+    case IssuerProblem::kNone:
+      return {};
+    case IssuerProblem::kTooLong:
+      return invalid_argument("The issuer is too long");
+    case IssuerProblem::kColon:
+      return invalid_argument("The issuer must not contain ':'");
+    case IssuerProblem::kNotPrintable:
+      return invalid_argument("The issuer is not valid UTF-8 or contains control characters");
+  }
+  return invalid_argument("The issuer is not valid");
 }
 
 std::string format_totp_params(const TotpParams& params) {

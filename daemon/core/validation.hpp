@@ -29,8 +29,7 @@ Status validate_context(const StringMap& context);
 // empty items ignored). nullopt when absent or empty: every method.
 Result<std::optional<std::set<Method>>> parse_methods_filter(std::string_view list);
 
-// Enrollment issuer: <= kMaxIssuerLength bytes, printable UTF-8, no ':' (it separates issuer and
-// account in the otpauth label).
+// BeginTotpEnrollment's issuer option: check_totp_issuer (common/totp_issuer.hpp) as a message.
 Status validate_issuer(std::string_view issuer);
 
 // TOTP parameters as stored beside the sealed seed: "SHA1:6:30".

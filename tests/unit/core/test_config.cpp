@@ -507,6 +507,29 @@ void test_nul_and_utf8(void** state) {
   assert_contains(too_big.error().message, "larger than 1 MiB");
 }
 
+// An issuer an older mfad accepted (a tab, DEL or C1 control; common/totp_issuer.hpp) still
+// loads at start, ignored with a warning; --check-config refuses it.
+void test_issuer_with_control_characters(void** state) {
+  (void)state;
+  for (const char* issuer : {"Tab\tCorp", "Del\x7f", "C1\xC2\x85"}) {
+    const std::string text = std::string("[TOTP]\nIssuer=") + issuer + "\nDigits=8\n";
+    std::vector<ConfigProblem> problems;
+    auto lenient = parse_config(text, "f.conf", false, &problems);
+    assert_true(lenient.ok());
+    assert_true(lenient->issuer.empty());
+    assert_int_equal(lenient->totp.digits, 8);
+    assert_int_equal(problems.size(), 1);
+    assert_false(problems[0].fatal);
+    assert_int_equal(problems[0].line, 2);
+    assert_contains(problems[0].to_string(), "f.conf:2: [TOTP] Issuer: Issuer contains control");
+
+    problems.clear();
+    auto strict = parse_config(text, "f.conf", true, &problems);
+    assert_false(strict.ok());
+    assert_contains(strict.error().message, "Issuer contains control characters");
+  }
+}
+
 void test_unsafe_files_refused(void** state) {
   auto* f = static_cast<Fixture*>(*state);
   std::vector<ConfigProblem> problems;
@@ -578,6 +601,7 @@ int main() {
       cmocka_unit_test(test_cross_checks),
       cmocka_unit_test(test_long_lines_and_values),
       cmocka_unit_test_setup_teardown(test_nul_and_utf8, setup, teardown),
+      cmocka_unit_test(test_issuer_with_control_characters),
       cmocka_unit_test_setup_teardown(test_unsafe_files_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_secret_in_readable_file_warns, setup, teardown),
   };
