@@ -14,6 +14,7 @@
 #include <exception>
 
 #include "common/crypto.hpp"
+#include "common/secret_file.hpp"
 #include "core/log.hpp"
 
 namespace mfa {
@@ -66,43 +67,8 @@ RedisReply RedisReply::from(const redisReply* r) {
 }
 
 Result<SecureString> read_redis_password_file(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0)
-    return make_error(Errc::kIo,
-                      "cannot open the Redis password file " + path + ": " + strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return make_error(Errc::kIo, "the Redis password file " + path + " is not a regular file");
-  }
-  if (st.st_mode & 0077) {
-    close(fd);
-    return make_error(Errc::kIo, "the Redis password file " + path +
-                                     " is readable by group or others; make it mode 0600 or 0400");
-  }
-  SecureBytes buf(kMaxPasswordFile + 1);
-  size_t got = 0;
-  while (got < buf.size()) {
-    const ssize_t n = read(fd, buf.data() + got, buf.size() - got);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      const int e = errno;
-      close(fd);
-      return make_error(Errc::kIo,
-                        "cannot read the Redis password file: " + std::string(strerror(e)));
-    }
-    if (n == 0)
-      break;
-    got += static_cast<size_t>(n);
-  }
-  close(fd);
-  if (got > kMaxPasswordFile)
-    return make_error(Errc::kIo, "the Redis password file is too long");
-  size_t len = 0;
-  while (len < got && buf.data()[len] != '\n' && buf.data()[len] != '\r')
-    ++len;
-  return SecureString(std::string_view(reinterpret_cast<const char*>(buf.data()), len));
+  return read_secret_file(path,
+                          {"the Redis password file", SecretFormat::kFirstLine, kMaxPasswordFile});
 }
 
 LuaScript::LuaScript(std::string text) : body(std::move(text)) {

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/crypto.hpp"
+#include "common/secret_file.hpp"
 #include "core/log.hpp"
 
 namespace mfa {
@@ -38,46 +39,9 @@ uint64_t now_monotonic(sd_event* event) {
   return now;
 }
 
-// A token file: regular, not a symlink, readable and writable by its owner only (the credential
-// must not leak to other local users), at most kMaxTokenFile bytes; trailing whitespace dropped.
+// A token file (common/secret_file.hpp): private to its owner, one word of printable ASCII.
 Result<SecureString> read_token_file(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
-  if (!fd.valid())
-    return make_error(Errc::kInvalidArgument,
-                      "cannot open " + path + ": " + std::string(std::strerror(errno)));
-  struct stat st {};
-  if (fstat(fd.get(), &st) < 0 || !S_ISREG(st.st_mode))
-    return make_error(Errc::kInvalidArgument, path + " is not a regular file");
-  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-    return make_error(Errc::kInvalidArgument,
-                      path + " is accessible to group or others; it must be mode 0600 or 0400");
-  if (st.st_size > static_cast<off_t>(kMaxTokenFile))
-    return make_error(Errc::kInvalidArgument, path + " is too large for a token");
-  SecureBytes buf(kMaxTokenFile + 1);
-  size_t len = 0;
-  while (len < buf.size()) {
-    const ssize_t n = ::read(fd.get(), buf.data() + len, buf.size() - len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      return make_error(Errc::kInvalidArgument,
-                        "cannot read " + path + ": " + std::string(std::strerror(errno)));
-    if (n == 0)
-      break;
-    len += static_cast<size_t>(n);
-  }
-  if (len > kMaxTokenFile)
-    return make_error(Errc::kInvalidArgument, path + " is too large for a token");
-  while (len > 0 && (buf.data()[len - 1] == '\n' || buf.data()[len - 1] == '\r' ||
-                     buf.data()[len - 1] == ' ' || buf.data()[len - 1] == '\t'))
-    --len;
-  if (len == 0)
-    return make_error(Errc::kInvalidArgument, path + " is empty");
-  for (size_t i = 0; i < len; ++i) {
-    if (buf.data()[i] < 0x21 || buf.data()[i] > 0x7e)
-      return make_error(Errc::kInvalidArgument, path + " holds characters a token cannot have");
-  }
-  return SecureString(std::string_view(reinterpret_cast<const char*>(buf.data()), len));
+  return read_secret_file(path, {"the token file", SecretFormat::kToken, kMaxTokenFile});
 }
 
 // The systemd credential NAME ($CREDENTIALS_DIRECTORY/NAME), when the unit passes one.
