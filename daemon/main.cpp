@@ -272,16 +272,16 @@ struct Daemon {
   bool stopping = false;
 };
 
-void record(AuditLog& audit, const char* kind, const char* reason) {
+void record(AuditLog& audit, AuditKind kind, AuditReason reason) {
   AuditEvent event;
   event.kind = kind;
-  event.outcome = "info";
+  event.outcome = AuditOutcome::kInfo;
   event.reason = reason;
   event.caller = "mfad";
   event.details["version"] = MFA_VERSION;
   Status st = audit.record(event);
   if (!st.ok())
-    MFA_LOG_ERROR("cannot record %s: %s", kind, st.error().message.c_str());
+    MFA_LOG_ERROR("cannot record %s: %s", audit_kind_name(kind), st.error().message.c_str());
 }
 
 int on_signal(sd_event_source* /*s*/, const struct signalfd_siginfo* si, void* userdata) {
@@ -295,7 +295,7 @@ int on_signal(sd_event_source* /*s*/, const struct signalfd_siginfo* si, void* u
     // Stop taking requests; let daemon.stop share the last commit with pending replies. Calls
     // waiting on Redis are answered first (within [Redis] Timeout), while the loop runs on.
     (void)sd_bus_release_name(d->bus.get(), dbus::kBusName);
-    record(*d->audit, "daemon.stop", "signal");
+    record(*d->audit, AuditKind::kDaemonStop, AuditReason::kSignal);
     d->manager->stop([d] {
       (void)sd_bus_flush(d->bus.get());
       (void)sd_event_exit(d->event.get(), d->exit_status);
@@ -494,7 +494,7 @@ int run(const Options& options) {
     return EXIT_FAILURE;
   }
 
-  record(audit, "daemon.start", "start");
+  record(audit, AuditKind::kDaemonStart, AuditReason::kStart);
   if (Status st = store->flush(); !st.ok()) {
     MFA_LOG_ERROR("cannot write to the database: %s", st.error().message.c_str());
     return EXIT_FAILURE;

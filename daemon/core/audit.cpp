@@ -14,43 +14,116 @@
 namespace mfa {
 namespace {
 
-struct AuditKind {
-  const char* kind;
+struct KindName {
+  AuditKind value;
+  const char* name;
   const char* message_id;
 };
 
 // One fixed MESSAGE_ID per kind (docs/audit-events.md), generated once; never change one.
-constexpr AuditKind kAuditKinds[] = {
-    {"auth.begin", "c4e8b2b321104c748c6f5067738cc0d1"},
-    {"auth.success", "d9326f504d654be38956ff8defa70708"},
-    {"auth.failure", "a5b30892e9ee4c75a965baac52cc0cc3"},
-    {"auth.lockout", "0113aa1da47245e4a54af3785cd7b43f"},
-    {"auth.not-enrolled", "ac8f3f1b4411414895bda06d7d041c2c"},
-    {"auth.rate-limited", "c0ece841a6e148be8cdb8f6b037c40c4"},
-    {"auth.end", "e840eae1aa0a4f8facc2849768b26001"},
-    {"access.denied", "859f4144603446489993f8d3da51acd8"},
-    {"enroll.begin", "f96e8db1289043d89264c87d6e28500e"},
-    {"enroll.confirm", "5823b63bd70d4da2b55c5bf86c1a713b"},
-    {"enroll.disable", "47321ce613ff4e1b9113d737851ee33c"},
-    {"backup.generate", "bbd1b8ffa77741ab94b1c2fbfd857c91"},
-    {"backup.used", "4149042910ed4d03a30f1d355becc55b"},
-    {"admin.reset", "6b49551564d049c9a40ae7e5e19119a2"},
-    {"admin.unlock", "86ec7431afaa4a47b1230e303ac074aa"},
-    {"session.open", "b4b053baa9f840eaa09280af35ae1033"},
-    {"session.close", "cdbb577a73b044dfa4a969749fb88a0e"},
-    {"session.terminate", "5c8fd0a122714fe08a47938c76dca48f"},
-    {"sms.sent", "096b4d98facd4acda8e0394693bab58d"},
-    {"sms.failed", "67fc7972e48148e49c29353eee602ae1"},
-    {"degraded", "4a3489b19b4142bd8e91f135626678c9"},
-    {"storage.error", "e90073f35d434ea5b70ee2df0c5e309b"},
-    {"security.new-device", "33a9964cb9b44f1c981d28e55646102c"},
-    {"security.failure-burst", "23b74709f3314a6a9218a79c3d5e677f"},
-    {"config.warning", "ed2d3780676a42b79c7fcdaf9d787493"},
-    {"daemon.start", "b6e207d17bdc413c9a7393fbe3f39759"},
-    {"daemon.stop", "f131b182b97e456d81bf2c45e72fa32d"},
+constexpr KindName kKinds[] = {
+    {AuditKind::kAuthBegin, "auth.begin", "c4e8b2b321104c748c6f5067738cc0d1"},
+    {AuditKind::kAuthSuccess, "auth.success", "d9326f504d654be38956ff8defa70708"},
+    {AuditKind::kAuthFailure, "auth.failure", "a5b30892e9ee4c75a965baac52cc0cc3"},
+    {AuditKind::kAuthLockout, "auth.lockout", "0113aa1da47245e4a54af3785cd7b43f"},
+    {AuditKind::kAuthNotEnrolled, "auth.not-enrolled", "ac8f3f1b4411414895bda06d7d041c2c"},
+    {AuditKind::kAuthRateLimited, "auth.rate-limited", "c0ece841a6e148be8cdb8f6b037c40c4"},
+    {AuditKind::kAuthEnd, "auth.end", "e840eae1aa0a4f8facc2849768b26001"},
+    {AuditKind::kAccessDenied, "access.denied", "859f4144603446489993f8d3da51acd8"},
+    {AuditKind::kEnrollBegin, "enroll.begin", "f96e8db1289043d89264c87d6e28500e"},
+    {AuditKind::kEnrollConfirm, "enroll.confirm", "5823b63bd70d4da2b55c5bf86c1a713b"},
+    {AuditKind::kEnrollDisable, "enroll.disable", "47321ce613ff4e1b9113d737851ee33c"},
+    {AuditKind::kBackupGenerate, "backup.generate", "bbd1b8ffa77741ab94b1c2fbfd857c91"},
+    {AuditKind::kBackupUsed, "backup.used", "4149042910ed4d03a30f1d355becc55b"},
+    {AuditKind::kAdminReset, "admin.reset", "6b49551564d049c9a40ae7e5e19119a2"},
+    {AuditKind::kAdminUnlock, "admin.unlock", "86ec7431afaa4a47b1230e303ac074aa"},
+    {AuditKind::kSessionOpen, "session.open", "b4b053baa9f840eaa09280af35ae1033"},
+    {AuditKind::kSessionClose, "session.close", "cdbb577a73b044dfa4a969749fb88a0e"},
+    {AuditKind::kSessionTerminate, "session.terminate", "5c8fd0a122714fe08a47938c76dca48f"},
+    {AuditKind::kSmsSent, "sms.sent", "096b4d98facd4acda8e0394693bab58d"},
+    {AuditKind::kSmsFailed, "sms.failed", "67fc7972e48148e49c29353eee602ae1"},
+    {AuditKind::kDegraded, "degraded", "4a3489b19b4142bd8e91f135626678c9"},
+    {AuditKind::kStorageError, "storage.error", "e90073f35d434ea5b70ee2df0c5e309b"},
+    {AuditKind::kSecurityNewDevice, "security.new-device", "33a9964cb9b44f1c981d28e55646102c"},
+    {AuditKind::kSecurityFailureBurst, "security.failure-burst",
+     "23b74709f3314a6a9218a79c3d5e677f"},
+    {AuditKind::kConfigWarning, "config.warning", "ed2d3780676a42b79c7fcdaf9d787493"},
+    {AuditKind::kDaemonStart, "daemon.start", "b6e207d17bdc413c9a7393fbe3f39759"},
+    {AuditKind::kDaemonStop, "daemon.stop", "f131b182b97e456d81bf2c45e72fa32d"},
 };
-// Any kind not in the table.
-constexpr const char* kFallbackMessageId = "9181a322c17346be8bc7ceaf2511834c";
+
+template <typename Enum>
+struct Name {
+  Enum value;
+  const char* name;
+};
+
+constexpr Name<AuditOutcome> kOutcomes[] = {
+    {AuditOutcome::kSuccess, "success"}, {AuditOutcome::kFailure, "failure"},
+    {AuditOutcome::kDenied, "denied"},   {AuditOutcome::kError, "error"},
+    {AuditOutcome::kInfo, "info"},
+};
+
+constexpr Name<AuditReason> kReasons[] = {
+    {AuditReason::kNone, ""},
+    {AuditReason::kBadCode, "bad-code"},
+    {AuditReason::kReplay, "replay"},
+    {AuditReason::kExpired, "expired"},
+    {AuditReason::kLocked, "locked"},
+    {AuditReason::kStepUpRequired, "step-up-required"},
+    {AuditReason::kConsecutiveFailures, "consecutive-failures"},
+    {AuditReason::kDailyLimit, "daily-limit"},
+    {AuditReason::kNotAllowed, "not-allowed"},
+    {AuditReason::kNotEnrolled, "not-enrolled"},
+    {AuditReason::kTooManyChallenges, "too-many-challenges"},
+    {AuditReason::kAbandoned, "abandoned"},
+    {AuditReason::kRateLimited, "rate-limited"},
+    {AuditReason::kLimit, "limit"},
+    {AuditReason::kClosed, "closed"},
+    {AuditReason::kAdmin, "admin"},
+    {AuditReason::kUser, "user"},
+    {AuditReason::kIdle, "idle"},
+    {AuditReason::kNewDevice, "new-device"},
+    {AuditReason::kFailureBurst, "failure-burst"},
+    {AuditReason::kSmsUnavailable, "sms-unavailable"},
+    {AuditReason::kAccepted, "accepted"},
+    {AuditReason::kInvalidNumber, "invalid-number"},
+    {AuditReason::kUnverifiedNumber, "unverified-number"},
+    {AuditReason::kOptedOut, "opted-out"},
+    {AuditReason::kNotMobile, "not-mobile"},
+    {AuditReason::kRecipientError, "recipient-error"},
+    {AuditReason::kProviderAuth, "provider-auth"},
+    {AuditReason::kProviderRateLimited, "provider-rate-limited"},
+    {AuditReason::kProviderError, "provider-error"},
+    {AuditReason::kProviderUnreachable, "provider-unreachable"},
+    {AuditReason::kProviderTimeout, "provider-timeout"},
+    {AuditReason::kProviderTls, "provider-tls"},
+    {AuditReason::kSenderError, "sender-error"},
+    {AuditReason::kShutdown, "shutdown"},
+    {AuditReason::kRedisUnavailable, "redis-unavailable"},
+    {AuditReason::kRedisAvailable, "redis-available"},
+    {AuditReason::kFleetFailures, "fleet-failures"},
+    {AuditReason::kReplayFleet, "replay-fleet"},
+    {AuditReason::kConsumedElsewhere, "consumed-elsewhere"},
+    {AuditReason::kFactorChanged, "factor-changed"},
+    {AuditReason::kUnrecognisedRefusal, "unrecognised-refusal"},
+    {AuditReason::kStart, "start"},
+    {AuditReason::kSignal, "signal"},
+};
+
+// Each table lists its enum in declaration order, once: the enum indexes it.
+template <typename Table, typename Enum>
+constexpr bool in_enum_order(const Table& table, Enum last) {
+  size_t i = 0;
+  for (const auto& entry : table) {
+    if (static_cast<size_t>(entry.value) != i++)
+      return false;
+  }
+  return i == static_cast<size_t>(last) + 1;
+}
+static_assert(in_enum_order(kKinds, AuditKind::kDaemonStop));
+static_assert(in_enum_order(kOutcomes, AuditOutcome::kInfo));
+static_assert(in_enum_order(kReasons, AuditReason::kSignal));
 
 // Journal fields and the stderr line stay bounded whatever a caller put in a detail.
 constexpr size_t kMaxFieldValue = 1024;
@@ -89,17 +162,26 @@ std::string detail_field_name(std::string_view key) {
 int priority_of(const AuditEvent& event, bool store_failed) {
   if (store_failed)
     return LOG_ALERT;
-  if (event.kind == "storage.error")
-    return LOG_ALERT;
-  if (event.kind == "auth.lockout" || event.kind.starts_with("security.") ||
-      event.kind == "degraded") {
-    return LOG_WARNING;
+  switch (event.kind) {
+    case AuditKind::kStorageError:
+      return LOG_ALERT;
+    case AuditKind::kAuthLockout:
+    case AuditKind::kSecurityNewDevice:
+    case AuditKind::kSecurityFailureBurst:
+    case AuditKind::kDegraded:
+      return LOG_WARNING;
+    default:
+      break;
   }
-  if (event.outcome == "error")
-    return LOG_ERR;
-  if (event.outcome == "failure" || event.outcome == "denied")
-    return LOG_NOTICE;
-  return LOG_INFO;
+  switch (event.outcome) {
+    case AuditOutcome::kError:
+      return LOG_ERR;
+    case AuditOutcome::kFailure:
+    case AuditOutcome::kDenied:
+      return LOG_NOTICE;
+    default:
+      return LOG_INFO;
+  }
 }
 
 bool journal_available() {
@@ -109,11 +191,11 @@ bool journal_available() {
 }
 
 std::string summary(const AuditEvent& event) {
-  std::string line = "audit kind=" + sanitize(event.kind);
+  std::string line = std::string("audit kind=") + audit_kind_name(event.kind);
   line += " user=" + sanitize(event.user);
-  line += " outcome=" + sanitize(event.outcome);
-  if (!event.reason.empty())
-    line += " reason=" + sanitize(event.reason);
+  line += std::string(" outcome=") + audit_outcome_name(event.outcome);
+  if (event.reason != AuditReason::kNone)
+    line += std::string(" reason=") + audit_reason_name(event.reason);
   if (!event.caller.empty())
     line += " caller=" + sanitize(event.caller);
   size_t n = 0;
@@ -142,10 +224,10 @@ void log_event(const AuditEvent& event, const Error* store_error) {
   fields.push_back(std::string("MESSAGE_ID=") + AuditLog::message_id(event.kind));
   fields.push_back("PRIORITY=" + std::to_string(priority_of(event, store_error != nullptr)));
   fields.push_back("SYSLOG_IDENTIFIER=mfad");
-  fields.push_back("MFA_KIND=" + sanitize(event.kind));
+  fields.push_back(std::string("MFA_KIND=") + audit_kind_name(event.kind));
   fields.push_back("MFA_USER=" + sanitize(event.user));
-  fields.push_back("MFA_OUTCOME=" + sanitize(event.outcome));
-  fields.push_back("MFA_REASON=" + sanitize(event.reason));
+  fields.push_back(std::string("MFA_OUTCOME=") + audit_outcome_name(event.outcome));
+  fields.push_back(std::string("MFA_REASON=") + audit_reason_name(event.reason));
   fields.push_back("MFA_CALLER=" + sanitize(event.caller));
   if (store_error)
     fields.push_back("MFA_STORE_ERROR=" + sanitize(store_error->message));
@@ -164,21 +246,50 @@ void log_event(const AuditEvent& event, const Error* store_error) {
 
 }  // namespace
 
-const char* AuditLog::message_id(std::string_view kind) {
-  for (const auto& k : kAuditKinds) {
-    if (kind == k.kind)
-      return k.message_id;
+const char* audit_kind_name(AuditKind kind) {
+  return kKinds[static_cast<size_t>(kind)].name;
+}
+
+const char* audit_outcome_name(AuditOutcome outcome) {
+  return kOutcomes[static_cast<size_t>(outcome)].name;
+}
+
+const char* audit_reason_name(AuditReason reason) {
+  return kReasons[static_cast<size_t>(reason)].name;
+}
+
+std::optional<AuditKind> audit_kind_from_name(std::string_view name) {
+  for (const auto& k : kKinds) {
+    if (name == k.name)
+      return k.value;
   }
-  return kFallbackMessageId;
+  return std::nullopt;
+}
+
+std::optional<AuditReason> audit_reason_from_name(std::string_view name) {
+  for (const auto& r : kReasons) {
+    if (name == r.name)
+      return r.value;
+  }
+  return std::nullopt;
+}
+
+std::string AuditEvent::detail(const std::string& key) const {
+  auto it = details.find(key);
+  return it == details.end() ? std::string() : it->second;
+}
+
+const char* AuditLog::message_id(AuditKind kind) {
+  return kKinds[static_cast<size_t>(kind)].message_id;
 }
 
 Status AuditLog::record(const AuditEvent& event) {
   AuditRecord row;
   row.time_usec = clock_.realtime_usec();
-  row.kind = event.kind;
+  row.kind = audit_kind_name(event.kind);
   row.user = event.user;
-  row.outcome = event.outcome;
-  row.reason = event.reason;
+  row.outcome = audit_outcome_name(event.outcome);
+  row.reason = audit_reason_name(event.reason);
   row.caller = event.caller;
   nlohmann::json details = nlohmann::json::object();
   size_t n = 0;

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -12,13 +13,112 @@
 
 namespace mfa {
 
+// What happened. audit_kind_name() gives the `kind` of the row, MFA_KIND and ListAuditEvents's
+// "kind"; every kind has its own journald MESSAGE_ID.
+enum class AuditKind {
+  kAuthBegin,
+  kAuthSuccess,
+  kAuthFailure,
+  kAuthLockout,
+  kAuthNotEnrolled,
+  kAuthRateLimited,
+  kAuthEnd,
+  kAccessDenied,
+  kEnrollBegin,
+  kEnrollConfirm,
+  kEnrollDisable,
+  kBackupGenerate,
+  kBackupUsed,
+  kAdminReset,
+  kAdminUnlock,
+  kSessionOpen,
+  kSessionClose,
+  kSessionTerminate,
+  kSmsSent,
+  kSmsFailed,
+  kDegraded,
+  kStorageError,
+  kSecurityNewDevice,
+  kSecurityFailureBurst,
+  kConfigWarning,
+  kDaemonStart,
+  kDaemonStop,
+};
+
+enum class AuditOutcome { kSuccess, kFailure, kDenied, kError, kInfo };
+
+// Why: a refusal's or failure's reason, or what an informational event was about.
+enum class AuditReason {
+  kNone,  // ""
+  // Codes and attempts.
+  kBadCode,
+  kReplay,
+  kExpired,
+  kLocked,
+  kStepUpRequired,
+  kConsecutiveFailures,
+  kDailyLimit,
+  // Access and limits.
+  kNotAllowed,
+  kNotEnrolled,
+  kTooManyChallenges,
+  kAbandoned,
+  kRateLimited,
+  kLimit,
+  // Sessions (SessionEnd, sessions.hpp) and security events.
+  kClosed,
+  kAdmin,
+  kUser,
+  kIdle,
+  kNewDevice,
+  kFailureBurst,
+  // What became of a text (SmsDelivery, sms_delivery.hpp).
+  kSmsUnavailable,
+  kAccepted,
+  kInvalidNumber,
+  kUnverifiedNumber,
+  kOptedOut,
+  kNotMobile,
+  kRecipientError,
+  kProviderAuth,
+  kProviderRateLimited,
+  kProviderError,
+  kProviderUnreachable,
+  kProviderTimeout,
+  kProviderTls,
+  kSenderError,
+  kShutdown,
+  // Fleet mode (fleet.md).
+  kRedisUnavailable,
+  kRedisAvailable,
+  kFleetFailures,
+  kReplayFleet,
+  kConsumedElsewhere,
+  kFactorChanged,
+  kUnrecognisedRefusal,  // a refusal of the fleet's scripts this mfad has no name for
+  // The daemon.
+  kStart,
+  kSignal,
+};
+
+// The names stored, logged and sent (docs/audit-events.md); they never change.
+const char* audit_kind_name(AuditKind kind);
+const char* audit_outcome_name(AuditOutcome outcome);
+const char* audit_reason_name(AuditReason reason);
+// For names that arrive as text (the fleet's scripts answer with one); nullopt when unknown.
+std::optional<AuditKind> audit_kind_from_name(std::string_view name);
+std::optional<AuditReason> audit_reason_from_name(std::string_view name);
+
 struct AuditEvent {
-  std::string kind;  // see kAuditKinds in audit.cpp and docs/audit-events.md
+  AuditKind kind = AuditKind::kAuthBegin;
   std::string user;
-  std::string outcome;  // "success", "failure", "denied", "error", "info"
-  std::string reason;
+  AuditOutcome outcome = AuditOutcome::kInfo;
+  AuditReason reason = AuditReason::kNone;
   std::string caller;
   std::map<std::string, std::string> details;  // never a secret, code or full phone number
+
+  // The detail key's value, "" when absent.
+  std::string detail(const std::string& key) const;
 };
 
 class AuditLog {
@@ -28,8 +128,8 @@ class AuditLog {
   // there is no journal). A store failure is returned; the journald entry is written regardless,
   // at priority LOG_ALERT for a storage failure.
   Status record(const AuditEvent& event);
-  // The journald MESSAGE_ID (32 hex digits) of an event kind; a fixed fallback id for unknown ones.
-  static const char* message_id(std::string_view kind);
+  // The journald MESSAGE_ID (32 hex digits) of an event kind.
+  static const char* message_id(AuditKind kind);
   // Called with every event after it was recorded (the session registry watches successes and
   // failures); may record events of its own.
   void set_observer(std::function<void(const AuditEvent&)> observer) {

@@ -52,8 +52,8 @@ bool Authenticator::Impl::is_admin(const Caller& caller) const {
 
 Error Authenticator::Impl::deny(const Caller& caller, std::string_view user,
                                 std::string_view action, std::string message) {
-  auto st = audit("access.denied", user, "denied", "not-allowed", caller,
-                  {{"action", std::string(action)}});
+  auto st = audit(AuditKind::kAccessDenied, user, AuditOutcome::kDenied, AuditReason::kNotAllowed,
+                  caller, {{"action", std::string(action)}});
   if (!st.ok())
     return std::move(st).error();
   return make_error(Errc::kNotAllowed, std::move(message));
@@ -129,7 +129,8 @@ Status Authenticator::Impl::step_up(const Caller& caller, std::string_view user,
     return {};
   StringMap details{{"purpose", "step-up"}, {"action", std::string(action)}};
   if (current_code.empty()) {
-    MFA_CHECK(audit("auth.failure", user, "denied", "step-up-required", caller, details));
+    MFA_CHECK(audit(AuditKind::kAuthFailure, user, AuditOutcome::kDenied,
+                    AuditReason::kStepUpRequired, caller, details));
     return make_error(Errc::kStepUpRequired,
                       "This change needs a current code of your second factor");
   }
@@ -137,12 +138,12 @@ Status Authenticator::Impl::step_up(const Caller& caller, std::string_view user,
     return invalid_argument("The code is too long");
   const std::set<Method> allowed{Method::kTotp, Method::kBackup};
   const int64_t now_s = d_.clock.now_seconds();
-  MFA_TRY(match, attempt(caller, user, "auth.failure", details,
+  MFA_TRY(match, attempt(caller, user, AuditKind::kAuthFailure, details,
                          [&]() { return check_code(user, current_code, allowed, f, now_s); }));
   details["method"] = method_name(match.method);
   if (match.drift)
     details["drift"] = std::to_string(*match.drift);
-  MFA_CHECK(audit("auth.success", user, "success", "", caller, details));
+  MFA_CHECK(audit_success(AuditKind::kAuthSuccess, user, caller, details));
   return {};
 }
 

@@ -63,7 +63,7 @@ Status Authenticator::reset_user(const Caller& caller, std::string_view user) {
   MFA_CHECK(m.admin_on_user(caller, user, "ResetUser"));
   MFA_STORE_CHECK(m.d_.store.delete_user(user));
   m.challenges.drop_user(user);
-  MFA_CHECK(m.audit("admin.reset", user, "success", "", caller));
+  MFA_CHECK(m.audit_success(AuditKind::kAdminReset, user, caller));
   return {};
 }
 
@@ -71,7 +71,7 @@ Status Authenticator::unlock(const Caller& caller, std::string_view user) {
   Impl& m = *impl_;
   MFA_CHECK(m.admin_on_user(caller, user, "Unlock"));
   MFA_STORE_CHECK(m.d_.store.put_limits(user, LimitState{}));
-  MFA_CHECK(m.audit("admin.unlock", user, "success", "", caller));
+  MFA_CHECK(m.audit_success(AuditKind::kAdminUnlock, user, caller));
   return {};
 }
 

@@ -57,8 +57,8 @@ Result<SmsMessage> Authenticator::begin_sms_enrollment(const Caller& caller, std
   record.params = mask_phone(phone.view());
   record.created_usec = m.d_.clock.realtime_usec();
   MFA_STORE_CHECK(m.d_.store.put_factor(user, record));
-  MFA_CHECK(m.audit("enroll.begin", user, "success", "", caller,
-                    {{"method", "sms"}, {"phone", record.params}}));
+  MFA_CHECK(m.audit_success(AuditKind::kEnrollBegin, user, caller,
+                            {{"method", "sms"}, {"phone", record.params}}));
   return m.sms.issue(caller, user, phone, kSmsPurposeEnroll, {{"method", "sms"}});
 }
 
@@ -77,7 +77,7 @@ Status Authenticator::confirm_sms_enrollment(const Caller& caller, std::string_v
     return make_error(Errc::kAlreadyEnrolled,
                       "A phone is already enrolled for this user; disable sms first");
   StringMap details{{"method", "sms"}, {"phone", f.sms_pending->params}};
-  MFA_TRY(match, m.attempt(caller, user, "enroll.confirm", details,
+  MFA_TRY(match, m.attempt(caller, user, AuditKind::kEnrollConfirm, details,
                            [&]() -> Result<Verifier::CheckOutcome> {
                              Verifier::CheckOutcome out;
                              MFA_TRY(ok, m.sms.check(user, kSmsPurposeEnroll, code));
@@ -96,7 +96,7 @@ Status Authenticator::confirm_sms_enrollment(const Caller& caller, std::string_v
   active.created_usec = m.d_.clock.realtime_usec();
   MFA_STORE_CHECK(m.d_.store.put_factor(user, active));
   MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kSms, true));
-  MFA_CHECK(m.audit("enroll.confirm", user, "success", "", caller, details));
+  MFA_CHECK(m.audit_success(AuditKind::kEnrollConfirm, user, caller, details));
   return {};
 }
 
@@ -160,12 +160,12 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
   uri.params = params;
   out.otpauth_uri = build_otpauth_uri(uri);
 
-  MFA_CHECK(m.audit("enroll.begin", user, "success", "", caller,
-                    {{"method", "totp"},
-                     {"algorithm", otp_algorithm_name(params.algorithm)},
-                     {"digits", std::to_string(params.digits)},
-                     {"period", std::to_string(params.period)},
-                     {"issuer", issuer}}));
+  MFA_CHECK(m.audit_success(AuditKind::kEnrollBegin, user, caller,
+                            {{"method", "totp"},
+                             {"algorithm", otp_algorithm_name(params.algorithm)},
+                             {"digits", std::to_string(params.digits)},
+                             {"period", std::to_string(params.period)},
+                             {"issuer", issuer}}));
   return out;
 }
 
@@ -188,23 +188,23 @@ Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_
 
   const int64_t now_s = m.d_.clock.now_seconds();
   StringMap details{{"method", "totp"}};
-  MFA_TRY(
-      match,
-      m.attempt(caller, user, "enroll.confirm", details, [&]() -> Result<Verifier::CheckOutcome> {
-        Verifier::CheckOutcome out;
-        if (!Verifier::all_digits(code))
-          return out;
-        const auto step = totp_verify(seed.span(), code, params, now_s, m.window(), std::nullopt);
-        if (step) {
-          Verifier::Match mt;
-          mt.method = Method::kTotp;
-          mt.step = *step;
-          mt.drift =
-              static_cast<int64_t>(*step) - static_cast<int64_t>(totp_step(now_s, params.period));
-          out.match = mt;
-        }
-        return out;
-      }));
+  MFA_TRY(match, m.attempt(caller, user, AuditKind::kEnrollConfirm, details,
+                           [&]() -> Result<Verifier::CheckOutcome> {
+                             Verifier::CheckOutcome out;
+                             if (!Verifier::all_digits(code))
+                               return out;
+                             const auto step = totp_verify(seed.span(), code, params, now_s,
+                                                           m.window(), std::nullopt);
+                             if (step) {
+                               Verifier::Match mt;
+                               mt.method = Method::kTotp;
+                               mt.step = *step;
+                               mt.drift = static_cast<int64_t>(*step) -
+                                          static_cast<int64_t>(totp_step(now_s, params.period));
+                               out.match = mt;
+                             }
+                             return out;
+                           }));
 
   auto sealed = m.d_.sealer.seal(seed.span(), user, kSealTotp);
   if (!sealed.ok())
@@ -221,7 +221,7 @@ Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_
   MFA_STORE_CHECK(m.d_.store.set_totp_watermark(user, match.step));
   if (match.drift)
     details["drift"] = std::to_string(*match.drift);
-  MFA_CHECK(m.audit("enroll.confirm", user, "success", "", caller, details));
+  MFA_CHECK(m.audit_success(AuditKind::kEnrollConfirm, user, caller, details));
   return {};
 }
 
@@ -242,8 +242,8 @@ Result<std::vector<SecureString>> Authenticator::generate_backup_codes(
     hashes.push_back(h);
   }
   MFA_STORE_CHECK(m.d_.store.replace_backup_codes(user, hashes));
-  MFA_CHECK(m.audit("backup.generate", user, "success", "", caller,
-                    {{"count", std::to_string(codes.size())}}));
+  MFA_CHECK(m.audit_success(AuditKind::kBackupGenerate, user, caller,
+                            {{"count", std::to_string(codes.size())}}));
   return codes;
 }
 
@@ -292,7 +292,7 @@ Status Authenticator::disable_method(const Caller& caller, std::string_view user
       break;
   }
   MFA_CHECK(
-      m.audit("enroll.disable", user, "success", "", caller, {{"method", method_name(*which)}}));
+      m.audit_success(AuditKind::kEnrollDisable, user, caller, {{"method", method_name(*which)}}));
   return {};
 }
 

@@ -87,7 +87,8 @@ Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, st
   const int64_t now = m.d_.clock.realtime_usec();
   MFA_STORE_TRY(limits, m.d_.store.get_limits(user));
   if (const int64_t rem = lock_remaining_usec(limits, now); rem > 0) {
-    MFA_CHECK(m.audit("auth.rate-limited", user, "denied", "locked", caller, details));
+    MFA_CHECK(m.audit(AuditKind::kAuthRateLimited, user, AuditOutcome::kDenied,
+                      AuditReason::kLocked, caller, details));
     return make_error(Errc::kRateLimited, lockout_message(rem));
   }
 
@@ -99,7 +100,8 @@ Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, st
     result.methods.push_back(method_name(method));
   }
   if (result.methods.empty()) {
-    MFA_CHECK(m.audit("auth.not-enrolled", user, "denied", "not-enrolled", caller, details));
+    MFA_CHECK(m.audit(AuditKind::kAuthNotEnrolled, user, AuditOutcome::kDenied,
+                      AuditReason::kNotEnrolled, caller, details));
     return make_error(Errc::kNotEnrolled,
                       f.any_active() ? "None of this user's second factors is accepted here"
                                      : "No second factor is enrolled for this user");
@@ -109,7 +111,8 @@ Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, st
   const auto per_caller = static_cast<size_t>(std::max(1, m.d_.config.max_challenges_per_caller));
   if (m.challenges.open_for_user(user) >= per_user ||
       m.challenges.open_for_caller(caller.bus_name) >= per_caller) {
-    MFA_CHECK(m.audit("auth.begin", user, "denied", "too-many-challenges", caller, details));
+    MFA_CHECK(m.audit(AuditKind::kAuthBegin, user, AuditOutcome::kDenied,
+                      AuditReason::kTooManyChallenges, caller, details));
     return make_error(Errc::kLimitExceeded, "Too many authentications are in progress");
   }
 
@@ -119,7 +122,7 @@ Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, st
                                  challenge_context, m.d_.clock.monotonic_usec() + timeout));
   result.challenge = c->id;
   details["methods"] = methods_list(result.methods);
-  if (auto st = m.audit("auth.begin", user, "success", "", caller, details); !st.ok()) {
+  if (auto st = m.audit_success(AuditKind::kAuthBegin, user, caller, details); !st.ok()) {
     m.challenges.erase(result.challenge);
     return std::move(st).error();
   }
@@ -140,7 +143,8 @@ Result<std::string> Authenticator::verify(const Caller& caller, std::string_view
   StringMap details = c->context;
   if (m.d_.clock.monotonic_usec() >= c->expires_usec) {
     m.challenges.erase(challenge);
-    MFA_CHECK(m.audit("auth.failure", user, "denied", "expired", caller, details));
+    MFA_CHECK(m.audit(AuditKind::kAuthFailure, user, AuditOutcome::kDenied, AuditReason::kExpired,
+                      caller, details));
     return make_error(Errc::kChallengeExpired, "The authentication took too long; start again");
   }
 
@@ -148,18 +152,18 @@ Result<std::string> Authenticator::verify(const Caller& caller, std::string_view
   const int64_t now_s = m.d_.clock.now_seconds();
   const bool sms_live = allowed.count(Method::kSms) && f.sms &&
                         m.sms.was_sent(challenge, m.d_.clock.monotonic_usec());
-  MFA_TRY(match,
-          m.attempt(caller, user, "auth.failure", details, [&]() -> Result<Verifier::CheckOutcome> {
-            if (sms_live) {
-              MFA_TRY(ok, m.sms.check(user, kSmsPurposeLogin, code));
-              if (ok) {
-                Verifier::CheckOutcome out;
-                out.match = Verifier::Match{Method::kSms, std::nullopt, 0};
-                return out;
-              }
-            }
-            return m.check_code(user, code, allowed, f, now_s);
-          }));
+  MFA_TRY(match, m.attempt(caller, user, AuditKind::kAuthFailure, details,
+                           [&]() -> Result<Verifier::CheckOutcome> {
+                             if (sms_live) {
+                               MFA_TRY(ok, m.sms.check(user, kSmsPurposeLogin, code));
+                               if (ok) {
+                                 Verifier::CheckOutcome out;
+                                 out.match = Verifier::Match{Method::kSms, std::nullopt, 0};
+                                 return out;
+                               }
+                             }
+                             return m.check_code(user, code, allowed, f, now_s);
+                           }));
   if (Challenge* again = m.challenges.find(challenge, caller.bus_name))
     again->done = true;
   m.sms.forget(challenge);
@@ -167,7 +171,7 @@ Result<std::string> Authenticator::verify(const Caller& caller, std::string_view
   details["method"] = method;
   if (match.drift)
     details["drift"] = std::to_string(*match.drift);
-  MFA_CHECK(m.audit("auth.success", user, "success", "", caller, details));
+  MFA_CHECK(m.audit_success(AuditKind::kAuthSuccess, user, caller, details));
   return method;
 }
 
@@ -183,7 +187,8 @@ Status Authenticator::end_authentication(const Caller& caller, std::string_view 
   m.challenges.erase(challenge);
   m.sms.forget(challenge);
   if (!done)
-    MFA_CHECK(m.audit("auth.end", user, "info", "abandoned", caller, details));
+    MFA_CHECK(m.audit(AuditKind::kAuthEnd, user, AuditOutcome::kInfo, AuditReason::kAbandoned,
+                      caller, details));
   return {};
 }
 
@@ -201,14 +206,16 @@ Result<SmsMessage> Authenticator::send_sms_code(const Caller& caller, std::strin
   const StringMap details = c->context;
   const uint64_t expires = c->expires_usec;
   if (m.d_.config.sms_provider == SmsProvider::kNone) {
-    MFA_CHECK(m.audit("sms.failed", user, "denied", "sms-unavailable", caller, details));
+    MFA_CHECK(m.audit(AuditKind::kSmsFailed, user, AuditOutcome::kDenied,
+                      AuditReason::kSmsUnavailable, caller, details));
     return make_error(Errc::kSmsUnavailable, "SMS is not configured on this host");
   }
   if (!c->methods.count(Method::kSms))
     return make_error(Errc::kNotEnrolled, "SMS is not a factor of this user here");
   MFA_STORE_TRY(limits, m.d_.store.get_limits(user));
   if (const int64_t rem = lock_remaining_usec(limits, m.d_.clock.realtime_usec()); rem > 0) {
-    MFA_CHECK(m.audit("sms.failed", user, "denied", "locked", caller, details));
+    MFA_CHECK(m.audit(AuditKind::kSmsFailed, user, AuditOutcome::kDenied, AuditReason::kLocked,
+                      caller, details));
     return make_error(Errc::kRateLimited, lockout_message(rem));
   }
   MFA_TRY(f, m.load_factors(user));
@@ -230,18 +237,19 @@ Result<std::string> Authenticator::sms_sent(const SmsMessage& message,
   if (delivery.provider_code)
     details["provider_code"] = std::to_string(delivery.provider_code);
   if (delivery.status == SmsDeliveryStatus::kAccepted) {
-    MFA_CHECK(m.audit("sms.sent", message.user, "success", "", message.caller, details));
+    MFA_CHECK(m.audit_success(AuditKind::kSmsSent, message.user, message.caller, details));
     return message.masked;
   }
   // The code never reached the user: it must not stay usable.
   MFA_STORE_CHECK(m.d_.store.delete_sms_code(message.user, message.purpose));
   const bool config_error = delivery.status == SmsDeliveryStatus::kUnavailable;
-  MFA_CHECK(m.audit("sms.failed", message.user, config_error ? "error" : "failure", delivery.reason,
+  MFA_CHECK(m.audit(AuditKind::kSmsFailed, message.user,
+                    config_error ? AuditOutcome::kError : AuditOutcome::kFailure, delivery.reason,
                     message.caller, details));
   if (config_error && m.d_.events) {
-    m.d_.events->security_event(
-        message.user, "sms-unavailable",
-        {{"reason", delivery.reason}, {"http_status", std::to_string(delivery.http_status)}});
+    m.d_.events->security_event(message.user, "sms-unavailable",
+                                {{"reason", audit_reason_name(delivery.reason)},
+                                 {"http_status", std::to_string(delivery.http_status)}});
   }
   if (delivery.status == SmsDeliveryStatus::kRecipientError)
     return make_error(Errc::kSmsUnavailable,

@@ -51,22 +51,26 @@ Error invalid(std::string message) {
 
 }  // namespace
 
-const char* session_end_name(SessionEnd reason) {
+AuditReason session_end_reason(SessionEnd reason) {
   switch (reason) {
     case SessionEnd::kClosed:
-      return "closed";
+      return AuditReason::kClosed;
     case SessionEnd::kAdmin:
-      return "admin";
+      return AuditReason::kAdmin;
     case SessionEnd::kUser:
-      return "user";
+      return AuditReason::kUser;
     case SessionEnd::kLimit:
-      return "limit";
+      return AuditReason::kLimit;
     case SessionEnd::kExpired:
-      return "expired";
+      return AuditReason::kExpired;
     case SessionEnd::kIdle:
-      return "idle";
+      return AuditReason::kIdle;
   }
-  return "closed";
+  return AuditReason::kClosed;
+}
+
+const char* session_end_name(SessionEnd reason) {
+  return audit_reason_name(session_end_reason(reason));
 }
 
 SessionRegistry::SessionRegistry(SessionDeps deps) : d_(deps) {}
@@ -107,8 +111,8 @@ bool SessionRegistry::may_see(const Caller& caller, std::string_view user) const
   return uid && *uid == caller.uid;
 }
 
-Status SessionRegistry::audit(const char* kind, const SessionRecord& s, const char* outcome,
-                              const char* reason, const std::string& caller,
+Status SessionRegistry::audit(AuditKind kind, const SessionRecord& s, AuditOutcome outcome,
+                              AuditReason reason, const std::string& caller,
                               const StringMap& details) {
   AuditEvent event;
   event.kind = kind;
@@ -231,7 +235,9 @@ Result<SessionRecord> SessionRegistry::prepare(const Caller& caller, std::string
 
 Error SessionRegistry::refuse(const Caller& caller, const SessionRecord& s, size_t count) {
   const size_t max = static_cast<size_t>(d_.config.sessions_max_per_user);
-  if (Status st = audit("session.open", s, "denied", "limit", caller.describe()); !st.ok())
+  if (Status st = audit(AuditKind::kSessionOpen, s, AuditOutcome::kDenied, AuditReason::kLimit,
+                        caller.describe());
+      !st.ok())
     return st.error();
   return make_error(Errc::kSessionLimit, "Too many sessions: " + s.user + " already has " +
                                              std::to_string(count) + " (at most " +
@@ -255,9 +261,11 @@ Result<std::string> SessionRegistry::admit(const Caller& caller, SessionRecord s
 
   MFA_TRY(new_device, d_.store.note_device(user, s.device, s.started_usec));
   MFA_CHECK(d_.store.put_session(s));
-  MFA_CHECK(audit("session.open", s, "success", "", caller.describe()));
+  MFA_CHECK(audit(AuditKind::kSessionOpen, s, AuditOutcome::kSuccess, AuditReason::kNone,
+                  caller.describe()));
   if (new_device) {
-    MFA_CHECK(audit("security.new-device", s, "info", "new-device", caller.describe()));
+    MFA_CHECK(audit(AuditKind::kSecurityNewDevice, s, AuditOutcome::kInfo, AuditReason::kNewDevice,
+                    caller.describe()));
     if (d_.events) {
       d_.events->security_event(s.user, "new-device",
                                 {{"service", s.service},
@@ -276,8 +284,9 @@ Status SessionRegistry::end(const SessionRecord& s, SessionEnd reason, const std
   MFA_TRY(deleted, d_.store.delete_session(s.id));
   if (!deleted)
     return make_error(Errc::kNoSuchSession, "No such session.");
-  const char* kind = reason == SessionEnd::kClosed ? "session.close" : "session.terminate";
-  MFA_CHECK(audit(kind, s, "info", session_end_name(reason), caller, details));
+  const AuditKind kind =
+      reason == SessionEnd::kClosed ? AuditKind::kSessionClose : AuditKind::kSessionTerminate;
+  MFA_CHECK(audit(kind, s, AuditOutcome::kInfo, session_end_reason(reason), caller, details));
   if (kill_processes)
     d_.effects.end_processes(s);
   d_.effects.session_closed(s, reason);
@@ -303,8 +312,8 @@ SessionEnd SessionRegistry::remote_end_reason(const Caller& caller, std::string_
 
 Status SessionRegistry::note_remote_end(const Caller& caller, const SessionRecord& s,
                                         SessionEnd reason, std::string_view owner_host) {
-  return audit("session.terminate", s, "info", session_end_name(reason), caller.describe(),
-               {{"host", std::string(owner_host)}});
+  return audit(AuditKind::kSessionTerminate, s, AuditOutcome::kInfo, session_end_reason(reason),
+               caller.describe(), {{"host", std::string(owner_host)}});
 }
 
 Status SessionRegistry::close(const Caller& caller, std::string_view id) {
@@ -403,12 +412,8 @@ Result<int64_t> SessionRegistry::expire() {
 }
 
 void SessionRegistry::observe(const AuditEvent& event) {
-  const auto detail = [&](const char* key) {
-    auto it = event.details.find(key);
-    return it == event.details.end() ? std::string() : it->second;
-  };
   const int64_t now = d_.clock.realtime_usec();
-  if (event.kind == "auth.success") {
+  if (event.kind == AuditKind::kAuthSuccess) {
     // Sweeping out stale entries walks the whole map: at most once a second, or a busy server
     // would walk it on every login; in between, a full map drops one entry.
     if (recent_.size() >= kMaxRecentSuccesses && now - recent_swept_usec_ >= kUsecPerSecond) {
@@ -421,13 +426,13 @@ void SessionRegistry::observe(const AuditEvent& event) {
       if (recent_.size() >= kMaxRecentSuccesses)
         recent_.erase(recent_.begin());
     }
-    recent_[success_key(event.user, detail("service"), detail("rhost"))] =
-        Success{detail("method"), now};
+    recent_[success_key(event.user, event.detail("service"), event.detail("rhost"))] =
+        Success{event.detail("method"), now};
     return;
   }
-  if (event.kind != "auth.failure" || event.outcome != "failure")
+  if (event.kind != AuditKind::kAuthFailure || event.outcome != AuditOutcome::kFailure)
     return;
-  const std::string rhost = detail("rhost");
+  const std::string rhost = event.detail("rhost");
   if (rhost.empty())
     return;
   if (!bursts_.count(rhost) && bursts_.size() >= kMaxBurstSources) {
@@ -454,13 +459,13 @@ void SessionRegistry::observe(const AuditEvent& event) {
     return;
   b.reported_usec = now;
   AuditEvent burst;
-  burst.kind = "security.failure-burst";
+  burst.kind = AuditKind::kSecurityFailureBurst;
   burst.user = event.user;
-  burst.outcome = "info";
-  burst.reason = "failure-burst";
+  burst.outcome = AuditOutcome::kInfo;
+  burst.reason = AuditReason::kFailureBurst;
   burst.caller = "mfad";
   burst.details["rhost"] = rhost;
-  burst.details["service"] = detail("service");
+  burst.details["service"] = event.detail("service");
   burst.details["failures"] = std::to_string(b.failures.size());
   burst.details["window_seconds"] = std::to_string(burst_.window_usec / kUsecPerSecond);
   // The failure itself is already recorded; a burst row that cannot be stored is logged by the
@@ -469,7 +474,7 @@ void SessionRegistry::observe(const AuditEvent& event) {
   if (d_.events) {
     d_.events->security_event(event.user, "failure-burst",
                               {{"rhost", rhost},
-                               {"service", detail("service")},
+                               {"service", event.detail("service")},
                                {"failures", burst.details["failures"]}});
   }
 }

@@ -27,7 +27,8 @@ namespace mfa {
 
 // Why a session ended: SessionClosed's reason and the audit row's.
 enum class SessionEnd { kClosed, kAdmin, kUser, kLimit, kExpired, kIdle };
-const char* session_end_name(SessionEnd reason);  // "closed", "admin", "user", ...
+AuditReason session_end_reason(SessionEnd reason);
+const char* session_end_name(SessionEnd reason);  // its name: "closed", "admin", "user", ...
 
 // What the registry asks of the world.
 class SessionEffects {
@@ -137,7 +138,7 @@ class SessionRegistry {
 
   Status end(const SessionRecord& session, SessionEnd reason, const std::string& caller,
              bool kill_processes, const StringMap& details = {});
-  Status audit(const char* kind, const SessionRecord& s, const char* outcome, const char* reason,
+  Status audit(AuditKind kind, const SessionRecord& s, AuditOutcome outcome, AuditReason reason,
                const std::string& caller, const StringMap& details = {});
   std::string linked_factor(std::string_view user, std::string_view service,
                             std::string_view rhost);

@@ -101,7 +101,8 @@ Result<SmsMessage> SmsCodes::issue(const Caller& caller, std::string_view user,
   if (limit) {
     StringMap d = details;
     d["limit"] = limit;
-    MFA_CHECK(v_.audit("sms.failed", user, "denied", "rate-limited", caller, d));
+    MFA_CHECK(v_.audit(AuditKind::kSmsFailed, user, AuditOutcome::kDenied,
+                       AuditReason::kRateLimited, caller, d));
     return sms_rate_limited_error(config);
   }
 

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "core/audit.hpp"
+
 namespace mfa {
 
 enum class SmsDeliveryStatus {
@@ -15,7 +17,7 @@ enum class SmsDeliveryStatus {
 
 struct SmsDelivery {
   SmsDeliveryStatus status = SmsDeliveryStatus::kFailed;
-  std::string reason;   // for the audit trail: "accepted", "provider-auth", "invalid-number", ...
+  AuditReason reason = AuditReason::kNone;  // for the audit trail: kAccepted, kProviderAuth, ...
   std::string message;  // for a person; never the number, the code or the provider's own text
   long http_status = 0;
   long provider_code = 0;  // Twilio's "code" (20003, 21211, ...), 0 when none

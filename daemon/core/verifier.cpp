@@ -24,17 +24,22 @@ int Verifier::window() const {
   return std::clamp(d_.config.window, 0, 10);
 }
 
-Status Verifier::audit(std::string kind, std::string_view user, std::string outcome,
-                       std::string reason, const Caller& caller, StringMap details) {
+Status Verifier::audit(AuditKind kind, std::string_view user, AuditOutcome outcome,
+                       AuditReason reason, const Caller& caller, StringMap details) {
   AuditEvent ev;
-  ev.kind = std::move(kind);
+  ev.kind = kind;
   ev.user = std::string(user);
-  ev.outcome = std::move(outcome);
-  ev.reason = std::move(reason);
+  ev.outcome = outcome;
+  ev.reason = reason;
   ev.caller = caller.describe();
   ev.details = std::move(details);
   MFA_STORE_CHECK(d_.audit.record(ev));
   return {};
+}
+
+Status Verifier::audit_success(AuditKind kind, std::string_view user, const Caller& caller,
+                               StringMap details) {
+  return audit(kind, user, AuditOutcome::kSuccess, AuditReason::kNone, caller, std::move(details));
 }
 
 Result<Verifier::Factors> Verifier::load_factors(std::string_view user) {
@@ -104,10 +109,10 @@ Result<Verifier::CheckOutcome> Verifier::check_code(std::string_view user, std::
           out.match = m;
           return out;
         }
-        out.reason = "replay";  // another login took this step first
+        out.reason = AuditReason::kReplay;  // another login took this step first
       } else if (watermark &&
                  totp_verify(seed.span(), code, params, now_seconds, window(), std::nullopt)) {
-        out.reason = "replay";
+        out.reason = AuditReason::kReplay;
       }
     }
   }
@@ -130,13 +135,12 @@ Result<Verifier::CheckOutcome> Verifier::check_code(std::string_view user, std::
 // code is checked; a failure may lock the user. Failures are audited here as `kind`; the caller
 // audits the success, after acting on it.
 Result<Verifier::Match> Verifier::attempt(const Caller& caller, std::string_view user,
-                                          const std::string& kind, StringMap details,
-                                          const Checker& check) {
+                                          AuditKind kind, StringMap details, const Checker& check) {
   const int64_t now = d_.clock.realtime_usec();
   MFA_STORE_TRY(limits, d_.store.get_limits(user));
   roll_day(limits, now);
   if (const int64_t rem = lock_remaining_usec(limits, now); rem > 0) {
-    MFA_CHECK(audit(kind, user, "denied", "locked", caller, details));
+    MFA_CHECK(audit(kind, user, AuditOutcome::kDenied, AuditReason::kLocked, caller, details));
     return make_error(Errc::kRateLimited, lockout_message(rem));
   }
   count_attempt(limits, now);
@@ -148,29 +152,31 @@ Result<Verifier::Match> Verifier::attempt(const Caller& caller, std::string_view
     MFA_STORE_CHECK(d_.store.put_limits(user, limits));
     if (outcome.match->method == Method::kBackup) {
       MFA_STORE_TRY(left, d_.store.count_backup_codes(user));
-      MFA_CHECK(audit("backup.used", user, "success", "", caller,
-                      {{"left", std::to_string(std::max(0, left))}}));
+      MFA_CHECK(audit_success(AuditKind::kBackupUsed, user, caller,
+                              {{"left", std::to_string(std::max(0, left))}}));
     }
     return *outcome.match;
   }
 
   const LockReason lock = apply_failure(limits, policy(), now);
   MFA_STORE_CHECK(d_.store.put_limits(user, limits));
-  MFA_CHECK(audit(kind, user, "failure", outcome.reason, caller, details));
+  MFA_CHECK(audit(kind, user, AuditOutcome::kFailure, outcome.reason, caller, details));
   if (lock == LockReason::kNone) {
     const int left = tries_left(limits, policy());
     return make_error(Errc::kBadCode, "Invalid code; " + std::to_string(left) +
                                           (left == 1 ? " try" : " tries") +
                                           " left before a temporary lockout");
   }
-  const std::string reason = lock == LockReason::kDailyCap ? "daily-limit" : "consecutive-failures";
+  const AuditReason reason =
+      lock == LockReason::kDailyCap ? AuditReason::kDailyLimit : AuditReason::kConsecutiveFailures;
   StringMap lock_details = details;
   lock_details["locked_until"] = std::to_string(limits.locked_until_usec / kUsecPerSecond);
   lock_details["lockout_count"] = std::to_string(limits.lockout_count);
-  MFA_CHECK(audit("auth.lockout", user, "denied", reason, caller, lock_details));
+  MFA_CHECK(
+      audit(AuditKind::kAuthLockout, user, AuditOutcome::kDenied, reason, caller, lock_details));
   if (d_.events) {
     d_.events->security_event(std::string(user), "lockout",
-                              {{"reason", reason},
+                              {{"reason", audit_reason_name(reason)},
                                {"locked_until", lock_details["locked_until"]},
                                {"service", details.count("service") ? details["service"] : ""},
                                {"rhost", details.count("rhost") ? details["rhost"] : ""}});

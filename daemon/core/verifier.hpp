@@ -13,6 +13,7 @@
 
 #include "common/result.hpp"
 #include "common/secure_buffer.hpp"
+#include "core/audit.hpp"
 #include "core/authenticator.hpp"
 #include "core/rate_limiter.hpp"
 #include "core/store.hpp"
@@ -56,15 +57,18 @@ class Verifier {
   };
   struct CheckOutcome {
     std::optional<Match> match;
-    std::string reason = "bad-code";  // why there is no match: "bad-code", "replay"
+    AuditReason reason = AuditReason::kBadCode;  // why there is no match: kBadCode, kReplay
   };
   using Checker = std::function<Result<CheckOutcome>()>;
 
   explicit Verifier(AuthenticatorDeps deps) : d_(deps) {}
 
   // Appends to the audit trail; a failure is a storage error (fail closed).
-  Status audit(std::string kind, std::string_view user, std::string outcome, std::string reason,
+  Status audit(AuditKind kind, std::string_view user, AuditOutcome outcome, AuditReason reason,
                const Caller& caller, StringMap details = {});
+  // The same for a success, which has no reason.
+  Status audit_success(AuditKind kind, std::string_view user, const Caller& caller,
+                       StringMap details = {});
   Result<Factors> load_factors(std::string_view user);
   Result<TotpParams> record_params(const FactorRecord& r);
   Result<SecureBytes> open_seed(const FactorRecord& r, std::string_view user,
@@ -78,7 +82,7 @@ class Verifier {
                                   int64_t now_seconds);
   // One counted attempt: refused while locked; counted and written before check runs; a failure
   // may lock the user. Failures are audited here as `kind`; the caller audits the success.
-  Result<Match> attempt(const Caller& caller, std::string_view user, const std::string& kind,
+  Result<Match> attempt(const Caller& caller, std::string_view user, AuditKind kind,
                         StringMap details, const Checker& check);
 
   // Read per decision, so that a reloaded configuration applies at once.

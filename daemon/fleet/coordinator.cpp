@@ -134,9 +134,9 @@ void FleetCoordinator::degraded_changed(bool degraded, const std::string& why) {
   // Decisions of degraded mode changed the cache behind Redis's back, and messages were missed.
   read_cache_.invalidate_all();
   AuditEvent event;
-  event.kind = "degraded";
-  event.outcome = "info";
-  event.reason = degraded ? "redis-unavailable" : "redis-available";
+  event.kind = AuditKind::kDegraded;
+  event.outcome = AuditOutcome::kInfo;
+  event.reason = degraded ? AuditReason::kRedisUnavailable : AuditReason::kRedisAvailable;
   event.caller = "mfad";
   event.details["state"] = degraded ? "entered" : "left";
   if (degraded)
@@ -421,10 +421,12 @@ void FleetCoordinator::audit_degraded(const std::string& user, const std::string
                                       const FleetChanges& changes, bool success, bool failure,
                                       const std::string& caller) {
   AuditEvent event;
-  event.kind = "degraded";
+  event.kind = AuditKind::kDegraded;
   event.user = user;
-  event.outcome = success ? "success" : failure ? "failure" : "denied";
-  event.reason = "redis-unavailable";
+  event.outcome = success   ? AuditOutcome::kSuccess
+                  : failure ? AuditOutcome::kFailure
+                            : AuditOutcome::kDenied;
+  event.reason = AuditReason::kRedisUnavailable;
   event.caller = caller;
   event.details["call"] = call;
   if (changes.watermark_advanced)
@@ -440,11 +442,12 @@ void FleetCoordinator::audit_degraded(const std::string& user, const std::string
 void FleetCoordinator::note_refused(const std::string& user, FleetRefusal reason,
                                     const std::string& caller) {
   AuditEvent event;
-  event.kind = "auth.failure";
+  event.kind = AuditKind::kAuthFailure;
   event.user = user;
   // As a locked user's attempt on one host: refused, not counted.
-  event.outcome = reason == FleetRefusal::kLocked ? "denied" : "failure";
-  event.reason = fleet_refusal_name(reason);
+  event.outcome = reason == FleetRefusal::kLocked ? AuditOutcome::kDenied : AuditOutcome::kFailure;
+  event.reason = audit_reason_from_name(fleet_refusal_name(reason))
+                     .value_or(AuditReason::kUnrecognisedRefusal);
   event.caller = caller;
   event.details["fleet"] = "refused";
   if (Status st = d_.audit.record(event); !st.ok())
@@ -455,10 +458,10 @@ int64_t FleetCoordinator::note_lockout(const std::string& user, int64_t locked_u
                                        const std::string& caller) {
   const int64_t until = (d_.clock.realtime_usec() + locked_usec) / kUsecPerSecond;
   AuditEvent event;
-  event.kind = "auth.lockout";
+  event.kind = AuditKind::kAuthLockout;
   event.user = user;
-  event.outcome = "denied";
-  event.reason = "fleet-failures";
+  event.outcome = AuditOutcome::kDenied;
+  event.reason = AuditReason::kFleetFailures;
   event.caller = caller;
   event.details["fleet"] = "counted";
   event.details["locked_until"] = std::to_string(until);

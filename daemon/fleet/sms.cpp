@@ -184,10 +184,10 @@ void FleetSms::unavailable(TextPtr text, const std::string& why, bool counted,
 void FleetSms::refused(TextPtr text, const std::string& reason, const StringMap& details,
                        GateResult result, std::function<void(GateResult)> done) {
   AuditEvent event;
-  event.kind = "sms.failed";
+  event.kind = AuditKind::kSmsFailed;
   event.user = text->user;
-  event.outcome = "denied";
-  event.reason = reason;
+  event.outcome = AuditOutcome::kDenied;
+  event.reason = audit_reason_from_name(reason).value_or(AuditReason::kUnrecognisedRefusal);
   event.caller = text->caller.describe();
   event.details = text->details;
   for (const auto& [k, v] : details)
@@ -210,10 +210,10 @@ void FleetSms::refused(TextPtr text, const std::string& reason, const StringMap&
 // Degraded: the text goes out on local limits; Redis learns of it on reconciliation.
 void FleetSms::send_degraded(const Text& text, bool counted, const std::string& why) {
   AuditEvent event;
-  event.kind = "degraded";
+  event.kind = AuditKind::kDegraded;
   event.user = text.user;
-  event.outcome = "success";
-  event.reason = "redis-unavailable";
+  event.outcome = AuditOutcome::kSuccess;
+  event.reason = AuditReason::kRedisUnavailable;
   event.caller = text.caller.describe();
   event.details = text.details;
   event.details["call"] = text.login() ? "SendSmsCode" : "BeginSmsEnrollment";

@@ -108,23 +108,23 @@ SmsDelivery recipient_error(long http, long code) {
   d.provider_code = code;
   switch (code) {
     case 21211:
-      d.reason = "invalid-number";
+      d.reason = AuditReason::kInvalidNumber;
       d.message = "the provider says this is not a valid phone number (Twilio 21211)";
       break;
     case 21608:
-      d.reason = "unverified-number";
+      d.reason = AuditReason::kUnverifiedNumber;
       d.message = "the provider's trial account may only text verified numbers (Twilio 21608)";
       break;
     case 21610:
-      d.reason = "opted-out";
+      d.reason = AuditReason::kOptedOut;
       d.message = "the recipient has opted out of texts by replying STOP (Twilio 21610)";
       break;
     case 21614:
-      d.reason = "not-mobile";
+      d.reason = AuditReason::kNotMobile;
       d.message = "the number cannot receive texts (Twilio 21614)";
       break;
     default:
-      d.reason = "recipient-error";
+      d.reason = AuditReason::kRecipientError;
       d.message = "the provider refused it (HTTP " + std::to_string(http) +
                   (code ? ", code " + std::to_string(code) : std::string()) + ")";
       break;
@@ -322,7 +322,8 @@ void SmsSender::send(SecureString to, SecureString body, Done done) {
   // Answer from the loop, never from inside the caller's stack.
   r->early.status = st.error().code == Errc::kSmsUnavailable ? SmsDeliveryStatus::kUnavailable
                                                              : SmsDeliveryStatus::kFailed;
-  r->early.reason = st.error().code == Errc::kSmsUnavailable ? "sms-unavailable" : "sender-error";
+  r->early.reason = st.error().code == Errc::kSmsUnavailable ? AuditReason::kSmsUnavailable
+                                                             : AuditReason::kSenderError;
   r->early.message = st.error().code == Errc::kSmsUnavailable
                          ? st.error().message
                          : "The text could not be sent: " + st.error().message;
@@ -372,7 +373,7 @@ void SmsSender::cancel_all() {
   while (!requests_.empty()) {
     SmsDelivery d;
     d.status = SmsDeliveryStatus::kFailed;
-    d.reason = "shutdown";
+    d.reason = AuditReason::kShutdown;
     d.message = "mfad is shutting down; the text may not have been sent";
     d.tries = requests_.begin()->second->tries;
     finish(requests_.begin()->first, d);
@@ -398,18 +399,18 @@ void SmsSender::on_transfer_done(Request* r, int curl_code) {
     d.provider_code = code;
     if (http >= 200 && http < 300) {
       d.status = SmsDeliveryStatus::kAccepted;
-      d.reason = "accepted";
+      d.reason = AuditReason::kAccepted;
     } else if (http == 429) {
       retry = true;
       curl_off_t after = 0;
       if (curl_easy_getinfo(r->easy.get(), CURLINFO_RETRY_AFTER, &after) == CURLE_OK && after > 0)
         retry_after_usec = static_cast<uint64_t>(std::min<curl_off_t>(after, 3600)) * 1000000ULL;
       d.status = SmsDeliveryStatus::kFailed;
-      d.reason = "provider-rate-limited";
+      d.reason = AuditReason::kProviderRateLimited;
       d.message = "The SMS provider is busy (HTTP 429); try again in a minute";
     } else if (http == 401 || http == 403) {
       d.status = SmsDeliveryStatus::kUnavailable;
-      d.reason = "provider-auth";
+      d.reason = AuditReason::kProviderAuth;
       d.message = "SMS is unavailable: the provider refused mfad's credentials";
       MFA_LOG_ERROR(
           "ALERT: the SMS provider refused mfad's credentials (HTTP %ld, code %ld): check the "
@@ -420,7 +421,7 @@ void SmsSender::on_transfer_done(Request* r, int curl_code) {
       d.tries = r->tries;
     } else {
       d.status = SmsDeliveryStatus::kFailed;
-      d.reason = "provider-error";
+      d.reason = AuditReason::kProviderError;
       d.message = "The SMS provider failed (HTTP " + std::to_string(http) +
                   "); the text may have been sent, so it was not sent again";
     }
@@ -433,23 +434,23 @@ void SmsSender::on_transfer_done(Request* r, int curl_code) {
     if (never_connected) {
       retry = true;
       d.status = SmsDeliveryStatus::kFailed;
-      d.reason = "provider-unreachable";
+      d.reason = AuditReason::kProviderUnreachable;
       d.message = "The SMS provider could not be reached";
     } else if (rc == CURLE_OPERATION_TIMEDOUT) {
       d.status = SmsDeliveryStatus::kFailed;
-      d.reason = "provider-timeout";
+      d.reason = AuditReason::kProviderTimeout;
       d.message =
           "The SMS provider did not answer in time; the text may have been sent, so it was not "
           "sent again";
     } else if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
                rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_UNSUPPORTED_PROTOCOL) {
       d.status = SmsDeliveryStatus::kUnavailable;
-      d.reason = "provider-tls";
+      d.reason = AuditReason::kProviderTls;
       d.message = "SMS is unavailable: the provider's TLS connection could not be verified";
       MFA_LOG_ERROR("ALERT: SMS provider TLS failure: %s", curl_easy_strerror(rc));
     } else {
       d.status = SmsDeliveryStatus::kFailed;
-      d.reason = "provider-error";
+      d.reason = AuditReason::kProviderError;
       d.message = std::string("The text could not be sent: ") + curl_easy_strerror(rc);
     }
   }
@@ -475,8 +476,8 @@ void SmsSender::on_transfer_done(Request* r, int curl_code) {
     }
   }
   if (d.status != SmsDeliveryStatus::kAccepted) {
-    MFA_LOG_WARNING("SMS send failed after %d tries: %s (HTTP %ld)", d.tries, d.reason.c_str(),
-                    d.http_status);
+    MFA_LOG_WARNING("SMS send failed after %d tries: %s (HTTP %ld)", d.tries,
+                    audit_reason_name(d.reason), d.http_status);
   }
   finish(r, d);
 }
@@ -582,7 +583,7 @@ int SmsSender::on_retry(sd_event_source* /*s*/, uint64_t /*usec*/, void* userdat
     if (auto st = self->start(*r); !st.ok()) {
       SmsDelivery d;
       d.status = SmsDeliveryStatus::kFailed;
-      d.reason = "sender-error";
+      d.reason = AuditReason::kSenderError;
       d.message = "The text could not be sent: " + st.error().message;
       d.tries = r->tries;
       self->finish(r, d);

@@ -86,10 +86,10 @@ int raw_exec(const std::string& db, const char* sql) {
 void record_events(Fixture* f, int n) {
   for (int i = 0; i < n; ++i) {
     AuditEvent e;
-    e.kind = i % 2 ? "auth.failure" : "auth.begin";
+    e.kind = i % 2 ? AuditKind::kAuthFailure : AuditKind::kAuthBegin;
     e.user = i % 3 == 0 ? "bob" : "alice";
-    e.outcome = i % 2 ? "failure" : "info";
-    e.reason = i % 2 ? "bad-code" : "";
+    e.outcome = i % 2 ? AuditOutcome::kFailure : AuditOutcome::kInfo;
+    e.reason = i % 2 ? AuditReason::kBadCode : AuditReason::kNone;
     e.caller = "uid=0 pid=" + std::to_string(100 + i);
     e.details = {{"service", "sshd"}, {"rhost", "10.0.0." + std::to_string(i)}};
     assert_true(f->audit->record(e).ok());
@@ -217,9 +217,9 @@ void test_prune_keeps_chain(void** state) {
   int64_t start = f->clock.realtime_usec();
   for (int i = 0; i < 10; ++i) {
     AuditEvent e;
-    e.kind = "auth.success";
+    e.kind = AuditKind::kAuthSuccess;
     e.user = "alice";
-    e.outcome = "success";
+    e.outcome = AuditOutcome::kSuccess;
     assert_true(f->audit->record(e).ok());
     f->clock.advance_usec(kDayUsec);
   }
@@ -237,9 +237,9 @@ void test_prune_keeps_chain(void** state) {
 
   // The chain goes on after pruning, also across a reopen.
   AuditEvent e;
-  e.kind = "admin.unlock";
+  e.kind = AuditKind::kAdminUnlock;
   e.user = "alice";
-  e.outcome = "success";
+  e.outcome = AuditOutcome::kSuccess;
   assert_true(f->audit->record(e).ok());
   assert_true(f->store->flush().ok());
   open_store(f);
@@ -319,7 +319,17 @@ void test_query_filters(void** state) {
   assert_true(f->store->query_audit(filter)->empty());
 }
 
-void test_message_ids(void** state) {
+std::string audit_doc() {
+  std::ifstream doc(MFA_SOURCE_DIR "/docs/audit-events.md");
+  assert_true(doc.good());
+  std::stringstream text;
+  text << doc.rdbuf();
+  return text.str();
+}
+
+// The kinds as stored, logged and sent: each has one enum value, its own MESSAGE_ID, and a row
+// in docs/audit-events.md; no enum value has another name.
+void test_kind_catalogue(void** state) {
   (void)state;
   const char* kinds[] = {"auth.begin",     "auth.success",        "auth.failure",
                          "auth.lockout",   "auth.not-enrolled",   "auth.rate-limited",
@@ -330,27 +340,98 @@ void test_message_ids(void** state) {
                          "sms.sent",       "sms.failed",          "degraded",
                          "storage.error",  "security.new-device", "security.failure-burst",
                          "config.warning", "daemon.start",        "daemon.stop"};
-  std::set<std::string> seen;
-  std::string fallback = AuditLog::message_id("no.such-kind");
-  assert_int_equal(fallback.size(), 32);
-  std::ifstream doc(MFA_SOURCE_DIR "/docs/audit-events.md");
-  assert_true(doc.good());
-  std::stringstream text;
-  text << doc.rdbuf();
-  for (const char* kind : kinds) {
-    std::string id = AuditLog::message_id(kind);
+  const std::string doc = audit_doc();
+  std::set<std::string> seen_ids;
+  std::set<int> seen_kinds;
+  for (const char* name : kinds) {
+    const auto kind = audit_kind_from_name(name);
+    assert_true(kind.has_value());
+    assert_string_equal(audit_kind_name(*kind), name);
+    assert_true(seen_kinds.insert(static_cast<int>(*kind)).second);
+    std::string id = AuditLog::message_id(*kind);
     assert_int_equal(id.size(), 32);
     assert_true(std::all_of(id.begin(), id.end(), [](char c) {
       return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
     }));
-    assert_string_not_equal(id.c_str(), fallback.c_str());
-    assert_true(seen.insert(id).second);  // distinct
+    assert_true(seen_ids.insert(id).second);  // distinct
     // The documentation names the kind with its id on one line.
-    std::string row = std::string("| `") + kind + "` | `" + id + "` |";
-    if (text.str().find(row) == std::string::npos)
+    std::string row = std::string("| `") + name + "` | `" + id + "` |";
+    if (doc.find(row) == std::string::npos)
       fprintf(stderr, "docs lack %s\n", row.c_str());
-    assert_true(text.str().find(row) != std::string::npos);
+    assert_true(doc.find(row) != std::string::npos);
   }
+  assert_int_equal(seen_kinds.size(), static_cast<size_t>(AuditKind::kDaemonStop) + 1);
+  assert_false(audit_kind_from_name("no.such-kind").has_value());
+}
+
+// Outcomes and reasons as stored: every enum value has the name listed here (a renamed one
+// would split the trail in two), each reason is documented, and names parse back.
+void test_outcome_and_reason_catalogue(void** state) {
+  (void)state;
+  const char* outcomes[] = {"success", "failure", "denied", "error", "info"};
+  for (size_t i = 0; i < std::size(outcomes); ++i)
+    assert_string_equal(audit_outcome_name(static_cast<AuditOutcome>(i)), outcomes[i]);
+  assert_int_equal(std::size(outcomes), static_cast<size_t>(AuditOutcome::kInfo) + 1);
+
+  const char* reasons[] = {"",
+                           "bad-code",
+                           "replay",
+                           "expired",
+                           "locked",
+                           "step-up-required",
+                           "consecutive-failures",
+                           "daily-limit",
+                           "not-allowed",
+                           "not-enrolled",
+                           "too-many-challenges",
+                           "abandoned",
+                           "rate-limited",
+                           "limit",
+                           "closed",
+                           "admin",
+                           "user",
+                           "idle",
+                           "new-device",
+                           "failure-burst",
+                           "sms-unavailable",
+                           "accepted",
+                           "invalid-number",
+                           "unverified-number",
+                           "opted-out",
+                           "not-mobile",
+                           "recipient-error",
+                           "provider-auth",
+                           "provider-rate-limited",
+                           "provider-error",
+                           "provider-unreachable",
+                           "provider-timeout",
+                           "provider-tls",
+                           "sender-error",
+                           "shutdown",
+                           "redis-unavailable",
+                           "redis-available",
+                           "fleet-failures",
+                           "replay-fleet",
+                           "consumed-elsewhere",
+                           "factor-changed",
+                           "unrecognised-refusal",
+                           "start",
+                           "signal"};
+  assert_int_equal(std::size(reasons), static_cast<size_t>(AuditReason::kSignal) + 1);
+  const std::string doc = audit_doc();
+  for (size_t i = 0; i < std::size(reasons); ++i) {
+    const auto reason = static_cast<AuditReason>(i);
+    assert_string_equal(audit_reason_name(reason), reasons[i]);
+    const auto parsed = audit_reason_from_name(reasons[i]);
+    assert_true(parsed.has_value());
+    assert_int_equal(static_cast<int>(*parsed), static_cast<int>(reason));
+    if (i == 0)
+      continue;
+    if (doc.find(std::string("`") + reasons[i] + "`") == std::string::npos)
+      fprintf(stderr, "docs lack the reason %s\n", reasons[i]);
+    assert_true(doc.find(std::string("`") + reasons[i] + "`") != std::string::npos);
+  }
+  assert_false(audit_reason_from_name("no-such-reason").has_value());
 }
 
 // Captures what fd 2 receives while fn runs.
@@ -382,10 +463,10 @@ void test_stderr_without_journal(void** state) {
   if (access("/run/systemd/journal/socket", F_OK) == 0 && access("/run/systemd/system", F_OK) == 0)
     skip();  // a real journal: entries go there
   AuditEvent e;
-  e.kind = "auth.failure";
+  e.kind = AuditKind::kAuthFailure;
   e.user = "alice";
-  e.outcome = "failure";
-  e.reason = "bad-code";
+  e.outcome = AuditOutcome::kFailure;
+  e.reason = AuditReason::kBadCode;
   e.caller = "uid=0 pid=7";
   e.details = {{"service", "sshd"}, {"rhost", "evil\nmfad: audit kind=auth.success"}};
   std::string out = capture_stderr([&] { assert_true(f->audit->record(e).ok()); });
@@ -406,9 +487,9 @@ void test_stderr_without_journal(void** state) {
 void test_store_failure_reported(void** state) {
   auto* f = static_cast<Fixture*>(*state);
   AuditEvent e;
-  e.kind = "auth.begin";
+  e.kind = AuditKind::kAuthBegin;
   e.user = "alice";
-  e.outcome = "info";
+  e.outcome = AuditOutcome::kInfo;
   e.details = {{"pad", std::string(70 * 1024, 'x')}};  // over the store's field bound
   Status st = Status();
   std::string out = capture_stderr([&] { st = f->audit->record(e); });
@@ -430,7 +511,8 @@ int main() {
       cmocka_unit_test_setup_teardown(test_deleted_row_detected, setup, teardown),
       cmocka_unit_test_setup_teardown(test_prune_keeps_chain, setup, teardown),
       cmocka_unit_test_setup_teardown(test_query_filters, setup, teardown),
-      cmocka_unit_test(test_message_ids),
+      cmocka_unit_test(test_kind_catalogue),
+      cmocka_unit_test(test_outcome_and_reason_catalogue),
       cmocka_unit_test_setup_teardown(test_stderr_without_journal, setup, teardown),
       cmocka_unit_test_setup_teardown(test_store_failure_reported, setup, teardown),
   };

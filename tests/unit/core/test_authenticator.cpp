@@ -1132,7 +1132,7 @@ std::string code_of(const SmsMessage& msg) {
 SmsDelivery accepted() {
   SmsDelivery d;
   d.status = SmsDeliveryStatus::kAccepted;
-  d.reason = "accepted";
+  d.reason = AuditReason::kAccepted;
   d.tries = 1;
   return d;
 }
@@ -1219,7 +1219,7 @@ static void test_sms_attempts_limits_and_failures(void** /*state*/) {
   ASSERT_OK(failed);
   SmsDelivery refused;
   refused.status = SmsDeliveryStatus::kUnavailable;
-  refused.reason = "provider-auth";
+  refused.reason = AuditReason::kProviderAuth;
   refused.message = "SMS is unavailable: the provider refused mfad's credentials";
   refused.http_status = 401;
   ASSERT_ERR(e.auth->sms_sent(*failed, refused), Errc::kSmsUnavailable);

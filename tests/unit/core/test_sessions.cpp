@@ -394,7 +394,8 @@ void test_bad_input(void**) {
 
 void test_factor_linking(void**) {
   Env e;
-  AuditEvent success{"auth.success", "alice", "success", "", "uid=0", {}};
+  AuditEvent success{AuditKind::kAuthSuccess, "alice", AuditOutcome::kSuccess,
+                     AuditReason::kNone,      "uid=0", {}};
   success.details = {{"service", "sshd"}, {"rhost", "h1"}, {"method", "backup"}};
   assert_true(e.audit->record(success).ok());
   assert_true(e.open("alice", 100, "h2").ok());  // other rhost: not linked
@@ -432,7 +433,8 @@ void test_new_device_events(void**) {
 
 void test_failure_burst(void**) {
   Env e;
-  AuditEvent failure{"auth.failure", "alice", "failure", "bad-code", "uid=0", {}};
+  AuditEvent failure{AuditKind::kAuthFailure, "alice", AuditOutcome::kFailure,
+                     AuditReason::kBadCode,   "uid=0", {}};
   failure.details = {{"service", "sshd"}, {"rhost", "203.0.113.9"}};
   for (int i = 0; i < 9; ++i) {
     assert_true(e.audit->record(failure).ok());
