@@ -8,6 +8,8 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-journal.h>
 
+#include <iterator>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -124,6 +126,16 @@ constexpr bool in_enum_order(const Table& table, Enum last) {
 static_assert(in_enum_order(kKinds, AuditKind::kDaemonStop));
 static_assert(in_enum_order(kOutcomes, AuditOutcome::kInfo));
 static_assert(in_enum_order(kReasons, AuditReason::kSignal));
+
+template <typename Table>
+auto value_named(const Table& table, std::string_view name)
+    -> std::optional<decltype(std::begin(table)->value)> {
+  for (const auto& entry : table) {
+    if (name == entry.name)
+      return entry.value;
+  }
+  return std::nullopt;
+}
 
 // Journal fields and the stderr line stay bounded whatever a caller put in a detail.
 constexpr size_t kMaxFieldValue = 1024;
@@ -259,19 +271,11 @@ const char* audit_reason_name(AuditReason reason) {
 }
 
 std::optional<AuditKind> audit_kind_from_name(std::string_view name) {
-  for (const auto& k : kKinds) {
-    if (name == k.name)
-      return k.value;
-  }
-  return std::nullopt;
+  return value_named(kKinds, name);
 }
 
 std::optional<AuditReason> audit_reason_from_name(std::string_view name) {
-  for (const auto& r : kReasons) {
-    if (name == r.name)
-      return r.value;
-  }
-  return std::nullopt;
+  return value_named(kReasons, name);
 }
 
 std::string AuditEvent::detail(const std::string& key) const {

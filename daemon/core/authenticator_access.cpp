@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <set>
 
-#include "common/dbus_names.hpp"
 #include "core/authenticator_impl.hpp"
 #include "core/validation.hpp"
 
@@ -134,8 +133,7 @@ Status Authenticator::Impl::step_up(const Caller& caller, std::string_view user,
     return make_error(Errc::kStepUpRequired,
                       "This change needs a current code of your second factor");
   }
-  if (current_code.size() > dbus::kMaxCodeLength)
-    return invalid_argument("The code is too long");
+  MFA_CHECK(validate_code_length(current_code));
   const std::set<Method> allowed{Method::kTotp, Method::kBackup};
   const int64_t now_s = d_.clock.now_seconds();
   MFA_TRY(match, attempt(caller, user, AuditKind::kAuthFailure, details,

@@ -6,7 +6,6 @@
 #include "common/backup_codes.hpp"
 #include "common/base32.hpp"
 #include "common/crypto.hpp"
-#include "common/dbus_names.hpp"
 #include "common/host_name.hpp"
 #include "common/otp.hpp"
 #include "common/otpauth.hpp"
@@ -29,6 +28,27 @@ std::string default_issuer() {
   return *name;
 }
 
+// Writes user's factor record (pending or active), created now.
+Status put_factor(Verifier& v, std::string_view user, Method method, bool pending,
+                  std::vector<uint8_t> sealed, std::string params) {
+  FactorRecord record;
+  record.method = method;
+  record.pending = pending;
+  record.sealed = std::move(sealed);
+  record.params = std::move(params);
+  record.created_usec = v.d_.clock.realtime_usec();
+  MFA_STORE_CHECK(v.d_.store.put_factor(user, record));
+  return {};
+}
+
+// The confirmed factor replaces its pending record.
+Status activate_factor(Verifier& v, std::string_view user, Method method,
+                       std::vector<uint8_t> sealed, std::string params) {
+  MFA_CHECK(put_factor(v, user, method, false, std::move(sealed), std::move(params)));
+  MFA_STORE_CHECK(v.d_.store.delete_factor(user, method, true));
+  return {};
+}
+
 }  // namespace
 
 Result<SmsMessage> Authenticator::begin_sms_enrollment(const Caller& caller, std::string_view user,
@@ -36,8 +56,7 @@ Result<SmsMessage> Authenticator::begin_sms_enrollment(const Caller& caller, std
                                                        std::string_view current_code) {
   Impl& m = *impl_;
   MFA_TRY(access, m.authorize(caller, user, "BeginSmsEnrollment"));
-  if (current_code.size() > dbus::kMaxCodeLength)
-    return invalid_argument("The code is too long");
+  MFA_CHECK(validate_code_length(current_code));
   MFA_CHECK(validate_e164(phone_e164));
   if (m.d_.config.sms_provider == SmsProvider::kNone)
     return make_error(Errc::kSmsUnavailable,
@@ -50,15 +69,10 @@ Result<SmsMessage> Authenticator::begin_sms_enrollment(const Caller& caller, std
 
   const SecureString phone(phone_e164);
   MFA_TRY(sealed, m.sms.seal_phone(phone.view(), user, kSealSmsPending));
-  FactorRecord record;
-  record.method = Method::kSms;
-  record.pending = true;
-  record.sealed = std::move(sealed);
-  record.params = mask_phone(phone.view());
-  record.created_usec = m.d_.clock.realtime_usec();
-  MFA_STORE_CHECK(m.d_.store.put_factor(user, record));
+  const std::string masked = mask_phone(phone.view());
+  MFA_CHECK(put_factor(m, user, Method::kSms, true, std::move(sealed), masked));
   MFA_CHECK(m.audit_success(AuditKind::kEnrollBegin, user, caller,
-                            {{"method", "sms"}, {"phone", record.params}}));
+                            {{"method", "sms"}, {"phone", masked}}));
   return m.sms.issue(caller, user, phone, kSmsPurposeEnroll, {{"method", "sms"}});
 }
 
@@ -67,8 +81,7 @@ Status Authenticator::confirm_sms_enrollment(const Caller& caller, std::string_v
   Impl& m = *impl_;
   MFA_TRY(access, m.authorize(caller, user, "ConfirmSmsEnrollment"));
   (void)access;
-  if (code.size() > dbus::kMaxCodeLength)
-    return invalid_argument("The code is too long");
+  MFA_CHECK(validate_code_length(code));
   MFA_TRY(f, m.load_factors(user));
   if (!f.sms_pending)
     return make_error(Errc::kNoPendingEnrollment,
@@ -88,14 +101,7 @@ Status Authenticator::confirm_sms_enrollment(const Caller& caller, std::string_v
   (void)match;
   MFA_TRY(phone, m.sms.open_phone(*f.sms_pending, user, kSealSmsPending));
   MFA_TRY(sealed, m.sms.seal_phone(phone.view(), user, kSealSms));
-  FactorRecord active;
-  active.method = Method::kSms;
-  active.pending = false;
-  active.sealed = std::move(sealed);
-  active.params = f.sms_pending->params;
-  active.created_usec = m.d_.clock.realtime_usec();
-  MFA_STORE_CHECK(m.d_.store.put_factor(user, active));
-  MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kSms, true));
+  MFA_CHECK(activate_factor(m, user, Method::kSms, std::move(sealed), f.sms_pending->params));
   MFA_CHECK(m.audit_success(AuditKind::kEnrollConfirm, user, caller, details));
   return {};
 }
@@ -124,8 +130,7 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
       return invalid_argument("Digits must be 6, 7 or 8");
     params.digits = options.digits;
   }
-  if (options.current_code.size() > dbus::kMaxCodeLength)
-    return invalid_argument("The code is too long");
+  MFA_CHECK(validate_code_length(options.current_code.view()));
 
   MFA_TRY(f, m.load_factors(user));
   if (f.totp)
@@ -139,13 +144,8 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
   auto sealed = m.d_.sealer.seal(secret.span(), user, kSealTotpPending);
   if (!sealed.ok())
     return make_error(Errc::kInternal, "Could not seal the new secret");
-  FactorRecord record;
-  record.method = Method::kTotp;
-  record.pending = true;
-  record.sealed = std::move(sealed).value();
-  record.params = format_totp_params(params);
-  record.created_usec = m.d_.clock.realtime_usec();
-  MFA_STORE_CHECK(m.d_.store.put_factor(user, record));
+  MFA_CHECK(put_factor(m, user, Method::kTotp, true, std::move(sealed).value(),
+                       format_totp_params(params)));
 
   TotpEnrollment out;
   {
@@ -174,8 +174,7 @@ Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_
   Impl& m = *impl_;
   MFA_TRY(access, m.authorize(caller, user, "ConfirmTotpEnrollment"));
   (void)access;
-  if (code.size() > dbus::kMaxCodeLength)
-    return invalid_argument("The code is too long");
+  MFA_CHECK(validate_code_length(code));
   MFA_TRY(f, m.load_factors(user));
   if (!f.totp_pending)
     return make_error(Errc::kNoPendingEnrollment,
@@ -195,28 +194,16 @@ Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_
                                return out;
                              const auto step = totp_verify(seed.span(), code, params, now_s,
                                                            m.window(), std::nullopt);
-                             if (step) {
-                               Verifier::Match mt;
-                               mt.method = Method::kTotp;
-                               mt.step = *step;
-                               mt.drift = static_cast<int64_t>(*step) -
-                                          static_cast<int64_t>(totp_step(now_s, params.period));
-                               out.match = mt;
-                             }
+                             if (step)
+                               out.match = Verifier::totp_match(*step, now_s, params.period);
                              return out;
                            }));
 
   auto sealed = m.d_.sealer.seal(seed.span(), user, kSealTotp);
   if (!sealed.ok())
     return make_error(Errc::kInternal, "Could not seal the secret");
-  FactorRecord active;
-  active.method = Method::kTotp;
-  active.pending = false;
-  active.sealed = std::move(sealed).value();
-  active.params = f.totp_pending->params;
-  active.created_usec = m.d_.clock.realtime_usec();
-  MFA_STORE_CHECK(m.d_.store.put_factor(user, active));
-  MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kTotp, true));
+  MFA_CHECK(
+      activate_factor(m, user, Method::kTotp, std::move(sealed).value(), f.totp_pending->params));
   // The confirming code must not open a login as well.
   MFA_STORE_CHECK(m.d_.store.set_totp_watermark(user, match.step));
   if (match.drift)

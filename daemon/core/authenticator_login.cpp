@@ -5,7 +5,6 @@
 #include <set>
 #include <utility>
 
-#include "common/dbus_names.hpp"
 #include "core/authenticator_impl.hpp"
 #include "core/rate_limiter.hpp"
 #include "core/sms_delivery.hpp"
@@ -133,8 +132,7 @@ Result<std::string> Authenticator::verify(const Caller& caller, std::string_view
                                           std::string_view code) {
   Impl& m = *impl_;
   MFA_CHECK(m.require_root(caller, "Verify"));
-  if (code.size() > dbus::kMaxCodeLength)
-    return invalid_argument("The code is too long");
+  MFA_CHECK(validate_code_length(code));
   Challenge* c = m.challenges.find(challenge, caller.bus_name);
   if (!c || c->done)
     return make_error(Errc::kNoSuchChallenge, "No such authentication is in progress");

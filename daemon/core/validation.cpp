@@ -24,6 +24,12 @@ Error invalid_argument(std::string message) {
   return make_error(Errc::kInvalidArgument, std::move(message));
 }
 
+Status validate_code_length(std::string_view code) {
+  if (code.size() > dbus::kMaxCodeLength)
+    return invalid_argument("The code is too long");
+  return {};
+}
+
 Status validate_user_name(std::string_view user) {
   if (user.empty())
     return invalid_argument("The user name is empty");

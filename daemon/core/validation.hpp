@@ -18,6 +18,9 @@ namespace mfa {
 // Errc::kInvalidArgument with message.
 Error invalid_argument(std::string message);
 
+// A code or current_code of at most dbus::kMaxCodeLength bytes (longer ones are refused unread).
+Status validate_code_length(std::string_view code);
+
 // Not empty, <= kMaxUserNameLength bytes, printable UTF-8, no '/', no leading '-'.
 Status validate_user_name(std::string_view user);
 

@@ -20,6 +20,14 @@ bool Verifier::all_digits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
+Verifier::Match Verifier::totp_match(uint64_t step, int64_t now_seconds, int period) {
+  Match m;
+  m.method = Method::kTotp;
+  m.step = step;
+  m.drift = static_cast<int64_t>(step) - static_cast<int64_t>(totp_step(now_seconds, period));
+  return m;
+}
+
 int Verifier::window() const {
   return std::clamp(d_.config.window, 0, 10);
 }
@@ -101,12 +109,7 @@ Result<Verifier::CheckOutcome> Verifier::check_code(std::string_view user, std::
       if (step) {
         MFA_STORE_TRY(advanced, d_.store.advance_totp_watermark(user, *step));
         if (advanced) {
-          Match m;
-          m.method = Method::kTotp;
-          m.step = *step;
-          m.drift = static_cast<int64_t>(*step) -
-                    static_cast<int64_t>(totp_step(now_seconds, params.period));
-          out.match = m;
+          out.match = totp_match(*step, now_seconds, params.period);
           return out;
         }
         out.reason = AuditReason::kReplay;  // another login took this step first

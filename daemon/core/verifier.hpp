@@ -88,6 +88,8 @@ class Verifier {
   // Read per decision, so that a reloaded configuration applies at once.
   RatePolicy policy() const { return RatePolicy::from_config(d_.config); }
   int window() const;
+  // A TOTP code matched at step, now_seconds being now.
+  static Match totp_match(uint64_t step, int64_t now_seconds, int period);
   // A non-empty string of ASCII digits only.
   static bool all_digits(std::string_view s);
 
