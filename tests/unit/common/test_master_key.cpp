@@ -13,23 +13,11 @@
 #include "common/crypto.hpp"
 #include "common/master_key.hpp"
 #include "cmocka_cpp.hpp"
+#include "temp_dir.hpp"
+
+using mfa::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/mfa-test-master-key-XXXXXX";
-    assert_non_null(mkdtemp(tmpl));
-    path = tmpl;
-  }
-  ~TempDir() {
-    const std::string cmd = "rm -rf '" + path + "'";
-    if (std::system(cmd.c_str()) != 0)
-      std::abort();
-  }
-  std::string file(const char* name) const { return path + "/" + name; }
-};
 
 void write_file(const std::string& path, size_t size, mode_t mode) {
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);

@@ -4,33 +4,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <string>
 
 #include "common/secret_file.hpp"
 #include "cmocka_cpp.hpp"
+#include "temp_dir.hpp"
 
 using mfa::SecretFileRules;
 using mfa::SecretFormat;
 
+using mfa::test::TempDir;
+
 namespace {
 
 constexpr char kSecret[] = "s3cretValue";
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/mfa-test-secret-file-XXXXXX";
-    assert_non_null(mkdtemp(tmpl));
-    path = tmpl;
-  }
-  ~TempDir() {
-    const std::string cmd = "rm -rf '" + path + "'";
-    if (std::system(cmd.c_str()) != 0)
-      std::abort();
-  }
-  std::string file(const char* name) const { return path + "/" + name; }
-};
 
 std::string write_file(const TempDir& dir, const char* name, std::string_view content,
                        mode_t mode = 0600) {
