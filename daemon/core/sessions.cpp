@@ -6,6 +6,7 @@
 
 #include "common/crypto.hpp"
 #include "common/dbus_names.hpp"
+#include "core/validation.hpp"
 
 namespace mfa {
 namespace {
@@ -43,10 +44,6 @@ std::string success_key(std::string_view user, std::string_view service, std::st
   key.push_back('\0');
   key.append(rhost);
   return key;
-}
-
-Error invalid(std::string message) {
-  return make_error(Errc::kInvalidArgument, std::move(message));
 }
 
 }  // namespace
@@ -172,14 +169,14 @@ Result<SessionRecord> SessionRegistry::prepare(const Caller& caller, std::string
   if (caller.uid != 0)
     return make_error(Errc::kNotAllowed, "Only root may open sessions.");
   if (user.empty() || user.size() > dbus::kMaxUserNameLength || !printable(user))
-    return invalid("The user name is invalid.");
+    return invalid_argument("The user name is invalid.");
   if (context.size() > dbus::kMaxContextEntries)
-    return invalid("Too many context entries.");
+    return invalid_argument("Too many context entries.");
   for (const auto& [key, value] : context) {
     if (!kContextKeys.count(key))
-      return invalid("Unknown context key \"" + (printable(key) ? key : "?") + "\".");
+      return invalid_argument("Unknown context key \"" + (printable(key) ? key : "?") + "\".");
     if (value.size() > kMaxFieldLength || !printable(value))
-      return invalid("The context value of \"" + key + "\" is too long or not printable.");
+      return invalid_argument("The context value of \"" + key + "\" is too long or not printable.");
   }
   if (!d_.users.uid_of(user))
     return make_error(Errc::kNoSuchUser, "No such user: " + std::string(user));
@@ -193,25 +190,25 @@ Result<SessionRecord> SessionRegistry::prepare(const Caller& caller, std::string
   s.logind_session = get(context, "logind_session");
   for (char c : s.logind_session) {
     if (!isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-')
-      return invalid("The logind session id is invalid.");
+      return invalid_argument("The logind session id is invalid.");
   }
   const std::string pid_text = get(context, "leader_pid");
   if (!pid_text.empty()) {
     uint32_t pid = 0;
     auto [end, ec] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
     if (ec != std::errc() || end != pid_text.data() + pid_text.size() || pid > 0x7fffffffu)
-      return invalid("The leader pid is not a number.");
+      return invalid_argument("The leader pid is not a number.");
     s.leader_pid = pid;
   }
   if (s.leader_pid > 1) {
     auto start = d_.effects.process_start(static_cast<pid_t>(s.leader_pid));
     if (!start)
-      return invalid("The session leader " + pid_text + " does not exist.");
+      return invalid_argument("The session leader " + pid_text + " does not exist.");
     s.leader_start = *start;
   }
   s.factor = get(context, "factor");
   if (!s.factor.empty() && s.factor != "none" && !parse_method(s.factor))
-    return invalid("Unknown factor \"" + s.factor + "\".");
+    return invalid_argument("Unknown factor \"" + s.factor + "\".");
   std::string linked = linked_factor(user, s.service, s.rhost);
   if (s.factor.empty())
     s.factor = linked;
@@ -337,7 +334,7 @@ Result<std::vector<SessionRecord>> SessionRegistry::list(const Caller& caller,
     }
   } else {
     if (user.size() > dbus::kMaxUserNameLength || !printable(user))
-      return invalid("The user name is invalid.");
+      return invalid_argument("The user name is invalid.");
     if (!may_see(caller, user)) {
       return admin_refusal(caller,
                            make_error(Errc::kNotAllowed, "You may list only your own sessions."));
