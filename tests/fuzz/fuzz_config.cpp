@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/totp_issuer.hpp"
 #include "core/config.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -46,6 +47,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (c.state_directory.empty() || c.state_directory[0] != '/')
       abort();
     if (c.twilio_account_sid.size() > 4096 || c.issuer.size() > 4096)
+      abort();
+    // What reaches otpauth URIs passes the one issuer rule (common/totp_issuer.hpp).
+    if (mfa::check_totp_issuer(c.issuer) != mfa::IssuerProblem::kNone)
       abort();
   }
   return 0;
