@@ -1,4 +1,4 @@
-// The D-Bus names of CONTRACT.md, in one place for mfad, mfactl and pam_mfa.so.
+// The D-Bus names (daemon/bus/org.mfad1.Manager.xml), in one place for mfad, mfactl and pam_mfa.so.
 #pragma once
 
 #include <cstddef>
@@ -10,7 +10,8 @@ inline constexpr char kObjectPath[] = "/org/mfad1";
 inline constexpr char kInterface[] = "org.mfad1.Manager";
 inline constexpr char kErrorPrefix[] = "org.mfad1.Error.";
 
-// Error names (CONTRACT.md "Errors"), plus StorageFailure, LimitExceeded and Internal.
+// Error names (docs/architecture.md, "The bus API's errors"), plus StorageFailure, LimitExceeded
+// and Internal.
 inline constexpr char kErrorBadCode[] = "org.mfad1.Error.BadCode";
 inline constexpr char kErrorRateLimited[] = "org.mfad1.Error.RateLimited";
 inline constexpr char kErrorNotEnrolled[] = "org.mfad1.Error.NotEnrolled";

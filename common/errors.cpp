@@ -1,4 +1,4 @@
-// Errc ↔ org.mfad1.Error.<Name> (CONTRACT.md "Errors").
+// Errc ↔ org.mfad1.Error.<Name> (docs/architecture.md, "The bus API's errors").
 #include <iterator>
 
 #include "common/dbus_names.hpp"

@@ -12,7 +12,7 @@
 namespace mfa {
 
 enum class Errc {
-  // The error names of CONTRACT.md (org.mfad1.Error.<Name>).
+  // The error names (org.mfad1.Error.<Name>, docs/architecture.md).
   kBadCode,
   kRateLimited,
   kNotEnrolled,

@@ -1,4 +1,4 @@
-// mfactl: the command-line client of org.mfad1 (CONTRACT.md "mfactl"). It decides nothing: every
+// mfactl: the command-line client of org.mfad1 (docs/mfactl.md). It decides nothing: every
 // check happens in mfad; mfactl parses, asks for codes on the terminal, and shows the answers.
 //
 // Exit status: 0 done, 1 refused or failed (message on stderr), 2 usage error.

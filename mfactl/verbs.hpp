@@ -1,4 +1,4 @@
-// mfactl's verbs: one function per verb of CONTRACT.md "mfactl", given the parsed command line.
+// mfactl's verbs: one function per verb of docs/mfactl.md, given the parsed command line.
 // Each returns the exit status (kExitOk, kExitFailed, kExitUsage) after printing its output.
 // They live by job: account_verbs.cpp (status, users, reset, unlock), enrollment_verbs.cpp (enroll,
 // confirm, backup-codes, disable), session_verbs.cpp (sessions, terminate), audit_verbs.cpp

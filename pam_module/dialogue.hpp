@@ -1,4 +1,4 @@
-// The login dialogue of pam_sm_authenticate (CONTRACT.md "The login dialogue", DESIGN.md §4):
+// The login dialogue of pam_sm_authenticate (docs/pam_mfa.md, "The dialogue"):
 // a challenge from mfad, one echo-off prompt per try, the word "sms" for a text, and the answer
 // sent to mfad, which alone decides. The shape is fprintd's pam_fprintd.c: a multi-step dialogue
 // that survives the daemon going away.

@@ -1,4 +1,4 @@
-// pam_mfa.so's module arguments (CONTRACT.md "pam_mfa.so arguments"), parsed per call: no state
+// pam_mfa.so's module arguments (docs/pam_mfa.md, "Arguments"), parsed per call: no state
 // survives between hooks. Kept apart from the module so that it is unit-tested without PAM.
 //
 // The parser allocates nothing (hook_context.hpp, "Out of memory"): texts are views into argv,

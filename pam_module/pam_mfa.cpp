@@ -1,6 +1,6 @@
-// pam_mfa.so's entry points: a thin, synchronous sd-bus client of mfad (DESIGN.md §3, §4, §7)
-// that holds no secret beyond the answer being sent and leaves every decision to the daemon.
-// Each hook parses its arguments, checks the user, and hands over to the dialogue
+// pam_mfa.so's entry points: a thin, synchronous sd-bus client of mfad (docs/architecture.md,
+// docs/pam_mfa.md) that holds no secret beyond the answer being sent and leaves every decision to
+// the daemon. Each hook parses its arguments, checks the user, and hands over to the dialogue
 // (dialogue.hpp) or the session hook (session_hook.hpp); what they return goes through
 // HookContext::finish, which makes any allocation failure PAM_BUF_ERR (hook_context.hpp).
 #include <security/pam_ext.h>
@@ -89,7 +89,7 @@ PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_setcred(pam_handle_
   return PAM_SUCCESS;
 }
 
-// Session registration (DESIGN.md §8): the same failure rules as authentication.
+// Session registration (docs/sessions.md): the same failure rules as authentication.
 PAM_EXTERN __attribute__((visibility("default"))) int pam_sm_open_session(pam_handle_t* pamh,
                                                                           int flags, int argc,
                                                                           const char** argv) {

@@ -1,7 +1,7 @@
 // The few pieces of the C++ runtime pam_mfa.so uses, defined here so that the module needs
 // neither libstdc++.so (loading and relocating it was most of what a fresh sshd child or sudo paid
 // for the module: tests/bench/pam) nor a static copy of it (whose exception-allocation pool is a
-// static constructor, which a module must not have: DESIGN.md §3).
+// static constructor, which a module must not have: docs/pam_mfa.md).
 //
 // What is not here: operator new and delete, and the hooks through which containers report a
 // failed allocation (__throw_bad_alloc, __throw_length_error). The module allocates nothing

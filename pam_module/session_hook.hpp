@@ -1,4 +1,4 @@
-// pam_sm_open_session and pam_sm_close_session (DESIGN.md §8, docs/sessions.md): the session is
+// pam_sm_open_session and pam_sm_close_session (docs/sessions.md): the session is
 // registered with mfad, its id kept as PAM data and exported as MFA_SESSION_ID; closing ends it.
 // The same failure rules as authentication.
 #pragma once

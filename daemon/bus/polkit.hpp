@@ -1,8 +1,8 @@
 // polkit's org.mfad1.manage (systemd/org.mfad1.policy): the third way into the admin tier, after
-// root and AdminGroup (DESIGN §3). One asynchronous CheckAuthorization per call, subject the
-// caller's unique bus name, as systemd's bus_verify_polkit_async does; the event loop serves
-// everyone else meanwhile. Anything but polkit's yes within the timeout is a no (fail closed):
-// polkit absent, frozen, erroring, or too many questions pending.
+// root and AdminGroup (docs/security-model.md). One asynchronous CheckAuthorization per call,
+// subject the caller's unique bus name, as systemd's bus_verify_polkit_async does; the event loop
+// serves everyone else meanwhile. Anything but polkit's yes within the timeout is a no (fail
+// closed): polkit absent, frozen, erroring, or too many questions pending.
 #pragma once
 
 #include <systemd/sd-bus.h>

@@ -1,5 +1,6 @@
-// The audit trail (DESIGN §9): every decision goes to the hash-chained table in the store and to
-// journald with structured fields and one MESSAGE_ID per event kind (docs/audit-events.md).
+// The audit trail (docs/audit-events.md): every decision goes to the hash-chained table in the
+// store and to journald with structured fields and one MESSAGE_ID per event kind
+// (docs/audit-events.md).
 #pragma once
 
 #include <functional>

@@ -27,8 +27,8 @@ namespace mfa {
 struct SmsMessage;   // sms_codes.hpp
 struct SmsDelivery;  // sms_delivery.hpp
 
-// The admin tier beyond root and AdminGroup (DESIGN §3): an authority outside mfad, asked by the
-// bus layer for the call at hand (polkit's org.mfad1.manage, daemon/bus/polkit.hpp).
+// The admin tier beyond root and AdminGroup (docs/security-model.md): an authority outside mfad,
+// asked by the bus layer for the call at hand (polkit's org.mfad1.manage, daemon/bus/polkit.hpp).
 class AdminAuthority {
  public:
   enum class Answer { kNo, kYes, kNotAsked };

@@ -1,5 +1,5 @@
-// Who may call what (DESIGN §3): root for the PAM side; the user on their own account, with
-// step-up once a factor is active; admins (root, AdminGroup, or the caller's admin authority:
+// Who may call what (docs/security-model.md): root for the PAM side; the user on their own account,
+// with step-up once a factor is active; admins (root, AdminGroup, or the caller's admin authority:
 // polkit's org.mfad1.manage).
 #include <sys/types.h>
 
@@ -118,9 +118,9 @@ Result<bool> Authenticator::Impl::has_state(std::string_view user) {
          limits.day_failures > 0 || limits.lockout_count > 0;
 }
 
-// Step-up (CONTRACT): a user changing their own account, once any factor is active, proves it
-// with a current code. Root and admins acting on others skip it; an admin on their own account
-// does not.
+// Step-up (docs/mfactl.md, "Step-up"): a user changing their own account, once any factor is
+// active, proves it with a current code. Root and admins acting on others skip it; an admin on
+// their own account does not.
 Status Authenticator::Impl::step_up(const Caller& caller, std::string_view user,
                                     const Access& access, std::string_view current_code,
                                     const Factors& f, std::string_view action) {

@@ -1,5 +1,5 @@
 // Self-service or admin changes of a user's factors: TOTP and SMS enrollment (two-phase: pending,
-// then confirmed by a code), backup codes, disabling a factor. Step-up applies (CONTRACT).
+// then confirmed by a code), backup codes, disabling a factor. Step-up applies (docs/mfactl.md).
 #include <set>
 #include <utility>
 

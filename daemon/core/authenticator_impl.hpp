@@ -1,6 +1,6 @@
 // What the Authenticator's methods share, private to its authenticator_*.cpp files: the
 // verification core, open challenges, SMS codes, and the checks every method makes first (who may
-// call it, DESIGN §3's tiers, and step-up).
+// call it, the tiers of docs/security-model.md, and step-up).
 #pragma once
 
 #include <string>
@@ -39,7 +39,7 @@ struct Authenticator::Impl : Verifier {
   // Admin-only methods that name a user (known to NSS, or with state here).
   Status admin_on_user(const Caller& caller, std::string_view user, std::string_view action);
   Result<bool> has_state(std::string_view user);
-  // Step-up (CONTRACT): a current code from a user changing their own account.
+  // Step-up (docs/mfactl.md, "Step-up"): a current code from a user changing their own account.
   Status step_up(const Caller& caller, std::string_view user, const Access& access,
                  std::string_view current_code, const Factors& f, std::string_view action);
 

@@ -1,4 +1,4 @@
-// mfad.conf (CONTRACT.md "mfad.conf"): INI parsed with inih; keys case-sensitive.
+// mfad.conf (mfad.conf(5), packaging/man/mfad.conf.5): INI parsed with inih; keys case-sensitive.
 #pragma once
 
 #include <string>

@@ -1,5 +1,6 @@
-// mfad.conf's keys (CONTRACT.md "mfad.conf"): for each, its section, its name, and how its value is
-// checked and stored; and the rules between keys. config_parser.cpp walks a file with them.
+// mfad.conf's keys (mfad.conf(5), packaging/man/mfad.conf.5): for each, its section, its name, and
+// how its value is checked and stored; and the rules between keys. config_parser.cpp walks a file
+// with them.
 #pragma once
 
 #include <functional>

@@ -1,5 +1,5 @@
-// Rate limiting of code attempts (DESIGN §4 step 4), as pure functions on a user's LimitState so
-// that the arithmetic is testable without a store or a clock.
+// Rate limiting of code attempts (docs/security-model.md, "Attacks and answers"), as pure functions
+// on a user's LimitState so that the arithmetic is testable without a store or a clock.
 //
 // An attempt is counted before its code is checked (count_attempt, then the store write); a
 // success takes it back (record_success); a failure may lock the user (apply_failure):

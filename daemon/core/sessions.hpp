@@ -1,6 +1,6 @@
-// Login sessions (DESIGN §8): registration from pam_sm_open_session, limits, expiry, termination
-// and the security events around them (new device, failure bursts). The logic, testable without a
-// bus: what a termination does to processes and the bus is behind SessionEffects
+// Login sessions (docs/sessions.md): registration from pam_sm_open_session, limits, expiry,
+// termination and the security events around them (new device, failure bursts). The logic, testable
+// without a bus: what a termination does to processes and the bus is behind SessionEffects
 // (sessions_bus.cpp is the real one).
 #pragma once
 

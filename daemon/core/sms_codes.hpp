@@ -1,4 +1,4 @@
-// SMS codes (DESIGN §5): the send limits (per user, per phone, per host), 6-digit codes from the
+// SMS codes (docs/sms.md): the send limits (per user, per phone, per host), 6-digit codes from the
 // CSPRNG kept only as keyed hashes bound to the user and purpose, their lifetime and attempts,
 // and the sealing of phone numbers. The Authenticator authorizes; this decides and stores.
 #pragma once

@@ -1,4 +1,4 @@
-// Phone numbers and the text of an SMS code (DESIGN §5): E.164 only, and masked everywhere a
+// Phone numbers and the text of an SMS code (docs/sms.md): E.164 only, and masked everywhere a
 // person or a log could see them.
 #pragma once
 

@@ -2,11 +2,11 @@
 // same store is Redis's local cache, and the fleet layer uses it through this interface too (the
 // fleet-mode section below). Secrets arrive here already sealed; codes only as keyed hashes.
 //
-// Transactions (group commit, DESIGN §6): the first write after a flush() opens a transaction
-// (BEGIN IMMEDIATE); every later read and write joins it; flush() commits. The bus layer calls
-// flush() once per batch of requests and sends success replies only after it returned ok. If
-// flush() fails, everything since the previous flush is rolled back and every reply of the batch
-// becomes an error.
+// Transactions (group commit, docs/operations.md): the first write after a flush() opens a
+// transaction (BEGIN IMMEDIATE); every later read and write joins it; flush() commits. The bus
+// layer calls flush() once per batch of requests and sends success replies only after it returned
+// ok. If flush() fails, everything since the previous flush is rolled back and every reply of the
+// batch becomes an error.
 #pragma once
 
 #include <array>
@@ -36,7 +36,7 @@ struct FactorRecord {
   int64_t created_usec = 0;
 };
 
-// Rate-limit state of one user (DESIGN §4 step 4).
+// Rate-limit state of one user (docs/security-model.md, "Attacks and answers").
 struct LimitState {
   int consecutive_failures = 0;
   int lockout_count = 0;          // lockouts so far; the next one lasts longer
@@ -57,7 +57,7 @@ struct AuditRecord {
   std::string hash_hex;      // sha256(prev_hash || canonical row), assigned by the store
 };
 
-// SMS (DESIGN §5): a code waiting to be typed, as a keyed hash, and the sends that the limits
+// SMS (docs/sms.md): a code waiting to be typed, as a keyed hash, and the sends that the limits
 // count. A user has at most one code per purpose.
 inline constexpr char kSmsPurposeLogin[] = "login";
 inline constexpr char kSmsPurposeEnroll[] = "enroll";
@@ -80,7 +80,7 @@ struct AuditFilter {
   size_t limit = 100;  // newest `limit` rows, returned oldest first
 };
 
-// A registered login session (DESIGN §8; ListSessions rows carry the same fields).
+// A registered login session (docs/sessions.md; ListSessions rows carry the same fields).
 struct SessionRecord {
   std::string id;  // 128-bit random, lower-case hex
   std::string user;

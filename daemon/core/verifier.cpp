@@ -134,9 +134,9 @@ Result<Verifier::CheckOutcome> Verifier::check_code(std::string_view user, std::
   return out;
 }
 
-// One counted attempt (DESIGN §4 step 4): refused while locked; counted and written before the
-// code is checked; a failure may lock the user. Failures are audited here as `kind`; the caller
-// audits the success, after acting on it.
+// One counted attempt (docs/security-model.md, "Attacks and answers"): refused while locked;
+// counted and written before the code is checked; a failure may lock the user. Failures are audited
+// here as `kind`; the caller audits the success, after acting on it.
 Result<Verifier::Match> Verifier::attempt(const Caller& caller, std::string_view user,
                                           AuditKind kind, StringMap details, const Checker& check) {
   const int64_t now = d_.clock.realtime_usec();

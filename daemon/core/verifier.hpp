@@ -1,7 +1,7 @@
 // The verification core shared by logins, step-up and enrollment: which factors a user has,
 // whether a code matches one of them (advancing the TOTP replay watermark, consuming a backup
-// code), and the accounting around one attempt (DESIGN §4 step 4). authenticator.cpp decides who
-// may ask; this file decides whether the code is good.
+// code), and the accounting around one attempt (docs/security-model.md, "Attacks and answers").
+// authenticator.cpp decides who may ask; this file decides whether the code is good.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +20,7 @@
 
 namespace mfa {
 
-// Associated data kinds of sealed records (DESIGN §3).
+// Associated data kinds of sealed records (docs/security-model.md).
 inline constexpr char kSealTotp[] = "totp";
 inline constexpr char kSealTotpPending[] = "totp-pending";
 

@@ -1,4 +1,4 @@
-// Fleet mode (DESIGN §6, docs/fleet.md): Redis is the shared truth, the local SQLite store the
+// Fleet mode (docs/fleet.md): Redis is the shared truth, the local SQLite store the
 // cache mfad falls back to. The coordinator stands in front of the synchronous Authenticator:
 //  1. PREFETCH: before a call about user U, U's shared state is read from Redis (one script, async)
 //     and written through to SQLite;

@@ -1,4 +1,4 @@
-// Fleet mode's data in Redis (DESIGN §6): key names, the Lua scripts that make each shared
+// Fleet mode's data in Redis (docs/fleet.md): key names, the Lua scripts that make each shared
 // operation atomic, and the encoding of records. Pure functions, unit-tested without a server.
 //
 // Keys (KeyPrefix "mfad:" by default; the {user} hash tag keeps one user's keys in one slot):

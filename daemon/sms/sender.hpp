@@ -1,4 +1,4 @@
-// Sends texts through the configured provider (DESIGN §5) without ever blocking mfad's loop:
+// Sends texts through the configured provider (docs/sms.md) without ever blocking mfad's loop:
 // libcurl's multi interface driven by sd-event (CURLMOPT_SOCKETFUNCTION → sd_event_add_io,
 // CURLMOPT_TIMERFUNCTION → an sd-event timer), no thread, no blocking call.
 //

@@ -1,5 +1,6 @@
-// Group commit (DESIGN §6): what depends on the writes made so far (in the bus layer, the reply
-// of the call that made them) waits for their commit and for the disk.
+// Group commit (docs/operations.md, "Durability and group commit"): what depends on the writes made
+// so far (in the bus layer, the reply of the call that made them) waits for their commit and for
+// the disk.
 //
 // A caller that leaves the store inside a transaction queues a continuation here. An sd-event
 // defer source at SD_EVENT_PRIORITY_IDLE runs once the loop has no more pending bus input (the

@@ -1,5 +1,6 @@
-// The embedded store (DESIGN §6): SQLite in WAL mode, numbered migrations, BEGIN IMMEDIATE group
-// commit (see store.hpp) and a hash-chained, append-only audit table.
+// The embedded store (docs/operations.md, "Durability and group commit"): SQLite in WAL mode,
+// numbered migrations, BEGIN IMMEDIATE group commit (see store.hpp) and a hash-chained, append-only
+// audit table.
 //
 // One class, one file per job: sqlite_store.cpp (the connection, statements, reads and writes),
 // sqlite_schema.cpp (migrations, pragmas), sqlite_commit.cpp (the batch transaction and the disk

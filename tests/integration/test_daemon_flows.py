@@ -1,5 +1,5 @@
 """The user-visible flows through the real daemon: enrollment, login, replay, backup codes,
-lockout and unlock, step-up, and every CONTRACT error that is reachable today."""
+lockout and unlock, step-up, and every bus error (docs/architecture.md) that is reachable today."""
 
 from conftest import call_spec, current_step, totp
 from daemon_helpers import dbus_script, far_code

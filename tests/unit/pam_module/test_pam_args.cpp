@@ -1,4 +1,4 @@
-// pam_mfa.so's argument parser: every row of CONTRACT.md's table, and the bad values an admin
+// pam_mfa.so's argument parser: every row of docs/pam_mfa.md's table, and the bad values an admin
 // could write in /etc/pam.d.
 #include <setjmp.h>
 #include <stdarg.h>
