@@ -1,4 +1,5 @@
-"""The admin tier through polkit's org.mfad1.manage (docs/security-model.md): python3-dbusmock's polkitd
+"""The admin tier through polkit's org.mfad1.manage (docs/security-model.md): python3-dbusmock's
+polkitd
 template on the private bus, beside the project's bus policy and polkit's own; the policy file
 systemd/org.mfad1.policy itself."""
 

@@ -1,4 +1,5 @@
-"""pam_mfa.so when mfad is not there to decide (docs/security-model.md, "Failure policy"): stopped, killed or replaced in the
+"""pam_mfa.so when mfad is not there to decide (docs/security-model.md, "Failure policy"): stopped,
+killed or replaced in the
 middle of a dialogue, frozen (SIGSTOP), or impersonated by a process that is neither root nor the
 mfad user. failmode=secure → PAM_AUTHINFO_UNAVAIL; failmode=ignore → PAM_IGNORE; never success.
 A scripted stand-in for mfad also covers answers the real one cannot give yet (an SMS sent) or

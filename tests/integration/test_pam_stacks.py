@@ -1,4 +1,5 @@
-"""pam_mfa.so's return codes inside real stacks (docs/pam_mfa.md, "Return codes"): required, requisite, sufficient and
+"""pam_mfa.so's return codes inside real stacks (docs/pam_mfa.md, "Return codes"): required,
+requisite, sufficient and
 [success=1 default=ignore], beside pam_matrix (a password), pam_permit and pam_deny. Success only
 on a verified code; no failure of ours turns into a success of the stack."""
 

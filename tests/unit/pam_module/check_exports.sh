@@ -1,5 +1,6 @@
 #!/bin/sh
-# pam_mfa.so exports the PAM entry points and nothing else (docs/pam_mfa.md, "Build and hygiene"), links no static
+# pam_mfa.so exports the PAM entry points and nothing else (docs/pam_mfa.md, "Build and
+# hygiene"), links no static
 # constructor of its own beyond the toolchain's, and has no undefined symbol that its
 # dependencies do not provide.
 set -eu
@@ -34,7 +35,8 @@ if [ -n "$allocating" ]; then
 fi
 if readelf -d "$so" | grep -q TEXTREL; then echo "text relocations"; exit 1; fi
 echo "exports: $(echo $exports)"
-# No static constructors (docs/pam_mfa.md, "Build and hygiene"): .init_array holds only the toolchain's frame_dummy.
+# No static constructors (docs/pam_mfa.md, "Build and hygiene"): .init_array holds only the
+# toolchain's frame_dummy.
 init_size=$(readelf -SW "$so" | awk '$2 == ".init_array" {print $6}')
 if [ "$build" = plain ] && [ -n "$init_size" ] && [ $((0x$init_size)) -gt 8 ]; then
   echo "static constructors in .init_array (size 0x$init_size)"; exit 1
