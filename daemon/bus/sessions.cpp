@@ -96,6 +96,28 @@ int append_session_record(sd_bus_message* m, const SessionRecord& s, std::string
   return r;
 }
 
+uint64_t proc_stat_start_time(std::string_view stat) {
+  // comm (field 2) may hold spaces and parentheses: the fields after it start at the last ')',
+  // each behind one space: " STATE PPID ...".
+  size_t pos = stat.rfind(')');
+  if (pos == std::string_view::npos)
+    return 0;
+  pos += 1;
+  for (int field = 3; pos < stat.size() && stat[pos] == ' '; ++field) {
+    const size_t begin = pos + 1;
+    size_t end = stat.find_first_of(" \n", begin);
+    if (end == std::string_view::npos)
+      end = stat.size();
+    if (field == 22) {
+      uint64_t start = 0;
+      auto [last, ec] = std::from_chars(stat.data() + begin, stat.data() + end, start);
+      return ec == std::errc() && last == stat.data() + end ? start : 0;
+    }
+    pos = end;
+  }
+  return 0;
+}
+
 // One session being ended: the logind call in flight, then (or instead) the signals.
 struct SessionBus::Termination {
   SessionBus* owner = nullptr;
@@ -204,24 +226,7 @@ std::optional<uint64_t> SessionBus::process_start(pid_t pid) {
   ssize_t n = read(fd.get(), buf, sizeof(buf) - 1);
   if (n <= 0)
     return 0;
-  std::string_view stat(buf, static_cast<size_t>(n));
-  // comm may hold spaces and parentheses: fields count from the last ')'. starttime is field 22,
-  // the 20th after it.
-  size_t pos = stat.rfind(')');
-  if (pos == std::string_view::npos)
-    return 0;
-  std::string_view rest = stat.substr(pos + 1);
-  for (int field = 0; field < 20; ++field) {
-    size_t sp = rest.find(' ', 1);
-    if (sp == std::string_view::npos)
-      return 0;
-    rest = rest.substr(sp);
-  }
-  rest.remove_prefix(1);
-  uint64_t start = 0;
-  auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), start);
-  (void)end;
-  return ec == std::errc() ? start : 0;
+  return proc_stat_start_time(std::string_view(buf, static_cast<size_t>(n)));
 }
 
 std::optional<int64_t> SessionBus::tty_last_use(std::string_view tty) {

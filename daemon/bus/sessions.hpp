@@ -24,6 +24,10 @@ namespace mfa {
 // (s, the host that owns the session) when host is not empty.
 int append_session_record(sd_bus_message* m, const SessionRecord& s, std::string_view host = {});
 
+// The start time of a process (field 22, starttime, in clock ticks since boot) read from the text
+// of its /proc/PID/stat; 0 when the text does not hold one.
+uint64_t proc_stat_start_time(std::string_view stat);
+
 class SessionBus final : public SessionEffects {
  public:
   static Result<std::unique_ptr<SessionBus>> create(sd_event* event, sd_bus* bus,
