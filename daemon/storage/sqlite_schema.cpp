@@ -130,6 +130,12 @@ CREATE TABLE fleet_reconcile(
   count INTEGER NOT NULL DEFAULT 0,
   created INTEGER NOT NULL);
 )sql"},
+    // 5: before it, leader_start held /proc/PID/stat's vsize (field 23), not the start time
+    // (field 22), and a live leader whose memory grew looked like a reused pid. 0 is "unknown":
+    // such a session is checked by its pid alone, as one registered without a start time.
+    {5, R"sql(
+UPDATE sessions SET leader_start = 0;
+)sql"},
 };
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].number;
 

@@ -315,6 +315,22 @@ void test_persistence_and_schema(void** state) {
   assert_int_equal(st.st_mode & 07777, 0600);
 }
 
+// Migration 5: sessions registered before it hold /proc/PID/stat's vsize as their leader's start
+// time; it becomes 0 ("unknown") so that a live leader whose memory grew is not taken for a pid
+// that was reused.
+void test_migration_forgets_old_leader_start(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  f->store.reset();
+  raw_query(f->db,
+            "INSERT INTO sessions VALUES('s1', 'alice', 'sshd', '', '', '', '', 42, 123456, "
+            "'totp', '', 1, 1)");
+  raw_query(f->db, "DELETE FROM schema_version WHERE version = 5");
+  reopen(f);
+  assert_string_equal(raw_query(f->db, "SELECT leader_start FROM sessions WHERE id = 's1'").c_str(),
+                      "0");
+  assert_string_equal(raw_query(f->db, "SELECT max(version) FROM schema_version").c_str(), "5");
+}
+
 void test_loose_mode_tightened(void** state) {
   auto* f = static_cast<Fixture*>(*state);
   f->store.reset();
@@ -593,6 +609,7 @@ int main() {
       cmocka_unit_test_setup_teardown(test_limits_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_and_delete_user, setup, teardown),
       cmocka_unit_test_setup_teardown(test_persistence_and_schema, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_migration_forgets_old_leader_start, setup, teardown),
       cmocka_unit_test_setup_teardown(test_loose_mode_tightened, setup, teardown),
       cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unflushed_write_rolled_back, setup, teardown),
