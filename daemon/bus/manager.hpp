@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "bus/caller.hpp"
 #include "bus/fleet_begin_reads.hpp"
@@ -148,6 +149,16 @@ class ManagerBus {
                                         const char* sms_purpose = nullptr) const;
   // Decides call (after scope's prefetch in fleet mode) and answers it. Returns 1 for sd-bus.
   int run(const CallPtr& call, std::optional<FleetScope> scope, Decide decide);
+  // The calls that name a user (manager_calls.cpp): read and bound the user name (and, with
+  // code_name, then a code), open the call and run decide in the user's fleet scope of kind.
+  using UserDecide = std::function<Outcome(PendingCall& call, const std::string& user)>;
+  using UserCodeDecide =
+      std::function<Outcome(PendingCall& call, const std::string& user, std::string_view code)>;
+  int user_call(sd_bus_message* m, FleetCallKind kind, UserDecide decide);
+  int user_code_call(sd_bus_message* m, const char* code_name, FleetCallKind kind,
+                     const char* sms_purpose, UserCodeDecide decide);
+  // Answers call NotSupported and returns false while no session registry is set.
+  bool sessions_supported(const CallPtr& call);
   void proceed(const CallPtr& call, std::optional<FleetScope> scope, Decide decide);
   // A decision is in: polkit is asked first when it was refused for want of the admin tier.
   void decided(const CallPtr& call, Outcome outcome, Restart restart);

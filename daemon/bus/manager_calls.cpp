@@ -145,10 +145,8 @@ int ManagerBus::open_session(sd_bus_message* m) {
   MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
   MFA_READ(read_string_map(m, &context, &bad));
   MFA_CALL(call, m, bad);
-  if (!sessions_) {
-    call->send_error(SD_BUS_ERROR_NOT_SUPPORTED, "Sessions are not implemented yet.");
+  if (!sessions_supported(call))
     return 1;
-  }
   if (fleet_sessions_) {
     fleet_open_session(call, user, context);
     return 1;
@@ -164,10 +162,8 @@ int ManagerBus::close_session(sd_bus_message* m) {
   std::string session_id;
   MFA_READ(read_string(m, "session id", kMaxSessionIdLength, &session_id, &bad));
   MFA_CALL(call, m, bad);
-  if (!sessions_) {
-    call->send_error(SD_BUS_ERROR_NOT_SUPPORTED, "Sessions are not implemented yet.");
+  if (!sessions_supported(call))
     return 1;
-  }
   return run(call, std::nullopt, [this, session_id](PendingCall& c) {
     return reply_to(c.message(), sessions_->close(c.caller(), session_id));
   });
@@ -178,10 +174,8 @@ int ManagerBus::terminate_session(sd_bus_message* m) {
   std::string session_id;
   MFA_READ(read_string(m, "session id", kMaxSessionIdLength, &session_id, &bad));
   MFA_CALL(call, m, bad);
-  if (!sessions_) {
-    call->send_error(SD_BUS_ERROR_NOT_SUPPORTED, "Sessions are not implemented yet.");
+  if (!sessions_supported(call))
     return 1;
-  }
   if (fleet_sessions_) {
     fleet_terminate_session(call, session_id);
     return 1;
@@ -192,11 +186,7 @@ int ManagerBus::terminate_session(sd_bus_message* m) {
 }
 
 int ManagerBus::get_user(sd_bus_message* m) {
-  std::optional<Error> bad;
-  std::string user;
-  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
-  MFA_CALL(call, m, bad);
-  return run(call, fleet_scope(user, FleetCallKind::kRead), [this, user](PendingCall& c) {
+  return user_call(m, FleetCallKind::kRead, [this](PendingCall& c, const std::string& user) {
     return reply_to(c.message(), auth_.get_user(c.caller(), user), bus::append_user_info);
   });
 }
@@ -222,17 +212,11 @@ int ManagerBus::begin_totp_enrollment(sd_bus_message* m) {
 }
 
 int ManagerBus::confirm_totp_enrollment(sd_bus_message* m) {
-  std::optional<Error> bad;
-  std::string user;
-  SecureString code;
-  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
-  MFA_READ(read_secret(m, "code", dbus::kMaxCodeLength, &code, &bad));
-  MFA_CALL(call, m, bad);
-  return run(call, fleet_scope(user, FleetCallKind::kChange),
-             [this, user, code = keep(std::move(code))](PendingCall& c) {
-               return reply_to(c.message(),
-                               auth_.confirm_totp_enrollment(c.caller(), user, code->view()));
-             });
+  return user_code_call(m, "code", FleetCallKind::kChange, nullptr,
+                        [this](PendingCall& c, const std::string& user, std::string_view code) {
+                          return reply_to(c.message(),
+                                          auth_.confirm_totp_enrollment(c.caller(), user, code));
+                        });
 }
 
 int ManagerBus::begin_sms_enrollment(sd_bus_message* m) {
@@ -256,39 +240,27 @@ int ManagerBus::begin_sms_enrollment(sd_bus_message* m) {
 }
 
 int ManagerBus::confirm_sms_enrollment(sd_bus_message* m) {
-  std::optional<Error> bad;
-  std::string user;
-  SecureString code;
-  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
-  MFA_READ(read_secret(m, "code", dbus::kMaxCodeLength, &code, &bad));
-  MFA_CALL(call, m, bad);
   // The code may have been texted by another host: its state comes from Redis first.
-  return run(call, fleet_scope(user, FleetCallKind::kChange, kSmsPurposeEnroll),
-             [this, user, code = keep(std::move(code))](PendingCall& c) {
-               return reply_to(c.message(),
-                               auth_.confirm_sms_enrollment(c.caller(), user, code->view()));
-             });
+  return user_code_call(m, "code", FleetCallKind::kChange, kSmsPurposeEnroll,
+                        [this](PendingCall& c, const std::string& user, std::string_view code) {
+                          return reply_to(c.message(),
+                                          auth_.confirm_sms_enrollment(c.caller(), user, code));
+                        });
 }
 
 int ManagerBus::generate_backup_codes(sd_bus_message* m) {
-  std::optional<Error> bad;
-  std::string user;
-  SecureString current_code;
-  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
-  MFA_READ(read_secret(m, "current_code", dbus::kMaxCodeLength, &current_code, &bad));
-  MFA_CALL(call, m, bad);
-  return run(call, fleet_scope(user, FleetCallKind::kChange),
-             [this, user, current_code = keep(std::move(current_code))](PendingCall& c) {
-               return reply_to(
-                   c.message(), auth_.generate_backup_codes(c.caller(), user, current_code->view()),
-                   [](sd_bus_message* reply, const std::vector<SecureString>& codes) {
-                     return append_array(reply, "s", codes,
-                                         [](sd_bus_message* r, const SecureString& s) {
-                                           return sd_bus_message_append(r, "s", s.c_str());
-                                         });
-                   },
-                   Secrecy::kSensitive);
-             });
+  return user_code_call(
+      m, "current_code", FleetCallKind::kChange, nullptr,
+      [this](PendingCall& c, const std::string& user, std::string_view current_code) {
+        return reply_to(
+            c.message(), auth_.generate_backup_codes(c.caller(), user, current_code),
+            [](sd_bus_message* reply, const std::vector<SecureString>& codes) {
+              return append_array(reply, "s", codes, [](sd_bus_message* r, const SecureString& s) {
+                return sd_bus_message_append(r, "s", s.c_str());
+              });
+            },
+            Secrecy::kSensitive);
+      });
 }
 
 int ManagerBus::disable_method(sd_bus_message* m) {
@@ -358,21 +330,13 @@ int ManagerBus::list_users(sd_bus_message* m) {
 }
 
 int ManagerBus::reset_user(sd_bus_message* m) {
-  std::optional<Error> bad;
-  std::string user;
-  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
-  MFA_CALL(call, m, bad);
-  return run(call, fleet_scope(user, FleetCallKind::kAdmin), [this, user](PendingCall& c) {
+  return user_call(m, FleetCallKind::kAdmin, [this](PendingCall& c, const std::string& user) {
     return reply_to(c.message(), auth_.reset_user(c.caller(), user));
   });
 }
 
 int ManagerBus::unlock(sd_bus_message* m) {
-  std::optional<Error> bad;
-  std::string user;
-  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
-  MFA_CALL(call, m, bad);
-  return run(call, fleet_scope(user, FleetCallKind::kAdmin), [this, user](PendingCall& c) {
+  return user_call(m, FleetCallKind::kAdmin, [this](PendingCall& c, const std::string& user) {
     return reply_to(c.message(), auth_.unlock(c.caller(), user));
   });
 }
@@ -399,6 +363,36 @@ int ManagerBus::verify_audit_trail(sd_bus_message* m) {
                                                    v.message.c_str());
                     });
   });
+}
+
+int ManagerBus::user_call(sd_bus_message* m, FleetCallKind kind, UserDecide decide) {
+  std::optional<Error> bad;
+  std::string user;
+  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
+  MFA_CALL(call, m, bad);
+  return run(call, fleet_scope(user, kind),
+             [user, decide = std::move(decide)](PendingCall& c) { return decide(c, user); });
+}
+
+int ManagerBus::user_code_call(sd_bus_message* m, const char* code_name, FleetCallKind kind,
+                               const char* sms_purpose, UserCodeDecide decide) {
+  std::optional<Error> bad;
+  std::string user;
+  SecureString code;
+  MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
+  MFA_READ(read_secret(m, code_name, dbus::kMaxCodeLength, &code, &bad));
+  MFA_CALL(call, m, bad);
+  return run(call, fleet_scope(user, kind, sms_purpose),
+             [user, code = keep(std::move(code)), decide = std::move(decide)](PendingCall& c) {
+               return decide(c, user, code->view());
+             });
+}
+
+bool ManagerBus::sessions_supported(const CallPtr& call) {
+  if (sessions_)
+    return true;
+  call->send_error(SD_BUS_ERROR_NOT_SUPPORTED, "Sessions are not implemented yet.");
+  return false;
 }
 
 std::optional<ManagerBus::FleetScope> ManagerBus::fleet_scope(const std::string& user,
