@@ -194,9 +194,12 @@ int append_sv_strv(sd_bus_message* m, const char* key, const std::vector<std::st
 
 }  // namespace
 
-// Reads one "s" argument, refusing (without keeping it) a string longer than max_length.
-int read_string(sd_bus_message* m, const char* what, size_t max_length, std::string* ret,
-                std::optional<Error>* ret_error) {
+namespace {
+
+// Reads one "s" argument into *ret, refusing through *ret_error (without keeping it) a string
+// longer than max_length; the refusal counts the bound in unit. *ret is unset when refused.
+int read_bounded(sd_bus_message* m, const char* what, size_t max_length, const char* unit,
+                 std::optional<std::string_view>* ret, std::optional<Error>* ret_error) {
   const char* s = nullptr;
   int r = sd_bus_message_read(m, "s", &s);
   if (r < 0)
@@ -205,31 +208,34 @@ int read_string(sd_bus_message* m, const char* what, size_t max_length, std::str
   if (length > max_length) {
     if (!*ret_error) {
       *ret_error = invalid(std::string(what) + " is too long (at most " +
-                           std::to_string(max_length) + " bytes)");
+                           std::to_string(max_length) + " " + unit + ")");
     }
     return 0;
   }
-  ret->assign(s, length);
+  *ret = std::string_view(s, length);
   return 0;
+}
+
+}  // namespace
+
+// Reads one "s" argument, refusing (without keeping it) a string longer than max_length.
+int read_string(sd_bus_message* m, const char* what, size_t max_length, std::string* ret,
+                std::optional<Error>* ret_error) {
+  std::optional<std::string_view> s;
+  int r = read_bounded(m, what, max_length, "bytes", &s, ret_error);
+  if (s)
+    ret->assign(*s);
+  return r;
 }
 
 // Same for secrets: the copy goes straight into a self-erasing buffer.
 int read_secret(sd_bus_message* m, const char* what, size_t max_length, SecureString* ret,
                 std::optional<Error>* ret_error) {
-  const char* s = nullptr;
-  int r = sd_bus_message_read(m, "s", &s);
-  if (r < 0)
-    return r;
-  size_t length = strnlen(s, max_length + 1);
-  if (length > max_length) {
-    if (!*ret_error) {
-      *ret_error = invalid(std::string(what) + " is too long (at most " +
-                           std::to_string(max_length) + " characters)");
-    }
-    return 0;
-  }
-  *ret = SecureString(std::string_view(s, length));
-  return 0;
+  std::optional<std::string_view> s;
+  int r = read_bounded(m, what, max_length, "characters", &s, ret_error);
+  if (s)
+    *ret = SecureString(*s);
+  return r;
 }
 
 // a{ss}, at most kMaxContextEntries entries with bounded keys and values, no duplicates.
