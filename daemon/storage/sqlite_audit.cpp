@@ -43,6 +43,23 @@ std::string audit_hash(std::string_view prev_hash_hex, const AuditRecord& r) {
   return to_hex(digest);
 }
 
+// An audit row's fields from its first eight columns: id, time, kind, user, outcome, reason,
+// caller, details (both readers select them first, in this order). A template: the statement
+// type is SqliteStore's own.
+template <typename Statement>
+AuditRecord audit_row(Statement& st) {
+  AuditRecord r;
+  r.id = st.column_int(0);
+  r.time_usec = st.column_int(1);
+  r.kind = st.column_text(2);
+  r.user = st.column_text(3);
+  r.outcome = st.column_text(4);
+  r.reason = st.column_text(5);
+  r.caller = st.column_text(6);
+  r.details_json = st.column_text(7);
+  return r;
+}
+
 }  // namespace
 
 Status SqliteStore::append_audit(AuditRecord& record) {
@@ -117,15 +134,7 @@ Result<std::vector<AuditRecord>> SqliteStore::query_audit(const AuditFilter& fil
         st.integer(3, static_cast<int64_t>(limit));
       },
       [&](Statement& st) {
-        AuditRecord r;
-        r.id = st.column_int(0);
-        r.time_usec = st.column_int(1);
-        r.kind = st.column_text(2);
-        r.user = st.column_text(3);
-        r.outcome = st.column_text(4);
-        r.reason = st.column_text(5);
-        r.caller = st.column_text(6);
-        r.details_json = st.column_text(7);
+        AuditRecord r = audit_row(st);
         r.hash_hex = st.column_text(8);
         out.push_back(std::move(r));
       }));
@@ -149,15 +158,7 @@ Result<AuditVerification> SqliteStore::verify_audit_chain() {
       [&](Statement& st) {
         if (!v.intact)
           return;
-        AuditRecord r;
-        r.id = st.column_int(0);
-        r.time_usec = st.column_int(1);
-        r.kind = st.column_text(2);
-        r.user = st.column_text(3);
-        r.outcome = st.column_text(4);
-        r.reason = st.column_text(5);
-        r.caller = st.column_text(6);
-        r.details_json = st.column_text(7);
+        AuditRecord r = audit_row(st);
         std::string prev_hash = st.column_text(8);
         std::string hash = st.column_text(9);
         ++v.rows;
