@@ -21,15 +21,12 @@
 
 #include "common/dbus_names.hpp"
 #include "common/otp.hpp"
+#include "bench_client.hpp"
 #include "bench_seed.hpp"
 
 namespace {
 
-uint64_t now_usec() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
-}
+using mfa::bench::now_usec;
 
 struct ClientResult {
   std::vector<uint32_t> latencies_usec;
@@ -53,10 +50,8 @@ bool call(sd_bus* bus, const char* member, sd_bus_message** reply, ClientResult*
     r = sd_bus_call(bus, m, 10 * 1000000, &error, reply);
   sd_bus_message_unref(m);
   if (r < 0) {
-    if (out->first_error.empty()) {
-      out->first_error = std::string(member) + ": " + (error.name ? error.name : strerror(-r)) +
-                         (error.message ? std::string(" ") + error.message : "");
-    }
+    if (out->first_error.empty())
+      out->first_error = mfa::bench::call_error(member, r, error);
     sd_bus_error_free(&error);
     return false;
   }
@@ -77,17 +72,9 @@ bool ping(sd_bus* bus, ClientResult* out) {
 void run_client(const std::string& address, int first, int last, bool ping_only,
                 ClientResult* out) {
   sd_bus* bus = nullptr;
-  int r = sd_bus_new(&bus);
-  if (r >= 0)
-    r = sd_bus_set_address(bus, address.c_str());
-  if (r >= 0)
-    r = sd_bus_set_bus_client(bus, 1);
-  if (r >= 0)
-    r = sd_bus_start(bus);
-  if (r < 0) {
+  if (int r = mfa::bench::connect_bus(address, &bus); r < 0) {
     out->first_error = std::string("connect: ") + strerror(-r);
     out->failures = last - first;
-    sd_bus_unref(bus);
     return;
   }
   out->latencies_usec.reserve(static_cast<size_t>(last - first));

@@ -16,14 +16,11 @@
 #include <vector>
 
 #include "common/dbus_names.hpp"
+#include "bench_client.hpp"
 
 namespace {
 
-uint64_t now_usec() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
-}
+using mfa::bench::now_usec;
 
 struct ClientResult {
   std::vector<uint32_t> open_usec;
@@ -34,26 +31,17 @@ struct ClientResult {
 
 void fail(ClientResult* out, const char* member, int r, const sd_bus_error& error) {
   ++out->failures;
-  if (out->first_error.empty()) {
-    out->first_error = std::string(member) + ": " + (error.name ? error.name : strerror(-r)) +
-                       (error.message ? std::string(" ") + error.message : "");
-  }
+  if (out->first_error.empty())
+    out->first_error = mfa::bench::call_error(member, r, error);
 }
 
 void run_client(const std::string& address, const std::string& user, int sessions,
                 ClientResult* out) {
   sd_bus* bus = nullptr;
-  int r = sd_bus_new(&bus);
-  if (r >= 0)
-    r = sd_bus_set_address(bus, address.c_str());
-  if (r >= 0)
-    r = sd_bus_set_bus_client(bus, 1);
-  if (r >= 0)
-    r = sd_bus_start(bus);
+  int r = mfa::bench::connect_bus(address, &bus);
   if (r < 0) {
     out->failures = sessions;
     out->first_error = std::string("connect: ") + strerror(-r);
-    sd_bus_unref(bus);
     return;
   }
   const std::string pid = std::to_string(getpid());
