@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "pam_answer_line.h"
+
 #define MAX_EVENTS 64
 
 struct events {
@@ -46,20 +48,12 @@ static int conversation(int n, const struct pam_message** msg, struct pam_respon
         /* Tests that act mid-dialogue (kill or freeze the daemon) wait for this line. */
         fprintf(stderr, "pam_driver: prompt\n");
         fflush(stderr);
-        char* line = NULL;
-        size_t cap = 0;
-        ssize_t len = getline(&line, &cap, stdin);
-        if (len < 0) {
-          free(line);
-          for (int j = 0; j < i; j++)
-            free(r[j].resp);
-          free(r);
+        r[i].resp = read_answer_line();
+        if (!r[i].resp) {
+          free_responses(r, i);
           add_event(ev, "eof", "");
           return PAM_CONV_ERR;
         }
-        if (len > 0 && line[len - 1] == '\n')
-          line[len - 1] = '\0';
-        r[i].resp = line;
         break;
       }
       case PAM_ERROR_MSG:

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pam_answer_line.h"
+
 static int conversation(int n, const struct pam_message** msg, struct pam_response** resp,
                         void* data) {
   (void)data;
@@ -23,19 +25,11 @@ static int conversation(int n, const struct pam_message** msg, struct pam_respon
     return PAM_BUF_ERR;
   for (int i = 0; i < n; i++) {
     if (msg[i]->msg_style == PAM_PROMPT_ECHO_OFF || msg[i]->msg_style == PAM_PROMPT_ECHO_ON) {
-      char* line = NULL;
-      size_t cap = 0;
-      ssize_t len = getline(&line, &cap, stdin);
-      if (len < 0) {
-        free(line);
-        for (int j = 0; j < i; j++)
-          free(r[j].resp);
-        free(r);
+      r[i].resp = read_answer_line();
+      if (!r[i].resp) {
+        free_responses(r, i);
         return PAM_CONV_ERR;
       }
-      if (len > 0 && line[len - 1] == '\n')
-        line[len - 1] = '\0';
-      r[i].resp = line;
     } else {
       fprintf(stderr, "pam_session_client: message: %s\n", msg[i]->msg ? msg[i]->msg : "");
     }
