@@ -30,6 +30,7 @@
 #include "core/clock.hpp"
 #include "core/config.hpp"
 #include "storage/sqlite_store.hpp"
+#include "core_fakes.hpp"
 
 // Last: cmocka defines fail() and friends as macros.
 extern "C" {
@@ -37,59 +38,9 @@ extern "C" {
 }
 
 using namespace mfa;
+using namespace mfa::testing;
 
 namespace {
-
-constexpr uid_t kAlice = 1000, kBob = 1001, kCarol = 1002;
-
-class FakeUsers final : public UserDirectory {
- public:
-  std::optional<uid_t> uid_of(std::string_view user) const override {
-    if (deleted.count(std::string(user)))
-      return std::nullopt;
-    if (user == "root")
-      return 0;
-    if (user == "alice")
-      return kAlice;
-    if (user == "bob")
-      return kBob;
-    if (user == "carol")
-      return kCarol;
-    return std::nullopt;
-  }
-  std::optional<std::string> name_of(uid_t uid) const override {
-    switch (uid) {
-      case 0:
-        return "root";
-      case kAlice:
-        return "alice";
-      case kBob:
-        return "bob";
-      case kCarol:
-        return "carol";
-      default:
-        return std::nullopt;
-    }
-  }
-  bool in_group(uid_t uid, std::string_view group) const override {
-    return uid == kCarol && group == "mfa-admin";
-  }
-  std::set<std::string> deleted;  // accounts removed from NSS after they enrolled
-};
-
-struct SecurityEventRecord {
-  std::string user, kind;
-  StringMap details;
-};
-
-class RecordingSink final : public EventSink {
- public:
-  void security_event(const std::string& user, const std::string& kind,
-                      const StringMap& details) override {
-    events.push_back({user, kind, details});
-  }
-  std::vector<SecurityEventRecord> events;
-};
 
 // Forwards to the real store; fails chosen operations on demand, as a full disk would.
 class FailingStore final : public Store {

@@ -19,33 +19,15 @@
 #include "core/config.hpp"
 #include "core/sessions.hpp"
 #include "storage/sqlite_store.hpp"
+#include "core_fakes.hpp"
 #include "cmocka_cpp.hpp"
 
 using namespace mfa;
+using namespace mfa::testing;
 
 namespace {
 
-constexpr uid_t kAlice = 1000, kBob = 1001, kCarol = 1002;
 constexpr int64_t kSecond = 1000000;
-
-class FakeUsers final : public UserDirectory {
- public:
-  std::optional<uid_t> uid_of(std::string_view user) const override {
-    if (user == "root")
-      return 0;
-    if (user == "alice")
-      return kAlice;
-    if (user == "bob")
-      return kBob;
-    if (user == "carol")
-      return kCarol;
-    return std::nullopt;
-  }
-  std::optional<std::string> name_of(uid_t) const override { return std::nullopt; }
-  bool in_group(uid_t uid, std::string_view group) const override {
-    return uid == kCarol && group == "mfa-admin";
-  }
-};
 
 class FakeEffects final : public SessionEffects {
  public:
@@ -77,19 +59,6 @@ class RecordingListener final : public SessionListener {
  public:
   void session_removed(const SessionRecord& s) override { removed.push_back(s.id); }
   std::vector<std::string> removed;
-};
-
-class RecordingSink final : public EventSink {
- public:
-  void security_event(const std::string& user, const std::string& kind,
-                      const StringMap& details) override {
-    events.push_back({user, kind, details});
-  }
-  struct Event {
-    std::string user, kind;
-    StringMap details;
-  };
-  std::vector<Event> events;
 };
 
 struct Env {
