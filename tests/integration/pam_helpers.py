@@ -14,6 +14,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+import pytest
+
 ASAN = os.environ.get("MFA_ASAN") == "1"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,6 +40,8 @@ PAM_MATRIX = os.path.join(WRAPPER_MODULES, "pam_matrix.so")
 # Set PAM items from the environment (PAM_AUTHTOK=...) / export them to the application.
 PAM_SET_ITEMS = os.path.join(WRAPPER_MODULES, "pam_set_items.so")
 PAM_GET_ITEMS = os.path.join(WRAPPER_MODULES, "pam_get_items.so")
+
+ALICE = "mfa-alice"
 
 CODE_PROMPT = "Verification code: "
 SMS_PROMPT = "SMS code: "
@@ -251,6 +255,21 @@ class RunningLogin:
                         data["elapsed"])
         res.wall = finished_at - getattr(self, "answered_at", finished_at)
         return res
+
+
+@pytest.fixture
+def pam(build_dir, bus):
+    """PamServices on the private bus, removed after the test (import it into a test module:
+    pytest finds fixtures by name)."""
+    services = PamServices(build_dir, bus.address)
+    yield services
+    services.cleanup()
+
+
+@pytest.fixture
+def alice(mfad, test_users):
+    """mfa-alice with an active TOTP factor; returns the secret."""
+    return mfad.enroll_totp(ALICE)
 
 
 def assert_no_secrets(secrets, *texts):

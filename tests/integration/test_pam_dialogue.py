@@ -1,28 +1,13 @@
 """pam_mfa.so's login dialogue against the real mfad on the private bus, through pam_wrapper:
 what the user sees (prompts, messages) and the PAM return code the host acts on."""
 
-import pytest
-
-from pam_helpers import (CODE_PROMPT, NOT_ENROLLED_MESSAGE, PAM_AUTH_ERR, PAM_CONV_ERR,
+from pam_helpers import (ALICE, CODE_PROMPT, NOT_ENROLLED_MESSAGE, PAM_AUTH_ERR, PAM_CONV_ERR,
                          PAM_MAXTRIES, PAM_PERMIT, PAM_DENY, PAM_SERVICE_ERR,
-                         PAM_SUCCESS, PAM_USER_UNKNOWN, PAM_SET_ITEMS, PAM_GET_ITEMS, PamServices,
+                         PAM_SUCCESS, PAM_USER_UNKNOWN, PAM_SET_ITEMS, PAM_GET_ITEMS,
                          assert_no_secrets)
+from pam_helpers import alice, pam  # noqa: F401 (fixtures are found by name)
 
-ALICE = "mfa-alice"
 BOB = "mfa-bob"
-
-
-@pytest.fixture
-def pam(build_dir, bus):
-    services = PamServices(build_dir, bus.address)
-    yield services
-    services.cleanup()
-
-
-@pytest.fixture
-def alice(mfad, test_users):
-    """mfa-alice with an active TOTP factor; returns the secret."""
-    return mfad.enroll_totp(ALICE)
 
 
 def wrong_code(code):

@@ -14,27 +14,14 @@ import tempfile
 import pytest
 
 from conftest import PYTHON, wait_until
-from pam_helpers import (CODE_PROMPT, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_DENY, PAM_MAXTRIES,
-                         PAM_PERMIT, PAM_SUCCESS, PamServices, assert_no_secrets)
-
-ALICE = "mfa-alice"
+from pam_helpers import (ALICE, CODE_PROMPT, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_DENY,
+                         PAM_MAXTRIES, PAM_PERMIT, PAM_SUCCESS, PamServices, assert_no_secrets)
+from pam_helpers import alice, pam  # noqa: F401 (fixtures are found by name)
 
 
 def file_text(path):
     with open(path) as f:
         return f.read()
-
-
-@pytest.fixture
-def pam(build_dir, bus):
-    services = PamServices(build_dir, bus.address)
-    yield services
-    services.cleanup()
-
-
-@pytest.fixture
-def alice(mfad, test_users):
-    return mfad.enroll_totp(ALICE)
 
 
 def ignored_stacks(pam, args):

@@ -3,26 +3,12 @@ requisite, sufficient and
 [success=1 default=ignore], beside pam_matrix (a password), pam_permit and pam_deny. Success only
 on a verified code; no failure of ours turns into a success of the stack."""
 
-import pytest
+from pam_helpers import (ALICE, CODE_PROMPT, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_DENY,
+                         PAM_MAXTRIES, PAM_PERMIT, PAM_SUCCESS)
+from pam_helpers import alice, pam  # noqa: F401 (fixtures are found by name)
 
-from pam_helpers import (CODE_PROMPT, PAM_AUTH_ERR, PAM_AUTHINFO_UNAVAIL, PAM_DENY, PAM_MAXTRIES,
-                         PAM_PERMIT, PAM_SUCCESS, PamServices)
-
-ALICE = "mfa-alice"
 BOB = "mfa-bob"
 PASSWORD = "matrix-pw-1"
-
-
-@pytest.fixture
-def pam(build_dir, bus):
-    services = PamServices(build_dir, bus.address)
-    yield services
-    services.cleanup()
-
-
-@pytest.fixture
-def alice(mfad, test_users):
-    return mfad.enroll_totp(ALICE)
 
 
 def bad(code):
