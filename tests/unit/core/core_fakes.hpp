@@ -15,7 +15,7 @@
 #include "core/authenticator.hpp"
 #include "core/user_directory.hpp"
 
-namespace mfa::testing {
+namespace mfa::test {
 
 constexpr uid_t kAlice = 1000, kBob = 1001, kCarol = 1002;
 
@@ -68,4 +68,4 @@ class RecordingSink final : public EventSink {
   std::vector<SecurityEventRecord> events;
 };
 
-}  // namespace mfa::testing
+}  // namespace mfa::test

@@ -38,7 +38,7 @@ extern "C" {
 }
 
 using namespace mfa;
-using namespace mfa::testing;
+using namespace mfa::test;
 
 namespace {
 

@@ -23,7 +23,7 @@
 #include "cmocka_cpp.hpp"
 
 using namespace mfa;
-using namespace mfa::testing;
+using namespace mfa::test;
 
 namespace {
 
