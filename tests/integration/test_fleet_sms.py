@@ -18,28 +18,14 @@ from conftest import call_spec, wait_until
 from fleet_helpers import redis  # noqa: F401 (a fixture)
 from fleet_helpers import REDIS_CLI, REDIS_USER, assert_last_refused_by_fleet, audit_details, \
     audit_rows, degraded, fleet_config, second_host, wait_degraded
-from sms_helpers import fake  # noqa: F401 (a fixture)
-from sms_helpers import twilio_config
-from test_sms import CONTEXT, MASKED, PHONE, Client
+from sms_helpers import clients, fake  # noqa: F401 (fixtures)
+from sms_helpers import MASKED, PHONE, twilio_config
 
 ALICE = "mfa-alice"
 BOB = "mfa-bob"
 CAROL = "mfa-carol"
 OTHER_PHONE = "+15557650002"
 THIRD_PHONE = "+15557650003"
-
-
-@pytest.fixture
-def clients():
-    opened = []
-
-    def make(host):
-        c = Client(host.bus.address)
-        opened.append(c)
-        return c
-    yield make
-    for c in opened:
-        c.close()
 
 
 @pytest.fixture

@@ -9,57 +9,16 @@ import subprocess
 import threading
 import time
 
-import dbus
 import pytest
 
-from conftest import Reply, current_step, wait_until
-from fake_twilio import AUTH_TOKEN, FROM, WEBHOOK_TOKEN, FakeTwilio
+from conftest import current_step, wait_until
+from fake_twilio import AUTH_TOKEN, FROM, FakeTwilio
 from pam_helpers import CODE_PROMPT, PAM_SUCCESS, PamServices, assert_no_secrets
-from sms_helpers import fake  # noqa: F401 (a fixture)
-from sms_helpers import twilio_config
+from sms_helpers import clients, fake  # noqa: F401 (fixtures)
+from sms_helpers import MASKED, PHONE, twilio_config, webhook_config
 
 ALICE = "mfa-alice"
 BOB = "mfa-bob"
-PHONE = "+15557654321"
-MASKED = "+1\u2022\u2022\u2022\u2022\u2022\u20224321"
-CONTEXT = {"service": "sshd", "rhost": "10.0.0.5", "tty": "pts/1", "ruser": ""}
-
-
-def plain(v):
-    if isinstance(v, (dbus.String, dbus.ObjectPath)):
-        return str(v)
-    if isinstance(v, (dbus.Array, list, tuple, dbus.Struct)):
-        return [plain(x) for x in v]
-    if isinstance(v, (dbus.Dictionary, dict)):
-        return {str(k): plain(x) for k, x in v.items()}
-    if isinstance(v, (dbus.UInt32, dbus.UInt64, dbus.Int32, dbus.Int64)):
-        return int(v)
-    return v
-
-
-class Client:
-    """One root connection to mfad: a whole login dialogue on one unique name, with the texted
-    code read from the fake provider between two calls."""
-
-    def __init__(self, address):
-        self.conn = dbus.bus.BusConnection(address)
-        self.obj = self.conn.get_object("org.mfad1", "/org/mfad1", introspect=False)
-
-    def call(self, method, signature, *args, timeout=30):
-        try:
-            r = self.obj.get_dbus_method(method, "org.mfad1.Manager")(
-                *args, signature=signature, timeout=timeout)
-            return Reply(ok=True, result=plain(r))
-        except dbus.exceptions.DBusException as e:
-            return Reply(ok=False, error=e.get_dbus_name(), message=e.get_dbus_message())
-
-    def begin(self, user, context=None):
-        challenge, methods = self.call("BeginAuthentication", "sa{ss}", user,
-                                       context or CONTEXT).expect_ok()
-        return challenge, methods
-
-    def close(self):
-        self.conn.close()
 
 
 @pytest.fixture
@@ -69,13 +28,7 @@ def sms_factory(mfad_factory, fake):
         if provider == "twilio":
             twilio_config(mfad_factory, fake)
         else:
-            token = os.path.join(mfad_factory.dir, "webhook.token")
-            with open(token, "w") as f:
-                f.write(WEBHOOK_TOKEN + "\n")
-            os.chmod(token, 0o600)
-            mfad_factory.set_config("SMS", "Provider", "webhook")
-            mfad_factory.set_config("Webhook", "URL", fake.url)
-            mfad_factory.set_config("Webhook", "BearerTokenFile", token)
+            webhook_config(mfad_factory, fake)
         for k, v in sms.items():
             mfad_factory.set_config("SMS", k, v)
         return mfad_factory.start()
@@ -83,16 +36,23 @@ def sms_factory(mfad_factory, fake):
 
 
 @pytest.fixture
-def client(mfad_factory):
-    clients = []
+def client(mfad_factory, clients):
+    """make() -> a new Client on mfad's bus, closed after the test."""
+    return lambda: clients(mfad_factory)
 
-    def make():
-        c = Client(mfad_factory.bus.address)
-        clients.append(c)
-        return c
-    yield make
-    for c in clients:
-        c.close()
+
+@pytest.fixture
+def scripted_login(sms_factory, fake, client):
+    """start(answers) -> (mfad, c, challenge): mfad texting through fake, ALICE's phone enrolled,
+    the provider scripted to give answers to the next sends, and a login of ALICE begun on c."""
+    def start(answers):
+        mfad = sms_factory()
+        enroll_phone(mfad, fake)
+        fake.script = answers
+        c = client()
+        challenge, _ = c.begin(ALICE)
+        return mfad, c, challenge
+    return start
 
 
 def enroll_phone(mfad, fake, user=ALICE, phone=PHONE):
@@ -241,12 +201,8 @@ def test_send_limit_per_phone_across_users(sms_factory, fake, client, test_users
     assert len(fake.requests) == 2
 
 
-def test_429_then_success_honours_retry_after(sms_factory, fake, client, test_users):
-    mfad = sms_factory()
-    enroll_phone(mfad, fake)
-    fake.script = ["busy-retry-1"]
-    c = client()
-    challenge, _ = c.begin(ALICE)
+def test_429_then_success_honours_retry_after(scripted_login, fake, test_users):
+    mfad, c, challenge = scripted_login(["busy-retry-1"])
     assert send(c, challenge).expect_ok() == MASKED
     reqs = fake.wait_requests(3)
     assert [r["answer"] for r in reqs[1:]] == ["busy-retry-1", "ok"]
@@ -254,12 +210,8 @@ def test_429_then_success_honours_retry_after(sms_factory, fake, client, test_us
     assert c.call("Verify", "ss", challenge, fake.code()).expect_ok() == "sms"
 
 
-def test_429_without_retry_after_backs_off_and_gives_up(sms_factory, fake, client, test_users):
-    mfad = sms_factory()
-    enroll_phone(mfad, fake)
-    fake.script = ["busy", "busy", "busy"]
-    c = client()
-    challenge, _ = c.begin(ALICE)
+def test_429_without_retry_after_backs_off_and_gives_up(scripted_login, fake, test_users):
+    mfad, c, challenge = scripted_login(["busy", "busy", "busy"])
     start = time.monotonic()
     send(c, challenge).expect_error("SmsUnavailable")
     assert time.monotonic() - start < 10
@@ -269,12 +221,8 @@ def test_429_without_retry_after_backs_off_and_gives_up(sms_factory, fake, clien
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4, gaps  # exponential, jittered
 
 
-def test_429_asking_too_long_a_wait_fails_at_once(sms_factory, fake, client, test_users):
-    mfad = sms_factory()
-    enroll_phone(mfad, fake)
-    fake.script = ["busy-retry-60"]
-    c = client()
-    challenge, _ = c.begin(ALICE)
+def test_429_asking_too_long_a_wait_fails_at_once(scripted_login, fake, test_users):
+    mfad, c, challenge = scripted_login(["busy-retry-60"])
     start = time.monotonic()
     msg = send(c, challenge).expect_error("SmsUnavailable")
     assert time.monotonic() - start < 3
@@ -282,12 +230,8 @@ def test_429_asking_too_long_a_wait_fails_at_once(sms_factory, fake, client, tes
     assert len(fake.requests) == 2
 
 
-def test_5xx_is_not_retried(sms_factory, fake, client, test_users):
-    mfad = sms_factory()
-    enroll_phone(mfad, fake)
-    fake.script = ["error"]
-    c = client()
-    challenge, _ = c.begin(ALICE)
+def test_5xx_is_not_retried(scripted_login, fake, test_users):
+    mfad, c, challenge = scripted_login(["error"])
     msg = send(c, challenge).expect_error("SmsUnavailable")
     assert "not sent again" in msg
     # No retry comes later either: an absence takes real time to show, longer than a retry's
@@ -300,12 +244,8 @@ def test_5xx_is_not_retried(sms_factory, fake, client, test_users):
     c.call("Verify", "ss", challenge, fake.code()).expect_error("BadCode")
 
 
-def test_401_is_a_clean_error_an_audit_event_and_an_alert(sms_factory, fake, client, test_users):
-    mfad = sms_factory()
-    enroll_phone(mfad, fake)
-    fake.script = ["unauthorized"]
-    c = client()
-    challenge, _ = c.begin(ALICE)
+def test_401_is_a_clean_error_an_audit_event_and_an_alert(scripted_login, fake, test_users):
+    mfad, c, challenge = scripted_login(["unauthorized"])
     msg = send(c, challenge).expect_error("SmsUnavailable")
     assert msg == "SMS is unavailable: the provider refused mfad's credentials"
     assert len(fake.requests) == 2  # not retried
@@ -343,13 +283,7 @@ def test_connection_refused_is_retried_then_reported(sms_factory, fake, client, 
 def test_webhook_sends_json_with_a_bearer_token(mfad_factory, test_users, client):
     hook = FakeTwilio(mode="webhook")
     try:
-        token = os.path.join(mfad_factory.dir, "webhook.token")
-        with open(token, "w") as f:
-            f.write(WEBHOOK_TOKEN + "\n")
-        os.chmod(token, 0o600)
-        mfad_factory.set_config("SMS", "Provider", "webhook")
-        mfad_factory.set_config("Webhook", "URL", hook.url)
-        mfad_factory.set_config("Webhook", "BearerTokenFile", token)
+        webhook_config(mfad_factory, hook)
         mfad = mfad_factory.start()
         enroll_phone(mfad, hook)
         r = hook.requests[0]
