@@ -108,11 +108,17 @@ def test_backup_codes_once_only_and_regeneration(mfad, test_users):
     assert verify.expect_ok() == "backup"
 
 
-def test_lockout_and_unlock(mfad_factory, test_users):
-    mfad_factory.set_config("Policy", "MaxFailures", 3)
+def alice_with_max_failures(mfad_factory, max_failures):
+    """mfad started with Policy.MaxFailures, mfa-alice enrolled with TOTP: (mfad, her secret, a
+    code of hers that is wrong now)."""
+    mfad_factory.set_config("Policy", "MaxFailures", max_failures)
     mfad = mfad_factory.start()
     secret = mfad.enroll_totp("mfa-alice")
-    bad = far_code(secret)
+    return mfad, secret, far_code(secret)
+
+
+def test_lockout_and_unlock(mfad_factory, test_users):
+    mfad, secret, bad = alice_with_max_failures(mfad_factory, 3)
     _, replies = mfad.login("mfa-alice", [bad, bad, bad])
     replies[0].expect_error("BadCode")
     replies[1].expect_error("BadCode")
@@ -130,10 +136,7 @@ def test_lockout_and_unlock(mfad_factory, test_users):
 
 
 def test_lockout_emits_security_event(mfad_factory, test_users):
-    mfad_factory.set_config("Policy", "MaxFailures", 2)
-    mfad = mfad_factory.start()
-    secret = mfad.enroll_totp("mfa-alice")
-    bad = far_code(secret)
+    mfad, secret, bad = alice_with_max_failures(mfad_factory, 2)
     out = dbus_script(mfad.bus, f"""
 from dbus.mainloop.glib import DBusGMainLoop
 from gi.repository import GLib

@@ -15,6 +15,17 @@ def bad(code):
     return "%06d" % ((int(code) + 1) % 1000000)
 
 
+def expect_success_only_on_the_right_code(pam, mfad, alice, svc):
+    """svc passes on alice's right code only: a wrong code, a user not enrolled (BOB) and the
+    daemon gone (stopped here) each fail the stack with PAM_AUTH_ERR."""
+    code = mfad.next_code(ALICE, alice)
+    pam.run(svc, ALICE, [bad(code)]).expect(PAM_AUTH_ERR)
+    pam.run(svc, ALICE, [code]).expect(PAM_SUCCESS)
+    pam.run(svc, BOB, []).expect(PAM_AUTH_ERR)
+    mfad.stop()
+    pam.run(svc, ALICE, []).expect(PAM_AUTH_ERR)
+
+
 def test_required_after_password(pam, mfad, alice):
     pam.set_passwords([(ALICE, PASSWORD, "req")])
     svc = pam.add("req", f"required {pam.matrix()}", f"required {pam.mfa('max_tries=1')}")
@@ -42,26 +53,16 @@ def test_requisite_stops_the_stack(pam, mfad, alice):
 
 def test_sufficient(pam, mfad, alice):
     svc = pam.add("suf", f"sufficient {pam.mfa('max_tries=1')}", f"required {PAM_DENY}")
-    code = mfad.next_code(ALICE, alice)
-    pam.run(svc, ALICE, [bad(code)]).expect(PAM_AUTH_ERR)
-    pam.run(svc, ALICE, [code]).expect(PAM_SUCCESS)
     # Not enrolled, and the daemon gone: never sufficient.
-    pam.run(svc, BOB, []).expect(PAM_AUTH_ERR)
-    mfad.stop()
-    pam.run(svc, ALICE, []).expect(PAM_AUTH_ERR)
+    expect_success_only_on_the_right_code(pam, mfad, alice, svc)
 
 
 def test_success_skips_deny(pam, mfad, alice):
     # Debian's pam-auth-update pattern: [success=1 default=ignore] over a pam_deny fallback.
     svc = pam.add("skip", f"[success=1 default=ignore] {pam.mfa('max_tries=1 nullok')}",
                   f"requisite {PAM_DENY}", f"required {PAM_PERMIT}")
-    code = mfad.next_code(ALICE, alice)
-    pam.run(svc, ALICE, [bad(code)]).expect(PAM_AUTH_ERR)
-    pam.run(svc, ALICE, [code]).expect(PAM_SUCCESS)
     # nullok's PAM_IGNORE is not a success either: it falls through to pam_deny.
-    pam.run(svc, BOB, []).expect(PAM_AUTH_ERR)
-    mfad.stop()
-    pam.run(svc, ALICE, []).expect(PAM_AUTH_ERR)
+    expect_success_only_on_the_right_code(pam, mfad, alice, svc)
 
 
 def test_required_daemon_down_is_authinfo_unavail(pam, mfad, alice):
