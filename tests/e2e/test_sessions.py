@@ -42,11 +42,25 @@ def open_ssh_session(request, server, user, code):
     return child
 
 
+def totp_ssh_session(request, mfad, sshd_factory, user):
+    """user enrolled with TOTP and logged in over ssh to a new sshd: the open session's child."""
+    secret = mfad.enroll_totp(user)
+    server = sshd_factory()
+    return open_ssh_session(request, server, user, mfad.next_code(user, secret))
+
+
+def expect_connection_cut(child, what):
+    """The ssh connection ends within 20 s without the shell's goodbye: cut, not left."""
+    i = child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=20)
+    output = child.before
+    child.close(force=True)
+    assert i == 0, f"the ssh connection is still open after {what}"
+    assert "e2e-bye" not in output
+
+
 def test_ssh_session_is_listed_until_logout(request, test_users, mfad, sshd_factory):
     alice = test_users["mfa-alice"]
-    secret = mfad.enroll_totp(alice)
-    server = sshd_factory()
-    child = open_ssh_session(request, server, alice, mfad.next_code(alice, secret))
+    child = totp_ssh_session(request, mfad, sshd_factory, alice)
 
     listed = wait_sessions(mfad, alice, 1)
     child.sendline("now")
@@ -65,20 +79,13 @@ def test_ssh_session_is_listed_until_logout(request, test_users, mfad, sshd_fact
 
 def test_admin_terminates_an_ssh_session(request, test_users, mfad, sshd_factory):
     alice = test_users["mfa-alice"]
-    secret = mfad.enroll_totp(alice)
-    server = sshd_factory()
-    child = open_ssh_session(request, server, alice, mfad.next_code(alice, secret))
+    child = totp_ssh_session(request, mfad, sshd_factory, alice)
     listed = wait_sessions(mfad, alice, 1)
     assert len(listed) == 1, listed
     session_id = field(listed[0], "id", "session_id")
 
     mfad.call("TerminateSession", "s", session_id).expect_ok()
-    i = child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=20)
-    output = child.before
-    child.close(force=True)
-
-    assert i == 0, "the ssh connection is still open after TerminateSession"
-    assert "e2e-bye" not in output
+    expect_connection_cut(child, "TerminateSession")
     assert child.exitstatus != 0 or child.signalstatus is not None
     assert wait_sessions(mfad, alice, 0) == []
 
@@ -100,12 +107,7 @@ def test_mfactl_terminate_ends_an_ssh_session(request, test_users, mfad, sshd_fa
 
     r = mfad.mfactl("terminate", listed[0]["id"])
     assert r.returncode == 0, r.stderr
-    i = child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=20)
-    output = child.before
-    child.close(force=True)
-
-    assert i == 0, "the ssh connection is still open after mfactl terminate"
-    assert "e2e-bye" not in output
+    expect_connection_cut(child, "mfactl terminate")
     assert wait_sessions(mfad, alice, 0) == []
 
 
