@@ -227,11 +227,7 @@ class SshServer:
             harness.stop_process(self.proc, 10)
 
     def log_text(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return harness.read_log(self.log_path)
 
     def cleanup(self):
         self.stop()

@@ -61,6 +61,15 @@ TEST_USERS = [
 ADMIN_GROUP = "mfa-admin"
 
 
+def read_log(path):
+    """The text of a process's log file so far ("" before it exists); bad bytes replaced."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def wait_until(predicate, timeout=15, interval=0.05):
     """predicate()'s first true value within timeout seconds, else its last value: a test waits
     for what it needs (a process ready, a row written), never a fixed time. interval is only how
@@ -417,11 +426,7 @@ class Mfad:
         return code
 
     def log_text(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     # -- D-Bus --
     def call(self, method, signature="", *args, user=None, timeout=30):

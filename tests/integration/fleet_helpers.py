@@ -12,7 +12,8 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, Bus, Mfad, Reply, make_world_dir, sanitizer_env, wait_until
+from conftest import (PYTHON, Bus, Mfad, Reply, make_world_dir, read_log, sanitizer_env,
+                      wait_until)
 
 REDIS_SERVER = "/usr/bin/redis-server"
 REDIS_CLI = "/usr/bin/redis-cli"
@@ -112,11 +113,7 @@ class RedisServer:
         return total
 
     def log_text(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def cleanup(self):
         self.stop(signal.SIGKILL)
