@@ -29,15 +29,21 @@ def wait_sessions(mfad, user, count, timeout=15):
     return sessions_of(mfad, user)
 
 
-def open_ssh_session(request, server, user, code):
-    """An ssh login left running its command; returns the pexpect child."""
+def start_ssh_login(request, server, user, code, label="ssh session transcript"):
+    """An ssh login of user running COMMAND, its password and code answered; the pexpect child."""
     child = spawn(ssh_argv(server, user.name, COMMAND))
     child.logfile_read = io.StringIO()
-    record_transcript(request, "ssh session transcript", child.logfile_read)
+    record_transcript(request, label, child.logfile_read)
     child.expect(r"[Pp]assword: ?")
     child.sendline(user.password)
     child.expect(r"Verification code: ?")
     child.sendline(code)
+    return child
+
+
+def open_ssh_session(request, server, user, code):
+    """An ssh login left running its command; returns the pexpect child."""
+    child = start_ssh_login(request, server, user, code)
     child.expect("e2e-ready")
     return child
 
@@ -121,13 +127,7 @@ def test_sixth_concurrent_ssh_session_is_refused(request, test_users, mfad, sshd
             children.append(open_ssh_session(request, server, alice, codes[n]))
         assert len(wait_sessions(mfad, alice, 5)) == 5
 
-        child = spawn(ssh_argv(server, alice.name, COMMAND))
-        child.logfile_read = io.StringIO()
-        record_transcript(request, "sixth ssh session transcript", child.logfile_read)
-        child.expect(r"[Pp]assword: ?")
-        child.sendline(alice.password)
-        child.expect(r"Verification code: ?")
-        child.sendline(codes[5])
+        child = start_ssh_login(request, server, alice, codes[5], "sixth ssh session transcript")
         i = child.expect(["e2e-ready", pexpect.EOF, pexpect.TIMEOUT], timeout=30)
         child.close(force=True)
         assert i == 1, "the sixth session was let in"
