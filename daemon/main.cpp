@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-daemon.h>
@@ -517,6 +518,12 @@ int run(const Options& options) {
 }  // namespace mfa
 
 int main(int argc, char** argv) {
+  // mfad holds the master key and the keys derived from it: no core dump of it, and no ptrace or
+  // /proc/PID/mem by another process of its user (mfad.service also sets LimitCORE=0).
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+    fprintf(stderr, "mfad: cannot turn off core dumps: %s\n", strerror(errno));
+    return EXIT_FAILURE;
+  }
   try {
     mfa::Options options;
     int status = mfa::parse_options(argc, argv, &options);
