@@ -54,10 +54,41 @@ def test_introspection_xml_parses_and_names_the_contract_methods():
 
 
 def test_shell_scripts_parse():
-    for path in [".ci/run", "scripts/test-all.sh", "scripts/demo.sh", "scripts/deps.sh"]:
+    for path in [".ci/run", "scripts/test-all.sh", "scripts/demo.sh", "scripts/deps.sh",
+                 "scripts/test-package.sh", "packaging/completion/mfactl"]:
         r = subprocess.run(["bash", "-n", os.path.join(REPO, path)], capture_output=True,
                            text=True)
         assert r.returncode == 0, f"{path}: {r.stderr}"
+
+
+def test_readme_install_block_is_what_the_package_tier_does():
+    readme = read("README.md")
+    m = re.search(r"<!-- install-command -->\s*```sh\n(.*?)```", readme, re.S)
+    assert m, "README.md has no install block marked <!-- install-command -->"
+    block = m.group(1)
+    tier = read("scripts/test-package.sh")
+    for step in ("cp -r packaging/debian debian", "apt-get build-dep -y ./",
+                 "dpkg-buildpackage -us -uc -b", "mfactl enroll totp",
+                 "pam-auth-update --enable mfa", "KbdInteractiveAuthentication yes"):
+        assert step in block, step
+    for step in ('cp -r "$src/packaging/debian" "$src/debian"', "apt-get build-dep -y",
+                 "dpkg-buildpackage -us -uc -b", "enroll totp", "pam-auth-update --enable mfa",
+                 "KbdInteractiveAuthentication yes"):
+        assert step in tier, step
+
+
+def test_debian_maintainer_scripts():
+    deb = os.path.join(REPO, "packaging", "debian")
+    for name in sorted(os.listdir(deb)):
+        if name.split(".")[-1] in ("postinst", "prerm", "postrm", "preinst"):
+            text = read(os.path.join("packaging", "debian", name))
+            assert text.startswith("#!/bin/sh\n") and "\nset -e\n" in text, name
+            assert "#DEBHELPER#" in text, name
+            r = subprocess.run(["sh", "-n", os.path.join(deb, name)], capture_output=True,
+                               text=True)
+            assert r.returncode == 0, f"{name}: {r.stderr}"
+    profile = read("packaging/pam-configs/mfa")
+    assert "Default: no\n" in profile and "Session-Interactive-Only: yes\n" in profile
 
 
 if os.environ.get("MFA_SELFTEST_FAIL") == "1":
