@@ -422,25 +422,31 @@ pass
 
 # ===========================================================================================
 begin "ssh login and terminate"
+# A port of our own before sshd first starts (the container shares the host's network, and the
+# host may run an sshd of its own), then the README's drop-in.
+ct mkdir -p /etc/ssh/sshd_config.d
+ct sh -c "printf 'Port $ssh_port\nListenAddress 127.0.0.1\n' >/etc/ssh/sshd_config.d/ci-port.conf"
 ct apt-get install -y -qq --no-install-recommends openssh-server </dev/null >"$work/ssh-install.log" 2>&1 ||
   { tail -20 "$work/ssh-install.log"; fail "apt-get install openssh-server"; }
-# The README's drop-in, plus a port of our own (the host may run its own sshd).
 ct sh -c "printf 'KbdInteractiveAuthentication yes\nPasswordAuthentication no\n' >/etc/ssh/sshd_config.d/mfa.conf"
-ct sh -c "printf 'Port $ssh_port\nListenAddress 127.0.0.1\n' >/etc/ssh/sshd_config.d/ci-port.conf"
 check "sshd -t" ct sshd -t
 check "restart ssh" ct systemctl restart ssh
-ssh_code=$(fresh_code "$secret")
-cat >"$work/ssh.exp" <<EOF
+# ssh_session: alice logs in over ssh with her password and a code; the session stays open until
+# something ends it. Sets ssh_pid and sid (mfad's id of that session).
+ssh_session() {
+  local code sessions
+  code=$(fresh_code "$secret")
+  cat >"$work/ssh.exp" <<EXP
 set timeout 30
 spawn ssh -p $ssh_port -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
   -o PreferredAuthentications=keyboard-interactive -o PubkeyAuthentication=no alice@127.0.0.1 \
-  "echo logged-in-as-\$(id -un); sleep 120"
+  {echo logged-in-as-\$(id -un); sleep 120}
 expect {
   -re "assword:" { send "alice-password-1\r" }
   timeout { exit 2 }
 }
 expect {
-  "Verification code: " { send "$ssh_code\r" }
+  "Verification code: " { send "$code\r" }
   timeout { exit 3 }
 }
 expect {
@@ -448,24 +454,62 @@ expect {
   timeout { exit 4 }
   eof { exit 5 }
 }
-# The session is open: the test ends it with mfactl terminate; ssh must see its end.
+# The session is open: the test ends it with mfactl terminate, and ssh must see its end.
 set f [open "$work/ssh-open" w]; close \$f
 expect {
   eof { exit 0 }
   timeout { exit 6 }
 }
-EOF
-rm -f "$work/ssh-open"
-expect "$work/ssh.exp" >"$work/ssh.log" 2>&1 &
-ssh_pid=$!
-for _ in $(seq 1 60); do [[ -f $work/ssh-open ]] && break; kill -0 $ssh_pid 2>/dev/null || break; sleep 0.5; done
-[[ -f $work/ssh-open ]] || { wait $ssh_pid || true; cat "$work/ssh.log"; fail "ssh login with a code failed"; }
-sessions=$(ct mfactl --json sessions alice)
-sid=$(/usr/bin/python3 -c 'import json,sys; s=[x for x in json.load(sys.stdin) if x.get("service")=="sshd"]; print(s[0].get("id") or s[0].get("session_id"))' <<<"$sessions") ||
-  fail "the ssh login is no mfad session: $sessions"
-check "mfactl terminate" ct mfactl terminate "$sid"
-if ! wait $ssh_pid; then cat "$work/ssh.log"; fail "mfactl terminate did not end the ssh session"; fi
-ct journalctl -u mfad --no-pager -q | grep -i 'session' | tail -3 || true
+EXP
+  rm -f "$work/ssh-open"
+  expect "$work/ssh.exp" >"$work/ssh.log" 2>&1 &
+  ssh_pid=$!
+  for _ in $(seq 1 60); do
+    [[ -f $work/ssh-open ]] && break
+    kill -0 "$ssh_pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  [[ -f $work/ssh-open ]] || { wait "$ssh_pid" || true; cat "$work/ssh.log"; fail "ssh login with a code failed"; }
+  sessions=$(ct mfactl --json sessions alice)
+  sid=$(/usr/bin/python3 -c 'import json, sys
+s = [x for x in json.load(sys.stdin) if x.get("service") == "sshd"]
+print(s[-1].get("id") or s[-1].get("session_id"))' <<<"$sessions") ||
+    fail "the ssh login is no mfad session: $sessions"
+}
+# Ends that session with mfactl terminate: ssh must see it end within 15 s.
+terminate_ssh() {
+  check "mfactl terminate" ct mfactl terminate "$sid"
+  for _ in $(seq 1 30); do
+    kill -0 "$ssh_pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  if kill -0 "$ssh_pid" 2>/dev/null; then
+    kill "$ssh_pid" || true
+    cat "$work/ssh.log"
+    fail "mfactl terminate did not end the ssh session"
+  fi
+  wait "$ssh_pid" || { cat "$work/ssh.log"; fail "ssh did not end cleanly"; }
+}
+
+# No logind session here (no pam_systemd): mfad ends the login with signals, thanks to CAP_KILL
+# (the leader, sshd's privileged process, is root's).
+ssh_session
+terminate_ssh
+ct journalctl -u mfad --no-pager -q -n 200 | grep -q 'sent SIGHUP to session leader' ||
+  fail "mfad did not signal the session leader: $(ct journalctl -u mfad --no-pager -q -n 20)"
+pass
+
+# ===========================================================================================
+begin "terminate through logind and polkit"
+# With pam_systemd the login is a logind session: mfad asks logind, logind asks polkit, and the
+# package's rule (60-mfad.rules) lets the mfad user end it.
+ct apt-get install -y -qq --no-install-recommends libpam-systemd polkitd </dev/null \
+  >"$work/polkit-install.log" 2>&1 || { tail -20 "$work/polkit-install.log"; fail "apt-get install libpam-systemd polkitd"; }
+ct systemctl restart polkit
+ssh_session
+terminate_ssh
+ct journalctl -u mfad --no-pager -q -n 200 | grep -q 'logind terminated session' ||
+  fail "mfad did not end the session through logind: $(ct journalctl -u mfad --no-pager -q -n 20)"
 pass
 
 # ===========================================================================================

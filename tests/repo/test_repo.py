@@ -89,6 +89,9 @@ def test_debian_maintainer_scripts():
             assert r.returncode == 0, f"{name}: {r.stderr}"
     profile = read("packaging/pam-configs/mfa")
     assert "Default: no\n" in profile and "Session-Interactive-Only: yes\n" in profile
+    # pam-auth-update orders by priority, then by name descending: at 0 (as libpam-systemd's
+    # "systemd"), pam_systemd's session comes first and pam_mfa sees XDG_SESSION_ID.
+    assert "Priority: 0\n" in profile
 
 
 if os.environ.get("MFA_SELFTEST_FAIL") == "1":
