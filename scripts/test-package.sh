@@ -22,6 +22,9 @@
 #   MFA_PACKAGE_CACHE=DIR   where the minbase tarball and the apt caches live (/var/cache/mfad-ci)
 #   MFA_PACKAGE_WORK=DIR    the build tree and logs (/var/tmp/mfad-package: a fixed path, so that
 #                           ccache finds the objects of the last run whatever the checkout's path)
+#   MFA_PACKAGE_REUSE=1     keep the packages of the last run instead of building, and
+#   MFA_PACKAGE_KEEP=1      leave the container running after a failure (local debugging only;
+#                           CI sets neither)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -96,6 +99,11 @@ cleanup() {
     failed=1
     cases+=("<testcase classname=\"package\" name=\"$current\"><failure message=\"command failed (status $status)\"/></testcase>")
   fi
+  if [[ ${MFA_PACKAGE_KEEP:-0} == 1 && -n $init_pid ]]; then
+    echo "MFA_PACKAGE_KEEP=1: the container runs on: nsenter -t $init_pid -a bash"
+    write_junit
+    exit 1
+  fi
   if [[ -n $init_pid ]] && kill -0 "$init_pid" 2>/dev/null; then
     kill -s SIGRTMIN+4 "$init_pid" 2>/dev/null || true  # poweroff
   fi
@@ -156,9 +164,11 @@ EOF
 
 # The code of a TOTP secret at a given unix time (oathtool: an independent implementation).
 totp_at() { oathtool --totp -b "$1" -N "@$2"; }
-# A code for a login: a time step after every step used so far (replay protection) and inside
-# mfad's window (now ±1 step); waits for the next step when needed.
+# fresh_code SECRET: sets $code to a code for a login: of a time step after every step used so
+# far (replay protection) and inside mfad's window (now ±1 step); waits for the next step when
+# needed. (It sets a variable rather than printing: a $(...) subshell would lose last_step.)
 last_step=0
+code=""
 fresh_code() {
   local secret=$1 now step
   now=$(date +%s)
@@ -170,7 +180,7 @@ fresh_code() {
   fi
   ((step > last_step)) || step=$((step + 1))
   last_step=$step
-  totp_at "$secret" $((step * 30))
+  code=$(totp_at "$secret" $((step * 30)))
 }
 # A 6-digit code that is none of the codes mfad accepts now.
 wrong_code() {
@@ -207,8 +217,13 @@ pass
 # ===========================================================================================
 begin "build"
 remove_root
-rm -rf --one-file-system "$work" && mkdir -p "$work/src" "$work/v1" "$work/v2"
 src=$work/src/mfad
+if [[ ${MFA_PACKAGE_REUSE:-0} == 1 && -d $work/v2 ]]; then
+  echo "MFA_PACKAGE_REUSE=1: the packages of the last run"
+  version=$(dpkg-parsechangelog -l "$src/debian/changelog" -S Version -o 1 -c 1)
+  upgrade_version=$(dpkg-parsechangelog -l "$src/debian/changelog" -S Version)
+else
+rm -rf --one-file-system "$work" && mkdir -p "$work/src" "$work/v1" "$work/v2"
 mkdir -p "$src"
 # The checkout as it is (tracked and new files, nothing ignored), packaging/debian as debian/.
 git ls-files -co --exclude-standard -z | tar -C "$repo" --null -T - -cf - | tar -C "$src" -xf -
@@ -240,6 +255,7 @@ for d in v1 v2; do
   n=$(find "$work/$d" -name '*.deb' ! -name '*-dbgsym_*' | wc -l)
   ((n == 2)) || fail "$d: expected 2 packages (mfad, libpam-mfa), found $n"
 done
+fi
 ls -l "$work"/v1/*.deb "$work"/v2/*.deb
 echo "built $version and $upgrade_version"
 pass
@@ -256,7 +272,7 @@ for f in ./usr/libexec/mfad ./usr/bin/mfactl ./lib/systemd/system/mfad.service \
   ./usr/share/bash-completion/completions/mfactl ./usr/share/man/man1/mfactl.1.gz \
   ./usr/share/man/man5/mfad.conf.5.gz ./usr/share/man/man8/mfad.8.gz \
   ./usr/share/man/man8/pam_mfa.8.gz ./usr/share/doc/mfad/copyright \
-  ./usr/share/doc/libpam-mfa/copyright ./usr/share/doc/mfad/install.md \
+  ./usr/share/doc/libpam-mfa/copyright ./usr/share/doc/mfad/install.md.gz \
   ./usr/share/pam-configs/mfa "./lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/security/pam_mfa.so"; do
   grep -q " $f\$" <<<"$contents" || fail "no $f in the packages"
 done
@@ -290,15 +306,16 @@ begin "minimal Debian 12"
 mkdir -p "$cache/archives/partial" "$cache/lists/partial"
 tarball=$cache/$suite-minbase.tar
 # A month-old tarball is made again: its packages would lag too far behind the mirror.
-if [[ -f $tarball ]] && [[ -z $(find "$tarball" -mtime +30) ]]; then
+if [[ -f $tarball ]] && [[ -z $(find "$tarball" -mtime +30) ]] && tar -tf "$tarball" ./usr/sbin/init >/dev/null 2>&1; then
   echo "cached: $tarball"
 else
   mirror=$(debian_mirror) || fail "no Debian mirror in this machine's apt sources"
   echo "mmdebstrap from $mirror"
-  mmdebstrap --variant=minbase --include=systemd-sysv,pamtester "$suite" "$tarball.new" \
+  # (mmdebstrap picks the output format by the name's extension: .tar for a tarball.)
+  mmdebstrap --variant=minbase --include=systemd-sysv,pamtester "$suite" "$tarball.new.tar" \
     "$mirror" </dev/null >"$work/mmdebstrap.log" 2>&1 ||
-    { tail -20 "$work/mmdebstrap.log"; rm -f "$tarball.new"; fail "mmdebstrap"; }
-  mv "$tarball.new" "$tarball"
+    { tail -20 "$work/mmdebstrap.log"; rm -f "$tarball.new.tar"; fail "mmdebstrap"; }
+  mv "$tarball.new.tar" "$tarball"
 fi
 mkdir -p "$root"
 tar -C "$root" -xf "$tarball"
@@ -324,7 +341,13 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 [[ -n $init_pid ]] || { cat "$work/nspawn.log"; fail "systemd-nspawn did not start"; }
-state=$(timeout 90 nsenter -t "$init_pid" -a systemctl is-system-running --wait 2>&1 || true)
+# systemctl answers once the container's systemd has its own socket; then it waits for the boot.
+state=""
+for _ in $(seq 1 90); do
+  state=$(timeout 90 nsenter -t "$init_pid" -a systemctl is-system-running --wait 2>&1 || true)
+  [[ $state == running || $state == degraded ]] && break
+  sleep 1
+done
 [[ $state == running || $state == degraded ]] || { cat "$work/nspawn.log"; fail "boot: $state"; }
 ct systemctl --failed --no-legend || true
 pass
@@ -349,10 +372,13 @@ check "no group mfa-admin" ct getent group mfa-admin
 check "mfad is not active" ct systemctl is-active -q mfad
 check "mfad is not enabled" ct systemctl is-enabled -q mfad
 pid=$(ct systemctl show -P MainPID mfad)
-[[ $(ct ps -o user= -p "$pid") == mfad ]] || fail "mfad runs as $(ct ps -o user= -p "$pid")"
+mfad_uid=$(ct id -u mfad)
+uids=$(ct awk '/^Uid:/ {print $2, $3, $4, $5}' "/proc/$pid/status")
+[[ $uids == "$mfad_uid $mfad_uid $mfad_uid $mfad_uid" ]] || fail "mfad runs as uids $uids, not $mfad_uid"
 [[ $(ct stat -c '%U:%G %a' /var/lib/mfad) == "mfad:mfad 700" ]] || fail "/var/lib/mfad: $(ct stat -c '%U:%G %a' /var/lib/mfad)"
-# Non-dumpable (prctl): /proc/PID belongs to root although mfad runs as mfad; no core file.
-[[ $(ct stat -c %U "/proc/$pid") == root ]] || fail "mfad is dumpable"
+# Non-dumpable (prctl): /proc/PID/* belong to root although mfad runs as mfad; no core file.
+[[ $(ct stat -c %U "/proc/$pid/status") == root ]] ||
+  fail "mfad is dumpable: $(ct ls -l "/proc/$pid/status")"
 ct grep -q '^Max core file size *0 *0 ' "/proc/$pid/limits" || fail "mfad may dump core"
 # Its only capability is CAP_KILL (bit 5).
 [[ $(ct awk '/^CapEff/ {print $2}' "/proc/$pid/status") == 0000000000000020 ]] ||
@@ -384,7 +410,8 @@ ct sh -c 'echo alice:alice-password-1 | chpasswd && echo bob:bob-password-1 | ch
 enroll=$(ct runuser -u alice -- mfactl --json enroll totp) || fail "mfactl enroll totp (alice)"
 secret=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])' <<<"$enroll")
 [[ -n $secret ]] || fail "no secret in $enroll"
-check "mfactl confirm totp" ct runuser -u alice -- mfactl confirm totp alice "$(fresh_code "$secret")"
+fresh_code "$secret"
+check "mfactl confirm totp" ct runuser -u alice -- mfactl confirm totp alice "$code"
 ct mfactl status alice
 ct mfactl --json status alice | grep -q '"totp"' || fail "alice has no active totp"
 pass
@@ -400,7 +427,8 @@ pass
 
 # ===========================================================================================
 begin "login with password and code"
-out=$(pam_login login alice alice-password-1 "$(fresh_code "$secret")") || fail "login refused: $out"
+fresh_code "$secret"
+out=$(pam_login login alice alice-password-1 "$code") || fail "login refused: $out"
 grep -q 'successfully authenticated' <<<"$out" || fail "login: $out"
 pass
 
@@ -434,8 +462,8 @@ check "restart ssh" ct systemctl restart ssh
 # ssh_session: alice logs in over ssh with her password and a code; the session stays open until
 # something ends it. Sets ssh_pid and sid (mfad's id of that session).
 ssh_session() {
-  local code sessions
-  code=$(fresh_code "$secret")
+  local sessions
+  fresh_code "$secret"
   cat >"$work/ssh.exp" <<EXP
 set timeout 30
 spawn ssh -p $ssh_port -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
@@ -474,7 +502,8 @@ EXP
   sid=$(/usr/bin/python3 -c 'import json, sys
 s = [x for x in json.load(sys.stdin) if x.get("service") == "sshd"]
 print(s[-1].get("id") or s[-1].get("session_id"))' <<<"$sessions") ||
-    fail "the ssh login is no mfad session: $sessions"
+    fail "the ssh login is no mfad session: $sessions
+$(ct cat /etc/pam.d/common-session; ct journalctl --no-pager -q -n 40)"
 }
 # Ends that session with mfactl terminate: ssh must see it end within 15 s.
 terminate_ssh() {
@@ -530,7 +559,8 @@ check "mfad is not active after the upgrade" ct systemctl is-active -q mfad
 [[ $(ct systemctl show -P MainPID mfad) != "$old_pid" ]] || fail "mfad was not restarted"
 ct grep -q 'pam_mfa\.so nullok' /etc/pam.d/common-auth || fail "the upgrade disabled the profile"
 ct mfactl --json status alice | grep -q '"totp"' || fail "alice lost her enrollment"
-out=$(pam_login login alice alice-password-1 "$(fresh_code "$secret")") || fail "login after upgrade: $out"
+fresh_code "$secret"
+out=$(pam_login login alice alice-password-1 "$code") || fail "login after upgrade: $out"
 pass
 
 # ===========================================================================================

@@ -346,3 +346,27 @@ def test_mfactl_sessions_and_status(mfad, test_users, services):
     assert '"sessions": 1' in r.stdout or '"sessions":1' in r.stdout
     r = mfad.mfactl("--json", "sessions", "--all")
     assert r.returncode == 0 and leader.session_id in r.stdout
+
+
+def test_leader_that_allocates_memory_stays_alive(mfad, test_users):
+    # The leader's identity is its start time (/proc/PID/stat field 22): a leader whose memory
+    # grows (sshd after pam_systemd, for one) is the same process and its session stays open.
+    leader = subprocess.Popen(["/usr/bin/python3", "-c",
+                               "import sys, time; sys.stdin.readline(); b = bytearray(64 << 20); "
+                               "print('grown', flush=True); time.sleep(60)"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        context = {"service": "x", "rhost": "", "tty": "", "ruser": "",
+                   "leader_pid": str(leader.pid)}
+        session_id = mfad.call("OpenSession", "sa{ss}", "mfa-alice", context).expect_ok()
+        with open(f"/proc/{leader.pid}/stat") as f:
+            start = int(f.read().rsplit(")", 1)[1].split()[19])
+        leader.stdin.write("\n")
+        leader.stdin.flush()
+        assert leader.stdout.readline() == "grown\n"
+        assert [r["id"] for r in sessions(mfad, "mfa-alice")] == [session_id]
+        with open(f"/proc/{leader.pid}/stat") as f:
+            assert int(f.read().rsplit(")", 1)[1].split()[19]) == start
+    finally:
+        leader.kill()
+        leader.wait()
