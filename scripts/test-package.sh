@@ -230,9 +230,13 @@ git ls-files -co --exclude-standard -z | tar -C "$repo" --null -T - -cf - | tar 
 cp -r "$src/packaging/debian" "$src/debian"
 (cd "$src" && apt-get build-dep -y -qq ./ </dev/null >"$work/build-dep.log" 2>&1) ||
   { tail -20 "$work/build-dep.log"; fail "apt-get build-dep ./"; }
-# ccache (when there) keeps a rebuild of unchanged sources short; paths relative to $work.
+# ccache (when there) keeps a rebuild of unchanged sources short; paths relative to $work. Its
+# directory is named: debhelper (compat 13) gives the build a HOME of its own inside the tree,
+# and the cache would go with the tree.
 if command -v ccache >/dev/null; then
-  export CCACHE_BASEDIR=$work CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache
+  CCACHE_DIR=$(ccache -k cache_dir)
+  export CCACHE_DIR CCACHE_BASEDIR=$work CMAKE_C_COMPILER_LAUNCHER=ccache \
+    CMAKE_CXX_COMPILER_LAUNCHER=ccache
 fi
 (cd "$src" && dpkg-buildpackage -us -uc -b -j"$(nproc)" </dev/null >"$work/build-v1.log" 2>&1) ||
   { tail -40 "$work/build-v1.log"; fail "dpkg-buildpackage (0.1.0)"; }
