@@ -324,8 +324,11 @@ fi
 mkdir -p "$root"
 tar -C "$root" -xf "$tarball"
 echo "mfad-ci" >"$root/etc/hostname"
-# The minimal system has no sshd: its port is one nobody on this host uses.
-ssh_port=$((20000 + RANDOM % 20000))
+# The container shares the host's network: its sshd gets a port nothing on this host listens on.
+for _ in $(seq 1 50); do
+  ssh_port=$((20000 + RANDOM % 20000))
+  (exec 3<>"/dev/tcp/127.0.0.1/$ssh_port") 2>/dev/null || break
+done
 pass
 
 # ===========================================================================================
