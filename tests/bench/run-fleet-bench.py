@@ -35,12 +35,24 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 import dbus  # noqa: E402
 
 from conftest import Bus, Mfad, current_step, make_world_dir, totp  # noqa: E402
-from fleet_helpers import RedisServer, fleet_config, wait_degraded  # noqa: E402
+from fleet_helpers import RedisServer, audit_rows, fleet_config, wait_degraded  # noqa: E402
 
 BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "build"))
 USERS = int(os.environ.get("USERS", "40"))
 ROUNDS = int(os.environ.get("ROUNDS", "8"))
 CTX = {"service": "bench", "rhost": "127.0.0.1", "tty": "pts/0", "ruser": ""}
+WINDOW = 10  # TOTP Window of every mfad here: a code is tried against 2 * WINDOW + 1 steps
+
+
+def usable_step(secret, step):
+    """The first step from step on whose code no later step inside any window around it shares.
+    mfad takes the latest matching step of its window (it moves the replay watermark furthest):
+    a code that also matched a later step (1 chance in 10^6 per step) would use that step up too,
+    and the next login of the user would be refused as a replay."""
+    while any(totp(secret, step=step) == totp(secret, step=s)
+              for s in range(step + 1, step + 2 * WINDOW + 2)):
+        step += 1
+    return step
 
 
 class Client:
@@ -50,9 +62,12 @@ class Client:
                                   "org.mfad1.Manager")
 
     def enroll(self, user):
+        """Returns the secret and the step its confirmation used (the user's replay watermark)."""
         secret, _ = self.mgr.BeginTotpEnrollment(user, dbus.Dictionary({}, signature="sv"))
-        self.mgr.ConfirmTotpEnrollment(user, totp(str(secret), step=current_step()))
-        return str(secret)
+        secret = str(secret)
+        step = usable_step(secret, current_step())
+        self.mgr.ConfirmTotpEnrollment(user, totp(secret, step=step))
+        return secret, step
 
     def login(self, user, code):
         challenge, _ = self.mgr.BeginAuthentication(user, CTX)
@@ -66,7 +81,7 @@ _prefixes = iter(range(1000))
 
 
 def start(m, fleet_redis=None):
-    m.set_config("TOTP", "Window", "10")
+    m.set_config("TOTP", "Window", str(WINDOW))
     m.set_config("Redis", "KeyPrefix", f"mfad:bench{next(_prefixes)}:")
     m.set_config("Policy", "MaxFailures", "100")
     if fleet_redis:
@@ -83,8 +98,11 @@ def measure(local_m, fleet_m, redis, users):
     """Enrolls users on both daemons, then ROUNDS logins each (one future step per round), a
     local one and a fleet one in turn (which goes first alternates). Returns the per-login
     seconds of each, and the Redis round trips (scripts) the fleet logins cost."""
-    clients = [Client(local_m), Client(fleet_m)]
-    secrets = [{u: c.enroll(u) for u in users} for c in clients]
+    daemons = (local_m, fleet_m)
+    clients = [Client(m) for m in daemons]
+    enrolled = [{u: c.enroll(u) for u in users} for c in clients]
+    secrets = [{u: e[u][0] for u in users} for e in enrolled]
+    last = [{u: e[u][1] for u in users} for e in enrolled]  # each user's last step used
     base = current_step()
     times = ([], [])
     scripts = redis.scripts_run()
@@ -92,11 +110,32 @@ def measure(local_m, fleet_m, redis, users):
         for i, u in enumerate(users):
             order = (0, 1) if (r + i) % 2 == 0 else (1, 0)
             for k in order:
-                code = totp(secrets[k][u], step=base + r)
+                step = usable_step(secrets[k][u], max(base + r, last[k][u] + 1))
+                last[k][u] = step
+                code = totp(secrets[k][u], step=step)
                 t0 = time.perf_counter()
-                assert clients[k].login(u, code) == "totp"
+                try:
+                    method = clients[k].login(u, code)
+                except dbus.exceptions.DBusException as e:
+                    method = f"{e.get_dbus_name()}: {e.get_dbus_message()}"
+                if method != "totp":
+                    raise AssertionError(login_failure(daemons[k], ("sqlite-only", "fleet")[k], u,
+                                                       r, step, base, method))
                 times[k].append(time.perf_counter() - t0)
     return times[0], times[1], redis.scripts_run() - scripts
+
+
+def login_failure(m, mode, user, r, step, base, answer):
+    """What a refused bench login needs explained (the daemons' logs go with the cleanup)."""
+    try:
+        rows = [f"{row.get('kind')} {row.get('outcome')} {row.get('reason')}"
+                for row in audit_rows(m, user=user)[-6:]]
+    except Exception as e:  # noqa: BLE001
+        rows = [f"(audit unreadable: {e})"]
+    return (f"{mode} login of {user} refused in round {r}: {answer}\n"
+            f"code for step {step} (base {base}, now {current_step()}, window {WINDOW})\n"
+            f"audit of {user}, last rows: {rows}\n"
+            f"mfad log, end:\n{m.log_text()[-3000:]}")
 
 
 def failover(m, redis, users, how):
@@ -105,7 +144,9 @@ def failover(m, redis, users, how):
     Returns (seconds from the stop to the first login answered in degraded mode, failed logins,
     logins)."""
     c = Client(m)
-    secrets = {u: c.enroll(u) for u in users}
+    enrolled = {u: c.enroll(u) for u in users}
+    secrets = {u: enrolled[u][0] for u in users}
+    last = {u: enrolled[u][1] for u in users}
     base = current_step()
     stop_at = None
     first_degraded = None
@@ -120,8 +161,10 @@ def failover(m, redis, users, how):
                 redis.pause() if how == "frozen" else redis.stop(signal.SIGKILL)
             if stop_at is not None and now - stop_at > 1.5:
                 break
+            step = usable_step(secrets[u], max(base + r, last[u] + 1))
+            last[u] = step
             try:
-                ok = c.login(u, totp(secrets[u], step=base + r)) == "totp"
+                ok = c.login(u, totp(secrets[u], step=step)) == "totp"
             except dbus.exceptions.DBusException:
                 ok = False
             done = time.monotonic()
