@@ -52,6 +52,8 @@ constexpr KindName kKinds[] = {
     {AuditKind::kConfigWarning, "config.warning", "ed2d3780676a42b79c7fcdaf9d787493"},
     {AuditKind::kDaemonStart, "daemon.start", "b6e207d17bdc413c9a7393fbe3f39759"},
     {AuditKind::kDaemonStop, "daemon.stop", "f131b182b97e456d81bf2c45e72fa32d"},
+    {AuditKind::kAuditCheckpoint, "audit.checkpoint", "fdcb625d640d42aab4f8326c784249f1"},
+    {AuditKind::kAuditTampering, "audit.tampering", "9716bd0602ef4f91aaba816d93cd56f3"},
 };
 
 template <typename Enum>
@@ -111,6 +113,12 @@ constexpr Name<AuditReason> kReasons[] = {
     {AuditReason::kUnrecognisedRefusal, "unrecognised-refusal"},
     {AuditReason::kStart, "start"},
     {AuditReason::kSignal, "signal"},
+    {AuditReason::kKeyed, "keyed"},
+    {AuditReason::kPruned, "pruned"},
+    {AuditReason::kTruncated, "truncated"},
+    {AuditReason::kHeadMismatch, "head-mismatch"},
+    {AuditReason::kHeadMissing, "head-missing"},
+    {AuditReason::kHeadUnreadable, "head-unreadable"},
 };
 
 // Each table lists its enum in declaration order, once: the enum indexes it.
@@ -123,9 +131,9 @@ constexpr bool in_enum_order(const Table& table, Enum last) {
   }
   return i == static_cast<size_t>(last) + 1;
 }
-static_assert(in_enum_order(kKinds, AuditKind::kDaemonStop));
+static_assert(in_enum_order(kKinds, AuditKind::kAuditTampering));
 static_assert(in_enum_order(kOutcomes, AuditOutcome::kInfo));
-static_assert(in_enum_order(kReasons, AuditReason::kSignal));
+static_assert(in_enum_order(kReasons, AuditReason::kHeadUnreadable));
 
 template <typename Table>
 auto value_named(const Table& table, std::string_view name)
@@ -176,6 +184,7 @@ int priority_of(const AuditEvent& event, bool store_failed) {
     return LOG_ALERT;
   switch (event.kind) {
     case AuditKind::kStorageError:
+    case AuditKind::kAuditTampering:
       return LOG_ALERT;
     case AuditKind::kAuthLockout:
     case AuditKind::kSecurityNewDevice:

@@ -44,6 +44,10 @@ enum class AuditKind {
   kConfigWarning,
   kDaemonStart,
   kDaemonStop,
+  // The trail itself (docs/audit-events.md): written by the store (checkpoints, tampering found
+  // while running) or by mfad at start (tampering found then).
+  kAuditCheckpoint,
+  kAuditTampering,
 };
 
 enum class AuditOutcome { kSuccess, kFailure, kDenied, kError, kInfo };
@@ -100,6 +104,13 @@ enum class AuditReason {
   // The daemon.
   kStart,
   kSignal,
+  // The audit trail (audit.checkpoint, audit.tampering).
+  kKeyed,
+  kPruned,
+  kTruncated,
+  kHeadMismatch,
+  kHeadMissing,
+  kHeadUnreadable,
 };
 
 // The names stored, logged and sent (docs/audit-events.md); they never change.

@@ -54,7 +54,9 @@ struct AuditRecord {
   std::string reason;        // short machine-readable reason ("bad-code", "replay", ...)
   std::string caller;        // "uid=0 pid=123"
   std::string details_json;  // service, rhost, tty, method, drift... never a secret
-  std::string hash_hex;      // sha256(prev_hash || canonical row), assigned by the store
+  // The row's link in the chain, assigned by the store: HMAC-SHA-256 under the audit chain key of
+  // (prev_hash || canonical row); rows written before the chain was keyed: sha256 of the same.
+  std::string hash_hex;
 };
 
 // SMS (docs/sms.md): a code waiting to be typed, as a keyed hash, and the sends that the limits
@@ -110,7 +112,12 @@ struct ReconcileItem {
 struct AuditVerification {
   bool intact = true;
   uint64_t rows = 0;
-  std::string message;  // first broken row, when not intact
+  // Not intact: what is wrong (the first broken row, or "truncated: the trail is proven up to row
+  // N; rows N+1..M are missing"). Intact: how far the trail is proven ("" from stores that do not
+  // say).
+  std::string message;
+  int64_t first_id = 0;  // the first and last row verified; 0 when there is none
+  int64_t last_id = 0;
 };
 
 class Store {
@@ -170,7 +177,8 @@ class Store {
   virtual Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) = 0;
   virtual Result<AuditVerification> verify_audit_chain() = 0;
   // Deletes rows older than cutoff (retention), keeping the chain verifiable from the first kept
-  // row (its predecessor's hash is kept as the anchor).
+  // row (its predecessor's hash is kept as the anchor; a keyed chain also gets an
+  // "audit.checkpoint" row that vouches for the anchor).
   virtual Status prune_audit(int64_t cutoff_usec) = 0;
 
   // Sessions (the sessions issue). put_session inserts or replaces by id; list_sessions("")

@@ -10,6 +10,16 @@
 #include "storage/sqlite_store.hpp"
 
 namespace mfa {
+namespace {
+
+// Whether the head file is fdatasync'd before its rename (docs/operations.md, "The audit head").
+// Not: it is rewritten after every disk flush of the database, which it never runs ahead of, and
+// a head file that a crash left behind the database only means that the newest rows are proven
+// by the chain alone until the next flush. Syncing it would add a second disk flush to every
+// batch.
+constexpr bool kDurableAuditHead = false;
+
+}  // namespace
 
 Status SqliteStore::begin_write() {
   if (batch_error_)
@@ -30,6 +40,7 @@ Error SqliteStore::fail_write(Error error) {
     }
     in_transaction_ = false;
     batch_error_ = error;
+    rollback_audit_head();
   }
   return error;
 }
@@ -51,6 +62,14 @@ Status SqliteStore::sync() {
     return make_error(Errc::kStorage,
                       "database write failed earlier (sync); restart mfad once the disk is fixed");
   }
+  // The audit head as committed before this flush: every commit it covers is in the log already,
+  // so once the log is on disk the head file may say so (never more than the disk holds).
+  std::optional<AuditHead> head;
+  {
+    std::lock_guard lock(head_mutex_);
+    if (committed_known_ && !head_path_.empty())
+      head = committed_head_;
+  }
   if (fdatasync(wal_.get()) < 0) {
     const int err = errno;
     sync_failed_.store(true, std::memory_order_release);
@@ -60,6 +79,10 @@ Status SqliteStore::sync() {
   struct stat st {};
   if (fstat(wal_.get(), &st) < 0 || st.st_nlink == 0) {
     return make_error(Errc::kStorage, "database write failed: its log file was removed");
+  }
+  if (head && head != written_head_) {
+    MFA_CHECK(write_audit_head(head_path_, *head_sealer_, *head, kDurableAuditHead));
+    written_head_ = head;
   }
   return {};
 }
@@ -80,8 +103,10 @@ Status SqliteStore::commit() {
     if (!sqlite3_get_autocommit(db_.get())) {
       sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
     }
+    rollback_audit_head();
     return error;
   }
+  commit_audit_head();
   return {};
 }
 

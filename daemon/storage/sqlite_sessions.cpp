@@ -114,4 +114,9 @@ Result<bool> SqliteStore::note_device(std::string_view user, std::string_view fi
   return inserted > 0;
 }
 
+Result<int> SqliteStore::prune_devices(int64_t cutoff_usec) {
+  return write("DELETE FROM devices WHERE last_seen < ?",
+               [&](Statement& st) { st.integer(1, cutoff_usec); });
+}
+
 }  // namespace mfa

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -22,13 +23,27 @@
 
 #include "common/handles.hpp"
 #include "common/result.hpp"
+#include "common/seal.hpp"
+#include "common/secure_buffer.hpp"
 #include "core/clock.hpp"
 #include "core/store.hpp"
+#include "storage/audit_head.hpp"
 
 namespace mfa {
 
 using SqlitePtr = std::unique_ptr<sqlite3, Deleter<sqlite3_close_v2>>;
 using SqliteStmtPtr = std::unique_ptr<sqlite3_stmt, Deleter<sqlite3_finalize>>;
+
+// What a start found wrong with the trail's head (docs/audit-events.md, "audit.tampering"): reason
+// "truncated" (rows missing_from..missing_to gone), "head-mismatch" (the newest rows replaced),
+// "head-missing" (no head file beside a keyed trail), "head-unreadable".
+struct AuditHeadProblem {
+  std::string reason;
+  int64_t proven_to = 0;  // the trail is proven up to this row
+  int64_t missing_from = 0;
+  int64_t missing_to = 0;
+  std::string message;
+};
 
 class SqliteStore final : public Store {
  public:
@@ -77,6 +92,20 @@ class SqliteStore final : public Store {
   Result<AuditVerification> verify_audit_chain() override;
   Status prune_audit(int64_t cutoff_usec) override;
 
+  // Keys the audit chain (docs/security-model.md, "The audit trail"): rows appended from now on
+  // are linked with HMAC-SHA-256 under key, and the head (audit_head.hpp) is sealed with sealer
+  // into head_path after every disk flush ("": no head file). A trail written before the chain
+  // was keyed gets an "audit.checkpoint" row (reason "keyed") that carries its head, inside the
+  // batch transaction. The head file is compared with the database: what is wrong is kept for
+  // take_audit_head_problem(). sealer must outlive the store.
+  Status set_audit_chain(SecureBytes key, std::string head_path, const Sealer* sealer);
+  // What set_audit_chain() or an append found wrong with the head, once.
+  std::optional<AuditHeadProblem> take_audit_head_problem();
+  // The head as last committed, for the journal.
+  AuditHead audit_head() const;
+  // Retention of devices: forgets the ones not seen since before cutoff_usec; returns how many.
+  Result<int> prune_devices(int64_t cutoff_usec);
+
   Status put_session(const SessionRecord& session) override;
   Result<std::optional<SessionRecord>> get_session(std::string_view id) override;
   Result<std::vector<SessionRecord>> list_sessions(std::string_view user) override;
@@ -121,6 +150,17 @@ class SqliteStore final : public Store {
   // Turns a failed write into a failed batch: rolls back and remembers the error for flush().
   Error fail_write(Error error);
   Error sqlite_error(int rc, const char* what) const;
+  // The audit chain (sqlite_audit.cpp).
+  std::string audit_link(std::string_view prev_hash, const AuditRecord& row) const;
+  Status insert_audit_row(AuditRecord& row, int64_t id, const std::string& prev_hash);
+  Status append_checkpoint(const std::string& reason, const std::string& details_json);
+  Result<AuditHead> audit_head_in_db();
+  Result<int64_t> keyed_chain_start();
+  Result<AuditVerification> verify_rows(int64_t keyed_from);
+  void note_head_problem(AuditHeadProblem problem);
+  // Called on commit and rollback: what the head file may say.
+  void commit_audit_head();
+  void rollback_audit_head();
 
   SqlitePtr db_;
   const Clock& clock_;
@@ -129,6 +169,19 @@ class SqliteStore final : public Store {
   std::unordered_map<const char*, SqliteStmtPtr> statements_;
   bool in_transaction_ = false;
   std::optional<Error> batch_error_;
+
+  // The keyed chain. head_ follows the open transaction; committed_head_ is what the last commit
+  // left, read by sync() on the commit thread (under head_mutex_), which writes it to head_path_.
+  SecureBytes audit_key_;
+  std::string head_path_;
+  const Sealer* head_sealer_ = nullptr;
+  bool head_known_ = false;
+  AuditHead head_;
+  std::optional<AuditHeadProblem> head_problem_;
+  mutable std::mutex head_mutex_;
+  AuditHead committed_head_;               // guarded by head_mutex_
+  bool committed_known_ = false;           // guarded by head_mutex_
+  std::optional<AuditHead> written_head_;  // the commit thread's: what the file holds
 };
 
 }  // namespace mfa
