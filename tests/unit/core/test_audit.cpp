@@ -331,15 +331,16 @@ std::string audit_doc() {
 // in docs/audit-events.md; no enum value has another name.
 void test_kind_catalogue(void** state) {
   (void)state;
-  const char* kinds[] = {"auth.begin",     "auth.success",        "auth.failure",
-                         "auth.lockout",   "auth.not-enrolled",   "auth.rate-limited",
-                         "auth.end",       "access.denied",       "enroll.begin",
-                         "enroll.confirm", "enroll.disable",      "backup.generate",
-                         "backup.used",    "admin.reset",         "admin.unlock",
-                         "session.open",   "session.close",       "session.terminate",
-                         "sms.sent",       "sms.failed",          "degraded",
-                         "storage.error",  "security.new-device", "security.failure-burst",
-                         "config.warning", "daemon.start",        "daemon.stop"};
+  const char* kinds[] = {"auth.begin",       "auth.success",        "auth.failure",
+                         "auth.lockout",     "auth.not-enrolled",   "auth.rate-limited",
+                         "auth.end",         "access.denied",       "enroll.begin",
+                         "enroll.confirm",   "enroll.disable",      "backup.generate",
+                         "backup.used",      "admin.reset",         "admin.unlock",
+                         "session.open",     "session.close",       "session.terminate",
+                         "sms.sent",         "sms.failed",          "degraded",
+                         "storage.error",    "security.new-device", "security.failure-burst",
+                         "config.warning",   "daemon.start",        "daemon.stop",
+                         "audit.checkpoint", "audit.tampering"};
   const std::string doc = audit_doc();
   std::set<std::string> seen_ids;
   std::set<int> seen_kinds;
@@ -360,7 +361,7 @@ void test_kind_catalogue(void** state) {
       fprintf(stderr, "docs lack %s\n", row.c_str());
     assert_true(doc.find(row) != std::string::npos);
   }
-  assert_int_equal(seen_kinds.size(), static_cast<size_t>(AuditKind::kDaemonStop) + 1);
+  assert_int_equal(seen_kinds.size(), static_cast<size_t>(AuditKind::kAuditTampering) + 1);
   assert_false(audit_kind_from_name("no.such-kind").has_value());
 }
 
@@ -416,8 +417,14 @@ void test_outcome_and_reason_catalogue(void** state) {
                            "factor-changed",
                            "unrecognised-refusal",
                            "start",
-                           "signal"};
-  assert_int_equal(std::size(reasons), static_cast<size_t>(AuditReason::kSignal) + 1);
+                           "signal",
+                           "keyed",
+                           "pruned",
+                           "truncated",
+                           "head-mismatch",
+                           "head-missing",
+                           "head-unreadable"};
+  assert_int_equal(std::size(reasons), static_cast<size_t>(AuditReason::kHeadUnreadable) + 1);
   const std::string doc = audit_doc();
   for (size_t i = 0; i < std::size(reasons); ++i) {
     const auto reason = static_cast<AuditReason>(i);
