@@ -33,6 +33,9 @@ int cmd_audit_verify(Context& ctx) {
   if (!state->intact)
     return fail("audit trail broken: " + state->message);
   printf("audit trail intact: %llu rows\n", static_cast<unsigned long long>(state->rows));
+  // How far the trail is proven, and whether the head file agrees (docs/mfactl.md).
+  if (!state->message.empty())
+    printf("%s\n", state->message.c_str());
   return kExitOk;
 }
 

@@ -1,4 +1,4 @@
-// The audit trail's head kept outside the database (docs/security-model.md, "The audit trail"):
+// The audit trail's head kept outside the database (docs/audit-events.md, "The hash chain"):
 // the newest row's id and link (its MAC) and the first kept row's id, sealed in a small file in
 // the state directory. A copy of the database with its newest rows deleted still verifies as a
 // chain; it no longer matches this file.

@@ -1,7 +1,7 @@
 // SqliteStore: the audit trail, append-only (triggers) and chained, with its retention. The chain
 // is keyed (HMAC under a key derived from the master key) once set_audit_chain() ran, and its head
 // is kept outside the database too (audit_head.hpp), so that neither a forged row nor the loss of
-// the newest rows goes unnoticed (docs/security-model.md, "The audit trail").
+// the newest rows goes unnoticed (docs/audit-events.md, "The hash chain").
 #include <algorithm>
 #include <climits>
 

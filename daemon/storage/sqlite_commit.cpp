@@ -12,7 +12,7 @@
 namespace mfa {
 namespace {
 
-// Whether the head file is fdatasync'd before its rename (docs/operations.md, "The audit head").
+// Whether the head file is fdatasync'd before its rename (docs/operations.md, "The audit trail").
 // Not: it is rewritten after every disk flush of the database, which it never runs ahead of, and
 // a head file that a crash left behind the database only means that the newest rows are proven
 // by the chain alone until the next flush. Syncing it would add a second disk flush to every

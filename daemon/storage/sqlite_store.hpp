@@ -92,7 +92,7 @@ class SqliteStore final : public Store {
   Result<AuditVerification> verify_audit_chain() override;
   Status prune_audit(int64_t cutoff_usec) override;
 
-  // Keys the audit chain (docs/security-model.md, "The audit trail"): rows appended from now on
+  // Keys the audit chain (docs/audit-events.md, "The hash chain"): rows appended from now on
   // are linked with HMAC-SHA-256 under key, and the head (audit_head.hpp) is sealed with sealer
   // into head_path after every disk flush ("": no head file). A trail written before the chain
   // was keyed gets an "audit.checkpoint" row (reason "keyed") that carries its head, inside the

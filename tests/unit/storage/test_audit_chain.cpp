@@ -1,4 +1,4 @@
-// The keyed audit chain (docs/security-model.md, "The audit trail"): HMAC links, the head kept in
+// The keyed audit chain (docs/audit-events.md, "The hash chain"): HMAC links, the head kept in
 // a sealed file, truncation found at start and while running, the migration of an unkeyed trail,
 // and pruning vouched for by a checkpoint row.
 #include <sqlite3.h>
