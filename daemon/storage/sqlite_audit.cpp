@@ -126,7 +126,7 @@ std::string SqliteStore::audit_link(std::string_view prev_hash, const AuditRecor
   return mac.ok() ? to_hex(mac->span()) : std::string("hmac-failed");
 }
 
-Result<AuditHead> SqliteStore::audit_head_in_db() {
+Result<AuditHead> SqliteStore::audit_head_in_db(bool with_first_id) {
   AuditHead head;
   MFA_CHECK(read(
       "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1", [](Statement&) {},
@@ -134,6 +134,8 @@ Result<AuditHead> SqliteStore::audit_head_in_db() {
         head.last_id = st.column_int(0);
         head.mac = st.column_text(1);
       }));
+  if (head.last_id != 0 && !with_first_id)
+    return head;
   int64_t anchor_first = 0;
   std::string anchor_prev;
   MFA_CHECK(read(
@@ -220,7 +222,7 @@ Status SqliteStore::append_audit(AuditRecord& record) {
   MFA_CHECK(begin_write());
 
   // The chain continues from the last row, or from the anchor left by pruning, or from zero.
-  MFA_TRY(db_head, audit_head_in_db());
+  MFA_TRY(db_head, audit_head_in_db(/*with_first_id=*/false));
   int64_t next_id = db_head.last_id + 1;
   std::string prev_hash = db_head.last_id == 0 ? kGenesisHash : db_head.mac;
 

@@ -154,7 +154,8 @@ class SqliteStore final : public Store {
   std::string audit_link(std::string_view prev_hash, const AuditRecord& row) const;
   Status insert_audit_row(AuditRecord& row, int64_t id, const std::string& prev_hash);
   Status append_checkpoint(const std::string& reason, const std::string& details_json);
-  Result<AuditHead> audit_head_in_db();
+  // The newest row (or where pruning left the chain); first_id only when asked (one more query).
+  Result<AuditHead> audit_head_in_db(bool with_first_id = true);
   Result<int64_t> keyed_chain_start();
   Result<AuditVerification> verify_rows(int64_t keyed_from);
   void note_head_problem(AuditHeadProblem problem);
