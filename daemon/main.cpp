@@ -40,6 +40,7 @@
 #include "bus/manager.hpp"
 #include "core/sessions.hpp"
 #include "bus/sessions.hpp"
+#include "audit_upkeep.hpp"
 #include "storage/sqlite_store.hpp"
 #include "core/user_directory.hpp"
 
@@ -267,98 +268,11 @@ struct Daemon {
   EventPtr event;
   BusPtr bus;
   Store* store = nullptr;
-  SqliteStore* sqlite = nullptr;
   AuditLog* audit = nullptr;
   ManagerBus* manager = nullptr;
-  const Config* config = nullptr;
-  const Clock* clock = nullptr;
   int exit_status = EXIT_SUCCESS;
   bool stopping = false;
 };
-
-// The audit trail's upkeep (docs/operations.md, "The audit trail"): retention at start and every
-// hour, and the head in the journal every quarter of an hour and at shutdown.
-constexpr uint64_t kRetentionPeriodUsec = 3600ULL * 1000000;
-constexpr uint64_t kHeadLogPeriodUsec = 900ULL * 1000000;
-
-void log_audit_head(const Daemon& d, const char* when) {
-  MFA_LOG_INFO("audit head (%s): %s", when, describe_audit_head(d.sqlite->audit_head()).c_str());
-}
-
-// [Audit] RetentionDays: audit rows older than that go (an audit.checkpoint row vouches for what
-// went), with the devices not seen since. Sessions past their lifetime are the session registry's
-// (it ends them, which a deleted row would not).
-void apply_retention(const Daemon& d) {
-  const int64_t cutoff =
-      d.clock->realtime_usec() - int64_t{d.config->audit_retention_days} * 86400 * 1000000;
-  if (Status st = d.store->prune_audit(cutoff); !st.ok())
-    MFA_LOG_ERROR("cannot prune the audit trail: %s", st.error().message.c_str());
-  auto devices = d.sqlite->prune_devices(cutoff);
-  if (!devices.ok())
-    MFA_LOG_ERROR("cannot prune devices: %s", devices.error().message.c_str());
-  else if (*devices > 0)
-    MFA_LOG_INFO("forgot %d devices not seen for %d days", *devices,
-                 d.config->audit_retention_days);
-}
-
-int on_retention_timer(sd_event_source* source, uint64_t usec, void* userdata) {
-  auto* d = static_cast<Daemon*>(userdata);
-  try {
-    apply_retention(*d);
-    d->manager->schedule_commit();
-  } catch (...) {
-    MFA_LOG_ERROR("audit retention failed");
-  }
-  (void)sd_event_source_set_time(source, usec + kRetentionPeriodUsec);
-  return 0;
-}
-
-int on_head_log_timer(sd_event_source* source, uint64_t usec, void* userdata) {
-  try {
-    log_audit_head(*static_cast<Daemon*>(userdata), "periodic");
-  } catch (...) {
-  }
-  (void)sd_event_source_set_time(source, usec + kHeadLogPeriodUsec);
-  return 0;
-}
-
-Status add_audit_timer(sd_event* event, Daemon* d, const char* name, uint64_t period,
-                       sd_event_time_handler_t handler) {
-  uint64_t now = 0;
-  int r = sd_event_now(event, CLOCK_MONOTONIC, &now);
-  sd_event_source* source = nullptr;
-  if (r >= 0)
-    r = sd_event_add_time(event, &source, CLOCK_MONOTONIC, now + period, 1000000, handler, d);
-  if (r >= 0)
-    r = sd_event_source_set_enabled(source, SD_EVENT_ON);
-  if (r >= 0)
-    r = sd_event_source_set_description(source, name);
-  if (r < 0)
-    return make_error(Errc::kInternal,
-                      std::string("cannot add the ") + name + " timer: " + strerror(-r));
-  // The loop owns it (floating): it lives as long as the loop.
-  (void)sd_event_source_set_floating(source, 1);
-  sd_event_source_unref(source);
-  return {};
-}
-
-// What the start found wrong with the trail's head goes to the trail, the journal and the bus.
-void report_head_problem(const Daemon& d, SecurityEventEmitter& emitter,
-                         const AuditHeadProblem& problem) {
-  AuditEvent event;
-  event.kind = AuditKind::kAuditTampering;
-  event.outcome = AuditOutcome::kFailure;
-  event.reason = audit_reason_from_name(problem.reason).value_or(AuditReason::kTruncated);
-  event.caller = "mfad";
-  event.details = {{"found", "at start"},
-                   {"message", problem.message},
-                   {"proven_to", std::to_string(problem.proven_to)},
-                   {"missing_from", std::to_string(problem.missing_from)},
-                   {"missing_to", std::to_string(problem.missing_to)}};
-  if (Status st = d.audit->record(event); !st.ok())
-    MFA_LOG_ERROR("cannot record audit.tampering: %s", st.error().message.c_str());
-  emitter.security_event("", "audit-tampering", event.details);
-}
 
 void record(AuditLog& audit, AuditKind kind, AuditReason reason) {
   AuditEvent event;
@@ -500,11 +414,8 @@ int run(const Options& options) {
     return EXIT_FAILURE;
   }
   d.store = store.get();
-  d.sqlite = sqlite;
   d.audit = &audit;
   d.manager = manager->get();
-  d.config = &config;
-  d.clock = &clock;
 
   // Sessions: the registry, its effects on the world, and the expiry timer (which first reaps
   // sessions whose leader went away while mfad was down).
@@ -593,17 +504,13 @@ int run(const Options& options) {
     return EXIT_FAILURE;
   }
 
-  if (auto problem = sqlite->take_audit_head_problem())
-    report_head_problem(d, emitter, *problem);
+  AuditUpkeep upkeep(
+      AuditUpkeep::Deps{event, *sqlite, audit, *manager->get(), emitter, config, clock});
+  upkeep.report_head_problem();
   record(audit, AuditKind::kDaemonStart, AuditReason::kStart);
-  apply_retention(d);
-  for (Status st :
-       {add_audit_timer(event, &d, "audit-retention", kRetentionPeriodUsec, on_retention_timer),
-        add_audit_timer(event, &d, "audit-head-log", kHeadLogPeriodUsec, on_head_log_timer)}) {
-    if (!st.ok()) {
-      MFA_LOG_ERROR("%s", st.error().message.c_str());
-      return EXIT_FAILURE;
-    }
+  if (Status st = upkeep.start(); !st.ok()) {
+    MFA_LOG_ERROR("%s", st.error().message.c_str());
+    return EXIT_FAILURE;
   }
   if (Status st = store->flush(); !st.ok()) {
     MFA_LOG_ERROR("cannot write to the database: %s", st.error().message.c_str());
@@ -620,7 +527,7 @@ int run(const Options& options) {
   }
   // The loop also ends when the bus goes away: commit whatever is pending.
   manager->get()->group_commit().finish();
-  log_audit_head(d, "shutdown");
+  upkeep.log_head("shutdown");
   return r;
 }
 
