@@ -40,7 +40,7 @@
 #include "bus/manager.hpp"
 #include "core/sessions.hpp"
 #include "bus/sessions.hpp"
-#include "audit_upkeep.hpp"
+#include "bus/audit_upkeep.hpp"
 #include "storage/sqlite_store.hpp"
 #include "core/user_directory.hpp"
 

@@ -1,4 +1,4 @@
-#include "audit_upkeep.hpp"
+#include "bus/audit_upkeep.hpp"
 
 #include <cstring>
 #include <string>
