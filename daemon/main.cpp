@@ -376,7 +376,10 @@ int run(const Options& options) {
   // The one place that knows the store is SQLite: every layer, fleet mode's included, gets a Store.
   std::unique_ptr<Store> store = std::move(opened).value();
   AuditLog audit(*store, clock);
-  SystemUserDirectory users;
+  SystemUserDirectory system_users;
+  // Every call asks NSS who its caller and its user are: a short memory keeps a flood of calls
+  // from becoming a flood of directory round trips on the event loop.
+  CachedUserDirectory users(system_users, clock);
 
   Daemon d;
   sd_event* event = nullptr;

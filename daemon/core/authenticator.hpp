@@ -179,6 +179,13 @@ class Authenticator {
   // from its read cache: an answer that ends a login without a code is always read from Redis.
   bool offers_factor(std::string_view user, const StringMap& context);
 
+  // A call of caller's refused before its handler ran (over the caller's rate limit, docs/
+  // security-model.md "Floods"): audited as access.denied, coalesced like every denial.
+  Status call_limited(const Caller& caller, std::string_view action);
+  // Writes the counted rows of repeated denials whose window ended (every one with all:
+  // shutdown), see core/denial_coalescer.hpp.
+  Status flush_denials(bool all);
+
   // Root, a member of AdminGroup, or granted the admin tier by caller's admin authority.
   bool is_admin(const Caller& caller) const;
 

@@ -49,10 +49,44 @@ bool Authenticator::Impl::is_admin(const Caller& caller) const {
   return caller.admin_authority && caller.admin_authority->answer() == AdminAuthority::Answer::kYes;
 }
 
+Status Authenticator::Impl::audit_denial(const Caller& caller, std::string_view user,
+                                         AuditKind kind, AuditReason reason, StringMap details) {
+  MFA_CHECK(flush_denials(false));
+  DenialCoalescer::Denial denial{caller.uid, details["action"], kind, reason};
+  if (!denials.first(denial, user, caller.describe(), d_.clock.monotonic_usec()))
+    return {};
+  return audit(kind, user, AuditOutcome::kDenied, reason, caller, std::move(details));
+}
+
+Status Authenticator::Impl::flush_denials(bool all) {
+  for (auto& r : denials.take(d_.clock.monotonic_usec(), all)) {
+    AuditEvent ev;
+    ev.kind = r.denial.kind;
+    ev.user = std::move(r.user);
+    ev.outcome = AuditOutcome::kDenied;
+    ev.reason = r.denial.reason;
+    ev.caller = std::move(r.caller);
+    ev.details = {{"action", r.denial.action},
+                  {"count", std::to_string(r.count)},
+                  {"window_seconds", std::to_string(DenialCoalescer::kWindowUsec / 1000000)}};
+    MFA_STORE_CHECK(d_.audit.record(ev));
+  }
+  return {};
+}
+
+Status Authenticator::call_limited(const Caller& caller, std::string_view action) {
+  return impl_->audit_denial(caller, "", AuditKind::kAccessDenied, AuditReason::kRateLimited,
+                             {{"action", std::string(action)}});
+}
+
+Status Authenticator::flush_denials(bool all) {
+  return impl_->flush_denials(all);
+}
+
 Error Authenticator::Impl::deny(const Caller& caller, std::string_view user,
                                 std::string_view action, std::string message) {
-  auto st = audit(AuditKind::kAccessDenied, user, AuditOutcome::kDenied, AuditReason::kNotAllowed,
-                  caller, {{"action", std::string(action)}});
+  auto st = audit_denial(caller, user, AuditKind::kAccessDenied, AuditReason::kNotAllowed,
+                         {{"action", std::string(action)}});
   if (!st.ok())
     return std::move(st).error();
   return make_error(Errc::kNotAllowed, std::move(message));
@@ -128,8 +162,8 @@ Status Authenticator::Impl::step_up(const Caller& caller, std::string_view user,
     return {};
   StringMap details{{"purpose", "step-up"}, {"action", std::string(action)}};
   if (current_code.empty()) {
-    MFA_CHECK(audit(AuditKind::kAuthFailure, user, AuditOutcome::kDenied,
-                    AuditReason::kStepUpRequired, caller, details));
+    MFA_CHECK(
+        audit_denial(caller, user, AuditKind::kAuthFailure, AuditReason::kStepUpRequired, details));
     return make_error(Errc::kStepUpRequired,
                       "This change needs a current code of your second factor");
   }

@@ -9,6 +9,7 @@
 #include "common/result.hpp"
 #include "core/authenticator.hpp"
 #include "core/challenges.hpp"
+#include "core/denial_coalescer.hpp"
 #include "core/sms_codes.hpp"
 #include "core/verifier.hpp"
 
@@ -24,9 +25,16 @@ struct Authenticator::Impl : Verifier {
 
   ChallengeTable challenges;
   SmsCodes sms{*this};
+  DenialCoalescer denials;
 
   // --- Access (authenticator_access.cpp). ---
   bool is_admin(const Caller& caller) const;
+  // Audits a refusal of caller's (outcome denied; details name the "action"), coalesced with
+  // its repeats (core/denial_coalescer.hpp).
+  Status audit_denial(const Caller& caller, std::string_view user, AuditKind kind,
+                      AuditReason reason, StringMap details);
+  // Writes the counted rows of windows that ended (all: every one).
+  Status flush_denials(bool all);
   // Audits access.denied and returns NotAllowed with message.
   Error deny(const Caller& caller, std::string_view user, std::string_view action,
              std::string message);

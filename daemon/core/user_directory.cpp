@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <iterator>
 #include <vector>
 
 namespace mfa {
@@ -123,6 +124,59 @@ bool SystemUserDirectory::in_group(uid_t uid, std::string_view group) const {
       return true;
   }
   return false;
+}
+
+namespace {
+
+bool found(const std::optional<uid_t>& v) {
+  return v.has_value();
+}
+bool found(const std::optional<std::string>& v) {
+  return v.has_value();
+}
+bool found(bool member) {
+  return member;
+}
+
+}  // namespace
+
+template <typename Key, typename T, typename Lookup>
+T CachedUserDirectory::cached(std::map<Key, Entry<T>, std::less<>>& table, Key key,
+                              Lookup lookup) const {
+  const uint64_t now = clock_.monotonic_usec();
+  if (auto it = table.find(key); it != table.end()) {
+    if (now < it->second.expires_usec)
+      return it->second.value;
+    table.erase(it);
+  }
+  T value = lookup();
+  if (table.size() >= kMaxEntries) {
+    for (auto it = table.begin(); it != table.end();)
+      it = now < it->second.expires_usec ? std::next(it) : table.erase(it);
+    if (table.size() >= kMaxEntries)
+      table.clear();
+  }
+  table.emplace(std::move(key),
+                Entry<T>{value, now + (found(value) ? kFoundTtlUsec : kAbsentTtlUsec)});
+  return value;
+}
+
+std::optional<uid_t> CachedUserDirectory::uid_of(std::string_view user) const {
+  // Names NSS is never asked about are not kept either.
+  if (!valid_name(user))
+    return std::nullopt;
+  return cached(uids_, std::string(user), [&] { return directory_.uid_of(user); });
+}
+
+std::optional<std::string> CachedUserDirectory::name_of(uid_t uid) const {
+  return cached(names_, uid, [&] { return directory_.name_of(uid); });
+}
+
+bool CachedUserDirectory::in_group(uid_t uid, std::string_view group) const {
+  if (!valid_name(group))
+    return false;
+  return cached(groups_, std::make_pair(uid, std::string(group)),
+                [&] { return directory_.in_group(uid, group); });
 }
 
 }  // namespace mfa

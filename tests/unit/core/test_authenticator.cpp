@@ -895,6 +895,48 @@ void test_admin_tier_through_polkit(void**) {
   assert_int_equal(authority->wanted_, 3);
 }
 
+// A caller refused in a loop grows the audit trail by two rows per window, not one per call
+// (docs/audit-events.md, "Coalesced denials"): the first refusal at once, the count of the
+// others when the window ends; another action, another caller, each limited call are their own.
+void test_repeated_denials_are_coalesced(void**) {
+  Env e;
+  enroll_totp(e, "alice");
+  for (int i = 0; i < 50; ++i)
+    ASSERT_ERR(e.auth->get_user(kBobC, "alice"), Errc::kNotAllowed);
+  auto rows = e.audit_rows("access.denied");
+  assert_int_equal(rows.size(), 1);
+  assert_string_equal(rows[0].reason.c_str(), "not-allowed");
+  assert_string_equal(rows[0].user.c_str(), "alice");
+  ASSERT_ERR(e.auth->list_users(kBobC), Errc::kNotAllowed);
+  ASSERT_ERR(e.auth->get_user(kAliceC, "bob"), Errc::kNotAllowed);
+  ASSERT_OK(e.auth->call_limited(kBobC, "GetUser"));
+  ASSERT_OK(e.auth->call_limited(kBobC, "GetUser"));
+  assert_int_equal(e.audit_rows("access.denied").size(), 4);
+  // Nothing is written before the window ends.
+  ASSERT_OK(e.auth->flush_denials(false));
+  assert_int_equal(e.audit_rows("access.denied").size(), 4);
+  e.clock.advance_seconds(61);
+  ASSERT_OK(e.auth->flush_denials(false));
+  rows = e.audit_rows("access.denied");
+  assert_int_equal(rows.size(), 6);
+  std::set<std::string> counted{rows[4].details_json, rows[5].details_json};
+  assert_true(counted.count(R"({"action":"GetUser","count":"49","window_seconds":"60"})") == 1);
+  assert_true(counted.count(R"({"action":"GetUser","count":"1","window_seconds":"60"})") == 1);
+  // A new window starts with a row of its own; shutdown writes what was counted so far.
+  ASSERT_ERR(e.auth->get_user(kBobC, "alice"), Errc::kNotAllowed);
+  ASSERT_ERR(e.auth->get_user(kBobC, "carol"), Errc::kNotAllowed);
+  assert_int_equal(e.audit_rows("access.denied").size(), 7);
+  ASSERT_OK(e.auth->flush_denials(true));
+  rows = e.audit_rows("access.denied");
+  assert_int_equal(rows.size(), 8);
+  assert_string_equal(rows[7].user.c_str(), "");  // the repeats named several users
+  assert_string_equal(rows[7].details_json.c_str(),
+                      R"({"action":"GetUser","count":"1","window_seconds":"60"})");
+  auto verified = e.auth->verify_audit_trail(kRoot);
+  ASSERT_OK(verified);
+  assert_true(verified->intact);
+}
+
 // --- Argument checks ---
 
 void test_bad_names_and_arguments(void**) {
@@ -1224,6 +1266,7 @@ int main(void) {
       cmocka_unit_test(test_admin_clears_state_of_deleted_account),
       cmocka_unit_test(test_authorization_tiers),
       cmocka_unit_test(test_admin_tier_through_polkit),
+      cmocka_unit_test(test_repeated_denials_are_coalesced),
       cmocka_unit_test(test_bad_names_and_arguments),
       cmocka_unit_test(test_methods_filter),
       cmocka_unit_test(test_storage_errors),

@@ -1,0 +1,58 @@
+#include "core/denial_coalescer.hpp"
+
+#include <algorithm>
+#include <iterator>
+#include <utility>
+
+namespace mfa {
+
+bool DenialCoalescer::first(const Denial& denial, std::string_view user, std::string_view caller,
+                            uint64_t now_usec) {
+  Key key{denial.uid, denial.action, denial.kind, denial.reason};
+  if (auto it = open_.find(key); it != open_.end()) {
+    Repeats& r = it->second;
+    if (now_usec - r.window_start_usec < kWindowUsec) {
+      ++r.count;
+      if (r.user != user)
+        r.user.clear();
+      r.caller = std::string(caller);
+      return false;
+    }
+    if (r.count > 0)
+      handed_over_.push_back(std::move(r));
+    open_.erase(it);
+  }
+  if (open_.size() >= kMaxKinds) {
+    for (auto& [k, r] : open_) {
+      if (r.count > 0)
+        handed_over_.push_back(std::move(r));
+    }
+    open_.clear();
+  }
+  Repeats r;
+  r.denial = denial;
+  r.user = std::string(user);
+  r.window_start_usec = now_usec;
+  open_.emplace(std::move(key), std::move(r));
+  return true;
+}
+
+std::vector<DenialCoalescer::Repeats> DenialCoalescer::take(uint64_t now_usec, bool all) {
+  std::vector<Repeats> out = std::move(handed_over_);
+  handed_over_.clear();
+  for (auto it = open_.begin(); it != open_.end();) {
+    if (!all && now_usec - it->second.window_start_usec < kWindowUsec) {
+      ++it;
+      continue;
+    }
+    if (it->second.count > 0)
+      out.push_back(std::move(it->second));
+    it = open_.erase(it);
+  }
+  std::stable_sort(out.begin(), out.end(), [](const Repeats& a, const Repeats& b) {
+    return a.window_start_usec < b.window_start_usec;
+  });
+  return out;
+}
+
+}  // namespace mfa
