@@ -228,6 +228,7 @@ Result<std::unique_ptr<ManagerBus>> ManagerBus::create(sd_event* event, sd_bus* 
   mb->expiry_timer_.reset(timer);
   (void)sd_event_source_set_enabled(timer, SD_EVENT_OFF);
   (void)sd_event_source_set_description(timer, "challenge-expiry");
+  MFA_CHECK(mb->add_admission_sources());
   return mb;
 }
 
@@ -241,6 +242,7 @@ void ManagerBus::stop(std::function<void()> stopped) {
   on_stopped_ = std::move(stopped);
   // Sends in flight end now (failed): their calls are answered, after the commit below.
   sms_->cancel_all();
+  answer_parked(SD_BUS_ERROR_NO_SERVER, "mfad is shutting down.");
   calls_.answer_waiting(CallWait::kPolkit, SD_BUS_ERROR_NO_SERVER, "mfad is shutting down.");
   polkit_->abandon_all();
   const size_t on_redis = calls_.waiting(CallWait::kRedis);
@@ -281,6 +283,10 @@ int ManagerBus::on_drain_timer(sd_event_source* /*s*/, uint64_t /*usec*/, void* 
 
 void ManagerBus::finish_stop() {
   drain_timer_.reset();
+  denial_timer_.reset();
+  if (Status st = auth_.flush_denials(true); !st.ok())
+    MFA_LOG_ERROR("cannot write the counts of repeated denials: %s", st.error().message.c_str());
+  after_write();
   commit_->finish();
   MFA_LOG_INFO("group commit: %llu commits and %llu disk syncs for %llu replies",
                static_cast<unsigned long long>(commit_->commits()),

@@ -16,12 +16,14 @@
 #include <systemd/sd-event.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "bus/call_throttle.hpp"
 #include "bus/caller.hpp"
 #include "bus/fleet_begin_reads.hpp"
 #include "bus/pending_call.hpp"
@@ -93,6 +95,19 @@ class ManagerBus {
   // 0 when its sender is root. See main.cpp's sd_bus_set_trusted.
   int refuse_unless_root(sd_bus_message* m);
 
+  // The open methods' gate (manager_admission.cpp, docs/security-model.md "Floods"): 0 when m
+  // comes from root and its handler runs now; > 0 when m was refused (over its caller's rate
+  // limit, or the queue is full: LimitExceeded) or parked: the handler of a caller that is not
+  // root runs later, from a source below the bus's, so that every call of root's that the bus
+  // holds is taken first.
+  using Handler = int (ManagerBus::*)(sd_bus_message*);
+  int admit_open_call(sd_bus_message* m, Handler handler);
+  // Runs handler on m as sd-bus runs a vtable handler: nothing thrown, the errors in ret_error
+  // or the result (manager_vtable.cpp).
+  int handle(sd_bus_message* m, Handler handler, sd_bus_error* ret_error);
+  // The most calls parked at once.
+  static constexpr size_t kMaxParkedCalls = 256;
+
   // The vtable's handlers (manager_calls.cpp; manager_vtable.cpp's trampolines call these).
   int begin_authentication(sd_bus_message* m);
   int send_sms_code(sd_bus_message* m);
@@ -136,6 +151,12 @@ class ManagerBus {
   static int on_name_owner_changed(sd_bus_message* m, void* userdata, sd_bus_error* ret_error);
   static int on_expiry_timer(sd_event_source* s, uint64_t usec, void* userdata);
   static int on_drain_timer(sd_event_source* s, uint64_t usec, void* userdata);
+  static int on_parked(sd_event_source* s, void* userdata);
+  static int on_denial_timer(sd_event_source* s, uint64_t usec, void* userdata);
+  Status add_admission_sources();
+  // Refuses m (LimitExceeded with message), audited as its caller's.
+  int refuse_limited(sd_bus_message* m, const Caller& caller, const char* message);
+  void answer_parked(const char* name, const char* message);
   void arm_expiry_timer(uint64_t at_usec);
   void after_write();
   void after_step();
@@ -215,6 +236,16 @@ class ManagerBus {
   FleetSessions* fleet_sessions_ = nullptr;
   FleetSms* fleet_sms_ = nullptr;
   FleetBeginReads begin_reads_;
+
+  // Unprivileged calls (manager_admission.cpp).
+  struct ParkedCall {
+    BusMessagePtr message;  // a reference of its own
+    Handler handler;
+  };
+  CallThrottle throttle_;
+  std::deque<ParkedCall> parked_;
+  EventSourcePtr parked_source_;
+  EventSourcePtr denial_timer_;
 };
 
 }  // namespace mfa

@@ -17,23 +17,22 @@ namespace {
 // others authorize in the Authenticator.
 enum class Access { kRoot, kOpen };
 
+// The open ones from callers other than root wait their turn (ManagerBus::admit_open_call).
 template <int (ManagerBus::*Handler)(sd_bus_message*), Access kAccess>
 int dispatch(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
+  auto* mb = static_cast<ManagerBus*>(userdata);
   try {
-    auto* mb = static_cast<ManagerBus*>(userdata);
-    if constexpr (kAccess == Access::kRoot) {
-      if (int r = mb->refuse_unless_root(m); r != 0)
-        return r;
-    }
-    return (mb->*Handler)(m);
+    const int r =
+        kAccess == Access::kRoot ? mb->refuse_unless_root(m) : mb->admit_open_call(m, Handler);
+    if (r != 0)
+      return r;
   } catch (const std::bad_alloc&) {
     return -ENOMEM;
-  } catch (const std::exception& e) {
-    MFA_LOG_ERROR("%s failed: %s", sd_bus_message_get_member(m), e.what());
   } catch (...) {
     MFA_LOG_ERROR("%s failed", sd_bus_message_get_member(m));
+    return sd_bus_error_set(ret_error, dbus::kErrorInternal, "Internal error in mfad.");
   }
-  return sd_bus_error_set(ret_error, dbus::kErrorInternal, "Internal error in mfad.");
+  return mb->handle(m, Handler, ret_error);
 }
 
 int get_degraded(sd_bus* /*bus*/, const char* /*path*/, const char* /*interface*/,
@@ -128,6 +127,19 @@ const sd_bus_vtable kManagerVtable[] = {
 };
 
 }  // namespace
+
+int ManagerBus::handle(sd_bus_message* m, Handler handler, sd_bus_error* ret_error) {
+  try {
+    return (this->*handler)(m);
+  } catch (const std::bad_alloc&) {
+    return -ENOMEM;
+  } catch (const std::exception& e) {
+    MFA_LOG_ERROR("%s failed: %s", sd_bus_message_get_member(m), e.what());
+  } catch (...) {
+    MFA_LOG_ERROR("%s failed", sd_bus_message_get_member(m));
+  }
+  return sd_bus_error_set(ret_error, dbus::kErrorInternal, "Internal error in mfad.");
+}
 
 const sd_bus_vtable* ManagerBus::vtable() {
   return kManagerVtable;
