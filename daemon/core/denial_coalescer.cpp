@@ -29,6 +29,8 @@ bool DenialCoalescer::first(const Denial& denial, std::string_view user, std::st
     }
     open_.clear();
   }
+  if (open_.empty())
+    oldest_start_usec_ = now_usec;
   Repeats r;
   r.denial = denial;
   r.user = std::string(user);
@@ -40,8 +42,12 @@ bool DenialCoalescer::first(const Denial& denial, std::string_view user, std::st
 std::vector<DenialCoalescer::Repeats> DenialCoalescer::take(uint64_t now_usec, bool all) {
   std::vector<Repeats> out = std::move(handed_over_);
   handed_over_.clear();
+  if (!all && now_usec - oldest_start_usec_ < kWindowUsec)
+    return out;
+  uint64_t oldest = now_usec;
   for (auto it = open_.begin(); it != open_.end();) {
     if (!all && now_usec - it->second.window_start_usec < kWindowUsec) {
+      oldest = std::min(oldest, it->second.window_start_usec);
       ++it;
       continue;
     }
@@ -49,6 +55,7 @@ std::vector<DenialCoalescer::Repeats> DenialCoalescer::take(uint64_t now_usec, b
       out.push_back(std::move(it->second));
     it = open_.erase(it);
   }
+  oldest_start_usec_ = oldest;
   std::stable_sort(out.begin(), out.end(), [](const Repeats& a, const Repeats& b) {
     return a.window_start_usec < b.window_start_usec;
   });

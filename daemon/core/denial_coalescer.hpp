@@ -52,6 +52,8 @@ class DenialCoalescer {
   using Key = std::tuple<uid_t, std::string, AuditKind, AuditReason>;
   std::map<Key, Repeats> open_;
   std::vector<Repeats> handed_over_;
+  // No window in open_ started before this (a flood's refusals skip the scan of take()).
+  uint64_t oldest_start_usec_ = 0;
 };
 
 }  // namespace mfa
