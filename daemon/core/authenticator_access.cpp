@@ -53,7 +53,7 @@ Status Authenticator::Impl::audit_denial(const Caller& caller, std::string_view 
                                          AuditKind kind, AuditReason reason, StringMap details) {
   MFA_CHECK(flush_denials(false));
   DenialCoalescer::Denial denial{caller.uid, details["action"], kind, reason};
-  if (!denials.first(denial, user, caller.describe(), d_.clock.monotonic_usec()))
+  if (!denials.first(denial, user, caller.describe(), d_.clock.monotonic_usec(), details))
     return {};
   return audit(kind, user, AuditOutcome::kDenied, reason, caller, std::move(details));
 }
@@ -66,9 +66,9 @@ Status Authenticator::Impl::flush_denials(bool all) {
     ev.outcome = AuditOutcome::kDenied;
     ev.reason = r.denial.reason;
     ev.caller = std::move(r.caller);
-    ev.details = {{"action", r.denial.action},
-                  {"count", std::to_string(r.count)},
-                  {"window_seconds", std::to_string(DenialCoalescer::kWindowUsec / 1000000)}};
+    ev.details = std::move(r.details);
+    ev.details["count"] = std::to_string(r.count);
+    ev.details["window_seconds"] = std::to_string(DenialCoalescer::kWindowUsec / 1000000);
     MFA_STORE_CHECK(d_.audit.record(ev));
   }
   return {};

@@ -7,7 +7,7 @@
 namespace mfa {
 
 bool DenialCoalescer::first(const Denial& denial, std::string_view user, std::string_view caller,
-                            uint64_t now_usec) {
+                            uint64_t now_usec, const std::map<std::string, std::string>& details) {
   Key key{denial.uid, denial.action, denial.kind, denial.reason};
   if (auto it = open_.find(key); it != open_.end()) {
     Repeats& r = it->second;
@@ -34,6 +34,8 @@ bool DenialCoalescer::first(const Denial& denial, std::string_view user, std::st
   Repeats r;
   r.denial = denial;
   r.user = std::string(user);
+  r.caller = std::string(caller);
+  r.details = details;
   r.window_start_usec = now_usec;
   open_.emplace(std::move(key), std::move(r));
   return true;

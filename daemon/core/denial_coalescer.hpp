@@ -33,8 +33,9 @@ class DenialCoalescer {
   // The refusals of one kind after its first row, in one window.
   struct Repeats {
     Denial denial;
-    std::string user;    // the user they named; "" when they named several
-    std::string caller;  // the last one's Caller::describe()
+    std::string user;                            // the user they named; "" when they named several
+    std::string caller;                          // the last one's Caller::describe()
+    std::map<std::string, std::string> details;  // the first one's
     uint64_t count = 0;
     uint64_t window_start_usec = 0;  // CLOCK_MONOTONIC
   };
@@ -42,7 +43,7 @@ class DenialCoalescer {
   // Whether this refusal is the first of its kind in its window: its row is written now. false:
   // it was counted.
   bool first(const Denial& denial, std::string_view user, std::string_view caller,
-             uint64_t now_usec);
+             uint64_t now_usec, const std::map<std::string, std::string>& details = {});
   // The counts to write now, forgotten here: those of windows ended by now_usec (every one with
   // all: shutdown) and those a full table handed over. Oldest window first.
   std::vector<Repeats> take(uint64_t now_usec, bool all);

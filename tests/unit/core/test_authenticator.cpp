@@ -932,6 +932,17 @@ void test_repeated_denials_are_coalesced(void**) {
   assert_string_equal(rows[7].user.c_str(), "");  // the repeats named several users
   assert_string_equal(rows[7].details_json.c_str(),
                       R"({"action":"GetUser","count":"1","window_seconds":"60"})");
+  // A step-up asked for again and again: the same, with the first one's purpose.
+  for (int i = 0; i < 3; ++i)
+    ASSERT_ERR(e.auth->generate_backup_codes(kAliceC, "alice", ""), Errc::kStepUpRequired);
+  assert_int_equal(e.audit_rows("auth.failure").size(), 1);
+  ASSERT_OK(e.auth->flush_denials(true));
+  rows = e.audit_rows("auth.failure");
+  assert_int_equal(rows.size(), 2);
+  assert_string_equal(rows[1].reason.c_str(), "step-up-required");
+  assert_string_equal(
+      rows[1].details_json.c_str(),
+      R"({"action":"backup-codes","count":"2","purpose":"step-up","window_seconds":"60"})");
   auto verified = e.auth->verify_audit_trail(kRoot);
   ASSERT_OK(verified);
   assert_true(verified->intact);
