@@ -114,6 +114,7 @@ bool ManagerBus::ask_polkit(const CallPtr& call, const Outcome& outcome, Restart
 }
 
 void ManagerBus::answer(const CallPtr& call, Outcome outcome) {
+  arm_denial_timer();
   if (outcome.failed < 0) {
     call->send_errno(outcome.failed);
     return;

@@ -157,6 +157,8 @@ class ManagerBus {
   // Refuses m (LimitExceeded with message), audited as its caller's.
   int refuse_limited(sd_bus_message* m, const Caller& caller, const char* message);
   void answer_parked(const char* name, const char* message);
+  // The timer that writes the counts of repeated denials, armed while there are some.
+  void arm_denial_timer();
   void arm_expiry_timer(uint64_t at_usec);
   void after_write();
   void after_step();

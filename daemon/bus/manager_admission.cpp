@@ -21,7 +21,7 @@ namespace {
 
 // Below the group commit (SD_EVENT_PRIORITY_IDLE), which is below the bus.
 constexpr int64_t kParkedPriority = SD_EVENT_PRIORITY_IDLE + 1;
-// How often the counts of repeated denials whose window ended are written.
+// While repeated denials are counted, how often the counts whose window ended are written.
 constexpr uint64_t kDenialFlushUsec = 5 * 1000000ULL;
 
 }  // namespace
@@ -37,14 +37,27 @@ Status ManagerBus::add_admission_sources() {
   (void)sd_event_source_set_description(source, "parked-calls");
 
   source = nullptr;
-  r = sd_event_add_time_relative(event_, &source, CLOCK_MONOTONIC, kDenialFlushUsec, 1000000,
-                                 &ManagerBus::on_denial_timer, this);
+  r = sd_event_add_time(event_, &source, CLOCK_MONOTONIC, UINT64_MAX, 1000000,
+                        &ManagerBus::on_denial_timer, this);
   if (r < 0)
     return make_error(Errc::kInternal, std::string("cannot add the denial timer: ") + strerror(-r));
   denial_timer_.reset(source);
-  (void)sd_event_source_set_enabled(source, SD_EVENT_ON);
+  (void)sd_event_source_set_enabled(source, SD_EVENT_OFF);
   (void)sd_event_source_set_description(source, "denial-counts");
   return {};
+}
+
+void ManagerBus::arm_denial_timer() {
+  sd_event_source* timer = denial_timer_.get();
+  int enabled = SD_EVENT_OFF;
+  if (timer == nullptr || !auth_.counting_denials() ||
+      sd_event_source_get_enabled(timer, &enabled) < 0 || enabled != SD_EVENT_OFF)
+    return;
+  int r = sd_event_source_set_time(timer, now_usec() + kDenialFlushUsec);
+  if (r >= 0)
+    r = sd_event_source_set_enabled(timer, SD_EVENT_ONESHOT);
+  if (r < 0)
+    MFA_LOG_WARNING("cannot arm the timer of repeated denials: %s", strerror(-r));
 }
 
 int ManagerBus::admit_open_call(sd_bus_message* m, Handler handler) {
@@ -75,6 +88,7 @@ int ManagerBus::admit_open_call(sd_bus_message* m, Handler handler) {
 int ManagerBus::refuse_limited(sd_bus_message* m, const Caller& caller, const char* message) {
   Status audited = auth_.call_limited(caller, sd_bus_message_get_member(m));
   after_write();
+  arm_denial_timer();
   if (!audited.ok()) {
     // Fail closed: the refusal stands, whatever became of its row.
     MFA_LOG_ERROR("cannot audit a refused call: %s", audited.error().message.c_str());
@@ -116,18 +130,17 @@ void ManagerBus::answer_parked(const char* name, const char* message) {
     (void)sd_event_source_set_enabled(parked_source_.get(), SD_EVENT_OFF);
 }
 
-int ManagerBus::on_denial_timer(sd_event_source* s, uint64_t usec, void* userdata) {
+int ManagerBus::on_denial_timer(sd_event_source* /*s*/, uint64_t /*usec*/, void* userdata) {
   auto* self = static_cast<ManagerBus*>(userdata);
   try {
     Status st = self->auth_.flush_denials(false);
     if (!st.ok())
       MFA_LOG_ERROR("cannot write the counts of repeated denials: %s", st.error().message.c_str());
     self->after_write();
+    self->arm_denial_timer();  // windows still open: again later
   } catch (...) {
     MFA_LOG_ERROR("writing the counts of repeated denials failed");
   }
-  (void)sd_event_source_set_time(s, usec + kDenialFlushUsec);
-  (void)sd_event_source_set_enabled(s, SD_EVENT_ON);
   return 0;
 }
 

@@ -185,6 +185,8 @@ class Authenticator {
   // Writes the counted rows of repeated denials whose window ended (every one with all:
   // shutdown), see core/denial_coalescer.hpp.
   Status flush_denials(bool all);
+  // Whether repeated denials wait for their counted row (the bus layer's timer is wanted).
+  bool counting_denials() const;
 
   // Root, a member of AdminGroup, or granted the admin tier by caller's admin authority.
   bool is_admin(const Caller& caller) const;

@@ -83,6 +83,10 @@ Status Authenticator::flush_denials(bool all) {
   return impl_->flush_denials(all);
 }
 
+bool Authenticator::counting_denials() const {
+  return impl_->denials.counting();
+}
+
 Error Authenticator::Impl::deny(const Caller& caller, std::string_view user,
                                 std::string_view action, std::string message) {
   auto st = audit_denial(caller, user, AuditKind::kAccessDenied, AuditReason::kNotAllowed,

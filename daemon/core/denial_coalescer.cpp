@@ -12,14 +12,17 @@ bool DenialCoalescer::first(const Denial& denial, std::string_view user, std::st
   if (auto it = open_.find(key); it != open_.end()) {
     Repeats& r = it->second;
     if (now_usec - r.window_start_usec < kWindowUsec) {
-      ++r.count;
+      if (r.count++ == 0)
+        ++counted_kinds_;
       if (r.user != user)
         r.user.clear();
       r.caller = std::string(caller);
       return false;
     }
-    if (r.count > 0)
+    if (r.count > 0) {
+      --counted_kinds_;
       handed_over_.push_back(std::move(r));
+    }
     open_.erase(it);
   }
   if (open_.size() >= kMaxKinds) {
@@ -28,6 +31,7 @@ bool DenialCoalescer::first(const Denial& denial, std::string_view user, std::st
         handed_over_.push_back(std::move(r));
     }
     open_.clear();
+    counted_kinds_ = 0;
   }
   if (open_.empty())
     oldest_start_usec_ = now_usec;
@@ -53,8 +57,10 @@ std::vector<DenialCoalescer::Repeats> DenialCoalescer::take(uint64_t now_usec, b
       ++it;
       continue;
     }
-    if (it->second.count > 0)
+    if (it->second.count > 0) {
+      --counted_kinds_;
       out.push_back(std::move(it->second));
+    }
     it = open_.erase(it);
   }
   oldest_start_usec_ = oldest;

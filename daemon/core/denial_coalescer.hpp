@@ -48,6 +48,8 @@ class DenialCoalescer {
   // all: shutdown) and those a full table handed over. Oldest window first.
   std::vector<Repeats> take(uint64_t now_usec, bool all);
   size_t kinds() const { return open_.size(); }
+  // Whether some repeats wait for their row (a take() will have one to write).
+  bool counting() const { return counted_kinds_ > 0 || !handed_over_.empty(); }
 
  private:
   using Key = std::tuple<uid_t, std::string, AuditKind, AuditReason>;
@@ -55,6 +57,7 @@ class DenialCoalescer {
   std::vector<Repeats> handed_over_;
   // No window in open_ started before this (a flood's refusals skip the scan of take()).
   uint64_t oldest_start_usec_ = 0;
+  size_t counted_kinds_ = 0;  // kinds in open_ with a count
 };
 
 }  // namespace mfa

@@ -94,12 +94,15 @@ void test_coalescer_counts_repeats_per_window(void**) {
   DenialCoalescer c;
   uint64_t now = 1000000;
   assert_true(c.first(denial(kBob, "GetUser"), "alice", "uid=1001", now));
+  assert_false(c.counting());  // a first row alone: nothing to write later
   for (int i = 0; i < 9; ++i)
     assert_false(c.first(denial(kBob, "GetUser"), "alice", "uid=1001 pid=2", now + 1000));
   assert_true(c.first(denial(kBob, "ListUsers"), "", "uid=1001", now));
   assert_true(c.first(denial(kAlice, "GetUser"), "bob", "uid=1000", now));
+  assert_true(c.counting());
   assert_true(c.take(now + DenialCoalescer::kWindowUsec - 1, false).empty());
   auto due = c.take(now + DenialCoalescer::kWindowUsec, false);
+  assert_false(c.counting());
   assert_int_equal(due.size(), 1);  // only kinds with repeats have a count to write
   assert_int_equal(due[0].count, 9);
   assert_string_equal(due[0].user.c_str(), "alice");
@@ -120,7 +123,9 @@ void test_coalescer_is_bounded(void**) {
   assert_int_equal(c.kinds(), DenialCoalescer::kMaxKinds);
   assert_true(c.first(denial(9, "GetUser"), "", "", now));
   assert_int_equal(c.kinds(), 1);
+  assert_true(c.counting());  // what the full table handed over
   auto handed = c.take(now, false);
+  assert_false(c.counting());
   assert_int_equal(handed.size(), DenialCoalescer::kMaxKinds);
   assert_int_equal(handed[0].count, 1);
   // Shutdown: everything, window ended or not.
