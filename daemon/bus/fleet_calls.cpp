@@ -213,7 +213,7 @@ void ManagerBus::answer_confirmed(const CallPtr& call, const FleetScope& scope, 
   } else if (outcome.reply) {
     // The decision's writes were committed while Redis answered, perhaps not yet synced: the
     // reply waits for the disk either way (answer() would send it at once with no write open).
-    answer_durable(call, std::move(outcome.reply), outcome.success());
+    answer_durable(call, std::move(outcome.reply), outcome.durability());
   }
 }
 

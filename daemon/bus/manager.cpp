@@ -132,7 +132,7 @@ void ManagerBus::answer(const CallPtr& call, Outcome outcome) {
     return;
   }
   if (store_.in_transaction()) {
-    answer_durable(call, std::move(outcome.reply), outcome.success());
+    answer_durable(call, std::move(outcome.reply), outcome.durability());
     return;
   }
   call->send(outcome.reply.get());
@@ -142,13 +142,20 @@ void ManagerBus::answer_error(const CallPtr& call, const Error& error) {
   answer(call, error_reply(call->message(), error));
 }
 
-void ManagerBus::answer_durable(const CallPtr& call, BusMessagePtr reply, bool success) {
+void ManagerBus::answer_durable(const CallPtr& call, BusMessagePtr reply, Durability durability) {
   SharedMessage held = share_message(std::move(reply));
   commit_->queue(call->then<const Status&>(
-      CallWait::kDisk, [held, success](const CallPtr& done, const Status& status) {
-        // No success leaves before its writes are on disk.
-        if (status.ok() || !success) {
+      CallWait::kDisk, [held, durability](const CallPtr& done, const Status& status) {
+        if (status.ok() || durability == Durability::kNone) {
           done->send(held.get());
+          return;
+        }
+        // No success leaves before its writes are on disk. Nor does a wrong code's verdict: sent
+        // while its failure was not counted, it would be an oracle for a guesser who fills the
+        // disk, free of the lockout.
+        if (durability == Durability::kAttempt) {
+          done->send_error(dbus::kErrorStorageFailure,
+                           "The attempt could not be recorded (database error); try again.");
           return;
         }
         done->send_error(

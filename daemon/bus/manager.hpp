@@ -190,9 +190,9 @@ class ManagerBus {
   // sends its text.
   void answer(const CallPtr& call, Outcome outcome);
   void answer_error(const CallPtr& call, const Error& error);
-  // The reply leaves once the writes made so far are on disk; a success that could not be saved
-  // becomes StorageFailure.
-  void answer_durable(const CallPtr& call, BusMessagePtr reply, bool success);
+  // The reply leaves once the writes made so far are on disk; a success or a counted failure
+  // that could not be saved becomes StorageFailure.
+  void answer_durable(const CallPtr& call, BusMessagePtr reply, Durability durability);
 
   // --- SendSmsCode and BeginSmsEnrollment (sms_calls.cpp): answered when the provider took
   // the text (or failed), while the loop goes on serving every other call.

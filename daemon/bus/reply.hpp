@@ -23,6 +23,13 @@ using SharedMessage = std::shared_ptr<sd_bus_message>;
 // Takes over m's reference.
 SharedMessage share_message(BusMessagePtr m);
 
+// What a reply tells that the disk must hold before it leaves (ManagerBus::answer_durable).
+enum class Durability {
+  kNone,     // a refusal that counts nothing: sent whatever the commit did
+  kChange,   // a success: the change it reports
+  kAttempt,  // BadCode, RateLimited: the failure it reports, counted against the user's limits
+};
+
 struct Outcome {
   BusMessagePtr reply;             // a method return, or the error of refused
   std::optional<Errc> refused;     // the Authenticator said no
@@ -35,6 +42,11 @@ struct Outcome {
   // BadCode and RateLimited: an attempt that counts against the user's limits.
   bool counted_failure() const {
     return refused == Errc::kBadCode || refused == Errc::kRateLimited;
+  }
+  Durability durability() const {
+    if (success())
+      return Durability::kChange;
+    return counted_failure() ? Durability::kAttempt : Durability::kNone;
   }
   static Outcome of_text(SmsMessage text);
 };

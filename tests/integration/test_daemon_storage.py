@@ -48,3 +48,23 @@ def test_full_disk_gives_storage_failure(mfad_factory, small_state_dir, test_use
     codes = mfad.call("GenerateBackupCodes", "ss", "mfa-alice", "").expect_ok()
     assert len(codes) == 10
     assert mfad.call("GetUser", "s", "mfa-alice").expect_ok()["backup_codes_left"] == 10
+
+
+def test_wrong_code_not_recorded_gives_storage_failure(mfad_factory, small_state_dir, test_users):
+    # A wrong code whose failure could not be saved must not be answered BadCode: a guesser who
+    # fills the disk would learn each code's verdict while the lockout never counts (issue 17).
+    mfad = mfad_factory.start()
+    secret = mfad.enroll_totp("mfa-bob")
+    right = mfad.next_code("mfa-bob", secret)
+    wrong = "000000" if right != "000000" else "111111"
+    filler = fill(small_state_dir)
+    try:
+        _begin, verify = mfad.login("mfa-bob", wrong)
+        assert verify is not None
+        verify.expect_error("StorageFailure")
+        assert mfad.call("GetUser", "s", "mfa-bob").expect_ok()["failures"] == 0
+    finally:
+        os.unlink(filler)
+    _begin, verify = mfad.login("mfa-bob", wrong)
+    verify.expect_error("BadCode")
+    assert mfad.call("GetUser", "s", "mfa-bob").expect_ok()["failures"] == 1
