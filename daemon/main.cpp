@@ -142,6 +142,39 @@ MasterKeyOptions key_options(const Config& config, bool create) {
   return options;
 }
 
+// No systemd credential and no key file: mfad would create the key.
+bool key_missing(const Config& config) {
+  const char* credentials = getenv("CREDENTIALS_DIRECTORY");
+  if (credentials != nullptr) {
+    const std::string credential = std::string(credentials) + "/mfad.key";
+    if (access(credential.c_str(), F_OK) == 0)
+      return false;
+  }
+  struct stat st;
+  return lstat(config.key_file.c_str(), &st) < 0 && errno == ENOENT;
+}
+
+// A missing key may be created only for a database that holds nothing made with the lost one: a
+// new key would open none of its sealed secrets or code hashes, and every enrolled user would be
+// locked out without a word (issue 17).
+Status may_create_key(const Config& config, const std::string& state_directory) {
+  const std::string db = state_directory + "/mfad.db";
+  auto rows = SqliteStore::count_keyed_rows(db);
+  if (!rows.ok()) {
+    return make_error(Errc::kIo, config.key_file + " is missing and " + db +
+                                     " cannot be examined (" + rows.error().message +
+                                     "): not creating a new key");
+  }
+  if (*rows == 0)
+    return {};
+  return make_error(Errc::kIo,
+                    config.key_file + " is missing but " + db + " holds " + std::to_string(*rows) +
+                        " records made with the lost key (sealed factors, code hashes, the audit "
+                        "trail): restore the key from your backup (owner root, mode 0600). A new "
+                        "key would lock every enrolled user out, so mfad creates one only for an "
+                        "empty database.");
+}
+
 // This host's name in the fleet: [Redis] HostId=, else the host name. It names the host's Redis
 // keys, so two mfads sharing one Redis must never share it.
 Result<std::string> fleet_host_id(const Config& config) {
@@ -173,15 +206,14 @@ int check_config(const Options& options) {
       return EXIT_FAILURE;
     }
   }
-  // A missing key is created on first start; with a systemd credential there is no file at all.
-  struct stat st;
-  const char* credentials = getenv("CREDENTIALS_DIRECTORY");
-  bool have_credential = false;
-  if (credentials != nullptr) {
-    std::string credential = std::string(credentials) + "/mfad.key";
-    have_credential = access(credential.c_str(), F_OK) == 0;
-  }
-  if (!have_credential && lstat(config->key_file.c_str(), &st) < 0 && errno == ENOENT) {
+  // A missing key is created on first start, for an empty database only.
+  if (key_missing(*config)) {
+    Status creatable =
+        may_create_key(*config, options.state_dir ? *options.state_dir : config->state_directory);
+    if (!creatable.ok()) {
+      fprintf(stderr, "%s\n", creatable.error().message.c_str());
+      return EXIT_FAILURE;
+    }
     printf("%s: key file does not exist yet; mfad creates it on first start\n",
            config->key_file.c_str());
   } else {
@@ -345,6 +377,12 @@ int run(const Options& options) {
   if (Status st = make_state_directory(config.state_directory); !st.ok()) {
     MFA_LOG_ERROR("%s", st.error().message.c_str());
     return EXIT_FAILURE;
+  }
+  if (key_missing(config)) {
+    if (Status creatable = may_create_key(config, config.state_directory); !creatable.ok()) {
+      MFA_LOG_ERROR("cannot start: %s", creatable.error().message.c_str());
+      return EXIT_FAILURE;
+    }
   }
   auto master_key = load_master_key(key_options(config, /*create=*/true));
   if (!master_key.ok()) {

@@ -54,6 +54,9 @@ class SqliteStore final : public Store {
 
   // Opens (creating with mode 0600 when missing) and migrates the database at path.
   static Result<std::unique_ptr<SqliteStore>> open(const std::string& path, const Clock& clock);
+  // How many rows of the database at path only its master key opens or checks (sealed factors,
+  // code hashes, the audit trail); 0 when there is no database. Opens it read-only.
+  static Result<int64_t> count_keyed_rows(const std::string& path);
   // Rolls back writes not yet flushed.
   ~SqliteStore() override;
   SqliteStore(const SqliteStore&) = delete;

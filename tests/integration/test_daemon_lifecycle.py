@@ -199,3 +199,46 @@ while time.time() < deadline:
         assert result["acked"] > 0 and result["last"]
         _, verify = mfad.login(user, result["last"][0])
         assert verify.expect_ok() == "backup", f"{user}: last acknowledged set lost"
+
+
+def test_missing_key_with_enrolled_users_is_refused(mfad, test_users):
+    # A lost key file must not be replaced silently: a new key opens none of the sealed secrets
+    # and every enrolled user would be locked out (issue 17). The admin restores the key.
+    mfad.enroll_totp("mfa-alice")
+    assert mfad.stop() == 0
+    with open(mfad.key_path, "rb") as f:
+        key = f.read()
+    os.unlink(mfad.key_path)
+    r = run_mfad(mfad, "--config", mfad.config_path, "--check-config")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{mfad.key_path} is missing but {mfad.db_path} holds" in r.stderr
+    assert "restore the key" in r.stderr
+    assert "configuration OK" not in r.stdout
+    r = run_mfad(mfad, "--config", mfad.config_path, "--bus-address", mfad.bus.address)
+    assert r.returncode != 0
+    assert f"{mfad.key_path} is missing but {mfad.db_path} holds" in r.stderr
+    assert not os.path.exists(mfad.key_path)
+    assert mfad.bus.name_owner("org.mfad1") is None
+    # The key restored, mfad starts and alice's factor still opens.
+    fd = os.open(mfad.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, key)
+    os.close(fd)
+    mfad.start()
+    assert mfad.call("GetUser", "s", "mfa-alice").expect_ok()["methods"] == ["totp"]
+
+
+def test_missing_key_with_empty_database_is_created(mfad_factory):
+    # First start: no database, or one that holds nothing keyed (an empty file): a key is made.
+    mfad_factory.write_config()
+    r = run_mfad(mfad_factory, "--config", mfad_factory.config_path, "--check-config")
+    assert r.returncode == 0 and "creates it on first start" in r.stdout
+    os.makedirs(mfad_factory.state_dir, mode=0o700)
+    open(mfad_factory.db_path, "wb").close()
+    os.chmod(mfad_factory.db_path, 0o600)
+    mfad = mfad_factory.start()
+    assert os.stat(mfad.key_path).st_size == 32
+    # Its own audit trail (daemon.start, daemon.stop) is made with the key: no second new key.
+    assert mfad.stop() == 0
+    os.unlink(mfad.key_path)
+    r = run_mfad(mfad, "--config", mfad.config_path, "--check-config")
+    assert r.returncode == 1 and "restore the key" in r.stderr
