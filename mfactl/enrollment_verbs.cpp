@@ -35,8 +35,10 @@ auto with_step_up(Context& ctx, Fn&& fn) -> decltype(fn(std::string_view())) {
     return result;
   }
   if (!ctx.interactive) {
-    return make_error(Errc::kStepUpRequired,
-                      "this change needs a current verification code: pass --current-code CODE");
+    return make_error(
+        Errc::kStepUpRequired,
+        "this change needs a current verification code: pass --current-code - and the "
+        "code on standard input");
   }
   auto code = read_hidden_line("Current verification code: ");
   if (!code.ok())
@@ -165,7 +167,15 @@ int cmd_confirm(Context& ctx, const std::vector<char*>& args, const char* method
   const std::string verb = std::string("confirm ") + method;
   if (int r = check_args(ctx, args, 2, 2, 0, verb.c_str()))
     return r;
-  SecureString code = take_secret_arg(args[1]);
+  SecureString code;
+  if (std::strcmp(args[1], "-") == 0) {
+    auto line = read_code_from_stdin();
+    if (!line.ok())
+      return usage_error(verb + ": " + line.error().message);
+    code = std::move(line).value();
+  } else {
+    code = take_secret_arg(args[1]);
+  }
   if (code.size() > dbus::kMaxCodeLength)
     return usage_error("that is too long to be a code");
   const std::string user = args[0];

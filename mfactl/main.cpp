@@ -34,7 +34,7 @@ constexpr char kUsage[] =
     "  status [USER]                          factors, lockout, backup codes left, sessions\n"
     "  enroll totp [USER] [--issuer X] [--algorithm SHA1|SHA256|SHA512] [--digits N]\n"
     "                                         new authenticator app (QR code), then confirm\n"
-    "  confirm totp USER CODE                 activate a pending TOTP enrollment\n"
+    "  confirm totp USER CODE                 activate a pending TOTP enrollment (CODE - : stdin)\n"
     "  enroll sms [USER] --phone +E164        new phone number; a code is sent to it\n"
     "  confirm sms USER CODE                  activate a pending phone number\n"
     "  backup-codes [USER]                    new set of 10 one-time codes (old set stops)\n"
@@ -51,7 +51,8 @@ constexpr char kUsage[] =
     "Options:\n"
     "  --json                  print one JSON document on stdout\n"
     "  --bus-address ADDRESS   talk to mfad on this bus instead of the system bus\n"
-    "  --current-code CODE     a current code, for changes that need one (step-up)\n"
+    "  --current-code CODE     a current code, for changes that need one (step-up);\n"
+    "                          - reads it from standard input\n"
     "  -h, --help              show this help\n"
     "  --version               show the version\n"
     "\n"
@@ -120,7 +121,14 @@ int parse_command_line(int argc, char** argv, Options& opt) {
           secure_erase(optarg, std::strlen(optarg));
           return usage_error("--current-code is too long to be a code");
         }
-        opt.current_code = take_secret_arg(optarg);
+        if (std::strcmp(optarg, "-") == 0) {
+          auto code = read_code_from_stdin();
+          if (!code.ok())
+            return usage_error("--current-code -: " + code.error().message);
+          opt.current_code = std::move(code).value();
+        } else {
+          opt.current_code = take_secret_arg(optarg);
+        }
         opt.have_current_code = true;
         break;
       case kOptIssuer:

@@ -80,6 +80,50 @@ bool write_all(int fd, const char* s, size_t n) {
   return true;
 }
 
+enum class LongLine { kReadToItsEnd, kStop };
+
+// One line from fd without its newline, at most dbus::kMaxCodeLength bytes.
+Result<SecureString> read_code_line(int fd, LongLine long_line) {
+  // A fixed buffer, erased before returning, so that no reallocation leaves a copy behind.
+  char buf[dbus::kMaxCodeLength];
+  size_t len = 0;
+  bool too_long = false;
+  bool got_any = false;
+  for (;;) {
+    char c = 0;
+    ssize_t n = read(fd, &c, 1);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      secure_erase(buf, sizeof buf);
+      return make_error(Errc::kIo, std::string("cannot read: ") + std::strerror(errno));
+    }
+    if (n == 0)
+      break;
+    got_any = true;
+    if (c == '\n')
+      break;
+    if (c == '\r')
+      continue;
+    if (len >= sizeof buf) {
+      too_long = true;  // keep nothing more; on a terminal, read to the end of the line
+      if (long_line == LongLine::kStop)
+        break;
+      continue;
+    }
+    buf[len++] = c;
+    secure_erase(&c, 1);
+  }
+  SecureString line(std::string_view(buf, too_long ? 0 : len));
+  secure_erase(buf, sizeof buf);
+  if (!got_any)
+    return make_error(Errc::kIo, "no answer (end of input)");
+  if (too_long) {
+    return make_error(Errc::kInvalidArgument, "that answer is too long to be a code");
+  }
+  return line;
+}
+
 }  // namespace
 
 bool stdin_is_terminal() {
@@ -101,41 +145,15 @@ Result<SecureString> read_hidden_line(const char* prompt) {
   if (!write_all(tty.get(), prompt, std::strlen(prompt))) {
     return make_error(Errc::kIo, "cannot write to the terminal");
   }
-  // A fixed buffer, erased before returning, so that no reallocation leaves a copy behind.
-  char buf[dbus::kMaxCodeLength];
-  size_t len = 0;
-  bool too_long = false;
-  bool got_any = false;
-  for (;;) {
-    char c = 0;
-    ssize_t n = read(tty.get(), &c, 1);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      secure_erase(buf, sizeof buf);
-      return make_error(Errc::kIo, std::string("cannot read: ") + std::strerror(errno));
-    }
-    if (n == 0)
-      break;
-    got_any = true;
-    if (c == '\n')
-      break;
-    if (c == '\r')
-      continue;
-    if (len >= sizeof buf) {
-      too_long = true;  // read to the end of the line, keep nothing more
-      continue;
-    }
-    buf[len++] = c;
-    secure_erase(&c, 1);
-  }
-  SecureString line(std::string_view(buf, too_long ? 0 : len));
-  secure_erase(buf, sizeof buf);
-  if (!got_any)
-    return make_error(Errc::kIo, "no answer (end of input)");
-  if (too_long) {
-    return make_error(Errc::kInvalidArgument, "that answer is too long to be a code");
-  }
+  return read_code_line(tty.get(), LongLine::kReadToItsEnd);
+}
+
+Result<SecureString> read_code_from_stdin() {
+  auto line = read_code_line(STDIN_FILENO, LongLine::kStop);
+  if (!line.ok() && line.error().code == Errc::kIo)
+    return make_error(Errc::kIo, "no code on standard input (" + line.error().message + ")");
+  if (line.ok() && line->size() == 0)
+    return make_error(Errc::kIo, "no code on standard input (an empty line)");
   return line;
 }
 

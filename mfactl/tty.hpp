@@ -15,4 +15,9 @@ bool stdin_is_terminal();
 // dbus::kMaxCodeLength).
 Result<SecureString> read_hidden_line(const char* prompt);
 
+// The `-` of `--current-code -` and of a CODE argument: one line from standard input, without its
+// newline, so that a code never has to sit on a command line (visible in ps). Errors: kIo (end of
+// input), kInvalidArgument (longer than dbus::kMaxCodeLength; reading stops there).
+Result<SecureString> read_code_from_stdin();
+
 }  // namespace mfa::ctl

@@ -9,7 +9,7 @@ from conftest import User, current_step, totp
 
 ADMIN_ERROR = "mfactl: not allowed"
 STEP_UP_MESSAGE = ("mfactl: this change needs a current verification code: "
-                   "pass --current-code CODE")
+                   "pass --current-code - and the code on standard input")
 BACKUP_ALPHABET = set("ACDEFGHJKMNPQRTUVWXY34679")  # no 0/O, 1/I/L, 5/S, 2/Z, 8/B
 
 

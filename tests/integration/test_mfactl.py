@@ -539,3 +539,33 @@ def test_audit_since_forms(mfad, test_users, since, expect_all):
     assert everything
     got = run_json(mfad, "audit", "--user", "mfa-bob", "--since", since)
     assert got == (everything if expect_all else [])
+
+
+# --- codes on standard input (issue 17: never on a command line, where ps shows them) --------
+
+
+def test_current_code_and_confirm_code_from_stdin(mfad, test_users):
+    alice = test_users["mfa-alice"]
+    doc = run_json(mfad, "enroll", "totp", user=alice)
+    r = mfad.mfactl("confirm", "totp", "mfa-alice", "-", user=alice,
+                    input=totp(doc["secret"]) + "\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "TOTP for mfa-alice is active.\n"
+    r = mfad.mfactl("--current-code", "-", "backup-codes", user=alice, input="000000\n")
+    assert r.returncode == 1 and r.stderr.startswith("mfactl: wrong code: "), r.stderr
+    code = totp(doc["secret"], step=current_step() + 1)
+    r = mfad.mfactl("--json", "--current-code", "-", "backup-codes", user=alice, input=code)
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["codes"]) == 10
+
+
+@pytest.mark.parametrize("stdin", ["", "\n", "1" * 200 + "\n"])
+def test_code_from_stdin_missing_or_too_long_is_a_usage_error(mfad, test_users, stdin):
+    r = mfad.mfactl("--current-code", "-", "backup-codes", user=test_users["mfa-alice"],
+                    input=stdin)
+    assert r.returncode == 2, r.stderr
+    assert "--current-code -" in r.stderr
+    r = mfad.mfactl("confirm", "sms", "mfa-alice", "-", user=test_users["mfa-alice"],
+                    input=stdin)
+    assert r.returncode == 2, r.stderr
+    assert "confirm sms" in r.stderr
