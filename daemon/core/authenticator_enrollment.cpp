@@ -61,13 +61,25 @@ Result<SmsMessage> Authenticator::begin_sms_enrollment(const Caller& caller, std
   if (m.d_.config.sms_provider == SmsProvider::kNone)
     return make_error(Errc::kSmsUnavailable,
                       "SMS is not configured on this host ([SMS] Provider=none)");
+  // Premium-rate numbers are how SMS pumping pays: the admin may allow only the countries users
+  // live in. The message names the allowed prefixes, never the number.
+  if (!phone_allowed(phone_e164, m.d_.config.sms_allowed_prefixes)) {
+    std::string allowed;
+    for (const auto& prefix : m.d_.config.sms_allowed_prefixes)
+      allowed += (allowed.empty() ? "" : " ") + prefix;
+    return invalid_argument("This host sends texts only to numbers starting with " + allowed +
+                            " ([SMS] AllowedPrefixes=)");
+  }
   MFA_TRY(f, m.load_factors(user));
   if (f.sms)
     return make_error(Errc::kAlreadyEnrolled,
                       "A phone is already enrolled for this user; disable sms first");
+  const SecureString phone(phone_e164);
+  // Self-service only: admins are trusted with their users' numbers.
+  if (!access.admin)
+    MFA_CHECK(m.sms.check_phone_change(caller, user, phone));
   MFA_CHECK(m.step_up(caller, user, access, current_code, f, "enroll sms"));
 
-  const SecureString phone(phone_e164);
   MFA_TRY(sealed, m.sms.seal_phone(phone.view(), user, kSealSmsPending));
   const std::string masked = mask_phone(phone.view());
   MFA_CHECK(put_factor(m, user, Method::kSms, true, std::move(sealed), masked));

@@ -43,6 +43,8 @@ struct Config {
   int sms_send_window_seconds = 600;
   int sms_max_sends_per_phone = 5;  // MaxSendsPerPhone: per number per window, whoever asks
   int sms_max_sends_global = 200;   // MaxSendsGlobal: per window, host or fleet (SMS pumping)
+  std::vector<std::string> sms_allowed_prefixes;  // AllowedPrefixes: empty allows every number
+  int sms_max_phone_changes_per_day = 3;          // MaxPhoneChangesPerDay: per user, self-service
 
   // [Twilio]
   std::string twilio_base_url = "https://api.twilio.com";

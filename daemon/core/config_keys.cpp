@@ -7,6 +7,7 @@
 
 #include "common/totp_issuer.hpp"
 #include "core/redis_address.hpp"
+#include "core/sms_phone.hpp"
 
 namespace mfa {
 namespace {
@@ -241,6 +242,14 @@ const std::vector<ConfigKey>& config_keys() {
        int_key("MaxSendsPerPhone", &Config::sms_max_sends_per_phone, 1, 1000)},
       {"SMS", "MaxSendsGlobal",
        int_key("MaxSendsGlobal", &Config::sms_max_sends_global, 1, 1000000)},
+      {"SMS", "AllowedPrefixes",
+       [](Config& c, std::string_view v) -> std::optional<std::string> {
+         if (auto problem = parse_phone_prefixes(v, &c.sms_allowed_prefixes))
+           return "AllowedPrefixes: " + *problem;
+         return std::nullopt;
+       }},
+      {"SMS", "MaxPhoneChangesPerDay",
+       int_key("MaxPhoneChangesPerDay", &Config::sms_max_phone_changes_per_day, 1, 100)},
 
       {"Twilio", "BaseURL", url_key("BaseURL", &Config::twilio_base_url)},
       {"Twilio", "AccountSid", string_key(&Config::twilio_account_sid)},

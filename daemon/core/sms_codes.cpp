@@ -8,6 +8,7 @@
 
 #include "common/crypto.hpp"
 #include "common/host_name.hpp"
+#include "core/log.hpp"
 #include "core/sms_phone.hpp"
 
 namespace mfa {
@@ -81,6 +82,27 @@ Result<std::string> SmsCodes::phone_key(std::string_view phone) {
   return to_hex(mac->span());
 }
 
+Status SmsCodes::check_phone_change(const Caller& caller, std::string_view user,
+                                    const SecureString& phone) {
+  const Config& config = v_.d_.config;
+  const int64_t now = v_.d_.clock.realtime_usec();
+  MFA_TRY(key, phone_key(phone.view()));
+  MFA_STORE_TRY(others,
+                v_.d_.store.count_other_sms_phones(user, key, now - 86400 * kUsecPerSecond));
+  if (others < config.sms_max_phone_changes_per_day)
+    return {};
+  MFA_CHECK(v_.audit(AuditKind::kSmsFailed, user, AuditOutcome::kDenied, AuditReason::kRateLimited,
+                     caller,
+                     {{"purpose", kSmsPurposeEnroll},
+                      {"limit", "phone-changes"},
+                      {"phone", mask_phone(phone.view())}}));
+  return make_error(Errc::kSmsRateLimited,
+                    "This account was given " + std::to_string(others) +
+                        " other phone numbers in the last 24 hours, the most [SMS] "
+                        "MaxPhoneChangesPerDay= allows; try again tomorrow or ask an "
+                        "administrator");
+}
+
 Result<SmsMessage> SmsCodes::issue(const Caller& caller, std::string_view user,
                                    const SecureString& phone, std::string_view purpose,
                                    StringMap details) {
@@ -104,6 +126,19 @@ Result<SmsMessage> SmsCodes::issue(const Caller& caller, std::string_view user,
     MFA_CHECK(v_.audit(AuditKind::kSmsFailed, user, AuditOutcome::kDenied,
                        AuditReason::kRateLimited, caller, d));
     return sms_rate_limited_error(config);
+  }
+  // SMS pumping shows as a host-wide flood long before the cap stops it: say so once, as this
+  // send reaches 80 % of it.
+  const int near_cap = std::max(1, (config.sms_max_sends_global * 4 + 4) / 5);
+  if (counts.all < near_cap && counts.all + 1 >= near_cap && v_.d_.events) {
+    MFA_LOG_WARNING("SMS sends of this host reached %d of [SMS] MaxSendsGlobal=%d in %d s",
+                    counts.all + 1, config.sms_max_sends_global,
+                    std::max(60, config.sms_send_window_seconds));
+    v_.d_.events->security_event(
+        std::string(user), "sms-global-cap-near",
+        {{"sent", std::to_string(counts.all + 1)},
+         {"cap", std::to_string(config.sms_max_sends_global)},
+         {"window_seconds", std::to_string(std::max(60, config.sms_send_window_seconds))}});
   }
 
   std::array<char, 8> digits{};

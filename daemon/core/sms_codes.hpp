@@ -44,6 +44,9 @@ class SmsCodes {
   // returns the text. SmsRateLimited when a limit is reached (audited as sms.failed).
   Result<SmsMessage> issue(const Caller& caller, std::string_view user, const SecureString& phone,
                            std::string_view purpose, StringMap details);
+  // [SMS] MaxPhoneChangesPerDay=: SmsRateLimited (audited) when phone would be one number more
+  // than user may be texted at in a day. A number texted in the last 24 hours does not count.
+  Status check_phone_change(const Caller& caller, std::string_view user, const SecureString& phone);
   // One try at the live code of (user, purpose): true on a match (the code is then used up). A
   // wrong try counts; the MaxAttemptsPerCode-th kills the code; an expired code never matches.
   Result<bool> check(std::string_view user, std::string_view purpose, std::string_view code);

@@ -26,6 +26,38 @@ Status validate_e164(std::string_view phone) {
   return {};
 }
 
+std::optional<std::string> parse_phone_prefixes(std::string_view value,
+                                                std::vector<std::string>* ret_prefixes) {
+  std::vector<std::string> prefixes;
+  size_t pos = 0;
+  while (pos < value.size()) {
+    if (value[pos] == ' ' || value[pos] == '\t') {
+      ++pos;
+      continue;
+    }
+    const size_t end = std::min(value.find_first_of(" \t", pos), value.size());
+    const std::string_view token = value.substr(pos, end - pos);
+    pos = end;
+    const std::string_view digits = token.substr(1);
+    if (token[0] != '+' || digits.empty() || digits.size() > kMaxDigits || digits[0] == '0' ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return "each prefix must be + and 1 to 15 digits, country code first (e.g. +1 +44 +49)";
+    }
+    if (prefixes.size() >= kMaxPhonePrefixes)
+      return "at most " + std::to_string(kMaxPhonePrefixes) + " prefixes";
+    prefixes.emplace_back(token);
+  }
+  *ret_prefixes = std::move(prefixes);
+  return std::nullopt;
+}
+
+bool phone_allowed(std::string_view phone, const std::vector<std::string>& prefixes) {
+  if (prefixes.empty())
+    return true;
+  return std::any_of(prefixes.begin(), prefixes.end(),
+                     [&](const std::string& p) { return phone.starts_with(p); });
+}
+
 std::string mask_phone(std::string_view phone) {
   if (!validate_e164(phone).ok())
     return "(invalid number)";

@@ -73,6 +73,9 @@ Status Store::record_sms_send(std::string_view, std::string_view, int64_t, int64
 Result<SmsSendCounts> Store::count_sms_sends(std::string_view, std::string_view, int64_t) {
   return no_sms_support();
 }
+Result<int> Store::count_other_sms_phones(std::string_view, std::string_view, int64_t) {
+  return no_sms_support();
+}
 
 namespace {
 Error no_fleet_cache() {

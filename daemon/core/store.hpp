@@ -171,6 +171,10 @@ class Store {
                                  int64_t time_usec, int64_t forget_before_usec);
   virtual Result<SmsSendCounts> count_sms_sends(std::string_view user, std::string_view phone_key,
                                                 int64_t since_usec);
+  // How many numbers other than phone_key were texted for user since since_usec (the phone
+  // changes [SMS] MaxPhoneChangesPerDay= counts).
+  virtual Result<int> count_other_sms_phones(std::string_view user, std::string_view phone_key,
+                                             int64_t since_usec);
 
   // Audit trail: append-only, hash-chained. append assigns id and hash_hex.
   virtual Status append_audit(AuditRecord& record) = 0;

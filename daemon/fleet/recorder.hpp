@@ -89,6 +89,10 @@ class FleetRecorder final : public Store {
                                         int64_t since_usec) override {
     return inner_.count_sms_sends(user, phone_key, since_usec);
   }
+  Result<int> count_other_sms_phones(std::string_view user, std::string_view phone_key,
+                                     int64_t since_usec) override {
+    return inner_.count_other_sms_phones(user, phone_key, since_usec);
+  }
 
   Status append_audit(AuditRecord& record) override { return inner_.append_audit(record); }
   Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) override {

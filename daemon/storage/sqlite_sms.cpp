@@ -104,6 +104,22 @@ Result<SmsSendCounts> SqliteStore::count_sms_sends(std::string_view user,
       }));
   return counts;
 }
+Result<int> SqliteStore::count_other_sms_phones(std::string_view user, std::string_view phone_key,
+                                                int64_t since_usec) {
+  if (!valid_user(user))
+    return bad_user();
+  int count = 0;
+  MFA_CHECK(read(
+      "SELECT count(DISTINCT phone) FROM sms_sends WHERE user = ?1 AND phone != ?2 AND time >= ?3",
+      [&](Statement& st) {
+        st.text(1, user);
+        st.text(2, phone_key);
+        st.integer(3, since_usec);
+      },
+      [&](Statement& st) { count = static_cast<int>(st.column_int(0)); }));
+  return count;
+}
+
 Status SqliteStore::replace_sms_sends(std::string_view user, int64_t since_usec,
                                       const std::vector<std::pair<std::string, int64_t>>& sends) {
   if (!valid_user(user))

@@ -89,6 +89,8 @@ class SqliteStore final : public Store {
                          int64_t forget_before_usec) override;
   Result<SmsSendCounts> count_sms_sends(std::string_view user, std::string_view phone_key,
                                         int64_t since_usec) override;
+  Result<int> count_other_sms_phones(std::string_view user, std::string_view phone_key,
+                                     int64_t since_usec) override;
 
   Status append_audit(AuditRecord& record) override;
   Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) override;

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import current_step, wait_until
+from daemon_helpers import dbus_script, run_mfad
 from fake_twilio import AUTH_TOKEN, FROM, FakeTwilio
 from pam_helpers import CODE_PROMPT, PAM_SUCCESS, PamServices, assert_no_secrets
 from sms_helpers import clients, fake  # noqa: F401 (fixtures)
@@ -402,3 +403,75 @@ def test_mfactl_enroll_confirm_and_status(sms_factory, fake, test_users):
     r = mfad.mfactl("enroll", "sms", BOB, "--phone", "5557654321")
     assert r.returncode == 1 and "E.164" in r.stderr
     assert "5557654321" not in mfad.log_text()
+
+
+# --- SMS pumping (issue 17): allowed prefixes, phone changes per day, the global cap near ------
+
+
+def test_allowed_prefixes_refuse_other_numbers_at_enrollment(sms_factory, fake, test_users):
+    mfad = sms_factory(AllowedPrefixes="+44 +49")
+    alice = test_users["mfa-alice"]
+    msg = mfad.call("BeginSmsEnrollment", "sss", ALICE, PHONE, "",
+                    user=alice).expect_error("InvalidArgument")
+    assert "+44 +49" in msg and "AllowedPrefixes" in msg
+    assert PHONE not in msg and PHONE[-4:] not in msg
+    # Admins are held to it too: the prefixes say where this host's texts may go.
+    mfad.call("BeginSmsEnrollment", "sss", ALICE, PHONE, "").expect_error("InvalidArgument")
+    assert fake.requests == []
+    enroll_phone(mfad, fake, ALICE, "+4915123456789")
+
+
+@pytest.mark.parametrize("value", ["44", "+", "+0", "+1 x", "+1234567890123456"])
+def test_bad_allowed_prefixes_are_config_errors(mfad_factory, value):
+    mfad_factory.set_config("SMS", "AllowedPrefixes", value)
+    mfad_factory.write_config()
+    r = run_mfad(mfad_factory, "--config", mfad_factory.config_path, "--check-config")
+    assert r.returncode == 1 and "[SMS] AllowedPrefixes" in r.stdout + r.stderr
+
+
+def test_phone_changes_per_day_are_limited_for_self_service(sms_factory, fake, test_users):
+    mfad = sms_factory(MaxPhoneChangesPerDay=2, MaxSendsPerWindow=10)
+    alice = test_users["mfa-alice"]
+    phones = ["+15557654001", "+15557654002", "+15557654003", "+15557654004"]
+    for phone in phones[:2]:
+        mfad.call("BeginSmsEnrollment", "sss", ALICE, phone, "", user=alice).expect_ok()
+    msg = mfad.call("BeginSmsEnrollment", "sss", ALICE, phones[2], "",
+                    user=alice).expect_error("SmsRateLimited")
+    assert "MaxPhoneChangesPerDay" in msg and phones[2][-4:] not in msg
+    assert len(fake.requests) == 2
+    rows = [r for r in audit_rows(mfad, "sms.failed") if r["reason"] == "rate-limited"]
+    assert rows and '"limit":"phone-changes"' in rows[-1]["details"].replace(" ", "")
+    # A number already texted today is no change; an admin may still set a new one.
+    mfad.call("BeginSmsEnrollment", "sss", ALICE, phones[0], "", user=alice).expect_ok()
+    mfad.call("BeginSmsEnrollment", "sss", ALICE, phones[3], "").expect_ok()
+    # The limit is the user's: bob has his own.
+    mfad.call("BeginSmsEnrollment", "sss", BOB, phones[2], "",
+              user=test_users["mfa-bob"]).expect_ok()
+
+
+def test_global_cap_near_emits_security_event(sms_factory, fake, test_users):
+    mfad = sms_factory(MaxSendsGlobal=5, MaxSendsPerWindow=10, MaxSendsPerPhone=10)
+    out = dbus_script(mfad.bus, """
+from dbus.mainloop.glib import DBusGMainLoop
+from gi.repository import GLib
+bus = dbus.bus.BusConnection(sys.argv[1], mainloop=DBusGMainLoop())
+mgr = dbus.Interface(bus.get_object("org.mfad1", "/org/mfad1", introspect=False),
+                     "org.mfad1.Manager")
+events = []
+def on_event(user, kind, details):
+    events.append([str(user), str(kind), {str(k): str(v) for k, v in details.items()}])
+bus.add_signal_receiver(on_event, "SecurityEvent", "org.mfad1.Manager")
+out["sent"] = [call("BeginSmsEnrollment", "mfa-alice", "+1555765400%d" % i, "")[0]
+               for i in range(5)]
+deadline = time.time() + 10
+GLib.timeout_add_seconds(10, lambda: False)
+ctx = GLib.MainContext.default()
+while not events and time.time() < deadline:
+    ctx.iteration(True)
+ctx.iteration(False)
+out["events"] = events
+""")
+    assert out["sent"] == [True] * 5
+    assert [e[:2] for e in out["events"]] == [["mfa-alice", "sms-global-cap-near"]]
+    assert out["events"][0][2] == {"sent": "4", "cap": "5", "window_seconds": "600"}
+    assert "reached 4 of [SMS] MaxSendsGlobal=5" in mfad.log_text()

@@ -90,6 +90,12 @@ class FailingStore final : public Store {
       return err();
     return s_.count_sms_sends(u, k, since);
   }
+  Result<int> count_other_sms_phones(std::string_view u, std::string_view k,
+                                     int64_t since) override {
+    if (fail_reads)
+      return err();
+    return s_.count_other_sms_phones(u, k, since);
+  }
   Result<std::vector<std::string>> list_users() override {
     if (fail_reads)
       return err();
