@@ -135,6 +135,12 @@ int cmd_reset_or_unlock(Context& ctx, const std::vector<char*>& args, bool reset
   if (!bus.ok())
     return fail(bus.error());
   Status st = reset ? (*bus)->reset_user(user) : (*bus)->unlock(user);
+  // An admin's own account: ResetUser carries no code; the factors go one by one, each with one.
+  if (!st.ok() && st.error().code == Errc::kStepUpRequired) {
+    return fail("resetting your own account needs a current code: run `mfactl disable " + user +
+                " METHOD` for each factor (it asks for the code), or ask root or another "
+                "administrator");
+  }
   if (!st.ok())
     return fail(st.error());
   if (ctx.opt.json) {

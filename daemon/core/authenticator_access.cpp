@@ -147,6 +147,35 @@ Status Authenticator::Impl::admin_on_user(const Caller& caller, std::string_view
   return {};
 }
 
+// Whoever holds an admin's password holds the admin tier too: AdminGroup needs nothing more, and
+// polkit's auth_admin_keep asks for that same password. On their own account such an admin is a
+// user like any other: ResetUser would drop the factor a guesser lacks (step-up is due, and the
+// call carries no code: DisableMethod does), and Unlock would lift the lockout that stops the
+// guessing (no code can be checked while it holds). Root, and other admins, may do both.
+Status Authenticator::Impl::admin_on_own_account(const Caller& caller, std::string_view user,
+                                                 OwnAccountChange what) {
+  if (caller.uid == 0)
+    return {};
+  const auto uid = d_.users.uid_of(user);
+  if (!uid || *uid != caller.uid)
+    return {};
+  MFA_TRY(f, load_factors(user));
+  if (!f.any_active())
+    return {};
+  if (what == OwnAccountChange::kUnlock) {
+    return deny(caller, user, "Unlock",
+                "You cannot lift your own lockout: it stops whoever knows your password from "
+                "guessing codes. Wait until it ends, or ask root or another administrator");
+  }
+  MFA_CHECK(audit(AuditKind::kAuthFailure, user, AuditOutcome::kDenied,
+                  AuditReason::kStepUpRequired, caller,
+                  {{"purpose", "step-up"}, {"action", "reset"}}));
+  return make_error(Errc::kStepUpRequired,
+                    "Resetting your own account needs a current code, which ResetUser cannot "
+                    "carry: remove each factor with DisableMethod and a current code (mfactl "
+                    "disable USER METHOD), or ask root or another administrator");
+}
+
 Result<bool> Authenticator::Impl::has_state(std::string_view user) {
   MFA_TRY(enrolled, d_.store.list_users());
   if (std::binary_search(enrolled.begin(), enrolled.end(), user))

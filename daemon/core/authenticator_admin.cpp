@@ -61,6 +61,7 @@ Result<std::vector<UserInfo>> Authenticator::list_users(const Caller& caller) {
 Status Authenticator::reset_user(const Caller& caller, std::string_view user) {
   Impl& m = *impl_;
   MFA_CHECK(m.admin_on_user(caller, user, "ResetUser"));
+  MFA_CHECK(m.admin_on_own_account(caller, user, Impl::OwnAccountChange::kReset));
   MFA_STORE_CHECK(m.d_.store.delete_user(user));
   m.challenges.drop_user(user);
   MFA_CHECK(m.audit_success(AuditKind::kAdminReset, user, caller));
@@ -70,6 +71,7 @@ Status Authenticator::reset_user(const Caller& caller, std::string_view user) {
 Status Authenticator::unlock(const Caller& caller, std::string_view user) {
   Impl& m = *impl_;
   MFA_CHECK(m.admin_on_user(caller, user, "Unlock"));
+  MFA_CHECK(m.admin_on_own_account(caller, user, Impl::OwnAccountChange::kUnlock));
   MFA_STORE_CHECK(m.d_.store.put_limits(user, LimitState{}));
   MFA_CHECK(m.audit_success(AuditKind::kAdminUnlock, user, caller));
   return {};

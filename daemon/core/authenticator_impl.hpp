@@ -47,6 +47,10 @@ struct Authenticator::Impl : Verifier {
   // Admin-only methods that name a user (known to NSS, or with state here).
   Status admin_on_user(const Caller& caller, std::string_view user, std::string_view action);
   Result<bool> has_state(std::string_view user);
+  // ResetUser and Unlock by an admin other than root on their own account with an active factor:
+  // refused (StepUpRequired, NotAllowed), as the admin tier is no second factor.
+  enum class OwnAccountChange { kReset, kUnlock };
+  Status admin_on_own_account(const Caller& caller, std::string_view user, OwnAccountChange what);
   // Step-up (docs/mfactl.md, "Step-up"): a current code from a user changing their own account.
   Status step_up(const Caller& caller, std::string_view user, const Access& access,
                  std::string_view current_code, const Factors& f, std::string_view action);

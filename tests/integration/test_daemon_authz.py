@@ -121,3 +121,35 @@ def test_pam_side_is_root_only_without_the_policy(mfad_without_policy, test_user
     challenge, methods = m.call("BeginAuthentication", "sa{ss}", "mfa-alice",
                                 {"service": "x"}).expect_ok()
     assert challenge and "totp" in methods
+
+
+def test_admin_on_own_account_needs_step_up(mfad_factory, test_users):
+    # The admin tier is no second factor: whoever has carol's password has it too (issue 17).
+    # Reset and Unlock of her own account would drop or unlock the factor a guesser lacks.
+    mfad_factory.set_config("Policy", "MaxFailures", 2)
+    mfad = mfad_factory.start()
+    carol = test_users["mfa-carol"]
+    secret = mfad.enroll_totp("mfa-carol")
+    mfad.call("DisableMethod", "sss", "mfa-carol", "totp", "", user=carol).expect_error(
+        "StepUpRequired")
+    msg = mfad.call("ResetUser", "s", "mfa-carol", user=carol).expect_error("StepUpRequired")
+    assert "mfactl disable" in msg
+    assert mfad.call("GetUser", "s", "mfa-carol").expect_ok()["methods"] == ["totp"]
+    # Locked out by a guesser: carol cannot lift her own lockout, even with the right code.
+    bad = str((int(mfad.next_code("mfa-carol", secret)) + 500000) % 1000000).zfill(6)
+    mfad.login("mfa-carol", [bad, bad])
+    assert mfad.call("GetUser", "s", "mfa-carol").expect_ok()["locked_until"] > 0
+    msg = mfad.call("Unlock", "s", "mfa-carol", user=carol).expect_error("NotAllowed")
+    assert "your own lockout" in msg
+    assert mfad.call("GetUser", "s", "mfa-carol").expect_ok()["locked_until"] > 0
+    rows = mfad.call("ListAuditEvents", "a{sv}", {"user": ["@s", "mfa-carol"],
+                                                  "limit": ["@u", 100]}).expect_ok()
+    assert [r["reason"] for r in rows if r["kind"] == "access.denied"] == ["not-allowed"]
+    assert not [r for r in rows if r["kind"] in ("admin.unlock", "admin.reset")]
+    # Root may do both; so may carol on someone else, and on her own account with no factor.
+    mfad.call("Unlock", "s", "mfa-carol").expect_ok()
+    mfad.call("ResetUser", "s", "mfa-carol").expect_ok()
+    mfad.call("Unlock", "s", "mfa-carol", user=carol).expect_ok()
+    mfad.call("ResetUser", "s", "mfa-carol", user=carol).expect_ok()
+    mfad.enroll_totp("mfa-bob")
+    mfad.call("ResetUser", "s", "mfa-bob", user=carol).expect_ok()

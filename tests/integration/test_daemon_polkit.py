@@ -379,3 +379,14 @@ def test_shutdown_answers_calls_waiting_on_polkit(polkit, mfad, test_users):
     waiting.join(10)
     assert time.monotonic() - start < 3
     result["reply"].expect_error("org.freedesktop.DBus.Error.NoServer")
+
+
+def test_polkit_admin_on_own_account_still_needs_the_factor(polkit, mfad, test_users):
+    # auth_admin_keep asks for a password, which a guesser may hold: on her own account a
+    # polkit-granted admin is refused as an AdminGroup member is (issue 17).
+    alice = test_users["mfa-alice"]
+    mfad.enroll_totp("mfa-alice")
+    polkit.set_allowed([ACTION])
+    mfad.call("ResetUser", "s", "mfa-alice", user=alice).expect_error("StepUpRequired")
+    mfad.call("Unlock", "s", "mfa-alice", user=alice).expect_error("NotAllowed")
+    assert mfad.call("GetUser", "s", "mfa-alice").expect_ok()["methods"] == ["totp"]

@@ -569,3 +569,17 @@ def test_code_from_stdin_missing_or_too_long_is_a_usage_error(mfad, test_users, 
                     input=stdin)
     assert r.returncode == 2, r.stderr
     assert "confirm sms" in r.stderr
+
+
+def test_admin_reset_or_unlock_of_own_account_says_what_to_do(mfad, test_users):
+    carol = test_users["mfa-carol"]
+    mfad.enroll_totp("mfa-carol")
+    r = mfad.mfactl("reset", "mfa-carol", user=carol, input="")
+    assert r.returncode == 1
+    assert r.stderr == ("mfactl: resetting your own account needs a current code: run `mfactl "
+                        "disable mfa-carol METHOD` for each factor (it asks for the code), or ask "
+                        "root or another administrator\n")
+    r = mfad.mfactl("unlock", "mfa-carol", user=carol, input="")
+    assert r.returncode == 1 and "your own lockout" in r.stderr, r.stderr
+    assert status(mfad, "mfa-carol")["methods"] == ["totp"]
+    assert mfad.mfactl("reset", "mfa-carol").returncode == 0  # root
