@@ -1170,6 +1170,24 @@ static void test_sms_phone_rules(void** /*state*/) {
                       "mfad code for h: 012345 (valid 90 seconds)");
 }
 
+static void test_sms_allowed_prefixes(void** /*state*/) {
+  std::vector<std::string> prefixes;
+  assert_false(parse_phone_prefixes("", &prefixes).has_value());
+  assert_true(prefixes.empty());
+  assert_true(phone_allowed("+15557654321", prefixes));
+  assert_false(parse_phone_prefixes(" +1\t+44  +49 ", &prefixes).has_value());
+  assert_int_equal(prefixes.size(), 3);
+  assert_true(phone_allowed("+15557654321", prefixes));
+  assert_true(phone_allowed("+4930123456", prefixes));
+  assert_false(phone_allowed("+33612345678", prefixes));
+  assert_false(phone_allowed("+4", prefixes));
+  for (const char* bad : {"44", "+", "+0", "+1 x", "+1234567890123456", "++1"}) {
+    std::vector<std::string> kept{"+1"};
+    assert_true(parse_phone_prefixes(bad, &kept).has_value());
+    assert_int_equal(kept.size(), 1);  // untouched on failure
+  }
+}
+
 static void test_sms_login_and_expiry(void** /*state*/) {
   Config c = sms_config();
   c.sms_code_lifetime_seconds = 60;
@@ -1289,6 +1307,7 @@ int main(void) {
       cmocka_unit_test(test_storage_errors),
       cmocka_unit_test(test_get_user_contents),
       cmocka_unit_test(test_sms_phone_rules),
+      cmocka_unit_test(test_sms_allowed_prefixes),
       cmocka_unit_test(test_sms_login_and_expiry),
       cmocka_unit_test(test_sms_attempts_limits_and_failures),
       cmocka_unit_test(test_sms_codes_die_with_the_phone),
