@@ -1,5 +1,5 @@
 // Whether a database holds rows that only its master key opens or checks (docs/operations.md,
-// "The master key"): a missing key is created only for a database with none of them.
+// "Key file lost"): a missing key is created only for a database with none of them.
 #include <sqlite3.h>
 #include <sys/stat.h>
 
@@ -26,8 +26,8 @@ Result<int64_t> SqliteStore::count_keyed_rows(const std::string& path) {
   }
   if (S_ISREG(st.st_mode) && st.st_size == 0)
     return int64_t{0};
-  // Read-only: run as root (--check-config), a read-write open could leave root-owned -wal and
-  // -shm files that the mfad user then cannot write.
+  // Read-only, never created: --check-config runs as root on the mfad user's database (the -shm
+  // file SQLite may make for a WAL database gets the database file's owner).
   sqlite3* raw = nullptr;
   const int rc =
       sqlite3_open_v2(path.c_str(), &raw,
