@@ -149,7 +149,9 @@ Result<SecureString> read_hidden_line(const char* prompt) {
 }
 
 Result<SecureString> read_code_from_stdin() {
-  auto line = read_code_line(STDIN_FILENO, LongLine::kStop);
+  // Typed rather than piped: not echoed.
+  auto line = stdin_is_terminal() ? read_hidden_line("Verification code: ")
+                                  : read_code_line(STDIN_FILENO, LongLine::kStop);
   if (!line.ok() && line.error().code == Errc::kIo)
     return make_error(Errc::kIo, "no code on standard input (" + line.error().message + ")");
   if (line.ok() && line->size() == 0)

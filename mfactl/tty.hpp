@@ -17,7 +17,8 @@ Result<SecureString> read_hidden_line(const char* prompt);
 
 // The `-` of `--current-code -` and of a CODE argument: one line from standard input, without its
 // newline, so that a code never has to sit on a command line (visible in ps). Errors: kIo (end of
-// input), kInvalidArgument (longer than dbus::kMaxCodeLength; reading stops there).
+// input), kInvalidArgument (longer than dbus::kMaxCodeLength; reading stops there). On a terminal
+// it is read_hidden_line's prompt instead.
 Result<SecureString> read_code_from_stdin();
 
 }  // namespace mfa::ctl

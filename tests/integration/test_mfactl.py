@@ -583,3 +583,19 @@ def test_admin_reset_or_unlock_of_own_account_says_what_to_do(mfad, test_users):
     assert r.returncode == 1 and "your own lockout" in r.stderr, r.stderr
     assert status(mfad, "mfa-carol")["methods"] == ["totp"]
     assert mfad.mfactl("reset", "mfa-carol").returncode == 0  # root
+
+
+def test_current_code_dash_on_a_terminal_is_not_echoed(mfad, test_users):
+    import pexpect
+    from mfactl_helpers import spawn_mfactl
+    alice = test_users["mfa-alice"]
+    secret = enroll_totp_via_mfactl(mfad, alice, as_user=alice)
+    child = spawn_mfactl(mfad, ["--current-code", "-", "backup-codes"], user=alice)
+    child.expect("Verification code: ")
+    code = mfad.next_code(alice, secret)
+    child.sendline(code)
+    child.expect("New backup codes for mfa-alice")
+    assert code not in child.before  # what the terminal showed after the prompt
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
