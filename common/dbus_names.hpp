@@ -10,8 +10,8 @@ inline constexpr char kObjectPath[] = "/org/mfad1";
 inline constexpr char kInterface[] = "org.mfad1.Manager";
 inline constexpr char kErrorPrefix[] = "org.mfad1.Error.";
 
-// Error names (docs/architecture.md, "The bus API's errors"), plus StorageFailure, LimitExceeded
-// and Internal.
+// Error names (docs/architecture.md, "The bus API's errors"), plus StorageFailure, LimitExceeded,
+// Internal and MethodNotAccepted.
 inline constexpr char kErrorBadCode[] = "org.mfad1.Error.BadCode";
 inline constexpr char kErrorRateLimited[] = "org.mfad1.Error.RateLimited";
 inline constexpr char kErrorNotEnrolled[] = "org.mfad1.Error.NotEnrolled";
@@ -27,6 +27,7 @@ inline constexpr char kErrorSmsRateLimited[] = "org.mfad1.Error.SmsRateLimited";
 inline constexpr char kErrorNotAllowed[] = "org.mfad1.Error.NotAllowed";
 inline constexpr char kErrorStepUpRequired[] = "org.mfad1.Error.StepUpRequired";
 inline constexpr char kErrorInvalidArgument[] = "org.mfad1.Error.InvalidArgument";
+inline constexpr char kErrorMethodNotAccepted[] = "org.mfad1.Error.MethodNotAccepted";
 inline constexpr char kErrorStorageFailure[] = "org.mfad1.Error.StorageFailure";
 inline constexpr char kErrorLimitExceeded[] = "org.mfad1.Error.LimitExceeded";
 inline constexpr char kErrorInternal[] = "org.mfad1.Error.Internal";

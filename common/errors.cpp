@@ -31,6 +31,7 @@ constexpr ErrcName kErrcNames[] = {
     {Errc::kNotAllowed, dbus::kErrorNotAllowed},
     {Errc::kStepUpRequired, dbus::kErrorStepUpRequired},
     {Errc::kInvalidArgument, dbus::kErrorInvalidArgument},
+    {Errc::kMethodNotAccepted, dbus::kErrorMethodNotAccepted},
     {Errc::kStorage, dbus::kErrorStorageFailure},
     {Errc::kLimitExceeded, dbus::kErrorLimitExceeded},
     {Errc::kInternal, dbus::kErrorInternal},

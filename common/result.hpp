@@ -29,8 +29,9 @@ enum class Errc {
   kStepUpRequired,
   kInvalidArgument,
   // Beyond the contract's minimum.
-  kStorage,        // org.mfad1.Error.StorageFailure: database unreadable/unwritable, disk full
-  kLimitExceeded,  // org.mfad1.Error.LimitExceeded: too many open challenges and the like
+  kMethodNotAccepted,  // org.mfad1.Error.MethodNotAccepted: enrolled, but not for this service
+  kStorage,            // org.mfad1.Error.StorageFailure: database unreadable/unwritable, disk full
+  kLimitExceeded,      // org.mfad1.Error.LimitExceeded: too many open challenges and the like
   kIo,        // files, sockets (not sent over the bus as such: maps to StorageFailure/Internal)
   kCrypto,    // sealing/opening failed: tampered record, wrong key
   kInternal,  // org.mfad1.Error.Internal

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include <iterator>
 #include <string_view>
 
 #include "common/dbus_names.hpp"
@@ -24,6 +25,20 @@ constexpr char kNotEnrolledMessage[] =
     "Multi-factor authentication is required but not set up for this account; ask your "
     "administrator";
 constexpr char kSmsUnavailableMessage[] = "SMS is not available";
+// MethodNotAccepted: the person is told what would work here, indexed by the methods= bits (0:
+// every method).
+constexpr const char* kNotAcceptedMessages[] = {
+    "None of your second factors is accepted by this service. This service accepts: totp, sms, "
+    "backup",
+    "None of your second factors is accepted by this service. This service accepts: totp",
+    "None of your second factors is accepted by this service. This service accepts: sms",
+    "None of your second factors is accepted by this service. This service accepts: totp, sms",
+    "None of your second factors is accepted by this service. This service accepts: backup",
+    "None of your second factors is accepted by this service. This service accepts: totp, backup",
+    "None of your second factors is accepted by this service. This service accepts: sms, backup",
+    "None of your second factors is accepted by this service. This service accepts: totp, sms, "
+    "backup",
+};
 // "sms" answers per authentication: each may send a text, so they are bounded on our side too.
 constexpr int kMaxSmsRequests = 3;
 constexpr size_t kMaxChallengeLength = 256;
@@ -87,6 +102,15 @@ int Dialogue::begin_authentication(const char* user) {
     }
     hook_.show(PAM_ERROR_MSG, kNotEnrolledMessage);
     pam_syslog(hook_.pamh(), LOG_NOTICE, "%s has no second factor: denied", user);
+    return PAM_AUTH_ERR;
+  }
+  if (res.is(dbus::kErrorMethodNotAccepted)) {
+    // Enrolled, only not for this service's methods=: denied even under nullok (issue 17).
+    hook_.show(PAM_ERROR_MSG, args_.methods < std::size(kNotAcceptedMessages)
+                                  ? kNotAcceptedMessages[args_.methods]
+                                  : kNotAcceptedMessages[0]);
+    pam_syslog(hook_.pamh(), LOG_NOTICE, "%s has no factor this service accepts (%s): denied", user,
+               args_.methods != 0 ? methods_text(args_.methods) : "all");
     return PAM_AUTH_ERR;
   }
   if (res.is(dbus::kErrorNoSuchUser))

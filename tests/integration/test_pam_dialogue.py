@@ -1,6 +1,8 @@
 """pam_mfa.so's login dialogue against the real mfad on the private bus, through pam_wrapper:
 what the user sees (prompts, messages) and the PAM return code the host acts on."""
 
+import json
+
 from pam_helpers import (ALICE, CODE_PROMPT, NOT_ENROLLED_MESSAGE, PAM_AUTH_ERR, PAM_CONV_ERR,
                          PAM_MAXTRIES, PAM_PERMIT, PAM_DENY, PAM_SERVICE_ERR,
                          PAM_SUCCESS, PAM_USER_UNKNOWN, PAM_SET_ITEMS, PAM_GET_ITEMS,
@@ -118,6 +120,49 @@ def test_nullok_does_not_skip_an_enrolled_user(pam, mfad, alice):
     r = pam.run(svc, ALICE, ["000001"])
     assert r.rc == PAM_MAXTRIES or r.errors == ["Invalid code"], r
     assert r.rc != PAM_SUCCESS
+
+
+def test_nullok_does_not_skip_a_user_enrolled_for_other_methods(pam, mfad, alice):
+    # Issue 17: mfa-alice has TOTP; a service that accepts only backup codes must not take her
+    # for unenrolled (nullok would let her in without a code). She is denied, and told what this
+    # service accepts.
+    svc = pam.add("bo", f"required {pam.mfa('nullok methods=backup max_tries=1')}",
+                  f"required {PAM_PERMIT}")
+    r = pam.run(svc, ALICE, []).expect(PAM_AUTH_ERR)
+    assert r.prompts == []
+    assert r.errors == ["None of your second factors is accepted by this service. "
+                        "This service accepts: backup"]
+    rows = mfad.call("ListAuditEvents", "a{sv}", {"user": ["@s", ALICE]}).expect_ok()
+    denied = [row for row in rows if row["reason"] == "method-not-accepted"]
+    assert denied and json.loads(denied[-1]["details"])["accepted"] == "backup", rows
+
+
+def test_nullok_does_not_skip_a_user_with_backup_codes_only(pam, mfad, test_users):
+    mfad.call("GenerateBackupCodes", "ss", BOB, "").expect_ok()
+    try:
+        svc = pam.add("to", f"required {pam.mfa('nullok methods=totp,sms')}",
+                      f"required {PAM_PERMIT}")
+        r = pam.run(svc, BOB, []).expect(PAM_AUTH_ERR)
+        assert r.errors == ["None of your second factors is accepted by this service. "
+                            "This service accepts: totp, sms"]
+        # Not nullok: the same answer, not the "not set up" one.
+        r = pam.run(pam.single("totp", "methods=totp"), BOB, []).expect(PAM_AUTH_ERR)
+        assert r.errors == ["None of your second factors is accepted by this service. "
+                            "This service accepts: totp"]
+    finally:
+        mfad.call("ResetUser", "s", BOB).expect_ok()
+
+
+def test_nullok_still_skips_a_user_with_only_a_pending_enrollment(pam, mfad, test_users):
+    # A pending enrollment is no factor yet: skipping it under nullok is what the user had before
+    # starting to enroll, and denying would lock out whoever began an enrollment and left it.
+    mfad.call("BeginTotpEnrollment", "sa{sv}", BOB, {}).expect_ok()
+    try:
+        svc = pam.add("np", f"required {pam.mfa('nullok methods=totp')}", f"required {PAM_PERMIT}")
+        r = pam.run(svc, BOB, []).expect(PAM_SUCCESS)
+        assert r.prompts == [] and r.errors == []
+    finally:
+        mfad.call("ResetUser", "s", BOB).expect_ok()
 
 
 def test_unknown_user(pam, mfad, test_users):
