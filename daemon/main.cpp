@@ -399,7 +399,12 @@ int run(const Options& options) {
   master_key->clear();
 
   SystemClock clock;
-  auto opened = SqliteStore::open(config.state_directory + "/mfad.db", clock);
+  SystemUserDirectory system_users;
+  // Every call asks NSS who its caller and its user are: a short memory keeps a flood of calls
+  // from becoming a flood of directory round trips on the event loop.
+  CachedUserDirectory users(system_users, clock);
+  // Opening migrates an older database, whose records were keyed by name, to account keys.
+  auto opened = SqliteStore::open(config.state_directory + "/mfad.db", clock, system_users);
   if (!opened.ok()) {
     MFA_LOG_ERROR("cannot open the database: %s", opened.error().message.c_str());
     return EXIT_FAILURE;
@@ -414,10 +419,7 @@ int run(const Options& options) {
   // The one place that knows the store is SQLite: every layer, fleet mode's included, gets a Store.
   std::unique_ptr<Store> store = std::move(opened).value();
   AuditLog audit(*store, clock);
-  SystemUserDirectory system_users;
-  // Every call asks NSS who its caller and its user are: a short memory keeps a flood of calls
-  // from becoming a flood of directory round trips on the event loop.
-  CachedUserDirectory users(system_users, clock);
+  audit.set_user_directory(&users);
 
   Daemon d;
   sd_event* event = nullptr;

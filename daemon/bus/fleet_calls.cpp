@@ -10,6 +10,7 @@
 #include "common/dbus_names.hpp"
 #include "core/log.hpp"
 #include "core/rate_limiter.hpp"
+#include "core/user_directory.hpp"
 #include "core/validation.hpp"
 #include "fleet/coordinator.hpp"
 #include "fleet/sms.hpp"
@@ -43,7 +44,8 @@ void ManagerBus::emit_degraded_changed() {
 void ManagerBus::fleet_proceed(const CallPtr& call, FleetScope scope, Decide decide) {
   // Nothing to fetch for a call the Authenticator refuses anyway (unknown challenge, bad name):
   // decided and answered as without fleet mode.
-  if (scope.user.empty() || !validate_user_name(scope.user).ok()) {
+  if (scope.user.empty() ||
+      (!account_key_uid(scope.user) && !validate_user_name(scope.user).ok())) {
     proceed(call, std::nullopt, std::move(decide));
     return;
   }
@@ -194,7 +196,8 @@ void ManagerBus::answer_confirmed(const CallPtr& call, const FleetScope& scope, 
     MFA_LOG_WARNING("%s: locked out by failures across the fleet", user.c_str());
     const int64_t until = fleet_->note_lockout(user, res.locked_usec, who);
     SecurityEventEmitter(bus_).security_event(
-        user, "lockout", {{"reason", "fleet-failures"}, {"locked_until", std::to_string(until)}});
+        auth_.shown_name(user), "lockout",
+        {{"reason", "fleet-failures"}, {"locked_until", std::to_string(until)}});
     answer_error(call, make_error(Errc::kRateLimited, lockout_message(res.locked_usec)));
   } else if (res.refused != FleetRefusal::kNone) {
     answer_error(call, make_error(Errc::kBadCode,

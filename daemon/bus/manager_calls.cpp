@@ -57,7 +57,7 @@ int ManagerBus::begin_authentication(sd_bus_message* m) {
   // From the read cache when it is current and the answer offers a factor: the Verify that
   // follows is checked against Redis by its confirm (fleet/read_cache.hpp).
   if (scope)
-    scope->fresh = fleet_->cache_current(user) && auth_.offers_factor(user, context);
+    scope->fresh = fleet_->cache_current(scope->user) && auth_.offers_factor(user, context);
   return run(call, std::move(scope), [this, user, context](PendingCall& c) {
     auto begun = auth_.begin_authentication(c.caller(), user, context);
     if (!begun.ok())
@@ -400,7 +400,9 @@ std::optional<ManagerBus::FleetScope> ManagerBus::fleet_scope(const std::string&
                                                               const char* sms_purpose) const {
   if (fleet_ == nullptr)
     return std::nullopt;
-  return FleetScope{user, kind, sms_purpose, false};
+  // The shared state is the account's, as the Authenticator keys it (a challenge's user is
+  // already that key).
+  return FleetScope{auth_.records_key(user), kind, sms_purpose, false};
 }
 
 }  // namespace mfa

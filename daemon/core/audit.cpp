@@ -79,6 +79,7 @@ constexpr Name<AuditReason> kReasons[] = {
     {AuditReason::kDailyLimit, "daily-limit"},
     {AuditReason::kNotAllowed, "not-allowed"},
     {AuditReason::kNotEnrolled, "not-enrolled"},
+    {AuditReason::kMethodNotAccepted, "method-not-accepted"},
     {AuditReason::kTooManyChallenges, "too-many-challenges"},
     {AuditReason::kAbandoned, "abandoned"},
     {AuditReason::kRateLimited, "rate-limited"},
@@ -296,7 +297,16 @@ const char* AuditLog::message_id(AuditKind kind) {
   return kKinds[static_cast<size_t>(kind)].message_id;
 }
 
-Status AuditLog::record(const AuditEvent& event) {
+Status AuditLog::record(const AuditEvent& given) {
+  // A record keyed by account (user_directory.hpp) is shown by the account's name, and its uid
+  // is in the details: an auditor sees one account behind the names a login may use.
+  std::optional<AuditEvent> shown;
+  if (const auto uid = users_ ? account_key_uid(given.user) : std::nullopt) {
+    shown = given;
+    shown->user = account_display_name(*users_, given.user);
+    shown->details["uid"] = std::to_string(*uid);
+  }
+  const AuditEvent& event = shown ? *shown : given;
   AuditRecord row;
   row.time_usec = clock_.realtime_usec();
   row.kind = audit_kind_name(event.kind);

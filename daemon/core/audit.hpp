@@ -11,6 +11,7 @@
 
 #include "core/clock.hpp"
 #include "core/store.hpp"
+#include "core/user_directory.hpp"
 
 namespace mfa {
 
@@ -66,6 +67,7 @@ enum class AuditReason {
   // Access and limits.
   kNotAllowed,
   kNotEnrolled,
+  kMethodNotAccepted,
   kTooManyChallenges,
   kAbandoned,
   kRateLimited,
@@ -147,9 +149,13 @@ class AuditLog {
   void set_observer(std::function<void(const AuditEvent&)> observer) {
     observer_ = std::move(observer);
   }
+  // Events about an account key (user_directory.hpp) are recorded under the account's name, with
+  // its uid; without a directory (tests), under the key.
+  void set_user_directory(const UserDirectory* users) { users_ = users; }
 
  private:
   std::function<void(const AuditEvent&)> observer_;
+  const UserDirectory* users_ = nullptr;
   Store& store_;
   const Clock& clock_;
 };

@@ -120,8 +120,9 @@ class Authenticator {
 
   // --- Root only (the PAM side). ---
   // context keys: service, rhost, tty, ruser, and optionally "methods" ("totp,backup": what this
-  // PAM service accepts). Errors: NotAllowed (caller not root), InvalidArgument, NoSuchUser,
-  // NotEnrolled (no usable factor), RateLimited (locked out; the message gives the wait),
+  // PAM service accepts). Errors: NotAllowed (caller not root), InvalidArgument, NoSuchUser (NSS
+  // does not know the name), NotEnrolled (no factor at all), MethodNotAccepted (factors, none of
+  // them in "methods"), RateLimited (locked out; the message gives the wait),
   // LimitExceeded (too many open challenges).
   Result<BeginResult> begin_authentication(const Caller& caller, std::string_view user,
                                            const StringMap& context);
@@ -187,6 +188,12 @@ class Authenticator {
   Status flush_denials(bool all);
   // Whether repeated denials wait for their counted row (the bus layer's timer is wanted).
   bool counting_denials() const;
+  // The key of the records a call naming user reads and writes (user_directory.hpp): its
+  // account's key; "#<uid>" (how ListUsers shows an account NSS no longer knows) is that uid's;
+  // anything else as it is. Fleet mode fetches and confirms the same records.
+  std::string records_key(std::string_view user) const;
+  // How people see the records of key: the account's name (account_display_name).
+  std::string shown_name(std::string_view key) const;
 
   // Root, a member of AdminGroup, or granted the admin tier by caller's admin authority.
   bool is_admin(const Caller& caller) const;

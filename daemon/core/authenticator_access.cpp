@@ -4,6 +4,8 @@
 #include <sys/types.h>
 
 #include <algorithm>
+#include <optional>
+#include <string>
 #include <set>
 
 #include "core/authenticator_impl.hpp"
@@ -126,6 +128,7 @@ Result<Authenticator::Impl::Access> Authenticator::Impl::authorize(const Caller&
   if (!uid)
     return make_error(Errc::kNoSuchUser, "No such user '" + std::string(user) + "'");
   Access a;
+  a.account = account_key(*uid);
   a.self = *uid == caller.uid;
   a.admin = is_admin(caller);
   if (!a.self && !a.admin)
@@ -133,18 +136,60 @@ Result<Authenticator::Impl::Access> Authenticator::Impl::authorize(const Caller&
   return a;
 }
 
+namespace {
+
+// "#<uid>", how people see an account NSS no longer names (account_display_name): its key.
+std::optional<std::string> hash_uid_key(std::string_view user) {
+  if (user.size() < 2 || user.front() != '#')
+    return std::nullopt;
+  std::string key = "uid/" + std::string(user.substr(1));
+  if (!account_key_uid(key))
+    return std::nullopt;
+  return key;
+}
+
+}  // namespace
+
+std::string Authenticator::records_key(std::string_view user) const {
+  if (!validate_user_name(user).ok())
+    return std::string(user);
+  if (const auto uid = impl_->d_.users.uid_of(user))
+    return account_key(*uid);
+  if (auto key = hash_uid_key(user))
+    return std::move(*key);
+  return std::string(user);
+}
+
+std::string Authenticator::shown_name(std::string_view key) const {
+  return account_display_name(impl_->d_.users, key);
+}
+
+Result<std::string> Authenticator::Impl::account_of(std::string_view user) {
+  MFA_CHECK(validate_user_name(user));
+  const auto uid = d_.users.uid_of(user);
+  if (!uid)
+    return make_error(Errc::kNoSuchUser, "No such user '" + std::string(user) + "'");
+  return account_key(*uid);
+}
+
 // Admin-only methods that name a user. An account deleted from NSS may still have state here
-// (factors, codes, a lockout): admins can still clear it.
-Status Authenticator::Impl::admin_on_user(const Caller& caller, std::string_view user,
-                                          std::string_view action) {
+// (factors, codes, a lockout): admins can still clear it, by the "#<uid>" ListUsers shows for
+// it, or by a name whose records were kept under it (sqlite_schema.cpp, migration 6).
+Result<std::string> Authenticator::Impl::admin_on_user(const Caller& caller, std::string_view user,
+                                                       std::string_view action) {
   MFA_CHECK(require_admin(caller, action));
   MFA_CHECK(validate_user_name(user));
-  if (d_.users.uid_of(user))
-    return {};
+  if (const auto uid = d_.users.uid_of(user))
+    return account_key(*uid);
+  if (const auto key = hash_uid_key(user)) {
+    MFA_TRY(known, has_state(*key));
+    if (known)
+      return *key;
+  }
   MFA_TRY(known, has_state(user));
   if (!known)
     return make_error(Errc::kNoSuchUser, "No such user '" + std::string(user) + "'");
-  return {};
+  return std::string(user);
 }
 
 // Whoever holds an admin's password holds the admin tier too: AdminGroup needs nothing more, and
@@ -159,7 +204,7 @@ Status Authenticator::Impl::admin_on_own_account(const Caller& caller, std::stri
   const auto uid = d_.users.uid_of(user);
   if (!uid || *uid != caller.uid)
     return {};
-  MFA_TRY(f, load_factors(user));
+  MFA_TRY(f, load_factors(account_key(*uid)));
   if (!f.any_active())
     return {};
   if (what == OwnAccountChange::kUnlock) {

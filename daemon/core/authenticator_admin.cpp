@@ -13,7 +13,7 @@ Result<UserInfo> Authenticator::Impl::user_info(std::string_view user) {
   MFA_TRY(f, load_factors(user));
   MFA_STORE_TRY(limits, d_.store.get_limits(user));
   UserInfo info;
-  info.user = std::string(user);
+  info.user = account_display_name(d_.users, user);
   if (f.totp)
     info.methods.push_back(method_name(Method::kTotp));
   if (f.sms)
@@ -41,8 +41,7 @@ Result<UserInfo> Authenticator::Impl::user_info(std::string_view user) {
 
 Result<UserInfo> Authenticator::get_user(const Caller& caller, std::string_view user) {
   MFA_TRY(access, impl_->authorize(caller, user, "GetUser"));
-  (void)access;
-  return impl_->user_info(user);
+  return impl_->user_info(access.account);
 }
 
 Result<std::vector<UserInfo>> Authenticator::list_users(const Caller& caller) {
@@ -60,20 +59,23 @@ Result<std::vector<UserInfo>> Authenticator::list_users(const Caller& caller) {
 
 Status Authenticator::reset_user(const Caller& caller, std::string_view user) {
   Impl& m = *impl_;
-  MFA_CHECK(m.admin_on_user(caller, user, "ResetUser"));
+  MFA_TRY(account, m.admin_on_user(caller, user, "ResetUser"));
   MFA_CHECK(m.admin_on_own_account(caller, user, Impl::OwnAccountChange::kReset));
-  MFA_STORE_CHECK(m.d_.store.delete_user(user));
-  m.challenges.drop_user(user);
-  MFA_CHECK(m.audit_success(AuditKind::kAdminReset, user, caller));
+  MFA_STORE_CHECK(m.d_.store.delete_user(account));
+  // Records an older database kept under this spelling of the account (sqlite_schema.cpp).
+  if (account != user)
+    MFA_STORE_CHECK(m.d_.store.delete_user(user));
+  m.challenges.drop_user(account);
+  MFA_CHECK(m.audit_success(AuditKind::kAdminReset, account, caller));
   return {};
 }
 
 Status Authenticator::unlock(const Caller& caller, std::string_view user) {
   Impl& m = *impl_;
-  MFA_CHECK(m.admin_on_user(caller, user, "Unlock"));
+  MFA_TRY(account, m.admin_on_user(caller, user, "Unlock"));
   MFA_CHECK(m.admin_on_own_account(caller, user, Impl::OwnAccountChange::kUnlock));
-  MFA_STORE_CHECK(m.d_.store.put_limits(user, LimitState{}));
-  MFA_CHECK(m.audit_success(AuditKind::kAdminUnlock, user, caller));
+  MFA_STORE_CHECK(m.d_.store.put_limits(account, LimitState{}));
+  MFA_CHECK(m.audit_success(AuditKind::kAdminUnlock, account, caller));
   return {};
 }
 

@@ -51,11 +51,12 @@ Status activate_factor(Verifier& v, std::string_view user, Method method,
 
 }  // namespace
 
-Result<SmsMessage> Authenticator::begin_sms_enrollment(const Caller& caller, std::string_view user,
+Result<SmsMessage> Authenticator::begin_sms_enrollment(const Caller& caller, std::string_view name,
                                                        std::string_view phone_e164,
                                                        std::string_view current_code) {
   Impl& m = *impl_;
-  MFA_TRY(access, m.authorize(caller, user, "BeginSmsEnrollment"));
+  MFA_TRY(access, m.authorize(caller, name, "BeginSmsEnrollment"));
+  const std::string& user = access.account;
   MFA_CHECK(validate_code_length(current_code));
   MFA_CHECK(validate_e164(phone_e164));
   if (m.d_.config.sms_provider == SmsProvider::kNone)
@@ -88,11 +89,11 @@ Result<SmsMessage> Authenticator::begin_sms_enrollment(const Caller& caller, std
   return m.sms.issue(caller, user, phone, kSmsPurposeEnroll, {{"method", "sms"}});
 }
 
-Status Authenticator::confirm_sms_enrollment(const Caller& caller, std::string_view user,
+Status Authenticator::confirm_sms_enrollment(const Caller& caller, std::string_view name,
                                              std::string_view code) {
   Impl& m = *impl_;
-  MFA_TRY(access, m.authorize(caller, user, "ConfirmSmsEnrollment"));
-  (void)access;
+  MFA_TRY(access, m.authorize(caller, name, "ConfirmSmsEnrollment"));
+  const std::string& user = access.account;
   MFA_CHECK(validate_code_length(code));
   MFA_TRY(f, m.load_factors(user));
   if (!f.sms_pending)
@@ -119,10 +120,11 @@ Status Authenticator::confirm_sms_enrollment(const Caller& caller, std::string_v
 }
 
 Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller,
-                                                            std::string_view user,
+                                                            std::string_view name,
                                                             const TotpEnrollmentOptions& options) {
   Impl& m = *impl_;
-  MFA_TRY(access, m.authorize(caller, user, "BeginTotpEnrollment"));
+  MFA_TRY(access, m.authorize(caller, name, "BeginTotpEnrollment"));
+  const std::string& user = access.account;
 
   std::string issuer = options.issuer;
   if (!issuer.empty()) {
@@ -167,7 +169,7 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
   }
   OtpauthUri uri;
   uri.issuer = issuer;
-  uri.account = std::string(user);
+  uri.account = std::string(name);
   uri.secret = secret.clone();
   uri.params = params;
   out.otpauth_uri = build_otpauth_uri(uri);
@@ -181,11 +183,11 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
   return out;
 }
 
-Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_view user,
+Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_view name,
                                               std::string_view code) {
   Impl& m = *impl_;
-  MFA_TRY(access, m.authorize(caller, user, "ConfirmTotpEnrollment"));
-  (void)access;
+  MFA_TRY(access, m.authorize(caller, name, "ConfirmTotpEnrollment"));
+  const std::string& user = access.account;
   MFA_CHECK(validate_code_length(code));
   MFA_TRY(f, m.load_factors(user));
   if (!f.totp_pending)
@@ -225,9 +227,10 @@ Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_
 }
 
 Result<std::vector<SecureString>> Authenticator::generate_backup_codes(
-    const Caller& caller, std::string_view user, std::string_view current_code) {
+    const Caller& caller, std::string_view name, std::string_view current_code) {
   Impl& m = *impl_;
-  MFA_TRY(access, m.authorize(caller, user, "GenerateBackupCodes"));
+  MFA_TRY(access, m.authorize(caller, name, "GenerateBackupCodes"));
+  const std::string& user = access.account;
   MFA_TRY(f, m.load_factors(user));
   MFA_CHECK(m.step_up(caller, user, access, current_code, f, "backup-codes"));
 
@@ -246,10 +249,11 @@ Result<std::vector<SecureString>> Authenticator::generate_backup_codes(
   return codes;
 }
 
-Status Authenticator::disable_method(const Caller& caller, std::string_view user,
+Status Authenticator::disable_method(const Caller& caller, std::string_view name,
                                      std::string_view method, std::string_view current_code) {
   Impl& m = *impl_;
-  MFA_TRY(access, m.authorize(caller, user, "DisableMethod"));
+  MFA_TRY(access, m.authorize(caller, name, "DisableMethod"));
+  const std::string& user = access.account;
   const auto which = parse_method(method);
   if (!which)
     return invalid_argument("Unknown method (expected totp, sms or backup)");

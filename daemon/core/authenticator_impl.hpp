@@ -21,6 +21,7 @@ struct Authenticator::Impl : Verifier {
   struct Access {
     bool self = false;
     bool admin = false;
+    std::string account;  // the key of the account's records (account_key)
   };
 
   ChallengeTable challenges;
@@ -44,8 +45,12 @@ struct Authenticator::Impl : Verifier {
   Status require_admin(const Caller& caller, std::string_view action);
   // Self-service (own account) or admin, on a user NSS knows.
   Result<Access> authorize(const Caller& caller, std::string_view user, std::string_view action);
-  // Admin-only methods that name a user (known to NSS, or with state here).
-  Status admin_on_user(const Caller& caller, std::string_view user, std::string_view action);
+  // Admin-only methods that name a user (known to NSS, or with state here): the key of its
+  // records (an account key; the name itself for records kept under a name NSS does not know).
+  Result<std::string> admin_on_user(const Caller& caller, std::string_view user,
+                                    std::string_view action);
+  // The account key of a name NSS knows; NoSuchUser otherwise.
+  Result<std::string> account_of(std::string_view user);
   Result<bool> has_state(std::string_view user);
   // ResetUser and Unlock by an admin other than root on their own account with an active factor:
   // refused (StepUpRequired, NotAllowed), as the admin tier is no second factor.

@@ -21,6 +21,16 @@ std::string methods_list(const std::vector<std::string>& methods) {
   return s;
 }
 
+// The methods a service's filter accepts, for people: "totp, backup".
+std::string accepted_list(const std::optional<std::set<Method>>& filter) {
+  std::string s;
+  for (Method m : {Method::kTotp, Method::kSms, Method::kBackup}) {
+    if (!filter || filter->count(m))
+      s += (s.empty() ? "" : ", ") + std::string(method_name(m));
+  }
+  return s;
+}
+
 }  // namespace
 
 namespace {
@@ -60,10 +70,14 @@ std::vector<Method> offered_methods(const Verifier::Factors& f,
 
 }  // namespace
 
-bool Authenticator::offers_factor(std::string_view user, const StringMap& context) {
+bool Authenticator::offers_factor(std::string_view name, const StringMap& context) {
   Impl& m = *impl_;
-  if (!validate_user_name(user).ok() || !validate_context(context).ok())
+  if (!validate_user_name(name).ok() || !validate_context(context).ok())
     return false;
+  auto account = m.account_of(name);
+  if (!account.ok())
+    return false;
+  const std::string& user = *account;
   auto parsed = parse_begin_context(context);
   auto limits = m.d_.store.get_limits(user);
   if (!parsed.ok() || !limits.ok() || lock_remaining_usec(*limits, m.d_.clock.realtime_usec()) > 0)
@@ -72,14 +86,18 @@ bool Authenticator::offers_factor(std::string_view user, const StringMap& contex
   return f.ok() && !offered_methods(*f, parsed->filter).empty();
 }
 
-Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, std::string_view user,
+Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, std::string_view name,
                                                         const StringMap& context) {
   Impl& m = *impl_;
   MFA_CHECK(m.require_root(caller, "BeginAuthentication"));
-  MFA_CHECK(validate_user_name(user));
+  MFA_CHECK(validate_user_name(name));
   MFA_CHECK(validate_context(context));
   MFA_TRY(parsed, parse_begin_context(context));
+  // Resolved once: every record is the account's, whichever of its names the login used.
+  MFA_TRY(user, m.account_of(name));
   StringMap details = std::move(parsed.details);
+  if (account_display_name(m.d_.users, user) != name)
+    details["login_name"] = std::string(name);
   const StringMap challenge_context = details;
 
   m.challenges.expire(m.d_.clock.monotonic_usec());
@@ -98,12 +116,21 @@ Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, st
     allowed.insert(method);
     result.methods.push_back(method_name(method));
   }
+  if (result.methods.empty() && f.any_active()) {
+    // Enrolled, but for none of the methods this service accepts: never "not enrolled", which
+    // nullok would turn into a login without a code (issue 17).
+    details["accepted"] = accepted_list(parsed.filter);
+    MFA_CHECK(m.audit(AuditKind::kAuthNotEnrolled, user, AuditOutcome::kDenied,
+                      AuditReason::kMethodNotAccepted, caller, details));
+    return make_error(Errc::kMethodNotAccepted,
+                      "None of this user's second factors is accepted here; this service "
+                      "accepts: " +
+                          details["accepted"]);
+  }
   if (result.methods.empty()) {
     MFA_CHECK(m.audit(AuditKind::kAuthNotEnrolled, user, AuditOutcome::kDenied,
                       AuditReason::kNotEnrolled, caller, details));
-    return make_error(Errc::kNotEnrolled,
-                      f.any_active() ? "None of this user's second factors is accepted here"
-                                     : "No second factor is enrolled for this user");
+    return make_error(Errc::kNotEnrolled, "No second factor is enrolled for this user");
   }
 
   const auto per_user = static_cast<size_t>(std::max(1, m.d_.config.max_challenges_per_user));
@@ -117,8 +144,8 @@ Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, st
 
   const uint64_t timeout =
       static_cast<uint64_t>(std::max(1, m.d_.config.challenge_timeout_seconds)) * kUsecPerSecond;
-  MFA_TRY(c, m.challenges.create(std::string(user), caller.bus_name, std::move(allowed),
-                                 challenge_context, m.d_.clock.monotonic_usec() + timeout));
+  MFA_TRY(c, m.challenges.create(user, caller.bus_name, std::move(allowed), challenge_context,
+                                 m.d_.clock.monotonic_usec() + timeout));
   result.challenge = c->id;
   details["methods"] = methods_list(result.methods);
   if (auto st = m.audit_success(AuditKind::kAuthBegin, user, caller, details); !st.ok()) {
@@ -245,7 +272,7 @@ Result<std::string> Authenticator::sms_sent(const SmsMessage& message,
                     config_error ? AuditOutcome::kError : AuditOutcome::kFailure, delivery.reason,
                     message.caller, details));
   if (config_error && m.d_.events) {
-    m.d_.events->security_event(message.user, "sms-unavailable",
+    m.d_.events->security_event(account_display_name(m.d_.users, message.user), "sms-unavailable",
                                 {{"reason", audit_reason_name(delivery.reason)},
                                  {"http_status", std::to_string(delivery.http_status)}});
   }

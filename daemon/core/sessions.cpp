@@ -178,7 +178,8 @@ Result<SessionRecord> SessionRegistry::prepare(const Caller& caller, std::string
     if (value.size() > kMaxFieldLength || !printable(value))
       return invalid_argument("The context value of \"" + key + "\" is too long or not printable.");
   }
-  if (!d_.users.uid_of(user))
+  const auto uid = d_.users.uid_of(user);
+  if (!uid)
     return make_error(Errc::kNoSuchUser, "No such user: " + std::string(user));
 
   SessionRecord s;
@@ -209,7 +210,8 @@ Result<SessionRecord> SessionRegistry::prepare(const Caller& caller, std::string
   s.factor = get(context, "factor");
   if (!s.factor.empty() && s.factor != "none" && !parse_method(s.factor))
     return invalid_argument("Unknown factor \"" + s.factor + "\".");
-  std::string linked = linked_factor(user, s.service, s.rhost);
+  // By account: the login may have used another of its names (observe()).
+  std::string linked = linked_factor(account_key(*uid), s.service, s.rhost);
   if (s.factor.empty())
     s.factor = linked;
   s.device = fingerprint(user, s.rhost, s.service, s.tty);
@@ -423,7 +425,14 @@ void SessionRegistry::observe(const AuditEvent& event) {
       if (recent_.size() >= kMaxRecentSuccesses)
         recent_.erase(recent_.begin());
     }
-    recent_[success_key(event.user, event.detail("service"), event.detail("rhost"))] =
+    // The audit trail shows the account's name and its uid (AuditLog::record): keyed by account.
+    const std::string uid = event.detail("uid");
+    std::string account = uid.empty() ? event.user : "uid/" + uid;
+    if (!account_key_uid(account)) {
+      if (auto resolved = d_.users.uid_of(account))
+        account = account_key(*resolved);
+    }
+    recent_[success_key(account, event.detail("service"), event.detail("rhost"))] =
         Success{event.detail("method"), now};
     return;
   }

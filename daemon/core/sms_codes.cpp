@@ -213,7 +213,7 @@ Result<std::vector<uint8_t>> SmsCodes::seal_phone(std::string_view phone, std::s
 
 Result<SecureString> SmsCodes::open_phone(const FactorRecord& record, std::string_view user,
                                           std::string_view kind) {
-  auto opened = v_.d_.sealer.open(record.sealed, user, kind);
+  auto opened = v_.open_sealed(record.sealed, user, kind);
   if (!opened.ok())
     return make_error(Errc::kStorage,
                       "A stored phone number could not be opened (damaged record or wrong key)");

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <iterator>
 #include <vector>
 
@@ -71,6 +72,42 @@ std::optional<gid_t> lookup_group(std::string_view group) {
 }
 
 }  // namespace
+
+namespace {
+constexpr std::string_view kAccountKeyPrefix = "uid/";
+}  // namespace
+
+std::string account_key(uid_t uid) {
+  return std::string(kAccountKeyPrefix) + std::to_string(uid);
+}
+
+std::optional<uid_t> account_key_uid(std::string_view key) {
+  if (!key.starts_with(kAccountKeyPrefix))
+    return std::nullopt;
+  key.remove_prefix(kAccountKeyPrefix.size());
+  uid_t uid = 0;
+  auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), uid);
+  if (ec != std::errc() || end != key.data() + key.size() || key.empty() ||
+      (key.size() > 1 && key.front() == '0'))
+    return std::nullopt;
+  return uid;
+}
+
+std::string account_display_name(const UserDirectory& users, std::string_view key) {
+  const auto uid = account_key_uid(key);
+  if (!uid)
+    return std::string(key);
+  if (auto name = users.name_of(*uid))
+    return std::move(*name);
+  return "#" + std::to_string(*uid);
+}
+
+std::optional<std::string> legacy_owner(const UserDirectory& users, std::string_view key) {
+  const auto uid = account_key_uid(key);
+  if (!uid)
+    return std::nullopt;
+  return users.name_of(*uid);
+}
 
 std::optional<uid_t> SystemUserDirectory::uid_of(std::string_view user) const {
   if (!valid_name(user))

@@ -24,6 +24,21 @@ class UserDirectory {
   virtual bool in_group(uid_t uid, std::string_view group) const = 0;
 };
 
+// State is keyed by the account, not by the spelling of the name a login used (issue 17): two
+// passwd entries with one uid, or an NSS source that folds case, are one account with one set of
+// factors. The key of an account's records is "uid/<decimal uid>": a user name never contains
+// '/' (validate_user_name refuses it at every edge), so no name collides with a key. Records
+// kept under a name are those of a name NSS did not know when the database was migrated.
+std::string account_key(uid_t uid);
+// The uid of an account key; nullopt for anything else (a name).
+std::optional<uid_t> account_key_uid(std::string_view key);
+// How people see an account: its NSS name, "#<uid>" when the uid no longer resolves; a key that is
+// a name (a record kept under a name) as it is.
+std::string account_display_name(const UserDirectory& users, std::string_view key);
+// The owner that records of the account key were bound to before they were keyed by account (the
+// account's NSS name): sealed records and backup-code hashes of older versions name it.
+std::optional<std::string> legacy_owner(const UserDirectory& users, std::string_view key);
+
 class SystemUserDirectory final : public UserDirectory {
  public:
   std::optional<uid_t> uid_of(std::string_view user) const override;

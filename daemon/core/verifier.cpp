@@ -72,9 +72,20 @@ Result<TotpParams> Verifier::record_params(const FactorRecord& r) {
   return *p;
 }
 
+Result<SecureBytes> Verifier::open_sealed(std::span<const uint8_t> sealed, std::string_view user,
+                                          std::string_view kind) {
+  auto opened = d_.sealer.open(sealed, user, kind);
+  if (opened.ok())
+    return opened;
+  // Sealed before records were keyed by account: for the account's name (legacy_owner).
+  if (auto owner = legacy_owner(d_.users, user))
+    return d_.sealer.open(sealed, *owner, kind);
+  return opened;
+}
+
 Result<SecureBytes> Verifier::open_seed(const FactorRecord& r, std::string_view user,
                                         std::string_view kind) {
-  auto seed = d_.sealer.open(r.sealed, user, kind);
+  auto seed = open_sealed(r.sealed, user, kind);
   if (!seed.ok())
     return make_error(Errc::kStorage,
                       "A stored TOTP secret could not be opened (damaged record or wrong key)");
@@ -123,6 +134,12 @@ Result<Verifier::CheckOutcome> Verifier::check_code(std::string_view user, std::
     if (auto canonical = normalize_backup_code(code)) {
       MFA_TRY(hash, backup_hash(user, canonical->view()));
       MFA_STORE_TRY(consumed, d_.store.consume_backup_code(user, hash));
+      if (auto owner = consumed ? std::nullopt : legacy_owner(d_.users, user)) {
+        // A code generated before records were keyed by account is bound to the account's name.
+        MFA_TRY(legacy, backup_hash(*owner, canonical->view()));
+        MFA_STORE_TRY(consumed_legacy, d_.store.consume_backup_code(user, legacy));
+        consumed = consumed_legacy;
+      }
       if (consumed) {
         Match m;
         m.method = Method::kBackup;
@@ -178,7 +195,7 @@ Result<Verifier::Match> Verifier::attempt(const Caller& caller, std::string_view
   MFA_CHECK(
       audit(AuditKind::kAuthLockout, user, AuditOutcome::kDenied, reason, caller, lock_details));
   if (d_.events) {
-    d_.events->security_event(std::string(user), "lockout",
+    d_.events->security_event(account_display_name(d_.users, user), "lockout",
                               {{"reason", audit_reason_name(reason)},
                                {"locked_until", lock_details["locked_until"]},
                                {"service", details.count("service") ? details["service"] : ""},

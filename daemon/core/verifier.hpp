@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -73,6 +74,10 @@ class Verifier {
   Result<TotpParams> record_params(const FactorRecord& r);
   Result<SecureBytes> open_seed(const FactorRecord& r, std::string_view user,
                                 std::string_view kind);
+  // Opens a record sealed for the account key user, or (sealed by an older mfad) for the
+  // account's name.
+  Result<SecureBytes> open_sealed(std::span<const uint8_t> sealed, std::string_view user,
+                                  std::string_view kind);
   // HMAC(code_hash_key, user || 0x00 || canonical code).
   Result<CodeHash> backup_hash(std::string_view user, std::string_view canonical);
   // Checks a login or step-up code against the user's active factors, without any accounting.

@@ -1,6 +1,12 @@
 // SqliteStore's schema: the numbered migrations, the pragmas every connection runs with, and
 // the migration of an older database at open.
+#include <functional>
 #include <iterator>
+#include <string>
+#include <vector>
+
+#include "core/log.hpp"
+#include "core/user_directory.hpp"
 
 #include "storage/sqlite_statement.hpp"
 #include "storage/sqlite_store.hpp"
@@ -14,6 +20,8 @@ namespace {
 struct Migration {
   int number;
   const char* sql;
+  // Not SQL alone: key_records_by_account() (it asks NSS).
+  bool key_by_account = false;
 };
 constexpr Migration kMigrations[] = {
     // 1: everything.
@@ -136,7 +144,15 @@ CREATE TABLE fleet_reconcile(
     {5, R"sql(
 UPDATE sessions SET leader_start = 0;
 )sql"},
+    // 6: state is keyed by the account, not by the spelling of the name a login used (issue 17):
+    // key_records_by_account().
+    {6, "", true},
 };
+
+// The tables whose records belong to a user's authentication state. Sessions, devices and the
+// audit trail keep the name a login used: they are records of what happened, shown to people.
+constexpr const char* kAccountTables[] = {"factors",   "backup_codes", "totp_watermark", "limits",
+                                          "sms_codes", "sms_sends",    "fleet_reconcile"};
 constexpr int kSchemaVersion = kMigrations[std::size(kMigrations) - 1].number;
 
 constexpr int kBusyTimeoutMs = 5000;
@@ -180,7 +196,7 @@ Result<int> SqliteStore::current_schema_version() {
   return version;
 }
 
-Status SqliteStore::migrate() {
+Status SqliteStore::migrate(const UserDirectory& users) {
   Status status = [&]() -> Status {
     MFA_CHECK(exec("BEGIN IMMEDIATE"));
     MFA_CHECK(
@@ -201,7 +217,10 @@ Status SqliteStore::migrate() {
       if (applied)
         continue;
       const int next = migration.number;
-      MFA_CHECK(exec(migration.sql));
+      if (migration.key_by_account)
+        MFA_CHECK(key_records_by_account(users));
+      else
+        MFA_CHECK(exec(migration.sql));
       sqlite3_stmt* raw = nullptr;
       int rc =
           sqlite3_prepare_v2(db_.get(), "INSERT INTO schema_version(version, applied) VALUES(?, ?)",
@@ -222,6 +241,70 @@ Status SqliteStore::migrate() {
     sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
   }
   return status;
+}
+
+// Every record of a name NSS resolves to the account's own name moves to the account's key
+// (user_directory.hpp). Sealed records and backup-code hashes of that name stay bound to it, and
+// the Verifier still opens them under the account's NSS name (legacy_owner). Records under any
+// other spelling stay where they are, logged, for an admin to reset: a name NSS does not know
+// (its account was deleted), or an alias of an account (a second passwd entry with the uid,
+// another case), whose secrets are bound to that spelling and would not open under the account.
+Status SqliteStore::key_records_by_account(const UserDirectory& users) {
+  const auto run = [&](const std::string& sql, const std::function<void(Statement&)>& bind,
+                       const std::function<void(Statement&)>& on_row) -> Status {
+    sqlite3_stmt* raw = nullptr;
+    int rc = sqlite3_prepare_v2(db_.get(), sql.c_str(), -1, &raw, nullptr);
+    SqliteStmtPtr stmt(raw);
+    if (rc != SQLITE_OK)
+      return sqlite_error(rc, "database migration failed");
+    Statement st(stmt.get());
+    bind(st);
+    while ((rc = st.step()) == SQLITE_ROW)
+      on_row(st);
+    if (rc != SQLITE_DONE)
+      return sqlite_error(rc, "database migration failed");
+    return {};
+  };
+  std::string names_sql;
+  for (const char* table : kAccountTables)
+    names_sql += std::string(names_sql.empty() ? "" : " UNION ") + "SELECT user FROM " + table;
+  std::vector<std::string> names;
+  MFA_CHECK(run(
+      names_sql, [](Statement&) {}, [&](Statement& st) { names.push_back(st.column_text(0)); }));
+  for (const std::string& name : names) {
+    if (account_key_uid(name))
+      continue;
+    const auto uid = users.uid_of(name);
+    if (!uid) {
+      MFA_LOG_WARNING(
+          "database migration: '%s' is not a user this host knows; its records stay under that "
+          "name until an admin resets it (mfactl reset)",
+          name.c_str());
+      continue;
+    }
+    const auto own = users.name_of(*uid);
+    if (!own || *own != name) {
+      MFA_LOG_WARNING(
+          "database migration: '%s' is another name of uid %u ('%s'); its records, sealed for "
+          "that spelling, stay under it until an admin resets it (mfactl reset): enroll the "
+          "account again",
+          name.c_str(), static_cast<unsigned>(*uid), own ? own->c_str() : "?");
+      continue;
+    }
+    const std::string key = account_key(*uid);
+    for (const char* table : kAccountTables) {
+      MFA_CHECK(run(
+          std::string("UPDATE ") + table + " SET user = ?1 WHERE user = ?2",
+          [&](Statement& st) {
+            st.text(1, key);
+            st.text(2, name);
+          },
+          [](Statement&) {}));
+    }
+    MFA_LOG_INFO("database migration: the records of '%s' are now keyed by its uid %u",
+                 name.c_str(), static_cast<unsigned>(*uid));
+  }
+  return {};
 }
 
 }  // namespace mfa

@@ -57,6 +57,12 @@ SqliteStore::~SqliteStore() {
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path,
                                                        const Clock& clock) {
+  static const SystemUserDirectory system_users;
+  return open(path, clock, system_users);
+}
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path, const Clock& clock,
+                                                       const UserDirectory& users) {
   if (path.empty() || path.find('\0') != std::string::npos) {
     return make_error(Errc::kInvalidArgument, "database path is empty");
   }
@@ -91,7 +97,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path,
   sqlite3_extended_result_codes(db.get(), 1);
   std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(db), clock));
   MFA_CHECK(store->configure());
-  MFA_CHECK(store->migrate());
+  MFA_CHECK(store->migrate(users));
   // The migration's write transaction has created the log; it lives as long as the connection.
   const std::string wal_path = path + "-wal";
   store->wal_ = Fd(::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));

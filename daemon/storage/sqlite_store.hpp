@@ -27,6 +27,7 @@
 #include "common/secure_buffer.hpp"
 #include "core/clock.hpp"
 #include "core/store.hpp"
+#include "core/user_directory.hpp"
 #include "storage/audit_head.hpp"
 
 namespace mfa {
@@ -52,8 +53,12 @@ class SqliteStore final : public Store {
   // How many migrations this build knows (numbers may have gaps).
   static int migration_count();
 
-  // Opens (creating with mode 0600 when missing) and migrates the database at path.
+  // Opens (creating with mode 0600 when missing) and migrates the database at path. users maps
+  // the names of an older database to account keys (migration 6, user_directory.hpp); without
+  // it, the system's.
   static Result<std::unique_ptr<SqliteStore>> open(const std::string& path, const Clock& clock);
+  static Result<std::unique_ptr<SqliteStore>> open(const std::string& path, const Clock& clock,
+                                                   const UserDirectory& users);
   // How many rows of the database at path only its master key opens or checks (sealed factors,
   // code hashes, the audit trail); 0 when there is no database. Opens it read-only.
   static Result<int64_t> count_keyed_rows(const std::string& path);
@@ -140,7 +145,9 @@ class SqliteStore final : public Store {
   SqliteStore(SqlitePtr db, const Clock& clock);
 
   Status configure();
-  Status migrate();
+  Status migrate(const UserDirectory& users);
+  // Migration 6: records keyed by a name are keyed by its account.
+  Status key_records_by_account(const UserDirectory& users);
   Result<int> current_schema_version();
   Result<sqlite3_stmt*> prepare(const char* sql);
   // Runs a write statement inside the batch transaction; returns sqlite3_changes().

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <optional>
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -32,26 +33,26 @@ class FakeUsers final : public UserDirectory {
       return kBob;
     if (user == "carol")
       return kCarol;
+    if (auto it = aliases.find(std::string(user)); it != aliases.end())
+      return it->second;
     return std::nullopt;
   }
   std::optional<std::string> name_of(uid_t uid) const override {
-    switch (uid) {
-      case 0:
-        return "root";
-      case kAlice:
-        return "alice";
-      case kBob:
-        return "bob";
-      case kCarol:
-        return "carol";
-      default:
-        return std::nullopt;
-    }
+    const char* name = uid == 0        ? "root"
+                       : uid == kAlice ? "alice"
+                       : uid == kBob   ? "bob"
+                       : uid == kCarol ? "carol"
+                                       : nullptr;
+    if (name == nullptr || deleted.count(name))
+      return std::nullopt;
+    return name;
   }
   bool in_group(uid_t uid, std::string_view group) const override {
     return uid == kCarol && group == "mfa-admin";
   }
   std::set<std::string> deleted;  // accounts removed from NSS after they enrolled
+  // Other names of an account (two passwd entries with one uid, a case-folding NSS source).
+  std::map<std::string, uid_t> aliases;
 };
 
 struct SecurityEventRecord {

@@ -384,6 +384,7 @@ void test_outcome_and_reason_catalogue(void** state) {
                            "daily-limit",
                            "not-allowed",
                            "not-enrolled",
+                           "method-not-accepted",
                            "too-many-challenges",
                            "abandoned",
                            "rate-limited",

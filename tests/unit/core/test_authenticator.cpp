@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/backup_codes.hpp"
 #include "common/base32.hpp"
 #include "common/crypto.hpp"
 #include "common/dbus_names.hpp"
@@ -189,6 +190,7 @@ struct Env {
     sqlite = std::move(opened).value();
     store = std::make_unique<FailingStore>(*sqlite);
     audit = std::make_unique<AuditLog>(*store, clock);
+    audit->set_user_directory(&users);
     std::vector<uint8_t> master(32);
     for (size_t i = 0; i < master.size(); ++i)
       master[i] = static_cast<uint8_t>(i * 7 + 1);
@@ -801,12 +803,107 @@ void test_admin_clears_state_of_deleted_account(void**) {
     (void)e.auth->verify(kRoot, ch, "000000");
   e.users.deleted.insert("bob");
   ASSERT_ERR(e.auth->get_user(kCarolC, "bob"), Errc::kNoSuchUser);
-  ASSERT_OK(e.auth->unlock(kCarolC, "bob"));
-  ASSERT_OK(e.auth->reset_user(kCarolC, "bob"));
+  // State is the account's (its uid): ListUsers shows it as "#<uid>", and admins reach it so.
+  const std::string shown = "#" + std::to_string(kBob);
+  auto users = e.auth->list_users(kCarolC);
+  assert_true(users.ok());
+  assert_int_equal(users->size(), 1);
+  assert_string_equal((*users)[0].user.c_str(), shown.c_str());
+  ASSERT_ERR(e.auth->unlock(kCarolC, "bob"), Errc::kNoSuchUser);
+  ASSERT_OK(e.auth->unlock(kCarolC, shown));
+  ASSERT_OK(e.auth->reset_user(kCarolC, shown));
   ASSERT_OK(e.store->flush());
+  ASSERT_ERR(e.auth->reset_user(kCarolC, shown), Errc::kNoSuchUser);
   ASSERT_ERR(e.auth->reset_user(kCarolC, "bob"), Errc::kNoSuchUser);
   ASSERT_ERR(e.auth->unlock(kCarolC, "nobody-ever"), Errc::kNoSuchUser);
   ASSERT_ERR(e.auth->reset_user(kAliceC, "bob"), Errc::kNotAllowed);
+}
+
+// --- Accounts, not names (issue 17) ---
+
+// A second name of an account (two passwd entries with one uid) is the same account: its login is
+// asked for the factor enrolled under the other name, never taken for an unenrolled user.
+void test_alias_is_the_same_account(void**) {
+  Env e;
+  e.users.aliases["alice2"] = kAlice;
+  const SecureBytes key = enroll_totp(e, "alice");
+  auto begun = e.auth->begin_authentication(kRoot, "alice2", {{"service", "sshd"}});
+  ASSERT_OK(begun);
+  assert_int_equal(begun->methods.size(), 1);
+  assert_string_equal(begun->methods[0].c_str(), "totp");
+  ASSERT_OK(e.auth->verify(kRoot, begun->challenge, code_now(e, key)));
+  // The audit trail names the account, its uid, and the name the login used.
+  const auto rows = e.audit_rows("auth.success");
+  assert_int_equal(rows.size(), 1);
+  assert_string_equal(rows[0].user.c_str(), "alice");
+  assert_non_null(strstr(rows[0].details_json.c_str(), "\"uid\":\"1000\""));
+  assert_non_null(strstr(rows[0].details_json.c_str(), "\"login_name\":\"alice2\""));
+  // Management through either name reaches the one account.
+  auto info = e.auth->get_user(kRoot, "alice2");
+  ASSERT_OK(info);
+  assert_string_equal(info->user.c_str(), "alice");
+  assert_int_equal(info->methods.size(), 1);
+  ASSERT_ERR(e.auth->begin_totp_enrollment(kRoot, "alice2", {}), Errc::kAlreadyEnrolled);
+  auto users = e.auth->list_users(kRoot);
+  ASSERT_OK(users);
+  assert_int_equal(users->size(), 1);
+}
+
+// Records of an older mfad (keyed by name, sealed for the name, backup codes hashed with it) still
+// open once the migration moved them to the account's key.
+void test_records_of_an_older_version_still_work(void**) {
+  Env e;
+  SecureBytes seed(20);
+  for (size_t i = 0; i < seed.size(); ++i)
+    seed.data()[i] = static_cast<uint8_t>(i + 3);
+  auto sealed = e.sealer->seal(seed.span(), "alice", "totp");
+  assert_true(sealed.ok());
+  FactorRecord r;
+  r.method = Method::kTotp;
+  r.sealed = std::move(sealed).value();
+  r.params = "SHA1:6:30";
+  const std::string account = account_key(kAlice);
+  ASSERT_OK(e.sqlite->put_factor(account, r));
+  // A backup code as an older mfad hashed it: HMAC(key, name || 0 || code).
+  const std::string code = "acde-fghj";
+  auto canonical = normalize_backup_code(code);
+  assert_true(canonical.has_value());
+  std::string data = "alice";
+  data.push_back('\0');
+  data.append(canonical->view());
+  auto mac =
+      hmac_sha256(e.hash_key.span(), {reinterpret_cast<const uint8_t*>(data.data()), data.size()});
+  assert_true(mac.ok());
+  CodeHash h{};
+  memcpy(h.data(), mac->data(), h.size());
+  ASSERT_OK(e.sqlite->replace_backup_codes(account, {h}));
+  ASSERT_OK(e.sqlite->flush());
+
+  auto ch = begin(e, "alice");
+  ASSERT_OK(e.auth->verify(kRoot, ch, code_now(e, seed)));
+  ch = begin(e, "alice");
+  auto used = e.auth->verify(kRoot, ch, code);
+  ASSERT_OK(used);
+  assert_string_equal(used->c_str(), "backup");
+}
+
+// nullok must not let an enrolled user in: enrolled, but for none of the service's methods, is
+// its own answer (issue 17).
+void test_methods_not_accepted_is_not_unenrolled(void**) {
+  Env e;
+  enroll_totp(e, "alice");
+  auto r = e.auth->begin_authentication(kRoot, "alice", {{"methods", "backup,sms"}});
+  ASSERT_ERR(r, Errc::kMethodNotAccepted);
+  assert_non_null(strstr(r.error().message.c_str(), "sms, backup"));
+  ASSERT_ERR(e.auth->begin_authentication(kRoot, "bob", {{"methods", "totp"}}), Errc::kNotEnrolled);
+  // Backup codes alone are a factor too.
+  backup_codes_for(e, "bob");
+  ASSERT_ERR(e.auth->begin_authentication(kRoot, "bob", {{"methods", "totp"}}),
+             Errc::kMethodNotAccepted);
+  const auto rows = e.audit_rows("auth.not-enrolled");
+  assert_int_equal(rows.size(), 3);
+  assert_string_equal(rows[0].reason.c_str(), "method-not-accepted");
+  assert_string_equal(rows[1].reason.c_str(), "not-enrolled");
 }
 
 // --- Authorization ---
@@ -967,10 +1064,10 @@ void test_bad_names_and_arguments(void**) {
     ASSERT_ERR(e.auth->get_user(kRoot, n), Errc::kInvalidArgument);
     ASSERT_ERR(e.auth->reset_user(kRoot, n), Errc::kInvalidArgument);
   }
-  // A name of 256 bytes is fine (and unknown: no factors).
-  ASSERT_ERR(e.auth->begin_authentication(kRoot, std::string(256, 'a'), {}), Errc::kNotEnrolled);
-  // Unknown to NSS: login just has no factors; management names NoSuchUser.
-  ASSERT_ERR(e.auth->begin_authentication(kRoot, "dave", {}), Errc::kNotEnrolled);
+  // A name of 256 bytes is valid (and unknown to NSS).
+  ASSERT_ERR(e.auth->begin_authentication(kRoot, std::string(256, 'a'), {}), Errc::kNoSuchUser);
+  // Unknown to NSS: refused, for logins as for management (issue 17: state is the account's).
+  ASSERT_ERR(e.auth->begin_authentication(kRoot, "dave", {}), Errc::kNoSuchUser);
   ASSERT_ERR(e.auth->get_user(kRoot, "dave"), Errc::kNoSuchUser);
   ASSERT_ERR(e.auth->begin_totp_enrollment(kRoot, "dave", {}), Errc::kNoSuchUser);
   ASSERT_ERR(e.auth->reset_user(kRoot, "dave"), Errc::kNoSuchUser);
@@ -1044,8 +1141,9 @@ void test_methods_filter(void**) {
   assert_int_equal(only_totp->methods.size(), 1);
   ASSERT_ERR(e.auth->verify(kRoot, only_totp->challenge, codes[1]), Errc::kBadCode);
 
+  // Enrolled, only not for this service: never "not enrolled", which nullok would let in.
   ASSERT_ERR(e.auth->begin_authentication(kRoot, "alice", {{"methods", "sms"}}),
-             Errc::kNotEnrolled);
+             Errc::kMethodNotAccepted);
   assert_true(e.audit_rows("auth.not-enrolled").size() >= 1);
 }
 
@@ -1299,6 +1397,9 @@ int main(void) {
       cmocka_unit_test(test_step_up),
       cmocka_unit_test(test_disable_and_reset),
       cmocka_unit_test(test_admin_clears_state_of_deleted_account),
+      cmocka_unit_test(test_alias_is_the_same_account),
+      cmocka_unit_test(test_records_of_an_older_version_still_work),
+      cmocka_unit_test(test_methods_not_accepted_is_not_unenrolled),
       cmocka_unit_test(test_authorization_tiers),
       cmocka_unit_test(test_admin_tier_through_polkit),
       cmocka_unit_test(test_repeated_denials_are_coalesced),

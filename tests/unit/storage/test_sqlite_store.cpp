@@ -25,6 +25,7 @@ extern "C" {
 }
 
 #include "core/clock.hpp"
+#include "core/user_directory.hpp"
 #include "storage/sqlite_store.hpp"
 
 using namespace mfa;
@@ -328,7 +329,65 @@ void test_migration_forgets_old_leader_start(void** state) {
   reopen(f);
   assert_string_equal(raw_query(f->db, "SELECT leader_start FROM sessions WHERE id = 's1'").c_str(),
                       "0");
-  assert_string_equal(raw_query(f->db, "SELECT max(version) FROM schema_version").c_str(), "5");
+  assert_string_equal(raw_query(f->db, "SELECT max(version) FROM schema_version").c_str(),
+                      std::to_string(SqliteStore::schema_version()).c_str());
+}
+
+// Migration 6 (issue 17): records keyed by a name become the account's (its uid's), for the
+// account's own name; other spellings and names NSS no longer knows keep theirs, for an admin.
+class MigrationUsers final : public UserDirectory {
+ public:
+  std::optional<uid_t> uid_of(std::string_view user) const override {
+    if (user == "alice" || user == "alice2")
+      return 1000;
+    if (user == "bob")
+      return 1001;
+    return std::nullopt;
+  }
+  std::optional<std::string> name_of(uid_t uid) const override {
+    if (uid == 1000)
+      return "alice";
+    if (uid == 1001)
+      return "bob";
+    return std::nullopt;
+  }
+  bool in_group(uid_t, std::string_view) const override { return false; }
+};
+
+void test_migration_keys_records_by_account(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  assert_true(f->store->put_factor("alice", factor(Method::kTotp, false, "SHA1:6:30")).ok());
+  assert_true(f->store->replace_backup_codes("alice", {code_hash(1)}).ok());
+  assert_true(*f->store->advance_totp_watermark("alice", 42));
+  LimitState locked;
+  locked.consecutive_failures = 3;
+  locked.locked_until_usec = 99;
+  assert_true(f->store->put_limits("bob", locked).ok());
+  assert_true(f->store->put_factor("alice2", factor(Method::kSms, false, "+1****")).ok());
+  assert_true(f->store->put_factor("gone", factor(Method::kTotp, false, "SHA1:6:30")).ok());
+  assert_true(f->store->flush().ok());
+  f->store.reset();
+  // The database as the previous schema left it.
+  raw_query(f->db, "DELETE FROM schema_version WHERE version = 6");
+
+  MigrationUsers users;
+  auto store = SqliteStore::open(f->db, f->clock, users);
+  assert_true(store.ok());
+  f->store = std::move(store).value();
+  assert_int_equal(f->store->get_factors("uid/1000")->size(), 1);
+  assert_int_equal((*f->store->get_factors("uid/1000"))[0].method, Method::kTotp);
+  assert_int_equal(*f->store->count_backup_codes("uid/1000"), 1);
+  assert_int_equal(**f->store->get_totp_watermark("uid/1000"), 42);
+  assert_int_equal(f->store->get_limits("uid/1001")->locked_until_usec, 99);
+  assert_true(f->store->get_factors("alice")->empty());
+  assert_int_equal(f->store->get_limits("bob")->locked_until_usec, 0);
+  // Kept, not lost: an alias's records (sealed for that spelling), a deleted account's.
+  assert_int_equal(f->store->get_factors("alice2")->size(), 1);
+  assert_int_equal(f->store->get_factors("gone")->size(), 1);
+  const auto listed = f->store->list_users();
+  assert_true(listed.ok());
+  assert_int_equal(listed->size(), 3);
+  assert_string_equal(raw_query(f->db, "SELECT max(version) FROM schema_version").c_str(), "6");
 }
 
 void test_loose_mode_tightened(void** state) {
@@ -604,6 +663,7 @@ void test_disk_full(void** state) {
 int main() {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_factors_crud, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_migration_keys_records_by_account, setup, teardown),
       cmocka_unit_test_setup_teardown(test_watermark_monotonic, setup, teardown),
       cmocka_unit_test_setup_teardown(test_backup_codes_exactly_once, setup, teardown),
       cmocka_unit_test_setup_teardown(test_limits_round_trip, setup, teardown),
