@@ -6,6 +6,7 @@
 #include <span>
 
 #include "common/crypto.hpp"
+#include "core/user_directory.hpp"
 
 namespace mfa::fleet {
 
@@ -71,8 +72,15 @@ LimitState limits_from_fields(const std::vector<RedisReply>& flat) {
 
 }  // namespace
 
+std::string redis_user(std::string_view user) {
+  static const SystemUserDirectory system_users;
+  if (auto name = legacy_owner(system_users, user))
+    return std::move(*name);
+  return std::string(user);
+}
+
 UserKeys user_keys(std::string_view prefix, std::string_view user) {
-  const std::string base = std::string(prefix) + "user:{" + std::string(user) + "}:";
+  const std::string base = std::string(prefix) + "user:{" + redis_user(user) + "}:";
   return UserKeys{base + "factors", base + "watermark", base + "backup", base + "limits",
                   base + "sessions"};
 }

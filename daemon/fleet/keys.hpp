@@ -33,6 +33,12 @@ namespace mfa::fleet {
 struct UserKeys {
   std::string factors, watermark, backup, limits, sessions;
 };
+// Redis keeps an account's shared state under the account's name (getpwuid of the uid of an
+// account key, user_directory.hpp), as mfad did before it keyed records by account (issue 17):
+// every name of the account reaches the same keys, and a fleet upgraded host by host keeps its
+// enrollments. The hosts of a fleet must agree on uids and names (as for NFS). Anything else (a
+// session's user, a name no account has) as it is.
+std::string redis_user(std::string_view user);
 UserKeys user_keys(std::string_view prefix, std::string_view user);
 std::string host_terminate_key(std::string_view prefix, std::string_view host);
 std::string invalidation_channel(std::string_view prefix);

@@ -89,12 +89,12 @@ std::optional<std::string> item_purpose(std::string_view kind, std::string_view 
 SmsSendKeys sms_send_keys(std::string_view prefix, std::string_view user,
                           std::string_view phone_key) {
   const std::string base = std::string(prefix) + "{sms}:sends:";
-  return SmsSendKeys{base + "user:" + std::string(user), base + "phone:" + std::string(phone_key),
+  return SmsSendKeys{base + "user:" + redis_user(user), base + "phone:" + std::string(phone_key),
                      base + "all", user_keys(prefix, user).limits};
 }
 
 std::string sms_code_key(std::string_view prefix, std::string_view user, std::string_view purpose) {
-  return std::string(prefix) + "user:{" + std::string(user) + "}:sms:" + std::string(purpose);
+  return std::string(prefix) + "user:{" + redis_user(user) + "}:sms:" + std::string(purpose);
 }
 
 std::vector<std::string> sms_code_keys(std::string_view prefix, std::string_view user) {
