@@ -54,8 +54,9 @@ def test_huge_strings_are_refused_and_the_daemon_still_answers(mfad, test_users)
 def test_empty_and_unknown_names(mfad, test_users):
     mfad.call("GetUser", "s", "").expect_error("InvalidArgument")
     mfad.call("GetUser", "s", "mfa-no-such-user-x").expect_error("NoSuchUser")
+    # Issue 17: a name NSS does not know is no account, not an account without factors.
     mfad.call("BeginAuthentication", "sa{ss}", "mfa-no-such-user-x",
-              {"service": "test"}).expect_error("NotEnrolled")
+              {"service": "test"}).expect_error("NoSuchUser")
     mfad.call("BeginAuthentication", "sa{ss}", "", {}).expect_error("InvalidArgument")
     mfad.call("Verify", "ss", "", "123456").expect_error("NoSuchChallenge")
     mfad.call("EndAuthentication", "s", "").expect_error("NoSuchChallenge")

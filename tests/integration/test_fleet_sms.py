@@ -9,6 +9,7 @@ ever in Redis in clear."""
 import concurrent.futures
 import json
 import os
+import pwd
 import re
 import subprocess
 
@@ -361,7 +362,7 @@ def test_a_user_locked_fleet_wide_gets_no_text(fleet_factory, fake, clients, tes
     ca.call("Verify", "ss", ch_a, "000000").expect_error("BadCode")     # failure 2, on A
     ca.call("Verify", "ss", ch_a, "000000").expect_error("RateLimited")  # 3: locked fleet-wide
     assert int(redis.cli("HGET", limits_key(ALICE), "lu").strip()) > 0
-    assert b.sql(f"SELECT locked_until FROM limits WHERE user = '{ALICE}'").strip() in ("", "0")
+    assert b.sql(f"SELECT locked_until FROM limits WHERE user = 'uid/{pwd.getpwnam(ALICE).pw_uid}'").strip() in ("", "0")
 
     msg = cb.call("SendSmsCode", "s", ch_b).expect_error("RateLimited")
     assert "Too many failed attempts" in msg, msg
@@ -373,7 +374,7 @@ def test_a_user_locked_fleet_wide_gets_no_text(fleet_factory, fake, clients, tes
     assert audit_details(rows[0])["fleet"] == "refused"
     assert "+1555" not in rows[0]["details"]  # the phone masked, as everywhere
     # B's cache took the lockout: B refuses the next text by itself, Redis or not.
-    assert int(b.sql(f"SELECT locked_until FROM limits WHERE user = '{ALICE}'").strip()) > 0
+    assert int(b.sql(f"SELECT locked_until FROM limits WHERE user = 'uid/{pwd.getpwnam(ALICE).pw_uid}'").strip()) > 0
     cb.call("SendSmsCode", "s", ch_b).expect_error("RateLimited")
     assert len(fake.requests) == 1
     # An admin unlock lets texts go again, on either host.
@@ -451,7 +452,7 @@ def test_codes_of_a_removal_redis_missed_die_on_reconciliation(fleet_factory, fa
     assert wait_until(lambda: a.sql("SELECT kind FROM fleet_reconcile").split() == ["sms-drop"],
                       timeout=10), a.sql("SELECT * FROM fleet_reconcile")
     assert "NOPERM" in a.log_text()
-    assert a.sql(f"SELECT count(*) FROM sms_codes WHERE user = '{ALICE}'").strip() == "0"
+    assert a.sql(f"SELECT count(*) FROM sms_codes WHERE user = 'uid/{pwd.getpwnam(ALICE).pw_uid}'").strip() == "0"
 
     redis.stop()
     redis.start()  # its own configuration again: the ACL as before

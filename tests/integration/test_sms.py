@@ -5,6 +5,7 @@ other logins, and no phone number or code in clear in any log, audit row or the 
 
 import json
 import os
+import pwd
 import subprocess
 import threading
 import time
@@ -151,7 +152,7 @@ def test_code_expires(sms_factory, fake, client, test_users):
     # Real time must pass (mfad's clock cannot be injected from here, and 30 s is the shortest
     # lifetime): until the expiry stored with the code, not a guessed time. Verify is tried once
     # only, after it: a wrong try would count on the code.
-    expires = int(mfad.sql(f"SELECT expires FROM sms_codes WHERE user = '{ALICE}' AND "
+    expires = int(mfad.sql(f"SELECT expires FROM sms_codes WHERE user = 'uid/{pwd.getpwnam(ALICE).pw_uid}' AND "
                            "purpose = 'login'"))
     assert wait_until(lambda: time.time() * 1e6 >= expires, timeout=60)
     c.call("Verify", "ss", challenge, code).expect_error("BadCode")
