@@ -1045,7 +1045,7 @@ void test_repeated_denials_are_coalesced(void**) {
   assert_string_equal(rows[1].reason.c_str(), "step-up-required");
   assert_string_equal(
       rows[1].details_json.c_str(),
-      R"({"action":"backup-codes","count":"2","purpose":"step-up","window_seconds":"60"})");
+      R"({"action":"backup-codes","count":"2","purpose":"step-up","uid":"1000","window_seconds":"60"})");
   auto verified = e.auth->verify_audit_trail(kRoot);
   ASSERT_OK(verified);
   assert_true(verified->intact);
