@@ -11,6 +11,7 @@
 #include "common/master_key.hpp"
 #include "common/seal.hpp"
 #include "core/clock.hpp"
+#include "core/user_directory.hpp"
 #include "storage/sqlite_store.hpp"
 #include "core/validation.hpp"
 #include "bench_seed.hpp"
@@ -64,9 +65,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string params = mfa::format_totp_params(mfa::TotpParams{});
+  const mfa::SystemUserDirectory directory;
   for (int i = 0; i < users; ++i) {
-    const std::string user = mfa::bench::bench_user(i);
-    auto seed = mfa::bench::bench_seed(user);
+    const std::string name = mfa::bench::bench_user(i);
+    auto seed = mfa::bench::bench_seed(name);
+    // mfad keys records by account (docs/security-model.md, "Accounts, not names").
+    const auto uid = directory.uid_of(name);
+    if (!uid) {
+      fprintf(stderr, "%s is not a user NSS knows (run-daemon-bench.sh creates them)\n",
+              name.c_str());
+      return 1;
+    }
+    const std::string user = mfa::account_key(*uid);
     auto sealed = sealer->seal(seed, user, "totp");
     if (!sealed.ok())
       return 1;

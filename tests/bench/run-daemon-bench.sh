@@ -20,6 +20,18 @@ done
 
 source "$repo/tests/bench/bench-env.sh"
 
+# mfad keys state by account and refuses names NSS does not know (docs/security-model.md,
+# "Accounts, not names"): the bench users are real users (no home, no shell, no password), created
+# when missing and left in place for the next run. Creating 20000 takes a while, once.
+missing=$(comm -13 <(getent passwd | cut -d: -f1 | sort) \
+  <(for ((i = 0; i < users; i++)); do echo "mfabench$i"; done | sort))
+if [[ -n $missing ]]; then
+  echo "creating $(wc -w <<<"$missing") bench users..."
+  for name in $missing; do
+    useradd --no-create-home --no-user-group --gid nogroup --shell /usr/sbin/nologin "$name"
+  done
+fi
+
 echo "seeding $users users..."
 "$bench_bin/mfad-bench-seed" --state-dir "$work/state" --key-file "$work/master.key" \
   --users "$users"
