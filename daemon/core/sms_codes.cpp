@@ -135,7 +135,7 @@ Result<SmsMessage> SmsCodes::issue(const Caller& caller, std::string_view user,
                     counts.all + 1, config.sms_max_sends_global,
                     std::max(60, config.sms_send_window_seconds));
     v_.d_.events->security_event(
-        std::string(user), "sms-global-cap-near",
+        account_display_name(v_.d_.users, user), "sms-global-cap-near",
         {{"sent", std::to_string(counts.all + 1)},
          {"cap", std::to_string(config.sms_max_sends_global)},
          {"window_seconds", std::to_string(std::max(60, config.sms_send_window_seconds))}});
