@@ -359,7 +359,7 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
     if (changes.user_deleted || changes.sms_codes_dropped)
       queue(fleet::sms_drop_item(user, d_.clock.realtime_usec(), d_.config));
   };
-  auto after_limits = [this, alive, user, kind, changes, push, unavailable,
+  auto after_limits = [this, alive, user, changes, push, unavailable,
                        done](FleetConfirmResult result) mutable {
     if (!push || result.refused != FleetRefusal::kNone) {
       done(std::move(result));

@@ -129,7 +129,10 @@ Status SqliteStore::replace_sms_sends(std::string_view user, int64_t since_usec,
             st.integer(2, since_usec);
           }));
   (void)removed;
-  for (const auto& [phone, time] : sends) {
+  // Not a structured binding: clang 14 (the fuzz build) cannot capture one in the lambda.
+  for (const auto& send : sends) {
+    const auto& phone = send.first;
+    const auto time = send.second;
     if (time < since_usec)
       continue;
     MFA_TRY(changes,
