@@ -30,7 +30,33 @@ Error redis_error(std::string message) {
   return make_error(Errc::kIo, std::move(message));
 }
 
+// hiredis's own reply functions, which bound_redis_reader's array function calls.
+const redisReplyObjectFunctions* hiredis_functions = nullptr;
+
+void* create_bounded_array(const redisReadTask* task, int elements) {
+  auto* total = static_cast<size_t*>(task->privdata);
+  if (task->parent == nullptr)
+    *total = 0;  // a new reply
+  if (elements > 0) {
+    if (static_cast<size_t>(elements) > kMaxRedisReplyElements - *total)
+      return nullptr;  // hiredis: an out-of-memory error
+    *total += static_cast<size_t>(elements);
+  }
+  return hiredis_functions->createArray(task, elements);
+}
+
 }  // namespace
+
+void bound_redis_reader(redisReader* reader, size_t* total) {
+  static redisReplyObjectFunctions bounded = [reader] {
+    hiredis_functions = reader->fn;  // every reader hiredis creates has its default functions
+    redisReplyObjectFunctions f = *reader->fn;
+    f.createArray = &create_bounded_array;
+    return f;
+  }();
+  reader->fn = &bounded;
+  reader->privdata = total;
+}
 
 RedisReply RedisReply::from(const redisReply* r) {
   RedisReply out;
@@ -135,6 +161,7 @@ void RedisClient::connect() {
     return;
   }
   ctx_ = c;
+  bound_redis_reader(c->c.reader, &reply_elements_);
   c->data = this;
   c->ev.data = this;
   c->ev.addRead = &RedisClient::add_read;

@@ -24,6 +24,7 @@
 #include "core/redis_address.hpp"
 
 struct redisAsyncContext;
+struct redisReader;
 struct redisReply;
 
 namespace mfa {
@@ -40,6 +41,15 @@ struct RedisReply {
   bool is_error() const { return type == Type::kError; }
   static RedisReply from(const redisReply* r);
 };
+
+// What one reply may declare: its arrays' elements in all, nested ones included (hiredis 0.14
+// allocates an array's element pointers as soon as it reads its length: "*1700000000" alone asked
+// for 13.6 GB). The largest reply mfad reads, HGETALL of the fleet's session records, has two per
+// session.
+inline constexpr size_t kMaxRedisReplyElements = size_t{1} << 20;
+// Makes reader refuse a reply that declares more (an out-of-memory error of the reader: the
+// connection is dropped). *total is the reader's count, kept by its owner for its lifetime.
+void bound_redis_reader(redisReader* reader, size_t* total);
 
 // Reads a password file: refused when it is group- or world-readable or not a regular file; one
 // line, the trailing newline dropped.
@@ -152,7 +162,8 @@ class RedisClient {
   bool in_hiredis_ = false;               // inside a hiredis call: its callbacks may run
   bool closed_ = false;                   // close() was called
   std::string last_error_;
-  std::string channel_;  // subscriber mode
+  size_t reply_elements_ = 0;  // bound_redis_reader's count
+  std::string channel_;        // subscriber mode
   std::function<void()> on_subscribed_;
   std::function<void(const std::string&)> on_message_;
   // Set by the destructor so that callbacks hiredis runs while freeing do nothing.
