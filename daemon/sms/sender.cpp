@@ -10,11 +10,11 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <nlohmann/json.hpp>
 
 #include "common/crypto.hpp"
 #include "common/secret_file.hpp"
 #include "core/log.hpp"
+#include "sms/provider_response.hpp"
 
 namespace mfa {
 
@@ -25,7 +25,6 @@ constexpr uint64_t kRetryBudgetUsec = 9 * 1000000ULL;  // all tries inside PAM's
 constexpr long kConnectTimeoutMs = 3000;
 constexpr long kTryTimeoutMs = 6000;
 constexpr uint64_t kBackoffBaseUsec = 500 * 1000;
-constexpr size_t kMaxResponse = 64 * 1024;
 constexpr size_t kMaxTokenFile = 4096;
 constexpr size_t kMaxInFlight = 1024;
 
@@ -101,37 +100,6 @@ void append_json_string(SecureString* out, std::string_view value) {
   out->append("\"");
 }
 
-SmsDelivery recipient_error(long http, long code) {
-  SmsDelivery d;
-  d.status = SmsDeliveryStatus::kRecipientError;
-  d.http_status = http;
-  d.provider_code = code;
-  switch (code) {
-    case 21211:
-      d.reason = AuditReason::kInvalidNumber;
-      d.message = "the provider says this is not a valid phone number (Twilio 21211)";
-      break;
-    case 21608:
-      d.reason = AuditReason::kUnverifiedNumber;
-      d.message = "the provider's trial account may only text verified numbers (Twilio 21608)";
-      break;
-    case 21610:
-      d.reason = AuditReason::kOptedOut;
-      d.message = "the recipient has opted out of texts by replying STOP (Twilio 21610)";
-      break;
-    case 21614:
-      d.reason = AuditReason::kNotMobile;
-      d.message = "the number cannot receive texts (Twilio 21614)";
-      break;
-    default:
-      d.reason = AuditReason::kRecipientError;
-      d.message = "the provider refused it (HTTP " + std::to_string(http) +
-                  (code ? ", code " + std::to_string(code) : std::string()) + ")";
-      break;
-  }
-  return d;
-}
-
 }  // namespace
 
 struct SmsSender::Request {
@@ -153,8 +121,8 @@ struct SmsSender::Request {
     try {
       auto* r = static_cast<Request*>(userdata);
       const size_t len = size * n;
-      if (r->response.size() < kMaxResponse)
-        r->response.append(data, std::min(len, kMaxResponse - r->response.size()));
+      if (r->response.size() < kMaxSmsResponse)
+        r->response.append(data, std::min(len, kMaxSmsResponse - r->response.size()));
       return len;
     } catch (...) {
       return 0;  // aborts this transfer
@@ -392,38 +360,20 @@ void SmsSender::on_transfer_done(Request* r, int curl_code) {
   bool retry = false;
   uint64_t retry_after_usec = 0;
   if (rc == CURLE_OK) {
-    long code = 0;
-    const auto json = nlohmann::json::parse(r->response, nullptr, false);
-    if (json.is_object() && json.contains("code") && json["code"].is_number_integer())
-      code = json["code"].get<long>();
-    d.provider_code = code;
-    if (http >= 200 && http < 300) {
-      d.status = SmsDeliveryStatus::kAccepted;
-      d.reason = AuditReason::kAccepted;
-    } else if (http == 429) {
-      retry = true;
+    SmsResponse response = classify_sms_response(http, r->response);
+    d = std::move(response.delivery);
+    d.tries = r->tries;
+    retry = response.retry;
+    if (retry) {
       curl_off_t after = 0;
       if (curl_easy_getinfo(r->easy.get(), CURLINFO_RETRY_AFTER, &after) == CURLE_OK && after > 0)
         retry_after_usec = static_cast<uint64_t>(std::min<curl_off_t>(after, 3600)) * 1000000ULL;
-      d.status = SmsDeliveryStatus::kFailed;
-      d.reason = AuditReason::kProviderRateLimited;
-      d.message = "The SMS provider is busy (HTTP 429); try again in a minute";
-    } else if (http == 401 || http == 403) {
-      d.status = SmsDeliveryStatus::kUnavailable;
-      d.reason = AuditReason::kProviderAuth;
-      d.message = "SMS is unavailable: the provider refused mfad's credentials";
+    }
+    if (d.reason == AuditReason::kProviderAuth) {
       MFA_LOG_ERROR(
           "ALERT: the SMS provider refused mfad's credentials (HTTP %ld, code %ld): check the "
           "account and token in mfad.conf; no text can be sent until this is fixed",
-          http, code);
-    } else if (http >= 400 && http < 500) {
-      d = recipient_error(http, code);
-      d.tries = r->tries;
-    } else {
-      d.status = SmsDeliveryStatus::kFailed;
-      d.reason = AuditReason::kProviderError;
-      d.message = "The SMS provider failed (HTTP " + std::to_string(http) +
-                  "); the text may have been sent, so it was not sent again";
+          http, d.provider_code);
     }
   } else {
     curl_off_t connect_usec = 0;
