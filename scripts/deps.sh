@@ -10,6 +10,8 @@ packages=(
   dbus dbus-daemon systemd sqlite3 util-linux procps
   libpam-wrapper libpamtest0-dev pamtester python3 python3-pytest python3-pexpect python3-dbusmock
   redis-server openssh-server openssh-client sudo expect oathtool
+  # line coverage of the ASan tiers (test-all.sh's coverage tier)
+  gcovr
   # polkit: its bus policy and the DTD that validates systemd/org.mfad1.policy (with xmllint)
   polkitd libxml2-utils
   # benchmarks only: the modules we compare against
