@@ -16,7 +16,8 @@
 //   UID <TAB> MEMBER { <TAB> TYPE=VALUE }
 // TYPE: s, o, u, i, t, b, as (VALUE "a,b,c"), a{ss} ("k:v,k:v"), a{sv} ("k:T:v,..." with T one of
 // s, u, b, as, i) or v (T:v). A string VALUE "$" is the last string a reply returned (a challenge,
-// a session id), "*N" is N KiB of 'x', "%HEX" is raw bytes (control characters, invalid UTF-8).
+// a session id), "#" the TOTP code of the last enrolled secret, "*N" is N KiB of 'x', "%HEX" is raw
+// bytes (control characters, invalid UTF-8).
 #include <poll.h>
 #include <sys/socket.h>
 #include <systemd/sd-bus.h>
@@ -36,7 +37,9 @@
 #include <vector>
 
 #include "bus/manager.hpp"
+#include "common/base32.hpp"
 #include "common/crypto.hpp"
+#include "common/otp.hpp"
 #include "common/dbus_names.hpp"
 #include "common/handles.hpp"
 #include "common/seal.hpp"
@@ -105,7 +108,7 @@ class Users final : public UserDirectory {
   }
 };
 
-// Fixed time that moves on by a second per call: lockouts and expiries happen within one input.
+// Fixed time that moves on by 31 s per call: lockouts and expiries happen within one input.
 class TestClock final : public Clock {
  public:
   int64_t realtime_usec() const override { return 1700000000000000 + now_; }
@@ -161,6 +164,7 @@ struct World {
   BusPtr client;
   std::unique_ptr<ManagerBus> manager;
   std::string last_string = "0123456789abcdef0123456789abcdef";
+  std::string totp_secret;  // the last BeginTotpEnrollment's secret (base32)
   std::string state_dir;
 
   World() {
@@ -259,6 +263,11 @@ std::vector<std::string_view> split(std::string_view s, char sep, size_t max) {
   return out;
 }
 
+// The items of a container's VALUE: none for "".
+std::vector<std::string_view> items(std::string_view v) {
+  return v.empty() ? std::vector<std::string_view>() : split(v, ',', 4096);
+}
+
 int hex(char c) {
   if (c >= '0' && c <= '9')
     return c - '0';
@@ -272,6 +281,13 @@ int hex(char c) {
 std::string string_value(std::string_view v) {
   if (v == "$")
     return g_world->last_string;
+  if (v == "#") {
+    // The code of the last enrolled secret now: the way past ConfirmTotpEnrollment, and logins.
+    auto key = base32_decode(g_world->totp_secret);
+    if (!key.ok() || key->empty())
+      return "000000";
+    return std::string(totp(key->span(), g_world->clock.now_seconds(), TotpParams{}).view());
+  }
   if (v.size() > 1 && v[0] == '*') {
     size_t kib = 0;
     for (char c : v.substr(1)) {
@@ -330,7 +346,7 @@ int append_value(sd_bus_message* m, std::string_view t, std::string_view v) {
   }
   if (t == "as") {
     int r = sd_bus_message_open_container(m, 'a', "s");
-    for (auto item : split(v, ',', 4096)) {
+    for (auto item : items(v)) {
       std::string s = string_value(item);
       if (r >= 0)
         r = sd_bus_message_append_basic(m, 's', s.c_str());
@@ -339,7 +355,7 @@ int append_value(sd_bus_message* m, std::string_view t, std::string_view v) {
   }
   if (t == "a{ss}") {
     int r = sd_bus_message_open_container(m, 'a', "{ss}");
-    for (auto item : split(v, ',', 4096)) {
+    for (auto item : items(v)) {
       auto kv = split(item, ':', 2);
       std::string k = string_value(kv[0]);
       std::string val = kv.size() > 1 ? string_value(kv[1]) : std::string();
@@ -350,7 +366,7 @@ int append_value(sd_bus_message* m, std::string_view t, std::string_view v) {
   }
   if (t == "a{sv}") {
     int r = sd_bus_message_open_container(m, 'a', "{sv}");
-    for (auto item : split(v, ',', 4096)) {
+    for (auto item : items(v)) {
       auto parts = split(item, ':', 3);
       std::string k = string_value(parts[0]);
       std::string_view vt = parts.size() > 1 ? parts[1] : "s";
@@ -437,6 +453,8 @@ void check_reply(World& w, std::string_view member, sd_bus_message* reply) {
     const char* s = nullptr;
     if (sd_bus_message_read_basic(reply, 's', &s) > 0 && s != nullptr)
       w.last_string = s;
+    if (member == "BeginTotpEnrollment" && s != nullptr)
+      w.totp_secret = s;
   }
 }
 
@@ -448,6 +466,7 @@ void call(World& w, std::string_view line) {
   const std::string member(fields[1]);
   if (member.empty() || member.size() > 255)
     return;
+  w.clock.advance(31 * 1000000);  // each call in a TOTP step of its own: no replays
   sd_bus_message* raw = nullptr;
   if (sd_bus_message_new_method_call(w.client.get(), &raw, nullptr, dbus::kObjectPath,
                                      dbus::kInterface, member.c_str()) < 0)
@@ -464,7 +483,6 @@ void call(World& w, std::string_view line) {
   uint64_t cookie = 0;
   if (sd_bus_send(w.client.get(), m.get(), &cookie) < 0)
     return;  // a message sd-bus refuses to send (too large, ...)
-  w.clock.advance(1000000);
 
   bool answered = false;
   BusMessagePtr reply;
