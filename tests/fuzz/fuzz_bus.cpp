@@ -463,7 +463,8 @@ void call(World& w, std::string_view line) {
   if (fields.size() < 2)
     return;
   g_caller_uid = static_cast<uid_t>(number(fields[0]));
-  const std::string member(fields[1]);
+  // As sd-bus reads it: a C string (the field may hold NUL bytes).
+  const std::string member(std::string(fields[1]).c_str());
   if (member.empty() || member.size() > 255)
     return;
   w.clock.advance(31 * 1000000);  // each call in a TOTP step of its own: no replays
