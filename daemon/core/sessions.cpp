@@ -182,8 +182,10 @@ Result<SessionRecord> SessionRegistry::prepare(const Caller& caller, std::string
   if (!uid)
     return make_error(Errc::kNoSuchUser, "No such user: " + std::string(user));
 
+  // Sessions belong to the account (docs/sessions.md): an alias of it (a second passwd entry
+  // with the same uid) shares its sessions and its MaxPerUser, under the account's own name.
   SessionRecord s;
-  s.user = std::string(user);
+  s.user = d_.users.name_of(*uid).value_or(std::string(user));
   s.service = get(context, "service");
   s.rhost = get(context, "rhost");
   s.tty = get(context, "tty");
@@ -342,8 +344,12 @@ Result<std::vector<SessionRecord>> SessionRegistry::list(const Caller& caller,
                            make_error(Errc::kNotAllowed, "You may list only your own sessions."));
     }
   }
-  MFA_CHECK(reap(user));
-  MFA_TRY(sessions, d_.store.list_sessions(user));
+  // An alias lists its account's sessions, kept under the account's own name (prepare()).
+  std::string account(user);
+  if (auto uid = user.empty() ? std::nullopt : d_.users.uid_of(user))
+    account = d_.users.name_of(*uid).value_or(account);
+  MFA_CHECK(reap(account));
+  MFA_TRY(sessions, d_.store.list_sessions(account));
   if (sessions.size() > kMaxSessionsListed)
     sessions.resize(kMaxSessionsListed);
   return sessions;
