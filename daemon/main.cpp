@@ -158,6 +158,16 @@ bool key_missing(const Config& config) {
 // new key would open none of its sealed secrets or code hashes, and every enrolled user would be
 // locked out without a word (issue 17).
 Status may_create_key(const Config& config, const std::string& state_directory) {
+  // In fleet mode Redis holds records sealed with the fleet's one key, which this host's empty
+  // database knows nothing of: a key made here would open none of them.
+  if (!config.redis_address.empty()) {
+    return make_error(Errc::kIo, config.key_file +
+                                     " is missing: in fleet mode every host needs the fleet's "
+                                     "master key, and mfad never creates one. Copy it from "
+                                     "another host of the fleet (owner root, mode 0600); for "
+                                     "the first host of a new fleet, create it with "
+                                     "'head -c 32 /dev/urandom > KEYFILE' under umask 077.");
+  }
   const std::string db = state_directory + "/mfad.db";
   auto rows = SqliteStore::count_keyed_rows(db);
   if (!rows.ok()) {

@@ -127,9 +127,19 @@ def redis():
     r.cleanup()
 
 
+def fleet_key(m):
+    """The fleet's master key at m's KeyFile, made once: in fleet mode mfad never creates one."""
+    if not os.path.exists(m.key_path):
+        os.makedirs(os.path.dirname(m.key_path), exist_ok=True)
+        fd = os.open(m.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, os.urandom(32))
+        os.close(fd)
+
+
 def fleet_config(m, redis, password_file=None, host_id="host-a"):
     """Fleet mode for m. Every mfad sharing one Redis needs its own HostId (they run on one
     machine here, with one host name): give the second one another (Host B: "host-b")."""
+    fleet_key(m)
     m.set_config("Redis", "Address", redis.address)
     m.set_config("Redis", "User", REDIS_USER)
     m.set_config("Redis", "PasswordFile", password_file or redis.password_file)

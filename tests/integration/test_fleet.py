@@ -12,7 +12,7 @@ import pytest
 from conftest import call_spec, wait_until
 from daemon_helpers import run_mfad
 from fleet_helpers import REDIS_USER, redis  # noqa: F401 (a fixture)
-from fleet_helpers import (Dialogue, audit_details, audit_rows, degraded, fleet_config,
+from fleet_helpers import (Dialogue, audit_details, audit_rows, degraded, fleet_config, fleet_key,
                            second_host, wait_degraded)
 
 MAX_FAILURES = 3
@@ -285,8 +285,25 @@ def test_a_host_name_is_refused_at_config_check_and_start(mfad_factory):
     assert "is a host name" in m.log_text()
     m.set_config("Redis", "Address", "redis://127.0.0.1:6379")
     m.write_config()
+    fleet_key(m)
     r = run_mfad(m, "--config", m.config_path, "--check-config")
     assert r.returncode == 0, r.stderr
+
+
+def test_fleet_mode_never_creates_a_master_key(mfad_factory):
+    # Redis holds records sealed with the fleet's key; a key made by this host would open none of
+    # them (issue 17): mfad refuses, at --check-config and at start, and says to copy the key.
+    m = mfad_factory
+    m.set_config("Redis", "Address", "redis://127.0.0.1:6379")
+    m.write_config()
+    assert not os.path.exists(m.key_path)
+    r = run_mfad(m, "--config", m.config_path, "--check-config")
+    assert r.returncode != 0
+    assert "in fleet mode every host needs the fleet's master key" in r.stderr, r.stderr
+    m.start(wait=False)
+    assert m.proc.wait(20) != 0
+    assert "Copy it from another host of the fleet" in m.log_text()
+    assert not os.path.exists(m.key_path)
 
 
 # --- Shutdown while calls wait on Redis. ---
