@@ -128,6 +128,19 @@ Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, st
                           details["accepted"]);
   }
   if (result.methods.empty()) {
+    // Records an older mfad kept under this very spelling (an alias that enrolled on its own,
+    // left under its name by the migration to account keys): the person has a factor this
+    // version cannot open, never "no factor", which nullok would let in without a code.
+    MFA_STORE_TRY(legacy, m.d_.store.get_factors(name));
+    MFA_STORE_TRY(legacy_codes, m.d_.store.count_backup_codes(name));
+    if (!legacy.empty() || legacy_codes > 0) {
+      MFA_CHECK(m.audit(AuditKind::kAuthNotEnrolled, user, AuditOutcome::kDenied,
+                        AuditReason::kNotAllowed, caller, details));
+      return make_error(Errc::kNotAllowed,
+                        "This name's second factor was enrolled before mfad keyed factors by "
+                        "account; an administrator must reset it (mfactl reset " +
+                            std::string(name) + ") before it can log in");
+    }
     MFA_CHECK(m.audit(AuditKind::kAuthNotEnrolled, user, AuditOutcome::kDenied,
                       AuditReason::kNotEnrolled, caller, details));
     return make_error(Errc::kNotEnrolled, "No second factor is enrolled for this user");
