@@ -85,6 +85,10 @@ asan_integration() { MFA_ASAN=1 pytest_run integration-asan build-asan tests/int
 # relative to it. Fails below MFA_COVERAGE_MIN percent for either (tests/fuzz/README.md says where
 # the default comes from); the figures are printed either way.
 coverage_min=${MFA_COVERAGE_MIN:-85}
+line_percent() { # tracefile, filter, summary file: prints the filtered line coverage in percent
+  gcovr -r "$repo" -a "$1" --filter "$2" --json-summary "$3" &&
+    /usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["line_percent"])' "$3"
+}
 coverage_report() {
   local json="$results/coverage.json" objs obj n=0 traces=() c d
   mapfile -t objs < <(find "$repo/build-asan" -path '*/CMakeFiles/*.dir' -type d | sort)
@@ -96,10 +100,10 @@ coverage_report() {
     n=$((n + 1))
   done
   gcovr -r "$repo" "${traces[@]}" --json "$json" && rm -f "$results"/coverage-*.json || return 1
-  c=$(gcovr -r "$repo" -a "$json" --filter 'common/' --print-summary -o /dev/null |
-    sed -n 's/^lines: \([0-9.]*\)%.*/\1/p')
-  d=$(gcovr -r "$repo" -a "$json" --filter 'daemon/' --print-summary -o /dev/null |
-    sed -n 's/^lines: \([0-9.]*\)%.*/\1/p')
+  # Never `-o /dev/null`: gcovr 5.2 checks an output file by creating it and then unlinking it,
+  # which deletes /dev/null (the next `>/dev/null` then makes a regular file of it).
+  c=$(line_percent "$json" common/ "$results/coverage-common.json") || return 1
+  d=$(line_percent "$json" daemon/ "$results/coverage-daemon.json") || return 1
   [[ -n $c && -n $d ]] || return 1
   echo "line coverage: common/ $c %, daemon/ $d %"
   awk -v c="$c" -v d="$d" -v min="$coverage_min" 'BEGIN { exit !(c >= min && d >= min) }' || {
@@ -185,6 +189,16 @@ if tier fuzz-build fuzz_build; then
 else
   blocked fuzz "the libFuzzer build failed"
 fi
+
+# A tier that deletes or replaces a device node breaks every later run on this machine (gcovr's
+# `-o /dev/null` once did); the run fails when /dev/null is no longer the null device.
+host_check() {
+  [[ -c /dev/null ]] && [[ $(stat -c %t:%T /dev/null) == 1:3 ]] || {
+    echo "/dev/null is no longer the null device: a tier deleted or replaced it"
+    return 1
+  }
+}
+tier host-check host_check
 
 say "summary"
 /usr/bin/python3 scripts/junit-summary.py "$results"
