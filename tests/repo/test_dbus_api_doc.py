@@ -129,6 +129,6 @@ def test_every_error_is_documented():
     missing = {n: p for n, p in error_names().items() if n not in documented_errors()}
     assert not missing, (
         f"{DOC} does not document error(s) the daemon sends: add, to the table under "
-        "'## Errors':\n" + "\n".join(f"| `{ERROR_PREFIX}{n}` | when it is returned; what the caller "
-                                     f"should do |        (the name is in {p})"
-                                     for n, p in sorted(missing.items())))
+        "'## Errors':\n" + "\n".join(
+            f"| `{ERROR_PREFIX}{n}` | when it is returned; what the caller should do |"
+            f"        (the name is in {p})" for n, p in sorted(missing.items())))

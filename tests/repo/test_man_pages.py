@@ -17,7 +17,8 @@ def read(path):
 
 
 def sources(pattern):
-    return [(os.path.relpath(p, REPO), read(p)) for p in sorted(glob.glob(os.path.join(REPO, pattern)))]
+    paths = sorted(glob.glob(os.path.join(REPO, pattern)))
+    return [(os.path.relpath(p, REPO), read(p)) for p in paths]
 
 
 def strip_comments(code):
@@ -43,8 +44,8 @@ def config_keys():
     keys = set()
     for _, code in sources("daemon/core/config_keys*.cpp"):
         code = strip_comments(code)
-        keys.update(re.findall(r'\{\s*"([A-Z][A-Za-z0-9]*)"\s*,\s*"([A-Z][A-Za-z0-9]*)"\s*,\s*(?!")',
-                               code))
+        row = r'\{\s*"([A-Z][A-Za-z0-9]*)"\s*,\s*"([A-Z][A-Za-z0-9]*)"\s*,\s*(?!")'
+        keys.update(re.findall(row, code))
     return keys
 
 
@@ -127,7 +128,8 @@ def test_every_config_key_is_in_its_section_of_mfad_conf_5():
     for section, key in sorted(config_keys()):
         title = f"[{section}]"
         if title not in sections:
-            problems.append(f"add a section '.SH {title}' naming '.BR {key}= DEFAULT' and what it does")
+            problems.append(
+                f"add a section '.SH {title}' naming '.BR {key}= DEFAULT' and what it does")
             continue
         text = " ".join(roff_text(l) for l in sections[title])
         if not re.search(rf"(?<![A-Za-z]){re.escape(key)}=", text):
@@ -153,4 +155,5 @@ def test_every_pam_argument_is_in_pam_mfa_8():
         " (pam_module/pam_args.cpp): add under .SH OPTIONS, for each, an item such as\n" +
         "\n".join(f".TP\n.BI {a}= VALUE\nWhat it does; the default." for a in missing))
     gone = sorted(documented - pam_arguments())
-    assert not gone, f"packaging/man/pam_mfa.8 documents argument(s) pam_mfa.so does not take: {gone}"
+    assert not gone, \
+        f"packaging/man/pam_mfa.8 documents argument(s) pam_mfa.so does not take: {gone}"

@@ -28,7 +28,8 @@ def test_readme_support_section_points_to_security_md():
 
 def test_security_md_has_process_versions_and_the_project_address():
     text = read("SECURITY.md")
-    for heading in ("## Supported versions", "## Reporting a vulnerability", "## What happens next"):
+    for heading in ("## Supported versions", "## Reporting a vulnerability",
+                    "## What happens next"):
         assert heading in text, f"SECURITY.md lacks '{heading}'"
     assert project_address() in text, "SECURITY.md must name the project's address " \
         f"({project_address()}, packaging/debian/copyright)"
