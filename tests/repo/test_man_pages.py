@@ -157,3 +157,36 @@ def test_every_pam_argument_is_in_pam_mfa_8():
     gone = sorted(documented - pam_arguments())
     assert not gone, \
         f"packaging/man/pam_mfa.8 documents argument(s) pam_mfa.so does not take: {gone}"
+
+
+def long_options(path):
+    """The getopt_long names of a program's option table."""
+    code = strip_comments(read(path))
+    return set(re.findall(r'\{\s*"([a-z][a-z0-9-]*)"\s*,\s*(?:no|required|optional)_argument', code))
+
+
+def page_text(page):
+    return "\n".join(roff_text(l) for l in read(os.path.join("packaging", "man", page)).splitlines()
+                     if not l.startswith(".\\\""))
+
+
+def test_every_mfad_option_is_in_mfad_8():
+    options = long_options("daemon/main.cpp")
+    assert {"config", "check-config", "version"} <= options
+    documented = {t.split()[0] for t in tagged_items(man_sections("mfad.8").get("OPTIONS", []))
+                  if t.startswith("--")}
+    missing = sorted(f"--{o}" for o in options if f"--{o}" not in documented)
+    assert not missing, "packaging/man/mfad.8 does not document mfad's option(s) " + \
+        ", ".join(missing) + " (daemon/main.cpp): add under .SH OPTIONS, for each, an item " \
+        "such as\n" + "\n".join(f".TP\n.B \\-\\-{o[2:]}\nWhat it does." for o in missing)
+
+
+def test_every_mfactl_option_is_in_mfactl_1():
+    options = long_options("mfactl/main.cpp")
+    assert {"json", "bus-address", "current-code", "phone", "since"} <= options
+    text = page_text("mfactl.1")
+    missing = sorted(f"--{o}" for o in options
+                     if not re.search(rf"(?<![\w-])--{re.escape(o)}(?![\w-])", text))
+    assert not missing, "packaging/man/mfactl.1 does not mention mfactl's option(s) " + \
+        ", ".join(missing) + " (mfactl/main.cpp): add each to the verb it belongs to (under " \
+        ".SH VERBS, as \\fB\\-\\-name\\fR), or under .SH OPTIONS when every verb takes it"
