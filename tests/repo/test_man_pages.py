@@ -1,6 +1,7 @@
 """The man pages name everything a user can type: every mfactl verb (from mfactl's dispatch in
-mfactl/*.cpp), every mfad.conf key (from the table in daemon/core/config_keys*.cpp, in its own
-section of mfad.conf(5)) and every pam_mfa.so argument (from pam_module/pam_args.cpp). A verb,
+mfactl/*.cpp), every mfad.conf key (from the table in config_keys*.cpp, in its own section of
+mfad.conf(5)), every pam_mfa.so argument (from pam_args*.cpp, wherever the layers keep it) and
+every option of mfad and mfactl. A verb,
 key or argument added to the source without its man page fails here, and the message says what
 to add where. Needs no build."""
 import glob
@@ -16,8 +17,14 @@ def read(path):
         return f.read()
 
 
+PRODUCT_DIRS = ("common", "daemon", "mfactl", "pam_module")
+
+
 def sources(pattern):
-    paths = sorted(glob.glob(os.path.join(REPO, pattern)))
+    """(path, text) of the product's files named like pattern ("config_keys*.cpp"), in any layer:
+    a file that moves to another layer is still read."""
+    paths = sorted({p for d in PRODUCT_DIRS
+                    for p in glob.glob(os.path.join(REPO, d, "**", pattern), recursive=True)})
     return [(os.path.relpath(p, REPO), read(p)) for p in paths]
 
 
@@ -31,7 +38,9 @@ def strip_comments(code):
 def mfactl_verbs():
     """Top-level verbs: `verb == "x"` in the dispatch, or `{"x", cmd_...}` rows of a table."""
     verbs = set()
-    for _, code in sources("mfactl/*.cpp"):
+    for path, code in sources("*.cpp"):
+        if not path.startswith("mfactl/"):
+            continue
         code = strip_comments(code)
         verbs.update(re.findall(r'\bverb\s*==\s*"([a-z][a-z0-9-]*)"', code))
         verbs.update(re.findall(r'\{\s*"([a-z][a-z0-9-]*)"\s*,\s*&?cmd_\w+', code))
@@ -42,7 +51,7 @@ def config_keys():
     """(section, key) of every row `{"Section", "Key", <how to apply>}`; the rules between keys
     (`{"Section", "Key", "message"}`) are not keys."""
     keys = set()
-    for _, code in sources("daemon/core/config_keys*.cpp"):
+    for _, code in sources("config_keys*.cpp"):
         code = strip_comments(code)
         row = r'\{\s*"([A-Z][A-Za-z0-9]*)"\s*,\s*"([A-Z][A-Za-z0-9]*)"\s*,\s*(?!")'
         keys.update(re.findall(row, code))
@@ -51,7 +60,7 @@ def config_keys():
 
 def pam_arguments():
     args = set()
-    for _, code in sources("pam_module/pam_args*.cpp"):
+    for _, code in sources("pam_args*.cpp"):
         code = strip_comments(code)
         args.update(re.findall(r'\bname\s*==\s*"([a-z][a-z0-9_]*)"', code))
     return args
@@ -135,7 +144,7 @@ def test_every_config_key_is_in_its_section_of_mfad_conf_5():
         if not re.search(rf"(?<![A-Za-z]){re.escape(key)}=", text):
             problems.append(f"under '.SH {title}' add '.BR {key}= DEFAULT' and what it does")
     assert not problems, "packaging/man/mfad.conf.5 lacks config keys " \
-        "(daemon/core/config_keys.cpp):\n" + "\n".join(problems)
+        "(config_keys.cpp):\n" + "\n".join(problems)
 
 
 def test_every_mfad_conf_5_section_exists():
@@ -152,7 +161,7 @@ def test_every_pam_argument_is_in_pam_mfa_8():
     missing = sorted(pam_arguments() - documented)
     assert not missing, (
         "packaging/man/pam_mfa.8 does not document the argument(s) " + ", ".join(missing) +
-        " (pam_module/pam_args.cpp): add under .SH OPTIONS, for each, an item such as\n" +
+        " (pam_args.cpp): add under .SH OPTIONS, for each, an item such as\n" +
         "\n".join(f".TP\n.BI {a}= VALUE\nWhat it does; the default." for a in missing))
     gone = sorted(documented - pam_arguments())
     assert not gone, \
