@@ -17,7 +17,7 @@
 
 #include <cstdint>
 
-#include "pam_module/pam_args.hpp"
+#include "common/pam_args.hpp"
 
 namespace mfa::pam {
 

@@ -11,7 +11,7 @@
 #include "common/dbus_names.hpp"
 #include "pam_module/dialogue.hpp"
 #include "pam_module/hook_context.hpp"
-#include "pam_module/pam_args.hpp"
+#include "common/pam_args.hpp"
 #include "pam_module/session_hook.hpp"
 
 namespace mfa::pam {

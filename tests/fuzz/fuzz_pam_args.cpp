@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "pam_module/pam_answer.hpp"
-#include "pam_module/pam_args.hpp"
+#include "common/pam_args.hpp"
 #include "pam_module/shown_text.hpp"
 
 namespace {

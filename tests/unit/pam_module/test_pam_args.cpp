@@ -16,7 +16,7 @@ extern "C" {
 #include <cmocka.h>
 }
 
-#include "pam_module/pam_args.hpp"
+#include "common/pam_args.hpp"
 
 using mfa::pam::FailMode;
 using mfa::pam::PamArgs;

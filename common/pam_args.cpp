@@ -1,4 +1,4 @@
-#include "pam_module/pam_args.hpp"
+#include "common/pam_args.hpp"
 
 #include <charconv>
 #include <iterator>

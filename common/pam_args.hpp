@@ -1,5 +1,6 @@
 // pam_mfa.so's module arguments (docs/pam_mfa.md, "Arguments"), parsed per call: no state
-// survives between hooks. Kept apart from the module so that it is unit-tested without PAM.
+// survives between hooks. Kept apart from the module so that it is unit-tested without PAM, and in
+// common/ so that `mfactl doctor` checks pam.d lines with the very parser the module runs.
 //
 // The parser allocates nothing (hook_context.hpp, "Out of memory"): texts are views into argv,
 // which libpam keeps for as long as the module is loaded.
