@@ -71,6 +71,15 @@ std::optional<SecureString> normalize_backup_code(std::string_view typed) {
   return out;
 }
 
+std::optional<SecureString> canonical_backup_code(std::string_view typed) {
+  if (auto code = normalize_backup_code(typed))
+    return code;
+  if (typed.size() != static_cast<size_t>(kBackupCodeLength) ||
+      !std::all_of(typed.begin(), typed.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  return SecureString(typed);
+}
+
 bool looks_like_backup_code(std::string_view typed) {
   auto code = normalize_backup_code(typed);
   return code && has_letter(code->view());

@@ -131,7 +131,9 @@ Result<Verifier::CheckOutcome> Verifier::check_code(std::string_view user, std::
     }
   }
   if (allowed.count(Method::kBackup) && f.backup_left > 0) {
-    if (auto canonical = normalize_backup_code(code)) {
+    // Imported scratch codes are 8 digits (canonical_backup_code); a TOTP code of 8 digits was
+    // tried above and failed.
+    if (auto canonical = canonical_backup_code(code)) {
       MFA_TRY(hash, backup_hash(user, canonical->view()));
       MFA_STORE_TRY(consumed, d_.store.consume_backup_code(user, hash));
       if (auto owner = consumed ? std::nullopt : legacy_owner(d_.users, user)) {

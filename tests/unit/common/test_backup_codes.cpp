@@ -97,6 +97,21 @@ void test_format(void**) {
   assert_string_equal(mfa::format_backup_code("ACD").c_str(), "ACD");
 }
 
+// google-authenticator's scratch codes (8 digits, `mfactl import`) are backup codes as typed;
+// mfad's own codes keep their canonical form; nothing else is one.
+void test_canonical(void**) {
+  auto scratch = mfa::canonical_backup_code("79108513");
+  assert_true(scratch.has_value());
+  assert_string_equal(scratch->c_str(), "79108513");
+  auto own = mfa::canonical_backup_code("acde-fghj");
+  assert_true(own.has_value());
+  assert_string_equal(own->c_str(), "ACDEFGHJ");
+  assert_false(mfa::canonical_backup_code("7910851").has_value());
+  assert_false(mfa::canonical_backup_code("791085130").has_value());
+  assert_false(mfa::canonical_backup_code("7910 8513").has_value());
+  assert_false(mfa::canonical_backup_code("ACDEFGH0").has_value());
+}
+
 }  // namespace
 
 int main() {
@@ -107,6 +122,7 @@ int main() {
       cmocka_unit_test(test_normalize),
       cmocka_unit_test(test_looks_like),
       cmocka_unit_test(test_format),
+      cmocka_unit_test(test_canonical),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
