@@ -78,6 +78,20 @@ Result<int> Store::count_other_sms_phones(std::string_view, std::string_view, in
 }
 
 namespace {
+Error no_report() {
+  return make_error(Errc::kStorage,
+                    "this state store cannot count its audit trail or check itself");
+}
+}  // namespace
+
+Result<std::vector<AuditCount>> Store::count_audit(int64_t, const std::vector<std::string>&) {
+  return no_report();
+}
+Result<std::string> Store::check_integrity() {
+  return no_report();
+}
+
+namespace {
 Error no_fleet_cache() {
   return make_error(Errc::kStorage, "this state store cannot be fleet mode's cache");
 }

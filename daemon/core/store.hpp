@@ -109,6 +109,16 @@ struct ReconcileItem {
   int count = 0;
 };
 
+// How many audit rows since a time share a kind, an outcome and the details' "method" and
+// "purpose" ("" when absent): what `mfactl report` counts (core/adoption_report.hpp).
+struct AuditCount {
+  std::string kind;
+  std::string outcome;
+  std::string method;
+  std::string purpose;
+  uint64_t count = 0;
+};
+
 struct AuditVerification {
   bool intact = true;
   uint64_t rows = 0;
@@ -184,6 +194,13 @@ class Store {
   // row (its predecessor's hash is kept as the anchor; a keyed chain also gets an
   // "audit.checkpoint" row that vouches for the anchor).
   virtual Status prune_audit(int64_t cutoff_usec) = 0;
+  // The rows of the given kinds at or after since_usec, counted by (kind, outcome, method,
+  // purpose). The default refuses.
+  virtual Result<std::vector<AuditCount>> count_audit(int64_t since_usec,
+                                                      const std::vector<std::string>& kinds);
+  // The database's own consistency check (SQLite's PRAGMA quick_check): "" when it finds nothing,
+  // else its first findings. The default refuses.
+  virtual Result<std::string> check_integrity();
 
   // Sessions (the sessions issue). put_session inserts or replaces by id; list_sessions("")
   // lists everyone's, oldest first; delete_session returns whether a row went.

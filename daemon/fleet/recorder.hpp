@@ -99,6 +99,11 @@ class FleetRecorder final : public Store {
     return inner_.query_audit(filter);
   }
   Result<AuditVerification> verify_audit_chain() override { return inner_.verify_audit_chain(); }
+  Result<std::vector<AuditCount>> count_audit(int64_t since_usec,
+                                              const std::vector<std::string>& kinds) override {
+    return inner_.count_audit(since_usec, kinds);
+  }
+  Result<std::string> check_integrity() override { return inner_.check_integrity(); }
   Status prune_audit(int64_t cutoff_usec) override { return inner_.prune_audit(cutoff_usec); }
 
   Status put_session(const SessionRecord& session) override { return inner_.put_session(session); }

@@ -101,6 +101,10 @@ class SqliteStore final : public Store {
   Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) override;
   Result<AuditVerification> verify_audit_chain() override;
   Status prune_audit(int64_t cutoff_usec) override;
+  // sqlite_report.cpp
+  Result<std::vector<AuditCount>> count_audit(int64_t since_usec,
+                                              const std::vector<std::string>& kinds) override;
+  Result<std::string> check_integrity() override;
 
   // Keys the audit chain (docs/audit-events.md, "The hash chain"): rows appended from now on
   // are linked with HMAC-SHA-256 under key, and the head (audit_head.hpp) is sealed with sealer
