@@ -38,6 +38,7 @@
 #include "core/config.hpp"
 #include "core/log.hpp"
 #include "bus/manager.hpp"
+#include "bus/metrics_file.hpp"
 #include "core/sessions.hpp"
 #include "bus/sessions.hpp"
 #include "bus/audit_upkeep.hpp"
@@ -470,6 +471,18 @@ int run(const Options& options) {
   d.audit = &audit;
   d.manager = manager->get();
 
+  // [Metrics] TextfilePath=: counters fed by the audit trail, the file rewritten on a timer.
+  std::unique_ptr<MetricsFile> metrics;
+  if (!config.metrics_textfile_path.empty()) {
+    auto started = MetricsFile::start(
+        MetricsFile::Deps{event, *store, *manager->get(), config.metrics_textfile_path,
+                          static_cast<uint64_t>(config.metrics_interval_seconds) * 1000000});
+    if (!started.ok()) {
+      MFA_LOG_ERROR("%s", started.error().message.c_str());
+      return EXIT_FAILURE;
+    }
+    metrics = std::move(started).value();
+  }
   // Sessions: the registry, its effects on the world, and the expiry timer (which first reaps
   // sessions whose leader went away while mfad was down).
   auto session_bus = SessionBus::create(event, d.bus.get(), manager->get()->group_commit());
@@ -479,7 +492,11 @@ int run(const Options& options) {
   }
   SessionRegistry sessions(
       SessionDeps{config, *store, audit, clock, users, authenticator, **session_bus, &emitter});
-  audit.set_observer([&sessions](const AuditEvent& e) { sessions.observe(e); });
+  audit.set_observer([&sessions, &metrics](const AuditEvent& e) {
+    sessions.observe(e);
+    if (metrics)
+      metrics->observe(e);
+  });
   manager->get()->set_sessions(&sessions);
   (*session_bus)
       ->attach(&sessions, int64_t{config.sessions_max_lifetime_seconds} * 1000000,

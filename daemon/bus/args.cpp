@@ -14,9 +14,7 @@ Error invalid(std::string message) {
   return make_error(Errc::kInvalidArgument, std::move(message));
 }
 
-// One entry of an a{sv} whose value the caller reads: the key and the variant's signature.
-using VariantReader = int (*)(sd_bus_message* m, const std::string& key, const char* contents,
-                              void* userdata, std::optional<Error>* ret_error);
+}  // namespace
 
 int read_variant_map(sd_bus_message* m, VariantReader reader, void* userdata,
                      std::optional<Error>* ret_error) {
@@ -83,6 +81,8 @@ int read_variant_map(sd_bus_message* m, VariantReader reader, void* userdata,
   }
   return sd_bus_message_exit_container(m);
 }
+
+namespace {
 
 Error wrong_type(const std::string& key, const char* expected, const char* got) {
   return invalid("option '" + key + "' must be of type '" + expected + "', not '" + got + "'");

@@ -24,6 +24,15 @@ inline constexpr size_t kMaxPhoneLength = 32;
 inline constexpr size_t kMaxMethodNameLength = 32;
 inline constexpr size_t kMaxSessionIdLength = 128;
 
+// One entry of an a{sv} whose value the reader reads: the key and the variant's signature.
+// Returns 1 when it read the value, 0 when it refused the entry (*ret_error set; the value is
+// skipped), negative errno for a malformed message.
+using VariantReader = int (*)(sd_bus_message* m, const std::string& key, const char* contents,
+                              void* userdata, std::optional<Error>* ret_error);
+// An a{sv} of at most 16 entries with bounded, distinct keys, each handed to reader.
+int read_variant_map(sd_bus_message* m, VariantReader reader, void* userdata,
+                     std::optional<Error>* ret_error);
+
 // One "s"; a longer string is refused without being kept.
 int read_string(sd_bus_message* m, const char* what, size_t max_length, std::string* ret,
                 std::optional<Error>* ret_error);

@@ -129,6 +129,10 @@ class ManagerBus {
   int unlock(sd_bus_message* m);
   int list_audit_events(sd_bus_message* m);
   int verify_audit_trail(sd_bus_message* m);
+  // rollout_calls.cpp
+  int import_totp(sd_bus_message* m);
+  int get_report(sd_bus_message* m);
+  int check_health(sd_bus_message* m);
 
  private:
   // A call's decision: asks the Authenticator and builds the reply. It may run more than once for

@@ -35,6 +35,7 @@ constexpr KindName kKinds[] = {
     {AuditKind::kEnrollBegin, "enroll.begin", "f96e8db1289043d89264c87d6e28500e"},
     {AuditKind::kEnrollConfirm, "enroll.confirm", "5823b63bd70d4da2b55c5bf86c1a713b"},
     {AuditKind::kEnrollDisable, "enroll.disable", "47321ce613ff4e1b9113d737851ee33c"},
+    {AuditKind::kEnrollImport, "enroll.import", "c48f8f6e5dfc4fca870e544cdc8e0a35"},
     {AuditKind::kBackupGenerate, "backup.generate", "bbd1b8ffa77741ab94b1c2fbfd857c91"},
     {AuditKind::kBackupUsed, "backup.used", "4149042910ed4d03a30f1d355becc55b"},
     {AuditKind::kAdminReset, "admin.reset", "6b49551564d049c9a40ae7e5e19119a2"},

@@ -29,6 +29,7 @@ enum class AuditKind {
   kEnrollBegin,
   kEnrollConfirm,
   kEnrollDisable,
+  kEnrollImport,
   kBackupGenerate,
   kBackupUsed,
   kAdminReset,

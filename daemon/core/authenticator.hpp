@@ -90,6 +90,49 @@ struct TotpEnrollment {
   SecureString otpauth_uri;
 };
 
+// ImportTotp (docs/mfactl.md, "import"): an authenticator the user already has, moved from
+// google-authenticator's or pam_oath's files. The seed is sealed here and never leaves mfad again.
+struct TotpImport {
+  SecureBytes secret;
+  TotpParams params;
+  std::vector<SecureString> backup_codes;  // scratch codes: 8 digits, or mfad's own form
+  std::string name;                        // the authenticator's name ("" = "imported")
+  std::string source;                      // "google-authenticator", "oath", ... (audited)
+  bool force = false;                      // replace the user's TOTP and backup codes
+};
+struct TotpImportResult {
+  uint32_t backup_codes = 0;  // imported as backup codes
+  bool replaced = false;      // --force replaced a factor
+};
+
+// What CheckHealth reports of the daemon's own state (the bus layer adds fleet mode's).
+struct HealthReport {
+  std::string database_problem;  // "" when PRAGMA quick_check finds nothing
+};
+
+// GetReport (docs/mfactl.md, "report"): adoption and outcomes, from the store and the audit
+// trail. Logins are BeginAuthentication's verifications (step-ups are not logins).
+struct GroupAdoption {
+  std::string group;  // the primary group
+  uint64_t total = 0;
+  uint64_t enrolled = 0;
+};
+struct AdoptionReport {
+  int64_t since_usec = 0;
+  uint64_t users_total = 0;     // login accounts (core/login_accounts.hpp) and enrolled users
+  uint64_t users_enrolled = 0;  // with an active factor
+  uint64_t totp = 0;
+  uint64_t sms = 0;
+  uint64_t backup = 0;
+  uint64_t logins_success = 0;
+  uint64_t logins_failure = 0;
+  uint64_t lockouts = 0;
+  uint64_t sms_sent = 0;
+  uint64_t sms_failed = 0;
+  uint64_t sessions_open = 0;
+  std::vector<GroupAdoption> groups;
+};
+
 // ListAuditEvents filter keys: "user" s, "since" t (unix seconds), "limit" u (<= 10000).
 // Rows (a{sv}): "id" t, "time" t (unix usec), "kind" s, "user" s, "outcome" s, "reason" s,
 // "caller" s, "details" s (JSON object), "hash" s.
@@ -165,6 +208,12 @@ class Authenticator {
   Result<std::vector<AuditRecord>> list_audit_events(const Caller& caller,
                                                      const AuditFilter& filter);
   Result<AuditVerification> verify_audit_trail(const Caller& caller);
+  // authenticator_rollout.cpp. ImportTotp: AlreadyEnrolled when the user has any factor and
+  // import.force is false; InvalidArgument for a seed or parameters mfad cannot use.
+  Result<TotpImportResult> import_totp(const Caller& caller, std::string_view user,
+                                       const TotpImport& import);
+  Result<AdoptionReport> adoption_report(const Caller& caller, int64_t since_usec);
+  Result<HealthReport> check_health(const Caller& caller);
 
   // --- Housekeeping, driven by the bus layer. ---
   // A bus peer went away: its challenges go with it.

@@ -74,6 +74,10 @@ struct Config {
 
   // [Audit]
   int audit_retention_days = 365;
+
+  // [Metrics] (docs/operations.md, "Metrics")
+  std::string metrics_textfile_path;  // TextfilePath: "" = no metrics file
+  int metrics_interval_seconds = 30;  // IntervalSeconds: how often the file is rewritten
 };
 
 struct ConfigProblem {

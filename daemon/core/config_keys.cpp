@@ -304,6 +304,10 @@ const std::vector<ConfigKey>& config_keys() {
       {"Redis", "HostId", apply_host_id},
 
       {"Audit", "RetentionDays", int_key("RetentionDays", &Config::audit_retention_days, 1, 36500)},
+
+      {"Metrics", "TextfilePath", path_key("TextfilePath", &Config::metrics_textfile_path, true)},
+      {"Metrics", "IntervalSeconds",
+       int_key("IntervalSeconds", &Config::metrics_interval_seconds, 1, 3600)},
   };
   return specs;
 }

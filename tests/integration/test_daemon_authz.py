@@ -25,6 +25,8 @@ def test_admin_methods_need_an_admin(mfad, test_users):
             call_spec("Unlock", "s", "mfa-bob"),
             call_spec("ListAuditEvents", "a{sv}", {"limit": ["@u", 5]}),
             call_spec("VerifyAuditTrail"),
+            call_spec("GetReport", "a{sv}", {}),
+            call_spec("CheckHealth"),
         ], user=who)
         for r in replies:
             if ok:

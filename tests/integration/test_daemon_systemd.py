@@ -62,7 +62,8 @@ def test_policy_names_every_open_method_and_no_pam_method():
     assert members == {"GetUser", "BeginTotpEnrollment", "ConfirmTotpEnrollment",
                        "BeginSmsEnrollment", "ConfirmSmsEnrollment", "GenerateBackupCodes",
                        "DisableMethod", "ListSessions", "TerminateSession", "ListUsers",
-                       "ResetUser", "Unlock", "ListAuditEvents", "VerifyAuditTrail"}
+                       "ResetUser", "Unlock", "ListAuditEvents", "VerifyAuditTrail",
+                       "ImportTotp", "GetReport", "CheckHealth"}
     # No blanket allow for the default context.
     for a in default.findall("allow"):
         assert a.get("send_interface") or a.get("own"), ET.tostring(a)

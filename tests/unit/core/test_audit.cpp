@@ -331,16 +331,36 @@ std::string audit_doc() {
 // in docs/audit-events.md; no enum value has another name.
 void test_kind_catalogue(void** state) {
   (void)state;
-  const char* kinds[] = {"auth.begin",       "auth.success",        "auth.failure",
-                         "auth.lockout",     "auth.not-enrolled",   "auth.rate-limited",
-                         "auth.end",         "access.denied",       "enroll.begin",
-                         "enroll.confirm",   "enroll.disable",      "backup.generate",
-                         "backup.used",      "admin.reset",         "admin.unlock",
-                         "session.open",     "session.close",       "session.terminate",
-                         "sms.sent",         "sms.failed",          "degraded",
-                         "storage.error",    "security.new-device", "security.failure-burst",
-                         "config.warning",   "daemon.start",        "daemon.stop",
-                         "audit.checkpoint", "audit.tampering"};
+  const char* kinds[] = {"auth.begin",
+                         "auth.success",
+                         "auth.failure",
+                         "auth.lockout",
+                         "auth.not-enrolled",
+                         "auth.rate-limited",
+                         "auth.end",
+                         "access.denied",
+                         "enroll.begin",
+                         "enroll.confirm",
+                         "enroll.disable",
+                         "enroll.import",
+                         "backup.generate",
+                         "backup.used",
+                         "admin.reset",
+                         "admin.unlock",
+                         "session.open",
+                         "session.close",
+                         "session.terminate",
+                         "sms.sent",
+                         "sms.failed",
+                         "degraded",
+                         "storage.error",
+                         "security.new-device",
+                         "security.failure-burst",
+                         "config.warning",
+                         "daemon.start",
+                         "daemon.stop",
+                         "audit.checkpoint",
+                         "audit.tampering"};
   const std::string doc = audit_doc();
   std::set<std::string> seen_ids;
   std::set<int> seen_kinds;
