@@ -58,6 +58,8 @@ int read_number(sd_bus_message* m, char type, json& out) {
   return r;
 }
 
+int read_dict_array(sd_bus_message* m, json& ret_out);
+
 // Reads one basic or string-array value of type `type` at the read position into out; other
 // types are skipped (ret_have = false), so a newer daemon's extra keys do no harm.
 int read_value(sd_bus_message* m, const char* type, json& out, bool& ret_have) {
@@ -76,6 +78,8 @@ int read_value(sd_bus_message* m, const char* type, json& out, bool& ret_have) {
     free(strv);
     return 0;
   }
+  if (std::strcmp(type, "aa{sv}") == 0)
+    return read_dict_array(m, out);
   if (std::strlen(type) != 1) {
     ret_have = false;
     return sd_bus_message_skip(m, type);
@@ -449,6 +453,70 @@ Result<AuditTrailState> ManagerClient::verify_audit_trail() {
   if (r < 0)
     return bad_reply(r);
   return AuditTrailState{intact != 0, rows, message ? message : ""};
+}
+
+Result<nlohmann::json> ManagerClient::call_dict(sd_bus_message* m) {
+  MFA_TRY(reply, call(m));
+  json out;
+  int r = read_dict(reply.get(), out);
+  if (r <= 0)
+    return bad_reply(r == 0 ? EBADMSG : r);
+  return out;
+}
+
+Result<nlohmann::json> ManagerClient::check_health() {
+  MFA_TRY(m, new_call("CheckHealth"));
+  return call_dict(m.get());
+}
+
+Result<nlohmann::json> ManagerClient::get_report(uint64_t since) {
+  MFA_TRY(m, new_call("GetReport"));
+  int r = sd_bus_message_open_container(m.get(), 'a', "{sv}");
+  if (r >= 0 && since != 0)
+    r = sd_bus_message_append(m.get(), "{sv}", "since", "t", since);
+  if (r >= 0)
+    r = sd_bus_message_close_container(m.get());
+  if (r < 0)
+    return cannot_send(r);
+  return call_dict(m.get());
+}
+
+Result<nlohmann::json> ManagerClient::import_totp(std::string_view user,
+                                                  const TotpImportRequest& req) {
+  MFA_TRY(m, new_call("ImportTotp", {user}, Sensitivity::kCarriesSecret));
+  int r = sd_bus_message_open_container(m.get(), 'a', "{sv}");
+  if (r >= 0)
+    r = append_string_entry(m.get(), "secret", req.secret_base32.view());
+  if (r >= 0 && !req.algorithm.empty())
+    r = append_string_entry(m.get(), "algorithm", req.algorithm);
+  if (r >= 0 && req.digits != 0)
+    r = sd_bus_message_append(m.get(), "{sv}", "digits", "u", req.digits);
+  if (r >= 0 && req.period != 0)
+    r = sd_bus_message_append(m.get(), "{sv}", "period", "u", req.period);
+  if (r >= 0 && !req.name.empty())
+    r = append_string_entry(m.get(), "name", req.name);
+  if (r >= 0 && !req.source.empty())
+    r = append_string_entry(m.get(), "source", req.source);
+  if (r >= 0 && req.force)
+    r = sd_bus_message_append(m.get(), "{sv}", "force", "b", 1);
+  if (r >= 0 && !req.backup_codes.empty()) {
+    r = sd_bus_message_open_container(m.get(), 'e', "sv");
+    if (r >= 0)
+      r = sd_bus_message_append(m.get(), "s", "backup_codes");
+    if (r >= 0)
+      r = sd_bus_message_open_container(m.get(), 'v', "as");
+    if (r >= 0)
+      r = sd_bus_message_open_container(m.get(), 'a', "s");
+    for (size_t i = 0; r >= 0 && i < req.backup_codes.size(); ++i)
+      r = sd_bus_message_append(m.get(), "s", req.backup_codes[i].c_str());
+    for (int i = 0; i < 3 && r >= 0; ++i)
+      r = sd_bus_message_close_container(m.get());
+  }
+  if (r >= 0)
+    r = sd_bus_message_close_container(m.get());
+  if (r < 0)
+    return cannot_send(r);
+  return call_dict(m.get());
 }
 
 }  // namespace mfa::ctl

@@ -39,6 +39,18 @@ struct AuditTrailState {
   std::string message;
 };
 
+// ImportTotp's request (docs/mfactl.md, "import"): the seed as base32, what the old system used.
+struct TotpImportRequest {
+  SecureString secret_base32;
+  std::string algorithm;  // "" = SHA1
+  uint32_t digits = 0;    // 0 = 6
+  uint32_t period = 0;    // 0 = 30
+  std::string name;       // the authenticator's name
+  std::string source;     // "google-authenticator", "oath"
+  std::vector<SecureString> backup_codes;
+  bool force = false;
+};
+
 // A person-readable description of a D-Bus error, with the kind mfactl acts on (kBadCode,
 // kStepUpRequired, ...). Never includes anything the caller sent.
 Error error_from_bus(std::string_view name, std::string_view message);
@@ -73,6 +85,10 @@ class ManagerClient {
   // A JSON array of audit rows (ListAuditEvents's row keys).
   Result<nlohmann::json> list_audit_events(const AuditQuery& query);
   Result<AuditTrailState> verify_audit_trail();
+  // CheckHealth, GetReport (since: unix seconds, 0 = all) and ImportTotp: their a{sv} as JSON.
+  Result<nlohmann::json> check_health();
+  Result<nlohmann::json> get_report(uint64_t since);
+  Result<nlohmann::json> import_totp(std::string_view user, const TotpImportRequest& request);
 
  private:
   // Whether a call's arguments hold a code or a phone number: the message is then erased when
@@ -90,6 +106,8 @@ class ManagerClient {
   // A call with string arguments and no reply to read.
   Status call_void(const char* member, std::initializer_list<std::string_view> strings,
                    Sensitivity sensitivity = Sensitivity::kPlain);
+  // Sends m and reads its a{sv} reply as a JSON object.
+  Result<nlohmann::json> call_dict(sd_bus_message* m);
   // Sends m and reads its aa{sv} reply as a JSON array of objects.
   Result<nlohmann::json> call_rows(sd_bus_message* m);
 

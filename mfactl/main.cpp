@@ -47,6 +47,12 @@ constexpr char kUsage[] =
     "  audit [--user USER] [--since TIME] [--limit N]\n"
     "                                         the audit trail, newest last (admin)\n"
     "  audit verify                           check the audit trail's hash chain (admin)\n"
+    "  doctor [--pam-dir DIR] [--sshd-config FILE]\n"
+    "                                         check the installation, say how to fix it (admin)\n"
+    "  import google-authenticator USER [FILE] | import google-authenticator --all-homes\n"
+    "  import oath FILE                       keep users' authenticator apps: import their\n"
+    "                                         secrets [--remove] [--force] [--name NAME] (admin)\n"
+    "  report [--since TIME]                  adoption and login outcomes (admin)\n"
     "\n"
     "Options:\n"
     "  --json                  print one JSON document on stdout\n"
@@ -73,7 +79,15 @@ enum OptionId : int {
   kOptSince,
   kOptLimit,
   kOptAll,
+  kOptPamDir,
+  kOptSshdConfig,
+  kOptRemove,
+  kOptAllHomes,
+  kOptForce,
+  kOptName,
 };
+
+constexpr size_t kMaxPathLength = 4096;
 
 // Verb-specific options, as bits, so that each verb can refuse those it does not take.
 
@@ -94,6 +108,12 @@ int parse_command_line(int argc, char** argv, Options& opt) {
       {"since", required_argument, nullptr, kOptSince},
       {"limit", required_argument, nullptr, kOptLimit},
       {"all", no_argument, nullptr, kOptAll},
+      {"pam-dir", required_argument, nullptr, kOptPamDir},
+      {"sshd-config", required_argument, nullptr, kOptSshdConfig},
+      {"remove", no_argument, nullptr, kOptRemove},
+      {"all-homes", no_argument, nullptr, kOptAllHomes},
+      {"force", no_argument, nullptr, kOptForce},
+      {"name", required_argument, nullptr, kOptName},
       {nullptr, 0, nullptr, 0},
   };
   opterr = 0;  // our own messages, with exit status 2
@@ -173,6 +193,26 @@ int parse_command_line(int argc, char** argv, Options& opt) {
       case kOptAll:
         opt.given |= kVoAll;
         break;
+      case kOptPamDir:
+      case kOptSshdConfig:
+        if (std::strlen(optarg) == 0 || std::strlen(optarg) > kMaxPathLength)
+          return usage_error(std::string(argv[optind - 1]) + " needs a path");
+        opt.given |= c == kOptPamDir ? kVoPamDir : kVoSshdConfig;
+        (c == kOptPamDir ? opt.pam_dir : opt.sshd_config) = optarg;
+        break;
+      case kOptRemove:
+        opt.given |= kVoRemove;
+        break;
+      case kOptAllHomes:
+        opt.given |= kVoAllHomes;
+        break;
+      case kOptForce:
+        opt.given |= kVoForce;
+        break;
+      case kOptName:
+        opt.given |= kVoName;
+        opt.name = optarg;
+        break;
       case ':':
         return usage_error(std::string("option ") + argv[optind - 1] + " needs a value");
       case '?':
@@ -249,6 +289,12 @@ int run(int argc, char** argv) {
     return cmd_terminate(ctx, args);
   if (verb == "audit")
     return cmd_audit(ctx, args);
+  if (verb == "doctor")
+    return cmd_doctor(ctx, args);
+  if (verb == "import")
+    return cmd_import(ctx, args);
+  if (verb == "report")
+    return cmd_report(ctx, args);
   if (verb == "help") {
     (void)fputs(kUsage, stdout);
     return kExitOk;

@@ -28,6 +28,18 @@ const char* verb_option_name(unsigned bit) {
       return "--limit";
     case kVoAll:
       return "--all";
+    case kVoPamDir:
+      return "--pam-dir";
+    case kVoSshdConfig:
+      return "--sshd-config";
+    case kVoRemove:
+      return "--remove";
+    case kVoAllHomes:
+      return "--all-homes";
+    case kVoForce:
+      return "--force";
+    case kVoName:
+      return "--name";
     default:
       return "?";
   }
@@ -70,7 +82,7 @@ int check_args(const Context& ctx, const std::vector<char*>& args, size_t min, s
                unsigned allowed, const char* verb) {
   unsigned extra = ctx.opt.given & ~allowed;
   if (extra) {
-    for (unsigned bit = 1; bit <= kVoAll; bit <<= 1) {
+    for (unsigned bit = 1; bit <= kVoLast; bit <<= 1) {
       if (extra & bit) {
         return usage_error(std::string(verb_option_name(bit)) + " does not apply to '" + verb +
                            "'");

@@ -2,7 +2,8 @@
 // Each returns the exit status (kExitOk, kExitFailed, kExitUsage) after printing its output.
 // They live by job: account_verbs.cpp (status, users, reset, unlock), enrollment_verbs.cpp (enroll,
 // confirm, backup-codes, disable), session_verbs.cpp (sessions, terminate), audit_verbs.cpp
-// (audit); verbs.cpp holds what they share.
+// (audit), doctor_verb.cpp, import_verbs.cpp, report_verb.cpp (a rollout's tools); verbs.cpp holds
+// what they share.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +31,13 @@ enum VerbOption : unsigned {
   kVoSince = 1u << 5,
   kVoLimit = 1u << 6,
   kVoAll = 1u << 7,
+  kVoPamDir = 1u << 8,
+  kVoSshdConfig = 1u << 9,
+  kVoRemove = 1u << 10,
+  kVoAllHomes = 1u << 11,
+  kVoForce = 1u << 12,
+  kVoName = 1u << 13,
+  kVoLast = kVoName,
 };
 
 struct Options {
@@ -47,6 +55,9 @@ struct Options {
   std::string user_filter;
   std::string since;
   std::string limit;
+  std::string pam_dir;            // doctor --pam-dir
+  std::string sshd_config;        // doctor --sshd-config
+  std::string name;               // import --name
   std::vector<char*> positional;  // the verb and its arguments, pointing into argv
 };
 
@@ -96,5 +107,10 @@ int cmd_terminate(Context& ctx, const std::vector<char*>& args);
 
 // audit_verbs.cpp: audit, and audit verify.
 int cmd_audit(Context& ctx, const std::vector<char*>& args);
+
+// doctor_verb.cpp, import_verbs.cpp, report_verb.cpp: a rollout's tools (admin).
+int cmd_doctor(Context& ctx, const std::vector<char*>& args);
+int cmd_import(Context& ctx, const std::vector<char*>& args);
+int cmd_report(Context& ctx, const std::vector<char*>& args);
 
 }  // namespace mfa::ctl
