@@ -14,7 +14,10 @@ packages=(
   gcovr
   # polkit: its bus policy and the DTD that validates systemd/org.mfad1.policy (with xmllint)
   polkitd libxml2-utils
-  # benchmarks only: the modules we compare against
+  # the metrics file parsed as Prometheus reads it (tests/integration/test_rollout_tools.py)
+  python3-prometheus-client
+  # benchmarks, and the import tests' real google-authenticator files: the modules we compare
+  # against and import from
   libpam-google-authenticator libpam-oath
 )
 missing=()
