@@ -14,6 +14,7 @@ import time
 import pytest
 
 from conftest import make_world_dir, wait_until
+from fleet_helpers import redis  # noqa: F401 (a fixture)
 from mfactl_helpers import run_json
 
 GOOD_COMMON_AUTH = """\
@@ -457,3 +458,38 @@ def test_metrics_file_parsed_and_updated_after_a_login(mfad_factory, test_users)
     assert m[("mfad_users_enrolled", ())] == 1
     # Written atomically: no temporary file left beside it.
     assert os.listdir(os.path.dirname(path)) == ["mfad.prom"]
+
+
+# --- fleet mode -----------------------------------------------------------------------------
+
+
+def test_import_on_one_host_logs_in_on_another(mfad_factory, build_dir, redis, test_users,  # noqa: F811
+                                               ga_home):
+    """ImportTotp is a change like an enrollment: Redis gets the sealed record, the watermark and
+    the backup codes, so the other host of the fleet accepts the app's codes and each scratch code
+    once across both."""
+    from fleet_helpers import fleet_config, second_host, wait_degraded
+    a = mfad_factory
+    fleet_config(a, redis)
+    a.start()
+    host_b = second_host(a, build_dir)
+    b = host_b.mfad
+    b.start()
+    try:
+        wait_degraded(a, False)
+        wait_degraded(b, False)
+        _, secret, scratch = ga_home("mfa-alice")
+        r = a.mfactl("import", "google-authenticator", "mfa-alice")
+        assert r.returncode == 0, r.stderr
+        stored = redis.cli("HGETALL", "mfad:user:{mfa-alice}:factors")
+        assert "totp" in stored and secret not in stored
+        _, v = b.login("mfa-alice", oathtool_code(secret))
+        assert v.ok and v.result == "totp", v
+        _, v = b.login("mfa-alice", scratch[1])
+        assert v.ok and v.result == "backup", v
+        _, v = a.login("mfa-alice", scratch[1])
+        assert not v.ok and v.error == "org.mfad1.Error.BadCode", v
+        [c] = checks_of(json.loads(a.mfactl("--json", "doctor").stdout), "redis")
+        assert c["status"] in ("ok", "warn"), c
+    finally:
+        host_b.cleanup()
