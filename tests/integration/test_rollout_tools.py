@@ -463,8 +463,8 @@ def test_metrics_file_parsed_and_updated_after_a_login(mfad_factory, test_users)
 # --- fleet mode -----------------------------------------------------------------------------
 
 
-def test_import_on_one_host_logs_in_on_another(mfad_factory, build_dir, redis, test_users,  # noqa: F811
-                                               ga_home):
+def test_import_on_one_host_logs_in_on_another(mfad_factory, build_dir, test_users, ga_home,
+                                               redis):  # noqa: F811 (the fixture)
     """ImportTotp is a change like an enrollment: Redis gets the sealed record, the watermark and
     the backup codes, so the other host of the fleet accepts the app's codes and each scratch code
     once across both."""
