@@ -449,14 +449,16 @@ def test_metrics_file_parsed_and_updated_after_a_login(mfad_factory, test_users)
     _, v = mfad.login("mfa-alice", "000000")
     assert not v.ok
 
+    # The file may be rewritten between the two logins: wait for the write after both.
     def updated():
         m = read_metrics(path)
-        return m[("mfad_logins_total", (("method", "totp"), ("outcome", "success")))] == 1 and m
+        return (m[("mfad_logins_total", (("method", "totp"), ("outcome", "success")))] == 1 and
+                m[("mfad_logins_total", (("method", "none"), ("outcome", "failure")))] == 1 and m)
     m = wait_until(updated, timeout=10)
     assert m, open(path).read()
-    assert m[("mfad_logins_total", (("method", "none"), ("outcome", "failure")))] == 1
     assert m[("mfad_users_enrolled", ())] == 1
-    # Written atomically: no temporary file left beside it.
+    # Written atomically: once mfad stopped, no temporary file is left beside it.
+    assert mfad.stop() == 0
     assert os.listdir(os.path.dirname(path)) == ["mfad.prom"]
 
 
