@@ -11,18 +11,16 @@ void FleetBeginReads::forget_before(uint64_t now_usec) {
   }
 }
 
-void FleetBeginReads::note(std::string_view bus_name, std::string_view challenge,
-                           uint64_t now_usec) {
+void FleetBeginReads::note(const Caller& caller, std::string_view challenge, uint64_t now_usec) {
   forget_before(now_usec);
-  reads_.insert_or_assign(std::string(challenge), Read{std::string(bus_name), now_usec});
+  reads_.insert_or_assign(std::string(challenge), Read{caller.uid, caller.pid, now_usec});
   by_time_.emplace_back(now_usec, std::string(challenge));
 }
 
-bool FleetBeginReads::take(std::string_view bus_name, std::string_view challenge,
-                           uint64_t now_usec) {
+bool FleetBeginReads::take(const Caller& caller, std::string_view challenge, uint64_t now_usec) {
   forget_before(now_usec);
   auto it = reads_.find(challenge);
-  if (it == reads_.end() || it->second.bus_name != bus_name)
+  if (it == reads_.end() || it->second.uid != caller.uid || it->second.pid != caller.pid)
     return false;
   reads_.erase(it);
   return true;

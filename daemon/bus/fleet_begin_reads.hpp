@@ -12,6 +12,8 @@
 #include <string_view>
 #include <utility>
 
+#include "core/authenticator.hpp"
+
 namespace mfa {
 
 class FleetBeginReads {
@@ -19,15 +21,18 @@ class FleetBeginReads {
   // A read serves a Verify that comes within max_age_usec.
   explicit FleetBeginReads(uint64_t max_age_usec) : max_age_usec_(max_age_usec) {}
 
-  // bus_name's challenge was begun from a read of Redis at now_usec (CLOCK_MONOTONIC).
-  void note(std::string_view bus_name, std::string_view challenge, uint64_t now_usec);
-  // True once, for the first Verify of bus_name's challenge within max_age_usec of that read.
-  bool take(std::string_view bus_name, std::string_view challenge, uint64_t now_usec);
+  // caller's challenge was begun from a read of Redis at now_usec (CLOCK_MONOTONIC).
+  void note(const Caller& caller, std::string_view challenge, uint64_t now_usec);
+  // True once, for the first Verify of caller's challenge within max_age_usec of that read. The
+  // caller is its process (uid and pid), as for the challenge itself: pam_mfa.so makes each call
+  // on a connection of its own.
+  bool take(const Caller& caller, std::string_view challenge, uint64_t now_usec);
   size_t size() const { return reads_.size(); }
 
  private:
   struct Read {
-    std::string bus_name;
+    uid_t uid;
+    pid_t pid;
     uint64_t at_usec;
   };
   // Reads too old to serve a Verify are forgotten, oldest first: what is kept is bounded by the

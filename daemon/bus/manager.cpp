@@ -214,8 +214,9 @@ Result<std::unique_ptr<ManagerBus>> ManagerBus::create(sd_event* event, sd_bus* 
   }
   mb->object_slot_.reset(slot);
 
-  // A peer that leaves takes its open challenges with it. Departures only (new owner ''): a
-  // login process connects and leaves once per login, and its arrival is of no interest.
+  // A peer that leaves is forgotten by the caller cache (its challenges belong to its process
+  // and outlive the connection: core/challenges.hpp). Departures only (new owner ''): a login
+  // process connects and leaves once per call, and its arrival is of no interest.
   slot = nullptr;
   r = sd_bus_add_match_async(bus, &slot,
                              "type='signal',sender='org.freedesktop.DBus',"
@@ -353,10 +354,8 @@ int ManagerBus::on_name_owner_changed(sd_bus_message* m, void* userdata,
     return 0;
   try {
     self->callers_.forget(name);
-    self->auth_.drop_caller(name);
-    self->after_write();
   } catch (...) {
-    MFA_LOG_ERROR("dropping the challenges of a departed peer failed");
+    MFA_LOG_ERROR("forgetting a departed peer failed");
   }
   return 0;
 }

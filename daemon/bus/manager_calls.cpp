@@ -64,7 +64,7 @@ int ManagerBus::begin_authentication(sd_bus_message* m) {
       return error_reply(c.message(), begun.error());
     // Fleet mode: the shared state just read serves this challenge's first Verify.
     if (c.read_shared_state())
-      begin_reads_.note(c.caller().bus_name, begun->challenge, now_usec());
+      begin_reads_.note(c.caller(), begun->challenge, now_usec());
     // Challenges expire: make sure the timer fires by then.
     arm_expiry_timer(0);
     Outcome o = method_return(c.message(), [&](sd_bus_message* reply) {
@@ -110,7 +110,7 @@ int ManagerBus::verify(sd_bus_message* m) {
   // The first Verify soon after BeginAuthentication decides from what Begin read; the confirm
   // script checks lockout, factor, watermark and backup code against Redis (fleet/keys.cpp).
   if (scope)
-    scope->fresh = begin_reads_.take(caller.bus_name, challenge, now_usec());
+    scope->fresh = begin_reads_.take(caller, challenge, now_usec());
   return run(call, std::move(scope),
              [this, challenge, code = keep(std::move(code))](PendingCall& c) {
                auto method = auth_.verify(c.caller(), challenge, code->view());

@@ -19,10 +19,6 @@ bool Authenticator::is_admin(const Caller& caller) const {
   return impl_->is_admin(caller);
 }
 
-void Authenticator::drop_caller(std::string_view bus_name) {
-  impl_->challenges.drop_caller(bus_name);
-}
-
 uint64_t Authenticator::expire_challenges() {
   return impl_->challenges.expire(impl_->d_.clock.monotonic_usec());
 }
@@ -32,7 +28,7 @@ size_t Authenticator::open_challenges() const {
 }
 
 std::string Authenticator::challenge_user(const Caller& caller, std::string_view challenge) {
-  const Challenge* c = impl_->challenges.find(challenge, caller.bus_name);
+  const Challenge* c = impl_->challenges.find(challenge, challenge_owner(caller));
   return c != nullptr ? c->user : std::string();
 }
 

@@ -44,8 +44,8 @@ class AdminAuthority {
 // Who is calling, from the bus's own credentials (never /proc-augmented fields).
 struct Caller {
   uid_t uid = static_cast<uid_t>(-1);
-  pid_t pid = 0;         // for the audit trail only
-  std::string bus_name;  // unique name (":1.42"); challenges are tied to it
+  pid_t pid = 0;         // the audit trail; challenges belong to uid and pid (core/challenges.hpp)
+  std::string bus_name;  // unique name (":1.42")
   // Asked when the caller is neither root nor in AdminGroup; none: no admin tier beyond those
   // (tests, internal callers).
   std::shared_ptr<AdminAuthority> admin_authority;
@@ -216,8 +216,6 @@ class Authenticator {
   Result<HealthReport> check_health(const Caller& caller);
 
   // --- Housekeeping, driven by the bus layer. ---
-  // A bus peer went away: its challenges go with it.
-  void drop_caller(std::string_view bus_name);
   // Drops expired challenges; returns the monotonic usec of the next expiry (0: none).
   uint64_t expire_challenges();
   size_t open_challenges() const;

@@ -148,8 +148,12 @@ Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, st
 
   const auto per_user = static_cast<size_t>(std::max(1, m.d_.config.max_challenges_per_user));
   const auto per_caller = static_cast<size_t>(std::max(1, m.d_.config.max_challenges_per_caller));
+  // A login abandoned at its prompt leaves its challenge until its expiry; once the user's cap
+  // is reached, those whose process has exited make room.
+  if (m.challenges.open_for_user(user) >= per_user)
+    m.challenges.drop_exited_for_user(user);
   if (m.challenges.open_for_user(user) >= per_user ||
-      m.challenges.open_for_caller(caller.bus_name) >= per_caller) {
+      m.challenges.open_for_caller(challenge_owner(caller)) >= per_caller) {
     MFA_CHECK(m.audit(AuditKind::kAuthBegin, user, AuditOutcome::kDenied,
                       AuditReason::kTooManyChallenges, caller, details));
     return make_error(Errc::kLimitExceeded, "Too many authentications are in progress");
@@ -157,8 +161,8 @@ Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, st
 
   const uint64_t timeout =
       static_cast<uint64_t>(std::max(1, m.d_.config.challenge_timeout_seconds)) * kUsecPerSecond;
-  MFA_TRY(c, m.challenges.create(user, caller.bus_name, std::move(allowed), challenge_context,
-                                 m.d_.clock.monotonic_usec() + timeout));
+  MFA_TRY(c, m.challenges.create(user, challenge_owner(caller), std::move(allowed),
+                                 challenge_context, m.d_.clock.monotonic_usec() + timeout));
   result.challenge = c->id;
   details["methods"] = methods_list(result.methods);
   if (auto st = m.audit_success(AuditKind::kAuthBegin, user, caller, details); !st.ok()) {
@@ -173,7 +177,7 @@ Result<std::string> Authenticator::verify(const Caller& caller, std::string_view
   Impl& m = *impl_;
   MFA_CHECK(m.require_root(caller, "Verify"));
   MFA_CHECK(validate_code_length(code));
-  Challenge* c = m.challenges.find(challenge, caller.bus_name);
+  Challenge* c = m.challenges.find(challenge, challenge_owner(caller));
   if (!c || c->done)
     return make_error(Errc::kNoSuchChallenge, "No such authentication is in progress");
   const std::string user = c->user;
@@ -202,8 +206,8 @@ Result<std::string> Authenticator::verify(const Caller& caller, std::string_view
                              }
                              return m.check_code(user, code, allowed, f, now_s);
                            }));
-  if (Challenge* again = m.challenges.find(challenge, caller.bus_name))
-    again->done = true;
+  if (Challenge* again = m.challenges.find(challenge, challenge_owner(caller)))
+    m.challenges.mark_done(again);
   m.sms.forget(challenge);
   const std::string method = method_name(match.method);
   details["method"] = method;
@@ -216,7 +220,7 @@ Result<std::string> Authenticator::verify(const Caller& caller, std::string_view
 Status Authenticator::end_authentication(const Caller& caller, std::string_view challenge) {
   Impl& m = *impl_;
   MFA_CHECK(m.require_root(caller, "EndAuthentication"));
-  Challenge* c = m.challenges.find(challenge, caller.bus_name);
+  Challenge* c = m.challenges.find(challenge, challenge_owner(caller));
   if (!c)
     return make_error(Errc::kNoSuchChallenge, "No such authentication is in progress");
   const bool done = c->done;
@@ -233,7 +237,7 @@ Status Authenticator::end_authentication(const Caller& caller, std::string_view 
 Result<SmsMessage> Authenticator::send_sms_code(const Caller& caller, std::string_view challenge) {
   Impl& m = *impl_;
   MFA_CHECK(m.require_root(caller, "SendSmsCode"));
-  Challenge* c = m.challenges.find(challenge, caller.bus_name);
+  Challenge* c = m.challenges.find(challenge, challenge_owner(caller));
   if (!c || c->done)
     return make_error(Errc::kNoSuchChallenge, "No such authentication is in progress");
   if (m.d_.clock.monotonic_usec() >= c->expires_usec) {

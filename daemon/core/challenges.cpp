@@ -1,12 +1,43 @@
 #include "core/challenges.hpp"
 
+#include <errno.h>
+#include <signal.h>
+
 #include <array>
+#include <vector>
 
 #include "common/crypto.hpp"
 
 namespace mfa {
+namespace {
 
-Result<Challenge*> ChallengeTable::create(std::string user, std::string bus_name,
+// EPERM (mfad as its own user, the login process root's): alive. A reused pid keeps the challenge
+// until its expiry, which is the safe side.
+bool process_alive(pid_t pid) {
+  return kill(pid, 0) == 0 || errno != ESRCH;
+}
+
+}  // namespace
+
+ChallengeTable::ChallengeTable() : alive_(process_alive) {}
+
+void ChallengeTable::count_open(const Challenge& c, int delta) {
+  auto adjust = [delta](auto& map, const auto& key) {
+    auto it = map.find(key);
+    if (delta > 0) {
+      if (it == map.end())
+        map.emplace(key, 1);
+      else
+        ++it->second;
+    } else if (it != map.end() && --it->second == 0) {
+      map.erase(it);
+    }
+  };
+  adjust(open_per_user_, c.user);
+  adjust(open_per_owner_, c.owner);
+}
+
+Result<Challenge*> ChallengeTable::create(std::string user, ChallengeOwner owner,
                                           std::set<Method> methods, StringMap context,
                                           uint64_t expires_usec) {
   std::string id;
@@ -19,58 +50,79 @@ Result<Challenge*> ChallengeTable::create(std::string user, std::string bus_name
   Challenge c;
   c.id = id;
   c.user = std::move(user);
-  c.bus_name = std::move(bus_name);
+  c.owner = owner;
   c.methods = std::move(methods);
   c.context = std::move(context);
   c.expires_usec = expires_usec;
-  auto [it, inserted] = table_.emplace(id, std::move(c));
+  by_expiry_.emplace(expires_usec, id);
+  auto [it, inserted] = table_.emplace(std::move(id), std::move(c));
   (void)inserted;
+  count_open(it->second, +1);
   return &it->second;
 }
 
-Challenge* ChallengeTable::find(std::string_view id, std::string_view bus_name) {
+Challenge* ChallengeTable::find(std::string_view id, const ChallengeOwner& owner) {
   auto it = table_.find(id);
-  if (it == table_.end() || it->second.bus_name != bus_name)
+  if (it == table_.end() || !(it->second.owner == owner))
     return nullptr;
   return &it->second;
+}
+
+ChallengeTable::Table::iterator ChallengeTable::erase(Table::iterator it) {
+  const Challenge& c = it->second;
+  if (!c.done)
+    count_open(c, -1);
+  by_expiry_.erase({c.expires_usec, c.id});
+  return table_.erase(it);
 }
 
 void ChallengeTable::erase(std::string_view id) {
   auto it = table_.find(id);
   if (it != table_.end())
-    table_.erase(it);
+    erase(it);
 }
 
-void ChallengeTable::drop_caller(std::string_view bus_name) {
-  std::erase_if(table_, [&](const auto& kv) { return kv.second.bus_name == bus_name; });
+void ChallengeTable::mark_done(Challenge* c) {
+  if (c->done)
+    return;
+  c->done = true;
+  count_open(*c, -1);
 }
 
 void ChallengeTable::drop_user(std::string_view user) {
-  std::erase_if(table_, [&](const auto& kv) { return kv.second.user == user; });
+  for (auto it = table_.begin(); it != table_.end();)
+    it = it->second.user == user ? erase(it) : std::next(it);
+}
+
+void ChallengeTable::drop_exited_for_user(std::string_view user) {
+  std::vector<std::string> gone;
+  for (const auto& [id, c] : table_) {
+    if (c.user == user && c.owner.pid > 0 && !alive_(c.owner.pid))
+      gone.push_back(id);
+  }
+  for (const auto& id : gone)
+    erase(id);
 }
 
 uint64_t ChallengeTable::expire(uint64_t now_usec) {
-  std::erase_if(table_, [&](const auto& kv) { return kv.second.expires_usec <= now_usec; });
-  uint64_t next = 0;
-  for (const auto& [id, c] : table_) {
-    if (next == 0 || c.expires_usec < next)
-      next = c.expires_usec;
+  while (!by_expiry_.empty() && by_expiry_.begin()->first <= now_usec) {
+    auto it = table_.find(by_expiry_.begin()->second);
+    if (it != table_.end())
+      erase(it);
+    else
+      by_expiry_.erase(by_expiry_.begin());
   }
-  return next;
+  return by_expiry_.empty() ? 0 : by_expiry_.begin()->first;
 }
 
 size_t ChallengeTable::open_for_user(std::string_view user) const {
-  size_t n = 0;
-  for (const auto& [id, c] : table_)
-    n += (!c.done && c.user == user) ? 1 : 0;
-  return n;
+  auto it = open_per_user_.find(user);
+  return it == open_per_user_.end() ? 0 : it->second;
 }
 
-size_t ChallengeTable::open_for_caller(std::string_view bus_name) const {
-  size_t n = 0;
-  for (const auto& [id, c] : table_)
-    n += (!c.done && c.bus_name == bus_name) ? 1 : 0;
-  return n;
+size_t ChallengeTable::open_for_caller(const ChallengeOwner& owner) const {
+  auto it = open_per_owner_.find(owner);
+  return it == open_per_owner_.end() ? 0 : it->second;
 }
 
 }  // namespace mfa

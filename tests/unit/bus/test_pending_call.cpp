@@ -204,18 +204,21 @@ void test_replies(void**) {
 }
 
 // Fleet mode: a Begin's read of Redis serves its challenge's first Verify only, from the same
-// caller, within the reuse time.
+// caller (its process, on any connection), within the reuse time.
 void test_fleet_begin_reads(void**) {
   FleetBeginReads reads(60 * 1000000ULL);
-  reads.note(":1.5", "c1", 1000000);
-  assert_false(reads.take(":1.6", "c1", 2000000));  // another caller's challenge
-  assert_true(reads.take(":1.5", "c1", 2000000));
-  assert_false(reads.take(":1.5", "c1", 2000000));  // once
-  reads.note(":1.5", "c2", 1000000);
-  assert_false(reads.take(":1.5", "c2", 62000000));  // too old
+  const Caller a{0, 500, ":1.5"};
+  const Caller a_again{0, 500, ":1.9"};  // the same process on a new connection
+  const Caller other{0, 501, ":1.6"};
+  reads.note(a, "c1", 1000000);
+  assert_false(reads.take(other, "c1", 2000000));  // another caller's challenge
+  assert_true(reads.take(a_again, "c1", 2000000));
+  assert_false(reads.take(a, "c1", 2000000));  // once
+  reads.note(a, "c2", 1000000);
+  assert_false(reads.take(a, "c2", 62000000));  // too old
   for (uint64_t i = 0; i < 100; ++i)
-    reads.note(":1.5", "old" + std::to_string(i), 1000000 + i);
-  reads.note(":1.5", "new", 200000000);
+    reads.note(a, "old" + std::to_string(i), 1000000 + i);
+  reads.note(a, "new", 200000000);
   assert_int_equal(reads.size(), 1);  // what is too old to serve is forgotten
 }
 

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -237,8 +238,10 @@ struct Env {
   std::unique_ptr<Authenticator> auth;
 };
 
-const Caller kRoot{0, 100, ":1.10"};
-const Caller kRootOther{0, 101, ":1.11"};
+// Challenges belong to a process (uid and pid) and a cap makes room by dropping those whose
+// process has exited: the root callers are processes that live as long as the test.
+const Caller kRoot{0, getpid(), ":1.10"};
+const Caller kRootOther{0, getppid(), ":1.11"};
 const Caller kAliceC{kAlice, 200, ":1.20"};
 const Caller kBobC{kBob, 201, ":1.21"};
 const Caller kCarolC{kCarol, 202, ":1.22"};
@@ -666,15 +669,37 @@ void test_challenge_tied_to_caller(void**) {
              Errc::kNoSuchChallenge);
   // Nothing was counted for those.
   assert_int_equal(e.auth->get_user(kRoot, "alice")->failures, 0);
-  ASSERT_OK(e.auth->verify(kRoot, ch, code_now(e, key)));
-
-  // A caller that goes away takes its challenges along.
-  e.clock.advance_seconds(30);
-  auto ch2 = begin(e, "alice");
-  assert_int_equal(e.auth->open_challenges(), 2);
-  e.auth->drop_caller(kRoot.bus_name);
+  // The same process on a new connection (pam_mfa.so closes its own while the person types).
+  const Caller reconnected{kRoot.uid, kRoot.pid, ":1.99"};
+  ASSERT_OK(e.auth->verify(reconnected, ch, code_now(e, key)));
+  ASSERT_OK(e.auth->end_authentication(kRoot, ch));
   assert_int_equal(e.auth->open_challenges(), 0);
-  ASSERT_ERR(e.auth->verify(kRoot, ch2, code_now(e, key)), Errc::kNoSuchChallenge);
+}
+
+// A login abandoned at its prompt (its process gone, its connection long closed) keeps its
+// challenge until the expiry, or until the user's cap needs the room.
+void test_challenge_of_an_exited_process(void**) {
+  Config c = test_config();
+  c.max_challenges_per_user = 2;
+  Env e(c);
+  backup_codes_for(e, "alice");
+  pid_t child = fork();
+  if (child == 0)
+    _exit(0);
+  assert_true(child > 0);
+  int status = 0;
+  assert_int_equal(waitpid(child, &status, 0), child);
+  const Caller gone{0, child, ":1.30"};
+  begin(e, "alice", gone);
+  begin(e, "alice", gone);
+  assert_int_equal(e.auth->open_challenges(), 2);
+  // The cap is reached: the exited process's challenges make room.
+  auto live = begin(e, "alice");
+  assert_int_equal(e.auth->open_challenges(), 1);
+  begin(e, "alice", kRootOther);
+  // Both live: the cap holds.
+  ASSERT_ERR(e.auth->begin_authentication(kRoot, "alice", {}), Errc::kLimitExceeded);
+  ASSERT_OK(e.auth->end_authentication(kRoot, live));
 }
 
 void test_challenge_expiry(void**) {
@@ -1414,6 +1439,7 @@ int main(void) {
       cmocka_unit_test(test_unlock),
       cmocka_unit_test(test_daily_cap),
       cmocka_unit_test(test_challenge_tied_to_caller),
+      cmocka_unit_test(test_challenge_of_an_exited_process),
       cmocka_unit_test(test_challenge_expiry),
       cmocka_unit_test(test_challenge_caps),
       cmocka_unit_test(test_step_up),
