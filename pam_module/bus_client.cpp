@@ -8,6 +8,7 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/dbus_names.hpp"
 
@@ -16,6 +17,7 @@ namespace {
 
 constexpr char kMfadUserName[] = "mfad";
 constexpr char kTooSlowMessage[] = "The login took too long; please start again";
+constexpr char kBusyMessage[] = "The login service is busy; please try again in a moment";
 // getpwnam_r's buffer for the mfad user's entry.
 constexpr size_t kPasswdBufferSize = 16384;
 
@@ -68,7 +70,11 @@ BusContext login_context(const HookContext& hook) {
 }
 
 CallResult::CallResult(CallResult&& other) noexcept
-    : status_(other.status_), r_(other.r_), reply_(std::move(other.reply_)), error_(other.error_) {
+    : status_(other.status_),
+      r_(other.r_),
+      no_connection_(other.no_connection_),
+      reply_(std::move(other.reply_)),
+      error_(other.error_) {
   other.error_ = SD_BUS_ERROR_NULL;
 }
 
@@ -86,16 +92,46 @@ int CallResult::read_string(const char** ret) const {
 }
 
 int MfadClient::open() {
-  int r = connect();
-  if (r != PAM_SUCCESS)
-    return r;
-  return check_daemon_identity();
+  const uint64_t deadline = monotonic_usec() + hook_.timeout_usec();
+  char owner[kBusNameCapacity] = {};
+  int r = 0;
+  for (int attempt = 0;; ++attempt) {
+    r = start();
+    if (r >= 0)
+      r = name_owner(owner, deadline);
+    if (r >= 0 || !retry_connection(r, attempt, deadline))
+      break;
+  }
+  if (r < 0)
+    return connection_failure(r);
+  if (r == 0) {
+    // Not running: ask the bus to activate it (a no-op error where there is no activation
+    // file), then look once more.
+    sd_bus_error error = SD_BUS_ERROR_NULL;
+    int s = sd_bus_call_method(bus_.get(), "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                               "org.freedesktop.DBus", "StartServiceByName", &error, nullptr, "su",
+                               dbus::kBusName, 0u);
+    sd_bus_error_free(&error);
+    if (hook_.failed_allocation(s))
+      return PAM_BUF_ERR;
+    if (s >= 0)
+      r = name_owner(owner, monotonic_usec() + hook_.timeout_usec());
+    if (r < 0)
+      return connection_failure(r);
+  }
+  if (r == 0) {
+    pam_syslog(hook_.pamh(), LOG_ERR, "mfad is not running (%s has no owner on the bus)",
+               dbus::kBusName);
+    return hook_.unavailable();
+  }
+  return check_daemon_identity(owner);
 }
 
-int MfadClient::connect() {
+int MfadClient::start() {
   sd_bus* raw = nullptr;
   int r;
   const char* address = hook_.args().bus_address;
+  ++connections_;
   if (address == nullptr) {
     // sd-bus reads DBUS_SYSTEM_BUS_ADDRESS with secure_getenv: setuid hosts ignore it.
     r = sd_bus_open_system(&raw);
@@ -116,13 +152,128 @@ int MfadClient::connect() {
   if (r < 0) {
     drop_if_not_ready();
     bus_.reset();
-    if (hook_.failed_allocation(r))
-      return PAM_BUF_ERR;
-    pam_syslog(hook_.pamh(), LOG_ERR, "cannot connect to the %s bus: %s",
-               address == nullptr ? "system" : "configured", strerror(-r));
-    return hook_.unavailable();
   }
-  return PAM_SUCCESS;
+  return r;
+}
+
+void MfadClient::release() {
+  // Flushed first: an EndAuthentication sent without a reply leaves before the close.
+  bus_.reset();
+}
+
+int MfadClient::pump(uint64_t deadline_usec) {
+  int r = sd_bus_process(bus_.get(), nullptr);
+  if (r == 0) {
+    const uint64_t now = monotonic_usec();
+    if (now >= deadline_usec)
+      return -ETIMEDOUT;
+    r = sd_bus_wait(bus_.get(), deadline_usec - now);
+  }
+  return r == -EINTR ? 0 : r;
+}
+
+int MfadClient::reconnect(uint64_t deadline_usec) {
+  int r = 0;
+  for (int attempt = 0;; ++attempt) {
+    r = start();
+    // Ready before anything is sent: a connection the bus drops before then never carried a
+    // call, so making it again cannot send a code twice.
+    while (r >= 0 && sd_bus_is_ready(bus_.get()) <= 0)
+      r = pump(deadline_usec);
+    if (r >= 0 || !retry_connection(r, attempt, deadline_usec))
+      break;
+  }
+  if (r < 0)
+    return r;
+  sd_id128_t id = {};
+  if (sd_bus_get_bus_id(bus_.get(), &id) < 0 || !sd_id128_equal(id, bus_id_)) {
+    // Another bus instance: daemon_ may name another peer there.
+    bus_.reset();
+    return -ESTALE;
+  }
+  return 0;
+}
+
+bool MfadClient::retry_connection(int r, int attempt, uint64_t deadline_usec) {
+  switch (r) {
+    case -ENOBUFS:       // Hello refused with LimitsExceeded (max_connections_per_user)
+    case -ECONNRESET:    // dropped during the handshake (max_incomplete_connections)
+    case -EPIPE:         // ... while we were writing
+    case -ENOTCONN:      // ... before we noticed
+    case -ECONNABORTED:  //
+    case -EAGAIN:        // the listening socket's backlog is full
+      break;
+    default:
+      return false;
+  }
+  drop_if_not_ready();
+  bus_.reset();
+  // 2, 4, 8 ... 64 ms, and a random half of it again (logins refused together do not come back
+  // together).
+  const uint64_t base = 2000ULL << (attempt < 5 ? attempt : 5);
+  const uint64_t jitter = (static_cast<uint64_t>(getpid()) * 2654435761ULL +
+                           connections_ * 40503ULL + monotonic_usec()) %
+                          (base / 2 + 1);
+  const uint64_t now = monotonic_usec();
+  if (now + base + jitter >= deadline_usec)
+    return false;
+  const uint64_t pause = base + jitter;
+  struct timespec ts = {static_cast<time_t>(pause / 1000000),
+                        static_cast<long>((pause % 1000000) * 1000)};
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+  }
+  return true;
+}
+
+int MfadClient::connection_failure(int r) {
+  if (hook_.failed_allocation(r))
+    return PAM_BUF_ERR;
+  const char* bus = hook_.args().bus_address == nullptr ? "the system bus" : "the configured bus";
+  bool busy = false;
+  switch (r) {
+    case -ENOENT:
+    case -ECONNREFUSED:
+      pam_syslog(hook_.pamh(), LOG_ERR, "cannot connect to %s: %s (is dbus-daemon running?)", bus,
+                 strerror(-r));
+      break;
+    case -ENOBUFS:
+      pam_syslog(hook_.pamh(), LOG_ERR,
+                 "%s refused the connection: its connection limit is reached (LimitsExceeded; "
+                 "max_connections_per_user of the bus's configuration)",
+                 bus);
+      busy = true;
+      break;
+    case -ECONNRESET:
+    case -EPIPE:
+    case -ENOTCONN:
+    case -ECONNABORTED:
+      pam_syslog(hook_.pamh(), LOG_ERR,
+                 "%s dropped the connection during its handshake (its limits on connections: "
+                 "max_incomplete_connections, auth_timeout): %s",
+                 bus, strerror(-r));
+      busy = true;
+      break;
+    case -EAGAIN:
+      pam_syslog(hook_.pamh(), LOG_ERR, "%s is not accepting connections (its backlog is full)",
+                 bus);
+      busy = true;
+      break;
+    case -ETIMEDOUT:
+      pam_syslog(hook_.pamh(), LOG_ERR, "%s did not complete the connection within timeout=%d s",
+                 bus, hook_.args().timeout_seconds);
+      busy = true;
+      break;
+    case -ESTALE:
+      pam_syslog(hook_.pamh(), LOG_ERR, "%s was restarted during the login", bus);
+      break;
+    default:
+      pam_syslog(hook_.pamh(), LOG_ERR, "cannot connect to %s: %s", bus, strerror(-r));
+      break;
+  }
+  const int result = hook_.unavailable();
+  if (busy && result != PAM_IGNORE)
+    hook_.show(PAM_ERROR_MSG, kBusyMessage);
+  return result;
 }
 
 void MfadClient::drop_if_not_ready() {
@@ -133,31 +284,10 @@ void MfadClient::drop_if_not_ready() {
 // Who owns org.mfad1 must be root or the mfad user before any code goes out; later calls go to
 // that unique name only, so that a new owner mid-dialogue makes them fail instead of receiving
 // the code.
-int MfadClient::check_daemon_identity() {
-  char owner[kBusNameCapacity] = {};
-  int r = name_owner(owner);
-  if (r == 0) {
-    // Not running: ask the bus to activate it (a no-op error where there is no activation
-    // file), then look once more.
-    sd_bus_error error = SD_BUS_ERROR_NULL;
-    int s = sd_bus_call_method(bus_.get(), "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                               "org.freedesktop.DBus", "StartServiceByName", &error, nullptr, "su",
-                               dbus::kBusName, 0u);
-    sd_bus_error_free(&error);
-    if (hook_.failed_allocation(s))
-      return PAM_BUF_ERR;
-    if (s >= 0)
-      r = name_owner(owner);
-  }
-  if (hook_.failed_allocation(r))
-    return PAM_BUF_ERR;
-  if (r <= 0) {
-    pam_syslog(hook_.pamh(), LOG_ERR, "mfad is not running (%s is not owned)", dbus::kBusName);
-    return hook_.unavailable();
-  }
+int MfadClient::check_daemon_identity(const char* owner) {
   // A unique name: one GetConnectionCredentials.
   sd_bus_creds* raw = nullptr;
-  r = sd_bus_get_name_creds(bus_.get(), owner, SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID, &raw);
+  int r = sd_bus_get_name_creds(bus_.get(), owner, SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID, &raw);
   BusCredsPtr creds(raw);
   if (hook_.failed_allocation(r))
     return PAM_BUF_ERR;
@@ -170,6 +300,13 @@ int MfadClient::check_daemon_identity() {
   r = check_trusted_owner(uid);
   if (r != PAM_SUCCESS)
     return r;
+  r = sd_bus_get_bus_id(bus_.get(), &bus_id_);
+  if (r < 0) {
+    if (hook_.failed_allocation(r))
+      return PAM_BUF_ERR;
+    pam_syslog(hook_.pamh(), LOG_ERR, "cannot read the bus's id: %s", strerror(-r));
+    return hook_.unavailable();
+  }
   memcpy(daemon_, owner, sizeof(daemon_));
   hook_.debug("mfad is %s (uid %u)", daemon_, static_cast<unsigned>(uid));
   return PAM_SUCCESS;
@@ -177,7 +314,7 @@ int MfadClient::check_daemon_identity() {
 
 // Sent with sd_bus_call_method_async, GetNameOwner leaves in the same write as the connection's
 // Hello (sd_bus_call would first wait for Hello's reply): one round trip less per login.
-int MfadClient::name_owner(char (&ret_owner)[kBusNameCapacity]) {
+int MfadClient::name_owner(char (&ret_owner)[kBusNameCapacity], uint64_t deadline_usec) {
   OwnerReply owner;
   sd_bus_slot* raw = nullptr;
   int r = sd_bus_call_method_async(bus_.get(), &raw, "org.freedesktop.DBus",
@@ -186,25 +323,18 @@ int MfadClient::name_owner(char (&ret_owner)[kBusNameCapacity]) {
   BusSlotPtr slot(raw);
   // Our own deadline too: while the connection authenticates, sd-bus waits on its 90 s
   // handshake timeout, not on the call's.
-  const uint64_t deadline = monotonic_usec() + hook_.timeout_usec();
-  while (r >= 0 && !owner.done) {
-    r = sd_bus_process(bus_.get(), nullptr);
-    if (r == 0) {
-      const uint64_t now = monotonic_usec();
-      if (now >= deadline)
-        r = -ETIMEDOUT;
-      else
-        r = sd_bus_wait(bus_.get(), deadline - now);
-    }
-    if (r == -EINTR)
-      r = 0;
-  }
+  while (r >= 0 && !owner.done)
+    r = pump(deadline_usec);
   if (r < 0)
     return r;
   if (sd_bus_message_is_method_error(owner.reply.get(), nullptr)) {
-    // NameHasNoOwner; or NoMemory, from the bus or made up by sd-bus for a local failure.
-    int e = sd_bus_message_get_errno(owner.reply.get());
-    return e == ENOMEM ? -ENOMEM : 0;
+    // NameHasNoOwner: 0. NoMemory, from the bus or made up by sd-bus for a local failure; NoReply
+    // (sd-bus's own timeout); anything else: the cause.
+    const sd_bus_error* e = sd_bus_message_get_error(owner.reply.get());
+    if (e != nullptr && sd_bus_error_has_name(e, SD_BUS_ERROR_NAME_HAS_NO_OWNER))
+      return 0;
+    int errnum = sd_bus_message_get_errno(owner.reply.get());
+    return errnum > 0 ? -errnum : -EIO;
   }
   const char* unique = nullptr;
   r = sd_bus_message_read(owner.reply.get(), "s", &unique);
@@ -267,6 +397,14 @@ int MfadClient::build(const char* member, bool sensitive, const char* a, const c
 CallResult MfadClient::call(const char* member, bool sensitive, const char* a, const char* b,
                             const BusContext* context) {
   CallResult res;
+  if (!bus_) {
+    res.r_ = reconnect(monotonic_usec() + hook_.timeout_usec());
+    if (res.r_ < 0) {
+      res.no_connection_ = true;
+      res.status_ = res.r_ == -ENOMEM ? CallStatus::kNoMemory : CallStatus::kUnreachable;
+      return res;
+    }
+  }
   BusMessagePtr m;
   res.r_ = build(member, sensitive, a, b, context, &m);
   if (res.r_ < 0) {
@@ -282,10 +420,13 @@ CallResult MfadClient::call(const char* member, bool sensitive, const char* a, c
 
 // Best effort and without waiting: no reply is expected, so a frozen daemon cannot hold the login.
 void MfadClient::send_without_reply(const char* member, const char* a) {
-  if (!bus_)
+  int r = bus_ ? 0 : reconnect(monotonic_usec() + hook_.timeout_usec());
+  if (r < 0) {
+    (void)hook_.failed_allocation(r);
     return;
+  }
   BusMessagePtr m;
-  int r = build(member, false, a, nullptr, nullptr, &m);
+  r = build(member, false, a, nullptr, nullptr, &m);
   if (r >= 0)
     r = sd_bus_message_set_expect_reply(m.get(), 0);
   if (r >= 0)
@@ -294,6 +435,8 @@ void MfadClient::send_without_reply(const char* member, const char* a) {
 }
 
 int MfadClient::failure(const CallResult& res, const char* method) {
+  if (res.no_connection_)
+    return connection_failure(res.r_);
   switch (res.status()) {
     case CallStatus::kUnreachable:
       pam_syslog(hook_.pamh(), LOG_ERR, "mfad did not answer %s: %s%s", method,

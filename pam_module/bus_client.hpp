@@ -1,6 +1,14 @@
-// The module's side of the bus: one private connection to mfad per hook (systemd's
-// pam_systemd_home.c), its owner checked before anything is sent (SSSD's check_server_cred in
-// pam_sss.c), every call bounded by timeout=, and each outcome mapped to a PAM result in one place.
+// The module's side of the bus: a private connection to mfad (systemd's pam_systemd_home.c), its
+// owner checked before anything is sent (SSSD's check_server_cred in pam_sss.c), every call
+// bounded by timeout=, and each outcome mapped to a PAM result in one place.
+//
+// A login waiting at its prompt holds no connection: dbus-daemon limits the connections of a uid
+// (max_connections_per_user, 256 on Debian's system bus, shared by everything running as root),
+// so release() closes it before each prompt and the next call makes a new one (mfad ties the
+// challenge to this process, not to the connection: daemon/core/challenges.hpp). A new connection
+// is made ready before anything is sent on it; one the bus refuses or drops before it is ready
+// (its connection limits under a burst of logins) is made again, with a short random backoff,
+// until timeout=.
 #pragma once
 
 #include <systemd/sd-bus.h>
@@ -58,6 +66,7 @@ class CallResult {
 
   CallStatus status_ = CallStatus::kLocal;
   int r_ = 0;
+  bool no_connection_ = false;  // the call never left: no connection could be made
   BusMessagePtr reply_;
   sd_bus_error error_ = SD_BUS_ERROR_NULL;
 };
@@ -74,8 +83,11 @@ class MfadClient {
 
   // Connects and checks who owns org.mfad1: PAM_SUCCESS, PAM_BUF_ERR, or failmode's answer.
   int open();
+  // Closes the connection (before a prompt, which may last minutes); the next call connects again.
+  void release();
   // A method of org.mfad1.Manager with up to two strings and a context, sent to the owner that
-  // open() checked and marked sensitive when it carries a code.
+  // open() checked and marked sensitive when it carries a code; on a new connection when
+  // release() closed the last one.
   CallResult call(const char* member, bool sensitive, const char* a, const char* b,
                   const BusContext* context);
   // A call with one string whose reply nobody waits for; best effort.
@@ -85,16 +97,29 @@ class MfadClient {
   int failure(const CallResult& res, const char* method);
 
  private:
-  int connect();
+  // Starts a new connection (its handshake is driven by what follows): 0 or a negative errno.
+  int start();
+  // A new connection to the bus open() checked, ready (authenticated, Hello answered) by deadline:
+  // 0 or a negative errno.
+  int reconnect(uint64_t deadline_usec);
+  // One step of the connection: 1 when something was processed, 0 after waiting, a negative
+  // errno (-ETIMEDOUT at deadline_usec).
+  int pump(uint64_t deadline_usec);
+  // Whether a connection that failed with r before it was ready is to be made again (the bus
+  // refused or dropped it: its limits); waits the backoff of attempt first.
+  bool retry_connection(int r, int attempt, uint64_t deadline_usec);
+  // Logs why no connection to mfad could be made and, where the person can act on it (the service
+  // is busy), tells them; returns failmode's answer (PAM_BUF_ERR for a failed allocation).
+  int connection_failure(int r);
   // Closes a connection that never got through its handshake without flushing it: sd_bus_flush
   // would wait for the handshake, bounded only by sd-bus's own 90 s (a bus daemon that is slow,
   // or a reply lost to a failed allocation). A ready one is flushed on close, so that
   // EndAuthentication leaves.
   void drop_if_not_ready();
-  int check_daemon_identity();
+  int check_daemon_identity(const char* owner);
   // The unique name owning org.mfad1 into ret_owner: 1, 0 when the name is not owned, or a
   // negative errno.
-  int name_owner(char (&ret_owner)[kBusNameCapacity]);
+  int name_owner(char (&ret_owner)[kBusNameCapacity], uint64_t deadline_usec);
   // Whether a connection of this uid may be sent codes (root or the mfad user): PAM_SUCCESS, or
   // the PAM result of refusing it.
   int check_trusted_owner(uid_t uid);
@@ -104,6 +129,11 @@ class MfadClient {
   HookContext& hook_;
   BusPtr bus_;
   char daemon_[kBusNameCapacity] = {};  // the unique name that owned org.mfad1 when it was checked
+  // The bus instance daemon_ was checked on (the server's GUID): a new connection to another one
+  // (dbus-daemon restarted) could find daemon_ given to someone else.
+  sd_id128_t bus_id_ = {};
+  // Connections made to the bus by this client, for the backoff's jitter.
+  unsigned connections_ = 0;
 };
 
 }  // namespace mfa::pam

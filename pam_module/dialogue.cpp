@@ -53,8 +53,8 @@ class Dialogue {
 
   int begin_authentication(const char* user);
   int run();
-  // EndAuthentication, on every path once a challenge was opened: the daemon also drops our
-  // challenges when we disconnect.
+  // EndAuthentication, on every path once a challenge was opened: the daemon also drops it at its
+  // expiry, or once this process has exited and the user's cap needs the room.
   void end_authentication();
 
  private:
@@ -73,7 +73,7 @@ class Dialogue {
   HookContext& hook_;
   MfadClient& client_;
   const PamArgs& args_ = hook_.args();
-  char challenge_[kMaxChallengeLength + 1] = {};  // not a secret: tied to our connection
+  char challenge_[kMaxChallengeLength + 1] = {};  // not a secret: tied to this process
 };
 
 int Dialogue::begin_authentication(const char* user) {
@@ -134,6 +134,8 @@ void Dialogue::end_authentication() {
 }
 
 int Dialogue::prompt(const char* text, size_t limit, Answer* ret_answer, bool* ret_too_long) {
+  // The person may take minutes: no bus connection is held meanwhile (bus_client.hpp).
+  client_.release();
   const void* item = nullptr;
   if (pam_get_item(hook_.pamh(), PAM_CONV, &item) != PAM_SUCCESS || item == nullptr)
     return PAM_CONV_ERR;
