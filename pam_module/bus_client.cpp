@@ -208,16 +208,17 @@ bool MfadClient::retry_connection(int r, int attempt, uint64_t deadline_usec) {
   }
   drop_if_not_ready();
   bus_.reset();
-  // 2, 4, 8 ... 64 ms, and a random half of it again (logins refused together do not come back
-  // together).
-  const uint64_t base = 2000ULL << (attempt < 5 ? attempt : 5);
+  // 4, 8, 16 ... 256 ms, each between half and one and a half of that at random: logins
+  // refused together do not come back together, and a burst of them (every person at a prompt
+  // answering at once) is not turned into a storm of handshakes the bus must refuse again.
+  const uint64_t base = 4000ULL << (attempt < 6 ? attempt : 6);
   const uint64_t jitter = (static_cast<uint64_t>(getpid()) * 2654435761ULL +
-                           connections_ * 40503ULL + monotonic_usec()) %
-                          (base / 2 + 1);
-  const uint64_t now = monotonic_usec();
-  if (now + base + jitter >= deadline_usec)
+                           connections_ * 40503ULL + monotonic_usec() * 11ULL) %
+                          (base + 1);
+  const uint64_t pause_half = base / 2;
+  const uint64_t pause = pause_half + jitter;
+  if (monotonic_usec() + pause >= deadline_usec)
     return false;
-  const uint64_t pause = base + jitter;
   struct timespec ts = {static_cast<time_t>(pause / 1000000),
                         static_cast<long>((pause % 1000000) * 1000)};
   while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {

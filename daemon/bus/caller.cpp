@@ -43,6 +43,17 @@ std::optional<BusRefusal> CallerCache::identify(sd_bus_message* m, Caller* ret) 
   return std::nullopt;
 }
 
+bool CallerCache::known(sd_bus_message* m) const {
+  const char* sender = sd_bus_message_get_sender(m);
+  return sender != nullptr && peers_.count(sender) != 0;
+}
+
+void CallerCache::learn(const char* unique_name, uid_t euid, pid_t pid) {
+  if (peers_.size() >= kMaxPeers)
+    peers_.clear();
+  peers_.insert_or_assign(unique_name, Peer{euid, pid});
+}
+
 void CallerCache::forget(std::string_view unique_name) {
   peers_.erase(std::string(unique_name));
 }

@@ -2,9 +2,12 @@
 // (SO_PEERCRED), fetched with sd_bus_query_sender_creds. Fields sd-bus would fill in from /proc
 // (racy, changed by exec) are never used for a decision: an augmented euid is refused.
 //
-// On a dbus-daemon bus each query is a synchronous round trip to the bus driver. A connection's
-// credentials never change and unique names are never reused, so they are cached per unique name
-// and forgotten when the peer leaves (NameOwnerChanged).
+// On a dbus-daemon bus each query is a round trip to the bus driver. A connection's credentials
+// never change and unique names are never reused, so they are cached per unique name and
+// forgotten when the peer leaves (NameOwnerChanged). A call from a sender not in the cache waits
+// for an asynchronous GetConnectionCredentials (ManagerBus::identify_first, caller_lookup.cpp):
+// pam_mfa.so makes a connection per call, and a synchronous query would hold the event loop for a
+// round trip through a bus busy with everyone's handshakes.
 #pragma once
 
 #include <systemd/sd-bus.h>
@@ -30,6 +33,11 @@ class CallerCache {
 
   // Fills *ret from the message's sender; a refusal when the bus cannot vouch for it.
   std::optional<BusRefusal> identify(sd_bus_message* m, Caller* ret);
+  // Whether m's sender is in the cache.
+  bool known(sd_bus_message* m) const;
+  // The bus driver's GetConnectionCredentials answer for unique_name (UnixUserID: the uid the
+  // bus read with SO_PEERCRED, the effective one; ProcessID).
+  void learn(const char* unique_name, uid_t euid, pid_t pid);
   void forget(std::string_view unique_name);
   size_t size() const { return peers_.size(); }
 

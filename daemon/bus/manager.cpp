@@ -252,6 +252,7 @@ void ManagerBus::stop(std::function<void()> stopped) {
   // Sends in flight end now (failed): their calls are answered, after the commit below.
   sms_->cancel_all();
   answer_parked(SD_BUS_ERROR_NO_SERVER, "mfad is shutting down.");
+  answer_lookups(SD_BUS_ERROR_NO_SERVER, "mfad is shutting down.");
   calls_.answer_waiting(CallWait::kPolkit, SD_BUS_ERROR_NO_SERVER, "mfad is shutting down.");
   polkit_->abandon_all();
   const size_t on_redis = calls_.waiting(CallWait::kRedis);

@@ -21,7 +21,9 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <string_view>
+#include <vector>
 
 #include "bus/call_throttle.hpp"
 #include "bus/caller.hpp"
@@ -107,6 +109,16 @@ class ManagerBus {
   int handle(sd_bus_message* m, Handler handler, sd_bus_error* ret_error);
   // The most calls parked at once.
   static constexpr size_t kMaxParkedCalls = 256;
+  // Before either gate: > 0 when m's sender is not known yet and m waits for its credentials
+  // (caller_lookup.cpp); 0 when it is known (or too many lookups are under way: then the gates
+  // ask synchronously).
+  int identify_first(sd_bus_message* m, Handler handler, bool root_only);
+  // The gate and the handler, for a call whose sender just became known.
+  int dispatch_identified(sd_bus_message* m, Handler handler, bool root_only,
+                          sd_bus_error* ret_error);
+  // Senders whose credentials are being asked at once, and calls waiting for them per sender.
+  static constexpr size_t kMaxLookups = 1024;
+  static constexpr size_t kMaxCallsPerLookup = 64;
 
   // The vtable's handlers (manager_calls.cpp; manager_vtable.cpp's trampolines call these).
   int begin_authentication(sd_bus_message* m);
@@ -248,6 +260,21 @@ class ManagerBus {
     BusMessagePtr message;  // a reference of its own
     Handler handler;
   };
+  // Calls whose sender's credentials are being asked (caller_lookup.cpp).
+  struct Lookup {
+    struct Waiting {
+      BusMessagePtr message;  // a reference of its own
+      Handler handler;
+      bool root_only;
+    };
+    ManagerBus* self = nullptr;
+    std::string sender;
+    BusSlotPtr slot;  // the GetConnectionCredentials call; dropping it cancels the callback
+    std::vector<Waiting> calls;
+  };
+  static int on_credentials(sd_bus_message* reply, void* userdata, sd_bus_error* ret_error);
+  void answer_lookups(const char* name, const char* message);
+  std::unordered_map<std::string, std::unique_ptr<Lookup>> lookups_;
   CallThrottle throttle_;
   std::deque<ParkedCall> parked_;
   EventSourcePtr parked_source_;

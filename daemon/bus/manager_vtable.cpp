@@ -22,6 +22,9 @@ template <int (ManagerBus::*Handler)(sd_bus_message*), Access kAccess>
 int dispatch(sd_bus_message* m, void* userdata, sd_bus_error* ret_error) {
   auto* mb = static_cast<ManagerBus*>(userdata);
   try {
+    // A sender not known yet: the call goes on once the bus said who it is (caller_lookup.cpp).
+    if (mb->identify_first(m, Handler, kAccess == Access::kRoot) != 0)
+      return 1;
     const int r =
         kAccess == Access::kRoot ? mb->refuse_unless_root(m) : mb->admit_open_call(m, Handler);
     if (r != 0)
