@@ -61,7 +61,7 @@ def reexec_in_namespace(users):
     env = dict(os.environ, MFA_BENCH_IN_NAMESPACE="1")
     cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
            f'mount --bind "{passwd}" /etc/passwd && exec "$0" "$@"', sys.executable,
-           os.path.abspath(__file__)] + sys.argv[1:]
+           os.path.abspath(sys.argv[0])] + sys.argv[1:]
     try:
         return subprocess.run(cmd, env=env).returncode
     finally:
@@ -114,6 +114,12 @@ def rss_kb(pid):
     except OSError:
         pass
     return 0
+
+
+def cpu_ms(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 // os.sysconf("SC_CLK_TCK")
 
 
 def socket_count(pid):
@@ -238,16 +244,29 @@ def run(args):
             at_prompt, early, prompt_s = int(head[1]), int(head[2]), float(head[3])
             time.sleep(0.5)  # the connections of the last ones to prompt are closed by now
             plateau = sampler.sample()
+            perf = None
+            if args.perf:
+                perf = subprocess.Popen(["perf", "record", "-g", "-q", "-p", str(mfad.proc.pid),
+                                         "-o", args.perf], stderr=subprocess.DEVNULL)
+                time.sleep(0.5)
+            cpu0 = cpu_ms(mfad.proc.pid), cpu_ms(bus.proc.pid)
             proc.stdin.write("go\n")
             proc.stdin.flush()
             results = []
+            clients_cpu = 0
             for line in proc.stdout:
+                if line.startswith("clients_cpu_ms "):
+                    clients_cpu = int(line.split()[1])
                 if line.startswith("result "):
                     _, rc, prompted, msg, usec = line.split()
                     results.append((int(rc), int(prompted), msg, int(usec)))
                 elif line.strip() == "done":
                     break
             proc.wait(60)
+            cpu1 = cpu_ms(mfad.proc.pid), cpu_ms(bus.proc.pid)
+            if perf is not None:
+                perf.send_signal(2)
+                perf.wait(60)
         sampler.running = False
         sampler.join()
     finally:
@@ -286,6 +305,12 @@ def run(args):
           f"{sampler.peak['bus_connections']}")
     print(f"idle (anchor):  mfad RSS {idle['mfad_rss_kb'] / 1024:.1f} MB, dbus-daemon RSS "
           f"{idle['bus_rss_kb'] / 1024:.1f} MB")
+    print(f"cpu from the answers to the last result: mfad {cpu1[0] - cpu0[0]} ms "
+          f"({(cpu1[0] - cpu0[0]) * 1000 / max(1, len(ok)):.0f} us per login), dbus-daemon "
+          f"{cpu1[1] - cpu0[1]} ms, the PAM processes {clients_cpu} ms "
+          f"({clients_cpu * 1000 / max(1, len(results)):.0f} us each): "
+          f"{(cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1] + clients_cpu) / 1000:.2f} s of CPU in all on "
+          f"{os.cpu_count()} CPUs")
     print(f"told 'busy': {busy}; module log causes: {causes or 'none'}")
     print(f"dbus-daemon: {limit_lines} 'maximum number of active connections' lines, "
           f"{incomplete_lines} about incomplete connections")
@@ -301,6 +326,8 @@ def run(args):
               "p99_ms": round(p99, 1), "told_busy": busy, "module_log_causes": causes,
               "bus_limit_lines": limit_lines, "at_prompt": plateau, "peak": sampler.peak,
               "idle": idle, "load_average": load[0],
+              "mfad_cpu_ms": cpu1[0] - cpu0[0], "bus_cpu_ms": cpu1[1] - cpu0[1],
+              "clients_cpu_ms": clients_cpu,
               "targets": [{"target": t, "met": m} for t, m in targets]}
     if args.json:
         with open(args.json, "w") as f:
@@ -320,6 +347,7 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--show-log", action="store_true")
+    ap.add_argument("--perf", help="perf record mfad during the answers into this file")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (a private mount namespace holds the bench users)")

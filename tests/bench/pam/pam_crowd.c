@@ -10,6 +10,7 @@
  *   stdout  "result RC PROMPTED MSGS USEC" per process; USEC from "go" to the end of
  *           pam_authenticate (-1 for one that never prompted); MSGS the error messages PAM showed,
  *           "busy" when one of them said the service was busy
+ *           "clients_cpu_ms N": the CPU the processes used from their answer to their exit
  *           "done"
  * The modules' syslog lines go to stderr as well.
  */
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
@@ -40,6 +42,14 @@ static int prompt_fd = -1; /* write end: one byte per process at its prompt */
 static int busy_seen;
 static int messages;
 static const char* my_code;
+static long long cpu_at_go = -1;  /* this process's CPU time when it answered, usec */
+
+static long long cpu_usec(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (long long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000LL + ru.ru_utime.tv_usec +
+         ru.ru_stime.tv_usec;
+}
 
 static long long now_usec(void) {
   struct timespec ts;
@@ -63,6 +73,7 @@ static int converse(int n, const struct pam_message** msg, struct pam_response**
         char buf[1];
         while (read(go_fd, buf, 1) < 0 && errno == EINTR) {
         }
+        cpu_at_go = cpu_usec();
       }
       r[i].resp = strdup(my_code);
     } else if (msg[i]->msg_style == PAM_ERROR_MSG) {
@@ -117,9 +128,10 @@ int main(int argc, char** argv) {
       }
       const long long t_end = now_usec();
       const int prompted = prompt_fd < 0;
+      const long long cpu = cpu_at_go >= 0 ? cpu_usec() - cpu_at_go : 0;
       char out[128];
-      int len = snprintf(out, sizeof out, "%d %d %d %d %lld\n", i, rc, prompted,
-                         busy_seen ? -1 : messages, prompted ? t_end : -1LL);
+      int len = snprintf(out, sizeof out, "%d %d %d %d %lld %lld\n", i, rc, prompted,
+                         busy_seen ? -1 : messages, prompted ? t_end : -1LL, cpu);
       (void)!write(results[1], out, (size_t)len);
       _exit(0);
     }
@@ -135,6 +147,7 @@ int main(int argc, char** argv) {
   static long long end_usec[MAX_LOGINS];
   static int rcs[MAX_LOGINS], prompted_flags[MAX_LOGINS], msgs[MAX_LOGINS], got[MAX_LOGINS];
   int results_in = 0;
+  long long answer_cpu_usec = 0;
   const int prompt_timeout_ms = atoi(getenv("CROWD_PROMPT_TIMEOUT_MS") ?: "300000");
 
   /* Reads the lines available on the results pipe; returns -1 at EOF. */
@@ -207,6 +220,7 @@ int main(int argc, char** argv) {
   }
   while (wait(NULL) > 0 || errno == EINTR) {
   }
+  printf("clients_cpu_ms %lld\n", answer_cpu_usec / 1000);
   printf("done\n");
   return 0;
 }
