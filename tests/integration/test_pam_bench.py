@@ -28,6 +28,6 @@ def test_run_pam_bench_smoke(build_dir, tmp_path):
         assert re.search(rf"anchor: .*{anchor}.* p50 [\d.]+ ms", r.stdout), r.stdout
     assert re.search(r"floor in-process \(libpam \+ bus \+ flush\): [\d.]+ ms", r.stdout)
     report = json.loads(out.read_text())
-    assert set(report["anchors_p50_ms"]) == {"libpam", "bus", "flush", "process"}
+    assert set(report["anchors_p50_ms"]) == {"libpam", "bus", "bus_reconnect", "flush", "process"}
     assert all(v > 0 for v in report["anchors_p50_ms"].values())
     assert all(row["failures"] == 0 for row in report["results"])
