@@ -120,8 +120,7 @@ int MfadClient::open() {
       return connection_failure(r);
   }
   if (r == 0) {
-    pam_syslog(hook_.pamh(), LOG_ERR, "mfad is not running (%s has no owner on the bus)",
-               dbus::kBusName);
+    pam_syslog(hook_.pamh(), LOG_ERR, "mfad is not running (%s is not owned)", dbus::kBusName);
     return hook_.unavailable();
   }
   return check_daemon_identity(owner);
