@@ -246,7 +246,8 @@ def run(args):
             plateau = sampler.sample()
             perf = None
             if args.perf:
-                perf = subprocess.Popen(["perf", "record", "-g", "-q", "-p", str(mfad.proc.pid),
+                perf = subprocess.Popen(["perf", "record", "--call-graph", "dwarf,16384", "-F", "2000",
+                                         "-q", "-p", str(mfad.proc.pid),
                                          "-o", args.perf], stderr=subprocess.DEVNULL)
                 time.sleep(0.5)
             cpu0 = cpu_ms(mfad.proc.pid), cpu_ms(bus.proc.pid)

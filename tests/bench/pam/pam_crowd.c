@@ -42,7 +42,7 @@ static int prompt_fd = -1; /* write end: one byte per process at its prompt */
 static int busy_seen;
 static int messages;
 static const char* my_code;
-static long long cpu_at_go = -1;  /* this process's CPU time when it answered, usec */
+static long long cpu_at_go = -1; /* this process's CPU time when it answered, usec */
 
 static long long cpu_usec(void) {
   struct rusage ru;
@@ -165,13 +165,15 @@ int main(int argc, char** argv) {
       *nl = '\0';                                                                               \
       int idx, rc, pr, ms;                                                                      \
       long long t;                                                                              \
-      if (sscanf(p, "%d %d %d %d %lld", &idx, &rc, &pr, &ms, &t) == 5 && idx >= 0 && idx < n && \
-          !got[idx]) {                                                                          \
+      long long cpu = 0;                                                                        \
+      if (sscanf(p, "%d %d %d %d %lld %lld", &idx, &rc, &pr, &ms, &t, &cpu) == 6 && idx >= 0 && \
+          idx < n && !got[idx]) {                                                               \
         got[idx] = 1;                                                                           \
         rcs[idx] = rc;                                                                          \
         prompted_flags[idx] = pr;                                                               \
         msgs[idx] = ms;                                                                         \
         end_usec[idx] = t;                                                                      \
+        answer_cpu_usec += cpu;                                                                 \
         results_in++;                                                                           \
         if (!pr)                                                                                \
           early++;                                                                              \
