@@ -1,11 +1,14 @@
 // Writes N TOTP enrollments straight into a (new) mfad database, sealed under the master key, so
 // that the login benchmark has enough users: each user can log in once per TOTP step.
-//   mfad-bench-seed --state-dir DIR --key-file FILE --users N
+//   mfad-bench-seed --state-dir DIR --key-file FILE --users N [--uid-base UID]
+// --uid-base: user i is the account of uid UID+i, without asking NSS (the memory bench enrolls
+// 100,000 accounts that need not all exist).
 #include <getopt.h>
 #include <sys/stat.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "common/master_key.hpp"
@@ -20,10 +23,12 @@ int main(int argc, char** argv) {
   std::string state_dir;
   std::string key_file;
   int users = 20000;
+  long uid_base = -1;
   static const struct option kOptions[] = {
       {"state-dir", required_argument, nullptr, 's'},
       {"key-file", required_argument, nullptr, 'k'},
       {"users", required_argument, nullptr, 'n'},
+      {"uid-base", required_argument, nullptr, 'u'},
       {nullptr, 0, nullptr, 0},
   };
   int c;
@@ -37,6 +42,9 @@ int main(int argc, char** argv) {
         break;
       case 'n':
         users = atoi(optarg);
+        break;
+      case 'u':
+        uid_base = atol(optarg);
         break;
       default:
         return 2;
@@ -70,7 +78,8 @@ int main(int argc, char** argv) {
     const std::string name = mfa::bench::bench_user(i);
     auto seed = mfa::bench::bench_seed(name);
     // mfad keys records by account (docs/security-model.md, "Accounts, not names").
-    const auto uid = directory.uid_of(name);
+    const auto uid = uid_base >= 0 ? std::optional<uid_t>(static_cast<uid_t>(uid_base + i))
+                                   : directory.uid_of(name);
     if (!uid) {
       fprintf(stderr, "%s is not a user NSS knows (run-daemon-bench.sh creates them)\n",
               name.c_str());
