@@ -117,9 +117,9 @@ def rss_kb(pid):
 
 
 def cpu_ms(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 // os.sysconf("SC_CLK_TCK")
+    """CPU time pid has used, in ms (float; /proc/PID/schedstat counts nanoseconds)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0]) / 1e6
 
 
 def socket_count(pid):
@@ -246,10 +246,18 @@ def run(args):
             plateau = sampler.sample()
             perf = None
             if args.perf:
-                perf = subprocess.Popen(["perf", "record", "--call-graph", "dwarf,16384", "-F", "2000",
+                perf = subprocess.Popen(["perf", "record", "-g", "-F", "4000",
                                          "-q", "-p", str(mfad.proc.pid),
                                          "-o", args.perf], stderr=subprocess.DEVNULL)
-                time.sleep(0.5)
+                time.sleep(3)  # attached by then, on a busy machine too
+            stat = None
+            if args.syscalls:
+                events = ",".join(f"syscalls:sys_enter_{c}" for c in (
+                    "timerfd_settime", "epoll_wait", "sendmsg", "recvmsg", "fdatasync", "fsync",
+                    "pwrite64", "write", "read", "kill", "clock_gettime"))
+                stat = subprocess.Popen(["perf", "stat", "-x", ",", "-e", events, "-p",
+                                         str(mfad.proc.pid)], stderr=subprocess.PIPE, text=True)
+                time.sleep(3)
             cpu0 = cpu_ms(mfad.proc.pid), cpu_ms(bus.proc.pid)
             proc.stdin.write("go\n")
             proc.stdin.flush()
@@ -268,6 +276,13 @@ def run(args):
             if perf is not None:
                 perf.send_signal(2)
                 perf.wait(60)
+            if stat is not None:
+                stat.send_signal(2)
+                for line in stat.communicate(timeout=60)[1].splitlines():
+                    f = line.split(",")
+                    if len(f) > 2 and f[0].strip().isdigit():
+                        print(f"mfad syscalls during the answers: {f[2].split(':')[-1]} "
+                              f"{int(f[0]) / max(1, len(users)):.1f} per login")
         sampler.running = False
         sampler.join()
     finally:
@@ -306,9 +321,9 @@ def run(args):
           f"{sampler.peak['bus_connections']}")
     print(f"idle (anchor):  mfad RSS {idle['mfad_rss_kb'] / 1024:.1f} MB, dbus-daemon RSS "
           f"{idle['bus_rss_kb'] / 1024:.1f} MB")
-    print(f"cpu from the answers to the last result: mfad {cpu1[0] - cpu0[0]} ms "
+    print(f"cpu from the answers to the last result: mfad {cpu1[0] - cpu0[0]:.0f} ms "
           f"({(cpu1[0] - cpu0[0]) * 1000 / max(1, len(ok)):.0f} us per login), dbus-daemon "
-          f"{cpu1[1] - cpu0[1]} ms, the PAM processes {clients_cpu} ms "
+          f"{cpu1[1] - cpu0[1]:.0f} ms, the PAM processes {clients_cpu} ms "
           f"({clients_cpu * 1000 / max(1, len(results)):.0f} us each): "
           f"{(cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1] + clients_cpu) / 1000:.2f} s of CPU in all on "
           f"{os.cpu_count()} CPUs")
@@ -349,6 +364,7 @@ def main():
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--show-log", action="store_true")
     ap.add_argument("--perf", help="perf record mfad during the answers into this file")
+    ap.add_argument("--syscalls", action="store_true", help="count mfad's system calls (perf)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (a private mount namespace holds the bench users)")

@@ -96,10 +96,12 @@ def run(args, legit, victims):
                 line = p.stdout.readline()
                 assert line.strip() == "ready", f"{label}: flooder did not start: {line!r}"
             cpu0 = bench_crowd.cpu_ms(mfad.proc.pid)
+            bus0 = bench_crowd.cpu_ms(bus.proc.pid)
             t0 = time.monotonic()
             logins(label)
             seconds = time.monotonic() - t0
             cpu = bench_crowd.cpu_ms(mfad.proc.pid) - cpu0
+            bus_cpu = bench_crowd.cpu_ms(bus.proc.pid) - bus0
             outs = []
             for p in procs:
                 p.terminate()
@@ -107,6 +109,7 @@ def run(args, legit, victims):
                 flooders.remove(p)
             results[label]["flooders"] = outs
             results[label]["mfad_cpu_share"] = cpu / 1000.0 / max(seconds, 1e-9)
+            results[label]["bus_cpu_share"] = bus_cpu / 1000.0 / max(seconds, 1e-9)
             return outs
 
         logins("idle")
@@ -129,11 +132,14 @@ def run(args, legit, victims):
         shutil.rmtree(workdir, ignore_errors=True)
 
     idle = results["idle"]["p99_ms"]
-    print(f"{'phase':<12} {'n':>5} {'fail':>5} {'p50 ms':>8} {'p99 ms':>8} {'mfad cpu':>9}")
+    print(f"{'phase':<12} {'n':>5} {'fail':>5} {'p50 ms':>8} {'p99 ms':>8} {'mfad cpu':>9}"
+          f" {'bus cpu':>8}")
     for label, r in results.items():
         share = r.get("mfad_cpu_share")
+        bshare = r.get("bus_cpu_share")
         print(f"{label:<12} {r['n']:>5} {r['failures']:>5} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}"
-              f" {'' if share is None else f'{share * 100:.0f} %':>9}")
+              f" {'' if share is None else f'{share * 100:.0f} %':>9}"
+              f" {'' if bshare is None else f'{bshare * 100:.0f} %':>8}")
     print(f"wrong-code flood: {args.rate:.0f}/s offered by {args.flooders} processes, "
           f"{results['wrong codes']['achieved_per_s']:.0f}/s answered; "
           f"flooders: {results['wrong codes']['flooders']}")
