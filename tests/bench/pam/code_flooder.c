@@ -70,8 +70,8 @@ static int on_begin(sd_bus_message* m, void* userdata, sd_bus_error* error) {
     return 0;
   }
   char* copy = strdup(challenge);
-  if (sd_bus_call_method_async(bus, NULL, "org.mfad1", "/org/mfad1", "org.mfad1.Manager",
-                               "Verify", on_verify, copy, "ss", copy, "000000") < 0) {
+  if (sd_bus_call_method_async(bus, NULL, "org.mfad1", "/org/mfad1", "org.mfad1.Manager", "Verify",
+                               on_verify, copy, "ss", copy, "000000") < 0) {
     free(copy);
     verify_errors++;
     done();
