@@ -31,6 +31,27 @@ inline constexpr char kErrorMethodNotAccepted[] = "org.mfad1.Error.MethodNotAcce
 inline constexpr char kErrorStorageFailure[] = "org.mfad1.Error.StorageFailure";
 inline constexpr char kErrorLimitExceeded[] = "org.mfad1.Error.LimitExceeded";
 inline constexpr char kErrorInternal[] = "org.mfad1.Error.Internal";
+// Rollout (docs/rollout.md).
+inline constexpr char kErrorNotRequired[] = "org.mfad1.Error.NotRequired";
+inline constexpr char kErrorEnrollmentRequired[] = "org.mfad1.Error.EnrollmentRequired";
+inline constexpr char kErrorEnrollmentTokenRequired[] = "org.mfad1.Error.EnrollmentTokenRequired";
+// Verify's refusals that say more than BadCode (both count as a failed attempt).
+inline constexpr char kErrorClockDrift[] = "org.mfad1.Error.ClockDrift";
+inline constexpr char kErrorCodeExpired[] = "org.mfad1.Error.CodeExpired";
+
+// BeginAuthentication's answer for a user with no factor whom the rollout lets enroll or skip
+// (never a factor: Verify refuses such a challenge).
+inline constexpr char kOfferEnroll[] = "enroll";
+inline constexpr char kOfferSkip[] = "skip";
+// The context key by which pam_mfa.so says what it can offer: "enroll" (argument enroll) or
+// "skip". An older module sends none and gets NotEnrolled as before.
+inline constexpr char kContextRollout[] = "rollout";
+// The lines of a login enrollment (QR code, secret, URI) and of its backup codes: how many and
+// how long each, so that the module shows them without allocating and every PAM application
+// (sshd's PAM_MAX_NUM_MSG, PAM_MAX_MSG_SIZE) takes them.
+inline constexpr size_t kMaxEnrollmentLines = 64;
+inline constexpr size_t kMaxEnrollmentLineLength = 480;
+inline constexpr size_t kMaxTokenLength = 64;
 
 // Method names in codes and in BeginAuthentication's answer.
 inline constexpr char kMethodTotp[] = "totp";

@@ -32,9 +32,15 @@ enum class Errc {
   kMethodNotAccepted,  // org.mfad1.Error.MethodNotAccepted: enrolled, but not for this service
   kStorage,            // org.mfad1.Error.StorageFailure: database unreadable/unwritable, disk full
   kLimitExceeded,      // org.mfad1.Error.LimitExceeded: too many open challenges and the like
-  kIo,        // files, sockets (not sent over the bus as such: maps to StorageFailure/Internal)
-  kCrypto,    // sealing/opening failed: tampered record, wrong key
-  kInternal,  // org.mfad1.Error.Internal
+  // Rollout (docs/rollout.md).
+  kNotRequired,  // org.mfad1.Error.NotRequired: no factor, and none required ([Rollout] Groups=)
+  kEnrollmentRequired,       // org.mfad1.Error.EnrollmentRequired: no factor, past the deadline
+  kEnrollmentTokenRequired,  // org.mfad1.Error.EnrollmentTokenRequired: [Rollout] RequireToken=yes
+  kClockDrift,   // org.mfad1.Error.ClockDrift: a TOTP code of a clock that is off (a failure)
+  kCodeExpired,  // org.mfad1.Error.CodeExpired: the SMS code was right but typed too late
+  kIo,           // files, sockets (not sent over the bus as such: maps to StorageFailure/Internal)
+  kCrypto,       // sealing/opening failed: tampered record, wrong key
+  kInternal,     // org.mfad1.Error.Internal
 };
 
 struct Error {
