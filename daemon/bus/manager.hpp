@@ -145,6 +145,12 @@ class ManagerBus {
   int import_totp(sd_bus_message* m);
   int get_report(sd_bus_message* m);
   int check_health(sd_bus_message* m);
+  // Rollout (login_enrollment_calls.cpp).
+  int get_login_enrollment(sd_bus_message* m);
+  int begin_login_enrollment(sd_bus_message* m);
+  int confirm_login_enrollment(sd_bus_message* m);
+  int skip_enrollment(sd_bus_message* m);
+  int create_enrollment_token(sd_bus_message* m);
 
  private:
   // A call's decision: asks the Authenticator and builds the reply. It may run more than once for
@@ -194,6 +200,12 @@ class ManagerBus {
   using UserCodeDecide =
       std::function<Outcome(PendingCall& call, const std::string& user, std::string_view code)>;
   int user_call(sd_bus_message* m, FleetCallKind kind, UserDecide decide);
+  // The rollout calls on a challenge (and, with second, one more string read as a secret of at
+  // most second_limit bytes), run in the fleet scope of the challenge's user.
+  using RolloutDecide =
+      std::function<Outcome(PendingCall& call, const std::string& challenge, std::string_view arg)>;
+  int rollout_call(sd_bus_message* m, const char* second, size_t second_limit, FleetCallKind kind,
+                   RolloutDecide decide);
   int user_code_call(sd_bus_message* m, const char* code_name, FleetCallKind kind,
                      const char* sms_purpose, UserCodeDecide decide);
   // Answers call NotSupported and returns false while no session registry is set.

@@ -30,6 +30,7 @@ enum class AuditKind {
   kEnrollConfirm,
   kEnrollDisable,
   kEnrollImport,
+  kEnrollToken,
   kBackupGenerate,
   kBackupUsed,
   kAdminReset,
@@ -65,6 +66,11 @@ enum class AuditReason {
   kStepUpRequired,
   kConsecutiveFailures,
   kDailyLimit,
+  kClockDrift,  // a TOTP code of the authenticator's clock, off by more than Window= allows
+  // Rollout (docs/rollout.md).
+  kEnrollmentSkipped,
+  kTokenRequired,
+  kBadToken,
   // Access and limits.
   kNotAllowed,
   kNotEnrolled,

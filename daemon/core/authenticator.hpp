@@ -133,6 +133,22 @@ struct AdoptionReport {
   std::vector<GroupAdoption> groups;
 };
 
+// GetLoginEnrollment (a{sv} on the bus, same keys): what a login of a user with no factor may do
+// (docs/rollout.md).
+struct LoginEnrollmentInfo {
+  bool enroll = false;          // "enroll" b
+  bool skip = false;            // "skip" b
+  bool token_required = false;  // "token_required" b: BeginLoginEnrollment needs the token
+  uint64_t deadline = 0;        // "deadline" t: unix seconds, 0 = none
+  uint32_t days_left = 0;       // "days_left" u
+  std::string message;          // "message" s: what to tell the person, one line
+};
+
+struct EnrollmentToken {
+  SecureString token;    // shown once
+  uint64_t expires = 0;  // unix seconds
+};
+
 // ListAuditEvents filter keys: "user" s, "since" t (unix seconds), "limit" u (<= 10000).
 // Rows (a{sv}): "id" t, "time" t (unix usec), "kind" s, "user" s, "outcome" s, "reason" s,
 // "caller" s, "details" s (JSON object), "hash" s.
@@ -180,6 +196,26 @@ class Authenticator {
   // (no phone, or SMS not accepted by this service), SmsRateLimited, RateLimited, NoSuchChallenge.
   Result<SmsMessage> send_sms_code(const Caller& caller, std::string_view challenge);
 
+  // --- Root only: enrollment during login (docs/rollout.md), bound to a challenge of
+  // BeginAuthentication that offered "enroll" or "skip" (NoSuchChallenge otherwise, or NotAllowed
+  // for what it did not offer). ---
+  Result<LoginEnrollmentInfo> get_login_enrollment(const Caller& caller,
+                                                   std::string_view challenge);
+  // A new TOTP secret for the challenge (memory only), as the lines to show (QR code, secret,
+  // URI). token: the enrollment token under RequireToken=yes (checked and spent once per
+  // challenge). AlreadyEnrolled when the user has a factor by now.
+  Result<std::vector<SecureString>> begin_login_enrollment(const Caller& caller,
+                                                           std::string_view challenge,
+                                                           std::string_view token);
+  // A code of that secret makes it the user's TOTP factor and ends the login as a success; the
+  // answer is a new set of backup codes, shown once. BadCode (counted), AlreadyEnrolled.
+  Result<std::vector<SecureString>> confirm_login_enrollment(const Caller& caller,
+                                                             std::string_view challenge,
+                                                             std::string_view code);
+  // The person skips enrolling (audited as enrollment-skipped): allowed only while the rollout
+  // still allows it now (the deadline is read again) and the user still has no factor.
+  Status skip_enrollment(const Caller& caller, std::string_view challenge);
+
   // --- Self-service (own account, with step-up) or admin. ---
   Result<UserInfo> get_user(const Caller& caller, std::string_view user);
   Result<TotpEnrollment> begin_totp_enrollment(const Caller& caller, std::string_view user,
@@ -214,6 +250,10 @@ class Authenticator {
                                        const TotpImport& import);
   Result<AdoptionReport> adoption_report(const Caller& caller, int64_t since_usec);
   Result<HealthReport> check_health(const Caller& caller);
+  // A one-time token for user's first enrollment ([Rollout] RequireToken=yes), valid for
+  // valid_hours (1 to 8760); it replaces any earlier one. Stored as a keyed hash.
+  Result<EnrollmentToken> create_enrollment_token(const Caller& caller, std::string_view user,
+                                                  int valid_hours);
 
   // --- Housekeeping, driven by the bus layer. ---
   // Drops expired challenges; returns the monotonic usec of the next expiry (0: none).

@@ -20,14 +20,6 @@ namespace {
 
 constexpr size_t kTotpSecretBytes = 20;  // 160 bits, RFC 4226 §4 R6 recommendation
 
-// The issuer when neither the caller nor [TOTP] Issuer= names one.
-std::string default_issuer() {
-  auto name = host_name();
-  if (!name.ok() || name->empty() || check_totp_issuer(*name) != IssuerProblem::kNone)
-    return "mfad";
-  return *name;
-}
-
 // Writes user's factor record (pending or active), created now.
 Status put_factor(Verifier& v, std::string_view user, Method method, bool pending,
                   std::vector<uint8_t> sealed, std::string params) {
@@ -50,6 +42,13 @@ Status activate_factor(Verifier& v, std::string_view user, Method method,
 }
 
 }  // namespace
+
+std::string default_totp_issuer() {
+  auto name = host_name();
+  if (!name.ok() || name->empty() || check_totp_issuer(*name) != IssuerProblem::kNone)
+    return "mfad";
+  return *name;
+}
 
 Result<SmsMessage> Authenticator::begin_sms_enrollment(const Caller& caller, std::string_view name,
                                                        std::string_view phone_e164,
@@ -80,6 +79,10 @@ Result<SmsMessage> Authenticator::begin_sms_enrollment(const Caller& caller, std
   if (!access.admin)
     MFA_CHECK(m.sms.check_phone_change(caller, user, phone));
   MFA_CHECK(m.step_up(caller, user, access, current_code, f, "enroll sms"));
+  // [Rollout] RequireToken=yes: a first enrollment of one's own carries the token where a
+  // current code would go (docs/rollout.md).
+  if (m.token_required(caller, access, f))
+    MFA_CHECK(m.spend_enrollment_token(caller, user, current_code, {{"method", "sms"}}));
 
   MFA_TRY(sealed, m.sms.seal_phone(phone.view(), user, kSealSmsPending));
   const std::string masked = mask_phone(phone.view());
@@ -130,7 +133,7 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
   if (!issuer.empty()) {
     MFA_CHECK(validate_issuer(issuer));
   } else {
-    issuer = m.d_.config.issuer.empty() ? default_issuer() : m.d_.config.issuer;
+    issuer = m.d_.config.issuer.empty() ? default_totp_issuer() : m.d_.config.issuer;
   }
   TotpParams params = m.d_.config.totp;
   if (!options.algorithm.empty()) {
@@ -151,6 +154,9 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
     return make_error(Errc::kAlreadyEnrolled,
                       "TOTP is already enrolled for this user; disable it first");
   MFA_CHECK(m.step_up(caller, user, access, options.current_code.view(), f, "enroll totp"));
+  if (m.token_required(caller, access, f))
+    MFA_CHECK(
+        m.spend_enrollment_token(caller, user, options.current_code.view(), {{"method", "totp"}}));
 
   SecureBytes secret(kTotpSecretBytes);
   if (!random_bytes(secret.span()).ok())

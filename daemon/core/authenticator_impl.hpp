@@ -15,6 +15,16 @@
 
 namespace mfa {
 
+// The issuer of new TOTP enrollments when neither the caller nor [TOTP] Issuer= names one: the
+// host name (authenticator_enrollment.cpp).
+std::string default_totp_issuer();
+
+// What pam_mfa.so can offer a user with no factor (BeginAuthentication's context).
+struct RolloutRequest {
+  bool module_enrolls = false;  // the argument enroll, and methods= takes totp
+  bool nullok = false;
+};
+
 struct Authenticator::Impl : Verifier {
   explicit Impl(AuthenticatorDeps deps) : Verifier(deps) {}
 
@@ -59,6 +69,22 @@ struct Authenticator::Impl : Verifier {
   // Step-up (docs/mfactl.md, "Step-up"): a current code from a user changing their own account.
   Status step_up(const Caller& caller, std::string_view user, const Access& access,
                  std::string_view current_code, const Factors& f, std::string_view action);
+
+  // --- Rollout (authenticator_login_enrollment.cpp, docs/rollout.md). ---
+  // BeginAuthentication of user, who has no factor at all, from a module that says what it can
+  // offer: a challenge that offers enrolling and/or skipping, nullopt for NotEnrolled as ever,
+  // or NotRequired / EnrollmentRequired.
+  Result<std::optional<BeginResult>> rollout_begin(const Caller& caller, const std::string& user,
+                                                   const RolloutRequest& request,
+                                                   const StringMap& challenge_context,
+                                                   StringMap details);
+  // [Rollout] RequireToken=yes: spends user's enrollment token (one counted attempt: a wrong
+  // token counts like a wrong code). EnrollmentTokenRequired when token is empty, NotAllowed
+  // when it is not a live token of user's.
+  Status spend_enrollment_token(const Caller& caller, const std::string& user,
+                                std::string_view token, StringMap details);
+  // Whether a first enrollment by caller on their own account needs a token.
+  bool token_required(const Caller& caller, const Access& access, const Factors& f) const;
 
   // --- What GetUser and ListUsers show (authenticator_admin.cpp). ---
   Result<UserInfo> user_info(std::string_view user);

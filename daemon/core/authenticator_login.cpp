@@ -39,6 +39,10 @@ namespace {
 struct BeginContext {
   std::optional<std::set<Method>> filter;
   StringMap details;
+  // pam_mfa.so's "rollout" (docs/rollout.md): absent from an older module.
+  bool rollout = false;
+  bool module_enrolls = false;
+  bool nullok = false;
 };
 
 Result<BeginContext> parse_begin_context(const StringMap& context) {
@@ -47,6 +51,16 @@ Result<BeginContext> parse_begin_context(const StringMap& context) {
     if (k == "methods") {
       MFA_TRY(parsed, parse_methods_filter(v));
       c.filter = std::move(parsed);
+    } else if (k == "rollout") {
+      // What the module can offer: "enroll" (it has the argument enroll; skipping too) or "skip".
+      if (v != "enroll" && v != "skip")
+        return invalid_argument("The rollout context must be enroll or skip");
+      c.rollout = true;
+      c.module_enrolls = v == "enroll";
+    } else if (k == "nullok") {
+      if (v != "yes" && v != "no")
+        return invalid_argument("The nullok context must be yes or no");
+      c.nullok = v == "yes";
     } else {
       c.details[k] = v;
     }
@@ -141,6 +155,15 @@ Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, st
                         "account; an administrator must reset it (mfactl reset " +
                             std::string(name) + ") before it can log in");
     }
+    if (parsed.rollout) {
+      RolloutRequest request;
+      request.module_enrolls =
+          parsed.module_enrolls && (!parsed.filter || parsed.filter->count(Method::kTotp));
+      request.nullok = parsed.nullok;
+      MFA_TRY(offer, m.rollout_begin(caller, user, request, challenge_context, details));
+      if (offer)
+        return std::move(*offer);
+    }
     MFA_CHECK(m.audit(AuditKind::kAuthNotEnrolled, user, AuditOutcome::kDenied,
                       AuditReason::kNotEnrolled, caller, details));
     return make_error(Errc::kNotEnrolled, "No second factor is enrolled for this user");
@@ -180,6 +203,9 @@ Result<std::string> Authenticator::verify(const Caller& caller, std::string_view
   Challenge* c = m.challenges.find(challenge, challenge_owner(caller));
   if (!c || c->done)
     return make_error(Errc::kNoSuchChallenge, "No such authentication is in progress");
+  if (c->rollout)
+    return make_error(Errc::kNotEnrolled,
+                      "This login has no factor to check: it enrolls one or skips (rollout)");
   const std::string user = c->user;
   const std::set<Method> allowed = c->methods;
   StringMap details = c->context;
@@ -194,18 +220,55 @@ Result<std::string> Authenticator::verify(const Caller& caller, std::string_view
   const int64_t now_s = m.d_.clock.now_seconds();
   const bool sms_live = allowed.count(Method::kSms) && f.sms &&
                         m.sms.was_sent(challenge, m.d_.clock.monotonic_usec());
-  MFA_TRY(match, m.attempt(caller, user, AuditKind::kAuthFailure, details,
-                           [&]() -> Result<Verifier::CheckOutcome> {
-                             if (sms_live) {
-                               MFA_TRY(ok, m.sms.check(user, kSmsPurposeLogin, code));
-                               if (ok) {
-                                 Verifier::CheckOutcome out;
-                                 out.match = Verifier::Match{Method::kSms, std::nullopt, 0};
-                                 return out;
-                               }
-                             }
-                             return m.check_code(user, code, allowed, f, now_s);
-                           }));
+  // Why a failure is not a plain wrong code: the person is told (docs/troubleshooting.md).
+  std::optional<int64_t> drift_seconds;
+  bool sms_expired = false;
+  auto attempted = m.attempt(
+      caller, user, AuditKind::kAuthFailure, details, [&]() -> Result<Verifier::CheckOutcome> {
+        if (sms_live) {
+          MFA_TRY(ok, m.sms.check(user, kSmsPurposeLogin, code, &sms_expired));
+          if (ok) {
+            Verifier::CheckOutcome out;
+            out.match = Verifier::Match{Method::kSms, std::nullopt, 0};
+            return out;
+          }
+        }
+        MFA_TRY(out, m.check_code(user, code, allowed, f, now_s));
+        if (out.match || out.reason != AuditReason::kBadCode)
+          return out;
+        if (sms_expired) {
+          out.reason = AuditReason::kExpired;
+          out.details["method"] = "sms";
+          return out;
+        }
+        if (allowed.count(Method::kTotp)) {
+          MFA_TRY(drift, m.totp_drift(user, code, f, now_s));
+          if (drift) {
+            drift_seconds = drift;
+            out.reason = AuditReason::kClockDrift;
+            out.details["drift_seconds"] = std::to_string(*drift);
+          }
+        }
+        return out;
+      });
+  if (!attempted.ok()) {
+    Error e = std::move(attempted).error();
+    if (e.code != Errc::kBadCode)
+      return e;
+    if (sms_expired)
+      return make_error(Errc::kCodeExpired,
+                        "That SMS code has expired; type sms for a new one. " + e.message);
+    if (drift_seconds) {
+      const int64_t off = *drift_seconds < 0 ? -*drift_seconds : *drift_seconds;
+      return make_error(Errc::kClockDrift,
+                        "That code is not valid now: your authenticator's clock seems " +
+                            std::to_string(off) + " seconds " +
+                            (*drift_seconds < 0 ? "behind" : "ahead") +
+                            "; set it right and try again. " + e.message);
+    }
+    return e;
+  }
+  Verifier::Match match = std::move(attempted).value();
   if (Challenge* again = m.challenges.find(challenge, challenge_owner(caller)))
     m.challenges.mark_done(again);
   m.sms.forget(challenge);

@@ -13,13 +13,16 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 
+#include "common/otp.hpp"
 #include "common/result.hpp"
+#include "common/secure_buffer.hpp"
 #include "core/authenticator.hpp"
 #include "core/store.hpp"
 
@@ -36,14 +39,27 @@ inline ChallengeOwner challenge_owner(const Caller& caller) {
   return {caller.uid, caller.pid};
 }
 
+// A login of a user with no factor that the rollout lets enroll or skip (docs/rollout.md): what
+// BeginAuthentication offered, and the TOTP secret of the enrollment it began (memory only: it
+// dies with the challenge unless ConfirmLoginEnrollment makes it the user's factor).
+struct LoginEnrollment {
+  bool enroll = false;
+  bool skip = false;
+  bool token_checked = false;  // RequireToken=yes: the token was checked (and spent)
+  std::optional<SecureBytes> secret;
+  TotpParams params;
+  std::string issuer;
+};
+
 struct Challenge {
   std::string id;  // 128-bit random, lower-case hex
   std::string user;
   ChallengeOwner owner;
   std::set<Method> methods;
-  StringMap context;          // service, rhost, tty, ruser (for the audit trail)
-  uint64_t expires_usec = 0;  // monotonic
-  bool done = false;          // verified: no further Verify
+  StringMap context;                       // service, rhost, tty, ruser (for the audit trail)
+  uint64_t expires_usec = 0;               // monotonic
+  bool done = false;                       // verified: no further Verify
+  std::optional<LoginEnrollment> rollout;  // set: a login enrollment, never a code's challenge
 };
 
 class ChallengeTable {

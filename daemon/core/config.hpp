@@ -1,6 +1,8 @@
 // mfad.conf (mfad.conf(5), packaging/man/mfad.conf.5): INI parsed with inih; keys case-sensitive.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -78,6 +80,10 @@ struct Config {
   // [Metrics] (docs/operations.md, "Metrics")
   std::string metrics_textfile_path;  // TextfilePath: "" = no metrics file
   int metrics_interval_seconds = 30;  // IntervalSeconds: how often the file is rewritten
+  // [Rollout] (docs/rollout.md)
+  std::optional<int64_t> rollout_deadline;  // Deadline: unix seconds; none: no skipping
+  std::vector<std::string> rollout_groups;  // Groups: empty = everyone must have a factor
+  bool rollout_require_token = false;       // RequireToken: first enrollments need a token
 };
 
 struct ConfigProblem {

@@ -7,6 +7,7 @@
 
 #include "common/totp_issuer.hpp"
 #include "core/redis_address.hpp"
+#include "core/rollout.hpp"
 #include "core/sms_phone.hpp"
 
 namespace mfa {
@@ -308,6 +309,61 @@ const std::vector<ConfigKey>& config_keys() {
       {"Metrics", "TextfilePath", path_key("TextfilePath", &Config::metrics_textfile_path, true)},
       {"Metrics", "IntervalSeconds",
        int_key("IntervalSeconds", &Config::metrics_interval_seconds, 1, 3600)},
+      {"Rollout", "Deadline",
+       [](Config& c, std::string_view v)
+           -> std::
+               optional<std::string> {
+                 if (v.empty()) {
+                   c.rollout_deadline.reset();
+                   return std::nullopt;
+                 }
+                 const auto t = parse_iso8601(v);
+                 if (!t) {
+                   return "Deadline must be an ISO 8601 date or date-time, UTC unless a zone is "
+                          "given "
+                          "(2027-01-31, 2027-01-31T09:00Z, 2027-01-31T09:00+01:00; got " +
+                          quoted(v) + ")";
+                 }
+                 c.rollout_deadline = *t;
+                 return std::nullopt;
+               }},
+      {"Rollout", "Groups",
+       [](Config& c, std::string_view v)
+           -> std::
+               optional<std::string> {
+                 std::vector<std::string> groups;
+                 size_t start = 0;
+                 while (start < v.size()) {
+                   size_t end = v.find_first_of(" \t", start);
+                   if (end == std::string_view::npos)
+                     end = v.size();
+                   if (end > start) {
+                     const std::string_view g = v.substr(start, end - start);
+                     if (g.size() > 256 || g.find_first_of(":,") != std::string_view::npos)
+                       return "Groups must be group names separated by spaces (got " + quoted(g) +
+                              ")";
+                     groups.emplace_back(g);
+                   }
+                   start = end + 1;
+                 }
+                 if (groups.size() > 64)
+                   return std::string("Groups names at most 64 groups");
+                 c.rollout_groups = std::move(groups);
+                 return std::nullopt;
+               }},
+      {"Rollout", "RequireToken",
+       [](Config& c, std::string_view v) -> std::
+                                             optional<std::string> {
+                                               if (v == "yes" || v == "true" || v == "1") {
+                                                 c.rollout_require_token = true;
+                                               } else if (v == "no" || v == "false" || v == "0") {
+                                                 c.rollout_require_token = false;
+                                               } else {
+                                                 return "RequireToken must be yes or no (got " +
+                                                        quoted(v) + ")";
+                                               }
+                                               return std::nullopt;
+                                             }},
   };
   return specs;
 }

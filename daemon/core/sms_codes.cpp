@@ -175,14 +175,23 @@ Result<SmsMessage> SmsCodes::issue(const Caller& caller, std::string_view user,
   return msg;
 }
 
-Result<bool> SmsCodes::check(std::string_view user, std::string_view purpose,
-                             std::string_view code) {
+Result<bool> SmsCodes::check(std::string_view user, std::string_view purpose, std::string_view code,
+                             bool* ret_expired) {
+  if (ret_expired)
+    *ret_expired = false;
   MFA_STORE_TRY(stored, v_.d_.store.get_sms_code(user, purpose));
   if (!stored)
     return false;
   const int64_t now = v_.d_.clock.realtime_usec();
   const int max_attempts = std::max(1, v_.d_.config.sms_max_attempts_per_code);
   if (now >= stored->expires_usec || stored->attempts >= max_attempts) {
+    // Typed too late: said so, but the code never matches.
+    if (ret_expired && now >= stored->expires_usec && stored->attempts < max_attempts &&
+        code.size() == kCodeDigits && Verifier::all_digits(code)) {
+      MFA_TRY(hash, code_hash(user, purpose, code));
+      *ret_expired =
+          ct_equal(std::span<const uint8_t>(hash), std::span<const uint8_t>(stored->hash));
+    }
     MFA_STORE_CHECK(v_.d_.store.delete_sms_code(user, purpose));
     return false;
   }

@@ -49,7 +49,10 @@ class SmsCodes {
   Status check_phone_change(const Caller& caller, std::string_view user, const SecureString& phone);
   // One try at the live code of (user, purpose): true on a match (the code is then used up). A
   // wrong try counts; the MaxAttemptsPerCode-th kills the code; an expired code never matches.
-  Result<bool> check(std::string_view user, std::string_view purpose, std::string_view code);
+  // With ret_expired, it is set when code is the live code's but typed after it expired (the
+  // person is told so, and the attempt audited as `expired`, not as a wrong code).
+  Result<bool> check(std::string_view user, std::string_view purpose, std::string_view code,
+                     bool* ret_expired = nullptr);
 
   Result<std::vector<uint8_t>> seal_phone(std::string_view phone, std::string_view user,
                                           std::string_view kind);

@@ -48,6 +48,19 @@ Result<bool> Store::note_device(std::string_view, std::string_view, int64_t) {
 }
 
 namespace {
+Error no_token_support() {
+  return make_error(Errc::kStorage, "this state store does not keep enrollment tokens");
+}
+}  // namespace
+
+Status Store::put_enrollment_token(std::string_view, const CodeHash&, int64_t, int64_t) {
+  return no_token_support();
+}
+Result<bool> Store::spend_enrollment_token(std::string_view, const CodeHash&, int64_t) {
+  return no_token_support();
+}
+
+namespace {
 Error no_sms_support() {
   return make_error(Errc::kStorage, "this state store does not keep SMS codes");
 }

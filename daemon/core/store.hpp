@@ -186,6 +186,15 @@ class Store {
   virtual Result<int> count_other_sms_phones(std::string_view user, std::string_view phone_key,
                                              int64_t since_usec);
 
+  // Enrollment tokens ([Rollout] RequireToken=, docs/rollout.md): keyed hashes of one-time,
+  // expiring tokens, one live token per user. put replaces user's tokens with this one; spend
+  // marks a live (unspent, unexpired at now_usec) token of user's with that hash spent and says
+  // whether there was one. The defaults refuse: a store without tokens fails closed.
+  virtual Status put_enrollment_token(std::string_view user, const CodeHash& hash,
+                                      int64_t created_usec, int64_t expires_usec);
+  virtual Result<bool> spend_enrollment_token(std::string_view user, const CodeHash& hash,
+                                              int64_t now_usec);
+
   // Audit trail: append-only, hash-chained. append assigns id and hash_hex.
   virtual Status append_audit(AuditRecord& record) = 0;
   virtual Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) = 0;

@@ -45,7 +45,9 @@ Status validate_user_name(std::string_view user) {
 }
 
 Status validate_context(const StringMap& context) {
-  static constexpr std::string_view kKnownKeys[] = {"service", "rhost", "tty", "ruser", "methods"};
+  // rollout, nullok: what pam_mfa.so can offer a user with no factor (docs/rollout.md).
+  static constexpr std::string_view kKnownKeys[] = {"service", "rhost",   "tty",   "ruser",
+                                                    "methods", "rollout", "nullok"};
   if (context.size() > dbus::kMaxContextEntries)
     return invalid_argument("Too many context entries");
   for (const auto& [key, value] : context) {

@@ -153,6 +153,26 @@ Result<Verifier::CheckOutcome> Verifier::check_code(std::string_view user, std::
   return out;
 }
 
+Result<std::optional<int64_t>> Verifier::totp_drift(std::string_view user, std::string_view code,
+                                                    const Factors& f, int64_t now_seconds) {
+  std::optional<int64_t> none;
+  if (!f.totp || !all_digits(code))
+    return none;
+  MFA_TRY(params, record_params(*f.totp));
+  if (code.size() != static_cast<size_t>(params.digits) || params.period <= 0)
+    return none;
+  MFA_TRY(seed, open_seed(*f.totp, user, kSealTotp));
+  const int wide = std::max(window(), kDriftSeconds / params.period);
+  const auto step = totp_verify(seed.span(), code, params, now_seconds, wide, std::nullopt);
+  if (!step)
+    return none;
+  const int64_t off =
+      static_cast<int64_t>(*step) - static_cast<int64_t>(totp_step(now_seconds, params.period));
+  if (off >= -window() && off <= window())
+    return none;  // inside the window: a replay or a used step, not the clock
+  return std::optional<int64_t>(off * params.period);
+}
+
 // One counted attempt (docs/security-model.md, "Attacks and answers"): refused while locked;
 // counted and written before the code is checked; a failure may lock the user. Failures are audited
 // here as `kind`; the caller audits the success, after acting on it.
@@ -182,6 +202,8 @@ Result<Verifier::Match> Verifier::attempt(const Caller& caller, std::string_view
 
   const LockReason lock = apply_failure(limits, policy(), now);
   MFA_STORE_CHECK(d_.store.put_limits(user, limits));
+  for (auto& [key, value] : outcome.details)
+    details[key] = value;
   MFA_CHECK(audit(kind, user, AuditOutcome::kFailure, outcome.reason, caller, details));
   if (lock == LockReason::kNone) {
     const int left = tries_left(limits, policy());

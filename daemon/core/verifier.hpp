@@ -58,7 +58,9 @@ class Verifier {
   };
   struct CheckOutcome {
     std::optional<Match> match;
-    AuditReason reason = AuditReason::kBadCode;  // why there is no match: kBadCode, kReplay
+    // Why there is no match: kBadCode, kReplay, kClockDrift, kExpired (an SMS code typed late).
+    AuditReason reason = AuditReason::kBadCode;
+    StringMap details;  // added to the failure's audit row
   };
   using Checker = std::function<Result<CheckOutcome>()>;
 
@@ -85,6 +87,11 @@ class Verifier {
   Result<CheckOutcome> check_code(std::string_view user, std::string_view code,
                                   const std::set<Method>& allowed, const Factors& f,
                                   int64_t now_seconds);
+  // A TOTP code of f's that matches within kDriftSeconds of now but outside Window=: the
+  // authenticator's clock is off by the returned seconds (positive: ahead). Refused all the same.
+  static constexpr int kDriftSeconds = 300;
+  Result<std::optional<int64_t>> totp_drift(std::string_view user, std::string_view code,
+                                            const Factors& f, int64_t now_seconds);
   // One counted attempt: refused while locked; counted and written before check runs; a failure
   // may lock the user. Failures are audited here as `kind`; the caller audits the success.
   Result<Match> attempt(const Caller& caller, std::string_view user, AuditKind kind,

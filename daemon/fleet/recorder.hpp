@@ -68,6 +68,15 @@ class FleetRecorder final : public Store {
   Status delete_backup_codes(std::string_view user) override;
 
   Result<LimitState> get_limits(std::string_view user) override { return inner_.get_limits(user); }
+  // Enrollment tokens are this host's (docs/rollout.md, "Fleet mode").
+  Status put_enrollment_token(std::string_view user, const CodeHash& hash, int64_t created_usec,
+                              int64_t expires_usec) override {
+    return inner_.put_enrollment_token(user, hash, created_usec, expires_usec);
+  }
+  Result<bool> spend_enrollment_token(std::string_view user, const CodeHash& hash,
+                                      int64_t now_usec) override {
+    return inner_.spend_enrollment_token(user, hash, now_usec);
+  }
   Status put_limits(std::string_view user, const LimitState& state) override;
 
   Result<std::optional<SmsCode>> get_sms_code(std::string_view user,

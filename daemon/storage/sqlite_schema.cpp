@@ -147,6 +147,17 @@ UPDATE sessions SET leader_start = 0;
     // 6: state is keyed by the account, not by the spelling of the name a login used (issue 17):
     // key_records_by_account().
     {6, "", true},
+    // 7: enrollment tokens ([Rollout] RequireToken=, docs/rollout.md): keyed hashes, keyed by
+    // account like the factors they open the way to; spent is 0 until used.
+    {7, R"sql(
+CREATE TABLE IF NOT EXISTS enrollment_tokens(
+  user TEXT NOT NULL,
+  hash BLOB NOT NULL,
+  created INTEGER NOT NULL,
+  expires INTEGER NOT NULL,
+  spent INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY(user, hash));
+)sql"},
 };
 
 // The tables whose records belong to a user's authentication state. Sessions, devices and the

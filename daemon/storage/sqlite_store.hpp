@@ -97,6 +97,11 @@ class SqliteStore final : public Store {
   Result<int> count_other_sms_phones(std::string_view user, std::string_view phone_key,
                                      int64_t since_usec) override;
 
+  Status put_enrollment_token(std::string_view user, const CodeHash& hash, int64_t created_usec,
+                              int64_t expires_usec) override;
+  Result<bool> spend_enrollment_token(std::string_view user, const CodeHash& hash,
+                                      int64_t now_usec) override;
+
   Status append_audit(AuditRecord& record) override;
   Result<std::vector<AuditRecord>> query_audit(const AuditFilter& filter) override;
   Result<AuditVerification> verify_audit_chain() override;
