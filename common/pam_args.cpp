@@ -92,6 +92,8 @@ const char* apply(std::string_view name, bool has_value, std::string_view value,
     return flag(&args->debug);
   if (name == "nullok")
     return flag(&args->nullok);
+  if (name == "enroll")
+    return flag(&args->enroll);
   if (name == "forward_pass")
     return flag(&args->forward_pass);
   if (name == "use_first_pass" || name == "try_first_pass") {

@@ -41,6 +41,9 @@ inline constexpr char kDefaultPrompt[] = "Verification code: ";
 struct PamArgs {
   bool debug = false;
   bool nullok = false;
+  // A user with no factor enrolls one during the login, when mfad's rollout allows it
+  // (docs/rollout.md).
+  bool enroll = false;
   FailMode failmode = FailMode::kSecure;
   int max_tries = kDefaultMaxTries;
   int timeout_seconds = kDefaultTimeoutSeconds;

@@ -60,6 +60,8 @@ class CallResult {
   }
   // The reply's first argument, a string; a negative errno when there is none.
   int read_string(const char** ret) const;
+  // The reply, to read further (null when there is none); it lives as long as this result.
+  sd_bus_message* reply() const { return reply_.get(); }
 
  private:
   friend class MfadClient;

@@ -1,5 +1,6 @@
 #include "pam_module/dialogue.hpp"
 
+#include <errno.h>
 #include <security/pam_ext.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "common/dbus_names.hpp"
 #include "pam_module/bus_client.hpp"
 #include "pam_module/pam_answer.hpp"
+#include "pam_module/rollout_dialogue.hpp"
 #include "pam_module/session_hook.hpp"
 #include "pam_module/shown_text.hpp"
 
@@ -70,16 +72,42 @@ class Dialogue {
   // that ends the dialogue.
   int request_sms(bool* ret_sent);
 
+  // The rollout's offers ("enroll", "skip") among BeginAuthentication's methods.
+  int read_offers(const CallResult& res);
+
   HookContext& hook_;
   MfadClient& client_;
   const PamArgs& args_ = hook_.args();
   char challenge_[kMaxChallengeLength + 1] = {};  // not a secret: tied to this process
+  bool offers_enroll_ = false;
+  bool offers_skip_ = false;
 };
+
+int Dialogue::read_offers(const CallResult& res) {
+  sd_bus_message* m = res.reply();
+  if (m == nullptr)
+    return -EBADMSG;
+  int r = sd_bus_message_enter_container(m, 'a', "s");
+  while (r > 0) {
+    const char* method = nullptr;
+    r = sd_bus_message_read(m, "s", &method);
+    if (r <= 0)
+      break;
+    if (strcmp(method, dbus::kOfferEnroll) == 0)
+      offers_enroll_ = true;
+    else if (strcmp(method, dbus::kOfferSkip) == 0)
+      offers_skip_ = true;
+  }
+  return r < 0 ? r : 0;
+}
 
 int Dialogue::begin_authentication(const char* user) {
   BusContext context = login_context(hook_);
   if (args_.methods != 0)
     context.add("methods", methods_text(args_.methods));
+  // What a user with no factor can be offered here (docs/rollout.md): mfad decides.
+  context.add(dbus::kContextRollout, args_.enroll ? dbus::kOfferEnroll : dbus::kOfferSkip);
+  context.add("nullok", args_.nullok ? "yes" : "no");
   CallResult res = client_.call("BeginAuthentication", false, user, nullptr, &context);
   if (res.status() == CallStatus::kOk) {
     const char* challenge = nullptr;
@@ -91,9 +119,31 @@ int Dialogue::begin_authentication(const char* user) {
       return PAM_AUTHINFO_UNAVAIL;
     }
     memcpy(challenge_, challenge, strlen(challenge) + 1);
-    // The methods are for logging only: the daemon decides what an answer is.
-    hook_.debug("challenge opened for %s", user);
+    // The methods are for logging only (the daemon decides what an answer is), except the
+    // rollout's offers, which take the login another way.
+    r = read_offers(res);
+    if (hook_.failed_allocation(r))
+      return PAM_BUF_ERR;
+    if (r < 0) {
+      pam_syslog(hook_.pamh(), LOG_ERR, "malformed BeginAuthentication reply");
+      return PAM_AUTHINFO_UNAVAIL;
+    }
+    hook_.debug("challenge opened for %s%s", user,
+                offers_enroll_ || offers_skip_ ? " (no factor yet: rollout)" : "");
     return PAM_SUCCESS;
+  }
+  if (res.is(dbus::kErrorNotRequired)) {
+    hook_.debug("%s has no factor and needs none ([Rollout] Groups=)", user);
+    return PAM_IGNORE;
+  }
+  if (res.is(dbus::kErrorEnrollmentRequired)) {
+    // Past the deadline: nullok no longer applies (docs/rollout.md).
+    hook_.show(PAM_ERROR_MSG, res.message(kNotEnrolledMessage).c_str());
+    pam_syslog(hook_.pamh(), LOG_NOTICE,
+               "%s has no second factor and the rollout deadline has "
+               "passed: denied",
+               user);
+    return PAM_AUTH_ERR;
   }
   if (res.is(dbus::kErrorNotEnrolled)) {
     if (args_.nullok) {
@@ -218,6 +268,8 @@ int Dialogue::request_sms(bool* ret_sent) {
 }
 
 int Dialogue::run() {
+  if (offers_enroll_ || offers_skip_)
+    return run_rollout(hook_, client_, challenge_, offers_enroll_, offers_skip_);
   int ret = PAM_MAXTRIES;
   int tries = 0;
   int sms_requests = 0;
@@ -305,6 +357,18 @@ int Dialogue::run() {
       if (from_first_pass && args_.pass_mode == PassMode::kUseFirstPass)
         return PAM_AUTH_ERR;
       hook_.show(PAM_ERROR_MSG, bad_code_message(args_.max_tries - tries).c_str());
+      continue;
+    }
+    if (res.is(dbus::kErrorClockDrift) || res.is(dbus::kErrorCodeExpired)) {
+      // Refused and counted like a wrong code, but the person is told why: the daemon's message
+      // says how far the authenticator's clock is off, or that the text came too late.
+      ++tries;
+      pam_syslog(hook_.pamh(), LOG_NOTICE, "%s (attempt %d of %d)",
+                 res.is(dbus::kErrorClockDrift) ? "code of a drifting clock" : "expired SMS code",
+                 tries, args_.max_tries);
+      if (from_first_pass && args_.pass_mode == PassMode::kUseFirstPass)
+        return PAM_AUTH_ERR;
+      hook_.show(PAM_ERROR_MSG, res.message().c_str());
       continue;
     }
     return client_.failure(res, "Verify");

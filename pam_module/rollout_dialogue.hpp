@@ -1,0 +1,19 @@
+// The login of a user with no factor whom mfad's rollout lets enroll or skip (docs/rollout.md):
+// BeginAuthentication offered "enroll" and/or "skip" instead of factors. mfad decides and makes
+// everything (the offer, the secret, the QR code's lines, the backup codes); the module shows
+// them and sends the answers.
+//
+// Return contract: PAM_SUCCESS only right after ConfirmLoginEnrollment succeeded; PAM_IGNORE
+// only after SkipEnrollment succeeded; anything else denies. An application that cannot show
+// info messages (or a PAM_SILENT call) cannot enroll: denied, with a clear log line.
+#pragma once
+
+#include "pam_module/bus_client.hpp"
+#include "pam_module/hook_context.hpp"
+
+namespace mfa::pam {
+
+int run_rollout(HookContext& hook, MfadClient& client, const char* challenge, bool offers_enroll,
+                bool offers_skip);
+
+}  // namespace mfa::pam
