@@ -153,4 +153,34 @@ int cmd_reset_or_unlock(Context& ctx, const std::vector<char*>& args, bool reset
   return kExitOk;
 }
 
+int cmd_enrollment_token(Context& ctx, const std::vector<char*>& args) {
+  if (int r = check_args(ctx, args, 1, 1, kVoValid, "enrollment-token"))
+    return r;
+  const std::string user = args[0];
+  uint64_t hours = 72;
+  if (ctx.opt.given & kVoValid) {
+    auto parsed = parse_number(ctx.opt.valid, 1, 8760);
+    if (!parsed)
+      return usage_error("--valid takes hours, from 1 to 8760");
+    hours = *parsed;
+  }
+  auto bus = ctx.bus();
+  if (!bus.ok())
+    return fail(bus.error());
+  auto token = (*bus)->create_enrollment_token(user, static_cast<uint32_t>(hours));
+  if (!token.ok())
+    return fail(token.error());
+  if (ctx.opt.json) {
+    print_json(json{
+        {"user", user}, {"token", std::string(token->first.view())}, {"expires", token->second}});
+    return kExitOk;
+  }
+  printf(
+      "Enrollment token for %s (one use, valid until %s):\n\n  %s\n\n"
+      "Give it to %s by a channel you trust; it is not shown again.\n",
+      user.c_str(), format_unix_time(static_cast<int64_t>(token->second)).c_str(),
+      token->first.c_str(), user.c_str());
+  return kExitOk;
+}
+
 }  // namespace mfa::ctl

@@ -37,6 +37,8 @@ constexpr ErrorLabel kErrorLabels[] = {
     {dbus::kErrorInvalidArgument, Errc::kInvalidArgument, "invalid argument"},
     {dbus::kErrorStorageFailure, Errc::kStorage, "storage failure"},
     {dbus::kErrorLimitExceeded, Errc::kLimitExceeded, "limit exceeded"},
+    {dbus::kErrorEnrollmentTokenRequired, Errc::kEnrollmentTokenRequired,
+     "enrollment token required"},
     {dbus::kErrorInternal, Errc::kInternal, "internal error"},
     {SD_BUS_ERROR_ACCESS_DENIED, Errc::kNotAllowed, "not allowed"},
     {SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED, Errc::kNotAllowed, "not allowed"},
@@ -355,6 +357,21 @@ Result<TotpEnrollmentReply> ManagerClient::begin_totp_enrollment(std::string_vie
   if (r < 0)
     return bad_reply(r);
   return TotpEnrollmentReply{SecureString(secret), SecureString(uri)};
+}
+
+Result<std::pair<SecureString, uint64_t>> ManagerClient::create_enrollment_token(
+    std::string_view user, uint32_t valid_hours) {
+  MFA_TRY(m, new_call("CreateEnrollmentToken", {user}));
+  int r = sd_bus_message_append(m.get(), "u", valid_hours);
+  if (r < 0)
+    return cannot_send(r);
+  MFA_TRY(reply, call(m.get()));
+  const char* token = nullptr;
+  uint64_t expires = 0;
+  r = sd_bus_message_read(reply.get(), "st", &token, &expires);
+  if (r < 0)
+    return bad_reply(r);
+  return std::make_pair(SecureString(token), expires);
 }
 
 Status ManagerClient::confirm_totp_enrollment(std::string_view user, std::string_view code) {

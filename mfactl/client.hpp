@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -89,6 +90,9 @@ class ManagerClient {
   Result<nlohmann::json> check_health();
   Result<nlohmann::json> get_report(uint64_t since);
   Result<nlohmann::json> import_totp(std::string_view user, const TotpImportRequest& request);
+  // CreateEnrollmentToken (admin): the token, shown once, and when it expires (unix seconds).
+  Result<std::pair<SecureString, uint64_t>> create_enrollment_token(std::string_view user,
+                                                                    uint32_t valid_hours);
 
  private:
   // Whether a call's arguments hold a code or a phone number: the message is then erased when

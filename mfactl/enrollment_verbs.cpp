@@ -31,6 +31,20 @@ constexpr int kMaxConfirmAttempts = 3;
 template <typename Fn>
 auto with_step_up(Context& ctx, Fn&& fn) -> decltype(fn(std::string_view())) {
   auto result = fn(ctx.opt.current_code.view());
+  // [Rollout] RequireToken=yes: a first enrollment of one's own carries the enrollment token
+  // where a current code would go (docs/rollout.md).
+  if (!result.ok() && result.error().code == Errc::kEnrollmentTokenRequired &&
+      !ctx.opt.have_current_code) {
+    if (!ctx.interactive) {
+      return make_error(Errc::kEnrollmentTokenRequired,
+                        "a first enrollment on this host needs the enrollment token from your "
+                        "administrator: pass --current-code - and the token on standard input");
+    }
+    auto token = read_hidden_line("Enrollment token (from your administrator): ");
+    if (!token.ok())
+      return std::move(token).error();
+    return fn(token->view());
+  }
   if (result.ok() || result.error().code != Errc::kStepUpRequired || ctx.opt.have_current_code) {
     return result;
   }

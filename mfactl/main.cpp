@@ -41,6 +41,8 @@ constexpr char kUsage[] =
     "  disable USER totp|sms|backup           remove one factor\n"
     "  reset USER                             remove every factor and lockout (admin)\n"
     "  unlock USER                            clear a lockout (admin)\n"
+    "  enrollment-token USER [--valid HOURS]  one-time token for USER's first enrollment\n"
+    "                                         ([Rollout] RequireToken=yes; default 72 h; admin)\n"
     "  users                                  everyone enrolled (admin)\n"
     "  sessions [USER] [--all]                open sessions (--all: everyone's, admin)\n"
     "  terminate SESSION_ID                   end a session now\n"
@@ -85,6 +87,7 @@ enum OptionId : int {
   kOptAllHomes,
   kOptForce,
   kOptName,
+  kOptValid,
 };
 
 constexpr size_t kMaxPathLength = 4096;
@@ -114,6 +117,7 @@ int parse_command_line(int argc, char** argv, Options& opt) {
       {"all-homes", no_argument, nullptr, kOptAllHomes},
       {"force", no_argument, nullptr, kOptForce},
       {"name", required_argument, nullptr, kOptName},
+      {"valid", required_argument, nullptr, kOptValid},
       {nullptr, 0, nullptr, 0},
   };
   opterr = 0;  // our own messages, with exit status 2
@@ -213,6 +217,10 @@ int parse_command_line(int argc, char** argv, Options& opt) {
         opt.given |= kVoName;
         opt.name = optarg;
         break;
+      case kOptValid:
+        opt.given |= kVoValid;
+        opt.valid = optarg;
+        break;
       case ':':
         return usage_error(std::string("option ") + argv[optind - 1] + " needs a value");
       case '?':
@@ -283,6 +291,8 @@ int run(int argc, char** argv) {
     return cmd_reset_or_unlock(ctx, args, false);
   if (verb == "users")
     return cmd_users(ctx, args);
+  if (verb == "enrollment-token")
+    return cmd_enrollment_token(ctx, args);
   if (verb == "sessions")
     return cmd_sessions(ctx, args);
   if (verb == "terminate")

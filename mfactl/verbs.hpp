@@ -37,7 +37,8 @@ enum VerbOption : unsigned {
   kVoAllHomes = 1u << 11,
   kVoForce = 1u << 12,
   kVoName = 1u << 13,
-  kVoLast = kVoName,
+  kVoValid = 1u << 14,
+  kVoLast = kVoValid,
 };
 
 struct Options {
@@ -58,6 +59,7 @@ struct Options {
   std::string pam_dir;            // doctor --pam-dir
   std::string sshd_config;        // doctor --sshd-config
   std::string name;               // import --name
+  std::string valid;              // enrollment-token --valid HOURS
   std::vector<char*> positional;  // the verb and its arguments, pointing into argv
 };
 
@@ -92,6 +94,8 @@ int64_t now_seconds();
 int cmd_status(Context& ctx, const std::vector<char*>& args);
 int cmd_users(Context& ctx, const std::vector<char*>& args);
 int cmd_reset_or_unlock(Context& ctx, const std::vector<char*>& args, bool reset);
+// enrollment-token USER [--valid HOURS] (admin; docs/rollout.md).
+int cmd_enrollment_token(Context& ctx, const std::vector<char*>& args);
 
 // enrollment_verbs.cpp
 int cmd_enroll_totp(Context& ctx, const std::vector<char*>& args);
