@@ -155,6 +155,14 @@ def test_code_expires(sms_factory, fake, client, test_users):
     expires = int(mfad.sql(f"SELECT expires FROM sms_codes WHERE user = 'uid/{pwd.getpwnam(ALICE).pw_uid}' AND "
                            "purpose = 'login'"))
     assert wait_until(lambda: time.time() * 1e6 >= expires, timeout=60)
+    # Told as expired, not as a wrong code (issue 18), and audited so.
+    message = c.call("Verify", "ss", challenge, code).expect_error("CodeExpired")
+    assert "type sms for a new one" in message
+    rows = mfad.call("ListAuditEvents", "a{sv}", {"user": ["@s", ALICE],
+                                                 "limit": ["@u", 1000]}).expect_ok()
+    failures = [r for r in rows if r["kind"] == "auth.failure"]
+    assert failures[-1]["reason"] == "expired", failures
+    # The code died with it: typed again, it is a wrong code.
     c.call("Verify", "ss", challenge, code).expect_error("BadCode")
 
 

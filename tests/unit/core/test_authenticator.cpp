@@ -22,6 +22,7 @@
 #include "common/base32.hpp"
 #include "common/crypto.hpp"
 #include "common/dbus_names.hpp"
+#include "common/enrollment_card.hpp"
 #include "common/otp.hpp"
 #include "common/seal.hpp"
 #include "core/audit.hpp"
@@ -159,6 +160,17 @@ class FailingStore final : public Store {
     if (fail_writes || fail_audit)
       return err();
     return s_.append_audit(r);
+  }
+  Status put_enrollment_token(std::string_view u, const CodeHash& h, int64_t c,
+                              int64_t x) override {
+    if (fail_writes)
+      return err();
+    return s_.put_enrollment_token(u, h, c, x);
+  }
+  Result<bool> spend_enrollment_token(std::string_view u, const CodeHash& h, int64_t n) override {
+    if (fail_writes)
+      return err();
+    return s_.spend_enrollment_token(u, h, n);
   }
   Result<std::vector<AuditRecord>> query_audit(const AuditFilter& f) override {
     if (fail_reads)
@@ -1354,12 +1366,22 @@ static void test_sms_login_and_expiry(void** /*state*/) {
   ASSERT_OK(method);
   assert_string_equal(method->c_str(), "sms");
 
-  // A code past its lifetime never matches (the injected clock moves 61 s; the challenge lives).
+  // A code past its lifetime never matches (the injected clock moves 61 s; the challenge lives):
+  // the person is told it expired, and the failure is audited as `expired` (issue 18).
   auto again = e.auth->begin_authentication(kRoot, "alice", {{"service", "sshd"}});
   auto msg2 = e.auth->send_sms_code(kRoot, again->challenge);
   ASSERT_OK(msg2);
   ASSERT_OK(e.auth->sms_sent(*msg2, accepted()));
   e.clock.advance_seconds(61);
+  auto late = e.auth->verify(kRoot, again->challenge, code_of(*msg2));
+  ASSERT_ERR(late, Errc::kCodeExpired);
+  assert_non_null(strstr(late.error().message.c_str(), "type sms for a new one"));
+  {
+    const auto rows = e.audit_rows();
+    assert_string_equal(rows.back().kind.c_str(), "auth.failure");
+    assert_string_equal(rows.back().reason.c_str(), "expired");
+  }
+  // Spent by being told: the same code again is a plain wrong code.
   ASSERT_ERR(e.auth->verify(kRoot, again->challenge, code_of(*msg2)), Errc::kBadCode);
 
   // Nothing in the database holds the code or the number in clear.
@@ -1427,6 +1449,266 @@ static void test_sms_codes_die_with_the_phone(void** /*state*/) {
   ASSERT_ERR(e.auth->verify(kRoot, b->challenge, code_of(*msg)), Errc::kBadCode);
 }
 
+// --- Rollout (docs/rollout.md, issue 18). ---
+namespace {
+
+const StringMap kRolloutEnroll{{"service", "sshd"}, {"rollout", "enroll"}, {"nullok", "no"}};
+const StringMap kRolloutSkip{{"service", "sshd"}, {"rollout", "skip"}, {"nullok", "no"}};
+
+// The secret of a login enrollment, from its lines ("Or type this key:" then groups of 4).
+SecureBytes secret_from_lines(const std::vector<SecureString>& lines) {
+  std::string b32;
+  bool after = false;
+  for (const auto& l : lines) {
+    std::string_view v = l.view();
+    if (v.find("Or type this key:") != std::string_view::npos) {
+      after = true;
+      continue;
+    }
+    if (!after)
+      continue;
+    const size_t gap = v.rfind("   ");
+    std::string_view text = gap == std::string_view::npos ? v : v.substr(gap + 3);
+    std::string chunk;
+    for (char c : text) {
+      if ((c >= 'A' && c <= 'Z') || (c >= '2' && c <= '7'))
+        chunk.push_back(c);
+      else if (c != ' ')
+        chunk.clear();
+    }
+    if (chunk.empty() || b32.size() >= 32)
+      break;
+    b32 += chunk;
+  }
+  auto decoded = base32_decode(b32);
+  assert_true(decoded.ok());
+  return std::move(decoded).value();
+}
+
+void test_rollout_old_module_and_no_rollout_unchanged(void**) {
+  Env e;
+  // An older module (no "rollout" context): NotEnrolled as ever.
+  ASSERT_ERR(e.auth->begin_authentication(kRoot, "bob", {{"service", "sshd"}}), Errc::kNotEnrolled);
+  // A new module without `enroll` and no deadline: NotEnrolled (nullok decides in the module).
+  ASSERT_ERR(e.auth->begin_authentication(kRoot, "bob", kRolloutSkip), Errc::kNotEnrolled);
+}
+
+void test_rollout_enroll_during_login(void**) {
+  Env e;
+  auto begun = e.auth->begin_authentication(kRoot, "bob", kRolloutEnroll);
+  ASSERT_OK(begun);
+  assert_int_equal(begun->methods.size(), 1);
+  assert_string_equal(begun->methods[0].c_str(), "enroll");  // no deadline: no skip
+  // Never a factor's challenge.
+  ASSERT_ERR(e.auth->verify(kRoot, begun->challenge, "123456"), Errc::kNotEnrolled);
+  // Another caller cannot use it.
+  ASSERT_ERR(e.auth->begin_login_enrollment(kRootOther, begun->challenge, ""),
+             Errc::kNoSuchChallenge);
+  ASSERT_ERR(e.auth->skip_enrollment(kRoot, begun->challenge), Errc::kNotAllowed);
+  auto info = e.auth->get_login_enrollment(kRoot, begun->challenge);
+  ASSERT_OK(info);
+  assert_true(info->enroll);
+  assert_false(info->skip);
+  assert_false(info->token_required);
+  auto lines = e.auth->begin_login_enrollment(kRoot, begun->challenge, "");
+  ASSERT_OK(lines);
+  size_t qr_rows = 0;
+  for (const auto& l : *lines) {
+    assert_true(l.size() <= dbus::kMaxEnrollmentLineLength);
+    if (l.view().find("\u2588") != std::string_view::npos) {
+      ++qr_rows;
+      assert_true(text_columns(l.view()) <= 80);
+    }
+  }
+  assert_true(qr_rows >= 15);
+  assert_true(lines->size() <= dbus::kMaxEnrollmentLines);
+  const SecureBytes key = secret_from_lines(*lines);
+  // Nothing is stored before the confirmation.
+  assert_true(e.sqlite->get_factors(std::string("uid/") + std::to_string(kBob))->empty());
+  const std::string good = code_now(e, key);
+  ASSERT_ERR(e.auth->confirm_login_enrollment(kRoot, begun->challenge,
+                                              good == "000000" ? "111111" : "000000"),
+             Errc::kBadCode);
+  auto codes = e.auth->confirm_login_enrollment(kRoot, begun->challenge, good);
+  ASSERT_OK(codes);
+  assert_int_equal(codes->size(), 10);
+  auto user = e.auth->get_user(kRoot, "bob");
+  ASSERT_OK(user);
+  assert_int_equal(user->backup_codes_left, 10);
+  assert_int_equal(user->methods.size(), 2);
+  // The confirming code does not open another login.
+  auto next = e.auth->begin_authentication(kRoot, "bob", kRolloutEnroll);
+  ASSERT_OK(next);
+  assert_string_equal(next->methods[0].c_str(), "totp");
+  ASSERT_ERR(e.auth->verify(kRoot, next->challenge, good), Errc::kBadCode);
+  assert_int_equal(e.audit_rows("enroll.confirm").size(), 2);  // the wrong code, then the right
+}
+
+void test_rollout_enroll_refused_once_a_factor_exists(void**) {
+  Env e;
+  auto begun = e.auth->begin_authentication(kRoot, "bob", kRolloutEnroll);
+  ASSERT_OK(begun);
+  auto lines = e.auth->begin_login_enrollment(kRoot, begun->challenge, "");
+  ASSERT_OK(lines);
+  // An admin enrolls bob meanwhile: the login's enrollment no longer applies.
+  enroll_totp(e, "bob");
+  const SecureBytes key = secret_from_lines(*lines);
+  ASSERT_ERR(e.auth->confirm_login_enrollment(kRoot, begun->challenge, code_now(e, key)),
+             Errc::kAlreadyEnrolled);
+}
+
+void test_rollout_deadline_skip_and_after(void**) {
+  Env e;
+  e.config.rollout_deadline = e.clock.now_seconds() + 10 * 86400 - 100;
+  auto begun = e.auth->begin_authentication(kRoot, "bob", kRolloutSkip);
+  ASSERT_OK(begun);
+  assert_int_equal(begun->methods.size(), 1);
+  assert_string_equal(begun->methods[0].c_str(), "skip");
+  auto info = e.auth->get_login_enrollment(kRoot, begun->challenge);
+  ASSERT_OK(info);
+  assert_int_equal(info->days_left, 10);
+  assert_non_null(strstr(info->message.c_str(), "(10 days left)"));
+  ASSERT_ERR(e.auth->begin_login_enrollment(kRoot, begun->challenge, ""), Errc::kNotAllowed);
+  ASSERT_OK(e.auth->skip_enrollment(kRoot, begun->challenge));
+  auto skipped = e.audit_rows("auth.not-enrolled");
+  assert_string_equal(skipped.back().reason.c_str(), "enrollment-skipped");
+  // Once skipped, the challenge is done.
+  ASSERT_ERR(e.auth->skip_enrollment(kRoot, begun->challenge), Errc::kNoSuchChallenge);
+
+  // The deadline passes between BeginAuthentication and the empty answer: no skip.
+  auto late = e.auth->begin_authentication(kRoot, "bob", kRolloutEnroll);
+  ASSERT_OK(late);
+  assert_int_equal(late->methods.size(), 2);
+  e.config.rollout_deadline = e.clock.now_seconds() + 50;
+  e.clock.advance_seconds(60);
+  ASSERT_ERR(e.auth->skip_enrollment(kRoot, late->challenge), Errc::kNotAllowed);
+  // After it: no skip offered; without `enroll` denied, also with nullok.
+  auto after = e.auth->begin_authentication(kRoot, "bob", kRolloutEnroll);
+  ASSERT_OK(after);
+  assert_int_equal(after->methods.size(), 1);
+  assert_string_equal(after->methods[0].c_str(), "enroll");
+  ASSERT_ERR(e.auth->begin_authentication(
+                 kRoot, "bob", {{"service", "sshd"}, {"rollout", "skip"}, {"nullok", "yes"}}),
+             Errc::kEnrollmentRequired);
+  // methods= without totp: nothing can be enrolled there.
+  ASSERT_ERR(e.auth->begin_authentication(kRoot, "bob",
+                                          {{"rollout", "enroll"}, {"methods", "sms,backup"}}),
+             Errc::kEnrollmentRequired);
+  // A malformed rollout context is refused.
+  ASSERT_ERR(e.auth->begin_authentication(kRoot, "bob", {{"rollout", "yes"}}),
+             Errc::kInvalidArgument);
+}
+
+void test_rollout_nullok_skips_only_without_a_deadline(void**) {
+  Env e;
+  const StringMap nullok_enroll{{"rollout", "enroll"}, {"nullok", "yes"}};
+  auto begun = e.auth->begin_authentication(kRoot, "bob", nullok_enroll);
+  ASSERT_OK(begun);
+  assert_int_equal(begun->methods.size(), 2);
+  ASSERT_OK(e.auth->skip_enrollment(kRoot, begun->challenge));
+  // nullok without enroll: NotEnrolled, which the module turns into PAM_IGNORE as ever.
+  ASSERT_ERR(e.auth->begin_authentication(kRoot, "bob", {{"rollout", "skip"}, {"nullok", "yes"}}),
+             Errc::kNotEnrolled);
+}
+
+void test_rollout_groups(void**) {
+  Env e;
+  e.config.rollout_groups = {"mfa-admin"};  // carol only (FakeUsers)
+  ASSERT_ERR(e.auth->begin_authentication(kRoot, "bob", kRolloutSkip), Errc::kNotRequired);
+  ASSERT_ERR(e.auth->begin_authentication(kRoot, "carol", kRolloutSkip), Errc::kNotEnrolled);
+  auto carol = e.auth->begin_authentication(kRoot, "carol", kRolloutEnroll);
+  ASSERT_OK(carol);
+  assert_string_equal(carol->methods[0].c_str(), "enroll");
+  // A non-member with a factor is still asked for it.
+  enroll_totp(e, "bob");
+  auto bob = e.auth->begin_authentication(kRoot, "bob", kRolloutSkip);
+  ASSERT_OK(bob);
+  assert_string_equal(bob->methods[0].c_str(), "totp");
+}
+
+void test_rollout_enrollment_tokens(void**) {
+  Env e;
+  e.config.rollout_require_token = true;
+  // Admin only.
+  ASSERT_ERR(e.auth->create_enrollment_token(kBobC, "bob", 72), Errc::kNotAllowed);
+  ASSERT_ERR(e.auth->create_enrollment_token(kRoot, "bob", 0), Errc::kInvalidArgument);
+  auto token = e.auth->create_enrollment_token(kRoot, "bob", 1);
+  ASSERT_OK(token);
+  assert_int_equal(token->token.size(), 29);  // 24 characters in groups of 4
+  auto alice_token = e.auth->create_enrollment_token(kRoot, "alice", 1);
+  ASSERT_OK(alice_token);
+  // Never stored in clear.
+  const std::string raw(token->token.view());
+  for (const auto& row : e.audit_rows())
+    assert_null(strstr(row.details_json.c_str(), raw.c_str()));
+
+  auto begun = e.auth->begin_authentication(kRoot, "bob", kRolloutEnroll);
+  ASSERT_OK(begun);
+  auto info = e.auth->get_login_enrollment(kRoot, begun->challenge);
+  assert_true(info->token_required);
+  ASSERT_ERR(e.auth->begin_login_enrollment(kRoot, begun->challenge, ""),
+             Errc::kEnrollmentTokenRequired);
+  // Another user's token, and a made-up one: refused, counted.
+  ASSERT_ERR(e.auth->begin_login_enrollment(kRoot, begun->challenge, alice_token->token.view()),
+             Errc::kNotAllowed);
+  ASSERT_ERR(e.auth->begin_login_enrollment(kRoot, begun->challenge, "AAAA-BBBB"),
+             Errc::kNotAllowed);
+  assert_int_equal(e.audit_rows("auth.failure").size(), 2);
+  // Lower case and without dashes is the same token.
+  std::string typed;
+  for (char ch : raw)
+    if (ch != '-')
+      typed.push_back(static_cast<char>(tolower(ch)));
+  ASSERT_OK(e.auth->begin_login_enrollment(kRoot, begun->challenge, typed));
+  // Once per challenge: a second QR code needs no token again.
+  ASSERT_OK(e.auth->begin_login_enrollment(kRoot, begun->challenge, ""));
+  // Spent: another login cannot use it.
+  auto again = e.auth->begin_authentication(kRoot, "bob", kRolloutEnroll);
+  ASSERT_OK(again);
+  ASSERT_ERR(e.auth->begin_login_enrollment(kRoot, again->challenge, raw), Errc::kNotAllowed);
+
+  // Self-service first enrollment needs one too (carried in current_code); admins need none.
+  ASSERT_ERR(e.auth->begin_totp_enrollment(kAliceC, "alice", {}), Errc::kEnrollmentTokenRequired);
+  TotpEnrollmentOptions with_token;
+  with_token.current_code = alice_token->token.clone();
+  ASSERT_OK(e.auth->begin_totp_enrollment(kAliceC, "alice", with_token));
+  ASSERT_OK(e.auth->begin_totp_enrollment(kRoot, "carol", {}));
+
+  // Expired tokens are refused.
+  auto carol_token = e.auth->create_enrollment_token(kRoot, "carol", 1);
+  ASSERT_OK(carol_token);
+  e.clock.advance_seconds(3601);
+  TotpEnrollmentOptions late;
+  late.current_code = carol_token->token.clone();
+  ASSERT_ERR(e.auth->begin_totp_enrollment(kCarolC, "carol", late), Errc::kNotAllowed);
+}
+
+void test_rollout_clock_drift(void**) {
+  Env e;
+  auto key = enroll_totp(e, "alice");
+  auto begun = e.auth->begin_authentication(kRoot, "alice", {{"service", "sshd"}});
+  ASSERT_OK(begun);
+  // 4 steps ahead (Window=1): refused, counted, told.
+  auto r = e.auth->verify(kRoot, begun->challenge, code_at(key, e.clock.now_seconds() + 120));
+  ASSERT_ERR(r, Errc::kClockDrift);
+  assert_non_null(strstr(r.error().message.c_str(), "120 seconds ahead"));
+  auto rows = e.audit_rows("auth.failure");
+  assert_string_equal(rows.back().reason.c_str(), "clock-drift");
+  assert_non_null(strstr(rows.back().details_json.c_str(), "\"drift_seconds\":\"120\""));
+  r = e.auth->verify(kRoot, begun->challenge, code_at(key, e.clock.now_seconds() - 240));
+  ASSERT_ERR(r, Errc::kClockDrift);
+  assert_non_null(strstr(r.error().message.c_str(), "240 seconds behind"));
+  // Beyond 5 minutes: a wrong code.
+  ASSERT_ERR(e.auth->verify(kRoot, begun->challenge, code_at(key, e.clock.now_seconds() + 600)),
+             Errc::kBadCode);
+  auto user = e.auth->get_user(kRoot, "alice");
+  assert_int_equal(user->failures, 3);
+  // Inside the window: accepted as ever.
+  ASSERT_OK(e.auth->verify(kRoot, begun->challenge, code_at(key, e.clock.now_seconds() + 30)));
+}
+
+}  // namespace
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_totp_enrollment_two_phase),
@@ -1459,6 +1741,14 @@ int main(void) {
       cmocka_unit_test(test_sms_phone_rules),
       cmocka_unit_test(test_sms_allowed_prefixes),
       cmocka_unit_test(test_sms_login_and_expiry),
+      cmocka_unit_test(test_rollout_old_module_and_no_rollout_unchanged),
+      cmocka_unit_test(test_rollout_enroll_during_login),
+      cmocka_unit_test(test_rollout_enroll_refused_once_a_factor_exists),
+      cmocka_unit_test(test_rollout_deadline_skip_and_after),
+      cmocka_unit_test(test_rollout_nullok_skips_only_without_a_deadline),
+      cmocka_unit_test(test_rollout_groups),
+      cmocka_unit_test(test_rollout_enrollment_tokens),
+      cmocka_unit_test(test_rollout_clock_drift),
       cmocka_unit_test(test_sms_attempts_limits_and_failures),
       cmocka_unit_test(test_sms_codes_die_with_the_phone),
   };

@@ -18,7 +18,7 @@
 
 #include "pam_answer_line.h"
 
-#define MAX_EVENTS 64
+#define MAX_EVENTS 160
 
 struct events {
   int count;
@@ -60,7 +60,20 @@ static int conversation(int n, const struct pam_message** msg, struct pam_respon
         add_event(ev, "error", msg[i]->msg);
         break;
       case PAM_TEXT_INFO:
+        /* PAM_DRIVER_NO_INFO=1: an application that cannot show info messages. */
+        if (getenv("PAM_DRIVER_NO_INFO")) {
+          add_event(ev, "noinfo", msg[i]->msg);
+          for (int j = 0; j < i; j++)
+            free(r[j].resp);
+          free(r);
+          return PAM_CONV_ERR;
+        }
         add_event(ev, "info", msg[i]->msg);
+        /* Tests that answer from what was shown (a login enrollment's secret) read it here. */
+        if (getenv("PAM_DRIVER_ECHO_INFO")) {
+          fprintf(stderr, "pam_driver: info %s\n", msg[i]->msg);
+          fflush(stderr);
+        }
         break;
       default:
         for (int j = 0; j < i; j++)

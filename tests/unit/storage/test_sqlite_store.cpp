@@ -387,7 +387,7 @@ void test_migration_keys_records_by_account(void** state) {
   const auto listed = f->store->list_users();
   assert_true(listed.ok());
   assert_int_equal(listed->size(), 3);
-  assert_string_equal(raw_query(f->db, "SELECT max(version) FROM schema_version").c_str(), "6");
+  assert_string_equal(raw_query(f->db, "SELECT max(version) FROM schema_version").c_str(), "7");
 }
 
 void test_loose_mode_tightened(void** state) {
