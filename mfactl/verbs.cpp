@@ -40,6 +40,8 @@ const char* verb_option_name(unsigned bit) {
       return "--force";
     case kVoName:
       return "--name";
+    case kVoValid:
+      return "--valid";
     default:
       return "?";
   }

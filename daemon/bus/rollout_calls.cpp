@@ -10,6 +10,7 @@
 #include "bus/manager.hpp"
 #include "common/base32.hpp"
 #include "common/dbus_names.hpp"
+#include "core/rollout.hpp"
 #include "fleet/coordinator.hpp"
 
 namespace mfa {
@@ -249,6 +250,12 @@ int ManagerBus::check_health(sd_bus_message* m) {
           if (q >= 0)
             q = sd_bus_message_append(reply, "{sv}", "metrics_path", "s",
                                       config_.metrics_textfile_path.c_str());
+          // [Rollout] Deadline= ("2027-01-31 00:00 UTC", "" for none): doctor warns about
+          // nullok without one.
+          if (q >= 0)
+            q = sd_bus_message_append(
+                reply, "{sv}", "rollout_deadline", "s",
+                config_.rollout_deadline ? format_utc(*config_.rollout_deadline).c_str() : "");
           if (q >= 0)
             q = sd_bus_message_close_container(reply);
           return q;
