@@ -30,8 +30,6 @@ class HookContext {
 
   pam_handle_t* pamh() const { return pamh_; }
   const PamArgs& args() const { return args_; }
-  // PAM_SILENT: no informational message may be shown.
-  bool silent() const { return (flags_ & PAM_SILENT) != 0; }
   // Each bus call waits at most this long (timeout=).
   uint64_t timeout_usec() const { return static_cast<uint64_t>(args_.timeout_seconds) * 1000000; }
   // A string PAM item (PAM_SERVICE, PAM_RHOST, PAM_AUTHTOK, ...), or null.

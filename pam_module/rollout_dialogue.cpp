@@ -103,9 +103,9 @@ int Rollout::read_offer(const CallResult& res, Offer* ret) {
   return r < 0 ? r : 0;
 }
 
+// PAM_SILENT does not stop these: they are the enrollment itself, not chatter (sudo passes
+// PAM_SILENT to every authentication). Whether they can be shown is the conversation's answer.
 int Rollout::show_all(const char* const* lines, size_t n) {
-  if (hook_.silent())
-    return PAM_CONV_ERR;
   const void* item = nullptr;
   if (pam_get_item(hook_.pamh(), PAM_CONV, &item) != PAM_SUCCESS || item == nullptr)
     return PAM_CONV_ERR;
@@ -353,9 +353,8 @@ int Rollout::run(bool offers_enroll, bool offers_skip) {
   r = show_all(&first, 1);
   if (r != PAM_SUCCESS) {
     pam_syslog(hook_.pamh(), LOG_ERR,
-               "the application cannot show info messages (PAM_TEXT_INFO failed%s): enrollment "
-               "during login is impossible here; denied",
-               hook_.silent() ? ", PAM_SILENT" : "");
+               "the application cannot show info messages (PAM_TEXT_INFO failed): enrollment "
+               "during login is impossible here; denied");
     hook_.show(PAM_ERROR_MSG, kCannotShow);
     return r == PAM_BUF_ERR ? r : PAM_AUTH_ERR;
   }

@@ -5,7 +5,8 @@
 //
 // Return contract: PAM_SUCCESS only right after ConfirmLoginEnrollment succeeded; PAM_IGNORE
 // only after SkipEnrollment succeeded; anything else denies. An application that cannot show
-// info messages (or a PAM_SILENT call) cannot enroll: denied, with a clear log line.
+// info messages cannot enroll: denied, with a clear log line. PAM_SILENT does not silence the
+// enrollment (it is the dialogue itself; sudo sets PAM_SILENT on every authentication).
 #pragma once
 
 #include "pam_module/bus_client.hpp"
