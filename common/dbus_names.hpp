@@ -65,5 +65,8 @@ inline constexpr size_t kMaxContextEntries = 16;
 inline constexpr size_t kMaxContextValueLength = 1024;
 inline constexpr size_t kMaxIssuerLength = 128;
 inline constexpr size_t kMaxAuditQueryLimit = 10000;
+// TOTP device names (`enroll totp --name`): [A-Za-z0-9._-], 1..32 characters.
+inline constexpr size_t kMaxDeviceNameLength = 32;
+inline constexpr char kDefaultDeviceName[] = "default";
 
 }  // namespace mfa::dbus

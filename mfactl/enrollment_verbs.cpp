@@ -14,6 +14,7 @@
 #include "common/dbus_names.hpp"
 #include "common/qr.hpp"
 #include "mfactl/format.hpp"
+#include "mfactl/qr_file.hpp"
 #include "mfactl/reply_json.hpp"
 #include "mfactl/tty.hpp"
 #include "mfactl/verbs.hpp"
@@ -102,7 +103,8 @@ int confirm_on_terminal(Context& ctx, const std::string& user, const char* metho
 }  // namespace
 
 int cmd_enroll_totp(Context& ctx, const std::vector<char*>& args) {
-  if (int r = check_args(ctx, args, 0, 1, kVoIssuer | kVoAlgorithm | kVoDigits, "enroll totp")) {
+  if (int r = check_args(ctx, args, 0, 1, kVoIssuer | kVoAlgorithm | kVoDigits | kVoSvg | kVoName,
+                         "enroll totp")) {
     return r;
   }
   uint32_t digits = 0;
@@ -122,11 +124,27 @@ int cmd_enroll_totp(Context& ctx, const std::vector<char*>& args) {
   });
   if (!enrollment.ok())
     return fail(enrollment.error());
+  if (ctx.opt.given & kVoSvg) {
+    Status written = write_qr_svg_file(ctx.opt.svg_path, enrollment->otpauth_uri.view());
+    if (!written.ok()) {
+      fail(written.error());
+      return fail(
+          "the enrollment is still pending: run `mfactl enroll totp` again for a new "
+          "secret, or `mfactl confirm totp " +
+          user + " CODE` with this one");
+    }
+  }
   if (ctx.opt.json) {
     json j = {{"secret", std::string(enrollment->secret_base32.view())},
               {"uri", std::string(enrollment->otpauth_uri.view())}};
+    if (ctx.opt.given & kVoSvg)
+      j["svg"] = ctx.opt.svg_path;
     print_secret_json(j);
     return kExitOk;
+  }
+  if (ctx.opt.given & kVoSvg) {
+    printf("Wrote the QR code to %s (mode 0600; it holds the secret: delete it once scanned).\n\n",
+           ctx.opt.svg_path.c_str());
   }
   // On a terminal, explicit colours make the code scan on light and dark themes alike; a pipe or
   // file gets plain half blocks (correct on dark backgrounds, and free of escape sequences).

@@ -32,13 +32,16 @@ constexpr char kUsage[] =
     "\n"
     "Verbs:\n"
     "  status [USER]                          factors, lockout, backup codes left, sessions\n"
-    "  enroll totp [USER] [--issuer X] [--algorithm SHA1|SHA256|SHA512] [--digits N]\n"
-    "                                         new authenticator app (QR code), then confirm\n"
+    "  enroll totp [USER] [--name NAME] [--issuer X] [--algorithm SHA1|SHA256|SHA512]\n"
+    "              [--digits N] [--svg FILE]  new authenticator app (QR code; --svg: also as an\n"
+    "                                         SVG file, mode 0600), then confirm; up to 5 named\n"
+    "                                         devices (default name: default)\n"
     "  confirm totp USER CODE                 activate a pending TOTP enrollment (CODE - : stdin)\n"
     "  enroll sms [USER] --phone +E164        new phone number; a code is sent to it\n"
     "  confirm sms USER CODE                  activate a pending phone number\n"
     "  backup-codes [USER]                    new set of 10 one-time codes (old set stops)\n"
-    "  disable USER totp|sms|backup           remove one factor\n"
+    "  disable USER totp|sms|backup [--name NAME]\n"
+    "                                         remove one factor (totp --name: one device)\n"
     "  reset USER                             remove every factor and lockout (admin)\n"
     "  unlock USER                            clear a lockout (admin)\n"
     "  enrollment-token USER [--valid HOURS]  one-time token for USER's first enrollment\n"
@@ -86,6 +89,7 @@ enum OptionId : int {
   kOptRemove,
   kOptAllHomes,
   kOptForce,
+  kOptSvg,
   kOptName,
   kOptValid,
 };
@@ -116,6 +120,7 @@ int parse_command_line(int argc, char** argv, Options& opt) {
       {"remove", no_argument, nullptr, kOptRemove},
       {"all-homes", no_argument, nullptr, kOptAllHomes},
       {"force", no_argument, nullptr, kOptForce},
+      {"svg", required_argument, nullptr, kOptSvg},
       {"name", required_argument, nullptr, kOptName},
       {"valid", required_argument, nullptr, kOptValid},
       {nullptr, 0, nullptr, 0},
@@ -196,6 +201,12 @@ int parse_command_line(int argc, char** argv, Options& opt) {
         break;
       case kOptAll:
         opt.given |= kVoAll;
+        break;
+      case kOptSvg:
+        opt.given |= kVoSvg;
+        if (std::strlen(optarg) == 0 || std::strlen(optarg) > kMaxPathLength)
+          return usage_error("--svg needs a file name");
+        opt.svg_path = optarg;
         break;
       case kOptPamDir:
       case kOptSshdConfig:

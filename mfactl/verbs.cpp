@@ -38,6 +38,8 @@ const char* verb_option_name(unsigned bit) {
       return "--all-homes";
     case kVoForce:
       return "--force";
+    case kVoSvg:
+      return "--svg";
     case kVoName:
       return "--name";
     case kVoValid:

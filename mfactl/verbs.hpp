@@ -38,7 +38,8 @@ enum VerbOption : unsigned {
   kVoForce = 1u << 12,
   kVoName = 1u << 13,
   kVoValid = 1u << 14,
-  kVoLast = kVoValid,
+  kVoSvg = 1u << 15,
+  kVoLast = kVoSvg,
 };
 
 struct Options {
@@ -58,8 +59,9 @@ struct Options {
   std::string limit;
   std::string pam_dir;            // doctor --pam-dir
   std::string sshd_config;        // doctor --sshd-config
-  std::string name;               // import --name
+  std::string name;               // import --name, enroll totp --name, disable --name
   std::string valid;              // enrollment-token --valid HOURS
+  std::string svg_path;           // enroll totp --svg
   std::vector<char*> positional;  // the verb and its arguments, pointing into argv
 };
 
