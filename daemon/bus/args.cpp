@@ -88,14 +88,15 @@ Error wrong_type(const std::string& key, const char* expected, const char* got) 
   return invalid("option '" + key + "' must be of type '" + expected + "', not '" + got + "'");
 }
 
-// BeginTotpEnrollment options: issuer s, algorithm s, digits u, current_code s.
+// BeginTotpEnrollment options: name s, issuer s, algorithm s, digits u, current_code s.
 int read_totp_option_entry(sd_bus_message* m, const std::string& key, const char* contents,
                            void* userdata, std::optional<Error>* ret_error) {
   auto* options = static_cast<TotpEnrollmentOptions*>(userdata);
   const char* expected = key == "digits" ? "u" : "s";
-  if (key != "issuer" && key != "algorithm" && key != "digits" && key != "current_code") {
-    *ret_error =
-        invalid("unknown option '" + key + "' (known: issuer, algorithm, digits, current_code)");
+  if (key != "name" && key != "issuer" && key != "algorithm" && key != "digits" &&
+      key != "current_code") {
+    *ret_error = invalid("unknown option '" + key +
+                         "' (known: name, issuer, algorithm, digits, current_code)");
     return 0;
   }
   if (strcmp(contents, expected) != 0) {
@@ -116,6 +117,10 @@ int read_totp_option_entry(sd_bus_message* m, const std::string& key, const char
   }
   if (key == "current_code") {
     int r = read_secret(m, "current_code", dbus::kMaxCodeLength, &options->current_code, ret_error);
+    return r < 0 ? r : 1;
+  }
+  if (key == "name") {
+    int r = read_string(m, "name", dbus::kMaxDeviceNameLength, &options->device, ret_error);
     return r < 0 ? r : 1;
   }
   std::string* target = key == "issuer" ? &options->issuer : &options->algorithm;
@@ -278,6 +283,33 @@ int read_audit_filter(sd_bus_message* m, AuditFilter* ret, std::optional<Error>*
   return read_variant_map(m, read_audit_filter_entry, ret, ret_error);
 }
 
+namespace {
+
+// "totp_devices" aa{sv}: one {"name" s, "created" t, "last_used" t} per device.
+int append_sv_totp_devices(sd_bus_message* m, const std::vector<TotpDeviceInfo>& devices) {
+  int r = sd_bus_message_open_container(m, 'e', "sv");
+  if (r >= 0)
+    r = sd_bus_message_append(m, "s", "totp_devices");
+  if (r >= 0)
+    r = sd_bus_message_open_container(m, 'v', "aa{sv}");
+  if (r >= 0)
+    r = sd_bus_message_open_container(m, 'a', "a{sv}");
+  for (const auto& d : devices) {
+    if (r >= 0)
+      r = sd_bus_message_append(m, "a{sv}", 3, "name", "s", d.name.c_str(), "created", "t",
+                                d.created, "last_used", "t", d.last_used);
+  }
+  if (r >= 0)
+    r = sd_bus_message_close_container(m);
+  if (r >= 0)
+    r = sd_bus_message_close_container(m);
+  if (r >= 0)
+    r = sd_bus_message_close_container(m);
+  return r;
+}
+
+}  // namespace
+
 int append_user_info(sd_bus_message* m, const UserInfo& info) {
   int r = sd_bus_message_open_container(m, 'a', "{sv}");
   if (r >= 0)
@@ -301,6 +333,8 @@ int append_user_info(sd_bus_message* m, const UserInfo& info) {
     if (r >= 0)
       r = append_sv_u32(m, "totp_period", static_cast<uint32_t>(info.totp->period));
   }
+  if (r >= 0)
+    r = append_sv_totp_devices(m, info.totp_devices);
   if (r >= 0)
     r = sd_bus_message_close_container(m);
   return r;

@@ -27,6 +27,16 @@ struct BusRefusal {
   std::string message;
 };
 
+// The kernel audit session id and login uid (/proc/PID/sessionid, loginuid) of the caller whose
+// bus-recorded pid (SO_PEERCRED at connect, Caller::pid) is pid; Caller::kUnsetAuditId when unset
+// or unknown. For OpenSession and CheckFreshSession. Read per call, never cached: pam_loginuid
+// sets them during the very session stack that calls OpenSession. dbus-daemon does not pass them
+// on, so they come from /proc, with the pid pinned by a pidfd while it is read: a caller that
+// exited meanwhile gives nothing. The callers are root PAM hosts blocked in this synchronous
+// call; a pid reused between a caller's death and this read would need that caller to die in the
+// middle of its own call.
+void read_audit_ids(pid_t pid, uint32_t* ret_session, uint32_t* ret_login_uid);
+
 class CallerCache {
  public:
   static constexpr size_t kMaxPeers = 4096;

@@ -127,6 +127,7 @@ class ManagerBus {
   int end_authentication(sd_bus_message* m);
   int open_session(sd_bus_message* m);
   int close_session(sd_bus_message* m);
+  int check_fresh_session(sd_bus_message* m);  // fresh_calls.cpp
   int get_user(sd_bus_message* m);
   int begin_totp_enrollment(sd_bus_message* m);
   int confirm_totp_enrollment(sd_bus_message* m);

@@ -147,6 +147,10 @@ int ManagerBus::open_session(sd_bus_message* m) {
   MFA_CALL(call, m, bad);
   if (!sessions_supported(call))
     return 1;
+  uint32_t audit_session = Caller::kUnsetAuditId;
+  uint32_t audit_login_uid = Caller::kUnsetAuditId;
+  read_audit_ids(call->caller().pid, &audit_session, &audit_login_uid);
+  call->set_audit_ids(audit_session, audit_login_uid);
   if (fleet_sessions_) {
     fleet_open_session(call, user, context);
     return 1;

@@ -69,6 +69,11 @@ class PendingCall : public std::enable_shared_from_this<PendingCall> {
   sd_bus_message* message() const { return message_.get(); }
   const char* member() const;
   const Caller& caller() const { return caller_; }
+  // OpenSession and CheckFreshSession: the sender's kernel audit ids (read_audit_ids).
+  void set_audit_ids(uint32_t session, uint32_t login_uid) {
+    caller_.audit_session = session;
+    caller_.audit_login_uid = login_uid;
+  }
   bool answered() const { return answered_; }
 
   // The admin tier: the last decision was refused for want of it while polkit was not asked.

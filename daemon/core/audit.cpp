@@ -56,6 +56,7 @@ constexpr KindName kKinds[] = {
     {AuditKind::kDaemonStop, "daemon.stop", "f131b182b97e456d81bf2c45e72fa32d"},
     {AuditKind::kAuditCheckpoint, "audit.checkpoint", "fdcb625d640d42aab4f8326c784249f1"},
     {AuditKind::kAuditTampering, "audit.tampering", "9716bd0602ef4f91aaba816d93cd56f3"},
+    {AuditKind::kFreshSession, "fresh-session", "49894fd08c6f4032a6cadc2d67e7d3e9"},
 };
 
 template <typename Enum>
@@ -138,7 +139,7 @@ constexpr bool in_enum_order(const Table& table, Enum last) {
   }
   return i == static_cast<size_t>(last) + 1;
 }
-static_assert(in_enum_order(kKinds, AuditKind::kAuditTampering));
+static_assert(in_enum_order(kKinds, AuditKind::kFreshSession));
 static_assert(in_enum_order(kOutcomes, AuditOutcome::kInfo));
 static_assert(in_enum_order(kReasons, AuditReason::kHeadUnreadable));
 

@@ -51,6 +51,9 @@ enum class AuditKind {
   // while running) or by mfad at start (tampering found then).
   kAuditCheckpoint,
   kAuditTampering,
+  // A `fresh=` authentication passed without a code on the strength of its session's own recent
+  // second factor (docs/sudo.md).
+  kFreshSession,
 };
 
 enum class AuditOutcome { kSuccess, kFailure, kDenied, kError, kInfo };

@@ -46,6 +46,12 @@ struct Caller {
   uid_t uid = static_cast<uid_t>(-1);
   pid_t pid = 0;         // the audit trail; challenges belong to uid and pid (core/challenges.hpp)
   std::string bus_name;  // unique name (":1.42")
+  // The kernel's audit session id and login uid of the calling process (/proc/PID/sessionid and
+  // loginuid, read by the bus layer for OpenSession and CheckFreshSession only; never from a
+  // string the caller sent). kUnsetAuditId: unknown or not set by pam_loginuid.
+  static constexpr uint32_t kUnsetAuditId = 4294967295u;
+  uint32_t audit_session = kUnsetAuditId;
+  uint32_t audit_login_uid = kUnsetAuditId;
   // Asked when the caller is neither root nor in AdminGroup; none: no admin tier beyond those
   // (tests, internal callers).
   std::shared_ptr<AdminAuthority> admin_authority;
@@ -66,7 +72,14 @@ struct BeginResult {
 // GetUser / ListUsers (a{sv} on the bus, same keys):
 //   "user" s, "methods" as (active), "pending" as, "backup_codes_left" u,
 //   "locked_until" t (unix seconds, 0 = not locked), "failures" u, "masked_phone" s ("" = none),
-//   "totp_algorithm" s, "totp_digits" u, "totp_period" u (only with an active TOTP)
+//   "totp_algorithm" s, "totp_digits" u, "totp_period" u (only with an active TOTP: its first
+//   device's), "totp_devices" aa{sv} (each: "name" s, "created" t and "last_used" t, unix seconds,
+//   0 = never used)
+struct TotpDeviceInfo {
+  std::string name;
+  uint64_t created = 0;
+  uint64_t last_used = 0;
+};
 struct UserInfo {
   std::string user;
   std::vector<std::string> methods;
@@ -76,9 +89,11 @@ struct UserInfo {
   uint32_t failures = 0;
   std::string masked_phone;
   std::optional<TotpParams> totp;
+  std::vector<TotpDeviceInfo> totp_devices;
 };
 
 struct TotpEnrollmentOptions {
+  std::string device;         // the device's name; "" = "default"
   std::string issuer;         // "" = config issuer (or host name)
   std::string algorithm;      // "" = config default; "SHA1", "SHA256", "SHA512"
   int digits = 0;             // 0 = config default
@@ -225,6 +240,8 @@ class Authenticator {
   Result<std::vector<SecureString>> generate_backup_codes(const Caller& caller,
                                                           std::string_view user,
                                                           std::string_view current_code);
+  // method: "totp", "sms", "backup", or "totp:NAME" (one TOTP device). "totp" with several
+  // active devices is refused (InvalidArgument): it must name one.
   Status disable_method(const Caller& caller, std::string_view user, std::string_view method,
                         std::string_view current_code);
   // A pending phone and a text with a code to it (step-up when another factor is active).

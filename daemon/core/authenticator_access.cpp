@@ -253,6 +253,8 @@ Status Authenticator::Impl::step_up(const Caller& caller, std::string_view user,
   details["method"] = method_name(match.method);
   if (match.drift)
     details["drift"] = std::to_string(*match.drift);
+  if (!match.device.empty())
+    details["device"] = match.device;
   MFA_CHECK(audit_success(AuditKind::kAuthSuccess, user, caller, details));
   return {};
 }

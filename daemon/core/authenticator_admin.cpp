@@ -36,6 +36,17 @@ Result<UserInfo> Authenticator::Impl::user_info(std::string_view user) {
     MFA_TRY(params, record_params(*f.totp));
     info.totp = params;
   }
+  for (const auto& d : f.totp_devices) {
+    TotpDeviceInfo device;
+    device.name = d.device;
+    device.created = static_cast<uint64_t>(std::max<int64_t>(0, d.created_usec / kUsecPerSecond));
+    MFA_TRY(params, record_params(d));
+    MFA_STORE_TRY(watermark, d_.store.get_totp_watermark(user, d.device));
+    // The watermark is the step of the last code accepted: the time it was used, to the period.
+    if (watermark)
+      device.last_used = *watermark * static_cast<uint64_t>(params.period);
+    info.totp_devices.push_back(std::move(device));
+  }
   return info;
 }
 

@@ -22,9 +22,10 @@ constexpr size_t kTotpSecretBytes = 20;  // 160 bits, RFC 4226 §4 R6 recommenda
 
 // Writes user's factor record (pending or active), created now.
 Status put_factor(Verifier& v, std::string_view user, Method method, bool pending,
-                  std::vector<uint8_t> sealed, std::string params) {
+                  std::vector<uint8_t> sealed, std::string params, std::string device = {}) {
   FactorRecord record;
   record.method = method;
+  record.device = std::move(device);
   record.pending = pending;
   record.sealed = std::move(sealed);
   record.params = std::move(params);
@@ -38,6 +39,38 @@ Status activate_factor(Verifier& v, std::string_view user, Method method,
                        std::vector<uint8_t> sealed, std::string params) {
   MFA_CHECK(put_factor(v, user, method, false, std::move(sealed), std::move(params)));
   MFA_STORE_CHECK(v.d_.store.delete_factor(user, method, true));
+  return {};
+}
+
+const FactorRecord* find_device(const Verifier::Factors& f, std::string_view device) {
+  for (const auto& d : f.totp_devices)
+    if (d.device == device)
+      return &d;
+  return nullptr;
+}
+
+std::string device_names(const Verifier::Factors& f) {
+  std::string s;
+  for (const auto& d : f.totp_devices)
+    s += (s.empty() ? "" : ", ") + d.device;
+  return s;
+}
+
+// Whether device may become one more active TOTP device of f's user (AlreadyEnrolled,
+// LimitExceeded, and fleet mode's one device).
+Status check_new_device(const Verifier& v, const Verifier::Factors& f, std::string_view device) {
+  if (!v.d_.config.redis_address.empty() && device != kDefaultTotpDevice)
+    return invalid_argument(std::string("Fleet mode keeps one TOTP device per user, named \"") +
+                            kDefaultTotpDevice + "\"");
+  if (find_device(f, device))
+    return make_error(Errc::kAlreadyEnrolled, "A TOTP device named " + std::string(device) +
+                                                  " is already enrolled for this user; disable "
+                                                  "it first (totp --name " +
+                                                  std::string(device) + ")");
+  if (f.totp_devices.size() >= static_cast<size_t>(kMaxTotpDevices))
+    return make_error(Errc::kLimitExceeded,
+                      "This user has " + std::to_string(kMaxTotpDevices) +
+                          " TOTP devices, the most there can be; disable one first");
   return {};
 }
 
@@ -148,11 +181,11 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
     params.digits = options.digits;
   }
   MFA_CHECK(validate_code_length(options.current_code.view()));
+  const std::string device = options.device.empty() ? kDefaultTotpDevice : options.device;
+  MFA_CHECK(validate_device_name(device));
 
   MFA_TRY(f, m.load_factors(user));
-  if (f.totp)
-    return make_error(Errc::kAlreadyEnrolled,
-                      "TOTP is already enrolled for this user; disable it first");
+  MFA_CHECK(check_new_device(m, f, device));
   MFA_CHECK(m.step_up(caller, user, access, options.current_code.view(), f, "enroll totp"));
   if (m.token_required(caller, access, f))
     MFA_CHECK(
@@ -164,8 +197,10 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
   auto sealed = m.d_.sealer.seal(secret.span(), user, kSealTotpPending);
   if (!sealed.ok())
     return make_error(Errc::kInternal, "Could not seal the new secret");
+  // One pending enrollment at a time: a new one replaces it, whichever device it was for.
+  MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kTotp, true));
   MFA_CHECK(put_factor(m, user, Method::kTotp, true, std::move(sealed).value(),
-                       format_totp_params(params)));
+                       format_totp_params(params), device));
 
   TotpEnrollment out;
   {
@@ -182,6 +217,7 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
 
   MFA_CHECK(m.audit_success(AuditKind::kEnrollBegin, user, caller,
                             {{"method", "totp"},
+                             {"device", device},
                              {"algorithm", otp_algorithm_name(params.algorithm)},
                              {"digits", std::to_string(params.digits)},
                              {"period", std::to_string(params.period)},
@@ -199,14 +235,14 @@ Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_
   if (!f.totp_pending)
     return make_error(Errc::kNoPendingEnrollment,
                       "No TOTP enrollment is pending for this user; begin one first");
-  if (f.totp)
-    return make_error(Errc::kAlreadyEnrolled,
-                      "TOTP is already enrolled for this user; disable it first");
+  const std::string device =
+      f.totp_pending->device.empty() ? kDefaultTotpDevice : f.totp_pending->device;
+  MFA_CHECK(check_new_device(m, f, device));
   MFA_TRY(params, m.record_params(*f.totp_pending));
   MFA_TRY(seed, m.open_seed(*f.totp_pending, user, kSealTotpPending));
 
   const int64_t now_s = m.d_.clock.now_seconds();
-  StringMap details{{"method", "totp"}};
+  StringMap details{{"method", "totp"}, {"device", device}};
   MFA_TRY(match, m.attempt(caller, user, AuditKind::kEnrollConfirm, details,
                            [&]() -> Result<Verifier::CheckOutcome> {
                              Verifier::CheckOutcome out;
@@ -222,10 +258,11 @@ Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_
   auto sealed = m.d_.sealer.seal(seed.span(), user, kSealTotp);
   if (!sealed.ok())
     return make_error(Errc::kInternal, "Could not seal the secret");
-  MFA_CHECK(
-      activate_factor(m, user, Method::kTotp, std::move(sealed).value(), f.totp_pending->params));
+  MFA_CHECK(put_factor(m, user, Method::kTotp, false, std::move(sealed).value(),
+                       f.totp_pending->params, device));
+  MFA_STORE_CHECK(m.d_.store.delete_totp_device(user, f.totp_pending->device, true));
   // The confirming code must not open a login as well.
-  MFA_STORE_CHECK(m.d_.store.set_totp_watermark(user, match.step));
+  MFA_STORE_CHECK(m.d_.store.set_totp_watermark(user, device, match.step));
   if (match.drift)
     details["drift"] = std::to_string(*match.drift);
   MFA_CHECK(m.audit_success(AuditKind::kEnrollConfirm, user, caller, details));
@@ -260,14 +297,38 @@ Status Authenticator::disable_method(const Caller& caller, std::string_view name
   Impl& m = *impl_;
   MFA_TRY(access, m.authorize(caller, name, "DisableMethod"));
   const std::string& user = access.account;
-  const auto which = parse_method(method);
+  // "totp:NAME": one TOTP device.
+  std::optional<std::string> device;
+  std::string_view method_part = method;
+  if (const size_t colon = method.find(':'); colon != std::string_view::npos) {
+    method_part = method.substr(0, colon);
+    if (method_part != method_name(Method::kTotp))
+      return invalid_argument("Only totp takes a device name (totp:NAME)");
+    device = std::string(method.substr(colon + 1));
+    MFA_CHECK(validate_device_name(*device));
+  }
+  const auto which = parse_method(method_part);
   if (!which)
-    return invalid_argument("Unknown method (expected totp, sms or backup)");
+    return invalid_argument("Unknown method (expected totp, totp:NAME, sms or backup)");
   MFA_TRY(f, m.load_factors(user));
   bool enrolled = false;
+  const bool device_pending =
+      device && f.totp_pending &&
+      (f.totp_pending->device.empty() ? kDefaultTotpDevice : f.totp_pending->device) == *device;
   switch (*which) {
     case Method::kTotp:
-      enrolled = f.totp || f.totp_pending;
+      if (device) {
+        enrolled = find_device(f, *device) || device_pending;
+        if (!enrolled)
+          return make_error(Errc::kNotEnrolled,
+                            "No TOTP device named " + *device + " is enrolled for this user");
+      } else if (f.totp_devices.size() > 1) {
+        return invalid_argument("This user has " + std::to_string(f.totp_devices.size()) +
+                                " TOTP devices (" + device_names(f) +
+                                "): name the one to remove (totp:NAME, or --name NAME)");
+      } else {
+        enrolled = f.totp || f.totp_pending;
+      }
       break;
     case Method::kSms:
       enrolled = f.sms || f.sms_pending;
@@ -283,8 +344,15 @@ Status Authenticator::disable_method(const Caller& caller, std::string_view name
 
   switch (*which) {
     case Method::kTotp:
-      if (f.totp)
-        MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kTotp, false));
+      if (device) {
+        if (find_device(f, *device))
+          MFA_STORE_CHECK(m.d_.store.delete_totp_device(user, *device, false));
+        if (device_pending)
+          MFA_STORE_CHECK(m.d_.store.delete_totp_device(user, f.totp_pending->device, true));
+        break;
+      }
+      for (const auto& d : f.totp_devices)
+        MFA_STORE_CHECK(m.d_.store.delete_totp_device(user, d.device, false));
       if (f.totp_pending)
         MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kTotp, true));
       break;
@@ -300,8 +368,10 @@ Status Authenticator::disable_method(const Caller& caller, std::string_view name
       MFA_STORE_CHECK(m.d_.store.delete_backup_codes(user));
       break;
   }
-  MFA_CHECK(
-      m.audit_success(AuditKind::kEnrollDisable, user, caller, {{"method", method_name(*which)}}));
+  StringMap details{{"method", method_name(*which)}};
+  if (device)
+    details["device"] = *device;
+  MFA_CHECK(m.audit_success(AuditKind::kEnrollDisable, user, caller, details));
   return {};
 }
 

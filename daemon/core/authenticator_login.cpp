@@ -276,6 +276,8 @@ Result<std::string> Authenticator::verify(const Caller& caller, std::string_view
   details["method"] = method;
   if (match.drift)
     details["drift"] = std::to_string(*match.drift);
+  if (!match.device.empty())
+    details["device"] = match.device;
   MFA_CHECK(m.audit_success(AuditKind::kAuthSuccess, user, caller, details));
   return method;
 }

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/backup_codes.hpp"
+#include "common/dbus_names.hpp"
 #include "core/authenticator_impl.hpp"
 #include "core/login_accounts.hpp"
 #include "core/validation.hpp"
@@ -19,24 +20,11 @@ namespace {
 constexpr size_t kMinImportedSecretBytes = 10;
 constexpr size_t kMaxImportedSecretBytes = 64;
 constexpr size_t kMaxImportedBackupCodes = 20;
-constexpr size_t kMaxDeviceNameLength = 32;
 constexpr int kMinPeriod = 10;
 constexpr int kMaxPeriod = 120;
 
-Status validate_device_name(std::string_view name) {
-  if (name.empty() || name.size() > kMaxDeviceNameLength)
-    return invalid_argument("The authenticator's name must be 1 to 32 characters");
-  for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '_' || c == '.';
-    if (!ok)
-      return invalid_argument("The authenticator's name may hold letters, digits, '-', '_', '.'");
-  }
-  return {};
-}
-
 Status validate_source(std::string_view source) {
-  if (source.size() > kMaxDeviceNameLength)
+  if (source.size() > dbus::kMaxDeviceNameLength)
     return invalid_argument("The import's source name is too long");
   return validate_device_name(source.empty() ? "imported" : source);
 }
@@ -55,8 +43,11 @@ Result<TotpImportResult> Authenticator::import_totp(const Caller& caller, std::s
   MFA_CHECK(validate_user_name(name));
   // Only an account NSS knows: an imported factor must belong to someone who can log in.
   MFA_TRY(user, m.account_of(name));
-  const std::string device = import.name.empty() ? "imported" : import.name;
-  MFA_CHECK(validate_device_name(device));
+  // A named device (issue 19); fleet mode keeps its one device, "default" (docs/fleet.md).
+  const std::string device = !m.d_.config.redis_address.empty() ? kDefaultTotpDevice
+                             : import.name.empty()              ? "imported"
+                                                                : import.name;
+  MFA_CHECK(validate_device_name(import.name.empty() ? "imported" : import.name));
   MFA_CHECK(validate_source(import.source));
   if (import.secret.size() < kMinImportedSecretBytes)
     return invalid_argument("The secret is shorter than 80 bits; enroll a new authenticator");
@@ -92,8 +83,12 @@ Result<TotpImportResult> Authenticator::import_totp(const Caller& caller, std::s
   auto sealed = m.d_.sealer.seal(import.secret.span(), user, kSealTotp);
   if (!sealed.ok())
     return make_error(Errc::kInternal, "Could not seal the secret");
+  // --force replaces the user's TOTP devices, whatever their names.
+  for (const auto& d : f.totp_devices)
+    MFA_STORE_CHECK(m.d_.store.delete_totp_device(user, d.device, false));
   FactorRecord record;
   record.method = Method::kTotp;
+  record.device = device;
   record.pending = false;
   record.sealed = std::move(sealed).value();
   record.params = format_totp_params(params);
@@ -106,7 +101,7 @@ Result<TotpImportResult> Authenticator::import_totp(const Caller& caller, std::s
   // counter). The current step and the window ahead stay open.
   const uint64_t now_step =
       static_cast<uint64_t>(m.d_.clock.now_seconds()) / static_cast<uint64_t>(params.period);
-  MFA_STORE_CHECK(m.d_.store.set_totp_watermark(user, now_step > 0 ? now_step - 1 : 0));
+  MFA_STORE_CHECK(m.d_.store.set_totp_watermark(user, device, now_step > 0 ? now_step - 1 : 0));
   if (!hashes.empty())
     MFA_STORE_CHECK(m.d_.store.replace_backup_codes(user, hashes));
   m.challenges.drop_user(user);

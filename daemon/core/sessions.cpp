@@ -217,6 +217,9 @@ Result<SessionRecord> SessionRegistry::prepare(const Caller& caller, std::string
   if (s.factor.empty())
     s.factor = linked;
   s.device = fingerprint(user, s.rhost, s.service, s.tty);
+  // From the kernel, through the bus layer: never from the context the caller sent.
+  s.audit_session = caller.audit_session;
+  s.audit_login_uid = caller.audit_login_uid;
   s.started_usec = d_.clock.realtime_usec();
   s.last_seen_usec = s.started_usec;
 

@@ -103,6 +103,15 @@ class SessionRegistry {
   SessionEnd remote_end_reason(const Caller& caller, std::string_view user) const;
   Status note_remote_end(const Caller& caller, const SessionRecord& session, SessionEnd reason,
                          std::string_view owner_host);
+  // `fresh=SECONDS` (docs/sudo.md, sessions_fresh.cpp). Root only. context: "fresh" (SECONDS,
+  // 1..86400), and service, rhost, tty, ruser for the audit row. The id of a live session of user
+  // that this host registered from the caller's own kernel audit session (caller's audit_session
+  // and audit_login_uid, read from the kernel by the bus layer), whose login passed a second
+  // factor less than SECONDS ago; audited as fresh-session. nullopt: none, and the caller asks
+  // for a code as usual.
+  Result<std::optional<std::string>> fresh_session(const Caller& caller, std::string_view user,
+                                                   const StringMap& context);
+
   // The caller may see (list, end) user's sessions: their own, or anyone's for an admin.
   bool may_see(const Caller& caller, std::string_view user) const;
 

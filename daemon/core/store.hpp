@@ -27,9 +27,15 @@ std::optional<Method> parse_method(std::string_view name);
 
 using CodeHash = std::array<uint8_t, 32>;  // HMAC-SHA-256 under the code-hash key
 
+// The TOTP device a secret enrolled before devices had names became (and the name fleet mode's
+// records have).
+inline constexpr char kDefaultTotpDevice[] = "default";
+inline constexpr int kMaxTotpDevices = 5;
+
 // An enrolled (or pending) TOTP secret or phone. Backup codes are kept apart (their hashes).
 struct FactorRecord {
   Method method = Method::kTotp;
+  std::string device;  // TOTP: the device's name ("default", "phone", ...); SMS: ""
   bool pending = false;
   std::vector<uint8_t> sealed;  // Sealer output; AAD = user, "totp"/"totp-pending"/"sms"/...
   std::string params;           // TOTP: "SHA1:6:30"; SMS: masked phone for display
@@ -95,6 +101,10 @@ struct SessionRecord {
   uint64_t leader_start = 0;   // its start time (/proc/PID/stat field 22); 0: unknown
   std::string factor;          // "totp", "sms", "backup" or "none"
   std::string device;          // device fingerprint (hex)
+  // The PAM host's kernel audit session and login uid at OpenSession (4294967295: unset), what a
+  // later `fresh=` authentication from a process of the same session matches (docs/sudo.md).
+  uint32_t audit_session = 4294967295u;
+  uint32_t audit_login_uid = 4294967295u;
   int64_t started_usec = 0;    // unix usec
   int64_t last_seen_usec = 0;  // unix usec
 };
@@ -134,20 +144,28 @@ class Store {
  public:
   virtual ~Store() = default;
 
-  // Factors. put_factor replaces the record with the same (method, pending).
+  // Factors. put_factor replaces the record with the same (method, device, pending);
+  // delete_factor removes every device's record of (method, pending), delete_totp_device one
+  // device's. get_factors returns them by method, then device name.
   virtual Result<std::vector<FactorRecord>> get_factors(std::string_view user) = 0;
   virtual Status put_factor(std::string_view user, const FactorRecord& record) = 0;
   virtual Status delete_factor(std::string_view user, Method method, bool pending) = 0;
+  virtual Status delete_totp_device(std::string_view user, std::string_view device,
+                                    bool pending) = 0;
   // Every user with at least one factor (active or pending) or backup codes, sorted.
   virtual Result<std::vector<std::string>> list_users() = 0;
   // Removes factors, backup codes, watermark, limits and pending SMS codes of user.
   virtual Status delete_user(std::string_view user) = 0;
 
-  // TOTP replay watermark (the last accepted time step). advance: sets it to step only if step is
-  // greater than the current one (or none); returns false, changing nothing, otherwise.
-  virtual Result<std::optional<uint64_t>> get_totp_watermark(std::string_view user) = 0;
-  virtual Result<bool> advance_totp_watermark(std::string_view user, uint64_t step) = 0;
-  virtual Status set_totp_watermark(std::string_view user, std::optional<uint64_t> step) = 0;
+  // TOTP replay watermark of one device (the last accepted time step). advance: sets it to step
+  // only if step is greater than the current one (or none); returns false, changing nothing,
+  // otherwise.
+  virtual Result<std::optional<uint64_t>> get_totp_watermark(std::string_view user,
+                                                             std::string_view device) = 0;
+  virtual Result<bool> advance_totp_watermark(std::string_view user, std::string_view device,
+                                              uint64_t step) = 0;
+  virtual Status set_totp_watermark(std::string_view user, std::string_view device,
+                                    std::optional<uint64_t> step) = 0;
 
   // Backup codes. replace: the old set stops working. consume: true if the hash was unused and is
   // now consumed (exactly once).

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "core/validation.hpp"
 
 #include <charconv>
@@ -94,6 +95,18 @@ Result<std::optional<std::set<Method>>> parse_methods_filter(std::string_view li
   if (!any)
     return std::optional<std::set<Method>>{};
   return std::optional<std::set<Method>>{std::move(methods)};
+}
+
+Status validate_device_name(std::string_view name) {
+  const bool ok = !name.empty() && name.size() <= dbus::kMaxDeviceNameLength &&
+                  std::all_of(name.begin(), name.end(), [](char c) {
+                    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+                  });
+  if (!ok)
+    return invalid_argument("A device name is 1 to " + std::to_string(dbus::kMaxDeviceNameLength) +
+                            " letters, digits, '.', '_' or '-'");
+  return {};
 }
 
 Status validate_issuer(std::string_view issuer) {

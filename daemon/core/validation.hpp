@@ -34,6 +34,9 @@ Result<std::optional<std::set<Method>>> parse_methods_filter(std::string_view li
 
 // BeginTotpEnrollment's issuer option: check_totp_issuer (common/totp_issuer.hpp) as a message.
 Status validate_issuer(std::string_view issuer);
+// A TOTP device name (`enroll totp --name`): 1 to 32 of [A-Za-z0-9._-], so that it reads the same
+// in a table, a log line and the `totp:NAME` method string.
+Status validate_device_name(std::string_view name);
 
 // TOTP parameters as stored beside the sealed seed: "SHA1:6:30".
 std::string format_totp_params(const TotpParams& params);

@@ -54,8 +54,12 @@ Result<Verifier::Factors> Verifier::load_factors(std::string_view user) {
   Factors f;
   MFA_STORE_TRY(records, d_.store.get_factors(user));
   for (auto& r : records) {
-    if (r.method == Method::kTotp) {
-      (r.pending ? f.totp_pending : f.totp) = std::move(r);
+    if (r.method == Method::kTotp && r.pending) {
+      f.totp_pending = std::move(r);
+    } else if (r.method == Method::kTotp) {
+      if (!f.totp)
+        f.totp = r;
+      f.totp_devices.push_back(std::move(r));
     } else if (r.method == Method::kSms) {
       (r.pending ? f.sms_pending : f.sms) = std::move(r);
     }
@@ -111,24 +115,42 @@ Result<Verifier::CheckOutcome> Verifier::check_code(std::string_view user, std::
                                                     const std::set<Method>& allowed,
                                                     const Factors& f, int64_t now_seconds) {
   CheckOutcome out;
-  if (allowed.count(Method::kTotp) && f.totp && all_digits(code)) {
-    MFA_TRY(params, record_params(*f.totp));
-    if (code.size() == static_cast<size_t>(params.digits)) {
-      MFA_TRY(seed, open_seed(*f.totp, user, kSealTotp));
-      MFA_STORE_TRY(watermark, d_.store.get_totp_watermark(user));
+  if (allowed.count(Method::kTotp) && !f.totp_devices.empty() && all_digits(code)) {
+    // Every device is checked, whichever matched: no early exit tells a caller (by time) which
+    // device a code belongs to, or that it belongs to none.
+    std::optional<size_t> hit;
+    uint64_t hit_step = 0;
+    bool replay = false;
+    for (size_t i = 0; i < f.totp_devices.size(); ++i) {
+      const FactorRecord& device = f.totp_devices[i];
+      MFA_TRY(params, record_params(device));
+      if (code.size() != static_cast<size_t>(params.digits))
+        continue;
+      MFA_TRY(seed, open_seed(device, user, kSealTotp));
+      MFA_STORE_TRY(watermark, d_.store.get_totp_watermark(user, device.device));
       const auto step = totp_verify(seed.span(), code, params, now_seconds, window(), watermark);
-      if (step) {
-        MFA_STORE_TRY(advanced, d_.store.advance_totp_watermark(user, *step));
-        if (advanced) {
-          out.match = totp_match(*step, now_seconds, params.period);
-          return out;
-        }
-        out.reason = AuditReason::kReplay;  // another login took this step first
-      } else if (watermark &&
-                 totp_verify(seed.span(), code, params, now_seconds, window(), std::nullopt)) {
-        out.reason = AuditReason::kReplay;
+      const auto any_step =
+          totp_verify(seed.span(), code, params, now_seconds, window(), std::nullopt);
+      if (step && !hit) {
+        hit = i;
+        hit_step = *step;
+      } else if (!step && any_step) {
+        replay = true;  // a step at or below this device's watermark: used before
       }
     }
+    if (hit) {
+      const FactorRecord& device = f.totp_devices[*hit];
+      MFA_TRY(params, record_params(device));
+      MFA_STORE_TRY(advanced, d_.store.advance_totp_watermark(user, device.device, hit_step));
+      if (advanced) {
+        out.match = totp_match(hit_step, now_seconds, params.period);
+        out.match->device = device.device;
+        return out;
+      }
+      replay = true;  // another login took this step first
+    }
+    if (replay)
+      out.reason = AuditReason::kReplay;
   }
   if (allowed.count(Method::kBackup) && f.backup_left > 0) {
     // Imported scratch codes are 8 digits (canonical_backup_code); a TOTP code of 8 digits was

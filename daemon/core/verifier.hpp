@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.hpp"
 #include "common/secure_buffer.hpp"
@@ -46,7 +47,10 @@ class Verifier {
  public:
   // What a user has enrolled, read once per request.
   struct Factors {
+    // totp: the first active TOTP device (by name); totp_devices: every one. A user has at most
+    // one pending TOTP enrollment, whatever its device name.
     std::optional<FactorRecord> totp, totp_pending, sms, sms_pending;
+    std::vector<FactorRecord> totp_devices;
     int backup_left = 0;
     bool any_active() const { return totp || sms || backup_left > 0; }
   };
@@ -55,6 +59,7 @@ class Verifier {
     Method method = Method::kTotp;
     std::optional<int64_t> drift;  // TOTP: matched step - current step
     uint64_t step = 0;             // TOTP: the matched step
+    std::string device;            // TOTP: the device whose secret matched
   };
   struct CheckOutcome {
     std::optional<Match> match;

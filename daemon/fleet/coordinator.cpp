@@ -13,8 +13,8 @@ namespace {
 constexpr size_t kReconcileBatch = 500;
 
 bool same_factor(const FactorRecord& a, const FactorRecord& b) {
-  return a.method == b.method && a.pending == b.pending && a.sealed == b.sealed &&
-         a.params == b.params && a.created_usec == b.created_usec;
+  return a.method == b.method && a.device == b.device && a.pending == b.pending &&
+         a.sealed == b.sealed && a.params == b.params && a.created_usec == b.created_usec;
 }
 
 bool same_limits(const LimitState& a, const LimitState& b) {
@@ -180,15 +180,18 @@ Status FleetCoordinator::write_through(const std::string& user, const fleet::Rem
       MFA_CHECK(d_.cache.put_factor(user, r));
   }
   for (const auto& l : local) {
-    const bool keep = std::any_of(
-        remote.factors.begin(), remote.factors.end(),
-        [&](const FactorRecord& r) { return r.method == l.method && r.pending == l.pending; });
-    if (!keep)
+    const bool keep =
+        std::any_of(remote.factors.begin(), remote.factors.end(), [&](const FactorRecord& r) {
+          return r.method == l.method && r.device == l.device && r.pending == l.pending;
+        });
+    if (!keep && l.method == Method::kTotp)
+      MFA_CHECK(d_.cache.delete_totp_device(user, l.device, l.pending));
+    else if (!keep)
       MFA_CHECK(d_.cache.delete_factor(user, l.method, l.pending));
   }
   // Watermarks only move forward: the cache keeps the larger one.
   if (remote.watermark) {
-    MFA_TRY(advanced, d_.cache.advance_totp_watermark(user, *remote.watermark));
+    MFA_TRY(advanced, d_.cache.advance_totp_watermark(user, kDefaultTotpDevice, *remote.watermark));
     (void)advanced;
   }
   std::vector<CodeHash> wanted = remote.backup;

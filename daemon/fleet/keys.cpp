@@ -118,6 +118,9 @@ std::optional<FactorRecord> decode_factor(std::string_view field, std::string_vi
   if (!method)
     return std::nullopt;
   r.method = *method;
+  // Redis holds one TOTP device per user, "default" (docs/fleet.md).
+  if (r.method == Method::kTotp)
+    r.device = kDefaultTotpDevice;
   std::string_view rest = value.substr(2);
   const size_t a = rest.find('|');
   if (a == std::string_view::npos)

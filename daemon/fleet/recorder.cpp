@@ -16,6 +16,14 @@ Status FleetRecorder::delete_factor(std::string_view user, Method method, bool p
   return st;
 }
 
+Status FleetRecorder::delete_totp_device(std::string_view user, std::string_view device,
+                                         bool pending) {
+  Status st = inner_.delete_totp_device(user, device, pending);
+  if (st.ok() && recording_)
+    changes_.factors_changed = true;
+  return st;
+}
+
 Status FleetRecorder::delete_user(std::string_view user) {
   Status st = inner_.delete_user(user);
   if (st.ok() && recording_)
@@ -23,16 +31,19 @@ Status FleetRecorder::delete_user(std::string_view user) {
   return st;
 }
 
-Result<bool> FleetRecorder::advance_totp_watermark(std::string_view user, uint64_t step) {
-  auto r = inner_.advance_totp_watermark(user, step);
-  if (r.ok() && *r && recording_)
+// Fleet mode keeps one device, "default" (docs/fleet.md): its watermark is the user's in Redis.
+Result<bool> FleetRecorder::advance_totp_watermark(std::string_view user, std::string_view device,
+                                                   uint64_t step) {
+  auto r = inner_.advance_totp_watermark(user, device, step);
+  if (r.ok() && *r && recording_ && device == kDefaultTotpDevice)
     changes_.watermark_advanced = step;
   return r;
 }
 
-Status FleetRecorder::set_totp_watermark(std::string_view user, std::optional<uint64_t> step) {
-  Status st = inner_.set_totp_watermark(user, step);
-  if (st.ok() && recording_ && step)
+Status FleetRecorder::set_totp_watermark(std::string_view user, std::string_view device,
+                                         std::optional<uint64_t> step) {
+  Status st = inner_.set_totp_watermark(user, device, step);
+  if (st.ok() && recording_ && step && device == kDefaultTotpDevice)
     changes_.watermark_set = *step;
   return st;
 }

@@ -51,14 +51,18 @@ class FleetRecorder final : public Store {
   }
   Status put_factor(std::string_view user, const FactorRecord& record) override;
   Status delete_factor(std::string_view user, Method method, bool pending) override;
+  Status delete_totp_device(std::string_view user, std::string_view device, bool pending) override;
   Result<std::vector<std::string>> list_users() override { return inner_.list_users(); }
   Status delete_user(std::string_view user) override;
 
-  Result<std::optional<uint64_t>> get_totp_watermark(std::string_view user) override {
-    return inner_.get_totp_watermark(user);
+  Result<std::optional<uint64_t>> get_totp_watermark(std::string_view user,
+                                                     std::string_view device) override {
+    return inner_.get_totp_watermark(user, device);
   }
-  Result<bool> advance_totp_watermark(std::string_view user, uint64_t step) override;
-  Status set_totp_watermark(std::string_view user, std::optional<uint64_t> step) override;
+  Result<bool> advance_totp_watermark(std::string_view user, std::string_view device,
+                                      uint64_t step) override;
+  Status set_totp_watermark(std::string_view user, std::string_view device,
+                            std::optional<uint64_t> step) override;
 
   Status replace_backup_codes(std::string_view user, const std::vector<CodeHash>& hashes) override;
   Result<bool> consume_backup_code(std::string_view user, const CodeHash& hash) override;

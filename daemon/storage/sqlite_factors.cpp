@@ -17,8 +17,8 @@ Result<std::vector<FactorRecord>> SqliteStore::get_factors(std::string_view user
     return bad_user();
   std::vector<FactorRecord> out;
   MFA_CHECK(read(
-      "SELECT method, pending, sealed, params, created FROM factors WHERE user = ? "
-      "ORDER BY method, pending",
+      "SELECT method, pending, sealed, params, created, device FROM factors WHERE user = ? "
+      "ORDER BY method, device, pending",
       [&](Statement& st) { st.text(1, user); },
       [&](Statement& st) {
         auto method = parse_method(st.column_text(0));
@@ -30,6 +30,7 @@ Result<std::vector<FactorRecord>> SqliteStore::get_factors(std::string_view user
         r.sealed = st.column_blob(2);
         r.params = st.column_text(3);
         r.created_usec = st.column_int(4);
+        r.device = st.column_text(5);
         out.push_back(std::move(r));
       }));
   return out;
@@ -38,19 +39,21 @@ Result<std::vector<FactorRecord>> SqliteStore::get_factors(std::string_view user
 Status SqliteStore::put_factor(std::string_view user, const FactorRecord& record) {
   if (!valid_user(user))
     return bad_user();
-  MFA_TRY(changes,
-          write("INSERT INTO factors(user, method, pending, sealed, params, created) "
-                "VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(user, method, pending) DO UPDATE SET "
-                "sealed = excluded.sealed, params = excluded.params, "
-                "created = excluded.created",
-                [&](Statement& st) {
-                  st.text(1, user);
-                  st.text(2, method_name(record.method));
-                  st.integer(3, record.pending ? 1 : 0);
-                  st.blob(4, record.sealed);
-                  st.text(5, record.params);
-                  st.integer(6, record.created_usec);
-                }));
+  MFA_TRY(
+      changes,
+      write("INSERT INTO factors(user, method, pending, sealed, params, created, device) "
+            "VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(user, method, device, pending) DO UPDATE SET "
+            "sealed = excluded.sealed, params = excluded.params, "
+            "created = excluded.created",
+            [&](Statement& st) {
+              st.text(1, user);
+              st.text(2, method_name(record.method));
+              st.integer(3, record.pending ? 1 : 0);
+              st.blob(4, record.sealed);
+              st.text(5, record.params);
+              st.integer(6, record.created_usec);
+              st.text(7, record.device);
+            }));
   (void)changes;
   return {};
 }
@@ -65,6 +68,31 @@ Status SqliteStore::delete_factor(std::string_view user, Method method, bool pen
                            st.integer(3, pending ? 1 : 0);
                          }));
   (void)changes;
+  return {};
+}
+
+Status SqliteStore::delete_totp_device(std::string_view user, std::string_view device,
+                                       bool pending) {
+  if (!valid_user(user))
+    return bad_user();
+  MFA_TRY(changes,
+          write("DELETE FROM factors WHERE user = ? AND method = 'totp' AND device = ? AND "
+                "pending = ?",
+                [&](Statement& st) {
+                  st.text(1, user);
+                  st.text(2, device);
+                  st.integer(3, pending ? 1 : 0);
+                }));
+  (void)changes;
+  if (!pending) {
+    // A device enrolled again under this name starts with no watermark of its own.
+    MFA_TRY(gone,
+            write("DELETE FROM totp_watermark WHERE user = ? AND device = ?", [&](Statement& st) {
+              st.text(1, user);
+              st.text(2, device);
+            }));
+    (void)gone;
+  }
   return {};
 }
 
@@ -91,50 +119,62 @@ Status SqliteStore::delete_user(std::string_view user) {
 
 // --- TOTP watermark ---
 
-Result<std::optional<uint64_t>> SqliteStore::get_totp_watermark(std::string_view user) {
+Result<std::optional<uint64_t>> SqliteStore::get_totp_watermark(std::string_view user,
+                                                                std::string_view device) {
   if (!valid_user(user))
     return bad_user();
   std::optional<uint64_t> step;
   MFA_CHECK(read(
-      "SELECT step FROM totp_watermark WHERE user = ?", [&](Statement& st) { st.text(1, user); },
+      "SELECT step FROM totp_watermark WHERE user = ? AND device = ?",
+      [&](Statement& st) {
+        st.text(1, user);
+        st.text(2, device);
+      },
       [&](Statement& st) { step = static_cast<uint64_t>(st.column_int(0)); }));
   return step;
 }
 
-Result<bool> SqliteStore::advance_totp_watermark(std::string_view user, uint64_t step) {
+Result<bool> SqliteStore::advance_totp_watermark(std::string_view user, std::string_view device,
+                                                 uint64_t step) {
   if (!valid_user(user))
     return bad_user();
   if (step > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
     return make_error(Errc::kInvalidArgument, "time step out of range");
   }
   // One statement: compare and set cannot be split by another writer.
-  MFA_TRY(changes, write("INSERT INTO totp_watermark(user, step) VALUES(?, ?) "
-                         "ON CONFLICT(user) DO UPDATE SET step = excluded.step "
+  MFA_TRY(changes, write("INSERT INTO totp_watermark(user, device, step) VALUES(?, ?, ?) "
+                         "ON CONFLICT(user, device) DO UPDATE SET step = excluded.step "
                          "WHERE excluded.step > totp_watermark.step",
                          [&](Statement& st) {
                            st.text(1, user);
-                           st.integer(2, static_cast<int64_t>(step));
+                           st.text(2, device);
+                           st.integer(3, static_cast<int64_t>(step));
                          }));
   return changes == 1;
 }
 
-Status SqliteStore::set_totp_watermark(std::string_view user, std::optional<uint64_t> step) {
+Status SqliteStore::set_totp_watermark(std::string_view user, std::string_view device,
+                                       std::optional<uint64_t> step) {
   if (!valid_user(user))
     return bad_user();
   if (!step) {
-    MFA_TRY(changes, write("DELETE FROM totp_watermark WHERE user = ?",
-                           [&](Statement& st) { st.text(1, user); }));
+    MFA_TRY(changes,
+            write("DELETE FROM totp_watermark WHERE user = ? AND device = ?", [&](Statement& st) {
+              st.text(1, user);
+              st.text(2, device);
+            }));
     (void)changes;
     return {};
   }
   if (*step > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
     return make_error(Errc::kInvalidArgument, "time step out of range");
   }
-  MFA_TRY(changes, write("INSERT INTO totp_watermark(user, step) VALUES(?, ?) "
-                         "ON CONFLICT(user) DO UPDATE SET step = excluded.step",
+  MFA_TRY(changes, write("INSERT INTO totp_watermark(user, device, step) VALUES(?, ?, ?) "
+                         "ON CONFLICT(user, device) DO UPDATE SET step = excluded.step",
                          [&](Statement& st) {
                            st.text(1, user);
-                           st.integer(2, static_cast<int64_t>(*step));
+                           st.text(2, device);
+                           st.integer(3, static_cast<int64_t>(*step));
                          }));
   (void)changes;
   return {};

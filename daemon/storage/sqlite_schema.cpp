@@ -158,6 +158,37 @@ CREATE TABLE IF NOT EXISTS enrollment_tokens(
   spent INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY(user, hash));
 )sql"},
+    // 8: several named TOTP devices per user (issue 19), each with its own replay watermark. The
+    // one secret a user had becomes the device "default"; SMS records have no device ("").
+    {8, R"sql(
+CREATE TABLE factors_v7(
+  user TEXT NOT NULL,
+  method TEXT NOT NULL,
+  device TEXT NOT NULL,
+  pending INTEGER NOT NULL,
+  sealed BLOB NOT NULL,
+  params TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  PRIMARY KEY(user, method, device, pending));
+INSERT INTO factors_v7(user, method, device, pending, sealed, params, created)
+  SELECT user, method, CASE method WHEN 'totp' THEN 'default' ELSE '' END, pending, sealed,
+         params, created FROM factors;
+DROP TABLE factors;
+ALTER TABLE factors_v7 RENAME TO factors;
+CREATE TABLE totp_watermark_v7(
+  user TEXT NOT NULL,
+  device TEXT NOT NULL,
+  step INTEGER NOT NULL,
+  PRIMARY KEY(user, device));
+INSERT INTO totp_watermark_v7(user, device, step) SELECT user, 'default', step FROM totp_watermark;
+DROP TABLE totp_watermark;
+ALTER TABLE totp_watermark_v7 RENAME TO totp_watermark;
+)sql"},
+    // 9: the kernel audit session of the process that opened a session (`fresh=`, issue 19).
+    {9, R"sql(
+ALTER TABLE sessions ADD COLUMN audit_session INTEGER NOT NULL DEFAULT 4294967295;
+ALTER TABLE sessions ADD COLUMN audit_login_uid INTEGER NOT NULL DEFAULT 4294967295;
+)sql"},
 };
 
 // The tables whose records belong to a user's authentication state. Sessions, devices and the

@@ -12,7 +12,7 @@ using sqlite_rows::valid_user;
 namespace {
 constexpr const char* kSessionColumns =
     "id, user, service, rhost, tty, ruser, logind_session, leader_pid, leader_start, factor, "
-    "device, started, last_seen";
+    "device, started, last_seen, audit_session, audit_login_uid";
 }  // namespace
 
 Status SqliteStore::put_session(const SessionRecord& s) {
@@ -22,8 +22,9 @@ Status SqliteStore::put_session(const SessionRecord& s) {
     return make_error(Errc::kInvalidArgument, "invalid session id");
   MFA_TRY(changes,
           write("INSERT OR REPLACE INTO sessions(id, user, service, rhost, tty, ruser, "
-                "logind_session, leader_pid, leader_start, factor, device, started, last_seen) "
-                "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "logind_session, leader_pid, leader_start, factor, device, started, last_seen, "
+                "audit_session, audit_login_uid) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [&](Statement& st) {
                   st.text(1, s.id);
                   st.text(2, s.user);
@@ -38,6 +39,8 @@ Status SqliteStore::put_session(const SessionRecord& s) {
                   st.text(11, s.device);
                   st.integer(12, s.started_usec);
                   st.integer(13, s.last_seen_usec);
+                  st.integer(14, static_cast<int64_t>(s.audit_session));
+                  st.integer(15, static_cast<int64_t>(s.audit_login_uid));
                 }));
   (void)changes;
   return {};
@@ -60,6 +63,8 @@ SessionRecord session_from_row(const Row& st) {
   s.device = st.column_text(10);
   s.started_usec = st.column_int(11);
   s.last_seen_usec = st.column_int(12);
+  s.audit_session = static_cast<uint32_t>(st.column_int(13));
+  s.audit_login_uid = static_cast<uint32_t>(st.column_int(14));
   return s;
 }
 }  // namespace

@@ -70,12 +70,16 @@ class SqliteStore final : public Store {
   Result<std::vector<FactorRecord>> get_factors(std::string_view user) override;
   Status put_factor(std::string_view user, const FactorRecord& record) override;
   Status delete_factor(std::string_view user, Method method, bool pending) override;
+  Status delete_totp_device(std::string_view user, std::string_view device, bool pending) override;
   Result<std::vector<std::string>> list_users() override;
   Status delete_user(std::string_view user) override;
 
-  Result<std::optional<uint64_t>> get_totp_watermark(std::string_view user) override;
-  Result<bool> advance_totp_watermark(std::string_view user, uint64_t step) override;
-  Status set_totp_watermark(std::string_view user, std::optional<uint64_t> step) override;
+  Result<std::optional<uint64_t>> get_totp_watermark(std::string_view user,
+                                                     std::string_view device) override;
+  Result<bool> advance_totp_watermark(std::string_view user, std::string_view device,
+                                      uint64_t step) override;
+  Status set_totp_watermark(std::string_view user, std::string_view device,
+                            std::optional<uint64_t> step) override;
 
   Status replace_backup_codes(std::string_view user, const std::vector<CodeHash>& hashes) override;
   Result<bool> consume_backup_code(std::string_view user, const CodeHash& hash) override;
