@@ -122,6 +122,11 @@ const char* apply(std::string_view name, bool has_value, std::string_view value,
       return "expected seconds from 1 to 300";
     return nullptr;
   }
+  if (name == "fresh") {
+    if (!parse_bounded_int(value, 1, kMaxFreshSeconds, &args->fresh_seconds))
+      return "expected seconds from 1 to 86400";
+    return nullptr;
+  }
   if (name == "methods") {
     if (!parse_methods(value, &args->methods))
       return "expected a comma-separated list of totp, sms, backup";

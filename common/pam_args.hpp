@@ -31,6 +31,7 @@ inline constexpr int kDefaultTimeoutSeconds = 10;
 inline constexpr int kMinTimeoutSeconds = 1;
 inline constexpr int kMaxTimeoutSeconds = 300;
 inline constexpr size_t kMaxPromptLength = 256;
+inline constexpr int kMaxFreshSeconds = 86400;
 inline constexpr size_t kMaxBusAddressLength = 1024;
 inline constexpr size_t kMaxArgumentLength = 4096;
 inline constexpr size_t kMaxArguments = 64;
@@ -53,6 +54,9 @@ struct PamArgs {
   unsigned methods = 0;  // MethodBit set; 0: every method
   PassMode pass_mode = PassMode::kPrompt;
   bool forward_pass = false;
+  // fresh=SECONDS: no code when mfad finds that this process's own login session passed a second
+  // factor less than SECONDS ago (docs/sudo.md); 0: off.
+  int fresh_seconds = 0;
   const char* bus_address = nullptr;  // the end of an argv string; null: the system bus
   // The names of the arguments that are not ours, logged and ignored: at most
   // kMaxUnknownNameShown bytes each, "?" for a name with control characters.

@@ -78,6 +78,19 @@ CallResult::CallResult(CallResult&& other) noexcept
   other.error_ = SD_BUS_ERROR_NULL;
 }
 
+int CallResult::read_bool(bool* ret) const {
+  if (!reply_)
+    return -ENOMSG;
+  int b = 0;
+  int r = sd_bus_message_read(reply_.get(), "b", &b);
+  if (r < 0)
+    return r;
+  if (r == 0)
+    return -EBADMSG;
+  *ret = b != 0;
+  return 0;
+}
+
 int CallResult::read_string(const char** ret) const {
   if (!reply_)
     return -ENOMSG;

@@ -58,10 +58,12 @@ class CallResult {
   ShownText message(const char* fallback = "") const {
     return printable(error_.message && error_.message[0] ? error_.message : fallback);
   }
-  // The reply's first argument, a string; a negative errno when there is none.
+  // The reply's next argument, a string; a negative errno when there is none.
   int read_string(const char** ret) const;
   // The reply, to read further (null when there is none); it lives as long as this result.
   sd_bus_message* reply() const { return reply_.get(); }
+  // The reply's next argument, a boolean; a negative errno when there is none.
+  int read_bool(bool* ret) const;
 
  private:
   friend class MfadClient;

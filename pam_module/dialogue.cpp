@@ -378,11 +378,44 @@ int Dialogue::run() {
 
 }  // namespace
 
+namespace {
+
+// fresh=SECONDS (docs/sudo.md): true only when mfad answered that this process's own login
+// session passed a second factor less than SECONDS ago. mfad makes the binding from the kernel's
+// audit session of this process; every other answer, an error included, means the usual prompt.
+bool fresh_session(HookContext& hook, MfadClient& client, const char* user) {
+  const int seconds = hook.args().fresh_seconds;
+  if (seconds <= 0)
+    return false;
+  char text[16];
+  const int n = snprintf(text, sizeof text, "%d", seconds);
+  if (n <= 0 || static_cast<size_t>(n) >= sizeof text)
+    return false;
+  BusContext context = login_context(hook);
+  context.add("fresh", text);
+  CallResult res = client.call("CheckFreshSession", false, user, nullptr, &context);
+  if (res.status() != CallStatus::kOk) {
+    hook.debug("no fresh session for %s: %s", user, res.error_name());
+    return false;
+  }
+  bool fresh = false;
+  const char* session = nullptr;
+  if (res.read_bool(&fresh) < 0 || res.read_string(&session) < 0 || !fresh)
+    return false;
+  pam_syslog(hook.pamh(), LOG_INFO, "%s passed by its fresh session %s (fresh=%d)", user,
+             printable(session).c_str(), seconds);
+  return true;
+}
+
+}  // namespace
+
 int authenticate_user(HookContext& hook, const char* user) {
   MfadClient client(hook);
   int r = client.open();
   if (r != PAM_SUCCESS)
     return r;
+  if (fresh_session(hook, client, user))
+    return PAM_SUCCESS;
   Dialogue dialogue(hook, client);
   r = dialogue.begin_authentication(user);
   if (r == PAM_SUCCESS)
