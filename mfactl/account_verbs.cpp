@@ -15,6 +15,20 @@ using nlohmann::json;
 
 namespace {
 
+// GetUser's "totp_devices" as [{"name", "created", "last_used"}] (an older mfad: []).
+json devices_field(const json& info) {
+  json out = json::array();
+  auto it = info.find("totp_devices");
+  if (it == info.end() || !it->is_array())
+    return out;
+  for (const auto& d : *it) {
+    out.push_back(json{{"name", str_field(d, "name")},
+                       {"created", num_field(d, "created")},
+                       {"last_used", num_field(d, "last_used")}});
+  }
+  return out;
+}
+
 // The object of `status --json` and of each element of `users --json`.
 json user_object(const json& info, const json& sessions) {
   return json{
@@ -25,8 +39,29 @@ json user_object(const json& info, const json& sessions) {
       {"locked_until", num_field(info, "locked_until")},
       {"failures", num_field(info, "failures")},
       {"masked_phone", str_field(info, "masked_phone")},
+      {"totp_devices", devices_field(info)},
       {"sessions", sessions},
   };
+}
+
+// "name (enrolled TIME, last used TIME|never)", one per device, joined by "; ".
+std::string devices_text(const json& devices) {
+  std::string out;
+  for (const auto& d : devices) {
+    const uint64_t used = num_field(d, "last_used");
+    out += (out.empty() ? "" : "; ") + str_field(d, "name") + " (enrolled " +
+           format_unix_time(static_cast<int64_t>(num_field(d, "created"))) + ", last used " +
+           (used ? format_unix_time(static_cast<int64_t>(used)) : std::string("never")) + ")";
+  }
+  return out.empty() ? "-" : out;
+}
+
+// The device names alone, for the users table.
+std::string device_names(const json& devices) {
+  std::string out;
+  for (const auto& d : devices)
+    out += (out.empty() ? "" : ", ") + str_field(d, "name");
+  return out.empty() ? "-" : out;
 }
 
 std::string locked_text(uint64_t locked_until) {
@@ -62,6 +97,7 @@ int cmd_status(Context& ctx, const std::vector<char*>& args) {
       {"User:", str_field(obj, "user")},
       {"Methods:", join_or_dash(list_field(obj, "methods"))},
       {"Pending:", join_or_dash(list_field(obj, "pending"))},
+      {"TOTP devices:", devices_text(obj["totp_devices"])},
       {"Backup codes left:", std::to_string(num_field(obj, "backup_codes_left"))},
       {"Locked:", locked_text(num_field(obj, "locked_until"))},
       {"Failures:", std::to_string(num_field(obj, "failures"))},
@@ -113,14 +149,15 @@ int cmd_users(Context& ctx, const std::vector<char*>& args) {
   std::vector<TableRow> rows;
   for (const auto& u : list) {
     const std::string phone = str_field(u, "masked_phone");
-    rows.push_back(
-        {str_field(u, "user"), join_or_dash(list_field(u, "methods")),
-         join_or_dash(list_field(u, "pending")), std::to_string(num_field(u, "backup_codes_left")),
-         locked_text(num_field(u, "locked_until")), std::to_string(num_field(u, "failures")),
-         phone.empty() ? "-" : phone, sessions_text(u["sessions"])});
+    rows.push_back({str_field(u, "user"), join_or_dash(list_field(u, "methods")),
+                    join_or_dash(list_field(u, "pending")),
+                    std::to_string(num_field(u, "backup_codes_left")),
+                    locked_text(num_field(u, "locked_until")),
+                    std::to_string(num_field(u, "failures")), phone.empty() ? "-" : phone,
+                    sessions_text(u["sessions"]), device_names(u["totp_devices"])});
   }
   (void)fputs(format_table({"USER", "METHODS", "PENDING", "BACKUP CODES", "LOCKED", "FAILURES",
-                            "PHONE", "SESSIONS"},
+                            "PHONE", "SESSIONS", "TOTP DEVICES"},
                            rows)
                   .c_str(),
               stdout);

@@ -62,8 +62,8 @@ int read_number(sd_bus_message* m, char type, json& out) {
 
 int read_dict_array(sd_bus_message* m, json& ret_out);
 
-// Reads one basic or string-array value of type `type` at the read position into out; other
-// types are skipped (ret_have = false), so a newer daemon's extra keys do no harm.
+// Reads one basic, string-array or aa{sv} value of type `type` at the read position into out;
+// other types are skipped (ret_have = false), so a newer daemon's extra keys do no harm.
 int read_value(sd_bus_message* m, const char* type, json& out, bool& ret_have) {
   ret_have = true;
   int r = 0;
@@ -331,13 +331,13 @@ Result<nlohmann::json> ManagerClient::get_user(std::string_view user) {
   return out;
 }
 
-Result<TotpEnrollmentReply> ManagerClient::begin_totp_enrollment(std::string_view user,
-                                                                 std::string_view issuer,
-                                                                 std::string_view algorithm,
-                                                                 uint32_t digits,
-                                                                 std::string_view current_code) {
+Result<TotpEnrollmentReply> ManagerClient::begin_totp_enrollment(
+    std::string_view user, std::string_view device, std::string_view issuer,
+    std::string_view algorithm, uint32_t digits, std::string_view current_code) {
   MFA_TRY(m, new_call("BeginTotpEnrollment", {user}, Sensitivity::kCarriesSecret));
   int r = sd_bus_message_open_container(m.get(), 'a', "{sv}");
+  if (r >= 0 && !device.empty())
+    r = append_string_entry(m.get(), "name", device);
   if (r >= 0 && !issuer.empty())
     r = append_string_entry(m.get(), "issuer", issuer);
   if (r >= 0 && !algorithm.empty())

@@ -64,7 +64,9 @@ class ManagerClient {
 
   // GetUser: the a{sv} as a JSON object (keys of daemon/authenticator.hpp).
   Result<nlohmann::json> get_user(std::string_view user);
-  Result<TotpEnrollmentReply> begin_totp_enrollment(std::string_view user, std::string_view issuer,
+  // device "": the daemon's default ("default").
+  Result<TotpEnrollmentReply> begin_totp_enrollment(std::string_view user, std::string_view device,
+                                                    std::string_view issuer,
                                                     std::string_view algorithm, uint32_t digits,
                                                     std::string_view current_code);
   Status confirm_totp_enrollment(std::string_view user, std::string_view code);
@@ -74,6 +76,7 @@ class ManagerClient {
   Status confirm_sms_enrollment(std::string_view user, std::string_view code);
   Result<std::vector<SecureString>> generate_backup_codes(std::string_view user,
                                                           std::string_view current_code);
+  // method: "totp", "totp:NAME", "sms" or "backup".
   Status disable_method(std::string_view user, std::string_view method,
                         std::string_view current_code);
   // A JSON array of session objects. user "" = every user (admin).

@@ -119,8 +119,8 @@ int cmd_enroll_totp(Context& ctx, const std::vector<char*>& args) {
   if (!bus.ok())
     return fail(bus.error());
   auto enrollment = with_step_up(ctx, [&](std::string_view current_code) {
-    return (*bus)->begin_totp_enrollment(user, ctx.opt.issuer, ctx.opt.algorithm, digits,
-                                         current_code);
+    return (*bus)->begin_totp_enrollment(user, ctx.opt.name, ctx.opt.issuer, ctx.opt.algorithm,
+                                         digits, current_code);
   });
   if (!enrollment.ok())
     return fail(enrollment.error());
@@ -259,12 +259,20 @@ int cmd_backup_codes(Context& ctx, const std::vector<char*>& args) {
 }
 
 int cmd_disable(Context& ctx, const std::vector<char*>& args) {
-  if (int r = check_args(ctx, args, 2, 2, 0, "disable"))
+  if (int r = check_args(ctx, args, 2, 2, kVoName, "disable"))
     return r;
   const std::string user = args[0];
-  const std::string method = args[1];
+  std::string method = args[1];
   if (method != dbus::kMethodTotp && method != dbus::kMethodSms && method != dbus::kMethodBackup) {
     return usage_error("disable takes totp, sms or backup, not '" + method.substr(0, 32) + "'");
+  }
+  std::string shown = method;
+  if (ctx.opt.given & kVoName) {
+    if (method != dbus::kMethodTotp)
+      return usage_error("--name applies to totp only");
+    // One device: DisableMethod's "totp:NAME" (docs/mfactl.md).
+    method += ":" + ctx.opt.name;
+    shown = "TOTP device " + ctx.opt.name;
   }
   auto bus = ctx.bus();
   if (!bus.ok())
@@ -277,7 +285,7 @@ int cmd_disable(Context& ctx, const std::vector<char*>& args) {
   if (ctx.opt.json) {
     print_ok_json();
   } else {
-    printf("Disabled %s for %s.\n", method.c_str(), user.c_str());
+    printf("Disabled %s for %s.\n", shown.c_str(), user.c_str());
   }
   return kExitOk;
 }
