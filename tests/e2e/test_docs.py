@@ -39,6 +39,7 @@ def test_page_shows_the_tested_stack_complete(template):
 # Module arguments that tests add to a stack (besides bus_address=), so a page may show them.
 TESTED_ARGUMENTS = {
     "sshd": [("nullok",)],  # test_sshd.py::test_nullok_lets_users_without_a_factor_in_...
+    "sudo": [("fresh=300",)],  # test_fresh.py::test_sudo_in_the_fresh_login_session_...
 }
 
 

@@ -11,7 +11,7 @@ from mfactl_helpers import (ADMIN_ERROR, BACKUP_ALPHABET, STEP_UP_MESSAGE, enrol
                             run_json, secret_from_human_output, status)
 
 STATUS_KEYS = {"user", "methods", "pending", "backup_codes_left", "locked_until", "failures",
-               "masked_phone", "sessions"}
+               "masked_phone", "sessions", "totp_devices"}
 AUDIT_KEYS = {"id", "time", "kind", "user", "outcome", "reason", "caller", "details", "hash"}
 
 
@@ -330,8 +330,8 @@ def test_users_as_root_and_as_admin_group_member(mfad, test_users):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["USER", "METHODS", "PENDING", "BACKUP", "CODES", "LOCKED",
-                                "FAILURES", "PHONE", "SESSIONS"]
-    assert any(re.match(r"mfa-alice\s+totp, backup\s+-\s+10\s+no\s+0\s+-\s+0$", line)
+                                "FAILURES", "PHONE", "SESSIONS", "TOTP", "DEVICES"]
+    assert any(re.match(r"mfa-alice\s+totp, backup\s+-\s+10\s+no\s+0\s+-\s+0\s+default$", line)
                for line in lines[1:]), r.stdout
 
 

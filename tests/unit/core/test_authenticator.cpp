@@ -109,22 +109,30 @@ class FailingStore final : public Store {
       return err();
     return s_.delete_user(u);
   }
-  Result<std::optional<uint64_t>> get_totp_watermark(std::string_view u) override {
+  Result<std::optional<uint64_t>> get_totp_watermark(std::string_view u,
+                                                     std::string_view d) override {
     if (fail_reads)
       return err();
-    return s_.get_totp_watermark(u);
+    return s_.get_totp_watermark(u, d);
   }
-  Result<bool> advance_totp_watermark(std::string_view u, uint64_t step) override {
+  Result<bool> advance_totp_watermark(std::string_view u, std::string_view d,
+                                      uint64_t step) override {
     if (fail_writes)
       return err();
     if (refuse_advance)
       return false;
-    return s_.advance_totp_watermark(u, step);
+    return s_.advance_totp_watermark(u, d, step);
   }
-  Status set_totp_watermark(std::string_view u, std::optional<uint64_t> step) override {
+  Status set_totp_watermark(std::string_view u, std::string_view d,
+                            std::optional<uint64_t> step) override {
     if (fail_writes)
       return err();
-    return s_.set_totp_watermark(u, step);
+    return s_.set_totp_watermark(u, d, step);
+  }
+  Status delete_totp_device(std::string_view u, std::string_view d, bool p) override {
+    if (fail_writes)
+      return err();
+    return s_.delete_totp_device(u, d, p);
   }
   Status replace_backup_codes(std::string_view u, const std::vector<CodeHash>& h) override {
     if (fail_writes)

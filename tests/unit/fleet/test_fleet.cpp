@@ -144,10 +144,11 @@ void test_recorder_notes_what_was_consumed(void** /*state*/) {
   assert_true(store.ok());
   FleetRecorder rec(**store);
   // Not recording: nothing noted.
-  assert_true(*rec.advance_totp_watermark("alice", 5));
+  assert_true(*rec.advance_totp_watermark("alice", "default", 5));
   rec.start();
-  assert_false(*rec.advance_totp_watermark("alice", 5));  // refused locally: not a change
-  assert_true(*rec.advance_totp_watermark("alice", 6));
+  assert_false(
+      *rec.advance_totp_watermark("alice", "default", 5));  // refused locally: not a change
+  assert_true(*rec.advance_totp_watermark("alice", "default", 6));
   assert_true(rec.replace_backup_codes("alice", {code_hash(1), code_hash(2)}).ok());
   assert_true(*rec.consume_backup_code("alice", code_hash(1)));
   assert_true(rec.put_limits("alice", LimitState{}).ok());

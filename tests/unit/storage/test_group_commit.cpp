@@ -96,11 +96,18 @@ class ScriptedStore final : public Store {
   Result<std::vector<FactorRecord>> get_factors(std::string_view) override { return unused(); }
   Status put_factor(std::string_view, const FactorRecord&) override { return unused(); }
   Status delete_factor(std::string_view, Method, bool) override { return unused(); }
+  Status delete_totp_device(std::string_view, std::string_view, bool) override { return unused(); }
   Result<std::vector<std::string>> list_users() override { return unused(); }
   Status delete_user(std::string_view) override { return unused(); }
-  Result<std::optional<uint64_t>> get_totp_watermark(std::string_view) override { return unused(); }
-  Result<bool> advance_totp_watermark(std::string_view, uint64_t) override { return unused(); }
-  Status set_totp_watermark(std::string_view, std::optional<uint64_t>) override { return unused(); }
+  Result<std::optional<uint64_t>> get_totp_watermark(std::string_view, std::string_view) override {
+    return unused();
+  }
+  Result<bool> advance_totp_watermark(std::string_view, std::string_view, uint64_t) override {
+    return unused();
+  }
+  Status set_totp_watermark(std::string_view, std::string_view, std::optional<uint64_t>) override {
+    return unused();
+  }
   Status replace_backup_codes(std::string_view, const std::vector<CodeHash>&) override {
     return unused();
   }

@@ -170,29 +170,29 @@ void test_factors_crud(void** state) {
 
 void test_watermark_monotonic(void** state) {
   auto& s = *static_cast<Fixture*>(*state)->store;
-  auto w = s.get_totp_watermark("alice");
+  auto w = s.get_totp_watermark("alice", "default");
   assert_true(w.ok());
   assert_false(w->has_value());
 
-  auto r = s.advance_totp_watermark("alice", 100);
+  auto r = s.advance_totp_watermark("alice", "default", 100);
   assert_true(r.ok());
   assert_true(*r);
-  r = s.advance_totp_watermark("alice", 100);  // equal: a replay
+  r = s.advance_totp_watermark("alice", "default", 100);  // equal: a replay
   assert_true(r.ok());
   assert_false(*r);
-  r = s.advance_totp_watermark("alice", 99);  // lower: refused
+  r = s.advance_totp_watermark("alice", "default", 99);  // lower: refused
   assert_false(*r);
-  assert_int_equal(**s.get_totp_watermark("alice"), 100);
-  r = s.advance_totp_watermark("alice", 101);
+  assert_int_equal(**s.get_totp_watermark("alice", "default"), 100);
+  r = s.advance_totp_watermark("alice", "default", 101);
   assert_true(*r);
-  assert_int_equal(**s.get_totp_watermark("alice"), 101);
+  assert_int_equal(**s.get_totp_watermark("alice", "default"), 101);
   // Another user's watermark is independent.
-  assert_true(*s.advance_totp_watermark("bob", 5));
+  assert_true(*s.advance_totp_watermark("bob", "default", 5));
 
-  assert_true(s.set_totp_watermark("alice", std::nullopt).ok());
-  assert_false(s.get_totp_watermark("alice")->has_value());
-  assert_true(s.set_totp_watermark("alice", 7).ok());
-  assert_int_equal(**s.get_totp_watermark("alice"), 7);
+  assert_true(s.set_totp_watermark("alice", "default", std::nullopt).ok());
+  assert_false(s.get_totp_watermark("alice", "default")->has_value());
+  assert_true(s.set_totp_watermark("alice", "default", 7).ok());
+  assert_int_equal(**s.get_totp_watermark("alice", "default"), 7);
   assert_true(s.flush().ok());
 }
 
@@ -265,7 +265,7 @@ void test_list_and_delete_user(void** state) {
   assert_true(s.replace_backup_codes("bob", {code_hash(9)}).ok());
   assert_true(s.replace_backup_codes("alice", {code_hash(8)}).ok());
   // Watermark and limits alone do not make a user enrolled.
-  assert_true(*s.advance_totp_watermark("dave", 3));
+  assert_true(*s.advance_totp_watermark("dave", "default", 3));
 
   auto users = s.list_users();
   assert_true(users.ok());
@@ -277,7 +277,7 @@ void test_list_and_delete_user(void** state) {
   LimitState st;
   st.consecutive_failures = 3;
   assert_true(s.put_limits("alice", st).ok());
-  assert_true(*s.advance_totp_watermark("alice", 10));
+  assert_true(*s.advance_totp_watermark("alice", "default", 10));
   assert_true(s.delete_user("alice").ok());
   assert_true(s.flush().ok());
   users = s.list_users();
@@ -285,7 +285,7 @@ void test_list_and_delete_user(void** state) {
   assert_string_equal((*users)[0].c_str(), "bob");
   assert_true(s.get_factors("alice")->empty());
   assert_int_equal(*s.count_backup_codes("alice"), 0);
-  assert_false(s.get_totp_watermark("alice")->has_value());
+  assert_false(s.get_totp_watermark("alice", "default")->has_value());
   assert_int_equal(s.get_limits("alice")->consecutive_failures, 0);
   // Others untouched.
   assert_int_equal(s.get_factors("carol")->size(), 1);
@@ -296,14 +296,14 @@ void test_persistence_and_schema(void** state) {
   auto* f = static_cast<Fixture*>(*state);
   assert_true(f->store->put_factor("alice", factor(Method::kTotp, false, "SHA1:6:30")).ok());
   assert_true(f->store->replace_backup_codes("alice", {code_hash(1), code_hash(2)}).ok());
-  assert_true(*f->store->advance_totp_watermark("alice", 42));
+  assert_true(*f->store->advance_totp_watermark("alice", "default", 42));
   assert_true(f->store->flush().ok());
   reopen(f);
   const std::string applied = raw_query(f->db, "SELECT group_concat(version) FROM schema_version");
   reopen(f);  // migrating an up-to-date database changes nothing
   assert_int_equal(f->store->get_factors("alice")->size(), 1);
   assert_int_equal(*f->store->count_backup_codes("alice"), 2);
-  assert_int_equal(**f->store->get_totp_watermark("alice"), 42);
+  assert_int_equal(**f->store->get_totp_watermark("alice", "default"), 42);
 
   assert_string_equal(raw_query(f->db, "SELECT max(version) FROM schema_version").c_str(),
                       std::to_string(SqliteStore::schema_version()).c_str());
@@ -323,8 +323,9 @@ void test_migration_forgets_old_leader_start(void** state) {
   auto* f = static_cast<Fixture*>(*state);
   f->store.reset();
   raw_query(f->db,
-            "INSERT INTO sessions VALUES('s1', 'alice', 'sshd', '', '', '', '', 42, 123456, "
-            "'totp', '', 1, 1)");
+            "INSERT INTO sessions(id, user, service, rhost, tty, ruser, logind_session, "
+            "leader_pid, leader_start, factor, device, started, last_seen) VALUES('s1', "
+            "'alice', 'sshd', '', '', '', '', 42, 123456, 'totp', '', 1, 1)");
   raw_query(f->db, "DELETE FROM schema_version WHERE version = 5");
   reopen(f);
   assert_string_equal(raw_query(f->db, "SELECT leader_start FROM sessions WHERE id = 's1'").c_str(),
@@ -358,7 +359,7 @@ void test_migration_keys_records_by_account(void** state) {
   auto* f = static_cast<Fixture*>(*state);
   assert_true(f->store->put_factor("alice", factor(Method::kTotp, false, "SHA1:6:30")).ok());
   assert_true(f->store->replace_backup_codes("alice", {code_hash(1)}).ok());
-  assert_true(*f->store->advance_totp_watermark("alice", 42));
+  assert_true(*f->store->advance_totp_watermark("alice", "default", 42));
   LimitState locked;
   locked.consecutive_failures = 3;
   locked.locked_until_usec = 99;
@@ -377,7 +378,7 @@ void test_migration_keys_records_by_account(void** state) {
   assert_int_equal(f->store->get_factors("uid/1000")->size(), 1);
   assert_int_equal((*f->store->get_factors("uid/1000"))[0].method, Method::kTotp);
   assert_int_equal(*f->store->count_backup_codes("uid/1000"), 1);
-  assert_int_equal(**f->store->get_totp_watermark("uid/1000"), 42);
+  assert_int_equal(**f->store->get_totp_watermark("uid/1000", "default"), 42);
   assert_int_equal(f->store->get_limits("uid/1001")->locked_until_usec, 99);
   assert_true(f->store->get_factors("alice")->empty());
   assert_int_equal(f->store->get_limits("bob")->locked_until_usec, 0);
@@ -387,7 +388,59 @@ void test_migration_keys_records_by_account(void** state) {
   const auto listed = f->store->list_users();
   assert_true(listed.ok());
   assert_int_equal(listed->size(), 3);
-  assert_string_equal(raw_query(f->db, "SELECT max(version) FROM schema_version").c_str(), "7");
+  assert_string_equal(raw_query(f->db, "SELECT max(version) FROM schema_version").c_str(),
+                      std::to_string(SqliteStore::schema_version()).c_str());
+}
+
+// Migration 8 (issue 19): the one TOTP secret and watermark a user had become the device
+// "default"; a phone has no device.
+void test_migration_names_the_totp_device_default(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  f->store.reset();
+  // The tables as migrations 1 to 7 left them (raw_query runs one statement at a time).
+  for (const char* sql : {
+           "DROP TABLE factors",
+           "CREATE TABLE factors(user TEXT NOT NULL, method TEXT NOT NULL, pending INTEGER NOT "
+           "NULL, sealed BLOB NOT NULL, params TEXT NOT NULL, created INTEGER NOT NULL, PRIMARY "
+           "KEY(user, method, pending))",
+           "INSERT INTO factors VALUES('alice', 'totp', 0, x'01', 'SHA1:6:30', 5), ('alice', "
+           "'totp', 1, x'02', 'SHA1:6:30', 6), ('alice', 'sms', 0, x'03', '+1**', 7)",
+           "DROP TABLE totp_watermark",
+           "CREATE TABLE totp_watermark(user TEXT PRIMARY KEY, step INTEGER NOT NULL)",
+           "INSERT INTO totp_watermark VALUES('alice', 42)",
+           "DELETE FROM schema_version WHERE version = 8",
+       })
+    raw_query(f->db, sql);
+  reopen(f);
+  auto records = f->store->get_factors("alice");
+  assert_true(records.ok());
+  assert_int_equal(records->size(), 3);
+  for (const auto& r : *records)
+    assert_string_equal(r.device.c_str(), r.method == Method::kTotp ? "default" : "");
+  assert_int_equal(**f->store->get_totp_watermark("alice", "default"), 42);
+  assert_false(f->store->get_totp_watermark("alice", "phone")->has_value());
+}
+
+// Several devices: each its own record and watermark; removing one leaves the others.
+void test_totp_devices_have_their_own_watermarks(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  auto& s = *f->store;
+  FactorRecord phone = factor(Method::kTotp, false, "SHA1:6:30");
+  phone.device = "phone";
+  FactorRecord laptop = phone;
+  laptop.device = "laptop";
+  assert_true(s.put_factor("alice", phone).ok());
+  assert_true(s.put_factor("alice", laptop).ok());
+  assert_int_equal(s.get_factors("alice")->size(), 2);
+  assert_true(*s.advance_totp_watermark("alice", "phone", 10));
+  assert_true(*s.advance_totp_watermark("alice", "laptop", 10));  // the same step: its own
+  assert_false(*s.advance_totp_watermark("alice", "phone", 10));  // a replay on phone
+  assert_true(s.delete_totp_device("alice", "phone", false).ok());
+  auto left = s.get_factors("alice");
+  assert_int_equal(left->size(), 1);
+  assert_string_equal((*left)[0].device.c_str(), "laptop");
+  assert_false(s.get_totp_watermark("alice", "phone")->has_value());
+  assert_int_equal(**s.get_totp_watermark("alice", "laptop"), 10);
 }
 
 void test_loose_mode_tightened(void** state) {
@@ -431,10 +484,10 @@ void test_unflushed_write_rolled_back(void** state) {
 
   // Written, never flushed, store destroyed: gone.
   assert_true(s.put_factor("bob", factor(Method::kTotp, false, "SHA1:6:30")).ok());
-  assert_true(*s.advance_totp_watermark("alice", 9));
+  assert_true(*s.advance_totp_watermark("alice", "default", 9));
   reopen(f);
   assert_true(f->store->get_factors("bob")->empty());
-  assert_false(f->store->get_totp_watermark("alice")->has_value());
+  assert_false(f->store->get_totp_watermark("alice", "default")->has_value());
   assert_int_equal(f->store->get_factors("alice")->size(), 1);
 }
 
@@ -664,6 +717,9 @@ int main() {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_factors_crud, setup, teardown),
       cmocka_unit_test_setup_teardown(test_migration_keys_records_by_account, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_migration_names_the_totp_device_default, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_totp_devices_have_their_own_watermarks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_watermark_monotonic, setup, teardown),
       cmocka_unit_test_setup_teardown(test_backup_codes_exactly_once, setup, teardown),
       cmocka_unit_test_setup_teardown(test_limits_round_trip, setup, teardown),
