@@ -106,3 +106,15 @@ def test_default_name_and_old_callers(mfad, test_users):
     assert mfad.sql("SELECT device FROM factors WHERE method = 'totp'").split() == ["default"]
     _, v = mfad.login("mfa-bob", mfad.next_code("mfa-bob", secret))
     assert v.ok
+
+
+def test_an_import_becomes_a_named_device(mfad, test_users):
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    mfad.call("ImportTotp", "sa{sv}", "mfa-bob",
+              {"secret": ["@s", secret], "name": ["@s", "old-phone"]}).expect_ok()
+    assert [d["name"] for d in status(mfad, "mfa-bob")["totp_devices"]] == ["old-phone"]
+    _, v = mfad.login("mfa-bob", totp(secret, step=current_step() + 1))
+    assert v.ok, v
+    details = json.loads(mfad.sql(
+        "SELECT details FROM audit WHERE kind = 'auth.success' ORDER BY id DESC LIMIT 1"))
+    assert details["device"] == "old-phone"
