@@ -361,6 +361,7 @@ Result<std::vector<SecureString>> Authenticator::confirm_login_enrollment(
     return make_error(Errc::kInternal, "Could not seal the secret");
   FactorRecord record;
   record.method = Method::kTotp;
+  record.device = kDefaultTotpDevice;  // the first authenticator, enrolled at login
   record.pending = false;
   record.sealed = std::move(sealed).value();
   record.params = format_totp_params(params);
@@ -369,7 +370,7 @@ Result<std::vector<SecureString>> Authenticator::confirm_login_enrollment(
   if (f.totp_pending)
     MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kTotp, true));
   // The confirming code must not open another login as well.
-  MFA_STORE_CHECK(m.d_.store.set_totp_watermark(user, match.step));
+  MFA_STORE_CHECK(m.d_.store.set_totp_watermark(user, kDefaultTotpDevice, match.step));
 
   std::vector<SecureString> codes = mfa::generate_backup_codes(kBackupCodeCount);
   if (codes.size() != static_cast<size_t>(kBackupCodeCount))

@@ -444,7 +444,7 @@ void test_sessions_persist(void**) {
 }
 
 // A database of a build that knew only migration 1 (or one from a branch with other numbers):
-// every known migration not recorded yet is applied, in order (8 added columns to the sessions
+// every known migration not recorded yet is applied, in order (9 added columns to the sessions
 // table that 2 creates: a database without that table has neither recorded).
 void test_migration_runner_applies_unrecorded(void**) {
   Env e;
@@ -457,7 +457,7 @@ void test_migration_runner_applies_unrecorded(void**) {
   assert_int_equal(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   assert_int_equal(sqlite3_exec(db,
                                 "DROP TABLE sessions; DROP TABLE devices; "
-                                "DELETE FROM schema_version WHERE version IN (2, 8);",
+                                "DELETE FROM schema_version WHERE version IN (2, 9);",
                                 nullptr, nullptr, nullptr),
                    SQLITE_OK);
   sqlite3_close(db);
