@@ -20,6 +20,8 @@ namespace {
 std::optional<std::string_view> secret_of(std::string_view text, SecretFormat format) {
   if (format == SecretFormat::kFirstLine)
     return text.substr(0, text.find_first_of("\r\n"));
+  if (format == SecretFormat::kWhole)
+    return text;
   while (!text.empty() &&
          (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' || text.back() == '\t'))
     text.remove_suffix(1);
@@ -81,7 +83,7 @@ Result<SecureString> read_secret_file(const std::string& path, const SecretFileR
       secret_of(std::string_view(reinterpret_cast<const char*>(buf.data()), len), rules.format);
   if (!secret)
     return refuse("holds characters a token cannot have");
-  if (secret->empty() && rules.format == SecretFormat::kToken)
+  if (secret->empty() && rules.format != SecretFormat::kFirstLine)
     return refuse("is empty");
   return SecureString(*secret);
 }

@@ -14,6 +14,7 @@ namespace mfa {
 enum class SecretFormat {
   kToken,      // one word of printable ASCII (0x21..0x7e), not empty; trailing whitespace dropped
   kFirstLine,  // the first line as it is (a password may hold spaces, or be empty: no AUTH)
+  kWhole,      // the whole file as it is (a PEM private key), not empty
 };
 
 struct SecretFileRules {

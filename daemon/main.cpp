@@ -32,6 +32,9 @@
 #include "fleet/sessions.hpp"
 #include "fleet/sms.hpp"
 #include "fleet/redis_client.hpp"
+#include "fleet/tls_stream.hpp"
+#include "fleet/unix_socket_check.hpp"
+#include "core/transport_warnings.hpp"
 #include "core/audit.hpp"
 #include "core/authenticator.hpp"
 #include "core/clock.hpp"
@@ -200,6 +203,26 @@ Result<std::string> fleet_host_id(const Config& config) {
   return name;
 }
 
+// The TLS settings of a rediss:// address (files read now, at start).
+Result<std::shared_ptr<SSL_CTX>> fleet_tls(const Config& config) {
+  return make_redis_tls_context(
+      RedisTlsFiles{config.redis_ca_file, config.redis_cert_file, config.redis_key_file});
+}
+
+// What --check-config can tell of the way to Redis without connecting: the TLS files are usable,
+// a unix: socket that exists is Redis's own (one that does not exist yet is checked at connect).
+Status check_fleet_transport(const Config& config) {
+  MFA_TRY(address, parse_redis_address(config.redis_address));
+  if (address.tls) {
+    MFA_TRY(tls, fleet_tls(config));
+    (void)tls;
+  }
+  struct stat st;
+  if (!address.unix_path.empty() && lstat(address.unix_path.c_str(), &st) == 0)
+    MFA_CHECK(check_redis_socket_path(address.unix_path, redis_socket_owners()));
+  return {};
+}
+
 int check_config(const Options& options) {
   std::vector<ConfigProblem> problems;
   auto config = load_config(options.config_path, options.config_given, /*strict=*/true, &problems);
@@ -216,7 +239,13 @@ int check_config(const Options& options) {
       fprintf(stderr, "%s\n", host_id.error().message.c_str());
       return EXIT_FAILURE;
     }
+    if (Status transport = check_fleet_transport(*config); !transport.ok()) {
+      fprintf(stderr, "%s\n", transport.error().message.c_str());
+      return EXIT_FAILURE;
+    }
   }
+  for (const auto& warning : transport_warnings(*config))
+    fprintf(stderr, "warning: %s\n", warning.c_str());
   // A missing key is created on first start, for an empty database only.
   if (key_missing(*config)) {
     Status creatable =
@@ -298,6 +327,11 @@ Result<RedisClientOptions> fleet_options(const Config& config) {
   RedisClientOptions o;
   MFA_TRY(address, parse_redis_address(config.redis_address));
   o.address = std::move(address);
+  if (o.address.tls) {
+    MFA_TRY(tls, fleet_tls(config));
+    o.tls = std::move(tls);
+  }
+  o.socket_owners = redis_socket_owners();
   o.user = config.redis_user;
   o.timeout_usec = static_cast<uint64_t>(config.redis_timeout_ms) * 1000;
   if (!config.redis_password_file.empty()) {
@@ -384,6 +418,8 @@ int run(const Options& options) {
   Config config = std::move(loaded).value();
   if (options.state_dir)
     config.state_directory = *options.state_dir;
+  for (const auto& warning : transport_warnings(config))
+    MFA_LOG_WARNING("%s", warning.c_str());
 
   if (Status st = make_state_directory(config.state_directory); !st.ok()) {
     MFA_LOG_ERROR("%s", st.error().message.c_str());

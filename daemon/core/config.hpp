@@ -67,7 +67,11 @@ struct Config {
   int sessions_idle_timeout_seconds = 0;
 
   // [Redis]
-  std::string redis_address;  // redis://host:port or unix:/path; empty = no fleet mode
+  std::string redis_address;  // rediss://host:port, unix:/path or redis://; empty = no fleet mode
+  bool redis_allow_plaintext = false;  // AllowPlaintext: redis:// (TCP without TLS) accepted
+  std::string redis_ca_file;           // CAFile: rediss:// servers verified with; "" = system store
+  std::string redis_cert_file;         // CertFile: client certificate (chain), PEM
+  std::string redis_key_file;          // KeyFile: its private key, PEM, readable by root only
   std::string redis_user;
   std::string redis_password_file;
   std::string redis_key_prefix = "mfad:";

@@ -100,6 +100,19 @@ ConfigKeyApply path_key(const char* key, std::string Config::*field, bool may_be
   };
 }
 
+ConfigKeyApply yes_no_key(const char* key, bool Config::*field) {
+  return [=](Config& c, std::string_view v) -> std::optional<std::string> {
+    if (v == "yes") {
+      c.*field = true;
+    } else if (v == "no") {
+      c.*field = false;
+    } else {
+      return std::string(key) + " must be yes or no (got " + quoted(v) + ")";
+    }
+    return std::nullopt;
+  };
+}
+
 ConfigKeyApply url_key(const char* key, std::string Config::*field) {
   return [=](Config& c, std::string_view v) -> std::optional<std::string> {
     if (!v.empty() && !is_http_url(v)) {
@@ -290,14 +303,18 @@ const std::vector<ConfigKey>& config_keys() {
          // not echoed (it might hold a password); the parser names what is wrong.
          auto parsed = parse_redis_address(v);
          if (!parsed.ok() || (v.starts_with("unix:") && !is_absolute_path(v.substr(5)))) {
-           return "Address must be redis://HOST:PORT or unix:/absolute/path, HOST an IP "
-                  "address (" +
+           return "Address must be rediss://HOST:PORT, unix:/absolute/path or redis://HOST:PORT, "
+                  "HOST an IP address (" +
                   (parsed.ok() ? std::string("unix: path with . or ..") : parsed.error().message) +
                   ")";
          }
          c.redis_address = std::string(v);
          return std::nullopt;
        }},
+      {"Redis", "AllowPlaintext", yes_no_key("AllowPlaintext", &Config::redis_allow_plaintext)},
+      {"Redis", "CAFile", path_key("CAFile", &Config::redis_ca_file, true)},
+      {"Redis", "CertFile", path_key("CertFile", &Config::redis_cert_file, true)},
+      {"Redis", "KeyFile", path_key("KeyFile", &Config::redis_key_file, true)},
       {"Redis", "User", string_key(&Config::redis_user)},
       {"Redis", "Timeout", int_key("Timeout", &Config::redis_timeout_ms, 10, 10000)},
       {"Redis", "PasswordFile", path_key("PasswordFile", &Config::redis_password_file, true)},
@@ -368,6 +385,33 @@ const std::vector<ConfigKey>& config_keys() {
   return specs;
 }
 
+namespace {
+
+// [Redis]: how mfad reaches Redis is part of what it trusts (docs/fleet.md, "Transport").
+void check_redis_transport(const Config& config, std::vector<BrokenConfigRule>* broken) {
+  if (config.redis_address.empty())
+    return;
+  auto address = parse_redis_address(config.redis_address);
+  if (!address.ok())
+    return;  // reported with the key
+  if (address->plaintext() && !config.redis_allow_plaintext) {
+    broken->push_back({"Redis", "Address",
+                       "redis:// is TCP without TLS: whoever binds that port (any local user while "
+                       "Redis is down) or sits on the path gets the Redis password and answers "
+                       "for Redis. Use rediss:// or unix:/path, or set AllowPlaintext=yes"});
+  }
+  const bool tls_keys = !config.redis_ca_file.empty() || !config.redis_cert_file.empty() ||
+                        !config.redis_key_file.empty();
+  if (tls_keys && !address->tls) {
+    broken->push_back(
+        {"Redis", "CAFile", "CAFile, CertFile and KeyFile apply to a rediss:// Address only"});
+  }
+  if (config.redis_cert_file.empty() != config.redis_key_file.empty())
+    broken->push_back({"Redis", "CertFile", "CertFile and KeyFile go together"});
+}
+
+}  // namespace
+
 bool is_config_section(std::string_view section) {
   for (const auto& spec : config_keys()) {
     if (section == spec.section)
@@ -398,6 +442,7 @@ std::vector<BrokenConfigRule> check_key_combinations(const Config& config) {
   }
   if (config.sms_provider == SmsProvider::kWebhook && config.webhook_url.empty())
     broken.push_back({"SMS", "Provider", "Provider=webhook needs [Webhook] URL"});
+  check_redis_transport(config, &broken);
   return broken;
 }
 

@@ -11,7 +11,8 @@ std::string RedisAddress::describe() const {
   if (!unix_path.empty())
     return "unix:" + unix_path;
   const bool v6 = host.find(':') != std::string::npos;
-  return "redis://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  return std::string(tls ? "rediss://" : "redis://") + (v6 ? "[" + host + "]" : host) + ":" +
+         std::to_string(port);
 }
 
 Result<RedisAddress> parse_redis_address(std::string_view address) {
@@ -25,9 +26,15 @@ Result<RedisAddress> parse_redis_address(std::string_view address) {
       return bad("unix: needs an absolute path (at most 107 bytes)");
     return a;
   }
-  if (!address.starts_with("redis://"))
-    return bad("write redis://ADDRESS:PORT or unix:/PATH");
-  std::string_view rest = address.substr(8);
+  std::string_view rest;
+  if (address.starts_with("rediss://")) {
+    a.tls = true;
+    rest = address.substr(9);
+  } else if (address.starts_with("redis://")) {
+    rest = address.substr(8);
+  } else {
+    return bad("write rediss://ADDRESS:PORT (TLS) or unix:/PATH");
+  }
   if (!rest.empty() && rest.back() == '/')
     rest.remove_suffix(1);
   // Never echoed: it may hold a password.
@@ -39,14 +46,14 @@ Result<RedisAddress> parse_redis_address(std::string_view address) {
   if (rest.starts_with("[")) {  // [::1]:6379
     const size_t close = rest.find(']');
     if (close == std::string_view::npos || close + 1 >= rest.size() || rest[close + 1] != ':')
-      return bad("write an IPv6 address as redis://[ADDRESS]:PORT");
+      return bad("write an IPv6 address as rediss://[ADDRESS]:PORT");
     host = rest.substr(1, close - 1);
     port = rest.substr(close + 2);
     bracketed = true;
   } else {
     const size_t colon = rest.find(':');
     if (colon == std::string_view::npos)
-      return bad("no port (redis://ADDRESS:PORT)");
+      return bad("no port (rediss://ADDRESS:PORT)");
     host = rest.substr(0, colon);
     port = rest.substr(colon + 1);
   }
@@ -69,8 +76,8 @@ Result<RedisAddress> parse_redis_address(std::string_view address) {
       return bad("not an IP address");
     return bad("'" + literal +
                "' is a host name; mfad connects to IP addresses only (it never resolves names: a "
-               "lookup would block its event loop), e.g. redis://192.0.2.10:6379 or "
-               "redis://[::1]:6379");
+               "lookup would block its event loop), e.g. rediss://192.0.2.10:6379 or "
+               "rediss://[::1]:6379");
   }
   a.host = literal;
   a.port = value;

@@ -1,10 +1,8 @@
 #include "fleet/redis_client.hpp"
 
 #include <fcntl.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
-#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,15 +14,13 @@
 #include "common/crypto.hpp"
 #include "common/secret_file.hpp"
 #include "core/log.hpp"
+#include "fleet/tls_stream.hpp"
 
 namespace mfa {
 
 namespace {
 
 constexpr size_t kMaxPasswordFile = 4096;
-// The request id of the subscription: its confirmation is a request like any other (with a
-// timeout), the messages after it arrive under the same id (next_id_ starts at 1).
-constexpr uint64_t kSubscriptionId = 0;
 
 Error redis_error(std::string message) {
   return make_error(Errc::kIo, std::move(message));
@@ -106,11 +102,22 @@ LuaScript::LuaScript(std::string text) : body(std::move(text)) {
 // ---------------------------------------------------------------------------------------------
 
 RedisClient::RedisClient(sd_event* event, RedisClientOptions options, StateCallback on_state)
-    : event_(event), options_(std::move(options)), on_state_(std::move(on_state)) {}
+    : event_(event),
+      options_(std::move(options)),
+      on_state_(std::move(on_state)),
+      reader_(nullptr, &redisReaderFree) {
+  if (options_.socket_owners.empty()) {
+    options_.socket_owners.push_back(0);
+    if (geteuid() != 0)
+      options_.socket_owners.push_back(geteuid());
+  }
+}
 
 Result<std::unique_ptr<RedisClient>> RedisClient::create(sd_event* event,
                                                          RedisClientOptions options,
                                                          StateCallback on_state) {
+  if (options.address.tls && !options.tls)
+    return make_error(Errc::kInternal, "rediss:// without TLS settings");
   std::unique_ptr<RedisClient> c(new RedisClient(event, std::move(options), std::move(on_state)));
   sd_event_source* timer = nullptr;
   int r = sd_event_add_time(event, &timer, CLOCK_MONOTONIC, UINT64_MAX, 1000,
@@ -133,49 +140,85 @@ Result<std::unique_ptr<RedisClient>> RedisClient::create(sd_event* event,
 }
 
 RedisClient::~RedisClient() {
-  destroying_ = true;
   requests_.clear();
-  if (ctx_ != nullptr) {
-    redisAsyncContext* c = ctx_;
-    ctx_ = nullptr;
-    redisAsyncFree(c);
-  }
+  close_connection();
+}
+
+// The socket, the TLS session and the parser go; requests are the caller's business.
+void RedisClient::close_connection() {
+  ++generation_;
+  io_.reset();
+  io_events_ = 0;
+  tls_.reset();
+  fd_.reset();
+  reader_.reset();
+  clear_output();
+  in_flight_.clear();
+  subscribed_ = false;
+  write_blocked_ = false;
+  read_wants_write_ = false;
 }
 
 void RedisClient::connect() {
-  if (ctx_ != nullptr || destroying_ || closed_)
+  if (fd_.valid() || closed_)
     return;
-  redisAsyncContext* c =
-      options_.address.unix_path.empty()
-          ? redisAsyncConnect(options_.address.host.c_str(), options_.address.port)
-          : redisAsyncConnectUnix(options_.address.unix_path.c_str());
-  if (c == nullptr || c->err) {
-    const std::string why = "cannot connect to Redis at " + options_.address.describe() + ": " +
-                            (c != nullptr ? c->errstr : "out of memory");
-    if (why != last_error_)
+  // The connection (and its handshake) must be done by then, else it starts over.
+  uint64_t now = 0;
+  (void)sd_event_now(event_, CLOCK_MONOTONIC, &now);
+  connect_started_usec_ = now;
+  (void)sd_event_source_set_time(reconnect_timer_.get(), now + options_.connect_timeout_usec);
+  (void)sd_event_source_set_enabled(reconnect_timer_.get(), SD_EVENT_ONESHOT);
+  Status opened = open_socket();
+  if (!opened.ok()) {
+    const std::string why =
+        "cannot connect to Redis at " + options_.address.describe() + ": " + opened.error().message;
+    if (why != last_error_)  // once, not at every retry
       MFA_LOG_WARNING("%s", why.c_str());
     last_error_ = why;
-    if (c != nullptr)
-      redisAsyncFree(c);
+    close_connection();
     schedule_reconnect();
     return;
   }
-  ctx_ = c;
-  bound_redis_reader(c->c.reader, &reply_elements_);
-  c->data = this;
-  c->ev.data = this;
-  c->ev.addRead = &RedisClient::add_read;
-  c->ev.delRead = &RedisClient::del_read;
-  c->ev.addWrite = &RedisClient::add_write;
-  c->ev.delWrite = &RedisClient::del_write;
-  c->ev.cleanup = &RedisClient::cleanup;
-  state_ = State::kConnecting;
-  redisAsyncSetDisconnectCallback(c, &RedisClient::on_disconnect);
-  redisAsyncSetConnectCallback(c, &RedisClient::on_connect);  // arms the first write watch
+  update_io();
+}
+
+void RedisClient::authenticate() {
+  (void)sd_event_source_set_enabled(reconnect_timer_.get(), SD_EVENT_OFF);  // connected
+  state_ = State::kAuthenticating;
+  update_io();
+  if (options_.password.view().empty()) {
+    state_ = State::kReady;
+    backoff_usec_ = 0;
+    set_ready(true, "connected");
+    return;
+  }
+  std::vector<std::string> args{"AUTH"};
+  if (!options_.user.empty())
+    args.push_back(options_.user);
+  args.emplace_back(options_.password.view());
+  send(
+      std::move(args),
+      [this](Result<RedisReply> reply) {
+        if (!reply.ok())
+          return;  // already dropped
+        if (reply->is_error()) {
+          const std::string why = "Redis refused authentication as " +
+                                  (options_.user.empty() ? std::string("default") : options_.user) +
+                                  ": " + reply->str;
+          if (why != last_error_)  // once, not at every retry
+            MFA_LOG_ERROR("%s", why.c_str());
+          drop(why);
+          return;
+        }
+        state_ = State::kReady;
+        backoff_usec_ = 0;
+        set_ready(true, "connected");
+      },
+      /*internal=*/true);
 }
 
 void RedisClient::schedule_reconnect() {
-  if (destroying_ || closed_)
+  if (closed_)
     return;
   backoff_usec_ = backoff_usec_ == 0 ? options_.min_backoff_usec
                                      : std::min(backoff_usec_ * 2, options_.max_backoff_usec);
@@ -191,16 +234,14 @@ void RedisClient::schedule_reconnect() {
 int RedisClient::on_reconnect(sd_event_source* /*s*/, uint64_t /*usec*/, void* userdata) {
   auto* self = static_cast<RedisClient*>(userdata);
   try {
-    if (self->ctx_ != nullptr) {
-      // A dropped connection is freed here, outside hiredis's own callbacks.
-      redisAsyncContext* c = self->ctx_;
-      self->freeing_ = true;
-      self->in_hiredis_ = true;
-      redisAsyncFree(c);
-      self->in_hiredis_ = false;
-      self->freeing_ = false;
-      self->ctx_ = nullptr;
-      self->schedule_reconnect();
+    if (self->state_ == State::kConnecting || self->state_ == State::kHandshaking) {
+      const std::string why =
+          "cannot connect to Redis at " + self->options_.address.describe() + ": no connection " +
+          (self->state_ == State::kHandshaking ? "(TLS handshake) " : "") + "within " +
+          std::to_string(self->options_.connect_timeout_usec / 1000) + " ms";
+      if (why != self->last_error_)
+        MFA_LOG_WARNING("%s", why.c_str());
+      self->drop(why);
       return 0;
     }
     self->connect();
@@ -214,6 +255,8 @@ void RedisClient::set_ready(bool ready, const std::string& why) {
   if (ready == announced_ready_)
     return;
   announced_ready_ = ready;
+  if (ready)
+    handshake_logged_ = false;
   if (ready && !channel_.empty())
     send_subscribe();
   if (on_state_)
@@ -223,17 +266,17 @@ void RedisClient::set_ready(bool ready, const std::string& why) {
 void RedisClient::drop(const std::string& why) {
   last_error_ = why;
   state_ = State::kIdle;
+  close_connection();
   fail_all(why);
   set_ready(false, why);
-  if (ctx_ != nullptr) {
-    // Freed by the timer callback (never from inside a hiredis callback).
-    uint64_t now = 0;
-    (void)sd_event_now(event_, CLOCK_MONOTONIC, &now);
-    (void)sd_event_source_set_time(reconnect_timer_.get(), now);
-    (void)sd_event_source_set_enabled(reconnect_timer_.get(), SD_EVENT_ONESHOT);
-  } else {
-    schedule_reconnect();
-  }
+  schedule_reconnect();
+}
+
+// A connection that broke under us: said once (not at every retry), then dropped.
+void RedisClient::lose(const std::string& why) {
+  if (why != last_error_)
+    MFA_LOG_WARNING("Redis at %s: %s", options_.address.describe().c_str(), why.c_str());
+  drop(why);
 }
 
 void RedisClient::fail_all(const std::string& why) {
@@ -245,81 +288,13 @@ void RedisClient::fail_all(const std::string& why) {
   }
 }
 
-void RedisClient::on_connect(const redisAsyncContext* c, int status) {
-  auto* self = static_cast<RedisClient*>(c->data);
-  if (self == nullptr || self->destroying_)
-    return;
-  try {
-    if (status != REDIS_OK) {
-      // hiredis frees the context after this callback.
-      self->ctx_ = nullptr;
-      self->io_.reset();
-      self->state_ = State::kIdle;
-      self->last_error_ = "cannot connect to Redis at " + self->options_.address.describe() + ": " +
-                          (c->errstr[0] ? c->errstr : "connection failed");
-      self->fail_all(self->last_error_);
-      self->schedule_reconnect();
-      return;
-    }
-    self->state_ = State::kAuthenticating;
-    if (self->options_.password.view().empty()) {
-      self->state_ = State::kReady;
-      self->backoff_usec_ = 0;
-      self->set_ready(true, "connected");
-      return;
-    }
-    std::vector<std::string> args{"AUTH"};
-    if (!self->options_.user.empty())
-      args.push_back(self->options_.user);
-    args.emplace_back(self->options_.password.view());
-    self->send(
-        std::move(args),
-        [self](Result<RedisReply> reply) {
-          if (!reply.ok())
-            return;  // already dropped
-          if (reply->is_error()) {
-            const std::string why =
-                "Redis refused authentication as " +
-                (self->options_.user.empty() ? std::string("default") : self->options_.user) +
-                ": " + reply->str;
-            if (why != self->last_error_)  // once, not at every retry
-              MFA_LOG_ERROR("%s", why.c_str());
-            self->drop(why);
-            return;
-          }
-          self->state_ = State::kReady;
-          self->backoff_usec_ = 0;
-          self->set_ready(true, "connected");
-        },
-        /*internal=*/true);
-  } catch (...) {
-    MFA_LOG_ERROR("Redis connect callback failed");
-  }
-}
-
-void RedisClient::on_disconnect(const redisAsyncContext* c, int /*status*/) {
-  auto* self = static_cast<RedisClient*>(c->data);
-  if (self == nullptr || self->destroying_ || self->freeing_)
-    return;
-  try {
-    // hiredis frees the context after this callback.
-    self->ctx_ = nullptr;
-    self->io_.reset();
-    const std::string why = c->errstr[0] ? std::string("connection lost: ") + c->errstr
-                                         : std::string("connection closed");
-    self->drop(why);
-  } catch (...) {
-    MFA_LOG_ERROR("Redis disconnect callback failed");
-  }
-}
-
 void RedisClient::send(std::vector<std::string> args, Callback done, bool internal) {
   send_as(next_id_++, std::move(args), std::move(done), internal);
 }
 
 void RedisClient::send_as(uint64_t id, std::vector<std::string> args, Callback done,
                           bool internal) {
-  const bool usable = ctx_ != nullptr && !closed_ &&
+  const bool usable = fd_.valid() && !closed_ &&
                       (state_ == State::kReady || (internal && state_ == State::kAuthenticating));
   if (!usable) {
     done(redis_error("Redis unavailable: " +
@@ -334,37 +309,47 @@ void RedisClient::send_as(uint64_t id, std::vector<std::string> args, Callback d
     argv.push_back(a.data());
     argvlen.push_back(a.size());
   }
-  // hiredis asks for a write watch, and drops it once the command is written below: the watch
-  // is set once, after both, and not at all when the write went out at once.
-  const bool outer_batch = io_batch_;
-  io_batch_ = true;
-  int r = redisAsyncCommandArgv(ctx_, &RedisClient::on_reply,
-                                reinterpret_cast<void*>(static_cast<uintptr_t>(id)),
-                                static_cast<int>(args.size()), argv.data(), argvlen.data());
+  char* formatted = nullptr;
+  const int len = redisFormatCommandArgv(&formatted, static_cast<int>(args.size()), argv.data(),
+                                         argvlen.data());
   for (auto& a : args)
     explicit_bzero(a.data(), a.size());
-  if (r != REDIS_OK) {
-    io_batch_ = outer_batch;
-    update_io();
+  if (len < 0 || formatted == nullptr) {
     done(redis_error("Redis command could not be sent"));
     return;
   }
+  append_output(formatted, static_cast<size_t>(len));
+  explicit_bzero(formatted, static_cast<size_t>(len));
+  redisFreeCommand(formatted);
   Request req;
   req.done = std::move(done);
   uint64_t now = 0;
   (void)sd_event_now(event_, CLOCK_MONOTONIC, &now);
   req.deadline_usec = now + options_.timeout_usec;
   requests_.emplace(id, std::move(req));
+  in_flight_.push_back(id);
   arm_timeout();
-  // Write now rather than after one more loop iteration (an epoll round trip less per command);
-  // never from inside hiredis's own callbacks.
-  if (!in_hiredis_ && ctx_ != nullptr && want_write_) {
-    in_hiredis_ = true;
-    redisAsyncHandleWrite(ctx_);
-    in_hiredis_ = false;
+  // Written now rather than after one more loop iteration (an epoll round trip less per command).
+  if (!write_blocked_ && flush())
+    update_io();
+}
+
+// The output buffer may hold the password: never left behind in freed memory.
+void RedisClient::append_output(const char* data, size_t size) {
+  if (out_.size() + size > out_.capacity()) {
+    std::string larger;
+    larger.reserve(std::max(out_.capacity() * 2, out_.size() + size));
+    larger.append(out_);
+    explicit_bzero(out_.data(), out_.size());
+    out_.swap(larger);
   }
-  io_batch_ = outer_batch;
-  update_io();
+  out_.append(data, size);
+}
+
+void RedisClient::clear_output() {
+  explicit_bzero(out_.data(), out_.size());
+  out_.clear();
+  out_sent_ = 0;
 }
 
 // The timer is due no later than the oldest command's deadline (see timeout_timer_).
@@ -443,7 +428,7 @@ void RedisClient::send_subscribe() {
       /*internal=*/false);
 }
 
-// ["message", channel, payload] under the subscription's id, after its confirmation.
+// ["message", channel, payload], after the subscription's confirmation.
 void RedisClient::on_published(const RedisReply& reply) {
   if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 3 ||
       reply.elements[0].str != "message" || reply.elements[1].str != channel_)
@@ -456,6 +441,7 @@ void RedisClient::close(const std::string& why) {
   closed_ = true;
   state_ = State::kIdle;
   last_error_ = why;
+  (void)sd_event_source_set_enabled(reconnect_timer_.get(), SD_EVENT_OFF);
   fail_all(why);
 }
 
@@ -467,24 +453,6 @@ void RedisClient::complete(uint64_t id, Result<RedisReply> result) {
   requests_.erase(it);
   if (req.done)
     req.done(std::move(result));
-}
-
-void RedisClient::on_reply(redisAsyncContext* c, void* reply, void* privdata) {
-  auto* self = static_cast<RedisClient*>(c->data);
-  if (self == nullptr || self->destroying_)
-    return;
-  const auto id = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(privdata));
-  try {
-    if (reply == nullptr) {
-      self->complete(id, redis_error("Redis connection lost"));
-    } else if (id == kSubscriptionId && self->requests_.count(kSubscriptionId) == 0) {
-      self->on_published(RedisReply::from(static_cast<const redisReply*>(reply)));
-    } else {
-      self->complete(id, RedisReply::from(static_cast<const redisReply*>(reply)));
-    }
-  } catch (...) {
-    MFA_LOG_ERROR("Redis reply callback failed");
-  }
 }
 
 int RedisClient::on_timeout(sd_event_source* /*s*/, uint64_t /*usec*/, void* userdata) {
@@ -511,81 +479,6 @@ int RedisClient::on_timeout(sd_event_source* /*s*/, uint64_t /*usec*/, void* use
     MFA_LOG_ERROR("Redis timeout handling failed");
   }
   return 0;
-}
-
-// --- hiredis event hooks: one sd-event I/O source for the connection's fd. ---
-
-void RedisClient::update_io() {
-  if (ctx_ == nullptr || io_batch_)
-    return;
-  const uint32_t events = (want_read_ ? EPOLLIN : 0u) | (want_write_ ? EPOLLOUT : 0u);
-  if (!io_) {
-    if (events == 0)
-      return;
-    sd_event_source* src = nullptr;
-    int r = sd_event_add_io(event_, &src, ctx_->c.fd, events, &RedisClient::on_io, this);
-    if (r < 0) {
-      MFA_LOG_ERROR("cannot watch the Redis connection: %s", strerror(-r));
-      return;
-    }
-    io_.reset(src);
-    (void)sd_event_source_set_description(src, "redis-io");
-    if (options_.priority != 0)
-      (void)sd_event_source_set_priority(src, options_.priority);
-    return;
-  }
-  if (events == 0) {
-    (void)sd_event_source_set_enabled(io_.get(), SD_EVENT_OFF);
-    return;
-  }
-  (void)sd_event_source_set_io_events(io_.get(), events);
-  (void)sd_event_source_set_enabled(io_.get(), SD_EVENT_ON);
-}
-
-int RedisClient::on_io(sd_event_source* /*s*/, int /*fd*/, uint32_t revents, void* userdata) {
-  auto* self = static_cast<RedisClient*>(userdata);
-  try {
-    self->in_hiredis_ = true;
-    if (self->ctx_ != nullptr && (revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && self->want_write_)
-      redisAsyncHandleWrite(self->ctx_);
-    if (self->ctx_ != nullptr && (revents & (EPOLLIN | EPOLLERR | EPOLLHUP)))
-      redisAsyncHandleRead(self->ctx_);
-    self->in_hiredis_ = false;
-  } catch (...) {
-    MFA_LOG_ERROR("Redis I/O handling failed");
-  }
-  return 0;
-}
-
-void RedisClient::add_read(void* data) {
-  auto* self = static_cast<RedisClient*>(data);
-  self->want_read_ = true;
-  self->update_io();
-}
-
-void RedisClient::del_read(void* data) {
-  auto* self = static_cast<RedisClient*>(data);
-  self->want_read_ = false;
-  self->update_io();
-}
-
-void RedisClient::add_write(void* data) {
-  auto* self = static_cast<RedisClient*>(data);
-  self->want_write_ = true;
-  self->update_io();
-}
-
-void RedisClient::del_write(void* data) {
-  auto* self = static_cast<RedisClient*>(data);
-  self->want_write_ = false;
-  self->update_io();
-}
-
-void RedisClient::cleanup(void* data) {
-  auto* self = static_cast<RedisClient*>(data);
-  self->want_read_ = false;
-  self->want_write_ = false;
-  self->io_.reset();
 }
 
 }  // namespace mfa

@@ -1,16 +1,22 @@
-// An asynchronous Redis client on the daemon's sd-event loop (STYLE rule 7): hiredis 0.14's async
-// API driven by sd-event I/O sources, with per-command timeouts done by sd-event timers (hiredis
-// 0.14 has none), AUTH with an ACL user and a password read from a file, and reconnection with
-// backoff. Lua scripts go as EVALSHA with an EVAL fallback on NOSCRIPT.
+// An asynchronous Redis client on the daemon's sd-event loop (STYLE rule 7): its own non-blocking
+// socket (TCP, TLS over TCP, or a unix socket; docs/fleet.md "Transport") driven by one sd-event
+// I/O source, hiredis 0.14 only for formatting commands and parsing replies (its async API has no
+// TLS), per-command timeouts done by sd-event timers, AUTH with an ACL user and a password read
+// from a file, and reconnection with backoff. Lua scripts go as EVALSHA with an EVAL fallback on
+// NOSCRIPT.
 //
-// A command that cannot be answered in time (not connected, connection lost, timeout) completes at
-// once with an error: the caller falls back to its local state (fleet mode's degraded mode). A
-// timeout also drops the connection, since its replies would arrive out of step.
+// The connection (the TLS handshake included) is made in the background, never by a command: a
+// command that cannot be answered in time (not connected, connection lost, timeout) completes at
+// once with an error, and the caller falls back to its local state (fleet mode's degraded mode).
+// A timeout also drops the connection, since its replies would arrive out of step.
 #pragma once
 
 #include <systemd/sd-event.h>
 
+#include <sys/types.h>
+
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -23,9 +29,9 @@
 #include "common/secure_buffer.hpp"
 #include "core/redis_address.hpp"
 
-struct redisAsyncContext;
 struct redisReader;
 struct redisReply;
+struct ssl_ctx_st;
 
 namespace mfa {
 
@@ -61,13 +67,22 @@ struct LuaScript {
   explicit LuaScript(std::string text);
 };
 
+class TlsStream;
+
 struct RedisClientOptions {
   RedisAddress address;
+  // rediss://: the TLS settings (fleet/tls_stream.hpp's make_redis_tls_context), shared.
+  std::shared_ptr<ssl_ctx_st> tls;
+  // unix:: who may own the socket and listen on it (fleet/unix_socket_check.hpp); empty = root
+  // and mfad's own user.
+  std::vector<uid_t> socket_owners;
   std::string user;       // "" = AUTH with the password alone (requirepass)
   SecureString password;  // "" = no AUTH
   uint64_t timeout_usec = 200 * 1000;
   uint64_t min_backoff_usec = 100 * 1000;
   uint64_t max_backoff_usec = 5 * 1000 * 1000;
+  // Connecting (TCP, TLS handshake) that takes longer is given up and retried.
+  uint64_t connect_timeout_usec = 2 * 1000 * 1000;
   // Of the connection's I/O source: a subscription whose messages must be seen before the calls
   // that arrive with them (the read cache's invalidations) runs before the bus.
   int64_t priority = 0;
@@ -106,7 +121,10 @@ class RedisClient {
                  std::function<void(const std::string& message)> on_message);
 
  private:
-  enum class State { kIdle, kConnecting, kAuthenticating, kReady };
+  enum class State { kIdle, kConnecting, kHandshaking, kAuthenticating, kReady };
+  // The request id of the subscription: its confirmation is a request like any other (with a
+  // timeout); the messages after it come with no command (next_id_ starts at 1).
+  static constexpr uint64_t kSubscriptionId = 0;
   struct Request {
     Callback done;
     uint64_t deadline_usec = 0;  // CLOCK_MONOTONIC
@@ -114,7 +132,13 @@ class RedisClient {
 
   RedisClient(sd_event* event, RedisClientOptions options, StateCallback on_state);
   void connect();
+  Status open_socket();
+  void connected();
+  void handshake();
+  void authenticate();
   void drop(const std::string& why);
+  void lose(const std::string& why);
+  void close_connection();
   void schedule_reconnect();
   void set_ready(bool ready, const std::string& why);
   void send(std::vector<std::string> args, Callback done, bool internal);
@@ -124,50 +148,53 @@ class RedisClient {
   void complete(uint64_t id, Result<RedisReply> result);
   void fail_all(const std::string& why);
   void arm_timeout();
+  void append_output(const char* data, size_t size);
+  void clear_output();
+  bool flush();
+  bool read_replies();
+  void dispatch(redisReply* reply);
   void update_io();
 
-  static void on_connect(const redisAsyncContext* c, int status);
-  static void on_disconnect(const redisAsyncContext* c, int status);
-  static void on_reply(redisAsyncContext* c, void* reply, void* privdata);
   static int on_io(sd_event_source* s, int fd, uint32_t revents, void* userdata);
   static int on_timeout(sd_event_source* s, uint64_t usec, void* userdata);
   static int on_reconnect(sd_event_source* s, uint64_t usec, void* userdata);
-  // hiredis event hooks.
-  static void add_read(void* data);
-  static void del_read(void* data);
-  static void add_write(void* data);
-  static void del_write(void* data);
-  static void cleanup(void* data);
 
   sd_event* event_;
   RedisClientOptions options_;
   StateCallback on_state_;
-  redisAsyncContext* ctx_ = nullptr;
+  Fd fd_;
+  std::unique_ptr<TlsStream> tls_;
+  std::unique_ptr<redisReader, void (*)(redisReader*)> reader_;
   EventSourcePtr io_;
+  // Connecting: the connection's deadline; otherwise the next attempt (with backoff).
   EventSourcePtr reconnect_timer_;
   // One timer for every command: replies come in order, and the first timeout drops the
   // connection with every command on it, so only the oldest command's deadline matters. It may
   // fire early (for a command answered since) and then moves on to the oldest one left: no timer
   // to add and remove, no timerfd to re-arm, per command.
   EventSourcePtr timeout_timer_;
-  bool want_read_ = false;
-  bool want_write_ = false;
-  bool io_batch_ = false;  // inside send(): the I/O watch is updated once, at its end
+  // Commands formatted and not yet written; it may hold the password (AUTH): wiped once written.
+  std::string out_;
+  size_t out_sent_ = 0;
+  bool write_blocked_ = false;     // the socket (or TLS) wants EPOLLOUT before writing more
+  bool read_wants_write_ = false;  // TLS: a read can go on once the socket is writable
+  uint32_t io_events_ = 0;
+  uint64_t generation_ = 0;  // of the connection: a callback that dropped it ends the I/O loop
+  uint64_t connect_started_usec_ = 0;
+  bool handshake_logged_ = false;  // since the client was last ready
   State state_ = State::kIdle;
   bool announced_ready_ = false;
   uint64_t backoff_usec_ = 0;
   uint64_t next_id_ = 1;
   std::map<uint64_t, Request> requests_;  // by id: the first is the oldest
-  bool freeing_ = false;                  // inside our own redisAsyncFree
-  bool in_hiredis_ = false;               // inside a hiredis call: its callbacks may run
+  std::deque<uint64_t> in_flight_;        // ids in the order their commands were sent
   bool closed_ = false;                   // close() was called
   std::string last_error_;
   size_t reply_elements_ = 0;  // bound_redis_reader's count
   std::string channel_;        // subscriber mode
+  bool subscribed_ = false;    // the server confirmed: what comes without a command is a message
   std::function<void()> on_subscribed_;
   std::function<void(const std::string&)> on_message_;
-  // Set by the destructor so that callbacks hiredis runs while freeing do nothing.
-  bool destroying_ = false;
 };
 
 }  // namespace mfa
