@@ -9,7 +9,7 @@ packages=(
   # run and test
   dbus dbus-daemon systemd sqlite3 util-linux procps
   libpam-wrapper libpamtest0-dev pamtester python3 python3-pytest python3-pexpect python3-dbusmock
-  redis-server openssh-server openssh-client sudo expect oathtool
+  redis-server openssl openssh-server openssh-client sudo expect oathtool
   # the enrollment QR code's SVG, rasterised and decoded back to its URI
   zbar-tools librsvg2-bin
   # line coverage of the ASan tiers (test-all.sh's coverage tier)

@@ -275,7 +275,7 @@ def test_degraded_property_changes_are_signalled(fleet, redis):
 
 def test_a_host_name_is_refused_at_config_check_and_start(mfad_factory):
     m = mfad_factory
-    m.set_config("Redis", "Address", "redis://localhost:6379")
+    m.set_config("Redis", "Address", "rediss://localhost:6379")
     m.write_config()
     r = run_mfad(m, "--config", m.config_path, "--check-config")
     assert r.returncode != 0
@@ -283,7 +283,7 @@ def test_a_host_name_is_refused_at_config_check_and_start(mfad_factory):
     m.start(wait=False)
     assert m.proc.wait(20) != 0
     assert "is a host name" in m.log_text()
-    m.set_config("Redis", "Address", "redis://127.0.0.1:6379")
+    m.set_config("Redis", "Address", "rediss://127.0.0.1:6379")
     m.write_config()
     fleet_key(m)
     r = run_mfad(m, "--config", m.config_path, "--check-config")
@@ -294,7 +294,7 @@ def test_fleet_mode_never_creates_a_master_key(mfad_factory):
     # Redis holds records sealed with the fleet's key; a key made by this host would open none of
     # them (issue 17): mfad refuses, at --check-config and at start, and says to copy the key.
     m = mfad_factory
-    m.set_config("Redis", "Address", "redis://127.0.0.1:6379")
+    m.set_config("Redis", "Address", "rediss://127.0.0.1:6379")
     m.write_config()
     assert not os.path.exists(m.key_path)
     r = run_mfad(m, "--config", m.config_path, "--check-config")

@@ -162,7 +162,10 @@ void test_every_key_parsed(void** state) {
       "MaxLifetimeSeconds=3600\n"
       "IdleTimeoutSeconds=600\n"
       "[Redis]\n"
-      "Address=redis://10.1.2.3:6380\n"
+      "Address=rediss://10.1.2.3:6380\n"
+      "CAFile=/etc/mfad/redis-ca.pem\n"
+      "CertFile=/etc/mfad/redis-client.pem\n"
+      "KeyFile=/etc/mfad/redis-client.key\n"
       "User=mfad\n"
       "PasswordFile=/etc/mfad/redis.pass\n"
       "KeyPrefix=site1:\n"
@@ -210,7 +213,11 @@ void test_every_key_parsed(void** state) {
                    static_cast<int>(SessionLimitAction::kEvictOldest));
   assert_int_equal(c->sessions_max_lifetime_seconds, 3600);
   assert_int_equal(c->sessions_idle_timeout_seconds, 600);
-  assert_string_equal(c->redis_address.c_str(), "redis://10.1.2.3:6380");
+  assert_string_equal(c->redis_address.c_str(), "rediss://10.1.2.3:6380");
+  assert_false(c->redis_allow_plaintext);
+  assert_string_equal(c->redis_ca_file.c_str(), "/etc/mfad/redis-ca.pem");
+  assert_string_equal(c->redis_cert_file.c_str(), "/etc/mfad/redis-client.pem");
+  assert_string_equal(c->redis_key_file.c_str(), "/etc/mfad/redis-client.key");
   assert_string_equal(c->redis_user.c_str(), "mfad");
   assert_string_equal(c->redis_password_file.c_str(), "/etc/mfad/redis.pass");
   assert_string_equal(c->redis_key_prefix.c_str(), "site1:");
@@ -229,8 +236,12 @@ void test_every_key_parsed(void** state) {
                    static_cast<int>(OtpAlgorithm::kSha256));
   assert_int_equal(other->totp.digits, 7);
   assert_int_equal(other->window, 0);
-  auto v6 = parse_config("[Redis]\nAddress=redis://[::1]:6379\n", "t.conf", true, &problems);
+  auto v6 = parse_config("[Redis]\nAddress=rediss://[::1]:6379\n", "t.conf", true, &problems);
   assert_true(v6.ok());
+  auto plain = parse_config("[Redis]\nAddress=redis://[::1]:6379\nAllowPlaintext=yes\n", "t.conf",
+                            true, &problems);
+  assert_true(plain.ok());
+  assert_true(plain->redis_allow_plaintext);
 }
 
 struct BadValue {
@@ -282,17 +293,23 @@ void test_each_bad_value_with_line(void** state) {
       {"Sessions", "OnLimit", "kill-all", "deny or evict-oldest"},
       {"Sessions", "MaxLifetimeSeconds", "0", "MaxLifetimeSeconds must be"},
       {"Sessions", "IdleTimeoutSeconds", "-1", "IdleTimeoutSeconds must be"},
-      {"Redis", "Address", "localhost:6379", "redis://HOST:PORT or unix:"},
-      {"Redis", "Address", "redis://host", "redis://HOST:PORT or unix:"},
-      {"Redis", "Address", "redis://host:99999", "redis://HOST:PORT or unix:"},
-      {"Redis", "Address", "unix:relative.sock", "redis://HOST:PORT or unix:"},
-      {"Redis", "Address", "unix:/run/../tmp/redis.sock", "redis://HOST:PORT or unix:"},
+      {"Redis", "Address", "localhost:6379", "rediss://HOST:PORT, unix:"},
+      {"Redis", "Address", "redis://host", "rediss://HOST:PORT, unix:"},
+      {"Redis", "Address", "redis://host:99999", "rediss://HOST:PORT, unix:"},
+      {"Redis", "Address", "unix:relative.sock", "rediss://HOST:PORT, unix:"},
+      {"Redis", "Address", "unix:/run/../tmp/redis.sock", "rediss://HOST:PORT, unix:"},
       // Names are refused at config check: mfad would have to resolve them, blocking its loop.
       {"Redis", "Address", "redis://localhost:6379", "is a host name"},
       {"Redis", "Address", "redis://redis.example.net:6379", "IP addresses only"},
       {"Redis", "Address", "redis://10.0.0.5", "no port"},
       {"Redis", "Address", "redis://[10.0.0.5]:6379", "not an IP address"},
       {"Redis", "Address", "redis://u:secret@10.0.0.5:6379", "no credentials"},
+      {"Redis", "Address", "http://10.0.0.5:6379", "rediss://HOST:PORT, unix:"},
+      {"Redis", "Address", "rediss://redis.example.net:6379", "IP addresses only"},
+      {"Redis", "AllowPlaintext", "true", "yes or no"},
+      {"Redis", "CAFile", "ca.pem", "absolute path"},
+      {"Redis", "CertFile", "./c.pem", "absolute path"},
+      {"Redis", "KeyFile", "k.pem", "absolute path"},
       {"Redis", "PasswordFile", "pw", "absolute path"},
       {"Redis", "KeyPrefix", "has space", "KeyPrefix"},
       {"Redis", "HostId", "web 1", "HostId must be"},
@@ -413,6 +430,52 @@ void test_syntax(void** state) {
   auto crlf = parse_config("\xEF\xBB\xBF[TOTP]\r\nDigits=7\r\n", "f.conf", true, &problems);
   assert_true(crlf.ok());
   assert_int_equal(crlf->totp.digits, 7);
+}
+
+// How mfad reaches Redis (CONTRACT "Trust boundaries"): redis:// only with AllowPlaintext=yes,
+// TLS keys only with rediss://, a certificate only with its key. Refused at start as at
+// --check-config (the rule is fatal either way).
+void test_redis_transport_rules(void** state) {
+  (void)state;
+  struct Case {
+    const char* text;
+    const char* message;  // nullptr: accepted
+  };
+  const Case cases[] = {
+      {"Address=redis://127.0.0.1:6379\n",
+       "Use rediss:// or unix:/path, or set AllowPlaintext=yes"},
+      {"Address=redis://127.0.0.1:6379\nAllowPlaintext=no\n", "AllowPlaintext=yes"},
+      {"Address=redis://127.0.0.1:6379\nAllowPlaintext=yes\n", nullptr},
+      {"Address=rediss://127.0.0.1:6379\n", nullptr},
+      {"Address=unix:/run/redis/redis-server.sock\n", nullptr},
+      {"Address=unix:/run/redis/redis-server.sock\nCAFile=/etc/ca.pem\n",
+       "apply to a rediss:// Address only"},
+      {"Address=redis://127.0.0.1:6379\nAllowPlaintext=yes\nCertFile=/c\nKeyFile=/k\n",
+       "apply to a rediss:// Address only"},
+      {"Address=rediss://127.0.0.1:6379\nCertFile=/etc/c.pem\n",
+       "CertFile and KeyFile go together"},
+      {"Address=rediss://127.0.0.1:6379\nKeyFile=/etc/k.pem\n", "CertFile and KeyFile go together"},
+      {"Address=rediss://127.0.0.1:6379\nCAFile=/etc/ca.pem\nCertFile=/etc/c.pem\n"
+       "KeyFile=/etc/k.pem\n",
+       nullptr},
+  };
+  for (const auto& c : cases) {
+    for (bool strict : {false, true}) {
+      std::vector<ConfigProblem> problems;
+      auto config =
+          parse_config(std::string("[Redis]\n") + c.text, "/etc/mfad/mfad.conf", strict, &problems);
+      if (c.message == nullptr) {
+        if (!config.ok())
+          fprintf(stderr, "refused: %s: %s\n", c.text, config.error().message.c_str());
+        assert_true(config.ok());
+        continue;
+      }
+      assert_false(config.ok());
+      assert_int_equal(problems.size(), 1);
+      assert_true(problems[0].fatal);
+      assert_contains(problems[0].message, c.message);
+    }
+  }
 }
 
 void test_cross_checks(void** state) {
@@ -602,6 +665,7 @@ int main() {
       cmocka_unit_test(test_long_lines_and_values),
       cmocka_unit_test_setup_teardown(test_nul_and_utf8, setup, teardown),
       cmocka_unit_test(test_issuer_with_control_characters),
+      cmocka_unit_test(test_redis_transport_rules),
       cmocka_unit_test_setup_teardown(test_unsafe_files_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_secret_in_readable_file_warns, setup, teardown),
   };

@@ -97,6 +97,18 @@ void test_address_parsing(void** /*state*/) {
   assert_string_equal(v6->host.c_str(), "::1");
   assert_int_equal(v6->port, 6379);
   assert_string_equal(v6->describe().c_str(), "redis://[::1]:6379");
+  assert_true(t->plaintext() && v6->plaintext() && !u->plaintext());
+  auto tls = parse_redis_address("rediss://10.0.0.5:6380");
+  assert_true(tls.ok());
+  assert_true(tls->tls);
+  assert_false(tls->plaintext());
+  assert_string_equal(tls->host.c_str(), "10.0.0.5");
+  assert_string_equal(tls->describe().c_str(), "rediss://10.0.0.5:6380");
+  auto tls6 = parse_redis_address("rediss://[fd00::5]:6379");
+  assert_true(tls6.ok() && tls6->tls);
+  assert_string_equal(tls6->describe().c_str(), "rediss://[fd00::5]:6379");
+  assert_false(parse_redis_address("redisss://10.0.0.5:6379").ok());
+  assert_false(parse_redis_address("rediss://10.0.0.5").ok());
   assert_false(parse_redis_address("unix:relative").ok());
   assert_false(parse_redis_address("redis://10.0.0.5:99999").ok());
   assert_false(parse_redis_address("redis://10.0.0.5").ok());  // the port is required
