@@ -15,6 +15,8 @@ def test_run_fleet_bench_smoke(build_dir):
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"fleet overhead per login: mean=-?[\d.]+ms", r.stdout), r.stdout
     assert re.search(r"anchor: redis PING round trip p50=[\d.]+ms", r.stdout), r.stdout
+    assert "[state on tmpfs, Redis over TLS]" in r.stdout, r.stdout
+    assert re.search(r"TLS handshake \(connect \+ verify.*p50=[\d.]+ms", r.stdout), r.stdout
     for how in ("stopped", "frozen"):
         m = re.search(rf"failover \({how}\): first degraded login (\d+)ms after the stop; "
                       r"failed logins 0/\d+", r.stdout)
