@@ -156,6 +156,7 @@ void RedisClient::close_connection() {
   in_flight_.clear();
   subscribed_ = false;
   write_blocked_ = false;
+  write_waits_for_read_ = false;
   read_wants_write_ = false;
 }
 

@@ -176,8 +176,9 @@ class RedisClient {
   // Commands formatted and not yet written; it may hold the password (AUTH): wiped once written.
   std::string out_;
   size_t out_sent_ = 0;
-  bool write_blocked_ = false;     // the socket (or TLS) wants EPOLLOUT before writing more
-  bool read_wants_write_ = false;  // TLS: a read can go on once the socket is writable
+  bool write_blocked_ = false;         // the socket (or TLS) wants EPOLLOUT before writing more
+  bool write_waits_for_read_ = false;  // TLS: the blocked write goes on once bytes come in
+  bool read_wants_write_ = false;      // TLS: a read can go on once the socket is writable
   uint32_t io_events_ = 0;
   uint64_t generation_ = 0;  // of the connection: a callback that dropped it ends the I/O loop
   uint64_t connect_started_usec_ = 0;

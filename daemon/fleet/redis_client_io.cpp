@@ -157,9 +157,11 @@ bool RedisClient::flush() {
           break;
         case TlsIo::kWantRead:  // EPOLLIN is always watched, and on_io flushes again
           write_blocked_ = true;
+          write_waits_for_read_ = true;  // no EPOLLOUT: a writable socket would spin the loop
           return true;
         case TlsIo::kWantWrite:
           write_blocked_ = true;
+          write_waits_for_read_ = false;
           return true;
         case TlsIo::kClosed:
         case TlsIo::kFailed:
@@ -183,6 +185,7 @@ bool RedisClient::flush() {
     out_sent_ += written;
   }
   write_blocked_ = false;
+  write_waits_for_read_ = false;
   clear_output();
   return true;
 }
@@ -278,7 +281,8 @@ void RedisClient::update_io() {
   // Replies (and TLS records) may come at any time once connected; EPOLLOUT only when a write
   // (or the connect, or a TLS read) waits for room.
   uint32_t events = state_ == State::kConnecting ? 0u : EPOLLIN;
-  if (state_ == State::kConnecting || write_blocked_ || read_wants_write_)
+  if (state_ == State::kConnecting || (write_blocked_ && !write_waits_for_read_) ||
+      read_wants_write_)
     events |= EPOLLOUT;
   if (io_ && events == io_events_)
     return;
