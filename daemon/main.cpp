@@ -28,6 +28,7 @@
 #include "common/master_key.hpp"
 #include "common/seal.hpp"
 #include "fleet/coordinator.hpp"
+#include "fleet/record_mac.hpp"
 #include "fleet/recorder.hpp"
 #include "fleet/sessions.hpp"
 #include "fleet/sms.hpp"
@@ -439,6 +440,8 @@ int run(const Options& options) {
   auto sealer = Sealer::create(master_key->span());
   auto code_hash_key = hkdf_sha256(master_key->span(), "mfad code hash v1", 32);
   auto audit_chain_key = hkdf_sha256(master_key->span(), "mfad audit chain v1", 32);
+  // Fleet mode: the key of the records in Redis (fleet/record_mac.hpp), of its own label.
+  auto fleet_record_key = hkdf_sha256(master_key->span(), fleet::kRecordMacLabel, 32);
   if (!sealer.ok() || !code_hash_key.ok() || !audit_chain_key.ok()) {
     MFA_LOG_ERROR("cannot derive keys from the master key");
     return EXIT_FAILURE;
@@ -496,8 +499,11 @@ int run(const Options& options) {
   if (!config.redis_address.empty())
     recorder = std::make_unique<FleetRecorder>(*store);
   Store& auth_store = recorder ? static_cast<Store&>(*recorder) : *store;
+  // Fleet mode starts degraded, until Redis answered and the queue is replayed.
+  bool fleet_degraded = true;
   Authenticator authenticator(AuthenticatorDeps{config, auth_store, audit, *sealer, *code_hash_key,
-                                                clock, users, &emitter});
+                                                clock, users, &emitter,
+                                                recorder ? &fleet_degraded : nullptr});
   auto manager = ManagerBus::create(event, d.bus.get(), authenticator, *store, config);
   if (!manager.ok()) {
     MFA_LOG_ERROR("%s", manager.error().message.c_str());
@@ -537,7 +543,8 @@ int run(const Options& options) {
   (*session_bus)
       ->attach(&sessions, int64_t{config.sessions_max_lifetime_seconds} * 1000000,
                int64_t{config.sessions_idle_timeout_seconds} * 1000000);
-  FleetSessions* fleet_sessions_online = nullptr;  // set once both exist
+  FleetSessions* fleet_sessions_online = nullptr;      // set once both exist
+  std::unique_ptr<fleet::RecordMac> fleet_record_mac;  // outlives the coordinator
   std::unique_ptr<FleetCoordinator> fleet;
   std::unique_ptr<FleetSessions> fleet_sessions;
   std::unique_ptr<FleetSms> fleet_sms;
@@ -558,11 +565,18 @@ int run(const Options& options) {
                                  : host_id.error().message.c_str());
       return EXIT_FAILURE;
     }
+    if (!fleet_record_key.ok()) {
+      MFA_LOG_ERROR("fleet mode: %s", fleet_record_key.error().message.c_str());
+      return EXIT_FAILURE;
+    }
+    fleet_record_mac =
+        std::make_unique<fleet::RecordMac>(std::move(fleet_record_key).value(), *host_id);
     ManagerBus* mb = manager->get();
     auto created = FleetCoordinator::create(
-        FleetCoordinator::Deps{event, config, *store, audit, clock},
+        FleetCoordinator::Deps{event, config, *store, audit, clock, *fleet_record_mac, &emitter},
         std::move(redis_options).value(), std::move(watcher_options).value(),
-        [mb, &fleet_sessions_online](bool degraded) {
+        [mb, &fleet_sessions_online, &fleet_degraded](bool degraded) {
+          fleet_degraded = degraded;
           mb->emit_degraded_changed();
           if (!degraded && fleet_sessions_online)
             fleet_sessions_online->online();

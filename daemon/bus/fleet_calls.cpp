@@ -19,6 +19,10 @@ namespace mfa {
 
 namespace {
 
+constexpr char kRecordsRejectedMessage[] =
+    "This user's records in the fleet's shared store (Redis) failed verification (see the audit "
+    "trail: fleet.record-rejected); refused until an administrator resets the user";
+
 bool changes_enrollment(FleetCallKind kind) {
   return kind == FleetCallKind::kChange || kind == FleetCallKind::kAdmin;
 }
@@ -85,6 +89,13 @@ void ManagerBus::fleet_decide(const CallPtr& call, const FleetScope& scope, cons
                                   "changes wait until it is back."));
     return;
   }
+  if (online && fleet_->rejected(scope.user) &&
+      (scope.kind == FleetCallKind::kLogin || scope.kind == FleetCallKind::kChange)) {
+    // The user's records in Redis failed verification (audited fleet.record-rejected): an
+    // attack, never "no factor" nor "no lockout" (issue 16).
+    answer_error(call, make_error(Errc::kNotAllowed, kRecordsRejectedMessage));
+    return;
+  }
   call->set_read_shared_state(online);
   recorder_->start();
   Outcome outcome;
@@ -103,6 +114,18 @@ void ManagerBus::fleet_decide(const CallPtr& call, const FleetScope& scope, cons
     // Failed before replying, or a reply that reports no decision (a new challenge): nothing for
     // Redis to confirm.
     answer(call, std::move(outcome));
+    return;
+  }
+  if (!online && scope.kind == FleetCallKind::kLogin && outcome.refused == Errc::kNotEnrolled &&
+      !config_.redis_degraded_nullok && !fleet_->confirmed_since_sync(scope.user)) {
+    // The cache's "no factor" may be stale (an enrollment on another host it never heard of):
+    // nullok would make it a login without a second factor (issue 16, DegradedNullok).
+    fleet_->note_unconfirmed(scope.user, call->member(), call->caller().describe());
+    answer(call, error_reply(call->message(),
+                             make_error(Errc::kNotAllowed,
+                                        "The fleet's shared store (Redis) is unreachable and this "
+                                        "host cannot confirm that this user has no second factor; "
+                                        "the login is refused until Redis is back")));
     return;
   }
   if (!online) {
@@ -172,10 +195,14 @@ void ManagerBus::answer_confirmed(const CallPtr& call, const FleetScope& scope, 
   const std::string& user = scope.user;
   const std::string who = call->caller().describe();
   const bool change = changes_enrollment(scope.kind);
-  const bool sends_text = outcome.text && res.refused == FleetRefusal::kNone &&
+  const bool sends_text = outcome.text && res.refused == FleetRefusal::kNone && !res.rejected &&
                           !(res.unavailable && (change || stopping_));
   if (outcome.text && !sends_text && fleet_sms_)
     fleet_sms_->discard(*outcome.text);
+  if (res.rejected) {
+    answer_error(call, make_error(Errc::kNotAllowed, kRecordsRejectedMessage));
+    return;
+  }
   if (res.refused == FleetRefusal::kLocked) {
     // Locked fleet-wide since this host last read the user's state: nothing was counted or
     // consumed in Redis, as for a locked user's attempt on one host.

@@ -57,6 +57,7 @@ constexpr KindName kKinds[] = {
     {AuditKind::kAuditCheckpoint, "audit.checkpoint", "fdcb625d640d42aab4f8326c784249f1"},
     {AuditKind::kAuditTampering, "audit.tampering", "9716bd0602ef4f91aaba816d93cd56f3"},
     {AuditKind::kFreshSession, "fresh-session", "49894fd08c6f4032a6cadc2d67e7d3e9"},
+    {AuditKind::kFleetRecordRejected, "fleet.record-rejected", "4c84fe7b4ca647058adb99fcb95c51c9"},
 };
 
 template <typename Enum>
@@ -127,6 +128,13 @@ constexpr Name<AuditReason> kReasons[] = {
     {AuditReason::kHeadMismatch, "head-mismatch"},
     {AuditReason::kHeadMissing, "head-missing"},
     {AuditReason::kHeadUnreadable, "head-unreadable"},
+    {AuditReason::kDegradedBackupCode, "degraded-backup-code"},
+    {AuditReason::kUnconfirmedNotEnrolled, "unconfirmed-not-enrolled"},
+    {AuditReason::kBadMac, "bad-mac"},
+    {AuditReason::kMalformedRecord, "malformed-record"},
+    {AuditReason::kLegacyRecord, "legacy-record"},
+    {AuditReason::kRolledBack, "rolled-back"},
+    {AuditReason::kForeignRequest, "foreign-request"},
 };
 
 // Each table lists its enum in declaration order, once: the enum indexes it.
@@ -139,9 +147,9 @@ constexpr bool in_enum_order(const Table& table, Enum last) {
   }
   return i == static_cast<size_t>(last) + 1;
 }
-static_assert(in_enum_order(kKinds, AuditKind::kFreshSession));
+static_assert(in_enum_order(kKinds, AuditKind::kFleetRecordRejected));
 static_assert(in_enum_order(kOutcomes, AuditOutcome::kInfo));
-static_assert(in_enum_order(kReasons, AuditReason::kHeadUnreadable));
+static_assert(in_enum_order(kReasons, AuditReason::kForeignRequest));
 
 template <typename Table>
 auto value_named(const Table& table, std::string_view name)
@@ -193,6 +201,7 @@ int priority_of(const AuditEvent& event, bool store_failed) {
   switch (event.kind) {
     case AuditKind::kStorageError:
     case AuditKind::kAuditTampering:
+    case AuditKind::kFleetRecordRejected:
       return LOG_ALERT;
     case AuditKind::kAuthLockout:
     case AuditKind::kSecurityNewDevice:

@@ -54,6 +54,9 @@ enum class AuditKind {
   // A `fresh=` authentication passed without a code on the strength of its session's own recent
   // second factor (docs/sudo.md).
   kFreshSession,
+  // Fleet mode (docs/fleet.md, "Authenticated records"): a record in Redis that failed
+  // verification (forged, copied, rolled back, or written by an older release): an attack.
+  kFleetRecordRejected,
 };
 
 enum class AuditOutcome { kSuccess, kFailure, kDenied, kError, kInfo };
@@ -123,6 +126,14 @@ enum class AuditReason {
   kHeadMismatch,
   kHeadMissing,
   kHeadUnreadable,
+  // Degraded mode's stricter rules (docs/fleet.md) and fleet records (fleet.record-rejected).
+  kDegradedBackupCode,
+  kUnconfirmedNotEnrolled,
+  kBadMac,
+  kMalformedRecord,
+  kLegacyRecord,
+  kRolledBack,
+  kForeignRequest,
 };
 
 // The names stored, logged and sent (docs/audit-events.md); they never change.

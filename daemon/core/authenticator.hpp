@@ -185,6 +185,9 @@ struct AuthenticatorDeps {
   const Clock& clock;
   const UserDirectory& users;
   EventSink* events = nullptr;
+  // Fleet mode: true while Redis is unreachable (degraded mode applies its stricter rules:
+  // DegradedBackupCodes, DegradedFailuresPercent). Null without fleet mode.
+  const bool* fleet_degraded = nullptr;
 };
 
 class Authenticator {

@@ -77,6 +77,11 @@ struct Config {
   std::string redis_key_prefix = "mfad:";
   int redis_timeout_ms = 200;  // Timeout: unanswered by then, Redis is down (degraded mode)
   std::string redis_host_id;   // HostId: this host's name in the fleet; empty = the host name
+  // Degraded mode is stricter than normal (docs/fleet.md, "Degraded mode"): nullok for a user the
+  // cache has not confirmed since the last sync, backup codes, and the failure limits.
+  bool redis_degraded_nullok = false;
+  bool redis_degraded_backup_codes = false;
+  int redis_degraded_failures_percent = 50;  // of MaxFailures and MaxFailuresPerDay
 
   // [Audit]
   int audit_retention_days = 365;

@@ -79,6 +79,19 @@ ConfigKeyApply int_key(const char* key, int Config::*field, int min, int max) {
   return [=](Config& c, std::string_view v) { return parse_int(key, v, min, max, &(c.*field)); };
 }
 
+ConfigKeyApply bool_key(const char* key, bool Config::*field) {
+  return [=](Config& c, std::string_view v) -> std::optional<std::string> {
+    if (v == "yes" || v == "true" || v == "1") {
+      c.*field = true;
+    } else if (v == "no" || v == "false" || v == "0") {
+      c.*field = false;
+    } else {
+      return std::string(key) + " must be yes or no (got " + quoted(v) + ")";
+    }
+    return std::nullopt;
+  };
+}
+
 ConfigKeyApply string_key(std::string Config::*field) {
   return [=](Config& c, std::string_view v) -> std::optional<std::string> {
     c.*field = std::string(v);
@@ -320,6 +333,11 @@ const std::vector<ConfigKey>& config_keys() {
       {"Redis", "PasswordFile", path_key("PasswordFile", &Config::redis_password_file, true)},
       {"Redis", "KeyPrefix", apply_key_prefix},
       {"Redis", "HostId", apply_host_id},
+      {"Redis", "DegradedNullok", bool_key("DegradedNullok", &Config::redis_degraded_nullok)},
+      {"Redis", "DegradedBackupCodes",
+       bool_key("DegradedBackupCodes", &Config::redis_degraded_backup_codes)},
+      {"Redis", "DegradedFailuresPercent",
+       int_key("DegradedFailuresPercent", &Config::redis_degraded_failures_percent, 1, 100)},
 
       {"Audit", "RetentionDays", int_key("RetentionDays", &Config::audit_retention_days, 1, 36500)},
 

@@ -13,6 +13,16 @@ RatePolicy RatePolicy::from_config(const Config& config) {
   return p;
 }
 
+RatePolicy RatePolicy::degraded_from_config(const Config& config) {
+  RatePolicy p = from_config(config);
+  const int percent = std::clamp(config.redis_degraded_failures_percent, 1, 100);
+  auto part = [percent](int n) { return std::max(1, (n * percent + 99) / 100); };
+  p.max_failures = part(p.max_failures);
+  if (p.max_failures_per_day > 0)
+    p.max_failures_per_day = part(p.max_failures_per_day);
+  return p;
+}
+
 int64_t utc_day(int64_t realtime_usec) {
   int64_t day = realtime_usec / kUsecPerDay;
   if (realtime_usec < 0 && realtime_usec % kUsecPerDay != 0)

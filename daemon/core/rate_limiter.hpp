@@ -25,6 +25,10 @@ struct RatePolicy {
   int max_lockout_seconds = 86400;
   int max_failures_per_day = 50;  // 0: no daily cap
   static RatePolicy from_config(const Config& config);
+  // Fleet mode while Redis is unreachable: each host counts alone, so it allows only
+  // [Redis] DegradedFailuresPercent of the fleet's limits (rounded up, at least 1): a guesser
+  // who cuts hosts off Redis gains that fraction per host, not the whole limit.
+  static RatePolicy degraded_from_config(const Config& config);
 };
 
 enum class LockReason { kNone, kConsecutive, kDailyCap };

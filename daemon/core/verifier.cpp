@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <openssl/crypto.h>
+
 #include "common/backup_codes.hpp"
 #include "common/crypto.hpp"
 #include "common/otp.hpp"
@@ -152,6 +154,21 @@ Result<Verifier::CheckOutcome> Verifier::check_code(std::string_view user, std::
     if (replay)
       out.reason = AuditReason::kReplay;
   }
+  if (allowed.count(Method::kBackup) && f.backup_left > 0 && degraded() &&
+      !d_.config.redis_degraded_backup_codes) {
+    // Degraded mode: a code consumed here could be used again on a host cut off like this one
+    // (docs/fleet.md). A right code is refused, unconsumed, with its own reason.
+    if (auto canonical = normalize_backup_code(code)) {
+      MFA_TRY(hash, backup_hash(user, canonical->view()));
+      MFA_STORE_TRY(unused, d_.store.unused_backup_codes(user));
+      bool known = false;
+      for (const auto& h : unused)
+        known |= CRYPTO_memcmp(h.data(), hash.data(), hash.size()) == 0;
+      if (known)
+        out.reason = AuditReason::kDegradedBackupCode;
+    }
+    return out;
+  }
   if (allowed.count(Method::kBackup) && f.backup_left > 0) {
     // Imported scratch codes are 8 digits (canonical_backup_code); a TOTP code of 8 digits was
     // tried above and failed.
@@ -227,6 +244,11 @@ Result<Verifier::Match> Verifier::attempt(const Caller& caller, std::string_view
   for (auto& [key, value] : outcome.details)
     details[key] = value;
   MFA_CHECK(audit(kind, user, AuditOutcome::kFailure, outcome.reason, caller, details));
+  if (lock == LockReason::kNone && outcome.reason == AuditReason::kDegradedBackupCode) {
+    return make_error(Errc::kBadCode,
+                      "Backup codes are not accepted while this host cannot reach the fleet's "
+                      "shared store (Redis); use another factor");
+  }
   if (lock == LockReason::kNone) {
     const int left = tries_left(limits, policy());
     return make_error(Errc::kBadCode, "Invalid code; " + std::to_string(left) +

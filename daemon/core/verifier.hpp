@@ -103,7 +103,11 @@ class Verifier {
                         StringMap details, const Checker& check);
 
   // Read per decision, so that a reloaded configuration applies at once.
-  RatePolicy policy() const { return RatePolicy::from_config(d_.config); }
+  RatePolicy policy() const {
+    return degraded() ? RatePolicy::degraded_from_config(d_.config)
+                      : RatePolicy::from_config(d_.config);
+  }
+  bool degraded() const { return d_.fleet_degraded != nullptr && *d_.fleet_degraded; }
   int window() const;
   // A TOTP code matched at step, now_seconds being now.
   static Match totp_match(uint64_t step, int64_t now_seconds, int period);

@@ -11,6 +11,9 @@ namespace mfa {
 namespace {
 
 constexpr size_t kReconcileBatch = 500;
+// A write that finds another state in Redis reads it and computes again; after this many, Redis
+// is too busy with this user (or an attacker keeps changing it): degraded for this decision.
+constexpr int kStateWriteTries = 4;
 
 bool same_factor(const FactorRecord& a, const FactorRecord& b) {
   return a.method == b.method && a.device == b.device && a.pending == b.pending &&
@@ -50,14 +53,17 @@ Result<std::unique_ptr<FleetCoordinator>> FleetCoordinator::create(Deps deps,
   f->client_ = std::move(client);
   // An invalidation that arrives with a BeginAuthentication is seen before it.
   watcher.priority = SD_EVENT_PRIORITY_IMPORTANT;
-  MFA_TRY(watcher_client, RedisClient::create(deps.event, std::move(watcher),
-                                              [self](bool ready, const std::string&) {
-                                                if (!ready)
-                                                  self->read_cache_.watching(false);
-                                              }));
+  MFA_TRY(
+      watcher_client,
+      RedisClient::create(deps.event, std::move(watcher), [self](bool ready, const std::string&) {
+        if (!ready) {
+          self->read_cache_.watching(false, self->d_.clock.monotonic_usec());
+        }
+      }));
   f->watcher_ = std::move(watcher_client);
   f->watcher_->subscribe(
-      f->invalidations_, [self] { self->read_cache_.watching(true); },
+      f->invalidations_,
+      [self] { self->read_cache_.watching(true, self->d_.clock.monotonic_usec()); },
       [self](const std::string& user) { self->read_cache_.invalidate(user); });
   sd_event_source* source = nullptr;
   int r = sd_event_add_time(deps.event, &source, CLOCK_MONOTONIC, UINT64_MAX, 10 * 1000,
@@ -120,6 +126,7 @@ void FleetCoordinator::enter_degraded(const std::string& why) {
   if (degraded_ || shutting_down_)
     return;
   degraded_ = true;
+  read_cache_.outage(d_.clock.monotonic_usec());
   MFA_LOG_WARNING("fleet mode degraded: Redis unavailable (%s); serving from the local cache",
                   why.c_str());
   degraded_changed(true, why);
@@ -171,7 +178,7 @@ void FleetCoordinator::queue_consumed(const std::string& user, const FleetChange
 
 // --- Prefetch ---
 
-Status FleetCoordinator::write_through(const std::string& user, const fleet::RemoteUser& remote) {
+Status FleetCoordinator::write_through(const std::string& user, const fleet::VerifiedUser& remote) {
   MFA_TRY(local, d_.cache.get_factors(user));
   for (const auto& r : remote.factors) {
     const bool have = std::any_of(local.begin(), local.end(),
@@ -189,12 +196,16 @@ Status FleetCoordinator::write_through(const std::string& user, const fleet::Rem
     else if (!keep)
       MFA_CHECK(d_.cache.delete_factor(user, l.method, l.pending));
   }
+  return cache_state(user, remote.state);
+}
+
+Status FleetCoordinator::cache_state(const std::string& user, const fleet::UserState& state) {
   // Watermarks only move forward: the cache keeps the larger one.
-  if (remote.watermark) {
-    MFA_TRY(advanced, d_.cache.advance_totp_watermark(user, kDefaultTotpDevice, *remote.watermark));
+  if (state.watermark) {
+    MFA_TRY(advanced, d_.cache.advance_totp_watermark(user, kDefaultTotpDevice, *state.watermark));
     (void)advanced;
   }
-  std::vector<CodeHash> wanted = remote.backup;
+  std::vector<CodeHash> wanted = state.backup;
   std::sort(wanted.begin(), wanted.end());
   MFA_TRY(unused, d_.cache.unused_backup_codes(user));
   std::sort(unused.begin(), unused.end());
@@ -204,10 +215,9 @@ Status FleetCoordinator::write_through(const std::string& user, const fleet::Rem
     else
       MFA_CHECK(d_.cache.replace_backup_codes(user, wanted));
   }
-  const LimitState shared = remote.has_limits ? remote.limits : LimitState{};
   MFA_TRY(limits, d_.cache.get_limits(user));
-  if (!same_limits(limits, shared))
-    MFA_CHECK(d_.cache.put_limits(user, shared));
+  if (!same_limits(limits, state.limits))
+    MFA_CHECK(d_.cache.put_limits(user, state.limits));
   return {};
 }
 
@@ -229,11 +239,16 @@ void FleetCoordinator::prefetch(const std::string& user, std::function<void(bool
     done(false);
     return;
   }
+  load_user(user, std::move(done));
+}
+
+void FleetCoordinator::load_user(const std::string& user, std::function<void(bool online)> done) {
   const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
   auto alive = alive_;
   const uint64_t token = read_cache_.read_started();
-  client_->eval(fleet::load_script(), {keys.factors, keys.watermark, keys.backup, keys.limits}, {},
-                [this, alive, user, token, done = std::move(done)](Result<RedisReply> reply) {
+  client_->eval(fleet::load_state_script(),
+                {keys.factors, keys.state, keys.watermark, keys.backup, keys.limits}, {},
+                [this, alive, user, keys, token, done = std::move(done)](Result<RedisReply> reply) {
                   if (!*alive)
                     return;
                   if (!reply.ok()) {
@@ -241,16 +256,38 @@ void FleetCoordinator::prefetch(const std::string& user, std::function<void(bool
                     done(false);
                     return;
                   }
-                  auto remote = fleet::parse_load_reply(*reply);
-                  if (!remote.ok()) {
-                    MFA_LOG_ERROR("fleet: %s%s%s", remote.error().message.c_str(),
+                  auto raw = fleet::parse_raw_load_reply(*reply);
+                  if (!raw.ok()) {
+                    MFA_LOG_ERROR("fleet: %s%s%s", raw.error().message.c_str(),
                                   reply->is_error() ? ": " : "",
                                   reply->is_error() ? reply->str.c_str() : "");
-                    enter_degraded(remote.error().message);
+                    enter_degraded(raw.error().message);
                     done(false);
                     return;
                   }
-                  if (Status st = write_through(user, *remote); !st.ok()) {
+                  auto hw = highwater_.find(user);
+                  if (raw->state.empty() && hw != highwater_.end() && hw->second > 0) {
+                    // Deleted: this host saw the record, so it existed (rollback to "never
+                    // enrolled").
+                    reject(user, fleet::RecordProblem::kMalformed, keys.state, "rolled-back");
+                    done(true);
+                    return;
+                  }
+                  fleet::VerifiedUser verified;
+                  std::string key;
+                  const fleet::RecordProblem problem =
+                      fleet::verify_user(d_.mac, keys, *raw, &verified, &key);
+                  if (problem != fleet::RecordProblem::kNone) {
+                    reject(user, problem, key, "read");
+                    done(true);
+                    return;
+                  }
+                  if (!take_view(user, verified, keys.state)) {
+                    done(true);
+                    return;
+                  }
+                  note_writers(user, verified);
+                  if (Status st = write_through(user, verified); !st.ok()) {
                     MFA_LOG_ERROR("fleet: cannot write %s's shared state to the cache: %s",
                                   user.c_str(), st.error().message.c_str());
                   } else if (!degraded_) {
@@ -260,50 +297,231 @@ void FleetCoordinator::prefetch(const std::string& user, std::function<void(bool
                 });
 }
 
+bool FleetCoordinator::take_view(const std::string& user, const fleet::VerifiedUser& verified,
+                                 const std::string& key) {
+  auto hw = highwater_.find(user);
+  if (hw != highwater_.end() && verified.counter < hw->second) {
+    // A state older than one this host has seen: a copy put back (rollback).
+    reject(user, fleet::RecordProblem::kMalformed, key, "rolled-back");
+    return false;
+  }
+  constexpr size_t kMaxUsers = 10000;
+  if (views_.size() >= kMaxUsers && !views_.count(user))
+    views_.clear();
+  if (highwater_.size() >= kMaxUsers && hw == highwater_.end())
+    highwater_.clear();
+  views_[user] = View{verified.state, verified.counter};
+  highwater_[user] = verified.counter;
+  rejected_.erase(user);
+  return true;
+}
+
+void FleetCoordinator::reject(const std::string& user, fleet::RecordProblem problem,
+                              const std::string& key, const std::string& why) {
+  read_cache_.invalidate(user);
+  views_.erase(user);
+  if (rejected_.size() < 10000)
+    rejected_[user] = why;
+  const bool rolled_back = why == "rolled-back";
+  MFA_LOG_ERROR("fleet: %s's record %s in Redis failed verification (%s): refused", user.c_str(),
+                key.c_str(), rolled_back ? "rolled-back" : fleet::record_problem_name(problem));
+  AuditEvent event;
+  event.kind = AuditKind::kFleetRecordRejected;
+  event.user = user;
+  event.outcome = AuditOutcome::kDenied;
+  event.reason = rolled_back ? AuditReason::kRolledBack
+                             : audit_reason_from_name(fleet::record_problem_name(problem))
+                                   .value_or(AuditReason::kMalformedRecord);
+  event.caller = "mfad";
+  event.details["key"] = key;
+  event.details["when"] = rolled_back ? "read" : why;
+  if (Status st = d_.audit.record(event); !st.ok())
+    MFA_LOG_ERROR("cannot audit a rejected fleet record: %s", st.error().message.c_str());
+  if (on_write_)
+    on_write_();
+  if (d_.events) {
+    d_.events->security_event(user, "fleet-record-rejected",
+                              {{"reason", audit_reason_name(event.reason)}, {"key", key}});
+  }
+}
+
+void FleetCoordinator::note_writers(const std::string& user, const fleet::VerifiedUser& verified) {
+  auto cached = d_.cache.get_factors(user);
+  if (!cached.ok())
+    return;
+  for (const auto& f : verified.factors) {
+    const std::string field = fleet::factor_field(f.method, f.pending);
+    auto writer = verified.factor_writers.find(field);
+    if (writer == verified.factor_writers.end() || writer->second == d_.mac.host())
+      continue;
+    const bool known = std::any_of(cached->begin(), cached->end(),
+                                   [&](const FactorRecord& l) { return same_factor(l, f); });
+    if (known)
+      continue;
+    auto sessions = d_.cache.list_sessions(user);
+    if (!sessions.ok() || sessions->empty() || d_.events == nullptr)
+      continue;
+    d_.events->security_event(user, "fleet-foreign-enrollment",
+                              {{"host", writer->second}, {"factor", field}});
+  }
+}
+
 // --- Confirm ---
 
-void FleetCoordinator::push_user(const std::string& user, const FleetChanges& changes,
-                                 std::function<void(bool ok)> done) {
-  const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
-  std::vector<std::string> args{
-      changes.user_deleted ? "delete" : "update",
-      changes.watermark_set ? std::to_string(*changes.watermark_set) : std::string(),
-      changes.factors_changed ? "1" : "0", changes.backup_replaced ? "1" : "0"};
-  std::vector<std::string> factor_args;
-  std::vector<std::string> backup_args;
-  if (!changes.user_deleted) {
-    auto factors = d_.cache.get_factors(user);
-    auto unused = d_.cache.unused_backup_codes(user);
-    if (!factors.ok() || !unused.ok()) {
-      done(false);
+void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tries,
+                                   std::function<void(StateWriteResult)> done) {
+  auto alive = alive_;
+  auto view = views_.find(user);
+  if (view == views_.end()) {
+    if (tries <= 0 || rejected(user)) {
+      StateWriteResult r;
+      r.rejected = rejected(user);
+      r.unavailable = !r.rejected;
+      done(r);
       return;
     }
-    for (const auto& f : *factors) {
-      factor_args.push_back(fleet::factor_field(f.method, f.pending));
-      factor_args.push_back(fleet::encode_factor(f));
+    load_user(user, [this, alive, user, w = std::move(w), tries,
+                     done = std::move(done)](bool online) mutable {
+      if (!*alive)
+        return;
+      if (!online) {
+        StateWriteResult r;
+        r.unavailable = true;
+        done(r);
+        return;
+      }
+      write_state(user, std::move(w), tries - 1, std::move(done));
+    });
+    return;
+  }
+  const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
+  const View current = view->second;
+  const int64_t now = d_.clock.realtime_usec();
+  fleet::StateOutcome out = fleet::apply_change(current.state, w.change, policy(), now);
+  fleet::UserState next = out.next;
+  const uint64_t counter = current.counter + 1;
+  const bool write_factors = w.push && out.refused == FleetRefusal::kNone &&
+                             (w.enrollment.factors_changed || w.enrollment.user_deleted);
+  std::vector<std::string> factor_args;
+  if (w.push && out.refused == FleetRefusal::kNone) {
+    if (w.enrollment.user_deleted) {
+      next = fleet::UserState{};
+    } else {
+      if (w.enrollment.factors_changed) {
+        auto factors = d_.cache.get_factors(user);
+        if (!factors.ok()) {
+          StateWriteResult r;
+          r.unavailable = true;
+          done(r);
+          return;
+        }
+        next.factors.clear();
+        for (const auto& f : *factors) {
+          const std::string field = fleet::factor_field(f.method, f.pending);
+          std::string value = d_.mac.seal(fleet::field_key_name(keys.factors, field), counter,
+                                          fleet::encode_factor(f));
+          next.factors[field] = fleet::sha1_hex(value);
+          factor_args.push_back(field);
+          factor_args.push_back(std::move(value));
+        }
+      }
+      if (w.enrollment.backup_replaced) {
+        auto unused = d_.cache.unused_backup_codes(user);
+        if (!unused.ok()) {
+          StateWriteResult r;
+          r.unavailable = true;
+          done(r);
+          return;
+        }
+        next.backup = *unused;
+      }
+      if (w.enrollment.watermark_set &&
+          (!next.watermark || *next.watermark < *w.enrollment.watermark_set))
+        next.watermark = w.enrollment.watermark_set;
     }
-    for (const auto& h : *unused)
-      backup_args.push_back(fleet::hash_hex(h));
   }
-  args.push_back(std::to_string(factor_args.size() / 2));
-  args.push_back(invalidations_);
-  args.push_back(user);
+  const bool changed = w.push || !fleet::same_state(next, current.state);
+  const std::string value =
+      changed ? d_.mac.seal(keys.state, counter, fleet::encode_state(next)) : std::string();
+  const bool notify = out.lock_changed || out.backup_emptied || w.push ||
+                      (w.change.backup && out.refused == FleetRefusal::kNone);
+  std::vector<std::string> args{std::to_string(current.counter),
+                                value,
+                                w.factor_field,
+                                w.factor_sha1,
+                                invalidations_,
+                                user,
+                                notify ? "1" : "",
+                                write_factors ? "1" : ""};
   args.insert(args.end(), factor_args.begin(), factor_args.end());
-  args.insert(args.end(), backup_args.begin(), backup_args.end());
-  std::vector<std::string> script_keys{keys.factors, keys.watermark, keys.backup, keys.limits,
-                                       keys.sessions};
-  if (changes.user_deleted || changes.sms_codes_dropped) {
-    for (auto& k : fleet::sms_code_keys(d_.config.redis_key_prefix, user))
-      script_keys.push_back(std::move(k));
-  }
-  auto alive = alive_;
-  client_->eval(fleet::put_user_script(), std::move(script_keys), std::move(args),
-                [alive, done = std::move(done)](Result<RedisReply> reply) {
+  std::vector<std::string> script_keys{keys.state, keys.factors};
+  script_keys.insert(script_keys.end(), w.extra_keys.begin(), w.extra_keys.end());
+  client_->eval(fleet::write_state_script(), std::move(script_keys), std::move(args),
+                [this, alive, user, keys, w = std::move(w), tries, out, next, counter, changed,
+                 done = std::move(done)](Result<RedisReply> reply) mutable {
                   if (!*alive)
                     return;
-                  if (reply.ok() && reply->is_error())
-                    MFA_LOG_ERROR("fleet: enrollment write failed: %s", reply->str.c_str());
-                  done(reply.ok() && !reply->is_error());
+                  if (!reply.ok() || reply->is_error() || reply->type != RedisReply::Type::kArray ||
+                      reply->elements.size() != 2) {
+                    if (reply.ok() && reply->is_error())
+                      MFA_LOG_ERROR("fleet: state write failed: %s", reply->str.c_str());
+                    StateWriteResult r;
+                    r.unavailable = true;
+                    done(r);
+                    return;
+                  }
+                  const std::string& answer = reply->elements[0].str;
+                  if (answer == "ok") {
+                    if (changed) {
+                      views_[user] = View{next, counter};
+                      highwater_[user] = counter;
+                    }
+                    if (Status st = cache_state(user, next); !st.ok()) {
+                      MFA_LOG_ERROR("fleet: cannot cache %s's state: %s", user.c_str(),
+                                    st.error().message.c_str());
+                    }
+                    StateWriteResult r;
+                    r.refused = out.refused;
+                    r.limits = next.limits;
+                    done(r);
+                    return;
+                  }
+                  // Redis holds another state than the one this host computed from: verify it, take
+                  // it, and compute again (another host's write, or an attacker's).
+                  fleet::VerifiedUser verified;
+                  fleet::RecordProblem problem =
+                      fleet::verify_state(d_.mac, keys, reply->elements[1].str, &verified);
+                  const bool vanished = reply->elements[1].str.empty() && highwater_.count(user) &&
+                                        highwater_[user] > 0;
+                  if (problem != fleet::RecordProblem::kNone || vanished) {
+                    reject(user, problem, keys.state, vanished ? "rolled-back" : "write");
+                    StateWriteResult r;
+                    r.rejected = true;
+                    done(r);
+                    return;
+                  }
+                  if (!take_view(user, verified, keys.state)) {
+                    StateWriteResult r;
+                    r.rejected = true;
+                    done(r);
+                    return;
+                  }
+                  if (Status st = cache_state(user, verified.state); !st.ok()) {
+                    MFA_LOG_ERROR("fleet: cannot cache %s's state: %s", user.c_str(),
+                                  st.error().message.c_str());
+                  }
+                  if (answer == "factor-changed") {
+                    w.change.factor_changed = true;
+                    w.factor_field.clear();
+                    w.factor_sha1.clear();
+                  }
+                  if (tries <= 0) {
+                    StateWriteResult r;
+                    r.unavailable = true;
+                    done(r);
+                    return;
+                  }
+                  write_state(user, std::move(w), tries - 1, std::move(done));
                 });
 }
 
@@ -315,44 +533,49 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
   if (changes.enrollment_changed())
     read_cache_.invalidate(user);
   auto done = [this, alive = alive_, user, answer = std::move(answer)](FleetConfirmResult r) {
-    if (*alive && (r.refused != FleetRefusal::kNone || r.unavailable))
+    if (*alive && (r.refused != FleetRefusal::kNone || r.unavailable || r.rejected))
       read_cache_.invalidate(user);
     answer(std::move(r));
   };
-  fleet::ConfirmRequest req;
-  req.notify_channel = invalidations_;
-  req.notify_user = user;
-  req.step = changes.watermark_advanced;
-  req.backup = changes.backup_consumed;
+  if (rejected(user) && kind != FleetCallKind::kAdmin) {
+    FleetConfirmResult r;
+    r.rejected = true;
+    done(r);
+    return;
+  }
+  StateWrite w;
+  w.change.step = changes.watermark_advanced;
+  w.change.backup = changes.backup_consumed;
   if (changes.limits_written) {
     if (failure)
-      req.action = "fail";
+      w.change.action = "fail";
     else if (success)
-      req.action = kind == FleetCallKind::kAdmin ? "clear" : "success";
+      w.change.action = kind == FleetCallKind::kAdmin ? "clear" : "success";
   }
   // The cache may be older than Redis (a login reuses BeginAuthentication's read): what another
-  // host did since is checked in the script, atomically with the consumption.
-  req.check_lock = kind == FleetCallKind::kLogin || kind == FleetCallKind::kChange;
+  // host did since is checked against Redis's state, atomically with the write.
+  w.change.check_lock = kind == FleetCallKind::kLogin || kind == FleetCallKind::kChange;
   if (kind == FleetCallKind::kLogin && success &&
       (verified == Method::kTotp || verified == Method::kSms)) {
-    req.factor_field = fleet::factor_field(*verified, false);
-    // No record in the cache (cannot happen after its success): a fingerprint nothing matches.
-    req.factor_sha1 = "-";
-    auto factors = d_.cache.get_factors(user);
-    if (factors.ok()) {
-      for (const auto& f : *factors) {
-        if (f.method == *verified && !f.pending)
-          req.factor_sha1 = fleet::factor_fingerprint(f);
-      }
+    w.factor_field = fleet::factor_field(*verified, false);
+    // The record the cache's decision rests on is the one this host verified last.
+    w.factor_sha1 = "-";
+    auto view = views_.find(user);
+    if (view != views_.end()) {
+      auto it = view->second.state.factors.find(w.factor_field);
+      if (it != view->second.state.factors.end())
+        w.factor_sha1 = it->second;
     }
   }
-  const bool push =
+  w.push =
       changes.enrollment_changed() && kind != FleetCallKind::kLogin && kind != FleetCallKind::kRead;
-  if (!req.step && !req.backup && req.action.empty() && !push) {
+  w.enrollment = changes;
+  if (w.push && (changes.user_deleted || changes.sms_codes_dropped))
+    w.extra_keys = fleet::sms_code_keys(d_.config.redis_key_prefix, user);
+  if (!w.change.step && !w.change.backup && w.change.action.empty() && !w.push) {
     done({});
     return;
   }
-  auto alive = alive_;
   auto unavailable = [this, user, changes, failure](const std::string& why) {
     enter_degraded(why);
     // What this host already consumed stays consumed: Redis learns it on reconciliation.
@@ -362,53 +585,30 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
     if (changes.user_deleted || changes.sms_codes_dropped)
       queue(fleet::sms_drop_item(user, d_.clock.realtime_usec(), d_.config));
   };
-  auto after_limits = [this, alive, user, changes, push, unavailable,
-                       done](FleetConfirmResult result) mutable {
-    if (!push || result.refused != FleetRefusal::kNone) {
-      done(std::move(result));
-      return;
-    }
-    push_user(user, changes, [alive, unavailable, done](bool ok) mutable {
-      if (!*alive)
-        return;
-      FleetConfirmResult r;
-      if (!ok) {
-        unavailable("the enrollment record could not be written");
-        r.unavailable = true;
-      }
-      done(std::move(r));
-    });
-  };
-  if (!req.step && !req.backup && req.action.empty()) {
-    after_limits({});
-    return;
-  }
-  const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
   const int64_t now = d_.clock.realtime_usec();
-  client_->eval(fleet::confirm_script(), fleet::confirm_keys(keys),
-                fleet::confirm_args(req, policy(), now),
-                [this, alive, user, now, unavailable, after_limits = std::move(after_limits),
-                 done](Result<RedisReply> reply) mutable {
-                  if (!*alive)
-                    return;
-                  Result<fleet::ConfirmOutcome> outcome =
-                      reply.ok() ? fleet::parse_confirm_reply(*reply)
-                                 : Result<fleet::ConfirmOutcome>(reply.error());
-                  if (!outcome.ok()) {
-                    if (reply.ok() && reply->is_error())
-                      MFA_LOG_ERROR("fleet: confirm script failed: %s", reply->str.c_str());
-                    unavailable(outcome.error().message);
-                    FleetConfirmResult r;
-                    r.unavailable = true;
-                    done(std::move(r));
-                    return;
-                  }
-                  follow_limits(user, outcome->limits);
-                  FleetConfirmResult r;
-                  r.refused = outcome->refused;
-                  r.locked_usec = lock_remaining_usec(outcome->limits, now);
-                  after_limits(std::move(r));
-                });
+  const bool push = w.push;
+  write_state(user, std::move(w), kStateWriteTries,
+              [this, alive = alive_, user, now, push, unavailable, done](StateWriteResult res) {
+                if (!*alive)
+                  return;
+                FleetConfirmResult r;
+                if (res.rejected) {
+                  r.rejected = true;
+                  done(r);
+                  return;
+                }
+                if (res.unavailable) {
+                  unavailable(push ? "the enrollment record could not be written"
+                                   : "the state record could not be written");
+                  r.unavailable = true;
+                  done(r);
+                  return;
+                }
+                follow_limits(user, res.limits);
+                r.refused = res.refused;
+                r.locked_usec = lock_remaining_usec(res.limits, now);
+                done(r);
+              });
 }
 
 void FleetCoordinator::note_degraded(const std::string& user, const std::string& call,
@@ -438,6 +638,19 @@ void FleetCoordinator::audit_degraded(const std::string& user, const std::string
     event.details["method"] = "backup";
   else if (changes.sms_used)
     event.details["method"] = "sms";
+  if (Status st = d_.audit.record(event); !st.ok())
+    MFA_LOG_ERROR("cannot audit a degraded decision: %s", st.error().message.c_str());
+}
+
+void FleetCoordinator::note_unconfirmed(const std::string& user, const std::string& call,
+                                        const std::string& caller) {
+  AuditEvent event;
+  event.kind = AuditKind::kDegraded;
+  event.user = user;
+  event.outcome = AuditOutcome::kDenied;
+  event.reason = AuditReason::kUnconfirmedNotEnrolled;
+  event.caller = caller;
+  event.details["call"] = call;
   if (Status st = d_.audit.record(event); !st.ok())
     MFA_LOG_ERROR("cannot audit a degraded decision: %s", st.error().message.c_str());
 }
@@ -493,6 +706,7 @@ void FleetCoordinator::reconcile() {
   if (items->empty()) {
     if (degraded_) {
       degraded_ = false;
+      read_cache_.back_online();
       (void)sd_event_now(d_.event, CLOCK_MONOTONIC, &left_degraded_usec_);
       MFA_LOG_INFO("fleet mode: Redis is the shared truth again (left degraded mode)");
       degraded_changed(false, std::string());
@@ -508,27 +722,22 @@ void FleetCoordinator::reconcile() {
   auto batch = std::make_shared<Batch>();
   batch->outstanding = items->size();
   auto alive = alive_;
-  const RatePolicy pol = policy();
   const int64_t now = d_.clock.realtime_usec();
   for (const auto& item : *items) {
-    fleet::ConfirmRequest req;
-    req.notify_channel = invalidations_;
-    req.notify_user = item.user;
+    StateWrite w;
     if (item.kind == "watermark") {
-      req.step = item.step;
+      w.change.step = item.step;
     } else if (item.kind == "backup" && item.hash) {
-      req.backup = item.hash;
+      w.change.backup = item.hash;
     } else if (item.kind == "failures") {
-      req.action = "fail";
-      req.fail_count = std::max(1, item.count);
+      w.change.action = "fail";
+      w.change.fail_count = std::max(1, item.count);
     }
-    const auto keys = fleet::user_keys(d_.config.redis_key_prefix, item.user);
     const int64_t id = item.id;
-    auto replayed = [this, alive, batch, id](Result<RedisReply> reply) {
+    auto finished = [this, alive, batch, id](bool ok) {
       if (!*alive)
         return;
-      // A refused compare-and-set or SREM is fine here: Redis already knows better.
-      if (reply.ok() && !reply->is_error())
+      if (ok)
         batch->done_ids.push_back(id);
       else
         batch->failed = true;
@@ -553,16 +762,23 @@ void FleetCoordinator::reconcile() {
     };
     // SMS texts and codes have scripts of their own (sms_keys.hpp), sent as EVAL: an
     // EVALSHA refused with NOSCRIPT is sent again later, and the order of a code's items (texted,
-    // tried, used) must hold. A malformed row, like an unknown kind, replays as a confirm that
-    // changes nothing, and goes.
+    // tried, used) must hold. A malformed row, like an unknown kind, changes nothing, and goes.
     if (auto sms = fleet::is_sms_item(item)
                        ? fleet::sms_reconcile_call(d_.config.redis_key_prefix, item, d_.config, now)
                        : std::nullopt) {
-      client_->command(sms->eval_argv(), std::move(replayed));
+      client_->command(sms->eval_argv(), [finished](Result<RedisReply> reply) {
+        finished(reply.ok() && !reply->is_error());
+      });
       continue;
     }
-    client_->eval(fleet::confirm_script(), fleet::confirm_keys(keys),
-                  fleet::confirm_args(req, pol, now), std::move(replayed));
+    if (!w.change.step && !w.change.backup && w.change.action.empty()) {
+      finished(true);
+      continue;
+    }
+    // A refusal is fine here (Redis already knows better); records that fail verification are
+    // audited, and the item goes: replaying it onto a forged state would vouch for that state.
+    write_state(item.user, std::move(w), kStateWriteTries,
+                [finished](StateWriteResult r) { finished(!r.unavailable); });
   }
 }
 

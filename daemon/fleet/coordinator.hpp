@@ -16,6 +16,7 @@
 #include <systemd/sd-event.h>
 
 #include <functional>
+#include <unordered_map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,7 +32,10 @@
 #include "fleet/read_cache.hpp"
 #include "fleet/recorder.hpp"
 #include "fleet/redis_client.hpp"
+#include "fleet/record_mac.hpp"
 #include "fleet/refusal.hpp"
+#include "fleet/user_state.hpp"
+#include "core/authenticator.hpp"
 #include "core/store.hpp"
 
 namespace mfa {
@@ -55,7 +59,10 @@ struct FleetConfirmResult {
   // kLocked: the user is locked fleet-wide, the attempt becomes RateLimited.
   FleetRefusal refused = FleetRefusal::kNone;
   bool unavailable = false;  // Redis failed meanwhile: now degraded
-  int64_t locked_usec = 0;   // after the confirm, the user stays locked this long fleet-wide
+  // The user's records in Redis failed verification (audited fleet.record-rejected): the call is
+  // refused, never decided as if they were absent.
+  bool rejected = false;
+  int64_t locked_usec = 0;  // after the confirm, the user stays locked this long fleet-wide
 };
 
 class FleetCoordinator {
@@ -66,6 +73,8 @@ class FleetCoordinator {
     Store& cache;  // the local store: Redis's cache
     AuditLog& audit;
     const Clock& clock;
+    const fleet::RecordMac& mac;  // this host's id and the fleet's record key
+    EventSink* events = nullptr;  // SecurityEvent
   };
   using DegradedCallback = std::function<void(bool degraded)>;
   // The cache was written outside a D-Bus call: a commit must be scheduled.
@@ -89,6 +98,9 @@ class FleetCoordinator {
   // Whether the cache's copy of user's shared state is known to match Redis (FleetReadCache):
   // BeginAuthentication may then be answered from the cache without a prefetch.
   bool cache_current(const std::string& user) const;
+  // Degraded mode: whether Redis confirmed the cache's copy of user's state since the last sync
+  // (FleetReadCache::confirmed): only then is the cache's "no factor" trusted (DegradedNullok).
+  bool confirmed_since_sync(const std::string& user) const { return read_cache_.confirmed(user); }
 
   // done(true): the cache now holds U's shared state; done(false): degraded, serve from the cache.
   // done never runs later than the Redis timeout.
@@ -106,6 +118,15 @@ class FleetCoordinator {
   // A decision taken in degraded mode: audited, and queued for reconciliation.
   void note_degraded(const std::string& user, const std::string& call, const FleetChanges& changes,
                      bool success, bool failure, const std::string& caller);
+
+  // Degraded mode refused a login whose "no factor" the cache has not confirmed since the last
+  // sync (DegradedNullok=no): audited as degraded, denied, unconfirmed-not-enrolled.
+  void note_unconfirmed(const std::string& user, const std::string& call,
+                        const std::string& caller);
+
+  // Whether user's records in Redis failed verification at the last read (fleet.record-rejected):
+  // logins and self-service changes are refused until a read verifies or an admin resets.
+  bool rejected(const std::string& user) const { return rejected_.count(user) != 0; }
 
   // Redis failed a call made outside the coordinator (FleetSms): degraded at once.
   void report_unavailable(const std::string& why) { enter_degraded(why); }
@@ -133,9 +154,40 @@ class FleetCoordinator {
   // again after a pause that doubles up to 5 s, so that mfad never stays degraded for nothing.
   void retry_reconcile_later();
   static int on_reconcile_retry(sd_event_source* source, uint64_t usec, void* userdata);
-  Status write_through(const std::string& user, const fleet::RemoteUser& remote);
-  void push_user(const std::string& user, const FleetChanges& changes,
-                 std::function<void(bool ok)> done);
+  Status write_through(const std::string& user, const fleet::VerifiedUser& remote);
+  // The state a write produced, into the cache (watermark: the larger; backup set; limits).
+  Status cache_state(const std::string& user, const fleet::UserState& state);
+
+  // One change of user's state record (fleet/user_state.hpp): computed here from the state last
+  // verified, written by the script if Redis still holds that state, else tried again on the
+  // state Redis answers (verified first).
+  struct StateWrite {
+    fleet::StateChange change;
+    FleetChanges enrollment;  // push: the cache's factors, backup set, watermark go to Redis
+    bool push = false;
+    std::string factor_field, factor_sha1;  // the record a success rests on ("": no check)
+    std::vector<std::string> extra_keys;    // deleted with the write (SMS codes)
+  };
+  struct StateWriteResult {
+    FleetRefusal refused = FleetRefusal::kNone;
+    LimitState limits;
+    bool unavailable = false;
+    bool rejected = false;
+  };
+  void write_state(const std::string& user, StateWrite write, int tries,
+                   std::function<void(StateWriteResult)> done);
+  // Reads and verifies user's records; done(false): Redis failed (degraded now).
+  void load_user(const std::string& user, std::function<void(bool online)> done);
+  // The user's records failed verification: audited (fleet.record-rejected), SecurityEvent,
+  // and refused until a read verifies.
+  void reject(const std::string& user, fleet::RecordProblem problem, const std::string& key,
+              const std::string& why);
+  // A verified state: kept as this host's view, checked against the high-water mark (rollback).
+  bool take_view(const std::string& user, const fleet::VerifiedUser& verified,
+                 const std::string& key);
+  // What another host wrote since this one last saw user: a factor record of another host that is
+  // new here raises SecurityEvent "fleet-foreign-enrollment" when the user has sessions here.
+  void note_writers(const std::string& user, const fleet::VerifiedUser& verified);
   void queue(const ReconcileItem& item);
   // What a decision consumed or counted on this host (a TOTP step, a backup code, a failure), for
   // Redis to learn on reconciliation.
@@ -156,6 +208,15 @@ class FleetCoordinator {
   uint64_t left_degraded_usec_ = 0;  // CLOCK_MONOTONIC; 0 until degraded mode was left once
   bool shutting_down_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  struct View {
+    fleet::UserState state;
+    uint64_t counter = 0;
+  };
+  // Bounded maps (kMaxUsers): forgotten views are read again; a forgotten high-water mark weakens
+  // rollback detection for that user only until the next read.
+  std::unordered_map<std::string, View> views_;
+  std::unordered_map<std::string, uint64_t> highwater_;
+  std::unordered_map<std::string, std::string> rejected_;
 };
 
 }  // namespace mfa

@@ -81,8 +81,8 @@ std::string redis_user(std::string_view user) {
 
 UserKeys user_keys(std::string_view prefix, std::string_view user) {
   const std::string base = std::string(prefix) + "user:{" + redis_user(user) + "}:";
-  return UserKeys{base + "factors", base + "watermark", base + "backup", base + "limits",
-                  base + "sessions"};
+  return UserKeys{base + "factors", base + "watermark", base + "backup",
+                  base + "limits",  base + "sessions",  base + "state"};
 }
 
 std::string invalidation_channel(std::string_view prefix) {
@@ -361,6 +361,65 @@ if ARGV[2] ~= '' then
   if (not cur) or tonumber(cur) < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
 end
 return 1
+)lua");
+  return s;
+}
+
+Result<RawUser> parse_raw_load_reply(const RedisReply& reply) {
+  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 3 ||
+      reply.elements[0].type != RedisReply::Type::kArray)
+    return bad_reply("the load script");
+  RawUser u;
+  const auto& factors = reply.elements[0].elements;
+  if (factors.size() > 2 * kMaxRawFactors)
+    return bad_reply("the load script (factors)");
+  for (size_t i = 0; i + 1 < factors.size(); i += 2)
+    u.factors.emplace_back(factors[i].str, factors[i + 1].str);
+  u.state = reply.elements[1].str;
+  u.legacy = reply_int(reply.elements[2]).value_or(0) != 0;
+  return u;
+}
+
+// KEYS: factors state, then the keys of the release before authenticated records (watermark
+// backup limits): their presence without a state record is a fleet not yet upgraded.
+const LuaScript& load_state_script() {
+  static const LuaScript s(R"lua(
+return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '',
+        redis.call('EXISTS', KEYS[3], KEYS[4], KEYS[5])}
+)lua");
+  return s;
+}
+
+// KEYS: state factors, then keys to delete with this write (the SMS codes that die with it).
+// ARGV: expected_counter new_state factor_field factor_sha1 notify_channel notify_user notify
+// replace_factors, then (field, value) pairs of the new factors hash. The state is written only
+// if the record in Redis has the counter the host computed from (user_state.hpp); otherwise, or
+// when the factor record a success rests on is no longer the one the host verified, nothing is
+// written and the current state comes back for the host to verify and try again.
+const LuaScript& write_state_script() {
+  static const LuaScript s(R"lua(
+local cur = redis.call('GET', KEYS[1])
+local counter = 0
+if cur then
+  local c = string.match(cur, '^m1|[^|]*|(%d+)|')
+  if not c then return {'malformed', cur} end
+  counter = tonumber(c)
+end
+if counter ~= tonumber(ARGV[1]) then return {'stale', cur or ''} end
+if ARGV[3] ~= '' then
+  local record = redis.call('HGET', KEYS[2], ARGV[3])
+  if (not record) or redis.sha1hex(record) ~= ARGV[4] then return {'factor-changed', cur or ''} end
+end
+for k = 3, #KEYS do redis.call('DEL', KEYS[k]) end
+if ARGV[8] == '1' then
+  redis.call('DEL', KEYS[2])
+  local i = 9
+  while i < #ARGV do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
+end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2]) end
+-- pcall: a refused PUBLISH (an ACL without the channel) must not undo the write.
+if ARGV[7] == '1' and ARGV[5] ~= '' then redis.pcall('PUBLISH', ARGV[5], ARGV[6]) end
+return {'ok', ''}
 )lua");
   return s;
 }

@@ -31,7 +31,9 @@
 namespace mfa::fleet {
 
 struct UserKeys {
-  std::string factors, watermark, backup, limits, sessions;
+  // watermark, backup, limits: the release before authenticated records; read only to tell a
+  // fleet not yet upgraded (docs/fleet.md, "Upgrading").
+  std::string factors, watermark, backup, limits, sessions, state;
 };
 // Redis keeps an account's shared state under the account's name (getpwuid of the uid of an
 // account key, user_directory.hpp), as mfad did before it keyed records by account (issue 17):
@@ -96,6 +98,18 @@ std::vector<std::string> confirm_args(const ConfirmRequest& request, const RateP
 std::vector<std::string> confirm_keys(const UserKeys& keys);
 // SHA-1 (hex) of the record as encode_factor writes it: what the confirm script compares.
 std::string factor_fingerprint(const FactorRecord& record);
+
+// What the load script answers, before any check: the factors hash, the state record ("": none),
+// and whether keys of the release before authenticated records exist.
+inline constexpr size_t kMaxRawFactors = 16;
+struct RawUser {
+  std::vector<std::pair<std::string, std::string>> factors;
+  std::string state;
+  bool legacy = false;
+};
+Result<RawUser> parse_raw_load_reply(const RedisReply& reply);
+const LuaScript& load_state_script();
+const LuaScript& write_state_script();
 
 const LuaScript& load_script();
 const LuaScript& confirm_script();

@@ -12,6 +12,21 @@ void FleetReadCache::read_done(const std::string& user, uint64_t token, uint64_t
       read_at_.clear();
   }
   read_at_[user] = now_usec;
+  if (!frozen_ && (confirmed_.size() < kMaxUsers || confirmed_.count(user)))
+    confirmed_[user] = true;
+}
+
+void FleetReadCache::outage(uint64_t now_usec) {
+  if (frozen_)
+    return;
+  if (!live_ && now_usec - lost_at_usec_ > kOutageSlackUsec)
+    confirmed_.clear();
+  frozen_ = true;
+}
+
+void FleetReadCache::back_online() {
+  frozen_ = false;
+  confirmed_.clear();
 }
 
 bool FleetReadCache::current(const std::string& user, uint64_t now_usec) const {
@@ -21,13 +36,20 @@ bool FleetReadCache::current(const std::string& user, uint64_t now_usec) const {
   return it != read_at_.end() && now_usec - it->second <= kMaxAgeUsec;
 }
 
-void FleetReadCache::watching(bool live) {
+void FleetReadCache::watching(bool live, uint64_t now_usec) {
+  // Renewed: messages may have been missed meanwhile.
+  if (live && !frozen_)
+    confirmed_.clear();
+  if (!live && live_)
+    lost_at_usec_ = now_usec;
   live_ = live;
   invalidate_all();
 }
 
 void FleetReadCache::invalidate(const std::string& user) {
   read_at_.erase(user);
+  if (!frozen_)
+    confirmed_.erase(user);
   ++generation_;
 }
 

@@ -33,10 +33,20 @@ class FleetReadCache {
   bool current(const std::string& user, uint64_t now_usec) const;
 
   // The subscription to the invalidation channel is confirmed (true) or lost (false).
-  void watching(bool live);
+  void watching(bool live, uint64_t now_usec);
   // A message for user: its state changed in Redis.
   void invalidate(const std::string& user);
   void invalidate_all();
+
+  // Degraded mode (docs/fleet.md, DegradedNullok): whether user's cached state was confirmed by
+  // Redis since the last sync, i.e. read while the subscription was live with no message for the
+  // user since, up to the outage. outage() freezes that knowledge when degraded mode is entered
+  // (a subscription lost more than kOutageSlackUsec before it had missed messages: nobody is
+  // confirmed); back_online() forgets it.
+  static constexpr uint64_t kOutageSlackUsec = 5ull * 1000 * 1000;
+  void outage(uint64_t now_usec);
+  void back_online();
+  bool confirmed(const std::string& user) const { return confirmed_.count(user) != 0; }
 
   bool live() const { return live_; }
   size_t size() const { return read_at_.size(); }
@@ -47,6 +57,9 @@ class FleetReadCache {
   // the change, and is not marked current.
   uint64_t generation_ = 0;
   std::unordered_map<std::string, uint64_t> read_at_;  // user -> when its read was answered
+  std::unordered_map<std::string, bool> confirmed_;    // users confirmed since the last sync
+  bool frozen_ = false;                                // degraded: confirmed_ is the outage's view
+  uint64_t lost_at_usec_ = 0;                          // when the subscription was last lost
 };
 
 }  // namespace mfa

@@ -90,7 +90,7 @@ SmsSendKeys sms_send_keys(std::string_view prefix, std::string_view user,
                           std::string_view phone_key) {
   const std::string base = std::string(prefix) + "{sms}:sends:";
   return SmsSendKeys{base + "user:" + redis_user(user), base + "phone:" + std::string(phone_key),
-                     base + "all", user_keys(prefix, user).limits};
+                     base + "all", user_keys(prefix, user).state};
 }
 
 std::string sms_code_key(std::string_view prefix, std::string_view user, std::string_view purpose) {
@@ -232,8 +232,11 @@ const LuaScript& sms_send_script() {
 local since = ARGV[1]
 for i = 1, 3 do redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. since) end
 if ARGV[10] == '1' then
-  local l = redis.call('HMGET', KEYS[4], 'cf', 'lc', 'lu', 'day', 'df')
-  for i = 1, 5 do l[i] = string.format('%d', tonumber(l[i] or '0') or 0) end
+  -- The user's state record (user_state.hpp): m1|HOST|COUNTER|W|B|cf|lc|lu|day|df|F|MAC. Its MAC
+  -- is the hosts' to check: here a lockout only refuses a text (fail closed).
+  local st = redis.call('GET', KEYS[4]) or ''
+  local l = {string.match(st, '^m1|[^|]*|%d+|[^|]*|[^|]*|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|')}
+  if #l ~= 5 then l = {'0', '0', '0', '0', '0'} end
   if tonumber(l[3]) > tonumber(ARGV[2]) then
     return {'locked', redis.call('ZRANGE', KEYS[1], -256, -1), l}
   end

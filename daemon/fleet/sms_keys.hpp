@@ -12,7 +12,7 @@
 //                                       and adds to all three (one {sms} hash slot), and each key
 //                                       expires one window after its last text. Before a login
 //                                       text, the same script reads the user's lockout from
-//                                       mfad:user:{alice}:limits (keys.hpp): mfad speaks to
+//                                       mfad:user:{alice}:state (user_state.hpp): mfad speaks to
 //                                       one Redis, not a Cluster, so the two slots may meet.
 //   mfad:user:{alice}:sms:login   hash  h: hex keyed hash of the code, x: expiry (usec),
 //   mfad:user:{alice}:sms:enroll        a: wrong tries; the key expires with the code.
@@ -36,7 +36,7 @@ namespace mfa::fleet {
 
 struct SmsSendKeys {
   std::string user, phone, all;
-  std::string limits;  // the user's failure counters and lockout (keys.hpp), read only
+  std::string limits;  // the user's state record (user_state.hpp): its lockout, read only
 };
 SmsSendKeys sms_send_keys(std::string_view prefix, std::string_view user,
                           std::string_view phone_key);

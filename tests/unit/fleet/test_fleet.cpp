@@ -855,6 +855,34 @@ void test_scripts_publish_invalidations(void** /*state*/) {
   assert_string_equal(l.command({"GET", k.watermark})->str.c_str(), "77");
 }
 
+// Degraded mode trusts the cache's "no factor" only for users Redis confirmed since the last sync
+// (DegradedNullok=no).
+void test_read_cache_confirmed(void** /*state*/) {
+  FleetReadCache c;
+  const uint64_t t0 = 50000000;
+  c.read_done("alice", c.read_started(), t0);
+  assert_false(c.confirmed("alice"));  // read without the subscription
+  c.watching(true, t0);
+  c.read_done("alice", c.read_started(), t0);
+  c.read_done("bob", c.read_started(), t0);
+  c.invalidate("bob");  // changed on another host since the read
+  c.invalidate_all();   // entering degraded mode forgets what is current, not what is confirmed
+  c.outage(t0 + 1);
+  assert_true(c.confirmed("alice"));
+  assert_false(c.confirmed("bob"));
+  assert_false(c.confirmed("carol"));
+  c.watching(false, t0 + 2);  // the subscription drops with Redis: the outage's view stays
+  assert_true(c.confirmed("alice"));
+  c.back_online();
+  assert_false(c.confirmed("alice"));
+  // A subscription lost long before the outage may have missed messages: nobody is confirmed.
+  c.watching(true, t0);
+  c.read_done("alice", c.read_started(), t0);
+  c.watching(false, t0);
+  c.outage(t0 + FleetReadCache::kOutageSlackUsec + 1);
+  assert_false(c.confirmed("alice"));
+}
+
 // Which users' cached state the read cache vouches for (fleet_read_cache.hpp).
 void test_read_cache(void** /*state*/) {
   FleetReadCache c;
@@ -862,7 +890,7 @@ void test_read_cache(void** /*state*/) {
   uint64_t token = c.read_started();
   c.read_done("alice", token, t0);
   assert_false(c.current("alice", t0));  // no subscription yet: nothing is current
-  c.watching(true);
+  c.watching(true, 0);
   token = c.read_started();
   c.read_done("alice", token, t0);
   assert_true(c.current("alice", t0));
@@ -879,11 +907,11 @@ void test_read_cache(void** /*state*/) {
   assert_true(c.current("bob", t0));
   // The subscription lost: nothing is current, and a read in flight across it is not either.
   token = c.read_started();
-  c.watching(false);
+  c.watching(false, 0);
   assert_false(c.current("bob", t0));
   c.read_done("bob", token, t0);
   c.read_done("carol", c.read_started(), t0);
-  c.watching(true);
+  c.watching(true, 0);
   assert_false(c.current("bob", t0) || c.current("carol", t0));
   // Bounded: past kMaxUsers, aged-out entries go first, then everything.
   for (size_t i = 0; i < FleetReadCache::kMaxUsers; ++i)
@@ -962,6 +990,7 @@ int main() {
   const struct CMUnitTest pure[] = {
       cmocka_unit_test(test_keys_and_records),
       cmocka_unit_test(test_read_cache),
+      cmocka_unit_test(test_read_cache_confirmed),
       cmocka_unit_test(test_address_parsing),
       cmocka_unit_test(test_password_file),
       cmocka_unit_test(test_recorder_notes_what_was_consumed),
