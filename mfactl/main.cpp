@@ -16,6 +16,7 @@
 #include "common/dbus_names.hpp"
 #include "common/secure_buffer.hpp"
 #include "mfactl/tty.hpp"
+#include "mfactl/fleet_acl.hpp"
 #include "mfactl/verbs.hpp"
 
 namespace mfa::ctl {
@@ -58,6 +59,7 @@ constexpr char kUsage[] =
     "  import oath FILE                       keep users' authenticator apps: import their\n"
     "                                         secrets [--remove] [--force] [--name NAME] (admin)\n"
     "  report [--since TIME]                  adoption and login outcomes (admin)\n"
+    "  fleet acl HOSTID [KEYPREFIX]           the Redis ACL line for one host of a fleet\n"
     "\n"
     "Options:\n"
     "  --json                  print one JSON document on stdout\n"
@@ -316,6 +318,18 @@ int run(int argc, char** argv) {
     return cmd_import(ctx, args);
   if (verb == "report")
     return cmd_report(ctx, args);
+  if (verb == "fleet") {
+    // fleet acl HOSTID [PREFIX]: needs no daemon (docs/fleet.md, "One Redis user per host").
+    if (args.empty() || std::string_view(args[0]) != "acl" || args.size() < 2 || args.size() > 3)
+      return usage_error("usage: mfactl fleet acl HOSTID [KEYPREFIX]");
+    auto line = fleet_acl_line(args[1], args.size() == 3 ? args[2] : "mfad:");
+    if (!line)
+      return usage_error(
+          "HOSTID must be 1 to 64 letters, digits, '.', '_' or '-' (and KEYPREFIX "
+          "letters, digits, ':', '.', '_' or '-')");
+    printf("%s\n", line->c_str());
+    return kExitOk;
+  }
   if (verb == "help") {
     (void)fputs(kUsage, stdout);
     return kExitOk;

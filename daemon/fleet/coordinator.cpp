@@ -64,7 +64,10 @@ Result<std::unique_ptr<FleetCoordinator>> FleetCoordinator::create(Deps deps,
   f->watcher_->subscribe(
       f->invalidations_,
       [self] { self->read_cache_.watching(true, self->d_.clock.monotonic_usec()); },
-      [self](const std::string& user) { self->read_cache_.invalidate(user); });
+      [self](const std::string& user) {
+        self->read_cache_.invalidate(user);
+        self->changed_elsewhere(user);
+      });
   sd_event_source* source = nullptr;
   int r = sd_event_add_time(deps.event, &source, CLOCK_MONOTONIC, UINT64_MAX, 10 * 1000,
                             &FleetCoordinator::on_reconcile_retry, self);
@@ -323,32 +326,76 @@ void FleetCoordinator::reject(const std::string& user, fleet::RecordProblem prob
   if (rejected_.size() < 10000)
     rejected_[user] = why;
   const bool rolled_back = why == "rolled-back";
-  MFA_LOG_ERROR("fleet: %s's record %s in Redis failed verification (%s): refused", user.c_str(),
-                key.c_str(), rolled_back ? "rolled-back" : fleet::record_problem_name(problem));
+  audit_rejected(user,
+                 rolled_back ? AuditReason::kRolledBack
+                             : audit_reason_from_name(fleet::record_problem_name(problem))
+                                   .value_or(AuditReason::kMalformedRecord),
+                 key, rolled_back ? "read" : why, {});
+}
+
+void FleetCoordinator::note_record_rejected(const std::string& user, fleet::RecordProblem problem,
+                                            const std::string& key, const std::string& when) {
+  audit_rejected(user,
+                 audit_reason_from_name(fleet::record_problem_name(problem))
+                     .value_or(AuditReason::kMalformedRecord),
+                 key, when, {});
+}
+
+void FleetCoordinator::note_foreign_request(const std::string& user, const std::string& key,
+                                            const std::string& from_host) {
+  audit_rejected(user, AuditReason::kForeignRequest, key, "terminate", {{"host", from_host}});
+}
+
+void FleetCoordinator::audit_rejected(const std::string& user, AuditReason reason,
+                                      const std::string& key, const std::string& when,
+                                      const StringMap& extra) {
+  MFA_LOG_ERROR("fleet: a record in Redis (%s) failed verification (%s): refused", key.c_str(),
+                audit_reason_name(reason));
   AuditEvent event;
   event.kind = AuditKind::kFleetRecordRejected;
   event.user = user;
   event.outcome = AuditOutcome::kDenied;
-  event.reason = rolled_back ? AuditReason::kRolledBack
-                             : audit_reason_from_name(fleet::record_problem_name(problem))
-                                   .value_or(AuditReason::kMalformedRecord);
+  event.reason = reason;
   event.caller = "mfad";
   event.details["key"] = key;
-  event.details["when"] = rolled_back ? "read" : why;
+  event.details["when"] = when;
+  for (const auto& [k, v] : extra)
+    event.details[k] = v;
   if (Status st = d_.audit.record(event); !st.ok())
     MFA_LOG_ERROR("cannot audit a rejected fleet record: %s", st.error().message.c_str());
   if (on_write_)
     on_write_();
   if (d_.events) {
-    d_.events->security_event(user, "fleet-record-rejected",
-                              {{"reason", audit_reason_name(event.reason)}, {"key", key}});
+    d_.events->security_event(fleet::redis_user(user), "fleet-record-rejected",
+                              {{"reason", audit_reason_name(reason)}, {"key", key}});
   }
+}
+
+void FleetCoordinator::changed_elsewhere(const std::string& user) {
+  // A user with sessions here is read at once: an enrollment or reset another host wrote is
+  // signalled while those sessions run, not at the user's next login.
+  if (degraded_ || user.size() > 256)
+    return;
+  auto sessions = d_.cache.list_sessions(user);
+  if (sessions.ok() && !sessions->empty())
+    load_user(user, [this](bool) {
+      if (on_write_)
+        on_write_();
+    });
 }
 
 void FleetCoordinator::note_writers(const std::string& user, const fleet::VerifiedUser& verified) {
   auto cached = d_.cache.get_factors(user);
   if (!cached.ok())
     return;
+  if (d_.events != nullptr && verified.factors.empty() && !cached->empty() &&
+      verified.writer != d_.mac.host() && !verified.writer.empty()) {
+    auto sessions = d_.cache.list_sessions(user);
+    if (sessions.ok() && !sessions->empty()) {
+      d_.events->security_event(fleet::redis_user(user), "fleet-foreign-reset",
+                                {{"host", verified.writer}});
+    }
+  }
   for (const auto& f : verified.factors) {
     const std::string field = fleet::factor_field(f.method, f.pending);
     auto writer = verified.factor_writers.find(field);
@@ -361,7 +408,7 @@ void FleetCoordinator::note_writers(const std::string& user, const fleet::Verifi
     auto sessions = d_.cache.list_sessions(user);
     if (!sessions.ok() || sessions->empty() || d_.events == nullptr)
       continue;
-    d_.events->security_event(user, "fleet-foreign-enrollment",
+    d_.events->security_event(fleet::redis_user(user), "fleet-foreign-enrollment",
                               {{"host", writer->second}, {"factor", field}});
   }
 }

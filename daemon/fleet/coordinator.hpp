@@ -124,6 +124,16 @@ class FleetCoordinator {
   void note_unconfirmed(const std::string& user, const std::string& call,
                         const std::string& caller);
 
+  const fleet::RecordMac& mac() const { return d_.mac; }
+  // A record outside a user's state failed verification (a termination request): audited as
+  // fleet.record-rejected (when: "terminate"), SecurityEvent.
+  void note_record_rejected(const std::string& user, fleet::RecordProblem problem,
+                            const std::string& key, const std::string& when);
+  // A termination request, sealed by a host of the fleet, for a session that is not of the user
+  // it names, or by someone else than that user: refused (fleet.record-rejected, foreign-request).
+  void note_foreign_request(const std::string& user, const std::string& key,
+                            const std::string& from_host);
+
   // Whether user's records in Redis failed verification at the last read (fleet.record-rejected):
   // logins and self-service changes are refused until a read verifies or an admin resets.
   bool rejected(const std::string& user) const { return rejected_.count(user) != 0; }
@@ -182,12 +192,15 @@ class FleetCoordinator {
   // and refused until a read verifies.
   void reject(const std::string& user, fleet::RecordProblem problem, const std::string& key,
               const std::string& why);
+  void audit_rejected(const std::string& user, AuditReason reason, const std::string& key,
+                      const std::string& when, const StringMap& extra);
   // A verified state: kept as this host's view, checked against the high-water mark (rollback).
   bool take_view(const std::string& user, const fleet::VerifiedUser& verified,
                  const std::string& key);
   // What another host wrote since this one last saw user: a factor record of another host that is
   // new here raises SecurityEvent "fleet-foreign-enrollment" when the user has sessions here.
   void note_writers(const std::string& user, const fleet::VerifiedUser& verified);
+  void changed_elsewhere(const std::string& user);
   void queue(const ReconcileItem& item);
   // What a decision consumed or counted on this host (a TOTP step, a backup code, a failure), for
   // Redis to learn on reconciliation.

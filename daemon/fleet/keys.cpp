@@ -1,7 +1,5 @@
 #include "fleet/keys.hpp"
 
-#include <openssl/sha.h>
-
 #include <charconv>
 #include <span>
 
@@ -13,7 +11,6 @@ namespace mfa::fleet {
 namespace {
 
 constexpr size_t kMaxFactorValue = 64 * 1024;
-constexpr size_t kMaxRemoteBackupCodes = 100;
 
 std::optional<std::vector<uint8_t>> from_hex(std::string_view hex) {
   if (hex.size() % 2 != 0)
@@ -49,25 +46,6 @@ std::optional<int64_t> reply_int(const RedisReply& r) {
 
 Error bad_reply(const char* what) {
   return make_error(Errc::kIo, std::string("unexpected Redis reply to ") + what);
-}
-
-LimitState limits_from_fields(const std::vector<RedisReply>& flat) {
-  LimitState s;
-  for (size_t i = 0; i + 1 < flat.size(); i += 2) {
-    const std::string& k = flat[i].str;
-    const int64_t v = reply_int(flat[i + 1]).value_or(0);
-    if (k == "cf")
-      s.consecutive_failures = static_cast<int>(v);
-    else if (k == "lc")
-      s.lockout_count = static_cast<int>(v);
-    else if (k == "lu")
-      s.locked_until_usec = v;
-    else if (k == "day")
-      s.day = v;
-    else if (k == "df")
-      s.day_failures = static_cast<int>(v);
-  }
-  return s;
 }
 
 }  // namespace
@@ -152,36 +130,6 @@ std::optional<CodeHash> parse_hash_hex(std::string_view hex) {
   return h;
 }
 
-Result<RemoteUser> parse_load_reply(const RedisReply& reply) {
-  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 4)
-    return bad_reply("the load script");
-  const auto& factors = reply.elements[0];
-  const auto& watermark = reply.elements[1];
-  const auto& backup = reply.elements[2];
-  const auto& limits = reply.elements[3];
-  RemoteUser u;
-  for (size_t i = 0; i + 1 < factors.elements.size(); i += 2) {
-    // A record that does not decode is skipped: it cannot be used, and must not block the others.
-    if (auto r = decode_factor(factors.elements[i].str, factors.elements[i + 1].str))
-      u.factors.push_back(std::move(*r));
-  }
-  if (!watermark.str.empty()) {
-    auto w = to_number<uint64_t>(watermark.str);
-    if (!w)
-      return bad_reply("the load script (watermark)");
-    u.watermark = *w;
-  }
-  for (const auto& e : backup.elements) {
-    if (u.backup.size() >= kMaxRemoteBackupCodes)
-      break;
-    if (auto h = parse_hash_hex(e.str))
-      u.backup.push_back(*h);
-  }
-  u.has_limits = !limits.elements.empty();
-  u.limits = limits_from_fields(limits.elements);
-  return u;
-}
-
 std::optional<LimitState> parse_limit_values(std::span<const RedisReply> values) {
   if (values.size() != 5)
     return std::nullopt;
@@ -198,170 +146,6 @@ std::optional<LimitState> parse_limit_values(std::span<const RedisReply> values)
   s.locked_until_usec = *lu;
   s.day = *day;
   s.day_failures = static_cast<int>(*df);
-  return s;
-}
-
-Result<ConfirmOutcome> parse_confirm_reply(const RedisReply& reply) {
-  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 6)
-    return bad_reply("the confirm script");
-  ConfirmOutcome o;
-  // A refusal is a refusal, whatever its name: an unknown one fails closed.
-  o.refused = parse_fleet_refusal(reply.elements[0].str).value_or(FleetRefusal::kUnrecognised);
-  auto limits = parse_limit_values(std::span<const RedisReply>(reply.elements).subspan(1));
-  if (!limits)
-    return bad_reply("the confirm script (limits)");
-  o.limits = *limits;
-  return o;
-}
-
-std::vector<std::string> confirm_args(const ConfirmRequest& request, const RatePolicy& policy,
-                                      int64_t now_usec) {
-  return {request.step ? std::to_string(*request.step) : std::string(),
-          request.backup ? hash_hex(*request.backup) : std::string(),
-          request.action,
-          std::to_string(now_usec),
-          std::to_string(policy.max_failures),
-          std::to_string(policy.lockout_seconds),
-          std::to_string(policy.max_lockout_seconds),
-          std::to_string(policy.max_failures_per_day),
-          std::to_string(std::max(1, request.fail_count)),
-          request.check_lock ? "1" : "",
-          request.factor_field,
-          request.factor_sha1,
-          request.notify_channel,
-          request.notify_user};
-}
-
-std::vector<std::string> confirm_keys(const UserKeys& keys) {
-  return {keys.watermark, keys.backup, keys.limits, keys.factors};
-}
-
-std::string factor_fingerprint(const FactorRecord& record) {
-  const std::string encoded = encode_factor(record);
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(encoded.data()), encoded.size(), digest);
-  return to_hex(digest);
-}
-
-// KEYS: factors watermark backup limits.
-const LuaScript& load_script() {
-  static const LuaScript s(R"lua(
-return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '',
-        redis.call('SMEMBERS', KEYS[3]), redis.call('HGETALL', KEYS[4])}
-)lua");
-  return s;
-}
-
-// KEYS: watermark backup limits factors. ARGV: step hash action now_usec max_failures
-// lockout_seconds max_lockout_seconds max_failures_per_day fail_count check_lock factor_field
-// factor_sha1 notify_channel notify_user. The arithmetic is rate_limiter.cpp's (count_attempt +
-// apply_failure; record_success), so that a guesser gains nothing by switching hosts. Numbers stay
-// below 2^53 (microseconds until the year 2255), exact in Lua's doubles. The user's name is
-// published on notify_channel when the lockout changes or the last backup code goes.
-//
-// A login decided from the state BeginAuthentication read (bus/fleet_calls.cpp) is checked here
-// against what another host may have done since, in the same atomic step as its consumption: a
-// lockout refuses it before anything is counted or consumed (as a locked user's attempt is,
-// locally), and a success whose factor record was removed or replaced is refused and counted.
-const LuaScript& confirm_script() {
-  static const LuaScript s(R"lua(
-local h = redis.call('HMGET', KEYS[3], 'cf', 'lc', 'lu', 'day', 'df')
-local cf, lc = tonumber(h[1] or '0'), tonumber(h[2] or '0')
-local lu, day, df = tonumber(h[3] or '0'), tonumber(h[4] or '0'), tonumber(h[5] or '0')
-local now = tonumber(ARGV[4])
-local function outcome(refused)
-  return {refused, string.format('%d', cf), string.format('%d', lc), string.format('%d', lu),
-          string.format('%d', day), string.format('%d', df)}
-end
-if ARGV[10] == '1' and lu > now then return outcome('locked') end
-local refused = ''
-if (ARGV[11] or '') ~= '' then
-  local record = redis.call('HGET', KEYS[4], ARGV[11])
-  if (not record) or redis.sha1hex(record) ~= ARGV[12] then refused = 'factor-changed' end
-end
-if refused == '' and ARGV[1] ~= '' then
-  local cur = redis.call('GET', KEYS[1])
-  if cur and tonumber(cur) >= tonumber(ARGV[1]) then
-    refused = 'replay-fleet'
-  else
-    redis.call('SET', KEYS[1], ARGV[1])
-  end
-end
-local notify = false
-if refused == '' and ARGV[2] ~= '' then
-  if redis.call('SREM', KEYS[2], ARGV[2]) == 0 then refused = 'consumed-elsewhere'
-  elseif redis.call('SCARD', KEYS[2]) == 0 then notify = true end
-end
-local lu_before = lu
-local action = ARGV[3]
-if refused ~= '' then action = 'fail' end
-local usec_per_day = 86400000000
-local today = math.floor(now / usec_per_day)
-local maxf, lockout, cap, maxday = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-if action == 'fail' then
-  for i = 1, tonumber(ARGV[9]) do
-    if day ~= today then day = today; df = 0 end
-    cf = cf + 1; df = df + 1
-    if maxday > 0 and df >= maxday then
-      lu = math.max(lu, (today + 1) * usec_per_day); cf = 0
-    elseif cf >= maxf then
-      local d = lockout
-      for j = 1, lc do if d >= cap then break end; d = d * 2 end
-      d = math.min(d, cap)
-      lu = math.max(lu, now + d * 1000000); lc = lc + 1; cf = 0
-    end
-  end
-elseif action == 'success' then
-  if day ~= today then day = today; df = 0 end
-  cf = 0; lc = 0
-elseif action == 'clear' then
-  cf = 0; lc = 0; lu = 0; day = 0; df = 0
-end
-if action ~= '' then
-  redis.call('HSET', KEYS[3], 'cf', string.format('%d', cf), 'lc', string.format('%d', lc),
-             'lu', string.format('%d', lu), 'day', string.format('%d', day),
-             'df', string.format('%d', df))
-end
--- pcall: a refused PUBLISH (an ACL without the channel) must not undo the decision.
-if (notify or lu ~= lu_before) and (ARGV[13] or '') ~= '' then
-  redis.pcall('PUBLISH', ARGV[13], ARGV[14])
-end
-return outcome(refused)
-)lua");
-  return s;
-}
-
-// KEYS: factors watermark backup limits sessions, then the SMS codes that die with this change
-// (ResetUser, DisableMethod sms: in the same atomic step, so that no code texted before the
-// change is left for another host to accept). ARGV: mode ("delete" | "update") watermark
-// replace_factors replace_backup nfactors notify_channel notify_user, then nfactors (field, value)
-// pairs, then backup hashes. The user's name is published on notify_channel (the read caches).
-const LuaScript& put_user_script() {
-  static const LuaScript s(R"lua(
-for k = 6, #KEYS do redis.call('DEL', KEYS[k]) end
-if ARGV[6] ~= '' then redis.pcall('PUBLISH', ARGV[6], ARGV[7]) end
-if ARGV[1] == 'delete' then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-  return 1
-end
-local n = tonumber(ARGV[5])
-local i = 8
-if ARGV[3] == '1' then
-  redis.call('DEL', KEYS[1])
-  for j = 1, n do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); i = i + 2 end
-else
-  i = i + 2 * n
-end
-if ARGV[4] == '1' then
-  redis.call('DEL', KEYS[3])
-  while i <= #ARGV do redis.call('SADD', KEYS[3], ARGV[i]); i = i + 1 end
-end
-if ARGV[2] ~= '' then
-  local cur = redis.call('GET', KEYS[2])
-  if (not cur) or tonumber(cur) < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
-end
-return 1
-)lua");
   return s;
 }
 

@@ -1,5 +1,7 @@
 #include "fleet/session_keys.hpp"
 
+#include <cstdint>
+
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
@@ -152,7 +154,9 @@ std::string encode_termination(const TerminationRequest& request) {
                    {"id", request.session_id},
                    {"reason", request.reason},
                    {"from", request.from_host},
-                   {"caller", request.caller}});
+                   {"caller", request.caller},
+                   {"user", request.user},
+                   {"uid", request.uid}});
 }
 
 std::optional<TerminationRequest> decode_termination(std::string_view json_text) {
@@ -167,8 +171,12 @@ std::optional<TerminationRequest> decode_termination(std::string_view json_text)
     return std::nullopt;
   if (*reason != "admin" && *reason != "user" && *reason != "limit")
     return std::nullopt;
-  return TerminationRequest{std::move(*id), std::move(*reason), std::move(*from),
-                            std::move(*caller)};
+  auto user = text(*j, "user", 256);
+  const int64_t uid = number(*j, "uid", INT32_MAX).value_or(-1);
+  if (!user)
+    return std::nullopt;
+  return TerminationRequest{std::move(*id),     std::move(*reason), std::move(*from),
+                            std::move(*caller), std::move(*user),   uid};
 }
 
 std::vector<std::string> session_register_args(const RemoteSession& session, int64_t now_usec,

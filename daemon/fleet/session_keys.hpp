@@ -59,6 +59,10 @@ struct TerminationRequest {
   std::string reason;
   std::string from_host;
   std::string caller;  // who asked on from_host ("uid=0 pid=7 :1.5"), for the owner's audit row
+  // Whose session the asker ended (the owner checks that the session is theirs) and who asked
+  // (reason "user": the owner checks that the asker is that user).
+  std::string user;
+  int64_t uid = -1;
 };
 std::string encode_termination(const TerminationRequest& request);
 std::optional<TerminationRequest> decode_termination(std::string_view json);

@@ -1,5 +1,7 @@
 #include "fleet/sessions.hpp"
 
+#include <pwd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <set>
@@ -29,6 +31,20 @@ SessionEnd requested_reason(const std::string& reason) {
   if (reason == "user")
     return SessionEnd::kUser;
   return SessionEnd::kAdmin;
+}
+
+// Whether uid is the account of user (a name, or an account key "uid/N").
+bool uid_is_user(int64_t uid, const std::string& user) {
+  if (uid < 0)
+    return false;
+  if (user == "uid/" + std::to_string(uid))
+    return true;
+  struct passwd pw_buf;
+  struct passwd* pw = nullptr;
+  std::vector<char> buf(16384);
+  if (getpwuid_r(static_cast<uid_t>(uid), &pw_buf, buf.data(), buf.size(), &pw) != 0 || !pw)
+    return false;
+  return user == pw->pw_name;
 }
 
 }  // namespace
@@ -144,7 +160,9 @@ void FleetSessions::admitted(const Caller& caller, SessionRecord session,
             d_.registry.note_remote_end(caller, victim.record, SessionEnd::kLimit, victim.host);
         !st.ok())
       MFA_LOG_ERROR("cannot audit an eviction: %s", st.error().message.c_str());
-    shared_.request_termination(victim, {victim.record.id, "limit", d_.host, caller.describe()},
+    shared_.request_termination(victim,
+                                {victim.record.id, "limit", d_.host, caller.describe(),
+                                 victim.record.user, static_cast<int64_t>(caller.uid)},
                                 queue_seconds, [host = victim.host](Status st) {
                                   if (!st.ok())
                                     MFA_LOG_WARNING(
@@ -257,8 +275,9 @@ void FleetSessions::terminate(const Caller& caller, const std::string& session_i
       return done(no_such_session());
     }
     const SessionEnd reason = d_.registry.remote_end_reason(caller, session.record.user);
-    fleet::TerminationRequest request{session.record.id, session_end_name(reason), d_.host,
-                                      caller.describe()};
+    fleet::TerminationRequest request{
+        session.record.id, session_end_name(reason), d_.host,
+        caller.describe(), session.record.user,      static_cast<int64_t>(caller.uid)};
     shared_.request_termination(
         session, request, d_.config.sessions_max_lifetime_seconds,
         [this, alive, caller, session, reason, done = std::move(done)](Status st) mutable {
@@ -278,6 +297,45 @@ void FleetSessions::terminate(const Caller& caller, const std::string& session_i
 
 // --- What other hosts ask of this one ---
 
+std::optional<fleet::TerminationRequest> FleetSessions::accept_termination(
+    const std::string& sealed) {
+  const std::string key = fleet::host_terminate_key(d_.config.redis_key_prefix, d_.host);
+  fleet::SignedRecord record;
+  const fleet::RecordProblem problem = d_.fleet.mac().open(key, sealed, &record);
+  std::optional<fleet::TerminationRequest> request;
+  if (problem == fleet::RecordProblem::kNone)
+    request = fleet::decode_termination(record.payload);
+  if (!request) {
+    // Not written by a host of the fleet (or not one this release understands): nothing ends.
+    d_.fleet.note_record_rejected(
+        "", problem == fleet::RecordProblem::kNone ? fleet::RecordProblem::kMalformed : problem,
+        key, "terminate");
+    return std::nullopt;
+  }
+  // The record's counter is when it was asked; a request older than a session may live is a
+  // replay (its session ended long ago, or its id is reused).
+  const int64_t max_age = int64_t{d_.config.sessions_max_lifetime_seconds} * 1000000;
+  const auto asked = static_cast<int64_t>(record.counter);
+  if (asked + max_age < d_.clock.realtime_usec() || record.host != request->from_host) {
+    d_.fleet.note_record_rejected(request->user, fleet::RecordProblem::kMalformed, key,
+                                  "terminate");
+    return std::nullopt;
+  }
+  // The asker may end that session: it is the user's the request names, and a user ends only
+  // their own (an admin's or an eviction's right is the asking host's to check: it holds the key).
+  auto local = d_.store.get_session(request->session_id);
+  if (local.ok() && *local) {
+    bool allowed = (*local)->user == request->user;
+    if (allowed && request->reason == "user")
+      allowed = uid_is_user(request->uid, request->user);
+    if (!allowed) {
+      d_.fleet.note_foreign_request(request->user, key, request->from_host);
+      return std::nullopt;
+    }
+  }
+  return request;
+}
+
 void FleetSessions::drain(std::function<void()> then) {
   if (d_.fleet.degraded())
     return;  // drained when fleet mode is back
@@ -288,25 +346,28 @@ void FleetSessions::drain(std::function<void()> then) {
   draining_ = true;
   auto alive = alive_;
   shared_.take_terminations(d_.host, [this, alive, then = std::move(then)](
-                                         Result<std::vector<fleet::TerminationRequest>> taken) {
+                                         Result<std::vector<std::string>> taken) {
     if (!*alive)
       return;
     draining_ = false;
     if (!taken.ok())
       return;  // degraded now
-    for (const auto& request : *taken) {
-      Status st = d_.registry.end_by_id(request.session_id, requested_reason(request.reason),
-                                        request.caller + " on " + request.from_host,
-                                        {{"requested_by", request.from_host}});
+    for (const auto& sealed : *taken) {
+      auto request = accept_termination(sealed);
+      if (!request)
+        continue;
+      Status st = d_.registry.end_by_id(request->session_id, requested_reason(request->reason),
+                                        request->caller + " on " + request->from_host,
+                                        {{"requested_by", request->from_host}});
       if (st.ok()) {
-        MFA_LOG_INFO("ended session %s at the request of host %s (%s)", request.session_id.c_str(),
-                     request.from_host.c_str(), request.reason.c_str());
+        MFA_LOG_INFO("ended session %s at the request of host %s (%s)", request->session_id.c_str(),
+                     request->from_host.c_str(), request->reason.c_str());
       } else if (st.error().code == Errc::kNoSuchSession) {
         MFA_LOG_INFO("host %s asked to end session %s, which is not here (any more)",
-                     request.from_host.c_str(), request.session_id.c_str());
+                     request->from_host.c_str(), request->session_id.c_str());
       } else {
         MFA_LOG_ERROR("cannot end session %s at the request of host %s: %s",
-                      request.session_id.c_str(), request.from_host.c_str(),
+                      request->session_id.c_str(), request->from_host.c_str(),
                       st.error().message.c_str());
       }
     }

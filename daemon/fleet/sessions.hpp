@@ -81,6 +81,10 @@ class FleetSessions final : public SessionListener {
   void session_removed(const SessionRecord& session) override;
 
  private:
+  // A request taken from this host's queue, checked (record_mac.hpp: sealed by a host of the
+  // fleet, fresh, for a session of the user it names, by that user when reason is "user");
+  // nullopt, audited as fleet.record-rejected, when not.
+  std::optional<fleet::TerminationRequest> accept_termination(const std::string& sealed);
   explicit FleetSessions(Deps deps, WriteCallback on_write);
   fleet::RemoteSession remote(const SessionRecord& session) const;
   void admitted(const Caller& caller, SessionRecord session, const fleet::RegisterOutcome& outcome,

@@ -142,35 +142,33 @@ void SharedSessions::request_termination(const fleet::RemoteSession& session,
       fleet::request_termination_script(),
       {fleet::user_keys(prefix, session.record.user).sessions, fleet::session_records_key(prefix),
        fleet::host_terminate_key(prefix, session.host)},
-      {session.record.id, fleet::encode_termination(request),
+      {session.record.id,
+       fleet_.mac().seal(fleet::host_terminate_key(prefix, session.host),
+                         static_cast<uint64_t>(clock_.realtime_usec()),
+                         fleet::encode_termination(request)),
        std::to_string(fleet::kMaxQueuedTerminations),
        std::to_string(std::max<int64_t>(1, queue_seconds))},
       reply_to("a termination request", std::move(done),
                [](const RedisReply&) { return Status{}; }));
 }
 
-void SharedSessions::take_terminations(
-    const std::string& host,
-    std::function<void(Result<std::vector<fleet::TerminationRequest>>)> done) {
+void SharedSessions::take_terminations(const std::string& host,
+                                       std::function<void(Result<std::vector<std::string>>)> done) {
   if (fleet_.degraded())
     return done(degraded_now());
-  fleet_.client().eval(
-      fleet::take_session_terminations_script(),
-      {fleet::host_terminate_key(config_.redis_key_prefix, host)},
-      {std::to_string(fleet::kTerminationBatch)},
-      reply_to("taking termination requests", std::move(done),
-               [](const RedisReply& r) -> Result<std::vector<fleet::TerminationRequest>> {
-                 if (r.type != RedisReply::Type::kArray)
-                   return make_error(Errc::kIo, "unexpected Redis reply to terminations");
-                 std::vector<fleet::TerminationRequest> out;
-                 for (const auto& e : r.elements) {
-                   if (auto t = fleet::decode_termination(e.str))
-                     out.push_back(std::move(*t));
-                   else
-                     MFA_LOG_WARNING("fleet: ignoring a malformed termination request");
-                 }
-                 return out;
-               }));
+  fleet_.client().eval(fleet::take_session_terminations_script(),
+                       {fleet::host_terminate_key(config_.redis_key_prefix, host)},
+                       {std::to_string(fleet::kTerminationBatch)},
+                       reply_to("taking termination requests", std::move(done),
+                                [](const RedisReply& r) -> Result<std::vector<std::string>> {
+                                  if (r.type != RedisReply::Type::kArray)
+                                    return make_error(Errc::kIo,
+                                                      "unexpected Redis reply to terminations");
+                                  std::vector<std::string> out;
+                                  for (const auto& e : r.elements)
+                                    out.push_back(e.str);
+                                  return out;
+                                }));
 }
 
 }  // namespace mfa

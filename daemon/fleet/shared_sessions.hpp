@@ -51,7 +51,7 @@ class SharedSessions {
   // The oldest requests (at most kTerminationBatch) other hosts queued for host, removed from the
   // queue; malformed ones skipped.
   void take_terminations(const std::string& host,
-                         std::function<void(Result<std::vector<fleet::TerminationRequest>>)> done);
+                         std::function<void(Result<std::vector<std::string>>)> done);
 
  private:
   // The reply handler of a command: ignored once this object is gone; a failed command (now

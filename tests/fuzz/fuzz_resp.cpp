@@ -47,8 +47,7 @@ bool same(const redisReply* r, const RedisReply& copy) {
 
 // Everything mfad does with a reply, wherever it comes from; nothing may crash.
 void parse_everything(const RedisReply& reply) {
-  (void)mfa::fleet::parse_load_reply(reply);
-  (void)mfa::fleet::parse_confirm_reply(reply);
+  (void)mfa::fleet::parse_raw_load_reply(reply);
   (void)mfa::fleet::parse_register_reply(reply);
   (void)mfa::fleet::parse_sms_send_reply(reply);
   (void)mfa::fleet::parse_sms_code_reply(reply);

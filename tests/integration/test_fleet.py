@@ -133,6 +133,11 @@ def test_disable_on_a_reaches_b(fleet, test_users):
 
 def test_redis_down_logins_go_on_and_reconcile(fleet, test_users, redis):
     a, b = fleet
+    # Backup codes while degraded are refused by default (test_fleet_records.py); allowed here to
+    # see one consumed offline reconciled.
+    a.set_config("Redis", "DegradedBackupCodes", "yes")
+    a.restart()
+    wait_degraded(a, False)
     user = "mfa-alice"
     secret = a.enroll_totp(user)
     codes = backup_codes(a, user)

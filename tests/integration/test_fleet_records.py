@@ -6,7 +6,10 @@ attacker would; each is refused (the login is denied, never decided as if the re
 absent), audited as fleet.record-rejected, and signalled. Degraded mode is stricter than normal:
 "no factor" is not trusted for a user the cache has not confirmed, and backup codes wait."""
 
+import os
 import re
+import secrets
+import subprocess
 
 import pytest
 
@@ -192,3 +195,41 @@ def test_degraded_failure_limit_is_a_fraction_of_the_fleets(mfad_factory, redis,
     a.login(user, "000001")[1].expect_error("RateLimited")  # 2 of 4 while degraded
     redis.start()
     wait_degraded(a, False)
+
+
+def test_per_host_acl_line_runs_a_host_and_refuses_the_rest(mfad_factory, build_dir, redis,
+                                                            test_users, tmp_path):
+    out = subprocess.run([os.path.join(build_dir, "mfactl", "mfactl"), "fleet", "acl", "host-a"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip()
+    assert line.startswith("ACL SETUSER mfad-host-a reset on ") and ">" not in line
+    assert redis.admin_cli(*line.split()).strip() == "OK"
+    password = secrets.token_hex(16)
+    assert redis.admin_cli("ACL", "SETUSER", "mfad-host-a", ">" + password).strip() == "OK"
+    password_file = tmp_path / "host-a.password"
+    password_file.write_text(password + "\n")
+    os.chmod(password_file, 0o600)
+    a = mfad_factory
+    fleet_config(a, redis, password_file=str(password_file))
+    a.set_config("Redis", "User", "mfad-host-a")
+    a.start()
+    wait_degraded(a, False)
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    codes = a.call("GenerateBackupCodes", "ss", user, "").expect_ok()
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    assert a.login(user, codes[0])[1].expect_ok() == "backup"
+    assert not [r for r in audit_rows(a, "degraded") if r["outcome"] != "info"]
+
+    def as_host(*args):
+        r = subprocess.run(["redis-cli", "-s", redis.socket, "--user", "mfad-host-a", "--pass",
+                            password, "--no-auth-warning", *args],
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout + r.stderr
+
+    assert "NOPERM" in as_host("GET", "mfad:host:{host-b}:sessions")  # another host's registry
+    assert "NOPERM" in as_host("HGETALL", "other:user:{x}:factors")     # outside the prefix
+    assert "NOPERM" in as_host("KEYS", "*")
+    assert "NOPERM" in as_host("FLUSHALL")
+    assert "NOPERM" in as_host("CONFIG", "GET", "requirepass")

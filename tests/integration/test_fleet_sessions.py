@@ -12,7 +12,8 @@ import time
 import pytest
 
 from fleet_helpers import redis  # noqa: F401 (a fixture)
-from fleet_helpers import audit_details, degraded, fleet_config, second_host, wait_degraded
+from fleet_helpers import (audit_details, audit_rows, degraded, fleet_config, second_host,
+                           wait_degraded)
 from pam_helpers import PAM_PERM_DENIED, PAM_SUCCESS
 from conftest import wait_until
 from session_helpers import Monitor, SessionServices, audit
@@ -256,3 +257,27 @@ def test_stale_entries_of_a_dead_host_stop_counting(fleet_factory, test_users, r
     listed = sessions(f.a, "")
     assert {r["host"] for r in listed} == {"host-a"}
     assert wait_until(lambda: on_b.session_id not in redis.cli("HKEYS", "mfad:sessions"))
+
+
+def test_forged_termination_request_ends_nothing(fleet_factory, test_users, redis):
+    """Issue 16: with the Redis password, an attacker pushes a termination request for a session
+    of host A and publishes it: A ends nothing, and audits the request as fleet.record-rejected.
+    A real request from B still works."""
+    f = fleet_factory(max_per_user=5)
+    alice = test_users["mfa-alice"]
+    leader = f.lead("a", alice)
+    assert leader.open_rc == PAM_SUCCESS
+    queue = "mfad:host:{host-a}:terminate"
+    forged = ('{"v":1,"id":"%s","reason":"admin","from":"host-b","caller":"uid=0 pid=1 :1.1",'
+              '"user":"mfa-alice","uid":0}' % leader.session_id)
+    redis.cli("RPUSH", queue, forged)
+    redis.cli("PUBLISH", queue, "x")
+    assert wait_until(lambda: [r for r in audit_rows(f.a, "fleet.record-rejected")
+                               if audit_details(r)["when"] == "terminate"])
+    assert leader.wait_dead(1) is None
+    rows = [r for r in audit_rows(f.a, "fleet.record-rejected")]
+    assert rows[-1]["reason"] == "legacy-record"
+    assert audit_details(rows[-1])["key"] == queue
+    assert ids(f.a, "mfa-alice") == {leader.session_id}
+    f.b.call("TerminateSession", "s", leader.session_id).expect_ok()
+    assert leader.wait_dead(5) == -signal.SIGHUP

@@ -25,6 +25,7 @@ extern "C" {
 
 #include "core/clock.hpp"
 #include "fleet/keys.hpp"
+#include "fleet/user_state.hpp"
 #include "fleet/read_cache.hpp"
 #include "fleet/recorder.hpp"
 #include "fleet/refusal.hpp"
@@ -266,272 +267,6 @@ void test_wrong_password_is_refused_not_ready(void** /*state*/) {
   assert_null(strstr(l.client->last_error().c_str(), "wrong-password"));
   auto r = l.command({"PING"});
   assert_false(r.ok());
-}
-
-void test_watermark_compare_and_set(void** /*state*/) {
-  Loop l;
-  l.wait_ready();
-  const auto k = fleet::user_keys("mfad:", "cas-user");
-  const RatePolicy policy;
-  const int64_t now = 1764000000000000;
-  auto run = [&](uint64_t step) {
-    fleet::ConfirmRequest req;
-    req.step = step;
-    auto r = l.eval(fleet::confirm_script(), {k.watermark, k.backup, k.limits},
-                    fleet::confirm_args(req, policy, now));
-    assert_true(r.ok());
-    auto o = fleet::parse_confirm_reply(*r);
-    assert_true(o.ok());
-    return std::string(fleet_refusal_name(o->refused));
-  };
-  assert_string_equal(run(100).c_str(), "");
-  assert_string_equal(run(100).c_str(), "replay-fleet");  // same step: once fleet-wide
-  assert_string_equal(run(99).c_str(), "replay-fleet");   // never backwards
-  assert_string_equal(run(101).c_str(), "");
-  auto w = l.command({"GET", k.watermark});
-  assert_string_equal(w->str.c_str(), "101");
-  // A refusal is a counted failure.
-  auto lim = l.command({"HGET", k.limits, "cf"});
-  assert_string_equal(lim->str.c_str(), "2");
-}
-
-void test_backup_code_exactly_once(void** /*state*/) {
-  Loop l;
-  l.wait_ready();
-  const auto k = fleet::user_keys("mfad:", "backup-user");
-  const CodeHash h = code_hash(9);
-  assert_true(l.command({"SADD", k.backup, fleet::hash_hex(h)}).ok());
-  fleet::ConfirmRequest req;
-  req.backup = h;
-  req.action = "success";
-  const RatePolicy policy;
-  auto first = l.eval(fleet::confirm_script(), {k.watermark, k.backup, k.limits},
-                      fleet::confirm_args(req, policy, 1764000000000000));
-  auto second = l.eval(fleet::confirm_script(), {k.watermark, k.backup, k.limits},
-                       fleet::confirm_args(req, policy, 1764000000000000));
-  assert_string_equal(fleet_refusal_name(fleet::parse_confirm_reply(*first)->refused), "");
-  assert_string_equal(fleet_refusal_name(fleet::parse_confirm_reply(*second)->refused),
-                      "consumed-elsewhere");
-}
-
-// A login decided from an older cache: a fleet-wide lockout refuses it before anything is
-// counted or consumed; reconciliation (no check_lock) still applies what happened offline.
-void test_confirm_refuses_while_locked_fleet_wide(void** /*state*/) {
-  Loop l;
-  l.wait_ready();
-  const auto k = fleet::user_keys("mfad:", "locked-user");
-  const int64_t now = 1764000000000000;
-  const CodeHash h = code_hash(3);
-  assert_true(l.command({"SADD", k.backup, fleet::hash_hex(h)}).ok());
-  assert_true(l.command({"HSET", k.limits, "cf", "0", "lc", "1", "lu",
-                         std::to_string(now + 60000000), "day", "0", "df", "3"})
-                  .ok());
-  const RatePolicy policy;
-  fleet::ConfirmRequest req;
-  req.step = 500;
-  req.action = "success";
-  req.check_lock = true;
-  auto r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
-                  fleet::confirm_args(req, policy, now));
-  auto o = fleet::parse_confirm_reply(*r);
-  assert_true(o.ok());
-  assert_string_equal(fleet_refusal_name(o->refused), "locked");
-  assert_int_equal(o->limits.locked_until_usec, now + 60000000);
-  assert_int_equal(o->limits.lockout_count, 1);            // not cleared by the refused success
-  assert_true(l.command({"GET", k.watermark})->is_nil());  // the step was not taken
-  req = {};
-  req.backup = h;
-  req.action = "fail";
-  req.check_lock = true;
-  r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
-             fleet::confirm_args(req, policy, now));
-  o = fleet::parse_confirm_reply(*r);
-  assert_string_equal(fleet_refusal_name(o->refused), "locked");
-  assert_int_equal(o->limits.day_failures, 3);  // not counted
-  assert_int_equal(l.command({"SISMEMBER", k.backup, fleet::hash_hex(h)})->integer, 1);
-  // Once the lock is over, the same request goes through.
-  r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
-             fleet::confirm_args(req, policy, now + 61000000));
-  assert_string_equal(fleet_refusal_name(fleet::parse_confirm_reply(*r)->refused), "");
-  // Reconciliation does not ask: it replays what this host already decided offline.
-  const auto k2 = fleet::user_keys("mfad:", "locked-user-2");
-  assert_true(l.command({"HSET", k2.limits, "lu", std::to_string(now + 60000000)}).ok());
-  fleet::ConfirmRequest replay;
-  replay.step = 700;
-  r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k2),
-             fleet::confirm_args(replay, policy, now));
-  assert_string_equal(fleet_refusal_name(fleet::parse_confirm_reply(*r)->refused), "");
-  assert_string_equal(l.command({"GET", k2.watermark})->str.c_str(), "700");
-}
-
-// A success rests on the factor record the cache had: removed or replaced in Redis since, the
-// success is refused (and counted), and nothing is consumed.
-void test_confirm_checks_the_factor_record(void** /*state*/) {
-  Loop l;
-  l.wait_ready();
-  const auto k = fleet::user_keys("mfad:", "factor-user");
-  const int64_t now = 1764000000000000;
-  FactorRecord f;
-  f.method = Method::kTotp;
-  f.sealed = {7, 8, 9};
-  f.params = "SHA1:6:30";
-  f.created_usec = 42;
-  assert_true(l.command({"HSET", k.factors, "totp", fleet::encode_factor(f)}).ok());
-  const RatePolicy policy;
-  auto run = [&](const FactorRecord& seen, uint64_t step) {
-    fleet::ConfirmRequest req;
-    req.step = step;
-    req.action = "success";
-    req.check_lock = true;
-    req.factor_field = "totp";
-    req.factor_sha1 = fleet::factor_fingerprint(seen);
-    auto r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
-                    fleet::confirm_args(req, policy, now));
-    assert_true(r.ok());
-    auto o = fleet::parse_confirm_reply(*r);
-    assert_true(o.ok());
-    return std::string(fleet_refusal_name(o->refused));
-  };
-  assert_string_equal(run(f, 100).c_str(), "");
-  FactorRecord replaced = f;
-  replaced.sealed = {1, 1, 1};  // re-enrolled elsewhere: another secret
-  assert_true(l.command({"HSET", k.factors, "totp", fleet::encode_factor(replaced)}).ok());
-  assert_string_equal(run(f, 101).c_str(), "factor-changed");
-  assert_string_equal(l.command({"GET", k.watermark})->str.c_str(), "100");
-  assert_string_equal(l.command({"HGET", k.limits, "cf"})->str.c_str(), "1");
-  assert_true(l.command({"HDEL", k.factors, "totp"}).ok());  // disabled, or the user reset
-  assert_string_equal(run(replaced, 102).c_str(), "factor-changed");
-  assert_true(l.command({"DEL", k.factors}).ok());
-  // The fingerprint is of the record as encode_factor writes it.
-  assert_int_equal(fleet::factor_fingerprint(f).size(), 40);
-  assert_string_not_equal(fleet::factor_fingerprint(f).c_str(),
-                          fleet::factor_fingerprint(replaced).c_str());
-}
-
-// The script's arithmetic is rate_limiter.cpp's: the same failures give the same state.
-void test_shared_failures_match_the_local_limiter(void** /*state*/) {
-  Loop l;
-  l.wait_ready();
-  RatePolicy policy;
-  policy.max_failures = 3;
-  policy.lockout_seconds = 60;
-  policy.max_lockout_seconds = 200;
-  policy.max_failures_per_day = 8;
-  const auto k = fleet::user_keys("mfad:", "limit-user");
-  LimitState local;
-  int64_t now = 1764000000000000;
-  for (int i = 0; i < 10; ++i, now += 1000000) {
-    roll_day(local, now);
-    count_attempt(local, now);
-    (void)apply_failure(local, policy, now);
-    fleet::ConfirmRequest req;
-    req.action = "fail";
-    auto r = l.eval(fleet::confirm_script(), {k.watermark, k.backup, k.limits},
-                    fleet::confirm_args(req, policy, now));
-    assert_true(r.ok());
-    auto o = fleet::parse_confirm_reply(*r);
-    assert_true(o.ok());
-    assert_int_equal(o->limits.consecutive_failures, local.consecutive_failures);
-    assert_int_equal(o->limits.lockout_count, local.lockout_count);
-    assert_int_equal(o->limits.locked_until_usec, local.locked_until_usec);
-    assert_int_equal(o->limits.day_failures, local.day_failures);
-    assert_int_equal(o->limits.day, local.day);
-  }
-  // A success (counted in advance, then forgiven) and an unlock: the same state too, so that the
-  // cache, which took the local decision, need not be written again after the confirm.
-  for (int i = 0; i < 2; ++i, now += kUsecPerDay) {
-    roll_day(local, now);
-    count_attempt(local, now);
-    record_success(local);
-    fleet::ConfirmRequest req;
-    req.action = "success";
-    auto o = fleet::parse_confirm_reply(*l.eval(fleet::confirm_script(),
-                                                {k.watermark, k.backup, k.limits},
-                                                fleet::confirm_args(req, policy, now)));
-    assert_true(o.ok());
-    assert_int_equal(o->limits.consecutive_failures, local.consecutive_failures);
-    assert_int_equal(o->limits.lockout_count, local.lockout_count);
-    assert_int_equal(o->limits.day_failures, local.day_failures);
-    assert_int_equal(o->limits.day, local.day);
-  }
-  {
-    fleet::ConfirmRequest req;
-    req.action = "clear";
-    auto o = fleet::parse_confirm_reply(*l.eval(fleet::confirm_script(),
-                                                {k.watermark, k.backup, k.limits},
-                                                fleet::confirm_args(req, policy, now)));
-    const LimitState cleared{};
-    assert_int_equal(o->limits.day, cleared.day);
-    assert_int_equal(o->limits.day_failures, cleared.day_failures);
-    assert_int_equal(o->limits.locked_until_usec, cleared.locked_until_usec);
-  }
-  // Several failures pushed at once (reconciliation) add up the same way.
-  const auto k2 = fleet::user_keys("mfad:", "limit-user-2");
-  fleet::ConfirmRequest req;
-  req.action = "fail";
-  req.fail_count = 3;
-  auto r = l.eval(fleet::confirm_script(), {k2.watermark, k2.backup, k2.limits},
-                  fleet::confirm_args(req, policy, now));
-  auto o = fleet::parse_confirm_reply(*r);
-  assert_true(o->limits.locked_until_usec > now);
-  assert_int_equal(o->limits.lockout_count, 1);
-  // Clear (admin unlock).
-  req.action = "clear";
-  r = l.eval(fleet::confirm_script(), {k2.watermark, k2.backup, k2.limits},
-             fleet::confirm_args(req, policy, now));
-  o = fleet::parse_confirm_reply(*r);
-  assert_int_equal(o->limits.locked_until_usec, 0);
-}
-
-void test_load_and_put_user(void** /*state*/) {
-  Loop l;
-  l.wait_ready();
-  const auto k = fleet::user_keys("mfad:", "put-user");
-  FactorRecord f;
-  f.method = Method::kTotp;
-  f.sealed = {1, 2, 3};
-  f.params = "SHA1:6:30";
-  f.created_usec = 42;
-  std::vector<std::string> args{"update",
-                                "500",
-                                "1",
-                                "1",
-                                "1",
-                                "",
-                                "put-user",
-                                fleet::factor_field(f.method, false),
-                                fleet::encode_factor(f),
-                                fleet::hash_hex(code_hash(1)),
-                                fleet::hash_hex(code_hash(2))};
-  auto put = l.eval(fleet::put_user_script(),
-                    {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args);
-  assert_true(put.ok() && !put->is_error());
-  auto loaded = l.eval(fleet::load_script(), {k.factors, k.watermark, k.backup, k.limits}, {});
-  assert_true(loaded.ok());
-  auto u = fleet::parse_load_reply(*loaded);
-  assert_true(u.ok());
-  assert_int_equal(u->factors.size(), 1);
-  assert_true(u->factors[0].sealed == f.sealed);
-  assert_true(u->watermark == 500u);
-  assert_int_equal(u->backup.size(), 2);
-  assert_false(u->has_limits);
-  // A lower watermark never wins; keep the backup set when not replaced.
-  args = {"update", "10", "0", "0", "0", "", "put-user"};
-  assert_true(l.eval(fleet::put_user_script(),
-                     {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args)
-                  .ok());
-  u = fleet::parse_load_reply(
-      *l.eval(fleet::load_script(), {k.factors, k.watermark, k.backup, k.limits}, {}));
-  assert_true(u->watermark == 500u);
-  assert_int_equal(u->backup.size(), 2);
-  // Delete.
-  args = {"delete", "", "0", "0", "0", "", "put-user"};
-  assert_true(l.eval(fleet::put_user_script(),
-                     {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args)
-                  .ok());
-  u = fleet::parse_load_reply(
-      *l.eval(fleet::load_script(), {k.factors, k.watermark, k.backup, k.limits}, {}));
-  assert_true(u->factors.empty() && !u->watermark && u->backup.empty());
 }
 
 fleet::RemoteSession remote_session(const std::string& id, const std::string& user,
@@ -776,85 +511,6 @@ void test_subscription(void** /*state*/) {
   assert_int_equal(refused_subscribed, 0);
 }
 
-// The scripts publish a user's name when what BeginAuthentication answers from changes in Redis
-// (enrollment, lockout, the last backup code), and only then: the hosts' read caches rely on it.
-void test_scripts_publish_invalidations(void** /*state*/) {
-  Loop subscriber;
-  Loop l;
-  int subscribed = 0;
-  std::vector<std::string> messages;
-  const std::string channel = fleet::invalidation_channel("mfad:");
-  assert_string_equal(channel.c_str(), "mfad:invalidate");
-  subscriber.client->subscribe(
-      channel, [&] { ++subscribed; }, [&](const std::string& m) { messages.push_back(m); });
-  assert_true(subscriber.run_until([&] { return subscribed == 1; }));
-  l.wait_ready();
-  const auto k = fleet::user_keys("mfad:", "inval-user");
-  const int64_t now = 1764000000000000;
-  RatePolicy policy;
-  policy.max_failures = 2;
-  auto confirm = [&](fleet::ConfirmRequest req, int64_t at) {
-    req.notify_channel = channel;
-    req.notify_user = "inval-user";
-    auto r = l.eval(fleet::confirm_script(), fleet::confirm_keys(k),
-                    fleet::confirm_args(req, policy, at));
-    assert_true(r.ok() && !r->is_error());
-    return std::string(fleet_refusal_name(fleet::parse_confirm_reply(*r)->refused));
-  };
-  // An enrollment write.
-  std::vector<std::string> args{"update",
-                                "",
-                                "0",
-                                "1",
-                                "0",
-                                channel,
-                                "inval-user",
-                                fleet::hash_hex(code_hash(1)),
-                                fleet::hash_hex(code_hash(2))};
-  assert_true(l.eval(fleet::put_user_script(),
-                     {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args)
-                  ->integer == 1);
-  assert_true(subscriber.run_until([&] { return messages.size() == 1; }));
-  assert_string_equal(messages[0].c_str(), "inval-user");
-  // A step, a success, one failure, a backup code that is not the last: no message.
-  fleet::ConfirmRequest req;
-  req.step = 10;
-  req.action = "success";
-  assert_string_equal(confirm(req, now).c_str(), "");
-  req = {};
-  req.action = "fail";
-  assert_string_equal(confirm(req, now).c_str(), "");
-  req = {};
-  req.backup = code_hash(1);
-  req.action = "success";
-  assert_string_equal(confirm(req, now).c_str(), "");
-  assert_false(subscriber.run_until([&] { return messages.size() > 1; }, 200));
-  // The last backup code: a message (a Begin no longer offers backup codes).
-  req.backup = code_hash(2);
-  assert_string_equal(confirm(req, now).c_str(), "");
-  assert_true(subscriber.run_until([&] { return messages.size() == 2; }));
-  // Two failures lock the user: a message; a failure refused while locked: none; unlock: one.
-  req = {};
-  req.action = "fail";
-  req.check_lock = true;
-  assert_string_equal(confirm(req, now).c_str(), "");
-  assert_false(subscriber.run_until([&] { return messages.size() > 2; }, 200));
-  assert_string_equal(confirm(req, now).c_str(), "");
-  assert_true(subscriber.run_until([&] { return messages.size() == 3; }));
-  assert_string_equal(confirm(req, now).c_str(), "locked");
-  req = {};
-  req.action = "clear";
-  assert_string_equal(confirm(req, now).c_str(), "");
-  assert_true(subscriber.run_until([&] { return messages.size() == 4; }));
-  assert_false(subscriber.run_until([&] { return messages.size() > 4; }, 200));
-  // A channel the ACL refuses: the write still happens (the publish is best effort).
-  args = {"update", "77", "0", "0", "0", "other:invalidate", "inval-user"};
-  auto put = l.eval(fleet::put_user_script(),
-                    {k.factors, k.watermark, k.backup, k.limits, k.sessions}, args);
-  assert_true(put.ok() && !put->is_error());
-  assert_string_equal(l.command({"GET", k.watermark})->str.c_str(), "77");
-}
-
 // Degraded mode trusts the cache's "no factor" only for users Redis confirmed since the last sync
 // (DegradedNullok=no).
 void test_read_cache_confirmed(void** /*state*/) {
@@ -984,6 +640,45 @@ void test_close_completes_what_waits(void** /*state*/) {
   assert_false(l.run_until([&] { return l.client->ready(); }, 300));
 }
 
+// The state record's script (keys.cpp, write_state_script): it writes only over the counter the
+// host computed from, else answers the current record; it checks the factor record a success
+// rests on; it deletes what dies with the write; the scripts' PUBLISH is best effort.
+void test_state_script(void** /*state*/) {
+  Loop l(kRedisPassword);
+  l.wait_ready();
+  const auto k = fleet::user_keys("mfad:", "st1");
+  auto write = [&](std::string expected, std::string value, std::string field = "",
+                   std::string sha = "", std::vector<std::string> factor_pairs = {}) {
+    std::vector<std::string> args{expected, value, field, sha,
+                                  "",       "st1", "",    factor_pairs.empty() ? "" : "1"};
+    args.insert(args.end(), factor_pairs.begin(), factor_pairs.end());
+    auto r = l.eval(fleet::write_state_script(), {k.state, k.factors}, args);
+    assert_true(r.ok() && r->type == RedisReply::Type::kArray && r->elements.size() == 2);
+    return std::make_pair(r->elements[0].str, r->elements[1].str);
+  };
+  const std::string mac(64, 'a');
+  const std::string one = "m1|host-a|1|||0|0|0|0|0||" + mac;
+  const std::string two = "m1|host-b|2|||0|0|0|0|0||" + mac;
+  assert_true(write("0", one).first == "ok");
+  // Another host wrote meanwhile: this one computed from counter 0, and gets the record back.
+  auto stale = write("0", two);
+  assert_string_equal(stale.first.c_str(), "stale");
+  assert_string_equal(stale.second.c_str(), one.c_str());
+  assert_true(write("1", two, "", "", {"totp", "record-1"}).first == "ok");
+  assert_string_equal(l.command({"HGET", k.factors, "totp"})->str.c_str(), "record-1");
+  // The success rests on a factor record that is no longer the one in Redis.
+  const std::string sha1 = fleet::sha1_hex("record-1");
+  auto changed = write("2", "m1|h|3|" + mac, "totp", std::string(40, '0'));
+  assert_string_equal(changed.first.c_str(), "factor-changed");
+  assert_true(write("2", "", "totp", sha1).first == "ok");  // a check only: nothing written
+  assert_string_equal(l.command({"GET", k.state})->str.c_str(), two.c_str());
+  // Garbage in Redis is answered as such (the host refuses it), never overwritten.
+  (void)l.command({"SET", k.state, "0"});
+  auto bad = write("0", one);
+  assert_string_equal(bad.first.c_str(), "malformed");
+  assert_string_equal(l.command({"GET", k.state})->str.c_str(), "0");
+}
+
 }  // namespace
 
 int main() {
@@ -1001,15 +696,9 @@ int main() {
   const struct CMUnitTest with_redis[] = {
       cmocka_unit_test(test_client_auth_and_commands),
       cmocka_unit_test(test_wrong_password_is_refused_not_ready),
-      cmocka_unit_test(test_watermark_compare_and_set),
-      cmocka_unit_test(test_backup_code_exactly_once),
-      cmocka_unit_test(test_confirm_refuses_while_locked_fleet_wide),
-      cmocka_unit_test(test_confirm_checks_the_factor_record),
-      cmocka_unit_test(test_shared_failures_match_the_local_limiter),
-      cmocka_unit_test(test_load_and_put_user),
       cmocka_unit_test(test_session_scripts),
+      cmocka_unit_test(test_state_script),
       cmocka_unit_test(test_subscription),
-      cmocka_unit_test(test_scripts_publish_invalidations),
       cmocka_unit_test(test_frozen_server_times_out),
       cmocka_unit_test(test_timeout_counts_from_each_command),
       cmocka_unit_test(test_close_completes_what_waits),
