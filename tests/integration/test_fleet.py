@@ -246,9 +246,10 @@ def test_wrong_password_is_a_clear_error_and_degraded(mfad_factory, redis, test_
     assert redis.password not in m.log_text() and "not-the-password" not in m.log_text()
     assert degraded(m)
     assert m.proc.poll() is None
-    # Served from the (empty) cache: nobody is enrolled here; changes wait for Redis.
+    # Served from the (empty) cache, which Redis never confirmed: "no factor" is not trusted
+    # (DegradedNullok=no, issue 16); changes wait for Redis.
     user = "mfa-alice"
-    m.login(user, "123456")[0].expect_error("NotEnrolled")
+    m.login(user, "123456")[0].expect_error("NotAllowed")
     m.call("BeginTotpEnrollment", "sa{sv}", user, {}).expect_error("StorageFailure")
 
 
@@ -385,7 +386,8 @@ def test_sigterm_lets_redis_answer_within_its_timeout(slow_host, redis, test_use
     assert d.receive(timeout=10).expect_ok() == "totp"
     assert m.proc.wait(10) == 0
     # The success was confirmed by Redis: the step is taken fleet-wide.
-    assert int(redis.cli("GET", f"mfad:user:{{{user}}}:watermark")) == m._last_step[user]
+    state = redis.cli("GET", f"mfad:user:{{{user}}}:state").strip().split("|")
+    assert int(state[3]) == m._last_step[user]  # m1|HOST|COUNTER|WATERMARK|...
 
 
 # --- Round trips per login: Verify decides from what BeginAuthentication read, and the confirm
