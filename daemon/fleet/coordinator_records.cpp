@@ -1,0 +1,345 @@
+// The coordinator's authenticated records (docs/fleet.md, "Authenticated records"; issue 16):
+// reading and verifying a user's records, writing the state record by compare-and-set, and what
+// a record that fails verification sets off (refusal, audit, SecurityEvent).
+#include <algorithm>
+
+#include "core/log.hpp"
+#include "fleet/coordinator.hpp"
+
+namespace mfa {
+
+namespace {
+
+bool same_factor(const FactorRecord& a, const FactorRecord& b) {
+  return a.method == b.method && a.pending == b.pending && a.sealed == b.sealed &&
+         a.params == b.params && a.created_usec == b.created_usec;
+}
+
+}  // namespace
+
+void FleetCoordinator::load_user(const std::string& user, std::function<void(bool online)> done) {
+  const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
+  auto alive = alive_;
+  const uint64_t token = read_cache_.read_started();
+  client_->eval(fleet::load_state_script(),
+                {keys.factors, keys.state, keys.watermark, keys.backup, keys.limits}, {},
+                [this, alive, user, keys, token, done = std::move(done)](Result<RedisReply> reply) {
+                  if (!*alive)
+                    return;
+                  if (!reply.ok()) {
+                    enter_degraded(reply.error().message);
+                    done(false);
+                    return;
+                  }
+                  auto raw = fleet::parse_raw_load_reply(*reply);
+                  if (!raw.ok()) {
+                    MFA_LOG_ERROR("fleet: %s%s%s", raw.error().message.c_str(),
+                                  reply->is_error() ? ": " : "",
+                                  reply->is_error() ? reply->str.c_str() : "");
+                    enter_degraded(raw.error().message);
+                    done(false);
+                    return;
+                  }
+                  auto hw = highwater_.find(user);
+                  if (raw->state.empty() && hw != highwater_.end() && hw->second > 0) {
+                    // Deleted: this host saw the record, so it existed (rollback to "never
+                    // enrolled").
+                    reject(user, fleet::RecordProblem::kMalformed, keys.state, "rolled-back");
+                    done(true);
+                    return;
+                  }
+                  fleet::VerifiedUser verified;
+                  std::string key;
+                  const fleet::RecordProblem problem =
+                      fleet::verify_user(d_.mac, keys, *raw, &verified, &key);
+                  if (problem != fleet::RecordProblem::kNone) {
+                    reject(user, problem, key, "read");
+                    done(true);
+                    return;
+                  }
+                  if (!take_view(user, verified, keys.state)) {
+                    done(true);
+                    return;
+                  }
+                  note_writers(user, verified);
+                  if (Status st = write_through(user, verified); !st.ok()) {
+                    MFA_LOG_ERROR("fleet: cannot write %s's shared state to the cache: %s",
+                                  user.c_str(), st.error().message.c_str());
+                  } else if (!degraded_) {
+                    read_cache_.read_done(user, token, d_.clock.monotonic_usec());
+                  }
+                  done(true);
+                });
+}
+
+bool FleetCoordinator::take_view(const std::string& user, const fleet::VerifiedUser& verified,
+                                 const std::string& key) {
+  auto hw = highwater_.find(user);
+  if (hw != highwater_.end() && verified.counter < hw->second) {
+    // A state older than one this host has seen: a copy put back (rollback).
+    reject(user, fleet::RecordProblem::kMalformed, key, "rolled-back");
+    return false;
+  }
+  constexpr size_t kMaxUsers = 10000;
+  if (views_.size() >= kMaxUsers && !views_.count(user))
+    views_.clear();
+  if (highwater_.size() >= kMaxUsers && hw == highwater_.end())
+    highwater_.clear();
+  views_[user] = View{verified.state, verified.counter};
+  highwater_[user] = verified.counter;
+  rejected_.erase(user);
+  return true;
+}
+
+void FleetCoordinator::reject(const std::string& user, fleet::RecordProblem problem,
+                              const std::string& key, const std::string& why) {
+  read_cache_.invalidate(user);
+  views_.erase(user);
+  if (rejected_.size() < 10000)
+    rejected_[user] = why;
+  const bool rolled_back = why == "rolled-back";
+  audit_rejected(user,
+                 rolled_back ? AuditReason::kRolledBack
+                             : audit_reason_from_name(fleet::record_problem_name(problem))
+                                   .value_or(AuditReason::kMalformedRecord),
+                 key, rolled_back ? "read" : why, {});
+}
+
+void FleetCoordinator::note_record_rejected(const std::string& user, fleet::RecordProblem problem,
+                                            const std::string& key, const std::string& when) {
+  audit_rejected(user,
+                 audit_reason_from_name(fleet::record_problem_name(problem))
+                     .value_or(AuditReason::kMalformedRecord),
+                 key, when, {});
+}
+
+void FleetCoordinator::note_foreign_request(const std::string& user, const std::string& key,
+                                            const std::string& from_host) {
+  audit_rejected(user, AuditReason::kForeignRequest, key, "terminate", {{"host", from_host}});
+}
+
+void FleetCoordinator::audit_rejected(const std::string& user, AuditReason reason,
+                                      const std::string& key, const std::string& when,
+                                      const StringMap& extra) {
+  MFA_LOG_ERROR("fleet: a record in Redis (%s) failed verification (%s): refused", key.c_str(),
+                audit_reason_name(reason));
+  AuditEvent event;
+  event.kind = AuditKind::kFleetRecordRejected;
+  event.user = user;
+  event.outcome = AuditOutcome::kDenied;
+  event.reason = reason;
+  event.caller = "mfad";
+  event.details["key"] = key;
+  event.details["when"] = when;
+  for (const auto& [k, v] : extra)
+    event.details[k] = v;
+  if (Status st = d_.audit.record(event); !st.ok())
+    MFA_LOG_ERROR("cannot audit a rejected fleet record: %s", st.error().message.c_str());
+  if (on_write_)
+    on_write_();
+  if (d_.events) {
+    d_.events->security_event(fleet::redis_user(user), "fleet-record-rejected",
+                              {{"reason", audit_reason_name(reason)}, {"key", key}});
+  }
+}
+
+void FleetCoordinator::changed_elsewhere(const std::string& user) {
+  // A user with sessions here is read at once: an enrollment or reset another host wrote is
+  // signalled while those sessions run, not at the user's next login.
+  if (degraded_ || user.size() > 256)
+    return;
+  auto sessions = d_.cache.list_sessions(user);
+  if (sessions.ok() && !sessions->empty())
+    load_user(user, [this](bool) {
+      if (on_write_)
+        on_write_();
+    });
+}
+
+void FleetCoordinator::note_writers(const std::string& user, const fleet::VerifiedUser& verified) {
+  auto cached = d_.cache.get_factors(user);
+  if (!cached.ok())
+    return;
+  if (d_.events != nullptr && verified.factors.empty() && !cached->empty() &&
+      verified.writer != d_.mac.host() && !verified.writer.empty()) {
+    auto sessions = d_.cache.list_sessions(user);
+    if (sessions.ok() && !sessions->empty()) {
+      d_.events->security_event(fleet::redis_user(user), "fleet-foreign-reset",
+                                {{"host", verified.writer}});
+    }
+  }
+  for (const auto& f : verified.factors) {
+    const std::string field = fleet::factor_field(f.method, f.pending);
+    auto writer = verified.factor_writers.find(field);
+    if (writer == verified.factor_writers.end() || writer->second == d_.mac.host())
+      continue;
+    const bool known = std::any_of(cached->begin(), cached->end(),
+                                   [&](const FactorRecord& l) { return same_factor(l, f); });
+    if (known)
+      continue;
+    auto sessions = d_.cache.list_sessions(user);
+    if (!sessions.ok() || sessions->empty() || d_.events == nullptr)
+      continue;
+    d_.events->security_event(fleet::redis_user(user), "fleet-foreign-enrollment",
+                              {{"host", writer->second}, {"factor", field}});
+  }
+}
+
+void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tries,
+                                   std::function<void(StateWriteResult)> done) {
+  auto alive = alive_;
+  auto view = views_.find(user);
+  if (view == views_.end()) {
+    if (tries <= 0 || rejected(user)) {
+      StateWriteResult r;
+      r.rejected = rejected(user);
+      r.unavailable = !r.rejected;
+      done(r);
+      return;
+    }
+    load_user(user, [this, alive, user, w = std::move(w), tries,
+                     done = std::move(done)](bool online) mutable {
+      if (!*alive)
+        return;
+      if (!online) {
+        StateWriteResult r;
+        r.unavailable = true;
+        done(r);
+        return;
+      }
+      write_state(user, std::move(w), tries - 1, std::move(done));
+    });
+    return;
+  }
+  const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
+  const View current = view->second;
+  const int64_t now = d_.clock.realtime_usec();
+  fleet::StateOutcome out = fleet::apply_change(current.state, w.change, policy(), now);
+  fleet::UserState next = out.next;
+  const uint64_t counter = current.counter + 1;
+  const bool write_factors = w.push && out.refused == FleetRefusal::kNone &&
+                             (w.enrollment.factors_changed || w.enrollment.user_deleted);
+  std::vector<std::string> factor_args;
+  if (w.push && out.refused == FleetRefusal::kNone) {
+    if (w.enrollment.user_deleted) {
+      next = fleet::UserState{};
+    } else {
+      if (w.enrollment.factors_changed) {
+        auto factors = d_.cache.get_factors(user);
+        if (!factors.ok()) {
+          StateWriteResult r;
+          r.unavailable = true;
+          done(r);
+          return;
+        }
+        next.factors.clear();
+        for (const auto& f : *factors) {
+          const std::string field = fleet::factor_field(f.method, f.pending);
+          std::string value = d_.mac.seal(fleet::field_key_name(keys.factors, field), counter,
+                                          fleet::encode_factor(f));
+          next.factors[field] = fleet::sha1_hex(value);
+          factor_args.push_back(field);
+          factor_args.push_back(std::move(value));
+        }
+      }
+      if (w.enrollment.backup_replaced) {
+        auto unused = d_.cache.unused_backup_codes(user);
+        if (!unused.ok()) {
+          StateWriteResult r;
+          r.unavailable = true;
+          done(r);
+          return;
+        }
+        next.backup = *unused;
+      }
+      if (w.enrollment.watermark_set &&
+          (!next.watermark || *next.watermark < *w.enrollment.watermark_set))
+        next.watermark = w.enrollment.watermark_set;
+    }
+  }
+  const bool changed = w.push || !fleet::same_state(next, current.state);
+  const std::string value =
+      changed ? d_.mac.seal(keys.state, counter, fleet::encode_state(next)) : std::string();
+  const bool notify = out.lock_changed || out.backup_emptied || w.push ||
+                      (w.change.backup && out.refused == FleetRefusal::kNone);
+  std::vector<std::string> args{std::to_string(current.counter),
+                                value,
+                                w.factor_field,
+                                w.factor_sha1,
+                                invalidations_,
+                                user,
+                                notify ? "1" : "",
+                                write_factors ? "1" : ""};
+  args.insert(args.end(), factor_args.begin(), factor_args.end());
+  std::vector<std::string> script_keys{keys.state, keys.factors};
+  script_keys.insert(script_keys.end(), w.extra_keys.begin(), w.extra_keys.end());
+  client_->eval(fleet::write_state_script(), std::move(script_keys), std::move(args),
+                [this, alive, user, keys, w = std::move(w), tries, out, next, counter, changed,
+                 done = std::move(done)](Result<RedisReply> reply) mutable {
+                  if (!*alive)
+                    return;
+                  if (!reply.ok() || reply->is_error() || reply->type != RedisReply::Type::kArray ||
+                      reply->elements.size() != 2) {
+                    if (reply.ok() && reply->is_error())
+                      MFA_LOG_ERROR("fleet: state write failed: %s", reply->str.c_str());
+                    StateWriteResult r;
+                    r.unavailable = true;
+                    done(r);
+                    return;
+                  }
+                  const std::string& answer = reply->elements[0].str;
+                  if (answer == "ok") {
+                    if (changed) {
+                      views_[user] = View{next, counter};
+                      highwater_[user] = counter;
+                    }
+                    if (Status st = cache_state(user, next); !st.ok()) {
+                      MFA_LOG_ERROR("fleet: cannot cache %s's state: %s", user.c_str(),
+                                    st.error().message.c_str());
+                    }
+                    StateWriteResult r;
+                    r.refused = out.refused;
+                    r.limits = next.limits;
+                    done(r);
+                    return;
+                  }
+                  // Redis holds another state than the one this host computed from: verify it, take
+                  // it, and compute again (another host's write, or an attacker's).
+                  fleet::VerifiedUser verified;
+                  fleet::RecordProblem problem =
+                      fleet::verify_state(d_.mac, keys, reply->elements[1].str, &verified);
+                  const bool vanished = reply->elements[1].str.empty() && highwater_.count(user) &&
+                                        highwater_[user] > 0;
+                  if (problem != fleet::RecordProblem::kNone || vanished) {
+                    reject(user, problem, keys.state, vanished ? "rolled-back" : "write");
+                    StateWriteResult r;
+                    r.rejected = true;
+                    done(r);
+                    return;
+                  }
+                  if (!take_view(user, verified, keys.state)) {
+                    StateWriteResult r;
+                    r.rejected = true;
+                    done(r);
+                    return;
+                  }
+                  if (Status st = cache_state(user, verified.state); !st.ok()) {
+                    MFA_LOG_ERROR("fleet: cannot cache %s's state: %s", user.c_str(),
+                                  st.error().message.c_str());
+                  }
+                  if (answer == "factor-changed") {
+                    w.change.factor_changed = true;
+                    w.factor_field.clear();
+                    w.factor_sha1.clear();
+                  }
+                  if (tries <= 0) {
+                    StateWriteResult r;
+                    r.unavailable = true;
+                    done(r);
+                    return;
+                  }
+                  write_state(user, std::move(w), tries - 1, std::move(done));
+                });
+}
+
+}  // namespace mfa
