@@ -203,10 +203,14 @@ Status FleetCoordinator::write_through(const std::string& user, const fleet::Ver
 }
 
 Status FleetCoordinator::cache_state(const std::string& user, const fleet::UserState& state) {
-  // Watermarks only move forward: the cache keeps the larger one.
+  // Watermarks only move forward: the cache keeps the larger one. Read first: a login's confirm
+  // usually finds the cache there already, and a write would open a batch for nothing.
   if (state.watermark) {
-    MFA_TRY(advanced, d_.cache.advance_totp_watermark(user, kDefaultTotpDevice, *state.watermark));
-    (void)advanced;
+    MFA_TRY(cached, d_.cache.get_totp_watermark(user, kDefaultTotpDevice));
+    if (!cached || *cached < *state.watermark) {
+      MFA_TRY(advanced, d_.cache.advance_totp_watermark(user, kDefaultTotpDevice, *state.watermark));
+      (void)advanced;
+    }
   }
   std::vector<CodeHash> wanted = state.backup;
   std::sort(wanted.begin(), wanted.end());
@@ -292,6 +296,7 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
   w.push =
       changes.enrollment_changed() && kind != FleetCallKind::kLogin && kind != FleetCallKind::kRead;
   w.enrollment = changes;
+  w.force = kind == FleetCallKind::kAdmin && changes.user_deleted;
   if (w.push && (changes.user_deleted || changes.sms_codes_dropped))
     w.extra_keys = fleet::sms_code_keys(d_.config.redis_key_prefix, user);
   if (!w.change.step && !w.change.backup && w.change.action.empty() && !w.push) {

@@ -175,6 +175,7 @@ class FleetCoordinator {
     fleet::StateChange change;
     FleetChanges enrollment;  // push: the cache's factors, backup set, watermark go to Redis
     bool push = false;
+    bool force = false;  // an admin's reset: written even over records that failed verification
     std::string factor_field, factor_sha1;  // the record a success rests on ("": no check)
     std::vector<std::string> extra_keys;    // deleted with the write (SMS codes)
   };

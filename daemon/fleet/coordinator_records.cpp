@@ -189,6 +189,15 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
                                    std::function<void(StateWriteResult)> done) {
   auto alive = alive_;
   auto view = views_.find(user);
+  const bool forced = view == views_.end() && w.force && rejected(user);
+  if (forced) {
+    // An admin's reset over records that failed verification: written whatever Redis holds
+    // (the script's counter check is skipped), from an empty state. Its counter, the time, is
+    // above every counter the fleet's hosts have seen (theirs are times too).
+    auto hw = highwater_.find(user);
+    view = views_.emplace(user, View{fleet::UserState{}, hw == highwater_.end() ? 0 : hw->second})
+               .first;
+  }
   if (view == views_.end()) {
     if (tries <= 0 || rejected(user)) {
       StateWriteResult r;
@@ -216,7 +225,9 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
   const int64_t now = d_.clock.realtime_usec();
   fleet::StateOutcome out = fleet::apply_change(current.state, w.change, policy(), now);
   fleet::UserState next = out.next;
-  const uint64_t counter = current.counter + 1;
+  // Monotonic, and the time where the clock allows: a reset written over a state this host could
+  // not verify still counts above what every other host has seen.
+  const uint64_t counter = std::max<uint64_t>(current.counter + 1, static_cast<uint64_t>(now));
   const bool write_factors = w.push && out.refused == FleetRefusal::kNone &&
                              (w.enrollment.factors_changed || w.enrollment.user_deleted);
   std::vector<std::string> factor_args;
@@ -262,7 +273,7 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
       changed ? d_.mac.seal(keys.state, counter, fleet::encode_state(next)) : std::string();
   const bool notify = out.lock_changed || out.backup_emptied || w.push ||
                       (w.change.backup && out.refused == FleetRefusal::kNone);
-  std::vector<std::string> args{std::to_string(current.counter),
+  std::vector<std::string> args{forced ? std::string("*") : std::to_string(current.counter),
                                 value,
                                 w.factor_field,
                                 w.factor_sha1,
@@ -289,6 +300,8 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
                   }
                   const std::string& answer = reply->elements[0].str;
                   if (answer == "ok") {
+                    if (w.force)
+                      rejected_.erase(user);
                     if (changed) {
                       views_[user] = View{next, counter};
                       highwater_[user] = counter;

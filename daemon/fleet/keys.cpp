@@ -175,21 +175,24 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '',
 }
 
 // KEYS: state factors, then keys to delete with this write (the SMS codes that die with it).
-// ARGV: expected_counter new_state factor_field factor_sha1 notify_channel notify_user notify
-// replace_factors, then (field, value) pairs of the new factors hash. The state is written only
-// if the record in Redis has the counter the host computed from (user_state.hpp); otherwise, or
-// when the factor record a success rests on is no longer the one the host verified, nothing is
-// written and the current state comes back for the host to verify and try again.
+// ARGV: expected_counter ("*": an admin's reset, whatever Redis holds) new_state factor_field
+// factor_sha1 notify_channel notify_user notify replace_factors, then (field, value) pairs of the
+// new factors hash. The state is written only if the record in Redis has the counter the host
+// computed from (user_state.hpp); otherwise, or when the factor record a success rests on is no
+// longer the one the host verified, nothing is written and the current state comes back for the
+// host to verify and try again.
 const LuaScript& write_state_script() {
   static const LuaScript s(R"lua(
 local cur = redis.call('GET', KEYS[1])
-local counter = 0
-if cur then
-  local c = string.match(cur, '^m1|[^|]*|(%d+)|')
-  if not c then return {'malformed', cur} end
-  counter = tonumber(c)
+if ARGV[1] ~= '*' then
+  local counter = 0
+  if cur then
+    local c = string.match(cur, '^m1|[^|]*|(%d+)|')
+    if not c then return {'malformed', cur} end
+    counter = tonumber(c)
+  end
+  if counter ~= tonumber(ARGV[1]) then return {'stale', cur or ''} end
 end
-if counter ~= tonumber(ARGV[1]) then return {'stale', cur or ''} end
 if ARGV[3] ~= '' then
   local record = redis.call('HGET', KEYS[2], ARGV[3])
   if (not record) or redis.sha1hex(record) ~= ARGV[4] then return {'factor-changed', cur or ''} end
