@@ -40,6 +40,7 @@
 #include "core/authenticator.hpp"
 #include "core/clock.hpp"
 #include "core/config.hpp"
+#include "core/data_keys.hpp"
 #include "core/log.hpp"
 #include "bus/manager.hpp"
 #include "bus/metrics_file.hpp"
@@ -468,6 +469,23 @@ int run(const Options& options) {
   }
   // The one place that knows the store is SQLite: every layer, fleet mode's included, gets a Store.
   std::unique_ptr<Store> store = std::move(opened).value();
+  // Standalone: records sealed under the master key move under their person's data key
+  // (core/data_keys.hpp), so that forgetting a person leaves no copy that opens. Fleet mode keeps
+  // the fleet key (docs/security-model.md, "Data rights").
+  if (config.redis_address.empty()) {
+    DataKeys keys(data_key_directory(config), *sealer, true);
+    Status prepared = keys.prepare();
+    auto moved =
+        prepared.ok() ? keys.seal_all(*store, system_users) : Result<int>(prepared.error());
+    Status flushed = moved.ok() ? store->flush() : Status(moved.error());
+    if (!flushed.ok()) {
+      MFA_LOG_ERROR("cannot move sealed records under data keys: %s",
+                    flushed.error().message.c_str());
+      return EXIT_FAILURE;
+    }
+    if (*moved > 0)
+      MFA_LOG_INFO("%d sealed records moved under their person's data key", *moved);
+  }
   AuditLog audit(*store, clock);
   audit.set_user_directory(&users);
 

@@ -152,6 +152,13 @@ class ManagerBus {
   int confirm_login_enrollment(sd_bus_message* m);
   int skip_enrollment(sd_bus_message* m);
   int create_enrollment_token(sd_bus_message* m);
+  // Data rights (data_rights_calls.cpp).
+  int export_user(sd_bus_message* m);
+  int forget_user(sd_bus_message* m);
+  int list_devices(sd_bus_message* m);
+  int forget_device(sd_bus_message* m);
+  int get_enrollment_notice(sd_bus_message* m);
+  int accept_enrollment_notice(sd_bus_message* m);
 
  private:
   // A call's decision: asks the Authenticator and builds the reply. It may run more than once for

@@ -58,6 +58,10 @@ constexpr KindName kKinds[] = {
     {AuditKind::kAuditTampering, "audit.tampering", "9716bd0602ef4f91aaba816d93cd56f3"},
     {AuditKind::kFreshSession, "fresh-session", "49894fd08c6f4032a6cadc2d67e7d3e9"},
     {AuditKind::kFleetRecordRejected, "fleet.record-rejected", "4c84fe7b4ca647058adb99fcb95c51c9"},
+    {AuditKind::kDataExport, "data.export", "60af4218690729562aeaa093e314c070"},
+    {AuditKind::kDataForget, "data.forget", "4f568a6bd056b64dfaa34cea46b33a39"},
+    {AuditKind::kDataForgetDevice, "data.forget-device", "06a7c545290f4bdbe05565f98d6ff5b5"},
+    {AuditKind::kEnrollNotice, "enroll.notice", "ba0b547f6fd2f2d9f0ee6d35d3d2729e"},
 };
 
 template <typename Enum>
@@ -135,6 +139,7 @@ constexpr Name<AuditReason> kReasons[] = {
     {AuditReason::kLegacyRecord, "legacy-record"},
     {AuditReason::kRolledBack, "rolled-back"},
     {AuditReason::kForeignRequest, "foreign-request"},
+    {AuditReason::kCommitted, "committed"},
 };
 
 // Each table lists its enum in declaration order, once: the enum indexes it.
@@ -147,9 +152,9 @@ constexpr bool in_enum_order(const Table& table, Enum last) {
   }
   return i == static_cast<size_t>(last) + 1;
 }
-static_assert(in_enum_order(kKinds, AuditKind::kFleetRecordRejected));
+static_assert(in_enum_order(kKinds, AuditKind::kEnrollNotice));
 static_assert(in_enum_order(kOutcomes, AuditOutcome::kInfo));
-static_assert(in_enum_order(kReasons, AuditReason::kForeignRequest));
+static_assert(in_enum_order(kReasons, AuditReason::kCommitted));
 
 template <typename Table>
 auto value_named(const Table& table, std::string_view name)

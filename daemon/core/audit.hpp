@@ -57,6 +57,11 @@ enum class AuditKind {
   // Fleet mode (docs/fleet.md, "Authenticated records"): a record in Redis that failed
   // verification (forged, copied, rolled back, or written by an older release): an attack.
   kFleetRecordRejected,
+  // Data rights (docs/security-model.md, "Data rights").
+  kDataExport,
+  kDataForget,
+  kDataForgetDevice,
+  kEnrollNotice,
 };
 
 enum class AuditOutcome { kSuccess, kFailure, kDenied, kError, kInfo };
@@ -134,6 +139,7 @@ enum class AuditReason {
   kLegacyRecord,
   kRolledBack,
   kForeignRequest,
+  kCommitted,
 };
 
 // The names stored, logged and sent (docs/audit-events.md); they never change.

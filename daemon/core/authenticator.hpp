@@ -164,6 +164,12 @@ struct EnrollmentToken {
   uint64_t expires = 0;  // unix seconds
 };
 
+// The notice shown before an enrollment ([Enrollment] Notice=/NoticeFile=); text "" = none.
+struct EnrollmentNotice {
+  std::string text;
+  std::string sha256_hex;  // of text, as the audit row records it
+};
+
 // ListAuditEvents filter keys: "user" s, "since" t (unix seconds), "limit" u (<= 10000).
 // Rows (a{sv}): "id" t, "time" t (unix usec), "kind" s, "user" s, "outcome" s, "reason" s,
 // "caller" s, "details" s (JSON object), "hash" s.
@@ -274,6 +280,24 @@ class Authenticator {
   // valid_hours (1 to 8760); it replaces any earlier one. Stored as a keyed hash.
   Result<EnrollmentToken> create_enrollment_token(const Caller& caller, std::string_view user,
                                                   int valid_hours);
+
+  // --- Data rights (docs/security-model.md, "Data rights"). ---
+  // Self or admin: everything mfad holds about user except secrets, as a JSON object (docs/
+  // mfactl.md, "export"). Audited (data.export).
+  Result<std::string> export_user(const Caller& caller, std::string_view user);
+  // Admin: erases user (factors, phone, backup codes, limits, sessions, devices) and destroys
+  // their data key; their audit rows stay with a pseudonym. Audited (data.forget) under it.
+  Result<ForgetReport> forget_user(const Caller& caller, std::string_view user);
+  // Self or admin ("" = everyone's: admin).
+  Result<std::vector<DeviceRecord>> list_devices(const Caller& caller, std::string_view user);
+  Status forget_device(const Caller& caller, std::string_view user, std::string_view device);
+  // Anyone: the notice to show before an enrollment (read from NoticeFile= when asked).
+  Result<EnrollmentNotice> enrollment_notice() const;
+  // Self or admin (root, for the PAM module's enrollment at login): user accepted the notice
+  // whose SHA-256 is sha256_hex, shown by via ("mfactl" or "login"). InvalidArgument when the
+  // notice changed since. Audited (enroll.notice) with the hash.
+  Status accept_enrollment_notice(const Caller& caller, std::string_view user,
+                                  std::string_view sha256_hex, std::string_view via);
 
   // --- Housekeeping, driven by the bus layer. ---
   // Drops expired challenges; returns the monotonic usec of the next expiry (0: none).

@@ -194,7 +194,7 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
   SecureBytes secret(kTotpSecretBytes);
   if (!random_bytes(secret.span()).ok())
     return make_error(Errc::kInternal, "Could not create a secret (no randomness)");
-  auto sealed = m.d_.sealer.seal(secret.span(), user, kSealTotpPending);
+  auto sealed = m.data_keys().seal(user, secret.span(), user, kSealTotpPending);
   if (!sealed.ok())
     return make_error(Errc::kInternal, "Could not seal the new secret");
   // One pending enrollment at a time: a new one replaces it, whichever device it was for.
@@ -255,7 +255,7 @@ Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_
                              return out;
                            }));
 
-  auto sealed = m.d_.sealer.seal(seed.span(), user, kSealTotp);
+  auto sealed = m.data_keys().seal(user, seed.span(), user, kSealTotp);
   if (!sealed.ok())
     return make_error(Errc::kInternal, "Could not seal the secret");
   MFA_CHECK(put_factor(m, user, Method::kTotp, false, std::move(sealed).value(),

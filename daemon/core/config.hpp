@@ -21,6 +21,8 @@ struct Config {
   // [Daemon]
   std::string state_directory = MFA_DEFAULT_STATEDIR;
   std::string key_file = MFA_DEFAULT_KEYFILE;
+  // The per-person data keys (core/data_keys.hpp); "": StateDirectory/data-keys.
+  std::string data_key_directory;
   std::string admin_group = "mfa-admin";
 
   // [TOTP]
@@ -93,6 +95,10 @@ struct Config {
   std::optional<int64_t> rollout_deadline;  // Deadline: unix seconds; none: no skipping
   std::vector<std::string> rollout_groups;  // Groups: empty = everyone must have a factor
   bool rollout_require_token = false;       // RequireToken: first enrollments need a token
+  // [Enrollment] (docs/admin-guide.md, "Enrollment notice"): shown before every enrollment, its
+  // acceptance audited with its SHA-256. At most one of the two; NoticeFile is read when asked.
+  std::string enrollment_notice;
+  std::string enrollment_notice_file;
 };
 
 struct ConfigProblem {

@@ -192,6 +192,8 @@ const std::vector<ConfigKey>& config_keys() {
   static const std::vector<ConfigKey> specs = {
       {"Daemon", "StateDirectory", path_key("StateDirectory", &Config::state_directory, false)},
       {"Daemon", "KeyFile", path_key("KeyFile", &Config::key_file, false)},
+      {"Daemon", "DataKeyDirectory",
+       path_key("DataKeyDirectory", &Config::data_key_directory, true)},
       {"Daemon", "AdminGroup",
        [](Config& c, std::string_view v) -> std::optional<std::string> {
          if (v.empty() || v.size() > 256 || v.find_first_of(":,") != std::string_view::npos) {
@@ -399,6 +401,17 @@ const std::vector<ConfigKey>& config_keys() {
                                                }
                                                return std::nullopt;
                                              }},
+      {"Enrollment", "Notice",
+       [](Config& c, std::string_view v) -> std::
+                                             optional<std::string> {
+                                               if (v.size() > kMaxEnrollmentNotice)
+                                                 return "Notice must be at most " +
+                                                        std::to_string(kMaxEnrollmentNotice) +
+                                                        " bytes";
+                                               c.enrollment_notice = std::string(v);
+                                               return std::nullopt;
+                                             }},
+      {"Enrollment", "NoticeFile", path_key("NoticeFile", &Config::enrollment_notice_file, true)},
   };
   return specs;
 }
@@ -457,6 +470,10 @@ std::vector<BrokenConfigRule> check_key_combinations(const Config& config) {
       broken.push_back(
           {"SMS", "Provider", "Provider=twilio needs [Twilio] From or MessagingServiceSid"});
     }
+  }
+  if (!config.enrollment_notice.empty() && !config.enrollment_notice_file.empty()) {
+    broken.push_back(
+        {"Enrollment", "NoticeFile", "set Notice or NoticeFile, not both (one notice is shown)"});
   }
   if (config.sms_provider == SmsProvider::kWebhook && config.webhook_url.empty())
     broken.push_back({"SMS", "Provider", "Provider=webhook needs [Webhook] URL"});

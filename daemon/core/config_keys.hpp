@@ -37,6 +37,9 @@ struct ConfigKey {
   ConfigKeyApply apply;
 };
 
+// The longest enrollment notice, inline or in its file (docs/admin-guide.md).
+inline constexpr size_t kMaxEnrollmentNotice = 16 * 1024;
+
 // Every key mfad knows.
 const std::vector<ConfigKey>& config_keys();
 bool is_config_section(std::string_view section);

@@ -263,7 +263,8 @@ Result<std::string> SessionRegistry::admit(const Caller& caller, SessionRecord s
     }
   }
 
-  MFA_TRY(new_device, d_.store.note_device(user, s.device, s.started_usec));
+  MFA_TRY(new_device, d_.store.note_device(user, s.device, s.started_usec, s.rhost,
+                                           s.service + " " + tty_kind(s.tty)));
   MFA_CHECK(d_.store.put_session(s));
   MFA_CHECK(audit(AuditKind::kSessionOpen, s, AuditOutcome::kSuccess, AuditReason::kNone,
                   caller.describe()));

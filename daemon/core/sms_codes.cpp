@@ -213,8 +213,8 @@ Result<bool> SmsCodes::check(std::string_view user, std::string_view purpose, st
 
 Result<std::vector<uint8_t>> SmsCodes::seal_phone(std::string_view phone, std::string_view user,
                                                   std::string_view kind) {
-  auto sealed =
-      v_.d_.sealer.seal({reinterpret_cast<const uint8_t*>(phone.data()), phone.size()}, user, kind);
+  auto sealed = v_.data_keys().seal(
+      user, {reinterpret_cast<const uint8_t*>(phone.data()), phone.size()}, user, kind);
   if (!sealed.ok())
     return make_error(Errc::kInternal, "Could not seal the phone number");
   return std::move(sealed).value();

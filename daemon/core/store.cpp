@@ -43,8 +43,19 @@ Result<std::vector<SessionRecord>> Store::list_sessions(std::string_view) {
 Result<bool> Store::delete_session(std::string_view) {
   return no_sessions();
 }
-Result<bool> Store::note_device(std::string_view, std::string_view, int64_t) {
+Result<bool> Store::note_device(std::string_view, std::string_view, int64_t, std::string_view,
+                                std::string_view) {
   return no_sessions();
+}
+Result<std::vector<DeviceRecord>> Store::list_devices(std::string_view) {
+  return no_sessions();
+}
+Result<bool> Store::delete_device(std::string_view, std::string_view) {
+  return no_sessions();
+}
+
+Result<ForgetReport> Store::forget_user(const ForgetRequest&) {
+  return make_error(Errc::kStorage, "this store cannot forget a person");
 }
 
 namespace {

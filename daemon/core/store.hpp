@@ -129,6 +129,34 @@ struct AuditCount {
   uint64_t count = 0;
 };
 
+// A device a person logged in from (docs/sessions.md, "Devices"): the fingerprint of (user,
+// rhost, service, tty kind), where from and through what, and when.
+struct DeviceRecord {
+  std::string user;
+  std::string fingerprint;  // hex
+  std::string rhost;        // "" for a local login
+  std::string client;       // "sshd pts", "login tty": the PAM service and the kind of terminal
+  int64_t first_seen_usec = 0;
+  int64_t last_seen_usec = 0;
+};
+
+// What forget_user erases (docs/security-model.md, "Data rights"): every record under key (the
+// account key) or under one of names (the names logins and the audit trail used), the person's
+// sessions and devices; audit rows about names keep their place in the chain, with the
+// name and phone replaced by a keyed pseudonym.
+struct ForgetRequest {
+  std::string key;
+  std::vector<std::string> names;
+};
+struct ForgetReport {
+  std::string pseudonym;    // what the audit rows now name
+  int audit_rows = 0;       // rows pseudonymised
+  int audit_rows_kept = 0;  // rows the chain does not let change (see sqlite_audit.cpp)
+  int sessions = 0;
+  int devices = 0;
+  bool data_key = false;  // a data key was destroyed
+};
+
 struct AuditVerification {
   bool intact = true;
   uint64_t rows = 0;
@@ -236,8 +264,17 @@ class Store {
   virtual Result<std::vector<SessionRecord>> list_sessions(std::string_view user);
   virtual Result<bool> delete_session(std::string_view id);
   // Records a login from device (user, fingerprint); true when it was never seen before.
+  // rhost and client describe the device (DeviceRecord) and are refreshed on every login.
   virtual Result<bool> note_device(std::string_view user, std::string_view fingerprint,
-                                   int64_t now_usec);
+                                   int64_t now_usec, std::string_view rhost,
+                                   std::string_view client);
+  // user's devices, oldest first ("": everyone's); delete_device returns whether a row went.
+  virtual Result<std::vector<DeviceRecord>> list_devices(std::string_view user);
+  virtual Result<bool> delete_device(std::string_view user, std::string_view fingerprint);
+
+  // Data rights (docs/security-model.md, "Data rights"): erases a person (ForgetRequest), inside
+  // the batch transaction. The default refuses.
+  virtual Result<ForgetReport> forget_user(const ForgetRequest& request);
 
   // Fleet mode (docs/fleet.md): this store is the local cache of Redis's shared state. The
   // defaults refuse: a store without them cannot serve fleet mode, and fails closed.

@@ -8,6 +8,7 @@
 #include "common/backup_codes.hpp"
 #include "common/crypto.hpp"
 #include "common/otp.hpp"
+#include "core/log.hpp"
 #include "core/validation.hpp"
 
 namespace mfa {
@@ -80,21 +81,31 @@ Result<TotpParams> Verifier::record_params(const FactorRecord& r) {
 
 Result<SecureBytes> Verifier::open_sealed(std::span<const uint8_t> sealed, std::string_view user,
                                           std::string_view kind) {
-  auto opened = d_.sealer.open(sealed, user, kind);
+  DataKeys keys = data_keys();
+  auto opened = keys.open(user, sealed, user, kind);
   if (opened.ok())
     return opened;
   // Sealed before records were keyed by account: for the account's name (legacy_owner).
   if (auto owner = legacy_owner(d_.users, user))
-    return d_.sealer.open(sealed, *owner, kind);
+    return keys.open(user, sealed, *owner, kind);
   return opened;
+}
+
+DataKeys Verifier::data_keys() const {
+  // Fleet mode: every host opens every record, and only the fleet's master key is shared.
+  return DataKeys(data_key_directory(d_.config), d_.sealer, d_.config.redis_address.empty());
 }
 
 Result<SecureBytes> Verifier::open_seed(const FactorRecord& r, std::string_view user,
                                         std::string_view kind) {
   auto seed = open_sealed(r.sealed, user, kind);
-  if (!seed.ok())
+  if (!seed.ok()) {
+    // The reason (a data key gone, a wrong key), never the record.
+    MFA_LOG_ERROR("a stored TOTP secret of %s does not open: %s", std::string(user).c_str(),
+                  seed.error().message.c_str());
     return make_error(Errc::kStorage,
                       "A stored TOTP secret could not be opened (damaged record or wrong key)");
+  }
   return std::move(seed).value();
 }
 

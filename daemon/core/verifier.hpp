@@ -17,6 +17,7 @@
 #include "common/secure_buffer.hpp"
 #include "core/audit.hpp"
 #include "core/authenticator.hpp"
+#include "core/data_keys.hpp"
 #include "core/rate_limiter.hpp"
 #include "core/store.hpp"
 
@@ -85,6 +86,8 @@ class Verifier {
   // account's name.
   Result<SecureBytes> open_sealed(std::span<const uint8_t> sealed, std::string_view user,
                                   std::string_view kind);
+  // Seals and opens records under the person's data key (core/data_keys.hpp).
+  DataKeys data_keys() const;
   // HMAC(code_hash_key, user || 0x00 || canonical code).
   Result<CodeHash> backup_hash(std::string_view user, std::string_view canonical);
   // Checks a login or step-up code against the user's active factors, without any accounting.

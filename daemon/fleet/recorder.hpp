@@ -127,9 +127,20 @@ class FleetRecorder final : public Store {
     return inner_.list_sessions(user);
   }
   Result<bool> delete_session(std::string_view id) override { return inner_.delete_session(id); }
-  Result<bool> note_device(std::string_view user, std::string_view fingerprint,
-                           int64_t now_usec) override {
-    return inner_.note_device(user, fingerprint, now_usec);
+  Result<bool> note_device(std::string_view user, std::string_view fingerprint, int64_t now_usec,
+                           std::string_view rhost, std::string_view client) override {
+    return inner_.note_device(user, fingerprint, now_usec, rhost, client);
+  }
+  Result<std::vector<DeviceRecord>> list_devices(std::string_view user) override {
+    return inner_.list_devices(user);
+  }
+  Result<bool> delete_device(std::string_view user, std::string_view fingerprint) override {
+    return inner_.delete_device(user, fingerprint);
+  }
+  // The shared records go through delete_user (recorded: Redis deletes them fleet-wide); the
+  // rest is this host's.
+  Result<ForgetReport> forget_user(const ForgetRequest& request) override {
+    return inner_.forget_user(request);
   }
 
   // The fleet's own writes to the cache: passed through, never recorded.

@@ -9,29 +9,25 @@
 
 #include "common/crypto.hpp"
 #include "core/log.hpp"
+#include "storage/sqlite_audit_rows.hpp"
 #include "storage/sqlite_statement.hpp"
 #include "storage/sqlite_store.hpp"
 
 namespace mfa {
+
+using audit_rows::audit_row;
+using audit_rows::json_text;
+using audit_rows::kGenesisHash;
+using audit_rows::put_field;
+using audit_rows::put_u64;
+
 namespace {
 
 constexpr size_t kMaxAuditField = 64 * 1024;
 constexpr size_t kMaxAuditQuery = 10000;
-constexpr const char* kGenesisHash =
-    "0000000000000000000000000000000000000000000000000000000000000000";
 // Rows the store writes itself (docs/audit-events.md); the names are AuditKind's.
 constexpr char kCheckpointKind[] = "audit.checkpoint";
 constexpr char kTamperingKind[] = "audit.tampering";
-
-void put_u64(std::vector<uint8_t>& out, uint64_t v) {
-  for (int shift = 56; shift >= 0; shift -= 8)
-    out.push_back(static_cast<uint8_t>(v >> shift));
-}
-
-void put_field(std::vector<uint8_t>& out, std::string_view field) {
-  put_u64(out, field.size());
-  out.insert(out.end(), field.begin(), field.end());
-}
 
 // prev_hash || canonical row. Every field is length-prefixed, so no two different rows encode
 // alike; the id is included, so rows cannot be reordered or renumbered unnoticed.
@@ -56,27 +52,6 @@ std::vector<uint8_t> canonical_row(std::string_view prev_hash_hex, std::string_v
 // Rows written before the chain was keyed: anyone with the file could recompute these.
 std::string legacy_link(std::string_view prev_hash_hex, const AuditRecord& r) {
   return to_hex(sha256(canonical_row(prev_hash_hex, "mfad-audit-v1", r)));
-}
-
-// An audit row's fields from its first eight columns: id, time, kind, user, outcome, reason,
-// caller, details (both readers select them first, in this order). A template: the statement
-// type is SqliteStore's own.
-template <typename Statement>
-AuditRecord audit_row(Statement& st) {
-  AuditRecord r;
-  r.id = st.column_int(0);
-  r.time_usec = st.column_int(1);
-  r.kind = st.column_text(2);
-  r.user = st.column_text(3);
-  r.outcome = st.column_text(4);
-  r.reason = st.column_text(5);
-  r.caller = st.column_text(6);
-  r.details_json = st.column_text(7);
-  return r;
-}
-
-std::string json_text(const nlohmann::json& details) {
-  return details.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 // A detail of a row the store wrote itself ("" when absent or not a string).
@@ -187,9 +162,20 @@ Status SqliteStore::insert_audit_row(AuditRecord& row, int64_t id, const std::st
   row.id = id;
   if (row.time_usec == 0)
     row.time_usec = clock_.realtime_usec();
-  row.hash_hex = audit_link(prev_hash, row);
+  // A keyed chain commits to the user and details (see commit_link); without a key, the
+  // unkeyed link covers them in clear.
+  std::string user_commit;
+  std::string details_commit;
+  if (audit_key_.empty()) {
+    row.hash_hex = audit_link(prev_hash, row);
+  } else {
+    user_commit = commitment("user", row.id, row.user);
+    details_commit = commitment("details", row.id, row.details_json);
+    row.hash_hex = commit_link(prev_hash, row, user_commit, details_commit);
+  }
   MFA_TRY(changes, write("INSERT INTO audit(id, time, kind, user, outcome, reason, caller, "
-                         "details, prev_hash, hash) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         "details, prev_hash, hash, user_commit, details_commit) "
+                         "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          [&](Statement& st) {
                            st.integer(1, row.id);
                            st.integer(2, row.time_usec);
@@ -201,6 +187,8 @@ Status SqliteStore::insert_audit_row(AuditRecord& row, int64_t id, const std::st
                            st.text(8, row.details_json);
                            st.text(9, prev_hash);
                            st.text(10, row.hash_hex);
+                           st.text(11, user_commit);
+                           st.text(12, details_commit);
                          }));
   (void)changes;
   if (head_.first_id == 0 || head_.last_id < head_.first_id)
@@ -314,8 +302,8 @@ Result<AuditVerification> SqliteStore::verify_rows(int64_t keyed_from) {
   std::optional<std::pair<std::string, std::string>> vouched;
   std::vector<std::string> tampering;
   MFA_CHECK(read(
-      "SELECT id, time, kind, user, outcome, reason, caller, details, prev_hash, hash "
-      "FROM audit ORDER BY id",
+      "SELECT id, time, kind, user, outcome, reason, caller, details, prev_hash, hash, "
+      "user_commit, details_commit, redaction FROM audit ORDER BY id",
       [](Statement&) {},
       [&](Statement& st) {
         if (!v.intact)
@@ -323,6 +311,10 @@ Result<AuditVerification> SqliteStore::verify_rows(int64_t keyed_from) {
         AuditRecord r = audit_row(st);
         std::string prev_hash = st.column_text(8);
         std::string hash = st.column_text(9);
+        const std::string user_commit = st.column_text(10);
+        const std::string details_commit = st.column_text(11);
+        const std::string redaction = st.column_text(12);
+        const bool committed = !user_commit.empty();
         ++v.rows;
         std::string id = std::to_string(r.id);
         if (r.id != expected_id) {
@@ -334,6 +326,20 @@ Result<AuditVerification> SqliteStore::verify_rows(int64_t keyed_from) {
           v.message = "audit row " + id +
                       ": does not chain to the row before it (a row was changed, removed or "
                       "inserted)";
+        } else if (committed) {
+          if (!ct_equal(commit_link(prev_hash, r, user_commit, details_commit), hash)) {
+            v.intact = false;
+            v.message = "audit row " + id + ": contents do not match its hash (row modified)";
+          } else if (redaction.empty()
+                         ? !ct_equal(commitment("user", r.id, r.user), user_commit) ||
+                               !ct_equal(commitment("details", r.id, r.details_json),
+                                         details_commit)
+                         : !ct_equal(redaction_mac(r, user_commit, details_commit), redaction)) {
+            v.intact = false;
+            v.message = "audit row " + id +
+                        ": its user or details do not match what the chain committed to (row "
+                        "modified)";
+          }
         } else {
           std::string link =
               r.id >= keyed_from ? audit_link(prev_hash, r) : legacy_link(prev_hash, r);
@@ -347,7 +353,7 @@ Result<AuditVerification> SqliteStore::verify_rows(int64_t keyed_from) {
         if (v.first_id == 0)
           v.first_id = r.id;
         v.last_id = r.id;
-        if (r.id >= keyed_from && r.kind == kCheckpointKind)
+        if ((committed || r.id >= keyed_from) && r.kind == kCheckpointKind)
           vouched.emplace(detail_of(r.details_json, "first_id"),
                           detail_of(r.details_json, "anchor"));
         if (r.kind == kTamperingKind)
@@ -457,7 +463,11 @@ Status SqliteStore::set_audit_chain(SecureBytes key, std::string head_path, cons
       legacy = true;
   }
 
+  auto commit_key = hkdf_sha256(key.span(), "mfad audit commitment v1", 32);
+  if (!commit_key.ok())
+    return commit_key.error();
   audit_key_ = std::move(key);
+  commit_key_ = std::move(commit_key).value();
   head_path_ = std::move(head_path);
   head_sealer_ = sealer;
   head_ = db_head;
@@ -516,6 +526,7 @@ Status SqliteStore::set_audit_chain(SecureBytes key, std::string head_path, cons
                              " is not the one mfad wrote (the newest rows were replaced)"});
     }
   }
+  MFA_CHECK(commit_old_rows());
   head_known_ = true;
   std::lock_guard lock(head_mutex_);
   if (!in_transaction_)

@@ -189,6 +189,21 @@ ALTER TABLE totp_watermark_v7 RENAME TO totp_watermark;
 ALTER TABLE sessions ADD COLUMN audit_session INTEGER NOT NULL DEFAULT 4294967295;
 ALTER TABLE sessions ADD COLUMN audit_login_uid INTEGER NOT NULL DEFAULT 4294967295;
 )sql"},
+    // 10: data rights (docs/security-model.md, "Data rights"): devices described, and audit rows
+    // whose chain covers commitments to the name and details instead
+    // of the clear text, so that forgetting a person can replace them (sqlite_audit.cpp). Rows
+    // change only while the guard is up, as when pruning.
+    {10, R"sql(
+ALTER TABLE devices ADD COLUMN rhost TEXT NOT NULL DEFAULT '';
+ALTER TABLE devices ADD COLUMN client TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN user_commit TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN details_commit TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN redaction TEXT NOT NULL DEFAULT '';
+DROP TRIGGER audit_no_update;
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+WHEN (SELECT pruning FROM audit_guard WHERE id = 1) = 0
+BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;
+)sql"},
 };
 
 // The tables whose records belong to a user's authentication state. Sessions, devices and the

@@ -97,26 +97,62 @@ Result<bool> SqliteStore::delete_session(std::string_view id) {
 }
 
 Result<bool> SqliteStore::note_device(std::string_view user, std::string_view fingerprint,
-                                      int64_t now_usec) {
+                                      int64_t now_usec, std::string_view rhost,
+                                      std::string_view client) {
   if (!valid_user(user))
     return bad_user();
-  MFA_TRY(updated, write("UPDATE devices SET last_seen = ? WHERE user = ? AND fingerprint = ?",
+  MFA_TRY(updated, write("UPDATE devices SET last_seen = ?, rhost = ?, client = ? "
+                         "WHERE user = ? AND fingerprint = ?",
                          [&](Statement& st) {
                            st.integer(1, now_usec);
-                           st.text(2, user);
-                           st.text(3, fingerprint);
+                           st.text(2, rhost);
+                           st.text(3, client);
+                           st.text(4, user);
+                           st.text(5, fingerprint);
                          }));
   if (updated > 0)
     return false;
-  MFA_TRY(inserted,
-          write("INSERT INTO devices(user, fingerprint, first_seen, last_seen) VALUES(?, ?, ?, ?)",
-                [&](Statement& st) {
-                  st.text(1, user);
-                  st.text(2, fingerprint);
-                  st.integer(3, now_usec);
-                  st.integer(4, now_usec);
-                }));
+  MFA_TRY(inserted, write("INSERT INTO devices(user, fingerprint, first_seen, last_seen, rhost, "
+                          "client) VALUES(?, ?, ?, ?, ?, ?)",
+                          [&](Statement& st) {
+                            st.text(1, user);
+                            st.text(2, fingerprint);
+                            st.integer(3, now_usec);
+                            st.integer(4, now_usec);
+                            st.text(5, rhost);
+                            st.text(6, client);
+                          }));
   return inserted > 0;
+}
+
+Result<std::vector<DeviceRecord>> SqliteStore::list_devices(std::string_view user) {
+  std::vector<DeviceRecord> out;
+  MFA_CHECK(read(
+      "SELECT user, fingerprint, rhost, client, first_seen, last_seen FROM devices "
+      "WHERE (?1 = '' OR user = ?1) ORDER BY first_seen, user, fingerprint",
+      [&](Statement& st) { st.text(1, user); },
+      [&](Statement& st) {
+        DeviceRecord d;
+        d.user = st.column_text(0);
+        d.fingerprint = st.column_text(1);
+        d.rhost = st.column_text(2);
+        d.client = st.column_text(3);
+        d.first_seen_usec = st.column_int(4);
+        d.last_seen_usec = st.column_int(5);
+        out.push_back(std::move(d));
+      }));
+  return out;
+}
+
+Result<bool> SqliteStore::delete_device(std::string_view user, std::string_view fingerprint) {
+  if (!valid_user(user))
+    return bad_user();
+  MFA_TRY(changes,
+          write("DELETE FROM devices WHERE user = ? AND fingerprint = ?", [&](Statement& st) {
+            st.text(1, user);
+            st.text(2, fingerprint);
+          }));
+  return changes > 0;
 }
 
 Result<int> SqliteStore::prune_devices(int64_t cutoff_usec) {

@@ -133,8 +133,13 @@ class SqliteStore final : public Store {
   Result<std::optional<SessionRecord>> get_session(std::string_view id) override;
   Result<std::vector<SessionRecord>> list_sessions(std::string_view user) override;
   Result<bool> delete_session(std::string_view id) override;
-  Result<bool> note_device(std::string_view user, std::string_view fingerprint,
-                           int64_t now_usec) override;
+  Result<bool> note_device(std::string_view user, std::string_view fingerprint, int64_t now_usec,
+                           std::string_view rhost, std::string_view client) override;
+  Result<std::vector<DeviceRecord>> list_devices(std::string_view user) override;
+  Result<bool> delete_device(std::string_view user, std::string_view fingerprint) override;
+
+  // Data rights (sqlite_data_rights.cpp).
+  Result<ForgetReport> forget_user(const ForgetRequest& request) override;
 
   // Durability: SQLite commits with synchronous=NORMAL (WAL frames written, not fsync'd) and
   // sync() fdatasyncs the write-ahead log, so that the disk flush can run off the event loop.
@@ -179,6 +184,18 @@ class SqliteStore final : public Store {
   std::string audit_link(std::string_view prev_hash, const AuditRecord& row) const;
   Status insert_audit_row(AuditRecord& row, int64_t id, const std::string& prev_hash);
   Status append_checkpoint(const std::string& reason, const std::string& details_json);
+  // The commitment chain (docs/audit-events.md, "Commitments"): HMACs under commit_key_.
+  std::string commitment(std::string_view label, int64_t id, std::string_view value) const;
+  std::string pseudonym(std::string_view name) const;
+  std::string redaction_mac(const AuditRecord& row, std::string_view user_commit,
+                            std::string_view details_commit) const;
+  std::string commit_link(std::string_view prev_hash, const AuditRecord& row,
+                          std::string_view user_commit, std::string_view details_commit) const;
+  // Rewrites the rows linked before commitments into the commitment chain, once the old chain
+  // verifies; an "audit.checkpoint" row (reason "committed") vouches for the old head.
+  Status commit_old_rows();
+  // The audit part of forget_user: rows naming one of names get the pseudonym.
+  Status pseudonymise_audit(const std::vector<std::string>& names, ForgetReport& report);
   // The newest row (or where pruning left the chain); first_id only when asked (one more query).
   Result<AuditHead> audit_head_in_db(bool with_first_id = true);
   Result<int64_t> keyed_chain_start();
@@ -199,6 +216,7 @@ class SqliteStore final : public Store {
   // The keyed chain. head_ follows the open transaction; committed_head_ is what the last commit
   // left, read by sync() on the commit thread (under head_mutex_), which writes it to head_path_.
   SecureBytes audit_key_;
+  SecureBytes commit_key_;  // HKDF(audit_key_, "mfad audit commitment v1")
   std::string head_path_;
   const Sealer* head_sealer_ = nullptr;
   bool head_known_ = false;

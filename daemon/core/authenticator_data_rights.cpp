@@ -1,0 +1,290 @@
+// Data rights (docs/security-model.md, "Data rights"): what mfad holds about a person, shown to
+// them (ExportUser) or erased (ForgetUser, crypto-shredding through their data key); the devices
+// they logged in from (ListDevices, ForgetDevice); and the notice shown before an enrollment,
+// whose acceptance is audited with its SHA-256 (GetEnrollmentNotice, AcceptEnrollmentNotice).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "common/crypto.hpp"
+#include "common/handles.hpp"
+#include "core/authenticator_impl.hpp"
+#include "core/config_keys.hpp"
+#include "core/log.hpp"
+#include "core/rate_limiter.hpp"
+#include "core/sms_codes.hpp"
+#include "core/validation.hpp"
+
+namespace mfa {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr size_t kMaxExportAuditRows = 10000;
+
+int64_t seconds(int64_t usec) {
+  return usec / kUsecPerSecond;
+}
+
+std::string dump(const Json& doc) {
+  return doc.dump(2, ' ', false, Json::error_handler_t::replace);
+}
+
+// The names a person's records carry: sessions, devices and the audit trail keep the name a
+// login used (the account's NSS name); the user argument too when it is another spelling.
+std::vector<std::string> names_of(const std::string& shown, std::string_view user) {
+  std::vector<std::string> names{shown};
+  if (user != shown && !user.empty() && user.front() != '#')
+    names.emplace_back(user);
+  return names;
+}
+
+Result<std::string> read_notice_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK));
+  if (!fd.valid())
+    return make_error(
+        Errc::kIo, "cannot open the enrollment notice file " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    return make_error(Errc::kIo, "the enrollment notice file " + path + " is not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > kMaxEnrollmentNotice)
+    return make_error(Errc::kIo, "the enrollment notice file " + path + " is longer than " +
+                                     std::to_string(kMaxEnrollmentNotice) + " bytes");
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < text.size()) {
+    ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    got += static_cast<size_t>(n);
+  }
+  text.resize(got);
+  if (text.find('\0') != std::string::npos)
+    return make_error(Errc::kIo, "the enrollment notice file " + path + " is not text");
+  return text;
+}
+
+}  // namespace
+
+Result<std::string> Authenticator::export_user(const Caller& caller, std::string_view user) {
+  Impl& m = *impl_;
+  MFA_TRY(access, m.authorize(caller, user, "ExportUser"));
+  const std::string& key = access.account;
+  const std::string shown = account_display_name(m.d_.users, key);
+  MFA_TRY(f, m.load_factors(key));
+  MFA_STORE_TRY(limits, m.d_.store.get_limits(key));
+  MFA_STORE_TRY(watermark, m.d_.store.get_totp_watermark(key));
+
+  Json doc = Json::object();
+  doc["user"] = shown;
+  if (auto uid = account_key_uid(key))
+    doc["uid"] = *uid;
+  doc["exported"] = seconds(m.d_.clock.realtime_usec());
+
+  Json factors = Json::array();
+  auto factor = [&](const FactorRecord& r) -> Status {
+    Json j = {{"method", method_name(r.method)},
+              {"state", r.pending ? "pending" : "active"},
+              {"enrolled", seconds(r.created_usec)}};
+    if (r.method == Method::kTotp) {
+      auto params = parse_totp_params(r.params);
+      if (params) {
+        j["algorithm"] = otp_algorithm_name(params->algorithm);
+        j["digits"] = params->digits;
+        j["period"] = params->period;
+        // The last code accepted: its time step.
+        if (!r.pending && watermark)
+          j["last_used"] = static_cast<int64_t>(*watermark) * params->period;
+      }
+    } else if (r.method == Method::kSms) {
+      // The person's own number: shown to them (or an admin acting for them), never logged.
+      j["masked_phone"] = r.params;
+      auto phone = m.sms.open_phone(r, key, r.pending ? kSealSmsPending : kSealSms);
+      if (phone.ok())
+        j["phone"] = std::string(phone->view());
+      else
+        j["phone_unreadable"] = true;
+    }
+    factors.push_back(std::move(j));
+    return {};
+  };
+  for (const auto* r : {&f.totp, &f.totp_pending, &f.sms, &f.sms_pending}) {
+    if (*r)
+      MFA_CHECK(factor(**r));
+  }
+  doc["factors"] = std::move(factors);
+  doc["backup_codes_left"] = f.backup_left;
+
+  const int64_t now = m.d_.clock.realtime_usec();
+  doc["lockout"] = {
+      {"locked_until",
+       lock_remaining_usec(limits, now) > 0 ? seconds(limits.locked_until_usec) : int64_t{0}},
+      {"consecutive_failures", limits.consecutive_failures},
+      {"lockouts", limits.lockout_count},
+      {"failures_today", limits.day_failures}};
+
+  const std::vector<std::string> names = names_of(shown, user);
+  Json sessions = Json::array();
+  Json devices = Json::array();
+  Json audit = Json::array();
+  for (const std::string& name : names) {
+    auto listed = m.d_.store.list_sessions(name);
+    // A store without sessions has none to show.
+    if (listed.ok()) {
+      for (const SessionRecord& s : *listed) {
+        sessions.push_back({{"id", s.id},
+                            {"service", s.service},
+                            {"rhost", s.rhost},
+                            {"tty", s.tty},
+                            {"ruser", s.ruser},
+                            {"factor", s.factor},
+                            {"device", s.device},
+                            {"started", seconds(s.started_usec)},
+                            {"last_seen", seconds(s.last_seen_usec)}});
+      }
+    }
+    auto seen = m.d_.store.list_devices(name);
+    if (seen.ok()) {
+      for (const DeviceRecord& d : *seen) {
+        devices.push_back({{"device", d.fingerprint},
+                           {"rhost", d.rhost},
+                           {"client", d.client},
+                           {"first_seen", seconds(d.first_seen_usec)},
+                           {"last_seen", seconds(d.last_seen_usec)}});
+      }
+    }
+    AuditFilter filter;
+    filter.user = name;
+    filter.limit = kMaxExportAuditRows;
+    MFA_STORE_TRY(rows, m.d_.store.query_audit(filter));
+    for (const AuditRecord& r : rows) {
+      Json details = Json::parse(r.details_json, nullptr, /*allow_exceptions=*/false);
+      audit.push_back({{"id", r.id},
+                       {"time", seconds(r.time_usec)},
+                       {"kind", r.kind},
+                       {"outcome", r.outcome},
+                       {"reason", r.reason},
+                       {"caller", r.caller},
+                       {"details", details.is_object() ? details : Json::object()}});
+    }
+  }
+  doc["sessions"] = std::move(sessions);
+  doc["devices"] = std::move(devices);
+  doc["audit"] = std::move(audit);
+  MFA_CHECK(m.audit_success(AuditKind::kDataExport, key, caller));
+  return dump(doc);
+}
+
+Result<ForgetReport> Authenticator::forget_user(const Caller& caller, std::string_view user) {
+  Impl& m = *impl_;
+  MFA_TRY(account, m.admin_on_user(caller, user, "ForgetUser"));
+  const std::string shown = account_display_name(m.d_.users, account);
+  // The shared records first: in fleet mode this is what Redis deletes on every host (the
+  // FleetRecorder notes it, as for ResetUser).
+  MFA_STORE_CHECK(m.d_.store.delete_user(account));
+  if (account != user)
+    MFA_STORE_CHECK(m.d_.store.delete_user(user));
+  ForgetRequest request{account, names_of(shown, user)};
+  MFA_STORE_TRY(report, m.d_.store.forget_user(request));
+  // The data key goes with the records: every copy of them (a backup of the database) stops
+  // opening. Should the batch fail after this, the records left are unreadable: the person was
+  // being forgotten anyway.
+  const DataKeys keys = m.data_keys();
+  for (const std::string& owner : {account, std::string(user)}) {
+    MFA_STORE_TRY(destroyed, keys.destroy(owner));
+    report.data_key = report.data_key || destroyed;
+  }
+  m.challenges.drop_user(account);
+  // Recorded under the pseudonym: the trail does not learn the name again.
+  MFA_CHECK(m.audit_success(AuditKind::kDataForget, report.pseudonym, caller,
+                            {{"audit_rows", std::to_string(report.audit_rows)},
+                             {"audit_rows_kept", std::to_string(report.audit_rows_kept)},
+                             {"sessions", std::to_string(report.sessions)},
+                             {"devices", std::to_string(report.devices)},
+                             {"data_key", report.data_key ? "destroyed" : "none"}}));
+  return report;
+}
+
+Result<std::vector<DeviceRecord>> Authenticator::list_devices(const Caller& caller,
+                                                              std::string_view user) {
+  Impl& m = *impl_;
+  if (user.empty()) {
+    MFA_CHECK(m.require_admin(caller, "ListDevices"));
+    MFA_STORE_TRY(all, m.d_.store.list_devices(""));
+    return all;
+  }
+  MFA_TRY(access, m.authorize(caller, user, "ListDevices"));
+  std::vector<DeviceRecord> out;
+  for (const std::string& name : names_of(account_display_name(m.d_.users, access.account), user)) {
+    MFA_STORE_TRY(seen, m.d_.store.list_devices(name));
+    out.insert(out.end(), seen.begin(), seen.end());
+  }
+  return out;
+}
+
+Status Authenticator::forget_device(const Caller& caller, std::string_view user,
+                                    std::string_view device) {
+  Impl& m = *impl_;
+  MFA_TRY(access, m.authorize(caller, user, "ForgetDevice"));
+  if (device.empty() || device.size() > 128 ||
+      !std::all_of(device.begin(), device.end(),
+                   [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }))
+    return invalid_argument("The device id must be the hex id mfactl devices shows");
+  bool gone = false;
+  for (const std::string& name : names_of(account_display_name(m.d_.users, access.account), user)) {
+    MFA_STORE_TRY(deleted, m.d_.store.delete_device(name, device));
+    gone = gone || deleted;
+  }
+  if (!gone)
+    return invalid_argument("No such device for this user");
+  MFA_CHECK(m.audit_success(AuditKind::kDataForgetDevice, access.account, caller,
+                            {{"device", std::string(device)}}));
+  return {};
+}
+
+Result<EnrollmentNotice> Authenticator::enrollment_notice() const {
+  const Config& config = impl_->d_.config;
+  EnrollmentNotice notice;
+  if (!config.enrollment_notice_file.empty()) {
+    auto text = read_notice_file(config.enrollment_notice_file);
+    if (!text.ok()) {
+      // Fail closed: no enrollment goes on without the notice it must show.
+      MFA_LOG_ERROR("%s", text.error().message.c_str());
+      return make_error(Errc::kInternal, "The enrollment notice cannot be read; ask an admin");
+    }
+    notice.text = std::move(text).value();
+  } else {
+    notice.text = config.enrollment_notice;
+  }
+  if (!notice.text.empty()) {
+    notice.sha256_hex = to_hex(sha256(std::span<const uint8_t>(
+        reinterpret_cast<const uint8_t*>(notice.text.data()), notice.text.size())));
+  }
+  return notice;
+}
+
+Status Authenticator::accept_enrollment_notice(const Caller& caller, std::string_view user,
+                                               std::string_view sha256_hex, std::string_view via) {
+  Impl& m = *impl_;
+  MFA_TRY(access, m.authorize(caller, user, "AcceptEnrollmentNotice"));
+  if (via != "mfactl" && via != "login")
+    return invalid_argument("via must be \"mfactl\" or \"login\"");
+  MFA_TRY(notice, enrollment_notice());
+  if (notice.text.empty())
+    return invalid_argument("There is no enrollment notice to accept");
+  if (!ct_equal(notice.sha256_hex, sha256_hex))
+    return invalid_argument("The enrollment notice changed; show the current one and ask again");
+  MFA_CHECK(m.audit_success(AuditKind::kEnrollNotice, access.account, caller,
+                            {{"notice_sha256", notice.sha256_hex}, {"via", std::string(via)}}));
+  return {};
+}
+
+}  // namespace mfa
