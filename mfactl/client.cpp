@@ -536,4 +536,60 @@ Result<nlohmann::json> ManagerClient::import_totp(std::string_view user,
   return call_dict(m.get());
 }
 
+Result<nlohmann::json> ManagerClient::export_user(std::string_view user) {
+  MFA_TRY(m, new_call("ExportUser", {user}));
+  MFA_TRY(reply, call(m.get()));
+  // It holds the person's phone number: erased when freed.
+  (void)sd_bus_message_sensitive(reply.get());
+  const char* text = nullptr;
+  int r = sd_bus_message_read(reply.get(), "s", &text);
+  if (r < 0)
+    return bad_reply(r);
+  auto doc = nlohmann::json::parse(text ? text : "", nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object())
+    return make_error(Errc::kInternal, "mfad sent an export that is not a JSON object");
+  return doc;
+}
+
+Result<nlohmann::json> ManagerClient::forget_user(std::string_view user) {
+  MFA_TRY(m, new_call("ForgetUser", {user}));
+  MFA_TRY(reply, call(m.get()));
+  nlohmann::json report = nlohmann::json::object();
+  int r = sd_bus_message_enter_container(reply.get(), 'a', "{ss}");
+  while (r > 0) {
+    const char* key = nullptr;
+    const char* value = nullptr;
+    r = sd_bus_message_read(reply.get(), "{ss}", &key, &value);
+    if (r > 0)
+      report[key ? key : ""] = value ? value : "";
+  }
+  if (r < 0)
+    return bad_reply(r);
+  return report;
+}
+
+Result<nlohmann::json> ManagerClient::list_devices(std::string_view user) {
+  MFA_TRY(m, new_call("ListDevices", {user}));
+  return call_rows(m.get());
+}
+
+Status ManagerClient::forget_device(std::string_view user, std::string_view device) {
+  return call_void("ForgetDevice", {user, device});
+}
+
+Result<std::pair<std::string, std::string>> ManagerClient::enrollment_notice() {
+  MFA_TRY(m, new_call("GetEnrollmentNotice"));
+  MFA_TRY(reply, call(m.get()));
+  const char* text = nullptr;
+  const char* hash = nullptr;
+  int r = sd_bus_message_read(reply.get(), "ss", &text, &hash);
+  if (r < 0)
+    return bad_reply(r);
+  return std::make_pair(std::string(text ? text : ""), std::string(hash ? hash : ""));
+}
+
+Status ManagerClient::accept_enrollment_notice(std::string_view user, std::string_view sha256) {
+  return call_void("AcceptEnrollmentNotice", {user, sha256, "mfactl"});
+}
+
 }  // namespace mfa::ctl

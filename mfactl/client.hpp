@@ -96,6 +96,14 @@ class ManagerClient {
   // CreateEnrollmentToken (admin): the token, shown once, and when it expires (unix seconds).
   Result<std::pair<SecureString, uint64_t>> create_enrollment_token(std::string_view user,
                                                                     uint32_t valid_hours);
+  // Data rights (docs/mfactl.md): ExportUser's JSON document, parsed; ForgetUser's report;
+  // ListDevices's rows ("" = everyone's); the enrollment notice (text "" = none) and its hash.
+  Result<nlohmann::json> export_user(std::string_view user);
+  Result<nlohmann::json> forget_user(std::string_view user);
+  Result<nlohmann::json> list_devices(std::string_view user);
+  Status forget_device(std::string_view user, std::string_view device);
+  Result<std::pair<std::string, std::string>> enrollment_notice();
+  Status accept_enrollment_notice(std::string_view user, std::string_view sha256);
 
  private:
   // Whether a call's arguments hold a code or a phone number: the message is then erased when

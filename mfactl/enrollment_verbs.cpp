@@ -103,7 +103,8 @@ int confirm_on_terminal(Context& ctx, const std::string& user, const char* metho
 }  // namespace
 
 int cmd_enroll_totp(Context& ctx, const std::vector<char*>& args) {
-  if (int r = check_args(ctx, args, 0, 1, kVoIssuer | kVoAlgorithm | kVoDigits | kVoSvg | kVoName,
+  if (int r = check_args(ctx, args, 0, 1,
+                         kVoIssuer | kVoAlgorithm | kVoDigits | kVoSvg | kVoName | kVoAcceptNotice,
                          "enroll totp")) {
     return r;
   }
@@ -115,6 +116,8 @@ int cmd_enroll_totp(Context& ctx, const std::vector<char*>& args) {
     digits = static_cast<uint32_t>(*d);
   }
   const std::string user = user_or_self(ctx, args);
+  if (int r = show_enrollment_notice(ctx, user))
+    return r;
   auto bus = ctx.bus();
   if (!bus.ok())
     return fail(bus.error());
@@ -168,11 +171,15 @@ int cmd_enroll_totp(Context& ctx, const std::vector<char*>& args) {
 }
 
 int cmd_enroll_sms(Context& ctx, const std::vector<char*>& args) {
-  if (int r = check_args(ctx, args, 0, 1, kVoPhone, "enroll sms"))
+  if (int r = check_args(ctx, args, 0, 1, kVoPhone | kVoAcceptNotice, "enroll sms"))
     return r;
   if (!(ctx.opt.given & kVoPhone))
     return usage_error("enroll sms needs --phone +E164");
   const std::string user = user_or_self(ctx, args);
+  if (int r = show_enrollment_notice(ctx, user)) {
+    ctx.opt.phone.clear();
+    return r;
+  }
   auto bus = ctx.bus();
   if (!bus.ok())
     return fail(bus.error());

@@ -60,10 +60,15 @@ constexpr char kUsage[] =
     "                                         secrets [--remove] [--force] [--name NAME] (admin)\n"
     "  report [--since TIME]                  adoption and login outcomes (admin)\n"
     "  fleet acl HOSTID [KEYPREFIX]           the Redis ACL line for one host of a fleet\n"
+    "  export [USER]                          everything mfad holds about USER, secrets excepted\n"
+    "  forget USER                            erase USER, destroy their data key (admin)\n"
+    "  devices [USER] [--all]                 the devices USER logged in from\n"
+    "  forget-device USER DEVICE_ID           forget one of them\n"
     "\n"
     "Options:\n"
     "  --json                  print one JSON document on stdout\n"
     "  --bus-address ADDRESS   talk to mfad on this bus instead of the system bus\n"
+    "  --accept-notice         accept the enrollment notice without asking (enroll)\n"
     "  --current-code CODE     a current code, for changes that need one (step-up);\n"
     "                          - reads it from standard input\n"
     "  -h, --help              show this help\n"
@@ -94,6 +99,7 @@ enum OptionId : int {
   kOptSvg,
   kOptName,
   kOptValid,
+  kOptAcceptNotice,
 };
 
 constexpr size_t kMaxPathLength = 4096;
@@ -125,6 +131,7 @@ int parse_command_line(int argc, char** argv, Options& opt) {
       {"svg", required_argument, nullptr, kOptSvg},
       {"name", required_argument, nullptr, kOptName},
       {"valid", required_argument, nullptr, kOptValid},
+      {"accept-notice", no_argument, nullptr, kOptAcceptNotice},
       {nullptr, 0, nullptr, 0},
   };
   opterr = 0;  // our own messages, with exit status 2
@@ -233,6 +240,8 @@ int parse_command_line(int argc, char** argv, Options& opt) {
       case kOptValid:
         opt.given |= kVoValid;
         opt.valid = optarg;
+      case kOptAcceptNotice:
+        opt.given |= kVoAcceptNotice;
         break;
       case ':':
         return usage_error(std::string("option ") + argv[optind - 1] + " needs a value");
@@ -330,6 +339,14 @@ int run(int argc, char** argv) {
     printf("%s\n", line->c_str());
     return kExitOk;
   }
+  if (verb == "export")
+    return cmd_export(ctx, args);
+  if (verb == "forget")
+    return cmd_forget(ctx, args);
+  if (verb == "devices")
+    return cmd_devices(ctx, args);
+  if (verb == "forget-device")
+    return cmd_forget_device(ctx, args);
   if (verb == "help") {
     (void)fputs(kUsage, stdout);
     return kExitOk;

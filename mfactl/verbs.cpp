@@ -28,6 +28,8 @@ const char* verb_option_name(unsigned bit) {
       return "--limit";
     case kVoAll:
       return "--all";
+    case kVoAcceptNotice:
+      return "--accept-notice";
     case kVoPamDir:
       return "--pam-dir";
     case kVoSshdConfig:

@@ -39,7 +39,8 @@ enum VerbOption : unsigned {
   kVoName = 1u << 13,
   kVoValid = 1u << 14,
   kVoSvg = 1u << 15,
-  kVoLast = kVoSvg,
+  kVoAcceptNotice = 1u << 16,
+  kVoLast = kVoAcceptNotice,
 };
 
 struct Options {
@@ -118,5 +119,13 @@ int cmd_audit(Context& ctx, const std::vector<char*>& args);
 int cmd_doctor(Context& ctx, const std::vector<char*>& args);
 int cmd_import(Context& ctx, const std::vector<char*>& args);
 int cmd_report(Context& ctx, const std::vector<char*>& args);
+// data_rights_verbs.cpp: export, forget, devices, forget-device; and the enrollment notice
+// (shown before enroll totp/sms, accepted on the terminal or with --accept-notice, recorded by
+// mfad): kExitOk when there is none or it was accepted.
+int cmd_export(Context& ctx, const std::vector<char*>& args);
+int cmd_forget(Context& ctx, const std::vector<char*>& args);
+int cmd_devices(Context& ctx, const std::vector<char*>& args);
+int cmd_forget_device(Context& ctx, const std::vector<char*>& args);
+int show_enrollment_notice(Context& ctx, const std::string& user);
 
 }  // namespace mfa::ctl
