@@ -63,7 +63,9 @@ def test_policy_names_every_open_method_and_no_pam_method():
                        "BeginSmsEnrollment", "ConfirmSmsEnrollment", "GenerateBackupCodes",
                        "DisableMethod", "ListSessions", "TerminateSession", "ListUsers",
                        "ResetUser", "Unlock", "ListAuditEvents", "VerifyAuditTrail",
-                       "ImportTotp", "GetReport", "CheckHealth", "CreateEnrollmentToken"}
+                       "ImportTotp", "GetReport", "CheckHealth", "CreateEnrollmentToken",
+                       "ExportUser", "ForgetUser", "ListDevices", "ForgetDevice",
+                       "GetEnrollmentNotice", "AcceptEnrollmentNotice"}
     # No blanket allow for the default context.
     for a in default.findall("allow"):
         assert a.get("send_interface") or a.get("own"), ET.tostring(a)

@@ -254,24 +254,88 @@ void test_legacy_trail_migrated(void** state) {
   assert_false(f->store->take_audit_head_problem().has_value());
   assert_true(f->store->flush().ok());
   auto rows = f->store->query_audit(AuditFilter{});
-  assert_int_equal(rows->size(), 5);
+  // The keyed checkpoint, then the whole trail carried over to the commitment chain.
+  assert_int_equal(rows->size(), 6);
   assert_string_equal((*rows)[4].kind.c_str(), "audit.checkpoint");
   assert_string_equal((*rows)[4].reason.c_str(), "keyed");
   assert_true((*rows)[4].details_json.find("\"legacy_head\":\"" + legacy_head + "\"") !=
               std::string::npos);
   assert_true((*rows)[4].details_json.find("\"legacy_intact\":\"true\"") != std::string::npos);
+  assert_string_equal((*rows)[5].reason.c_str(), "committed");
+  assert_true((*rows)[5].details_json.find("\"committed_rows\":\"5\"") != std::string::npos);
   append(f, 2);
   auto v = f->store->verify_audit_chain();
   assert_true(v->intact);
-  assert_int_equal(v->rows, 7);
+  assert_int_equal(v->rows, 8);
   // Reopened: no second checkpoint, the head file matches.
   open_store(f);
   assert_false(f->store->take_audit_head_problem().has_value());
   assert_true(f->store->flush().ok());
-  assert_int_equal(f->store->query_audit(AuditFilter{})->size(), 7);
-  // A legacy row rewritten: the unkeyed link of row 2 no longer chains to the checkpoint.
-  tamper(f->db, "UPDATE audit SET user = 'mallory' WHERE id = 2");
+  assert_int_equal(f->store->query_audit(AuditFilter{})->size(), 8);
+  // A row written before the migration can now be pseudonymised, and the chain still verifies.
+  auto report = f->store->forget_user(ForgetRequest{"uid/1", {"alice"}});
+  assert_true(report.ok());
+  assert_int_equal(report->audit_rows, 6);
+  assert_int_equal(report->audit_rows_kept, 0);
+  assert_true(f->store->flush().ok());
   v = f->store->verify_audit_chain();
+  assert_true(v->intact);
+  // An old row rewritten: it no longer matches what the chain committed to.
+  tamper(f->db, "UPDATE audit SET caller = 'mallory' WHERE id = 2");
+  v = f->store->verify_audit_chain();
+  assert_false(v->intact);
+  expect_message(*v, "audit row 2:");
+}
+
+// The commitment chain (docs/audit-events.md, "Commitments"): forgetting a person replaces the
+// name and phone in their rows with a keyed pseudonym; the chain still verifies; a changed user
+// or details, in a plain or a pseudonymised row, is found.
+void test_forget_pseudonymises(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  open_store(f);
+  for (const char* user : {"alice", "bob", "alice"}) {
+    AuditRecord r;
+    r.kind = "sms.sent";
+    r.user = user;
+    r.outcome = "success";
+    r.caller = "uid=0";
+    r.details_json = std::string("{\"phone\":\"+1****4321\",\"ruser\":\"") + user + "\"}";
+    assert_true(f->store->append_audit(r).ok());
+  }
+  assert_true(f->store->flush().ok());
+  auto report = f->store->forget_user(ForgetRequest{"uid/1000", {"alice"}});
+  assert_true(report.ok());
+  assert_int_equal(report->audit_rows, 2);
+  assert_true(report->pseudonym.rfind("forgotten/", 0) == 0);
+  assert_true(f->store->flush().ok());
+  auto rows = f->store->query_audit(AuditFilter{});
+  for (const AuditRecord& r : *rows) {
+    assert_true(r.user.find("alice") == std::string::npos);
+    assert_true(r.details_json.find("alice") == std::string::npos);
+  }
+  assert_string_equal((*rows)[0].user.c_str(), report->pseudonym.c_str());
+  assert_true((*rows)[0].details_json.find("4321") == std::string::npos);
+  assert_true((*rows)[1].details_json.find("4321") != std::string::npos);  // bob's stays
+  auto v = f->store->verify_audit_chain();
+  assert_true(v->intact);
+  // Same name, same pseudonym: the rows of one person stay linkable as one.
+  assert_string_equal((*rows)[2].user.c_str(), report->pseudonym.c_str());
+
+  // A pseudonymised row's details changed: its redaction MAC no longer matches.
+  tamper(f->db, "UPDATE audit SET details = '{}' WHERE id = 1");
+  v = f->store->verify_audit_chain();
+  assert_false(v->intact);
+  expect_message(*v, "audit row 1:");
+}
+
+void test_commitments_catch_a_renamed_row(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  open_store(f);
+  append(f, 3);
+  assert_true(f->store->flush().ok());
+  // The name changed, or passed off as a pseudonym: the commitment does not match.
+  tamper(f->db, "UPDATE audit SET user = 'forgotten/0123456789abcdef' WHERE id = 2");
+  auto v = f->store->verify_audit_chain();
   assert_false(v->intact);
   expect_message(*v, "audit row 2:");
 }
@@ -330,13 +394,13 @@ void test_prune_devices(void** state) {
   auto* f = static_cast<Fixture*>(*state);
   open_store(f);
   const int64_t now = f->clock.realtime_usec();
-  assert_true(f->store->note_device("alice", "old", now - 400 * kDayUsec).ok());
-  assert_true(f->store->note_device("alice", "new", now - 10 * kDayUsec).ok());
+  assert_true(f->store->note_device("alice", "old", now - 400 * kDayUsec, "", "").ok());
+  assert_true(f->store->note_device("alice", "new", now - 10 * kDayUsec, "", "").ok());
   auto pruned = f->store->prune_devices(now - 365 * kDayUsec);
   assert_true(pruned.ok());
   assert_int_equal(*pruned, 1);
-  assert_false(*f->store->note_device("alice", "new", now));
-  assert_true(*f->store->note_device("alice", "old", now));  // new again
+  assert_false(*f->store->note_device("alice", "new", now, "", ""));
+  assert_true(*f->store->note_device("alice", "old", now, "", ""));  // new again
 }
 
 }  // namespace
@@ -351,6 +415,8 @@ int main() {
       cmocka_unit_test_setup_teardown(test_legacy_trail_migrated, setup, teardown),
       cmocka_unit_test_setup_teardown(test_prune_checkpoint, setup, teardown),
       cmocka_unit_test_setup_teardown(test_prune_devices, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_forget_pseudonymises, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_commitments_catch_a_renamed_row, setup, teardown),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
