@@ -80,7 +80,7 @@ Result<TotpImportResult> Authenticator::import_totp(const Caller& caller, std::s
   if (has_factor)
     MFA_CHECK(m.admin_on_own_account(caller, name, Impl::OwnAccountChange::kReset));
 
-  auto sealed = m.d_.sealer.seal(import.secret.span(), user, kSealTotp);
+  auto sealed = m.data_keys().seal(user, import.secret.span(), user, kSealTotp);
   if (!sealed.ok())
     return make_error(Errc::kInternal, "Could not seal the secret");
   // --force replaces the user's TOTP devices, whatever their names.
