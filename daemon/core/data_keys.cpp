@@ -99,6 +99,8 @@ Result<std::optional<Sealer>> DataKeys::sealer_of(std::string_view key_owner, bo
   // Written whole and synced, then renamed into place and the directory synced: the records
   // sealed under it are committed only after it is durable.
   const std::string tmp = path + ".tmp";
+  if (mkdir(directory_.c_str(), 0700) < 0 && errno != EEXIST)
+    return io_error("cannot create the data key directory " + directory_);
   {
     Fd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!out.valid())

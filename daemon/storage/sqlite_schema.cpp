@@ -1,8 +1,10 @@
 // SqliteStore's schema: the numbered migrations, the pragmas every connection runs with, and
 // the migration of an older database at open.
+#include <array>
 #include <functional>
 #include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/log.hpp"
@@ -22,6 +24,8 @@ struct Migration {
   const char* sql;
   // Not SQL alone: key_records_by_account() (it asks NSS).
   bool key_by_account = false;
+  // Not SQL alone: add_data_rights_columns() (columns added only where missing).
+  bool data_rights = false;
 };
 constexpr Migration kMigrations[] = {
     // 1: everything.
@@ -193,17 +197,7 @@ ALTER TABLE sessions ADD COLUMN audit_login_uid INTEGER NOT NULL DEFAULT 4294967
     // whose chain covers commitments to the name and details instead
     // of the clear text, so that forgetting a person can replace them (sqlite_audit.cpp). Rows
     // change only while the guard is up, as when pruning.
-    {10, R"sql(
-ALTER TABLE devices ADD COLUMN rhost TEXT NOT NULL DEFAULT '';
-ALTER TABLE devices ADD COLUMN client TEXT NOT NULL DEFAULT '';
-ALTER TABLE audit ADD COLUMN user_commit TEXT NOT NULL DEFAULT '';
-ALTER TABLE audit ADD COLUMN details_commit TEXT NOT NULL DEFAULT '';
-ALTER TABLE audit ADD COLUMN redaction TEXT NOT NULL DEFAULT '';
-DROP TRIGGER audit_no_update;
-CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
-WHEN (SELECT pruning FROM audit_guard WHERE id = 1) = 0
-BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;
-)sql"},
+    {10, "", false, true},
 };
 
 // The tables whose records belong to a user's authentication state. Sessions, devices and the
@@ -276,6 +270,8 @@ Status SqliteStore::migrate(const UserDirectory& users) {
       const int next = migration.number;
       if (migration.key_by_account)
         MFA_CHECK(key_records_by_account(users));
+      else if (migration.data_rights)
+        MFA_CHECK(add_data_rights_columns());
       else
         MFA_CHECK(exec(migration.sql));
       sqlite3_stmt* raw = nullptr;
@@ -362,6 +358,37 @@ Status SqliteStore::key_records_by_account(const UserDirectory& users) {
                  name.c_str(), static_cast<unsigned>(*uid));
   }
   return {};
+}
+
+// Migration 7, data rights (docs/security-model.md, "Data rights"): devices described, and audit
+// rows whose chain covers commitments to the user and details instead of the clear text, so that
+// forgetting a person can replace them (sqlite_audit_commitments.cpp). Rows change only while
+// the guard is up, as when pruning. A column is added only where it is missing: a database whose
+// recorded version is older than its tables (restored pieces) still opens.
+Status SqliteStore::add_data_rights_columns() {
+  static constexpr std::array<std::pair<const char*, const char*>, 5> kColumns{{
+      {"devices", "rhost"},
+      {"devices", "client"},
+      {"audit", "user_commit"},
+      {"audit", "details_commit"},
+      {"audit", "redaction"},
+  }};
+  for (const auto& [table, column] : kColumns) {
+    bool present = false;
+    const std::string info = std::string("SELECT 1 FROM pragma_table_info('") + table +
+                             "') WHERE name = '" + column + "'";
+    MFA_CHECK(exec_rows(info, [&] { present = true; }));
+    if (!present) {
+      const std::string add = std::string("ALTER TABLE ") + table + " ADD COLUMN " + column +
+                              " TEXT NOT NULL DEFAULT ''";
+      MFA_CHECK(exec(add.c_str()));
+    }
+  }
+  return exec(
+      "DROP TRIGGER IF EXISTS audit_no_update; "
+      "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+      "WHEN (SELECT pruning FROM audit_guard WHERE id = 1) = 0 "
+      "BEGIN SELECT RAISE(ABORT, 'audit rows are append-only'); END;");
 }
 
 }  // namespace mfa

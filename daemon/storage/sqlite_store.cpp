@@ -127,6 +127,19 @@ Status SqliteStore::exec(const char* sql) {
   return {};
 }
 
+Status SqliteStore::exec_rows(const std::string& sql, const std::function<void()>& on_row) {
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(db_.get(), sql.c_str(), -1, &raw, nullptr);
+  SqliteStmtPtr stmt(raw);
+  if (rc != SQLITE_OK)
+    return sqlite_error(rc, "database error");
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW)
+    on_row();
+  if (rc != SQLITE_DONE)
+    return sqlite_error(rc, "database error");
+  return {};
+}
+
 Result<sqlite3_stmt*> SqliteStore::prepare(const char* sql) {
   auto it = statements_.find(sql);
   if (it != statements_.end())

@@ -166,6 +166,10 @@ class SqliteStore final : public Store {
   Status migrate(const UserDirectory& users);
   // Migration 6: records keyed by a name are keyed by its account.
   Status key_records_by_account(const UserDirectory& users);
+  // Migration 7: the data-rights columns, each where it is missing.
+  Status add_data_rights_columns();
+  // Runs sql (not cached) and calls on_row for each row.
+  Status exec_rows(const std::string& sql, const std::function<void()>& on_row);
   Result<int> current_schema_version();
   Result<sqlite3_stmt*> prepare(const char* sql);
   // Runs a write statement inside the batch transaction; returns sqlite3_changes().

@@ -206,6 +206,8 @@ struct Env {
     char tmpl[] = "/tmp/mfad-auth-test-XXXXXX";
     assert_non_null(mkdtemp(tmpl));
     dir = tmpl;
+    // The data keys (core/data_keys.hpp) beside the database.
+    config.state_directory = dir;
     auto opened = SqliteStore::open(dir + "/mfad.db", clock);
     assert_true(opened.ok());
     sqlite = std::move(opened).value();
