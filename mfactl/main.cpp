@@ -240,6 +240,7 @@ int parse_command_line(int argc, char** argv, Options& opt) {
       case kOptValid:
         opt.given |= kVoValid;
         opt.valid = optarg;
+        break;
       case kOptAcceptNotice:
         opt.given |= kVoAcceptNotice;
         break;

@@ -81,7 +81,6 @@ Result<std::string> Authenticator::export_user(const Caller& caller, std::string
   const std::string shown = account_display_name(m.d_.users, key);
   MFA_TRY(f, m.load_factors(key));
   MFA_STORE_TRY(limits, m.d_.store.get_limits(key));
-  MFA_STORE_TRY(watermark, m.d_.store.get_totp_watermark(key));
 
   Json doc = Json::object();
   doc["user"] = shown;
@@ -95,6 +94,8 @@ Result<std::string> Authenticator::export_user(const Caller& caller, std::string
               {"state", r.pending ? "pending" : "active"},
               {"enrolled", seconds(r.created_usec)}};
     if (r.method == Method::kTotp) {
+      j["device"] = r.device;
+      MFA_STORE_TRY(watermark, m.d_.store.get_totp_watermark(key, r.device));
       auto params = parse_totp_params(r.params);
       if (params) {
         j["algorithm"] = otp_algorithm_name(params->algorithm);
@@ -116,7 +117,9 @@ Result<std::string> Authenticator::export_user(const Caller& caller, std::string
     factors.push_back(std::move(j));
     return {};
   };
-  for (const auto* r : {&f.totp, &f.totp_pending, &f.sms, &f.sms_pending}) {
+  for (const FactorRecord& device : f.totp_devices)  // every named TOTP device (issue 19)
+    MFA_CHECK(factor(device));
+  for (const auto* r : {&f.totp_pending, &f.sms, &f.sms_pending}) {
     if (*r)
       MFA_CHECK(factor(**r));
   }

@@ -356,7 +356,7 @@ Result<std::vector<SecureString>> Authenticator::confirm_login_enrollment(
                              return out;
                            }));
 
-  auto sealed = m.d_.sealer.seal(seed.span(), user, kSealTotp);
+  auto sealed = m.data_keys().seal(user, seed.span(), user, kSealTotp);
   if (!sealed.ok())
     return make_error(Errc::kInternal, "Could not seal the secret");
   FactorRecord record;

@@ -208,7 +208,8 @@ Status FleetCoordinator::cache_state(const std::string& user, const fleet::UserS
   if (state.watermark) {
     MFA_TRY(cached, d_.cache.get_totp_watermark(user, kDefaultTotpDevice));
     if (!cached || *cached < *state.watermark) {
-      MFA_TRY(advanced, d_.cache.advance_totp_watermark(user, kDefaultTotpDevice, *state.watermark));
+      MFA_TRY(advanced,
+              d_.cache.advance_totp_watermark(user, kDefaultTotpDevice, *state.watermark));
       (void)advanced;
     }
   }
