@@ -18,8 +18,9 @@ namespace {
 using namespace mfa::pam;
 
 constexpr std::string_view kKnown[] = {
-    "debug",     "nullok",  "forward_pass", "use_first_pass", "try_first_pass", "failmode",
-    "max_tries", "timeout", "methods",      "prompt",         "bus_address",    "list"};
+    "debug",          "nullok",   "enroll",      "forward_pass", "use_first_pass",
+    "try_first_pass", "failmode", "max_tries",   "timeout",      "fresh",
+    "methods",        "prompt",   "bus_address", "list"};
 
 bool inside(std::string_view part, std::string_view whole) {
   return part.empty() ||
@@ -46,6 +47,8 @@ void check_args(std::vector<const char*>& argv) {
     if (args.timeout_seconds < kMinTimeoutSeconds || args.timeout_seconds > kMaxTimeoutSeconds)
       abort();
     if (args.methods > (kMethodBitTotp | kMethodBitSms | kMethodBitBackup))
+      abort();
+    if (args.fresh_seconds < 0 || args.fresh_seconds > kMaxFreshSeconds)
       abort();
     if (args.prompt && (args.prompt[0] == '\0' || !printable_text(args.prompt, kMaxPromptLength)))
       abort();
