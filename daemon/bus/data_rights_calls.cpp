@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 
+#include "bus/call_macros.hpp"
 #include "bus/args.hpp"
 #include "bus/manager.hpp"
 #include "common/dbus_names.hpp"
@@ -42,20 +43,6 @@ int append_device(sd_bus_message* m, const DeviceRecord& d) {
 }
 
 }  // namespace
-
-// A malformed message: sd-bus answers InvalidArgs.
-#define MFA_READ(expr) \
-  do {                 \
-    int r_ = (expr);   \
-    if (r_ < 0)        \
-      return r_;       \
-  } while (0)
-
-// The call of m, or return: it was answered already (see ManagerBus::open_call).
-#define MFA_CALL(call, m, bad)          \
-  CallPtr call = open_call((m), (bad)); \
-  if (!call)                            \
-  return 1
 
 int ManagerBus::export_user(sd_bus_message* m) {
   std::optional<Error> bad;

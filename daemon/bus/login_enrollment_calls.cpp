@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "bus/call_macros.hpp"
 #include "bus/args.hpp"
 #include "bus/manager.hpp"
 #include "common/dbus_names.hpp"
@@ -17,18 +18,6 @@ using bus::read_secret;
 using bus::read_string;
 
 namespace {
-
-#define MFA_READ(expr) \
-  do {                 \
-    int r_ = (expr);   \
-    if (r_ < 0)        \
-      return r_;       \
-  } while (0)
-
-#define MFA_CALL(call, m, bad)          \
-  CallPtr call = open_call((m), (bad)); \
-  if (!call)                            \
-  return 1
 
 int append_lines(sd_bus_message* reply, const std::vector<SecureString>& lines) {
   return append_array(reply, "s", lines, [](sd_bus_message* r, const SecureString& s) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "bus/call_macros.hpp"
 #include "bus/args.hpp"
 #include "bus/manager.hpp"
 #include "bus/sessions.hpp"
@@ -31,20 +32,6 @@ std::shared_ptr<const T> keep(T secret) {
 }
 
 }  // namespace
-
-// A malformed message: sd-bus answers InvalidArgs.
-#define MFA_READ(expr) \
-  do {                 \
-    int r_ = (expr);   \
-    if (r_ < 0)        \
-      return r_;       \
-  } while (0)
-
-// The call of m, or return: it was answered already (see ManagerBus::open_call).
-#define MFA_CALL(call, m, bad)          \
-  CallPtr call = open_call((m), (bad)); \
-  if (!call)                            \
-  return 1
 
 int ManagerBus::begin_authentication(sd_bus_message* m) {
   std::optional<Error> bad;

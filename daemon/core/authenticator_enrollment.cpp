@@ -16,13 +16,8 @@
 
 namespace mfa {
 
-namespace {
-
-constexpr size_t kTotpSecretBytes = 20;  // 160 bits, RFC 4226 §4 R6 recommendation
-
-// Writes user's factor record (pending or active), created now.
 Status put_factor(Verifier& v, std::string_view user, Method method, bool pending,
-                  std::vector<uint8_t> sealed, std::string params, std::string device = {}) {
+                  std::vector<uint8_t> sealed, std::string params, std::string device) {
   FactorRecord record;
   record.method = method;
   record.device = std::move(device);
@@ -33,6 +28,24 @@ Status put_factor(Verifier& v, std::string_view user, Method method, bool pendin
   MFA_STORE_CHECK(v.d_.store.put_factor(user, record));
   return {};
 }
+
+Result<std::vector<SecureString>> replace_backup_codes(Verifier& v, std::string_view user) {
+  std::vector<SecureString> codes = mfa::generate_backup_codes(kBackupCodeCount);
+  if (codes.size() != static_cast<size_t>(kBackupCodeCount))
+    return make_error(Errc::kInternal, "Could not generate backup codes");
+  std::vector<CodeHash> hashes;
+  hashes.reserve(codes.size());
+  for (const auto& c : codes) {
+    MFA_TRY(h, v.backup_hash(user, c.view()));
+    hashes.push_back(h);
+  }
+  MFA_STORE_CHECK(v.d_.store.replace_backup_codes(user, hashes));
+  return codes;
+}
+
+namespace {
+
+constexpr size_t kTotpSecretBytes = 20;  // 160 bits, RFC 4226 §4 R6 recommendation
 
 // The confirmed factor replaces its pending record.
 Status activate_factor(Verifier& v, std::string_view user, Method method,
@@ -277,16 +290,7 @@ Result<std::vector<SecureString>> Authenticator::generate_backup_codes(
   MFA_TRY(f, m.load_factors(user));
   MFA_CHECK(m.step_up(caller, user, access, current_code, f, "backup-codes"));
 
-  std::vector<SecureString> codes = mfa::generate_backup_codes(kBackupCodeCount);
-  if (codes.size() != static_cast<size_t>(kBackupCodeCount))
-    return make_error(Errc::kInternal, "Could not generate backup codes");
-  std::vector<CodeHash> hashes;
-  hashes.reserve(codes.size());
-  for (const auto& c : codes) {
-    MFA_TRY(h, m.backup_hash(user, c.view()));
-    hashes.push_back(h);
-  }
-  MFA_STORE_CHECK(m.d_.store.replace_backup_codes(user, hashes));
+  MFA_TRY(codes, replace_backup_codes(m, user));
   MFA_CHECK(m.audit_success(AuditKind::kBackupGenerate, user, caller,
                             {{"count", std::to_string(codes.size())}}));
   return codes;

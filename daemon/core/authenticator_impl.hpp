@@ -19,6 +19,14 @@ namespace mfa {
 // host name (authenticator_enrollment.cpp).
 std::string default_totp_issuer();
 
+// Writes user's factor record (pending or active), created now (authenticator_enrollment.cpp).
+Status put_factor(Verifier& v, std::string_view user, Method method, bool pending,
+                  std::vector<uint8_t> sealed, std::string params, std::string device = {});
+
+// A new set of kBackupCodeCount backup codes for user, replacing the old set: the codes as
+// generated (to be shown once); only their keyed hashes are stored.
+Result<std::vector<SecureString>> replace_backup_codes(Verifier& v, std::string_view user);
+
 // What pam_mfa.so can offer a user with no factor (BeginAuthentication's context).
 struct RolloutRequest {
   bool module_enrolls = false;  // the argument enroll, and methods= takes totp

@@ -359,28 +359,15 @@ Result<std::vector<SecureString>> Authenticator::confirm_login_enrollment(
   auto sealed = m.data_keys().seal(user, seed.span(), user, kSealTotp);
   if (!sealed.ok())
     return make_error(Errc::kInternal, "Could not seal the secret");
-  FactorRecord record;
-  record.method = Method::kTotp;
-  record.device = kDefaultTotpDevice;  // the first authenticator, enrolled at login
-  record.pending = false;
-  record.sealed = std::move(sealed).value();
-  record.params = format_totp_params(params);
-  record.created_usec = m.d_.clock.realtime_usec();
-  MFA_STORE_CHECK(m.d_.store.put_factor(user, record));
+  // The first authenticator, enrolled at login: the device "default".
+  MFA_CHECK(put_factor(m, user, Method::kTotp, false, std::move(sealed).value(),
+                       format_totp_params(params), kDefaultTotpDevice));
   if (f.totp_pending)
     MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kTotp, true));
   // The confirming code must not open another login as well.
   MFA_STORE_CHECK(m.d_.store.set_totp_watermark(user, kDefaultTotpDevice, match.step));
 
-  std::vector<SecureString> codes = mfa::generate_backup_codes(kBackupCodeCount);
-  if (codes.size() != static_cast<size_t>(kBackupCodeCount))
-    return make_error(Errc::kInternal, "Could not generate backup codes");
-  std::vector<CodeHash> hashes;
-  for (const auto& bc : codes) {
-    MFA_TRY(h, m.backup_hash(user, bc.view()));
-    hashes.push_back(h);
-  }
-  MFA_STORE_CHECK(m.d_.store.replace_backup_codes(user, hashes));
+  MFA_TRY(codes, replace_backup_codes(m, user));
 
   if (Challenge* again = m.challenges.find(challenge_id, challenge_owner(caller))) {
     again->rollout->secret.reset();

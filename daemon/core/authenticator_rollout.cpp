@@ -86,14 +86,8 @@ Result<TotpImportResult> Authenticator::import_totp(const Caller& caller, std::s
   // --force replaces the user's TOTP devices, whatever their names.
   for (const auto& d : f.totp_devices)
     MFA_STORE_CHECK(m.d_.store.delete_totp_device(user, d.device, false));
-  FactorRecord record;
-  record.method = Method::kTotp;
-  record.device = device;
-  record.pending = false;
-  record.sealed = std::move(sealed).value();
-  record.params = format_totp_params(params);
-  record.created_usec = m.d_.clock.realtime_usec();
-  MFA_STORE_CHECK(m.d_.store.put_factor(user, record));
+  MFA_CHECK(put_factor(m, user, Method::kTotp, false, std::move(sealed).value(),
+                       format_totp_params(params), device));
   if (f.totp_pending)
     MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kTotp, true));
   // The old system may have accepted the code of the step before this one a moment ago: that
