@@ -16,6 +16,22 @@
 
 namespace mfa {
 
+Result<Verifier::Match> confirm_new_totp(Verifier& v, const Caller& caller, std::string_view user,
+                                         const StringMap& details, std::span<const uint8_t> seed,
+                                         const TotpParams& params, std::string_view code) {
+  const int64_t now_s = v.d_.clock.now_seconds();
+  return v.attempt(
+      caller, user, AuditKind::kEnrollConfirm, details, [&]() -> Result<Verifier::CheckOutcome> {
+        Verifier::CheckOutcome out;
+        if (!Verifier::all_digits(code))
+          return out;
+        const auto step = totp_verify(seed, code, params, now_s, v.window(), std::nullopt);
+        if (step)
+          out.match = Verifier::totp_match(*step, now_s, params.period);
+        return out;
+      });
+}
+
 Status put_factor(Verifier& v, std::string_view user, Method method, bool pending,
                   std::vector<uint8_t> sealed, std::string params, std::string device) {
   FactorRecord record;
@@ -254,19 +270,8 @@ Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_
   MFA_TRY(params, m.record_params(*f.totp_pending));
   MFA_TRY(seed, m.open_seed(*f.totp_pending, user, kSealTotpPending));
 
-  const int64_t now_s = m.d_.clock.now_seconds();
   StringMap details{{"method", "totp"}, {"device", device}};
-  MFA_TRY(match, m.attempt(caller, user, AuditKind::kEnrollConfirm, details,
-                           [&]() -> Result<Verifier::CheckOutcome> {
-                             Verifier::CheckOutcome out;
-                             if (!Verifier::all_digits(code))
-                               return out;
-                             const auto step = totp_verify(seed.span(), code, params, now_s,
-                                                           m.window(), std::nullopt);
-                             if (step)
-                               out.match = Verifier::totp_match(*step, now_s, params.period);
-                             return out;
-                           }));
+  MFA_TRY(match, confirm_new_totp(m, caller, user, details, seed.span(), params, code));
 
   auto sealed = m.data_keys().seal(user, seed.span(), user, kSealTotp);
   if (!sealed.ok())

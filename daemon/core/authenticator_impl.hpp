@@ -3,6 +3,7 @@
 // call it, the tiers of docs/security-model.md, and step-up).
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -18,6 +19,12 @@ namespace mfa {
 // The issuer of new TOTP enrollments when neither the caller nor [TOTP] Issuer= names one: the
 // host name (authenticator_enrollment.cpp).
 std::string default_totp_issuer();
+
+// The code that confirms a new TOTP secret (seed, params), counted like a login attempt (refused
+// while locked, written before the check) and audited as kEnrollConfirm with details on failure.
+Result<Verifier::Match> confirm_new_totp(Verifier& v, const Caller& caller, std::string_view user,
+                                         const StringMap& details, std::span<const uint8_t> seed,
+                                         const TotpParams& params, std::string_view code);
 
 // Writes user's factor record (pending or active), created now (authenticator_enrollment.cpp).
 Status put_factor(Verifier& v, std::string_view user, Method method, bool pending,

@@ -343,18 +343,7 @@ Result<std::vector<SecureString>> Authenticator::confirm_login_enrollment(
     return make_error(Errc::kAlreadyEnrolled,
                       "This account has a second factor by now; log in again to use it");
 
-  const int64_t now_s = m.d_.clock.now_seconds();
-  MFA_TRY(match, m.attempt(caller, user, AuditKind::kEnrollConfirm, details,
-                           [&]() -> Result<Verifier::CheckOutcome> {
-                             Verifier::CheckOutcome out;
-                             if (!Verifier::all_digits(code))
-                               return out;
-                             const auto step = totp_verify(seed.span(), code, params, now_s,
-                                                           m.window(), std::nullopt);
-                             if (step)
-                               out.match = Verifier::totp_match(*step, now_s, params.period);
-                             return out;
-                           }));
+  MFA_TRY(match, confirm_new_totp(m, caller, user, details, seed.span(), params, code));
 
   auto sealed = m.data_keys().seal(user, seed.span(), user, kSealTotp);
   if (!sealed.ok())
