@@ -65,6 +65,16 @@ Result<std::unique_ptr<GroupCommit>> GroupCommit::create(sd_event* event, Store&
   gc->sync_later_.reset(source);
   (void)sd_event_source_set_enabled(source, SD_EVENT_OFF);
   (void)sd_event_source_set_description(source, "group-commit-sync-later");
+  source = nullptr;
+  r = sd_event_add_time(event, &source, CLOCK_MONOTONIC, UINT64_MAX, 100, &GroupCommit::on_deadline,
+                        gc.get());
+  if (r < 0) {
+    return make_error(Errc::kInternal,
+                      std::string("cannot add the commit deadline timer: ") + strerror(-r));
+  }
+  gc->deadline_.reset(source);
+  (void)sd_event_source_set_enabled(source, SD_EVENT_OFF);
+  (void)sd_event_source_set_description(source, "group-commit-deadline");
   gc->thread_ = std::thread([g = gc.get()] { g->sync_thread(); });
   return gc;
 }
@@ -88,11 +98,31 @@ void GroupCommit::schedule() {
 void GroupCommit::prepare() {
   prepared_ = true;
   schedule();
+  arm_deadline();
 }
 
 void GroupCommit::queue(Durable done) {
   queue_.push_back(std::move(done));
   schedule();
+  arm_deadline();
+}
+
+void GroupCommit::arm_deadline() {
+  sd_event_source* timer = deadline_.get();
+  int enabled = SD_EVENT_OFF;
+  if (timer == nullptr || sd_event_source_get_enabled(timer, &enabled) < 0 ||
+      enabled != SD_EVENT_OFF)
+    return;
+  uint64_t now = 0;
+  if (sd_event_now(sd_event_source_get_event(timer), CLOCK_MONOTONIC, &now) < 0 ||
+      sd_event_source_set_time(timer, now + kCommitDeadlineUsec) < 0 ||
+      sd_event_source_set_enabled(timer, SD_EVENT_ONESHOT) < 0)
+    MFA_LOG_WARNING("cannot arm the commit deadline; the commit waits for the loop to be idle");
+}
+
+int GroupCommit::on_deadline(sd_event_source* /*source*/, uint64_t /*usec*/, void* userdata) {
+  guarded(static_cast<GroupCommit*>(userdata), &GroupCommit::commit);
+  return 0;
 }
 
 void GroupCommit::answer(std::vector<Durable>& pending, const Status& status) {
@@ -117,6 +147,7 @@ void GroupCommit::answer(std::vector<Durable>& pending, const Status& status) {
 // Loop thread: commits the open transaction; what waits for it waits for the next sync.
 void GroupCommit::commit() {
   (void)sd_event_source_set_enabled(idle_.get(), SD_EVENT_OFF);
+  (void)sd_event_source_set_enabled(deadline_.get(), SD_EVENT_OFF);
   const bool writes = store_.in_transaction();
   Status committed = store_.commit();
   if (!queue_.empty())
@@ -232,6 +263,7 @@ void GroupCommit::synced() {
 
 void GroupCommit::finish() {
   (void)sd_event_source_set_enabled(idle_.get(), SD_EVENT_OFF);
+  (void)sd_event_source_set_enabled(deadline_.get(), SD_EVENT_OFF);
   (void)sd_event_source_set_enabled(sync_later_.get(), SD_EVENT_OFF);
   if (sync_busy_) {
     // Wait for the sync in flight on the condition variable rather than the eventfd: this wait

@@ -4,6 +4,7 @@
 // turns a success into org.mfad1.Error.StorageFailure). What a caller sees: exactly one reply per
 // call, a method return only for a write whose sync succeeded, StorageFailure otherwise; and the
 // final commit and sync never run beside the commit thread's sync.
+#include <sys/eventfd.h>
 #include <systemd/sd-event.h>
 
 #include <condition_variable>
@@ -353,6 +354,31 @@ void test_a_failed_sync_is_not_taken_for_durable(void**) {
 
 }  // namespace
 
+// Input that never pauses (a flood on the bus, here a descriptor of the bus's priority that is
+// always readable): the idle pass never comes, yet a reply that waits for the disk is answered
+// about kCommitDeadlineUsec plus a sync later, not whenever the flood pauses.
+int busy(sd_event_source* /*s*/, int /*fd*/, uint32_t /*revents*/, void* userdata) {
+  ++*static_cast<uint64_t*>(userdata);
+  return 0;
+}
+
+void test_a_flood_of_input_does_not_hold_back_the_commit(void**) {
+  Fixture f;
+  Fd input(eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK));  // never read: always readable
+  assert_true(input.valid());
+  uint64_t turns = 0;
+  sd_event_source* raw = nullptr;
+  assert_int_equal(sd_event_add_io(f.event.get(), &raw, input.get(), EPOLLIN, busy, &turns), 0);
+  EventSourcePtr flood(raw);
+  const uint64_t call = f.call_that_writes();
+  for (int i = 0; i < 1000000 && !f.seen.count(call); ++i)
+    assert_true(sd_event_run(f.event.get(), 10 * 1000) >= 0);
+  assert_true(turns > 0);
+  assert_true(f.seen.count(call));
+  assert_string_equal(f.seen[call].c_str(), "");
+  assert_int_equal(f.gc->commits(), 1);
+}
+
 int main() {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_finish_waits_for_the_sync_in_flight),
@@ -363,6 +389,7 @@ int main() {
       cmocka_unit_test(test_a_reply_queued_during_its_sync_goes_with_it),
       cmocka_unit_test(test_without_prepare_the_reply_starts_the_sync),
       cmocka_unit_test(test_a_failed_sync_is_not_taken_for_durable),
+      cmocka_unit_test(test_a_flood_of_input_does_not_hold_back_the_commit),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
