@@ -53,11 +53,16 @@ bool Authenticator::Impl::is_admin(const Caller& caller) const {
 
 Status Authenticator::Impl::audit_denial(const Caller& caller, std::string_view user,
                                          AuditKind kind, AuditReason reason, StringMap details) {
+  DenialCoalescer::Denial denial{caller.uid, details["action"], kind, reason, ""};
+  return audit_denial(caller, user, denial, std::move(details));
+}
+
+Status Authenticator::Impl::audit_denial(const Caller& caller, std::string_view user,
+                                         const DenialCoalescer::Denial& denial, StringMap details) {
   MFA_CHECK(flush_denials(false));
-  DenialCoalescer::Denial denial{caller.uid, details["action"], kind, reason};
   if (!denials.first(denial, user, caller.describe(), d_.clock.monotonic_usec(), details))
     return {};
-  return audit(kind, user, AuditOutcome::kDenied, reason, caller, std::move(details));
+  return audit(denial.kind, user, AuditOutcome::kDenied, denial.reason, caller, std::move(details));
 }
 
 Status Authenticator::Impl::flush_denials(bool all) {

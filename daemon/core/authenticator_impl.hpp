@@ -59,6 +59,10 @@ struct Authenticator::Impl : Verifier {
   // its repeats (core/denial_coalescer.hpp).
   Status audit_denial(const Caller& caller, std::string_view user, AuditKind kind,
                       AuditReason reason, StringMap details);
+  // The same for a refusal whose kind is given whole (an action that is not in its details, an
+  // account counted apart).
+  Status audit_denial(const Caller& caller, std::string_view user,
+                      const DenialCoalescer::Denial& denial, StringMap details);
   // Writes the counted rows of windows that ended (all: every one).
   Status flush_denials(bool all);
   // Audits access.denied and returns NotAllowed with message.

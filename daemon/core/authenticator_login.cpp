@@ -118,8 +118,11 @@ Result<BeginResult> Authenticator::begin_authentication(const Caller& caller, st
   const int64_t now = m.d_.clock.realtime_usec();
   MFA_STORE_TRY(limits, m.d_.store.get_limits(user));
   if (const int64_t rem = lock_remaining_usec(limits, now); rem > 0) {
-    MFA_CHECK(m.audit(AuditKind::kAuthRateLimited, user, AuditOutcome::kDenied,
-                      AuditReason::kLocked, caller, details));
+    // A lockout in force: the refusal counts nothing and changes nothing. A guesser's flood of
+    // them is counted per account (docs/audit-events.md, "Coalesced denials"), not a row each.
+    const DenialCoalescer::Denial denial{caller.uid, "BeginAuthentication",
+                                         AuditKind::kAuthRateLimited, AuditReason::kLocked, user};
+    MFA_CHECK(m.audit_denial(caller, user, denial, details));
     return make_error(Errc::kRateLimited, lockout_message(rem));
   }
 

@@ -8,7 +8,7 @@ namespace mfa {
 
 bool DenialCoalescer::first(const Denial& denial, std::string_view user, std::string_view caller,
                             uint64_t now_usec, const std::map<std::string, std::string>& details) {
-  Key key{denial.uid, denial.action, denial.kind, denial.reason};
+  Key key{denial.uid, denial.action, denial.kind, denial.reason, denial.account};
   if (auto it = open_.find(key); it != open_.end()) {
     Repeats& r = it->second;
     if (now_usec - r.window_start_usec < kWindowUsec) {

@@ -1,8 +1,9 @@
 // Repeated refusals of one caller, counted instead of written one row each (docs/audit-events.md,
 // "Coalesced denials"): an unprivileged caller refused in a loop would otherwise grow the audit
-// trail by a row per call. The first refusal of a kind (caller uid, action, reason) in a window is
-// written at once; the identical ones after it in the window are only counted, and one row with
-// their count is written when the window ends, at shutdown, or when the table is full.
+// trail by a row per call. The first refusal of a kind (caller uid, action, reason, and for a
+// refusal about one account, that account) in a window is written at once; the identical ones after
+// it in the window are only counted, and one row with their count is written when the window ends,
+// at shutdown, or when the table is full.
 #pragma once
 
 #include <sys/types.h>
@@ -29,6 +30,9 @@ class DenialCoalescer {
     std::string action;
     AuditKind kind = AuditKind::kAccessDenied;
     AuditReason reason = AuditReason::kNotAllowed;
+    // Refusals about one account counted apart from the others' (a locked account's logins): ""
+    // when the kind does not depend on the account named.
+    std::string account;
   };
   // The refusals of one kind after its first row, in one window.
   struct Repeats {
@@ -52,7 +56,7 @@ class DenialCoalescer {
   bool counting() const { return counted_kinds_ > 0 || !handed_over_.empty(); }
 
  private:
-  using Key = std::tuple<uid_t, std::string, AuditKind, AuditReason>;
+  using Key = std::tuple<uid_t, std::string, AuditKind, AuditReason, std::string>;
   std::map<Key, Repeats> open_;
   std::vector<Repeats> handed_over_;
   // No window in open_ started before this (a flood's refusals skip the scan of take()).

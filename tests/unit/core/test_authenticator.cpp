@@ -606,6 +606,44 @@ void test_lockout_and_growth(void**) {
   }
 }
 
+// A lockout in force: every login is refused, the first refusal of each account is audited at
+// once, and the repeats, counted per account, are one row each (docs/audit-events.md,
+// "Coalesced denials"): a guesser's flood on locked accounts writes no row per attempt.
+void test_locked_logins_are_coalesced_per_account(void**) {
+  Config c = test_config();
+  c.max_failures = 1;
+  Env e(c);
+  const auto key = enroll_totp(e, "alice");
+  enroll_totp(e, "bob");
+  ASSERT_ERR(e.auth->verify(kRoot, begin(e, "alice"), "000000"), Errc::kRateLimited);
+  ASSERT_ERR(e.auth->verify(kRoot, begin(e, "bob"), "000000"), Errc::kRateLimited);
+  for (int i = 0; i < 20; ++i) {
+    auto r = e.auth->begin_authentication(kRoot, i % 2 ? "bob" : "alice", {{"service", "sshd"}});
+    ASSERT_ERR(r, Errc::kRateLimited);
+    assert_true(r.error().message.starts_with("Too many failed attempts; try again in"));
+  }
+  auto rows = e.audit_rows("auth.rate-limited");
+  assert_int_equal(rows.size(), 2);
+  assert_string_equal(rows[0].user.c_str(), "alice");
+  assert_string_equal(rows[1].user.c_str(), "bob");
+  assert_true(e.auth->counting_denials());
+  ASSERT_OK(e.auth->flush_denials(true));
+  rows = e.audit_rows("auth.rate-limited");
+  assert_int_equal(rows.size(), 4);
+  for (size_t i = 2; i < 4; ++i) {
+    assert_string_equal(rows[i].reason.c_str(), "locked");
+    assert_string_equal(rows[i].outcome.c_str(), "denied");
+    assert_true(rows[i].details_json.find("\"count\":\"9\"") != std::string::npos);
+    assert_true(rows[i].details_json.find("\"service\":\"sshd\"") != std::string::npos);
+  }
+  assert_string_equal(rows[2].user.c_str(), "alice");
+  assert_string_equal(rows[3].user.c_str(), "bob");
+  // The lockout holds, even for a good code.
+  ASSERT_ERR(e.auth->begin_authentication(kRoot, "alice", {}), Errc::kRateLimited);
+  e.clock.advance_seconds(901);
+  ASSERT_OK(e.auth->verify(kRoot, begin(e, "alice"), code_now(e, key)));
+}
+
 void test_success_resets_failures(void**) {
   Env e;
   auto key = enroll_totp(e, "alice");
@@ -1727,6 +1765,7 @@ int main(void) {
       cmocka_unit_test(test_replay_refused),
       cmocka_unit_test(test_backup_code_once),
       cmocka_unit_test(test_lockout_and_growth),
+      cmocka_unit_test(test_locked_logins_are_coalesced_per_account),
       cmocka_unit_test(test_success_resets_failures),
       cmocka_unit_test(test_unlock),
       cmocka_unit_test(test_daily_cap),

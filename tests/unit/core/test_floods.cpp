@@ -112,6 +112,30 @@ void test_coalescer_counts_repeats_per_window(void**) {
   assert_true(c.first(denial(kBob, "GetUser"), "alice", "uid=1001", now + 61000000));
 }
 
+// Refusals about one account (a locked account's logins) are counted apart from another's, and
+// apart from the kinds that name no account.
+void test_coalescer_counts_accounts_apart(void**) {
+  DenialCoalescer c;
+  const uint64_t now = 1000000;
+  auto locked = [](const char* account) {
+    return DenialCoalescer::Denial{0, "BeginAuthentication", AuditKind::kAuthRateLimited,
+                                   AuditReason::kLocked, account};
+  };
+  assert_true(c.first(locked("uid/1000"), "uid/1000", "uid=0 pid=1", now));
+  assert_true(c.first(locked("uid/1001"), "uid/1001", "uid=0 pid=1", now));
+  for (int i = 0; i < 5; ++i) {
+    assert_false(c.first(locked("uid/1000"), "uid/1000", "uid=0 pid=2", now + 1));
+    assert_false(c.first(locked("uid/1001"), "uid/1001", "uid=0 pid=2", now + 1));
+  }
+  assert_int_equal(c.kinds(), 2);
+  auto due = c.take(now, true);
+  assert_int_equal(due.size(), 2);
+  for (const auto& r : due)
+    assert_int_equal(r.count, 5);
+  assert_true((due[0].user == "uid/1000" && due[1].user == "uid/1001") ||
+              (due[0].user == "uid/1001" && due[1].user == "uid/1000"));
+}
+
 // A full table hands over its counts (written with the next take) and starts again.
 void test_coalescer_is_bounded(void**) {
   DenialCoalescer c;
@@ -141,6 +165,7 @@ int main() {
       cmocka_unit_test(test_cache_answers_within_its_ttl),
       cmocka_unit_test(test_cache_is_bounded),
       cmocka_unit_test(test_coalescer_counts_repeats_per_window),
+      cmocka_unit_test(test_coalescer_counts_accounts_apart),
       cmocka_unit_test(test_coalescer_is_bounded),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
