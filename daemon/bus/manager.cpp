@@ -128,6 +128,10 @@ void ManagerBus::answer(const CallPtr& call, Outcome outcome) {
     // is in the journal already and commits with the next batch. Waiting for that fsync would
     // put a disk flush in front of every login's first round trip.
     after_write();
+    if (outcome.late && outcome.reply && call->hand_over_answer()) {
+      (void)held_refusals_.hold(std::move(outcome.reply), now_usec());
+      return;
+    }
     call->send(outcome.reply.get());
     return;
   }
@@ -252,6 +256,7 @@ void ManagerBus::stop(std::function<void()> stopped) {
   // Sends in flight end now (failed): their calls are answered, after the commit below.
   sms_->cancel_all();
   answer_parked(SD_BUS_ERROR_NO_SERVER, "mfad is shutting down.");
+  held_refusals_.release(now_usec(), true);
   answer_lookups(SD_BUS_ERROR_NO_SERVER, "mfad is shutting down.");
   calls_.answer_waiting(CallWait::kPolkit, SD_BUS_ERROR_NO_SERVER, "mfad is shutting down.");
   polkit_->abandon_all();

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "bus/call_throttle.hpp"
+#include "bus/held_replies.hpp"
 #include "bus/caller.hpp"
 #include "bus/fleet_begin_reads.hpp"
 #include "bus/pending_call.hpp"
@@ -296,6 +297,7 @@ class ManagerBus {
   void answer_lookups(const char* name, const char* message);
   std::unordered_map<std::string, std::unique_ptr<Lookup>> lookups_;
   CallThrottle throttle_;
+  HeldReplies held_refusals_;  // LimitExceeded, sent late
   std::deque<ParkedCall> parked_;
   EventSourcePtr parked_source_;
   EventSourcePtr denial_timer_;

@@ -44,7 +44,7 @@ Status ManagerBus::add_admission_sources() {
   denial_timer_.reset(source);
   (void)sd_event_source_set_enabled(source, SD_EVENT_OFF);
   (void)sd_event_source_set_description(source, "denial-counts");
-  return {};
+  return held_refusals_.attach(event_);
 }
 
 void ManagerBus::arm_denial_timer() {
@@ -93,7 +93,12 @@ int ManagerBus::refuse_limited(sd_bus_message* m, const Caller& caller, const ch
     // Fail closed: the refusal stands, whatever became of its row.
     MFA_LOG_ERROR("cannot audit a refused call: %s", audited.error().message.c_str());
   }
-  int r = sd_bus_reply_method_errorf(m, dbus::kErrorLimitExceeded, "%s", message);
+  sd_bus_message* raw = nullptr;
+  int r = sd_bus_message_new_method_errorf(m, &raw, dbus::kErrorLimitExceeded, "%s", message);
+  if (r < 0)
+    return r;
+  // Sent late (bus/held_replies.hpp): a flooder waits for its refusals, not the bus for it.
+  r = held_refusals_.hold(BusMessagePtr(raw), now_usec());
   return r < 0 ? r : 1;
 }
 

@@ -47,8 +47,17 @@ int ManagerBus::begin_authentication(sd_bus_message* m) {
     scope->fresh = fleet_->cache_current(scope->user) && auth_.offers_factor(user, context);
   return run(call, std::move(scope), [this, user, context](PendingCall& c) {
     auto begun = auth_.begin_authentication(c.caller(), user, context);
-    if (!begun.ok())
-      return error_reply(c.message(), begun.error());
+    if (!begun.ok()) {
+      Outcome o = error_reply(c.message(), begun.error());
+      // A lockout in force (no attempt is counted here: Verify counts them): the refusal changes
+      // nothing a crash could undo, and its audit row, coalesced, commits with the next batch. A
+      // guesser's flood on locked accounts thus adds no disk flush in front of real logins, and
+      // gets its refusals late: its calls in flight, not mfad and the bus, set its pace. In fleet
+      // mode the refusal still goes by Redis.
+      o.unsynced = fleet_ == nullptr && begun.error().code == Errc::kRateLimited;
+      o.late = o.unsynced;
+      return o;
+    }
     // Fleet mode: the shared state just read serves this challenge's first Verify.
     if (c.read_shared_state())
       begin_reads_.note(c.caller(), begun->challenge, now_usec());

@@ -90,6 +90,9 @@ class PendingCall : public std::enable_shared_from_this<PendingCall> {
   void send(sd_bus_message* reply);
   void send_error(const char* name, const char* message);
   void send_errno(int error);
+  // The call's one answer is sent by someone else (a refusal sent late, bus/held_replies.hpp):
+  // false when it was answered already.
+  bool hand_over_answer() { return !std::exchange(answered_, true); }
 
   // The callback an asynchronous API calls with its answer: step(call, answer) runs then (see
   // the top of this file). The call waits for what until then.

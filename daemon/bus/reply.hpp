@@ -36,7 +36,10 @@ struct Outcome {
   std::optional<SmsMessage> text;  // a text to send: the call is answered once it went out
   std::optional<Method> verified;  // Verify: the factor its success rests on (fleet confirm)
   bool unsynced = false;           // reports no decision a crash could undo (see answer())
-  int failed = 0;                  // a negative errno: no reply could be built
+  // With unsynced: a refusal a flood repeats (a locked account's login), sent late
+  // (bus/held_replies.hpp).
+  bool late = false;
+  int failed = 0;  // a negative errno: no reply could be built
 
   bool success() const { return failed == 0 && !refused; }
   // BadCode and RateLimited: an attempt that counts against the user's limits.

@@ -7,6 +7,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -137,3 +138,41 @@ def test_repeated_denials_are_counted_in_one_row(mfad_factory, test_users):
     rows = mfad.sql(query).splitlines()
     assert len(rows) == 2, rows
     assert json.loads(rows[1]) == {"action": "GetUser", "count": "29", "window_seconds": "60"}
+
+
+def test_refusals_of_a_flood_are_sent_late(mfad_factory, test_users):
+    """A caller over its rate limit gets LimitExceeded a quarter of a second late
+    (daemon/bus/held_replies.hpp): a flooder that waits for its replies slows down, instead of
+    pushing twice the bus traffic through dbus-daemon in front of the real logins."""
+    mfad = mfad_factory.start()
+    calls = [{"method": "GetUser", "signature": "s", "args": [ALICE]}] * 100
+    t0 = time.monotonic()
+    replies = mfad.calls(calls, user=ALICE)
+    elapsed = time.monotonic() - t0
+    refused = [r for r in replies if not r.ok]
+    assert len(refused) >= 2, [r.__dict__ for r in replies[-5:]]
+    for r in refused:
+        r.expect_error("LimitExceeded")
+    assert elapsed >= 0.25 * len(refused), f"{len(refused)} refusals in {elapsed:.2f} s"
+
+
+def test_locked_logins_are_refused_late_and_counted_in_one_row(mfad_factory, test_users):
+    """While a lockout holds, each login is refused (RateLimited) a quarter of a second late, the
+    first refusal is written at once and the repeats are one counted row (written at the latest
+    at shutdown), not a row each (docs/audit-events.md, "Coalesced denials")."""
+    mfad_factory.set_config("Policy", "MaxFailures", 1)
+    mfad = mfad_factory.start()
+    secret = mfad.enroll_totp(BOB)
+    _, verify = mfad.login(BOB, "000000")
+    verify.expect_error("RateLimited")
+    query = "SELECT details FROM audit WHERE kind = 'auth.rate-limited' ORDER BY id"
+    for _ in range(4):
+        t0 = time.monotonic()
+        begin, _ = mfad.login(BOB, mfad.next_code(BOB, secret))
+        begin.expect_error("RateLimited")
+        assert time.monotonic() - t0 >= 0.25
+    assert len(mfad.sql(query).splitlines()) == 1
+    mfad.stop()
+    rows = mfad.sql(query).splitlines()
+    assert len(rows) == 2, rows
+    assert json.loads(rows[1])["count"] == "3"
