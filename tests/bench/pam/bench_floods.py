@@ -81,7 +81,8 @@ def run(args, legit, victims):
             results[label] = {"n": len(times), "failures": failures,
                               "p50_ms": bench_pam.percentile(times, 50),
                               "p99_ms": bench_pam.percentile(times, 99),
-                              "seconds": time.monotonic() - t0}
+                              "seconds": time.monotonic() - t0,
+                              "times_ms": times}  # in order: where in the phase the tail is
 
         def flood(argv_list, label, user=None):
             procs = []
