@@ -29,6 +29,7 @@
 #include "common/seal.hpp"
 #include "fleet/coordinator.hpp"
 #include "fleet/record_mac.hpp"
+#include "fleet/data_key_records.hpp"
 #include "fleet/recorder.hpp"
 #include "fleet/sessions.hpp"
 #include "fleet/sms.hpp"
@@ -443,6 +444,8 @@ int run(const Options& options) {
   auto audit_chain_key = hkdf_sha256(master_key->span(), "mfad audit chain v1", 32);
   // Fleet mode: the key of the records in Redis (fleet/record_mac.hpp), of its own label.
   auto fleet_record_key = hkdf_sha256(master_key->span(), fleet::kRecordMacLabel, 32);
+  // Fleet mode: the wrapping of the per-person data keys in Redis (fleet/data_key_records.hpp).
+  auto data_key_wrap = fleet::DataKeyWrap::derive(master_key->span());
   if (!sealer.ok() || !code_hash_key.ok() || !audit_chain_key.ok()) {
     MFA_LOG_ERROR("cannot derive keys from the master key");
     return EXIT_FAILURE;
@@ -583,15 +586,18 @@ int run(const Options& options) {
                                  : host_id.error().message.c_str());
       return EXIT_FAILURE;
     }
-    if (!fleet_record_key.ok()) {
-      MFA_LOG_ERROR("fleet mode: %s", fleet_record_key.error().message.c_str());
+    if (!fleet_record_key.ok() || !data_key_wrap.ok()) {
+      MFA_LOG_ERROR("fleet mode: %s",
+                    (fleet_record_key.ok() ? data_key_wrap.error() : fleet_record_key.error())
+                        .message.c_str());
       return EXIT_FAILURE;
     }
     fleet_record_mac =
         std::make_unique<fleet::RecordMac>(std::move(fleet_record_key).value(), *host_id);
     ManagerBus* mb = manager->get();
     auto created = FleetCoordinator::create(
-        FleetCoordinator::Deps{event, config, *store, audit, clock, *fleet_record_mac, &emitter},
+        FleetCoordinator::Deps{event, config, *store, audit, clock, *fleet_record_mac, &emitter,
+                               &*sealer, &*data_key_wrap},
         std::move(redis_options).value(), std::move(watcher_options).value(),
         [mb, &fleet_sessions_online, &fleet_degraded](bool degraded) {
           fleet_degraded = degraded;
@@ -606,6 +612,17 @@ int run(const Options& options) {
     }
     fleet = std::move(created).value();
     mb->set_fleet(fleet.get(), recorder.get());
+    fleet->set_forget_handler(
+        [&authenticator](const std::string& account, const std::string& from_host) {
+          auto report = authenticator.apply_fleet_forget(account, from_host);
+          if (!report.ok()) {
+            MFA_LOG_ERROR("fleet: cannot apply a forget of host %s: %s", from_host.c_str(),
+                          report.error().message.c_str());
+          } else {
+            MFA_LOG_INFO("fleet: a person forgotten on host %s is erased here (%s)",
+                         from_host.c_str(), report->pseudonym.c_str());
+          }
+        });
     auto fleet_sessions_created = FleetSessions::create(
         FleetSessions::Deps{event, config, *store, clock, sessions, *fleet, *host_id},
         std::move(subscriber_options).value(), [mb] { mb->schedule_commit(); });

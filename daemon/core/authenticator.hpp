@@ -288,6 +288,9 @@ class Authenticator {
   // Admin: erases user (factors, phone, backup codes, limits, sessions, devices) and destroys
   // their data key; their audit rows stay with a pseudonym. Audited (data.forget) under it.
   Result<ForgetReport> forget_user(const Caller& caller, std::string_view user);
+  // Fleet mode: the same erasure on this host, for a forget another host made (its tombstone,
+  // fleet/data_key_records.hpp); account is an account key. Audited (data.forget, fleet_host).
+  Result<ForgetReport> apply_fleet_forget(std::string_view account, std::string_view from_host);
   // Self or admin ("" = everyone's: admin).
   Result<std::vector<DeviceRecord>> list_devices(const Caller& caller, std::string_view user);
   Status forget_device(const Caller& caller, std::string_view user, std::string_view device);
@@ -330,6 +333,9 @@ class Authenticator {
   bool is_admin(const Caller& caller) const;
 
  private:
+  Result<ForgetReport> forget_account(const std::string& account, std::string_view user,
+                                      const Caller& caller, StringMap details);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

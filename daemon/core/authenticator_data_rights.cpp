@@ -189,6 +189,24 @@ Result<std::string> Authenticator::export_user(const Caller& caller, std::string
 Result<ForgetReport> Authenticator::forget_user(const Caller& caller, std::string_view user) {
   Impl& m = *impl_;
   MFA_TRY(account, m.admin_on_user(caller, user, "ForgetUser"));
+  return forget_account(account, user, caller, {});
+}
+
+Result<ForgetReport> Authenticator::apply_fleet_forget(std::string_view account,
+                                                       std::string_view from_host) {
+  // Only a key of an account: a tombstone names nothing else (fleet/data_key_records.hpp).
+  if (!account_key_uid(account))
+    return invalid_argument("A fleet forget names an account key");
+  Caller fleet;
+  fleet.bus_name = "fleet:" + std::string(from_host);
+  return forget_account(std::string(account), account, fleet,
+                        {{"fleet_host", std::string(from_host)}});
+}
+
+Result<ForgetReport> Authenticator::forget_account(const std::string& account,
+                                                   std::string_view user, const Caller& caller,
+                                                   StringMap details) {
+  Impl& m = *impl_;
   const std::string shown = account_display_name(m.d_.users, account);
   // The shared records first: in fleet mode this is what Redis deletes on every host (the
   // FleetRecorder notes it, as for ResetUser).
@@ -207,12 +225,12 @@ Result<ForgetReport> Authenticator::forget_user(const Caller& caller, std::strin
   }
   m.challenges.drop_user(account);
   // Recorded under the pseudonym: the trail does not learn the name again.
-  MFA_CHECK(m.audit_success(AuditKind::kDataForget, report.pseudonym, caller,
-                            {{"audit_rows", std::to_string(report.audit_rows)},
-                             {"audit_rows_kept", std::to_string(report.audit_rows_kept)},
-                             {"sessions", std::to_string(report.sessions)},
-                             {"devices", std::to_string(report.devices)},
-                             {"data_key", report.data_key ? "destroyed" : "none"}}));
+  details["audit_rows"] = std::to_string(report.audit_rows);
+  details["audit_rows_kept"] = std::to_string(report.audit_rows_kept);
+  details["sessions"] = std::to_string(report.sessions);
+  details["devices"] = std::to_string(report.devices);
+  details["data_key"] = report.data_key ? "destroyed" : "none";
+  MFA_CHECK(m.audit_success(AuditKind::kDataForget, report.pseudonym, caller, std::move(details)));
   return report;
 }
 

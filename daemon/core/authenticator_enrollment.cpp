@@ -86,11 +86,8 @@ std::string device_names(const Verifier::Factors& f) {
 }
 
 // Whether device may become one more active TOTP device of f's user (AlreadyEnrolled,
-// LimitExceeded, and fleet mode's one device).
-Status check_new_device(const Verifier& v, const Verifier::Factors& f, std::string_view device) {
-  if (!v.d_.config.redis_address.empty() && device != kDefaultTotpDevice)
-    return invalid_argument(std::string("Fleet mode keeps one TOTP device per user, named \"") +
-                            kDefaultTotpDevice + "\"");
+// LimitExceeded).
+Status check_new_device(const Verifier::Factors& f, std::string_view device) {
   if (find_device(f, device))
     return make_error(Errc::kAlreadyEnrolled, "A TOTP device named " + std::string(device) +
                                                   " is already enrolled for this user; disable "
@@ -214,7 +211,7 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
   MFA_CHECK(validate_device_name(device));
 
   MFA_TRY(f, m.load_factors(user));
-  MFA_CHECK(check_new_device(m, f, device));
+  MFA_CHECK(check_new_device(f, device));
   MFA_CHECK(m.step_up(caller, user, access, options.current_code.view(), f, "enroll totp"));
   if (m.token_required(caller, access, f))
     MFA_CHECK(
@@ -266,7 +263,7 @@ Status Authenticator::confirm_totp_enrollment(const Caller& caller, std::string_
                       "No TOTP enrollment is pending for this user; begin one first");
   const std::string device =
       f.totp_pending->device.empty() ? kDefaultTotpDevice : f.totp_pending->device;
-  MFA_CHECK(check_new_device(m, f, device));
+  MFA_CHECK(check_new_device(f, device));
   MFA_TRY(params, m.record_params(*f.totp_pending));
   MFA_TRY(seed, m.open_seed(*f.totp_pending, user, kSealTotpPending));
 

@@ -43,10 +43,8 @@ Result<TotpImportResult> Authenticator::import_totp(const Caller& caller, std::s
   MFA_CHECK(validate_user_name(name));
   // Only an account NSS knows: an imported factor must belong to someone who can log in.
   MFA_TRY(user, m.account_of(name));
-  // A named device (issue 19); fleet mode keeps its one device, "default" (docs/fleet.md).
-  const std::string device = !m.d_.config.redis_address.empty() ? kDefaultTotpDevice
-                             : import.name.empty()              ? "imported"
-                                                                : import.name;
+  // A named device (issue 19), in fleet mode too.
+  const std::string device = import.name.empty() ? "imported" : import.name;
   MFA_CHECK(validate_device_name(import.name.empty() ? "imported" : import.name));
   MFA_CHECK(validate_source(import.source));
   if (import.secret.size() < kMinImportedSecretBytes)

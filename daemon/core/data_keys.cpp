@@ -71,31 +71,33 @@ bool DataKeys::under_master(std::span<const uint8_t> sealed) const {
          std::memcmp(sealed.data() + kKeyIdOffset, master_.key_id().data(), kKeyIdSize) == 0;
 }
 
-Result<std::optional<Sealer>> DataKeys::sealer_of(std::string_view key_owner, bool create) const {
+Result<std::optional<SecureBytes>> DataKeys::read_key(std::string_view key_owner) const {
   const std::string path = path_of(key_owner);
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
-  if (fd.valid()) {
-    std::vector<uint8_t> wrapped(kMaxWrappedSize + 1);
-    ssize_t n = 0;
-    do {
-      n = ::read(fd.get(), wrapped.data(), wrapped.size());
-    } while (n < 0 && errno == EINTR);
-    if (n <= 0 || static_cast<size_t>(n) > kMaxWrappedSize)
-      return make_error(Errc::kStorage, "a data key file is unreadable: " + path);
-    wrapped.resize(static_cast<size_t>(n));
-    auto key = master_.open(wrapped, key_owner, kSealDataKey);
-    if (!key.ok())
-      return make_error(Errc::kCrypto, "a data key does not open (wrong master key): " + path);
-    MFA_TRY(sealer, Sealer::create(key->span()));
-    return std::optional<Sealer>(std::move(sealer));
-  }
-  if (errno != ENOENT)
+  if (!fd.valid()) {
+    if (errno == ENOENT)
+      return std::optional<SecureBytes>();
     return io_error("cannot open the data key " + path);
-  if (!create)
-    return std::optional<Sealer>();
-  SecureBytes key(kDataKeySize);
-  MFA_CHECK(random_bytes(key.span()));
-  MFA_TRY(wrapped, master_.seal(key.span(), key_owner, kSealDataKey));
+  }
+  std::vector<uint8_t> wrapped(kMaxWrappedSize + 1);
+  ssize_t n = 0;
+  do {
+    n = ::read(fd.get(), wrapped.data(), wrapped.size());
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0 || static_cast<size_t>(n) > kMaxWrappedSize)
+    return make_error(Errc::kStorage, "a data key file is unreadable: " + path);
+  wrapped.resize(static_cast<size_t>(n));
+  auto key = master_.open(wrapped, key_owner, kSealDataKey);
+  if (!key.ok() || key->size() != kDataKeySize)
+    return make_error(Errc::kCrypto, "a data key does not open (wrong master key): " + path);
+  return std::optional<SecureBytes>(std::move(key).value());
+}
+
+Status DataKeys::write_key(std::string_view key_owner, std::span<const uint8_t> key) const {
+  if (key.size() != kDataKeySize)
+    return make_error(Errc::kInvalidArgument, "a data key is 32 bytes");
+  const std::string path = path_of(key_owner);
+  MFA_TRY(wrapped, master_.seal(key, key_owner, kSealDataKey));
   // Written whole and synced, then renamed into place and the directory synced: the records
   // sealed under it are committed only after it is durable.
   const std::string tmp = path + ".tmp";
@@ -114,8 +116,30 @@ Result<std::optional<Sealer>> DataKeys::sealer_of(std::string_view key_owner, bo
   Fd dir(::open(directory_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir.valid() || fsync(dir.get()) != 0)
     return io_error("cannot sync the data key directory " + directory_);
+  return {};
+}
+
+Result<std::optional<Sealer>> DataKeys::sealer_of(std::string_view key_owner, bool create) const {
+  MFA_TRY(existing, read_key(key_owner));
+  if (existing) {
+    MFA_TRY(sealer, Sealer::create(existing->span()));
+    return std::optional<Sealer>(std::move(sealer));
+  }
+  if (!create)
+    return std::optional<Sealer>();
+  SecureBytes key(kDataKeySize);
+  MFA_CHECK(random_bytes(key.span()));
+  MFA_CHECK(write_key(key_owner, key.span()));
   MFA_TRY(sealer, Sealer::create(key.span()));
   return std::optional<Sealer>(std::move(sealer));
+}
+
+Result<std::optional<SecureBytes>> DataKeys::export_key(std::string_view key_owner) const {
+  return read_key(key_owner);
+}
+
+Status DataKeys::install_key(std::string_view key_owner, std::span<const uint8_t> key) const {
+  return write_key(key_owner, key);
 }
 
 Result<std::vector<uint8_t>> DataKeys::seal(std::string_view key_owner,

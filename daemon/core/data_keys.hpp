@@ -5,9 +5,10 @@
 // the database, taken before or after, never held that key, and no longer opens their records,
 // even with the master key.
 //
-// Records sealed directly under the master key (by an mfad before data keys, or in fleet mode,
-// where every host opens every record and only the fleet key is shared) still open; seal_all()
-// moves them under data keys at start (standalone mode).
+// Records sealed directly under the master key (by an mfad before data keys, or by a fleet before
+// data keys went to Redis) still open; seal_all() moves them under data keys at start (standalone
+// mode). In fleet mode the keys are shared through Redis (fleet/data_key_records.hpp): each host
+// keeps the copy it read in its own directory (export_key, install_key).
 #pragma once
 
 #include <cstdint>
@@ -51,6 +52,11 @@ class DataKeys {
                            std::string_view owner, std::string_view kind) const;
   // Whether sealed was sealed directly under the master key.
   bool under_master(std::span<const uint8_t> sealed) const;
+  // key_owner's data key (32 bytes), nullopt when it has none.
+  Result<std::optional<SecureBytes>> export_key(std::string_view key_owner) const;
+  // Puts key (32 bytes) in place as key_owner's data key, written and synced (a key another host
+  // made: fleet mode).
+  Status install_key(std::string_view key_owner, std::span<const uint8_t> key) const;
   // Deletes key_owner's data key (its file overwritten first); true when there was one.
   Result<bool> destroy(std::string_view key_owner) const;
 
@@ -61,6 +67,8 @@ class DataKeys {
 
  private:
   std::string path_of(std::string_view key_owner) const;
+  Result<std::optional<SecureBytes>> read_key(std::string_view key_owner) const;
+  Status write_key(std::string_view key_owner, std::span<const uint8_t> key) const;
   // key_owner's sealer; none when key_owner has no data key and create is false.
   Result<std::optional<Sealer>> sealer_of(std::string_view key_owner, bool create) const;
 

@@ -92,8 +92,9 @@ Result<SecureBytes> Verifier::open_sealed(std::span<const uint8_t> sealed, std::
 }
 
 DataKeys Verifier::data_keys() const {
-  // Fleet mode: every host opens every record, and only the fleet's master key is shared.
-  return DataKeys(data_key_directory(d_.config), d_.sealer, d_.config.redis_address.empty());
+  // Fleet mode too: each host holds the copy of a person's key it read from Redis
+  // (fleet/data_key_records.hpp), so that forgetting the person shreds every copy of the records.
+  return DataKeys(data_key_directory(d_.config), d_.sealer, true);
 }
 
 Result<SecureBytes> Verifier::open_seed(const FactorRecord& r, std::string_view user,

@@ -65,6 +65,10 @@ Result<std::unique_ptr<FleetCoordinator>> FleetCoordinator::create(Deps deps,
       f->invalidations_,
       [self] { self->read_cache_.watching(true, self->d_.clock.monotonic_usec()); },
       [self](const std::string& user) {
+        if (user == fleet::kForgetMessage) {
+          self->sweep_forgotten();
+          return;
+        }
         self->read_cache_.invalidate(user);
         self->changed_elsewhere(user);
       });
@@ -171,8 +175,13 @@ void FleetCoordinator::queue(const ReconcileItem& item) {
 
 void FleetCoordinator::queue_consumed(const std::string& user, const FleetChanges& changes,
                                       bool failure) {
-  if (changes.watermark_advanced)
-    queue({0, user, "watermark", *changes.watermark_advanced, std::nullopt, 0});
+  if (changes.watermark_advanced) {
+    // A named device's step: "watermark/NAME" (the default device's kind as before).
+    const std::string& device = changes.watermark_device;
+    const bool named = !device.empty() && device != kDefaultTotpDevice;
+    queue({0, user, named ? "watermark/" + device : "watermark", *changes.watermark_advanced,
+           std::nullopt, 0});
+  }
   if (changes.backup_consumed)
     queue({0, user, "backup", 0, changes.backup_consumed, 0});
   if (failure && changes.limits_written)
@@ -205,11 +214,14 @@ Status FleetCoordinator::write_through(const std::string& user, const fleet::Ver
 Status FleetCoordinator::cache_state(const std::string& user, const fleet::UserState& state) {
   // Watermarks only move forward: the cache keeps the larger one. Read first: a login's confirm
   // usually finds the cache there already, and a write would open a batch for nothing.
-  if (state.watermark) {
-    MFA_TRY(cached, d_.cache.get_totp_watermark(user, kDefaultTotpDevice));
-    if (!cached || *cached < *state.watermark) {
-      MFA_TRY(advanced,
-              d_.cache.advance_totp_watermark(user, kDefaultTotpDevice, *state.watermark));
+  std::vector<std::pair<std::string, uint64_t>> watermarks(state.device_watermarks.begin(),
+                                                           state.device_watermarks.end());
+  if (state.watermark)
+    watermarks.emplace_back(kDefaultTotpDevice, *state.watermark);
+  for (const auto& [device, step] : watermarks) {
+    MFA_TRY(cached, d_.cache.get_totp_watermark(user, device));
+    if (!cached || *cached < step) {
+      MFA_TRY(advanced, d_.cache.advance_totp_watermark(user, device, step));
       (void)advanced;
     }
   }
@@ -272,6 +284,7 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
   }
   StateWrite w;
   w.change.step = changes.watermark_advanced;
+  w.change.device = changes.watermark_device;
   w.change.backup = changes.backup_consumed;
   if (changes.limits_written) {
     if (failure)
@@ -284,7 +297,8 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
   w.change.check_lock = kind == FleetCallKind::kLogin || kind == FleetCallKind::kChange;
   if (kind == FleetCallKind::kLogin && success &&
       (verified == Method::kTotp || verified == Method::kSms)) {
-    w.factor_field = fleet::factor_field(*verified, false);
+    w.factor_field = fleet::factor_field(
+        *verified, false, *verified == Method::kTotp ? changes.watermark_device : std::string());
     // The record the cache's decision rests on is the one this host verified last.
     w.factor_sha1 = "-";
     auto view = views_.find(user);
@@ -300,6 +314,15 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
   w.force = kind == FleetCallKind::kAdmin && changes.user_deleted;
   if (w.push && (changes.user_deleted || changes.sms_codes_dropped))
     w.extra_keys = fleet::sms_code_keys(d_.config.redis_key_prefix, user);
+  if (w.push && changes.user_forgotten) {
+    // Crypto-shredding (data_key_records.hpp): the data key goes, and no key of the person is
+    // left in Redis (each one's name holds theirs).
+    const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
+    w.forget = true;
+    for (const std::string* key :
+         {&keys.state, &keys.data_key, &keys.watermark, &keys.backup, &keys.limits})
+      w.extra_keys.push_back(*key);
+  }
   if (!w.change.step && !w.change.backup && w.change.action.empty() && !w.push) {
     done({});
     return;
@@ -315,28 +338,43 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
   };
   const int64_t now = d_.clock.realtime_usec();
   const bool push = w.push;
-  write_state(user, std::move(w), kStateWriteTries,
-              [this, alive = alive_, user, now, push, unavailable, done](StateWriteResult res) {
-                if (!*alive)
-                  return;
-                FleetConfirmResult r;
-                if (res.rejected) {
-                  r.rejected = true;
-                  done(r);
-                  return;
-                }
-                if (res.unavailable) {
-                  unavailable(push ? "the enrollment record could not be written"
-                                   : "the state record could not be written");
-                  r.unavailable = true;
-                  done(r);
-                  return;
-                }
-                follow_limits(user, res.limits);
-                r.refused = res.refused;
-                r.locked_usec = lock_remaining_usec(res.limits, now);
-                done(r);
-              });
+  const bool forget = w.forget;
+  write_state(
+      user, std::move(w), kStateWriteTries,
+      [this, alive = alive_, user, now, push, forget, unavailable, done](StateWriteResult res) {
+        if (!*alive)
+          return;
+        FleetConfirmResult r;
+        if (res.rejected) {
+          r.rejected = true;
+          done(r);
+          return;
+        }
+        if (res.unavailable) {
+          unavailable(push ? "the enrollment record could not be written"
+                           : "the state record could not be written");
+          r.unavailable = true;
+          done(r);
+          return;
+        }
+        r.refused = res.refused;
+        if (!forget) {
+          follow_limits(user, res.limits);
+          r.locked_usec = lock_remaining_usec(res.limits, now);
+          done(r);
+          return;
+        }
+        // Every host erases its copy of the key and its records of the person.
+        announce_forget(user, [this, alive, unavailable, done, r](bool ok) mutable {
+          if (!*alive)
+            return;
+          if (!ok) {
+            unavailable("the forget could not be announced");
+            r.unavailable = true;
+          }
+          done(r);
+        });
+      });
 }
 
 void FleetCoordinator::note_degraded(const std::string& user, const std::string& call,
@@ -438,6 +476,8 @@ void FleetCoordinator::reconcile() {
       (void)sd_event_now(d_.event, CLOCK_MONOTONIC, &left_degraded_usec_);
       MFA_LOG_INFO("fleet mode: Redis is the shared truth again (left degraded mode)");
       degraded_changed(false, std::string());
+      // A forget announced while this host was away is applied now.
+      sweep_forgotten();
     }
     return;
   }
@@ -455,6 +495,9 @@ void FleetCoordinator::reconcile() {
     StateWrite w;
     if (item.kind == "watermark") {
       w.change.step = item.step;
+    } else if (item.kind.starts_with("watermark/")) {
+      w.change.step = item.step;
+      w.change.device = item.kind.substr(10);
     } else if (item.kind == "backup" && item.hash) {
       w.change.backup = item.hash;
     } else if (item.kind == "failures") {

@@ -28,6 +28,8 @@
 #include "core/audit.hpp"
 #include "core/clock.hpp"
 #include "core/config.hpp"
+#include "core/data_keys.hpp"
+#include "fleet/data_key_records.hpp"
 #include "fleet/keys.hpp"
 #include "fleet/read_cache.hpp"
 #include "fleet/recorder.hpp"
@@ -75,10 +77,17 @@ class FleetCoordinator {
     const Clock& clock;
     const fleet::RecordMac& mac;  // this host's id and the fleet's record key
     EventSink* events = nullptr;  // SecurityEvent
+    // The per-person data keys (core/data_keys.hpp, wrapped by the master key in this host's
+    // directory) and their wrapping in Redis (data_key_records.hpp); none: records stay sealed
+    // as the Authenticator sealed them, no key goes to Redis.
+    const Sealer* master = nullptr;
+    const fleet::DataKeyWrap* data_key_wrap = nullptr;
   };
   using DegradedCallback = std::function<void(bool degraded)>;
   // The cache was written outside a D-Bus call: a commit must be scheduled.
   using WriteCallback = std::function<void()>;
+  // Another host forgot the account (its tombstone, data_key_records.hpp): erase it here.
+  using ForgetCallback = std::function<void(const std::string& account, const std::string& host)>;
 
   // options: the connection for commands; watcher: the same server, for the subscription to the
   // invalidation channel (a subscribed connection takes no other command).
@@ -89,6 +98,10 @@ class FleetCoordinator {
   ~FleetCoordinator();
 
   bool degraded() const { return degraded_; }
+  void set_forget_handler(ForgetCallback on_forget) { on_forget_ = std::move(on_forget); }
+  // Reads the tombstones in Redis and erases here every account one names (ForgetCallback);
+  // run when a host announces a forget and when this host leaves degraded mode.
+  void sweep_forgotten();
   RedisClient& client() { return *client_; }
 
   // The shared counters are the truth: the cache takes user's as Redis answered them (an error is
@@ -178,6 +191,7 @@ class FleetCoordinator {
     bool force = false;  // an admin's reset: written even over records that failed verification
     std::string factor_field, factor_sha1;  // the record a success rests on ("": no check)
     std::vector<std::string> extra_keys;    // deleted with the write (SMS codes)
+    bool forget = false;  // the person is forgotten: no state record is left (extra_keys has it)
   };
   struct StateWriteResult {
     FleetRefusal refused = FleetRefusal::kNone;
@@ -202,6 +216,13 @@ class FleetCoordinator {
   // new here raises SecurityEvent "fleet-foreign-enrollment" when the user has sessions here.
   void note_writers(const std::string& user, const fleet::VerifiedUser& verified);
   void changed_elsewhere(const std::string& user);
+  // The person's data key as Redis holds it (wrapped: "" none) becomes this host's copy; false
+  // when it does not open (refused as a record that failed verification).
+  bool take_data_key(const std::string& user, const fleet::UserKeys& keys,
+                     const std::string& wrapped);
+  // A forget written: its tombstone, and the announcement to every host; done(false): not done.
+  void announce_forget(const std::string& user, std::function<void(bool ok)> done);
+  DataKeys data_keys() const;
   void queue(const ReconcileItem& item);
   // What a decision consumed or counted on this host (a TOTP step, a backup code, a failure), for
   // Redis to learn on reconciliation.
@@ -211,6 +232,7 @@ class FleetCoordinator {
   Deps d_;
   DegradedCallback on_degraded_;
   WriteCallback on_write_;
+  ForgetCallback on_forget_;
   std::unique_ptr<RedisClient> client_;
   std::unique_ptr<RedisClient> watcher_;  // subscribed to invalidations_
   const std::string invalidations_;       // fleet::invalidation_channel() of KeyPrefix

@@ -3,8 +3,12 @@
 // a record that fails verification sets off (refusal, audit, SecurityEvent).
 #include <algorithm>
 
+#include "common/crypto.hpp"
 #include "core/log.hpp"
+#include "core/user_directory.hpp"
 #include "fleet/coordinator.hpp"
+#include "fleet/session_keys.hpp"
+#include "fleet/sms_keys.hpp"
 
 namespace mfa {
 
@@ -15,61 +19,69 @@ bool same_factor(const FactorRecord& a, const FactorRecord& b) {
          a.params == b.params && a.created_usec == b.created_usec;
 }
 
+// A named device removed takes its watermark with it (a device enrolled again under its name
+// starts from its confirming step); the default device's stays, as before named devices.
+void keep_enrolled_watermarks(fleet::UserState& state) {
+  std::erase_if(state.device_watermarks, [&](const auto& entry) {
+    return !state.factors.count(fleet::factor_field(Method::kTotp, false, entry.first));
+  });
+}
+
 }  // namespace
 
 void FleetCoordinator::load_user(const std::string& user, std::function<void(bool online)> done) {
   const auto keys = fleet::user_keys(d_.config.redis_key_prefix, user);
   auto alive = alive_;
   const uint64_t token = read_cache_.read_started();
-  client_->eval(fleet::load_state_script(),
-                {keys.factors, keys.state, keys.watermark, keys.backup, keys.limits}, {},
-                [this, alive, user, keys, token, done = std::move(done)](Result<RedisReply> reply) {
-                  if (!*alive)
-                    return;
-                  if (!reply.ok()) {
-                    enter_degraded(reply.error().message);
-                    done(false);
-                    return;
-                  }
-                  auto raw = fleet::parse_raw_load_reply(*reply);
-                  if (!raw.ok()) {
-                    MFA_LOG_ERROR("fleet: %s%s%s", raw.error().message.c_str(),
-                                  reply->is_error() ? ": " : "",
-                                  reply->is_error() ? reply->str.c_str() : "");
-                    enter_degraded(raw.error().message);
-                    done(false);
-                    return;
-                  }
-                  auto hw = highwater_.find(user);
-                  if (raw->state.empty() && hw != highwater_.end() && hw->second > 0) {
-                    // Deleted: this host saw the record, so it existed (rollback to "never
-                    // enrolled").
-                    reject(user, fleet::RecordProblem::kMalformed, keys.state, "rolled-back");
-                    done(true);
-                    return;
-                  }
-                  fleet::VerifiedUser verified;
-                  std::string key;
-                  const fleet::RecordProblem problem =
-                      fleet::verify_user(d_.mac, keys, *raw, &verified, &key);
-                  if (problem != fleet::RecordProblem::kNone) {
-                    reject(user, problem, key, "read");
-                    done(true);
-                    return;
-                  }
-                  if (!take_view(user, verified, keys.state)) {
-                    done(true);
-                    return;
-                  }
-                  note_writers(user, verified);
-                  if (Status st = write_through(user, verified); !st.ok()) {
-                    MFA_LOG_ERROR("fleet: cannot write %s's shared state to the cache: %s",
-                                  user.c_str(), st.error().message.c_str());
-                  } else if (!degraded_) {
-                    read_cache_.read_done(user, token, d_.clock.monotonic_usec());
-                  }
-                  done(true);
-                });
+  client_->eval(
+      fleet::load_state_script(),
+      {keys.factors, keys.state, keys.watermark, keys.backup, keys.limits, keys.data_key}, {},
+      [this, alive, user, keys, token, done = std::move(done)](Result<RedisReply> reply) {
+        if (!*alive)
+          return;
+        if (!reply.ok()) {
+          enter_degraded(reply.error().message);
+          done(false);
+          return;
+        }
+        auto raw = fleet::parse_raw_load_reply(*reply);
+        if (!raw.ok()) {
+          MFA_LOG_ERROR("fleet: %s%s%s", raw.error().message.c_str(), reply->is_error() ? ": " : "",
+                        reply->is_error() ? reply->str.c_str() : "");
+          enter_degraded(raw.error().message);
+          done(false);
+          return;
+        }
+        auto hw = highwater_.find(user);
+        if (raw->state.empty() && hw != highwater_.end() && hw->second > 0) {
+          // Deleted: this host saw the record, so it existed (rollback to "never
+          // enrolled").
+          reject(user, fleet::RecordProblem::kMalformed, keys.state, "rolled-back");
+          done(true);
+          return;
+        }
+        fleet::VerifiedUser verified;
+        std::string key;
+        const fleet::RecordProblem problem =
+            fleet::verify_user(d_.mac, keys, *raw, &verified, &key);
+        if (problem != fleet::RecordProblem::kNone) {
+          reject(user, problem, key, "read");
+          done(true);
+          return;
+        }
+        if (!take_view(user, verified, keys.state) || !take_data_key(user, keys, raw->data_key)) {
+          done(true);
+          return;
+        }
+        note_writers(user, verified);
+        if (Status st = write_through(user, verified); !st.ok()) {
+          MFA_LOG_ERROR("fleet: cannot write %s's shared state to the cache: %s", user.c_str(),
+                        st.error().message.c_str());
+        } else if (!degraded_) {
+          read_cache_.read_done(user, token, d_.clock.monotonic_usec());
+        }
+        done(true);
+      });
 }
 
 bool FleetCoordinator::take_view(const std::string& user, const fleet::VerifiedUser& verified,
@@ -169,7 +181,7 @@ void FleetCoordinator::note_writers(const std::string& user, const fleet::Verifi
     }
   }
   for (const auto& f : verified.factors) {
-    const std::string field = fleet::factor_field(f.method, f.pending);
+    const std::string field = fleet::factor_field(f.method, f.pending, f.device);
     auto writer = verified.factor_writers.find(field);
     if (writer == verified.factor_writers.end() || writer->second == d_.mac.host())
       continue;
@@ -231,6 +243,7 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
   const bool write_factors = w.push && out.refused == FleetRefusal::kNone &&
                              (w.enrollment.factors_changed || w.enrollment.user_deleted);
   std::vector<std::string> factor_args;
+  std::string wrapped_key;  // the data key the factors are sealed under, for Redis to keep
   if (w.push && out.refused == FleetRefusal::kNone) {
     if (w.enrollment.user_deleted) {
       next = fleet::UserState{};
@@ -245,12 +258,28 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
         }
         next.factors.clear();
         for (const auto& f : *factors) {
-          const std::string field = fleet::factor_field(f.method, f.pending);
+          const std::string field = fleet::factor_field(f.method, f.pending, f.device);
           std::string value = d_.mac.seal(fleet::field_key_name(keys.factors, field), counter,
                                           fleet::encode_factor(f));
           next.factors[field] = fleet::sha1_hex(value);
           factor_args.push_back(field);
           factor_args.push_back(std::move(value));
+        }
+        if (d_.data_key_wrap != nullptr && d_.master != nullptr && !factors->empty()) {
+          auto key = data_keys().export_key(user);
+          auto wrapped = key.ok() && *key
+                             ? d_.data_key_wrap->wrap(user, keys.data_key, (*key)->span())
+                             : Result<std::string>(std::string());
+          if (!key.ok() || !wrapped.ok()) {
+            // The factors would not open on another host: not written (fail closed).
+            MFA_LOG_ERROR("fleet: cannot read %s's data key: %s", user.c_str(),
+                          (key.ok() ? wrapped.error() : key.error()).message.c_str());
+            StateWriteResult r;
+            r.unavailable = true;
+            done(r);
+            return;
+          }
+          wrapped_key = std::move(wrapped).value();
         }
       }
       if (w.enrollment.backup_replaced) {
@@ -263,14 +292,21 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
         }
         next.backup = *unused;
       }
-      if (w.enrollment.watermark_set &&
-          (!next.watermark || *next.watermark < *w.enrollment.watermark_set))
-        next.watermark = w.enrollment.watermark_set;
+      if (w.enrollment.factors_changed)
+        keep_enrolled_watermarks(next);
+      if (w.enrollment.watermark_set) {
+        const auto device_step = fleet::device_watermark(next, w.enrollment.watermark_set_device);
+        if (!device_step || *device_step < *w.enrollment.watermark_set)
+          fleet::set_device_watermark(next, w.enrollment.watermark_set_device,
+                                      *w.enrollment.watermark_set);
+      }
     }
   }
   const bool changed = w.push || !fleet::same_state(next, current.state);
-  const std::string value =
-      changed ? d_.mac.seal(keys.state, counter, fleet::encode_state(next)) : std::string();
+  // A forget leaves no state record (its key names the person): the script deletes it.
+  const std::string value = changed && !w.forget
+                                ? d_.mac.seal(keys.state, counter, fleet::encode_state(next))
+                                : std::string();
   const bool notify = out.lock_changed || out.backup_emptied || w.push ||
                       (w.change.backup && out.refused == FleetRefusal::kNone);
   std::vector<std::string> args{forced ? std::string("*") : std::to_string(current.counter),
@@ -280,9 +316,10 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
                                 invalidations_,
                                 user,
                                 notify ? "1" : "",
-                                write_factors ? "1" : ""};
+                                write_factors ? "1" : "",
+                                wrapped_key};
   args.insert(args.end(), factor_args.begin(), factor_args.end());
-  std::vector<std::string> script_keys{keys.state, keys.factors};
+  std::vector<std::string> script_keys{keys.state, keys.factors, keys.data_key};
   script_keys.insert(script_keys.end(), w.extra_keys.begin(), w.extra_keys.end());
   client_->eval(fleet::write_state_script(), std::move(script_keys), std::move(args),
                 [this, alive, user, keys, w = std::move(w), tries, out, next, counter, changed,
@@ -302,7 +339,11 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
                   if (answer == "ok") {
                     if (w.force)
                       rejected_.erase(user);
-                    if (changed) {
+                    if (w.forget) {
+                      // Nothing of the person is left to roll back to.
+                      views_.erase(user);
+                      highwater_.erase(user);
+                    } else if (changed) {
                       views_[user] = View{next, counter};
                       highwater_[user] = counter;
                     }
@@ -353,6 +394,101 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
                   }
                   write_state(user, std::move(w), tries - 1, std::move(done));
                 });
+}
+
+DataKeys FleetCoordinator::data_keys() const {
+  return DataKeys(data_key_directory(d_.config), *d_.master, true);
+}
+
+bool FleetCoordinator::take_data_key(const std::string& user, const fleet::UserKeys& keys,
+                                     const std::string& wrapped) {
+  if (wrapped.empty() || d_.data_key_wrap == nullptr || d_.master == nullptr)
+    return true;
+  auto key = d_.data_key_wrap->unwrap(user, keys.data_key, wrapped);
+  if (!key.ok()) {
+    // Forged, or moved from another person: refused like any record that fails verification.
+    reject(user, fleet::RecordProblem::kBadMac, keys.data_key, "read");
+    return false;
+  }
+  const DataKeys local = data_keys();
+  auto mine = local.export_key(user);
+  if (mine.ok() && *mine && ct_equal((*mine)->span(), key->span()))
+    return true;
+  // Redis's copy is the fleet's: records sealed under another key of this host's (two hosts
+  // enrolled the person's first factor at once) no longer open, and fail closed.
+  if (Status st = local.install_key(user, key->span()); !st.ok()) {
+    MFA_LOG_ERROR("fleet: cannot keep %s's data key: %s", user.c_str(), st.error().message.c_str());
+  }
+  return true;
+}
+
+void FleetCoordinator::announce_forget(const std::string& user, std::function<void(bool)> done) {
+  const std::string& prefix = d_.config.redis_key_prefix;
+  const int64_t now = d_.clock.realtime_usec();
+  auto alive = alive_;
+  client_->eval(
+      fleet::forget_script(),
+      {fleet::forgotten_key(prefix), fleet::user_keys(prefix, user).sessions,
+       fleet::session_records_key(prefix), fleet::sms_send_keys(prefix, user, "").user},
+      {fleet::seal_tombstone(d_.mac, prefix, user, now), std::to_string(now / kUsecPerSecond),
+       std::to_string(fleet::kMaxTombstones), invalidations_, fleet::kForgetMessage, prefix},
+      [alive, done = std::move(done)](Result<RedisReply> reply) {
+        if (!*alive)
+          return;
+        done(reply.ok() && !reply->is_error());
+      });
+}
+
+void FleetCoordinator::sweep_forgotten() {
+  if (!on_forget_ || shutting_down_ || degraded_)
+    return;
+  const std::string prefix = d_.config.redis_key_prefix;
+  auto alive = alive_;
+  client_->command(
+      {"ZRANGE", fleet::forgotten_key(prefix), "0", std::to_string(fleet::kMaxTombstones - 1)},
+      [this, alive, prefix](Result<RedisReply> reply) {
+        if (!*alive || !reply.ok() || reply->type != RedisReply::Type::kArray)
+          return;  // the next announcement or reconnection sweeps again
+        std::vector<std::string> members;
+        for (const auto& e : reply->elements) {
+          if (e.type == RedisReply::Type::kString)
+            members.push_back(e.str);
+        }
+        size_t rejected = 0;
+        const auto stones = fleet::open_tombstones(d_.mac, prefix, members, &rejected);
+        if (rejected != 0) {
+          MFA_LOG_ERROR("fleet: %zu forget tombstone(s) in Redis failed verification: ignored",
+                        rejected);
+        }
+        if (stones.empty())
+          return;
+        auto users = d_.cache.list_users();
+        if (!users.ok())
+          return;
+        bool forgot = false;
+        for (const std::string& account : *users) {
+          if (!account_key_uid(account))
+            continue;
+          auto stone = stones.find(fleet::tombstone_id(d_.mac, account));
+          if (stone == stones.end())
+            continue;
+          // Enrolled again after that forget (the uid's person came back): not that forget's.
+          auto factors = d_.cache.get_factors(account);
+          if (!factors.ok() ||
+              std::any_of(factors->begin(), factors->end(), [&](const FactorRecord& f) {
+                return f.created_usec > stone->second.time_usec;
+              }))
+            continue;
+          read_cache_.invalidate(account);
+          views_.erase(account);
+          highwater_.erase(account);
+          rejected_.erase(account);
+          on_forget_(account, stone->second.host);
+          forgot = true;
+        }
+        if (forgot && on_write_)
+          on_write_();
+      });
 }
 
 }  // namespace mfa

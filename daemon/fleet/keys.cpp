@@ -5,6 +5,7 @@
 
 #include "common/crypto.hpp"
 #include "core/user_directory.hpp"
+#include "core/validation.hpp"
 
 namespace mfa::fleet {
 
@@ -59,8 +60,8 @@ std::string redis_user(std::string_view user) {
 
 UserKeys user_keys(std::string_view prefix, std::string_view user) {
   const std::string base = std::string(prefix) + "user:{" + redis_user(user) + "}:";
-  return UserKeys{base + "factors", base + "watermark", base + "backup",
-                  base + "limits",  base + "sessions",  base + "state"};
+  return UserKeys{base + "factors",  base + "watermark", base + "backup", base + "limits",
+                  base + "sessions", base + "state",     base + "datakey"};
 }
 
 std::string invalidation_channel(std::string_view prefix) {
@@ -71,8 +72,11 @@ std::string host_terminate_key(std::string_view prefix, std::string_view host) {
   return std::string(prefix) + "host:{" + std::string(host) + "}:terminate";
 }
 
-std::string factor_field(Method method, bool pending) {
-  return std::string(method_name(method)) + (pending ? ":pending" : "");
+std::string factor_field(Method method, bool pending, std::string_view device) {
+  std::string field(method_name(method));
+  if (method == Method::kTotp && !device.empty() && device != kDefaultTotpDevice)
+    field += "/" + std::string(device);
+  return field + (pending ? ":pending" : "");
 }
 
 // "1|created_usec|hex(params)|hex(sealed)"; the field says method and pending.
@@ -92,13 +96,19 @@ std::optional<FactorRecord> decode_factor(std::string_view field, std::string_vi
     r.pending = true;
     name.remove_suffix(8);
   }
+  std::string_view device = kDefaultTotpDevice;
+  if (const size_t slash = name.find('/'); slash != std::string_view::npos) {
+    device = name.substr(slash + 1);
+    name = name.substr(0, slash);
+    if (device == kDefaultTotpDevice || !validate_device_name(device).ok())
+      return std::nullopt;
+  }
   auto method = parse_method(name);
-  if (!method)
+  if (!method || (*method != Method::kTotp && device != kDefaultTotpDevice))
     return std::nullopt;
   r.method = *method;
-  // Redis holds one TOTP device per user, "default" (docs/fleet.md).
   if (r.method == Method::kTotp)
-    r.device = kDefaultTotpDevice;
+    r.device = std::string(device);
   std::string_view rest = value.substr(2);
   const size_t a = rest.find('|');
   if (a == std::string_view::npos)
@@ -150,7 +160,8 @@ std::optional<LimitState> parse_limit_values(std::span<const RedisReply> values)
 }
 
 Result<RawUser> parse_raw_load_reply(const RedisReply& reply) {
-  if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 3 ||
+  if (reply.type != RedisReply::Type::kArray ||
+      (reply.elements.size() != 3 && reply.elements.size() != 4) ||
       reply.elements[0].type != RedisReply::Type::kArray)
     return bad_reply("the load script");
   RawUser u;
@@ -161,25 +172,29 @@ Result<RawUser> parse_raw_load_reply(const RedisReply& reply) {
     u.factors.emplace_back(factors[i].str, factors[i + 1].str);
   u.state = reply.elements[1].str;
   u.legacy = reply_int(reply.elements[2]).value_or(0) != 0;
+  if (reply.elements.size() == 4)
+    u.data_key = reply.elements[3].str;
   return u;
 }
 
 // KEYS: factors state, then the keys of the release before authenticated records (watermark
-// backup limits): their presence without a state record is a fleet not yet upgraded.
+// backup limits): their presence without a state record is a fleet not yet upgraded; then the
+// wrapped data key.
 const LuaScript& load_state_script() {
   static const LuaScript s(R"lua(
 return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '',
-        redis.call('EXISTS', KEYS[3], KEYS[4], KEYS[5])}
+        redis.call('EXISTS', KEYS[3], KEYS[4], KEYS[5]), redis.call('GET', KEYS[6]) or ''}
 )lua");
   return s;
 }
 
-// KEYS: state factors, then keys to delete with this write (the SMS codes that die with it).
-// ARGV: expected_counter ("*": an admin's reset, whatever Redis holds) new_state factor_field
-// factor_sha1 notify_channel notify_user notify replace_factors, then (field, value) pairs of the
-// new factors hash. The state is written only if the record in Redis has the counter the host
-// computed from (user_state.hpp); otherwise, or when the factor record a success rests on is no
-// longer the one the host verified, nothing is written and the current state comes back for the
+// KEYS: state factors data_key, then keys to delete with this write (the SMS codes that die with
+// it). ARGV: expected_counter ("*": an admin's reset, whatever Redis holds) new_state factor_field
+// factor_sha1 notify_channel notify_user notify replace_factors data_key (the wrapped key the new
+// factors are sealed under, "": none; set only where Redis has none), then (field, value) pairs
+// of the new factors hash. The state is written only if the record in Redis has the counter the
+// host computed from (user_state.hpp); otherwise, or when the factor record a success rests on is
+// no longer the one the host verified, nothing is written and the current state comes back for the
 // host to verify and try again.
 const LuaScript& write_state_script() {
   static const LuaScript s(R"lua(
@@ -197,10 +212,11 @@ if ARGV[3] ~= '' then
   local record = redis.call('HGET', KEYS[2], ARGV[3])
   if (not record) or redis.sha1hex(record) ~= ARGV[4] then return {'factor-changed', cur or ''} end
 end
-for k = 3, #KEYS do redis.call('DEL', KEYS[k]) end
+for k = 4, #KEYS do redis.call('DEL', KEYS[k]) end
+if ARGV[9] and ARGV[9] ~= '' then redis.call('SET', KEYS[3], ARGV[9], 'NX') end
 if ARGV[8] == '1' then
   redis.call('DEL', KEYS[2])
-  local i = 9
+  local i = 10
   while i < #ARGV do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
 end
 if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2]) end

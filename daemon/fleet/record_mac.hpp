@@ -54,6 +54,10 @@ class RecordMac {
   RecordProblem open(std::string_view key_name, std::string_view value, SignedRecord* ret) const;
 
   const std::string& host() const { return host_; }
+  // A keyed id of data (hex, 64 digits) under label: a tombstone's, which must not name anyone.
+  std::string keyed_id(std::string_view label, std::string_view data) const {
+    return mac_hex(label, std::string_view(), 0, data);
+  }
 
  private:
   std::string mac_hex(std::string_view key_name, std::string_view host, uint64_t counter,

@@ -31,21 +31,32 @@ Status FleetRecorder::delete_user(std::string_view user) {
   return st;
 }
 
-// Fleet mode keeps one device, "default" (docs/fleet.md): its watermark is the user's in Redis.
+// Every named device has its own watermark in the state record (issue 19).
 Result<bool> FleetRecorder::advance_totp_watermark(std::string_view user, std::string_view device,
                                                    uint64_t step) {
   auto r = inner_.advance_totp_watermark(user, device, step);
-  if (r.ok() && *r && recording_ && device == kDefaultTotpDevice)
+  if (r.ok() && *r && recording_) {
     changes_.watermark_advanced = step;
+    changes_.watermark_device = std::string(device);
+  }
   return r;
 }
 
 Status FleetRecorder::set_totp_watermark(std::string_view user, std::string_view device,
                                          std::optional<uint64_t> step) {
   Status st = inner_.set_totp_watermark(user, device, step);
-  if (st.ok() && recording_ && step && device == kDefaultTotpDevice)
+  if (st.ok() && recording_ && step) {
     changes_.watermark_set = *step;
+    changes_.watermark_set_device = std::string(device);
+  }
   return st;
+}
+
+Result<ForgetReport> FleetRecorder::forget_user(const ForgetRequest& request) {
+  auto r = inner_.forget_user(request);
+  if (r.ok() && recording_)
+    changes_.user_forgotten = true;
+  return r;
 }
 
 Status FleetRecorder::replace_backup_codes(std::string_view user,

@@ -18,12 +18,15 @@ struct SmsCodeChange {
 
 struct FleetChanges {
   std::optional<uint64_t> watermark_advanced;  // a TOTP step accepted
+  std::string watermark_device;                // of this TOTP device (issue 19)
   std::optional<CodeHash> backup_consumed;     // a backup code used
   bool limits_written = false;                 // an attempt was counted
   bool factors_changed = false;
   bool backup_replaced = false;           // new set or removed
   std::optional<uint64_t> watermark_set;  // enrollment confirmed at this step
+  std::string watermark_set_device;       // of this TOTP device
   bool user_deleted = false;
+  bool user_forgotten = false;              // ForgetUser: nothing of the person may stay in Redis
   std::optional<SmsCodeChange> sms_used;    // the live SMS code was typed right: used up
   std::optional<SmsCodeChange> sms_failed;  // a wrong try at it was counted
   bool sms_codes_dropped = false;           // every pending code died with the phone
@@ -139,9 +142,7 @@ class FleetRecorder final : public Store {
   }
   // The shared records go through delete_user (recorded: Redis deletes them fleet-wide); the
   // rest is this host's.
-  Result<ForgetReport> forget_user(const ForgetRequest& request) override {
-    return inner_.forget_user(request);
-  }
+  Result<ForgetReport> forget_user(const ForgetRequest& request) override;
 
   // The fleet's own writes to the cache: passed through, never recorded.
   Result<std::vector<CodeHash>> unused_backup_codes(std::string_view user) override {

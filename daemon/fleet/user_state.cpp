@@ -6,6 +6,7 @@
 #include <openssl/sha.h>
 
 #include "common/crypto.hpp"
+#include "core/validation.hpp"
 #include "fleet/keys.hpp"
 
 namespace mfa::fleet {
@@ -55,12 +56,20 @@ std::string encode_state(const UserState& s) {
     out += (first ? "" : ",") + field + "=" + sha1;
     first = false;
   }
+  if (!s.device_watermarks.empty()) {
+    out += "|";
+    first = true;
+    for (const auto& [device, step] : s.device_watermarks) {
+      out += (first ? "" : ",") + device + "=" + std::to_string(step);
+      first = false;
+    }
+  }
   return out;
 }
 
 std::optional<UserState> decode_state(std::string_view payload) {
   const auto parts = split(payload, '|');
-  if (parts.size() != 8)
+  if (parts.size() != 8 && parts.size() != 9)
     return std::nullopt;
   UserState s;
   if (!parts[0].empty()) {
@@ -93,12 +102,41 @@ std::optional<UserState> decode_state(std::string_view payload) {
       s.factors[std::string(entry.substr(0, eq))] = std::string(entry.substr(eq + 1));
     }
   }
+  if (parts.size() == 9) {
+    // Written only when a named device has a watermark: present, it is never empty.
+    for (auto entry : split(parts[8], ',')) {
+      const size_t eq = entry.find('=');
+      if (eq == std::string_view::npos || s.device_watermarks.size() >= kMaxStateDevices)
+        return std::nullopt;
+      const std::string_view device = entry.substr(0, eq);
+      const auto step = to_number<uint64_t>(entry.substr(eq + 1));
+      if (!step || device == kDefaultTotpDevice || !validate_device_name(device).ok() ||
+          !s.device_watermarks.emplace(std::string(device), *step).second)
+        return std::nullopt;
+    }
+  }
   return s;
 }
 
+std::optional<uint64_t> device_watermark(const UserState& state, std::string_view device) {
+  if (device.empty() || device == kDefaultTotpDevice)
+    return state.watermark;
+  auto it = state.device_watermarks.find(std::string(device));
+  if (it == state.device_watermarks.end())
+    return std::nullopt;
+  return it->second;
+}
+
+void set_device_watermark(UserState& state, std::string_view device, uint64_t step) {
+  if (device.empty() || device == kDefaultTotpDevice)
+    state.watermark = step;
+  else
+    state.device_watermarks[std::string(device)] = step;
+}
+
 bool same_state(const UserState& a, const UserState& b) {
-  return a.watermark == b.watermark && a.backup == b.backup && same_limits(a.limits, b.limits) &&
-         a.factors == b.factors;
+  return a.watermark == b.watermark && a.device_watermarks == b.device_watermarks &&
+         a.backup == b.backup && same_limits(a.limits, b.limits) && a.factors == b.factors;
 }
 
 StateOutcome apply_change(const UserState& state, const StateChange& change,
@@ -113,10 +151,12 @@ StateOutcome apply_change(const UserState& state, const StateChange& change,
   if (change.factor_changed)
     out.refused = FleetRefusal::kFactorChanged;
   if (out.refused == FleetRefusal::kNone && change.step) {
-    if (n.watermark && *n.watermark >= *change.step)
+    // Each device its own watermark (issue 19): a step used on one device is not used on another.
+    const auto current = device_watermark(n, change.device);
+    if (current && *current >= *change.step)
       out.refused = FleetRefusal::kReplay;
     else
-      n.watermark = change.step;
+      set_device_watermark(n, change.device, *change.step);
   }
   if (out.refused == FleetRefusal::kNone && change.backup) {
     auto it = std::find(n.backup.begin(), n.backup.end(), *change.backup);
@@ -130,6 +170,7 @@ StateOutcome apply_change(const UserState& state, const StateChange& change,
   if (out.refused != FleetRefusal::kNone && out.refused != FleetRefusal::kLocked) {
     // A refused success is a failure, as in the scripts before: nothing it rested on is used.
     n.watermark = state.watermark;
+    n.device_watermarks = state.device_watermarks;
     n.backup = state.backup;
     out.backup_emptied = false;
   }

@@ -1,9 +1,12 @@
 // A user's shared state in Redis as one authenticated record (docs/fleet.md, "Authenticated
 // records"): mfad:user:{alice}:state = record_mac.hpp's m1|HOST|COUNTER|PAYLOAD|MAC with
 //
-//   PAYLOAD = WATERMARK|BACKUP|cf|lc|lu|day|df|FACTORS
+//   PAYLOAD = WATERMARK|BACKUP|cf|lc|lu|day|df|FACTORS[|DEVICES]
 //
-// WATERMARK the last accepted TOTP step ("" for none), BACKUP the unused backup codes' keyed
+// WATERMARK the last accepted TOTP step of the device "default" ("" for none), DEVICES
+// "name=step,..." the watermarks of the other named TOTP devices (issue 19), written only when
+// there is one: a state of one device reads as in the release before (and a host of that release
+// still reads it), BACKUP the unused backup codes' keyed
 // hashes (hex, comma-separated), cf..df the limits (LimitState), FACTORS "field=sha1hex,..." of
 // every record in the user's factors hash: a factor record removed, replaced or put back from an
 // old copy no longer matches the state that vouches for it.
@@ -30,9 +33,12 @@ namespace mfa::fleet {
 
 inline constexpr size_t kMaxStateBackupCodes = 100;
 inline constexpr size_t kMaxStateFactors = 16;
+inline constexpr size_t kMaxStateDevices = 16;
 
 struct UserState {
-  std::optional<uint64_t> watermark;
+  std::optional<uint64_t> watermark;  // the device "default"'s
+  // The named devices' (every device but "default"): each its own replay watermark.
+  std::map<std::string, uint64_t> device_watermarks;
   std::vector<CodeHash> backup;  // unused codes
   LimitState limits;
   std::map<std::string, std::string> factors;  // hash field -> SHA-1 (hex) of its value
@@ -44,7 +50,8 @@ std::optional<UserState> decode_state(std::string_view payload);
 
 // What one decision does to the state (the confirm of a login, or a reconciliation item).
 struct StateChange {
-  std::optional<uint64_t> step;    // TOTP step accepted: must be above the watermark
+  std::optional<uint64_t> step;    // TOTP step accepted: must be above the device's watermark
+  std::string device;              // the device of step ("" or "default": WATERMARK)
   std::optional<CodeHash> backup;  // backup code consumed: must be in the set
   std::string action;              // "", "fail", "success", "clear"
   int fail_count = 1;
@@ -63,6 +70,10 @@ StateOutcome apply_change(const UserState& state, const StateChange& change,
                           const RatePolicy& policy, int64_t now_usec);
 
 bool same_state(const UserState& a, const UserState& b);
+
+// The watermark of device ("" or "default": state.watermark), or nullopt.
+std::optional<uint64_t> device_watermark(const UserState& state, std::string_view device);
+void set_device_watermark(UserState& state, std::string_view device, uint64_t step);
 
 }  // namespace mfa::fleet
 
