@@ -73,6 +73,16 @@ void test_keys_and_records(void** /*state*/) {
   assert_string_equal(back->params.c_str(), "SHA256:8:30");
   assert_int_equal(back->created_usec, r.created_usec);
 
+  // A named TOTP device's field (issue 19); the default device keeps the field "totp".
+  r.device = "laptop";
+  assert_string_equal(fleet::factor_field(r.method, true, "laptop").c_str(), "totp/laptop:pending");
+  assert_string_equal(fleet::factor_field(r.method, false, "default").c_str(), "totp");
+  const auto named = fleet::decode_factor("totp/laptop:pending", fleet::encode_factor(r));
+  assert_true(named.has_value() && named->device == "laptop" && named->pending);
+  assert_true(fleet::decode_factor("totp", fleet::encode_factor(r))->device == "default");
+  for (const char* bad : {"totp/", "totp/default", "totp/a b", "sms/laptop", "totp/x/y"})
+    assert_false(fleet::decode_factor(bad, fleet::encode_factor(r)).has_value());
+
   assert_false(fleet::decode_factor("totp", "2|1|00|00").has_value());  // unknown version
   assert_false(fleet::decode_factor("nope", "1|1|00|00").has_value());  // unknown method
   assert_false(fleet::decode_factor("totp", "1|1|0|00").has_value());   // odd hex
@@ -170,6 +180,13 @@ void test_recorder_notes_what_was_consumed(void** /*state*/) {
   assert_true(c.backup_consumed == code_hash(1));
   assert_true(c.backup_replaced && c.limits_written && c.enrollment_changed());
   assert_false(c.factors_changed || c.user_deleted);
+  // A named device's step is noted with its device (issue 19).
+  rec.start();
+  assert_true(*rec.advance_totp_watermark("alice", "laptop", 7));
+  assert_true(rec.set_totp_watermark("alice", "spare", 8).ok());
+  c = rec.stop();
+  assert_true(c.watermark_advanced == 7u && c.watermark_device == "laptop");
+  assert_true(c.watermark_set == 8u && c.watermark_set_device == "spare");
   assert_true(rec.flush().ok());
   store->reset();
   std::filesystem::remove_all(dir);
@@ -648,11 +665,12 @@ void test_state_script(void** /*state*/) {
   l.wait_ready();
   const auto k = fleet::user_keys("mfad:", "st1");
   auto write = [&](std::string expected, std::string value, std::string field = "",
-                   std::string sha = "", std::vector<std::string> factor_pairs = {}) {
-    std::vector<std::string> args{expected, value, field, sha,
-                                  "",       "st1", "",    factor_pairs.empty() ? "" : "1"};
+                   std::string sha = "", std::vector<std::string> factor_pairs = {},
+                   std::string data_key = "") {
+    std::vector<std::string> args{
+        expected, value, field, sha, "", "st1", "", factor_pairs.empty() ? "" : "1", data_key};
     args.insert(args.end(), factor_pairs.begin(), factor_pairs.end());
-    auto r = l.eval(fleet::write_state_script(), {k.state, k.factors}, args);
+    auto r = l.eval(fleet::write_state_script(), {k.state, k.factors, k.data_key}, args);
     assert_true(r.ok() && r->type == RedisReply::Type::kArray && r->elements.size() == 2);
     return std::make_pair(r->elements[0].str, r->elements[1].str);
   };
@@ -677,6 +695,11 @@ void test_state_script(void** /*state*/) {
   auto bad = write("0", one);
   assert_string_equal(bad.first.c_str(), "malformed");
   assert_string_equal(l.command({"GET", k.state})->str.c_str(), "0");
+  // The wrapped data key goes in only where Redis holds none: the first host's key stays.
+  (void)l.command({"DEL", k.state});
+  assert_true(write("0", one, "", "", {"totp", "r"}, "key-a").first == "ok");
+  assert_true(write("1", two, "", "", {"totp", "r"}, "key-b").first == "ok");
+  assert_string_equal(l.command({"GET", k.data_key})->str.c_str(), "key-a");
 }
 
 }  // namespace

@@ -556,7 +556,7 @@ void test_dropped_codes_die(void** /*state*/) {
   // Online, the enrollment write takes every code along, atomically (write_state_script).
   const auto u = fleet::user_keys("mfad:", "d1");
   auto write = [&](std::vector<std::string> extra) {
-    std::vector<std::string> ks{u.state, u.factors};
+    std::vector<std::string> ks{u.state, u.factors, u.data_key};
     ks.insert(ks.end(), extra.begin(), extra.end());
     (void)l.eval(fleet::write_state_script(), ks, {"0", "", "", "", "", "", "", ""});
   };

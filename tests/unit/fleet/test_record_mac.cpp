@@ -94,6 +94,57 @@ void test_state_codec(void** /*state*/) {
     assert_false(fleet::decode_state(bad).has_value());
 }
 
+// Named TOTP devices (issue 19): each device's watermark in the record; a state of the default
+// device alone reads and writes as the release before (8 fields), which still reads it.
+void test_state_codec_named_devices(void** /*state*/) {
+  const std::string old_format = "58800000||0|0|0|0|0|totp=" + std::string(40, 'c');
+  auto old = fleet::decode_state(old_format);
+  assert_true(old.has_value() && *old->watermark == 58800000 && old->device_watermarks.empty());
+  assert_string_equal(fleet::encode_state(*old).c_str(), old_format.c_str());
+  fleet::UserState s = *old;
+  s.device_watermarks["laptop"] = 58800001;
+  s.factors["totp/laptop"] = std::string(40, 'd');
+  const std::string p = fleet::encode_state(s);
+  assert_true(p.ends_with("|laptop=58800001"));
+  auto back = fleet::decode_state(p);
+  assert_true(back.has_value() && fleet::same_state(*back, s));
+  assert_true(fleet::device_watermark(*back, "laptop") == 58800001u);
+  assert_true(fleet::device_watermark(*back, "default") == 58800000u);
+  assert_false(fleet::device_watermark(*back, "phone").has_value());
+  for (const char* bad : {"||0|0|0|0|0||laptop=", "||0|0|0|0|0||default=5", "||0|0|0|0|0||a/b=5",
+                          "||0|0|0|0|0||x=1,x=2", "||0|0|0|0|0||=1"})
+    assert_false(fleet::decode_state(bad).has_value());
+}
+
+void test_apply_change_per_device(void** /*state*/) {
+  const RatePolicy policy{3, 60, 3600, 50};
+  const int64_t now = 1766000000000000;
+  fleet::UserState s;
+  s.watermark = 100;
+  s.device_watermarks["laptop"] = 100;
+  // A step used on one device is still free on another (each device its own watermark)...
+  fleet::StateChange phone;
+  phone.step = 101;
+  phone.device = "phone";
+  phone.action = "success";
+  auto o = fleet::apply_change(s, phone, policy, now);
+  assert_true(o.refused == FleetRefusal::kNone && o.next.device_watermarks.at("phone") == 101);
+  assert_int_equal(*o.next.watermark, 100);
+  assert_int_equal(o.next.device_watermarks.at("laptop"), 100);
+  fleet::StateChange laptop = phone;
+  laptop.device = "laptop";
+  auto o2 = fleet::apply_change(o.next, laptop, policy, now);
+  assert_true(o2.refused == FleetRefusal::kNone && o2.next.device_watermarks.at("laptop") == 101);
+  // ...and used twice on the same device, a replay.
+  auto o3 = fleet::apply_change(o2.next, laptop, policy, now);
+  assert_true(o3.refused == FleetRefusal::kReplay);
+  assert_int_equal(o3.next.device_watermarks.at("laptop"), 101);
+  fleet::StateChange by_default = phone;
+  by_default.device = "";
+  by_default.step = 100;
+  assert_true(fleet::apply_change(s, by_default, policy, now).refused == FleetRefusal::kReplay);
+}
+
 void test_apply_change(void** /*state*/) {
   const RatePolicy policy{3, 60, 3600, 50};
   const int64_t now = 1766000000000000;
@@ -198,6 +249,8 @@ int main() {
       cmocka_unit_test(mfa::test_seal_and_open),
       cmocka_unit_test(mfa::test_state_codec),
       cmocka_unit_test(mfa::test_apply_change),
+      cmocka_unit_test(mfa::test_state_codec_named_devices),
+      cmocka_unit_test(mfa::test_apply_change_per_device),
       cmocka_unit_test(mfa::test_verify_user),
   };
   return cmocka_run_group_tests_name("record-mac", tests, nullptr, nullptr);
