@@ -28,8 +28,8 @@
 #include "common/master_key.hpp"
 #include "common/seal.hpp"
 #include "fleet/coordinator.hpp"
-#include "fleet/record_mac.hpp"
 #include "fleet/data_key_records.hpp"
+#include "fleet/record_mac.hpp"
 #include "fleet/recorder.hpp"
 #include "fleet/sessions.hpp"
 #include "fleet/sms.hpp"
@@ -442,11 +442,11 @@ int run(const Options& options) {
   auto sealer = Sealer::create(master_key->span());
   auto code_hash_key = hkdf_sha256(master_key->span(), "mfad code hash v1", 32);
   auto audit_chain_key = hkdf_sha256(master_key->span(), "mfad audit chain v1", 32);
-  // Fleet mode: the key of the records in Redis (fleet/record_mac.hpp), of its own label.
+  // Fleet mode: the key of the records in Redis (fleet/record_mac.hpp), of its own label, and the
+  // wrapping of the per-person data keys there (fleet/data_key_records.hpp).
   auto fleet_record_key = hkdf_sha256(master_key->span(), fleet::kRecordMacLabel, 32);
-  // Fleet mode: the wrapping of the per-person data keys in Redis (fleet/data_key_records.hpp).
   auto data_key_wrap = fleet::DataKeyWrap::derive(master_key->span());
-  if (!sealer.ok() || !code_hash_key.ok() || !audit_chain_key.ok()) {
+  if (!sealer.ok() || !code_hash_key.ok() || !audit_chain_key.ok() || !data_key_wrap.ok()) {
     MFA_LOG_ERROR("cannot derive keys from the master key");
     return EXIT_FAILURE;
   }
@@ -586,10 +586,8 @@ int run(const Options& options) {
                                  : host_id.error().message.c_str());
       return EXIT_FAILURE;
     }
-    if (!fleet_record_key.ok() || !data_key_wrap.ok()) {
-      MFA_LOG_ERROR("fleet mode: %s",
-                    (fleet_record_key.ok() ? data_key_wrap.error() : fleet_record_key.error())
-                        .message.c_str());
+    if (!fleet_record_key.ok()) {
+      MFA_LOG_ERROR("fleet mode: %s", fleet_record_key.error().message.c_str());
       return EXIT_FAILURE;
     }
     fleet_record_mac =
@@ -612,17 +610,6 @@ int run(const Options& options) {
     }
     fleet = std::move(created).value();
     mb->set_fleet(fleet.get(), recorder.get());
-    fleet->set_forget_handler(
-        [&authenticator](const std::string& account, const std::string& from_host) {
-          auto report = authenticator.apply_fleet_forget(account, from_host);
-          if (!report.ok()) {
-            MFA_LOG_ERROR("fleet: cannot apply a forget of host %s: %s", from_host.c_str(),
-                          report.error().message.c_str());
-          } else {
-            MFA_LOG_INFO("fleet: a person forgotten on host %s is erased here (%s)",
-                         from_host.c_str(), report->pseudonym.c_str());
-          }
-        });
     auto fleet_sessions_created = FleetSessions::create(
         FleetSessions::Deps{event, config, *store, clock, sessions, *fleet, *host_id},
         std::move(subscriber_options).value(), [mb] { mb->schedule_commit(); });

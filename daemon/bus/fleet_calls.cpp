@@ -32,6 +32,19 @@ bool changes_enrollment(FleetCallKind kind) {
 void ManagerBus::set_fleet(FleetCoordinator* fleet, FleetRecorder* recorder) {
   fleet_ = fleet;
   recorder_ = recorder;
+  if (fleet_ == nullptr)
+    return;
+  // A person forgotten on another host is erased here too (fleet/data_key_records.hpp).
+  fleet_->set_forget_handler([this](const std::string& account, const std::string& from_host) {
+    auto report = auth_.apply_fleet_forget(account, from_host);
+    if (!report.ok()) {
+      MFA_LOG_ERROR("fleet: cannot apply a forget of host %s: %s", from_host.c_str(),
+                    report.error().message.c_str());
+    } else {
+      MFA_LOG_INFO("fleet: a person forgotten on host %s is erased here (%s)", from_host.c_str(),
+                   report->pseudonym.c_str());
+    }
+  });
 }
 
 bool ManagerBus::degraded() const {

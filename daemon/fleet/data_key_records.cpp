@@ -91,7 +91,8 @@ for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do
   local v = redis.call('HGET', KEYS[2], id) or ''
   redis.call('HDEL', KEYS[3], id)
   local host = string.match(v, '^([^|]+)|')
-  if host then redis.call('HDEL', ARGV[6] .. 'host:{' .. host .. '}:sessions', id) end
+  -- pcall: a per-host ACL (mfactl fleet acl) keeps another host's list to that host.
+  if host then redis.pcall('HDEL', ARGV[6] .. 'host:{' .. host .. '}:sessions', id) end
 end
 redis.call('DEL', KEYS[2], KEYS[4])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
