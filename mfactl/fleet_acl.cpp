@@ -60,6 +60,7 @@ constexpr const char* kCommands[] = {
     "zcard",
     "zrange",
     "zremrangebyscore",
+    "zremrangebyrank",
 };
 
 }  // namespace
@@ -70,11 +71,13 @@ std::optional<std::string> fleet_acl_line(std::string_view host_id, std::string_
   const std::string p(prefix);
   const std::string h(host_id);
   std::string line = "ACL SETUSER mfad-" + h + " reset on resetchannels";
-  // Every host serves every user, keeps the fleet's session list and SMS counters; it owns its
+  // Every host serves every user, keeps the fleet's session list, SMS counters and forget
+  // tombstones (daemon/fleet/data_key_records.hpp); it owns its
   // own session registry and queue, and may only add to (or trim) the other hosts' queues.
   line += " ~" + p + "user:*";
   line += " ~" + p + "sessions";
   line += " ~" + p + "{sms}:*";
+  line += " ~" + p + "forgotten";
   line += " ~" + p + "host:{" + h + "}:*";
   line += " %W~" + p + "host:*:terminate";
   line += " &" + p + "invalidate";
