@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import pwd
+import secrets
 import subprocess
 
 from conftest import wait_until
@@ -151,3 +152,28 @@ def test_a_host_away_applies_the_forget_when_back(mfad_factory, build_dir, redis
         assert b.login(BOB, b.next_code(BOB, bob_secret))[1].expect_ok() == "totp"
     finally:
         host_b.cleanup()
+
+
+def test_forget_runs_under_a_per_host_acl(mfad_factory, build_dir, redis, test_users, tmp_path):
+    """The line of `mfactl fleet acl` lets a host forget (the tombstones, their trim)."""
+    out = subprocess.run([os.path.join(build_dir, "mfactl", "mfactl"), "fleet", "acl", "host-a"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert redis.admin_cli(*out.stdout.strip().split()).strip() == "OK"
+    password = secrets.token_hex(16)
+    assert redis.admin_cli("ACL", "SETUSER", "mfad-host-a", ">" + password).strip() == "OK"
+    password_file = tmp_path / "host-a.password"
+    password_file.write_text(password + "\n")
+    os.chmod(password_file, 0o600)
+    a = mfad_factory
+    fleet_config(a, redis, password_file=str(password_file))
+    a.set_config("Redis", "User", "mfad-host-a")
+    a.start()
+    wait_degraded(a, False)
+    secret = a.enroll_totp(ALICE)
+    assert a.login(ALICE, a.next_code(ALICE, secret))[1].expect_ok() == "totp"
+    r = a.mfactl("forget", ALICE)
+    assert r.returncode == 0, r.stderr
+    assert redis.cli("ZCARD", "mfad:forgotten").strip() == "1"
+    assert ALICE not in redis_text(redis)
+    assert not [row for row in audit_rows(a, "degraded") if row["outcome"] != "info"]
