@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/log.hpp"
+#include "core/validation.hpp"
 #include "fleet/sms_keys.hpp"
 
 namespace mfa {
@@ -495,7 +496,8 @@ void FleetCoordinator::reconcile() {
     StateWrite w;
     if (item.kind == "watermark") {
       w.change.step = item.step;
-    } else if (item.kind.starts_with("watermark/")) {
+    } else if (item.kind.starts_with("watermark/") &&
+               validate_device_name(std::string_view(item.kind).substr(10)).ok()) {
       w.change.step = item.step;
       w.change.device = item.kind.substr(10);
     } else if (item.kind == "backup" && item.hash) {

@@ -20,7 +20,8 @@ bool same_factor(const FactorRecord& a, const FactorRecord& b) {
 }
 
 // A named device removed takes its watermark with it (a device enrolled again under its name
-// starts from its confirming step); the default device's stays, as before named devices.
+// starts from its confirming step; a queued step of a removed device adds nothing); the default
+// device's stays, as before named devices.
 void keep_enrolled_watermarks(fleet::UserState& state) {
   std::erase_if(state.device_watermarks, [&](const auto& entry) {
     return !state.factors.count(fleet::factor_field(Method::kTotp, false, entry.first));
@@ -292,8 +293,6 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
         }
         next.backup = *unused;
       }
-      if (w.enrollment.factors_changed)
-        keep_enrolled_watermarks(next);
       if (w.enrollment.watermark_set) {
         const auto device_step = fleet::device_watermark(next, w.enrollment.watermark_set_device);
         if (!device_step || *device_step < *w.enrollment.watermark_set)
@@ -302,6 +301,7 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
       }
     }
   }
+  keep_enrolled_watermarks(next);
   const bool changed = w.push || !fleet::same_state(next, current.state);
   // A forget leaves no state record (its key names the person): the script deletes it.
   const std::string value = changed && !w.forget
