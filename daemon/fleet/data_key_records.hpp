@@ -61,9 +61,9 @@ class DataKeyWrap {
 };
 
 struct Tombstone {
-  std::string id;     // RecordMac::keyed_id(kTombstoneIdLabel, account)
-  int64_t time_usec;  // when the person was forgotten (the record's counter)
-  std::string host;   // the host that forgot them
+  std::string id;         // RecordMac::keyed_id(kTombstoneIdLabel, account)
+  int64_t time_usec = 0;  // when the person was forgotten (the record's counter)
+  std::string host;       // the host that forgot them
 };
 std::string tombstone_id(const RecordMac& mac, std::string_view account);
 // The sealed member of mfad:forgotten for account, forgotten at now_usec by mac's host.

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/crypto.hpp"
+#include "fleet/data_key_records.hpp"
 #include "fleet/keys.hpp"
 #include "fleet/record_mac.hpp"
 #include "fleet/user_state.hpp"
@@ -145,6 +146,47 @@ void test_apply_change_per_device(void** /*state*/) {
   assert_true(fleet::apply_change(s, by_default, policy, now).refused == FleetRefusal::kReplay);
 }
 
+// The data key in Redis (data_key_records.hpp) opens only for the fleet, the account and the key
+// name it was wrapped for.
+void test_data_key_wrap_is_bound(void** /*state*/) {
+  auto wrap = fleet::DataKeyWrap::derive(master(1).span());
+  auto other = fleet::DataKeyWrap::derive(master(2).span());
+  assert_true(wrap.ok() && other.ok());
+  const SecureBytes key = master(7);
+  const std::string record = "mfad:user:{alice}:datakey";
+  auto hex = wrap->wrap("uid/1001", record, key.span());
+  assert_true(hex.ok());
+  auto back = wrap->unwrap("uid/1001", record, *hex);
+  assert_true(back.ok() && ct_equal(back->span(), key.span()));
+  assert_false(wrap->unwrap("uid/1002", record, *hex).ok());                     // another person
+  assert_false(wrap->unwrap("uid/1001", "mfad:user:{bob}:datakey", *hex).ok());  // moved
+  assert_false(other->unwrap("uid/1001", record, *hex).ok());                    // another fleet
+  std::string flipped = *hex;
+  flipped[40] = flipped[40] == '0' ? '1' : '0';
+  assert_false(wrap->unwrap("uid/1001", record, flipped).ok());
+  assert_false(wrap->unwrap("uid/1001", record, "zz").ok());
+}
+
+// Tombstones name no one, and only the fleet's open.
+void test_tombstones(void** /*state*/) {
+  const auto a = mac_of(1, "host-a");
+  const std::string stone = fleet::seal_tombstone(a, "mfad:", "uid/1001", 1766000000000000);
+  assert_true(stone.find("uid/") == std::string::npos);
+  const auto forged = mac_of(2, "host-a");
+  size_t rejected = 0;
+  auto open = fleet::open_tombstones(
+      a, "mfad:", {stone, fleet::seal_tombstone(forged, "mfad:", "uid/1002", 1), "garbage"},
+      &rejected);
+  assert_int_equal(rejected, 2);
+  assert_int_equal(open.size(), 1);
+  const auto& t = open.begin()->second;
+  assert_true(t.id == fleet::tombstone_id(a, "uid/1001") && t.host == "host-a" &&
+              t.time_usec == 1766000000000000);
+  assert_true(fleet::tombstone_id(a, "uid/1001") != fleet::tombstone_id(a, "uid/1002"));
+  // Another key prefix is another record name: it does not open there.
+  assert_true(fleet::open_tombstones(a, "other:", {stone}, &rejected).empty());
+}
+
 void test_apply_change(void** /*state*/) {
   const RatePolicy policy{3, 60, 3600, 50};
   const int64_t now = 1766000000000000;
@@ -251,6 +293,8 @@ int main() {
       cmocka_unit_test(mfa::test_apply_change),
       cmocka_unit_test(mfa::test_state_codec_named_devices),
       cmocka_unit_test(mfa::test_apply_change_per_device),
+      cmocka_unit_test(mfa::test_data_key_wrap_is_bound),
+      cmocka_unit_test(mfa::test_tombstones),
       cmocka_unit_test(mfa::test_verify_user),
   };
   return cmocka_run_group_tests_name("record-mac", tests, nullptr, nullptr);
