@@ -301,6 +301,9 @@ class Store {
   virtual bool in_transaction() const = 0;
   virtual Status commit() { return flush(); }
   virtual Status sync() { return {}; }
+  // What follows a sync that no reply waits for (SqliteStore: the audit head file), on sync()'s
+  // thread once the replies the sync covered are released. A failure here fails the next sync().
+  virtual void after_sync() {}
 };
 
 }  // namespace mfa

@@ -226,11 +226,17 @@ void GroupCommit::sync_thread() {
     lock.lock();
     sync_result_ = std::move(result);
     sync_done_ = true;
-    sync_finished_.notify_all();
+    after_sync_busy_ = true;
     const uint64_t one = 1;
     // The loop reads the eventfd before it looks at sync_result_ (under mutex_).
     while (write(done_fd_.get(), &one, sizeof one) < 0 && errno == EINTR) {
     }
+    // The replies go now; what no reply needs follows them.
+    lock.unlock();
+    store_.after_sync();
+    lock.lock();
+    after_sync_busy_ = false;
+    sync_finished_.notify_all();
   }
 }
 
@@ -278,6 +284,11 @@ void GroupCommit::finish() {
     ++syncs_;
     answer(syncing_, result);
   }
+  {
+    // The last sync's after_sync() may still run, after the loop saw that sync end.
+    std::unique_lock lock(mutex_);
+    sync_finished_.wait(lock, [this] { return !after_sync_busy_; });
+  }
   // One last sync here covers what was committed before and the open transaction.
   const bool writes = store_.in_transaction();
   Status committed = store_.commit();
@@ -289,6 +300,7 @@ void GroupCommit::finish() {
   if ((committed.ok() && writes) || need_sync_ || !queue_.empty() || !committed_.empty()) {
     status = store_.sync();
     ++syncs_;
+    store_.after_sync();
   }
   answer(committed_, status);
   answer(queue_, status);

@@ -104,16 +104,17 @@ class GroupCommit {
   uint64_t syncs_ = 0;
   uint64_t answered_ = 0;
 
-  // The commit thread: runs store_.sync() when asked, then sets sync_done_, signals
-  // sync_finished_ (for finish()) and writes to done_fd_ (for the loop).
+  // The commit thread: runs store_.sync() when asked, then sets sync_done_, writes to done_fd_
+  // (for the loop), runs store_.after_sync() and signals sync_finished_ (for finish()).
   Fd done_fd_;  // eventfd
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable sync_finished_;
-  bool sync_requested_ = false;  // guarded by mutex_
-  bool sync_done_ = true;        // guarded by mutex_; sync_result_ is the last sync's outcome
-  bool stop_ = false;            // guarded by mutex_
-  Status sync_result_;           // guarded by mutex_
+  bool sync_requested_ = false;   // guarded by mutex_
+  bool sync_done_ = true;         // guarded by mutex_; sync_result_ is the last sync's outcome
+  bool after_sync_busy_ = false;  // guarded by mutex_; store_.after_sync() runs (after the eventfd)
+  bool stop_ = false;             // guarded by mutex_
+  Status sync_result_;            // guarded by mutex_
   std::thread thread_;
 };
 

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/log.hpp"
 #include "storage/sqlite_store.hpp"
 
 namespace mfa {
@@ -47,7 +48,8 @@ Error SqliteStore::fail_write(Error error) {
 
 Status SqliteStore::flush() {
   MFA_CHECK(commit());
-  return sync();
+  MFA_CHECK(sync());
+  return write_synced_head();
 }
 
 Status SqliteStore::sync() {
@@ -62,6 +64,10 @@ Status SqliteStore::sync() {
     return make_error(Errc::kStorage,
                       "database write failed earlier (sync); restart mfad once the disk is fixed");
   }
+  // The head file could not be written after the last sync: what this sync covers is not
+  // answered as a success until it can (as when the head was written before the replies).
+  if (head_write_error_)
+    MFA_CHECK(write_synced_head());
   // The audit head as committed before this flush: every commit it covers is in the log already,
   // so once the log is on disk the head file may say so (never more than the disk holds).
   std::optional<AuditHead> head;
@@ -80,10 +86,27 @@ Status SqliteStore::sync() {
   if (fstat(wal_.get(), &st) < 0 || st.st_nlink == 0) {
     return make_error(Errc::kStorage, "database write failed: its log file was removed");
   }
-  if (head && head != written_head_) {
-    MFA_CHECK(write_audit_head(head_path_, *head_sealer_, *head, kDurableAuditHead));
-    written_head_ = head;
+  if (head)
+    synced_head_ = head;
+  return {};
+}
+
+void SqliteStore::after_sync() {
+  if (Status written = write_synced_head(); !written.ok())
+    MFA_LOG_ERROR("%s (the next disk flush fails until it can be written)",
+                  written.error().message.c_str());
+}
+
+Status SqliteStore::write_synced_head() {
+  if (!synced_head_ || synced_head_ == written_head_)
+    return {};
+  Status written = write_audit_head(head_path_, *head_sealer_, *synced_head_, kDurableAuditHead);
+  if (!written.ok()) {
+    head_write_error_ = written.error();
+    return written;
   }
+  written_head_ = synced_head_;
+  head_write_error_.reset();
   return {};
 }
 

@@ -148,6 +148,10 @@ class SqliteStore final : public Store {
   Status flush() override;
   Status commit() override;
   Status sync() override;
+  // Writes the head file the last sync() allowed (docs/operations.md, "The audit trail"): after
+  // the replies, since no reply needs it and the file's create and rename cost as much as the
+  // disk flush on ext4.
+  void after_sync() override;
   bool in_transaction() const override { return in_transaction_; }
 
   // Fleet mode's cache (store.hpp).
@@ -230,6 +234,9 @@ class SqliteStore final : public Store {
   AuditHead committed_head_;               // guarded by head_mutex_
   bool committed_known_ = false;           // guarded by head_mutex_
   std::optional<AuditHead> written_head_;  // the commit thread's: what the file holds
+  std::optional<AuditHead> synced_head_;   // the commit thread's: what the file may now hold
+  std::optional<Error> head_write_error_;  // the commit thread's: after_sync() failed
+  Status write_synced_head();
 };
 
 }  // namespace mfa

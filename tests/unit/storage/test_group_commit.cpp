@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/dbus_names.hpp"
@@ -33,6 +34,15 @@ class ScriptedStore final : public Store {
   void hold_next_sync() {
     std::lock_guard lock(mutex_);
     hold_next_ = true;
+  }
+  // after_sync() (the audit head file) waits, as the next sync() does, until release().
+  void hold_next_after_sync() {
+    std::lock_guard lock(mutex_);
+    hold_after_ = true;
+  }
+  int after_syncs() {
+    std::lock_guard lock(mutex_);
+    return after_syncs_;
   }
   void wait_until_held() {
     std::unique_lock lock(mutex_);
@@ -78,6 +88,18 @@ class ScriptedStore final : public Store {
     }
     open_ = false;
     return commit_result;
+  }
+  void after_sync() override {
+    std::unique_lock lock(mutex_);
+    overlapped_ = overlapped_ || syncing_;
+    syncing_ = true;
+    if (std::exchange(hold_after_, false)) {
+      held_ = true;
+      changed_.notify_all();
+      changed_.wait(lock, [this] { return !held_; });
+    }
+    ++after_syncs_;
+    syncing_ = false;
   }
   Status sync() override {
     std::unique_lock lock(mutex_);
@@ -129,6 +151,8 @@ class ScriptedStore final : public Store {
   std::mutex mutex_;
   std::condition_variable changed_;
   bool hold_next_ = false;
+  bool hold_after_ = false;
+  int after_syncs_ = 0;
   bool held_ = false;
   bool syncing_ = false;
   bool watch_commits_ = false;
@@ -352,6 +376,28 @@ void test_a_failed_sync_is_not_taken_for_durable(void**) {
   assert_string_equal(f.replies()[call].c_str(), dbus::kErrorStorageFailure);
 }
 
+// What follows a sync and no reply needs (the audit head file) runs after the replies: a reply
+// goes while it is held. finish() waits for it: the final sync never runs beside it.
+void test_replies_go_before_the_work_after_their_sync(void**) {
+  Fixture f;
+  f.store.hold_next_after_sync();
+  const uint64_t call = f.call_that_writes();
+  f.run_idle();
+  f.store.wait_until_held();
+  f.wait_synced(1);
+  assert_string_equal(f.replies()[call].c_str(), "");
+  assert_int_equal(f.store.after_syncs(), 0);
+
+  const uint64_t last = f.call_that_writes();
+  f.store.watch_commits();
+  std::thread disk([&f] { f.store.release(); });
+  f.gc->finish();
+  disk.join();
+  assert_string_equal(f.replies()[last].c_str(), "");
+  assert_int_equal(f.store.after_syncs(), 2);
+  assert_false(f.store.overlapped());
+}
+
 }  // namespace
 
 // Input that never pauses (a flood on the bus, here a descriptor of the bus's priority that is
@@ -390,6 +436,7 @@ int main() {
       cmocka_unit_test(test_without_prepare_the_reply_starts_the_sync),
       cmocka_unit_test(test_a_failed_sync_is_not_taken_for_durable),
       cmocka_unit_test(test_a_flood_of_input_does_not_hold_back_the_commit),
+      cmocka_unit_test(test_replies_go_before_the_work_after_their_sync),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
