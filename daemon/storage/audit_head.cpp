@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <charconv>
 #include <cstring>
 #include <vector>
@@ -66,8 +67,16 @@ Status write_audit_head(const std::string& path, const Sealer& sealer, const Aud
     return io_error("sync");
   if (::close(fd.release()) < 0)
     return io_error("close");
-  if (rename(tmp.c_str(), path.c_str()) < 0)
-    return io_error("rename");
+  // The new head and the old trade places: the old one's file is the next write's temporary file
+  // instead of being freed while a new one is made, at every disk flush (ext4 walks its recently
+  // freed inodes at each create: 10-15 % of mfad's CPU in the daemon benchmark). Either name then
+  // holds a whole head. A plain rename where there is no head yet or the file system cannot.
+  if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_EXCHANGE) < 0) {
+    if (errno != ENOENT && errno != EINVAL)
+      return io_error("rename");
+    if (rename(tmp.c_str(), path.c_str()) < 0)
+      return io_error("rename");
+  }
   return {};
 }
 

@@ -27,7 +27,8 @@ struct AuditHead {
 std::string describe_audit_head(const AuditHead& head);
 
 // Writes head to path atomically: a temporary file beside it (O_CLOEXEC, mode 0600), written,
-// fdatasync'd when durable, renamed over path.
+// fdatasync'd when durable, exchanged with path (the old head stays as the temporary file, whose
+// inode the next write reuses), or renamed over it where there is none yet.
 Status write_audit_head(const std::string& path, const Sealer& sealer, const AuditHead& head,
                         bool durable);
 // nullopt when the file does not exist; kCrypto when it does not open (wrong key, changed bytes,

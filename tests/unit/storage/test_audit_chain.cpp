@@ -2,6 +2,7 @@
 // a sealed file, truncation found at start and while running, the migration of an unkeyed trail,
 // and pruning vouched for by a checkpoint row.
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <csetjmp>
@@ -243,6 +244,37 @@ void test_head_file_sealed(void** state) {
   assert_string_equal(problem->reason.c_str(), "head-unreadable");
 }
 
+// Each disk flush rewrites the head: the newest opens from the file, and the two files trade
+// places rather than a new one being made each time (the head's inode comes back every other
+// write, the previous head stays whole as the temporary file).
+void test_head_rewritten_in_two_files(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  std::vector<ino_t> inodes;
+  for (int64_t last = 1; last <= 4; ++last) {
+    AuditHead head;
+    head.first_id = 1;
+    head.last_id = last;
+    head.mac = std::string(64, static_cast<char>('a' + last));
+    assert_true(write_audit_head(f->head, *f->sealer, head, false).ok());
+    auto read = read_audit_head(f->head, *f->sealer);
+    assert_true(read.ok() && read->has_value());
+    assert_true(**read == head);
+    if (last > 1) {
+      // The previous head, whole, is the next write's temporary file.
+      auto previous = read_audit_head(f->head + ".tmp", *f->sealer);
+      assert_true(previous.ok() && previous->has_value());
+      assert_int_equal((*previous)->last_id, last - 1);
+    }
+    struct stat st {};
+    assert_int_equal(stat(f->head.c_str(), &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    inodes.push_back(st.st_ino);
+  }
+  assert_true(inodes[1] != inodes[2]);
+  assert_true(inodes[1] == inodes[3]);
+  assert_true(inodes[2] != inodes[3]);
+}
+
 // An unkeyed trail (written by an older mfad) is verified and continued with a keyed chain from
 // a checkpoint that carries its head; its rows can then no longer be rewritten unnoticed.
 void test_legacy_trail_migrated(void** state) {
@@ -411,6 +443,7 @@ int main() {
       cmocka_unit_test_setup_teardown(test_truncation_found_at_start, setup, teardown),
       cmocka_unit_test_setup_teardown(test_truncation_while_running, setup, teardown),
       cmocka_unit_test_setup_teardown(test_missing_head_reported, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_head_rewritten_in_two_files, setup, teardown),
       cmocka_unit_test_setup_teardown(test_head_file_sealed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_legacy_trail_migrated, setup, teardown),
       cmocka_unit_test_setup_teardown(test_prune_checkpoint, setup, teardown),
