@@ -52,7 +52,7 @@ start_bench_mfad() {
   chmod 0644 "$work/mfad.conf"
   "$mfad" --config "$work/mfad.conf" --bus-address "$address" >"$work/mfad.log" 2>&1 &
   mfad_pid=$!
-  for _ in $(seq 200); do
+  for _ in $(seq 1200); do
     busctl --address="$address" status org.mfad1 >/dev/null 2>&1 && return 0
     kill -0 "$mfad_pid" 2>/dev/null || { echo "mfad exited" >&2; cat "$work/mfad.log" >&2; exit 1; }
     sleep 0.05

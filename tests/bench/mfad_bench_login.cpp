@@ -6,6 +6,9 @@
 // (answered by sd-bus itself): the floor that the bus and the client impose on a login, the anchor
 // the login figures are read against.
 //   [--first K]: start at seeded user K, so that runs in one time step use disjoint users.
+//   [--rounds R]: each user logs in R times, with the codes of R successive steps ending at the
+//   current one (mfad's TOTP Window must reach R - 1 steps back): after the first round, the
+//   user database answers from mfad's cache, as on a host whose users log in again and again.
 #include <getopt.h>
 #include <systemd/sd-bus.h>
 #include <time.h>
@@ -69,16 +72,22 @@ bool ping(sd_bus* bus, ClientResult* out) {
   return r >= 0;
 }
 
-void run_client(const std::string& address, int first, int last, bool ping_only,
-                ClientResult* out) {
+void run_client(const std::string& address, int first, int last, bool ping_only, int rounds,
+                int64_t first_step, ClientResult* out) {
   sd_bus* bus = nullptr;
   if (int r = mfa::bench::connect_bus(address, &bus); r < 0) {
     out->first_error = std::string("connect: ") + strerror(-r);
     out->failures = last - first;
     return;
   }
-  out->latencies_usec.reserve(static_cast<size_t>(last - first));
-  for (int i = first; i < last; ++i) {
+  if (last <= first) {
+    sd_bus_flush_close_unref(bus);
+    return;
+  }
+  out->latencies_usec.reserve(static_cast<size_t>(last - first) * static_cast<size_t>(rounds));
+  for (int n = 0; n < (last - first) * rounds; ++n) {
+    const int i = first + n % (last - first);
+    const int64_t step = first_step + n / (last - first);
     const std::string user = mfa::bench::bench_user(i);
     const auto seed = mfa::bench::bench_seed(user);
     const uint64_t t0 = now_usec();
@@ -99,7 +108,8 @@ void run_client(const std::string& address, int first, int last, bool ping_only,
     sd_bus_message_unref(reply);
     reply = nullptr;
     if (ok) {
-      auto code = mfa::totp(seed, time(nullptr), mfa::TotpParams{});
+      const mfa::TotpParams params;
+      auto code = mfa::totp(seed, rounds > 1 ? step * params.period : time(nullptr), params);
       ok = call(bus, "Verify", &reply, out, "ss", challenge_copy.c_str(), code.c_str());
       sd_bus_message_unref(reply);
       reply = nullptr;
@@ -125,7 +135,9 @@ int main(int argc, char** argv) {
   int clients = 16;
   bool ping_only = false;
   int first_user = 0;
+  int rounds = 1;
   static const struct option kOptions[] = {
+      {"rounds", required_argument, nullptr, 'r'},
       {"ping", no_argument, nullptr, 'p'},
       {"first", required_argument, nullptr, 'f'},
       {"bus-address", required_argument, nullptr, 'a'},
@@ -151,21 +163,27 @@ int main(int argc, char** argv) {
       case 'f':
         first_user = atoi(optarg);
         break;
+      case 'r':
+        rounds = atoi(optarg);
+        break;
       default:
         return 2;
     }
   }
-  if (address.empty() || users <= 0 || clients <= 0 || clients > 1024 || first_user < 0) {
+  if (address.empty() || users <= 0 || clients <= 0 || clients > 1024 || first_user < 0 ||
+      rounds <= 0 || rounds > 100) {
     fprintf(stderr, "usage: mfad-bench-login --bus-address ADDRESS --users N [--clients C]\n");
     return 2;
   }
   std::vector<ClientResult> results(static_cast<size_t>(clients));
   std::vector<std::thread> threads;
+  const int64_t first_step =
+      static_cast<int64_t>(time(nullptr)) / mfa::TotpParams{}.period - (rounds - 1);
   const uint64_t start = now_usec();
   for (int i = 0; i < clients; ++i) {
     int first = first_user + static_cast<int>(static_cast<int64_t>(users) * i / clients);
     int last = first_user + static_cast<int>(static_cast<int64_t>(users) * (i + 1) / clients);
-    threads.emplace_back(run_client, address, first, last, ping_only,
+    threads.emplace_back(run_client, address, first, last, ping_only, rounds, first_step,
                          &results[static_cast<size_t>(i)]);
   }
   for (auto& t : threads)

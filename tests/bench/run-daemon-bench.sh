@@ -6,6 +6,10 @@
 #
 #   tests/bench/run-daemon-bench.sh [BUILD_DIR]
 #   env: USERS=20000 CLIENTS=16 STATE_PARENT=/var/tmp MFAD=... BENCH_BIN_DIR=...
+#        ROUNDS=R: each user logs in R times (codes of R successive steps; TOTP Window=R), so that
+#          after the first round mfad's user cache answers instead of NSS (1: one login per user)
+#        PERF_DATA=FILE: `perf record -g` of mfad during the login run, into FILE
+#        STRACE_OUT=FILE: `strace -c` (or STRACE_FLAGS) of mfad during the login run, into FILE
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -14,6 +18,7 @@ mfad=${MFAD:-$build/daemon/mfad}
 bench_bin=${BENCH_BIN_DIR:-$build/tests/bench}
 users=${USERS:-20000}
 clients=${CLIENTS:-16}
+rounds=${ROUNDS:-1}
 for f in "$mfad" "$bench_bin/mfad-bench-seed" "$bench_bin/mfad-bench-login"; do
   [[ -x $f ]] || { echo "run-daemon-bench: $f is not built" >&2; exit 1; }
 done
@@ -36,7 +41,11 @@ echo "seeding $users users..."
 "$bench_bin/mfad-bench-seed" --state-dir "$work/state" --key-file "$work/master.key" \
   --users "$users"
 
-start_bench_mfad
+if ((rounds > 1)); then
+  start_bench_mfad "[TOTP]\nWindow=$rounds"
+else
+  start_bench_mfad
+fi
 
 # Anchors measured in the same run, on the same disk and bus: what one fsync'd commit costs, and
 # the floor of three bus round trips per login (Peer.Ping, answered by sd-bus without our code).
@@ -45,16 +54,42 @@ dd if=/dev/zero of="$work/fsync-probe" bs=4k count=200 oflag=dsync status=none
 t1=$(date +%s%N)
 echo "anchor: disk $((200 * 1000000000 / (t1 - t0 + 1))) fsync'd 4 KiB writes/s"
 rm -f "$work/fsync-probe"
-"$bench_bin/mfad-bench-login" --bus-address "$address" --users "$users" --clients "$clients" \
-  --ping | sed 's/^/anchor: bus, 3 round trips per login: /'
+ping=$("$bench_bin/mfad-bench-login" --bus-address "$address" --users "$users" \
+  --clients "$clients" --rounds "$rounds" --ping)
+sed 's/^/anchor: bus, 3 round trips per login: /' <<<"$ping"
+pings_per_s=$(sed -n 's/^pings\/s=\([0-9]*\) .*/\1/p' <<<"$ping")
 
-echo "running $clients clients over $users logins (durable: fdatasync before each reply, $(df --output=source "$work" | tail -1))..."
+logins=$((users * rounds))
+echo "running $clients clients over $logins logins ($users users x $rounds) (durable: fdatasync before each reply, $(df --output=source "$work" | tail -1))..."
 status=0
+observer=
+if [[ -n ${PERF_DATA:-} ]]; then
+  perf record -q -g -o "$PERF_DATA" -p "$mfad_pid" 2>/dev/null &
+  observer=$!
+elif [[ -n ${STRACE_OUT:-} ]]; then
+  strace ${STRACE_FLAGS:--c} -f -o "$STRACE_OUT" -p "$mfad_pid" 2>/dev/null &
+  observer=$!
+fi
+[[ -n $observer ]] && sleep 0.5
 mfad_cpu0=$(cpu_ms "$mfad_pid") bus_cpu0=$(cpu_ms "$bus_pid") t0=$(date +%s%N)
-"$bench_bin/mfad-bench-login" --bus-address "$address" --users "$users" --clients "$clients" ||
-  status=$?
+out=$("$bench_bin/mfad-bench-login" --bus-address "$address" --users "$users" \
+  --clients "$clients" --rounds "$rounds") || status=$?
 t1=$(date +%s%N)
-echo "cpu during the run: mfad $(($(cpu_ms "$mfad_pid") - mfad_cpu0)) ms," \
+echo "$out"
+mfad_cpu=$(($(cpu_ms "$mfad_pid") - mfad_cpu0))
+logins_per_s=$(sed -n 's/^logins\/s=\([0-9]*\) .*/\1/p' <<<"$out")
+if [[ -n $observer ]]; then
+  kill -INT "$observer"
+  wait "$observer" || true
+fi
+echo "cpu during the run: mfad $mfad_cpu ms," \
   "dbus-daemon $(($(cpu_ms "$bus_pid") - bus_cpu0)) ms, of $(((t1 - t0) / 1000000)) ms wall on $(nproc) cores"
+# The issue-21 targets, each a ratio or a cost within this run (docs/operations.md, "Performance").
+echo "mfad cpu per login: $((mfad_cpu * 1000 / logins)) us (target <= 90 us)"
+if [[ -n $logins_per_s && -n $pings_per_s && $pings_per_s -gt 0 ]]; then
+  echo "throughput: $logins_per_s logins/s = $((logins_per_s * 100 / pings_per_s)) % of the bus" \
+    "floor's $pings_per_s ping-logins/s (target >= 60 %)"
+fi
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 stop_bench_mfad || status=1
 exit "$status"

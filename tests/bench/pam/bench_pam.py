@@ -12,8 +12,10 @@ Every login succeeds with a fresh code: replay protection means one code per use
 so the bench creates many users — in a private mount namespace where /etc/passwd is a copy with
 the bench users added; the host's user database is never touched.
 
-Targets (printed, and the exit status when --check): in-process p50 of pam_mfa <= 1.0 ms;
-per-process p50 of pam_mfa / pam_oath <= 1.0.
+Targets (issue 21; printed, and the exit status when --check), each within this run: pam_mfa's
+own share above the floor with the reconnection <= 0.25 ms (in-process p50); per process with
+libsystemd loaded, pam_mfa / pam_oath <= 1.15. Also printed: mfad's CPU per in-process login
+(target <= 90 us).
 
 Anchors, measured in the same run, for what no module that asks mfad over the bus with full
 durability can go below on this machine (the floor):
@@ -200,6 +202,13 @@ def run_in_process(bench, service_dir, service, plan, secrets):
     return [us / 1000.0 for _, us in results], failures, cpu / max(1, len(results))
 
 
+def cpu_ms(pid):
+    """User + system CPU time of a process so far, in ms."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
 def run_per_process(service_dir, service, plan, secrets, preload=""):
     from conftest import current_step, totp
     base = current_step()
@@ -268,10 +277,14 @@ def main():
         loop_offsets = list(range(-WINDOW + 3, WINDOW - 1))
         proc_offsets = list(range(-WINDOW + 3, WINDOW - 1))
         results = {}
+        mfad_cpu_us = None
         for name in lines:
             plan = schedule(loop_users, secrets, loop_offsets)
+            cpu0 = cpu_ms(mfad.proc.pid)
             results[(name, "in-process")] = run_in_process(bench, service_dir, name, plan,
                                                            secrets)
+            if name == "pam_mfa":
+                mfad_cpu_us = (cpu_ms(mfad.proc.pid) - cpu0) * 1000.0 / max(1, len(plan))
         n_loop = len(schedule(loop_users, secrets, loop_offsets))
         anchors = {
             "libpam": run_in_process(bench, service_dir, "anchor_permit",
@@ -340,17 +353,24 @@ def main():
           f"{floor_rc:.3f} ms; pam_mfa's own share above it: {in_process - floor_rc:.3f} ms")
     print(f"floor per process (process + bus + flush): {floor_proc:.3f} ms = "
           f"{floor_proc / oath_proc:.2f} x pam_oath's {oath_proc:.3f} ms")
-    targets = [("in-process p50 of pam_mfa <= 1.0 ms", in_process <= 1.0, f"{in_process:.3f} ms"),
-               ("per-process p50 pam_mfa / pam_oath <= 1.0", ratio <= 1.0, f"{ratio:.2f}")]
+    own = in_process - floor_rc
+    print(f"mfad cpu per in-process login: {mfad_cpu_us:.0f} us")
+    targets = [("own share above the floor with the reconnection <= 0.25 ms", own <= 0.25,
+                f"{own:.3f} ms"),
+               ("per process with libsystemd, pam_mfa / pam_oath <= 1.15", ratio_sd <= 1.15,
+                f"{ratio_sd:.2f}"),
+               ("mfad cpu per in-process login <= 90 us", mfad_cpu_us <= 90,
+                f"{mfad_cpu_us:.0f} us")]
     for text, ok, value in targets:
         print(f"target {text}: {value} {'met' if ok else 'MISSED'}")
-    print(f"(with libsystemd already loaded, as in sshd: pam_mfa / pam_oath = {ratio_sd:.2f})")
+    print(f"(without libsystemd loaded first: pam_mfa / pam_oath = {ratio:.2f})")
     failed_logins = sum(f for _, f, _ in results.values())
     if failed_logins:
         print(f"{failed_logins} logins failed: the numbers above are not comparable")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"results": report, "load_average": load,
+                       "mfad_cpu_us_per_login": round(mfad_cpu_us, 1),
                        "anchors_p50_ms": {k: round(v, 3) for k, v in a50.items()},
                        "floor_in_process_ms": round(floor, 3),
                        "floor_per_process_ms": round(floor_proc, 3),
