@@ -362,7 +362,10 @@ def main():
                ("mfad cpu per in-process login <= 90 us", mfad_cpu_us <= 90,
                 f"{mfad_cpu_us:.0f} us")]
     for text, ok, value in targets:
-        print(f"target {text}: {value} {'met' if ok else 'MISSED'}")
+        # A negative share means the anchors were slowed by other work more than pam_mfa was.
+        judged = not (text.startswith("own share") and own < 0)
+        print(f"target {text}: {value} "
+              + (("met" if ok else "MISSED") if judged else "not judged (anchors inflated by load)"))
     print(f"(without libsystemd loaded first: pam_mfa / pam_oath = {ratio:.2f})")
     failed_logins = sum(f for _, f, _ in results.values())
     if failed_logins:
