@@ -168,7 +168,10 @@ int append_report(sd_bus_message* m, const AdoptionReport& rep) {
 }
 
 // The scheme of [Redis] Address= (never the address itself: it may name a password).
-std::string redis_scheme(const std::string& address) {
+std::string redis_scheme(const Config& config) {
+  if (!config.redis_sentinels.empty())  // Sentinels: TLS unless AllowPlaintext=yes
+    return config.redis_allow_plaintext ? "redis" : "rediss";
+  const std::string& address = config.redis_address;
   if (address.empty())
     return "";
   const size_t colon = address.find(':');
@@ -242,7 +245,7 @@ int ManagerBus::check_health(sd_bus_message* m) {
                                       static_cast<int>(fleet_ != nullptr));
           if (q >= 0)
             q = sd_bus_message_append(reply, "{sv}", "redis_scheme", "s",
-                                      redis_scheme(config_.redis_address).c_str());
+                                      redis_scheme(config_).c_str());
           if (q >= 0)
             q = sd_bus_message_append(reply, "{sv}", "degraded", "b", static_cast<int>(degraded()));
           if (q >= 0)

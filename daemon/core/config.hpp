@@ -70,6 +70,10 @@ struct Config {
 
   // [Redis]
   std::string redis_address;  // rediss://host:port, unix:/path or redis://; empty = no fleet mode
+  // Sentinels (host:port each) and MasterName: the primary found through Redis Sentinel instead
+  // of Address (one or the other); fleet_mode() says whether either is set.
+  std::vector<std::string> redis_sentinels;
+  std::string redis_master_name;
   bool redis_allow_plaintext = false;  // AllowPlaintext: redis:// (TCP without TLS) accepted
   std::string redis_ca_file;           // CAFile: rediss:// servers verified with; "" = system store
   std::string redis_cert_file;         // CertFile: client certificate (chain), PEM
@@ -99,6 +103,9 @@ struct Config {
   // acceptance audited with its SHA-256. At most one of the two; NoticeFile is read when asked.
   std::string enrollment_notice;
   std::string enrollment_notice_file;
+
+  // Fleet mode: Redis named by Address or found through Sentinels.
+  bool fleet_mode() const { return !redis_address.empty() || !redis_sentinels.empty(); }
 };
 
 struct ConfigProblem {

@@ -326,6 +326,47 @@ const std::vector<ConfigKey>& config_keys() {
          c.redis_address = std::string(v);
          return std::nullopt;
        }},
+      {"Redis", "Sentinels",
+       [](Config& c,
+          std::string_view v) -> std::
+                                  optional<std::string> {
+                                    std::vector<std::string> sentinels;
+                                    size_t start = 0;
+                                    while (start < v.size()) {
+                                      size_t end = v.find_first_of(" \t", start);
+                                      if (end == std::string_view::npos)
+                                        end = v.size();
+                                      if (end > start) {
+                                        const std::string_view one = v.substr(start, end - start);
+                                        auto parsed = parse_sentinel_address(one, /*tls=*/true);
+                                        if (!parsed.ok() || !parsed->unix_path.empty()) {
+                                          return "Sentinels must be ADDRESS:PORT separated by "
+                                                 "spaces, ADDRESS an IP address (" +
+                                                 (parsed.ok() ? std::string("no unix: sockets")
+                                                              : parsed.error().message) +
+                                                 ")";
+                                        }
+                                        sentinels.emplace_back(one);
+                                      }
+                                      start = end + 1;
+                                    }
+                                    if (sentinels.size() > kMaxRedisSentinels)
+                                      return "Sentinels names at most " +
+                                             std::to_string(kMaxRedisSentinels) + " sentinels";
+                                    c.redis_sentinels = std::move(sentinels);
+                                    return std::nullopt;
+                                  }},
+      {"Redis", "MasterName",
+       [](Config& c, std::string_view v)
+           -> std::
+               optional<std::string> {
+                 if (!v.empty() && !is_valid_master_name(v)) {
+                   return "MasterName must be 1 to 64 letters, digits, '.', '_' or '-' (got " +
+                          quoted(v) + ")";
+                 }
+                 c.redis_master_name = std::string(v);
+                 return std::nullopt;
+               }},
       {"Redis", "AllowPlaintext", yes_no_key("AllowPlaintext", &Config::redis_allow_plaintext)},
       {"Redis", "CAFile", path_key("CAFile", &Config::redis_ca_file, true)},
       {"Redis", "CertFile", path_key("CertFile", &Config::redis_cert_file, true)},
@@ -420,6 +461,29 @@ namespace {
 
 // [Redis]: how mfad reaches Redis is part of what it trusts (docs/fleet.md, "Transport").
 void check_redis_transport(const Config& config, std::vector<BrokenConfigRule>* broken) {
+  const bool tls_keys = !config.redis_ca_file.empty() || !config.redis_cert_file.empty() ||
+                        !config.redis_key_file.empty();
+  if (!config.redis_sentinels.empty() || !config.redis_master_name.empty()) {
+    if (!config.redis_address.empty()) {
+      broken->push_back({"Redis", "Sentinels",
+                         "set Address or Sentinels (with MasterName), not both: the primary is "
+                         "either named or found through Sentinel"});
+    } else if (config.redis_master_name.empty()) {
+      broken->push_back(
+          {"Redis", "Sentinels", "Sentinels needs MasterName (the name the sentinels monitor)"});
+    } else if (config.redis_sentinels.empty()) {
+      broken->push_back({"Redis", "MasterName", "MasterName needs Sentinels (a valid list)"});
+    }
+    // Sentinels and the primary they name speak TLS unless AllowPlaintext=yes.
+    if (config.redis_address.empty() && tls_keys && config.redis_allow_plaintext) {
+      broken->push_back({"Redis", "CAFile",
+                         "CAFile, CertFile and KeyFile apply to TLS only, and AllowPlaintext=yes "
+                         "makes Sentinels plaintext"});
+    }
+    if (config.redis_cert_file.empty() != config.redis_key_file.empty())
+      broken->push_back({"Redis", "CertFile", "CertFile and KeyFile go together"});
+    return;
+  }
   if (config.redis_address.empty())
     return;
   auto address = parse_redis_address(config.redis_address);
@@ -431,8 +495,6 @@ void check_redis_transport(const Config& config, std::vector<BrokenConfigRule>* 
                        "Redis is down) or sits on the path gets the Redis password and answers "
                        "for Redis. Use rediss:// or unix:/path, or set AllowPlaintext=yes"});
   }
-  const bool tls_keys = !config.redis_ca_file.empty() || !config.redis_cert_file.empty() ||
-                        !config.redis_key_file.empty();
   if (tls_keys && !address->tls) {
     broken->push_back(
         {"Redis", "CAFile", "CAFile, CertFile and KeyFile apply to a rediss:// Address only"});

@@ -84,4 +84,21 @@ Result<RedisAddress> parse_redis_address(std::string_view address) {
   return a;
 }
 
+Result<RedisAddress> parse_sentinel_address(std::string_view host_port, bool tls) {
+  if (host_port.empty() || host_port.size() > 64 || host_port.find('/') != std::string_view::npos)
+    return make_error(Errc::kInvalidArgument, "Sentinel address: write ADDRESS:PORT");
+  return parse_redis_address(std::string(tls ? "rediss://" : "redis://") + std::string(host_port));
+}
+
+bool is_valid_master_name(std::string_view name) {
+  if (name.empty() || name.size() > 64)
+    return false;
+  for (char c : name) {
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && c != '.' && c != '_' && c != '-')
+      return false;
+  }
+  return true;
+}
+
 }  // namespace mfa

@@ -24,4 +24,11 @@ struct RedisAddress {
 // parser's). A host name is refused: connecting to it would need a lookup that blocks the loop.
 Result<RedisAddress> parse_redis_address(std::string_view address);
 
+// [Redis] Sentinels= (docs/fleet.md, "High availability"): at most this many, each "IPv4:PORT" or
+// "[IPv6]:PORT". TLS unless AllowPlaintext=yes, like the primary they name.
+inline constexpr size_t kMaxRedisSentinels = 16;
+Result<RedisAddress> parse_sentinel_address(std::string_view host_port, bool tls);
+// [Redis] MasterName=: what Sentinel calls the primary (1 to 64 letters, digits, '.', '_', '-').
+bool is_valid_master_name(std::string_view name);
+
 }  // namespace mfa

@@ -40,6 +40,12 @@ std::vector<std::string> transport_warnings(const Config& config) {
           " while Redis is down answers for it; use rediss:// or unix:/path");
     }
   }
+  if (!config.redis_sentinels.empty() && config.redis_allow_plaintext) {
+    warnings.push_back(
+        "[Redis] Sentinels with AllowPlaintext=yes: the sentinels and the primary they name are "
+        "reached without TLS; the Redis password and every fleet record travel unencrypted, and "
+        "whoever answers on a sentinel's address chooses the server mfad tries as its primary");
+  }
   if (config.sms_provider == SmsProvider::kTwilio && is_plain_http(config.twilio_base_url)) {
     warnings.push_back(
         "[Twilio] BaseURL is http://: the account's auth token is sent unencrypted with every "
