@@ -34,6 +34,7 @@
 #include "fleet/sessions.hpp"
 #include "fleet/sms.hpp"
 #include "fleet/redis_client.hpp"
+#include "fleet/sentinel.hpp"
 #include "fleet/tls_stream.hpp"
 #include "fleet/unix_socket_check.hpp"
 #include "core/transport_warnings.hpp"
@@ -167,7 +168,7 @@ bool key_missing(const Config& config) {
 Status may_create_key(const Config& config, const std::string& state_directory) {
   // In fleet mode Redis holds records sealed with the fleet's one key, which this host's empty
   // database knows nothing of: a key made here would open none of them.
-  if (!config.redis_address.empty()) {
+  if (config.fleet_mode()) {
     return make_error(Errc::kIo, config.key_file +
                                      " is missing: in fleet mode every host needs the fleet's "
                                      "master key, and mfad never creates one. Copy it from "
@@ -215,6 +216,13 @@ Result<std::shared_ptr<SSL_CTX>> fleet_tls(const Config& config) {
 // What --check-config can tell of the way to Redis without connecting: the TLS files are usable,
 // a unix: socket that exists is Redis's own (one that does not exist yet is checked at connect).
 Status check_fleet_transport(const Config& config) {
+  if (!config.redis_sentinels.empty()) {
+    if (!config.redis_allow_plaintext) {
+      MFA_TRY(tls, fleet_tls(config));
+      (void)tls;
+    }
+    return {};
+  }
   MFA_TRY(address, parse_redis_address(config.redis_address));
   if (address.tls) {
     MFA_TRY(tls, fleet_tls(config));
@@ -236,7 +244,7 @@ int check_config(const Options& options) {
       fprintf(stderr, "%s\n", config.error().message.c_str());
     return EXIT_FAILURE;
   }
-  if (!config->redis_address.empty()) {
+  if (config->fleet_mode()) {
     auto host_id = fleet_host_id(*config);
     if (!host_id.ok()) {
       fprintf(stderr, "%s\n", host_id.error().message.c_str());
@@ -328,8 +336,12 @@ Result<BusPtr> connect_bus(const Options& options) {
 // The Redis client's options from [Redis]; the password file must be private to mfad.
 Result<RedisClientOptions> fleet_options(const Config& config) {
   RedisClientOptions o;
-  MFA_TRY(address, parse_redis_address(config.redis_address));
-  o.address = std::move(address);
+  if (config.redis_sentinels.empty()) {
+    MFA_TRY(address, parse_redis_address(config.redis_address));
+    o.address = std::move(address);
+  } else {
+    o.address.tls = !config.redis_allow_plaintext;  // sentinels and primary alike
+  }
   if (o.address.tls) {
     MFA_TRY(tls, fleet_tls(config));
     o.tls = std::move(tls);
@@ -342,6 +354,21 @@ Result<RedisClientOptions> fleet_options(const Config& config) {
     o.password = std::move(password);
   }
   return o;
+}
+
+// [Redis] Sentinels=: the sentinels are reached as the primary is (TLS unless AllowPlaintext=yes,
+// the same client certificate, user and password).
+Result<std::unique_ptr<SentinelDiscovery>> make_sentinel_discovery(sd_event* event,
+                                                                   const Config& config) {
+  SentinelDiscovery::Options o;
+  MFA_TRY(connection, fleet_options(config));
+  o.connection = std::move(connection);
+  for (const auto& s : config.redis_sentinels) {
+    MFA_TRY(address, parse_sentinel_address(s, o.connection.address.tls));
+    o.sentinels.push_back(std::move(address));
+  }
+  o.master_name = config.redis_master_name;
+  return SentinelDiscovery::create(event, std::move(o));
 }
 
 struct Daemon {
@@ -475,7 +502,7 @@ int run(const Options& options) {
   // Standalone: records sealed under the master key move under their person's data key
   // (core/data_keys.hpp), so that forgetting a person leaves no copy that opens. Fleet mode keeps
   // the fleet key (docs/security-model.md, "Data rights").
-  if (config.redis_address.empty()) {
+  if (!config.fleet_mode()) {
     DataKeys keys(data_key_directory(config), *sealer, true);
     Status prepared = keys.prepare();
     auto moved =
@@ -517,7 +544,7 @@ int run(const Options& options) {
   SecurityEventEmitter emitter(d.bus.get());
   // Fleet mode: the Authenticator's writes are noted, for Redis to confirm (docs/fleet.md).
   std::unique_ptr<FleetRecorder> recorder;
-  if (!config.redis_address.empty())
+  if (config.fleet_mode())
     recorder = std::make_unique<FleetRecorder>(*store);
   Store& auth_store = recorder ? static_cast<Store&>(*recorder) : *store;
   // Fleet mode starts degraded, until Redis answered and the queue is replayed.
@@ -566,6 +593,7 @@ int run(const Options& options) {
                int64_t{config.sessions_idle_timeout_seconds} * 1000000);
   FleetSessions* fleet_sessions_online = nullptr;      // set once both exist
   std::unique_ptr<fleet::RecordMac> fleet_record_mac;  // outlives the coordinator
+  std::unique_ptr<SentinelDiscovery> sentinel;         // outlives the clients it directs
   std::unique_ptr<FleetCoordinator> fleet;
   std::unique_ptr<FleetSessions> fleet_sessions;
   std::unique_ptr<FleetSms> fleet_sms;
@@ -578,6 +606,18 @@ int run(const Options& options) {
     auto subscriber_options = fleet_options(config);
     auto watcher_options = fleet_options(config);
     auto host_id = fleet_host_id(config);
+    if (!config.redis_sentinels.empty()) {
+      auto created = make_sentinel_discovery(event, config);
+      if (!created.ok()) {
+        MFA_LOG_ERROR("fleet mode: %s", created.error().message.c_str());
+        return EXIT_FAILURE;
+      }
+      sentinel = std::move(created).value();
+      for (auto* o : {&redis_options, &subscriber_options, &watcher_options}) {
+        if (o->ok())
+          (*o)->primary = sentinel.get();
+      }
+    }
     if (!subscriber_options.ok() || !watcher_options.ok() || !host_id.ok()) {
       MFA_LOG_ERROR("fleet mode: %s",
                     host_id.ok() ? (subscriber_options.ok() ? watcher_options : subscriber_options)
@@ -624,8 +664,12 @@ int run(const Options& options) {
     fleet_sms = std::make_unique<FleetSms>(FleetSms::Deps{*fleet, *store, audit, config, clock},
                                            [mb] { mb->schedule_commit(); });
     mb->set_fleet_sms(fleet_sms.get());
-    MFA_LOG_INFO("fleet mode: Redis at %s, key prefix %s, host id %s", config.redis_address.c_str(),
-                 config.redis_key_prefix.c_str(), host_id->c_str());
+    MFA_LOG_INFO(
+        "fleet mode: Redis at %s, key prefix %s, host id %s",
+        config.redis_sentinels.empty()
+            ? config.redis_address.c_str()
+            : ("the primary of " + config.redis_master_name + " per Redis Sentinel").c_str(),
+        config.redis_key_prefix.c_str(), host_id->c_str());
   }
 
   for (int sig : {SIGTERM, SIGINT}) {

@@ -106,6 +106,7 @@ RedisClient::RedisClient(sd_event* event, RedisClientOptions options, StateCallb
       options_(std::move(options)),
       on_state_(std::move(on_state)),
       reader_(nullptr, &redisReaderFree) {
+  has_address_ = options_.primary == nullptr;
   if (options_.socket_owners.empty()) {
     options_.socket_owners.push_back(0);
     if (geteuid() != 0)
@@ -135,13 +136,45 @@ Result<std::unique_ptr<RedisClient>> RedisClient::create(sd_event* event,
   c->timeout_timer_.reset(timer);
   (void)sd_event_source_set_enabled(timer, SD_EVENT_OFF);
   (void)sd_event_source_set_description(timer, "redis-timeout");
-  c->connect();
+  if (c->options_.primary != nullptr) {
+    c->last_error_ = "no primary known yet (asking the sentinels)";
+    c->options_.primary->attach(c.get());  // connects once a primary is named
+  } else {
+    c->connect();
+  }
   return c;
 }
 
 RedisClient::~RedisClient() {
+  if (options_.primary != nullptr)
+    options_.primary->detach(this);
   requests_.clear();
   close_connection();
+}
+
+void RedisClient::set_primary(const RedisAddress& address) {
+  if (closed_)
+    return;
+  // The same one again: a connection that failed is retried with its backoff, not at once (the
+  // sentinels name a dead primary until they fail over).
+  if (has_address_ && address.describe() == options_.address.describe())
+    return;
+  const bool had = has_address_;
+  const std::string old = options_.address.describe();
+  options_.address = address;
+  has_address_ = true;
+  if (had) {
+    const std::string why = "the primary moved from " + old + " to " + address.describe();
+    MFA_LOG_INFO("Redis: %s", why.c_str());
+    last_error_ = why;
+    state_ = State::kIdle;
+    close_connection();
+    fail_all(why);
+    set_ready(false, why);
+  }
+  backoff_usec_ = 0;
+  (void)sd_event_source_set_enabled(reconnect_timer_.get(), SD_EVENT_OFF);
+  connect();
 }
 
 // The socket, the TLS session and the parser go; requests are the caller's business.
@@ -161,7 +194,7 @@ void RedisClient::close_connection() {
 }
 
 void RedisClient::connect() {
-  if (fd_.valid() || closed_)
+  if (fd_.valid() || closed_ || !has_address_)
     return;
   // The connection (and its handshake) must be done by then, else it starts over.
   uint64_t now = 0;
@@ -178,6 +211,8 @@ void RedisClient::connect() {
     last_error_ = why;
     close_connection();
     schedule_reconnect();
+    if (options_.primary != nullptr)
+      options_.primary->suspect(options_.address, /*wrong_role=*/false, why);
     return;
   }
   update_io();
@@ -188,9 +223,7 @@ void RedisClient::authenticate() {
   state_ = State::kAuthenticating;
   update_io();
   if (options_.password.view().empty()) {
-    state_ = State::kReady;
-    backoff_usec_ = 0;
-    set_ready(true, "connected");
+    check_role();
     return;
   }
   std::vector<std::string> args{"AUTH"};
@@ -211,11 +244,47 @@ void RedisClient::authenticate() {
           drop(why);
           return;
         }
-        state_ = State::kReady;
-        backoff_usec_ = 0;
-        set_ready(true, "connected");
+        check_role();
       },
       /*internal=*/true);
+}
+
+// Sentinel mode: a server the sentinels named is used only if it says it is the primary (a
+// sentinel's answer is outside input, and a demoted primary still accepts connections).
+void RedisClient::check_role() {
+  if (options_.primary == nullptr) {
+    became_ready();
+    return;
+  }
+  send(
+      {"ROLE"},
+      [this](Result<RedisReply> reply) {
+        if (!reply.ok())
+          return;  // already dropped
+        const bool master = reply->type == RedisReply::Type::kArray && !reply->elements.empty() &&
+                            reply->elements[0].str == "master";
+        if (!master) {
+          const std::string role =
+              reply->is_error() ? reply->str
+              : reply->type == RedisReply::Type::kArray && !reply->elements.empty()
+                  ? reply->elements[0].str.substr(0, 32)
+                  : std::string("an unexpected reply");
+          const std::string why = options_.address.describe() +
+                                  " is not the primary (ROLE: " + role + "); not using it";
+          if (why != last_error_)
+            MFA_LOG_WARNING("Redis: %s", why.c_str());
+          drop(why, /*wrong_primary=*/true);
+          return;
+        }
+        became_ready();
+      },
+      /*internal=*/true);
+}
+
+void RedisClient::became_ready() {
+  state_ = State::kReady;
+  backoff_usec_ = 0;
+  set_ready(true, "connected");
 }
 
 void RedisClient::schedule_reconnect() {
@@ -264,13 +333,17 @@ void RedisClient::set_ready(bool ready, const std::string& why) {
     on_state_(ready, why);
 }
 
-void RedisClient::drop(const std::string& why) {
+void RedisClient::drop(const std::string& why, bool wrong_primary) {
   last_error_ = why;
   state_ = State::kIdle;
   close_connection();
   fail_all(why);
   set_ready(false, why);
   schedule_reconnect();
+  // Sentinel mode: asks again who the primary is (it may have failed over, or the one named may
+  // not be the primary at all).
+  if (options_.primary != nullptr && has_address_ && !closed_)
+    options_.primary->suspect(options_.address, wrong_primary, why);
 }
 
 // A connection that broke under us: said once (not at every retry), then dropped.
@@ -452,8 +525,17 @@ void RedisClient::complete(uint64_t id, Result<RedisReply> result) {
     return;
   Request req = std::move(it->second);
   requests_.erase(it);
+  // A primary demoted under us (a failover this host has not heard of yet) refuses writes with
+  // READONLY: nothing more is sent there; the sentinels are asked for the new primary.
+  const bool demoted = options_.primary != nullptr && result.ok() && result->is_error() &&
+                       result->str.starts_with("READONLY");
   if (req.done)
     req.done(std::move(result));
+  if (demoted && fd_.valid()) {
+    const std::string why = options_.address.describe() + " answered READONLY: no longer primary";
+    MFA_LOG_WARNING("Redis: %s", why.c_str());
+    drop(why, /*wrong_primary=*/true);
+  }
 }
 
 int RedisClient::on_timeout(sd_event_source* /*s*/, uint64_t /*usec*/, void* userdata) {

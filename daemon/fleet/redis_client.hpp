@@ -68,9 +68,26 @@ struct LuaScript {
 };
 
 class TlsStream;
+class RedisClient;
+
+// Where a client that follows failovers learns its primary (fleet/sentinel.hpp): attach() gives
+// the client its primary now if known (RedisClient::set_primary) and again at every change;
+// suspect() says the client found its primary wrong (ROLE is not master, a READONLY reply) or
+// lost it, and asks for the primary again.
+class PrimarySource {
+ public:
+  virtual ~PrimarySource() = default;
+  virtual void attach(RedisClient* client) = 0;
+  virtual void detach(RedisClient* client) = 0;
+  virtual void suspect(const RedisAddress& primary, bool wrong_role, const std::string& why) = 0;
+};
 
 struct RedisClientOptions {
-  RedisAddress address;
+  RedisAddress address;  // unused when primary is set (until it names one)
+  // Sentinel mode: the primary comes from there, is checked with ROLE before the client is ready,
+  // and is dropped at the first READONLY reply (docs/fleet.md, "High availability"). Not owned;
+  // outlives the client.
+  PrimarySource* primary = nullptr;
   // rediss://: the TLS settings (fleet/tls_stream.hpp's make_redis_tls_context), shared.
   std::shared_ptr<ssl_ctx_st> tls;
   // unix:: who may own the socket and listen on it (fleet/unix_socket_check.hpp); empty = root
@@ -86,6 +103,8 @@ struct RedisClientOptions {
   // Of the connection's I/O source: a subscription whose messages must be seen before the calls
   // that arrive with them (the read cache's invalidations) runs before the bus.
   int64_t priority = 0;
+  // Unparsed reply bytes held at most; 0 = no bound beyond kMaxRedisReplyElements.
+  size_t max_reply_bytes = 0;
 };
 
 class RedisClient {
@@ -113,6 +132,11 @@ class RedisClient {
   // the client no longer reconnects. The connection is freed by the destructor.
   void close(const std::string& why);
 
+  // Sentinel mode: the primary to connect to. A different one than the current ends the
+  // connection to the old one at once (its commands fail: degraded, never a write to a primary
+  // that may be demoted) and connects to the new one; the same one changes nothing.
+  void set_primary(const RedisAddress& address);
+
   // Subscriber mode, for a client of its own (a subscribed connection takes no other command):
   // after every (re)connection the client subscribes to channel. on_subscribed runs once the
   // server confirmed (within the timeout, else the connection starts over), on_message for each
@@ -136,7 +160,10 @@ class RedisClient {
   void connected();
   void handshake();
   void authenticate();
-  void drop(const std::string& why);
+  void check_role();
+  void became_ready();
+  // wrong_primary: the server is not a primary mfad may use (ROLE, READONLY, TLS refused).
+  void drop(const std::string& why, bool wrong_primary = false);
   void lose(const std::string& why);
   void close_connection();
   void schedule_reconnect();
@@ -191,6 +218,7 @@ class RedisClient {
   std::deque<uint64_t> in_flight_;        // ids in the order their commands were sent
   bool closed_ = false;                   // close() was called
   std::string last_error_;
+  bool has_address_ = true;    // false in sentinel mode until a primary is named
   size_t reply_elements_ = 0;  // bound_redis_reader's count
   std::string channel_;        // subscriber mode
   bool subscribed_ = false;    // the server confirmed: what comes without a command is a message

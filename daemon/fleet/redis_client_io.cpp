@@ -128,7 +128,7 @@ void RedisClient::handshake() {
           "TLS with Redis at " + options_.address.describe() + " failed: " + tls_->why();
       if (why != last_error_)
         MFA_LOG_ERROR("%s", why.c_str());
-      drop(why);
+      drop(why, /*wrong_primary=*/true);
       return;
     }
   }
@@ -231,6 +231,12 @@ bool RedisClient::read_replies() {
     }
     if (redisReaderFeed(reader_.get(), buf, got) != REDIS_OK) {
       lose("unreadable reply");
+      return false;
+    }
+    // hiredis buffers a reply whole, whatever length it declares: bounded for servers trusted
+    // less than the primary (the sentinels).
+    if (options_.max_reply_bytes != 0 && reader_->len - reader_->pos > options_.max_reply_bytes) {
+      lose("a reply of more than " + std::to_string(options_.max_reply_bytes) + " bytes");
       return false;
     }
     for (;;) {
