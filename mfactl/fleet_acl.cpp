@@ -35,6 +35,7 @@ constexpr const char* kCommands[] = {
     "evalsha",
     "subscribe",
     "publish",
+    "role",  // Sentinel mode: a named primary is used only if it says it is one
     "get",
     "set",
     "del",
