@@ -2,8 +2,8 @@
 // whatever pieces the reads return, through hiredis's reader (the one redisAsyncContext owns,
 // created with the default functions and bounded by bound_redis_reader), each reply copied by
 // RedisReply::from and handed to every parser of a script's or a command's answer (fleet/keys.hpp,
-// session_keys.hpp, sms_keys.hpp) and to the record decoders. A hostile or broken Redis may send
-// anything: no crash, no leak, and the copy is the reply.
+// session_keys.hpp, sms_keys.hpp, sentinel.hpp) and to the record decoders. A hostile or broken
+// Redis may send anything: no crash, no leak, and the copy is the reply.
 //
 // The input: one byte that picks the sizes of the pieces, then the byte stream.
 #include <hiredis/hiredis.h>
@@ -15,6 +15,7 @@
 
 #include "fleet/keys.hpp"
 #include "fleet/redis_client.hpp"
+#include "fleet/sentinel.hpp"
 #include "fleet/session_keys.hpp"
 #include "fleet/sms_keys.hpp"
 
@@ -52,6 +53,14 @@ void parse_everything(const RedisReply& reply) {
   (void)mfa::fleet::parse_sms_send_reply(reply);
   (void)mfa::fleet::parse_sms_code_reply(reply);
   (void)mfa::fleet::parse_sms_code_hash(reply);
+  // A sentinel's answer: what it names is an IP address and a port, or nothing.
+  for (bool tls : {false, true}) {
+    auto primary = mfa::fleet::parse_master_address_reply(reply, tls);
+    if (primary.ok() && (primary->host.empty() || primary->port <= 0 || primary->port > 65535 ||
+                         primary->tls != tls || !primary->unix_path.empty()))
+      abort();
+  }
+  (void)mfa::fleet::is_switch_master_of(reply.str, "mymaster");
   if (reply.type == RedisReply::Type::kArray) {
     (void)mfa::fleet::parse_limit_values(std::span<const RedisReply>(reply.elements));
     // Session listings (HGETALL and the list script), termination requests, factor hashes.

@@ -458,6 +458,28 @@ void test_redis_transport_rules(void** state) {
       {"Address=rediss://127.0.0.1:6379\nCAFile=/etc/ca.pem\nCertFile=/etc/c.pem\n"
        "KeyFile=/etc/k.pem\n",
        nullptr},
+      // Redis Sentinel (docs/fleet.md, "High availability").
+      {"Sentinels=127.0.0.1:26379 127.0.0.1:26380 [::1]:26381\nMasterName=mymaster\n", nullptr},
+      {"Sentinels=127.0.0.1:26379\nMasterName=mymaster\nAllowPlaintext=yes\n", nullptr},
+      {"Sentinels=127.0.0.1:26379\nMasterName=mymaster\nCAFile=/etc/ca.pem\n", nullptr},
+      {"Sentinels=127.0.0.1:26379\nMasterName=mymaster\nCertFile=/c\nKeyFile=/k\n", nullptr},
+      {"Sentinels=127.0.0.1:26379\n", "Sentinels needs MasterName"},
+      {"MasterName=mymaster\n", "MasterName needs Sentinels"},
+      {"Address=rediss://127.0.0.1:6379\nSentinels=127.0.0.1:26379\nMasterName=m\n",
+       "set Address or Sentinels"},
+      {"Sentinels=127.0.0.1:26379\nMasterName=m\nAllowPlaintext=yes\nCAFile=/etc/ca.pem\n",
+       "apply to TLS only"},
+      {"Sentinels=127.0.0.1:26379\nMasterName=m\nCertFile=/c\n",
+       "CertFile and KeyFile go together"},
+      {"Sentinels=sentinel.example.com:26379\nMasterName=m\n", "is a host name"},
+      {"Sentinels=127.0.0.1\nMasterName=m\n", "no port"},
+      {"Sentinels=unix:/run/sentinel.sock\nMasterName=m\n", "Sentinels must be ADDRESS:PORT"},
+      {"Sentinels=rediss://127.0.0.1:26379\nMasterName=m\n", "Sentinels must be ADDRESS:PORT"},
+      {"Sentinels=127.0.0.1:1 127.0.0.1:2 127.0.0.1:3 127.0.0.1:4 127.0.0.1:5 127.0.0.1:6 "
+       "127.0.0.1:7 127.0.0.1:8 127.0.0.1:9 127.0.0.1:10 127.0.0.1:11 127.0.0.1:12 127.0.0.1:13 "
+       "127.0.0.1:14 127.0.0.1:15 127.0.0.1:16 127.0.0.1:17\nMasterName=m\n",
+       "at most 16 sentinels"},
+      {"Sentinels=127.0.0.1:26379\nMasterName=my master\n", "MasterName must be"},
   };
   for (const auto& c : cases) {
     for (bool strict : {false, true}) {
@@ -471,7 +493,13 @@ void test_redis_transport_rules(void** state) {
         continue;
       }
       assert_false(config.ok());
-      assert_int_equal(problems.size(), 1);
+      // A refused Sentinels= (or MasterName=) also leaves the other alone (said second).
+      const std::string_view m(c.message);
+      bool bad_sentinels = false;
+      for (std::string_view either :
+           {"Sentinels must", "MasterName must", "host name", "no port", "at most 16"})
+        bad_sentinels = bad_sentinels || m.find(either) != std::string_view::npos;
+      assert_int_equal(problems.size(), bad_sentinels ? 2 : 1);
       assert_true(problems[0].fatal);
       assert_contains(problems[0].message, c.message);
     }

@@ -1,0 +1,376 @@
+"""Fleet mode on Redis Sentinel (issue 16; docs/fleet.md, "High availability"): one primary, one
+replica and three sentinels on loopback (redis-server and redis-server --sentinel, short
+down-after and failover timeouts), real mfad hosts configured with [Redis] Sentinels= and
+MasterName=. The primary is found through the sentinels and used only once ROLE says master; a
+SIGKILLed primary is followed to the promoted replica while logins run (degraded at most for the
+failover), a backup code used before the failover stays used after it, the old primary brought
+back as a replica is never written to, and a sentinel that names a server that is not the primary
+is refused (the next sentinel is asked).
+
+Plaintext (AllowPlaintext=yes) on loopback: TLS on the same connections is the rediss:// code path
+tested by test_fleet_transport.py (the sentinel connections and the primary use the same
+client)."""
+
+import os
+import shutil
+import signal
+import socket
+import socketserver
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import make_world_dir, read_log, wait_until
+from daemon_helpers import run_mfad
+from fleet_helpers import (REDIS_CLI, REDIS_SERVER, REDIS_USER, audit_rows, degraded, fleet_key,
+                           second_host, wait_degraded)
+
+MASTER = "mymaster"
+PASSWORD = "sentinel-test-password-0123456789"
+ADMIN = "sentinel-test-admin-0123456789"
+DOWN_AFTER_MS = 1000
+FAILOVER_TIMEOUT_MS = 4000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    """One redis-server (data or sentinel) on 127.0.0.1:port, its files in dir."""
+
+    def __init__(self, dir, name, port, text, sentinel=False):
+        self.dir, self.name, self.port, self.sentinel = dir, name, port, sentinel
+        self.config = os.path.join(dir, name + ".conf")
+        with open(self.config, "w") as f:
+            f.write(text)
+        self.log_path = os.path.join(dir, name + ".log")
+        self.proc = None
+
+    def start(self):
+        argv = [REDIS_SERVER, self.config] + (["--sentinel"] if self.sentinel else [])
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        assert wait_until(lambda: self.proc.poll() is not None or self.admin("PING") == "PONG",
+                          timeout=20), self.log_text()
+        assert self.proc.poll() is None, self.log_text()
+        return self
+
+    def kill9(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(20)
+            self.log.close()
+
+    def admin(self, *args):
+        r = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port), "--pass", ADMIN,
+                            "--no-auth-warning", "--raw", *args],
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout.strip()
+
+    def role(self):
+        out = self.admin("ROLE").splitlines()
+        return out[0] if out else ""
+
+    def mfad_clients(self):
+        """Connections authenticated as mfad's ACL user."""
+        return [line for line in self.admin("CLIENT", "LIST").splitlines()
+                if f" user={REDIS_USER} " in line]
+
+    def log_text(self):
+        return read_log(self.log_path)
+
+
+DATA = """port {port}
+bind 127.0.0.1
+dir {dir}
+dbfilename {name}.rdb
+appendonly yes
+appendfilename {name}.aof
+appenddirname {name}-aof
+appendfsync always
+save ""
+requirepass {admin}
+masterauth {admin}
+user {user} on >{password} ~mfad:* &mfad:* +@all -@admin -@dangerous +role
+"""
+
+SENTINEL = """port {port}
+bind 127.0.0.1
+dir {dir}
+sentinel resolve-hostnames no
+sentinel monitor {master} 127.0.0.1 {primary} 2
+sentinel down-after-milliseconds {master} {down_after}
+sentinel failover-timeout {master} {failover}
+sentinel parallel-syncs {master} 1
+sentinel auth-pass {master} {admin}
+requirepass {admin}
+user {user} on >{password} ~* &* +@all
+"""
+
+
+class SentinelSet:
+    """A primary, a replica of it and three sentinels watching it."""
+
+    def __init__(self):
+        self.dir = make_world_dir("mfa-sentinel-")
+        self.password_file = os.path.join(self.dir, "redis.password")
+        with open(self.password_file, "w") as f:
+            f.write(PASSWORD + "\n")
+        os.chmod(self.password_file, 0o600)
+        ports = [free_port() for _ in range(5)]
+        common = dict(dir=self.dir, admin=ADMIN, user=REDIS_USER, password=PASSWORD)
+        self.primary = Node(self.dir, "primary", ports[0],
+                            DATA.format(port=ports[0], name="primary", **common))
+        self.replica = Node(self.dir, "replica", ports[1],
+                            DATA.format(port=ports[1], name="replica", **common)
+                            + f"replicaof 127.0.0.1 {ports[0]}\n")
+        self.sentinels = [
+            Node(self.dir, f"sentinel{i}", p,
+                 SENTINEL.format(port=p, master=MASTER, primary=ports[0],
+                                 down_after=DOWN_AFTER_MS, failover=FAILOVER_TIMEOUT_MS,
+                                 **common), sentinel=True)
+            for i, p in enumerate(ports[2:])]
+
+    def start(self):
+        self.primary.start()
+        self.replica.start()
+        assert wait_until(lambda: "connected" in self.replica.admin("ROLE").splitlines()[3:4],
+                          timeout=20), self.replica.log_text()
+        for s in self.sentinels:
+            s.start()
+        # Every sentinel knows the replica and the other sentinels (a failover needs a quorum).
+        assert wait_until(lambda: all(
+            s.admin("SENTINEL", "replicas", MASTER).count(str(self.replica.port)) >= 1
+            and "num-other-sentinels\n2" in s.admin("SENTINEL", "master", MASTER)
+            for s in self.sentinels), timeout=30), self.sentinels[0].log_text()
+        return self
+
+    def addresses(self, nodes=None):
+        return " ".join(f"127.0.0.1:{s.port}" for s in (nodes or self.sentinels))
+
+    def named_primary(self):
+        out = self.sentinels[0].admin("SENTINEL", "get-master-addr-by-name", MASTER).split()
+        return int(out[1]) if len(out) == 2 else None
+
+    def cleanup(self):
+        for n in self.sentinels + [self.primary, self.replica]:
+            n.kill9()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def sentinel_config(m, sentinels, password_file, host_id="host-a", addresses=None):
+    fleet_key(m)
+    m.set_config("Redis", "Sentinels", addresses or sentinels.addresses())
+    m.set_config("Redis", "MasterName", MASTER)
+    m.set_config("Redis", "AllowPlaintext", "yes")
+    m.set_config("Redis", "User", REDIS_USER)
+    m.set_config("Redis", "PasswordFile", password_file)
+    m.set_config("Redis", "HostId", host_id)
+
+
+@pytest.fixture
+def sentinels():
+    s = SentinelSet().start()
+    yield s
+    s.cleanup()
+
+
+@pytest.fixture
+def fleet(mfad_factory, build_dir, sentinels):
+    a = mfad_factory
+    sentinel_config(a, sentinels, sentinels.password_file)
+    a.start()
+    host_b = second_host(a, build_dir)
+    b = host_b.mfad
+    b._last_step = a._last_step
+    b.start()
+    wait_degraded(a, False)
+    wait_degraded(b, False)
+    yield a, b
+    host_b.cleanup()
+
+
+def state_key(user):
+    return f"mfad:user:{{{user}}}:state"
+
+
+def test_the_primary_is_found_through_the_sentinels(fleet, test_users, sentinels):
+    a, b = fleet
+    user = "mfa-alice"
+    a.enroll_totp(user)
+    assert f"the primary of {MASTER} is redis://127.0.0.1:{sentinels.primary.port}" in a.log_text()
+    assert sentinels.primary.admin("EXISTS", state_key(user)) == "1"
+    assert b.call("GetUser", "s", user).expect_ok()["methods"] == ["totp"]
+    # Three connections each (requests, invalidations, termination requests), all to the primary.
+    assert wait_until(lambda: len(sentinels.primary.mfad_clients()) == 6)
+    assert sentinels.replica.mfad_clients() == []
+
+
+def test_failover_keeps_logins_and_used_codes(fleet, test_users, sentinels):
+    a, b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    codes = a.call("GenerateBackupCodes", "ss", user, "").expect_ok()
+    assert a.login(user, codes[0])[1].expect_ok() == "backup"
+    # Acknowledged by Redis: on the replica before the primary dies (WAIT, as mfad's consumption
+    # writes would with a replica; here checked from outside).
+    state = sentinels.primary.admin("GET", state_key(user))
+    assert wait_until(lambda: sentinels.replica.admin("GET", state_key(user)) == state, 10)
+
+    killed = time.monotonic()
+    sentinels.primary.kill9()
+    # Logins go on: a backup code is refused unconsumed while degraded, then accepted once the
+    # replica is promoted and found. How long that takes is the failover time logins see.
+    ok_at = None
+    attempts = 0
+    while time.monotonic() - killed < 30:
+        attempts += 1
+        begin, verify = a.login(user, codes[1])
+        if begin.ok and verify.ok:
+            assert verify.expect_ok() == "backup"
+            ok_at = time.monotonic()
+            break
+        time.sleep(0.05)
+    assert ok_at is not None, a.log_text()[-4000:]
+    print(f"\nfailover seen by logins: {ok_at - killed:.2f} s "
+          f"(down-after {DOWN_AFTER_MS} ms, {attempts} attempts)")
+    assert sentinels.named_primary() == sentinels.replica.port
+    assert f"the primary of {MASTER} is redis://127.0.0.1:{sentinels.replica.port}" in a.log_text()
+    # The code used before the failover stays used, on both hosts; the one used after is used.
+    wait_degraded(b, False, timeout=30)
+    for m in (a, b):
+        for c in (codes[0], codes[1]):
+            assert m.login(user, c)[1].expect_error("BadCode") is not None
+        assert m.call("GetUser", "s", user).expect_ok()["backup_codes_left"] == 8
+    # TOTP still works after the failover, on the host that did not log in during it.
+    assert b.login(user, b.next_code(user, secret))[1].expect_ok() == "totp"
+
+
+def test_old_primary_back_as_replica_is_never_written(fleet, test_users, sentinels):
+    a, b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    codes = a.call("GenerateBackupCodes", "ss", user, "").expect_ok()
+    old = sentinels.primary
+    old.kill9()
+    assert wait_until(lambda: sentinels.named_primary() == sentinels.replica.port, 30)
+    wait_degraded(a, False, timeout=30)
+    wait_degraded(b, False, timeout=30)
+    # Back, as the primary its own files say it is; the sentinels make it a replica.
+    old.start()
+    assert wait_until(lambda: old.role() == "slave", 30), old.log_text()
+    for i, m in enumerate((a, b)):
+        assert m.login(user, codes[i])[1].expect_ok() == "backup"
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    assert old.mfad_clients() == [], old.admin("CLIENT", "LIST")
+    assert len(sentinels.replica.mfad_clients()) == 6
+    # What it holds came from the new primary.
+    state = sentinels.replica.admin("GET", state_key(user))
+    assert wait_until(lambda: old.admin("GET", state_key(user)) == state, 10)
+
+
+class FakeSentinel(socketserver.ThreadingTCPServer):
+    """A "sentinel" that names a server of its choice as the primary (forged, or confused)."""
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, named_port):
+        self.named_port = named_port
+        self.asked = 0
+        super().__init__(("127.0.0.1", 0), FakeSentinelHandler)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class FakeSentinelHandler(socketserver.StreamRequestHandler):
+    def read_command(self):
+        line = self.rfile.readline()
+        if not line.startswith(b"*"):
+            return None
+        args = []
+        for _ in range(int(line[1:])):
+            n = int(self.rfile.readline()[1:])
+            args.append(self.rfile.read(n + 2)[:-2].decode(errors="replace"))
+        return args
+
+    def handle(self):
+        while True:
+            args = self.read_command()
+            if not args:
+                return
+            cmd = args[0].upper()
+            if cmd == "SENTINEL":
+                self.server.asked += 1
+                port = str(self.server.named_port).encode()
+                self.wfile.write(b"*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%s\r\n" % (len(port), port))
+            elif cmd == "SUBSCRIBE":
+                ch = args[1].encode()
+                self.wfile.write(b"*3\r\n$9\r\nsubscribe\r\n$%d\r\n%s\r\n:1\r\n" % (len(ch), ch))
+            else:
+                self.wfile.write(b"+OK\r\n")
+
+
+def test_a_sentinel_naming_a_replica_is_refused(mfad_factory, test_users, sentinels):
+    a = mfad_factory
+    fake = FakeSentinel(sentinels.replica.port)
+    try:
+        sentinel_config(a, sentinels, sentinels.password_file,
+                        addresses=f"127.0.0.1:{fake.port}")
+        a.start()
+        log = f"redis://127.0.0.1:{sentinels.replica.port} is not the primary (ROLE: slave)"
+        assert wait_until(lambda: log in a.log_text(), 15), a.log_text()[-3000:]
+        assert degraded(a)
+        assert wait_until(lambda: fake.asked >= 3, 10)  # asked again, never believed
+        assert degraded(a)
+        # Nothing was ever written there: mfad's connections did not stay.
+        assert sentinels.replica.mfad_clients() == []
+        msg = a.login("mfa-alice", "123456")
+        assert not (msg[0].ok and msg[1] is not None and msg[1].ok)
+    finally:
+        fake.shutdown()
+        fake.server_close()
+
+
+def test_a_lying_sentinel_is_passed_over_for_the_next(mfad_factory, test_users, sentinels):
+    a = mfad_factory
+    fake = FakeSentinel(sentinels.replica.port)
+    try:
+        sentinel_config(a, sentinels, sentinels.password_file,
+                        addresses=f"127.0.0.1:{fake.port} " + sentinels.addresses())
+        a.start()
+        wait_degraded(a, False, timeout=20)
+        assert "is not the primary (ROLE: slave)" in a.log_text()
+        a.enroll_totp("mfa-alice")
+        assert sentinels.primary.admin("EXISTS", state_key("mfa-alice")) == "1"
+        assert sentinels.replica.mfad_clients() == []
+    finally:
+        fake.shutdown()
+        fake.server_close()
+
+
+def test_sentinel_config_errors_are_clear(mfad_factory, sentinels):
+    m = mfad_factory
+    fleet_key(m)
+    m.set_config("Redis", "Sentinels", sentinels.addresses())
+    m.write_config()
+    r = run_mfad(m, "--config", m.config_path, "--check-config")
+    assert r.returncode == 1 and "Sentinels needs MasterName" in r.stderr, r.stderr
+    m.set_config("Redis", "MasterName", MASTER)
+    m.set_config("Redis", "Address", "redis://127.0.0.1:6379")
+    m.write_config()
+    r = run_mfad(m, "--config", m.config_path, "--check-config")
+    assert r.returncode == 1 and "set Address or Sentinels" in r.stderr, r.stderr
+    del m.config["Redis"]["Address"]
+    m.write_config()
+    r = run_mfad(m, "--config", m.config_path, "--check-config")
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr  # TLS, the system's CAs
+    m.set_config("Redis", "AllowPlaintext", "yes")
+    m.write_config()
+    r = run_mfad(m, "--config", m.config_path, "--check-config")
+    assert r.returncode == 0, r.stderr
+    assert "warning: [Redis] Sentinels with AllowPlaintext=yes" in r.stderr
