@@ -140,6 +140,7 @@ constexpr Name<AuditReason> kReasons[] = {
     {AuditReason::kRolledBack, "rolled-back"},
     {AuditReason::kForeignRequest, "foreign-request"},
     {AuditReason::kCommitted, "committed"},
+    {AuditReason::kUnreplicated, "unreplicated"},
 };
 
 // Each table lists its enum in declaration order, once: the enum indexes it.
@@ -154,7 +155,7 @@ constexpr bool in_enum_order(const Table& table, Enum last) {
 }
 static_assert(in_enum_order(kKinds, AuditKind::kEnrollNotice));
 static_assert(in_enum_order(kOutcomes, AuditOutcome::kInfo));
-static_assert(in_enum_order(kReasons, AuditReason::kCommitted));
+static_assert(in_enum_order(kReasons, AuditReason::kUnreplicated));
 
 template <typename Table>
 auto value_named(const Table& table, std::string_view name)

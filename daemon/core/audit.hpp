@@ -140,6 +140,8 @@ enum class AuditReason {
   kRolledBack,
   kForeignRequest,
   kCommitted,
+  // degraded: a consumption write no replica acknowledged (Sentinel mode, docs/fleet.md).
+  kUnreplicated,
 };
 
 // The names stored, logged and sent (docs/audit-events.md); they never change.

@@ -340,42 +340,48 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
   const int64_t now = d_.clock.realtime_usec();
   const bool push = w.push;
   const bool forget = w.forget;
-  write_state(
-      user, std::move(w), kStateWriteTries,
-      [this, alive = alive_, user, now, push, forget, unavailable, done](StateWriteResult res) {
-        if (!*alive)
-          return;
-        FleetConfirmResult r;
-        if (res.rejected) {
-          r.rejected = true;
-          done(r);
-          return;
-        }
-        if (res.unavailable) {
-          unavailable(push ? "the enrollment record could not be written"
-                           : "the state record could not be written");
-          r.unavailable = true;
-          done(r);
-          return;
-        }
-        r.refused = res.refused;
-        if (!forget) {
-          follow_limits(user, res.limits);
-          r.locked_usec = lock_remaining_usec(res.limits, now);
-          done(r);
-          return;
-        }
-        // Every host erases its copy of the key and its records of the person.
-        announce_forget(user, [this, alive, unavailable, done, r](bool ok) mutable {
-          if (!*alive)
-            return;
-          if (!ok) {
-            unavailable("the forget could not be announced");
-            r.unavailable = true;
-          }
-          done(r);
-        });
-      });
+  write_state(user, std::move(w), kStateWriteTries,
+              [this, alive = alive_, user, now, push, forget, unavailable, done,
+               changes](StateWriteResult res) {
+                if (!*alive)
+                  return;
+                FleetConfirmResult r;
+                if (res.rejected) {
+                  r.rejected = true;
+                  done(r);
+                  return;
+                }
+                if (res.unavailable) {
+                  unavailable(push ? "the enrollment record could not be written"
+                                   : "the state record could not be written");
+                  r.unavailable = true;
+                  done(r);
+                  return;
+                }
+                r.refused = res.refused;
+                if (!forget) {
+                  follow_limits(user, res.limits);
+                  r.locked_usec = lock_remaining_usec(res.limits, now);
+                  const bool consumed = r.refused == FleetRefusal::kNone &&
+                                        (changes.watermark_advanced || changes.backup_consumed);
+                  if (!consumed || !client_->follows_primary()) {
+                    done(r);
+                    return;
+                  }
+                  await_replica(user, changes, [done, r] { done(r); });
+                  return;
+                }
+                // Every host erases its copy of the key and its records of the person.
+                announce_forget(user, [this, alive, unavailable, done, r](bool ok) mutable {
+                  if (!*alive)
+                    return;
+                  if (!ok) {
+                    unavailable("the forget could not be announced");
+                    r.unavailable = true;
+                  }
+                  done(r);
+                });
+              });
 }
 
 void FleetCoordinator::note_degraded(const std::string& user, const std::string& call,

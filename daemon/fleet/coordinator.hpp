@@ -227,6 +227,13 @@ class FleetCoordinator {
   // What a decision consumed or counted on this host (a TOTP step, a backup code, a failure), for
   // Redis to learn on reconciliation.
   void queue_consumed(const std::string& user, const FleetChanges& changes, bool failure);
+  // Sentinel mode, after a write that consumed a code or advanced a watermark: WAIT for one
+  // replica (when the primary has any), so that a failover cannot lose what the login is
+  // answered on (fleet/coordinator_replication.cpp).
+  void await_replica(const std::string& user, const FleetChanges& changes,
+                     std::function<void()> done);
+  void note_unreplicated(const std::string& user, const FleetChanges& changes,
+                         const std::string& why);
   RatePolicy policy() const;
 
   Deps d_;

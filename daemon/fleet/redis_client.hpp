@@ -121,6 +121,8 @@ class RedisClient {
   RedisClient& operator=(const RedisClient&) = delete;
 
   bool ready() const { return state_ == State::kReady; }
+  // Sentinel mode: the primary is found (and followed) through the sentinels.
+  bool follows_primary() const { return options_.primary != nullptr; }
   const std::string& last_error() const { return last_error_; }
 
   // Sends a command. done runs exactly once, possibly before command() returns (not ready).
