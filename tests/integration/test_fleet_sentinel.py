@@ -12,6 +12,7 @@ tested by test_fleet_transport.py (the sentinel connections and the primary use 
 client)."""
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -35,9 +36,16 @@ FAILOVER_TIMEOUT_MS = 4000
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range (32768-60999), so that no outgoing connection (of
+    mfad, of another test) takes it between this check and the server's bind."""
+    while True:
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class Node:
@@ -374,3 +382,99 @@ def test_sentinel_config_errors_are_clear(mfad_factory, sentinels):
     r = run_mfad(m, "--config", m.config_path, "--check-config")
     assert r.returncode == 0, r.stderr
     assert "warning: [Redis] Sentinels with AllowPlaintext=yes" in r.stderr
+
+
+def commandstats(node, command):
+    for line in node.admin("INFO", "commandstats").splitlines():
+        if line.startswith(f"cmdstat_{command}:"):
+            fields = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].split(","))
+            return int(fields["calls"])
+    return 0
+
+
+def test_consumption_waits_for_a_replica(fleet, test_users, sentinels):
+    a, _b = fleet
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    codes = a.call("GenerateBackupCodes", "ss", user, "").expect_ok()
+    before = commandstats(sentinels.primary, "wait")
+    assert a.login(user, codes[0])[1].expect_ok() == "backup"
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    # One WAIT per consumption write, and the replica had it when the login was answered.
+    assert commandstats(sentinels.primary, "wait") == before + 2
+    assert sentinels.replica.admin("GET", state_key(user)) == \
+        sentinels.primary.admin("GET", state_key(user))
+    assert audit_rows(a, "degraded", user) == []
+
+
+def test_unacknowledged_write_is_audited_and_kept(fleet, test_users, sentinels):
+    a, _b = fleet
+    user = "mfa-alice"
+    a.enroll_totp(user)
+    codes = a.call("GenerateBackupCodes", "ss", user, "").expect_ok()
+    sentinels.replica.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        assert a.login(user, codes[0])[1].expect_ok() == "backup"
+        took = time.monotonic() - started
+    finally:
+        sentinels.replica.proc.send_signal(signal.SIGCONT)
+    rows = [r for r in audit_rows(a, "degraded", user) if r["reason"] == "unreplicated"]
+    assert rows and rows[-1]["outcome"] == "info", audit_rows(a, "degraded", user)
+    assert "no replica acknowledged it within 100 ms" in a.log_text()
+    # Kept for reconciliation (in SQLite: a restart keeps it).
+    assert a.sql("SELECT count(*) FROM fleet_reconcile WHERE kind = 'backup'").strip() == "1"
+    assert took < 5
+    # Still used, here and on the primary.
+    assert a.login(user, codes[0])[1].expect_error("BadCode") is not None
+
+
+def resp_client(port):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    f = s.makefile("rb")
+
+    def read():
+        line = f.readline()
+        if line[:1] == b"*":
+            return [read() for _ in range(int(line[1:]))]
+        if line[:1] == b"$" and int(line[1:]) >= 0:
+            return f.read(int(line[1:]) + 2)[:-2]
+        return line
+
+    def call(*args):
+        s.sendall(b"".join([b"*%d\r\n" % len(args)] + [b"$%d\r\n%s\r\n" % (len(a), a.encode())
+                                                          for a in args]))
+        return read()
+    call("AUTH", REDIS_USER, PASSWORD)
+    return call
+
+
+def test_wait_cost_figure(sentinels):
+    """The figure of docs/fleet.md: what WAIT 1 adds to a write on loopback, p50, against PING
+    p50 in the same run (mfad also sends one ROLE, a PING-sized round trip, before it)."""
+    call = resp_client(sentinels.primary.port)
+    n = 500
+
+    def p50(fn):
+        times = []
+        for i in range(n):
+            t = time.perf_counter()
+            fn(i)
+            times.append(time.perf_counter() - t)
+        times.sort()
+        return times[n // 2] * 1000
+
+    ping = p50(lambda i: call("PING"))
+    role = p50(lambda i: call("ROLE"))
+    times = []
+    for i in range(n):
+        call("SET", "mfad:bench", str(i))  # (appendfsync always: an fsync each, not timed)
+        t = time.perf_counter()
+        assert call("WAIT", "1", "100") == b":1\r\n"
+        times.append(time.perf_counter() - t)
+    times.sort()
+    wait = times[n // 2] * 1000
+    print(f"\nPING p50 {ping:.3f} ms; ROLE p50 {role:.3f} ms; WAIT 1 after a write p50 "
+          f"{wait:.3f} ms: {role + wait:.3f} ms added per consumption write")
+    call("DEL", "mfad:bench")
