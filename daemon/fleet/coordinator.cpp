@@ -372,7 +372,7 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
                   return;
                 }
                 // Every host erases its copy of the key and its records of the person.
-                announce_forget(user, [this, alive, unavailable, done, r](bool ok) mutable {
+                announce_forget(user, [alive, unavailable, done, r](bool ok) mutable {
                   if (!*alive)
                     return;
                   if (!ok) {
