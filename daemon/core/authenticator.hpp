@@ -259,8 +259,13 @@ class Authenticator {
                                           std::string_view current_code);
   // The texted code activates the pending phone.
   Status confirm_sms_enrollment(const Caller& caller, std::string_view user, std::string_view code);
-  // What became of a text of send_sms_code or begin_sms_enrollment: audited; the masked phone
-  // when the provider accepted it, otherwise SmsUnavailable with a message for people.
+  // SendStepUpCode (authenticator_step_up.cpp): a text with a code to user's active phone, which
+  // a step-up of theirs then accepts once as current_code. Only user themself may ask (NotAllowed
+  // otherwise). Errors: NoSuchUser, NotEnrolled (SMS is not an active factor), SmsUnavailable
+  // (no provider), RateLimited (locked out), SmsRateLimited (a send limit).
+  Result<SmsMessage> send_step_up_code(const Caller& caller, std::string_view user);
+  // What became of a text of send_sms_code, begin_sms_enrollment or send_step_up_code: audited; the
+  // masked phone when the provider accepted it, otherwise SmsUnavailable with a message for people.
   Result<std::string> sms_sent(const SmsMessage& message, const SmsDelivery& delivery);
 
   // --- Admin only. ---

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <optional>
 #include <string>
-#include <set>
 
 #include "core/authenticator_impl.hpp"
 #include "core/validation.hpp"
@@ -233,35 +232,6 @@ Result<bool> Authenticator::Impl::has_state(std::string_view user) {
   MFA_TRY(limits, d_.store.get_limits(user));
   return limits.consecutive_failures > 0 || limits.locked_until_usec > 0 ||
          limits.day_failures > 0 || limits.lockout_count > 0;
-}
-
-// Step-up (docs/mfactl.md, "Step-up"): a user changing their own account, once any factor is
-// active, proves it with a current code. Root and admins acting on others skip it; an admin on
-// their own account does not.
-Status Authenticator::Impl::step_up(const Caller& caller, std::string_view user,
-                                    const Access& access, std::string_view current_code,
-                                    const Factors& f, std::string_view action) {
-  if (!access.self || caller.uid == 0 || !f.any_active())
-    return {};
-  StringMap details{{"purpose", "step-up"}, {"action", std::string(action)}};
-  if (current_code.empty()) {
-    MFA_CHECK(
-        audit_denial(caller, user, AuditKind::kAuthFailure, AuditReason::kStepUpRequired, details));
-    return make_error(Errc::kStepUpRequired,
-                      "This change needs a current code of your second factor");
-  }
-  MFA_CHECK(validate_code_length(current_code));
-  const std::set<Method> allowed{Method::kTotp, Method::kBackup};
-  const int64_t now_s = d_.clock.now_seconds();
-  MFA_TRY(match, attempt(caller, user, AuditKind::kAuthFailure, details,
-                         [&]() { return check_code(user, current_code, allowed, f, now_s); }));
-  details["method"] = method_name(match.method);
-  if (match.drift)
-    details["drift"] = std::to_string(*match.drift);
-  if (!match.device.empty())
-    details["device"] = match.device;
-  MFA_CHECK(audit_success(AuditKind::kAuthSuccess, user, caller, details));
-  return {};
 }
 
 }  // namespace mfa

@@ -85,7 +85,8 @@ struct Authenticator::Impl : Verifier {
   // refused (StepUpRequired, NotAllowed), as the admin tier is no second factor.
   enum class OwnAccountChange { kReset, kUnlock };
   Status admin_on_own_account(const Caller& caller, std::string_view user, OwnAccountChange what);
-  // Step-up (docs/mfactl.md, "Step-up"): a current code from a user changing their own account.
+  // Step-up (docs/mfactl.md, "Step-up"; authenticator_step_up.cpp): a current code from a user
+  // changing their own account (TOTP, backup, or a code SendStepUpCode texted).
   Status step_up(const Caller& caller, std::string_view user, const Access& access,
                  std::string_view current_code, const Factors& f, std::string_view action);
 

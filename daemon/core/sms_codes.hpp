@@ -21,7 +21,7 @@ inline constexpr char kSealSmsPending[] = "sms-pending";
 // A text the logic decided to send; the bus layer hands it to the sender, then reports back.
 struct SmsMessage {
   std::string user;
-  std::string purpose;  // kSmsPurposeLogin or kSmsPurposeEnroll
+  std::string purpose;  // kSmsPurposeLogin, kSmsPurposeEnroll or kSmsPurposeStepUp
   std::string masked;   // what people see
   SecureString to;      // E.164, for the sender only
   SecureString body;    // holds the code

@@ -69,7 +69,10 @@ struct AuditRecord {
 // count. A user has at most one code per purpose.
 inline constexpr char kSmsPurposeLogin[] = "login";
 inline constexpr char kSmsPurposeEnroll[] = "enroll";
-inline constexpr std::array<std::string_view, 2> kSmsPurposes{kSmsPurposeLogin, kSmsPurposeEnroll};
+// A code texted for a step-up (SendStepUpCode): it proves a change of the user's own account.
+inline constexpr char kSmsPurposeStepUp[] = "step-up";
+inline constexpr std::array<std::string_view, 3> kSmsPurposes{kSmsPurposeLogin, kSmsPurposeEnroll,
+                                                              kSmsPurposeStepUp};
 
 struct SmsCode {
   CodeHash hash{};
@@ -207,9 +210,9 @@ class Store {
   virtual Result<LimitState> get_limits(std::string_view user) = 0;
   virtual Status put_limits(std::string_view user, const LimitState& state) = 0;
 
-  // SMS codes, one per (user, purpose: "login" or "enroll"); put replaces. The sends table holds
-  // a keyed hash of the phone, never the number. record_sms_send also forgets sends before
-  // forget_before_usec. The defaults refuse: a store without SMS support fails closed.
+  // SMS codes, one per (user, purpose: "login", "enroll" or "step-up"); put replaces. The sends
+  // table holds a keyed hash of the phone, never the number. record_sms_send also forgets sends
+  // before forget_before_usec. The defaults refuse: a store without SMS support fails closed.
   virtual Result<std::optional<SmsCode>> get_sms_code(std::string_view user,
                                                       std::string_view purpose);
   virtual Status put_sms_code(std::string_view user, std::string_view purpose, const SmsCode& code);

@@ -12,7 +12,7 @@ namespace mfa {
 
 // An SMS code of (user, purpose) that a decision used up or tried (sms.hpp).
 struct SmsCodeChange {
-  std::string purpose;  // "login" or "enroll"
+  std::string purpose;  // "login", "enroll" or "step-up"
   CodeHash hash{};
 };
 

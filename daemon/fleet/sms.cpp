@@ -31,6 +31,8 @@ struct FleetSms::Text {
   uint32_t nonce = 0;  // the text's member in the counters: a replay counts it once
   SmsCode code;        // keyed hash and expiry
   bool login() const { return purpose == kSmsPurposeLogin; }
+  // A step-up proves who is typing, like a login: none while the user is locked out.
+  bool proves_identity() const { return login() || purpose == kSmsPurposeStepUp; }
 };
 
 FleetSms::TextPtr FleetSms::text_of(const SmsMessage& m) {
@@ -100,7 +102,7 @@ void FleetSms::gate(const SmsMessage& message, std::function<void(GateResult)> d
   d_.fleet.client().eval(
       fleet::sms_send_script(), {keys.user, keys.phone, keys.all, keys.limits},
       fleet::sms_send_args(send, limits, text->sent_usec, /*check=*/true,
-                           /*check_lock=*/text->login()),
+                           /*check_lock=*/text->proves_identity()),
       [this, alive, text, since, done = std::move(done)](Result<RedisReply> reply) mutable {
         if (!*alive)
           return;
@@ -164,7 +166,7 @@ void FleetSms::store_code(TextPtr text, std::function<void(GateResult)> done) {
 }
 
 // Redis is away (why == "": it was before this text). A login text goes out on local limits;
-// an enrollment waits for Redis, like every enrollment change.
+// an enrollment or a step-up waits for Redis, like every enrollment change.
 void FleetSms::unavailable(TextPtr text, const std::string& why, bool counted,
                            std::function<void(GateResult)> done) {
   if (!why.empty()) {

@@ -2,17 +2,17 @@
 // of a fleet shares through Redis (sms_keys.hpp). The Authenticator decides against the
 // local cache as always; around its decisions:
 //  - gate(): before a text leaves, one script checks the user's, the phone's and the fleet's
-//    send limits and counts the text (a login text: unless the user is locked out fleet-wide);
-//    then the code's keyed hash is stored, its expiry as TTL. Refused: SmsRateLimited (locked:
-//    RateLimited), and the cache is put back as Redis has it;
-//  - load_code(): ConfirmSmsEnrollment reads the pending code into the cache first, so that the
-//    code texted by one host can be confirmed on another;
+//    send limits and counts the text (a login or step-up text: unless the user is locked out
+//    fleet-wide); then the code's keyed hash is stored, its expiry as TTL. Refused:
+//    SmsRateLimited (locked: RateLimited), and the cache is put back as Redis has it;
+//  - load_code(): ConfirmSmsEnrollment (and a change carrying a step-up code) reads the pending
+//    code into the cache first, so that the code texted by one host can be typed on another;
 //  - confirm(): a code typed right is used up exactly once fleet-wide (refused: the success
 //    becomes BadCode); a wrong try is added to the code's shared count of tries;
 //  - discard(): a code whose text did not go out dies everywhere.
 // Degraded (Redis away): login texts go out on local limits, each decision is audited and queued
 // in fleet_reconcile; FleetCoordinator replays the queue (sends added to the shared counters,
-// used codes deleted) before it leaves degraded mode. Enrollment waits for Redis.
+// used codes deleted) before it leaves degraded mode. Enrollment and step-up texts wait for Redis.
 #pragma once
 
 #include <functional>

@@ -16,6 +16,7 @@
 //                                       one Redis, not a Cluster, so the two slots may meet.
 //   mfad:user:{alice}:sms:login   hash  h: hex keyed hash of the code, x: expiry (usec),
 //   mfad:user:{alice}:sms:enroll        a: wrong tries; the key expires with the code.
+//   mfad:user:{alice}:sms:step-up
 #pragma once
 
 #include <cstdint>
@@ -43,7 +44,7 @@ SmsSendKeys sms_send_keys(std::string_view prefix, std::string_view user,
 std::string sms_code_key(std::string_view prefix, std::string_view user, std::string_view purpose);
 // The keys of every pending code of user (login, enroll): they die with the user's phone.
 std::vector<std::string> sms_code_keys(std::string_view prefix, std::string_view user);
-bool valid_sms_purpose(std::string_view purpose);  // "login" or "enroll"
+bool valid_sms_purpose(std::string_view purpose);  // "login", "enroll" or "step-up"
 
 // The send limits of [SMS], with the local code's window (at least 60 s).
 struct SmsLimits {

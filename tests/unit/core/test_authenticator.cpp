@@ -1497,6 +1497,69 @@ static void test_sms_codes_die_with_the_phone(void** /*state*/) {
   ASSERT_ERR(e.auth->verify(kRoot, b->challenge, code_of(*msg)), Errc::kBadCode);
 }
 
+// Step-up by SMS (issue 19): a user whose only factor is SMS has a code texted for the change.
+static void test_sms_step_up(void** /*state*/) {
+  Config c = sms_config();
+  c.max_failures = 10;
+  c.sms_max_sends_per_window = 10;
+  Env e(c);
+  enroll_sms(e);
+  ASSERT_ERR(e.auth->generate_backup_codes(kAliceC, "alice", ""), Errc::kStepUpRequired);
+  // Only alice herself may have one texted: not bob, not root (who needs none).
+  ASSERT_ERR(e.auth->send_step_up_code(kBobC, "alice"), Errc::kNotAllowed);
+  ASSERT_ERR(e.auth->send_step_up_code(kRoot, "alice"), Errc::kNotAllowed);
+  ASSERT_ERR(e.auth->send_step_up_code(kAliceC, "nobody"), Errc::kNoSuchUser);
+  // A user without a phone: NotEnrolled, and nothing is texted.
+  enroll_totp(e, "bob");
+  ASSERT_ERR(e.auth->send_step_up_code(kBobC, "bob"), Errc::kNotEnrolled);
+
+  auto msg = e.auth->send_step_up_code(kAliceC, "alice");
+  ASSERT_OK(msg);
+  assert_string_equal(msg->purpose.c_str(), kSmsPurposeStepUp);
+  assert_string_equal(msg->details.at("purpose").c_str(), "step-up");
+  auto masked = e.auth->sms_sent(*msg, accepted());
+  ASSERT_OK(masked);
+  assert_string_equal(masked->c_str(), "+1\u2022\u2022\u2022\u2022\u2022\u20224321");
+  const std::string code = code_of(*msg);
+
+  // A wrong code counts like a login attempt, and against the texted code.
+  const std::string wrong = std::to_string(100000 + (std::stoi(code) + 1) % 900000);
+  ASSERT_ERR(e.auth->generate_backup_codes(kAliceC, "alice", wrong), Errc::kBadCode);
+  auto failures = e.audit_rows("auth.failure");
+  assert_false(failures.empty());
+  assert_string_equal(failures.back().reason.c_str(), "bad-code");
+  assert_non_null(strstr(failures.back().details_json.c_str(), "\"purpose\":\"step-up\""));
+
+  // The texted code passes once.
+  auto codes = e.auth->generate_backup_codes(kAliceC, "alice", code);
+  ASSERT_OK(codes);
+  assert_int_equal(codes->size(), 10);
+  auto successes = e.audit_rows("auth.success");
+  assert_non_null(strstr(successes.back().details_json.c_str(), "\"method\":\"sms\""));
+  ASSERT_ERR(e.auth->generate_backup_codes(kAliceC, "alice", code), Errc::kBadCode);
+
+  // A login code is not a step-up code: bound to its purpose.
+  const std::string ch = begin(e, "alice");
+  auto login = e.auth->send_sms_code(kRoot, ch);
+  ASSERT_OK(login);
+  ASSERT_OK(e.auth->sms_sent(*login, accepted()));
+  ASSERT_ERR(e.auth->disable_method(kAliceC, "alice", "sms", code_of(*login)), Errc::kBadCode);
+
+  // Typed too late: CodeExpired, and no change.
+  auto late = e.auth->send_step_up_code(kAliceC, "alice");
+  ASSERT_OK(late);
+  ASSERT_OK(e.auth->sms_sent(*late, accepted()));
+  e.clock.advance_seconds(c.sms_code_lifetime_seconds + 1);
+  ASSERT_ERR(e.auth->disable_method(kAliceC, "alice", "sms", code_of(*late)), Errc::kCodeExpired);
+
+  // Disabling the phone with a texted code (SMS was alice's last factor besides backup codes).
+  auto last = e.auth->send_step_up_code(kAliceC, "alice");
+  ASSERT_OK(last);
+  ASSERT_OK(e.auth->sms_sent(*last, accepted()));
+  ASSERT_OK(e.auth->disable_method(kAliceC, "alice", "sms", code_of(*last)));
+  ASSERT_ERR(e.auth->send_step_up_code(kAliceC, "alice"), Errc::kNotEnrolled);
+}
+
 // --- Rollout (docs/rollout.md, issue 18). ---
 namespace {
 
@@ -1800,6 +1863,7 @@ int main(void) {
       cmocka_unit_test(test_rollout_clock_drift),
       cmocka_unit_test(test_sms_attempts_limits_and_failures),
       cmocka_unit_test(test_sms_codes_die_with_the_phone),
+      cmocka_unit_test(test_sms_step_up),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

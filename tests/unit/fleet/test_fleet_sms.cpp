@@ -84,12 +84,14 @@ void test_keys_and_arguments(void** /*state*/) {
   assert_string_equal(k.limits.c_str(), "mfad:user:{alice}:state");
   assert_string_equal(fleet::sms_code_key("x:", "bob", "enroll").c_str(),
                       "x:user:{bob}:sms:enroll");
-  assert_true(fleet::valid_sms_purpose("login") && fleet::valid_sms_purpose("enroll"));
+  assert_true(fleet::valid_sms_purpose("login") && fleet::valid_sms_purpose("enroll") &&
+              fleet::valid_sms_purpose("step-up"));
   assert_false(fleet::valid_sms_purpose("logout"));
   const auto codes = fleet::sms_code_keys("mfad:", "bob");
-  assert_int_equal(codes.size(), 2);
+  assert_int_equal(codes.size(), 3);
   assert_string_equal(codes[0].c_str(), "mfad:user:{bob}:sms:login");
   assert_string_equal(codes[1].c_str(), "mfad:user:{bob}:sms:enroll");
+  assert_string_equal(codes[2].c_str(), "mfad:user:{bob}:sms:step-up");
 
   Config c = sms_config();
   c.sms_send_window_seconds = 30;  // the local code counts at least a minute
@@ -300,8 +302,9 @@ void test_reconcile_items(void** /*state*/) {
     // Every code of the user, up to those expiring one code lifetime after the change.
     call = fleet::sms_reconcile_call("mfad:", (*items)[4], config, 0);
     assert_true(call && call->script == &fleet::sms_code_drop_script());
-    assert_int_equal(call->keys.size(), 2);
+    assert_int_equal(call->keys.size(), 3);
     assert_string_equal(call->keys[1].c_str(), "mfad:user:{alice}:sms:enroll");
+    assert_string_equal(call->keys[2].c_str(), "mfad:user:{alice}:sms:step-up");
     assert_string_equal(call->args[0].c_str(), std::to_string((7000 + 600) * kUsec).c_str());
   }
   // Malformed rows replay as nothing.
