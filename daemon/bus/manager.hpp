@@ -124,6 +124,7 @@ class ManagerBus {
   // The vtable's handlers (manager_calls.cpp; manager_vtable.cpp's trampolines call these).
   int begin_authentication(sd_bus_message* m);
   int send_sms_code(sd_bus_message* m);
+  int send_step_up_code(sd_bus_message* m);
   int verify(sd_bus_message* m);
   int end_authentication(sd_bus_message* m);
   int open_session(sd_bus_message* m);

@@ -25,6 +25,12 @@ using bus::read_string_map;
 
 namespace {
 
+// Fleet mode: a change carrying a current code reads the user's step-up code from Redis first,
+// as SendStepUpCode may have texted it from another host.
+const char* step_up_purpose(const SecureString& current_code) {
+  return current_code.empty() ? nullptr : kSmsPurposeStepUp;
+}
+
 // A secret (a code, a phone number) kept for a decision that may run again, erased with it.
 template <typename T>
 std::shared_ptr<const T> keep(T secret) {
@@ -198,7 +204,7 @@ int ManagerBus::begin_totp_enrollment(sd_bus_message* m) {
   MFA_READ(read_string(m, "user name", dbus::kMaxUserNameLength, &user, &bad));
   MFA_READ(bus::read_totp_options(m, &options, &bad));
   MFA_CALL(call, m, bad);
-  return run(call, fleet_scope(user, FleetCallKind::kChange),
+  return run(call, fleet_scope(user, FleetCallKind::kChange, step_up_purpose(options.current_code)),
              [this, user, options = keep(std::move(options))](PendingCall& c) {
                // The reply carries the seed: sensitive.
                return reply_to(
@@ -228,7 +234,7 @@ int ManagerBus::begin_sms_enrollment(sd_bus_message* m) {
   MFA_READ(read_secret(m, "phone number", kMaxPhoneLength, &phone, &bad));
   MFA_READ(read_secret(m, "current_code", dbus::kMaxCodeLength, &current_code, &bad));
   MFA_CALL(call, m, bad);
-  return run(call, fleet_scope(user, FleetCallKind::kChange),
+  return run(call, fleet_scope(user, FleetCallKind::kChange, step_up_purpose(current_code)),
              [this, user, phone = keep(std::move(phone)),
               current_code = keep(std::move(current_code))](PendingCall& c) {
                auto text = auth_.begin_sms_enrollment(c.caller(), user, phone->view(),
@@ -250,7 +256,7 @@ int ManagerBus::confirm_sms_enrollment(sd_bus_message* m) {
 
 int ManagerBus::generate_backup_codes(sd_bus_message* m) {
   return user_code_call(
-      m, "current_code", FleetCallKind::kChange, nullptr,
+      m, "current_code", FleetCallKind::kChange, kSmsPurposeStepUp,
       [this](PendingCall& c, const std::string& user, std::string_view current_code) {
         return reply_to(
             c.message(), auth_.generate_backup_codes(c.caller(), user, current_code),
@@ -272,7 +278,7 @@ int ManagerBus::disable_method(sd_bus_message* m) {
   MFA_READ(read_string(m, "method", kMaxMethodNameLength, &method, &bad));
   MFA_READ(read_secret(m, "current_code", dbus::kMaxCodeLength, &current_code, &bad));
   MFA_CALL(call, m, bad);
-  return run(call, fleet_scope(user, FleetCallKind::kChange),
+  return run(call, fleet_scope(user, FleetCallKind::kChange, step_up_purpose(current_code)),
              [this, user, method, current_code = keep(std::move(current_code))](PendingCall& c) {
                return reply_to(c.message(), auth_.disable_method(c.caller(), user, method,
                                                                  current_code->view()));

@@ -1,7 +1,9 @@
-// SendSmsCode and BeginSmsEnrollment decide a text; the call is answered once the provider took it
-// (the masked phone) or failed (SmsUnavailable), while the loop goes on serving every other call.
-// In fleet mode the fleet's send limits say yes, and the code is stored fleet-wide, first.
+// SendSmsCode, SendStepUpCode and BeginSmsEnrollment decide a text; the call is answered once the
+// provider took it (the masked phone) or failed (SmsUnavailable), while the loop goes on serving
+// every other call. In fleet mode the fleet's send limits say yes, and the code is stored
+// fleet-wide, first.
 #include <memory>
+#include <string>
 #include <utility>
 
 #include "bus/manager.hpp"
@@ -10,6 +12,17 @@
 #include "fleet/sms.hpp"
 
 namespace mfa {
+
+// A change of the user's own account (fleet mode: refused while Redis is away, as a step-up code
+// must be good on every host).
+int ManagerBus::send_step_up_code(sd_bus_message* m) {
+  return user_call(m, FleetCallKind::kChange, [this](PendingCall& c, const std::string& user) {
+    auto text = auth_.send_step_up_code(c.caller(), user);
+    if (!text.ok())
+      return error_reply(c.message(), text.error());
+    return Outcome::of_text(std::move(text).value());
+  });
+}
 
 void ManagerBus::send_text(const CallPtr& call, SmsMessage message) {
   // The code's hash and the counted send are written now; they commit while the text travels.

@@ -134,6 +134,7 @@ const std::map<std::string, std::string, std::less<>> kResults = {
     {"ConfirmSmsEnrollment", ""},
     {"GenerateBackupCodes", "as"},
     {"DisableMethod", ""},
+    {"SendStepUpCode", "s"},
     {"ListSessions", "aa{sv}"},
     {"TerminateSession", ""},
     {"ListUsers", "aa{sv}"},
