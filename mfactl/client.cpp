@@ -21,6 +21,7 @@ struct ErrorLabel {
 
 constexpr ErrorLabel kErrorLabels[] = {
     {dbus::kErrorBadCode, Errc::kBadCode, "wrong code"},
+    {dbus::kErrorCodeExpired, Errc::kCodeExpired, "code expired"},
     {dbus::kErrorRateLimited, Errc::kRateLimited, "rate limited"},
     {dbus::kErrorNotEnrolled, Errc::kNotEnrolled, "not enrolled"},
     {dbus::kErrorNoSuchUser, Errc::kNoSuchUser, "no such user"},
@@ -383,6 +384,16 @@ Result<std::string> ManagerClient::begin_sms_enrollment(std::string_view user,
                                                         std::string_view current_code) {
   MFA_TRY(m, new_call("BeginSmsEnrollment", {user, phone_e164, current_code},
                       Sensitivity::kCarriesSecret));
+  MFA_TRY(reply, call(m.get()));
+  const char* masked = nullptr;
+  int r = sd_bus_message_read(reply.get(), "s", &masked);
+  if (r < 0)
+    return bad_reply(r);
+  return std::string(masked);
+}
+
+Result<std::string> ManagerClient::send_step_up_code(std::string_view user) {
+  MFA_TRY(m, new_call("SendStepUpCode", {user}));
   MFA_TRY(reply, call(m.get()));
   const char* masked = nullptr;
   int r = sd_bus_message_read(reply.get(), "s", &masked);

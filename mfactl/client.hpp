@@ -74,6 +74,9 @@ class ManagerClient {
   Result<std::string> begin_sms_enrollment(std::string_view user, std::string_view phone_e164,
                                            std::string_view current_code);
   Status confirm_sms_enrollment(std::string_view user, std::string_view code);
+  // SendStepUpCode: a code texted to the caller's own phone for the next change's step-up; the
+  // masked phone number.
+  Result<std::string> send_step_up_code(std::string_view user);
   Result<std::vector<SecureString>> generate_backup_codes(std::string_view user,
                                                           std::string_view current_code);
   // method: "totp", "totp:NAME", "sms" or "backup".

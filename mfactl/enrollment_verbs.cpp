@@ -3,6 +3,7 @@
 // (step-up): --current-code, or asked on the terminal.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -27,10 +28,70 @@ namespace {
 
 constexpr int kMaxConfirmAttempts = 3;
 
-// Runs fn with --current-code; when mfad asks for a step-up and there was none, asks for it on
-// the terminal and runs fn again.
+// GetUser's masked phone when SMS is one of user's active factors, else "".
+std::string sms_phone_of(ManagerClient& bus, const std::string& user) {
+  auto info = bus.get_user(user);
+  if (!info.ok() || !info->contains("methods") || !info->contains("masked_phone"))
+    return "";
+  const json& methods = (*info)["methods"];
+  const json& masked = (*info)["masked_phone"];
+  if (!methods.is_array() || !masked.is_string() ||
+      std::find(methods.begin(), methods.end(), "sms") == methods.end())
+    return "";
+  // A user with an authenticator app is asked for its code, as ever.
+  if (std::find(methods.begin(), methods.end(), "totp") != methods.end())
+    return "";
+  return masked.get<std::string>();
+}
+
+// SendStepUpCode, then the texted code: asked on the terminal, or one line of standard input
+// (--send-sms off a terminal).
+Result<SecureString> texted_code(Context& ctx, ManagerClient& bus, const std::string& user) {
+  MFA_TRY(masked, bus.send_step_up_code(user));
+  // With --json, stdout holds one JSON document.
+  FILE* out = ctx.opt.json ? stderr : stdout;
+  (void)fprintf(out, "A code was sent to %s.\n", masked.c_str());
+  (void)fflush(out);
+  MFA_TRY(code, ctx.interactive ? read_hidden_line("SMS code: ") : read_code_from_stdin());
+  if (code.empty())
+    return make_error(Errc::kStepUpRequired, "no SMS code entered: nothing was changed");
+  return code;
+}
+
+// The current code a change asks for (StepUpRequired came back without --current-code):
+// --send-sms texts one; on a terminal, a user whose second factor is SMS (and no authenticator
+// app) is offered a text, and anyone else asked for a code.
+Result<SecureString> step_up_code(Context& ctx, const std::string& user) {
+  MFA_TRY(bus, ctx.bus());
+  if (ctx.opt.send_sms)
+    return texted_code(ctx, *bus, user);
+  const std::string masked = sms_phone_of(*bus, user);
+  if (!ctx.interactive) {
+    std::string message =
+        "this change needs a current verification code: pass --current-code - and the code on "
+        "standard input";
+    if (!masked.empty())
+      message += ", or --send-sms to have one texted to " + masked;
+    return make_error(Errc::kStepUpRequired, std::move(message));
+  }
+  if (!masked.empty()) {
+    FILE* out = ctx.opt.json ? stderr : stdout;
+    (void)fprintf(out, "Send a code by SMS to %s? [y/N] ", masked.c_str());
+    (void)fflush(out);
+    char answer[16] = {};
+    if (fgets(answer, sizeof answer, stdin) &&
+        (std::strcmp(answer, "y\n") == 0 || std::strcmp(answer, "yes\n") == 0 ||
+         std::strcmp(answer, "Y\n") == 0))
+      return texted_code(ctx, *bus, user);
+  }
+  return read_hidden_line("Current verification code: ");
+}
+
+// Runs fn with --current-code; when mfad asks for a step-up and there was none, gets one
+// (step_up_code) and runs fn again.
 template <typename Fn>
-auto with_step_up(Context& ctx, Fn&& fn) -> decltype(fn(std::string_view())) {
+auto with_step_up(Context& ctx, const std::string& user, Fn&& fn)
+    -> decltype(fn(std::string_view())) {
   auto result = fn(ctx.opt.current_code.view());
   // [Rollout] RequireToken=yes: a first enrollment of one's own carries the enrollment token
   // where a current code would go (docs/rollout.md).
@@ -49,13 +110,7 @@ auto with_step_up(Context& ctx, Fn&& fn) -> decltype(fn(std::string_view())) {
   if (result.ok() || result.error().code != Errc::kStepUpRequired || ctx.opt.have_current_code) {
     return result;
   }
-  if (!ctx.interactive) {
-    return make_error(
-        Errc::kStepUpRequired,
-        "this change needs a current verification code: pass --current-code - and the "
-        "code on standard input");
-  }
-  auto code = read_hidden_line("Current verification code: ");
+  auto code = step_up_code(ctx, user);
   if (!code.ok())
     return std::move(code).error();
   return fn(code->view());
@@ -121,7 +176,7 @@ int cmd_enroll_totp(Context& ctx, const std::vector<char*>& args) {
   auto bus = ctx.bus();
   if (!bus.ok())
     return fail(bus.error());
-  auto enrollment = with_step_up(ctx, [&](std::string_view current_code) {
+  auto enrollment = with_step_up(ctx, user, [&](std::string_view current_code) {
     return (*bus)->begin_totp_enrollment(user, ctx.opt.name, ctx.opt.issuer, ctx.opt.algorithm,
                                          digits, current_code);
   });
@@ -183,7 +238,7 @@ int cmd_enroll_sms(Context& ctx, const std::vector<char*>& args) {
   auto bus = ctx.bus();
   if (!bus.ok())
     return fail(bus.error());
-  auto masked = with_step_up(ctx, [&](std::string_view current_code) {
+  auto masked = with_step_up(ctx, user, [&](std::string_view current_code) {
     return (*bus)->begin_sms_enrollment(user, ctx.opt.phone.view(), current_code);
   });
   ctx.opt.phone.clear();
@@ -239,7 +294,7 @@ int cmd_backup_codes(Context& ctx, const std::vector<char*>& args) {
   auto bus = ctx.bus();
   if (!bus.ok())
     return fail(bus.error());
-  auto codes = with_step_up(ctx, [&](std::string_view current_code) {
+  auto codes = with_step_up(ctx, user, [&](std::string_view current_code) {
     return (*bus)->generate_backup_codes(user, current_code);
   });
   if (!codes.ok())
@@ -284,7 +339,7 @@ int cmd_disable(Context& ctx, const std::vector<char*>& args) {
   auto bus = ctx.bus();
   if (!bus.ok())
     return fail(bus.error());
-  Status st = with_step_up(ctx, [&](std::string_view current_code) {
+  Status st = with_step_up(ctx, user, [&](std::string_view current_code) {
     return (*bus)->disable_method(user, method, current_code);
   });
   if (!st.ok())

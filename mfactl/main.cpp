@@ -71,6 +71,8 @@ constexpr char kUsage[] =
     "  --accept-notice         accept the enrollment notice without asking (enroll)\n"
     "  --current-code CODE     a current code, for changes that need one (step-up);\n"
     "                          - reads it from standard input\n"
+    "  --send-sms              step-up by SMS: mfad texts a code to your phone, which is\n"
+    "                          then read from the terminal or standard input\n"
     "  -h, --help              show this help\n"
     "  --version               show the version\n"
     "\n"
@@ -100,6 +102,7 @@ enum OptionId : int {
   kOptName,
   kOptValid,
   kOptAcceptNotice,
+  kOptSendSms,
 };
 
 constexpr size_t kMaxPathLength = 4096;
@@ -132,6 +135,7 @@ int parse_command_line(int argc, char** argv, Options& opt) {
       {"name", required_argument, nullptr, kOptName},
       {"valid", required_argument, nullptr, kOptValid},
       {"accept-notice", no_argument, nullptr, kOptAcceptNotice},
+      {"send-sms", no_argument, nullptr, kOptSendSms},
       {nullptr, 0, nullptr, 0},
   };
   opterr = 0;  // our own messages, with exit status 2
@@ -244,6 +248,9 @@ int parse_command_line(int argc, char** argv, Options& opt) {
       case kOptAcceptNotice:
         opt.given |= kVoAcceptNotice;
         break;
+      case kOptSendSms:
+        opt.send_sms = true;
+        break;
       case ':':
         return usage_error(std::string("option ") + argv[optind - 1] + " needs a value");
       case '?':
@@ -256,6 +263,8 @@ int parse_command_line(int argc, char** argv, Options& opt) {
   }
   for (int i = optind; i < argc; ++i)
     opt.positional.push_back(argv[i]);
+  if (opt.send_sms && opt.have_current_code)
+    return usage_error("--send-sms asks for a texted code: it does not go with --current-code");
   return kExitOk;
 }
 

@@ -50,7 +50,8 @@ struct Options {
   std::string bus_address;
   bool have_current_code = false;
   SecureString current_code;
-  unsigned given = 0;  // VerbOption bits
+  bool send_sms = false;  // --send-sms: a step-up by a code texted for it
+  unsigned given = 0;     // VerbOption bits
   std::string issuer;
   std::string algorithm;
   std::string digits;
