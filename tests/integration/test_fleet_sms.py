@@ -201,6 +201,26 @@ def test_code_used_on_one_host_is_dead_on_the_other(fleet_factory, fake, test_us
     assert [r for r in audit_rows(a, "fleet.record-rejected", ALICE) if r["reason"] == "bad-mac"]
 
 
+def test_step_up_code_texted_on_a_works_once_on_b(fleet_factory, fake, test_users, redis):
+    """SendStepUpCode (issue 19): the code is the fleet's, like a login code: texted by A, good on
+    B once, dead on A afterwards; with Redis away no step-up text goes out."""
+    a, b = fleet_factory()
+    enroll_phone(a, fake, ALICE)
+    alice = test_users[ALICE]
+    n = len(fake.requests)
+    assert a.call("SendStepUpCode", "s", ALICE, user=alice).expect_ok() == MASKED
+    code = fake.wait_code(n + 1)
+    assert redis.cli("EXISTS", f"mfad:user:{{{ALICE}}}:sms:step-up").strip() == "1"
+    codes = b.call("GenerateBackupCodes", "ss", ALICE, code, user=alice).expect_ok()
+    assert len(codes) == 10
+    a.call("DisableMethod", "sss", ALICE, "sms", code, user=alice).expect_error("BadCode")
+    assert "sms" in a.call("GetUser", "s", ALICE).expect_ok()["methods"]
+
+    redis.stop()
+    a.call("SendStepUpCode", "s", ALICE, user=alice).expect_error("StorageFailure")
+    assert len(fake.requests) == n + 1
+
+
 def test_a_login_code_is_used_once_fleet_wide(fleet_factory, fake, clients, test_users, redis):
     """The login challenge is one host's; the code's state is the fleet's: a code that Redis no
     longer holds as live (used, spent or replaced elsewhere) is refused even by the host that
