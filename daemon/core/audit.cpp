@@ -62,6 +62,7 @@ constexpr KindName kKinds[] = {
     {AuditKind::kDataForget, "data.forget", "4f568a6bd056b64dfaa34cea46b33a39"},
     {AuditKind::kDataForgetDevice, "data.forget-device", "06a7c545290f4bdbe05565f98d6ff5b5"},
     {AuditKind::kEnrollNotice, "enroll.notice", "ba0b547f6fd2f2d9f0ee6d35d3d2729e"},
+    {AuditKind::kFleetForeignChange, "fleet.foreign-change", "e73f98baf7244d33add6fc7abd0c3ad8"},
 };
 
 template <typename Enum>
@@ -153,7 +154,7 @@ constexpr bool in_enum_order(const Table& table, Enum last) {
   }
   return i == static_cast<size_t>(last) + 1;
 }
-static_assert(in_enum_order(kKinds, AuditKind::kEnrollNotice));
+static_assert(in_enum_order(kKinds, AuditKind::kFleetForeignChange));
 static_assert(in_enum_order(kOutcomes, AuditOutcome::kInfo));
 static_assert(in_enum_order(kReasons, AuditReason::kUnreplicated));
 

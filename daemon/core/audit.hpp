@@ -62,6 +62,9 @@ enum class AuditKind {
   kDataForget,
   kDataForgetDevice,
   kEnrollNotice,
+  // Fleet mode (docs/fleet.md, "Changes made elsewhere"): another host wrote an enrollment or a
+  // reset of a user this host knew; shown by `mfactl status` until changed here.
+  kFleetForeignChange,
 };
 
 enum class AuditOutcome { kSuccess, kFailure, kDenied, kError, kInfo };

@@ -111,6 +111,12 @@ Error no_report() {
 Result<std::vector<AuditCount>> Store::count_audit(int64_t, const std::vector<std::string>&) {
   return no_report();
 }
+Result<DegradedTally> Store::tally_degraded(int64_t, bool) {
+  return no_report();
+}
+Result<std::optional<ForeignChange>> Store::last_foreign_change(const std::string&) {
+  return std::optional<ForeignChange>();
+}
 Result<std::string> Store::check_integrity() {
   return no_report();
 }

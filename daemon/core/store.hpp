@@ -132,6 +132,29 @@ struct AuditCount {
   uint64_t count = 0;
 };
 
+// Fleet mode: the last enrollment or reset of a user that another host wrote (audit row
+// fleet.foreign-change, docs/fleet.md "Changes made elsewhere"), unless a change of the user's
+// factors on this host came after it.
+struct ForeignChange {
+  std::string host;    // the writer's HostId
+  std::string change;  // "enrollment" or "reset"
+  std::string factor;  // the factor's field ("totp", "totp/NAME", "sms"); "" for a reset
+  int64_t time_usec = 0;
+};
+
+// Fleet mode's degraded decisions, counted from the audit trail's `degraded` rows (docs/fleet.md,
+// "Reconciliation report").
+struct DegradedTally {
+  uint64_t decisions = 0;       // calls decided without Redis (every degraded row of a user)
+  uint64_t logins_allowed = 0;  // Verify calls that succeeded
+  uint64_t logins_denied = 0;   // BeginAuthentication and Verify calls failed or refused
+  uint64_t consumed = 0;        // successes that consumed a code (TOTP step, backup code, SMS)
+  uint64_t unreplicated = 0;    // writes no replica acknowledged (Sentinel mode)
+  uint64_t periods = 0;         // times Redis was lost (rows of entering degraded mode)
+  uint64_t reconciled = 0;      // queued items Redis took on reconciliation (left rows' sum)
+  uint64_t refused = 0;         // queued items Redis refused (it knew better; left rows' sum)
+};
+
 // A device a person logged in from (docs/sessions.md, "Devices"): the fingerprint of (user,
 // rhost, service, tty kind), where from and through what, and when.
 struct DeviceRecord {
@@ -256,6 +279,13 @@ class Store {
   // purpose). The default refuses.
   virtual Result<std::vector<AuditCount>> count_audit(int64_t since_usec,
                                                       const std::vector<std::string>& kinds);
+  // The degraded rows at or after since_usec, tallied; current_period: only those after the last
+  // row of leaving degraded mode (the decisions of the period now ending). The default refuses.
+  virtual Result<DegradedTally> tally_degraded(int64_t since_usec, bool current_period);
+  // The last fleet.foreign-change row of user (named as the audit trail names it), unless a change
+  // of its factors here (enroll.confirm, enroll.import, enroll.disable, backup.generate,
+  // admin.reset) followed it. The default: none.
+  virtual Result<std::optional<ForeignChange>> last_foreign_change(const std::string& user);
   // The database's own consistency check (SQLite's PRAGMA quick_check): "" when it finds nothing,
   // else its first findings. The default refuses.
   virtual Result<std::string> check_integrity();

@@ -119,6 +119,12 @@ class FleetRecorder final : public Store {
                                               const std::vector<std::string>& kinds) override {
     return inner_.count_audit(since_usec, kinds);
   }
+  Result<DegradedTally> tally_degraded(int64_t since_usec, bool current_period) override {
+    return inner_.tally_degraded(since_usec, current_period);
+  }
+  Result<std::optional<ForeignChange>> last_foreign_change(const std::string& user) override {
+    return inner_.last_foreign_change(user);
+  }
   Result<std::string> check_integrity() override { return inner_.check_integrity(); }
   Status prune_audit(int64_t cutoff_usec) override { return inner_.prune_audit(cutoff_usec); }
 

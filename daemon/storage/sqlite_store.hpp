@@ -113,6 +113,8 @@ class SqliteStore final : public Store {
   // sqlite_report.cpp
   Result<std::vector<AuditCount>> count_audit(int64_t since_usec,
                                               const std::vector<std::string>& kinds) override;
+  Result<DegradedTally> tally_degraded(int64_t since_usec, bool current_period) override;
+  Result<std::optional<ForeignChange>> last_foreign_change(const std::string& user) override;
   Result<std::string> check_integrity() override;
 
   // Keys the audit chain (docs/audit-events.md, "The hash chain"): rows appended from now on
