@@ -1,5 +1,6 @@
 #include "bus/args.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <string_view>
 
@@ -335,6 +336,17 @@ int append_user_info(sd_bus_message* m, const UserInfo& info) {
   }
   if (r >= 0)
     r = append_sv_totp_devices(m, info.totp_devices);
+  if (r >= 0 && info.foreign_change) {
+    const ForeignChange& c = *info.foreign_change;
+    r = append_sv_string(m, "foreign_change_host", c.host);
+    if (r >= 0)
+      r = append_sv_string(m, "foreign_change_kind", c.change);
+    if (r >= 0)
+      r = append_sv_string(m, "foreign_change_factor", c.factor);
+    if (r >= 0)
+      r = append_sv_u64(m, "foreign_change_at",
+                        static_cast<uint64_t>(std::max<int64_t>(0, c.time_usec / 1000000)));
+  }
   if (r >= 0)
     r = sd_bus_message_close_container(m);
   return r;

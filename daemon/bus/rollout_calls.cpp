@@ -138,6 +138,14 @@ int append_report(sd_bus_message* m, const AdoptionReport& rep) {
       {"sms_sent", rep.sms_sent},
       {"sms_failed", rep.sms_failed},
       {"sessions_open", rep.sessions_open},
+      {"degraded_decisions", rep.degraded.decisions},
+      {"degraded_logins_allowed", rep.degraded.logins_allowed},
+      {"degraded_logins_denied", rep.degraded.logins_denied},
+      {"degraded_consumed", rep.degraded.consumed},
+      {"degraded_unreplicated", rep.degraded.unreplicated},
+      {"degraded_periods", rep.degraded.periods},
+      {"degraded_reconciled", rep.degraded.reconciled},
+      {"degraded_refused", rep.degraded.refused},
   };
   for (const auto& [key, value] : numbers) {
     if (r >= 0)

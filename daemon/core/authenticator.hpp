@@ -90,6 +90,8 @@ struct UserInfo {
   std::string masked_phone;
   std::optional<TotpParams> totp;
   std::vector<TotpDeviceInfo> totp_devices;
+  // Fleet mode: the last enrollment or reset another host wrote, until one made here (store.hpp).
+  std::optional<ForeignChange> foreign_change;
 };
 
 struct TotpEnrollmentOptions {
@@ -145,6 +147,9 @@ struct AdoptionReport {
   uint64_t sms_sent = 0;
   uint64_t sms_failed = 0;
   uint64_t sessions_open = 0;
+  // Fleet mode: the degraded decisions in the window (docs/fleet.md, "Reconciliation report");
+  // logins_success counts the allowed ones too, which stood on this host alone.
+  DegradedTally degraded;
   std::vector<GroupAdoption> groups;
 };
 

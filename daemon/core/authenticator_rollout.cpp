@@ -171,6 +171,8 @@ Result<AdoptionReport> Authenticator::adoption_report(const Caller& caller, int6
     else if (c.kind == audit_kind_name(AuditKind::kSmsFailed))
       r.sms_failed += c.count;
   }
+  MFA_STORE_TRY(tally, m.d_.store.tally_degraded(since_usec, /*current_period=*/false));
+  r.degraded = tally;
   // Sessions: this host's (fleet mode's are the registry's too).
   auto sessions = m.d_.store.list_sessions("");
   if (sessions.ok())

@@ -154,8 +154,25 @@ void FleetCoordinator::degraded_changed(bool degraded, const std::string& why) {
   event.reason = degraded ? AuditReason::kRedisUnavailable : AuditReason::kRedisAvailable;
   event.caller = "mfad";
   event.details["state"] = degraded ? "entered" : "left";
-  if (degraded)
+  if (degraded) {
     event.details["why"] = why;
+  } else {
+    // The reconciliation report: what the period now ending decided without Redis (its audit
+    // rows, since the last time degraded mode was left), and what its queue became.
+    auto tally = d_.cache.tally_degraded(0, /*current_period=*/true);
+    if (tally.ok()) {
+      event.details["decisions"] = std::to_string(tally->decisions);
+      event.details["logins_allowed"] = std::to_string(tally->logins_allowed);
+      event.details["logins_denied"] = std::to_string(tally->logins_denied);
+      event.details["consumed"] = std::to_string(tally->consumed);
+      event.details["unreplicated"] = std::to_string(tally->unreplicated);
+    } else {
+      MFA_LOG_ERROR("cannot count the degraded decisions: %s", tally.error().message.c_str());
+    }
+    event.details["reconciled"] = std::to_string(reconciled_);
+    event.details["refused"] = std::to_string(reconcile_refused_);
+    reconciled_ = reconcile_refused_ = 0;
+  }
   if (Status st = d_.audit.record(event); !st.ok()) {
     MFA_LOG_ERROR(
         degraded ? "cannot audit degraded mode: %s" : "cannot audit leaving degraded mode: %s",
@@ -513,13 +530,17 @@ void FleetCoordinator::reconcile() {
       w.change.fail_count = std::max(1, item.count);
     }
     const int64_t id = item.id;
-    auto finished = [this, alive, batch, id](bool ok) {
+    // sent: the item went to Redis (counted in the report); refused: Redis knew better.
+    auto finished = [this, alive, batch, id](bool ok, bool sent = false, bool refused = false) {
       if (!*alive)
         return;
-      if (ok)
+      if (ok) {
         batch->done_ids.push_back(id);
-      else
+        reconciled_ += sent && !refused ? 1 : 0;
+        reconcile_refused_ += sent && refused ? 1 : 0;
+      } else {
         batch->failed = true;
+      }
       if (--batch->outstanding != 0)
         return;
       reconciling_ = false;
@@ -546,7 +567,7 @@ void FleetCoordinator::reconcile() {
                        ? fleet::sms_reconcile_call(d_.config.redis_key_prefix, item, d_.config, now)
                        : std::nullopt) {
       client_->command(sms->eval_argv(), [finished](Result<RedisReply> reply) {
-        finished(reply.ok() && !reply->is_error());
+        finished(reply.ok() && !reply->is_error(), true);
       });
       continue;
     }
@@ -556,8 +577,9 @@ void FleetCoordinator::reconcile() {
     }
     // A refusal is fine here (Redis already knows better); records that fail verification are
     // audited, and the item goes: replaying it onto a forged state would vouch for that state.
-    write_state(item.user, std::move(w), kStateWriteTries,
-                [finished](StateWriteResult r) { finished(!r.unavailable); });
+    write_state(item.user, std::move(w), kStateWriteTries, [finished](StateWriteResult r) {
+      finished(!r.unavailable, true, r.rejected || r.refused != FleetRefusal::kNone);
+    });
   }
 }
 

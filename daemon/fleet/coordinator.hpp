@@ -213,9 +213,17 @@ class FleetCoordinator {
   bool take_view(const std::string& user, const fleet::VerifiedUser& verified,
                  const std::string& key);
   // What another host wrote since this one last saw user: a factor record of another host that is
-  // new here raises SecurityEvent "fleet-foreign-enrollment" when the user has sessions here.
+  // new here (or a reset of factors this host had) is audited fleet.foreign-change, and raises
+  // SecurityEvent "fleet-foreign-enrollment" ("fleet-foreign-reset") when the user has sessions
+  // here.
   void note_writers(const std::string& user, const fleet::VerifiedUser& verified);
+  // One such change (change: "enrollment" or "reset"): audited fleet.foreign-change (what
+  // `mfactl status` shows), and signalled when the user has sessions here.
+  void note_foreign_change(const std::string& user, const std::string& host,
+                           const std::string& change, const std::string& factor, bool signal);
   void changed_elsewhere(const std::string& user);
+  // Whether user (an account key or a name) has sessions registered on this host.
+  bool sessions_here(const std::string& user);
   // The person's data key as Redis holds it (wrapped: "" none) becomes this host's copy; false
   // when it does not open (refused as a record that failed verification).
   bool take_data_key(const std::string& user, const fleet::UserKeys& keys,
@@ -248,6 +256,10 @@ class FleetCoordinator {
   bool reconciling_ = false;
   EventSourcePtr reconcile_retry_;
   uint64_t reconcile_retry_usec_ = 0;
+  // Queued items Redis took, and refused, since degraded mode was last left (the left row's
+  // "reconciled" and "refused").
+  uint64_t reconciled_ = 0;
+  uint64_t reconcile_refused_ = 0;
   uint64_t left_degraded_usec_ = 0;  // CLOCK_MONOTONIC; 0 until degraded mode was left once
   bool shutting_down_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

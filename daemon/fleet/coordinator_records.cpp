@@ -161,41 +161,89 @@ void FleetCoordinator::changed_elsewhere(const std::string& user) {
   // signalled while those sessions run, not at the user's next login.
   if (degraded_ || user.size() > 256)
     return;
-  auto sessions = d_.cache.list_sessions(user);
-  if (sessions.ok() && !sessions->empty())
+  if (sessions_here(user))
     load_user(user, [this](bool) {
       if (on_write_)
         on_write_();
     });
 }
 
+bool FleetCoordinator::sessions_here(const std::string& user) {
+  // Sessions are registered under the name the login used (the account's name), state under the
+  // account key (uid/N): both are looked at.
+  const std::string name = fleet::redis_user(user);
+  auto sessions = d_.cache.list_sessions(name);
+  if (sessions.ok() && !sessions->empty())
+    return true;
+  if (name == user)
+    return false;
+  sessions = d_.cache.list_sessions(user);
+  return sessions.ok() && !sessions->empty();
+}
+
 void FleetCoordinator::note_writers(const std::string& user, const fleet::VerifiedUser& verified) {
   auto cached = d_.cache.get_factors(user);
   if (!cached.ok())
     return;
-  if (d_.events != nullptr && verified.factors.empty() && !cached->empty() &&
-      verified.writer != d_.mac.host() && !verified.writer.empty()) {
-    auto sessions = d_.cache.list_sessions(user);
-    if (sessions.ok() && !sessions->empty()) {
-      d_.events->security_event(fleet::redis_user(user), "fleet-foreign-reset",
-                                {{"host", verified.writer}});
-    }
+  // Computed once, when a change of another host's is found.
+  std::optional<bool> has_sessions;
+  auto has_sessions_here = [&] {
+    if (!has_sessions)
+      has_sessions = sessions_here(user);
+    return *has_sessions;
+  };
+  if (verified.factors.empty() && !cached->empty() && verified.writer != d_.mac.host() &&
+      !verified.writer.empty()) {
+    note_foreign_change(user, verified.writer, "reset", "", has_sessions_here());
   }
   for (const auto& f : verified.factors) {
+    // A pending enrollment opens nothing: its confirmation is the change.
+    if (f.pending)
+      continue;
     const std::string field = fleet::factor_field(f.method, f.pending, f.device);
     auto writer = verified.factor_writers.find(field);
-    if (writer == verified.factor_writers.end() || writer->second == d_.mac.host())
+    if (writer == verified.factor_writers.end() || writer->second == d_.mac.host() ||
+        writer->second.empty())
       continue;
     const bool known = std::any_of(cached->begin(), cached->end(),
                                    [&](const FactorRecord& l) { return same_factor(l, f); });
     if (known)
       continue;
-    auto sessions = d_.cache.list_sessions(user);
-    if (!sessions.ok() || sessions->empty() || d_.events == nullptr)
-      continue;
-    d_.events->security_event(fleet::redis_user(user), "fleet-foreign-enrollment",
-                              {{"host", writer->second}, {"factor", field}});
+    // Only against what this host knew of the user (factors, or sessions): a host that never saw
+    // the user has nothing to compare with, and every factor would look new.
+    const bool knew_user = std::any_of(cached->begin(), cached->end(),
+                                       [](const FactorRecord& l) { return !l.pending; });
+    if (knew_user || has_sessions_here())
+      note_foreign_change(user, writer->second, "enrollment", field, has_sessions_here());
   }
+}
+
+void FleetCoordinator::note_foreign_change(const std::string& user, const std::string& host,
+                                           const std::string& change, const std::string& factor,
+                                           bool signal) {
+  MFA_LOG_WARNING("fleet: host %s wrote %s of %s's factors", host.c_str(),
+                  change == "reset" ? "a reset" : "an enrollment", user.c_str());
+  AuditEvent event;
+  event.kind = AuditKind::kFleetForeignChange;
+  event.user = user;
+  event.outcome = AuditOutcome::kInfo;
+  event.caller = "mfad";
+  event.details["host"] = host;
+  event.details["change"] = change;
+  if (!factor.empty())
+    event.details["factor"] = factor;
+  if (Status st = d_.audit.record(event); !st.ok())
+    MFA_LOG_ERROR("cannot audit a change made elsewhere: %s", st.error().message.c_str());
+  if (on_write_)
+    on_write_();
+  if (!signal || d_.events == nullptr)
+    return;
+  StringMap details{{"host", host}};
+  if (!factor.empty())
+    details["factor"] = factor;
+  d_.events->security_event(fleet::redis_user(user),
+                            change == "reset" ? "fleet-foreign-reset" : "fleet-foreign-enrollment",
+                            details);
 }
 
 void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tries,
