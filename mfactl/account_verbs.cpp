@@ -29,6 +29,24 @@ json devices_field(const json& info) {
   return out;
 }
 
+// Fleet mode: GetUser's last change another host made, as {"host", "kind", "factor", "at"};
+// null when there is none (or an older mfad).
+json foreign_change_field(const json& info) {
+  if (!info.contains("foreign_change_host"))
+    return nullptr;
+  return json{{"host", str_field(info, "foreign_change_host")},
+              {"kind", str_field(info, "foreign_change_kind")},
+              {"factor", str_field(info, "foreign_change_factor")},
+              {"at", num_field(info, "foreign_change_at")}};
+}
+
+// "enrollment of totp by host host-b at TIME", "reset by host host-b at TIME".
+std::string foreign_change_text(const json& c) {
+  const std::string factor = str_field(c, "factor");
+  return str_field(c, "kind") + (factor.empty() ? "" : " of " + factor) + " by host " +
+         str_field(c, "host") + " at " + format_unix_time(static_cast<int64_t>(num_field(c, "at")));
+}
+
 // The object of `status --json` and of each element of `users --json`.
 json user_object(const json& info, const json& sessions) {
   return json{
@@ -41,6 +59,7 @@ json user_object(const json& info, const json& sessions) {
       {"masked_phone", str_field(info, "masked_phone")},
       {"totp_devices", devices_field(info)},
       {"sessions", sessions},
+      {"foreign_change", foreign_change_field(info)},
   };
 }
 
@@ -104,6 +123,8 @@ int cmd_status(Context& ctx, const std::vector<char*>& args) {
       {"Phone:", str_field(obj, "masked_phone").empty() ? "-" : str_field(obj, "masked_phone")},
       {"Sessions:", sessions_text(count)},
   };
+  if (obj["foreign_change"].is_object())
+    rows.push_back({"Changed elsewhere:", foreign_change_text(obj["foreign_change"])});
   if (info->contains("totp_algorithm")) {
     rows.insert(rows.begin() + 2,
                 {"TOTP:", str_field(*info, "totp_algorithm") + ", " +

@@ -78,6 +78,15 @@ int cmd_report(Context& ctx, const std::vector<char*>& args) {
       {"lockouts", num_field(r, "lockouts")},
       {"sms", {{"sent", num_field(r, "sms_sent")}, {"failed", num_field(r, "sms_failed")}}},
       {"sessions_open", num_field(r, "sessions_open")},
+      {"degraded",
+       {{"decisions", num_field(r, "degraded_decisions")},
+        {"logins_allowed", num_field(r, "degraded_logins_allowed")},
+        {"logins_denied", num_field(r, "degraded_logins_denied")},
+        {"consumed", num_field(r, "degraded_consumed")},
+        {"unreplicated", num_field(r, "degraded_unreplicated")},
+        {"periods", num_field(r, "degraded_periods")},
+        {"reconciled", num_field(r, "degraded_reconciled")},
+        {"refused", num_field(r, "degraded_refused")}}},
   };
   if (ctx.opt.json) {
     print_json(out);
@@ -99,6 +108,21 @@ int cmd_report(Context& ctx, const std::vector<char*>& args) {
                      std::to_string(num_field(r, "sms_failed")) + " failed"},
       {"Sessions open:", std::to_string(num_field(r, "sessions_open"))},
   };
+  // Fleet mode: decisions taken without Redis stood on this host alone (fleet.md).
+  const json& dg = out["degraded"];
+  if (num_field(dg, "decisions") != 0 || num_field(dg, "unreplicated") != 0 ||
+      num_field(dg, "periods") != 0) {
+    rows.push_back({"Decided without Redis:",
+                    std::to_string(num_field(dg, "decisions")) + " calls: " +
+                        std::to_string(num_field(dg, "logins_allowed")) + " logins passed, " +
+                        std::to_string(num_field(dg, "logins_denied")) + " refused, " +
+                        std::to_string(num_field(dg, "consumed")) + " codes consumed"});
+    rows.push_back({"  Reconciled:", std::to_string(num_field(dg, "reconciled")) + " items, " +
+                                         std::to_string(num_field(dg, "refused")) +
+                                         " refused by Redis; Redis lost " +
+                                         std::to_string(num_field(dg, "periods")) + " times"});
+    rows.push_back({"  Unreplicated writes:", std::to_string(num_field(dg, "unreplicated"))});
+  }
   (void)fputs(format_table(rows.front(), {rows.begin() + 1, rows.end()}).c_str(), stdout);
   const json groups = r.contains("groups") && r["groups"].is_array() ? r["groups"] : json::array();
   if (!groups.empty()) {
