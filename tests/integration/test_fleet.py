@@ -3,6 +3,7 @@ master key) sharing one real redis-server. What one host consumes is consumed on
 Redis goes away, logins go on from the local cache with both factors, every degraded decision is
 audited, and what was consumed meanwhile stays consumed once Redis is back."""
 
+import json
 import os
 import signal
 import time
@@ -167,6 +168,49 @@ def test_redis_down_logins_go_on_and_reconcile(fleet, test_users, redis):
     assert b.login(user, codes[1])[1].expect_ok() == "backup"
     assert a.sql("SELECT count(*) FROM fleet_reconcile").strip() == "0"
     assert any(r["reason"] == "redis-available" for r in audit_rows(a, "degraded"))
+
+
+def report(m):
+    r = m.mfactl("--json", "report")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_leaving_degraded_mode_reports_what_was_decided(fleet, test_users, redis):
+    """Issue 16: the row of leaving degraded mode counts the period's decisions and what became
+    of its queue; `mfactl report` adds them up over its window, apart from the logins Redis
+    confirmed."""
+    a, _b = fleet
+    a.set_config("Redis", "DegradedBackupCodes", "yes")
+    a.restart()
+    wait_degraded(a, False)
+    user = "mfa-alice"
+    secret = a.enroll_totp(user)
+    codes = backup_codes(a, user)
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"  # with Redis
+    before = report(a)
+
+    redis.stop()
+    assert a.login(user, a.next_code(user, secret))[1].expect_ok() == "totp"
+    a.login(user, "999999")[1].expect_error("BadCode")
+    assert a.login(user, codes[0])[1].expect_ok() == "backup"
+    queued = int(a.sql("SELECT count(*) FROM fleet_reconcile").strip())
+    assert queued >= 2  # the TOTP step and the backup code, at least
+    redis.start()
+    wait_degraded(a, False)
+
+    left = [r for r in audit_rows(a, "degraded") if audit_details(r).get("state") == "left"][-1]
+    assert audit_details(left) == {
+        "state": "left", "decisions": "3", "logins_allowed": "2", "logins_denied": "1",
+        "consumed": "2", "unreplicated": "0", "reconciled": str(queued), "refused": "0"}, left
+    after = report(a)
+    assert after["logins"]["success"] - before["logins"]["success"] == 2
+    delta = {k: after["degraded"][k] - before["degraded"][k] for k in after["degraded"]}
+    assert delta == {"decisions": 3, "logins_allowed": 2, "logins_denied": 1, "consumed": 2,
+                     "unreplicated": 0, "periods": 1, "reconciled": queued, "refused": 0}, delta
+    r = a.mfactl("report")
+    assert r.returncode == 0, r.stderr
+    assert "Decided without Redis:" in r.stdout, r.stdout
 
 
 def test_redis_frozen_is_degraded_within_the_timeout(fleet, test_users, redis):

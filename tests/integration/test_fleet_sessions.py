@@ -15,7 +15,8 @@ from fleet_helpers import redis  # noqa: F401 (a fixture)
 from fleet_helpers import (audit_details, audit_rows, degraded, fleet_config, second_host,
                            wait_degraded)
 from pam_helpers import PAM_PERM_DENIED, PAM_SUCCESS
-from conftest import wait_until
+from conftest import current_step, totp, wait_until
+from mfactl_helpers import run_json
 from session_helpers import Monitor, SessionServices, audit
 
 ROW_KEYS = {"id", "user", "service", "rhost", "tty", "ruser", "logind_session", "leader_pid",
@@ -281,3 +282,64 @@ def test_forged_termination_request_ends_nothing(fleet_factory, test_users, redi
     assert ids(f.a, "mfa-alice") == {leader.session_id}
     f.b.call("TerminateSession", "s", leader.session_id).expect_ok()
     assert leader.wait_dead(5) == -signal.SIGHUP
+
+
+def status_text(m, user):
+    r = m.mfactl("status", user)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_changes_made_elsewhere_are_signalled_and_shown(fleet_factory, test_users, redis):
+    """Issue 16: an enrollment or a reset written by another host raises a SecurityEvent where
+    the user has sessions, with the writer's HostId, and `mfactl status` shows it there (kept
+    across a restart) until the user's factors change on that host; a change made on the host
+    itself shows nothing."""
+    f = fleet_factory(max_per_user=5)
+    alice = test_users["mfa-alice"]
+    # Bob's enrollment is A's own.
+    f.a.enroll_totp("mfa-bob")
+    assert "Changed elsewhere" not in status_text(f.a, "mfa-bob")
+    assert run_json(f.a, "status", "mfa-bob")["foreign_change"] is None
+    f.a.enroll_totp("mfa-alice")
+    assert f.lead("a", alice).open_rc == PAM_SUCCESS
+    monitor = Monitor(f.a.bus)
+    try:
+        # B enrolls a second authenticator for alice.
+        doc = run_json(f.b, "enroll", "totp", "mfa-alice", "--name", "phone2")
+        r = f.b.mfactl("confirm", "totp", "mfa-alice", totp(doc["secret"], step=current_step()))
+        assert r.returncode == 0, r.stderr
+        text = monitor.wait_for('string "fleet-foreign-enrollment"', 'string "totp/phone2"')
+        assert re.search(r'member=SecurityEvent[^\n]*\n[^\n]*\n\s+string "fleet-foreign-enrollment"',
+                         text), text
+        assert 'string "host-b"' in text, text
+        # The pending record of the enrollment raised nothing: its confirmation is the change.
+        assert "totp/phone2:pending" not in text, text
+        change = run_json(f.a, "status", "mfa-alice")["foreign_change"]
+        assert {k: change[k] for k in ("host", "kind", "factor")} == {
+            "host": "host-b", "kind": "enrollment", "factor": "totp/phone2"}
+        assert abs(change["at"] - time.time()) < 60, change
+        assert re.search(r"^Changed elsewhere: +enrollment of totp/phone2 by host host-b at \S",
+                         status_text(f.a, "mfa-alice"), re.M)
+        rows = audit(f.a, "mfa-alice", "fleet.foreign-change")
+        assert [audit_details(r) for r in rows] == [
+            {"host": "host-b", "change": "enrollment", "factor": "totp/phone2",
+             "uid": str(alice.uid)}]
+        # B itself wrote it: nothing to show there.
+        assert run_json(f.b, "status", "mfa-alice")["foreign_change"] is None
+
+        # An admin on B resets alice.
+        f.b.call("ResetUser", "s", "mfa-alice").expect_ok()
+        monitor.wait_for('string "fleet-foreign-reset"')
+        assert re.search(r"^Changed elsewhere: +reset by host host-b at \S",
+                         status_text(f.a, "mfa-alice"), re.M)
+    finally:
+        monitor.stop()
+    # Kept in A's database: a restart still shows it.
+    f.a.restart()
+    wait_degraded(f.a, False)
+    assert run_json(f.a, "status", "mfa-alice")["foreign_change"]["kind"] == "reset"
+    # An enrollment on A itself: the line goes, and no new one comes.
+    f.a.enroll_totp("mfa-alice")
+    assert "Changed elsewhere" not in status_text(f.a, "mfa-alice")
+    assert run_json(f.a, "status", "mfa-alice")["foreign_change"] is None

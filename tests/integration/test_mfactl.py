@@ -11,7 +11,7 @@ from mfactl_helpers import (ADMIN_ERROR, BACKUP_ALPHABET, STEP_UP_MESSAGE, enrol
                             run_json, secret_from_human_output, status)
 
 STATUS_KEYS = {"user", "methods", "pending", "backup_codes_left", "locked_until", "failures",
-               "masked_phone", "sessions", "totp_devices"}
+               "masked_phone", "sessions", "totp_devices", "foreign_change"}
 AUDIT_KEYS = {"id", "time", "kind", "user", "outcome", "reason", "caller", "details", "hash"}
 
 

@@ -390,8 +390,13 @@ def test_report_keys_and_numbers(mfad, test_users):
     assert not v.ok
     doc = run_json(mfad, "report")
     assert set(doc) == {"users_total", "users_enrolled", "enrolled_percent", "methods", "logins",
-                        "verification_success_percent", "lockouts", "sms", "sessions_open"}
+                        "verification_success_percent", "lockouts", "sms", "sessions_open",
+                        "degraded"}
     assert set(doc["methods"]) == {"totp", "sms", "backup"}
+    # Without fleet mode nothing is decided without Redis (fleet.md, "Reconciliation report").
+    assert doc["degraded"] == {"decisions": 0, "logins_allowed": 0, "logins_denied": 0,
+                               "consumed": 0, "unreplicated": 0, "periods": 0, "reconciled": 0,
+                               "refused": 0}
     assert set(doc["logins"]) == {"success", "failure"}
     assert set(doc["sms"]) == {"sent", "failed"}
     assert doc["users_enrolled"] == 2 and doc["methods"]["totp"] == 2
