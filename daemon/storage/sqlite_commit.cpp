@@ -130,7 +130,27 @@ Status SqliteStore::commit() {
     return error;
   }
   commit_audit_head();
+  if (erase_log_after_commit_)
+    erase_log();
   return {};
+}
+
+void SqliteStore::erase_log() {
+  // TRUNCATE: every frame copied into the database (synced), then the log cut to nothing. Another
+  // connection reading (sqlite3 on the file) can keep it from finishing: the next commit tries
+  // again. The commit itself stands either way.
+  int frames = -1;
+  int copied = -1;
+  const int rc =
+      sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, &frames, &copied);
+  if (rc == SQLITE_OK && frames == 0) {
+    erase_log_after_commit_ = false;
+    return;
+  }
+  MFA_LOG_WARNING(
+      "a forgotten person's old records are still in the database log (checkpoint: %s); "
+      "trying again after the next write",
+      rc == SQLITE_OK ? "readers in the way" : sqlite3_errstr(rc));
 }
 
 }  // namespace mfa

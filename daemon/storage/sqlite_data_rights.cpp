@@ -24,10 +24,10 @@ Result<ForgetReport> SqliteStore::forget_user(const ForgetRequest& request) {
   // The records of the person's authentication state: under the account key, or under a name
   // (records an older mfad kept under it).
   static constexpr const char* kByOwner[] = {
-      "DELETE FROM factors WHERE user = ?",        "DELETE FROM backup_codes WHERE user = ?",
-      "DELETE FROM totp_watermark WHERE user = ?", "DELETE FROM limits WHERE user = ?",
-      "DELETE FROM sms_codes WHERE user = ?",      "DELETE FROM sms_sends WHERE user = ?",
-      "DELETE FROM fleet_reconcile WHERE user = ?"};
+      "DELETE FROM factors WHERE user = ?",         "DELETE FROM backup_codes WHERE user = ?",
+      "DELETE FROM totp_watermark WHERE user = ?",  "DELETE FROM limits WHERE user = ?",
+      "DELETE FROM sms_codes WHERE user = ?",       "DELETE FROM sms_sends WHERE user = ?",
+      "DELETE FROM fleet_reconcile WHERE user = ?", "DELETE FROM enrollment_tokens WHERE user = ?"};
   for (const std::string& owner : owners) {
     for (const char* sql : kByOwner) {
       MFA_TRY(changes, write(sql, [&](Statement& st) { st.text(1, owner); }));
@@ -41,6 +41,10 @@ Result<ForgetReport> SqliteStore::forget_user(const ForgetRequest& request) {
     report.devices += devices;
   }
   MFA_CHECK(pseudonymise_audit(request.names, report));
+  // secure_delete (configure()) zeroes what the batch deletes or rewrites, in the pages it
+  // writes; the older copies of those pages stay in the write-ahead log until a checkpoint
+  // overwrites it. commit() checkpoints and truncates the log once this batch is in.
+  erase_log_after_commit_ = true;
   return report;
 }
 

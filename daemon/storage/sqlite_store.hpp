@@ -189,6 +189,9 @@ class SqliteStore final : public Store {
   Status begin_write();
   // Turns a failed write into a failed batch: rolls back and remembers the error for flush().
   Error fail_write(Error error);
+  // After a forget (sqlite_data_rights.cpp): checkpoints the write-ahead log and truncates it, so
+  // that no older copy of the erased rows stays in it.
+  void erase_log();
   Error sqlite_error(int rc, const char* what) const;
   // The audit chain (sqlite_audit.cpp).
   std::string audit_link(std::string_view prev_hash, const AuditRecord& row) const;
@@ -221,6 +224,7 @@ class SqliteStore final : public Store {
   std::atomic<bool> sync_failed_{false};  // sticky: see sync()
   std::unordered_map<const char*, SqliteStmtPtr> statements_;
   bool in_transaction_ = false;
+  bool erase_log_after_commit_ = false;  // a forget is in the batch, or its checkpoint failed
   std::optional<Error> batch_error_;
 
   // The keyed chain. head_ follows the open transaction; committed_head_ is what the last commit
