@@ -38,6 +38,7 @@ inline constexpr char kErrorEnrollmentTokenRequired[] = "org.mfad1.Error.Enrollm
 // Verify's refusals that say more than BadCode (both count as a failed attempt).
 inline constexpr char kErrorClockDrift[] = "org.mfad1.Error.ClockDrift";
 inline constexpr char kErrorCodeExpired[] = "org.mfad1.Error.CodeExpired";
+inline constexpr char kErrorNoticeNotAccepted[] = "org.mfad1.Error.NoticeNotAccepted";
 
 // BeginAuthentication's answer for a user with no factor whom the rollout lets enroll or skip
 // (never a factor: Verify refuses such a challenge).
@@ -52,6 +53,8 @@ inline constexpr char kContextRollout[] = "rollout";
 inline constexpr size_t kMaxEnrollmentLines = 64;
 inline constexpr size_t kMaxEnrollmentLineLength = 480;
 inline constexpr size_t kMaxTokenLength = 64;
+// The enrollment notice's text ([Enrollment] Notice=/NoticeFile=, GetEnrollmentNotice).
+inline constexpr size_t kMaxEnrollmentNoticeLength = 16 * 1024;
 
 // Method names in codes and in BeginAuthentication's answer.
 inline constexpr char kMethodTotp[] = "totp";

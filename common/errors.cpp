@@ -39,6 +39,7 @@ constexpr ErrcName kErrcNames[] = {
     {Errc::kEnrollmentTokenRequired, dbus::kErrorEnrollmentTokenRequired},
     {Errc::kClockDrift, dbus::kErrorClockDrift},
     {Errc::kCodeExpired, dbus::kErrorCodeExpired},
+    {Errc::kNoticeNotAccepted, dbus::kErrorNoticeNotAccepted},
     {Errc::kInternal, dbus::kErrorInternal},
     {Errc::kIo, dbus::kErrorInternal},
     {Errc::kCrypto, dbus::kErrorInternal},

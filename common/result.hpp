@@ -38,9 +38,11 @@ enum class Errc {
   kEnrollmentTokenRequired,  // org.mfad1.Error.EnrollmentTokenRequired: [Rollout] RequireToken=yes
   kClockDrift,   // org.mfad1.Error.ClockDrift: a TOTP code of a clock that is off (a failure)
   kCodeExpired,  // org.mfad1.Error.CodeExpired: the SMS code was right but typed too late
-  kIo,           // files, sockets (not sent over the bus as such: maps to StorageFailure/Internal)
-  kCrypto,       // sealing/opening failed: tampered record, wrong key
-  kInternal,     // org.mfad1.Error.Internal
+  // Data rights (docs/security-model.md).
+  kNoticeNotAccepted,  // org.mfad1.Error.NoticeNotAccepted: [Enrollment] Notice= not accepted
+  kIo,        // files, sockets (not sent over the bus as such: maps to StorageFailure/Internal)
+  kCrypto,    // sealing/opening failed: tampered record, wrong key
+  kInternal,  // org.mfad1.Error.Internal
 };
 
 struct Error {

@@ -40,6 +40,7 @@ constexpr ErrorLabel kErrorLabels[] = {
     {dbus::kErrorLimitExceeded, Errc::kLimitExceeded, "limit exceeded"},
     {dbus::kErrorEnrollmentTokenRequired, Errc::kEnrollmentTokenRequired,
      "enrollment token required"},
+    {dbus::kErrorNoticeNotAccepted, Errc::kNoticeNotAccepted, "enrollment notice not accepted"},
     {dbus::kErrorInternal, Errc::kInternal, "internal error"},
     {SD_BUS_ERROR_ACCESS_DENIED, Errc::kNotAllowed, "not allowed"},
     {SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED, Errc::kNotAllowed, "not allowed"},

@@ -90,6 +90,7 @@ constexpr Name<AuditReason> kReasons[] = {
     {AuditReason::kEnrollmentSkipped, "enrollment-skipped"},
     {AuditReason::kTokenRequired, "token-required"},
     {AuditReason::kBadToken, "bad-token"},
+    {AuditReason::kNoticeNotAccepted, "notice-not-accepted"},
     {AuditReason::kNotAllowed, "not-allowed"},
     {AuditReason::kNotEnrolled, "not-enrolled"},
     {AuditReason::kMethodNotAccepted, "method-not-accepted"},

@@ -85,6 +85,8 @@ enum class AuditReason {
   kEnrollmentSkipped,
   kTokenRequired,
   kBadToken,
+  // Data rights (docs/security-model.md).
+  kNoticeNotAccepted,
   // Access and limits.
   kNotAllowed,
   kNotEnrolled,

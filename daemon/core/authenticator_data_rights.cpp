@@ -2,20 +2,13 @@
 // them (ExportUser) or erased (ForgetUser, crypto-shredding through their data key); the devices
 // they logged in from (ListDevices, ForgetDevice); and the notice shown before an enrollment,
 // whose acceptance is audited with its SHA-256 (GetEnrollmentNotice, AcceptEnrollmentNotice).
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 
 #include <nlohmann/json.hpp>
 
 #include "common/crypto.hpp"
-#include "common/handles.hpp"
 #include "core/authenticator_impl.hpp"
-#include "core/config_keys.hpp"
+#include "core/enrollment_notice.hpp"
 #include "core/log.hpp"
 #include "core/rate_limiter.hpp"
 #include "core/sms_codes.hpp"
@@ -27,6 +20,11 @@ namespace {
 using Json = nlohmann::json;
 
 constexpr size_t kMaxExportAuditRows = 10000;
+// An acceptance opens one enrollment begun within this time (mfactl and the PAM module begin
+// right after it, or after a token prompt); then the notice is shown again.
+constexpr uint64_t kNoticeAcceptanceUsec = 15ULL * 60 * kUsecPerSecond;
+// Acceptances not yet used, at most (one per account).
+constexpr size_t kMaxAcceptedNotices = 4096;
 
 int64_t seconds(int64_t usec) {
   return usec / kUsecPerSecond;
@@ -45,31 +43,25 @@ std::vector<std::string> names_of(const std::string& shown, std::string_view use
   return names;
 }
 
-Result<std::string> read_notice_file(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK));
-  if (!fd.valid())
-    return make_error(
-        Errc::kIo, "cannot open the enrollment notice file " + path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
-    return make_error(Errc::kIo, "the enrollment notice file " + path + " is not a regular file");
-  if (static_cast<uint64_t>(st.st_size) > kMaxEnrollmentNotice)
-    return make_error(Errc::kIo, "the enrollment notice file " + path + " is longer than " +
-                                     std::to_string(kMaxEnrollmentNotice) + " bytes");
-  std::string text(static_cast<size_t>(st.st_size), '\0');
-  size_t got = 0;
-  while (got < text.size()) {
-    ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      break;
-    got += static_cast<size_t>(n);
+// The notice as configured now (NoticeFile= is read again: an edit needs no restart).
+Result<EnrollmentNotice> current_notice(const Config& config) {
+  EnrollmentNotice notice;
+  if (!config.enrollment_notice_file.empty()) {
+    auto text = read_notice_file(config.enrollment_notice_file);
+    if (!text.ok()) {
+      // Fail closed: no enrollment goes on without the notice it must show.
+      MFA_LOG_ERROR("%s", text.error().message.c_str());
+      return make_error(Errc::kInternal, "The enrollment notice cannot be read; ask an admin");
+    }
+    notice.text = std::move(text).value();
+  } else {
+    notice.text = config.enrollment_notice;
   }
-  text.resize(got);
-  if (text.find('\0') != std::string::npos)
-    return make_error(Errc::kIo, "the enrollment notice file " + path + " is not text");
-  return text;
+  if (!notice.text.empty()) {
+    notice.sha256_hex = to_hex(sha256(std::span<const uint8_t>(
+        reinterpret_cast<const uint8_t*>(notice.text.data()), notice.text.size())));
+  }
+  return notice;
 }
 
 }  // namespace
@@ -272,24 +264,7 @@ Status Authenticator::forget_device(const Caller& caller, std::string_view user,
 }
 
 Result<EnrollmentNotice> Authenticator::enrollment_notice() const {
-  const Config& config = impl_->d_.config;
-  EnrollmentNotice notice;
-  if (!config.enrollment_notice_file.empty()) {
-    auto text = read_notice_file(config.enrollment_notice_file);
-    if (!text.ok()) {
-      // Fail closed: no enrollment goes on without the notice it must show.
-      MFA_LOG_ERROR("%s", text.error().message.c_str());
-      return make_error(Errc::kInternal, "The enrollment notice cannot be read; ask an admin");
-    }
-    notice.text = std::move(text).value();
-  } else {
-    notice.text = config.enrollment_notice;
-  }
-  if (!notice.text.empty()) {
-    notice.sha256_hex = to_hex(sha256(std::span<const uint8_t>(
-        reinterpret_cast<const uint8_t*>(notice.text.data()), notice.text.size())));
-  }
-  return notice;
+  return current_notice(impl_->d_.config);
 }
 
 Status Authenticator::accept_enrollment_notice(const Caller& caller, std::string_view user,
@@ -303,9 +278,43 @@ Status Authenticator::accept_enrollment_notice(const Caller& caller, std::string
     return invalid_argument("There is no enrollment notice to accept");
   if (!ct_equal(notice.sha256_hex, sha256_hex))
     return invalid_argument("The enrollment notice changed; show the current one and ask again");
+  // Room for the acceptance first: one of each account's at most, those past their time go.
+  const uint64_t now = m.d_.clock.monotonic_usec();
+  if (m.accepted_notices.size() >= kMaxAcceptedNotices &&
+      !m.accepted_notices.contains(access.account)) {
+    std::erase_if(m.accepted_notices,
+                  [&](const auto& entry) { return entry.second.until_usec <= now; });
+    if (m.accepted_notices.size() >= kMaxAcceptedNotices)
+      return make_error(Errc::kLimitExceeded, "Too many enrollments are in progress");
+  }
   MFA_CHECK(m.audit_success(AuditKind::kEnrollNotice, access.account, caller,
                             {{"notice_sha256", notice.sha256_hex}, {"via", std::string(via)}}));
+  m.accepted_notices[access.account] = {notice.sha256_hex, now + kNoticeAcceptanceUsec};
   return {};
+}
+
+Status Authenticator::Impl::require_notice_acceptance(const Caller& caller, const std::string& user,
+                                                      StringMap details) {
+  MFA_TRY(notice, current_notice(d_.config));
+  if (notice.text.empty())
+    return {};
+  const auto it = accepted_notices.find(user);
+  if (it != accepted_notices.end() && d_.clock.monotonic_usec() < it->second.until_usec &&
+      ct_equal(it->second.sha256_hex, notice.sha256_hex))
+    return {};
+  // An acceptance of another text, or one too old, is no acceptance: the notice is shown again.
+  if (it != accepted_notices.end())
+    accepted_notices.erase(it);
+  details["notice_sha256"] = notice.sha256_hex;
+  MFA_CHECK(audit(AuditKind::kEnrollBegin, user, AuditOutcome::kDenied,
+                  AuditReason::kNoticeNotAccepted, caller, std::move(details)));
+  return make_error(Errc::kNoticeNotAccepted,
+                    "Enrolling needs the enrollment notice accepted first (show it, then "
+                    "AcceptEnrollmentNotice with its hash)");
+}
+
+void Authenticator::Impl::use_notice_acceptance(const std::string& user) {
+  accepted_notices.erase(user);
 }
 
 }  // namespace mfa

@@ -133,6 +133,7 @@ Result<SmsMessage> Authenticator::begin_sms_enrollment(const Caller& caller, std
   if (f.sms)
     return make_error(Errc::kAlreadyEnrolled,
                       "A phone is already enrolled for this user; disable sms first");
+  MFA_CHECK(m.require_notice_acceptance(caller, user, {{"method", "sms"}}));
   const SecureString phone(phone_e164);
   // Self-service only: admins are trusted with their users' numbers.
   if (!access.admin)
@@ -146,6 +147,7 @@ Result<SmsMessage> Authenticator::begin_sms_enrollment(const Caller& caller, std
   MFA_TRY(sealed, m.sms.seal_phone(phone.view(), user, kSealSmsPending));
   const std::string masked = mask_phone(phone.view());
   MFA_CHECK(put_factor(m, user, Method::kSms, true, std::move(sealed), masked));
+  m.use_notice_acceptance(user);
   MFA_CHECK(m.audit_success(AuditKind::kEnrollBegin, user, caller,
                             {{"method", "sms"}, {"phone", masked}}));
   return m.sms.issue(caller, user, phone, kSmsPurposeEnroll, {{"method", "sms"}});
@@ -212,6 +214,7 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
 
   MFA_TRY(f, m.load_factors(user));
   MFA_CHECK(check_new_device(f, device));
+  MFA_CHECK(m.require_notice_acceptance(caller, user, {{"method", "totp"}, {"device", device}}));
   MFA_CHECK(m.step_up(caller, user, access, options.current_code.view(), f, "enroll totp"));
   if (m.token_required(caller, access, f))
     MFA_CHECK(
@@ -227,6 +230,7 @@ Result<TotpEnrollment> Authenticator::begin_totp_enrollment(const Caller& caller
   MFA_STORE_CHECK(m.d_.store.delete_factor(user, Method::kTotp, true));
   MFA_CHECK(put_factor(m, user, Method::kTotp, true, std::move(sealed).value(),
                        format_totp_params(params), device));
+  m.use_notice_acceptance(user);
 
   TotpEnrollment out;
   {

@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "common/result.hpp"
 #include "core/authenticator.hpp"
@@ -105,6 +106,22 @@ struct Authenticator::Impl : Verifier {
                                 std::string_view token, StringMap details);
   // Whether a first enrollment by caller on their own account needs a token.
   bool token_required(const Caller& caller, const Access& access, const Factors& f) const;
+
+  // --- The enrollment notice (authenticator_data_rights.cpp). ---
+  // Acceptances not yet used by an enrollment, by account: the hash of the text accepted and
+  // until when (monotonic) it opens one.
+  struct AcceptedNotice {
+    std::string sha256_hex;
+    uint64_t until_usec = 0;
+  };
+  std::unordered_map<std::string, AcceptedNotice> accepted_notices;
+  // When a notice is configured, an enrollment of user's begins only after user (or an admin for
+  // them) accepted its current text: NoticeNotAccepted, audited (enroll.begin, denied,
+  // notice-not-accepted), otherwise.
+  Status require_notice_acceptance(const Caller& caller, const std::string& user,
+                                   StringMap details);
+  // The enrollment has begun: the next one needs the notice accepted again.
+  void use_notice_acceptance(const std::string& user);
 
   // --- What GetUser and ListUsers show (authenticator_admin.cpp). ---
   Result<UserInfo> user_info(std::string_view user);

@@ -281,6 +281,8 @@ Result<std::vector<SecureString>> Authenticator::begin_login_enrollment(const Ca
   if (f.any_active())
     return make_error(Errc::kAlreadyEnrolled,
                       "This account has a second factor by now; log in again to use it");
+  // The notice before the token: a login that declined it is refused (and audited) here.
+  MFA_CHECK(m.require_notice_acceptance(caller, user, details));
   if (m.d_.config.rollout_require_token && !c->rollout->token_checked) {
     MFA_CHECK(m.spend_enrollment_token(caller, user, token, details));
     // The challenge may have gone meanwhile (it is looked up again, never kept across calls).
@@ -311,6 +313,7 @@ Result<std::vector<SecureString>> Authenticator::begin_login_enrollment(const Ca
   MFA_TRY(lines, enrollment_card(otpauth.view(), b32.view(), dbus::kMaxEnrollmentLineLength));
   if (lines.size() > dbus::kMaxEnrollmentLines)
     return make_error(Errc::kInternal, "The enrollment does not fit the login's messages");
+  m.use_notice_acceptance(user);
   c->rollout->secret = std::move(secret);
   c->rollout->params = params;
   c->rollout->issuer = issuer;

@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "common/totp_issuer.hpp"
+#include "core/enrollment_notice.hpp"
 #include "core/redis_address.hpp"
 #include "core/rollout.hpp"
 #include "core/sms_phone.hpp"
@@ -449,6 +450,8 @@ const std::vector<ConfigKey>& config_keys() {
                                                  return "Notice must be at most " +
                                                         std::to_string(kMaxEnrollmentNotice) +
                                                         " bytes";
+                                               if (auto problem = notice_text_problem(v))
+                                                 return "Notice " + *problem;
                                                c.enrollment_notice = std::string(v);
                                                return std::nullopt;
                                              }},
@@ -536,6 +539,12 @@ std::vector<BrokenConfigRule> check_key_combinations(const Config& config) {
   if (!config.enrollment_notice.empty() && !config.enrollment_notice_file.empty()) {
     broken.push_back(
         {"Enrollment", "NoticeFile", "set Notice or NoticeFile, not both (one notice is shown)"});
+  } else if (!config.enrollment_notice_file.empty()) {
+    // Read again before each enrollment (an edit needs no restart); checked here so that a file
+    // that cannot be shown is a configuration error, not a refused enrollment.
+    auto text = read_notice_file(config.enrollment_notice_file);
+    if (!text.ok())
+      broken.push_back({"Enrollment", "NoticeFile", text.error().message});
   }
   if (config.sms_provider == SmsProvider::kWebhook && config.webhook_url.empty())
     broken.push_back({"SMS", "Provider", "Provider=webhook needs [Webhook] URL"});

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/dbus_names.hpp"
 #include "core/config.hpp"
 
 namespace mfa {
@@ -38,7 +39,7 @@ struct ConfigKey {
 };
 
 // The longest enrollment notice, inline or in its file (docs/admin-guide.md).
-inline constexpr size_t kMaxEnrollmentNotice = 16 * 1024;
+inline constexpr size_t kMaxEnrollmentNotice = dbus::kMaxEnrollmentNoticeLength;
 
 // Every key mfad knows.
 const std::vector<ConfigKey>& config_keys();
