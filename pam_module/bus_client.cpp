@@ -381,7 +381,7 @@ int MfadClient::check_trusted_owner(uid_t uid) {
 }
 
 int MfadClient::build(const char* member, bool sensitive, const char* a, const char* b,
-                      const BusContext* context, BusMessagePtr* ret_message) {
+                      const char* c, const BusContext* context, BusMessagePtr* ret_message) {
   sd_bus_message* raw = nullptr;
   int r = sd_bus_message_new_method_call(bus_.get(), &raw, daemon_, dbus::kObjectPath,
                                          dbus::kInterface, member);
@@ -392,6 +392,8 @@ int MfadClient::build(const char* member, bool sensitive, const char* a, const c
     r = sd_bus_message_append(m.get(), "s", a);
   if (r >= 0 && b)
     r = sd_bus_message_append(m.get(), "s", b);
+  if (r >= 0 && c)
+    r = sd_bus_message_append(m.get(), "s", c);
   if (r >= 0 && context) {
     r = sd_bus_message_open_container(m.get(), 'a', "{ss}");
     for (const auto& [key, value] : *context) {
@@ -409,6 +411,15 @@ int MfadClient::build(const char* member, bool sensitive, const char* a, const c
 
 CallResult MfadClient::call(const char* member, bool sensitive, const char* a, const char* b,
                             const BusContext* context) {
+  return call_with(member, sensitive, a, b, nullptr, context);
+}
+
+CallResult MfadClient::call3(const char* member, const char* a, const char* b, const char* c) {
+  return call_with(member, false, a, b, c, nullptr);
+}
+
+CallResult MfadClient::call_with(const char* member, bool sensitive, const char* a, const char* b,
+                                 const char* c, const BusContext* context) {
   CallResult res;
   if (!bus_) {
     res.r_ = reconnect(monotonic_usec() + hook_.timeout_usec());
@@ -419,7 +430,7 @@ CallResult MfadClient::call(const char* member, bool sensitive, const char* a, c
     }
   }
   BusMessagePtr m;
-  res.r_ = build(member, sensitive, a, b, context, &m);
+  res.r_ = build(member, sensitive, a, b, c, context, &m);
   if (res.r_ < 0) {
     res.status_ = classify_call(res.r_, nullptr);
     return res;
@@ -439,7 +450,7 @@ void MfadClient::send_without_reply(const char* member, const char* a) {
     return;
   }
   BusMessagePtr m;
-  r = build(member, false, a, nullptr, nullptr, &m);
+  r = build(member, false, a, nullptr, nullptr, nullptr, &m);
   if (r >= 0)
     r = sd_bus_message_set_expect_reply(m.get(), 0);
   if (r >= 0)

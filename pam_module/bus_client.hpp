@@ -94,6 +94,8 @@ class MfadClient {
   // release() closed the last one.
   CallResult call(const char* member, bool sensitive, const char* a, const char* b,
                   const BusContext* context);
+  // A method of three strings (AcceptEnrollmentNotice), not sensitive.
+  CallResult call3(const char* member, const char* a, const char* b, const char* c);
   // A call with one string whose reply nobody waits for; best effort.
   void send_without_reply(const char* member, const char* a);
   // The PAM result of a call that failed in a way common to every method; logged, and shown
@@ -127,7 +129,9 @@ class MfadClient {
   // Whether a connection of this uid may be sent codes (root or the mfad user): PAM_SUCCESS, or
   // the PAM result of refusing it.
   int check_trusted_owner(uid_t uid);
-  int build(const char* member, bool sensitive, const char* a, const char* b,
+  CallResult call_with(const char* member, bool sensitive, const char* a, const char* b,
+                       const char* c, const BusContext* context);
+  int build(const char* member, bool sensitive, const char* a, const char* b, const char* c,
             const BusContext* context, BusMessagePtr* ret_message);
 
   HookContext& hook_;

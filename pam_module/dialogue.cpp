@@ -78,6 +78,7 @@ class Dialogue {
   HookContext& hook_;
   MfadClient& client_;
   const PamArgs& args_ = hook_.args();
+  const char* user_ = nullptr;                    // begin_authentication's, the hook's
   char challenge_[kMaxChallengeLength + 1] = {};  // not a secret: tied to this process
   bool offers_enroll_ = false;
   bool offers_skip_ = false;
@@ -102,6 +103,7 @@ int Dialogue::read_offers(const CallResult& res) {
 }
 
 int Dialogue::begin_authentication(const char* user) {
+  user_ = user;
   BusContext context = login_context(hook_);
   if (args_.methods != 0)
     context.add("methods", methods_text(args_.methods));
@@ -269,7 +271,7 @@ int Dialogue::request_sms(bool* ret_sent) {
 
 int Dialogue::run() {
   if (offers_enroll_ || offers_skip_)
-    return run_rollout(hook_, client_, challenge_, offers_enroll_, offers_skip_);
+    return run_rollout(hook_, client_, user_, challenge_, offers_enroll_, offers_skip_);
   int ret = PAM_MAXTRIES;
   int tries = 0;
   int sms_requests = 0;

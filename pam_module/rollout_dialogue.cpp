@@ -3,6 +3,7 @@
 #include <security/pam_ext.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 
 #include <string_view>
@@ -26,6 +27,12 @@ constexpr char kBackupHeader[] =
     "Enrolled. Your backup codes (each works once; keep them somewhere safe, they are not "
     "shown again):";
 constexpr char kSavedPrompt[] = "Press Enter once you have saved them: ";
+constexpr char kNoticePrompt[] = "Type yes to accept: ";
+constexpr char kNoticeDeclined[] = "Enrollment needs the notice accepted; login denied.";
+// The notice's text comes in lines of at most this many bytes (longer ones are cut, at a
+// character boundary), as the QR code's.
+constexpr size_t kNoticeLineLength = dbus::kMaxEnrollmentLineLength;
+constexpr size_t kNoticeHashLength = 64;  // SHA-256, hex
 // sshd refuses a conversation call of more messages (PAM_MAX_NUM_MSG).
 constexpr size_t kMessagesPerCall = 32;
 constexpr int kGoOn = -1;
@@ -39,8 +46,8 @@ struct Offer {
 
 class Rollout {
  public:
-  Rollout(HookContext& hook, MfadClient& client, const char* challenge)
-      : hook_(hook), client_(client), challenge_(challenge) {}
+  Rollout(HookContext& hook, MfadClient& client, const char* user, const char* challenge)
+      : hook_(hook), client_(client), user_(user), challenge_(challenge) {}
 
   int run(bool offers_enroll, bool offers_skip);
 
@@ -52,6 +59,11 @@ class Rollout {
   int prompt_echo(const char* text, Answer* ret_answer, bool* ret_too_long);
   int ask(int style, const char* text, Answer* ret_answer, bool* ret_too_long);
   int skip();
+  // The enrollment notice, when mfad has one: shown, and accepted or not. kGoOn (none, or
+  // accepted), or the PAM result that ends the login.
+  int notice(const Offer& offer);
+  // text's lines as info messages: PAM_SUCCESS, or the conversation's failure.
+  int show_notice(std::string_view text);
   // BeginLoginEnrollment (after the token, when one is asked for) and its lines shown: kGoOn,
   // or the PAM result that ends the login.
   int begin(const Offer& offer);
@@ -61,6 +73,7 @@ class Rollout {
 
   HookContext& hook_;
   MfadClient& client_;
+  const char* user_;
   const char* challenge_;
   const PamArgs& args_ = hook_.args();
 };
@@ -225,6 +238,118 @@ int Rollout::show_lines(const CallResult& res, const char* header) {
   return kGoOn;
 }
 
+int Rollout::show_notice(std::string_view text) {
+  // A batch of lines at a time, in fixed buffers (nothing to allocate).
+  char buf[kMessagesPerCall][kNoticeLineLength + 1];
+  const char* lines[kMessagesPerCall];
+  size_t n = 0;
+  if (!text.empty() && text.back() == '\n')
+    text.remove_suffix(1);
+  size_t pos = 0;
+  bool done = false;
+  while (!done) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos)
+      end = text.size();
+    size_t len = end - pos;
+    const bool cut = len > kNoticeLineLength;
+    if (cut) {
+      len = kNoticeLineLength;
+      while (len > 0 && (static_cast<unsigned char>(text[pos + len]) & 0xC0) == 0x80)
+        --len;
+      if (len == 0)
+        len = kNoticeLineLength;
+    }
+    for (size_t i = 0; i < len; ++i) {
+      // mfad sends no control characters but newlines and tabs: a tab shows as a space.
+      const auto u = static_cast<unsigned char>(text[pos + i]);
+      buf[n][i] = (u < 0x20 || u == 0x7f) ? ' ' : text[pos + i];
+    }
+    buf[n][len] = '\0';
+    lines[n] = buf[n];
+    ++n;
+    pos += cut ? len : len + 1;
+    done = pos > text.size();
+    if (n == kMessagesPerCall || done) {
+      const int r = show_all(lines, n);
+      if (r != PAM_SUCCESS)
+        return r;
+      n = 0;
+    }
+  }
+  return PAM_SUCCESS;
+}
+
+int Rollout::notice(const Offer& offer) {
+  CallResult res = client_.call("GetEnrollmentNotice", false, nullptr, nullptr, nullptr);
+  if (res.status() != CallStatus::kOk)
+    return client_.failure(res, "GetEnrollmentNotice");
+  const char* text = nullptr;
+  const char* hash = nullptr;
+  int r = res.read_string(&text);
+  if (r >= 0)
+    r = res.read_string(&hash);
+  if (hook_.failed_allocation(r))
+    return PAM_BUF_ERR;
+  bool well_formed = r >= 0 && strnlen(text, dbus::kMaxEnrollmentNoticeLength + 1) <=
+                                   dbus::kMaxEnrollmentNoticeLength;
+  if (well_formed && text[0] == '\0')
+    return kGoOn;  // no notice
+  // The hash is sent back as it came: 64 hex digits, nothing else.
+  char digest[kNoticeHashLength + 1] = {};
+  well_formed = well_formed && strnlen(hash, kNoticeHashLength + 1) == kNoticeHashLength;
+  for (size_t i = 0; well_formed && i < kNoticeHashLength; ++i) {
+    const char c = hash[i];
+    well_formed = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+    digest[i] = c;
+  }
+  if (!user_ || !well_formed) {
+    pam_syslog(hook_.pamh(), LOG_ERR, "malformed GetEnrollmentNotice reply");
+    return PAM_AUTHINFO_UNAVAIL;
+  }
+  r = show_notice(text);
+  if (r != PAM_SUCCESS) {
+    pam_syslog(hook_.pamh(), LOG_ERR,
+               "the application cannot show info messages (PAM_TEXT_INFO failed): the enrollment "
+               "notice cannot be shown; denied");
+    return r == PAM_BUF_ERR ? r : PAM_AUTH_ERR;
+  }
+  Answer answer;
+  bool too_long = false;
+  r = prompt_echo(kNoticePrompt, &answer, &too_long);
+  if (r != PAM_SUCCESS) {
+    pam_syslog(hook_.pamh(), LOG_ERR, "conversation failed");
+    return r;
+  }
+  if (answer.empty() && !too_long && offer.skip)
+    return skip();
+  if (!too_long && strcasecmp(answer.c_str(), "yes") == 0) {
+    CallResult accepted = client_.call3("AcceptEnrollmentNotice", user_, digest, "login");
+    if (accepted.status() == CallStatus::kOk) {
+      pam_syslog(hook_.pamh(), LOG_NOTICE, "enrollment notice accepted");
+      return kGoOn;
+    }
+    if (accepted.is(dbus::kErrorInvalidArgument) || accepted.is(dbus::kErrorNotAllowed)) {
+      // The notice changed while it was shown: this login cannot tell which text was accepted.
+      pam_syslog(hook_.pamh(), LOG_NOTICE, "enrollment notice not recorded: %s",
+                 accepted.error_name());
+      hook_.show(PAM_ERROR_MSG, accepted.message(kNoticeDeclined).c_str());
+      return PAM_AUTH_ERR;
+    }
+    return client_.failure(accepted, "AcceptEnrollmentNotice");
+  }
+  // Declined. Asked to begin anyway, mfad refuses an enrollment whose notice was not accepted
+  // and audits the refusal (enroll.begin, notice-not-accepted); whatever it answers, nothing is
+  // shown and the login is denied.
+  CallResult refused = client_.call("BeginLoginEnrollment", true, challenge_, "", nullptr);
+  if (!refused.is(dbus::kErrorNoticeNotAccepted))
+    pam_syslog(hook_.pamh(), LOG_ERR, "mfad did not refuse an enrollment without its notice (%s)",
+               refused.status() == CallStatus::kOk ? "it began" : refused.error_name());
+  pam_syslog(hook_.pamh(), LOG_NOTICE, "enrollment notice declined: denied");
+  hook_.show(PAM_ERROR_MSG, kNoticeDeclined);
+  return PAM_AUTH_ERR;
+}
+
 int Rollout::begin(const Offer& offer) {
   int tries = 0;
   // The token first (RequireToken=yes), then the QR code.
@@ -268,7 +393,10 @@ int Rollout::begin(const Offer& offer) {
 }
 
 int Rollout::enroll(const Offer& offer) {
-  int r = begin(offer);
+  int r = notice(offer);
+  if (r != kGoOn)
+    return r;
+  r = begin(offer);
   if (r != kGoOn)
     return r;
   {
@@ -363,9 +491,9 @@ int Rollout::run(bool offers_enroll, bool offers_skip) {
 
 }  // namespace
 
-int run_rollout(HookContext& hook, MfadClient& client, const char* challenge, bool offers_enroll,
-                bool offers_skip) {
-  Rollout rollout(hook, client, challenge);
+int run_rollout(HookContext& hook, MfadClient& client, const char* user, const char* challenge,
+                bool offers_enroll, bool offers_skip) {
+  Rollout rollout(hook, client, user, challenge);
   return rollout.run(offers_enroll, offers_skip);
 }
 

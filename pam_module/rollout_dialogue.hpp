@@ -7,6 +7,11 @@
 // only after SkipEnrollment succeeded; anything else denies. An application that cannot show
 // info messages cannot enroll: denied, with a clear log line. PAM_SILENT does not silence the
 // enrollment (it is the dialogue itself; sudo sets PAM_SILENT on every authentication).
+//
+// When mfad has an enrollment notice ([Enrollment] Notice=/NoticeFile=), it is shown before
+// anything else of the enrollment and must be accepted ("yes"); mfad records the acceptance with
+// the text's hash (AcceptEnrollmentNotice, via "login"). Any other answer denies the login (an
+// empty one skips where skipping is offered), and nothing is enrolled.
 #pragma once
 
 #include "pam_module/bus_client.hpp"
@@ -14,7 +19,7 @@
 
 namespace mfa::pam {
 
-int run_rollout(HookContext& hook, MfadClient& client, const char* challenge, bool offers_enroll,
-                bool offers_skip);
+int run_rollout(HookContext& hook, MfadClient& client, const char* user, const char* challenge,
+                bool offers_enroll, bool offers_skip);
 
 }  // namespace mfa::pam
