@@ -14,6 +14,7 @@ import subprocess
 import pytest
 
 from conftest import Mfad, make_world_dir, totp, current_step
+from daemon_helpers import run_mfad
 from sms_helpers import fake  # noqa: F401 (fixture)
 from sms_helpers import MASKED, PHONE, twilio_config
 
@@ -196,3 +197,88 @@ def test_enrollment_notice_shown_and_recorded(mfad_factory, test_users):
         "InvalidArgument")
     mfad.call("AcceptEnrollmentNotice", "sss", BOB, digest, "login",
               user=test_users[ALICE]).expect_error("NotAllowed")
+    # mfad enforces it: an enrollment begins only after an acceptance of the current text, and
+    # one acceptance opens one enrollment.
+    mfad.call("BeginTotpEnrollment", "sa{sv}", BOB, {}).expect_ok()
+    mfad.call("BeginTotpEnrollment", "sa{sv}", BOB, {}).expect_error("NoticeNotAccepted")
+    mfad.call("AcceptEnrollmentNotice", "sss", BOB, digest, "mfactl").expect_ok()
+    changed = text + "Changed.\n"
+    with open(notice_path, "w") as f:
+        f.write(changed)
+    mfad.call("BeginTotpEnrollment", "sa{sv}", BOB, {}).expect_error("NoticeNotAccepted")
+    new_digest = hashlib.sha256(changed.encode()).hexdigest()
+    mfad.call("AcceptEnrollmentNotice", "sss", BOB, new_digest, "mfactl").expect_ok()
+    mfad.call("BeginTotpEnrollment", "sa{sv}", BOB, {}).expect_ok()
+    refused = mfad.sql("SELECT details FROM audit WHERE kind = 'enroll.begin' AND "
+                       "reason = 'notice-not-accepted'").splitlines()
+    assert len(refused) == 2 and all(json.loads(d)["notice_sha256"] in (digest, new_digest)
+                                     for d in refused), refused
+
+
+@pytest.mark.parametrize("content,problem", [
+    (b"caf\xe9 latin-1\n", "is not UTF-8 text"),
+    (b"\x1b[2Jclear screen\n", "control character"),
+    (b"x" * (16 * 1024 + 1), "longer than 16384 bytes"),
+])
+def test_notice_file_that_cannot_be_shown_is_a_config_error(mfad_factory, content, problem):
+    notice_path = os.path.join(mfad_factory.dir, "notice.txt")
+    with open(notice_path, "wb") as f:
+        f.write(content)
+    mfad_factory.set_config("Enrollment", "NoticeFile", notice_path)
+    mfad_factory.write_config()
+    r = run_mfad(mfad_factory, "--config", mfad_factory.config_path, "--check-config")
+    assert r.returncode == 1, r.stdout
+    out = r.stdout + r.stderr
+    assert "[Enrollment] NoticeFile" in out and problem in out, out
+
+
+def test_forget_leaves_no_byte_of_the_person(mfad_factory, fake, test_users):  # noqa: F811
+    """Every kind of record (TOTP, a phone, backup codes, a session and its device, an enrollment
+    token, an accepted notice) is forgotten, and the files of the database (the log and free
+    pages included) hold neither the name nor the phone afterwards."""
+    twilio_config(mfad_factory, fake)
+    notice = "Your second factor is personal data.\n"
+    mfad_factory.set_config("Enrollment", "Notice", notice.strip())
+    mfad = mfad_factory.start()
+    digest = hashlib.sha256(notice.strip().encode()).hexdigest()
+    # One acceptance for each enrollment.
+    mfad.call("AcceptEnrollmentNotice", "sss", ALICE, digest, "mfactl").expect_ok()
+    mfad.enroll_totp(ALICE)
+    mfad.call("AcceptEnrollmentNotice", "sss", ALICE, digest, "mfactl").expect_ok()
+    n = len(fake.requests)
+    assert mfad.call("BeginSmsEnrollment", "sss", ALICE, PHONE, "").expect_ok() == MASKED
+    mfad.call("ConfirmSmsEnrollment", "ss", ALICE, fake.wait_code(n + 1)).expect_ok()
+    mfad.call("GenerateBackupCodes", "ss", ALICE, "").expect_ok()
+    mfad.call("OpenSession", "sa{ss}", ALICE, SSH).expect_ok()
+    mfad.call("CreateEnrollmentToken", "su", ALICE, 72).expect_ok()
+    key = f"uid/{test_users[ALICE].uid}"
+    tables = [t for t in mfad.sql("SELECT name FROM sqlite_master WHERE type = 'table'").split()
+              if "user" in mfad.sql(f"SELECT name FROM pragma_table_info('{t}')").split()]
+    assert {"enrollment_tokens", "factors", "sessions", "devices", "audit"} <= set(tables)
+    held = {t: int(mfad.sql(f"SELECT count(*) FROM {t} WHERE user IN ('{ALICE}', '{key}')"))
+            for t in tables}
+    assert all(held[t] > 0 for t in ("enrollment_tokens", "factors", "sessions", "devices")), held
+
+    r = mfad.mfactl("--json", "forget", ALICE)
+    assert r.returncode == 0, r.stderr
+    # No row in any table is the person's.
+    held = {t: int(mfad.sql(f"SELECT count(*) FROM {t} WHERE user IN ('{ALICE}', '{key}')"))
+            for t in tables}
+    assert not any(held.values()), held
+    # Nor any byte of the files: not the log, not a free page.
+    for suffix in ("", "-wal", "-shm"):
+        path = mfad.db_path + suffix
+        if not os.path.exists(path):
+            continue
+        with open(path, "rb") as f:
+            data = f.read()
+        for needle in (ALICE, PHONE, PHONE_DIGITS, MASKED):
+            assert needle.encode() not in data, (suffix, needle)
+    v = mfad.mfactl("audit", "verify")
+    assert v.returncode == 0, v.stderr + v.stdout
+    r = mfad.mfactl("--json", "export", ALICE)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["factors"] == [] and doc["sessions"] == [] and doc["devices"] == []
+    assert doc["backup_codes_left"] == 0
+    assert [row["kind"] for row in doc["audit"]] == []

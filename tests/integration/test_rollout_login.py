@@ -1,10 +1,14 @@
 """The rollout through pam_mfa.so and pam_wrapper (docs/rollout.md): enrollment during login
 (`enroll`), [Rollout] Deadline= (skip until it, none after it), Groups=, RequireToken= with
 enrollment tokens, an application that cannot show info messages, and what a login is told about
-a drifting authenticator clock."""
+a drifting authenticator clock; the enrollment notice ([Enrollment] NoticeFile=) shown and
+accepted (or not) before an enrollment during login."""
 
 import base64
 import datetime
+import hashlib
+import json
+import os
 import re
 import time
 
@@ -19,6 +23,10 @@ BOB = "mfa-bob"
 CAROL = "mfa-carol"
 TOKEN_PROMPT = "Enrollment token: "
 SAVED_PROMPT = "Press Enter once you have saved them: "
+NOTICE_PROMPT = "Type yes to accept: "
+NOTICE_DECLINED = "Enrollment needs the notice accepted; login denied."
+NOTICE = ("Your second factor is personal data (GDPR Art. 13).\n\n"
+          "See https://example.test/privacy \u2013 questions: dpo@example.test\n")
 
 
 @pytest.fixture(autouse=True)
@@ -246,3 +254,83 @@ def test_rollout_calls_are_root_only_and_bound_to_the_challenge(mfad, test_users
         "org.freedesktop.DBus.Error.AccessDenied")
     mfad.call("SkipEnrollment", "s", "00" * 16).expect_error("NoSuchChallenge")
     mfad.call("BeginLoginEnrollment", "ss", "00" * 16, "").expect_error("NoSuchChallenge")
+
+
+def notice_file(mfad_factory, text=NOTICE):
+    """[Enrollment] NoticeFile= holding text; returns the text's SHA-256 (hex)."""
+    path = os.path.join(mfad_factory.dir, "notice.txt")
+    with open(path, "w") as f:
+        f.write(text)
+    mfad_factory.set_config("Enrollment", "NoticeFile", path)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def audit_rows(mfad, user):
+    rows = mfad.call("ListAuditEvents", "a{sv}",
+                     {"user": ["@s", user], "limit": ["@u", 1000]}).expect_ok()
+    for row in rows:
+        if isinstance(row.get("details"), str):
+            row["details"] = json.loads(row["details"] or "{}")
+    return rows
+
+
+def test_notice_shown_and_accepted_before_the_enrollment(pam, mfad_factory, test_users):
+    digest = notice_file(mfad_factory)
+    mfad = mfad_factory.start()
+    login = pam.start(pam.single("login", "enroll"), BOB)
+    login.wait_prompt()
+    assert "Scan this QR code" not in "".join(login.stderr_lines)  # the notice comes first
+    login.answer("yes")
+    enroll_and_confirm(login)
+    login.wait_prompt()
+    login.answer("")
+    r = login.finish().expect(PAM_SUCCESS)
+    assert r.prompts == [NOTICE_PROMPT, CODE_PROMPT, SAVED_PROMPT]
+    at = r.infos.index("Your second factor is personal data (GDPR Art. 13).")
+    assert r.infos[at + 1:at + 3] == ["", "See https://example.test/privacy \u2013 questions: "
+                                          "dpo@example.test"]
+    assert at < r.infos.index("Scan this QR code with your authenticator app:")
+    assert sorted(mfad.call("GetUser", "s", BOB).expect_ok()["methods"]) == ["backup", "totp"]
+    rows = audit_rows(mfad, BOB)
+    accepted = [row for row in rows if row["kind"] == "enroll.notice"]
+    assert len(accepted) == 1, rows
+    assert accepted[0]["details"]["notice_sha256"] == digest
+    assert accepted[0]["details"]["via"] == "login"
+    assert any(row["kind"] == "enroll.confirm" for row in rows)
+
+
+def test_notice_declined_denies_and_enrolls_nothing(pam, mfad_factory, test_users):
+    notice_file(mfad_factory)
+    mfad = mfad_factory.start()
+    for answer in ("no", "", "y e s"):
+        r = pam.run(pam.single("login", "enroll"), BOB, [answer]).expect(PAM_AUTH_ERR)
+        assert r.prompts == [NOTICE_PROMPT]
+        assert r.errors == [NOTICE_DECLINED]
+        assert "Scan this QR code with your authenticator app:" not in r.infos
+        assert not any("secret=" in i for i in r.infos)
+    assert mfad.call("GetUser", "s", BOB).expect_ok()["methods"] == []
+    rows = audit_rows(mfad, BOB)
+    assert not any(row["kind"] in ("enroll.notice", "enroll.confirm") for row in rows)
+    refused = [row for row in rows if row["kind"] == "enroll.begin"]
+    assert len(refused) == 3 and all(row["outcome"] == "denied" and
+                                     row["reason"] == "notice-not-accepted" for row in refused)
+    assert all(row["details"]["via"] == "login" for row in refused)
+    # Before a deadline an empty answer is the skip it is elsewhere; "no" still denies.
+    mfad.stop()
+    mfad_factory.set_config("Rollout", "Deadline", future(3))
+    mfad = mfad_factory.start()
+    r = pam.run(with_permit(pam, "skip", "enroll"), BOB, [""]).expect(PAM_SUCCESS)
+    assert r.prompts == [NOTICE_PROMPT]
+    r = pam.run(with_permit(pam, "skip2", "enroll"), BOB, ["no"]).expect(PAM_AUTH_ERR)
+    assert r.errors == [NOTICE_DECLINED]
+    assert mfad.call("GetUser", "s", BOB).expect_ok()["methods"] == []
+
+
+def test_long_notice_lines_are_cut_for_the_conversation(pam, mfad_factory, test_users):
+    # 801 bytes: cut at 480 bytes would split a character; the cut comes before it.
+    long_line = "x" + "\u00e9" * 400
+    notice_file(mfad_factory, "Short line\n" + long_line + "\n")
+    mfad_factory.start()
+    r = pam.run(pam.single("login", "enroll"), BOB, ["no"]).expect(PAM_AUTH_ERR)
+    at = r.infos.index("Short line")
+    assert r.infos[at + 1:at + 3] == ["x" + "\u00e9" * 239, "\u00e9" * 161]

@@ -407,6 +407,7 @@ void test_outcome_and_reason_catalogue(void** state) {
                            "enrollment-skipped",
                            "token-required",
                            "bad-token",
+                           "notice-not-accepted",
                            "not-allowed",
                            "not-enrolled",
                            "method-not-accepted",
