@@ -143,5 +143,17 @@ Result<std::vector<ReconcileItem>> Store::list_reconcile(size_t) {
 Status Store::delete_reconcile(int64_t) {
   return no_fleet_cache();
 }
+Result<std::vector<ReconcileItem>> Store::list_unreplicated(std::string_view, uint64_t, size_t) {
+  return no_fleet_cache();
+}
+Result<uint64_t> Store::get_fleet_highwater(std::string_view) {
+  return no_fleet_cache();
+}
+Status Store::raise_fleet_highwater(std::string_view, uint64_t) {
+  return no_fleet_cache();
+}
+Status Store::delete_fleet_highwater(std::string_view) {
+  return no_fleet_cache();
+}
 
 }  // namespace mfa

@@ -120,6 +120,9 @@ struct ReconcileItem {
   uint64_t step = 0;
   std::optional<CodeHash> hash;
   int count = 0;
+  // Sentinel mode: the state counter of the write no replica acknowledged ("unreplicated"), which
+  // a failover may have lost; 0: a decision taken without Redis.
+  uint64_t counter = 0;
 };
 
 // How many audit rows since a time share a kind, an outcome and the details' "method" and
@@ -326,6 +329,16 @@ class Store {
   virtual Status queue_reconcile(const ReconcileItem& item);
   virtual Result<std::vector<ReconcileItem>> list_reconcile(size_t limit);
   virtual Status delete_reconcile(int64_t id);
+  // user's queued items whose write's counter is above `above` (unreplicated writes a state of
+  // that counter lacks), oldest first, at most `limit`.
+  virtual Result<std::vector<ReconcileItem>> list_unreplicated(std::string_view user,
+                                                               uint64_t above, size_t limit);
+  // The rollback high-water mark (docs/fleet.md, "Authenticated records"): the highest counter of
+  // user's state record this host has seen, kept across restarts. 0: none kept. raise keeps the
+  // larger of the two (a mark never moves back); both join the batch transaction.
+  virtual Result<uint64_t> get_fleet_highwater(std::string_view user);
+  virtual Status raise_fleet_highwater(std::string_view user, uint64_t counter);
+  virtual Status delete_fleet_highwater(std::string_view user);
 
   // Group commit (see above). flush() commits and waits for the disk. A pipeline splits it:
   // commit() commits without waiting for the disk, and sync() makes every commit so far durable;

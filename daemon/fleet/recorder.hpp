@@ -165,6 +165,19 @@ class FleetRecorder final : public Store {
     return inner_.list_reconcile(limit);
   }
   Status delete_reconcile(int64_t id) override { return inner_.delete_reconcile(id); }
+  Result<std::vector<ReconcileItem>> list_unreplicated(std::string_view user, uint64_t above,
+                                                       size_t limit) override {
+    return inner_.list_unreplicated(user, above, limit);
+  }
+  Result<uint64_t> get_fleet_highwater(std::string_view user) override {
+    return inner_.get_fleet_highwater(user);
+  }
+  Status raise_fleet_highwater(std::string_view user, uint64_t counter) override {
+    return inner_.raise_fleet_highwater(user, counter);
+  }
+  Status delete_fleet_highwater(std::string_view user) override {
+    return inner_.delete_fleet_highwater(user);
+  }
 
   Status flush() override { return inner_.flush(); }
   Status commit() override { return inner_.commit(); }

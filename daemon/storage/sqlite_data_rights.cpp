@@ -27,7 +27,8 @@ Result<ForgetReport> SqliteStore::forget_user(const ForgetRequest& request) {
       "DELETE FROM factors WHERE user = ?",         "DELETE FROM backup_codes WHERE user = ?",
       "DELETE FROM totp_watermark WHERE user = ?",  "DELETE FROM limits WHERE user = ?",
       "DELETE FROM sms_codes WHERE user = ?",       "DELETE FROM sms_sends WHERE user = ?",
-      "DELETE FROM fleet_reconcile WHERE user = ?", "DELETE FROM enrollment_tokens WHERE user = ?"};
+      "DELETE FROM fleet_reconcile WHERE user = ?", "DELETE FROM enrollment_tokens WHERE user = ?",
+      "DELETE FROM fleet_highwater WHERE user = ?"};
   for (const std::string& owner : owners) {
     for (const char* sql : kByOwner) {
       MFA_TRY(changes, write(sql, [&](Statement& st) { st.text(1, owner); }));

@@ -198,6 +198,16 @@ ALTER TABLE sessions ADD COLUMN audit_login_uid INTEGER NOT NULL DEFAULT 4294967
     // of the clear text, so that forgetting a person can replace them (sqlite_audit.cpp). Rows
     // change only while the guard is up, as when pruning.
     {10, "", false, true},
+    // 11: fleet mode's rollback high-water marks survive a restart (issue 16, docs/fleet.md,
+    // "Authenticated records"), and a queued consumption names the state counter of its
+    // unacknowledged write (Sentinel mode), so that a state older than the mark is told apart: a
+    // write a failover lost (merged again) or a copy put back (refused).
+    {11, R"sql(
+CREATE TABLE IF NOT EXISTS fleet_highwater(
+  user TEXT PRIMARY KEY,
+  counter INTEGER NOT NULL);
+ALTER TABLE fleet_reconcile ADD COLUMN counter INTEGER NOT NULL DEFAULT 0;
+)sql"},
 };
 
 // The tables whose records belong to a user's authentication state. Sessions, devices and the

@@ -163,6 +163,11 @@ class SqliteStore final : public Store {
   Status queue_reconcile(const ReconcileItem& item) override;
   Result<std::vector<ReconcileItem>> list_reconcile(size_t limit) override;
   Status delete_reconcile(int64_t id) override;
+  Result<std::vector<ReconcileItem>> list_unreplicated(std::string_view user, uint64_t above,
+                                                       size_t limit) override;
+  Result<uint64_t> get_fleet_highwater(std::string_view user) override;
+  Status raise_fleet_highwater(std::string_view user, uint64_t counter) override;
+  Status delete_fleet_highwater(std::string_view user) override;
 
  private:
   class Statement;

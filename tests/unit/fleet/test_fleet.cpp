@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -211,6 +212,43 @@ void test_recorder_passes_the_fleet_cache_through(void** /*state*/) {
   assert_true(rec.list_reconcile(10)->empty());
   assert_int_equal((*store)->count_sms_sends("alice", std::string(64, 'a'), 0)->user, 1);
   assert_true(rec.flush().ok());
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
+// The rollback high-water marks (fleet_highwater) only move forward, survive a reopen, and go
+// with the person; a queued consumption names its write's counter.
+void test_highwater_marks_and_unreplicated_items(void** /*state*/) {
+  const std::string dir = make_temp_dir();
+  const std::string db = dir + "/mfad.db";
+  FixedClock clock;
+  {
+    auto store = SqliteStore::open(db, clock);
+    assert_true(store.ok());
+    Store& s = **store;
+    assert_int_equal(*s.get_fleet_highwater("alice"), 0);
+    assert_true(s.raise_fleet_highwater("alice", 500).ok());
+    assert_true(s.raise_fleet_highwater("alice", 400).ok());  // never back
+    assert_true(s.raise_fleet_highwater("bob", 7).ok());
+    assert_false(s.raise_fleet_highwater("alice", UINT64_MAX).ok());
+    assert_true(s.queue_reconcile({0, "alice", "backup", 0, code_hash(3), 0, 450}).ok());
+    assert_true(s.queue_reconcile({0, "alice", "watermark", 9, std::nullopt, 0, 0}).ok());
+    assert_true(s.queue_reconcile({0, "bob", "backup", 0, code_hash(4), 0, 470}).ok());
+    assert_true(s.flush().ok());
+  }
+  auto store = SqliteStore::open(db, clock);
+  assert_true(store.ok());
+  Store& s = **store;
+  assert_int_equal(*s.get_fleet_highwater("alice"), 500);
+  auto lost = s.list_unreplicated("alice", 440, 10);
+  assert_true(lost.ok() && lost->size() == 1);
+  assert_int_equal((*lost)[0].counter, 450);
+  assert_true((*lost)[0].hash == code_hash(3));
+  assert_true(s.list_unreplicated("alice", 450, 10)->empty());  // that state has the write
+  assert_true(s.delete_fleet_highwater("alice").ok());
+  assert_int_equal(*s.get_fleet_highwater("alice"), 0);
+  assert_int_equal(*s.get_fleet_highwater("bob"), 7);
+  assert_true(s.flush().ok());
   store->reset();
   std::filesystem::remove_all(dir);
 }
@@ -713,6 +751,7 @@ int main() {
       cmocka_unit_test(test_password_file),
       cmocka_unit_test(test_recorder_notes_what_was_consumed),
       cmocka_unit_test(test_recorder_passes_the_fleet_cache_through),
+      cmocka_unit_test(test_highwater_marks_and_unreplicated_items),
       cmocka_unit_test(test_reconcile_queue_and_migration_gaps),
       cmocka_unit_test(test_session_records_and_requests),
   };
