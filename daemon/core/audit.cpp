@@ -143,6 +143,7 @@ constexpr Name<AuditReason> kReasons[] = {
     {AuditReason::kForeignRequest, "foreign-request"},
     {AuditReason::kCommitted, "committed"},
     {AuditReason::kUnreplicated, "unreplicated"},
+    {AuditReason::kFleetReconciled, "fleet-reconciled"},
 };
 
 // Each table lists its enum in declaration order, once: the enum indexes it.
@@ -157,7 +158,7 @@ constexpr bool in_enum_order(const Table& table, Enum last) {
 }
 static_assert(in_enum_order(kKinds, AuditKind::kFleetForeignChange));
 static_assert(in_enum_order(kOutcomes, AuditOutcome::kInfo));
-static_assert(in_enum_order(kReasons, AuditReason::kUnreplicated));
+static_assert(in_enum_order(kReasons, AuditReason::kFleetReconciled));
 
 template <typename Table>
 auto value_named(const Table& table, std::string_view name)

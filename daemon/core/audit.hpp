@@ -147,6 +147,9 @@ enum class AuditReason {
   kCommitted,
   // degraded: a consumption write no replica acknowledged (Sentinel mode, docs/fleet.md).
   kUnreplicated,
+  // degraded: a state older than this host's high-water mark, explained by unreplicated writes of
+  // this host's, merged with them and written again (docs/fleet.md).
+  kFleetReconciled,
 };
 
 // The names stored, logged and sent (docs/audit-events.md); they never change.

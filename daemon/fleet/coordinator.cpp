@@ -192,18 +192,18 @@ void FleetCoordinator::queue(const ReconcileItem& item) {
 }
 
 void FleetCoordinator::queue_consumed(const std::string& user, const FleetChanges& changes,
-                                      bool failure) {
+                                      bool failure, uint64_t counter) {
   if (changes.watermark_advanced) {
     // A named device's step: "watermark/NAME" (the default device's kind as before).
     const std::string& device = changes.watermark_device;
     const bool named = !device.empty() && device != kDefaultTotpDevice;
     queue({0, user, named ? "watermark/" + device : "watermark", *changes.watermark_advanced,
-           std::nullopt, 0});
+           std::nullopt, 0, counter});
   }
   if (changes.backup_consumed)
-    queue({0, user, "backup", 0, changes.backup_consumed, 0});
+    queue({0, user, "backup", 0, changes.backup_consumed, 0, counter});
   if (failure && changes.limits_written)
-    queue({0, user, "failures", 0, std::nullopt, 1});
+    queue({0, user, "failures", 0, std::nullopt, 1, counter});
 }
 
 // --- Prefetch ---
@@ -385,7 +385,7 @@ void FleetCoordinator::confirm(const std::string& user, FleetCallKind kind,
                     done(r);
                     return;
                   }
-                  await_replica(user, changes, [done, r] { done(r); });
+                  await_replica(user, changes, res.counter, [done, r] { done(r); });
                   return;
                 }
                 // Every host erases its copy of the key and its records of the person.

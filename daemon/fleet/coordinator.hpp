@@ -198,6 +198,7 @@ class FleetCoordinator {
     LimitState limits;
     bool unavailable = false;
     bool rejected = false;
+    uint64_t counter = 0;  // the state record written ("ok" and changed); 0: none
   };
   void write_state(const std::string& user, StateWrite write, int tries,
                    std::function<void(StateWriteResult)> done);
@@ -209,9 +210,35 @@ class FleetCoordinator {
               const std::string& why);
   void audit_rejected(const std::string& user, AuditReason reason, const std::string& key,
                       const std::string& when, const StringMap& extra);
+  enum class ViewOutcome {
+    kTaken,        // this host's view now
+    kRefused,      // rolled back (audited as a rejected record), or the mark unreadable
+    kMerge,        // older than the mark, explained by this host's unreplicated writes
+    kUnavailable,  // Redis failed (degraded now)
+  };
   // A verified state: kept as this host's view, checked against the high-water mark (rollback).
-  bool take_view(const std::string& user, const fleet::VerifiedUser& verified,
-                 const std::string& key);
+  ViewOutcome take_view(const std::string& user, const fleet::VerifiedUser& verified,
+                        const std::string& key);
+  // take_view's kMerge (fleet/coordinator_rollback.cpp): the state with this host's queued and
+  // cached consumptions (fleet/lost_writes.hpp), written above the mark, audited
+  // (fleet-reconciled), and taken: done(kTaken, the state written), or kRefused, kUnavailable.
+  void merge_lost_writes(const std::string& user, const fleet::VerifiedUser& verified,
+                         std::function<void(ViewOutcome, const fleet::VerifiedUser&)> done);
+  // Whether a state older than the mark has the factor records this host knows (a lost write
+  // changed none): the view's hashes, else the cache's records.
+  bool factors_unchanged(const std::string& user, const fleet::VerifiedUser& verified);
+  // The view taken; the maps stay bounded.
+  void remember_view(const std::string& user, const fleet::UserState& state, uint64_t counter);
+  // The rollback high-water mark: the map, else SQLite (after a restart, or the map's overflow).
+  // 0: this host never saw a state of user.
+  Result<uint64_t> highwater(const std::string& user);
+  // Whether this host saw a state of user (a state gone since was deleted); an unreadable mark
+  // counts as seen (fail closed).
+  bool seen_state(const std::string& user);
+  // Raised in the map and in SQLite (the batch of the call that read or wrote the state).
+  void raise_highwater(const std::string& user, uint64_t counter);
+  // A person forgotten: nothing of theirs is left to roll back to.
+  void forget_highwater(const std::string& user);
   // What another host wrote since this one last saw user: a factor record of another host that is
   // new here (or a reset of factors this host had) is audited fleet.foreign-change, and raises
   // SecurityEvent "fleet-foreign-enrollment" ("fleet-foreign-reset") when the user has sessions
@@ -234,13 +261,15 @@ class FleetCoordinator {
   void queue(const ReconcileItem& item);
   // What a decision consumed or counted on this host (a TOTP step, a backup code, a failure), for
   // Redis to learn on reconciliation.
-  void queue_consumed(const std::string& user, const FleetChanges& changes, bool failure);
+  // counter: the state record of an unreplicated write (ReconcileItem::counter).
+  void queue_consumed(const std::string& user, const FleetChanges& changes, bool failure,
+                      uint64_t counter = 0);
   // Sentinel mode, after a write that consumed a code or advanced a watermark: WAIT for one
   // replica (when the primary has any), so that a failover cannot lose what the login is
   // answered on (fleet/coordinator_replication.cpp).
-  void await_replica(const std::string& user, const FleetChanges& changes,
+  void await_replica(const std::string& user, const FleetChanges& changes, uint64_t counter,
                      std::function<void()> done);
-  void note_unreplicated(const std::string& user, const FleetChanges& changes,
+  void note_unreplicated(const std::string& user, const FleetChanges& changes, uint64_t counter,
                          const std::string& why);
   RatePolicy policy() const;
 
@@ -267,8 +296,8 @@ class FleetCoordinator {
     fleet::UserState state;
     uint64_t counter = 0;
   };
-  // Bounded maps (kMaxUsers): forgotten views are read again; a forgotten high-water mark weakens
-  // rollback detection for that user only until the next read.
+  // Bounded maps (kMaxUsers): forgotten views are read again; high-water marks forgotten here are
+  // read again from SQLite (fleet_highwater), which keeps them across restarts.
   std::unordered_map<std::string, View> views_;
   std::unordered_map<std::string, uint64_t> highwater_;
   std::unordered_map<std::string, std::string> rejected_;

@@ -53,8 +53,7 @@ void FleetCoordinator::load_user(const std::string& user, std::function<void(boo
           done(false);
           return;
         }
-        auto hw = highwater_.find(user);
-        if (raw->state.empty() && hw != highwater_.end() && hw->second > 0) {
+        if (raw->state.empty() && seen_state(user)) {
           // Deleted: this host saw the record, so it existed (rollback to "never
           // enrolled").
           reject(user, fleet::RecordProblem::kMalformed, keys.state, "rolled-back");
@@ -70,38 +69,43 @@ void FleetCoordinator::load_user(const std::string& user, std::function<void(boo
           done(true);
           return;
         }
-        if (!take_view(user, verified, keys.state) || !take_data_key(user, keys, raw->data_key)) {
+        auto finish = [this, user, keys, token, wrapped = raw->data_key,
+                       done](const fleet::VerifiedUser& taken) {
+          if (!take_data_key(user, keys, wrapped)) {
+            done(true);
+            return;
+          }
+          note_writers(user, taken);
+          if (Status st = write_through(user, taken); !st.ok()) {
+            MFA_LOG_ERROR("fleet: cannot write %s's shared state to the cache: %s", user.c_str(),
+                          st.error().message.c_str());
+          } else if (!degraded_) {
+            read_cache_.read_done(user, token, d_.clock.monotonic_usec());
+          }
           done(true);
-          return;
+        };
+        switch (take_view(user, verified, keys.state)) {
+          case ViewOutcome::kTaken:
+            finish(verified);
+            return;
+          case ViewOutcome::kMerge:
+            merge_lost_writes(
+                user, verified,
+                [alive, finish, done](ViewOutcome merged, const fleet::VerifiedUser& written) {
+                  if (!*alive)
+                    return;
+                  if (merged == ViewOutcome::kTaken)
+                    finish(written);
+                  else
+                    done(merged != ViewOutcome::kUnavailable);
+                });
+            return;
+          case ViewOutcome::kRefused:
+          case ViewOutcome::kUnavailable:
+            done(true);
+            return;
         }
-        note_writers(user, verified);
-        if (Status st = write_through(user, verified); !st.ok()) {
-          MFA_LOG_ERROR("fleet: cannot write %s's shared state to the cache: %s", user.c_str(),
-                        st.error().message.c_str());
-        } else if (!degraded_) {
-          read_cache_.read_done(user, token, d_.clock.monotonic_usec());
-        }
-        done(true);
       });
-}
-
-bool FleetCoordinator::take_view(const std::string& user, const fleet::VerifiedUser& verified,
-                                 const std::string& key) {
-  auto hw = highwater_.find(user);
-  if (hw != highwater_.end() && verified.counter < hw->second) {
-    // A state older than one this host has seen: a copy put back (rollback).
-    reject(user, fleet::RecordProblem::kMalformed, key, "rolled-back");
-    return false;
-  }
-  constexpr size_t kMaxUsers = 10000;
-  if (views_.size() >= kMaxUsers && !views_.count(user))
-    views_.clear();
-  if (highwater_.size() >= kMaxUsers && hw == highwater_.end())
-    highwater_.clear();
-  views_[user] = View{verified.state, verified.counter};
-  highwater_[user] = verified.counter;
-  rejected_.erase(user);
-  return true;
 }
 
 void FleetCoordinator::reject(const std::string& user, fleet::RecordProblem problem,
@@ -255,9 +259,8 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
     // An admin's reset over records that failed verification: written whatever Redis holds
     // (the script's counter check is skipped), from an empty state. Its counter, the time, is
     // above every counter the fleet's hosts have seen (theirs are times too).
-    auto hw = highwater_.find(user);
-    view = views_.emplace(user, View{fleet::UserState{}, hw == highwater_.end() ? 0 : hw->second})
-               .first;
+    auto mark = highwater(user);
+    view = views_.emplace(user, View{fleet::UserState{}, mark.ok() ? *mark : 0}).first;
   }
   if (view == views_.end()) {
     if (tries <= 0 || rejected(user)) {
@@ -390,10 +393,9 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
                     if (w.forget) {
                       // Nothing of the person is left to roll back to.
                       views_.erase(user);
-                      highwater_.erase(user);
+                      forget_highwater(user);
                     } else if (changed) {
-                      views_[user] = View{next, counter};
-                      highwater_[user] = counter;
+                      remember_view(user, next, counter);
                     }
                     if (Status st = cache_state(user, next); !st.ok()) {
                       MFA_LOG_ERROR("fleet: cannot cache %s's state: %s", user.c_str(),
@@ -402,6 +404,7 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
                     StateWriteResult r;
                     r.refused = out.refused;
                     r.limits = next.limits;
+                    r.counter = changed && !w.forget ? counter : 0;
                     done(r);
                     return;
                   }
@@ -410,8 +413,7 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
                   fleet::VerifiedUser verified;
                   fleet::RecordProblem problem =
                       fleet::verify_state(d_.mac, keys, reply->elements[1].str, &verified);
-                  const bool vanished = reply->elements[1].str.empty() && highwater_.count(user) &&
-                                        highwater_[user] > 0;
+                  const bool vanished = reply->elements[1].str.empty() && seen_state(user);
                   if (problem != fleet::RecordProblem::kNone || vanished) {
                     reject(user, problem, keys.state, vanished ? "rolled-back" : "write");
                     StateWriteResult r;
@@ -419,28 +421,44 @@ void FleetCoordinator::write_state(const std::string& user, StateWrite w, int tr
                     done(r);
                     return;
                   }
-                  if (!take_view(user, verified, keys.state)) {
-                    StateWriteResult r;
-                    r.rejected = true;
-                    done(r);
-                    return;
-                  }
-                  if (Status st = cache_state(user, verified.state); !st.ok()) {
-                    MFA_LOG_ERROR("fleet: cannot cache %s's state: %s", user.c_str(),
-                                  st.error().message.c_str());
-                  }
                   if (answer == "factor-changed") {
                     w.change.factor_changed = true;
                     w.factor_field.clear();
                     w.factor_sha1.clear();
                   }
-                  if (tries <= 0) {
-                    StateWriteResult r;
-                    r.unavailable = true;
-                    done(r);
+                  auto again = [this, user, w = std::move(w), tries, done = std::move(done)](
+                                   ViewOutcome taken, const fleet::UserState& state) mutable {
+                    if (taken != ViewOutcome::kTaken) {
+                      StateWriteResult r;
+                      r.rejected = taken != ViewOutcome::kUnavailable;
+                      r.unavailable = !r.rejected;
+                      done(r);
+                      return;
+                    }
+                    if (Status st = cache_state(user, state); !st.ok()) {
+                      MFA_LOG_ERROR("fleet: cannot cache %s's state: %s", user.c_str(),
+                                    st.error().message.c_str());
+                    }
+                    if (tries <= 0) {
+                      StateWriteResult r;
+                      r.unavailable = true;
+                      done(r);
+                      return;
+                    }
+                    write_state(user, std::move(w), tries - 1, std::move(done));
+                  };
+                  const ViewOutcome taken = take_view(user, verified, keys.state);
+                  if (taken != ViewOutcome::kMerge) {
+                    again(taken, verified.state);
                     return;
                   }
-                  write_state(user, std::move(w), tries - 1, std::move(done));
+                  merge_lost_writes(
+                      user, verified,
+                      [alive, again = std::move(again)](
+                          ViewOutcome merged, const fleet::VerifiedUser& written) mutable {
+                        if (*alive)
+                          again(merged, written.state);
+                      });
                 });
 }
 
@@ -529,7 +547,7 @@ void FleetCoordinator::sweep_forgotten() {
             continue;
           read_cache_.invalidate(account);
           views_.erase(account);
-          highwater_.erase(account);
+          forget_highwater(account);
           rejected_.erase(account);
           on_forget_(account, stone->second.host);
           forgot = true;
