@@ -14,7 +14,8 @@ import subprocess
 import pytest
 
 from fleet_helpers import redis  # noqa: F401 (a fixture)
-from fleet_helpers import audit_details, audit_rows, fleet_config, second_host, wait_degraded
+from fleet_helpers import (REDIS_CLI, audit_details, audit_rows, fleet_config, second_host,
+                           wait_degraded)
 
 MAX_FAILURES = 3
 
@@ -96,6 +97,40 @@ def test_revived_backup_code_is_refused_and_audited(fleet, test_users, redis):
     fields[2] = str(int(fields[2]) + 5)
     redis.cli("SET", key(user, "state"), "|".join(fields))
     assert_refused_as_attack(a, user, codes[0], "bad-mac")
+
+
+def dump(redis, k):
+    """DUMP of k, as the default user (binary: redis-cli --raw adds a newline)."""
+    r = subprocess.run([REDIS_CLI, "-s", redis.socket, "--pass", redis.admin_password,
+                        "--no-auth-warning", "--raw", "DUMP", k], capture_output=True, timeout=10)
+    assert r.returncode == 0 and len(r.stdout) > 1, r
+    return r.stdout[:-1]
+
+
+def restore(redis, k, payload):
+    """RESTORE of a DUMP over k (redis-cli -x puts the payload last: no REPLACE after it)."""
+    redis.admin_cli("DEL", k)
+    r = subprocess.run([REDIS_CLI, "-s", redis.socket, "--pass", redis.admin_password,
+                        "--no-auth-warning", "-x", "RESTORE", k, "0"],
+                       input=payload, capture_output=True, timeout=10)
+    assert r.stdout.strip() == b"OK", r
+
+
+def test_rolled_back_state_is_refused_after_a_restart(fleet, test_users, redis):
+    """The high-water mark survives a restart (SQLite): an older copy of the state, put back while
+    the host was down, does not reopen the backup code it used."""
+    a, _b = fleet
+    user = "mfa-alice"
+    a.enroll_totp(user)
+    codes = a.call("GenerateBackupCodes", "ss", user, "").expect_ok()
+    before = dump(redis, key(user, "state"))
+    assert a.login(user, codes[0])[1].expect_ok() == "backup"
+    a.stop()
+    restore(redis, key(user, "state"), before)
+    a.start()
+    wait_degraded(a, False)
+    assert_refused_as_attack(a, user, codes[0], "rolled-back")
+    assert audit_details(rejected(a, user, "rolled-back")[-1])["when"] == "read"
 
 
 def test_zeroed_lockout_is_refused_and_audited(fleet, test_users, redis):

@@ -25,8 +25,8 @@ import pytest
 
 from conftest import make_world_dir, read_log, wait_until
 from daemon_helpers import run_mfad
-from fleet_helpers import (REDIS_CLI, REDIS_SERVER, REDIS_USER, audit_rows, degraded, fleet_key,
-                           second_host, wait_degraded)
+from fleet_helpers import (REDIS_CLI, REDIS_SERVER, REDIS_USER, audit_details, audit_rows, degraded,
+                           fleet_key, second_host, wait_degraded)
 
 MASTER = "mymaster"
 PASSWORD = "sentinel-test-password-0123456789"
@@ -427,6 +427,42 @@ def test_unacknowledged_write_is_audited_and_kept(fleet, test_users, sentinels):
     assert took < 5
     # Still used, here and on the primary.
     assert a.login(user, codes[0])[1].expect_error("BadCode") is not None
+
+
+def test_write_lost_in_a_failover_is_merged_not_locked_out(fleet, test_users, sentinels):
+    """A consumption no replica acknowledged, then lost (the new primary's state is the one before
+    it, as a replica that never had it would hold; put back here with RESTORE, the fast way): the
+    state is older than this host's high-water mark, but the queue explains it. The user is not
+    locked out, the code used stays used, and the merge is audited."""
+    a, b = fleet
+    user = "mfa-alice"
+    a.enroll_totp(user)
+    codes = a.call("GenerateBackupCodes", "ss", user, "").expect_ok()
+    before = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(sentinels.primary.port),
+                             "--pass", ADMIN, "--no-auth-warning", "--raw", "DUMP",
+                             state_key(user)], capture_output=True, timeout=10).stdout[:-1]
+    sentinels.replica.proc.send_signal(signal.SIGSTOP)
+    try:
+        assert a.login(user, codes[0])[1].expect_ok() == "backup"
+    finally:
+        sentinels.replica.proc.send_signal(signal.SIGCONT)
+    assert [r for r in audit_rows(a, "degraded", user) if r["reason"] == "unreplicated"]
+    sentinels.primary.admin("DEL", state_key(user))
+    r = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(sentinels.primary.port),
+                        "--pass", ADMIN, "--no-auth-warning", "-x", "RESTORE", state_key(user),
+                        "0"], input=before, capture_output=True, timeout=10)
+    assert r.stdout.strip() == b"OK", r
+    # Not locked out: the next login merges the queued consumption into the state and goes on.
+    assert a.login(user, codes[1])[1].expect_ok() == "backup", a.log_text()[-3000:]
+    rows = [r for r in audit_rows(a, "degraded", user) if r["reason"] == "fleet-reconciled"]
+    assert len(rows) == 1 and rows[0]["outcome"] == "info", audit_rows(a, None, user)
+    details = audit_details(rows[0])
+    assert int(details["gap"]) > 0 and details["writes"] == "1", details
+    assert audit_rows(a, "fleet.record-rejected", user) == []
+    # The code used before the loss stays used, here and on the other host (Redis has it again).
+    for m in (a, b):
+        assert m.login(user, codes[0])[1].expect_error("BadCode") is not None
+        assert m.call("GetUser", "s", user).expect_ok()["backup_codes_left"] == 8
 
 
 def resp_client(port):
