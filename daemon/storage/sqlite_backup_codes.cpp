@@ -20,7 +20,10 @@ Status SqliteStore::replace_backup_codes(std::string_view user,
   if (hashes.size() > kMaxBackupCodes) {
     return make_error(Errc::kInvalidArgument, "too many backup codes");
   }
-  MFA_TRY(deleted, write("DELETE FROM backup_codes WHERE user = ?",
+  // A code once used stays used: a new set never holds a used code's hash (codes are random),
+  // so one that comes back is a state put back (a Redis record rolled back, or merged by another
+  // host that had not seen the use: docs/security-model.md), and keeps its used_at.
+  MFA_TRY(deleted, write("DELETE FROM backup_codes WHERE user = ? AND used_at IS NULL",
                          [&](Statement& st) { st.text(1, user); }));
   (void)deleted;
   for (const auto& hash : hashes) {
@@ -31,6 +34,29 @@ Status SqliteStore::replace_backup_codes(std::string_view user,
                     st.blob(2, hash);
                   }));
     (void)changes;
+  }
+  // The used codes of earlier sets go, but not the ones the new set names again.
+  std::vector<CodeHash> used;
+  MFA_CHECK(read(
+      "SELECT hash FROM backup_codes WHERE user = ? AND used_at IS NOT NULL",
+      [&](Statement& st) { st.text(1, user); },
+      [&](Statement& st) {
+        const auto blob = st.column_blob(0);
+        CodeHash h{};
+        if (blob.size() == h.size()) {
+          std::copy(blob.begin(), blob.end(), h.begin());
+          used.push_back(h);
+        }
+      }));
+  for (const auto& hash : used) {
+    if (std::find(hashes.begin(), hashes.end(), hash) != hashes.end())
+      continue;
+    MFA_TRY(dropped,
+            write("DELETE FROM backup_codes WHERE user = ? AND hash = ?", [&](Statement& st) {
+              st.text(1, user);
+              st.blob(2, hash);
+            }));
+    (void)dropped;
   }
   return {};
 }

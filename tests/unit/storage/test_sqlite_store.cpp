@@ -222,6 +222,15 @@ void test_backup_codes_exactly_once(void** state) {
   assert_false(*s.consume_backup_code("alice", code_hash(3)));
   assert_true(*s.consume_backup_code("alice", code_hash(60)));
   assert_int_equal(*s.count_backup_codes("alice"), 1);
+  // The same set again (a fleet state put back that still lists code 60 unused): a used code
+  // stays used; a set without it forgets it.
+  assert_true(s.replace_backup_codes("alice", second).ok());
+  assert_int_equal(*s.count_backup_codes("alice"), 1);
+  assert_false(*s.consume_backup_code("alice", code_hash(60)));
+  assert_true(s.replace_backup_codes("alice", {code_hash(50)}).ok());
+  assert_true(s.replace_backup_codes("alice", second).ok());
+  assert_int_equal(*s.count_backup_codes("alice"), 2);
+  assert_true(s.replace_backup_codes("alice", second).ok());
 
   assert_true(s.delete_backup_codes("alice").ok());
   assert_int_equal(*s.count_backup_codes("alice"), 0);
