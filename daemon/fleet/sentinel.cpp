@@ -14,6 +14,9 @@ namespace {
 constexpr uint64_t kPollUsec = 1000 * 1000;
 // Questions come no closer than this, however many clients report trouble.
 constexpr uint64_t kMinGapUsec = 100 * 1000;
+// A sentinel that named a server which is not the primary is passed over this long (unless every
+// sentinel is): asking the sentinels in turn must not come back to it within a failover's time.
+constexpr uint64_t kDistrustUsec = 60 * 1000 * 1000;
 // What a sentinel's connection may hold unparsed: its answers are two short strings and the
 // +switch-master messages.
 constexpr size_t kMaxSentinelReplyBytes = 4096;
@@ -58,7 +61,9 @@ bool is_switch_master_of(std::string_view message, std::string_view master_name)
 }  // namespace fleet
 
 SentinelDiscovery::SentinelDiscovery(sd_event* event, Options options)
-    : event_(event), options_(std::move(options)) {}
+    : event_(event),
+      options_(std::move(options)),
+      distrusted_until_(options_.sentinels.size(), 0) {}
 
 SentinelDiscovery::~SentinelDiscovery() {
   close();
@@ -98,11 +103,18 @@ void SentinelDiscovery::close() {
 Status SentinelDiscovery::open(size_t index) {
   ++generation_;
   asking_ = false;
-  current_ = index % options_.sentinels.size();
   rotate_ = false;
   hints_.reset();
   query_.reset();
   (void)sd_event_now(event_, CLOCK_MONOTONIC, &opened_usec_);
+  const size_t count = options_.sentinels.size();
+  current_ = index % count;
+  for (size_t i = 0; i < count; ++i) {
+    if (distrusted_until_[(index + i) % count] <= opened_usec_) {
+      current_ = (index + i) % count;
+      break;
+    }
+  }
   const auto connection = [this] {
     RedisClientOptions o;
     o.address = options_.sentinels[current_];
@@ -148,11 +160,23 @@ void SentinelDiscovery::suspect(const RedisAddress& primary, bool wrong_role,
                                 const std::string& /*why*/) {
   if (closed_)
     return;
-  // The primary this sentinel named is not one: the next sentinel is asked (a lying or confused
-  // sentinel does not keep the fleet degraded while the others know better).
+  // The primary a sentinel named is not one: that sentinel is passed over for the next (a lying
+  // or confused sentinel does not keep the fleet degraded while the others know better). Every
+  // client reports it, each at its own time: only the first report moves on, and a report about
+  // a primary no longer named changes nothing (it must not move on from the sentinel that named
+  // the right one, or come back round to the one that lied).
   if (wrong_role && primary_ && primary_->describe() == primary.describe()) {
-    rotate_ = true;
-    schedule(0);
+    uint64_t now = 0;
+    (void)sd_event_now(event_, CLOCK_MONOTONIC, &now);
+    if (distrusted_until_[named_by_] <= now) {
+      MFA_LOG_WARNING("Redis Sentinel at %s named %s, which is not the primary: passed over",
+                      options_.sentinels[named_by_].describe().c_str(), primary.describe().c_str());
+    }
+    distrusted_until_[named_by_] = now + kDistrustUsec;
+    if (current_ == named_by_) {
+      rotate_ = true;
+      schedule(0);
+    }
     return;
   }
   ask();
@@ -195,8 +219,12 @@ void SentinelDiscovery::answered(uint64_t generation, Result<RedisReply> reply) 
   }
   last_error_.clear();
   schedule(kPollUsec);
+  named_by_ = current_;
   if (primary_ && primary_->describe() == address->describe())
     return;
+  // A report that the previous primary was wrong, made while this answer was on its way, does not
+  // pass over the sentinel that gave it.
+  rotate_ = false;
   MFA_LOG_INFO("Redis Sentinel at %s: the primary of %s is %s", sentinel.describe().c_str(),
                options_.master_name.c_str(), address->describe().c_str());
   primary_ = *address;

@@ -61,6 +61,8 @@ class SentinelDiscovery : public PrimarySource {
 
  private:
   SentinelDiscovery(sd_event* event, Options options);
+  // Connects to the first sentinel from index on that is not distrusted (index itself when all
+  // are).
   Status open(size_t index);
   void next_sentinel(const std::string& why);
   void ask();
@@ -75,12 +77,15 @@ class SentinelDiscovery : public PrimarySource {
   std::unique_ptr<RedisClient> hints_;   // subscribed to +switch-master on the same sentinel
   std::vector<RedisClient*> followers_;  // the data clients
   std::optional<RedisAddress> primary_;  // the last primary a sentinel named
-  EventSourcePtr timer_;                 // the next question
-  bool asking_ = false;                  // a question is in flight
-  bool rotate_ = false;                  // the next question goes to the next sentinel
-  uint64_t opened_usec_ = 0;             // when the current sentinel was connected to
-  std::string last_error_;               // said once, not at every question
-  uint64_t generation_ = 0;              // of the sentinel connection: late answers dropped
+  size_t named_by_ = 0;                  // the sentinel that named it (or named it last)
+  // Per sentinel: until when it is passed over, having named a server that was not the primary.
+  std::vector<uint64_t> distrusted_until_;
+  EventSourcePtr timer_;      // the next question
+  bool asking_ = false;       // a question is in flight
+  bool rotate_ = false;       // the next question goes to the next sentinel
+  uint64_t opened_usec_ = 0;  // when the current sentinel was connected to
+  std::string last_error_;    // said once, not at every question
+  uint64_t generation_ = 0;   // of the sentinel connection: late answers dropped
   uint64_t last_asked_usec_ = 0;
   bool closed_ = false;
 };
