@@ -5,11 +5,11 @@ MasterName=. The primary is found through the sentinels and used only once ROLE 
 SIGKILLed primary is followed to the promoted replica while logins run (degraded at most for the
 failover), a backup code used before the failover stays used after it, the old primary brought
 back as a replica is never written to, and a sentinel that names a server that is not the primary
-is refused (the next sentinel is asked).
+is refused (the next sentinel is asked, and the liar not again).
 
-Plaintext (AllowPlaintext=yes) on loopback: TLS on the same connections is the rediss:// code path
-tested by test_fleet_transport.py (the sentinel connections and the primary use the same
-client)."""
+Plaintext (AllowPlaintext=yes) on loopback, but for one test with sentinels and primary on TLS
+ports only (a sentinel with a certificate of another CA refused); test_fleet_transport.py tests
+the rediss:// code path itself (the sentinel connections and the primary use the same client)."""
 
 import os
 import random
@@ -27,6 +27,7 @@ from conftest import make_world_dir, read_log, wait_until
 from daemon_helpers import run_mfad
 from fleet_helpers import (REDIS_CLI, REDIS_SERVER, REDIS_USER, audit_details, audit_rows, degraded,
                            fleet_key, second_host, wait_degraded)
+from tls_helpers import Pki
 
 MASTER = "mymaster"
 PASSWORD = "sentinel-test-password-0123456789"
@@ -51,8 +52,9 @@ def free_port():
 class Node:
     """One redis-server (data or sentinel) on 127.0.0.1:port, its files in dir."""
 
-    def __init__(self, dir, name, port, text, sentinel=False):
+    def __init__(self, dir, name, port, text, sentinel=False, ca=None):
         self.dir, self.name, self.port, self.sentinel = dir, name, port, sentinel
+        self.ca = ca  # TLS only (its port is a tls-port): the CA its certificate is from
         self.config = os.path.join(dir, name + ".conf")
         with open(self.config, "w") as f:
             f.write(text)
@@ -75,8 +77,9 @@ class Node:
             self.log.close()
 
     def admin(self, *args):
-        r = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port), "--pass", ADMIN,
-                            "--no-auth-warning", "--raw", *args],
+        tls = ["--tls", "--cacert", self.ca] if self.ca else []
+        r = subprocess.run([REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port), *tls,
+                            "--pass", ADMIN, "--no-auth-warning", "--raw", *args],
                            capture_output=True, text=True, timeout=10)
         return r.stdout.strip()
 
@@ -283,12 +286,14 @@ def test_old_primary_back_as_replica_is_never_written(fleet, test_users, sentine
 
 
 class FakeSentinel(socketserver.ThreadingTCPServer):
-    """A "sentinel" that names a server of its choice as the primary (forged, or confused)."""
+    """A "sentinel" that names a server of its choice as the primary (forged, or confused), each
+    answer delay seconds late (a loaded sentinel, or a slow mfad: below [Redis] Timeout)."""
     allow_reuse_address = True
     daemon_threads = True
 
-    def __init__(self, named_port):
+    def __init__(self, named_port, delay=0):
         self.named_port = named_port
+        self.delay = delay
         self.asked = 0
         super().__init__(("127.0.0.1", 0), FakeSentinelHandler)
         self.port = self.server_address[1]
@@ -312,6 +317,7 @@ class FakeSentinelHandler(socketserver.StreamRequestHandler):
             if not args:
                 return
             cmd = args[0].upper()
+            time.sleep(self.server.delay)
             if cmd == "SENTINEL":
                 self.server.asked += 1
                 port = str(self.server.named_port).encode()
@@ -345,20 +351,107 @@ def test_a_sentinel_naming_a_replica_is_refused(mfad_factory, test_users, sentin
 
 
 def test_a_lying_sentinel_is_passed_over_for_the_next(mfad_factory, test_users, sentinels):
+    """The next sentinel names the primary, slowly (as a loaded machine, or mfad under ASan):
+    meanwhile each of mfad's three connections finds the replica wrong, at its own time, and
+    retries it. mfad moves on from the liar once and never comes back to it: once out of degraded
+    mode it stays out. (A report that came in while the next sentinel's answer was on its way, or
+    after mfad had moved on, once passed over the honest sentinel too, round to the liar: mfad
+    left degraded mode, then went back to the replica and refused the enrollment.)"""
     a = mfad_factory
     fake = FakeSentinel(sentinels.replica.port)
+    slow = FakeSentinel(sentinels.primary.port, delay=0.12)
     try:
         sentinel_config(a, sentinels, sentinels.password_file,
-                        addresses=f"127.0.0.1:{fake.port} " + sentinels.addresses())
+                        addresses=f"127.0.0.1:{fake.port} 127.0.0.1:{slow.port} "
+                        + sentinels.addresses())
         a.start()
         wait_degraded(a, False, timeout=20)
-        assert "is not the primary (ROLE: slave)" in a.log_text()
+        log = a.log_text()
+        assert "is not the primary (ROLE: slave)" in log
+        assert f"Redis Sentinel at redis://127.0.0.1:{fake.port} named " \
+            f"redis://127.0.0.1:{sentinels.replica.port}, which is not the primary" in log
         a.enroll_totp("mfa-alice")
         assert sentinels.primary.admin("EXISTS", state_key("mfa-alice")) == "1"
         assert sentinels.replica.mfad_clients() == []
+        # Out of degraded mode once, and the liar asked once: the honest sentinel keeps being
+        # asked (every second).
+        assert wait_until(lambda: slow.asked >= 2, 5)
+        assert a.log_text().count("(left degraded mode)") == 1, a.log_text()[-4000:]
+        assert fake.asked == 1, a.log_text()[-4000:]
+        assert not degraded(a)
     finally:
-        fake.shutdown()
-        fake.server_close()
+        for f in (fake, slow):
+            f.shutdown()
+            f.server_close()
+
+
+TLS = """tls-port {port}
+tls-cert-file {cert}.pem
+tls-key-file {cert}.key
+tls-ca-cert-file {ca}
+tls-auth-clients no
+tls-replication yes
+"""
+
+
+def test_sentinels_and_primary_over_tls(mfad_factory, test_users):
+    """TLS (no AllowPlaintext) to the sentinels and to the primary they name, verified against
+    CAFile=: a sentinel whose certificate is from another CA is refused at the handshake, before
+    AUTH (it learns no password), and passed over for the next, which names the primary; logins
+    and enrollments go over TLS. Sentinels and primary listen on TLS ports only."""
+    pki = Pki()
+    d = make_world_dir("mfa-sentinel-tls-")
+    nodes = []
+    try:
+        password_file = os.path.join(d, "redis.password")
+        with open(password_file, "w") as f:
+            f.write(PASSWORD + "\n")
+        os.chmod(password_file, 0o600)
+        ca = pki.path("ca.pem")
+        ports = [free_port() for _ in range(3)]
+        common = dict(dir=d, admin=ADMIN, user=REDIS_USER, password=PASSWORD)
+        primary = Node(d, "primary", ports[0], DATA.format(port=0, name="primary", **common)
+                       + TLS.format(port=ports[0], cert=pki.path("server"), ca=ca), ca=ca)
+        sentinels = [
+            Node(d, name, port,
+                 SENTINEL.format(port=0, master=MASTER, primary=ports[0], down_after=60000,
+                                 failover=60000, **common).replace(f" {ports[0]} 2\n",
+                                                                   f" {ports[0]} 1\n")
+                 + TLS.format(port=port, cert=pki.path(cert), ca=ca),
+                 sentinel=True, ca=pki.path(cert_ca))
+            for name, port, cert, cert_ca in (("wrong-ca", ports[1], "untrusted", "wrong-ca.pem"),
+                                              ("sentinel", ports[2], "server", "ca.pem"))]
+        for n in [primary] + sentinels:
+            nodes.append(n.start())
+        wrong = sentinels[0]
+
+        a = mfad_factory
+        fleet_key(a)
+        a.set_config("Redis", "Sentinels", " ".join(f"127.0.0.1:{s.port}" for s in sentinels))
+        a.set_config("Redis", "MasterName", MASTER)
+        a.set_config("Redis", "CAFile", ca)
+        a.set_config("Redis", "User", REDIS_USER)
+        a.set_config("Redis", "PasswordFile", password_file)
+        a.set_config("Redis", "HostId", "host-a")
+        a.start()
+        wait_degraded(a, False, timeout=15)
+        log = a.log_text()
+        assert f"TLS with Redis at rediss://127.0.0.1:{wrong.port} failed: the server's " \
+            "certificate is refused" in log, log[-4000:]
+        assert f"Redis Sentinel at rediss://127.0.0.1:{sentinels[1].port}: the primary of " \
+            f"{MASTER} is rediss://127.0.0.1:{primary.port}" in log, log[-4000:]
+        assert f"TLS with Redis at rediss://127.0.0.1:{primary.port}: TLSv1.3, connected and " \
+            "verified" in log
+        secret = a.enroll_totp("mfa-alice")
+        assert a.login("mfa-alice", a.next_code("mfa-alice", secret))[1].expect_ok() == "totp"
+        assert primary.admin("EXISTS", state_key("mfa-alice")) == "1"
+        # Never authenticated there (each handshake failed before AUTH).
+        assert wrong.mfad_clients() == []
+    finally:
+        for n in nodes:
+            n.kill9()
+        shutil.rmtree(d, ignore_errors=True)
+        pki.cleanup()
 
 
 def test_sentinel_config_errors_are_clear(mfad_factory, sentinels):
