@@ -11,6 +11,15 @@ using sqlite_rows::valid_user;
 
 namespace {
 constexpr size_t kMaxBackupCodes = 100;
+
+// Appends a hash read from a row (a value of another length is no hash of ours: skipped).
+void append_code_hash(const std::vector<uint8_t>& blob, std::vector<CodeHash>* out) {
+  CodeHash h{};
+  if (blob.size() != h.size())
+    return;
+  std::copy(blob.begin(), blob.end(), h.begin());
+  out->push_back(h);
+}
 }  // namespace
 
 Status SqliteStore::replace_backup_codes(std::string_view user,
@@ -40,14 +49,7 @@ Status SqliteStore::replace_backup_codes(std::string_view user,
   MFA_CHECK(read(
       "SELECT hash FROM backup_codes WHERE user = ? AND used_at IS NOT NULL",
       [&](Statement& st) { st.text(1, user); },
-      [&](Statement& st) {
-        const auto blob = st.column_blob(0);
-        CodeHash h{};
-        if (blob.size() == h.size()) {
-          std::copy(blob.begin(), blob.end(), h.begin());
-          used.push_back(h);
-        }
-      }));
+      [&](Statement& st) { append_code_hash(st.column_blob(0), &used); }));
   for (const auto& hash : used) {
     if (std::find(hashes.begin(), hashes.end(), hash) != hashes.end())
       continue;
@@ -101,14 +103,7 @@ Result<std::vector<CodeHash>> SqliteStore::unused_backup_codes(std::string_view 
   MFA_CHECK(read(
       "SELECT hash FROM backup_codes WHERE user = ? AND used_at IS NULL ORDER BY hash",
       [&](Statement& st) { st.text(1, user); },
-      [&](Statement& st) {
-        const auto blob = st.column_blob(0);
-        CodeHash h{};
-        if (blob.size() == h.size()) {
-          std::copy(blob.begin(), blob.end(), h.begin());
-          out.push_back(h);
-        }
-      }));
+      [&](Statement& st) { append_code_hash(st.column_blob(0), &out); }));
   return out;
 }
 
