@@ -3,6 +3,7 @@
 #include <sys/random.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 
@@ -192,6 +193,20 @@ std::string to_hex(std::span<const uint8_t> data) {
   for (uint8_t b : data) {
     out.push_back(kDigits[b >> 4]);
     out.push_back(kDigits[b & 0xf]);
+  }
+  return out;
+}
+
+std::optional<std::vector<uint8_t>> from_hex(std::string_view hex) {
+  if (hex.size() % 2 != 0)
+    return std::nullopt;
+  std::vector<uint8_t> out(hex.size() / 2);
+  for (size_t i = 0; i < out.size(); ++i) {
+    unsigned v = 0;
+    auto [p, ec] = std::from_chars(hex.data() + 2 * i, hex.data() + 2 * i + 2, v, 16);
+    if (ec != std::errc() || p != hex.data() + 2 * i + 2)
+      return std::nullopt;
+    out[i] = static_cast<uint8_t>(v);
   }
   return out;
 }

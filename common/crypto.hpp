@@ -4,9 +4,11 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.hpp"
 #include "common/secure_buffer.hpp"
@@ -32,5 +34,7 @@ Result<SecureBytes> hmac_sha256(std::span<const uint8_t> key, std::span<const ui
 std::array<uint8_t, 32> sha256(std::span<const uint8_t> data);
 // Lower-case hex.
 std::string to_hex(std::span<const uint8_t> data);
+// Hex (either case) to bytes; nullopt for an odd length or a character that is no hex digit.
+std::optional<std::vector<uint8_t>> from_hex(std::string_view hex);
 
 }  // namespace mfa

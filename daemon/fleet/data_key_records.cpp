@@ -1,7 +1,5 @@
 #include "fleet/data_key_records.hpp"
 
-#include <charconv>
-
 #include "common/crypto.hpp"
 
 namespace mfa::fleet {
@@ -9,20 +7,6 @@ namespace mfa::fleet {
 namespace {
 
 constexpr size_t kMaxWrappedHex = 512;
-
-std::optional<std::vector<uint8_t>> from_hex(std::string_view hex) {
-  if (hex.size() % 2 != 0 || hex.size() > kMaxWrappedHex)
-    return std::nullopt;
-  std::vector<uint8_t> out(hex.size() / 2);
-  for (size_t i = 0; i < out.size(); ++i) {
-    unsigned v = 0;
-    auto [p, ec] = std::from_chars(hex.data() + 2 * i, hex.data() + 2 * i + 2, v, 16);
-    if (ec != std::errc() || p != hex.data() + 2 * i + 2)
-      return std::nullopt;
-    out[i] = static_cast<uint8_t>(v);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -44,7 +28,7 @@ Result<std::string> DataKeyWrap::wrap(std::string_view account, std::string_view
 
 Result<SecureBytes> DataKeyWrap::unwrap(std::string_view account, std::string_view record,
                                         std::string_view hex) const {
-  auto sealed = from_hex(hex);
+  auto sealed = hex.size() <= kMaxWrappedHex ? from_hex(hex) : std::nullopt;
   if (!sealed)
     return make_error(Errc::kCrypto, "a data key record in Redis is malformed");
   MFA_TRY(key, sealer_.open(*sealed, account, record));

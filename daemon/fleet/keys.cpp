@@ -13,20 +13,6 @@ namespace {
 
 constexpr size_t kMaxFactorValue = 64 * 1024;
 
-std::optional<std::vector<uint8_t>> from_hex(std::string_view hex) {
-  if (hex.size() % 2 != 0)
-    return std::nullopt;
-  std::vector<uint8_t> out(hex.size() / 2);
-  for (size_t i = 0; i < out.size(); ++i) {
-    unsigned v = 0;
-    auto [p, ec] = std::from_chars(hex.data() + 2 * i, hex.data() + 2 * i + 2, v, 16);
-    if (ec != std::errc() || p != hex.data() + 2 * i + 2)
-      return std::nullopt;
-    out[i] = static_cast<uint8_t>(v);
-  }
-  return out;
-}
-
 template <typename T>
 std::optional<T> to_number(std::string_view s) {
   T v{};
