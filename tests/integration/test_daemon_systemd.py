@@ -65,7 +65,7 @@ def test_policy_names_every_open_method_and_no_pam_method():
                        "ResetUser", "Unlock", "ListAuditEvents", "VerifyAuditTrail",
                        "ImportTotp", "GetReport", "CheckHealth", "CreateEnrollmentToken",
                        "ExportUser", "ForgetUser", "ListDevices", "ForgetDevice",
-                       "GetEnrollmentNotice", "AcceptEnrollmentNotice"}
+                       "GetEnrollmentNotice", "AcceptEnrollmentNotice", "SendStepUpCode"}
     # No blanket allow for the default context.
     for a in default.findall("allow"):
         assert a.get("send_interface") or a.get("own"), ET.tostring(a)
