@@ -154,6 +154,12 @@ class SentinelSet:
         self.replica.start()
         assert wait_until(lambda: "connected" in self.replica.admin("ROLE").splitlines()[3:4],
                           timeout=20), self.replica.log_text()
+        # "connected" comes before the replica acknowledges writes (it may still be loading the
+        # sync or rewriting its AOF): the tests that count on WAIT start once one is acknowledged.
+        assert wait_until(lambda: self.primary.admin("SET", "probe", "1") == "OK" and
+                          self.primary.admin("WAIT", "1", "500") == "1",
+                          timeout=20), self.replica.log_text()
+        self.primary.admin("DEL", "probe")
         for s in self.sentinels:
             s.start()
         return self
