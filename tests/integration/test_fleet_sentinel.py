@@ -24,10 +24,11 @@ import time
 
 import pytest
 
-from conftest import make_world_dir, read_log, wait_until
+from conftest import ASAN, make_world_dir, read_log, wait_until
 from daemon_helpers import run_mfad
-from fleet_helpers import (REDIS_CLI, REDIS_SERVER, REDIS_USER, audit_details, audit_rows, degraded,
-                           fleet_key, second_host, wait_degraded)
+from fleet_helpers import (ASAN_REDIS_TIMEOUT_MS, REDIS_CLI, REDIS_SERVER, REDIS_USER,
+                           audit_details, audit_rows, degraded, fleet_key, second_host,
+                           wait_degraded)
 from tls_helpers import Pki
 
 MASTER = "mymaster"
@@ -193,6 +194,8 @@ def sentinel_config(m, sentinels, password_file, host_id="host-a", addresses=Non
     m.set_config("Redis", "User", REDIS_USER)
     m.set_config("Redis", "PasswordFile", password_file)
     m.set_config("Redis", "HostId", host_id)
+    if ASAN:
+        m.set_config("Redis", "Timeout", ASAN_REDIS_TIMEOUT_MS)
 
 
 @pytest.fixture

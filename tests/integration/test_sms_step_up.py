@@ -135,6 +135,7 @@ def test_wrong_texted_code_is_refused_counted_and_a_used_one_dead(sms_mfad, fake
 
 
 def test_interactive_offer_of_a_text(sms_mfad, fake, test_users):
+    import pexpect
     from mfactl_helpers import spawn_mfactl
     mfad = sms_mfad()
     alice = test_users[ALICE]
@@ -148,6 +149,7 @@ def test_interactive_offer_of_a_text(sms_mfad, fake, test_users):
     child.sendline(fake.wait_code(n + 1))
     child.expect_exact("New backup codes for mfa-alice.")
     child.expect_exact("not shown again")
+    child.expect(pexpect.EOF)  # mfactl exits by itself (closing first would hang it up)
     child.close()
     assert child.exitstatus == 0
     # Declined: asked for a current code (here a backup code) instead, as before.
@@ -158,6 +160,7 @@ def test_interactive_offer_of_a_text(sms_mfad, fake, test_users):
     child.expect_exact("Current verification code: ")
     child.sendline(backup[0])
     child.expect_exact("New backup codes for mfa-alice.")
+    child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
     assert len(fake.requests) == n + 1
