@@ -30,9 +30,12 @@ Result<UserInfo> Authenticator::Impl::user_info(std::string_view user) {
     info.locked_until =
         static_cast<uint64_t>((limits.locked_until_usec + kUsecPerSecond - 1) / kUsecPerSecond);
   info.failures = static_cast<uint32_t>(std::max(0, limits.consecutive_failures));
-  // The audit trail names the account by its name (AuditLog::record), as info.user does.
-  MFA_STORE_TRY(foreign, d_.store.last_foreign_change(info.user));
-  info.foreign_change = std::move(foreign);
+  // Only another host writes a foreign change: a single host skips the audit trail's search.
+  // The trail names the account by its name (AuditLog::record), as info.user does.
+  if (d_.config.fleet_mode()) {
+    MFA_STORE_TRY(foreign, d_.store.last_foreign_change(info.user));
+    info.foreign_change = std::move(foreign);
+  }
   if (f.sms)
     info.masked_phone = f.sms->params;
   if (f.totp) {

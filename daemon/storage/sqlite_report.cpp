@@ -90,22 +90,26 @@ Result<DegradedTally> SqliteStore::tally_degraded(int64_t since_usec, bool curre
 
 Result<std::optional<ForeignChange>> SqliteStore::last_foreign_change(const std::string& user) {
   std::optional<ForeignChange> out;
+  // One walk back through the user's rows, to the newest foreign change or change made here,
+  // whichever comes first: a change made here after the foreign one clears it.
   MFA_CHECK(read(
-      "SELECT time, coalesce(json_extract(details, '$.host'), ''), "
+      "SELECT kind = 'fleet.foreign-change', time, "
+      "coalesce(json_extract(details, '$.host'), ''), "
       "coalesce(json_extract(details, '$.change'), ''), "
       "coalesce(json_extract(details, '$.factor'), '') "
-      "FROM audit WHERE user = ?1 AND kind = 'fleet.foreign-change' AND json_valid(details) "
-      "AND id > coalesce((SELECT max(id) FROM audit WHERE user = ?1 AND outcome = 'success' AND "
-      "kind IN ('enroll.confirm', 'enroll.import', 'enroll.disable', 'backup.generate', "
-      "'admin.reset')), 0) "
+      "FROM audit WHERE user = ?1 AND ((kind = 'fleet.foreign-change' AND json_valid(details)) "
+      "OR (outcome = 'success' AND kind IN ('enroll.confirm', 'enroll.import', "
+      "'enroll.disable', 'backup.generate', 'admin.reset'))) "
       "ORDER BY id DESC LIMIT 1",
       [&](Statement& st) { st.text(1, user); },
       [&](Statement& st) {
+        if (st.column_int(0) == 0)
+          return;
         ForeignChange c;
-        c.time_usec = st.column_int(0);
-        c.host = st.column_text(1);
-        c.change = st.column_text(2);
-        c.factor = st.column_text(3);
+        c.time_usec = st.column_int(1);
+        c.host = st.column_text(2);
+        c.change = st.column_text(3);
+        c.factor = st.column_text(4);
         out = std::move(c);
       }));
   return out;
