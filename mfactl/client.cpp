@@ -314,6 +314,18 @@ Status ManagerClient::call_void(const char* member, std::initializer_list<std::s
   return {};
 }
 
+Result<std::string> ManagerClient::call_string(const char* member,
+                                               std::initializer_list<std::string_view> strings,
+                                               Sensitivity sensitivity) {
+  MFA_TRY(m, new_call(member, strings, sensitivity));
+  MFA_TRY(reply, call(m.get()));
+  const char* text = nullptr;
+  int r = sd_bus_message_read(reply.get(), "s", &text);
+  if (r < 0)
+    return bad_reply(r);
+  return std::string(text);
+}
+
 Result<nlohmann::json> ManagerClient::call_rows(sd_bus_message* m) {
   MFA_TRY(reply, call(m));
   json out;
@@ -383,24 +395,12 @@ Status ManagerClient::confirm_totp_enrollment(std::string_view user, std::string
 Result<std::string> ManagerClient::begin_sms_enrollment(std::string_view user,
                                                         std::string_view phone_e164,
                                                         std::string_view current_code) {
-  MFA_TRY(m, new_call("BeginSmsEnrollment", {user, phone_e164, current_code},
-                      Sensitivity::kCarriesSecret));
-  MFA_TRY(reply, call(m.get()));
-  const char* masked = nullptr;
-  int r = sd_bus_message_read(reply.get(), "s", &masked);
-  if (r < 0)
-    return bad_reply(r);
-  return std::string(masked);
+  return call_string("BeginSmsEnrollment", {user, phone_e164, current_code},
+                     Sensitivity::kCarriesSecret);
 }
 
 Result<std::string> ManagerClient::send_step_up_code(std::string_view user) {
-  MFA_TRY(m, new_call("SendStepUpCode", {user}));
-  MFA_TRY(reply, call(m.get()));
-  const char* masked = nullptr;
-  int r = sd_bus_message_read(reply.get(), "s", &masked);
-  if (r < 0)
-    return bad_reply(r);
-  return std::string(masked);
+  return call_string("SendStepUpCode", {user});
 }
 
 Status ManagerClient::confirm_sms_enrollment(std::string_view user, std::string_view code) {

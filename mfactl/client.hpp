@@ -124,6 +124,10 @@ class ManagerClient {
   // A call with string arguments and no reply to read.
   Status call_void(const char* member, std::initializer_list<std::string_view> strings,
                    Sensitivity sensitivity = Sensitivity::kPlain);
+  // A call with string arguments and one string in its reply.
+  Result<std::string> call_string(const char* member,
+                                  std::initializer_list<std::string_view> strings,
+                                  Sensitivity sensitivity = Sensitivity::kPlain);
   // Sends m and reads its a{sv} reply as a JSON object.
   Result<nlohmann::json> call_dict(sd_bus_message* m);
   // Sends m and reads its aa{sv} reply as a JSON array of objects.
