@@ -131,37 +131,51 @@ const EVP_MAC_CTX* hmac_template(const char* digest_name) {
 
 }  // namespace
 
-bool hmac(const char* digest_name, std::span<const uint8_t> key, std::span<const uint8_t> data,
-          uint8_t* ret_mac, size_t mac_capacity, size_t* ret_len) {
+KeyedHmac::KeyedHmac(const char* digest_name, std::span<const uint8_t> key) {
   // OpenSSL refuses a NULL key; an empty key is legal HMAC (RFC 2104 pads it with zeros).
   static const uint8_t kEmpty = 0;
   const uint8_t* key_ptr = key.empty() ? &kEmpty : key.data();
-  std::unique_ptr<EVP_MAC_CTX, EvpMacCtxFree> ctx;
   if (const EVP_MAC_CTX* tmpl = hmac_template(digest_name)) {
-    ctx.reset(EVP_MAC_CTX_dup(tmpl));
-    if (!ctx || EVP_MAC_init(ctx.get(), key_ptr, key.size(), nullptr) != 1)
-      return false;
-  } else {
-    std::unique_ptr<EVP_MAC, EvpMacFree> mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
-    if (!mac)
-      return false;
-    ctx.reset(EVP_MAC_CTX_new(mac.get()));
-    if (!ctx)
-      return false;
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>(digest_name), 0),
-        OSSL_PARAM_construct_end(),
-    };
-    if (EVP_MAC_init(ctx.get(), key_ptr, key.size(), params) != 1)
-      return false;
+    ctx_.reset(EVP_MAC_CTX_dup(tmpl));
+    if (ctx_ && EVP_MAC_init(ctx_.get(), key_ptr, key.size(), nullptr) != 1)
+      ctx_.reset();
+    return;
   }
-  if (!data.empty() && EVP_MAC_update(ctx.get(), data.data(), data.size()) != 1)
+  std::unique_ptr<EVP_MAC, EvpMacFree> mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
+  if (!mac)
+    return;
+  ctx_.reset(EVP_MAC_CTX_new(mac.get()));
+  if (!ctx_)
+    return;
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>(digest_name), 0),
+      OSSL_PARAM_construct_end(),
+  };
+  if (EVP_MAC_init(ctx_.get(), key_ptr, key.size(), params) != 1)
+    ctx_.reset();
+}
+
+bool KeyedHmac::compute(std::span<const uint8_t> data, uint8_t* ret_mac, size_t mac_capacity,
+                        size_t* ret_len) {
+  if (!ctx_)
+    return false;
+  // Without a key, init returns the context to its keyed start: the key's pads, computed once in
+  // the constructor, are reused.
+  if (!fresh_ && EVP_MAC_init(ctx_.get(), nullptr, 0, nullptr) != 1)
+    return false;
+  fresh_ = false;
+  if (!data.empty() && EVP_MAC_update(ctx_.get(), data.data(), data.size()) != 1)
     return false;
   size_t len = 0;
-  if (EVP_MAC_final(ctx.get(), ret_mac, &len, mac_capacity) != 1)
+  if (EVP_MAC_final(ctx_.get(), ret_mac, &len, mac_capacity) != 1)
     return false;
   *ret_len = len;
   return true;
+}
+
+bool hmac(const char* digest_name, std::span<const uint8_t> key, std::span<const uint8_t> data,
+          uint8_t* ret_mac, size_t mac_capacity, size_t* ret_len) {
+  return KeyedHmac(digest_name, key).compute(data, ret_mac, mac_capacity, ret_len);
 }
 
 }  // namespace internal

@@ -24,6 +24,21 @@ struct EvpKdfCtxFree {
   void operator()(EVP_KDF_CTX* p) const { EVP_KDF_CTX_free(p); }
 };
 
+// An HMAC key made ready once (its pads computed) for many messages: a TOTP check computes up to
+// 2 * window + 1 of them with one key. Not shared between threads.
+class KeyedHmac {
+ public:
+  // digest_name: "SHA1", "SHA256", "SHA512"; compute() fails when the key could not be set up.
+  KeyedHmac(const char* digest_name, std::span<const uint8_t> key);
+  // HMAC of data into ret_mac; false on failure.
+  bool compute(std::span<const uint8_t> data, uint8_t* ret_mac, size_t mac_capacity,
+               size_t* ret_len);
+
+ private:
+  std::unique_ptr<EVP_MAC_CTX, EvpMacCtxFree> ctx_;
+  bool fresh_ = true;  // keyed and not used yet
+};
+
 // HMAC with the named digest ("SHA1", "SHA256", "SHA512") into ret_mac; false on failure.
 bool hmac(const char* digest_name, std::span<const uint8_t> key, std::span<const uint8_t> data,
           uint8_t* ret_mac, size_t mac_capacity, size_t* ret_len);

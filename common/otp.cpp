@@ -55,9 +55,10 @@ std::optional<OtpAlgorithm> parse_otp_algorithm(std::string_view name) {
   return std::nullopt;
 }
 
-SecureString hotp(std::span<const uint8_t> key, uint64_t counter, OtpAlgorithm alg, int digits) {
-  if (!valid_digits(digits))
-    return SecureString();
+namespace {
+
+// HOTP (RFC 4226) of counter under a key made ready once.
+SecureString hotp_keyed(internal::KeyedHmac& key, uint64_t counter, int digits) {
   uint8_t message[8];
   for (int i = 7; i >= 0; --i) {
     message[i] = static_cast<uint8_t>(counter & 0xff);
@@ -65,8 +66,7 @@ SecureString hotp(std::span<const uint8_t> key, uint64_t counter, OtpAlgorithm a
   }
   SecureBytes mac(64);
   size_t mac_len = 0;
-  if (!internal::hmac(digest_name(alg), key, message, mac.data(), mac.size(), &mac_len) ||
-      mac_len < 20)
+  if (!key.compute(message, mac.data(), mac.size(), &mac_len) || mac_len < 20)
     return SecureString();
   // Dynamic truncation (RFC 4226 §5.3).
   const size_t offset = mac.data()[mac_len - 1] & 0x0f;
@@ -83,6 +83,15 @@ SecureString hotp(std::span<const uint8_t> key, uint64_t counter, OtpAlgorithm a
   secure_erase(text, sizeof text);
   secure_erase(&binary, sizeof binary);
   return out;
+}
+
+}  // namespace
+
+SecureString hotp(std::span<const uint8_t> key, uint64_t counter, OtpAlgorithm alg, int digits) {
+  if (!valid_digits(digits))
+    return SecureString();
+  internal::KeyedHmac keyed(digest_name(alg), key);
+  return hotp_keyed(keyed, counter, digits);
 }
 
 uint64_t totp_step(int64_t unix_time, int period) {
@@ -120,8 +129,9 @@ std::optional<uint64_t> totp_verify(std::span<const uint8_t> key, std::string_vi
   // moves the replay watermark furthest.
   uint64_t matched = 0;
   uint64_t found = 0;
+  internal::KeyedHmac keyed(digest_name(params.algorithm), key);
   for (uint64_t step = first; step <= last; ++step) {
-    SecureString candidate = hotp(key, step, params.algorithm, params.digits);
+    SecureString candidate = hotp_keyed(keyed, step, params.digits);
     const uint64_t equal = ct_equal(candidate.view(), code) ? 1 : 0;
     const uint64_t allowed = (!not_after_step || step > *not_after_step) ? 1 : 0;
     const uint64_t hit = equal & allowed;

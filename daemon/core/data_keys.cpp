@@ -5,8 +5,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <mutex>
 #include <optional>
+#include <unordered_map>
 
 #include "common/crypto.hpp"
 #include "common/handles.hpp"
@@ -22,6 +25,59 @@ constexpr size_t kMaxWrappedSize = 256;
 // The sealed layout (common/seal.hpp): "MFS1" | key id (8) | ...
 constexpr size_t kKeyIdOffset = 4;
 constexpr size_t kKeyIdSize = 8;
+
+// The sealers of data keys opened lately, for every DataKeys of this process (they are made where
+// they are used, over the same directory): a login opens the person's seed without reading and
+// unwrapping their key file and deriving its sealer again (about a tenth of mfad's CPU per login
+// in tests/bench/run-daemon-bench.sh). Keyed by the master key's id and the key file's path (a
+// key file opens only under the master key that wrapped it). A write or a destroy through
+// any DataKeys replaces or drops the entry first; an entry serves kCacheSeconds at most, so that a
+// key file removed behind mfad's back stops opening records within that time. Bounded: when full,
+// the expired entries go, then any.
+class OpenedKeyCache {
+ public:
+  std::shared_ptr<const Sealer> find(const std::string& path) {
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(path);
+    if (it == entries_.end())
+      return nullptr;
+    if (Clock::now() - it->second.opened > kCacheSeconds) {
+      entries_.erase(it);
+      return nullptr;
+    }
+    return it->second.sealer;
+  }
+  void put(const std::string& path, std::shared_ptr<const Sealer> sealer) {
+    std::lock_guard lock(mutex_);
+    if (entries_.size() >= kMaxEntries) {
+      const auto now = Clock::now();
+      std::erase_if(entries_, [&](const auto& e) { return now - e.second.opened > kCacheSeconds; });
+      if (entries_.size() >= kMaxEntries)
+        entries_.erase(entries_.begin());
+    }
+    entries_.insert_or_assign(path, Entry{std::move(sealer), Clock::now()});
+  }
+  void drop(const std::string& path) {
+    std::lock_guard lock(mutex_);
+    entries_.erase(path);
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static constexpr auto kCacheSeconds = std::chrono::seconds(60);
+  static constexpr size_t kMaxEntries = 4096;
+  struct Entry {
+    std::shared_ptr<const Sealer> sealer;
+    Clock::time_point opened;
+  };
+  std::mutex mutex_;
+  std::unordered_map<std::string, Entry> entries_;
+};
+
+OpenedKeyCache& opened_keys() {
+  static OpenedKeyCache cache;
+  return cache;
+}
 
 Error io_error(const std::string& what) {
   return make_error(Errc::kStorage, what + ": " + std::strerror(errno));
@@ -97,6 +153,7 @@ Status DataKeys::write_key(std::string_view key_owner, std::span<const uint8_t> 
   if (key.size() != kDataKeySize)
     return make_error(Errc::kInvalidArgument, "a data key is 32 bytes");
   const std::string path = path_of(key_owner);
+  opened_keys().drop(cache_key(key_owner));
   MFA_TRY(wrapped, master_.seal(key, key_owner, kSealDataKey));
   // Written whole and synced, then renamed into place and the directory synced: the records
   // sealed under it are committed only after it is durable.
@@ -119,19 +176,28 @@ Status DataKeys::write_key(std::string_view key_owner, std::span<const uint8_t> 
   return {};
 }
 
-Result<std::optional<Sealer>> DataKeys::sealer_of(std::string_view key_owner, bool create) const {
+std::string DataKeys::cache_key(std::string_view key_owner) const {
+  return to_hex(master_.key_id()) + ":" + path_of(key_owner);
+}
+
+Result<std::shared_ptr<const Sealer>> DataKeys::sealer_of(std::string_view key_owner,
+                                                          bool create) const {
+  const std::string cached_as = cache_key(key_owner);
+  if (auto cached = opened_keys().find(cached_as))
+    return cached;
   MFA_TRY(existing, read_key(key_owner));
-  if (existing) {
-    MFA_TRY(sealer, Sealer::create(existing->span()));
-    return std::optional<Sealer>(std::move(sealer));
+  if (!existing && !create)
+    return std::shared_ptr<const Sealer>();
+  if (!existing) {
+    SecureBytes key(kDataKeySize);
+    MFA_CHECK(random_bytes(key.span()));
+    MFA_CHECK(write_key(key_owner, key.span()));
+    existing = std::move(key);
   }
-  if (!create)
-    return std::optional<Sealer>();
-  SecureBytes key(kDataKeySize);
-  MFA_CHECK(random_bytes(key.span()));
-  MFA_CHECK(write_key(key_owner, key.span()));
-  MFA_TRY(sealer, Sealer::create(key.span()));
-  return std::optional<Sealer>(std::move(sealer));
+  MFA_TRY(sealer, Sealer::create(existing->span()));
+  auto shared = std::make_shared<const Sealer>(std::move(sealer));
+  opened_keys().put(cached_as, shared);
+  return shared;
 }
 
 Result<std::optional<SecureBytes>> DataKeys::export_key(std::string_view key_owner) const {
@@ -166,6 +232,7 @@ Result<SecureBytes> DataKeys::open(std::string_view key_owner, std::span<const u
 
 Result<bool> DataKeys::destroy(std::string_view key_owner) const {
   const std::string path = path_of(key_owner);
+  opened_keys().drop(cache_key(key_owner));
   {
     Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
     if (!fd.valid()) {

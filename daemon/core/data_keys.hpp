@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -67,10 +68,12 @@ class DataKeys {
 
  private:
   std::string path_of(std::string_view key_owner) const;
+  std::string cache_key(std::string_view key_owner) const;  // of its opened sealer (data_keys.cpp)
   Result<std::optional<SecureBytes>> read_key(std::string_view key_owner) const;
   Status write_key(std::string_view key_owner, std::span<const uint8_t> key) const;
-  // key_owner's sealer; none when key_owner has no data key and create is false.
-  Result<std::optional<Sealer>> sealer_of(std::string_view key_owner, bool create) const;
+  // key_owner's sealer (cached a while: data_keys.cpp); null when key_owner has no data key and
+  // create is false.
+  Result<std::shared_ptr<const Sealer>> sealer_of(std::string_view key_owner, bool create) const;
 
   std::string directory_;
   const Sealer& master_;

