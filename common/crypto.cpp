@@ -181,9 +181,20 @@ bool hmac(const char* digest_name, std::span<const uint8_t> key, std::span<const
 }  // namespace internal
 
 Result<SecureBytes> hmac_sha256(std::span<const uint8_t> key, std::span<const uint8_t> data) {
+  return HmacSha256Key(key).mac(data);
+}
+
+HmacSha256Key::HmacSha256Key() = default;
+HmacSha256Key::HmacSha256Key(std::span<const uint8_t> key)
+    : keyed_(std::make_unique<internal::KeyedHmac>("SHA256", key)) {}
+HmacSha256Key::~HmacSha256Key() = default;
+HmacSha256Key::HmacSha256Key(HmacSha256Key&&) noexcept = default;
+HmacSha256Key& HmacSha256Key::operator=(HmacSha256Key&&) noexcept = default;
+
+Result<SecureBytes> HmacSha256Key::mac(std::span<const uint8_t> data) const {
   SecureBytes out(32);
   size_t len = 0;
-  if (!internal::hmac("SHA256", key, data, out.data(), out.size(), &len) || len != 32)
+  if (!keyed_ || !keyed_->compute(data, out.data(), out.size(), &len) || len != 32)
     return make_error(Errc::kCrypto, "HMAC-SHA-256 failed");
   return out;
 }

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -30,6 +31,24 @@ bool ct_equal(std::string_view a, std::string_view b);
 Result<SecureBytes> hkdf_sha256(std::span<const uint8_t> ikm, std::string_view info, size_t length);
 // HMAC-SHA-256; 32 bytes.
 Result<SecureBytes> hmac_sha256(std::span<const uint8_t> key, std::span<const uint8_t> data);
+namespace internal {
+class KeyedHmac;
+}
+// An HMAC-SHA-256 key made ready once for many messages (its pads computed once): the audit
+// chain's keys, three HMACs per row. Not for two threads at once.
+class HmacSha256Key {
+ public:
+  HmacSha256Key();  // no key yet: mac() fails
+  explicit HmacSha256Key(std::span<const uint8_t> key);
+  ~HmacSha256Key();
+  HmacSha256Key(HmacSha256Key&&) noexcept;
+  HmacSha256Key& operator=(HmacSha256Key&&) noexcept;
+  // HMAC-SHA-256 of data; 32 bytes.
+  Result<SecureBytes> mac(std::span<const uint8_t> data) const;
+
+ private:
+  std::unique_ptr<internal::KeyedHmac> keyed_;
+};
 // SHA-256; 32 bytes (not secret: audit hash chain).
 std::array<uint8_t, 32> sha256(std::span<const uint8_t> data);
 // Lower-case hex.

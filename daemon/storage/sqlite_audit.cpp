@@ -96,7 +96,7 @@ std::string describe_tampering(const AuditRecord& r) {
 std::string SqliteStore::audit_link(std::string_view prev_hash, const AuditRecord& row) const {
   if (audit_key_.empty())
     return legacy_link(prev_hash, row);
-  auto mac = hmac_sha256(audit_key_.span(), canonical_row(prev_hash, "mfad-audit-v2", row));
+  auto mac = audit_mac_.mac(canonical_row(prev_hash, "mfad-audit-v2", row));
   // Never matches a stored link: a failed HMAC shows up as a broken row, not as a valid one.
   return mac.ok() ? to_hex(mac->span()) : std::string("hmac-failed");
 }
@@ -467,7 +467,8 @@ Status SqliteStore::set_audit_chain(SecureBytes key, std::string head_path, cons
   if (!commit_key.ok())
     return commit_key.error();
   audit_key_ = std::move(key);
-  commit_key_ = std::move(commit_key).value();
+  audit_mac_ = HmacSha256Key(audit_key_.span());
+  commit_mac_ = HmacSha256Key(commit_key->span());
   head_path_ = std::move(head_path);
   head_sealer_ = sealer;
   head_ = db_head;

@@ -24,12 +24,12 @@ using audit_rows::put_field;
 
 std::string SqliteStore::commitment(std::string_view label, int64_t id,
                                     std::string_view value) const {
-  auto mac = hmac_sha256(commit_key_.span(), commitment_input(label, id, value));
+  auto mac = commit_mac_.mac(commitment_input(label, id, value));
   return mac.ok() ? to_hex(mac->span()) : std::string("hmac-failed");
 }
 
 std::string SqliteStore::pseudonym(std::string_view name) const {
-  auto mac = hmac_sha256(commit_key_.span(), commitment_input("pseudonym", 0, name));
+  auto mac = commit_mac_.mac(commitment_input("pseudonym", 0, name));
   // A name never contains '/' (validate_user_name): no pseudonym is anyone's name.
   return kPseudonymPrefix + (mac.ok() ? to_hex(mac->span()).substr(0, 16) : std::string("x"));
 }
@@ -40,15 +40,14 @@ std::string SqliteStore::redaction_mac(const AuditRecord& row, std::string_view 
   put_field(buf, details_commit);
   put_field(buf, row.user);
   put_field(buf, row.details_json);
-  auto mac = hmac_sha256(commit_key_.span(), buf);
+  auto mac = commit_mac_.mac(buf);
   return mac.ok() ? to_hex(mac->span()) : std::string("hmac-failed");
 }
 
 std::string SqliteStore::commit_link(std::string_view prev_hash, const AuditRecord& row,
                                      std::string_view user_commit,
                                      std::string_view details_commit) const {
-  auto mac =
-      hmac_sha256(audit_key_.span(), committed_row(prev_hash, row, user_commit, details_commit));
+  auto mac = audit_mac_.mac(committed_row(prev_hash, row, user_commit, details_commit));
   return mac.ok() ? to_hex(mac->span()) : std::string("hmac-failed");
 }
 

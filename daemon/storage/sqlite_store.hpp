@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/crypto.hpp"
 #include "common/handles.hpp"
 #include "common/result.hpp"
 #include "common/seal.hpp"
@@ -202,7 +203,7 @@ class SqliteStore final : public Store {
   std::string audit_link(std::string_view prev_hash, const AuditRecord& row) const;
   Status insert_audit_row(AuditRecord& row, int64_t id, const std::string& prev_hash);
   Status append_checkpoint(const std::string& reason, const std::string& details_json);
-  // The commitment chain (docs/audit-events.md, "Commitments"): HMACs under commit_key_.
+  // The commitment chain (docs/audit-events.md, "Commitments"): HMACs under commit_mac_.
   std::string commitment(std::string_view label, int64_t id, std::string_view value) const;
   std::string pseudonym(std::string_view name) const;
   std::string redaction_mac(const AuditRecord& row, std::string_view user_commit,
@@ -235,7 +236,9 @@ class SqliteStore final : public Store {
   // The keyed chain. head_ follows the open transaction; committed_head_ is what the last commit
   // left, read by sync() on the commit thread (under head_mutex_), which writes it to head_path_.
   SecureBytes audit_key_;
-  SecureBytes commit_key_;  // HKDF(audit_key_, "mfad audit commitment v1")
+  HmacSha256Key audit_mac_;  // audit_key_, made ready for many rows
+  // HKDF(audit_key_, "mfad audit commitment v1"), made ready likewise.
+  HmacSha256Key commit_mac_;
   std::string head_path_;
   const Sealer* head_sealer_ = nullptr;
   bool head_known_ = false;
