@@ -54,9 +54,14 @@ dd if=/dev/zero of="$work/fsync-probe" bs=4k count=200 oflag=dsync status=none
 t1=$(date +%s%N)
 echo "anchor: disk $((200 * 1000000000 / (t1 - t0 + 1))) fsync'd 4 KiB writes/s"
 rm -f "$work/fsync-probe"
+ping_cpu0=$(cpu_ms "$mfad_pid")
 ping=$("$bench_bin/mfad-bench-login" --bus-address "$address" --users "$users" \
   --clients "$clients" --rounds "$rounds" --ping)
+ping_cpu=$(($(cpu_ms "$mfad_pid") - ping_cpu0))
 sed 's/^/anchor: bus, 3 round trips per login: /' <<<"$ping"
+# What answering those three pings costs mfad's own process (sd-bus, the loop, the kernel's
+# socket work and wake-ups), with no code of mfad's in the answer: the CPU floor of a login.
+echo "anchor: mfad cpu per ping-login: $((ping_cpu * 1000 / (users * rounds))) us"
 pings_per_s=$(sed -n 's/^pings\/s=\([0-9]*\) .*/\1/p' <<<"$ping")
 
 logins=$((users * rounds))

@@ -107,6 +107,27 @@ void test_hmac_rfc4231(void**) {
                       "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
 }
 
+// A key made ready once gives, message after message, what a fresh HMAC of each gives; without a
+// key it fails rather than answering a MAC of nothing.
+void test_hmac_key_reused(void**) {
+  const auto key = from_hex("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b");
+  mfa::HmacSha256Key keyed(key);
+  for (const char* message : {"Hi There", "", "Hi There",
+                              "a longer message than one block of SHA-256 "
+                              "takes, to cross its 64-byte boundary"}) {
+    auto reused = keyed.mac(bytes_of(message));
+    auto fresh = mfa::hmac_sha256(key, bytes_of(message));
+    assert_true(reused.ok() && fresh.ok());
+    assert_true(mfa::ct_equal(reused->span(), fresh->span()));
+  }
+  assert_string_equal(mfa::to_hex(keyed.mac(bytes_of("Hi There"))->span()).c_str(),
+                      "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  mfa::HmacSha256Key none;
+  auto failed = none.mac(bytes_of("x"));
+  assert_false(failed.ok());
+  assert_int_equal(static_cast<int>(failed.error().code), static_cast<int>(mfa::Errc::kCrypto));
+}
+
 void test_sha256_and_hex(void**) {
   assert_string_equal(mfa::to_hex(mfa::sha256(bytes_of("abc"))).c_str(),
                       "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
@@ -185,11 +206,11 @@ void test_dbus_error_names(void**) {
 
 int main() {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_ct_equal),         cmocka_unit_test(test_random_bytes),
-      cmocka_unit_test(test_random_uniform),   cmocka_unit_test(test_hkdf_rfc5869),
-      cmocka_unit_test(test_hmac_rfc4231),     cmocka_unit_test(test_sha256_and_hex),
-      cmocka_unit_test(test_secure_string),    cmocka_unit_test(test_secure_bytes),
-      cmocka_unit_test(test_dbus_error_names),
+      cmocka_unit_test(test_ct_equal),       cmocka_unit_test(test_random_bytes),
+      cmocka_unit_test(test_random_uniform), cmocka_unit_test(test_hkdf_rfc5869),
+      cmocka_unit_test(test_hmac_rfc4231),   cmocka_unit_test(test_hmac_key_reused),
+      cmocka_unit_test(test_sha256_and_hex), cmocka_unit_test(test_secure_string),
+      cmocka_unit_test(test_secure_bytes),   cmocka_unit_test(test_dbus_error_names),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

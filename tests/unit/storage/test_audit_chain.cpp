@@ -275,6 +275,35 @@ void test_head_rewritten_in_two_files(void** state) {
   assert_true(inodes[2] != inodes[3]);
 }
 
+// The temporary file is rewritten in place: a shorter head written over a longer one (ids with
+// fewer digits, another mac) leaves no byte of the longer one behind, and both files still open.
+void test_head_rewritten_in_place_shrinks(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  AuditHead long_head;
+  long_head.first_id = 1000000000;
+  long_head.last_id = 9000000000;
+  long_head.mac = std::string(64, 'f');
+  AuditHead short_head;
+  short_head.first_id = 1;
+  short_head.last_id = 2;
+  short_head.mac = std::string(64, 'e');
+  for (const AuditHead* head : {&long_head, &long_head, &short_head, &short_head}) {
+    assert_true(write_audit_head(f->head, *f->sealer, *head, false).ok());
+    auto read = read_audit_head(f->head, *f->sealer);
+    assert_true(read.ok() && read->has_value());
+    assert_true(**read == *head);
+  }
+  auto previous = read_audit_head(f->head + ".tmp", *f->sealer);
+  assert_true(previous.ok() && previous->has_value());
+  assert_true(**previous == short_head);
+  // A temporary file that is not a regular file is refused, not followed or written through.
+  assert_int_equal(unlink((f->head + ".tmp").c_str()), 0);
+  assert_int_equal(mkfifo((f->head + ".tmp").c_str(), 0600), 0);
+  assert_false(write_audit_head(f->head, *f->sealer, long_head, false).ok());
+  auto kept = read_audit_head(f->head, *f->sealer);
+  assert_true(kept.ok() && kept->has_value() && **kept == short_head);
+}
+
 // An unkeyed trail (written by an older mfad) is verified and continued with a keyed chain from
 // a checkpoint that carries its head; its rows can then no longer be rewritten unnoticed.
 void test_legacy_trail_migrated(void** state) {
@@ -443,6 +472,7 @@ int main() {
       cmocka_unit_test_setup_teardown(test_truncation_found_at_start, setup, teardown),
       cmocka_unit_test_setup_teardown(test_truncation_while_running, setup, teardown),
       cmocka_unit_test_setup_teardown(test_missing_head_reported, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_head_rewritten_in_place_shrinks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_head_rewritten_in_two_files, setup, teardown),
       cmocka_unit_test_setup_teardown(test_head_file_sealed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_legacy_trail_migrated, setup, teardown),

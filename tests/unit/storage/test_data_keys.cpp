@@ -104,6 +104,43 @@ void test_seal_open_destroy(void** state) {
   assert_true(destroyed.ok() && !*destroyed);
 }
 
+// Opened keys are kept a while for every DataKeys of the process (they are made where they are
+// used): a destroy or an install through any of them is seen by all at once, and a key opened
+// under one master key is not served to another.
+void test_opened_keys_follow_destroy_and_install(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  const std::string dir = f->dir + "/keys";
+  DataKeys sealing(dir, *f->master, true);
+  assert_true(sealing.prepare().ok());
+  auto sealed = sealing.seal("uid/1000", bytes("seed"), "uid/1000", "totp");
+  assert_true(sealed.ok());
+  DataKeys opening(dir, *f->master, true);
+  assert_true(opening.open("uid/1000", *sealed, "uid/1000", "totp").ok());
+
+  auto other_master = Sealer::create(std::vector<uint8_t>(32, 0x42));
+  assert_true(other_master.ok());
+  DataKeys other(dir, *other_master, true);
+  auto refused = other.open("uid/1000", *sealed, "uid/1000", "totp");
+  assert_false(refused.ok());
+  assert_int_equal(static_cast<int>(refused.error().code), static_cast<int>(Errc::kCrypto));
+
+  // Another person's key put in place (fleet mode: the fleet's copy) replaces the one kept.
+  auto exported = DataKeys(dir, *f->master, true).export_key("uid/1000");
+  assert_true(exported.ok() && exported->has_value());
+  std::vector<uint8_t> replacement(32, 0x77);
+  assert_true(DataKeys(dir, *f->master, true).install_key("uid/1000", replacement).ok());
+  assert_false(opening.open("uid/1000", *sealed, "uid/1000", "totp").ok());
+  assert_true(DataKeys(dir, *f->master, true).install_key("uid/1000", (*exported)->span()).ok());
+  assert_true(opening.open("uid/1000", *sealed, "uid/1000", "totp").ok());
+
+  // Forgotten through one: no other opens the record from what it kept.
+  auto destroyed = DataKeys(dir, *f->master, true).destroy("uid/1000");
+  assert_true(destroyed.ok() && *destroyed);
+  auto gone = opening.open("uid/1000", *sealed, "uid/1000", "totp");
+  assert_false(gone.ok());
+  assert_int_equal(static_cast<int>(gone.error().code), static_cast<int>(Errc::kCrypto));
+}
+
 void test_fleet_mode_seals_under_master(void** state) {
   auto* f = static_cast<Fixture*>(*state);
   DataKeys keys(f->dir + "/keys", *f->master, false);
@@ -158,6 +195,7 @@ void test_seal_all_moves_master_records(void** state) {
 int main() {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_seal_open_destroy, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_opened_keys_follow_destroy_and_install, setup, teardown),
       cmocka_unit_test_setup_teardown(test_fleet_mode_seals_under_master, setup, teardown),
       cmocka_unit_test_setup_teardown(test_seal_all_moves_master_records, setup, teardown),
   };
