@@ -165,13 +165,28 @@ Status DataKeys::write_key(std::string_view key_owner, std::span<const uint8_t> 
     if (!out.valid())
       return io_error("cannot create the data key " + tmp);
     MFA_CHECK(write_all(out.get(), wrapped));
-    if (fsync(out.get()) != 0)
+    if (!batch_sync_ && fsync(out.get()) != 0)
       return io_error("cannot sync the data key " + tmp);
   }
   if (rename(tmp.c_str(), path.c_str()) != 0)
     return io_error("cannot put the data key in place " + path);
+  if (batch_sync_)
+    return {};
+  return sync_directory();
+}
+
+Status DataKeys::sync_directory() const {
   Fd dir(::open(directory_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir.valid() || fsync(dir.get()) != 0)
+    return io_error("cannot sync the data key directory " + directory_);
+  return {};
+}
+
+Status DataKeys::sync_all() const {
+  // One syncfs for every key file written since, instead of two fsyncs for each: a start that
+  // moves 100,000 records under data keys made 200,000 disk flushes before it served anyone.
+  Fd dir(::open(directory_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid() || syncfs(dir.get()) != 0 || fsync(dir.get()) != 0)
     return io_error("cannot sync the data key directory " + directory_);
   return {};
 }
@@ -250,9 +265,7 @@ Result<bool> DataKeys::destroy(std::string_view key_owner) const {
   }
   if (unlink(path.c_str()) != 0)
     return io_error("cannot delete the data key " + path);
-  Fd dir(::open(directory_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir.valid() || fsync(dir.get()) != 0)
-    return io_error("cannot sync the data key directory " + directory_);
+  MFA_CHECK(sync_directory());
   return true;
 }
 
@@ -260,6 +273,13 @@ Result<int> DataKeys::seal_all(Store& store, const UserDirectory& users) const {
   if (!per_person_)
     return 0;
   MFA_TRY(keys, store.list_users());
+  // The keys written here are synced together at the end, before any record sealed under them
+  // can be committed (the caller flushes the store after this returns).
+  batch_sync_ = true;
+  struct Unbatch {
+    const DataKeys& keys;
+    ~Unbatch() { keys.batch_sync_ = false; }
+  } unbatch{*this};
   int moved = 0;
   for (const std::string& key : keys) {
     MFA_TRY(factors, store.get_factors(key));
@@ -293,6 +313,8 @@ Result<int> DataKeys::seal_all(Store& store, const UserDirectory& users) const {
       ++moved;
     }
   }
+  if (moved > 0)
+    MFA_CHECK(sync_all());
   return moved;
 }
 
