@@ -50,8 +50,14 @@ class OpenedKeyCache {
   void put(const std::string& path, std::shared_ptr<const Sealer> sealer) {
     std::lock_guard lock(mutex_);
     if (entries_.size() >= kMaxEntries) {
+      // The sweep is a walk of the whole table: once a second at most (a start that re-seals
+      // 100,000 people's records puts as many keys in a row).
       const auto now = Clock::now();
-      std::erase_if(entries_, [&](const auto& e) { return now - e.second.opened > kCacheSeconds; });
+      if (now >= next_sweep_) {
+        std::erase_if(entries_,
+                      [&](const auto& e) { return now - e.second.opened > kCacheSeconds; });
+        next_sweep_ = now + std::chrono::seconds(1);
+      }
       if (entries_.size() >= kMaxEntries)
         entries_.erase(entries_.begin());
     }
@@ -72,6 +78,7 @@ class OpenedKeyCache {
   };
   std::mutex mutex_;
   std::unordered_map<std::string, Entry> entries_;
+  Clock::time_point next_sweep_{};
 };
 
 OpenedKeyCache& opened_keys() {
