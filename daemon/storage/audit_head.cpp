@@ -65,9 +65,10 @@ Status write_audit_head(const std::string& path, const Sealer& sealer, const Aud
   struct stat st {};
   if (fstat(fd.get(), &st) < 0)
     return io_error("stat");
-  if (!S_ISREG(st.st_mode)) {
+  // Written in place: it must be this head's own file, not a link to another one.
+  if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
     errno = EINVAL;
-    return io_error("not a regular file");
+    return io_error("not a regular file of its own");
   }
   size_t done = 0;
   while (done < sealed.size()) {

@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 extern "C" {
@@ -302,6 +304,14 @@ void test_head_rewritten_in_place_shrinks(void** state) {
   assert_false(write_audit_head(f->head, *f->sealer, long_head, false).ok());
   auto kept = read_audit_head(f->head, *f->sealer);
   assert_true(kept.ok() && kept->has_value() && **kept == short_head);
+  // Nor is a hard link to another file written through.
+  const std::string other = f->head + ".other";
+  { std::ofstream(other) << "not a head"; }
+  assert_int_equal(link(other.c_str(), (f->head + ".tmp").c_str()), 0);
+  assert_false(write_audit_head(f->head, *f->sealer, long_head, false).ok());
+  std::ifstream in(other);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  assert_string_equal(content.c_str(), "not a head");
 }
 
 // An unkeyed trail (written by an older mfad) is verified and continued with a keyed chain from
