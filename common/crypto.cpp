@@ -173,11 +173,6 @@ bool KeyedHmac::compute(std::span<const uint8_t> data, uint8_t* ret_mac, size_t 
   return true;
 }
 
-bool hmac(const char* digest_name, std::span<const uint8_t> key, std::span<const uint8_t> data,
-          uint8_t* ret_mac, size_t mac_capacity, size_t* ret_len) {
-  return KeyedHmac(digest_name, key).compute(data, ret_mac, mac_capacity, ret_len);
-}
-
 }  // namespace internal
 
 Result<SecureBytes> hmac_sha256(std::span<const uint8_t> key, std::span<const uint8_t> data) {

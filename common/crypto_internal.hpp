@@ -39,8 +39,4 @@ class KeyedHmac {
   bool fresh_ = true;  // keyed and not used yet
 };
 
-// HMAC with the named digest ("SHA1", "SHA256", "SHA512") into ret_mac; false on failure.
-bool hmac(const char* digest_name, std::span<const uint8_t> key, std::span<const uint8_t> data,
-          uint8_t* ret_mac, size_t mac_capacity, size_t* ret_len);
-
 }  // namespace mfa::internal
