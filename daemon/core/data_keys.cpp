@@ -156,7 +156,8 @@ Result<std::optional<SecureBytes>> DataKeys::read_key(std::string_view key_owner
   return std::optional<SecureBytes>(std::move(key).value());
 }
 
-Status DataKeys::write_key(std::string_view key_owner, std::span<const uint8_t> key) const {
+Status DataKeys::write_key(std::string_view key_owner, std::span<const uint8_t> key,
+                           KeySync sync) const {
   if (key.size() != kDataKeySize)
     return make_error(Errc::kInvalidArgument, "a data key is 32 bytes");
   const std::string path = path_of(key_owner);
@@ -172,12 +173,12 @@ Status DataKeys::write_key(std::string_view key_owner, std::span<const uint8_t> 
     if (!out.valid())
       return io_error("cannot create the data key " + tmp);
     MFA_CHECK(write_all(out.get(), wrapped));
-    if (!batch_sync_ && fsync(out.get()) != 0)
+    if (sync == KeySync::kNow && fsync(out.get()) != 0)
       return io_error("cannot sync the data key " + tmp);
   }
   if (rename(tmp.c_str(), path.c_str()) != 0)
     return io_error("cannot put the data key in place " + path);
-  if (batch_sync_)
+  if (sync == KeySync::kLater)
     return {};
   return sync_directory();
 }
@@ -202,8 +203,8 @@ std::string DataKeys::cache_key(std::string_view key_owner) const {
   return to_hex(master_.key_id()) + ":" + path_of(key_owner);
 }
 
-Result<std::shared_ptr<const Sealer>> DataKeys::sealer_of(std::string_view key_owner,
-                                                          bool create) const {
+Result<std::shared_ptr<const Sealer>> DataKeys::sealer_of(std::string_view key_owner, bool create,
+                                                          KeySync sync) const {
   const std::string cached_as = cache_key(key_owner);
   if (auto cached = opened_keys().find(cached_as))
     return cached;
@@ -213,7 +214,7 @@ Result<std::shared_ptr<const Sealer>> DataKeys::sealer_of(std::string_view key_o
   if (!existing) {
     SecureBytes key(kDataKeySize);
     MFA_CHECK(random_bytes(key.span()));
-    MFA_CHECK(write_key(key_owner, key.span()));
+    MFA_CHECK(write_key(key_owner, key.span(), sync));
     existing = std::move(key);
   }
   MFA_TRY(sealer, Sealer::create(existing->span()));
@@ -227,7 +228,7 @@ Result<std::optional<SecureBytes>> DataKeys::export_key(std::string_view key_own
 }
 
 Status DataKeys::install_key(std::string_view key_owner, std::span<const uint8_t> key) const {
-  return write_key(key_owner, key);
+  return write_key(key_owner, key, KeySync::kNow);
 }
 
 Result<std::vector<uint8_t>> DataKeys::seal(std::string_view key_owner,
@@ -280,13 +281,6 @@ Result<int> DataKeys::seal_all(Store& store, const UserDirectory& users) const {
   if (!per_person_)
     return 0;
   MFA_TRY(keys, store.list_users());
-  // The keys written here are synced together at the end, before any record sealed under them
-  // can be committed (the caller flushes the store after this returns).
-  batch_sync_ = true;
-  struct Unbatch {
-    const DataKeys& keys;
-    ~Unbatch() { keys.batch_sync_ = false; }
-  } unbatch{*this};
   int moved = 0;
   for (const std::string& key : keys) {
     MFA_TRY(factors, store.get_factors(key));
@@ -313,7 +307,9 @@ Result<int> DataKeys::seal_all(Store& store, const UserDirectory& users) const {
             kind.c_str(), key.c_str());
         continue;
       }
-      MFA_TRY(sealer, sealer_of(key, /*create=*/true));
+      // The keys written here are synced together at the end, before any record sealed under
+      // them can be committed (the caller flushes the store after this returns).
+      MFA_TRY(sealer, sealer_of(key, /*create=*/true, KeySync::kLater));
       MFA_TRY(resealed, sealer->seal(plain->span(), owner, kind));
       record.sealed = std::move(resealed);
       MFA_CHECK(store.put_factor(key, record));

@@ -70,18 +70,20 @@ class DataKeys {
   std::string path_of(std::string_view key_owner) const;
   std::string cache_key(std::string_view key_owner) const;  // of its opened sealer (data_keys.cpp)
   Result<std::optional<SecureBytes>> read_key(std::string_view key_owner) const;
-  // Written and synced (file and directory), or only written while batch_sync_ (seal_all).
-  Status write_key(std::string_view key_owner, std::span<const uint8_t> key) const;
+  // kNow: the key file and its directory are synced before write_key returns; kLater: written
+  // only, for sync_all() to sync with the others (seal_all).
+  enum class KeySync { kNow, kLater };
+  Status write_key(std::string_view key_owner, std::span<const uint8_t> key, KeySync sync) const;
   Status sync_directory() const;
   Status sync_all() const;  // every key file written so far, with one syncfs
   // key_owner's sealer (cached a while: data_keys.cpp); null when key_owner has no data key and
   // create is false.
-  Result<std::shared_ptr<const Sealer>> sealer_of(std::string_view key_owner, bool create) const;
+  Result<std::shared_ptr<const Sealer>> sealer_of(std::string_view key_owner, bool create,
+                                                  KeySync sync = KeySync::kNow) const;
 
   std::string directory_;
   const Sealer& master_;
   bool per_person_;
-  mutable bool batch_sync_ = false;  // seal_all: key files are synced together at its end
 };
 
 }  // namespace mfa
