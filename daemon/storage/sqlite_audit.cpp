@@ -94,7 +94,7 @@ std::string describe_tampering(const AuditRecord& r) {
 }  // namespace
 
 std::string SqliteStore::audit_link(std::string_view prev_hash, const AuditRecord& row) const {
-  if (audit_key_.empty())
+  if (!keyed_)
     return legacy_link(prev_hash, row);
   auto mac = audit_mac_.mac(canonical_row(prev_hash, "mfad-audit-v2", row));
   // Never matches a stored link: a failed HMAC shows up as a broken row, not as a valid one.
@@ -166,7 +166,7 @@ Status SqliteStore::insert_audit_row(AuditRecord& row, int64_t id, const std::st
   // unkeyed link covers them in clear.
   std::string user_commit;
   std::string details_commit;
-  if (audit_key_.empty()) {
+  if (!keyed_) {
     row.hash_hex = audit_link(prev_hash, row);
   } else {
     user_commit = commitment("user", row.id, row.user);
@@ -365,7 +365,7 @@ Result<AuditVerification> SqliteStore::verify_rows(int64_t keyed_from) {
     return v;
   // Rows pruned from the start leave an anchor; in a keyed chain the newest checkpoint vouches
   // for it, so that rows deleted from the start with the anchor moved along do not go unnoticed.
-  if (!audit_key_.empty() && anchored &&
+  if (keyed_ && anchored &&
       (!vouched || vouched->first != std::to_string(anchor_first) ||
        vouched->second != anchor_prev)) {
     v.intact = false;
@@ -383,7 +383,7 @@ Result<AuditVerification> SqliteStore::verify_rows(int64_t keyed_from) {
 
 Result<AuditVerification> SqliteStore::verify_audit_chain() {
   int64_t keyed_from = LLONG_MAX;
-  if (!audit_key_.empty()) {
+  if (keyed_) {
     MFA_TRY(start, keyed_chain_start());
     keyed_from = start;
   }
@@ -394,7 +394,7 @@ Result<AuditVerification> SqliteStore::verify_audit_chain() {
   const std::string proven = v.rows == 0 ? std::string("no rows")
                                          : "rows " + std::to_string(v.first_id) + ".." +
                                                std::to_string(v.last_id) + " proven";
-  if (audit_key_.empty()) {
+  if (!keyed_) {
     v.message = proven + "; the chain is not keyed";
     return v;
   }
@@ -466,8 +466,8 @@ Status SqliteStore::set_audit_chain(SecureBytes key, std::string head_path, cons
   auto commit_key = hkdf_sha256(key.span(), "mfad audit commitment v1", 32);
   if (!commit_key.ok())
     return commit_key.error();
-  audit_key_ = std::move(key);
-  audit_mac_ = HmacSha256Key(audit_key_.span());
+  keyed_ = !key.empty();
+  audit_mac_ = HmacSha256Key(key.span());
   commit_mac_ = HmacSha256Key(commit_key->span());
   head_path_ = std::move(head_path);
   head_sealer_ = sealer;
@@ -593,7 +593,7 @@ Status SqliteStore::prune_audit(int64_t cutoff_usec) {
   MFA_TRY(guard_off, write("UPDATE audit_guard SET pruning = 0 WHERE id = 1", [](Statement&) {}));
   (void)guard_off;
   head_.first_id = keep_id;
-  if (audit_key_.empty())
+  if (!keyed_)
     return {};
   // The anchor is a plain row anyone with the file could move: the checkpoint's link vouches for
   // it, and says what went (docs/audit-events.md, "audit.checkpoint").

@@ -157,7 +157,7 @@ Status SqliteStore::pseudonymise_audit(const std::vector<std::string>& names,
                                        ForgetReport& report) {
   if (names.empty())
     return {};
-  report.pseudonym = audit_key_.empty() ? std::string(kPseudonymPrefix) : pseudonym(names[0]);
+  report.pseudonym = keyed_ ? pseudonym(names[0]) : std::string(kPseudonymPrefix);
   struct Row {
     AuditRecord record;
     std::string user_commit, details_commit;
@@ -178,7 +178,7 @@ Status SqliteStore::pseudonymise_audit(const std::vector<std::string>& names,
   for (Row& row : rows) {
     // A row linked over its clear name (a chain that did not verify when commitments came, or
     // no key): changing it would break the chain.
-    if (row.user_commit.empty() || audit_key_.empty()) {
+    if (row.user_commit.empty() || !keyed_) {
       ++report.audit_rows_kept;
       continue;
     }

@@ -235,9 +235,9 @@ class SqliteStore final : public Store {
 
   // The keyed chain. head_ follows the open transaction; committed_head_ is what the last commit
   // left, read by sync() on the commit thread (under head_mutex_), which writes it to head_path_.
-  SecureBytes audit_key_;
-  HmacSha256Key audit_mac_;  // audit_key_, made ready for many rows
-  // HKDF(audit_key_, "mfad audit commitment v1"), made ready likewise.
+  bool keyed_ = false;       // set_audit_chain() had a key (else the legacy unkeyed links)
+  HmacSha256Key audit_mac_;  // that key, made ready for many rows
+  // HKDF(that key, "mfad audit commitment v1"), made ready likewise.
   HmacSha256Key commit_mac_;
   std::string head_path_;
   const Sealer* head_sealer_ = nullptr;
