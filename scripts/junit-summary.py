@@ -2,11 +2,15 @@
 """Adds up the JUnit XML files of one test run and prints 'N passed, N failed, N skipped'.
 
 Exits 1 when anything failed, when a file cannot be read (counted as one failure), or when
-nothing passed. The failed tests are named above the line."""
+nothing passed. The failed tests are named above the line, each with the end of its failure."""
 import glob
 import os
 import sys
 import xml.etree.ElementTree as ET
+
+DETAIL = 8  # lines of each failure's text shown
+LINE = 160  # characters of each of them
+DETAILED = 10  # failures shown with their text; the rest are only named
 
 passed = failed = skipped = 0
 failed_names = []
@@ -17,7 +21,7 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.xml"))):
     except ET.ParseError as e:
         print(f"  {name:18s} unreadable: {e}")
         failed += 1
-        failed_names.append(f"{name}: unreadable report")
+        failed_names.append((f"{name}: unreadable report", [str(e)]))
         continue
     suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
     for s in suites:
@@ -29,11 +33,18 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.xml"))):
         failed += f
         skipped += sk
         for case in s.iter("testcase"):
-            if case.find("failure") is not None or case.find("error") is not None:
+            problem = case.find("failure")
+            problem = case.find("error") if problem is None else problem
+            if problem is not None:
                 cls = case.get("classname", "")
                 label = case.get("name") if cls in ("", name) else f"{cls}::{case.get('name')}"
-                failed_names.append(f"{name}: {label}")
-for n in failed_names:
+                text = (problem.text or problem.get("message") or "").rstrip().splitlines()
+                failed_names.append((f"{name}: {label}", [t for t in text if t.strip()]))
+# Each failure is named with the end of its text (the assertion, a tier's last lines): a reader
+# who sees only the end of the run's output still sees why.
+for i, (n, text) in enumerate(failed_names):
     print(f"  FAILED {n}")
+    for line in text[-DETAIL:] if i < DETAILED else []:
+        print(f"    | {line[:LINE]}")
 print(f"{passed} passed, {failed} failed, {skipped} skipped")
 sys.exit(1 if failed or passed == 0 else 0)

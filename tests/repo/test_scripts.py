@@ -64,6 +64,25 @@ def test_blocked_tiers_fuzz_cases_and_unreadable_reports_count(tmp_path):
     assert "FAILED unit" in out and "fuzz_b" in out and "e2e: unreadable" in out
 
 
+def test_the_summary_shows_the_end_of_each_failure(tmp_path):
+    # CI shows only the end of a run's output: the cause of a failed tier must be there.
+    lines = "".join(f"gcovr line {i}\n" for i in range(100)) + "Exiting because of parse errors.\n"
+    record("tier", tmp_path / "coverage.xml", "coverage", 1, write_log(tmp_path / "c.log", lines))
+    rc, line, out = summary(tmp_path)
+    assert (rc, line) == (1, "0 passed, 1 failed, 0 skipped")
+    shown = out.split("FAILED coverage", 1)[1]
+    assert "| Exiting because of parse errors." in shown and "| gcovr line 99" in shown
+    assert "gcovr line 90" not in shown  # bounded: the last lines only
+    # Many failures: each named, the first ones with their text.
+    (tmp_path / "coverage.xml").unlink()
+    cases = []
+    for i in range(15):
+        cases += [f"fuzz_{i:02d}", 1, write_log(tmp_path / f"f{i}.log", f"crash {i:02d}\n")]
+    record("cases", tmp_path / "fuzz.xml", "fuzz", *cases)
+    out = summary(tmp_path)[2]
+    assert out.count("FAILED fuzz") == 15 and "| crash 09" in out and "crash 10" not in out
+
+
 def test_nothing_passed_is_a_failure(tmp_path):
     assert summary(tmp_path)[0] == 1
 
