@@ -59,6 +59,8 @@ TEST_USERS = [
     ("mfa-carol", "carol-Pw-1e8!", True),
 ]
 ADMIN_GROUP = "mfa-admin"
+# A second passwd entry with mfa-alice's uid and gid (the `alice_alias` fixture).
+ALICE_ALIAS = "mfa-alice-alias"
 
 
 def read_log(path):
@@ -134,13 +136,28 @@ class User:
     home: str
 
 
+def _exists(database, name):
+    return subprocess.run(["getent", database, name], capture_output=True).returncode == 0
+
+
+def ensure_user(name):
+    """Creates the account NAME with a home, unless it exists; its group may exist already."""
+    if not _exists("passwd", name):
+        group = ["--gid", name] if _exists("group", name) else []
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", *group, name],
+                       check=True)
+
+
 def _ensure_users():
-    if subprocess.run(["getent", "group", ADMIN_GROUP], capture_output=True).returncode != 0:
+    if not _exists("group", ADMIN_GROUP):
         subprocess.run(["groupadd", "--system", ADMIN_GROUP], check=True)
+    # What an interrupted run can leave: an alias without its account (it would keep a stale uid),
+    # and a user's group without the user (useradd refuses to make a group that exists).
+    if not _exists("passwd", TEST_USERS[0][0]) and _exists("passwd", ALICE_ALIAS):
+        subprocess.run(["userdel", ALICE_ALIAS], check=True)
     users = {}
     for name, password, admin in TEST_USERS:
-        if subprocess.run(["getent", "passwd", name], capture_output=True).returncode != 0:
-            subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
+        ensure_user(name)
         subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
         if admin:
             subprocess.run(["usermod", "-a", "-G", ADMIN_GROUP, name], check=True)
@@ -159,6 +176,25 @@ def test_users():
     if os.environ.get("MFA_KEEP_USERS") != "1":
         for name in created:
             subprocess.run(["userdel", "--remove", name], capture_output=True)
+
+
+@pytest.fixture
+def alice_alias(test_users):
+    """ALICE_ALIAS: a second passwd entry with mfa-alice's uid and gid (after hers, so that getpwuid
+    names her), removed afterwards: left behind, it would keep her group when her account goes."""
+    owner = test_users["mfa-alice"]
+    try:
+        if pwd.getpwnam(ALICE_ALIAS).pw_uid != owner.uid:  # stale, from a run that was cut short
+            subprocess.run(["userdel", ALICE_ALIAS], check=True)
+            raise KeyError(ALICE_ALIAS)
+    except KeyError:
+        subprocess.run(["useradd", "--non-unique", "--uid", str(owner.uid), "--gid",
+                        str(owner.gid), "--no-create-home", "--home-dir", owner.home, "--shell",
+                        "/usr/sbin/nologin", ALICE_ALIAS], check=True)
+    assert pwd.getpwuid(owner.uid).pw_name == owner.name
+    yield ALICE_ALIAS
+    if os.environ.get("MFA_KEEP_USERS") != "1":
+        subprocess.run(["userdel", ALICE_ALIAS], check=True)
 
 
 def run_as(user, argv, **kwargs):

@@ -4,47 +4,24 @@ pam_mfa.so and the bus API. (A case-folding NSS source, the other way to get two
 account, cannot be produced with the files source these tests use.)"""
 
 import json
-import os
 import pwd
-import subprocess
-
-import pytest
 
 from pam_helpers import ALICE, CODE_PROMPT, PAM_PERMIT, PAM_SUCCESS, PAM_MAXTRIES, PAM_USER_UNKNOWN
 from pam_helpers import alice, pam  # noqa: F401 (fixtures are found by name)
-
-ALIAS = "mfa-alice-alias"
-
-
-@pytest.fixture
-def alias(test_users):
-    """ALIAS: a second passwd entry with mfa-alice's uid (after hers, so that getpwuid names her)."""
-    owner = test_users[ALICE]
-    try:
-        entry = pwd.getpwnam(ALIAS)
-        assert entry.pw_uid == owner.uid, "a stale mfa-alice-alias with another uid"
-    except KeyError:
-        subprocess.run(["useradd", "--non-unique", "--uid", str(owner.uid), "--gid",
-                        str(owner.gid), "--no-create-home", "--home-dir", owner.home, "--shell",
-                        "/usr/sbin/nologin", ALIAS], check=True)
-    assert pwd.getpwuid(owner.uid).pw_name == ALICE
-    yield ALIAS
-    if os.environ.get("MFA_KEEP_USERS") != "1":
-        subprocess.run(["userdel", ALIAS], capture_output=True)
 
 
 def nullok_service(pam):
     return pam.add("nullok", f"required {pam.mfa('nullok max_tries=1')}", f"required {PAM_PERMIT}")
 
 
-def test_an_alias_is_asked_for_the_accounts_factor(pam, mfad, alice, alias):
+def test_an_alias_is_asked_for_the_accounts_factor(pam, mfad, alice, alice_alias):
     # Before: the alias had no factor of its own, and nullok let it in without a code.
     svc = nullok_service(pam)
     code = mfad.next_code(ALICE, alice)
-    r = pam.run(svc, alias, ["%06d" % ((int(code) + 500000) % 1000000)])
+    r = pam.run(svc, alice_alias, ["%06d" % ((int(code) + 500000) % 1000000)])
     assert r.prompts == [CODE_PROMPT], r
     assert r.rc != PAM_SUCCESS
-    r = pam.run(svc, alias, [code]).expect(PAM_SUCCESS)
+    r = pam.run(svc, alice_alias, [code]).expect(PAM_SUCCESS)
     assert r.prompts == [CODE_PROMPT]
     # The code is the account's: used through the alias, it is spent for the name too.
     r = pam.run(svc, ALICE, [code])
@@ -55,21 +32,21 @@ def test_an_alias_is_asked_for_the_accounts_factor(pam, mfad, alice, alias):
     success = [row for row in rows if row["kind"] == "auth.success"][-1]
     details = json.loads(success["details"])
     assert details["uid"] == str(pwd.getpwnam(ALICE).pw_uid)
-    assert details["login_name"] == alias
+    assert details["login_name"] == alice_alias
 
 
-def test_enrolling_through_an_alias_enrolls_the_account(pam, mfad, test_users, alias):
-    secret = mfad.enroll_totp(alias)
+def test_enrolling_through_an_alias_enrolls_the_account(pam, mfad, test_users, alice_alias):
+    secret = mfad.enroll_totp(alice_alias)
     try:
         info = mfad.call("GetUser", "s", ALICE).expect_ok()
         assert info["user"] == ALICE and info["methods"] == ["totp"], info
         users = mfad.call("ListUsers").expect_ok()
-        assert [u["user"] for u in users if u["user"] in (ALICE, alias)] == [ALICE], users
+        assert [u["user"] for u in users if u["user"] in (ALICE, alice_alias)] == [ALICE], users
         svc = nullok_service(pam)
-        r = pam.run(svc, ALICE, [mfad.next_code(alias, secret)]).expect(PAM_SUCCESS)
+        r = pam.run(svc, ALICE, [mfad.next_code(alice_alias, secret)]).expect(PAM_SUCCESS)
         assert r.prompts == [CODE_PROMPT]
     finally:
-        mfad.call("ResetUser", "s", alias).expect_ok()
+        mfad.call("ResetUser", "s", alice_alias).expect_ok()
     info = mfad.call("GetUser", "s", ALICE).expect_ok()
     assert info["methods"] == []
 

@@ -4,7 +4,6 @@ mfactl (the leader really dies), expiry, reaping of dead leaders, persistence ac
 authorization per tier, the signals, logind's TerminateSession (python3-dbusmock) and the
 security events (new device, failure burst)."""
 
-import pwd
 import re
 import signal
 import subprocess
@@ -373,18 +372,13 @@ def test_leader_that_allocates_memory_stays_alive(mfad, test_users):
         leader.wait()
 
 
-def test_an_alias_shares_the_accounts_session_limit(mfad_factory, test_users, services):
+def test_an_alias_shares_the_accounts_session_limit(mfad_factory, test_users, services,
+                                                    alice_alias):
     # Sessions belong to the account, not to the name a login used (issue 17): a second passwd
     # entry with alice's uid does not open MaxPerUser more sessions, and its sessions are listed
     # under her name.
-    alias_name = "mfa-alice-alias"
+    alias_name = alice_alias
     alice = test_users["mfa-alice"]
-    try:
-        assert pwd.getpwnam(alias_name).pw_uid == alice.uid
-    except KeyError:
-        subprocess.run(["useradd", "--non-unique", "--uid", str(alice.uid), "--gid",
-                        str(alice.gid), "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        alias_name], check=True)
     mfad_factory.set_config("Sessions", "MaxPerUser", 1)
     mfad_factory.set_config("Sessions", "OnLimit", "deny")
     mfad = mfad_factory.start()
