@@ -377,14 +377,13 @@ def test_an_alias_shares_the_accounts_session_limit(mfad_factory, test_users, se
     # Sessions belong to the account, not to the name a login used (issue 17): a second passwd
     # entry with alice's uid does not open MaxPerUser more sessions, and its sessions are listed
     # under her name.
-    alias_name = alice_alias
     alice = test_users["mfa-alice"]
     mfad_factory.set_config("Sessions", "MaxPerUser", 1)
     mfad_factory.set_config("Sessions", "OnLimit", "deny")
     mfad = mfad_factory.start()
     service = services.session_service()
     assert lead(services, service, alice).open_rc == PAM_SUCCESS
-    second = lead(services, service, alias_name)
+    second = lead(services, service, alice_alias)
     assert second.open_rc == PAM_PERM_DENIED
     assert "Too many sessions" in second.proc.stderr.read()
-    assert [r["user"] for r in sessions(mfad, alias_name)] == ["mfa-alice"]
+    assert [r["user"] for r in sessions(mfad, alice_alias)] == ["mfa-alice"]

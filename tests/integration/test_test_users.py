@@ -21,7 +21,7 @@ def test_an_account_is_made_again_over_the_group_it_left():
     assert not _exists("passwd", PROBE) and not _exists("group", PROBE)
 
 
-def test_the_alias_is_gone_after_its_test(alice_alias, test_users):
+def test_the_alias_exists_while_its_test_runs(alice_alias, test_users):
     assert alice_alias == ALICE_ALIAS and _exists("passwd", ALICE_ALIAS)
 
 
